@@ -1,0 +1,346 @@
+"""The emdash error tree.
+
+One root, shallow branches. Every message names the plugin (when there is one) and says what
+to do about it. The exact EmDash wire texts (``Missing capability: content:read``, the
+wall-time sentence...) are kept as the *start* of the message so substring checks written
+against EmDash keep working.
+
+    EmDashError
+    ├── ManifestError            a descriptor / plugin definition is invalid
+    ├── CapabilityError          "Missing capability: <cap>"
+    ├── StorageQueryError        query on a non-indexed field, bad filter...
+    ├── InvalidCursorError       "Invalid pagination cursor: ..."
+    ├── HttpAccessError          host not allowed, SSRF block, too many redirects...
+    ├── BridgeError              malformed bridge call (bad parameters, unknown method)
+    ├── NotFoundError            the thing a call refers to does not exist
+    ├── EmailError
+    │   ├── EmailNotConfiguredError
+    │   └── EmailRecursionError
+    ├── PluginError              the plugin raised; carries plugin id, hook/route, traceback
+    ├── PluginRouteError         code, message, status (raised by route handlers on purpose)
+    ├── HookTimeoutError         "Hook timeout after <n>ms"
+    └── SandboxError             (also a sandbox.SandboxError)
+        ├── SandboxViolation
+        │   └── CompileError
+        ├── CpuLimitExceeded
+        ├── MemoryLimitExceeded
+        ├── WallTimeExceeded
+        ├── SubrequestLimitExceeded
+        ├── SandboxNotAvailableError
+        └── SandboxUnavailableError
+
+This module imports only the standard library and ``sandbox._errors``: it is also loaded,
+as source, into sandbox workers, so that a plugin sees the very same classes (and messages)
+in both modes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sandbox._errors as _sb
+
+__all__ = [
+    "BridgeError",
+    "CapabilityError",
+    "CompileError",
+    "CpuLimitExceeded",
+    "EmDashError",
+    "EmailError",
+    "EmailNotConfiguredError",
+    "EmailRecursionError",
+    "HookTimeoutError",
+    "HttpAccessError",
+    "InvalidCursorError",
+    "ManifestError",
+    "MemoryLimitExceeded",
+    "NotFoundError",
+    "PluginError",
+    "PluginRouteError",
+    "SandboxError",
+    "SandboxNotAvailableError",
+    "SandboxUnavailableError",
+    "SandboxViolation",
+    "StorageQueryError",
+    "SubrequestLimitExceeded",
+    "WallTimeExceeded",
+    "error_from_wire",
+    "error_to_wire",
+]
+
+
+class EmDashError(Exception):
+    """Root of every error emdash raises.
+
+    ``plugin_id`` is set whenever the error is about one plugin.
+    """
+
+    def __init__(self, message: str, *, plugin_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.plugin_id = plugin_id
+
+
+class ManifestError(EmDashError):
+    """A plugin descriptor or definition is invalid. The message lists what to fix."""
+
+
+class CapabilityError(EmDashError):
+    """A ctx call needs a capability the plugin did not declare."""
+
+    def __init__(self, capability: str, *, plugin_id: str | None = None) -> None:
+        who = f'plugin "{plugin_id}"' if plugin_id else "the plugin"
+        super().__init__(
+            f"Missing capability: {capability} ({who} must declare "
+            f'"{capability}" in its descriptor\'s capabilities to do this)',
+            plugin_id=plugin_id,
+        )
+        self.capability = capability
+
+
+class StorageQueryError(EmDashError):
+    """A storage query used a field or filter the collection does not support."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        suggestion: str | None = None,
+        plugin_id: str | None = None,
+    ) -> None:
+        full = f"{message} {suggestion}" if suggestion else message
+        super().__init__(full, plugin_id=plugin_id)
+        self.field = field
+        self.suggestion = suggestion
+
+
+class InvalidCursorError(EmDashError):
+    """A pagination cursor was not one this store issued."""
+
+
+class HttpAccessError(EmDashError):
+    """An outbound request was refused by policy (allowlist, SSRF, scheme, redirects)."""
+
+
+class BridgeError(EmDashError):
+    """A bridge call was malformed: unknown method or bad parameters."""
+
+
+class NotFoundError(EmDashError):
+    """The item a call refers to does not exist."""
+
+
+class EmailError(EmDashError):
+    """Sending email failed."""
+
+
+class EmailNotConfiguredError(EmailError):
+    """No email provider is selected."""
+
+
+class EmailRecursionError(EmailError):
+    """An email send was started from inside another send."""
+
+
+class PluginError(EmDashError):
+    """The plugin's own code raised.
+
+    ``hook`` or ``route`` names what was running; ``error_type`` is the class name of the
+    original exception and ``traceback_text`` the plugin-side traceback (for sandboxed plugins
+    it comes from the worker and is plain text, never an object).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugin_id: str | None = None,
+        hook: str | None = None,
+        route: str | None = None,
+        error_type: str | None = None,
+        traceback_text: str | None = None,
+    ) -> None:
+        super().__init__(message, plugin_id=plugin_id)
+        self.hook = hook
+        self.route = route
+        self.error_type = error_type
+        self.traceback_text = traceback_text
+
+
+class PluginRouteError(EmDashError):
+    """Raised by a route handler to answer with a specific code, message and HTTP status."""
+
+    def __init__(
+        self, code: str, message: str, status: int = 400, details: Any = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.details = details
+
+    @classmethod
+    def bad_request(cls, message: str, details: Any = None) -> PluginRouteError:
+        return cls("BAD_REQUEST", message, 400, details)
+
+    @classmethod
+    def unauthorized(cls, message: str = "Unauthorized") -> PluginRouteError:
+        return cls("UNAUTHORIZED", message, 401)
+
+    @classmethod
+    def forbidden(cls, message: str = "Forbidden") -> PluginRouteError:
+        return cls("FORBIDDEN", message, 403)
+
+    @classmethod
+    def not_found(cls, message: str = "Not found") -> PluginRouteError:
+        return cls("NOT_FOUND", message, 404)
+
+    @classmethod
+    def conflict(cls, message: str, details: Any = None) -> PluginRouteError:
+        return cls("CONFLICT", message, 409, details)
+
+    @classmethod
+    def internal(cls, message: str = "Internal error") -> PluginRouteError:
+        return cls("INTERNAL_ERROR", message, 500)
+
+
+class HookTimeoutError(EmDashError):
+    """A hook handler ran longer than its ``timeout_ms`` ("Hook timeout after <n>ms")."""
+
+
+class SandboxError(EmDashError, _sb.SandboxError):
+    """Root of sandbox failures (also catchable as ``sandbox.SandboxError``)."""
+
+
+class SandboxViolation(SandboxError, _sb.SandboxViolation):
+    """The plugin attempted a forbidden import, builtin, attribute, file or socket access."""
+
+
+class CompileError(SandboxViolation, _sb.CompileError):
+    """The plugin's source was refused at compile time; ``errors`` lists every problem."""
+
+    def __init__(
+        self, message: str, errors: list[str] | None = None, *, plugin_id: str | None = None
+    ) -> None:
+        SandboxViolation.__init__(self, message, plugin_id=plugin_id)
+        self.errors = list(errors or [])
+
+
+class CpuLimitExceeded(SandboxError, _sb.CpuLimitExceeded):
+    """The invocation used more CPU time than ``cpu_ms``."""
+
+
+class MemoryLimitExceeded(SandboxError, _sb.MemoryLimitExceeded):
+    """The worker grew past ``memory_mb``."""
+
+
+class WallTimeExceeded(SandboxError, _sb.WallTimeExceeded):
+    """The invocation exceeded ``wall_ms``; its worker was killed, so nothing runs later."""
+
+
+class SubrequestLimitExceeded(SandboxError, _sb.SubrequestLimitExceeded):
+    """The invocation made more bridge calls than ``subrequests`` allows."""
+
+
+class SandboxNotAvailableError(SandboxError, _sb.SandboxNotAvailableError):
+    """This host cannot sandbox plugins; the message says why and what to do."""
+
+
+class SandboxUnavailableError(SandboxError, _sb.SandboxUnavailableError):
+    """The plugin's sandbox crashed too often recently; calls fail until it recovers."""
+
+
+# --- crossing the worker boundary ------------------------------------------------------
+#
+# Errors travel between host and worker as plain JSON objects. Only the classes listed
+# here can be reconstructed; anything else becomes a PluginError, so a plugin cannot make
+# the host raise an arbitrary class, and nothing but strings and numbers crosses over.
+
+_WIRE_CLASSES: dict[str, type[EmDashError]] = {
+    cls.__name__: cls
+    for cls in (
+        ManifestError,
+        CapabilityError,
+        StorageQueryError,
+        InvalidCursorError,
+        HttpAccessError,
+        BridgeError,
+        NotFoundError,
+        EmailError,
+        EmailNotConfiguredError,
+        EmailRecursionError,
+        PluginRouteError,
+        HookTimeoutError,
+        SandboxViolation,
+        SubrequestLimitExceeded,
+    )
+}
+
+
+def error_to_wire(exc: BaseException) -> dict[str, Any]:
+    """Describe an exception as a small JSON object (type name, message, a few fields)."""
+    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, PluginRouteError):
+        out.update(code=exc.code, status=exc.status, details=exc.details)
+    elif isinstance(exc, CapabilityError):
+        out["capability"] = exc.capability
+    elif isinstance(exc, StorageQueryError):
+        out.update(field=exc.field, suggestion=exc.suggestion)
+    if isinstance(exc, EmDashError) and exc.plugin_id:
+        out["plugin_id"] = exc.plugin_id
+    return out
+
+
+def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
+    """Rebuild an error described by :func:`error_to_wire`; unknown types become ``BridgeError``.
+
+    ``data`` is hostile when it comes from a worker: every field is type-checked and the
+    message is truncated.
+    """
+    if not isinstance(data, dict):
+        return BridgeError("Malformed error from the other side", plugin_id=plugin_id)
+    kind = data.get("type")
+    message = data.get("message")
+    if not isinstance(message, str):
+        message = "Unknown error"
+    message = message[:4000]
+    cls = _WIRE_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is CapabilityError:
+        cap = data.get("capability")
+        err: EmDashError = CapabilityError(cap if isinstance(cap, str) else "?", plugin_id=plugin_id)
+        err.args = (message,)
+        err.message = message
+        return err
+    if cls is PluginRouteError:
+        code = data.get("code")
+        status = data.get("status")
+        return PluginRouteError(
+            code if isinstance(code, str) else "ROUTE_ERROR",
+            message,
+            status if type(status) is int and 400 <= status <= 599 else 400,
+            _plain(data.get("details")),
+        )
+    if cls is StorageQueryError:
+        field = data.get("field")
+        err = StorageQueryError(
+            message, field=field if isinstance(field, str) else None, plugin_id=plugin_id
+        )
+        suggestion = data.get("suggestion")
+        err.suggestion = suggestion if isinstance(suggestion, str) else None
+        return err
+    if cls is not None:
+        return cls(message, plugin_id=plugin_id)
+    return BridgeError(message, plugin_id=plugin_id)
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """Keep only JSON-shaped data (exact builtin types), dropping anything else."""
+    if depth > 20:
+        return None
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) is list:
+        return [_plain(v, depth + 1) for v in value]
+    if type(value) is dict:
+        return {k: _plain(v, depth + 1) for k, v in value.items() if type(k) is str}
+    return None

@@ -1,0 +1,1 @@
+"""Curated facades of standard-library modules that sandboxed plugins may import."""
