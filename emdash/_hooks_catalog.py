@@ -38,6 +38,8 @@ class HookSpec:
     summary: str
     deferred: bool = False
     """After-hooks that EmDash runs after the response; we run them after the commit."""
+    chain_key: str | None = None
+    """For chain/middleware hooks: the event key whose value is handed on (None: the event)."""
 
 
 def _h(
@@ -47,8 +49,9 @@ def _h(
     keys: str,
     summary: str,
     deferred: bool = False,
+    chain_key: str | None = None,
 ) -> HookSpec:
-    return HookSpec(name, family, capability, tuple(keys.split()), summary, deferred)
+    return HookSpec(name, family, capability, tuple(keys.split()), summary, deferred, chain_key)
 
 
 _ALL = (
@@ -57,7 +60,8 @@ _ALL = (
     _h("plugin:deactivate", "lifecycle", None, "", "when the plugin is disabled"),
     _h("plugin:uninstall", "lifecycle", None, "deleteData", "when the plugin is removed"),
     _h("content:beforeSave", "chain", "content:write", "content collection isNew",
-       "before a content item is created or updated; may return new field data"),
+       "before a content item is created or updated; may return new field data",
+       chain_key="content"),
     _h("content:afterSave", "notify", "content:read", "content collection isNew",
        "after a content item was saved", deferred=True),
     _h("content:beforeDelete", "veto", "content:read", "id collection permanent",
@@ -75,11 +79,13 @@ _ALL = (
     _h("content:afterUnschedule", "notify", "content:read", "content collection",
        "after an item was unscheduled", deferred=True),
     _h("media:beforeUpload", "chain", "media:write", "file",
-       "before a media record is created; may return new {name, type, size}"),
+       "before a media record is created; may return new {name, type, size}",
+       chain_key="file"),
     _h("media:afterUpload", "observe", "media:read", "media", "after a media record was created"),
     _h("cron", "cron", None, "name data scheduledAt", "a scheduled task of this plugin is due"),
     _h("email:beforeSend", "middleware", "hooks.email-events:register", "message source",
-       "before a non-system email is delivered; False cancels, a dict replaces the message"),
+       "before a non-system email is delivered; False cancels, a dict replaces the message",
+       chain_key="message"),
     _h("email:deliver", "exclusive", "hooks.email-transport:register", "message source",
        "the selected transport delivers the message"),
     _h("email:afterSend", "observe", "hooks.email-events:register", "message source",
