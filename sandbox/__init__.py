@@ -13,3 +13,4 @@ from ._errors import SandboxViolation as SandboxViolation
 from ._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._errors import WallTimeExceeded as WallTimeExceeded
 from ._errors import WorkerCrashed as WorkerCrashed
+from ._errors import RemoteError as RemoteError

@@ -13,7 +13,8 @@ under its own root and translates, adding the names of the plugin and the operat
     ├── SubrequestLimitExceeded
     ├── SandboxNotAvailableError  this host cannot sandbox (no seccomp, no fork...)
     ├── SandboxUnavailableError   the worker keeps crashing; we gave up for a while
-    └── WorkerCrashed             the worker died for another reason (signal, protocol)
+    ├── WorkerCrashed             the worker died for another reason (signal, protocol)
+    └── RemoteError               the called code raised; .data describes it (JSON)
 """
 
 from __future__ import annotations
@@ -61,3 +62,21 @@ class SandboxUnavailableError(SandboxError):
 
 class WorkerCrashed(SandboxError):
     """The worker process died or broke the protocol during a call."""
+
+
+class RemoteError(SandboxError):
+    """Code in the worker raised an exception that escaped the called function.
+
+    ``data`` is the worker's plain-JSON description of it (at least ``type`` and
+    ``message``; ``traceback`` when available). It is hostile input: the host application
+    decides which ``type`` names it recognises.
+    """
+
+    def __init__(self, data: dict[str, object]) -> None:
+        message = data.get("message")
+        super().__init__(message if isinstance(message, str) else "error in sandboxed code")
+        self.data = data
+        kind = data.get("type")
+        self.error_type = kind if isinstance(kind, str) else "Exception"
+        tb = data.get("traceback")
+        self.traceback_text = tb if isinstance(tb, str) else None
