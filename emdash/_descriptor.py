@@ -259,11 +259,11 @@ def _describe(exc: ValidationError, plugin_id: Any) -> str:
     who = f'plugin "{plugin_id}"' if isinstance(plugin_id, str) else "plugin descriptor"
     problems = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (remove it; valid fields: " + ", ".join(
                 sorted(PluginDescriptor.model_fields)
             ) + ")"
-        problems.append(f"{loc}: {msg}")
+        problems.append(f"{loc}: {msg}" if loc else msg)
     return f"Invalid {who}: " + "; ".join(problems)
