@@ -1,0 +1,77 @@
+"""``emdash doctor``: can this machine sandbox plugins, and with which versions?"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from typing import Any
+
+__all__ = ["diagnose", "render"]
+
+# The CPython minor versions RestrictedPython 9.x is audited for (pyproject requires-python).
+AUDITED_PYTHON = ((3, 11), (3, 12), (3, 13))
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def diagnose() -> dict[str, Any]:
+    """Collect the facts as plain data; ``ok`` is true when untrusted plugins can run here."""
+    import sandbox
+
+    availability = sandbox.is_available()
+    python = sys.version_info[:2]
+    python_ok = python in AUDITED_PYTHON
+    try:
+        import pyseccomp  # noqa: F401
+
+        seccomp_import: str | None = None
+    except Exception as exc:  # an ImportError, or an OSError from a missing libseccomp
+        seccomp_import = f"{type(exc).__name__}: {exc}"
+    uname = platform.uname()
+    return {
+        "ok": bool(availability.ok) and python_ok,
+        "sandbox": {"available": bool(availability.ok), "reason": availability.reason or None},
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "audited": python_ok,
+            "audited_range": ", ".join(f"{a}.{b}" for a, b in AUDITED_PYTHON),
+        },
+        "restrictedpython": _version("RestrictedPython"),
+        "pyseccomp": {"version": _version("pyseccomp"), "import_error": seccomp_import},
+        "emdash": _version("emdash"),
+        "platform": {"system": uname.system, "release": uname.release, "machine": uname.machine},
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    sb = report["sandbox"]
+    py = report["python"]
+    seccomp = report["pyseccomp"]
+    lines = [
+        "sandbox:          "
+        + ("available" if sb["available"] else f"NOT available: {sb['reason']}"),
+        f"python:           {py['implementation']} {py['version']} "
+        + ("(audited)" if py["audited"] else f"(NOT audited; audited: {py['audited_range']})"),
+        f"RestrictedPython: {report['restrictedpython'] or 'not installed'}",
+        f"pyseccomp:        {seccomp['version'] or 'not installed'}"
+        + (f" (import fails: {seccomp['import_error']})" if seccomp["import_error"] else ""),
+        f"emdash:           {report['emdash'] or 'not installed'}",
+        f"platform:         {report['platform']['system']} {report['platform']['release']} "
+        f"{report['platform']['machine']}",
+    ]
+    if report["ok"]:
+        lines.append("OK: untrusted plugins will run sandboxed on this machine.")
+    else:
+        lines.append(
+            "Untrusted plugins cannot run sandboxed here; loading one raises "
+            "SandboxNotAvailableError. Fix the lines above, or add only plugins you trust "
+            "with --trusted."
+        )
+    return "\n".join(lines)
