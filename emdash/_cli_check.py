@@ -1,0 +1,69 @@
+"""``emdash check PATH``: would this plugin load in the sandbox?
+
+Checks, in order, and reports every problem found rather than the first one:
+
+1. the descriptor (``emdash-plugin.toml``) is valid;
+2. the code can be located and its source is at most 1 MB (the sandbox's per-plugin cap);
+3. every file compiles under the sandbox's restricted compiler; each refusal is listed as
+   ``file:line: message``.
+
+Nothing is executed: compiling restricted code runs none of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._descriptor import PluginDescriptor
+from ._errors import EmDashError
+from ._loader import locate, sandbox_files
+
+__all__ = ["MAX_SOURCE_BYTES", "check_plugin"]
+
+MAX_SOURCE_BYTES = 1024 * 1024
+
+
+def check_plugin(path: Path) -> dict[str, Any]:
+    """Return ``{"ok", "id", "version", "files", "bytes", "errors": [str]}``."""
+    report: dict[str, Any] = {"ok": False, "path": str(path), "id": None, "version": None,
+                              "files": 0, "bytes": 0, "errors": []}
+    errors: list[str] = report["errors"]
+    try:
+        descriptor = PluginDescriptor.from_file(path)
+    except EmDashError as exc:
+        errors.append(f"{_descriptor_file(path)}: {exc.message}")
+        return report
+    report["id"] = descriptor.id
+    report["version"] = descriptor.version
+    try:
+        files, entry = sandbox_files(locate(descriptor), descriptor.id)
+    except EmDashError as exc:
+        errors.append(f"{_descriptor_file(path)}: {exc.message}")
+        return report
+    size = sum(len(text.encode("utf-8")) for text in files.values())
+    report["files"] = len(files)
+    report["bytes"] = size
+    if size > MAX_SOURCE_BYTES:
+        errors.append(
+            f"{path}: the plugin's source is {size} bytes; the sandbox accepts at most "
+            f"{MAX_SOURCE_BYTES} bytes (1 MB) per plugin"
+        )
+    errors.extend(_compile_errors(files, entry))
+    report["ok"] = not errors
+    return report
+
+
+def _compile_errors(files: dict[str, str], entry: str) -> list[str]:
+    from sandbox import CompileError
+    from sandbox._compiler import compile_bundle
+
+    try:
+        compile_bundle(files)
+    except CompileError as exc:
+        return list(exc.errors) or [str(exc)]
+    return []
+
+
+def _descriptor_file(path: Path) -> Path:
+    return path / "emdash-plugin.toml" if path.is_dir() else path
