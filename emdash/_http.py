@@ -133,8 +133,13 @@ class HttpClient:
         headers: list[list[str]] | None = None,
         body: bytes | None = None,
         budget: CallBudget | None = None,
+        prepaid: bool = False,
     ) -> dict[str, Any]:
-        """Fetch ``url`` for ``plugin``; ``{"status", "statusText", "headers", "bodyBase64"}``."""
+        """Fetch ``url`` for ``plugin``; ``{"status", "statusText", "headers", "bodyBase64"}``.
+
+        Each hop is charged to ``budget``; with ``prepaid`` the first one was already
+        charged by the caller (the bridge charges every call up front).
+        """
         pid = plugin.id
         unrestricted = plugin.has("network:request:unrestricted")
         if not unrestricted and not plugin.has("network:request"):
@@ -159,14 +164,14 @@ class HttpClient:
         stripped = False
         previous: _Hop | None = None
         current = url
-        for _ in range(MAX_REDIRECTS + 1):
+        for hop_number in range(MAX_REDIRECTS + 1):
             hop = self._vet(plugin, current, unrestricted)
             if previous is not None and hop.origin != previous.origin and not stripped:
                 request_headers = [
                     (k, v) for k, v in request_headers if k.lower() not in CREDENTIAL_HEADERS
                 ]
                 stripped = True
-            if budget is not None:
+            if budget is not None and (hop_number > 0 or not prepaid):
                 budget.charge(pid)
             response = self._send(pid, hop, method, request_headers, body, deadline)
             try:
