@@ -1,0 +1,23 @@
+"""emdash's persistent store: SQLite through sqlite-utils.
+
+``Store`` is the one entry point; its repositories (``options``, ``kv``,
+``plugin_storage``, ``content``, ``media``, ``users``, ``comments``, ``taxonomies``,
+``cron``, ``audit``, ``plugins``) return plain JSON-shaped dicts with the camelCase keys of
+the plugin API, so results cross the bridge unchanged.
+"""
+
+from ._audit import AUDIT_KINDS, AUDIT_OUTCOMES
+from ._core import Store
+from ._cursor import MAX_CURSOR_CHARS, clamp_limit
+from ._db import format_timestamp
+from ._values import MAX_DOC_BYTES
+
+__all__ = [
+    "AUDIT_KINDS",
+    "AUDIT_OUTCOMES",
+    "MAX_CURSOR_CHARS",
+    "MAX_DOC_BYTES",
+    "Store",
+    "clamp_limit",
+    "format_timestamp",
+]

@@ -1,0 +1,162 @@
+"""The audit log: one record per hook handler, route, lifecycle and cron invocation.
+
+``record`` only appends to an in-memory buffer (its own small lock, never the store lock),
+so auditing puts no SQLite commit on the hot path. The buffer is written in one
+transaction when it reaches 256 records, on :meth:`Audit.flush`, before :meth:`Audit.list`,
+and when the store closes.
+
+Audit rows must survive the invocation they describe: a failed invocation rolls its own
+writes back, but its audit record is exactly what an operator needs. So a flush never
+joins an invocation's transaction. It uses its own transaction, and is postponed while the
+calling thread is inside a transaction (``list`` then also shows the still-buffered
+records). The buffer is swapped out while the store lock is held, so records reach the
+table in the order they were made.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .._errors import EmDashError
+from ._db import Db
+
+__all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "Audit"]
+
+AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron"})
+AUDIT_OUTCOMES = frozenset({"ok", "error", "timeout", "limit", "vetoed"})
+FLUSH_AT = 256
+MAX_BUFFERED = 4096
+_MAX_TEXT = 4000
+
+_Record = tuple[str, str, str, str, str, float, float | None, str | None, str | None]
+
+
+class Audit:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self._buffer: list[_Record] = []
+        self._buffer_lock = threading.Lock()
+
+    def record(
+        self,
+        plugin_id: str,
+        kind: str,
+        name: str,
+        outcome: str,
+        duration_ms: float,
+        *,
+        cpu_ms: float | None = None,
+        limit: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Buffer one audit record (``kind``: hook|route|lifecycle|cron; ``outcome``:
+        ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message)."""
+        if kind not in AUDIT_KINDS:
+            raise EmDashError(f"Unknown audit kind {kind!r}: use one of {sorted(AUDIT_KINDS)}")
+        if outcome not in AUDIT_OUTCOMES:
+            raise EmDashError(
+                f"Unknown audit outcome {outcome!r}: use one of {sorted(AUDIT_OUTCOMES)}"
+            )
+        rec: _Record = (
+            self._db.now(),
+            str(plugin_id)[:200],
+            kind,
+            str(name)[:200],
+            outcome,
+            float(duration_ms),
+            None if cpu_ms is None else float(cpu_ms),
+            None if limit is None else str(limit)[:200],
+            None if error is None else str(error)[:_MAX_TEXT],
+        )
+        with self._buffer_lock:
+            self._buffer.append(rec)
+            size = len(self._buffer)
+        if size >= FLUSH_AT and not self._db.in_transaction_here():
+            # Don't wait behind another thread's invocation just to write the log; try
+            # again on the next record. Only a buffer grown huge makes this call wait.
+            self.flush(wait=size >= MAX_BUFFERED)
+
+    def pending(self) -> int:
+        with self._buffer_lock:
+            return len(self._buffer)
+
+    def flush(self, *, wait: bool = True) -> int:
+        """Write every buffered record now; returns how many were written.
+
+        Does nothing (returns 0) when called inside a transaction on this thread, or when
+        ``wait`` is false and another thread holds the store.
+        """
+        if self._db.closed:
+            return 0
+        if not self._db.lock.acquire(blocking=wait):
+            return 0
+        try:
+            if self._db.in_transaction_here():
+                return 0
+            with self._buffer_lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return 0
+            try:
+                with self._db.raw_transaction():
+                    self._db.executemany(
+                        "INSERT INTO _emdash_audit (at, plugin_id, kind, name, outcome, "
+                        "duration_ms, cpu_ms, limit_name, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        batch,
+                    )
+            except BaseException:
+                with self._buffer_lock:  # keep them for the next attempt
+                    self._buffer[:0] = batch
+                raise
+            return len(batch)
+        finally:
+            self._db.lock.release()
+
+    def list(self, *, limit: int = 100, plugin_id: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; ``limit`` is clamped to [1, 10000]."""
+        size = max(1, min(int(limit), 10_000))
+        with self._db.lock:
+            self.flush()
+            with self._buffer_lock:
+                buffered = [r for r in self._buffer if plugin_id is None or r[1] == plugin_id]
+            out = [_from_record(r) for r in reversed(buffered)][:size]
+            if len(out) < size:
+                where, params = ("WHERE plugin_id = ?", [plugin_id]) if plugin_id else ("", [])
+                rows = self._db.rows(
+                    f"SELECT * FROM _emdash_audit {where} ORDER BY id DESC LIMIT ?",
+                    [*params, size - len(out)],
+                )
+                out.extend(_from_row(r) for r in rows)
+            return out
+
+
+def _from_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "at": r["at"],
+        "pluginId": r["plugin_id"],
+        "kind": r["kind"],
+        "name": r["name"],
+        "outcome": r["outcome"],
+        "durationMs": r["duration_ms"],
+        "cpuMs": r["cpu_ms"],
+        "limit": r["limit_name"],
+        "error": r["error"],
+    }
+
+
+def _from_record(r: _Record) -> dict[str, Any]:
+    at, pid, kind, name, outcome, duration, cpu, limit, error = r
+    return {
+        "id": None,
+        "at": at,
+        "pluginId": pid,
+        "kind": kind,
+        "name": name,
+        "outcome": outcome,
+        "durationMs": duration,
+        "cpuMs": cpu,
+        "limit": limit,
+        "error": error,
+    }

@@ -1,0 +1,104 @@
+"""``Store``: every persisted thing of one emdash site, on one SQLite database."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import sqlite_utils
+
+from ._audit import Audit
+from ._db import Db
+from ._migrations import migrate
+from ._options import KV, Options
+from ._plugin_storage import PluginStorage
+from ._plugins import Plugins
+
+__all__ = ["Store"]
+
+
+class Store:
+    """The site's database: options, plugin KV and storage, content, media, users,
+    comments, taxonomies, cron tasks, the plugin registry and the audit log.
+
+    ``database`` is a file path (WAL mode) or ``":memory:"``. ``media_dir`` is where
+    uploaded media bytes live (a temporary directory, removed at close, when omitted).
+    ``clock`` returns the current time (tests pass a fixed clock).
+
+    Thread-safe: one connection guarded by :attr:`lock`. Use :meth:`transaction` to group
+    writes, and let the runtime wrap each plugin invocation in :meth:`invocation`.
+    ``db`` (the ``sqlite_utils.Database``) is for schema inspection and tests; statements
+    run on it must hold :attr:`lock`.
+    """
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str] = ":memory:",
+        *,
+        media_dir: Path | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._db = Db(database, clock=clock)
+        try:
+            migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
+        self.lock = self._db.lock
+        self.db: sqlite_utils.Database = self._db.sdb
+        self.options = Options(self._db)
+        self.kv = KV(self.options)
+        self.plugin_storage = PluginStorage(self._db)
+        self.audit = Audit(self._db)
+        self.plugins = Plugins(self._db)
+
+    # -- time and ids ------------------------------------------------------------------
+
+    def now(self) -> str:
+        """Current time as ``2026-11-22T05:33:24.123Z`` (UTC, milliseconds)."""
+        return self._db.now()
+
+    def new_id(self) -> str:
+        """A new ULID (monotonic within this process)."""
+        return self._db.new_id()
+
+    # -- transactions ------------------------------------------------------------------
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Re-entrant: ``BEGIN IMMEDIATE``..``COMMIT``/``ROLLBACK``, savepoints when nested.
+        Holds :attr:`lock` throughout."""
+        return self._db.transaction()
+
+    def invocation(self) -> AbstractContextManager[None]:
+        """Scope around one plugin invocation: its writes commit together at a normal exit
+        and are rolled back on an exception. Nothing is locked until the first write."""
+        return self._db.invocation()
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    def close(self) -> None:
+        """Flush the audit buffer and close the database. Idempotent."""
+        if self._db.closed:
+            return
+        with self.lock:
+            self.audit.flush()
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

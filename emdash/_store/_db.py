@@ -1,0 +1,292 @@
+"""The one SQLite connection, its lock, transactions and invocation scopes.
+
+One ``sqlite3`` connection (``check_same_thread=False``, WAL for files) is shared by every
+thread and guarded by one ``threading.RLock``. Python's implicit transaction handling is
+switched off (``isolation_level=None``): every write goes through :meth:`Db.transaction`,
+which issues ``BEGIN IMMEDIATE`` at the outermost level and ``SAVEPOINT`` when nested, and
+holds the lock for its whole duration, so no other thread can interleave statements (or
+read uncommitted rows) on the shared connection. Reads take the lock per statement.
+
+``sqlite_utils.Database`` wraps the same connection (``execute_plugins=False``: no
+third-party code runs on our connection); it is used for schema work in migrations. The
+hot paths call ``conn.execute`` directly because ``Database.query`` wraps every SELECT in
+its own SAVEPOINT/RELEASE pair.
+
+Invocation scopes
+-----------------
+The runtime wraps each plugin invocation in :meth:`Db.invocation`. Nothing happens on
+entry: a read-only invocation never holds the lock between its reads. The first
+transaction started on that thread inside the scope first opens the scope's own
+transaction (lazily), which then stays open, lock held, until the scope exits: commit on
+normal exit, rollback on exception. Each write inside is a SAVEPOINT within it, so a
+failed write that the plugin catches leaves nothing behind either. A nested invocation
+joins the outer one (nothing commits before the outer scope exits) but is itself a
+savepoint, so a nested invocation that fails rolls back only its own writes. Scopes are
+per thread: the runtime must open the scope in the thread that makes the writes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import sqlite_utils
+from ulid import ULID
+
+from .._errors import EmDashError
+
+__all__ = ["Db", "format_timestamp"]
+
+Params = Sequence[Any]
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``: ``2026-11-22T05:33:24.123Z``.
+
+    Fixed width, so timestamps compare correctly as strings (cron and scheduling rely on it).
+    """
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class _UlidSource:
+    """Monotonic ULIDs: within one millisecond the random part is incremented, so ids made
+    by this process sort in creation order (content and media lists rely on id order)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = -1
+        self._last_rand = 0
+
+    def new(self) -> str:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                rand = self._last_rand + 1
+                if rand >= 1 << 80:  # 2**80 ids in one ms: move to the next ms
+                    ms += 1
+                    rand = int.from_bytes(secrets.token_bytes(10), "big") >> 1
+            else:
+                # Top bit clear leaves room to increment without overflowing the ms.
+                rand = int.from_bytes(secrets.token_bytes(10), "big") >> 1
+            self._last_ms, self._last_rand = ms, rand
+        return str(ULID.from_bytes(ms.to_bytes(6, "big") + rand.to_bytes(10, "big")))
+
+
+class _Scope:
+    __slots__ = ("tx",)
+
+    def __init__(self) -> None:
+        self.tx: _Tx | None = None
+
+
+class _Tx:
+    """One transaction level: BEGIN IMMEDIATE at the outermost level, else a SAVEPOINT."""
+
+    __slots__ = ("_db", "_lazy", "_savepoint")
+
+    def __init__(self, db: Db, *, lazy: bool) -> None:
+        self._db = db
+        self._lazy = lazy
+        self._savepoint: str | None = None
+
+    def __enter__(self) -> None:
+        if self._lazy:
+            self._db._begin_pending_scopes()
+        self._savepoint = self._db._enter_tx()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._db._exit_tx(self._savepoint, ok=exc_type is None)
+
+
+class Db:
+    """Connection, lock, clock and id source shared by every repository of one store."""
+
+    def __init__(
+        self, database: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        path = os.fspath(database)
+        self.is_memory = path in (":memory:", "")
+        # isolation_level=None: the driver never opens transactions behind our back.
+        self.conn = sqlite3.connect(
+            ":memory:" if self.is_memory else path,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=5.0,
+        )
+        self.sdb = sqlite_utils.Database(self.conn, execute_plugins=False)
+        self.lock = threading.RLock()
+        self.closed = False
+        self._depth = 0
+        self._owner: int | None = None
+        self._savepoints = 0
+        self._local = threading.local()
+        self._ids = _UlidSource()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        if not self.is_memory:
+            self.sdb.enable_wal()
+            # NORMAL is durable across application crashes in WAL mode; only an OS crash
+            # or power loss can drop the last commits.
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+
+    # -- clock and ids -----------------------------------------------------------------
+
+    def now(self) -> str:
+        return format_timestamp(self._clock())
+
+    def now_datetime(self) -> datetime:
+        return self._clock().astimezone(UTC)
+
+    def new_id(self) -> str:
+        return self._ids.new()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+        with self.lock:
+            cur = self.conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def row(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
+        found = self.rows(sql, params)
+        return found[0] if found else None
+
+    def scalar(self, sql: str, params: Params = ()) -> Any:
+        with self.lock:
+            r = self.conn.execute(sql, params).fetchone()
+            return None if r is None else r[0]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one write statement inside the current transaction; returns the row count."""
+        if not self.in_transaction_here():
+            raise EmDashError("store write outside a transaction (use store.transaction())")
+        return self.conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, seq: Sequence[Params]) -> int:
+        if not self.in_transaction_here():
+            raise EmDashError("store write outside a transaction (use store.transaction())")
+        return self.conn.executemany(sql, seq).rowcount
+
+    def transaction(self) -> _Tx:
+        """Re-entrant transaction; joins (and lazily opens) this thread's invocation scope."""
+        return _Tx(self, lazy=True)
+
+    def raw_transaction(self) -> _Tx:
+        """A transaction that does *not* open a pending invocation scope (audit flushes)."""
+        return _Tx(self, lazy=False)
+
+    def in_transaction_here(self) -> bool:
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    @contextmanager
+    def invocation(self) -> Iterator[None]:
+        scopes = self._scopes()
+        scope = _Scope()
+        scopes.append(scope)
+        try:
+            yield
+        except BaseException as exc:
+            self._pop_scope(scope)
+            if scope.tx is not None:
+                scope.tx.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            self._pop_scope(scope)
+            if scope.tx is not None:
+                scope.tx.__exit__(None, None, None)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _scopes(self) -> list[_Scope]:
+        scopes: list[_Scope] | None = getattr(self._local, "scopes", None)
+        if scopes is None:
+            scopes = []
+            self._local.scopes = scopes
+        return scopes
+
+    def _pop_scope(self, scope: _Scope) -> None:
+        scopes = self._scopes()
+        if not scopes or scopes[-1] is not scope:
+            raise EmDashError("store.invocation() scopes exited out of order")
+        scopes.pop()
+
+    def _begin_pending_scopes(self) -> None:
+        # Outermost first, so the scopes' transactions nest in the order the scopes do.
+        for scope in getattr(self._local, "scopes", ()):
+            if scope.tx is None:
+                tx = _Tx(self, lazy=False)
+                tx.__enter__()
+                scope.tx = tx
+
+    def _enter_tx(self) -> str | None:
+        self.lock.acquire()
+        try:
+            if self.closed:
+                raise EmDashError("the store is closed")
+            if self._depth == 0 and not self.conn.in_transaction:
+                self.conn.execute("BEGIN IMMEDIATE")
+                savepoint = None
+            else:
+                self._savepoints += 1
+                savepoint = f"emdash_sp_{self._savepoints}"
+                self.conn.execute(f"SAVEPOINT {savepoint}")
+        except BaseException:
+            self.lock.release()
+            raise
+        if self._depth == 0:
+            self._owner = threading.get_ident()
+        self._depth += 1
+        return savepoint
+
+    def _exit_tx(self, savepoint: str | None, *, ok: bool) -> None:
+        try:
+            if ok:
+                if savepoint is None:
+                    try:
+                        self.conn.execute("COMMIT")
+                    except BaseException:
+                        if self.conn.in_transaction:
+                            self.conn.execute("ROLLBACK")
+                        raise
+                else:
+                    self.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+            elif self.conn.in_transaction:
+                # Some errors (SQLITE_FULL, interrupts) end the transaction by themselves;
+                # then there is nothing left to undo and the original error propagates.
+                if savepoint is None:
+                    self.conn.execute("ROLLBACK")
+                else:
+                    self.conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                    self.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+            self.lock.release()
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.conn.close()

@@ -1,0 +1,124 @@
+"""The schema, as numbered migrations recorded in ``_emdash_migrations``.
+
+Each migration is a function of the ``sqlite_utils.Database`` and runs in its own
+``BEGIN IMMEDIATE`` transaction together with the row that records it, so a crash half way
+leaves the database at the previous version, and two processes opening the same new file
+cannot both apply a migration (the second waits, then sees it applied). Migrations are
+append-only: never edit one that has shipped, add the next number.
+
+Tables are created with sqlite-utils; the few things it cannot express (partial indexes,
+CHECK constraints) are plain DDL with no interpolated values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+from .._errors import EmDashError
+from ._db import Db
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+Migration = tuple[int, str, Callable[[sqlite_utils.Database], None]]
+
+
+def _m1_core(db: sqlite_utils.Database) -> None:
+    # Site options and plugin KV (rows named "plugin:<id>:<key>"): one store for both modes.
+    db.table("_emdash_options").create(
+        {"name": str, "value": str, "updated_at": str}, pk="name", not_null={"value"}
+    )
+    # Plugin document storage. The partial expression indexes declared by plugins are
+    # created on this table by PluginStorage.sync_indexes and tracked in _plugin_indexes.
+    db.table("_plugin_storage").create(
+        {
+            "plugin_id": str,
+            "collection": str,
+            "id": str,
+            "data": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk=("plugin_id", "collection", "id"),
+        not_null={"data", "created_at", "updated_at"},
+    )
+    db.table("_plugin_storage").create_index(
+        ["plugin_id", "collection", "created_at", "id"], index_name="idx_plugin_storage_list"
+    )
+    db.table("_plugin_indexes").create(
+        {
+            "plugin_id": str,
+            "collection": str,
+            "index_name": str,
+            "fields": str,
+            "is_unique": int,
+            "created_at": str,
+        },
+        pk=("plugin_id", "index_name"),
+        not_null={"collection", "fields", "is_unique", "created_at"},
+    )
+    db.table("_emdash_audit").create(
+        {
+            "id": int,
+            "at": str,
+            "plugin_id": str,
+            "kind": str,
+            "name": str,
+            "outcome": str,
+            "duration_ms": float,
+            "cpu_ms": float,
+            "limit_name": str,
+            "error": str,
+        },
+        pk="id",
+        not_null={"at", "plugin_id", "kind", "name", "outcome", "duration_ms"},
+    )
+    db.table("_emdash_audit").create_index(["plugin_id", "id"], index_name="idx_emdash_audit_plugin")
+    db.table("_emdash_plugins").create(
+        {
+            "id": str,
+            "version": str,
+            "enabled": int,
+            "trusted": int,
+            "installed_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"version", "enabled", "trusted", "installed_at", "updated_at"},
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
+]
+
+
+def migrate(db: Db, migrations: list[Migration] | None = None) -> list[int]:
+    """Apply every migration not yet recorded; returns the numbers applied."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    known = max((n for n, _, _ in migrations), default=0)
+    with db.raw_transaction():
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _emdash_migrations "
+            "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+    applied: list[int] = []
+    for number, name, apply in sorted(migrations, key=lambda m: m[0]):
+        with db.raw_transaction():
+            # Re-read inside the write transaction: another process may have just applied it.
+            newest = db.scalar("SELECT MAX(id) FROM _emdash_migrations") or 0
+            if newest > known:
+                raise EmDashError(
+                    f"This database was written by a newer emdash (schema migration {newest}; "
+                    f"this version knows up to {known}). Upgrade emdash to open it."
+                )
+            if db.scalar("SELECT 1 FROM _emdash_migrations WHERE id = ?", (number,)):
+                continue
+            apply(db.sdb)
+            db.execute(
+                "INSERT INTO _emdash_migrations (id, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, db.now()),
+            )
+            applied.append(number)
+    return applied

@@ -1,0 +1,261 @@
+"""Store core: connection, transactions, invocation scopes, migrations, clock and ids."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from emdash._errors import BridgeError, EmDashError
+from emdash._store import Store, format_timestamp
+from emdash._store._migrations import MIGRATIONS, migrate
+
+from .conftest import Clock
+
+
+def _names(store: Store) -> list[str]:
+    return sorted(store.options.list())
+
+
+def test_file_database_uses_wal_and_persists(tmp_path: Path) -> None:
+    path = tmp_path / "site.db"
+    with Store(path) as s:
+        assert s.db.journal_mode == "wal"
+        s.options.set("emdash:site_title", "Hello")
+    with Store(path) as s:
+        assert s.options.get("emdash:site_title") == "Hello"
+
+
+def test_memory_database_works() -> None:
+    with Store(":memory:") as s:
+        s.options.set("a", 1)
+        assert s.options.get("a") == 1
+
+
+def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    path = tmp_path / "site.db"
+    with Store(path) as s:
+        rows = list(s.db.query("SELECT id, name FROM _emdash_migrations ORDER BY id"))
+        assert [r["id"] for r in rows] == [n for n, _, _ in MIGRATIONS]
+        assert migrate(s._db) == []  # nothing left to apply
+    with Store(path) as s:
+        assert s.db["_emdash_migrations"].count == len(MIGRATIONS)
+
+
+def test_database_from_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "site.db"
+    with Store(path) as s, s.transaction():
+        s._db.execute(
+            "INSERT INTO _emdash_migrations (id, name, applied_at) VALUES (9999, 'future', 'x')"
+        )
+    with pytest.raises(EmDashError) as info:
+        Store(path)
+    assert str(info.value) == (
+        "This database was written by a newer emdash (schema migration 9999; this version "
+        f"knows up to {MIGRATIONS[-1][0]}). Upgrade emdash to open it."
+    )
+
+
+def test_now_format_and_ids(store: Store, clock: Clock) -> None:
+    assert store.now() == "2026-11-22T05:33:24.123Z"
+    clock.advance(milliseconds=5)
+    assert store.now() == "2026-11-22T05:33:24.128Z"
+    ids = [store.new_id() for _ in range(2000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 2000
+    assert all(len(i) == 26 for i in ids)
+
+
+def test_format_timestamp_converts_to_utc() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime(2026, 5, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2)))
+    assert format_timestamp(moment) == "2026-05-01T12:00:00.999Z"
+
+
+def test_transaction_commits_and_rolls_back(store: Store) -> None:
+    with store.transaction():
+        store.options.set("a", 1)
+        store.options.set("b", 2)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.options.set("c", 3)
+        raise RuntimeError("boom")
+    assert _names(store) == ["a", "b"]
+
+
+def test_nested_transaction_is_a_savepoint(store: Store) -> None:
+    with store.transaction():
+        store.options.set("outer", 1)
+        with pytest.raises(RuntimeError), store.transaction():
+            store.options.set("inner", 1)
+            raise RuntimeError("inner fails")
+        store.options.set("after", 1)
+    assert _names(store) == ["after", "outer"]
+
+
+def test_write_outside_transaction_is_refused(store: Store) -> None:
+    with pytest.raises(EmDashError, match="store write outside a transaction"):
+        store._db.execute("DELETE FROM _emdash_options")
+
+
+def test_invocation_write_then_exception_leaves_nothing(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.invocation():
+        store.kv.set("p", "k", 1)
+        store.plugin_storage.put("p", "events", "e1", {"n": 1})
+        store.options.set("x", 1)
+        raise RuntimeError("plugin crashed")
+    assert store.kv.get("p", "k") is None
+    assert store.plugin_storage.get("p", "events", "e1") is None
+    assert store.options.get("x") is None
+
+
+def test_invocation_commits_all_writes_on_normal_exit(store: Store) -> None:
+    with store.invocation():
+        store.kv.set("p", "a", 1)
+        assert store.lock._is_owned()  # type: ignore[attr-defined]
+        store.kv.set("p", "b", 2)
+        # Reads inside the scope see the scope's own writes.
+        assert store.kv.get("p", "a") == 1
+    assert not store.lock._is_owned()  # type: ignore[attr-defined]
+    assert [e["key"] for e in store.kv.list("p")] == ["a", "b"]
+
+
+def test_failed_write_caught_inside_invocation_leaves_nothing_of_itself(store: Store) -> None:
+    with store.invocation():
+        store.kv.set("p", "kept", 1)
+        with pytest.raises(BridgeError):
+            store.plugin_storage.put_many(
+                "p", "events", [{"id": "ok", "data": 1}, {"id": "bad", "data": float("nan")}]
+            )
+        with pytest.raises(sqlite3.OperationalError), store.transaction():
+            store.options.set("half", 1)
+            store._db.execute("INSERT INTO no_such_table VALUES (1)")
+    assert store.kv.get("p", "kept") == 1
+    assert store.plugin_storage.get("p", "events", "ok") is None
+    assert store.options.get("half") is None
+
+
+def test_read_only_invocation_never_takes_the_lock(store: Store) -> None:
+    store.kv.set("p", "k", 1)
+    entered = threading.Event()
+    release = threading.Event()
+    seen: list[object] = []
+
+    def plugin() -> None:
+        with store.invocation():
+            seen.append(store.kv.get("p", "k"))
+            seen.append(store.kv.list("p"))
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=plugin)
+    t.start()
+    assert entered.wait(10)
+    # Another thread can take the lock and write while the read-only invocation is open.
+    assert store.lock.acquire(blocking=False)
+    store.lock.release()
+    store.kv.set("p", "other", 2)
+    release.set()
+    t.join(10)
+    assert seen == [1, [{"key": "k", "value": 1}]]
+    assert store.kv.get("p", "other") == 2
+
+
+def test_writing_invocation_holds_the_lock_until_it_ends(store: Store) -> None:
+    wrote = threading.Event()
+    release = threading.Event()
+
+    def plugin() -> None:
+        with store.invocation():
+            store.kv.set("p", "k", 1)
+            wrote.set()
+            release.wait(10)
+
+    t = threading.Thread(target=plugin)
+    t.start()
+    assert wrote.wait(10)
+    # Other threads can neither write nor read uncommitted rows meanwhile.
+    assert not store.lock.acquire(blocking=False)
+    release.set()
+    t.join(10)
+    assert store.lock.acquire(blocking=False)
+    store.lock.release()
+    assert store.kv.get("p", "k") == 1
+
+
+def test_nested_invocation_joins_outer_and_fails_alone(store: Store) -> None:
+    with store.invocation():
+        store.kv.set("p", "outer", 1)
+        with store.invocation():
+            store.kv.set("p", "inner-ok", 1)
+        with pytest.raises(RuntimeError), store.invocation():
+            store.kv.set("p", "inner-bad", 1)
+            raise RuntimeError("nested handler failed")
+        # Nothing is committed before the outer scope ends.
+        assert store._db.in_transaction_here()
+    assert [e["key"] for e in store.kv.list("p")] == ["inner-ok", "outer"]
+
+
+def test_nested_invocation_rolled_back_with_outer(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.invocation():
+        with store.invocation():
+            store.kv.set("p", "inner", 1)
+        raise RuntimeError("outer fails after inner succeeded")
+    assert store.kv.list("p") == []
+
+
+def test_first_write_in_nested_scope_opens_outer_scope_too(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.invocation():
+        with store.invocation():
+            store.kv.set("p", "inner", 1)
+        store.kv.set("p", "outer", 1)
+        raise RuntimeError("outer fails")
+    assert store.kv.list("p") == []
+
+
+def test_invocation_scopes_are_per_thread(store: Store) -> None:
+    done = threading.Event()
+
+    def other() -> None:
+        store.kv.set("p", "other-thread", 1)  # not inside this thread's scope
+        done.set()
+
+    with pytest.raises(RuntimeError), store.invocation():
+        t = threading.Thread(target=other)
+        t.start()
+        assert done.wait(10)
+        t.join(10)
+        store.kv.set("p", "mine", 1)
+        raise RuntimeError("rolls back only this thread's writes")
+    assert [e["key"] for e in store.kv.list("p")] == ["other-thread"]
+
+
+def test_concurrent_writers_are_serialised(store: Store) -> None:
+    def worker(n: int) -> None:
+        for i in range(50):
+            store.plugin_storage.put("p", "c", f"{n}-{i}", {"n": n, "i": i})
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert store.db.execute("SELECT COUNT(*) FROM _plugin_storage").fetchone()[0] == 200
+
+
+def test_two_stores_on_one_file_see_each_others_commits(tmp_path: Path) -> None:
+    path = tmp_path / "site.db"
+    with Store(path) as a, Store(path) as b:
+        a.kv.set("p", "k", "from a")
+        assert b.kv.get("p", "k") == "from a"
+
+
+def test_close_is_idempotent_and_later_writes_fail(tmp_path: Path) -> None:
+    s = Store(tmp_path / "x.db")
+    s.close()
+    s.close()
+    assert s.closed
+    with pytest.raises(EmDashError, match="the store is closed"):
+        s.options.set("a", 1)
