@@ -1,11 +1,21 @@
 """A generic restricted-Python sandbox: RestrictedPython compiler, guards, forked seccomp workers.
 
 This package knows nothing about the application embedding it.
+
+Host-facing API (the process layer):
+
+- :func:`is_available` -> :class:`Availability` ``(ok, reason)``
+- :class:`SandboxLimits` ``(cpu_ms, memory_mb, wall_ms, load_cpu_ms)``
+- :class:`Supervisor` -> ``.load(key, files, entry, limits=..., pool_size=..., init=...)``
+  -> :class:`WorkerPool` -> ``.call(fn, args, on_host_call=...)`` -> :class:`CallResult`
 """
 
+from ._availability import Availability as Availability
+from ._availability import is_available as is_available
 from ._errors import CompileError as CompileError
 from ._errors import CpuLimitExceeded as CpuLimitExceeded
 from ._errors import MemoryLimitExceeded as MemoryLimitExceeded
+from ._errors import RemoteError as RemoteError
 from ._errors import SandboxError as SandboxError
 from ._errors import SandboxNotAvailableError as SandboxNotAvailableError
 from ._errors import SandboxUnavailableError as SandboxUnavailableError
@@ -13,4 +23,7 @@ from ._errors import SandboxViolation as SandboxViolation
 from ._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._errors import WallTimeExceeded as WallTimeExceeded
 from ._errors import WorkerCrashed as WorkerCrashed
-from ._errors import RemoteError as RemoteError
+from ._supervisor import CallResult as CallResult
+from ._supervisor import SandboxLimits as SandboxLimits
+from ._supervisor import Supervisor as Supervisor
+from ._supervisor import WorkerPool as WorkerPool

@@ -1,0 +1,334 @@
+"""Framing and message shapes for the host <-> worker and host <-> fork server channels.
+
+A frame is a 4-byte big-endian length followed by that many bytes of JSON (orjson). JSON, and
+never pickle: everything a worker sends is hostile input, and unpickling it would run code
+chosen by the plugin inside the host (escape class ``serial``). Every frame is capped in size
+in both directions, so a worker cannot make the host allocate without bound, and the host
+validates the exact shape of every worker frame (:func:`parse_worker_frame`) before acting
+on it: a frame that is not exactly one of the shapes below is a protocol violation, and the
+supervisor kills the worker.
+
+Worker -> host (``id`` is the id of the operation the host started)::
+
+    {"op": "ready", "rss_kb": int, "confinement": {str: str}}
+    {"op": "loaded", "id": int, "init": JSON, "cpu_ms": num, "rss_kb": int}
+    {"op": "host_call", "id": int, "method": str, "params": {..}}
+    {"op": "result", "id": int, "value": JSON, "cpu_ms": num, "rss_kb": int}
+    {"op": "error", "id": int, "kind": "remote", "data": {..}, "cpu_ms": num, "rss_kb": int}
+    {"op": "error", "id": int, "kind": "violation" | "memory", "message": str, ...cpu/rss}
+    {"op": "error", "id": int, "kind": "compile", "message": str, "errors": [str], ...cpu/rss}
+
+Host -> worker::
+
+    {"op": "load", "id": int, "files": {str: str}, "entry": str, "init": [fn, [args]] | null,
+     "cpu_ms": int}
+    {"op": "call", "id": int, "fn": "module:function", "args": [..], "cpu_ms": int}
+    {"op": "raw_exec", "id": int, "source": str, "cpu_ms": int}      (test-only, opt-in)
+    {"op": "host_result", "id": int, "value": JSON}
+    {"op": "host_error", "id": int, "error": {..}}
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ._errors import WorkerCrashed
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "ChannelClosed",
+    "ErrorFrame",
+    "FrameReader",
+    "FrameTooLarge",
+    "HostCallFrame",
+    "LoadedFrame",
+    "ProtocolError",
+    "ReadyFrame",
+    "ResultFrame",
+    "encode_frame",
+    "parse_worker_frame",
+    "send_frame",
+]
+
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+# Longest texts the host keeps from a worker's error report. The frame cap already bounds
+# memory; these keep logs and exception messages readable when a plugin pads them.
+MAX_MESSAGE_CHARS = 4000
+MAX_TRACEBACK_CHARS = 16000
+MAX_METHOD_CHARS = 200
+MAX_COMPILE_ERRORS = 200
+
+
+class ProtocolError(WorkerCrashed):
+    """The other side sent something that is not a valid frame (the worker gets killed)."""
+
+
+class ChannelClosed(ProtocolError):
+    """The other side closed the channel (usually: the process died)."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A frame is over the size cap; ``size`` is its length and ``limit`` the cap."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes is over the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+def encode_frame(obj: Any, max_bytes: int) -> bytes:
+    """Serialise ``obj`` as one frame; raises ``TypeError`` or :class:`FrameTooLarge`."""
+    payload = orjson.dumps(obj)
+    if len(payload) > max_bytes:
+        raise FrameTooLarge(len(payload), max_bytes)
+    return HEADER.pack(len(payload)) + payload
+
+
+def send_frame(sock: socket.socket, obj: Any, max_bytes: int) -> None:
+    """Encode and send one frame (blocking, or bounded by the socket's timeout)."""
+    sock.sendall(encode_frame(obj, max_bytes))
+
+
+class FrameReader:
+    """Reads frames from a stream socket, with a size cap and an optional deadline.
+
+    Bytes are buffered so a frame costs one ``recv`` in the common case. The declared length
+    is checked *before* anything is allocated for the body, so a hostile 4 GiB header costs
+    the host nothing.
+    """
+
+    __slots__ = ("_buf", "_max", "_sock")
+
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
+        self._sock = sock
+        self._max = max_bytes
+        self._buf = bytearray()
+
+    def has_buffered_frame(self) -> bool:
+        """True when a whole frame is already buffered (``select`` cannot see it)."""
+        if len(self._buf) < HEADER.size:
+            return False
+        length: int = HEADER.unpack_from(self._buf)[0]
+        return length > self._max or len(self._buf) >= HEADER.size + length
+
+    def has_buffered_bytes(self) -> bool:
+        """True when anything at all is buffered (a worker must send nothing unasked)."""
+        return bool(self._buf)
+
+    def read(self, deadline: float | None = None) -> Any:
+        """Return the next frame's decoded JSON.
+
+        ``deadline`` is a ``time.monotonic()`` value; past it, ``TimeoutError`` is raised.
+        Raises :class:`ChannelClosed` on EOF, :class:`FrameTooLarge` or
+        :class:`ProtocolError` on a bad frame.
+        """
+        header_needed = HEADER.size
+        while len(self._buf) < header_needed:
+            self._fill(deadline)
+        (length,) = HEADER.unpack_from(self._buf)
+        if length > self._max:
+            raise FrameTooLarge(length, self._max)
+        while len(self._buf) < HEADER.size + length:
+            self._fill(deadline)
+        payload = bytes(self._buf[HEADER.size : HEADER.size + length])
+        del self._buf[: HEADER.size + length]
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"frame is not valid JSON ({exc})") from None
+
+    def _fill(self, deadline: float | None) -> None:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("deadline passed while waiting for a frame")
+            self._sock.settimeout(remaining)
+        try:
+            chunk = self._sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            chunk = b""
+        if not chunk:
+            raise ChannelClosed("the other side closed the channel")
+        self._buf += chunk
+
+
+# --- worker frames, as the host sees them ----------------------------------------------
+#
+# Parsing is exact: the set of keys must match, every field has an exact builtin type. JSON
+# decoding already turned the worker's objects into plain dict/list/str/int/float/bool/None
+# (a `str` subclass with a lying `__eq__` cannot survive the process boundary); what remains
+# is to refuse shapes the host does not expect, so no later code has to be defensive.
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyFrame:
+    """The worker finished confining itself; ``confinement`` records what was applied."""
+
+    rss_kb: int
+    confinement: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedFrame:
+    """The bundle loaded and ``init`` (if any) returned ``init``."""
+
+    init: Any
+    cpu_ms: float
+    rss_kb: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostCallFrame:
+    """The code in the worker called ``host_call(method, params)``."""
+
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ResultFrame:
+    """The call returned ``value``."""
+
+    value: Any
+    cpu_ms: float
+    rss_kb: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorFrame:
+    """The operation failed; ``kind`` says how (remote, violation, memory, compile)."""
+
+    kind: str
+    message: str
+    data: dict[str, Any]
+    errors: list[str]
+    cpu_ms: float
+    rss_kb: int
+
+
+WorkerFrame = ReadyFrame | LoadedFrame | HostCallFrame | ResultFrame | ErrorFrame
+
+_USAGE_KEYS = {"cpu_ms", "rss_kb"}
+_SHAPES: dict[str, set[str]] = {
+    "ready": {"op", "rss_kb", "confinement"},
+    "loaded": {"op", "id", "init"} | _USAGE_KEYS,
+    "host_call": {"op", "id", "method", "params"},
+    "result": {"op", "id", "value"} | _USAGE_KEYS,
+}
+_ERROR_SHAPES: dict[str, set[str]] = {
+    "remote": {"op", "id", "kind", "data"} | _USAGE_KEYS,
+    "violation": {"op", "id", "kind", "message"} | _USAGE_KEYS,
+    "memory": {"op", "id", "kind", "message"} | _USAGE_KEYS,
+    "compile": {"op", "id", "kind", "message", "errors"} | _USAGE_KEYS,
+}
+
+
+def parse_worker_frame(obj: Any, *, expect_id: int | None, allowed: frozenset[str]) -> WorkerFrame:
+    """Validate one decoded worker frame; raise :class:`ProtocolError` unless it is exact.
+
+    ``allowed`` is the set of ``op`` values valid in the current state, ``expect_id`` the id
+    of the operation in flight (frames for any other id are forged or late, and refused).
+    """
+    if type(obj) is not dict:
+        raise ProtocolError("frame is not a JSON object")
+    op = obj.get("op")
+    if type(op) is not str or op not in allowed:
+        raise ProtocolError(f"unexpected frame op {_show(op)}")
+    if op == "error":
+        kind = obj.get("kind")
+        if type(kind) is not str or kind not in _ERROR_SHAPES:
+            raise ProtocolError(f"unknown error kind {_show(kind)}")
+        shape = _ERROR_SHAPES[kind]
+    else:
+        shape = _SHAPES[op]
+    if set(obj) != shape:
+        raise ProtocolError(f"{op} frame has keys {sorted(obj)}, expected {sorted(shape)}")
+    if "id" in shape and (type(obj["id"]) is not int or obj["id"] != expect_id):
+        raise ProtocolError(f"{op} frame for call id {_show(obj['id'])}, expected {expect_id}")
+    if op == "ready":
+        return ReadyFrame(_rss(obj), _confinement(obj["confinement"]))
+    if op == "host_call":
+        method, params = obj["method"], obj["params"]
+        if type(method) is not str or not 0 < len(method) <= MAX_METHOD_CHARS:
+            raise ProtocolError("host_call method must be a non-empty string")
+        if type(params) is not dict:
+            raise ProtocolError("host_call params must be a JSON object")
+        return HostCallFrame(method, params)
+    cpu_ms, rss_kb = _cpu(obj), _rss(obj)
+    if op == "loaded":
+        return LoadedFrame(obj["init"], cpu_ms, rss_kb)
+    if op == "result":
+        return ResultFrame(obj["value"], cpu_ms, rss_kb)
+    return _error_frame(obj, cpu_ms, rss_kb)
+
+
+def _error_frame(obj: dict[str, Any], cpu_ms: float, rss_kb: int) -> ErrorFrame:
+    kind = obj["kind"]
+    if kind == "remote":
+        data = obj["data"]
+        if type(data) is not dict:
+            raise ProtocolError("remote error data must be a JSON object")
+        data = dict(data)
+        for key, cap in (("message", MAX_MESSAGE_CHARS), ("traceback", MAX_TRACEBACK_CHARS)):
+            text = data.get(key)
+            if key in data and type(text) is not str:
+                raise ProtocolError(f"remote error {key} must be a string")
+            if type(text) is str and len(text) > cap:
+                # Keep the end of a traceback (where the error is), the start of a message.
+                data[key] = text[-cap:] if key == "traceback" else text[:cap]
+        if type(data.get("type")) is not str:
+            raise ProtocolError("remote error type must be a string")
+        message = data.get("message", "")
+        return ErrorFrame(kind, message, data, [], cpu_ms, rss_kb)
+    message = obj["message"]
+    if type(message) is not str:
+        raise ProtocolError(f"{kind} error message must be a string")
+    errors: list[str] = []
+    if kind == "compile":
+        raw = obj["errors"]
+        if type(raw) is not list or not all(type(e) is str for e in raw):
+            raise ProtocolError("compile errors must be a list of strings")
+        errors = [e[:MAX_MESSAGE_CHARS] for e in raw[:MAX_COMPILE_ERRORS]]
+    return ErrorFrame(kind, message[:MAX_MESSAGE_CHARS], {}, errors, cpu_ms, rss_kb)
+
+
+def _cpu(obj: dict[str, Any]) -> float:
+    value = obj["cpu_ms"]
+    if type(value) not in (int, float) or not 0 <= value < 1e12:
+        raise ProtocolError("cpu_ms must be a non-negative number")
+    return float(value)
+
+
+def _rss(obj: dict[str, Any]) -> int:
+    value = obj["rss_kb"]
+    if type(value) is not int or not 0 <= value < 1 << 48:
+        raise ProtocolError("rss_kb must be a non-negative integer")
+    return int(value)
+
+
+def _confinement(value: Any) -> dict[str, str]:
+    if type(value) is not dict or len(value) > 32:
+        raise ProtocolError("confinement report must be a small JSON object")
+    out: dict[str, str] = {}
+    for key, text in value.items():
+        if type(text) is not str or len(key) > 64 or len(text) > 500:
+            raise ProtocolError("confinement report entries must be short strings")
+        out[key] = text
+    return out
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of a hostile value for an error message."""
+    if type(value) is str:
+        return repr(value[:40] + ("..." if len(value) > 40 else ""))
+    if value is None or type(value) in (int, float, bool):
+        return repr(value)[:40]
+    return f"<{type(value).__name__}>"

@@ -1,0 +1,425 @@
+"""The worker: confines itself, then serves load / call requests from the host on fd 0.
+
+A worker is forked from the fork server (``_forkserver``) and serves exactly one bundle of
+code. Its life:
+
+1. :func:`worker_main` confines the process (``_confine``: rlimits, namespaces, Landlock,
+   seccomp allowlist) and reports ``ready``.
+2. ``load``: compile the bundle (``_compiler.compile_bundle``), load it
+   (``_loader.load_bundle``), run the host's optional ``init`` prelude function.
+3. ``call`` (repeatedly): run prelude ``fn(entry_module, host_call, *args)``.
+
+Per operation the worker arms ``ITIMER_PROF`` with the CPU budget. SIGPROF keeps its default
+action, so the kernel terminates the worker when the budget runs out, even inside one long C
+call (``10**10**7``); there is no handler in Python that sandboxed code could delay or catch.
+
+The invocation boundary (escape class ``frame``: generator ``finally`` and ``__del__`` run
+late). ``host_call`` works only while an operation is *active*. When the called function
+returns, the worker marks the operation inactive, drops every reference it holds to the
+call's objects and runs ``gc.collect()`` (automatic collection is disabled, so it cannot
+happen at a random moment inside a later call). Finalizers therefore run now, still under
+the CPU timer, and any ``host_call`` they make raises ``SandboxViolation``; the host refuses
+frames for a call id that is not current anyway. Only then is the result sent.
+
+Nothing here trusts the host less than itself, but nothing here is a security boundary
+either: code that broke out of the language layer owns this process. The boundary is the
+host (``_supervisor``), which treats every frame from here as hostile.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import orjson
+
+from ._confine import confine
+from ._errors import CompileError, RemoteError, SandboxViolation
+from ._protocol import ChannelClosed, FrameReader, FrameTooLarge, encode_frame, send_frame
+from ._seccomp import CHANNEL_FD
+
+__all__ = [
+    "EXIT_CONFINEMENT",
+    "EXIT_INTERNAL",
+    "EXIT_MEMORY",
+    "EXIT_PROTOCOL",
+    "WorkerRuntime",
+    "worker_main",
+]
+
+# Exit codes the host understands (anything else is reported as a crash).
+EXIT_CONFINEMENT = 70  # a mandatory confinement step failed: nothing ran
+EXIT_PROTOCOL = 71  # the host sent something this worker does not understand
+EXIT_MEMORY = 72  # out of memory even for reporting MemoryError
+EXIT_INTERNAL = 73  # a bug in the serve loop itself
+
+MAX_TEXT = 4000
+MAX_TRACEBACK = 16000
+
+# Results are plain JSON. orjson would otherwise turn dataclasses and datetimes into JSON on
+# its own; refusing them keeps the contract simple ("return JSON data") and identical to the
+# native mode. str/int/dict/list *subclasses* are fine: orjson reads their underlying data
+# without calling any of their methods, so lying __eq__/__str__ never run.
+_RESULT_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+@dataclass(frozen=True)
+class WorkerRuntime:
+    """Everything the fork server prepared once, inherited by every worker it forks."""
+
+    preludes: Any  # the language layer's Preludes: .get(module_name) -> module
+    compile_bundle: Callable[..., Any]
+    load_bundle: Callable[..., Any]
+    error_encoder: Callable[[BaseException], Any] | None
+    error_decoder: Callable[[Any], Any] | None
+    seccomp_filter: Any
+    max_frame_bytes: int
+    allow_raw_exec: bool
+
+
+def worker_main(channel: socket.socket, memory_mb: int, rt: WorkerRuntime) -> NoReturn:
+    """Entry point in the forked child; never returns (always ``os._exit``)."""
+    # No automatic collection from here on: finalizers of sandboxed objects must run only
+    # where the serve loop decides (between calls, with no call active).
+    gc.disable()
+    # Nothing may write to the host's terminal, and print()/unraisable-exception reports
+    # become no-ops (they do nothing when the stream is None). The original objects stay
+    # referenced as sys.__stdout__ etc. so their file descriptors are not closed under us.
+    sys.stdin = sys.stdout = sys.stderr = None
+    try:
+        report = confine(channel, memory_mb, rt.seccomp_filter)
+    except BaseException:
+        os._exit(EXIT_CONFINEMENT)
+    code = EXIT_INTERNAL
+    try:
+        # family/type/proto given explicitly: the socket module then needs no syscall
+        # (getsockname/getsockopt are not on the allowlist).
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=CHANNEL_FD)
+        _Server(sock, rt).serve(report)
+        code = 0
+    except MemoryError:
+        code = EXIT_MEMORY
+    except _ProtocolExit:
+        code = EXIT_PROTOCOL
+    except BaseException:
+        code = EXIT_INTERNAL
+    os._exit(code)
+
+
+class _ProtocolExit(BaseException):
+    """The host channel is unusable or the host broke protocol: leave at once."""
+
+
+def _usage() -> tuple[float, int]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+
+
+def _safe_text(exc: BaseException, limit: int = MAX_TEXT) -> str:
+    try:
+        text = str(exc)
+    except BaseException:
+        text = "<unprintable exception>"
+    return text[:limit] if isinstance(text, str) else "<unprintable exception>"
+
+
+class _Server:
+    """The serve loop; one instance per worker."""
+
+    def __init__(self, sock: socket.socket, rt: WorkerRuntime) -> None:
+        self.sock = sock
+        self.rt = rt
+        self.reader = FrameReader(sock, rt.max_frame_bytes)
+        self.active: int | None = None  # id of the call in progress, if any
+        self.phase = "idle"
+        self.entry: Any = None
+        self.loaded = False
+        self.functions: dict[str, Callable[..., Any]] = {}
+        server = self
+
+        # A plain function (not a bound method, not functools.partial): the object given to
+        # sandboxed code has no public attribute leading back to the server.
+        def host_call(method: str, params: dict[str, Any]) -> Any:
+            return server.host_call(method, params)
+
+        self.host_call_fn = host_call
+
+    # -- channel ------------------------------------------------------------------------
+
+    def send_raw(self, frame: bytes) -> None:
+        try:
+            self.sock.sendall(frame)
+        except OSError:
+            raise _ProtocolExit from None
+
+    def send_or_die(self, frame: bytes) -> None:
+        """Send from inside sandboxed code's call stack: failure ends the process at once.
+
+        An exception here could be caught by the sandboxed code that called ``host_call``
+        and the call would carry on over a broken channel; ``os._exit`` cannot be caught.
+        """
+        try:
+            self.sock.sendall(frame)
+        except BaseException:
+            os._exit(EXIT_PROTOCOL)
+
+    def receive_or_die(self) -> dict[str, Any]:
+        try:
+            msg = self.reader.read()
+        except BaseException:
+            os._exit(EXIT_PROTOCOL)
+        if type(msg) is not dict:
+            os._exit(EXIT_PROTOCOL)
+        return msg
+
+    def serve(self, report: dict[str, str]) -> None:
+        send_frame(
+            self.sock,
+            {"op": "ready", "rss_kb": _usage()[1], "confinement": report},
+            self.rt.max_frame_bytes,
+        )
+        while True:
+            try:
+                msg = self.reader.read()
+            except ChannelClosed:
+                return  # the host closed the channel: a normal end
+            except Exception:
+                raise _ProtocolExit from None
+            if type(msg) is not dict or type(msg.get("id")) is not int:
+                raise _ProtocolExit
+            op = msg.get("op")
+            if op == "load" and not self.loaded:
+                self.load(msg)
+            elif op == "call" and self.loaded:
+                self.call(msg)
+            elif op == "raw_exec" and self.rt.allow_raw_exec:
+                self.raw(msg)
+            else:
+                raise _ProtocolExit
+
+    # -- operations ---------------------------------------------------------------------
+
+    def load(self, msg: dict[str, Any]) -> None:
+        files, entry, init = msg.get("files"), msg.get("entry"), msg.get("init")
+        if type(files) is not dict or type(entry) is not str:
+            raise _ProtocolExit
+        if init is not None and (type(init) is not list or len(init) != 2):
+            raise _ProtocolExit
+
+        def body() -> Any:
+            code = self.rt.compile_bundle(files)
+            self.entry = self.rt.load_bundle(code, entry, preludes=self.rt.preludes)
+            if init is None:
+                return None
+            fn = self.resolve(init[0])
+            args = init[1] if type(init[1]) is list else []
+            return fn(self.entry, self.host_call_fn, *args)
+
+        if self.run(msg, "loaded", body, phase="load"):
+            self.loaded = True
+            # The loaded modules live as long as the worker: move them out of the
+            # collector's sight so the per-call collection only scans what calls create.
+            gc.freeze()
+
+    def call(self, msg: dict[str, Any]) -> None:
+        fn_name, args = msg.get("fn"), msg.get("args")
+        if type(args) is not list:
+            raise _ProtocolExit
+
+        def body() -> Any:
+            fn = self.resolve(fn_name)
+            return fn(self.entry, self.host_call_fn, *args)
+
+        self.run(msg, "result", body)
+
+    def raw(self, msg: dict[str, Any]) -> None:
+        """Test-only: run plain Python (no language layer) under the same confinement."""
+        source = msg.get("source")
+        if type(source) is not str:
+            raise _ProtocolExit
+        self.run(msg, "result", lambda: self.raw_exec(source))
+
+    def raw_exec(self, source: str) -> Any:
+        namespace: dict[str, Any] = {"__name__": "__raw__", "host_call": self.host_call_fn}
+        exec(compile(source, "<raw>", "exec"), namespace)
+        return namespace.get("result")
+
+    def resolve(self, name: Any) -> Callable[..., Any]:
+        """Find prelude function ``"module:function"`` (only prelude modules are reachable)."""
+        cached = self.functions.get(name) if type(name) is str else None
+        if cached is not None:
+            return cached
+        if type(name) is not str or name.count(":") != 1:
+            raise SandboxViolation(f"function name must look like 'module:function', got {name!r}")
+        module_name, fn_name = name.split(":")
+        try:
+            module = self.rt.preludes.get(module_name)
+        except Exception:
+            module = None
+        fn = getattr(module, fn_name, None) if module is not None else None
+        if not callable(fn):
+            raise SandboxViolation(f"no prelude function {name}")
+        self.functions[name] = fn
+        return self.functions[name]
+
+    # -- running one operation ----------------------------------------------------------
+
+    def run(self, msg: dict[str, Any], ok_op: str, body: Callable[[], Any], phase: str = "call") -> bool:
+        """Run ``body`` as operation ``msg['id']`` and send its outcome; True on success."""
+        cid = msg["id"]
+        cpu_ms = msg.get("cpu_ms")
+        if type(cpu_ms) is not int or cpu_ms <= 0:
+            raise _ProtocolExit
+        del msg
+        cpu_start = _usage()[0]
+        # Host calls are allowed only during a call (not while loading).
+        self.active = cid if phase == "call" else None
+        self.phase = phase
+        signal.setitimer(signal.ITIMER_PROF, cpu_ms / 1000.0)
+        payload: bytes | None = None
+        kind = "ok"
+        message = ""
+        errors: list[str] = []
+        data: dict[str, Any] | None = None
+        try:
+            payload = self.encode_value(body())
+        except MemoryError:
+            # Nothing here may allocate: the traceback still holds the frames (and whatever
+            # filled the memory) until this block ends.
+            kind = "memory"
+        except CompileError as exc:
+            kind, message, errors = "compile", _safe_text(exc), [str(e)[:MAX_TEXT] for e in exc.errors]
+        except SandboxViolation as exc:
+            kind, message = "violation", _safe_text(exc)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the worker goes on
+            kind, data = "remote", self.describe(exc)
+        finally:
+            # The invocation is over: late code (finalizers, generator `finally`) may still
+            # run below, but it can no longer reach the host.
+            self.active = None
+            self.phase = "idle"
+        del body
+        gc.collect()
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        cpu_end, rss_kb = _usage()
+        usage = {"id": cid, "cpu_ms": round((cpu_end - cpu_start) * 1000.0, 3), "rss_kb": rss_kb}
+        if kind == "ok" and payload is not None:
+            key = "init" if ok_op == "loaded" else "value"
+            frame = {"op": ok_op, key: orjson.Fragment(payload), **usage}
+        elif kind == "memory":
+            frame = {"op": "error", "kind": "memory", "message": "MemoryError", **usage}
+        elif kind == "remote":
+            frame = {"op": "error", "kind": "remote", "data": data, **usage}
+        elif kind == "compile":
+            frame = {"op": "error", "kind": "compile", "message": message, "errors": errors, **usage}
+        else:
+            frame = {"op": "error", "kind": "violation", "message": message, **usage}
+        try:
+            encoded = encode_frame(frame, self.rt.max_frame_bytes)
+        except (TypeError, FrameTooLarge):
+            # An error encoder produced something that is not small plain JSON.
+            fallback = {"type": "Exception", "message": "the error could not be reported"}
+            encoded = encode_frame(
+                {"op": "error", "kind": "remote", "data": fallback, **usage},
+                self.rt.max_frame_bytes,
+            )
+        self.send_raw(encoded)
+        return kind == "ok"
+
+    def encode_value(self, value: Any) -> bytes:
+        """JSON for a result; refusals are violations (the host never sees a bad frame)."""
+        try:
+            payload = orjson.dumps(value, option=_RESULT_OPTIONS)
+        except orjson.JSONEncodeError as exc:
+            raise SandboxViolation(f"the result is not JSON-serialisable: {exc}") from None
+        # Room for the envelope around the value.
+        limit = self.rt.max_frame_bytes - 256
+        if len(payload) > limit:
+            raise SandboxViolation(
+                f"the result is too large ({len(payload)} bytes of JSON; the limit is {limit})"
+            )
+        return payload
+
+    def describe(self, exc: BaseException) -> dict[str, Any]:
+        """Plain-JSON description of an escaping exception (host's encoder + traceback)."""
+        data: dict[str, Any] | None = None
+        if self.rt.error_encoder is not None:
+            try:
+                encoded = self.rt.error_encoder(exc)
+                if type(encoded) is dict:
+                    data = dict(encoded)
+            except BaseException:
+                data = None
+        if data is None:
+            data = {"type": type(exc).__name__, "message": _safe_text(exc)}
+        if type(data.get("type")) is not str:
+            data["type"] = type(exc).__name__
+        if type(data.get("message")) is not str:
+            data["message"] = _safe_text(exc)
+        try:
+            text = "".join(traceback.format_exception(exc))
+        except BaseException:
+            text = ""
+        data["traceback"] = text[-MAX_TRACEBACK:]
+        return data
+
+    # -- host calls ---------------------------------------------------------------------
+
+    def host_call(self, method: str, params: dict[str, Any]) -> Any:
+        """Send ``{"op": "host_call"}`` and block for the host's answer."""
+        cid = self.active
+        if cid is None:
+            if self.phase == "load":
+                raise SandboxViolation("host calls are not available while the code is loading")
+            raise SandboxViolation(
+                "host calls are only possible while a call is running; this code ran after "
+                "its call had returned"
+            )
+        if not isinstance(method, str) or not method:
+            raise SandboxViolation("host_call method must be a non-empty string")
+        if not isinstance(params, dict):
+            raise SandboxViolation("host_call params must be a dict")
+        try:
+            frame = encode_frame(
+                {"op": "host_call", "id": cid, "method": method, "params": params},
+                self.rt.max_frame_bytes,
+            )
+        except FrameTooLarge as exc:
+            raise SandboxViolation(
+                f"host call {method[:100]!r} is too large ({exc.size} bytes; the limit is "
+                f"{exc.limit})"
+            ) from None
+        except TypeError as exc:
+            raise SandboxViolation(
+                f"host call {method[:100]!r} has parameters that are not JSON-serialisable: {exc}"
+            ) from None
+        self.send_or_die(frame)
+        reply = self.receive_or_die()
+        if reply.get("id") != cid:
+            os._exit(EXIT_PROTOCOL)
+        if reply.get("op") == "host_result" and set(reply) == {"op", "id", "value"}:
+            return reply["value"]
+        if reply.get("op") == "host_error" and set(reply) == {"op", "id", "error"}:
+            raise self.decode_error(reply["error"])
+        os._exit(EXIT_PROTOCOL)
+
+    def decode_error(self, data: Any) -> BaseException:
+        """The exception ``host_call`` raises for a host-side error (host's decoder)."""
+        if type(data) is not dict:
+            data = {"type": "Exception", "message": "the host reported a malformed error"}
+        if self.rt.error_decoder is not None:
+            try:
+                exc = self.rt.error_decoder(data)
+                if isinstance(exc, BaseException):
+                    return exc
+            except Exception:
+                pass
+        return RemoteError(data)
