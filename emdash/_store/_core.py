@@ -12,11 +12,13 @@ from types import TracebackType
 import sqlite_utils
 
 from ._audit import Audit
+from ._content import Content
 from ._db import Db
 from ._migrations import migrate
 from ._options import KV, Options
 from ._plugin_storage import PluginStorage
 from ._plugins import Plugins
+from ._users import Users
 
 __all__ = ["Store"]
 
@@ -55,6 +57,8 @@ class Store:
         self.plugin_storage = PluginStorage(self._db)
         self.audit = Audit(self._db)
         self.plugins = Plugins(self._db)
+        self.content = Content(self._db, self.options)
+        self.users = Users(self._db)
 
     # -- time and ids ------------------------------------------------------------------
 

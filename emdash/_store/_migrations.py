@@ -89,8 +89,70 @@ def _m1_core(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m2_content_users(db: sqlite_utils.Database) -> None:
+    db.table("_emdash_collections").create(
+        {"name": str, "label": str, "created_at": str}, pk="name", not_null={"created_at"}
+    )
+    db.table("_emdash_content").create(
+        {
+            "id": str,
+            "collection": str,
+            "slug": str,
+            "status": str,
+            "data": str,
+            "author_id": str,
+            "locale": str,
+            "version": int,
+            "created_at": str,
+            "updated_at": str,
+            "published_at": str,
+            "scheduled_at": str,
+            "deleted_at": str,
+        },
+        pk="id",
+        not_null={"collection", "status", "data", "locale", "version", "created_at", "updated_at"},
+        foreign_keys=[("collection", "_emdash_collections", "name")],
+    )
+    db.table("_emdash_content").create_index(
+        ["collection", "created_at", "id"], index_name="idx_emdash_content_list"
+    )
+    # Slugs are unique per collection and locale among items not in the trash.
+    db.execute(
+        "CREATE UNIQUE INDEX idx_emdash_content_slug ON _emdash_content (collection, locale, slug) "
+        "WHERE slug IS NOT NULL AND deleted_at IS NULL"
+    )
+    db.execute(
+        "CREATE INDEX idx_emdash_content_scheduled ON _emdash_content (scheduled_at) "
+        "WHERE status = 'scheduled'"
+    )
+    now = db.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')").fetchone()[0]
+    db.table("_emdash_collections").insert_all(
+        [
+            {"name": "posts", "label": "Posts", "created_at": now},
+            {"name": "pages", "label": "Pages", "created_at": now},
+        ]
+    )
+    db.table("_emdash_users").create(
+        {
+            "id": str,
+            "email": str,
+            "email_norm": str,
+            "name": str,
+            "role": int,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"email", "email_norm", "role", "created_at"},
+    )
+    db.table("_emdash_users").create_index(
+        ["email_norm"], index_name="idx_emdash_users_email", unique=True
+    )
+    db.table("_emdash_users").create_index(["role", "id"], index_name="idx_emdash_users_role")
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
+    (2, "content collections and items, users", _m2_content_users),
 ]
 
 
