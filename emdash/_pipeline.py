@@ -76,11 +76,11 @@ _BROADCAST_FAMILIES = frozenset({"chain", "veto", "middleware", "notify", "obser
 class OptionStore(Protocol):
     """Where exclusive-hook selections persist (the store's options table)."""
 
-    def get(self, key: str) -> Any: ...
+    def get(self, key: str, /) -> Any: ...
 
-    def set(self, key: str, value: Any) -> None: ...
+    def set(self, key: str, value: Any, /) -> None: ...
 
-    def delete(self, key: str) -> None: ...
+    def delete(self, key: str, /) -> object: ...
 
 
 class AuditSink(Protocol):
@@ -448,7 +448,7 @@ class HookPipeline:
         cancelled_by: str | None = None
         results: list[HookResult] = []
         for entry in entries:  # no short-circuit: every handler runs after a veto
-            result, err, duration, cpu = self._invoke(entry, spec.name, event)
+            result, err, duration, cpu = self._invoke(entry, spec.name, event, vetoable=True)
             if err is not None:
                 self._fail(entry, spec.name, err, duration, cpu, results, may_abort=True)
                 continue
@@ -470,7 +470,7 @@ class HookPipeline:
             copy = dict(current) if type(current) is dict else current
             step = {**event, key: copy} if key is not None else copy
             result, err, duration, cpu = self._invoke(
-                entry, spec.name, step, _expect_middleware(key)
+                entry, spec.name, step, _expect_middleware(key), vetoable=True
             )
             if err is not None:
                 self._fail(entry, spec.name, err, duration, cpu, results, may_abort=True)
@@ -532,8 +532,12 @@ class HookPipeline:
         name: str,
         event: Any,
         check: Callable[[Any, HookEntry, str], None] | None = None,
+        *,
+        vetoable: bool = False,
     ) -> tuple[Any, EmDashError | None, float, float | None]:
-        """Call one handler; return (value, error, duration_ms, cpu_ms) and audit it."""
+        """Call one handler; return (value, error, duration_ms, cpu_ms) and audit it.
+
+        ``vetoable``: a ``False`` result is audited as ``vetoed`` (veto and middleware)."""
         started = time.perf_counter()
         value: Any = None
         err: EmDashError | None = None
@@ -554,20 +558,24 @@ class HookPipeline:
                 error_type=type(exc).__name__,
             )
         duration = (time.perf_counter() - started) * 1000.0
-        self._record(entry.plugin_id, name, err, duration, cpu)
+        self._record(entry.plugin_id, name, err, duration, cpu, vetoed=vetoable and value is False)
         return (None if err is not None else value), err, duration, cpu
 
     def _record(
         self, plugin_id: str, name: str, err: EmDashError | None, duration: float,
-        cpu: float | None,
+        cpu: float | None, *, vetoed: bool = False,
     ) -> None:
         if self._audit is None:
             return
-        outcome, limit = ("ok", None) if err is None else classify_error(err)
+        if err is not None:
+            outcome, limit = classify_error(err)
+        else:
+            outcome, limit = ("vetoed" if vetoed else "ok"), None
+        family = HOOKS[name].family
         try:
             self._audit(
                 plugin_id=plugin_id,
-                kind="hook",
+                kind=family if family in ("lifecycle", "cron") else "hook",
                 name=name,
                 outcome=outcome,
                 duration_ms=duration,

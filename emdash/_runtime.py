@@ -1,0 +1,764 @@
+"""``Runtime``: one emdash site — its store, its plugins, their pipeline, bridge and services.
+
+::
+
+    with emdash.Runtime("site.db") as rt:
+        rt.add_plugin("plugins/hello")                      # sandboxed
+        rt.add_plugin(descriptor, source=code, trusted=True)  # in-process
+        rt.run_hook("content:beforeSave", {...})
+        rt.invoke_route("plugin-hello", "recent")
+
+Plugins are sandboxed unless added with ``trusted=True``. ``Runtime(sandbox=False)`` is the
+debugging bypass: untrusted plugins then run in-process, with a loud warning for each.
+
+Lifecycle (docs/design.md): the first time this *database* sees a plugin id,
+``plugin:install`` then (if enabled) ``plugin:activate`` fire. ``enable_plugin`` fires
+``plugin:activate`` after the plugin joined the pipeline; ``disable_plugin`` fires
+``plugin:deactivate`` before it leaves; ``remove_plugin`` fires ``plugin:deactivate`` (if
+enabled) then ``plugin:uninstall {deleteData}``. Nothing fires at a later boot for a
+plugin that is already installed in the state it is added with. The registry of seen
+plugins is the store's ``plugins`` table, so this holds across restarts.
+
+Mutations of the plugin set (add / remove / enable / disable) are serialised by one lock
+and each builds a new :class:`HookPipeline`, swapped in atomically: a hook run that is under
+way keeps the pipeline it started with.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import jsonschema  # type: ignore[import-untyped]
+
+from ._bridge import Bridge
+from ._descriptor import Limits, PluginDescriptor
+from ._errors import (
+    BridgeError,
+    EmDashError,
+    ManifestError,
+    NotFoundError,
+    PluginRouteError,
+    SandboxNotAvailableError,
+)
+from ._hooks_catalog import HOOKS
+from ._http import HttpClient
+from ._loader import locate, sandbox_files
+from ._native import NativePluginHost
+from ._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
+from ._pipeline import HookPipeline, classify_error
+from ._store import Store
+
+if TYPE_CHECKING:
+    from ._sandboxed import SandboxSupport
+
+__all__ = ["PluginInfo", "Runtime"]
+
+log = logging.getLogger("emdash")
+
+# Request headers a plugin never sees: credentials, and the CSRF marker the host checks.
+_SECRET_HEADERS = frozenset(
+    {"cookie", "set-cookie", "authorization", "proxy-authorization", "x-emdash-request"}
+)
+_IP_RE = re.compile(r"^[\da-fA-F.:]+$")
+_DEFAULT_SITE = {"name": "", "url": "http://localhost", "locale": "en", "trailingSlash": "ignore"}
+
+# rt.<attribute> -> (module, class); each takes the Runtime. Imported on first use.
+_SERVICES = {
+    "content": ("emdash._content_service", "ContentService"),
+    "media": ("emdash._media_service", "MediaService"),
+    "comments": ("emdash._comment_service", "CommentService"),
+    "email": ("emdash._email", "EmailPipeline"),
+    "cron": ("emdash._cron", "CronService"),
+    "page": ("emdash._page", "PageService"),
+}
+
+
+class PluginInfo(Mapping[str, Any]):
+    """One added plugin: its descriptor, host and state.
+
+    Attribute access (``plugin_id``, ``descriptor``, ``host``, ``trusted``, ``sandboxed``,
+    ``enabled``, ``definition_meta``) for host code, and a read-only mapping view
+    (``id``, ``version``, ``mode``, ``trusted``, ``enabled``, ``capabilities``, ``hooks``,
+    ``routes``) that serialises as plain JSON for listings.
+    """
+
+    def __init__(self, host: PluginHost, *, sandboxed: bool, enabled: bool) -> None:
+        self.host = host
+        self.sandboxed = sandboxed
+        self.enabled = enabled
+
+    @property
+    def plugin_id(self) -> str:
+        return self.host.plugin_id
+
+    @property
+    def descriptor(self) -> PluginDescriptor:
+        return self.host.descriptor
+
+    @property
+    def trusted(self) -> bool:
+        return self.host.trusted
+
+    @property
+    def definition_meta(self) -> dict[str, Any]:
+        return self.host.definition_meta
+
+    def _data(self) -> dict[str, Any]:
+        d = self.descriptor
+        mode = "sandboxed" if self.sandboxed else ("trusted" if self.trusted else "unsandboxed")
+        return {
+            "id": d.id,
+            "version": d.version,
+            "mode": mode,
+            "trusted": self.trusted,
+            "enabled": self.enabled,
+            "capabilities": list(d.capabilities),
+            "hooks": sorted(self.definition_meta.get("hooks", {})),
+            "routes": sorted(self.definition_meta.get("routes", {})),
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __repr__(self) -> str:
+        return f"<PluginInfo {self._data()}>"
+
+
+class Runtime:
+    """One emdash site. See the module docstring; use it as a context manager."""
+
+    def __init__(
+        self,
+        database: str | Path = ":memory:",
+        *,
+        sandbox: bool = True,
+        limits: Limits | None = None,
+        site: dict[str, Any] | None = None,
+        media_dir: str | Path | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+        worker_pool_size: int = 2,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.log = logger or log
+        self.sandbox = sandbox
+        self.limits = limits or Limits.model_validate({})
+        self.worker_pool_size = worker_pool_size
+        self.site = _site(site)
+        self.store = Store(database, media_dir=Path(media_dir) if media_dir else None)
+        self._http = HttpClient(http_transport)
+        self._lock = threading.RLock()
+        self._plugins: dict[str, PluginInfo] = {}
+        self._services: dict[str, Any] = {}
+        self._closed = False
+        # Native handlers run here under their timeouts. Generous: a handler blocked past
+        # its timeout keeps its thread until it returns by itself.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="emdash-native"
+        )
+        self._sandbox: SandboxSupport | None = None
+        self.bridge = Bridge(
+            store=self.store,
+            plugins=self._descriptor_for_bridge,
+            http=self._http,
+            cron=_LazyCron(self),
+            email=_LazyEmail(self),
+            site=self.site,
+            logger=self.log.getChild("plugins"),
+        )
+        self._pipeline = self._build_pipeline()
+
+    # -- context manager / lifetime --------------------------------------------------------
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop every plugin, the sandbox and the thread pool; flush and close the store."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for info in self._plugins.values():
+                try:
+                    info.host.close()
+                except Exception:
+                    self.log.exception("Closing plugin %s failed", info.plugin_id)
+            if self._sandbox is not None:
+                self._sandbox.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._http.close()
+            self.store.close()
+
+    # -- services ------------------------------------------------------------------------
+
+    # Built on first use from their modules (see _SERVICES); while a module is missing
+    # from this build, the attribute raises AttributeError saying so.
+
+    @property
+    def content(self) -> Any:
+        """Content operations that fire the content hooks (``ContentService``)."""
+        return self._service("content")
+
+    @property
+    def media(self) -> Any:
+        """Media operations that fire the media hooks (``MediaService``)."""
+        return self._service("media")
+
+    @property
+    def comments(self) -> Any:
+        """Comment submission and moderation (``CommentService``)."""
+        return self._service("comments")
+
+    @property
+    def email(self) -> Any:
+        """The email pipeline (``EmailPipeline``)."""
+        return self._service("email")
+
+    @property
+    def cron(self) -> Any:
+        """The cron scheduler (``CronService``)."""
+        return self._service("cron")
+
+    @property
+    def page(self) -> Any:
+        """Page metadata and fragments (``PageService``)."""
+        return self._service("page")
+
+    def _service(self, name: str) -> Any:
+        with self._lock:
+            found = self._services.get(name)
+            if found is not None:
+                return found
+            module_name, class_name = _SERVICES[name]
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                raise AttributeError(
+                    f"rt.{name} is not available: {module_name} is not part of this emdash "
+                    "build yet"
+                ) from None
+            service = getattr(module, class_name)(self)
+            self._services[name] = service
+            return service
+
+    # -- adding and removing plugins -------------------------------------------------------
+
+    def add_plugin(
+        self,
+        descriptor: PluginDescriptor | dict[str, Any] | str | Path,
+        source: Any = None,
+        trusted: bool = False,
+        enabled: bool | None = None,
+    ) -> PluginInfo:
+        """Load a plugin and add it to the site; returns its :class:`PluginInfo`.
+
+        ``descriptor``: a :class:`PluginDescriptor`, a dict, JSON text, or a path to
+        ``emdash-plugin.toml`` (or its directory). ``source``: see :mod:`emdash._loader`
+        (``None`` means the descriptor's ``entrypoint``). ``enabled``: ``None`` keeps the
+        state this database remembers (enabled for a new plugin); a bool sets it, firing
+        ``plugin:activate`` / ``plugin:deactivate`` if that changes it.
+        """
+        desc = PluginDescriptor.load(descriptor)
+        pid = desc.id
+        with self._lock:
+            self._check_open()
+            if pid in self._plugins:
+                raise ManifestError(
+                    f'Plugin "{pid}" is already added; remove_plugin("{pid}") first to replace it',
+                    plugin_id=pid,
+                )
+            code = locate(desc, source)
+            host, sandboxed = self._make_host(desc, code, trusted)
+            try:
+                _check_route_schemas(host)
+                self.store.plugin_storage.sync_indexes(pid, desc.storage)
+                known = self.store.plugins.get(pid)
+                want = enabled if enabled is not None else (
+                    known["enabled"] if known is not None else True
+                )
+                self.store.plugins.upsert(pid, version=desc.version, enabled=want, trusted=trusted)
+            except BaseException:
+                host.close()
+                raise
+            info = PluginInfo(host, sandboxed=sandboxed, enabled=want)
+            self._plugins[pid] = info
+            self._rebuild()
+            if known is None:
+                self._lifecycle(host, "plugin:install", {})
+                if want:
+                    self._lifecycle(host, "plugin:activate", {})
+            elif want != known["enabled"]:
+                self._set_cron(pid, want)
+                self._lifecycle(host, "plugin:activate" if want else "plugin:deactivate", {})
+            return info
+
+    def _make_host(
+        self, desc: PluginDescriptor, code: Any, trusted: bool
+    ) -> tuple[PluginHost, bool]:
+        info = self._plugin_info(desc)
+        if not trusted and self.sandbox:
+            files, entry = sandbox_files(code, desc.id)
+            return self._sandbox_support().load(desc, files, entry, info), True
+        if not trusted:
+            self.log.warning(
+                "SANDBOX BYPASS: untrusted plugin %s runs IN-PROCESS without isolation or "
+                "limits because the runtime was created with sandbox=False. Never do this "
+                "with code you do not trust.",
+                desc.id,
+            )
+        host = NativePluginHost(
+            desc,
+            code,
+            bridge=self.bridge,
+            store=self.store,
+            info=info,
+            executor=self._executor,
+            trusted=trusted,
+            inline=self._inside_invocation,
+        )
+        return host, False
+
+    def _sandbox_support(self) -> SandboxSupport:
+        if self._sandbox is None:
+            try:
+                from ._sandboxed import SandboxSupport
+            except ImportError as exc:
+                raise SandboxNotAvailableError(
+                    "Plugin sandboxing is not available in this emdash build "
+                    f"({exc}). Add the plugin with trusted=True if you trust its code, or "
+                    "use Runtime(sandbox=False) for local debugging."
+                ) from None
+            self._sandbox = SandboxSupport(
+                store=self.store, bridge=self.bridge, limits=self.limits,
+                pool_size=self.worker_pool_size,
+            )
+        return self._sandbox
+
+    def remove_plugin(self, plugin_id: str, delete_data: bool = False) -> None:
+        """Uninstall a plugin: deactivate (if enabled), uninstall, forget it.
+
+        Its cron tasks are deleted; with ``delete_data`` also its KV, storage documents and
+        storage indexes.
+        """
+        with self._lock:
+            info = self._get(plugin_id)
+            if info.enabled:
+                self._lifecycle(info.host, "plugin:deactivate", {})
+                info.enabled = False
+            del self._plugins[plugin_id]
+            self._rebuild()
+            self._lifecycle(info.host, "plugin:uninstall", {"deleteData": bool(delete_data)})
+            self._delete_cron(plugin_id)
+            with self.store.transaction():
+                if delete_data:
+                    self.store.kv.delete_all(plugin_id)
+                    self.store.plugin_storage.delete_plugin_data(plugin_id)
+                    self.store.plugin_storage.drop_indexes(plugin_id)
+                self.store.plugins.delete(plugin_id)
+            info.host.close()
+
+    def enable_plugin(self, plugin_id: str) -> None:
+        """Enable a disabled plugin: it joins the pipeline, then ``plugin:activate`` fires."""
+        with self._lock:
+            info = self._get(plugin_id)
+            if info.enabled:
+                return
+            self.store.plugins.upsert(
+                plugin_id, version=info.descriptor.version, enabled=True, trusted=info.trusted
+            )
+            info.enabled = True
+            self._rebuild()
+            self._set_cron(plugin_id, True)
+            self._lifecycle(info.host, "plugin:activate", {})
+
+    def disable_plugin(self, plugin_id: str) -> None:
+        """Disable an enabled plugin: ``plugin:deactivate`` fires, then it leaves the pipeline."""
+        with self._lock:
+            info = self._get(plugin_id)
+            if not info.enabled:
+                return
+            self._lifecycle(info.host, "plugin:deactivate", {})
+            self.store.plugins.upsert(
+                plugin_id, version=info.descriptor.version, enabled=False, trusted=info.trusted
+            )
+            info.enabled = False
+            self._rebuild()
+            self._set_cron(plugin_id, False)
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every added plugin (enabled or not), in the order they were added."""
+        return list(self._plugins.values())
+
+    def get_plugin(self, plugin_id: str) -> PluginInfo:
+        """The plugin's :class:`PluginInfo`; ``NotFoundError`` for an unknown id."""
+        return self._get(plugin_id)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def run_hook(self, name: str, event: Any, *, plugin_id: str | None = None) -> HookOutcome:
+        """Run a hook through the pipeline of the enabled plugins.
+
+        Broadcast families follow their rules (see :class:`HookPipeline`). An exclusive hook
+        runs its selected provider; lifecycle and cron hooks need ``plugin_id``. With
+        ``plugin_id``, only that plugin's handler runs (same rules), which is what the CLI's
+        ``run-hook --plugin`` uses.
+        """
+        pipeline = self._pipeline
+        spec = HOOKS.get(name)
+        if spec is None or plugin_id is None:
+            if spec is not None and spec.family == "exclusive":
+                return _as_outcome(name, pipeline.invoke_exclusive(name, event))
+            return pipeline.run_hook(name, event)
+        info = self._get(plugin_id)
+        if spec.family in ("lifecycle", "cron", "exclusive"):
+            result = pipeline.invoke_target(info.host, name, event)
+            return HookOutcome(
+                name, None if result is None else result.value, [] if result is None else [result]
+            )
+        if not info.enabled:
+            return HookOutcome(name, None, [])
+        return HookPipeline(
+            [info.host], options=None, audit=self.store.audit.record, logger=self.log
+        ).run_hook(name, event)
+
+    def invoke_exclusive(self, name: str, event: Any) -> ExclusiveOutcome | None:
+        """Run the selected provider of an exclusive hook; ``None`` if none. Never raises."""
+        return self._pipeline.invoke_exclusive(name, event)
+
+    def invoke_cron(self, plugin_id: str, event: Any) -> HookResult:
+        """Run ``plugin_id``'s cron hook for one due task. Never raises."""
+        return self._pipeline.invoke_cron(plugin_id, event)
+
+    def select_provider(self, hook: str, plugin_id: str | None) -> None:
+        """Choose the provider of an exclusive hook (persisted); ``None`` clears it."""
+        with self._lock:
+            self._pipeline.select_provider(hook, plugin_id)
+
+    def selected_provider(self, hook: str) -> str | None:
+        return self._pipeline.selected_provider(hook)
+
+    def exclusive_hooks(self) -> dict[str, dict[str, Any]]:
+        """``{hook: {"providers": [...], "selected": id or None}}`` for the admin UI."""
+        return self._pipeline.exclusive_hooks()
+
+    @property
+    def pipeline(self) -> HookPipeline:
+        return self._pipeline
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def invoke_route(
+        self,
+        plugin_id: str,
+        name: str,
+        *,
+        input: Any = None,
+        request: dict[str, Any] | None = None,
+        user: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call a plugin route and return its data.
+
+        Raises ``PluginRouteError("NOT_FOUND", "Plugin route not found", 404)`` for an
+        unknown or disabled plugin or route, ``PluginRouteError("VALIDATION_ERROR",
+        "Invalid request body", 400, details)`` for input that fails the route's schema;
+        any other error (the plugin's ``PluginRouteError``, ``PluginError``, limits...)
+        propagates unchanged for the HTTP layer to map.
+        """
+        info = self._plugins.get(plugin_id)
+        routes = info.definition_meta.get("routes", {}) if info is not None else {}
+        if info is None or not info.enabled or name not in routes:
+            raise PluginRouteError("NOT_FOUND", "Plugin route not found", 404)
+        meta = routes[name]
+        value = self._validate_input(info.host, name, meta, input)
+        req = _request(request, self.site, plugin_id, name)
+        route_ctx = {
+            "input": value,
+            "request": {"url": req["url"], "method": req["method"], "headers": req["headers"]},
+            "requestMeta": _request_meta(req),
+            # routeCtx.user is only ever set for private routes (spec §8.3).
+            "user": None if meta.get("public") else user,
+        }
+        started = time.perf_counter()
+        try:
+            result = info.host.invoke_route(name, route_ctx)
+        except Exception as exc:
+            outcome, limit = classify_error(exc)
+            self._audit(plugin_id, "route", name, outcome, started, None, limit, str(exc))
+            raise
+        self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
+        return result.value
+
+    def _validate_input(
+        self, host: PluginHost, name: str, meta: dict[str, Any], value: Any
+    ) -> Any:
+        schema = meta.get("input")
+        if type(schema) is dict:
+            validator = jsonschema.validators.validator_for(schema)(schema)
+            problems = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+            if problems:
+                raise PluginRouteError(
+                    "VALIDATION_ERROR",
+                    "Invalid request body",
+                    400,
+                    [
+                        {"path": [str(p) for p in e.absolute_path], "message": e.message}
+                        for e in problems[:50]
+                    ],
+                )
+            return value
+        check = host.route_input_validator(name)
+        if check is None:
+            return value
+        try:
+            return check(value)
+        except PluginRouteError:
+            raise
+        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise PluginRouteError(
+                "VALIDATION_ERROR", "Invalid request body", 400, _validation_details(exc)
+            ) from None
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit_log(self, limit: int = 100, plugin_id: str | None = None) -> list[dict[str, Any]]:
+        """The newest audit records first (every hook, route, lifecycle and cron invocation)."""
+        return self.store.audit.list(limit=limit, plugin_id=plugin_id)
+
+    def _audit(
+        self, pid: str, kind: str, name: str, outcome: str, started: float,
+        cpu: float | None, limit: str | None, error: str | None,
+    ) -> None:
+        try:
+            self.store.audit.record(
+                pid, kind, name, outcome, (time.perf_counter() - started) * 1000,
+                cpu_ms=cpu, limit=limit, error=error,
+            )
+        except Exception:
+            self.log.exception("Could not record the audit entry for %s %s", pid, name)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EmDashError("This Runtime is closed; create a new one")
+
+    def _get(self, plugin_id: str) -> PluginInfo:
+        info = self._plugins.get(plugin_id)
+        if info is None:
+            raise NotFoundError(
+                f'No plugin "{plugin_id}" in this runtime. Added plugins: '
+                + (", ".join(self._plugins) or "none")
+            )
+        return info
+
+    def _descriptor_for_bridge(self, plugin_id: str) -> PluginDescriptor:
+        info = self._plugins.get(plugin_id)
+        if info is None:
+            raise BridgeError(
+                f'Plugin "{plugin_id}" is not loaded; it cannot make service calls',
+                plugin_id=plugin_id,
+            )
+        return info.descriptor
+
+    def _plugin_info(self, desc: PluginDescriptor) -> dict[str, Any]:
+        return {
+            "plugin": {"id": desc.id, "version": desc.version},
+            "capabilities": list(desc.capabilities),
+            "storage": list(desc.storage),
+            "site": dict(self.site),
+        }
+
+    def _build_pipeline(self) -> HookPipeline:
+        return HookPipeline(
+            [p.host for p in self._plugins.values() if p.enabled],
+            options=self.store.options,
+            audit=self.store.audit.record,
+            logger=self.log,
+        )
+
+    def _rebuild(self) -> None:
+        self._pipeline = self._build_pipeline()
+
+    def _lifecycle(self, host: PluginHost, name: str, event: dict[str, Any]) -> None:
+        result = self._pipeline.invoke_target(host, name, event)
+        if result is not None and not result.success:
+            # Lifecycle failures never undo the transition (EmDash's rule); say so loudly.
+            self.log.error(
+                "Plugin %s: %s failed: %s (the plugin's state changed anyway)",
+                host.plugin_id, name, result.error,
+            )
+
+    def _inside_invocation(self) -> bool:
+        """Whether this thread is inside a plugin invocation or a store transaction.
+
+        A native handler started from such a thread must run on it (inline): the scope's
+        transaction, and the store lock it may hold, belong to this thread.
+        """
+        db = getattr(self.store, "_db", None)
+        if db is None:
+            return False
+        return bool(db.in_transaction_here() or getattr(db._local, "scopes", None))
+
+    def _set_cron(self, plugin_id: str, enabled: bool) -> None:
+        cron = self._optional_service("cron")
+        setter = getattr(cron, "set_plugin_enabled", None)
+        if setter is not None:
+            setter(plugin_id, enabled)
+
+    def _delete_cron(self, plugin_id: str) -> None:
+        cron = self._optional_service("cron")
+        deleter = getattr(cron, "delete_plugin_tasks", None)
+        if deleter is not None:
+            deleter(plugin_id)
+
+    def _optional_service(self, name: str) -> Any:
+        try:
+            return self._service(name)
+        except AttributeError:
+            return None
+
+
+class _LazyCron:
+    """Hands bridge cron calls to ``rt.cron``, built on first use."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def _cron(self) -> Any:
+        try:
+            return self._rt._service("cron")
+        except AttributeError as exc:
+            raise BridgeError(f"ctx.cron is not available: {exc}") from None
+
+    def schedule(self, plugin_id: str, name: str, schedule: str, data: Any) -> Any:
+        return self._cron().schedule(plugin_id, name, schedule, data)
+
+    def cancel(self, plugin_id: str, name: str) -> Any:
+        return self._cron().cancel(plugin_id, name)
+
+    def list(self, plugin_id: str) -> Any:
+        return self._cron().list(plugin_id)
+
+
+class _LazyEmail:
+    """Hands bridge email calls to ``rt.email``, built on first use."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def is_available(self) -> bool:
+        try:
+            return bool(self._rt._service("email").is_available())
+        except AttributeError:
+            return False
+
+    def send(self, message: dict[str, Any], *, source: str = "admin") -> None:
+        self._rt._service("email").send(message, source=source)
+
+
+def _as_outcome(name: str, outcome: ExclusiveOutcome | None) -> HookOutcome:
+    if outcome is None:
+        return HookOutcome(name, None, [])
+    result = HookResult(
+        outcome.plugin_id, outcome.error is None, outcome.result, outcome.error,
+        outcome.duration_ms,
+    )
+    return HookOutcome(name, outcome.result, [result])
+
+
+def _site(site: dict[str, Any] | None) -> dict[str, str]:
+    out = dict(_DEFAULT_SITE)
+    for key, value in (site or {}).items():
+        key = "trailingSlash" if key == "trailing_slash" else key
+        if key in out and isinstance(value, str):
+            out[key] = value
+    return out
+
+
+def _check_route_schemas(host: PluginHost) -> None:
+    for name, meta in host.definition_meta.get("routes", {}).items():
+        schema = meta.get("input")
+        if type(schema) is dict:
+            try:
+                jsonschema.validators.validator_for(schema).check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise ManifestError(
+                    f"Plugin {host.plugin_id} route {name!r} declares an invalid JSON Schema "
+                    f"input: {exc.message}",
+                    plugin_id=host.plugin_id,
+                ) from None
+
+
+def _request(
+    request: dict[str, Any] | None, site: dict[str, str], plugin_id: str, name: str
+) -> dict[str, Any]:
+    req = request or {}
+    url = req.get("url")
+    method = req.get("method")
+    headers: dict[str, str] = {}
+    raw = req.get("headers") or {}
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    for key, value in items:
+        low = str(key).lower()
+        # Credentials and access-proxy identity never reach plugin code, in either mode.
+        if low in _SECRET_HEADERS or low.startswith("cf-access-"):
+            continue
+        headers[low] = str(value)
+    return {
+        "url": url if isinstance(url, str) else
+        f"{site['url'].rstrip('/')}/_emdash/api/plugins/{plugin_id}/{name}",
+        "method": method.upper() if isinstance(method, str) else "POST",
+        "headers": headers,
+        "ip": req.get("ip"),
+    }
+
+
+def _request_meta(req: dict[str, Any]) -> dict[str, Any]:
+    headers = req["headers"]
+    ip = req.get("ip")
+    return {
+        "ip": ip if isinstance(ip, str) and _IP_RE.match(ip) else None,
+        "userAgent": headers.get("user-agent") or None,
+        "referer": headers.get("referer") or None,
+        "geo": None,
+    }
+
+
+def _validation_details(exc: Exception) -> Any:
+    errors: Callable[..., Any] | None = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            return [
+                {"path": [str(p) for p in e.get("loc", ())], "message": str(e.get("msg", ""))}
+                for e in errors()
+            ]
+        except Exception:  # a foreign .errors(): fall back to the message
+            pass
+    return [{"path": [], "message": str(exc)}]
+
