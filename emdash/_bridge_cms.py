@@ -66,7 +66,16 @@ def _content_create(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
     locale = options.get("locale")
     if locale is not None and type(locale) is not str:
         raise p.error("Invalid locale code: expected a string")
-    return b.store.content.create(collection, data, locale=locale)
+    # As EmDash's bridge does: string "slug" / "status" in data set the item's own columns.
+    lifted = {k: data[k] for k in ("slug", "status") if type(data.get(k)) is str}
+    fields = {k: v for k, v in data.items() if k not in lifted}
+    return b.store.content.create(
+        collection,
+        fields,
+        slug=lifted.get("slug"),
+        status=lifted.get("status", "draft"),
+        locale=locale,
+    )
 
 
 def _content_update(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
@@ -75,7 +84,7 @@ def _content_update(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
 
 
 def _content_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
-    return bool(b.store.content.delete(_content_collection(p), p.req_str("id")))
+    return bool(b.store.content.soft_delete(_content_collection(p), p.req_str("id")))
 
 
 def _content_create_many(
