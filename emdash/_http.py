@@ -71,6 +71,7 @@ _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _FORBIDDEN_METHODS = frozenset({"CONNECT", "TRACE", "TRACK"})
 _MAX_HEADERS = 100
 _MAX_HEADER_BYTES = 16 * 1024
+_MAX_URL_CHARS = 8 * 1024
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -200,6 +201,8 @@ class HttpClient:
 
     def _vet(self, plugin: PluginDescriptor, url: str, unrestricted: bool) -> _Hop:
         pid = plugin.id
+        if len(url) > _MAX_URL_CHARS:
+            raise self._blocked(pid, url[:100] + "...", f"URL longer than {_MAX_URL_CHARS} characters")
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError):
@@ -367,7 +370,10 @@ def _check_headers(pairs: list[list[str]]) -> list[tuple[str, str]]:
         raise BridgeError(f"http/fetch: at most {_MAX_HEADERS} request headers are allowed")
     out: list[tuple[str, str]] = []
     total = 0
-    for name, value in pairs:
+    for pair in pairs:
+        if len(pair) != 2 or not all(type(x) is str for x in pair):
+            raise BridgeError("http/fetch: init.headers must be an array of [name, value] pairs")
+        name, value = pair
         if not _TOKEN_RE.match(name):
             raise BridgeError(f"http/fetch: invalid header name {name[:64]!r}")
         if any(c in value for c in "\r\n\x00"):

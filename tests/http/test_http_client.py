@@ -473,6 +473,8 @@ def test_request_body_cap(client: HttpClient, server: Any, unrestricted: Any) ->
         ({"headers": [["X-A", "1\r\nX-Injected: 1"]]},
          "http/fetch: header 'X-A' has a line break or NUL in its value"),
         ({"headers": [["Bad Name", "1"]]}, "http/fetch: invalid header name 'Bad Name'"),
+        ({"headers": [["X-A"]]}, "http/fetch: init.headers must be an array of [name, value] pairs"),
+        ({"headers": [["X-A", 1]]}, "http/fetch: init.headers must be an array of [name, value] pairs"),
         ({"method": "CONNECT"}, "http/fetch: method CONNECT is not allowed"),
         ({"method": "GE T"}, "http/fetch: init.method must be a valid HTTP method name"),
         ({"method": "GET", "body": b"x"}, "http/fetch: a GET request cannot have a body"),
@@ -500,3 +502,11 @@ def test_no_cookie_jar_between_requests(client: HttpClient, server: Any, unrestr
     client.fetch(unrestricted, f"{server.base}/multi")  # sets cookies a=1, b=2
     echoed = echo(client.fetch(unrestricted, f"{server.base}/echo"))
     assert header(echoed, "cookie") == []
+
+
+def test_overlong_urls_are_refused(client: HttpClient, server: Any, unrestricted: Any) -> None:
+    url = f"{server.base}/echo?" + "a" * 9000
+    with pytest.raises(HttpAccessError) as info:
+        client.fetch(unrestricted, url)
+    assert str(info.value) == f'Plugin "web": blocked fetch to "{url[:100]}...": URL longer than 8192 characters'
+    assert server.seen == []
