@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -74,7 +74,13 @@ def error_line(exc: EmDashError | Exception) -> str:
     return " ".join(message.split())
 
 
-class JsonParam(click.ParamType):
+if TYPE_CHECKING:
+    _ParamBase = click.ParamType[Any, Any]  # generic from click 8.3 on
+else:
+    _ParamBase = click.ParamType
+
+
+class JsonParam(_ParamBase):
     """A command-line value that must be JSON text (``--event '{"a": 1}'``)."""
 
     name = "json"
@@ -101,4 +107,11 @@ class SafeGroup(click.Group):
             ctx.exit(1)
 
 
-JsonOutput = Callable[[Any], None]
+def audit_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The audit log as a table, newest first."""
+    return format_table(
+        [{**r, "what": f"{r.get('kind', '')} {r.get('name', '')}".strip()} for r in rows],
+        [("at", "TIME"), ("pluginId", "PLUGIN"), ("what", "HOOK/ROUTE"),
+         ("outcome", "OUTCOME"), ("durationMs", "MS"), ("cpuMs", "CPU MS"),
+         ("error", "ERROR")],
+    )

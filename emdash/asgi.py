@@ -50,7 +50,6 @@ from ._asgi_io import (
 from ._errors import (
     EmDashError,
     InvalidCursorError,
-    NotFoundError,
     PluginError,
     PluginRouteError,
     SandboxNotAvailableError,
@@ -143,10 +142,14 @@ class EmDashASGI:
             parse_json_body(body) if method in _BODY_METHODS
             else parse_query(scope.get("query_string", b""))
         )
+        client = scope.get("client")
         request = {
             "url": _url(scope),
             "method": method,
             "headers": request_headers(scope),
+            # The direct peer only: forwarded-for headers are client-controlled unless a
+            # proxy the operator trusts set them, and the runtime validates the shape.
+            "ip": client[0] if client else None,
         }
         call = functools.partial(
             self.runtime.invoke_route, plugin_id, route,
@@ -155,8 +158,8 @@ class EmDashASGI:
         try:
             data = await anyio.to_thread.run_sync(call)
         except Exception as exc:  # every failure becomes an envelope; none escapes the app
-            status, code, message = describe_error(exc, plugin_id, route)
-            await _error(send, status, code, message, head=head)
+            status, error = describe_error(exc, plugin_id, route)
+            await _reply_error(send, status, error, head=head)
             return
         cache = meta.get("cache_control")
         headers = [_NO_STORE]
@@ -195,32 +198,44 @@ class EmDashASGI:
         return hmac.compare_digest(presented.strip().encode("latin-1"), self._token)
 
 
-def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int, str, str]:
-    """Map an exception from ``invoke_route`` to ``(status, code, message)``."""
+def describe_error(
+    exc: BaseException, plugin_id: str, route: str
+) -> tuple[int, dict[str, Any]]:
+    """Map an exception from ``invoke_route`` to ``(status, {"code", "message"[, "details"]})``.
+
+    ``details`` is kept for ``VALIDATION_ERROR`` (which fields failed, never values) and any
+    other non-internal :class:`PluginRouteError` that carries them; EmDash drops them, which
+    leaves clients guessing (spec §16 item 11).
+    """
     if isinstance(exc, PluginRouteError):
         status = exc.status if type(exc.status) is int and 400 <= exc.status <= 599 else 400
         if exc.code == "INTERNAL_ERROR":
             log.error("Plugin %s route %s: internal error: %s", plugin_id, route, exc.message)
-            return status, "INTERNAL_ERROR", MASKED_MESSAGE
-        return status, exc.code, exc.message
+            return status, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+        return status, _body(exc.code, exc.message, exc.details)
     if isinstance(exc, PluginError):
         # The plugin crashed: its message and traceback are for the operator's log only.
         log.error(
             "Plugin %s route %s raised: %s\n%s", plugin_id, route, exc.message,
             exc.traceback_text or "",
         )
-        return 500, "INTERNAL_ERROR", MASKED_MESSAGE
-    if isinstance(exc, NotFoundError) and exc.plugin_id is None:
-        return 404, "NOT_FOUND", "Plugin route not found"
+        return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
     if isinstance(exc, InvalidCursorError):
-        return 400, "INVALID_CURSOR", exc.message
+        return 400, _body("INVALID_CURSOR", exc.message)
     if isinstance(exc, (SandboxUnavailableError, SandboxNotAvailableError)):
         log.error("Plugin %s route %s: sandbox unavailable: %s", plugin_id, route, exc.message)
-        return 503, "SANDBOX_UNAVAILABLE", exc.message
+        return 503, _body("SANDBOX_UNAVAILABLE", exc.message)
     if isinstance(exc, EmDashError):
-        return 400, "ROUTE_ERROR", exc.message
-    log.exception("Plugin %s route %s: unexpected host error", plugin_id, route, exc_info=exc)
-    return 500, "INTERNAL_ERROR", MASKED_MESSAGE
+        return 400, _body("ROUTE_ERROR", exc.message)
+    log.error("Plugin %s route %s: unexpected host error", plugin_id, route, exc_info=exc)
+    return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+
+
+def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        out["details"] = details
+    return out
 
 
 def _split_path(scope: Scope) -> tuple[str, str] | None:
@@ -260,7 +275,18 @@ async def _error(
     head: bool = False,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    payload = {"success": False, "error": {"code": code, "message": message}}
+    await _reply_error(send, status, _body(code, message), head=head, extra=extra)
+
+
+async def _reply_error(
+    send: Send,
+    status: int,
+    error: dict[str, Any],
+    *,
+    head: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    payload = {"success": False, "error": error}
     await send_json(send, status, payload, headers=[_NO_STORE, *(extra or [])], include_body=not head)
 
 

@@ -335,15 +335,9 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 
 
 def _plugin_row(plugin: Any) -> dict[str, Any]:
-    meta = getattr(plugin, "definition_meta", None) or {}
-    descriptor = plugin.descriptor
-    return {
-        "id": plugin.plugin_id,
-        "version": descriptor.version,
-        "mode": "trusted" if plugin.trusted else "sandboxed",
-        "enabled": bool(getattr(plugin, "enabled", True)),
-        "capabilities": list(descriptor.capabilities),
-        "hooks": sorted(meta.get("hooks", {})),
-        "routes": sorted(meta.get("routes", {})),
-    }
+    # PluginInfo is a read-only mapping of plain data (id, version, mode, enabled, ...).
+    return dict(plugin)
 
+
+if __name__ == "__main__":  # python -m emdash.cli
+    main()

@@ -134,7 +134,18 @@ def test_read_body_refuses_a_declared_oversized_length_before_reading() -> None:
 def test_error_mapping(exc: BaseException, expected: tuple[int, str, str],
                        caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="emdash.asgi"):
-        assert describe_error(exc, "p", "r") == expected
+        status, error = describe_error(exc, "p", "r")
+    assert (status, error["code"], error["message"]) == expected
+    assert "details" not in error
     if expected[1] == "INTERNAL_ERROR":
         # Masked for the client, but the operator's log has the real story.
         assert caplog.records, "a masked error must be logged"
+
+
+def test_validation_details_are_kept() -> None:
+    exc = PluginRouteError("VALIDATION_ERROR", "Invalid request body", 400,
+                           [{"path": ["email"], "message": "'x' does not match"}])
+    assert describe_error(exc, "p", "r") == (400, {
+        "code": "VALIDATION_ERROR", "message": "Invalid request body",
+        "details": [{"path": ["email"], "message": "'x' does not match"}],
+    })
