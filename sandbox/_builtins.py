@@ -1,0 +1,316 @@
+"""The builtins sandboxed code sees: a vetted set, built fresh for every bundle.
+
+Fresh, because a shared builtins dict is shared state: RP's module-level ``safe_builtins``/
+``safe_globals`` let a ``global`` in one plugin be read by another (086), and anything one
+bundle could mutate would leak into the next. The dict itself is never reachable from plugin
+code (``__builtins__`` is a ``_``-name), but building it per bundle costs microseconds and
+removes the question.
+
+What is in it, and why the shape:
+
+* Immutable value types (``int``, ``str``, ``float``...) are the real types. ``str.format``
+  is refused by ``_getattr_``; plugins cannot subclass any of them (``plugin_metaclass``).
+* Containers whose constructors iterate in C (``list``, ``tuple``, ``dict``, ``set``,
+  ``frozenset``, ``bytes``) are ``GuardedType`` stand-ins that apply the ``_getiter_``
+  policy first (RP 9.0 dropped ``sorted``/``tuple``/``zip``/``bytes`` for this reason) and
+  still work with ``isinstance`` through ``__instancecheck__``. Iterating builtins
+  (``sorted``, ``min``, ``zip``...) are wrapped the same way.
+* ``getattr``/``hasattr``/``setattr``/``delattr``/``pow`` are the guarded versions.
+* Refused builtins (``eval``, ``type``, ``object``, ``id``, ``open``...) are present as
+  ``ForbiddenBuiltin`` stubs so misuse fails with a message that says what to do instead.
+* Only ``Exception`` classes: no ``BaseException``, ``SystemExit``, ``KeyboardInterrupt``,
+  ``GeneratorExit`` (a plugin must not pose as a shutdown, 056) and no ``ExceptionGroup``
+  (CVE-2025-22153).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._guards import (
+    ForbiddenBuiltin,
+    PrintCollector,
+    bounded_pow,
+    check_iterable,
+    guarded_apply,
+    guarded_getattr,
+    guarded_getitem,
+    guarded_inplacevar,
+    guarded_iter,
+    guarded_iter_unpack_sequence,
+    guarded_unpack_sequence,
+    guarded_write,
+    plugin_metaclass,
+    safe_delattr,
+    safe_getattr,
+    safe_hasattr,
+    safe_setattr,
+)
+
+
+class GuardedType:
+    """A builtin container type whose constructor runs the ``_getiter_`` policy first.
+
+    ``isinstance(x, list)`` and ``issubclass`` work (``__instancecheck__``), ``list[int]``
+    works in annotations, but ``class L(list)`` does not: a ``GuardedType`` is no class.
+    """
+
+    __slots__ = ("_real",)
+
+    def __init__(self, real: type) -> None:
+        self._real = real
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        for arg in args:
+            check_iterable(arg)
+        return self._real(*args, **kwargs)
+
+    def __instancecheck__(self, instance: object) -> bool:
+        return isinstance(instance, self._real)
+
+    def __subclasscheck__(self, subclass: object) -> bool:
+        return issubclass(unwrap_type(subclass), self._real)
+
+    def __getitem__(self, item: object) -> Any:
+        # list[int] -> types.GenericAlias, for annotations.
+        return self._real[item]  # type: ignore[index]
+
+    def __repr__(self) -> str:
+        return f"<class {self._real.__name__!r}>"
+
+
+class _DictType(GuardedType):
+    __slots__ = ()
+
+    def fromkeys(self, iterable: Iterable[Any], value: Any = None, /) -> dict[Any, Any]:
+        """``dict.fromkeys`` (iterates its argument)."""
+        return dict.fromkeys(guarded_iter(iterable), value)
+
+
+class _BytesType(GuardedType):
+    __slots__ = ()
+
+    def fromhex(self, string: str, /) -> bytes:
+        """``bytes.fromhex``."""
+        return bytes.fromhex(string)
+
+
+def unwrap_type(obj: object) -> Any:
+    """The real type behind a ``GuardedType`` (anything else is returned unchanged)."""
+    return obj._real if isinstance(obj, GuardedType) else obj
+
+
+def _safe_issubclass(cls: object, classinfo: Any, /) -> bool:
+    """``issubclass`` that accepts the ``GuardedType`` stand-ins as its first argument."""
+    return issubclass(unwrap_type(cls), classinfo)
+
+
+# Wrappers of builtins that iterate their arguments in C. Each runs the _getiter_ policy
+# (guarded_iter/check_iterable) on what it is given, then calls the real builtin.
+
+
+def _sorted(iterable: Iterable[Any], /, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> list[Any]:
+    return sorted(guarded_iter(iterable), key=key, reverse=reverse)
+
+
+def _reversed(sequence: Any, /) -> Any:
+    check_iterable(sequence)
+    return reversed(sequence)
+
+
+def _enumerate(iterable: Iterable[Any], start: int = 0) -> Any:
+    return enumerate(guarded_iter(iterable), start)
+
+
+def _zip(*iterables: Iterable[Any], strict: bool = False) -> Any:
+    return zip(*(guarded_iter(it) for it in iterables), strict=strict)
+
+
+def _map(function: Callable[..., Any], iterable: Iterable[Any], /, *iterables: Iterable[Any]) -> Any:
+    return map(function, guarded_iter(iterable), *(guarded_iter(it) for it in iterables))
+
+
+def _filter(function: Callable[[Any], Any] | None, iterable: Iterable[Any], /) -> Any:
+    return filter(function, guarded_iter(iterable))
+
+
+def _sum(iterable: Iterable[Any], /, start: Any = 0) -> Any:
+    return sum(guarded_iter(iterable), start)
+
+
+def _any(iterable: Iterable[Any], /) -> bool:
+    return any(guarded_iter(iterable))
+
+
+def _all(iterable: Iterable[Any], /) -> bool:
+    return all(guarded_iter(iterable))
+
+
+def _min(*args: Any, **kwargs: Any) -> Any:
+    if len(args) == 1:
+        return min(guarded_iter(args[0]), **kwargs)
+    return min(*args, **kwargs)
+
+
+def _max(*args: Any, **kwargs: Any) -> Any:
+    if len(args) == 1:
+        return max(guarded_iter(args[0]), **kwargs)
+    return max(*args, **kwargs)
+
+
+def _iter(obj: Any, *sentinel: Any) -> Any:
+    if sentinel:
+        return iter(obj, *sentinel)  # iter(callable, sentinel) iterates nothing
+    return guarded_iter(obj)
+
+
+_WRAPPERS: dict[str, Callable[..., Any]] = {
+    "sorted": _sorted,
+    "reversed": _reversed,
+    "enumerate": _enumerate,
+    "zip": _zip,
+    "map": _map,
+    "filter": _filter,
+    "sum": _sum,
+    "any": _any,
+    "all": _all,
+    "min": _min,
+    "max": _max,
+    "iter": _iter,
+    "issubclass": _safe_issubclass,
+    "getattr": safe_getattr,
+    "hasattr": safe_hasattr,
+    "setattr": safe_setattr,
+    "delattr": safe_delattr,
+    "pow": bounded_pow,
+}
+for _public_name, _wrapper in _WRAPPERS.items():
+    # repr() and tracebacks show the builtin's name, not ours.
+    _wrapper.__name__ = _wrapper.__qualname__ = _public_name
+
+_REAL_NAMES = (
+    "bool",
+    "int",
+    "float",
+    "complex",
+    "str",
+    "range",
+    "slice",
+    "len",
+    "abs",
+    "round",
+    "divmod",
+    "callable",
+    "repr",
+    "ascii",
+    "format",  # the builtin: format(value, spec) has no field lookup, unlike str.format
+    "chr",
+    "ord",
+    "hex",
+    "oct",
+    "bin",
+    "isinstance",  # works with GuardedType and ForbiddenBuiltin via __instancecheck__
+    "next",
+    "property",
+    "staticmethod",
+    "classmethod",
+)
+
+_EXCEPTIONS = (
+    "Exception",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "ImportError",
+    "IndexError",
+    "KeyError",
+    "LookupError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotImplementedError",
+    "OverflowError",
+    "RecursionError",
+    "RuntimeError",
+    "StopIteration",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "ValueError",
+    "ZeroDivisionError",
+)
+
+_NO_CODE = "code cannot be generated or run from strings"
+_NO_INTROSPECTION = "introspection of the interpreter is not available"
+_FORBIDDEN: dict[str, str] = {
+    "eval": _NO_CODE,
+    "exec": _NO_CODE,
+    "compile": _NO_CODE,
+    "type": 'use isinstance() to check types, and the "class" statement to define them',
+    "object": 'define classes without a base class ("class A:")',
+    "super": "call the base class explicitly: Base.method(self, ...)",
+    "id": "object addresses are not disclosed",
+    "hash": "hash values are not disclosed",
+    "vars": _NO_INTROSPECTION,
+    "dir": _NO_INTROSPECTION,
+    "globals": _NO_INTROSPECTION,
+    "locals": _NO_INTROSPECTION,
+    "open": "plugins have no file system; use the storage and KV services of ctx",
+    "input": "plugins have no console",
+    "breakpoint": "plugins cannot be debugged interactively",
+    "help": "plugins have no console",
+    "exit": "return from the handler instead",
+    "quit": "return from the handler instead",
+    "memoryview": "use bytes",
+    "bytearray": "use bytes",
+    "aiter": "async code is not supported",
+    "anext": "async code is not supported",
+    "BaseException": "derive exceptions from Exception",
+    "SystemExit": "return from the handler instead",
+    "KeyboardInterrupt": "derive exceptions from Exception",
+    "GeneratorExit": "derive exceptions from Exception",
+    "ExceptionGroup": "exception groups are not supported",
+    "BaseExceptionGroup": "exception groups are not supported",
+}
+
+
+def make_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
+    """A fresh builtins dict for one bundle, with ``import_hook`` as ``__import__``."""
+    table: dict[str, Any] = {
+        "True": True,
+        "False": False,
+        "None": None,
+        "Ellipsis": Ellipsis,
+        "NotImplemented": NotImplemented,
+    }
+    for name in _REAL_NAMES + _EXCEPTIONS:
+        table[name] = getattr(builtins, name)
+    table.update(_WRAPPERS)
+    for name, real in (("list", list), ("tuple", tuple), ("set", set), ("frozenset", frozenset)):
+        table[name] = GuardedType(real)
+    table["dict"] = _DictType(dict)
+    table["bytes"] = _BytesType(bytes)
+    for name, hint in _FORBIDDEN.items():
+        table[name] = ForbiddenBuiltin(name, hint)
+    # The hooks RestrictedPython's rewritten code calls. Plugin code cannot name them: every
+    # "_"-name is a compile error, so it cannot rebind or read them either.
+    table.update(
+        {
+            "__build_class__": builtins.__build_class__,
+            "__metaclass__": plugin_metaclass,
+            "__import__": import_hook,
+            "_getattr_": guarded_getattr,
+            "_getitem_": guarded_getitem,
+            "_getiter_": guarded_iter,
+            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            "_unpack_sequence_": guarded_unpack_sequence,
+            "_write_": guarded_write,
+            "_inplacevar_": guarded_inplacevar,
+            "_apply_": guarded_apply,
+            "_print_": PrintCollector,
+        }
+    )
+    return table

@@ -1,0 +1,308 @@
+"""The restricted compiler: plugin source text in, code objects out, or every problem at once.
+
+``compile_bundle`` runs RestrictedPython's ``compile_restricted_exec`` with ``SandboxPolicy``,
+RP's ``RestrictingNodeTransformer`` plus what RP 9.0 lets through but our escape corpus
+(spec/escape-classes.md) says must be refused before any code runs:
+
+* ``global`` statements (RP allows them): module state stays in objects the guards see.
+* ``_``-names where RP does not look: keyword-argument names (``f(_root=1)`` reaches private
+  parameters of host functions, 044), class keywords, ``from _private import x`` and
+  ``import a._b``.
+* Identifiers spelled with compatibility characters. The parser folds identifiers to NFKC,
+  so ``𝑒𝑣𝑎𝑙`` *is* ``eval`` and ``＿＿class＿＿`` *is* ``__class__`` (059); RP sees the folded
+  names and mostly refuses them, but a disguise has no honest use, so it is refused outright.
+* Encoding declarations other than UTF-8. Source is ``str`` (bytes are refused), so a PEP
+  263 cookie is never honoured; a ``utf-7`` cookie (063) is still refused, because a tool
+  that reads the same file as bytes would decode different code than we checked.
+* Deep nesting, checked without recursion *before* RP's recursive transformer meets it: RP
+  raises ``RecursionError`` at a few hundred levels (064). Any exception from parsing or
+  compiling becomes a clean ``CompileError`` anyway.
+
+RP itself refuses (and we keep): ``_``-names and attributes, ``exec``/``eval`` calls, every
+async construct, ``match``, ``try/except*`` (CVE-2025-22153), ``nonlocal``, star imports,
+``metaclass=``, positional-only parameters named like hooks (CVE-2026-55830), and every AST
+node it has no ``visit_`` method for (new syntax is refused until reviewed).
+
+Allowed on top of RP: annotated assignment (``x: int = 1``, ``self.y: str = ""``). RP
+refuses ``AnnAssign`` only because it has no visitor for it. Its parts are ordinary
+expressions and targets that the normal rules rewrite (the target through ``_write_``, the
+annotation through ``_getattr_``); the only side effect is the interpreter storing the
+annotation in the module's or class's ``__annotations__`` dict, which plugin code cannot
+name. ``from __future__ import annotations`` is allowed too (and nothing else from it).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import keyword
+import re
+import tokenize
+import unicodedata
+import warnings
+from collections.abc import Iterable, Mapping
+from types import CodeType
+
+from RestrictedPython.compile import compile_restricted_exec
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+from ._errors import CompileError
+
+#: Most files one bundle may contain.
+MAX_FILES = 1000
+#: Deepest AST nesting accepted (RP's transformer recurses ~4 Python frames per level).
+MAX_AST_DEPTH = 100
+
+_MODULE_PART = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+# PEP 263: "coding[:=]" in a comment on line 1 or 2.
+_CODING_COOKIE = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)", re.ASCII)
+_UTF8_NAMES = frozenset({"utf-8", "utf8", "utf_8"})
+_RP_ERROR = re.compile(r"Line (\d+|None): (.*)", re.DOTALL)
+
+VisitResult = ast.AST | Iterable[ast.AST] | None
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") or unicodedata.normalize("NFKC", name).startswith("_")
+
+
+class SandboxPolicy(RestrictingNodeTransformer):
+    """RestrictedPython's policy plus the checks listed in the module docstring."""
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> VisitResult:
+        # Target, annotation and value are rewritten by the ordinary visitors.
+        return self.node_contents_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> VisitResult:
+        self.error(
+            node,
+            "global statements are not allowed in sandboxed plugins; "
+            "keep shared state in a module-level dict or object instead.",
+        )
+        return node
+
+    def visit_keyword(self, node: ast.keyword) -> VisitResult:
+        if node.arg is not None and _is_private(node.arg):
+            self.error(
+                node,
+                f'Keyword argument "{node.arg}" is not allowed: names starting with "_" are private.',
+            )
+        return self.node_contents_visit(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> VisitResult:
+        # RP refuses metaclass=; any other class keyword would reach __init_subclass__.
+        for kw in node.keywords:
+            if kw.arg != "metaclass":
+                self.error(node, "Keyword arguments in class definitions are not allowed.")
+        return super().visit_ClassDef(node)
+
+    def visit_Import(self, node: ast.Import) -> VisitResult:
+        for alias in node.names:
+            # RP checks only the start of "a.b._c"; "import lib._private" binds "lib" fine.
+            if any(part.startswith("_") for part in alias.name.split(".")[1:]):
+                self.error(node, f'Importing "{alias.name}" is not allowed: module names starting with "_" are private.')
+        return super().visit_Import(node)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> VisitResult:
+        module = node.module or ""
+        if module == "__future__":
+            if node.level == 0 and all(a.name == "annotations" and a.asname is None for a in node.names):
+                return node
+            self.error(node, 'Only "from __future__ import annotations" is supported in sandboxed plugins.')
+            return node
+        if any(part.startswith("_") for part in module.split(".")):
+            self.error(node, f'Importing from "{module}" is not allowed: module names starting with "_" are private.')
+        return super().visit_ImportFrom(node)
+
+
+def module_name_for_path(path: object) -> str:
+    """The module name of bundle file ``path`` (``"lib/util.py"`` -> ``"lib.util"``).
+
+    Raises ``ValueError`` saying what is wrong with the path.
+    """
+    if type(path) is not str:
+        raise ValueError(f"file names must be str, not {type(path).__name__}")
+    if not path:
+        raise ValueError("empty file name")
+    if path.startswith("/") or "\\" in path or "\x00" in path:
+        raise ValueError("file names must be relative POSIX paths")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError('file names must not contain "", "." or ".." segments')
+    if not parts[-1].endswith(".py"):
+        raise ValueError("only .py files can be part of a sandboxed plugin")
+    stem = parts[-1][: -len(".py")]
+    if stem == "__init__":
+        if len(parts) == 1:
+            raise ValueError("the plugin root is not a package; remove the top-level __init__.py")
+        module_parts = parts[:-1]
+    else:
+        module_parts = [*parts[:-1], stem]
+    for part in module_parts:
+        if not _MODULE_PART.match(part) or keyword.iskeyword(part):
+            raise ValueError(
+                f'"{part}" is not a valid module name: use ASCII letters, digits and "_", '
+                "starting with a letter"
+            )
+    return ".".join(module_parts)
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_cookie(path: str, source: str, errors: list[str]) -> None:
+    for lineno, line in enumerate(re.split(r"\r\n|\r|\n", source, maxsplit=2)[:2], start=1):
+        match = _CODING_COOKIE.match(line)
+        if match and match.group(1).lower() not in _UTF8_NAMES:
+            errors.append(
+                f'{path}:{lineno}: the encoding declaration "{_short(match.group(1), 40)}" is not '
+                "allowed: plugin source must be UTF-8 (remove the coding line)"
+            )
+
+
+def _check_depth(path: str, tree: ast.AST, errors: list[str]) -> bool:
+    """Iterative depth check (no recursion, so it cannot overflow). True if acceptable."""
+    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_AST_DEPTH:
+            line = getattr(node, "lineno", None)
+            where = f"{path}:{line}" if line is not None else path
+            errors.append(
+                f"{where}: code is nested too deeply (more than {MAX_AST_DEPTH} levels); "
+                "split it into smaller expressions or functions"
+            )
+            return False
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return True
+
+
+def _check_identifiers(path: str, source: str, errors: list[str]) -> None:
+    """Refuse identifiers that are not spelled the way the parser reads them (NFKC)."""
+    if source.isascii():
+        return
+    seen: set[str] = set()
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return  # the parser has already reported the problem
+    for token in tokens:
+        if token.type != tokenize.NAME or token.string.isascii() or token.string in seen:
+            continue
+        folded = unicodedata.normalize("NFKC", token.string)
+        if folded != token.string:
+            seen.add(token.string)
+            errors.append(
+                f'{path}:{token.start[0]}: identifier "{token.string}" uses compatibility '
+                f'characters (Python reads it as "{folded}"); write "{folded}" instead'
+            )
+
+
+def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
+    if source.startswith("\ufeff"):
+        source = source[1:]  # a UTF-8 byte order mark some editors write
+    if "\x00" in source:
+        errors.append(f"{path}: source contains NUL characters")
+        return None
+    _check_cookie(path, source, errors)
+    try:
+        tree = ast.parse(source, filename=path)
+    except SyntaxError as exc:
+        errors.append(f"{path}:{exc.lineno}: {type(exc).__name__}: {_short(str(exc.msg))}")
+        return None
+    except RecursionError:
+        errors.append(f"{path}: code is nested too deeply to be parsed; split it into smaller parts")
+        return None
+    except Exception as exc:  # MemoryError, ValueError...: refuse, never crash the caller
+        errors.append(f"{path}: could not be parsed ({type(exc).__name__})")
+        return None
+    if not _check_depth(path, tree, errors):
+        return None
+    _check_identifiers(path, source, errors)
+    try:
+        with warnings.catch_warnings():
+            # SyntaxWarnings ("is" with a literal...) would go to the worker's stderr.
+            warnings.simplefilter("ignore")
+            result = compile_restricted_exec(tree, filename=path, policy=SandboxPolicy)
+    except RecursionError:
+        errors.append(f"{path}: code is nested too deeply to be compiled; split it into smaller parts")
+        return None
+    except Exception as exc:
+        errors.append(f"{path}: refused by the compiler ({type(exc).__name__}: {_short(str(exc), 80)})")
+        return None
+    for message in result.errors:
+        match = _RP_ERROR.match(message)
+        if match is None:
+            errors.append(f"{path}: {_short(message, 200)}")
+        elif match.group(1) == "None":
+            errors.append(f"{path}: {_short(match.group(2), 200)}")
+        else:
+            errors.append(f"{path}:{match.group(1)}: {_short(match.group(2), 200)}")
+    return result.code if not result.errors else None
+
+
+def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> dict[str, CodeType]:
+    """Compile every file of a plugin bundle with the sandbox policy.
+
+    ``files`` maps relative POSIX paths (``"plugin.py"``, ``"lib/util.py"``,
+    ``"lib/__init__.py"``) to source text. Returns module name -> code object, in input
+    order. Raises ``CompileError`` listing every problem in every file (``errors`` holds one
+    ``"path:line: message"`` string per problem) when anything is refused.
+    """
+    if not isinstance(files, Mapping):
+        raise CompileError("Plugin source must be a mapping of file names to source text", errors=[])
+    if type(max_bytes) is not int or max_bytes <= 0:
+        raise ValueError("max_bytes must be a positive int")
+    if not files:
+        raise CompileError("The plugin has no source files", errors=["no .py files were given"])
+    if len(files) > MAX_FILES:
+        message = f"The plugin has too many files: {len(files)} (the limit is {MAX_FILES})"
+        raise CompileError(message, errors=[message])
+
+    errors: list[str] = []
+    names: dict[str, str] = {}  # module name -> path
+    total = 0
+    for path, source in files.items():
+        shown = path if type(path) is str else repr(path)
+        try:
+            name = module_name_for_path(path)
+        except ValueError as exc:
+            errors.append(f"{_short(shown, 80)}: invalid file name: {exc}")
+            continue
+        if type(source) is not str:
+            errors.append(f"{path}: source must be text (str), not {type(source).__name__}")
+            continue
+        try:
+            total += len(source.encode("utf-8"))
+        except UnicodeEncodeError:
+            errors.append(f"{path}: source is not valid Unicode text (it contains lone surrogates)")
+            continue
+        if name in names:
+            errors.append(f'{path}: defines module "{name}" again (already defined by {names[name]})')
+            continue
+        names[name] = path
+    for name, path in names.items():
+        parent = name.rpartition(".")[0]
+        while parent:
+            if parent in names and not names[parent].endswith("__init__.py"):
+                errors.append(f"{path}: module {names[parent]} is not a package; move it to {parent.replace('.', '/')}/__init__.py")
+            parent = parent.rpartition(".")[0]
+    if total > max_bytes:
+        message = f"The plugin source is too large: {total} bytes (the limit is {max_bytes} bytes)"
+        raise CompileError(message, errors=[message])
+
+    compiled: dict[str, CodeType] = {}
+    for name, path in names.items():
+        code = _compile_one(path, files[path], errors)
+        if code is not None:
+            compiled[name] = code
+    if errors:
+        count = f"{len(errors)} problem" + ("s" if len(errors) != 1 else "")
+        message = (
+            f"The plugin source was refused ({count}); fix them and load the plugin again:\n"
+            + "\n".join(f"  {error}" for error in errors)
+        )
+        raise CompileError(message, errors=errors)
+    return compiled

@@ -1,0 +1,548 @@
+"""Runtime guards: the functions RestrictedPython's rewritten code calls at every access.
+
+RestrictedPython (RP) rewrites plugin source so that ``a.b`` becomes ``_getattr_(a, "b")``,
+``a[b]`` becomes ``_getitem_(a, b)``, ``a.b = c`` becomes ``_write_(a).b = c``, ``for`` loops
+call ``_getiter_``, ``x += y`` calls ``_inplacevar_``, ``class`` statements pass
+``metaclass=__metaclass__``, and so on. RP supplies only thin or permissive defaults; these
+are our own implementations. The rules they enforce, and the escape each one closes
+(numbers refer to spec/escape-classes.md):
+
+* Names are checked with ``type(name) is str``, never by calling methods on them: a ``str``
+  subclass with a lying ``startswith`` defeated RP's own guard before 7.2 (019).
+* ``_``-names, frame/code/generator internals (CVE-2023-37271, 023-028) and ``format``/
+  ``format_map`` (CVE-2023-41039, 030-033) are refused for every object, whatever its type:
+  a ``str`` instance, ``str`` itself, a subclass, an unbound method - it does not matter.
+* Some *public* attributes unwrap hidden objects: ``partial.func``, ``property.fget``,
+  ``AttributeError.obj`` (CVE-2024-47532), ``type.mro()``, ``string.Formatter.get_field``
+  (CVE-2026-76825). They are refused by the type of the object that carries them.
+* Missing attributes raise a *fresh* ``AttributeError``: the original may carry ``.obj``.
+* Writes are allowed only to plain containers and instances of classes the plugin defined,
+  so shared module state cannot be poisoned (070) and host objects cannot be rewired (080).
+
+None of this is the security boundary on its own: the process layer (seccomp, rlimits, an
+empty worker) assumes the interpreter may be compromised anyway. The guards make the
+language layer *deterministic*: every refused action raises ``SandboxViolation`` with a
+message that says what was refused.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import operator
+import string
+import types
+import unicodedata
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NoReturn
+
+from RestrictedPython.transformer import ALLOWED_FUNC_NAMES, INSPECT_ATTRIBUTES
+
+from stdlib_shims import Facade, facade_name
+
+from ._errors import SandboxViolation
+
+# --------------------------------------------------------------------------------------
+# Plugin-defined classes and modules
+# --------------------------------------------------------------------------------------
+
+
+class PluginClass(type):
+    """Metaclass of every class created by sandboxed code (via ``plugin_metaclass``).
+
+    It adds no behaviour. It is a *mark*: ``type(type(obj)) is PluginClass`` tells the
+    guards that ``obj`` is an instance of a class the plugin wrote itself, which may be
+    modified (``self.x = 1``) and may have methods called ``format`` or ``mro``.
+    """
+
+
+class PluginModule(types.ModuleType):
+    """A module of the plugin bundle, as seen by other plugin modules and by the host.
+
+    Its ``__dict__`` is the module's globals. Its ``__name__`` is ``"<plugin>.<name>"``:
+    never the name of a real package, because ``from m import x`` falls back to
+    ``sys.modules[m.__name__ + ".x"]`` when ``x`` is missing (007) and because pickle and
+    other host code resolve classes by ``__module__``.
+    """
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        # Plugin code cannot reach this (``_write_`` refuses modules first); host code that
+        # wants to change a plugin module must mean it and write to __dict__.
+        raise SandboxViolation(f"Modifying {_describe(self)} is not allowed")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise SandboxViolation(f"Modifying {_describe(self)} is not allowed")
+
+    def __repr__(self) -> str:
+        return f"<plugin module {plugin_module_name(self)!r}>"
+
+
+PLUGIN_NAME_PREFIX = "<plugin>."
+
+
+def plugin_module_name(module: PluginModule) -> str:
+    """The bundle-relative name of a plugin module (``"lib.util"``)."""
+    name = module.__dict__.get("__name__", "")
+    return name[len(PLUGIN_NAME_PREFIX) :] if isinstance(name, str) else ""
+
+
+def is_plugin_instance(obj: object) -> bool:
+    """True if ``obj`` is an instance of a class defined by sandboxed code."""
+    return type(type(obj)) is PluginClass
+
+
+# --------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------
+
+
+def _quote(name: str) -> str:
+    """Quote a (possibly hostile) name for an error message: short and on one line."""
+    if name.isidentifier() and len(name) <= 80:
+        return f'"{name}"'
+    return repr(name[:80]) + ("..." if len(name) > 80 else "")
+
+
+def _describe(obj: object) -> str:
+    """Say what kind of object ``obj`` is, without calling any of its methods."""
+    if isinstance(obj, Facade):
+        return f'the sandboxed module "{facade_name(obj)}"'
+    if type(obj) is PluginModule:
+        return f'the plugin module "{plugin_module_name(obj)}"'
+    if isinstance(obj, types.ModuleType):
+        return "a module"
+    if isinstance(obj, type):
+        return f'the class "{obj.__name__}"'
+    return f'a "{type(obj).__name__}" object'
+
+
+def _is_private(name: str) -> bool:
+    # The parser folds identifiers to NFKC ("＿＿class＿＿" is "__class__" in the AST), so
+    # a name chosen at run time is judged by its folded form too.
+    if name.isascii():
+        return name.startswith("_")
+    return name.startswith("_") or unicodedata.normalize("NFKC", name).startswith("_")
+
+
+# --------------------------------------------------------------------------------------
+# _getattr_ and friends
+# --------------------------------------------------------------------------------------
+
+# Types whose every attribute is off limits: they are internals (frames, code, cells) or
+# wrappers whose public attributes hand back what they wrap.
+_OPAQUE_TYPES: tuple[tuple[type, str], ...] = (
+    (types.FrameType, "frame"),
+    (types.CodeType, "code"),
+    (types.TracebackType, "traceback"),
+    (types.CellType, "cell"),
+    (types.ModuleType, "module"),  # PluginModule is handled before this table
+    (functools.partial, "functools.partial"),  # .func/.args/.keywords (022)
+    (functools.partialmethod, "functools.partialmethod"),
+    (property, "property"),  # .fget/.fset/.fdel
+    (classmethod, "classmethod"),
+    (staticmethod, "staticmethod"),
+    (string.Formatter, "string.Formatter"),  # get_field walks attributes in Python
+    (string.Template, "string.Template"),
+    (operator.attrgetter, "operator.attrgetter"),  # resolve names outside every guard
+    (operator.methodcaller, "operator.methodcaller"),
+    (operator.itemgetter, "operator.itemgetter"),
+    (weakref.ref, "weakref"),
+    (types.GetSetDescriptorType, "descriptor"),
+    (types.MemberDescriptorType, "descriptor"),
+    (types.WrapperDescriptorType, "descriptor"),
+    (types.MethodDescriptorType, "descriptor"),
+    (types.ClassMethodDescriptorType, "descriptor"),
+    (types.MethodWrapperType, "method-wrapper"),
+)
+_OPAQUE_BASES = tuple(base for base, _ in _OPAQUE_TYPES)
+
+# Generators, coroutines and async generators: only the public protocol methods. Their other
+# attributes (gi_frame, gi_code, gi_yieldfrom, cr_await...) lead to frames (CVE-2023-37271).
+_GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
+_GENERATOR_METHODS = frozenset({"send", "throw", "close"})
+
+# Frame-bearing names from RP's INSPECT_ATTRIBUTES, plus the rest of each family in case a
+# future CPython adds one: refused on *any* object, as RP also refuses them at compile time.
+_INTERNAL_NAMES = INSPECT_ATTRIBUTES | frozenset(
+    {"f_lineno", "f_lasti", "tb_lasti", "tb_lineno", "gi_running", "gi_suspended", "cr_running", "ag_running"}
+)
+_INTERNAL_PREFIXES = ("f_", "co_", "gi_", "cr_", "ag_", "tb_")
+
+
+def _deny_attribute(name: str, reason: str) -> NoReturn:
+    raise SandboxViolation(f"Access to attribute {_quote(name)} is not allowed ({reason})")
+
+
+def check_attribute_name(name: object) -> str:
+    """Validate an attribute name chosen by sandboxed code; return it as a plain ``str``."""
+    if type(name) is not str:
+        # Exact type: a str subclass could lie about startswith/==/hash (019).
+        raise SandboxViolation(f"Attribute names must be str, not {type(name).__name__!r}")
+    if _is_private(name):
+        _deny_attribute(name, 'names starting with "_" are private')
+    return name
+
+
+def guarded_getattr(obj: object, name: object) -> Any:
+    """``_getattr_``: every ``obj.name`` read in sandboxed code, and ``getattr()``."""
+    name = check_attribute_name(name)
+    kind = type(obj)
+    # Objects whose public names the plugin chose itself (its instances, its modules) or we
+    # curated (facades) may use names that look like internals, e.g. a helper "f_total".
+    plugin_instance = type(kind) is PluginClass
+    own_namespace = plugin_instance or kind is PluginModule or isinstance(obj, Facade)
+
+    if name in _INTERNAL_NAMES or (name.startswith(_INTERNAL_PREFIXES) and not own_namespace):
+        _deny_attribute(name, "frame, code and generator internals are off limits")
+    if name in ("format", "format_map") and not own_namespace:
+        # str.format resolves "{0.__class__.__init__.__globals__}" in C, past every guard.
+        # Refused on every object, not only str instances: the str class, unbound methods,
+        # subclasses all lead to the same C code, and nothing else reachable needs it.
+        _deny_attribute(name, "format strings can reach private attributes; use f-strings or %")
+    if name == "mro" and not plugin_instance:
+        # type.mro() lists every base up to object (018).
+        _deny_attribute(name, "class internals are off limits")
+
+    if not own_namespace:
+        if issubclass(kind, _OPAQUE_BASES):
+            label = next(label for base, label in _OPAQUE_TYPES if issubclass(kind, base))
+            _deny_attribute(name, f"attributes of {label} objects are off limits")
+        if issubclass(kind, _GENERATOR_TYPES) and name not in _GENERATOR_METHODS:
+            _deny_attribute(name, "generator internals are off limits")
+        if isinstance(obj, type) and issubclass(obj, string.Formatter):
+            _deny_attribute(name, "attributes of string.Formatter are off limits")
+    if issubclass(kind, BaseException) and (name == "obj" or (name == "path" and not plugin_instance)):
+        # AttributeError.obj is the object whose lookup failed: for a delegating proxy, the
+        # hidden target (054). CPython sets it on plugin-defined AttributeError subclasses
+        # too, so it is refused for every exception. ImportError.path is a host file path.
+        _deny_attribute(name, "exceptions do not expose the objects they refer to")
+
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        pass
+    # Raised after the except block, so the new error has no __context__ either: the
+    # original AttributeError carries .obj, the very object being looked into.
+    raise AttributeError(f"{_describe(obj)} has no attribute {_quote(name)}")
+
+
+_MISSING = object()
+
+
+def safe_getattr(obj: object, name: object, default: object = _MISSING, /) -> Any:
+    """The ``getattr`` builtin: ``_getattr_`` plus an optional default for *missing* names.
+
+    A refused name raises ``SandboxViolation`` even when a default is given; returning the
+    default would turn probing into a silent oracle (and is how RP's ``safer_getattr``
+    masked errors with ``None``).
+    """
+    try:
+        return guarded_getattr(obj, name)
+    except AttributeError:
+        if default is _MISSING:
+            raise
+        return default
+
+
+def safe_hasattr(obj: object, name: object, /) -> bool:
+    """The ``hasattr`` builtin. Refused names raise ``SandboxViolation``, not ``False``."""
+    try:
+        guarded_getattr(obj, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def safe_setattr(obj: object, name: object, value: object, /) -> None:
+    """The ``setattr`` builtin: name rules of ``_getattr_``, target rules of ``_write_``."""
+    name = check_attribute_name(name)
+    setattr(guarded_write(obj), name, value)
+
+
+def safe_delattr(obj: object, name: object, /) -> None:
+    """The ``delattr`` builtin."""
+    name = check_attribute_name(name)
+    delattr(guarded_write(obj), name)
+
+
+# --------------------------------------------------------------------------------------
+# _write_
+# --------------------------------------------------------------------------------------
+
+# Exact types only: a subclass could be a host type with custom __setitem__ semantics.
+_WRITABLE_TYPES = frozenset(
+    {
+        dict,
+        list,
+        collections.OrderedDict,
+        collections.defaultdict,
+        collections.Counter,
+        collections.deque,
+        collections.ChainMap,
+    }
+)
+
+
+def guarded_write(obj: object) -> Any:
+    """``_write_``: the target of every ``a.b = c``, ``a[b] = c``, ``del a.b``, ``del a[b]``.
+
+    Allowed: plain containers (the plugin creates them; no shim hands out a shared one, which
+    the reachability tests check) and instances of plugin-defined classes. Everything else -
+    modules, shims, functions, host classes and their instances, plugin *classes* - is
+    refused, so nothing shared between invocations or with the host can be rewired.
+    """
+    kind = type(obj)
+    if kind in _WRITABLE_TYPES or type(kind) is PluginClass:
+        return obj
+    raise SandboxViolation(
+        f"Modifying {_describe(obj)} is not allowed in sandboxed plugins "
+        "(only dicts, lists and instances of the plugin's own classes can be changed)"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# _getitem_, _getiter_, unpacking
+# --------------------------------------------------------------------------------------
+
+
+def _refuse_namespace(obj: object, action: str) -> None:
+    # Modules and facades are namespaces, not containers; refusing them here gives a clear
+    # message instead of a TypeError and keeps working should one ever become iterable.
+    if isinstance(obj, (types.ModuleType, Facade)):
+        raise SandboxViolation(f"{action} {_describe(obj)} is not allowed in sandboxed plugins")
+
+
+def guarded_getitem(obj: Any, key: Any) -> Any:
+    """``_getitem_``: every ``obj[key]`` read.
+
+    Deliberately thin: subscripting is only as dangerous as what is reachable, and no shim
+    exposes a host container (see the reachability tests).
+    """
+    _refuse_namespace(obj, "Subscripting")
+    return obj[key]
+
+
+def check_iterable(obj: object) -> None:
+    """The policy of ``_getiter_``, for wrappers of builtins that iterate in C."""
+    _refuse_namespace(obj, "Iterating over")
+
+
+def guarded_iter(obj: Any) -> Iterator[Any]:
+    """``_getiter_``: ``for`` loops, comprehensions and the wrapped builtins.
+
+    Not a confidentiality boundary: ``[*x]``, ``str.join``, ``f(*x)`` and friends iterate
+    in C without calling it (075-078). What plugins cannot reach, they cannot iterate.
+    """
+    check_iterable(obj)
+    return iter(obj)
+
+
+def guarded_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object = None) -> list[Any]:
+    """``_unpack_sequence_``: ``a, (b, c) = x``; ``spec`` comes from the compiler."""
+    # The compiler passes its own _getiter_ name; we use ours regardless.
+    items = list(guarded_iter(it))
+    if len(items) < spec["min_len"]:
+        return items  # the interpreter raises the usual "not enough values" error
+    for index, child_spec in spec["childs"]:
+        items[index] = guarded_unpack_sequence(items[index], child_spec)
+    return items
+
+
+def guarded_iter_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object = None) -> Iterator[list[Any]]:
+    """``_iter_unpack_sequence_``: ``for a, b in x``."""
+    for item in guarded_iter(it):
+        yield guarded_unpack_sequence(item, spec)
+
+
+# --------------------------------------------------------------------------------------
+# Arithmetic and calls
+# --------------------------------------------------------------------------------------
+
+#: Largest result ``pow()`` computes for int operands (4 Mbit = 512 KiB of digits).
+MAX_POW_BITS = 1 << 22
+
+
+def bounded_pow(base: Any, exp: Any, mod: Any = None, /) -> Any:
+    """The ``pow`` builtin (and ``**=``), refusing int results beyond ``MAX_POW_BITS``.
+
+    ``pow(10, 10**10)`` is one C call that would run for hours; the CPU limit would kill
+    it, but a clear refusal up front is kinder. (The ``**`` operator is not rewritten by the
+    compiler; the worker's CPU limit covers it.)
+    """
+    if mod is None and type(base) in (int, bool) and type(exp) in (int, bool) and exp > 0:
+        bits = abs(base).bit_length()
+        if bits > 1 and (bits - 1) * exp > MAX_POW_BITS:
+            raise SandboxViolation(
+                f"pow() result would be too large (more than {MAX_POW_BITS} bits); "
+                "sandboxed plugins cannot compute numbers this big"
+            )
+    return pow(base, exp) if mod is None else pow(base, exp, mod)
+
+
+_INPLACE_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": bounded_pow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "|=": operator.ior,
+    "^=": operator.ixor,
+    "@=": operator.imatmul,
+}
+
+
+def guarded_inplacevar(op: str, x: Any, y: Any) -> Any:
+    """``_inplacevar_``: ``x += y`` on names, via ``operator`` (never ``eval``)."""
+    function = _INPLACE_OPERATORS.get(op) if type(op) is str else None
+    if function is None:
+        raise SandboxViolation(f"Unsupported in-place operator {op!r}")
+    return function(x, y)
+
+
+def guarded_apply(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``_apply_``: calls written with ``*args`` or ``**kwargs``.
+
+    Keyword *names* from a ``**mapping`` are chosen at run time; ``"_"``-names would reach
+    private parameters of host functions (044), so they are refused like literal ones are
+    at compile time.
+    """
+    for key in kwargs:
+        if _is_private(key):
+            raise SandboxViolation(
+                f"Keyword argument {_quote(key)} is not allowed (names starting with \"_\" are private)"
+            )
+    return func(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# print
+# --------------------------------------------------------------------------------------
+
+#: Characters one print collector keeps; the rest is dropped (116: print flood).
+MAX_PRINT_CHARS = 64 * 1024
+_TRUNCATED = "\n[print output truncated]\n"
+
+
+class PrintCollector:
+    """What ``print`` writes to and ``printed`` reads (RP creates one per function)."""
+
+    __slots__ = ("_parts", "_size", "_truncated")
+
+    def __init__(self, _getattr_: object = None) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+        self._truncated = False
+
+    def _call_print(self, *objects: object, sep: object = None, end: object = None, file: object = None, flush: object = False) -> None:
+        # RP rewrites print(...) to _print._call_print(...). file= is refused: it would
+        # write to any object with a write() method, such as a leaked host stream (072).
+        if file is not None:
+            raise SandboxViolation("print(file=...) is not allowed in sandboxed plugins")
+        if sep is not None and type(sep) is not str:
+            raise TypeError("sep must be None or a string")
+        if end is not None and type(end) is not str:
+            raise TypeError("end must be None or a string")
+        text = (" " if sep is None else sep).join(str(item) for item in objects)
+        self._write(text + ("\n" if end is None else end))
+
+    def _write(self, text: str) -> None:
+        if self._truncated:
+            return
+        room = MAX_PRINT_CHARS - self._size
+        if len(text) > room:
+            text = text[:room]
+            self._truncated = True
+        self._parts.append(text)
+        self._size += len(text)
+
+    def __call__(self) -> str:
+        return "".join(self._parts) + (_TRUNCATED if self._truncated else "")
+
+
+# --------------------------------------------------------------------------------------
+# Classes
+# --------------------------------------------------------------------------------------
+
+# Dunders a class namespace may hold: what the interpreter itself puts there, plus the
+# methods RP lets plugins define (__init__, __contains__ and rich comparisons).
+_CLASS_DUNDERS = frozenset({"__module__", "__qualname__", "__doc__", "__annotations__"}) | ALLOWED_FUNC_NAMES
+
+
+class ForbiddenBuiltin:
+    """Stands in for a builtin that sandboxed code may not use (``eval``, ``type``...).
+
+    Calling it, using it in ``isinstance`` or as a base class raises ``SandboxViolation``
+    with a hint, instead of a bare ``NameError``. Plugins can still use the name for their
+    own variables (``type = event["type"]``): locals and globals shadow builtins.
+    """
+
+    __slots__ = ("_name", "_hint")
+
+    def __init__(self, name: str, hint: str) -> None:
+        self._name = name
+        self._hint = hint
+
+    def _refuse(self) -> NoReturn:
+        raise SandboxViolation(f'"{self._name}" is not available in sandboxed plugins; {self._hint}')
+
+    def __call__(self, *args: object, **kwargs: object) -> NoReturn:
+        self._refuse()
+
+    def __instancecheck__(self, instance: object) -> NoReturn:
+        self._refuse()
+
+    def __subclasscheck__(self, subclass: object) -> NoReturn:
+        self._refuse()
+
+    def __mro_entries__(self, bases: tuple[object, ...]) -> NoReturn:
+        # ``class A(object):`` ends here, before the class body runs.
+        self._refuse()
+
+    def __repr__(self) -> str:
+        return f"<unavailable builtin {self._name}>"
+
+
+def _allowed_base(base: object) -> bool:
+    if type(base) is PluginClass:
+        return True
+    return (
+        isinstance(base, type)
+        and issubclass(base, Exception)
+        # ExceptionGroup: except* type confusion (CVE-2025-22153).
+        and not issubclass(base, BaseExceptionGroup)
+    )
+
+
+def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, Any], /, **kwargs: object) -> type:
+    """``__metaclass__``: builds every class defined by sandboxed code.
+
+    Bases are limited to other plugin classes and ``Exception`` classes: no ``str``/``dict``/
+    ``int`` subclasses that lie to host validators (050-052), no ``type`` subclasses, no
+    host classes with hooks. The namespace may hold only public names and a handful of
+    dunders; the compiler already refuses others, this is the second lock (015: a namespace
+    built by other means must not define ``__getattr__``, ``__del__``, ``__reduce__``...).
+    """
+    if type(name) is not str:
+        raise SandboxViolation("Class names must be str")
+    if kwargs:
+        raise SandboxViolation(f'Class "{name}": keyword arguments in a class statement are not supported in sandboxed plugins')
+    for base in bases:
+        if not _allowed_base(base):
+            raise SandboxViolation(
+                f'Class "{name}" cannot inherit from {_describe(base)}: sandboxed classes may only '
+                "inherit from Exception classes and other classes of the plugin"
+            )
+    for key in namespace:
+        if type(key) is not str:
+            raise SandboxViolation(f'Class "{name}" has a non-str attribute name')
+        if key == "__classcell__":
+            raise SandboxViolation(f'Class "{name}" uses super() or __class__, which sandboxed plugins cannot use; call Base.method(self, ...) instead')
+        if key.startswith("_") and key not in _CLASS_DUNDERS:
+            raise SandboxViolation(f'Class "{name}" may not define {_quote(key)}')
+    return PluginClass(name, tuple(bases), dict(namespace))  # type: ignore[arg-type]
