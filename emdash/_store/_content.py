@@ -22,21 +22,19 @@ import builtins
 import re
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import BridgeError, NotFoundError
 from ._cursor import Keyset, OrderKey, fetch_page
-from ._db import Db, format_timestamp
+from ._db import Db, parse_timestamp
 from ._options import Options
-from ._values import check_collection, decode_json, encode_json
+from ._values import LOCALE_RE, check_collection, check_locale, decode_json, encode_json
 
-__all__ = ["CONTENT_STATUSES", "MAX_BATCH", "Content", "parse_timestamp"]
+__all__ = ["CONTENT_STATUSES", "MAX_BATCH", "Content"]
 
 CONTENT_STATUSES = ("draft", "published", "scheduled")
 MAX_BATCH = 100
 _SLUG_RE = re.compile(r"[^\s/?#\\]{1,256}")
-_LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 _ID_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 # Public order names -> SQL expressions (all fixed text; nothing from callers).
@@ -54,25 +52,6 @@ _COLUMNS = (
     "id, collection, slug, status, data, author_id, locale, version, created_at, updated_at, "
     "published_at, scheduled_at, deleted_at"
 )
-
-
-def parse_timestamp(value: object, *, what: str) -> str:
-    """An ISO-8601 datetime as canonical UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (naive = UTC)."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise BridgeError(
-                f'Invalid {what} "{value[:64]}": use an ISO 8601 datetime such as '
-                '"2026-05-01T12:00:00Z"'
-            ) from None
-    else:
-        raise BridgeError(f"Invalid {what}: expected an ISO 8601 datetime string")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return format_timestamp(moment)
 
 
 class Content:
@@ -143,7 +122,7 @@ class Content:
                     params.append(_status(value))
                 elif key == "locale":
                     filters.append("locale = ?")
-                    params.append(_locale(value))
+                    params.append(check_locale(value))
                 else:
                     raise BridgeError(
                         f"Unsupported where key: {str(key)[:64]}. Content lists can be "
@@ -371,7 +350,7 @@ class Content:
             "status": status,
             "data": encode_json(dict(data), what="Content data"),
             "author_id": author_id,
-            "locale": self._default_locale() if locale is None else _locale(locale),
+            "locale": self._default_locale() if locale is None else check_locale(locale),
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -421,7 +400,7 @@ class Content:
 
     def _default_locale(self) -> str:
         value = self._options.get("emdash:locale")
-        return value if isinstance(value, str) and _LOCALE_RE.fullmatch(value) else "en"
+        return value if isinstance(value, str) and LOCALE_RE.fullmatch(value) else "en"
 
 
 def _order_keys(order_by: object) -> builtins.list[OrderKey]:
@@ -476,14 +455,6 @@ def _slug(value: object) -> str:
             f'Invalid slug "{str(value)[:64]}": use 1-256 characters without spaces, '
             "'/', '?', '#' or '\\'"
         )
-    return value
-
-
-def _locale(value: object) -> str:
-    if type(value) is not str:
-        raise BridgeError("Invalid locale code: expected a string")
-    if not _LOCALE_RE.fullmatch(value):
-        raise BridgeError(f'Invalid locale code: "{value[:64]}"')
     return value
 
 

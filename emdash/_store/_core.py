@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -12,12 +14,16 @@ from types import TracebackType
 import sqlite_utils
 
 from ._audit import Audit
+from ._comments import Comments
 from ._content import Content
+from ._cron import Cron
 from ._db import Db
+from ._media import LocalMediaStorage, Media
 from ._migrations import migrate
 from ._options import KV, Options
 from ._plugin_storage import PluginStorage
 from ._plugins import Plugins
+from ._taxonomies import Taxonomies
 from ._users import Users
 
 __all__ = ["Store"]
@@ -59,6 +65,13 @@ class Store:
         self.plugins = Plugins(self._db)
         self.content = Content(self._db, self.options)
         self.users = Users(self._db)
+        self._own_media_dir = media_dir is None
+        root = Path(tempfile.mkdtemp(prefix="emdash-media-")) if media_dir is None else media_dir
+        self.media_files = LocalMediaStorage(root)
+        self.media = Media(self._db, self.media_files)
+        self.comments = Comments(self._db)
+        self.taxonomies = Taxonomies(self._db)
+        self.cron = Cron(self._db)
 
     # -- time and ids ------------------------------------------------------------------
 
@@ -95,6 +108,8 @@ class Store:
         with self.lock:
             self.audit.flush()
             self._db.close()
+        if self._own_media_dir:
+            shutil.rmtree(self.media_files.root, ignore_errors=True)
 
     def __enter__(self) -> Store:
         return self

@@ -27,6 +27,7 @@ per thread: the runtime must open the scope in the thread that makes the writes.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sqlite3
@@ -41,11 +42,14 @@ from typing import Any
 import sqlite_utils
 from ulid import ULID
 
-from .._errors import EmDashError
+from .._errors import BridgeError, EmDashError
 
-__all__ = ["Db", "format_timestamp"]
+__all__ = ["Db", "format_timestamp", "parse_timestamp"]
+
+log = logging.getLogger("emdash.store")
 
 Params = Sequence[Any]
+Callback = Callable[[], object]
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -53,8 +57,27 @@ def format_timestamp(moment: datetime) -> str:
 
     Fixed width, so timestamps compare correctly as strings (cron and scheduling rely on it).
     """
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{m.microsecond // 1000:03d}Z"
+    )
+
+
+def parse_timestamp(value: object, *, what: str) -> str:
+    """An ISO-8601 datetime as canonical UTC ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (naive = UTC)."""
+    if not isinstance(value, datetime | str):
+        raise BridgeError(f"Invalid {what}: expected an ISO 8601 datetime string")
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return format_timestamp(moment)
+    except (ValueError, OverflowError):
+        raise BridgeError(
+            f'Invalid {what} "{str(value)[:64]}": use an ISO 8601 datetime such as '
+            '"2026-05-01T12:00:00Z"'
+        ) from None
 
 
 class _UlidSource:
@@ -134,6 +157,10 @@ class Db:
         self._depth = 0
         self._owner: int | None = None
         self._savepoints = 0
+        # One entry per open transaction level: (run after the outermost COMMIT, run if
+        # this level is rolled back). Files written or removed next to a row use them, so
+        # the disk follows what the database actually kept.
+        self._callbacks: list[tuple[list[Callback], list[Callback]]] = []
         self._local = threading.local()
         self._ids = _UlidSource()
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -192,6 +219,19 @@ class Db:
     def raw_transaction(self) -> _Tx:
         """A transaction that does *not* open a pending invocation scope (audit flushes)."""
         return _Tx(self, lazy=False)
+
+    def after_commit(self, fn: Callback) -> None:
+        """Run ``fn`` once the outermost transaction commits (dropped if rolled back)."""
+        self._require_tx()[0].append(fn)
+
+    def on_rollback(self, fn: Callback) -> None:
+        """Run ``fn`` if the current transaction level is rolled back."""
+        self._require_tx()[1].append(fn)
+
+    def _require_tx(self) -> tuple[list[Callback], list[Callback]]:
+        if not self.in_transaction_here():
+            raise EmDashError("store callback registered outside a transaction")
+        return self._callbacks[-1]
 
     def in_transaction_here(self) -> bool:
         return self._depth > 0 and self._owner == threading.get_ident()
@@ -254,20 +294,28 @@ class Db:
         if self._depth == 0:
             self._owner = threading.get_ident()
         self._depth += 1
+        self._callbacks.append(([], []))
         return savepoint
 
     def _exit_tx(self, savepoint: str | None, *, ok: bool) -> None:
+        on_commit, on_rollback = self._callbacks.pop()
+        committed = False
         try:
             if ok:
                 if savepoint is None:
                     try:
                         self.conn.execute("COMMIT")
                     except BaseException:
+                        ok = False
                         if self.conn.in_transaction:
                             self.conn.execute("ROLLBACK")
                         raise
+                    committed = True
                 else:
                     self.conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+                    # Not durable yet: hand the callbacks to the enclosing level.
+                    self._callbacks[-1][0].extend(on_commit)
+                    self._callbacks[-1][1].extend(on_rollback)
             elif self.conn.in_transaction:
                 # Some errors (SQLITE_FULL, interrupts) end the transaction by themselves;
                 # then there is nothing left to undo and the original error propagates.
@@ -280,7 +328,13 @@ class Db:
             self._depth -= 1
             if self._depth == 0:
                 self._owner = None
-            self.lock.release()
+            try:
+                if committed:
+                    _run(on_commit)
+                elif not ok:
+                    _run(on_rollback)
+            finally:
+                self.lock.release()
 
     def close(self) -> None:
         with self.lock:
@@ -290,3 +344,11 @@ class Db:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             self.conn.close()
+
+
+def _run(callbacks: list[Callback]) -> None:
+    for fn in callbacks:
+        try:
+            fn()
+        except Exception:
+            log.exception("store: a commit/rollback callback failed")

@@ -150,9 +150,130 @@ def _m2_content_users(db: sqlite_utils.Database) -> None:
     db.table("_emdash_users").create_index(["role", "id"], index_name="idx_emdash_users_role")
 
 
+def _m3_media_comments_cron_taxonomies(db: sqlite_utils.Database) -> None:
+    db.table("_emdash_media").create(
+        {
+            "id": str,
+            "filename": str,
+            "mime_type": str,
+            "size": int,
+            "storage_key": str,
+            "status": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"filename", "mime_type", "storage_key", "status", "created_at"},
+    )
+    db.table("_emdash_media").create_index(
+        ["storage_key"], index_name="idx_emdash_media_key", unique=True
+    )
+    db.table("_emdash_media").create_index(
+        ["status", "mime_type", "id"], index_name="idx_emdash_media_list"
+    )
+    db.table("_emdash_comments").create(
+        {
+            "id": str,
+            "collection": str,
+            "content_id": str,
+            "parent_id": str,
+            "author_name": str,
+            "author_email": str,
+            "author_email_norm": str,
+            "author_user_id": str,
+            "body": str,
+            "ip_hash": str,
+            "user_agent": str,
+            "status": str,
+            "moderation_metadata": str,
+            "created_at": str,
+            "updated_at": str,
+        },
+        pk="id",
+        not_null={"collection", "content_id", "author_name", "body", "status", "created_at",
+                  "updated_at"},
+    )
+    db.table("_emdash_comments").create_index(
+        ["collection", "content_id", "created_at"], index_name="idx_emdash_comments_content"
+    )
+    db.table("_emdash_comments").create_index(
+        ["author_email_norm", "status"], index_name="idx_emdash_comments_author"
+    )
+    db.table("_emdash_cron_tasks").create(
+        {
+            "id": str,
+            "plugin_id": str,
+            "task_name": str,
+            "schedule": str,
+            "is_oneshot": int,
+            "data": str,
+            "next_run_at": str,
+            "last_run_at": str,
+            "status": str,
+            "locked_at": str,
+            "enabled": int,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"plugin_id", "task_name", "schedule", "is_oneshot", "next_run_at", "status",
+                  "enabled", "created_at"},
+    )
+    db.table("_emdash_cron_tasks").create_index(
+        ["plugin_id", "task_name"], index_name="idx_emdash_cron_task", unique=True
+    )
+    db.table("_emdash_cron_tasks").create_index(
+        ["enabled", "status", "next_run_at"], index_name="idx_emdash_cron_due"
+    )
+    db.table("_emdash_taxonomy_defs").create(
+        {
+            "id": str,
+            "name": str,
+            "label": str,
+            "label_singular": str,
+            "hierarchical": int,
+            "collections": str,
+            "locale": str,
+            "translation_group": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"name", "label", "hierarchical", "collections", "locale", "created_at"},
+    )
+    db.table("_emdash_taxonomy_defs").create_index(
+        ["name", "locale"], index_name="idx_emdash_taxonomy_defs_name", unique=True
+    )
+    db.table("_emdash_taxonomy_terms").create(
+        {
+            "id": str,
+            "taxonomy": str,
+            "slug": str,
+            "label": str,
+            "parent_id": str,
+            "data": str,
+            "locale": str,
+            "translation_group": str,
+            "sort_order": int,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"taxonomy", "slug", "label", "locale", "translation_group", "sort_order",
+                  "created_at"},
+    )
+    db.table("_emdash_taxonomy_terms").create_index(
+        ["taxonomy", "slug", "locale"], index_name="idx_emdash_taxonomy_terms_slug", unique=True
+    )
+    db.table("_emdash_taxonomy_terms").create_index(
+        ["translation_group"], index_name="idx_emdash_taxonomy_terms_group"
+    )
+    db.table("_emdash_content_taxonomies").create(
+        {"collection": str, "entry_id": str, "term_group": str},
+        pk=("collection", "entry_id", "term_group"),
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
+    (3, "media, comments, cron tasks, taxonomies", _m3_media_comments_cron_taxonomies),
 ]
 
 

@@ -20,11 +20,13 @@ from .._errors import BridgeError
 __all__ = [
     "COLLECTION_RE",
     "FIELD_RE",
+    "LOCALE_RE",
     "MAX_DOC_BYTES",
     "PLUGIN_ID_RE",
     "check_collection",
     "check_doc_id",
     "check_key",
+    "check_locale",
     "check_plugin_id",
     "decode_json",
     "encode_json",
@@ -34,6 +36,7 @@ __all__ = [
 PLUGIN_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 COLLECTION_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 FIELD_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_]{0,127}")
+LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 #: Largest JSON text stored for one document, KV value, option or content item (UTF-8 bytes).
 MAX_DOC_BYTES = 1024 * 1024
@@ -71,6 +74,15 @@ def check_key(key: object, *, what: str = "key", plugin_id: str | None = None) -
         )
     _utf8(key, what, plugin_id)
     return key
+
+
+def check_locale(value: object) -> str:
+    """A BCP-47-shaped locale code (``en``, ``zh-TW``); EmDash's texts on failure."""
+    if type(value) is not str:
+        raise BridgeError("Invalid locale code: expected a string")
+    if not LOCALE_RE.fullmatch(value):
+        raise BridgeError(f'Invalid locale code: "{value[:64]}"')
+    return value
 
 
 def check_doc_id(doc_id: object, *, plugin_id: str | None = None) -> str:

@@ -259,3 +259,62 @@ def test_close_is_idempotent_and_later_writes_fail(tmp_path: Path) -> None:
     assert s.closed
     with pytest.raises(EmDashError, match="the store is closed"):
         s.options.set("a", 1)
+
+
+def test_commit_and_rollback_callbacks_follow_the_outcome(store: Store) -> None:
+    events: list[str] = []
+    db = store._db
+    with store.transaction():
+        db.after_commit(lambda: events.append("outer-commit"))
+        db.on_rollback(lambda: events.append("outer-rollback"))
+        with pytest.raises(RuntimeError), store.transaction():
+            db.after_commit(lambda: events.append("inner-commit-dropped"))
+            db.on_rollback(lambda: events.append("inner-rollback"))
+            raise RuntimeError("inner")
+        with store.transaction():
+            db.after_commit(lambda: events.append("kept-commit"))
+        assert events == ["inner-rollback"]
+    assert events == ["inner-rollback", "outer-commit", "kept-commit"]
+    events.clear()
+    with pytest.raises(RuntimeError), store.transaction():
+        with store.transaction():
+            db.on_rollback(lambda: events.append("released-then-rolled-back"))
+            db.after_commit(lambda: events.append("never"))
+        raise RuntimeError("outer")
+    assert events == ["released-then-rolled-back"]
+
+
+def test_failing_callback_is_logged_not_raised(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom() -> None:
+        raise OSError("disk gone")
+
+    with store.transaction():
+        store._db.after_commit(boom)
+        store.options.set("a", 1)
+    assert store.options.get("a") == 1
+    assert "a commit/rollback callback failed" in caplog.text
+
+
+def test_callbacks_need_a_transaction(store: Store) -> None:
+    with pytest.raises(EmDashError, match="outside a transaction"):
+        store._db.after_commit(lambda: None)
+
+
+def test_timestamps_are_fixed_width() -> None:
+    from datetime import UTC, datetime
+
+    from emdash._store import parse_timestamp
+
+    assert format_timestamp(datetime(5, 1, 2, 3, 4, 5, tzinfo=UTC)) == "0005-01-02T03:04:05.000Z"
+    assert parse_timestamp("2026-05-01T12:00:00", what="t") == "2026-05-01T12:00:00.000Z"
+    with pytest.raises(BridgeError) as info:
+        parse_timestamp("9999-12-31T23:59:59-01:00", what="publishedAt")
+    assert str(info.value) == (
+        'Invalid publishedAt "9999-12-31T23:59:59-01:00": use an ISO 8601 datetime such as '
+        '"2026-05-01T12:00:00Z"'
+    )
+    with pytest.raises(BridgeError) as info:
+        parse_timestamp(12, what="t")
+    assert str(info.value) == "Invalid t: expected an ISO 8601 datetime string"

@@ -1,0 +1,231 @@
+"""Cron task storage (plugin-api §11): ``_emdash_cron_tasks`` and what the executor needs.
+
+Schedule parsing and next-fire computation live in ``emdash._cron_schedule``; this module
+only stores tasks and moves them through ``idle -> running -> idle | deleted``. Every
+plugin-facing method is scoped by the plugin id. Times are canonical UTC strings
+(``YYYY-MM-DDTHH:MM:SS.mmmZ``, normalised here), so "due" is a string comparison that is
+also a correct time comparison.
+
+``claim_due`` is atomic: it selects and marks tasks ``running`` in one ``BEGIN IMMEDIATE``
+transaction, so two executors (threads or processes on one file) never claim the same run.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from .._errors import BridgeError
+from ._db import Db, parse_timestamp
+from ._values import check_plugin_id, encode_json
+
+__all__ = ["Cron"]
+
+_TASK_NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_-]*")
+_KEEP: Any = object()
+
+
+class Cron:
+    def __init__(self, db: Db) -> None:
+        self._db = db
+
+    # -- plugin-facing (ctx.cron) ------------------------------------------------------
+
+    def upsert(
+        self,
+        plugin_id: str,
+        name: str,
+        schedule: str,
+        *,
+        is_oneshot: bool,
+        next_run_at: str,
+        data: Any = None,
+    ) -> None:
+        """Create or replace the task ``(plugin_id, name)``; re-enables it and keeps a
+        ``running`` status (the run in progress finishes normally)."""
+        pid = check_plugin_id(plugin_id)
+        name = _task_name(name)
+        if type(schedule) is not str or not 1 <= len(schedule) <= 256:
+            raise BridgeError(
+                f'Invalid schedule "{str(schedule)[:256]}": must be a valid cron expression or '
+                "ISO 8601 datetime"
+            )
+        next_run = parse_timestamp(next_run_at, what="next run time")
+        text = None if data is None else encode_json(data, what="Cron task data", plugin_id=pid)
+        with self._db.transaction():
+            self._db.execute(
+                "INSERT INTO _emdash_cron_tasks (id, plugin_id, task_name, schedule, is_oneshot, "
+                "data, next_run_at, last_run_at, status, locked_at, enabled, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 'idle', NULL, 1, ?) "
+                "ON CONFLICT(plugin_id, task_name) DO UPDATE SET schedule = excluded.schedule, "
+                "is_oneshot = excluded.is_oneshot, data = excluded.data, "
+                "next_run_at = excluded.next_run_at, enabled = 1",
+                (self._db.new_id(), pid, name, schedule, int(bool(is_oneshot)), text, next_run,
+                 self._db.now()),
+            )
+
+    def cancel(self, plugin_id: str, name: str) -> bool:
+        pid = check_plugin_id(plugin_id)
+        name = _task_name(name)
+        with self._db.transaction():
+            return (
+                self._db.execute(
+                    "DELETE FROM _emdash_cron_tasks WHERE plugin_id = ? AND task_name = ?",
+                    (pid, name),
+                )
+                > 0
+            )
+
+    def list(self, plugin_id: str) -> builtins.list[dict[str, Any]]:
+        """The plugin's enabled tasks by next run: ``[{name, schedule, nextRunAt, lastRunAt}]``."""
+        pid = check_plugin_id(plugin_id)
+        rows = self._db.rows(
+            "SELECT task_name, schedule, next_run_at, last_run_at FROM _emdash_cron_tasks "
+            "WHERE plugin_id = ? AND enabled = 1 ORDER BY next_run_at, task_name",
+            (pid,),
+        )
+        return [
+            {
+                "name": r["task_name"],
+                "schedule": r["schedule"],
+                "nextRunAt": r["next_run_at"],
+                "lastRunAt": r["last_run_at"],
+            }
+            for r in rows
+        ]
+
+    # -- executor ----------------------------------------------------------------------
+
+    def claim_due(self, now_iso: str, limit: int = 10) -> builtins.list[dict[str, Any]]:
+        """Atomically mark up to ``limit`` due idle enabled tasks ``running``; return them.
+
+        Each task: ``{id, pluginId, name, schedule, isOneshot, data (raw JSON text or
+        None), nextRunAt, lastRunAt}``.
+        """
+        now = parse_timestamp(now_iso, what="time")
+        with self._db.transaction():
+            rows = self._db.rows(
+                "SELECT * FROM _emdash_cron_tasks WHERE enabled = 1 AND status = 'idle' "
+                "AND next_run_at <= ? ORDER BY next_run_at, id LIMIT ?",
+                (now, max(1, int(limit))),
+            )
+            for r in rows:
+                self._db.execute(
+                    "UPDATE _emdash_cron_tasks SET status = 'running', locked_at = ? "
+                    "WHERE id = ? AND status = 'idle'",
+                    (now, r["id"]),
+                )
+        return [_task(r) for r in rows]
+
+    def finish(
+        self,
+        task_id: str,
+        *,
+        next_run_at: str | None,
+        last_run_at: str,
+        data: Any = _KEEP,
+    ) -> bool:
+        """End a run: ``next_run_at=None`` deletes the task (a finished one-shot); else the
+        task goes back to idle with the new times. ``data`` (a JSON value) replaces the
+        stored data when given. Returns whether the task still existed."""
+        last = parse_timestamp(last_run_at, what="last run time")
+        with self._db.transaction():
+            if next_run_at is None:
+                return self._db.execute(
+                    "DELETE FROM _emdash_cron_tasks WHERE id = ?", (str(task_id),)
+                ) > 0
+            nxt = parse_timestamp(next_run_at, what="next run time")
+            if data is _KEEP:
+                return self._db.execute(
+                    "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL, "
+                    "next_run_at = ?, last_run_at = ? WHERE id = ?",
+                    (nxt, last, str(task_id)),
+                ) > 0
+            text = None if data is None else encode_json(data, what="Cron task data")
+            return self._db.execute(
+                "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL, "
+                "next_run_at = ?, last_run_at = ?, data = ? WHERE id = ?",
+                (nxt, last, text, str(task_id)),
+            ) > 0
+
+    def release(self, task_id: str) -> bool:
+        """Put a claimed task back to idle without changing its times (e.g. bad data)."""
+        with self._db.transaction():
+            return self._db.execute(
+                "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL WHERE id = ?",
+                (str(task_id),),
+            ) > 0
+
+    def set_enabled(self, plugin_id: str, enabled: bool) -> int:
+        pid = check_plugin_id(plugin_id)
+        with self._db.transaction():
+            return self._db.execute(
+                "UPDATE _emdash_cron_tasks SET enabled = ? WHERE plugin_id = ?",
+                (int(bool(enabled)), pid),
+            )
+
+    def delete_plugin(self, plugin_id: str) -> int:
+        pid = check_plugin_id(plugin_id)
+        with self._db.transaction():
+            return self._db.execute("DELETE FROM _emdash_cron_tasks WHERE plugin_id = ?", (pid,))
+
+    def recover_stale(self, now_iso: str, older_than_s: float = 600) -> int:
+        """Reset tasks ``running`` for more than ``older_than_s`` seconds back to idle."""
+        now = datetime.fromisoformat(parse_timestamp(now_iso, what="time"))
+        cutoff = parse_timestamp(now - timedelta(seconds=older_than_s), what="time")
+        with self._db.transaction():
+            return self._db.execute(
+                "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL "
+                "WHERE status = 'running' AND locked_at < ?",
+                (cutoff,),
+            )
+
+    def next_due_at(self) -> str | None:
+        """The earliest ``nextRunAt`` of an idle enabled task (to arm the scheduler timer)."""
+        value = self._db.scalar(
+            "SELECT MIN(next_run_at) FROM _emdash_cron_tasks WHERE enabled = 1 AND status = 'idle'"
+        )
+        return None if value is None else str(value)
+
+    def get(self, plugin_id: str, name: str) -> dict[str, Any] | None:
+        """One task with its executor fields (status, enabled), for the host and tests."""
+        pid = check_plugin_id(plugin_id)
+        row = self._db.row(
+            "SELECT * FROM _emdash_cron_tasks WHERE plugin_id = ? AND task_name = ?",
+            (pid, _task_name(name)),
+        )
+        if row is None:
+            return None
+        return {
+            **_task(row),
+            "status": row["status"],
+            "enabled": bool(row["enabled"]),
+            "lockedAt": row["locked_at"],
+        }
+
+
+def _task(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "pluginId": r["plugin_id"],
+        "name": r["task_name"],
+        "schedule": r["schedule"],
+        "isOneshot": bool(r["is_oneshot"]),
+        "data": r["data"],
+        "nextRunAt": r["next_run_at"],
+        "lastRunAt": r["last_run_at"],
+    }
+
+
+def _task_name(name: object) -> str:
+    if type(name) is not str or not 1 <= len(name) <= 128:
+        got = len(name) if isinstance(name, str) else 0
+        raise BridgeError(f"Invalid task name: must be 1-128 characters, got {got}")
+    if not _TASK_NAME_RE.fullmatch(name):
+        raise BridgeError(
+            f'Invalid task name "{name}": must start with a letter and contain only letters, '
+            "numbers, dashes, or underscores"
+        )
+    return name

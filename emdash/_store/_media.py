@@ -1,0 +1,247 @@
+"""Media: the ``_emdash_media`` rows and the local directory that holds the bytes.
+
+Media item shape (plugin-api §4.6; one URL form for every path, the bridge's)::
+
+    {"id", "filename", "mimeType", "size", "url": "/_emdash/api/media/file/<storageKey>",
+     "storageKey", "status", "createdAt"}
+
+Bytes and rows are kept in step with transaction callbacks: ``upload`` writes the file,
+inserts the row, and removes the file again if that row is rolled back (a failed insert,
+or a failed plugin invocation around it); ``delete`` removes the file only after the row's
+deletion has committed. So neither an orphan file nor a row without its file survives a
+rollback.
+
+Storage keys are ``<ulid><.ext>``: the extension from the basename, lower-cased, kept only
+if it matches ``^\\.[a-z0-9]{1,10}$``. ``LocalMediaStorage`` accepts only keys made of
+letters, digits, ``.``, ``_`` and ``-`` (no ``/``, no ``..``), so a key can never name a
+path outside its directory.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .._errors import BridgeError, NotFoundError
+from ._cursor import Keyset, OrderKey, fetch_page
+from ._db import Db
+from ._values import prefix_bounds
+
+__all__ = ["MEDIA_STATUSES", "LocalMediaStorage", "Media", "media_url", "storage_extension"]
+
+MEDIA_STATUSES = ("pending", "ready", "failed")
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_EXT_RE = re.compile(r"\.[a-z0-9]{1,10}")
+_MIME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_KEYSET = Keyset("media", [OrderKey("id", "id", desc=True)])
+MAX_FILENAME = 255
+
+
+def media_url(storage_key: str) -> str:
+    return f"/_emdash/api/media/file/{storage_key}"
+
+
+class LocalMediaStorage:
+    """Media bytes as files in one directory, one file per storage key."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        """The file for ``key`` (validated: it cannot point outside :attr:`root`)."""
+        if type(key) is not str or not _KEY_RE.fullmatch(key) or ".." in key:
+            raise BridgeError(
+                f"Invalid media storage key {str(key)[:80]!r}: use letters, digits, '.', '_' "
+                "and '-' only"
+            )
+        return self.root / key
+
+    def put(self, key: str, data: bytes) -> None:
+        """Write atomically (temporary file, then rename)."""
+        target = self.path(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise BridgeError("Media bytes must be bytes")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(bytes(data))
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def get(self, key: str) -> bytes:
+        target = self.path(key)
+        try:
+            # O_NOFOLLOW: a symlink planted in the directory is not followed.
+            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise NotFoundError(f"Media file not found: {key}") from None
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def delete(self, key: str) -> bool:
+        try:
+            os.unlink(self.path(key))
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class Media:
+    def __init__(self, db: Db, files: LocalMediaStorage) -> None:
+        self._db = db
+        self._files = files
+
+    def create(
+        self,
+        filename: str,
+        mime_type: str,
+        size: int | None,
+        *,
+        storage_key: str,
+        status: str = "ready",
+    ) -> dict[str, Any]:
+        """Insert a media row for bytes already stored under ``storage_key``."""
+        filename = _filename(filename)
+        mime_type = _mime(mime_type)
+        self._files.path(storage_key)  # validates the key
+        if size is not None and (type(size) is not int or size < 0):
+            raise BridgeError("Media size must be a non-negative integer")
+        if status not in MEDIA_STATUSES:
+            raise BridgeError(f'Invalid media status "{str(status)[:32]}": use pending, ready or failed')
+        media_id = self._db.new_id()
+        with self._db.transaction():
+            self._db.execute(
+                "INSERT INTO _emdash_media (id, filename, mime_type, size, storage_key, status, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (media_id, filename, mime_type, size, storage_key, status, self._db.now()),
+            )
+            found = self.get(media_id)
+        assert found is not None
+        return found
+
+    def upload(self, filename: str, content_type: str, data: bytes) -> dict[str, Any]:
+        """Store bytes and their row: ``{"mediaId", "storageKey", "url"}``."""
+        filename = _filename(filename)
+        _mime(content_type)
+        key = self._db.new_id() + storage_extension(filename)
+        self._files.put(key, data)
+        try:
+            with self._db.transaction():
+                self._db.on_rollback(lambda: self._files.delete(key))
+                item = self.create(filename, content_type, len(data), storage_key=key)
+        except BaseException:
+            self._files.delete(key)
+            raise
+        return {"mediaId": item["id"], "storageKey": key, "url": media_url(key)}
+
+    def get(self, id: str) -> dict[str, Any] | None:
+        """Any status."""
+        if type(id) is not str:
+            raise BridgeError("Missing required string parameter: id")
+        row = self._db.row("SELECT * FROM _emdash_media WHERE id = ?", (id,))
+        return None if row is None else _item(row)
+
+    def list(
+        self, *, limit: object = 50, cursor: object = None, mime_type: str | None = None
+    ) -> dict[str, Any]:
+        """Ready items, newest first; ``mime_type`` is a literal prefix (``"image/"``)."""
+        filters = "status = 'ready'"
+        params: builtins.list[Any] = []
+        if mime_type is not None:
+            if type(mime_type) is not str:
+                raise BridgeError("Parameter mimeType must be a string when provided")
+            low, high = prefix_bounds(mime_type)
+            filters += " AND mime_type >= ?"
+            params.append(low)
+            if high is not None:
+                filters += " AND mime_type < ?"
+                params.append(high)
+        page = fetch_page(
+            self._db,
+            _KEYSET,
+            columns="*",
+            table="_emdash_media",
+            scope=("1", ()),
+            filters=(filters, params),
+            limit=limit,
+            cursor=cursor,
+        )
+        out: dict[str, Any] = {"items": [_item(r) for r in page.rows], "hasMore": page.has_more}
+        if page.cursor is not None:
+            out["cursor"] = page.cursor
+        return out
+
+    def delete(self, id: str) -> bool:
+        """Delete the row; its file is removed once that deletion has committed."""
+        if type(id) is not str:
+            raise BridgeError("Missing required string parameter: id")
+        with self._db.transaction():
+            row = self._db.row("SELECT storage_key FROM _emdash_media WHERE id = ?", (id,))
+            if row is None:
+                return False
+            self._db.execute("DELETE FROM _emdash_media WHERE id = ?", (id,))
+            key = row["storage_key"]
+            self._db.after_commit(lambda: self._files.delete(key))
+            return True
+
+    def set_status(self, id: str, status: str) -> dict[str, Any] | None:
+        if status not in MEDIA_STATUSES:
+            raise BridgeError(f'Invalid media status "{str(status)[:32]}": use pending, ready or failed')
+        with self._db.transaction():
+            self._db.execute("UPDATE _emdash_media SET status = ? WHERE id = ?", (status, str(id)))
+        return self.get(id)
+
+
+def storage_extension(filename: str) -> str:
+    """``.ext`` of the basename, lower-cased, if it is 1-10 letters/digits; else empty."""
+    base = filename.rsplit("/", 1)[-1]
+    if "." not in base:
+        return ""
+    ext = "." + base.rsplit(".", 1)[-1].lower()
+    return ext if _EXT_RE.fullmatch(ext) else ""
+
+
+def _item(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "filename": row["filename"],
+        "mimeType": row["mime_type"],
+        "size": row["size"],
+        "url": media_url(row["storage_key"]),
+        "storageKey": row["storage_key"],
+        "status": row["status"],
+        "createdAt": row["created_at"],
+    }
+
+
+def _filename(value: object) -> str:
+    if (
+        type(value) is not str
+        or not value
+        or len(value) > MAX_FILENAME
+        or any(ord(c) < 32 or ord(c) == 127 for c in value)
+    ):
+        raise BridgeError(
+            f"Invalid media filename {str(value)[:80]!r}: 1-{MAX_FILENAME} characters, "
+            "no control characters"
+        )
+    return value
+
+
+def _mime(value: object) -> str:
+    if type(value) is not str or not _MIME_RE.fullmatch(value):
+        raise BridgeError(f'Invalid media type "{str(value)[:80]}": expected e.g. "image/png"')
+    return value
