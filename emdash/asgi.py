@@ -175,6 +175,8 @@ class EmDashASGI:
 
     def _route_meta(self, plugin_id: str, route: str) -> dict[str, Any] | None:
         """The route's settings, or ``None`` for an unknown/disabled plugin or route."""
+        if not _ID_RE.match(plugin_id):
+            return None
         try:
             plugin = self.runtime.get_plugin(plugin_id)
         except EmDashError:
@@ -246,9 +248,7 @@ def _split_path(scope: Scope) -> tuple[str, str] | None:
     for prefix in PREFIXES:
         if path.startswith(prefix):
             plugin_id, _, route = path[len(prefix):].partition("/")
-            if _ID_RE.match(plugin_id) and route:
-                return plugin_id, route
-            return None
+            return (plugin_id, route) if plugin_id and route else None
     return None
 
 
