@@ -17,7 +17,8 @@
 7. ``PR_SET_NO_NEW_PRIVS``: nothing can gain privileges (also required by Landlock and an
    unprivileged seccomp filter).
 8. new user and network namespaces (best effort): no network interface at all, and no
-   capability over anything outside.
+   capability over anything outside; then every capability is dropped, including the ones
+   the new user namespace granted inside it.
 9. parent-death signal and not dumpable. Both are *after* the credential changes above,
    which reset them. Not dumpable makes ``/proc/<pid>`` of the worker root-owned, so other
    processes of the same uid cannot ptrace it or read its memory.
@@ -35,6 +36,7 @@ Best-effort steps record what happened in the returned report (``{"landlock": "a
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import resource
 import signal
@@ -50,6 +52,8 @@ NOBODY = 65534
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP = 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 # The same numbers on x86_64 and aarch64 (both use the generic table for these).
@@ -62,6 +66,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 _libc.prctl.restype = ctypes.c_int
 _libc.unshare.restype = ctypes.c_int
+_libc.capset.restype = ctypes.c_int
 
 
 class ConfinementError(Exception):
@@ -115,8 +120,10 @@ def confine(channel: socket.socket, memory_mb: int, seccomp_filter: Any) -> dict
     if _libc.syscall(_SYS_CLOSE_RANGE, CHANNEL_FD + 1, 0xFFFFFFFF, 0) < 0:
         os.closerange(CHANNEL_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
 
-    # 3. empty environment (os.environ.clear() unsets each variable in the C environ too)
+    # 3. empty environment: os.environ.clear() unsets each variable in the C environ too,
+    # and the strings the kernel copied at exec time (/proc/<pid>/environ) are zeroed.
     os.environ.clear()
+    _wipe_initial_environment()
 
     # 4. signals: default actions, nothing blocked, no wakeup fd left from the fork server
     signal.set_wakeup_fd(-1)
@@ -161,6 +168,11 @@ def confine(channel: socket.socket, memory_mb: int, seccomp_filter: Any) -> dict
         reason = os.strerror(ctypes.get_errno())
         report["userns"] = report["netns"] = f"no ({reason})"
 
+    # The new user namespace gave this process every capability *inside* it. They reach
+    # nothing outside, but nothing here needs them either: drop them all (bounding set
+    # first, while CAP_SETPCAP is still held; then effective/permitted/inheritable).
+    report["capabilities"] = _drop_capabilities()
+
     # 9. die with the fork server; not dumpable (after the credential changes, which reset
     # both). If the fork server already died before PDEATHSIG was set, stop now.
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, "PR_SET_PDEATHSIG")
@@ -182,6 +194,41 @@ def confine(channel: socket.socket, memory_mb: int, seccomp_filter: Any) -> dict
         raise ConfinementError(f"loading the seccomp filter failed: {exc}") from None
     report["seccomp"] = "allowlist"
     return report
+
+
+def _wipe_initial_environment() -> None:
+    """Zero the environment block the fork server received at exec (inherited memory)."""
+    with open("/proc/self/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state) of proc(5); env_start and env_end are fields 50 and 51
+    env_start, env_end = int(fields[47]), int(fields[48])
+    if 0 < env_start < env_end:
+        ctypes.memset(env_start, 0, env_end - env_start)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _drop_capabilities() -> str:
+    """Empty every capability set of this process; return "none" or why not."""
+    for cap in range(64):
+        if _libc.prctl(_PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) < 0:
+            if ctypes.get_errno() == errno.EINVAL:
+                break  # past the last capability this kernel knows
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()  # all zero: two 32-bit halves of each 64-bit set
+    if _libc.capset(ctypes.byref(header), data) < 0:
+        raise ConfinementError(f"capset failed: {os.strerror(ctypes.get_errno())}")
+    return "none"
 
 
 def _setrlimit(which: int, value: int) -> None:

@@ -113,8 +113,8 @@ def _prepare(config: dict[str, Any]) -> Any:
     # is imported here, not in a worker where imports are impossible. Its outcome does not
     # matter; a failure here shows up as a clear error at the first real load.
     try:
-        code = _compiler.compile_bundle({"__warmup__.py": "x = [i for i in range(3)]\n"})
-        _loader.load_bundle(code, "__warmup__", preludes=preludes)
+        code = _compiler.compile_bundle({"warmup.py": "x = [i for i in range(3)]\n"})
+        _loader.load_bundle(code, "warmup.py", preludes=preludes)
     except Exception:
         pass
     return WorkerRuntime(
