@@ -42,6 +42,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ._bridge_budget import CallBudget
 from ._context import make_context
 from ._descriptor import PluginDescriptor
 from ._errors import BridgeError, EmDashError, HookTimeoutError, PluginError, PluginRouteError
@@ -176,25 +177,27 @@ class NativePluginHost:
             )
         state = _Invocation()
         nested = _ACTIVE.get() or (self._inline is not None and self._inline())
+        # The deadline is judged by the invocation itself (see _body), from the moment it
+        # was requested, so the outcome never depends on when the waiting thread wakes up.
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        body = self._body(handler, arg, operation, state, deadline)
         if timeout_ms is None or nested:
-            # Inline: the deadline can only be checked when the handler returns.
-            body = self._body(handler, arg, operation, state, timeout_ms)
+            # Inline: nothing can interrupt the handler; its deadline is checked on return.
             try:
                 value, cpu = body()
             finally:
                 state.closed = True
         else:
-            body = self._body(handler, arg, operation, state, None)
             future = self._executor.submit(contextvars.copy_context().run, body)
             try:
                 value, cpu = future.result(timeout=timeout_ms / 1000)
             except concurrent.futures.TimeoutError:
                 with state.lock:
-                    late = state.finished
-                    state.closed = True
-                    state.timed_out = not late
-                if late:
-                    # It finished (and committed) right at the deadline: a success.
+                    finished = state.finished
+                    if not finished:
+                        state.closed = state.timed_out = True
+                if finished:
+                    # It returned in time and is committing: wait for that to complete.
                     value, cpu = future.result()
             finally:
                 state.closed = True
@@ -209,47 +212,61 @@ class NativePluginHost:
         arg: Any,
         operation: str,
         state: _Invocation,
-        deadline_ms: int | None,
+        deadline: float | None,
     ) -> Callable[[], tuple[Any, float]]:
-        """The invocation itself; ``deadline_ms`` is checked on return (inline runs only:
-        on the pool the waiting caller decides, and marks ``state`` closed)."""
+        """The invocation itself, run on a pool thread or inline.
+
+        It commits only if the handler returned before ``deadline`` (``time.monotonic``)
+        and the caller has not given up; otherwise it rolls back and marks ``state`` timed
+        out. ctx calls past the deadline are refused.
+        """
         pid = self.plugin_id
         bridge = self._bridge
+        # Native plugins have no subrequest limit, but the per-invocation log-line cap holds.
+        budget = CallBudget(None)
+
+        def expired() -> bool:
+            return deadline is not None and time.monotonic() > deadline
 
         def call(method: str, params: dict[str, Any]) -> Any:
-            if state.closed:
+            if state.closed or expired():
                 raise BridgeError(
                     f"Plugin {pid} made a ctx call ({method}) after its {operation} "
                     "invocation ended"
-                    + (" (it timed out)" if state.timed_out else "")
+                    + (" (it timed out)" if state.timed_out or expired() else "")
                     + "; a handler may only use ctx while it runs",
                     plugin_id=pid,
                 )
-            return bridge.dispatch(pid, method, params)
+            return bridge.dispatch(pid, method, params, budget=budget)
+
+        def abandon() -> None:
+            state.closed = state.timed_out = True
+            log.warning(
+                "Plugin %s finished %s after its timeout; its writes were rolled back",
+                pid, operation,
+            )
 
         def body() -> tuple[Any, float]:
             token = _ACTIVE.set(True)
             cpu_start = time.thread_time()
-            started = time.perf_counter()
             try:
                 with self._store.invocation():
                     value = _call_plugin(handler, arg, make_context(call, self._info), pid, operation)
                     with state.lock:
-                        if state.closed or (
-                            deadline_ms is not None
-                            and (time.perf_counter() - started) * 1000 > deadline_ms
-                        ):
-                            # Too late: the caller has reported a timeout (or will, for an
-                            # inline run). Roll back instead of committing.
-                            state.timed_out = True
-                            raise _Abandoned()
+                        if state.closed or expired():
+                            abandon()
+                            raise _Abandoned()  # roll back instead of committing
                         state.finished = True
             except _Abandoned:
-                log.warning(
-                    "Plugin %s finished %s after its timeout; its writes were rolled back",
-                    pid, operation,
-                )
-                return None, (time.thread_time() - cpu_start) * 1000
+                value = None
+            except BaseException:
+                with state.lock:
+                    late = state.closed or expired()
+                    if late:
+                        abandon()  # already rolled back by the scope
+                if not late:
+                    raise
+                value = None
             finally:
                 _ACTIVE.reset(token)
             return value, (time.thread_time() - cpu_start) * 1000

@@ -167,8 +167,9 @@ class HookPipeline:
 
     ``hosts`` are the enabled plugins' hosts in registration order. ``options`` persists
     exclusive selections (in memory only when ``None``); ``audit`` receives one record per
-    handler invocation. A pipeline is immutable apart from exclusive selections; the
-    runtime builds a new one when the set of enabled plugins changes.
+    handler invocation. ``known`` is every plugin id the runtime has loaded, enabled or not
+    (see :meth:`resolve_exclusive`). A pipeline is immutable apart from exclusive
+    selections; the runtime builds a new one when the set of enabled plugins changes.
     """
 
     def __init__(
@@ -178,8 +179,10 @@ class HookPipeline:
         options: OptionStore | None = None,
         audit: AuditSink | None = None,
         logger: logging.Logger | None = None,
+        known: Iterable[str] | None = None,
     ) -> None:
         self._log = logger or log
+        self._known = None if known is None else frozenset(known)
         self._options = options
         self._audit = audit
         self._hosts: dict[str, PluginHost] = {}
@@ -261,6 +264,13 @@ class HookPipeline:
         3. auto-select the only provider; 4. else the first provider whose descriptor lists
         the hook in ``preferred``; 5. else leave it unselected (an admin must choose).
         A failing options read skips that hook only.
+
+        One refinement: a stored selection naming a plugin that is not loaded *at all*
+        (not in ``known``) is not stale yet, because plugins are added one by one at boot
+        and the runtime rebuilds after each. It is kept in the options untouched, and steps
+        3-5 choose a provider in memory only, until that plugin is added (step 1 then
+        applies) or an admin selects another. ``remove_plugin`` deletes selections of the
+        plugin it removes, so those do become stale.
         """
         for name, providers in self._providers.items():
             ids = [e.plugin_id for e in providers]
@@ -276,6 +286,9 @@ class HookPipeline:
                 self._selected[name] = stored
                 continue
             chosen: str | None = None
+            absent = isinstance(stored, str) and self._known is not None and (
+                stored not in self._known
+            )
             if len(ids) == 1:
                 chosen = ids[0]
             else:
@@ -287,6 +300,12 @@ class HookPipeline:
                     ),
                     None,
                 )
+            if absent:
+                if chosen is None:
+                    self._selected.pop(name, None)
+                else:
+                    self._selected[name] = chosen
+                continue
             self._persist(name, chosen, clear_stale=stored is not None)
 
     def _persist(self, name: str, plugin_id: str | None, *, clear_stale: bool = True) -> None:
@@ -403,8 +422,9 @@ class HookPipeline:
                 "cron": "invoke_cron(plugin_id, event)",
                 "lifecycle": "enable_plugin / disable_plugin / remove_plugin",
             }[spec.family]
+            article = "an" if spec.family[0] in "aeiou" else "a"
             raise EmDashError(
-                f'Hook "{name}" is a {spec.family} hook and is not broadcast; use {where}'
+                f'Hook "{name}" is {article} {spec.family} hook and is not broadcast; use {where}'
             )
         if type(event) is not dict:
             raise EmDashError(f'The event for "{name}" must be a dict, got {type(event).__name__}')

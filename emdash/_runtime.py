@@ -29,16 +29,13 @@ from __future__ import annotations
 import concurrent.futures
 import importlib
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import jsonschema  # type: ignore[import-untyped]
 
 from ._bridge import Bridge
 from ._descriptor import Limits, PluginDescriptor
@@ -55,7 +52,17 @@ from ._http import HttpClient
 from ._loader import locate, sandbox_files
 from ._native import NativePluginHost
 from ._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
-from ._pipeline import HookPipeline, classify_error
+from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
+from ._runtime_parts import (
+    LazyCron,
+    LazyEmail,
+    PluginInfo,
+    as_outcome,
+    check_route_schemas,
+    route_context,
+    site_info,
+    validate_route_input,
+)
 from ._store import Store
 
 if TYPE_CHECKING:
@@ -64,13 +71,6 @@ if TYPE_CHECKING:
 __all__ = ["PluginInfo", "Runtime"]
 
 log = logging.getLogger("emdash")
-
-# Request headers a plugin never sees: credentials, and the CSRF marker the host checks.
-_SECRET_HEADERS = frozenset(
-    {"cookie", "set-cookie", "authorization", "proxy-authorization", "x-emdash-request"}
-)
-_IP_RE = re.compile(r"^[\da-fA-F.:]+$")
-_DEFAULT_SITE = {"name": "", "url": "http://localhost", "locale": "en", "trailingSlash": "ignore"}
 
 # rt.<attribute> -> (module, class); each takes the Runtime. Imported on first use.
 _SERVICES = {
@@ -81,63 +81,6 @@ _SERVICES = {
     "cron": ("emdash._cron", "CronService"),
     "page": ("emdash._page", "PageService"),
 }
-
-
-class PluginInfo(Mapping[str, Any]):
-    """One added plugin: its descriptor, host and state.
-
-    Attribute access (``plugin_id``, ``descriptor``, ``host``, ``trusted``, ``sandboxed``,
-    ``enabled``, ``definition_meta``) for host code, and a read-only mapping view
-    (``id``, ``version``, ``mode``, ``trusted``, ``enabled``, ``capabilities``, ``hooks``,
-    ``routes``) that serialises as plain JSON for listings.
-    """
-
-    def __init__(self, host: PluginHost, *, sandboxed: bool, enabled: bool) -> None:
-        self.host = host
-        self.sandboxed = sandboxed
-        self.enabled = enabled
-
-    @property
-    def plugin_id(self) -> str:
-        return self.host.plugin_id
-
-    @property
-    def descriptor(self) -> PluginDescriptor:
-        return self.host.descriptor
-
-    @property
-    def trusted(self) -> bool:
-        return self.host.trusted
-
-    @property
-    def definition_meta(self) -> dict[str, Any]:
-        return self.host.definition_meta
-
-    def _data(self) -> dict[str, Any]:
-        d = self.descriptor
-        mode = "sandboxed" if self.sandboxed else ("trusted" if self.trusted else "unsandboxed")
-        return {
-            "id": d.id,
-            "version": d.version,
-            "mode": mode,
-            "trusted": self.trusted,
-            "enabled": self.enabled,
-            "capabilities": list(d.capabilities),
-            "hooks": sorted(self.definition_meta.get("hooks", {})),
-            "routes": sorted(self.definition_meta.get("routes", {})),
-        }
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data())
-
-    def __len__(self) -> int:
-        return len(self._data())
-
-    def __repr__(self) -> str:
-        return f"<PluginInfo {self._data()}>"
 
 
 class Runtime:
@@ -159,7 +102,7 @@ class Runtime:
         self.sandbox = sandbox
         self.limits = limits or Limits.model_validate({})
         self.worker_pool_size = worker_pool_size
-        self.site = _site(site)
+        self.site = site_info(site)
         self.store = Store(database, media_dir=Path(media_dir) if media_dir else None)
         self._http = HttpClient(http_transport)
         self._lock = threading.RLock()
@@ -176,8 +119,8 @@ class Runtime:
             store=self.store,
             plugins=self._descriptor_for_bridge,
             http=self._http,
-            cron=_LazyCron(self),
-            email=_LazyEmail(self),
+            cron=LazyCron(self),
+            email=LazyEmail(self),
             site=self.site,
             logger=self.log.getChild("plugins"),
         )
@@ -296,7 +239,7 @@ class Runtime:
             code = locate(desc, source)
             host, sandboxed = self._make_host(desc, code, trusted)
             try:
-                _check_route_schemas(host)
+                check_route_schemas(host)
                 self.store.plugin_storage.sync_indexes(pid, desc.storage)
                 known = self.store.plugins.get(pid)
                 want = enabled if enabled is not None else (
@@ -372,6 +315,11 @@ class Runtime:
                 self._lifecycle(info.host, "plugin:deactivate", {})
                 info.enabled = False
             del self._plugins[plugin_id]
+            # Its exclusive-hook selections are stale now (a plugin that is merely not added
+            # yet keeps them: see HookPipeline.resolve_exclusive).
+            for key, value in self.store.options.list(EXCLUSIVE_OPTION_PREFIX).items():
+                if value == plugin_id:
+                    self.store.options.delete(key)
             self._rebuild()
             self._lifecycle(info.host, "plugin:uninstall", {"deleteData": bool(delete_data)})
             self._delete_cron(plugin_id)
@@ -433,7 +381,7 @@ class Runtime:
         spec = HOOKS.get(name)
         if spec is None or plugin_id is None:
             if spec is not None and spec.family == "exclusive":
-                return _as_outcome(name, pipeline.invoke_exclusive(name, event))
+                return as_outcome(name, pipeline.invoke_exclusive(name, event))
             return pipeline.run_hook(name, event)
         info = self._get(plugin_id)
         if spec.family in ("lifecycle", "cron", "exclusive"):
@@ -495,15 +443,15 @@ class Runtime:
         if info is None or not info.enabled or name not in routes:
             raise PluginRouteError("NOT_FOUND", "Plugin route not found", 404)
         meta = routes[name]
-        value = self._validate_input(info.host, name, meta, input)
-        req = _request(request, self.site, plugin_id, name)
-        route_ctx = {
-            "input": value,
-            "request": {"url": req["url"], "method": req["method"], "headers": req["headers"]},
-            "requestMeta": _request_meta(req),
-            # routeCtx.user is only ever set for private routes (spec §8.3).
-            "user": None if meta.get("public") else user,
-        }
+        route_ctx = route_context(
+            value=validate_route_input(info.host, name, meta, input),
+            request=request,
+            user=user,
+            public=meta.get("public") is True,
+            site=self.site,
+            plugin_id=plugin_id,
+            name=name,
+        )
         started = time.perf_counter()
         try:
             result = info.host.invoke_route(name, route_ctx)
@@ -513,36 +461,6 @@ class Runtime:
             raise
         self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
         return result.value
-
-    def _validate_input(
-        self, host: PluginHost, name: str, meta: dict[str, Any], value: Any
-    ) -> Any:
-        schema = meta.get("input")
-        if type(schema) is dict:
-            validator = jsonschema.validators.validator_for(schema)(schema)
-            problems = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-            if problems:
-                raise PluginRouteError(
-                    "VALIDATION_ERROR",
-                    "Invalid request body",
-                    400,
-                    [
-                        {"path": [str(p) for p in e.absolute_path], "message": e.message}
-                        for e in problems[:50]
-                    ],
-                )
-            return value
-        check = host.route_input_validator(name)
-        if check is None:
-            return value
-        try:
-            return check(value)
-        except PluginRouteError:
-            raise
-        except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
-            raise PluginRouteError(
-                "VALIDATION_ERROR", "Invalid request body", 400, _validation_details(exc)
-            ) from None
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -600,6 +518,7 @@ class Runtime:
             options=self.store.options,
             audit=self.store.audit.record,
             logger=self.log,
+            known=self._plugins,
         )
 
     def _rebuild(self) -> None:
@@ -643,122 +562,4 @@ class Runtime:
         except AttributeError:
             return None
 
-
-class _LazyCron:
-    """Hands bridge cron calls to ``rt.cron``, built on first use."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    def _cron(self) -> Any:
-        try:
-            return self._rt._service("cron")
-        except AttributeError as exc:
-            raise BridgeError(f"ctx.cron is not available: {exc}") from None
-
-    def schedule(self, plugin_id: str, name: str, schedule: str, data: Any) -> Any:
-        return self._cron().schedule(plugin_id, name, schedule, data)
-
-    def cancel(self, plugin_id: str, name: str) -> Any:
-        return self._cron().cancel(plugin_id, name)
-
-    def list(self, plugin_id: str) -> Any:
-        return self._cron().list(plugin_id)
-
-
-class _LazyEmail:
-    """Hands bridge email calls to ``rt.email``, built on first use."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    def is_available(self) -> bool:
-        try:
-            return bool(self._rt._service("email").is_available())
-        except AttributeError:
-            return False
-
-    def send(self, message: dict[str, Any], *, source: str = "admin") -> None:
-        self._rt._service("email").send(message, source=source)
-
-
-def _as_outcome(name: str, outcome: ExclusiveOutcome | None) -> HookOutcome:
-    if outcome is None:
-        return HookOutcome(name, None, [])
-    result = HookResult(
-        outcome.plugin_id, outcome.error is None, outcome.result, outcome.error,
-        outcome.duration_ms,
-    )
-    return HookOutcome(name, outcome.result, [result])
-
-
-def _site(site: dict[str, Any] | None) -> dict[str, str]:
-    out = dict(_DEFAULT_SITE)
-    for key, value in (site or {}).items():
-        key = "trailingSlash" if key == "trailing_slash" else key
-        if key in out and isinstance(value, str):
-            out[key] = value
-    return out
-
-
-def _check_route_schemas(host: PluginHost) -> None:
-    for name, meta in host.definition_meta.get("routes", {}).items():
-        schema = meta.get("input")
-        if type(schema) is dict:
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise ManifestError(
-                    f"Plugin {host.plugin_id} route {name!r} declares an invalid JSON Schema "
-                    f"input: {exc.message}",
-                    plugin_id=host.plugin_id,
-                ) from None
-
-
-def _request(
-    request: dict[str, Any] | None, site: dict[str, str], plugin_id: str, name: str
-) -> dict[str, Any]:
-    req = request or {}
-    url = req.get("url")
-    method = req.get("method")
-    headers: dict[str, str] = {}
-    raw = req.get("headers") or {}
-    items = raw.items() if isinstance(raw, Mapping) else raw
-    for key, value in items:
-        low = str(key).lower()
-        # Credentials and access-proxy identity never reach plugin code, in either mode.
-        if low in _SECRET_HEADERS or low.startswith("cf-access-"):
-            continue
-        headers[low] = str(value)
-    return {
-        "url": url if isinstance(url, str) else
-        f"{site['url'].rstrip('/')}/_emdash/api/plugins/{plugin_id}/{name}",
-        "method": method.upper() if isinstance(method, str) else "POST",
-        "headers": headers,
-        "ip": req.get("ip"),
-    }
-
-
-def _request_meta(req: dict[str, Any]) -> dict[str, Any]:
-    headers = req["headers"]
-    ip = req.get("ip")
-    return {
-        "ip": ip if isinstance(ip, str) and _IP_RE.match(ip) else None,
-        "userAgent": headers.get("user-agent") or None,
-        "referer": headers.get("referer") or None,
-        "geo": None,
-    }
-
-
-def _validation_details(exc: Exception) -> Any:
-    errors: Callable[..., Any] | None = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            return [
-                {"path": [str(p) for p in e.get("loc", ())], "message": str(e.get("msg", ""))}
-                for e in errors()
-            ]
-        except Exception:  # a foreign .errors(): fall back to the message
-            pass
-    return [{"path": [], "message": str(exc)}]
 
