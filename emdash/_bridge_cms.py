@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,17 +23,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_UPLOAD_BYTES", "METHODS"]
 
-log = logging.getLogger("emdash.bridge")
-
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MEDIA_URL_PREFIX = "/_emdash/api/media/file/"
 
 _COLLECTION_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_EXTENSION_RE = re.compile(r"\.[a-z0-9]{1,10}", re.IGNORECASE)
 # type/subtype tokens only: no parameters, no spaces, nothing that could smuggle a header.
 _MIME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 _ALLOWED_MEDIA_PREFIXES = ("image/", "video/", "audio/")
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")
 
 Handler = Callable[["Bridge", "PluginDescriptor", Params, "CallBudget | None"], Any]
 
@@ -167,21 +161,9 @@ def _too_big(p: Params, size: int) -> Exception:
     )
 
 
-def _extension(filename: str) -> str:
-    """The lower-cased extension of the basename, kept only if it is short and alphanumeric."""
-    base = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    dot = base.rfind(".")
-    ext = base[dot:] if dot > 0 or (dot == 0 and len(base) > 1) else ""
-    return ext.lower() if _EXTENSION_RE.fullmatch(ext) else ""
-
-
 def _media_upload(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
     filename = p.req_str("filename")
     content_type = p.req_str("contentType")
-    if _CONTROL_RE.search(filename) or len(filename) > 255:
-        raise p.error(
-            "media/upload: filename must be at most 255 characters without control characters"
-        )
     lowered = content_type.lower()
     if not _MIME_RE.fullmatch(content_type) or not (
         lowered.startswith(_ALLOWED_MEDIA_PREFIXES) or lowered == "application/pdf"
@@ -193,34 +175,15 @@ def _media_upload(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget 
     data = _upload_bytes(p)
     if len(data) > MAX_UPLOAD_BYTES:
         raise _too_big(p, len(data))
-    key = b.store.new_id() + _extension(filename)
-    files = b.store.media_files
-    files.put(key, data)  # bytes first, then the row; undo the bytes if the row fails
-    try:
-        media_id = b.store.media.create(
-            filename=filename, mime_type=lowered, size=len(data), storage_key=key
-        )
-    except BaseException:
-        try:
-            files.delete(key)
-        except Exception:
-            log.exception("plugin %s: could not remove orphaned media file %s", plugin.id, key)
-        raise
-    return {"mediaId": media_id, "storageKey": key, "url": MEDIA_URL_PREFIX + key}
+    # The store writes the bytes, then the row, and removes the bytes again if the row (or
+    # the invocation around it) is rolled back. The storage key is a fresh ULID plus the
+    # basename's lower-cased extension: nothing of the filename reaches a path.
+    return b.store.media.upload(filename, lowered, data)
 
 
 def _media_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
-    media_id = p.req_str("id")
-    key = b.store.media.storage_key(media_id)
-    if key is None:
-        return False
-    deleted = bool(b.store.media.delete(media_id))
-    if deleted:
-        try:
-            b.store.media_files.delete(key)
-        except Exception:  # the row is gone; a stray file is only logged (as EmDash does)
-            log.exception("plugin %s: could not delete media file %s", plugin.id, key)
-    return deleted
+    # The row goes now; the file once that deletion has committed.
+    return bool(b.store.media.delete(p.req_str("id")))
 
 
 # --- users ----------------------------------------------------------------------------------
