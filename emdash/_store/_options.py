@@ -17,7 +17,14 @@ from typing import Any
 
 from .._errors import BridgeError
 from ._db import Db
-from ._values import check_key, check_plugin_id, decode_json, encode_json, prefix_bounds
+from ._values import (
+    MAX_OPTION_NAME_CHARS,
+    check_key,
+    check_plugin_id,
+    decode_json,
+    encode_json,
+    prefix_bounds,
+)
 
 __all__ = ["KV", "Options"]
 
@@ -29,12 +36,12 @@ class Options:
         self._db = db
 
     def get(self, name: str, default: Any = None) -> Any:
-        name = check_key(name, what="name")
+        name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
         row = self._db.row("SELECT value FROM _emdash_options WHERE name = ?", (name,))
         return default if row is None else decode_json(row["value"])
 
     def set(self, name: str, value: Any) -> None:
-        name = check_key(name, what="name")
+        name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
         self._put(name, encode_json(value, what=f'Option "{name}"'))
 
     def _put(self, name: str, text: str) -> None:
@@ -47,7 +54,7 @@ class Options:
             )
 
     def delete(self, name: str) -> bool:
-        name = check_key(name, what="name")
+        name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
         with self._db.transaction():
             return self._db.execute("DELETE FROM _emdash_options WHERE name = ?", (name,)) > 0
 

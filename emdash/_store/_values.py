@@ -41,6 +41,8 @@ LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 #: Largest JSON text stored for one document, KV value, option or content item (UTF-8 bytes).
 MAX_DOC_BYTES = 1024 * 1024
 MAX_KEY_CHARS = 1024
+#: Option names hold KV rows (``plugin:<id>:<key>``), so they may be longer than a key.
+MAX_OPTION_NAME_CHARS = 2048
 
 
 def check_plugin_id(plugin_id: object) -> str:
@@ -59,17 +61,19 @@ def check_collection(collection: object, *, plugin_id: str | None = None) -> str
     return collection
 
 
-def check_key(key: object, *, what: str = "key", plugin_id: str | None = None) -> str:
-    """A KV key or option name: a non-empty string of at most 1024 UTF-8-encodable chars."""
+def check_key(
+    key: object, *, what: str = "key", plugin_id: str | None = None, limit: int = MAX_KEY_CHARS
+) -> str:
+    """A KV key or document id: a non-empty string of at most ``limit`` UTF-8-encodable chars."""
     if type(key) is not str:
         if isinstance(key, str):
             key = str.__str__(key)  # a str subclass becomes a plain str
         else:
             raise BridgeError(f"Missing required string parameter: {what}", plugin_id=plugin_id)
     assert isinstance(key, str)
-    if not key or len(key) > MAX_KEY_CHARS:
+    if not key or len(key) > limit:
         raise BridgeError(
-            f"Parameter {what} must be a non-empty string of at most {MAX_KEY_CHARS} characters",
+            f"Parameter {what} must be a non-empty string of at most {limit} characters",
             plugin_id=plugin_id,
         )
     _utf8(key, what, plugin_id)

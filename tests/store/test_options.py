@@ -178,3 +178,12 @@ def test_kv_delete_all_only_touches_that_plugin(store: Store) -> None:
     assert store.kv.list("a") == []
     assert store.kv.get("ab", "k") == 1
     assert store.options.get("site") == 1
+
+
+def test_kv_accepts_keys_up_to_the_limit(store: Store) -> None:
+    key = "k" * 1024
+    store.kv.set("a" * 64, key, 1)
+    assert store.kv.get("a" * 64, key) == 1
+    assert store.kv.list("a" * 64, "k" * 1000) == [{"key": key, "value": 1}]
+    with pytest.raises(BridgeError, match="at most 1024 characters"):
+        store.kv.set("p", key + "k", 1)
