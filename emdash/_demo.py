@@ -9,6 +9,7 @@ a cron tick, rendered page metadata, and the audit log of every plugin invocatio
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -75,6 +76,12 @@ def run_demo(
     else:
         echo("Mode: SANDBOXED, every example plugin runs in its own seccomp-confined worker "
              "processes with CPU, memory, wall-time and subrequest limits.")
+    handler = _EchoHandler(echo)
+    logger = logging.getLogger("emdash")
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
         with Runtime(
             str(db), sandbox=True, site={"name": "Demo site", "url": "https://demo.example"},
@@ -82,11 +89,29 @@ def run_demo(
         ) as rt:
             _Demo(rt, examples, trusted, echo).run()
     finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
         if directory is None:
             shutil.rmtree(workdir, ignore_errors=True)
     echo("")
     echo(f"Done. The site was kept in {workdir}." if directory else
          "Done. (Run `emdash demo --keep DIR` to keep the site.)")
+
+
+class _EchoHandler(logging.Handler):
+    """Shows the runtime's log lines (plugins' ctx.log included) inline, one line each.
+
+    Tracebacks are left out: the demo shows what happened, the audit log keeps the rest.
+    """
+
+    def __init__(self, echo: Echo) -> None:
+        super().__init__(logging.INFO)
+        self.echo = echo
+
+    def emit(self, record: logging.LogRecord) -> None:
+        first = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        self.echo(f"   log {record.levelname.lower():<7} {_short(first, 120)}")
 
 
 class _Demo:
@@ -118,7 +143,11 @@ class _Demo:
         self.step("Installing the example plugins (plugin:install and plugin:activate fire)")
         for name in EXAMPLE_PLUGINS:
             self.rt.add_plugin(self.examples / name, trusted=self.trusted)
-        rows = [dict(p) for p in self.rt.plugins()]
+        rows = [
+            {**p, "hooks": _short(", ".join(p["hooks"]) or "-", 48),
+             "routes": _short(", ".join(p["routes"]) or "-", 40)}
+            for p in self.rt.plugins()
+        ]
         self.echo(format_table(rows, [("id", "PLUGIN"), ("version", "VERSION"),
                                       ("mode", "MODE"), ("hooks", "HOOKS"),
                                       ("routes", "ROUTES")]))
@@ -137,7 +166,7 @@ class _Demo:
             content.create("posts", {"title": "   ", "body": "no title"})
         except EmDashError as exc:
             self.echo(f"refused an untitled post: {_short(error_line(exc))}")
-        post = content.update("posts", post["id"], {"title": "Hello, sandboxed world"})
+        post = content.update("posts", post["id"], {"title": "Hello again, world"})
         self.echo(f'updated the title to "{post["data"]["title"]}"')
         post = content.publish("posts", post["id"])
         self.echo(f"published it at {post['publishedAt']}")
@@ -192,13 +221,14 @@ class _Demo:
 
     def cron(self) -> None:
         self.step("Cron: forms scheduled a weekly cleanup when it was activated")
-        for task in self.rt.cron.list():
-            self.echo(f"{task['pluginId']}: {task['name']} ({task['schedule']}), "
-                      f"next run {task['nextRunAt']}")
+        for task in self.rt.cron.list("forms"):
+            self.echo(f"forms: {task['name']} ({task['schedule']}), next run {task['nextRunAt']}")
         later = datetime.now(UTC) + timedelta(days=8)
-        ran = self.rt.cron.tick(now=later)
-        self.echo(f"tick at {later.isoformat(timespec='seconds')}: {len(ran)} task(s) ran: "
-                  + ", ".join(f"{r['pluginId']}:{r['name']} ({r['outcome']})" for r in ran))
+        runs = self.rt.cron.tick(now=later)
+        self.echo(f"a tick eight days from now ran {len(runs)} task(s): " + ", ".join(
+            f"{r.plugin_id}:{r.name} ({'ok' if r.success else r.error}; {r.outcome}, next run "
+            f"{r.next_run_at})" for r in runs
+        ))
 
     def page(self, post: dict[str, Any]) -> None:
         from ._page import page_context
