@@ -56,7 +56,7 @@ class StorageCollection(_Strict):
             if not fields:
                 raise ValueError("an index must name at least one field")
             for f in fields:
-                if not FIELD_RE.match(f) or len(f) > 128:
+                if not FIELD_RE.fullmatch(f) or len(f) > 128:
                     raise ValueError(
                         f"invalid index field {f!r}: use letters, digits and '_', starting with a letter"
                     )
@@ -119,7 +119,7 @@ class PluginDescriptor(_Strict):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not PLUGIN_ID_RE.match(value) or len(value) > 64:
+        if not PLUGIN_ID_RE.fullmatch(value) or len(value) > 64:
             raise ValueError(
                 f'Invalid plugin id "{value}": must match ^[a-z][a-z0-9_-]*$ (at most 64 chars), '
                 'e.g. "my-plugin"'
@@ -137,7 +137,7 @@ class PluginDescriptor(_Strict):
     @classmethod
     def _check_collections(cls, value: dict[str, StorageCollection]) -> dict[str, StorageCollection]:
         for name in value:
-            if not COLLECTION_RE.match(name) or len(name) > 64:
+            if not COLLECTION_RE.fullmatch(name) or len(name) > 64:
                 raise ValueError(
                     f"invalid storage collection name {name!r}: use lowercase letters, digits "
                     "and '_', starting with a letter"
@@ -148,7 +148,7 @@ class PluginDescriptor(_Strict):
     @classmethod
     def _check_hosts(cls, value: list[str]) -> list[str]:
         for host in value:
-            if not HOST_RE.match(host) or len(host) > 256:
+            if not HOST_RE.fullmatch(host) or len(host) > 256:
                 raise ValueError(
                     f"invalid allowed host {host!r}: give a hostname such as 'api.example.com' "
                     "or '*.example.com' (no scheme, no path)"

@@ -113,3 +113,17 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("id = ")
     with pytest.raises(ManifestError, match="is not valid"):
         PluginDescriptor.load(bad)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"id": "evil\n"},
+        {"id": "x", "storage": {"events\n": {}}},
+        {"id": "x", "storage": {"events": {"indexes": ["ts\n"]}}},
+        {"id": "x", "allowed_hosts": ["example.com\n"]},
+    ],
+)
+def test_trailing_newlines_are_not_identifiers(data: dict) -> None:
+    with pytest.raises(ManifestError):
+        PluginDescriptor.load(data)
