@@ -168,7 +168,7 @@ class _Demo:
             self.echo(f"refused an untitled post: {_short(error_line(exc))}")
         post = content.update("posts", post["id"], {"title": "Hello again, world"})
         self.echo(f'updated the title to "{post["data"]["title"]}"')
-        post = content.publish("posts", post["id"])
+        post = dict(content.publish("posts", post["id"]))
         self.echo(f"published it at {post['publishedAt']}")
         page = content.create("pages", {"title": "About", "pinned": True})
         try:
