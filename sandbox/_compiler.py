@@ -164,40 +164,78 @@ def _check_cookie(path: str, source: str, errors: list[str]) -> None:
 
 def _check_depth(path: str, tree: ast.AST, errors: list[str]) -> bool:
     """Iterative depth check (no recursion, so it cannot overflow). True if acceptable."""
-    stack: list[tuple[ast.AST, int]] = [(tree, 1)]
+    stack: list[tuple[ast.AST, int, int]] = [(tree, 1, 1)]
     while stack:
-        node, depth = stack.pop()
+        node, depth, line = stack.pop()
+        line = getattr(node, "lineno", None) or line
         if depth > MAX_AST_DEPTH:
-            line = getattr(node, "lineno", None)
-            where = f"{path}:{line}" if line is not None else path
             errors.append(
-                f"{where}: code is nested too deeply (more than {MAX_AST_DEPTH} levels); "
+                f"{path}:{line}: code is nested too deeply (more than {MAX_AST_DEPTH} levels); "
                 "split it into smaller expressions or functions"
             )
             return False
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
     return True
 
 
+def _is_identifier_char(char: str) -> bool:
+    return char.isalnum() or char == "_" or ("a" + char).isidentifier()
+
+
+def _code_offsets(source: str) -> list[tuple[int, int]]:
+    """Offsets of the spans of ``source`` outside string literals and comments."""
+    # tokenize reads lines split at "\n" only (StringIO.readline); offsets must agree.
+    line_starts = [0]
+    for line in source.split("\n"):
+        line_starts.append(line_starts[-1] + len(line) + 1)
+
+    def offset(position: tuple[int, int]) -> int:
+        row, col = position
+        return line_starts[row - 1] + col if row - 1 < len(line_starts) else len(source)
+
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type in (tokenize.STRING, tokenize.COMMENT):
+            spans.append((start, offset(token.start)))
+            start = offset(token.end)
+    spans.append((start, len(source)))
+    return spans
+
+
 def _check_identifiers(path: str, source: str, errors: list[str]) -> None:
-    """Refuse identifiers that are not spelled the way the parser reads them (NFKC)."""
+    """Refuse identifiers not spelled the way the parser reads them (NFKC, see above).
+
+    Scans runs of identifier characters in code (outside strings and comments, where
+    full-width letters are ordinary text). Python's own tokenize module does not help:
+    it does not treat characters such as U+FF3F (full-width low line) as name characters.
+    """
     if source.isascii():
         return
-    seen: set[str] = set()
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+        spans = _code_offsets(source)
     except (tokenize.TokenError, SyntaxError):
         return  # the parser has already reported the problem
-    for token in tokens:
-        if token.type != tokenize.NAME or token.string.isascii() or token.string in seen:
-            continue
-        folded = unicodedata.normalize("NFKC", token.string)
-        if folded != token.string:
-            seen.add(token.string)
-            errors.append(
-                f'{path}:{token.start[0]}: identifier "{token.string}" uses compatibility '
-                f'characters (Python reads it as "{folded}"); write "{folded}" instead'
-            )
+    seen: set[str] = set()
+    for begin, end in spans:
+        index = begin
+        while index < end:
+            if not _is_identifier_char(source[index]):
+                index += 1
+                continue
+            run_end = index
+            while run_end < end and _is_identifier_char(source[run_end]):
+                run_end += 1
+            word = source[index:run_end]
+            folded = unicodedata.normalize("NFKC", word)
+            if folded != word and word not in seen:
+                seen.add(word)
+                line = source.count("\n", 0, index) + 1
+                errors.append(
+                    f'{path}:{line}: identifier "{word}" uses compatibility characters '
+                    f'(Python reads it as "{folded}"); write "{folded}" instead'
+                )
+            index = run_end
 
 
 def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
