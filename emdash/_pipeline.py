@@ -235,7 +235,7 @@ class HookPipeline:
             return False
         if spec.name == "page:fragments" and not host.trusted:
             self._log.warning(
-                '[hooks] Plugin "%s" declares page:fragments hook but runs sandboxed — '
+                '[hooks] Plugin "%s" declares page:fragments hook but is not trusted — '
                 "page fragments are injected unescaped, so only trusted plugins may add "
                 "them; skipping",
                 pid,

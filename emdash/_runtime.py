@@ -314,6 +314,9 @@ class Runtime:
             if info.enabled:
                 self._lifecycle(info.host, "plugin:deactivate", {})
                 info.enabled = False
+                self._rebuild()
+            # Still registered (so its ctx works) but out of the pipeline: uninstall it.
+            self._lifecycle(info.host, "plugin:uninstall", {"deleteData": bool(delete_data)})
             del self._plugins[plugin_id]
             # Its exclusive-hook selections are stale now (a plugin that is merely not added
             # yet keeps them: see HookPipeline.resolve_exclusive).
@@ -321,7 +324,6 @@ class Runtime:
                 if value == plugin_id:
                     self.store.options.delete(key)
             self._rebuild()
-            self._lifecycle(info.host, "plugin:uninstall", {"deleteData": bool(delete_data)})
             self._delete_cron(plugin_id)
             with self.store.transaction():
                 if delete_data:
@@ -545,21 +547,10 @@ class Runtime:
         return bool(db.in_transaction_here() or getattr(db._local, "scopes", None))
 
     def _set_cron(self, plugin_id: str, enabled: bool) -> None:
-        cron = self._optional_service("cron")
-        setter = getattr(cron, "set_plugin_enabled", None)
-        if setter is not None:
-            setter(plugin_id, enabled)
+        # A disabled plugin's tasks are kept but not run; enabling resumes them.
+        self.store.cron.set_enabled(plugin_id, enabled)
 
     def _delete_cron(self, plugin_id: str) -> None:
-        cron = self._optional_service("cron")
-        deleter = getattr(cron, "delete_plugin_tasks", None)
-        if deleter is not None:
-            deleter(plugin_id)
-
-    def _optional_service(self, name: str) -> Any:
-        try:
-            return self._service(name)
-        except AttributeError:
-            return None
+        self.store.cron.delete_plugin(plugin_id)
 
 

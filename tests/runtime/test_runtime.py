@@ -1,0 +1,117 @@
+"""The Runtime object: plugin listing, services, sandbox selection, lifetime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emdash import EmDashError, HookConfig, ManifestError, define_plugin
+from emdash import _runtime as runtime_module
+from emdash._runtime import Runtime
+from emdash._runtime_parts import LazyEmail
+
+from .conftest import AddPlugin
+
+
+def test_plugins_lists_info_in_add_order(rt: Runtime, add: AddPlugin) -> None:
+    add("second-added", hooks={"content:afterSave": lambda e, c: None}, capabilities=["content:write"],
+        version="1.2.0")
+    add("first", routes={"b": lambda r, c: None, "a": lambda r, c: None}, enabled=False)
+    infos = rt.plugins()
+    assert [i.plugin_id for i in infos] == ["second-added", "first"]
+    assert dict(infos[0]) == {
+        "id": "second-added",
+        "version": "1.2.0",
+        "mode": "trusted",
+        "trusted": True,
+        "enabled": True,
+        "capabilities": ["content:write", "content:read"],
+        "hooks": ["content:afterSave"],
+        "routes": [],
+    }
+    assert json.loads(json.dumps(dict(infos[1])))["routes"] == ["a", "b"]
+    assert infos[1].enabled is False and infos[1].sandboxed is False
+    assert rt.get_plugin("first") is infos[1]
+    assert infos[0].definition_meta["hooks"]["content:afterSave"] == {
+        "priority": 100, "timeout_ms": 5000, "dependencies": [], "error_policy": "abort",
+        "exclusive": False,
+    }
+
+
+def test_descriptor_can_be_a_toml_file_with_its_code(rt: Runtime, tmp_path: Path) -> None:
+    (tmp_path / "emdash-plugin.toml").write_text(
+        'id = "from-file"\nversion = "2.0.0"\nentrypoint = "plugin.py"\n'
+        'capabilities = ["content:read"]\n'
+    )
+    (tmp_path / "plugin.py").write_text(
+        "from emdash import define_plugin\n"
+        "plugin = define_plugin(routes={'hello': lambda r, ctx: 'hello from ' + ctx.plugin.id})\n"
+    )
+    info = rt.add_plugin(tmp_path / "emdash-plugin.toml", trusted=True)
+    assert info.descriptor.version == "2.0.0"
+    assert rt.invoke_route("from-file", "hello") == "hello from from-file"
+
+
+def test_services_are_built_once_on_first_use(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(runtime_module._SERVICES, "content", ("emdash._runtime_parts", "LazyEmail"))
+    service = rt.content
+    assert isinstance(service, LazyEmail)
+    assert rt.content is service
+
+
+def test_missing_service_module_is_a_clear_attribute_error(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(runtime_module._SERVICES, "media", ("emdash._no_such_service", "X"))
+    with pytest.raises(AttributeError) as info:
+        rt.media  # noqa: B018
+    assert str(info.value) == (
+        "rt.media is not available: emdash._no_such_service is not part of this emdash build yet"
+    )
+    assert not hasattr(rt, "media")
+
+
+def test_site_info_reaches_the_ctx(db_path: Path) -> None:
+    site = {"name": "Blog", "url": "https://blog.test/", "locale": "fr", "trailing_slash": "always"}
+    definition = define_plugin(routes={"site": lambda r, ctx: [ctx.site.name, ctx.url("/a")]})
+    with Runtime(db_path, site=site) as rt:
+        rt.add_plugin({"id": "s"}, source=definition, trusted=True)
+        assert rt.site == {"name": "Blog", "url": "https://blog.test/", "locale": "fr",
+                           "trailingSlash": "always"}
+        assert rt.invoke_route("s", "site") == ["Blog", "https://blog.test/a"]
+
+
+def test_untrusted_plugin_source_must_be_code_for_the_sandbox(rt: Runtime) -> None:
+    with pytest.raises(ManifestError) as info:
+        rt.add_plugin({"id": "obj"}, source=define_plugin())
+    assert str(info.value) == (
+        "Plugin obj: a ready-made plugin definition can only run trusted; give the sandbox "
+        "source code (a path, a module path, source text or a {path: source} dict)"
+    )
+
+
+def test_closed_runtime_refuses_new_plugins(db_path: Path) -> None:
+    rt = Runtime(db_path)
+    rt.add_plugin({"id": "p"}, source=define_plugin(), trusted=True)
+    rt.close()
+    rt.close()  # idempotent
+    with pytest.raises(EmDashError, match="^This Runtime is closed; create a new one$"):
+        rt.add_plugin({"id": "q"}, source=define_plugin(), trusted=True)
+
+
+def test_removed_plugin_host_refuses_to_run(rt: Runtime, add: AddPlugin) -> None:
+    info = add("gone", hooks={"content:afterSave": HookConfig(lambda e, c: None)},
+               capabilities=["content:read"])
+    rt.remove_plugin("gone")
+    with pytest.raises(EmDashError, match="^Plugin gone was removed; it cannot run hook:content:afterSave$"):
+        info.host.invoke_hook("content:afterSave", {}, timeout_ms=100)
+
+
+def test_memory_database_is_the_default() -> None:
+    with Runtime() as rt:
+        rt.add_plugin({"id": "mem"}, source=define_plugin(routes={"x": lambda r, c: 1}), trusted=True)
+        assert rt.invoke_route("mem", "x") == 1
