@@ -1,0 +1,118 @@
+"""The CLI as a user runs it: real processes (the demo, the development server)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def emdash(*args: str, cwd: Path, env: dict[str, str] | None = None,
+           timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "emdash.cli", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_demo_runs_sandboxed_end_to_end(tmp_path: Path) -> None:
+    result = emdash("demo", "--keep", str(tmp_path / "site"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Mode: SANDBOXED" in out
+    for line in (
+        "plugin-hello      0.1.0    sandboxed  content:afterSave",
+        "refused an untitled post: Plugin seo-check raised ValueError during "
+        "hook:content:beforeSave: seo-check: every posts item needs a non-",
+        "tried to delete the pinned page: Delete blocked by plugin hook (vetoed by seo-check)",
+        "GET plugin-hello/recent (no token) -> 401 ",
+        "POST forms/submit (no token) -> 409 ",
+        "forms: cleanup (@weekly), next run ",
+        "a tick eight days from now ran 1 task(s): forms:cleanup (ok; rescheduled",
+        '<meta property="og:site_name" content="Demo site">',
+        "import os                                     refused: SandboxViolation: ",
+        "while True: ... (CPU limit)                   refused: CpuLimitExceeded: ",
+    ):
+        assert line in out, line
+    assert "NOT REFUSED" not in out
+    assert "Traceback" not in out + result.stderr
+    assert (tmp_path / "site" / "site.db").is_file()
+    assert f"Done. The site was kept in {tmp_path / 'site'}." in out
+
+
+def test_demo_trusted_mode_runs_the_same_plugins_in_process(tmp_path: Path) -> None:
+    result = emdash("demo", "--trusted", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Mode: TRUSTED, the example plugins run in-process (--trusted was given)." in out
+    assert "plugin-hello      0.1.0    trusted  content:afterSave" in out
+    assert "tried to delete the pinned page: Delete blocked by plugin hook (vetoed by seo-check)" in out
+    assert "a tick eight days from now ran " in out
+    # The hostile plugin is never loaded trusted.
+    assert "malicious" not in out
+    assert "Done. (Run `emdash demo --keep DIR` to keep the site.)" in out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_answers_over_http(tmp_path: Path) -> None:
+    (tmp_path / "emdash.toml").write_text(
+        'database = "site.db"\napi_token = { "$env" = "EMDASH_API_TOKEN" }\n\n'
+        f'[[plugins]]\npath = "{EXAMPLES / "hello"}"\n\n[[plugins]]\npath = "{EXAMPLES / "forms"}"\n'
+    )
+    port = free_port()
+    env = {**os.environ, "EMDASH_API_TOKEN": "serve-test-token-0123456789"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emdash.cli", "serve", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/_emdash/api/plugins"
+        deadline = time.monotonic() + 60
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            while True:
+                try:
+                    denied = client.get(f"{base}/plugin-hello/recent")
+                    break
+                except httpx.ConnectError:
+                    assert proc.poll() is None, proc.communicate()
+                    assert time.monotonic() < deadline, "server did not start"
+                    time.sleep(0.1)
+            assert denied.status_code == 401
+            ok = client.get(f"{base}/plugin-hello/recent",
+                            headers={"authorization": "Bearer serve-test-token-0123456789"})
+            assert ok.json() == {"success": True, "data": {"events": []}}
+            sent = client.post(f"{base}/forms/submit",
+                               json={"form": "f", "email": "a@b.example", "message": "m"})
+            assert sent.status_code == 200
+            assert sent.json()["data"]["received"] is True
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"Serving plugin routes on http://127.0.0.1:{port}/_emdash/api/plugins/" in err
+
+
+def test_serve_without_the_token_variable_fails_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "emdash.toml").write_text('api_token = { "$env" = "EMDASH_API_TOKEN" }\n')
+    env = {k: v for k, v in os.environ.items() if k != "EMDASH_API_TOKEN"}
+    result = emdash("serve", cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Error: {tmp_path / 'emdash.toml'}: api_token refers to environment variable "
+        "EMDASH_API_TOKEN, which is not set; export it or remove api_token\n"
+    )
