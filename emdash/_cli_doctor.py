@@ -57,6 +57,7 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "sandbox:          "
         + ("available" if sb["available"] else f"NOT available: {sb['reason']}"),
+        *([f"                  ({sb['reason']})"] if sb["available"] and sb["reason"] else []),
         f"python:           {py['implementation']} {py['version']} "
         + ("(audited)" if py["audited"] else f"(NOT audited; audited: {py['audited_range']})"),
         f"RestrictedPython: {report['restrictedpython'] or 'not installed'}",

@@ -225,6 +225,7 @@ def test_doctor_reports_this_machine() -> None:
     assert report["restrictedpython"].startswith("9.")
     text = CliRunner().invoke(main, ["doctor"]).stdout
     assert text.splitlines()[0] == "sandbox:          available"
+    assert text.splitlines()[1].strip().startswith("(Linux ")
     assert text.splitlines()[-1] == "OK: untrusted plugins will run sandboxed on this machine."
 
 
