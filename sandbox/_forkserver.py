@@ -37,6 +37,7 @@ Control frames (the same framing as ``_protocol``)::
 
 from __future__ import annotations
 
+import array
 import gc
 import os
 import select
@@ -233,14 +234,17 @@ class _Server:
             if pid == 0:
                 return
             self.children.discard(pid)
-            code = os.waitstatus_to_exitcode(status)
-            report = {
-                "op": "exited",
-                "pid": pid,
-                "code": code if code >= 0 else None,
-                "signal": -code if code < 0 else None,
-            }
-            send_frame(self.ctl, report, 4096)
+            self.report_exit(pid, status)
+
+    def report_exit(self, pid: int, status: int) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        report = {
+            "op": "exited",
+            "pid": pid,
+            "code": code if code >= 0 else None,
+            "signal": -code if code < 0 else None,
+        }
+        send_frame(self.ctl, report, 4096)
 
     def kill_all(self) -> None:
         """SIGKILL and reap every worker (they are unreaped children: no pid reuse race)."""
@@ -251,8 +255,13 @@ class _Server:
                 pass
         for pid in list(self.children):
             try:
-                os.waitpid(pid, 0)
+                _, status = os.waitpid(pid, 0)
             except ChildProcessError:
+                continue
+            # Report it if the host still listens (it does when the host asked us to stop).
+            try:
+                self.report_exit(pid, status)
+            except OSError:
                 pass
         self.children.clear()
 
@@ -356,11 +365,15 @@ class _ControlReader:
             else:
                 self._sock.settimeout(None)
             # MSG_CMSG_CLOEXEC: worker channels must never leak into processes the host
-            # spawns later.
-            data, fds, flags, _ = socket.recv_fds(
-                self._sock, 65536, 8, socket.MSG_CMSG_CLOEXEC
+            # spawns later. (socket.recv_fds would drop the flag: recvmsg directly.)
+            data, ancdata, flags, _ = self._sock.recvmsg(
+                65536, socket.CMSG_LEN(8 * _FD_SIZE), socket.MSG_CMSG_CLOEXEC
             )
-            self._fds.extend(fds)
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds = array.array("i")
+                    fds.frombytes(payload[: len(payload) - len(payload) % _FD_SIZE])
+                    self._fds.extend(fds)
             if flags & socket.MSG_CTRUNC:
                 raise ProtocolError("descriptors were truncated on the control socket")
             if not data:
@@ -378,6 +391,7 @@ class _ControlReader:
 
 
 _CONTROL_REPLY_MAX = 64 * 1024
+_FD_SIZE = array.array("i").itemsize
 _BOOT = "import sys; from sandbox._forkserver import main; main(sys.argv)"
 
 

@@ -1,8 +1,9 @@
 """Framing and message shapes for the host <-> worker and host <-> fork server channels.
 
-A frame is a 4-byte big-endian length followed by that many bytes of JSON (orjson). JSON, and
-never pickle: everything a worker sends is hostile input, and unpickling it would run code
-chosen by the plugin inside the host (escape class ``serial``). Every frame is capped in size
+A frame is a 4-byte big-endian length followed by that many bytes of JSON (orjson on the
+host, the standard library in workers, see ``_worker``). JSON, and never pickle: everything
+a worker sends is hostile input, and unpickling it would run code chosen by the plugin
+inside the host (escape class ``serial``). Every frame is capped in size
 in both directions, so a worker cannot make the host allocate without bound, and the host
 validates the exact shape of every worker frame (:func:`parse_worker_frame`) before acting
 on it: a frame that is not exactly one of the shapes below is a protocol violation, and the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,14 +104,19 @@ class FrameReader:
 
     Bytes are buffered so a frame costs one ``recv`` in the common case. The declared length
     is checked *before* anything is allocated for the body, so a hostile 4 GiB header costs
-    the host nothing.
+    the host nothing. ``loads`` decodes a payload: orjson on the host, the standard
+    library's json in workers (orjson crashes instead of raising MemoryError when an
+    allocation fails, and a worker runs right under its memory limit).
     """
 
-    __slots__ = ("_buf", "_max", "_sock")
+    __slots__ = ("_buf", "_loads", "_max", "_sock")
 
-    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
+    def __init__(
+        self, sock: socket.socket, max_bytes: int, loads: Callable[[bytes], Any] = orjson.loads
+    ) -> None:
         self._sock = sock
         self._max = max_bytes
+        self._loads = loads
         self._buf = bytearray()
 
     def has_buffered_frame(self) -> bool:
@@ -141,8 +148,8 @@ class FrameReader:
         payload = bytes(self._buf[HEADER.size : HEADER.size + length])
         del self._buf[: HEADER.size + length]
         try:
-            return orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
+            return self._loads(payload)
+        except ValueError as exc:  # orjson.JSONDecodeError, json's, UnicodeDecodeError
             raise ProtocolError(f"frame is not valid JSON ({exc})") from None
 
     def _fill(self, deadline: float | None) -> None:

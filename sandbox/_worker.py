@@ -29,6 +29,7 @@ host (``_supervisor``), which treats every frame from here as hostile.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import resource
 import signal
@@ -39,11 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import orjson
-
 from ._confine import confine
 from ._errors import CompileError, RemoteError, SandboxViolation
-from ._protocol import ChannelClosed, FrameReader, FrameTooLarge, encode_frame, send_frame
+from ._protocol import HEADER, ChannelClosed, FrameReader, FrameTooLarge
 from ._seccomp import CHANNEL_FD
 
 __all__ = [
@@ -64,11 +63,28 @@ EXIT_INTERNAL = 73  # a bug in the serve loop itself
 MAX_TEXT = 4000
 MAX_TRACEBACK = 16000
 
-# Results are plain JSON. orjson would otherwise turn dataclasses and datetimes into JSON on
-# its own; refusing them keeps the contract simple ("return JSON data") and identical to the
-# native mode. str/int/dict/list *subclasses* are fine: orjson reads their underlying data
-# without calling any of their methods, so lying __eq__/__str__ never run.
-_RESULT_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+# JSON in the worker is the standard library's, not orjson: a worker runs right under its
+# memory limit, and orjson dereferences NULL (SIGSEGV) when an allocation fails, where json
+# raises MemoryError. The host decodes with orjson; the format is the same. NaN and infinity
+# are refused (they are not JSON), and a str subclass is encoded from its character data,
+# so whatever it claims about itself stays in the worker.
+_BAD_JSON = (TypeError, ValueError, RecursionError)
+
+
+def _dumps(obj: Any) -> bytes:
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")  # strict: a lone surrogate is refused (ValueError)
+
+
+def _loads(payload: bytes) -> Any:
+    return json.loads(payload)
+
+
+def _frame(obj: Any, max_bytes: int) -> bytes:
+    payload = _dumps(obj)
+    if len(payload) > max_bytes:
+        raise FrameTooLarge(len(payload), max_bytes)
+    return HEADER.pack(len(payload)) + payload
 
 
 @dataclass(frozen=True)
@@ -137,7 +153,7 @@ class _Server:
     def __init__(self, sock: socket.socket, rt: WorkerRuntime) -> None:
         self.sock = sock
         self.rt = rt
-        self.reader = FrameReader(sock, rt.max_frame_bytes)
+        self.reader = FrameReader(sock, rt.max_frame_bytes, _loads)
         self.active: int | None = None  # id of the call in progress, if any
         self.phase = "idle"
         self.entry: Any = None
@@ -181,16 +197,15 @@ class _Server:
         return msg
 
     def serve(self, report: dict[str, str]) -> None:
-        send_frame(
-            self.sock,
-            {"op": "ready", "rss_kb": _usage()[1], "confinement": report},
-            self.rt.max_frame_bytes,
-        )
+        ready = {"op": "ready", "rss_kb": _usage()[1], "confinement": report}
+        self.send_raw(_frame(ready, self.rt.max_frame_bytes))
         while True:
             try:
                 msg = self.reader.read()
             except ChannelClosed:
                 return  # the host closed the channel: a normal end
+            except MemoryError:
+                raise  # the request itself does not fit: worker_main exits with EXIT_MEMORY
             except Exception:
                 raise _ProtocolExit from None
             if type(msg) is not dict or type(msg.get("id")) is not int:
@@ -312,9 +327,12 @@ class _Server:
         cpu_end, rss_kb = _usage()
         usage = {"id": cid, "cpu_ms": round((cpu_end - cpu_start) * 1000.0, 3), "rss_kb": rss_kb}
         if kind == "ok" and payload is not None:
-            key = "init" if ok_op == "loaded" else "value"
-            frame = {"op": ok_op, key: orjson.Fragment(payload), **usage}
-        elif kind == "memory":
+            # The value is already JSON: splice it into the envelope instead of re-encoding.
+            key = b'"init":' if ok_op == "loaded" else b'"value":'
+            envelope = _dumps({"op": ok_op, **usage})[:-1] + b"," + key + payload + b"}"
+            self.send_raw(HEADER.pack(len(envelope)) + envelope)
+            return True
+        if kind == "memory":
             frame = {"op": "error", "kind": "memory", "message": "MemoryError", **usage}
         elif kind == "remote":
             frame = {"op": "error", "kind": "remote", "data": data, **usage}
@@ -323,22 +341,22 @@ class _Server:
         else:
             frame = {"op": "error", "kind": "violation", "message": message, **usage}
         try:
-            encoded = encode_frame(frame, self.rt.max_frame_bytes)
-        except (TypeError, FrameTooLarge):
+            encoded = _frame(frame, self.rt.max_frame_bytes)
+        except (*_BAD_JSON, FrameTooLarge):
             # An error encoder produced something that is not small plain JSON.
             fallback = {"type": "Exception", "message": "the error could not be reported"}
-            encoded = encode_frame(
+            encoded = _frame(
                 {"op": "error", "kind": "remote", "data": fallback, **usage},
                 self.rt.max_frame_bytes,
             )
         self.send_raw(encoded)
-        return kind == "ok"
+        return False
 
     def encode_value(self, value: Any) -> bytes:
         """JSON for a result; refusals are violations (the host never sees a bad frame)."""
         try:
-            payload = orjson.dumps(value, option=_RESULT_OPTIONS)
-        except orjson.JSONEncodeError as exc:
+            payload = _dumps(value)
+        except _BAD_JSON as exc:
             raise SandboxViolation(f"the result is not JSON-serialisable: {exc}") from None
         # Room for the envelope around the value.
         limit = self.rt.max_frame_bytes - 256
@@ -388,7 +406,7 @@ class _Server:
         if not isinstance(params, dict):
             raise SandboxViolation("host_call params must be a dict")
         try:
-            frame = encode_frame(
+            frame = _frame(
                 {"op": "host_call", "id": cid, "method": method, "params": params},
                 self.rt.max_frame_bytes,
             )
@@ -397,7 +415,7 @@ class _Server:
                 f"host call {method[:100]!r} is too large ({exc.size} bytes; the limit is "
                 f"{exc.limit})"
             ) from None
-        except TypeError as exc:
+        except _BAD_JSON as exc:
             raise SandboxViolation(
                 f"host call {method[:100]!r} has parameters that are not JSON-serialisable: {exc}"
             ) from None
