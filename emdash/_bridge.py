@@ -258,9 +258,14 @@ def _cron_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | N
     return _cron(b, p).list(plugin.id)
 
 
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def _escape(text: str) -> str:
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                           else f"\\u{ord(m.group()):04x}", text)
+    """Control characters as visible escapes: one plugin line is one host log line."""
+    return _CONTROL_RE.sub(_escape_char, text)
 
 
 def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | None) -> None:
