@@ -21,7 +21,11 @@ plugins is the store's ``plugins`` table, so this holds across restarts.
 
 Mutations of the plugin set (add / remove / enable / disable) are serialised by one lock
 and each builds a new :class:`HookPipeline`, swapped in atomically: a hook run that is under
-way keeps the pipeline it started with.
+way keeps the pipeline it started with. Lifecycle hooks run while that lock is held (so a
+concurrent disable cannot overtake an activate); everything a handler reaches through
+``ctx`` (services, hooks, exclusive selection) avoids that lock. A trusted lifecycle
+handler that itself calls ``add_plugin``/``remove_plugin``/``enable_plugin``/
+``disable_plugin`` directly would wait for it and time out.
 """
 
 from __future__ import annotations
@@ -108,6 +112,9 @@ class Runtime:
         self._lock = threading.RLock()
         self._plugins: dict[str, PluginInfo] = {}
         self._services: dict[str, Any] = {}
+        # Separate from _lock: a handler running under a plugin-set change (a lifecycle hook,
+        # on a pool thread, while _lock is held) may still reach rt.cron / rt.email.
+        self._services_lock = threading.RLock()
         self._closed = False
         # Native handlers run here under their timeouts. Generous: a handler blocked past
         # its timeout keeps its thread until it returns by itself.
@@ -192,7 +199,7 @@ class Runtime:
         return self._service("page")
 
     def _service(self, name: str) -> Any:
-        with self._lock:
+        with self._services_lock:
             found = self._services.get(name)
             if found is not None:
                 return found
@@ -407,8 +414,7 @@ class Runtime:
 
     def select_provider(self, hook: str, plugin_id: str | None) -> None:
         """Choose the provider of an exclusive hook (persisted); ``None`` clears it."""
-        with self._lock:
-            self._pipeline.select_provider(hook, plugin_id)
+        self._pipeline.select_provider(hook, plugin_id)
 
     def selected_provider(self, hook: str) -> str | None:
         return self._pipeline.selected_provider(hook)

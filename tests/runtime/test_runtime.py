@@ -115,3 +115,19 @@ def test_memory_database_is_the_default() -> None:
     with Runtime() as rt:
         rt.add_plugin({"id": "mem"}, source=define_plugin(routes={"x": lambda r, c: 1}), trusted=True)
         assert rt.invoke_route("mem", "x") == 1
+
+
+def test_lifecycle_handlers_may_use_services_while_the_plugin_set_changes(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # plugin:activate runs on a pool thread while add_plugin holds the runtime's lock; the
+    # services it reaches (ctx.cron -> rt.cron...) must not wait for that lock.
+    monkeypatch.setitem(runtime_module._SERVICES, "content", ("emdash._runtime_parts", "LazyEmail"))
+    seen: list[object] = []
+    definition = define_plugin(hooks={
+        "plugin:activate": HookConfig(lambda e, c: seen.append(rt.content), timeout_ms=2000),
+    })
+    rt.add_plugin({"id": "svc"}, source=definition, trusted=True)
+    assert len(seen) == 1 and isinstance(seen[0], LazyEmail)
+    [row] = rt.audit_log(plugin_id="svc")
+    assert (row["name"], row["outcome"]) == ("plugin:activate", "ok")
