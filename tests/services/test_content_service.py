@@ -369,3 +369,37 @@ def test_publish_due_publishes_scheduled_items_and_fires_after_publish(
     assert recorder.records("afterPublish") == [{"content": published[0], "collection": "posts"}]
     assert rt.store.content.get("posts", later["id"])["status"] == "scheduled"
     assert rt.content.publish_due(future(2)) == []
+
+
+def test_sandboxed_plugin_gets_the_same_content_hooks(rt: emdash.Runtime) -> None:
+    source = """
+from emdash import define_plugin
+
+def before_save(event, ctx):
+    return dict(event["content"], checkedBy="sandbox", isNew=event["isNew"])
+
+def after_save(event, ctx):
+    stored = ctx.content.get(event["collection"], event["content"]["id"])
+    ctx.kv.set("seen", {"event": event, "read": stored})
+
+def before_delete(event, ctx):
+    return event["id"] != ctx.kv.get("protected")
+
+plugin = define_plugin(hooks={"content:beforeSave": before_save,
+                              "content:afterSave": after_save,
+                              "content:beforeDelete": before_delete})
+"""
+    rt.add_plugin(
+        {"id": "sandboxed-audit", "version": "1.0.0", "capabilities": ["content:write"]},
+        source=source,
+    )
+    item = rt.content.create("posts", {"title": "x"})
+    assert item["data"] == {"title": "x", "checkedBy": "sandbox", "isNew": True}
+    assert rt.store.kv.get("sandboxed-audit", "seen") == {
+        "event": {"content": item, "collection": "posts", "isNew": True},
+        "read": item,
+    }
+    rt.store.kv.set("sandboxed-audit", "protected", item["id"])
+    with pytest.raises(DeleteBlockedError) as exc:
+        rt.content.delete("posts", item["id"])
+    assert str(exc.value) == "Delete blocked by plugin hook (vetoed by sandboxed-audit)"
