@@ -27,6 +27,7 @@ message that says what was refused.
 
 from __future__ import annotations
 
+import abc
 import collections
 import functools
 import operator
@@ -157,6 +158,8 @@ _OPAQUE_TYPES: tuple[tuple[type, str], ...] = (
 )
 _OPAQUE_BASES = tuple(base for base, _ in _OPAQUE_TYPES)
 
+_ABC_REGISTER = abc.ABCMeta.register
+
 # Generators, coroutines and async generators: only the public protocol methods. Their other
 # attributes (gi_frame, gi_code, gi_yieldfrom, cr_await...) lead to frames (CVE-2023-37271).
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
@@ -219,9 +222,17 @@ def guarded_getattr(obj: object, name: object) -> Any:
         _deny_attribute(name, "exceptions do not expose the objects they refer to")
 
     try:
-        return getattr(obj, name)
+        value = getattr(obj, name)
     except AttributeError:
         pass
+    else:
+        # Checked on the *result* because typing aliases forward unknown attributes to their
+        # origin class: typing.Mapping.register is collections.abc.Mapping.register.
+        if type(value) is types.MethodType and value.__func__ is _ABC_REGISTER:
+            # Registering a virtual subclass changes isinstance(x, Mapping) & co. for every
+            # caller in the process, including host code that validates plugin values.
+            _deny_attribute(name, "registering virtual subclasses changes isinstance() process-wide")
+        return value
     # Raised after the except block, so the new error has no __context__ either: the
     # original AttributeError carries .obj, the very object being looked into.
     raise AttributeError(f"{_describe(obj)} has no attribute {_quote(name)}")
