@@ -250,3 +250,28 @@ def test_every_invocation_is_audited(rt: Runtime, add: AddPlugin) -> None:
         ("ok", "cron", "cron", "ok", None),
     ]
     assert all(r["cpuMs"] is not None for r in rt.audit_log(limit=10) if r["outcome"] == "ok")
+
+
+def test_nested_handler_that_overruns_is_timed_out_on_return(rt: Runtime, add: AddPlugin) -> None:
+    # A nested invocation runs inline (it cannot be interrupted); its deadline is judged
+    # when it returns, and its writes are rolled back without touching the outer ones.
+    def inner(event: dict[str, Any], ctx: Any) -> None:
+        ctx.kv.set("inner", True)
+        time.sleep(0.1)
+
+    results: list[Any] = []
+
+    def outer(event: dict[str, Any], ctx: Any) -> None:
+        ctx.kv.set("outer", True)
+        results.extend(rt.run_hook("media:afterUpload", {"media": {"id": "m"}}).results)
+
+    add("inner", hooks={"media:afterUpload": HookConfig(inner, timeout_ms=20)},
+        capabilities=["media:read"])
+    add("outer", hooks={"content:afterSave": HookConfig(outer, timeout_ms=3000)},
+        capabilities=READ)
+    assert rt.run_hook("content:afterSave", SAVE).ok
+    [nested] = results
+    assert isinstance(nested.error, HookTimeoutError)
+    assert str(nested.error).startswith("Hook timeout after 20ms (plugin inner, hook:media:afterUpload)")
+    assert rt.store.kv.get("inner", "inner") is None
+    assert rt.store.kv.get("outer", "outer") is True
