@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _errors as errors
 from ._escape_corpus import CLASSES, Payload, payloads_for
@@ -55,7 +55,7 @@ from ._escape_corpus._canaries import (
     processes_mentioning,
 )
 
-__all__ = ["AuditReport", "AuditSession", "PayloadResult", "run_audit"]
+__all__ = ["FAILURE_KINDS", "AuditReport", "AuditSession", "Failure", "PayloadResult", "run_audit"]
 
 VICTIM_ID = "victim"
 _HOOK_EVENT = {"content": {"id": "01AUDIT", "title": "audit"}, "collection": "posts", "isNew": True}
@@ -65,15 +65,6 @@ MAX_MESSAGE_CHARS = 16 * 1024
 _HANG_GRACE_S = 20.0
 # Tables whose rows legitimately change when a plugin is merely invoked.
 _VOLATILE_TABLE_WORDS = ("audit",)
-
-# Captured at import: a payload that poisoned the host would have to replace these.
-_HOST_FUNCTIONS: dict[str, Any] = {
-    "json.dumps": json.dumps,
-    "json.loads": json.loads,
-    "builtins.open": builtins.open,
-    "builtins.eval": builtins.eval,
-    "os.system": os.system,
-}
 
 _VICTIM_PLUGIN = '''
 from emdash import define_plugin
@@ -99,6 +90,26 @@ _RAW_PRELUDE = "def read_secret(entry, host_call):\n    return entry.SECRET\n"
 # Results
 # --------------------------------------------------------------------------------------
 
+#: What each kind of failed check means.
+FAILURE_KINDS = {
+    "escape": "evidence of a real escape: OK evidence, a canary reached, a file written, a process started",
+    "error": "the invocation did not end with the exact expected error",
+    "message": "the error message lacks an expected part, names the wrong plugin or is unbounded",
+    "plugin": "the attacking plugin does not answer afterwards (its worker was not replaced)",
+    "victim": "the victim plugin's data or worker changed",
+    "database": "the database changed (including effects after the handler returned)",
+    "host": "the host process changed (environment, cwd, core functions, supervisor health)",
+    "log": "the host log was injected into, formatted plugin text, or flooded",
+    "harness": "the audit itself could not run the payload",
+}
+
+
+class Failure(NamedTuple):
+    """One failed check of one payload."""
+
+    kind: str
+    text: str
+
 
 @dataclass
 class PayloadResult:
@@ -112,12 +123,22 @@ class PayloadResult:
     message: str | None = None
     value: Any = None
     evidence: list[str] = field(default_factory=list)  # every "OK ..." string seen
-    failures: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    def fail(self, kind: str, text: str) -> None:
+        """Record a failed check (``kind`` is one of :data:`FAILURE_KINDS`); duplicates merge."""
+        failure = Failure(kind, text)
+        if failure not in self.failures:
+            self.failures.append(failure)
+
+    def failures_of(self, kind: str) -> list[str]:
+        """The texts of the failed checks of one kind (``escape``, ``database``...)."""
+        return [f.text for f in self.failures if f.kind == kind]
 
     def describe(self) -> str:
         """One paragraph for test failures and the report."""
@@ -130,7 +151,7 @@ class PayloadResult:
             lines.append(f"  message: {_short(self.message, 300)}")
         if self.error_name is None:
             lines.append(f"  returned: {_short(repr(self.value), 300)}")
-        lines += [f"  - {f}" for f in self.failures]
+        lines += [f"  - {f.kind}: {f.text}" for f in self.failures]
         lines.append(f"  technique: {p.technique}")
         return "\n".join(lines)
 
@@ -198,10 +219,14 @@ class AuditReport:
 class AuditSession:
     """The environment for one escape class; use as a context manager, then :meth:`run`."""
 
-    def __init__(self, klass: str) -> None:
+    def __init__(self, klass: str, *, sandbox: bool = True) -> None:
+        """``sandbox=False`` runs the plugins in-process: a negative control that proves the
+        audit notices escapes (every check must then fail for the payloads that need the
+        sandbox). Never use it for anything else."""
         if klass not in CLASSES:
             raise ValueError(f"Unknown escape class {klass!r}; choose one of: {', '.join(CLASSES)}")
         self.klass = klass
+        self.sandbox = sandbox
         self.token = "emdash-audit-" + secrets.token_hex(12)
         self.victim_secret = "victim-secret-" + secrets.token_hex(12)
         self.confinement: dict[str, str] = {}
@@ -232,7 +257,7 @@ class AuditSession:
         self.canary_file = tmp / f"{self.token}.written"
         self.db_path = tmp / "site.db"
         # Planted in the host's environment and memory: no worker may ever see it.
-        self._stack.enter_context(_env_var("EMDASH_AUDIT_CANARY", self.token))
+        self._stack.enter_context(_env_var("PLUGIN_AUDIT_CANARY", self.token))
         self.http = CanaryHttpServer()
         self._stack.callback(self.http.close)
         self.abstract = AbstractSocketCanary(self.token)
@@ -245,7 +270,7 @@ class AuditSession:
         emdash_logger.addHandler(self.logs)
         self._stack.callback(emdash_logger.removeHandler, self.logs)
         rt = emdash.Runtime(
-            str(self.db_path), sandbox=True, http_transport=self.edge,
+            str(self.db_path), sandbox=self.sandbox, http_transport=self.edge,
             worker_pool_size=1, logger=emdash_logger,
         )
         self._stack.callback(rt.close)
@@ -259,7 +284,6 @@ class AuditSession:
             "kv": {"token": self.victim_secret},
             "note": {"text": self.victim_secret, "n": 1},
         }
-        self.host_state = _host_state()
 
     def _raw_supervisor(self) -> Any:
         """The raw-exec supervisor (started on first use) and its victim pool."""
@@ -294,13 +318,14 @@ class AuditSession:
         log_mark = len(self.logs)
         http_mark = len(self.http.hits)
         conn_mark = self.abstract.connections
+        self.host_state = _host_state()
         try:
             if payload.mode == "raw-worker":
                 self._run_raw(payload, result)
             else:
                 self._run_restricted(payload, result)
         except Exception as exc:  # the harness itself must survive anything
-            result.failures.append(f"the audit harness failed: {type(exc).__name__}: {exc}")
+            result.fail("harness", f"the audit harness failed: {type(exc).__name__}: {exc}")
         self._check_canaries(result, log_mark, http_mark, conn_mark)
         result.seconds = time.monotonic() - started
         return result
@@ -363,7 +388,7 @@ class AuditSession:
             try:
                 rt.remove_plugin(pid, delete_data=True)
             except Exception as exc:
-                result.failures.append(f"removing the attacker plugin failed: {exc}")
+                result.fail("harness", f"removing the attacker plugin failed: {exc}")
 
     def _invoke(
         self, p: Payload, pid: str, name: str, limits: dict[str, int], route: bool = False
@@ -395,39 +420,38 @@ class AuditSession:
     def _observe(self, result: PayloadResult, exc: BaseException, pid: str, op: str) -> None:
         p = result.payload
         if isinstance(exc, _Hung):
-            result.failures.append(str(exc))
+            result.fail("error", str(exc))
             return
         result.error_name = type(exc).__name__
         result.message = str(exc)
         result.error_type = getattr(exc, "error_type", None)
         if not isinstance(exc, errors.EmDashError):
-            result.failures.append(
-                f"the host API raised {type(exc).__name__}, not an emdash error: {_short(str(exc))}"
+            result.fail(
+                "error",
+                f"the host API raised {type(exc).__name__}, not an emdash error: {_short(str(exc))}",
             )
         elif exc.plugin_id != pid:
-            result.failures.append(f"the error is attributed to {exc.plugin_id!r}, not {pid!r}")
+            result.fail("message", f"the error is attributed to {exc.plugin_id!r}, not {pid!r}")
         text = str(exc)
         if len(text) > MAX_MESSAGE_CHARS:
-            result.failures.append(f"unbounded error report: the message has {len(text)} characters")
+            result.fail("message", f"unbounded error report: the message has {len(text)} characters")
         for part in p.message:
             want = part.replace("{pid}", pid).replace("{op}", op)
             if want not in text:
-                result.failures.append(f"the message lacks {want!r}")
+                result.fail("message", f"the message lacks {want!r}")
         tb = getattr(exc, "traceback_text", None)
         if isinstance(tb, str) and len(tb) > 4 * MAX_MESSAGE_CHARS:
-            result.failures.append(f"unbounded traceback text ({len(tb)} characters)")
+            result.fail("message", f"unbounded traceback text ({len(tb)} characters)")
 
     def _check_expected(self, result: PayloadResult) -> None:
         p = result.payload
         if result.error_name is None:
-            result.failures.append(
-                f"no error: the invocation returned {_short(repr(result.value))}"
-            )
+            result.fail("error", f"no error: the invocation returned {_short(repr(result.value))}")
         elif result.error_name != p.error:
-            result.failures.append(f"wrong error class {result.error_name} (expected {p.error})")
+            result.fail("error", f"wrong error class {result.error_name} (expected {p.error})")
         elif p.error_type is not None and result.error_type != p.error_type:
-            result.failures.append(
-                f"wrong plugin-side error type {result.error_type} (expected {p.error_type})"
+            result.fail(
+                "error", f"wrong plugin-side error type {result.error_type} (expected {p.error_type})"
             )
 
     def _check_after(self, result: PayloadResult, before: dict[str, Any], pid: str, loaded: bool) -> None:
@@ -438,19 +462,19 @@ class AuditSession:
         if loaded:
             value, error = _until_available(lambda: rt.invoke_route(pid, "ping", input={}))
             if error is not None or value != "pong":
-                result.failures.append(
+                result.fail(
+                    "plugin",
                     "the plugin does not answer after the attack (worker not replaced?): "
-                    + (f"{type(error).__name__}: {_short(str(error))}" if error else repr(value))
+                    + (f"{type(error).__name__}: {_short(str(error))}" if error else repr(value)),
                 )
         for problem in self._victim_problems():
-            result.failures.append(problem)
+            result.fail("victim", problem)
         after = self._snapshot()
         for table in sorted(set(before) | set(after)):
             if before.get(table) != after.get(table):
-                result.failures.append(
-                    f"the database changed: table {table!r} differs after the attack"
-                )
-        result.failures += _host_state_problems(self.host_state)
+                result.fail("database", f"table {table!r} differs after the attack")
+        for problem in _host_state_problems(self.host_state):
+            result.fail("host", problem)
 
     def _victim_problems(self) -> list[str]:
         rt = self._rt
@@ -512,7 +536,7 @@ class AuditSession:
         )
         result.evidence += _ok_strings(value)
         if isinstance(error, _Hung):
-            result.failures.append(str(error))
+            result.fail("error", str(error))
         elif error is not None:
             result.error_name = _raw_error_name(error)
             result.error_type = getattr(error, "error_type", None)
@@ -521,63 +545,63 @@ class AuditSession:
             result.value = value
         self._check_expected(result)
         if host_calls:
-            result.failures.append(f"the host answered forged host calls: {host_calls[:3]!r}")
+            result.fail("host", f"the host answered forged host calls: {host_calls[:3]!r}")
         again, again_error = _until_available(
             lambda: pool.raw_exec_for_tests("result = 6 * 7", limits=limits).value
         )
         if again != 42:
-            result.failures.append(
-                f"the next call in this pool failed (worker not replaced?): {again_error!r}"
-            )
+            result.fail("plugin", f"the next call in this pool failed (worker not replaced?): {again_error!r}")
         secret, secret_error = _with_timeout(
             lambda: self._raw_victim.call("emdash_audit_prelude:read_secret", [], on_host_call=spy).value,
             30.0,
         )
         if secret != self.victim_secret:
-            result.failures.append(f"the victim worker stopped working or changed: {secret_error!r}")
+            result.fail("victim", f"the victim worker stopped working or changed: {secret_error!r}")
         if not sup.is_healthy():
-            result.failures.append("the sandbox supervisor (fork server) is no longer healthy")
+            result.fail("host", "the sandbox supervisor (fork server) is no longer healthy")
         pool.close()
-        result.failures += _host_state_problems(self.host_state)
+        for problem in _host_state_problems(self.host_state):
+            result.fail("host", problem)
 
     # -- canaries -----------------------------------------------------------------------
 
     def _check_canaries(self, result: PayloadResult, log_mark: int, http_mark: int, conn_mark: int) -> None:
         if result.evidence:
-            result.failures.insert(0, "ESCAPE: the payload returned evidence: " + _short(result.evidence[0], 300))
+            result.failures.insert(
+                0, Failure("escape", "the payload returned evidence: " + _short(result.evidence[0], 300))
+            )
         hits = self.http.hits[http_mark:]
         if hits:
-            result.failures.append(f"ESCAPE: the canary HTTP server was reached: {hits[:3]}")
+            result.fail("escape", f"the canary HTTP server was reached: {hits[:3]}")
         if self.abstract.connections != conn_mark:
-            result.failures.append("ESCAPE: the abstract-socket canary accepted a connection")
+            result.fail("escape", "the abstract-socket canary accepted a connection")
         if self.canary_file.exists():
-            result.failures.append(f"ESCAPE: the canary file {self.canary_file} was written")
+            result.fail("escape", f"the canary file {self.canary_file} was written")
             self.canary_file.unlink()
         procs = processes_mentioning(self.token)
         if procs:
-            result.failures.append(f"ESCAPE: processes run with the canary token: {procs}")
+            result.fail("escape", f"processes run with the canary token: {procs}")
         lines = self.logs.since(log_mark)
         for _name, _, message in lines:
             if "AUDIT-LATE" in message:
-                result.failures.append("code ran after its handler returned and reached the host log")
+                result.fail("log", "code ran after its handler returned and reached the host log")
             if ("AUDIT-FORGED" in message or "AUDIT-FMT" in message) and any(
                 c in message for c in "\r\n\x1b"
             ):
-                result.failures.append(f"log injection: raw control characters in {message[:120]!r}")
+                result.fail("log", f"log injection: raw control characters in {message[:120]!r}")
             if "AUDIT-FMT" in message and any(
                 s in message for s in ("<class", "<function", "<module", " object at 0x")
             ):
-                result.failures.append(f"the host formatted plugin text: {message[:160]!r}")
+                result.fail("log", f"the host formatted plugin text: {message[:160]!r}")
             if "SANDBOX BYPASS" in message:
-                result.failures.append("an untrusted plugin ran in-process")
+                result.fail("log", "an untrusted plugin ran in-process (SANDBOX BYPASS)")
         per_plugin: dict[str, int] = {}
         for name, _, _ in lines:
             if ".plugins." in name:
                 per_plugin[name] = per_plugin.get(name, 0) + 1
         for name, count in per_plugin.items():
             if count > 4 * 201:  # attack + followups + ping, each capped at 200 (+1 notice)
-                result.failures.append(f"log flood: {count} lines from {name.rsplit('.', 1)[-1]}")
-        result.failures[:] = list(dict.fromkeys(result.failures))
+                result.fail("log", f"log flood: {count} lines from {name.rsplit('.', 1)[-1]}")
 
 
 # --------------------------------------------------------------------------------------
@@ -748,12 +772,19 @@ def _raw_error_name(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _host_state() -> dict[str, Any]:
+def _host_functions() -> dict[str, Any]:
+    """Host functions a poisoning payload would have to replace (json, open, eval, system)."""
     return {
-        "environ": dict(os.environ),
-        "cwd": os.getcwd(),
-        "functions": dict(_HOST_FUNCTIONS),
+        "json.dumps": json.dumps,
+        "json.loads": json.loads,
+        "builtins.open": builtins.open,
+        "builtins.eval": builtins.eval,
+        "os.system": os.system,
     }
+
+
+def _host_state() -> dict[str, Any]:
+    return {"environ": dict(os.environ), "cwd": os.getcwd(), "functions": _host_functions()}
 
 
 def _host_state_problems(before: dict[str, Any]) -> list[str]:
@@ -762,14 +793,7 @@ def _host_state_problems(before: dict[str, Any]) -> list[str]:
         problems.append("the host's environment changed")
     if os.getcwd() != before["cwd"]:
         problems.append("the host's working directory changed")
-    live = {
-        "json.dumps": json.dumps,
-        "json.loads": json.loads,
-        "builtins.open": builtins.open,
-        "builtins.eval": builtins.eval,
-        "os.system": os.system,
-    }
-    for name, fn in live.items():
+    for name, fn in _host_functions().items():
         if fn is not before["functions"][name]:
             problems.append(f"the host's {name} was replaced")
     return problems

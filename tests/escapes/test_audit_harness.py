@@ -1,0 +1,177 @@
+"""Negative controls: the audit notices escapes when they happen.
+
+A suite whose checks can never fail proves nothing. Here the same harness runs payloads
+that *do* get through -- plugins run in-process with ``AuditSession(sandbox=False)`` (the
+debugging bypass), or raw-worker code that simply returns evidence -- and each check must
+report exactly the failure it exists for. Also: the report and the ``run_audit`` entry
+point the CLI uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from emdash._audit import AuditReport, AuditSession, run_audit
+from emdash._escape_corpus import CLASSES, Payload, payloads_for
+from emdash._escape_corpus import P as make_payload
+
+
+@pytest.fixture(scope="module")
+def unsandboxed() -> Iterator[AuditSession]:
+    with AuditSession("ctx", sandbox=False) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def sandboxed() -> Iterator[AuditSession]:
+    with AuditSession("os") as session:
+        yield session
+
+
+def _payload(code: str, error: str = "SandboxViolation", error_type: str | None = None) -> Payload:
+    return make_payload(
+        "negative_control", "a payload that gets through", "test", code,
+        "runtime_denied", error, error_type=error_type,
+    )
+
+
+def test_ok_evidence_is_an_escape(unsandboxed: AuditSession) -> None:
+    import_os = next(p for p in payloads_for("import") if p.name == "import_os")
+    r = unsandboxed.run(import_os)
+    assert r.evidence == ["OK import os: <module 'os' (frozen)>"]
+    assert r.failures_of("escape") == [
+        "the payload returned evidence: OK import os: <module 'os' (frozen)>"
+    ]
+    assert r.failures_of("error") == [
+        "no error: the invocation returned \"OK import os: <module 'os' (frozen)>\""
+    ]
+    assert r.failures_of("log") == ["an untrusted plugin ran in-process (SANDBOX BYPASS)"]
+    assert not r.passed
+
+
+def test_a_reached_canary_server_is_an_escape(unsandboxed: AuditSession) -> None:
+    code = '''
+    def handler(event, ctx):
+        import urllib.request
+        urllib.request.urlopen("http://127.0.0.1:@@CANARY_PORT@@/native", timeout=5).read()
+        raise LookupError("DENIED")
+    '''
+    r = unsandboxed.run(_payload(code))
+    assert r.failures_of("escape") == ["the canary HTTP server was reached: ['GET /native']"]
+
+
+def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: AuditSession) -> None:
+    code = '''
+    def handler(event, ctx):
+        open("@@CANARY_FILE@@", "w").write("x")
+        ctx.kv.set("written", 1)
+        return "done"
+    '''
+    r = unsandboxed.run(_payload(code))
+    assert r.failures_of("escape") == [f"the canary file {unsandboxed.canary_file} was written"]
+    assert r.failures_of("database") == ["table '_emdash_options' differs after the attack"]
+    assert r.failures_of("error") == ["no error: the invocation returned 'done'"]
+    assert not unsandboxed.canary_file.exists()
+
+
+def test_the_abstract_socket_canary_and_the_victim_are_watched(unsandboxed: AuditSession) -> None:
+    code = '''
+    def handler(event, ctx):
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect("\\0@@ABSTRACT_NAME@@")
+        s.close()
+        import emdash._runtime
+        raise LookupError("DENIED")
+    '''
+    r = unsandboxed.run(_payload(code))
+    assert r.failures_of("escape") == ["the abstract-socket canary accepted a connection"]
+
+
+def test_log_injection_and_host_side_formatting_are_caught(unsandboxed: AuditSession) -> None:
+    name = unsandboxed.logger.name
+    code = f'''
+    def handler(event, ctx):
+        import logging
+        log = logging.getLogger("{name}.plugins.x")
+        log.warning("AUDIT-FORGED line one\\nline two")
+        log.warning("AUDIT-FMT {{}}".format(ctx.__class__))
+        log.warning("AUDIT-LATE")
+        raise LookupError("DENIED")
+    '''
+    r = unsandboxed.run(_payload(code, error="PluginError", error_type="LookupError"))
+    assert r.failures_of("log") == [
+        "an untrusted plugin ran in-process (SANDBOX BYPASS)",
+        "log injection: raw control characters in 'AUDIT-FORGED line one\\nline two'",
+        "the host formatted plugin text: \"AUDIT-FMT <class 'emdash._context.Context'>\"",
+        "code ran after its handler returned and reached the host log",
+    ]
+    assert r.failures_of("error") == []
+
+
+def test_host_poisoning_is_caught(unsandboxed: AuditSession) -> None:
+    code = '''
+    def handler(event, ctx):
+        import json, os
+        os.environ["AUDIT_POISON"] = "1"
+        json.dumps = lambda *a, **k: "poisoned"
+        raise LookupError("DENIED")
+    '''
+    real_dumps = json.dumps
+    try:
+        r = unsandboxed.run(_payload(code, error="PluginError", error_type="LookupError"))
+    finally:
+        json.dumps = real_dumps
+        os.environ.pop("AUDIT_POISON", None)
+    assert r.failures_of("host") == [
+        "the host's environment changed",
+        "the host's json.dumps was replaced",
+    ]
+
+
+def test_raw_worker_evidence_and_error_names(sandboxed: AuditSession) -> None:
+    gets_through = make_payload(
+        "raw_negative", "raw code that returns evidence", "test",
+        'result = "OK " + str(6 * 7)\n', "os_denied", "PermissionError", mode="raw-worker",
+    )
+    r = sandboxed.run(gets_through)
+    assert r.failures_of("escape") == ["the payload returned evidence: OK 42"]
+    assert r.failures_of("error") == ["no error: the invocation returned 'OK 42'"]
+    refused = make_payload(
+        "raw_refused", "raw code whose syscall is refused", "test",
+        'import os\nos.listdir("/")\n', "os_denied", "PermissionError", mode="raw-worker",
+    )
+    r = sandboxed.run(refused)
+    assert (r.error_name, r.passed) == ("PermissionError", True), r.describe()
+    assert sandboxed.confinement["seccomp"] == "allowlist"
+
+
+def test_run_audit_reports_per_class() -> None:
+    report = run_audit(classes=["guardshadow"])
+    assert report.passed and report.exit_code == 0, report.render()
+    assert [r.klass for r in report.results] == ["guardshadow"] * len(payloads_for("guardshadow"))
+    text = report.render()
+    lines = text.splitlines()
+    assert lines[0].startswith("emdash audit: escape corpus against the installed package (emdash: ")
+    assert lines[2] == "class        payloads  passed  failed  seconds"
+    assert lines[4].startswith(f"guardshadow  {len(report.results):>8} {len(report.results):>7}       0")
+    assert lines[-1] == "Every payload was stopped by the layer it targets."
+
+
+def test_render_lists_each_failure_with_its_reason(unsandboxed: AuditSession) -> None:
+    r = unsandboxed.run(_payload('def handler(event, ctx):\n    return "OK native"\n'))
+    text = AuditReport([r], {"python": "3"}, 1.0).render()
+    assert "1 payload(s) were NOT stopped as expected:" in text
+    assert "[ctx] negative_control: expected SandboxViolation (runtime_denied), got no error at attack" in text
+    assert "  - escape: the payload returned evidence: OK native" in text
+    assert AuditReport([r]).exit_code == 1
+
+
+def test_unknown_class_is_refused() -> None:
+    with pytest.raises(ValueError) as info:
+        run_audit(classes=["import", "nope"])
+    assert str(info.value) == "Unknown escape class 'nope'; choose from: " + ", ".join(CLASSES)

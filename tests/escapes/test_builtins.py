@@ -1,0 +1,21 @@
+"""Escape class ``builtins`` (spec/escape-classes.md 008-016): dangerous builtins by name or alias: __builtins__, eval/exec, open, type(), id().
+
+Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
+``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,
+the database (also after the handler returned), the host process and the host log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from emdash._audit import AuditSession, PayloadResult
+from emdash._escape_corpus import Payload
+
+ESCAPE_CLASS = "builtins"
+
+
+def test_builtins_payload_is_stopped(
+    audit_session: AuditSession, payload: Payload, stopped: Callable[[PayloadResult], None]
+) -> None:
+    stopped(audit_session.run(payload))
