@@ -317,3 +317,17 @@ def test_background_driver_runs_due_tasks(rt: emdash.Runtime, plugins: Any) -> N
         {"name": "now", "data": None, "scheduledAt": "2020-01-01T00:00:00.000Z"}
     ]
     assert rt.cron.list("owner") == []
+
+
+def test_plugin_activate_can_schedule_its_tasks(rt: emdash.Runtime, plugins: Any) -> None:
+    # The forms example's pattern: schedule the weekly cleanup when activated.
+    plugins.add(
+        "forms-like",
+        """
+        def on_activate(event, ctx):
+            ctx.cron.schedule("cleanup", schedule="@weekly")
+        plugin = define_plugin(hooks={"plugin:activate": on_activate, "cron": lambda e, c: None})
+        """,
+    )
+    [task] = rt.cron.list("forms-like")
+    assert (task["name"], task["schedule"]) == ("cleanup", "@weekly")
