@@ -13,11 +13,13 @@ Invocations:
   leaves no partial write.
 - **Timeouts.** A hook runs on a shared thread pool and the caller waits at most its
   ``timeout_ms``. Python cannot stop a running thread, so a timed-out handler *keeps
-  running* in the background until it returns by itself. What we guarantee instead: its
-  invocation is marked closed, so every later ctx call raises, and when it finishes its
-  store scope is rolled back, so it has no later side effects through ctx. (It can still
-  hold the store's write lock until it ends, if it had written before the deadline.)
-  Sandboxed plugins do not have this caveat: their worker is killed.
+  running* in the background until it returns by itself. What we guarantee instead: past
+  its deadline every ctx call raises, and when it finishes its store scope is rolled back,
+  so it has no later side effects through ctx. (It can still hold the store's write lock
+  until it ends, if it had written before the deadline.) The invocation itself judges
+  the deadline (it commits only if it returned in time), so the outcome never depends on
+  when the waiting thread is scheduled. Sandboxed plugins do not have this caveat: their
+  worker is killed. Routes have no timeout and run on the calling thread.
 - **Nested invocations** (a handler's ctx call that fires another hook, e.g.
   ``ctx.content.create`` running ``content:beforeSave``) run on the *calling* thread,
   inline, so they share that thread's store transaction instead of waiting for a lock it
@@ -45,7 +47,14 @@ from typing import TYPE_CHECKING, Any
 from ._bridge_budget import CallBudget
 from ._context import make_context
 from ._descriptor import PluginDescriptor
-from ._errors import BridgeError, EmDashError, HookTimeoutError, PluginError, PluginRouteError
+from ._errors import (
+    BridgeError,
+    EmDashError,
+    HookTimeoutError,
+    ManifestError,
+    PluginError,
+    PluginRouteError,
+)
 from ._loader import PluginCode, load_native
 from ._outcome import InvokeResult
 
@@ -149,11 +158,10 @@ class NativePluginHost:
             return validate  # type: ignore[no-any-return]
         if callable(spec):
             return spec  # type: ignore[no-any-return]
-        raise PluginError(
+        raise ManifestError(
             f"Plugin {self.plugin_id} route {name!r} has an input of type "
             f"{type(spec).__name__}; use a JSON Schema dict, a pydantic model or a callable",
             plugin_id=self.plugin_id,
-            route=name,
         )
 
     def close(self) -> None:

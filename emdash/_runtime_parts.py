@@ -103,8 +103,9 @@ class PluginInfo(Mapping[str, Any]):
 
 
 def check_route_schemas(host: PluginHost) -> None:
-    """Refuse a plugin whose route declares an invalid JSON Schema (at load, not per call)."""
+    """Refuse a plugin whose route declares an invalid input (at load, not per call)."""
     for name, meta in host.definition_meta.get("routes", {}).items():
+        host.route_input_validator(name)  # raises ManifestError for an unusable input
         schema = meta.get("input")
         if type(schema) is dict:
             try:

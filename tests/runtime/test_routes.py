@@ -68,6 +68,12 @@ def test_invalid_json_schema_is_refused_at_load(rt: Runtime, add: AddPlugin) -> 
         "Plugin broken route 'x' declares an invalid JSON Schema input: "
     )
     assert rt.plugins() == []
+    with pytest.raises(ManifestError) as info:
+        add("odd", routes={"x": RouteConfig(echo, input=5)})
+    assert str(info.value) == (
+        "Plugin odd route 'x' has an input of type int; use a JSON Schema dict, a pydantic "
+        "model or a callable"
+    )
 
 
 class Signup(BaseModel):
