@@ -6,6 +6,9 @@ serve plugin routes). Every error derives from :class:`EmDashError`.
 """
 
 from ._capabilities import CAPABILITIES as CAPABILITIES
+from ._comment_service import CommentRejectedError as CommentRejectedError
+from ._content_service import DeleteBlockedError as DeleteBlockedError
+from ._cron_schedule import CronScheduleError as CronScheduleError
 from ._descriptor import Limits as Limits
 from ._descriptor import PluginDescriptor as PluginDescriptor
 from ._descriptor import StorageCollection as StorageCollection
@@ -32,10 +35,13 @@ from ._errors import SandboxViolation as SandboxViolation
 from ._errors import StorageQueryError as StorageQueryError
 from ._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._errors import WallTimeExceeded as WallTimeExceeded
+from ._email import ConsoleEmailProvider as ConsoleEmailProvider
 from ._hooks_catalog import HOOK_NAMES as HOOK_NAMES
 from ._outcome import ExclusiveOutcome as ExclusiveOutcome
 from ._outcome import HookOutcome as HookOutcome
 from ._outcome import HookResult as HookResult
+from ._page import InvalidPageContextError as InvalidPageContextError
+from ._page import page_context as page_context
 from ._plugin_api import HookConfig as HookConfig
 from ._plugin_api import PluginDefinition as PluginDefinition
 from ._plugin_api import RouteConfig as RouteConfig
@@ -49,8 +55,12 @@ __all__ = [
     "HOOK_NAMES",
     "BridgeError",
     "CapabilityError",
+    "CommentRejectedError",
     "CompileError",
+    "ConsoleEmailProvider",
     "CpuLimitExceeded",
+    "CronScheduleError",
+    "DeleteBlockedError",
     "EmDashError",
     "EmailError",
     "EmailNotConfiguredError",
@@ -62,6 +72,7 @@ __all__ = [
     "HookTimeoutError",
     "HttpAccessError",
     "InvalidCursorError",
+    "InvalidPageContextError",
     "Limits",
     "ManifestError",
     "MemoryLimitExceeded",
@@ -70,6 +81,7 @@ __all__ = [
     "PluginDescriptor",
     "PluginError",
     "PluginRouteError",
+    "RouteConfig",
     "Runtime",
     "SandboxError",
     "SandboxNotAvailableError",
@@ -80,4 +92,5 @@ __all__ = [
     "SubrequestLimitExceeded",
     "WallTimeExceeded",
     "define_plugin",
+    "page_context",
 ]

@@ -1,0 +1,36 @@
+"""The public surface is a contract (DESIGN.md §3): it must not drift silently."""
+
+import emdash
+
+# The names DESIGN.md §3 promises to hosts, plugin authors and reviewers' suites.
+CONTRACT = {
+    "Runtime", "PluginDescriptor", "define_plugin", "HookConfig", "PluginRouteError",
+    "EmDashError", "ManifestError", "CapabilityError", "StorageQueryError", "InvalidCursorError",
+    "HttpAccessError", "PluginError", "HookTimeoutError", "SandboxError", "SandboxViolation",
+    "CpuLimitExceeded", "MemoryLimitExceeded", "WallTimeExceeded", "SubrequestLimitExceeded",
+    "SandboxNotAvailableError", "SandboxUnavailableError",
+}
+
+
+def test_contract_names_are_exported() -> None:
+    assert CONTRACT <= set(emdash.__all__)
+
+
+def test_all_matches_the_real_public_names() -> None:
+    public = {n for n in vars(emdash) if not n.startswith("_")}
+    assert set(emdash.__all__) == public
+
+
+def test_every_error_shares_one_root() -> None:
+    for name in emdash.__all__:
+        obj = getattr(emdash, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, emdash.EmDashError), name
+
+
+def test_sandbox_errors_are_also_generic_sandbox_errors() -> None:
+    import sandbox
+
+    assert issubclass(emdash.CpuLimitExceeded, sandbox.CpuLimitExceeded)
+    assert issubclass(emdash.SandboxViolation, sandbox.SandboxViolation)
+    assert issubclass(emdash.SandboxError, sandbox.SandboxError)
