@@ -147,11 +147,20 @@ class Runtime:
         self.close()
 
     def close(self) -> None:
-        """Stop every plugin, the sandbox and the thread pool; flush and close the store."""
+        """Stop the services, every plugin, the sandbox and the thread pool; flush and close
+        the store. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            for name, service in list(self._services.items()):
+                # Services may own threads (the cron scheduler): stop them first.
+                stop = getattr(service, "close", None) or getattr(service, "stop", None)
+                if callable(stop):
+                    try:
+                        stop()
+                    except Exception:
+                        self.log.exception("Stopping rt.%s failed", name)
             for info in self._plugins.values():
                 try:
                     info.host.close()

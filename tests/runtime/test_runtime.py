@@ -131,3 +131,22 @@ def test_lifecycle_handlers_may_use_services_while_the_plugin_set_changes(
     assert len(seen) == 1 and isinstance(seen[0], LazyEmail)
     [row] = rt.audit_log(plugin_id="svc")
     assert (row["name"], row["outcome"]) == ("plugin:activate", "ok")
+
+
+class _Stoppable:
+    def __init__(self, rt: Runtime) -> None:
+        self.stopped = 0
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+def test_close_stops_services_that_were_built(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(runtime_module._SERVICES, "cron", (__name__, "_Stoppable"))
+    rt = Runtime(db_path)
+    service = rt.cron
+    rt.close()
+    rt.close()
+    assert service.stopped == 1
