@@ -125,10 +125,13 @@ def check(ctx: click.Context, path: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def audit(pytest_args: tuple[str, ...]) -> None:
-    """Run the sandbox escape suite (tests/escapes) against this installation."""
+    """Run the sandbox escape suite (tests/escapes) against this installation.
+
+    Extra arguments go to pytest (e.g. ``emdash audit -k format``).
+    """
     import subprocess
 
     root = Path(__file__).resolve().parent.parent

@@ -116,3 +116,13 @@ def test_serve_without_the_token_variable_fails_cleanly(tmp_path: Path) -> None:
         f"Error: {tmp_path / 'emdash.toml'}: api_token refers to environment variable "
         "EMDASH_API_TOKEN, which is not set; export it or remove api_token\n"
     )
+
+
+def test_audit_runs_the_escape_suite(tmp_path: Path) -> None:
+    # Collect only: the suite itself runs as part of `make test`; this checks the wiring
+    # (found from any directory, extra arguments handed to pytest).
+    result = emdash("audit", "--collect-only", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    collected = [line for line in result.stdout.splitlines() if "::" in line]
+    assert len(collected) > 100
+    assert all(line.startswith("tests/escapes/test_") for line in collected)
