@@ -115,6 +115,21 @@ class SandboxPolicy(RestrictingNodeTransformer):
         return super().visit_ImportFrom(node)
 
 
+def code_filename(path: str) -> str:
+    """The ``co_filename`` of bundle file ``path``: ``"<plugin:lib/util.py>"``.
+
+    Angle brackets mark it as no real file: ``linecache`` (tracebacks) and the interpreter
+    (text of syntax errors) would otherwise look for ``lib/util.py`` in the current
+    directory and along ``sys.path``, i.e. read host files named like plugin files.
+    """
+    return f"<plugin:{path}>"
+
+
+def is_package_code(code: CodeType) -> bool:
+    """True if ``code`` was compiled from a package's ``__init__.py``."""
+    return code.co_filename.endswith("/__init__.py>")
+
+
 def module_name_for_path(path: object) -> str:
     """The module name of bundle file ``path`` (``"lib/util.py"`` -> ``"lib.util"``).
 
@@ -263,7 +278,11 @@ def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
         with warnings.catch_warnings():
             # SyntaxWarnings ("is" with a literal...) would go to the worker's stderr.
             warnings.simplefilter("ignore")
-            result = compile_restricted_exec(tree, filename=path, policy=SandboxPolicy)
+            result = compile_restricted_exec(tree, filename=code_filename(path), policy=SandboxPolicy)
+    except SyntaxError as exc:
+        # Raised by the bytecode compiler after RP's checks ("'return' outside function").
+        errors.append(f"{path}:{exc.lineno}: {type(exc).__name__}: {_short(str(exc.msg))}")
+        return None
     except RecursionError:
         errors.append(f"{path}: code is nested too deeply to be compiled; split it into smaller parts")
         return None

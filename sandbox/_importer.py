@@ -31,17 +31,13 @@ from typing import Any
 
 from stdlib_shims import Facade, facade_members, make_facade
 
+from ._compiler import is_package_code
 from ._errors import SandboxViolation
 from ._guards import PLUGIN_NAME_PREFIX, PluginModule
 
 # ``from __future__ import annotations`` is the one future import the compiler accepts; at
 # run time it is an ordinary import of "__future__" that must bind something.
 _FUTURE = make_facade("__future__", {"annotations": "annotations"})
-
-
-def _is_package_code(code: CodeType) -> bool:
-    filename = code.co_filename
-    return filename == "__init__.py" or filename.endswith("/__init__.py")
 
 
 class BundleImporter:
@@ -65,7 +61,7 @@ class BundleImporter:
         for name, module_code in self._code.items():
             parts = name.split(".")
             self._packages.update(".".join(parts[:i]) for i in range(1, len(parts)))
-            if _is_package_code(module_code):
+            if is_package_code(module_code):
                 self._packages.add(name)
         self._top_level = {name.split(".")[0] for name in self._code}
         # The bundle root, target of "from . import x" in a top-level module. It holds the

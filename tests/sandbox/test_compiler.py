@@ -38,8 +38,9 @@ def test_compiles_every_file_to_a_code_object_keyed_by_module_name() -> None:
     )
     assert list(code) == ["plugin", "lib", "lib.util"]
     assert all(type(c) is types.CodeType for c in code.values())
-    assert code["lib.util"].co_filename == "lib/util.py"
-    assert code["lib"].co_filename == "lib/__init__.py"
+    # Angle brackets: linecache and syntax-error reporting never look for such a file.
+    assert code["lib.util"].co_filename == "<plugin:lib/util.py>"
+    assert code["lib"].co_filename == "<plugin:lib/__init__.py>"
 
 
 @pytest.mark.parametrize(
@@ -194,6 +195,8 @@ def test_non_ascii_identifiers_in_normal_form_and_fullwidth_text_in_strings_are_
     ("source", "error"),
     [
         ("try:\n    pass\nexcept* ValueError:\n    pass\n", "plugin.py:1: TryStar statements are not allowed."),
+        ("x = 1\nreturn x\n", "plugin.py:2: SyntaxError: 'return' outside function"),
+        ("def f(a, a):\n    pass\n", "plugin.py:1: SyntaxError: duplicate argument 'a' in function definition"),
         ("match x:\n    case 1:\n        pass\n", "plugin.py:1: Match statements are not allowed."),
         ("async def f():\n    pass\n", "plugin.py:1: AsyncFunctionDef statements are not allowed."),
         ("def f():\n    nonlocal x\n", "plugin.py:2: Nonlocal statements are not allowed."),
