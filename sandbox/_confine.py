@@ -101,14 +101,19 @@ def landlock_abi() -> int:
     return max(int(abi), 0)
 
 
-def confine(channel: socket.socket, memory_mb: int, seccomp_filter: Any) -> dict[str, str]:
+def confine(
+    channel: socket.socket, memory_mb: int, seccomp_filter: Any, parent: int
+) -> dict[str, str]:
     """Confine the calling (freshly forked, single-threaded) process; see the module doc.
 
     ``channel`` is the worker's end of its socketpair; afterwards it is fd 0 and the object
-    passed in is detached. Returns the report of best-effort steps.
+    passed in is detached. ``parent`` is the fork server's pid, taken *before* the fork (if
+    the fork server died before this runs, ``getppid()`` is already someone else). Returns
+    the report of best-effort steps.
     """
     report: dict[str, str] = {}
-    parent = os.getppid()
+    if os.getppid() != parent:
+        raise ConfinementError("the fork server exited while the worker was starting")
 
     # 1. new session
     os.setsid()

@@ -189,6 +189,7 @@ class _Server:
         if type(req) is not int or type(memory_mb) is not int or memory_mb <= 0:
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        me = os.getpid()
         try:
             pid = os.fork()
         except OSError as exc:
@@ -205,7 +206,7 @@ class _Server:
                 # number that is reused later.
                 parent_end.detach()
                 self.ctl.detach()
-                worker_main(child_end, memory_mb, self.rt)
+                worker_main(child_end, memory_mb, self.rt, me)
             finally:
                 os._exit(70)
         self.children.add(pid)

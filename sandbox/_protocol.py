@@ -95,8 +95,12 @@ def encode_frame(obj: Any, max_bytes: int) -> bytes:
 
 
 def send_frame(sock: socket.socket, obj: Any, max_bytes: int) -> None:
-    """Encode and send one frame (blocking, or bounded by the socket's timeout)."""
-    sock.sendall(encode_frame(obj, max_bytes))
+    """Encode and send one frame (blocking, or bounded by the socket's timeout).
+
+    MSG_NOSIGNAL: a peer that died must raise EPIPE here, never SIGPIPE (a host application
+    may have restored SIGPIPE's default action, which would kill it).
+    """
+    sock.sendall(encode_frame(obj, max_bytes), socket.MSG_NOSIGNAL)
 
 
 class FrameReader:

@@ -35,6 +35,7 @@ import itertools
 import os
 import select
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -202,7 +203,7 @@ class _Worker:
         if remaining <= 0:
             raise TimeoutError
         self.sock.settimeout(remaining)
-        self.sock.sendall(frame)
+        self.sock.sendall(frame, socket.MSG_NOSIGNAL)  # EPIPE, never SIGPIPE, if it died
 
     def kill(self) -> None:
         """SIGKILL through the pidfd: it names this process, never a recycled pid."""
@@ -407,6 +408,10 @@ class WorkerPool:
                 )
                 if not isinstance(msg, HostCallFrame):
                     return msg
+                if time.monotonic() >= deadline:
+                    # It may have been buffered in time, but the caller's time is up: no host
+                    # code runs on behalf of a call after its deadline.
+                    raise TimeoutError
                 reply = self._answer(cid, msg, on_host_call, worker.max_frame_bytes)
                 # A slow host call can use up the budget; the worker gets no answer then.
                 worker.send(reply, deadline)
@@ -496,7 +501,7 @@ class WorkerPool:
 
     def _died(self, worker: _Worker, cpu_limit_ms: int) -> SandboxError:
         """The worker's channel closed: wait for its exit status and say what happened."""
-        if not worker.wait_exited(2.0):
+        if not worker.wait_exited(0.5):
             # Alive but it closed its end of the channel: that is a protocol violation.
             self._discard(worker, kill=True, crash=True)
             return WorkerCrashed(

@@ -101,8 +101,13 @@ class WorkerRuntime:
     allow_raw_exec: bool
 
 
-def worker_main(channel: socket.socket, memory_mb: int, rt: WorkerRuntime) -> NoReturn:
-    """Entry point in the forked child; never returns (always ``os._exit``)."""
+def worker_main(
+    channel: socket.socket, memory_mb: int, rt: WorkerRuntime, parent: int
+) -> NoReturn:
+    """Entry point in the forked child; never returns (always ``os._exit``).
+
+    ``parent`` is the fork server's pid: the worker must not outlive it (see ``confine``).
+    """
     # No automatic collection from here on: finalizers of sandboxed objects must run only
     # where the serve loop decides (between calls, with no call active).
     gc.disable()
@@ -111,7 +116,7 @@ def worker_main(channel: socket.socket, memory_mb: int, rt: WorkerRuntime) -> No
     # referenced as sys.__stdout__ etc. so their file descriptors are not closed under us.
     sys.stdin = sys.stdout = sys.stderr = None
     try:
-        report = confine(channel, memory_mb, rt.seccomp_filter)
+        report = confine(channel, memory_mb, rt.seccomp_filter, parent)
     except BaseException:
         os._exit(EXIT_CONFINEMENT)
     code = EXIT_INTERNAL
@@ -190,6 +195,8 @@ class _Server:
     def receive_or_die(self) -> dict[str, Any]:
         try:
             msg = self.reader.read()
+        except MemoryError:
+            os._exit(EXIT_MEMORY)  # the host's answer does not fit in what is left
         except BaseException:
             os._exit(EXIT_PROTOCOL)
         if type(msg) is not dict:
