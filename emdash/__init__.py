@@ -12,6 +12,7 @@ from ._cron_schedule import CronScheduleError as CronScheduleError
 from ._descriptor import Limits as Limits
 from ._descriptor import PluginDescriptor as PluginDescriptor
 from ._descriptor import StorageCollection as StorageCollection
+from ._email import ConsoleEmailProvider as ConsoleEmailProvider
 from ._errors import BridgeError as BridgeError
 from ._errors import CapabilityError as CapabilityError
 from ._errors import CompileError as CompileError
@@ -35,7 +36,6 @@ from ._errors import SandboxViolation as SandboxViolation
 from ._errors import StorageQueryError as StorageQueryError
 from ._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._errors import WallTimeExceeded as WallTimeExceeded
-from ._email import ConsoleEmailProvider as ConsoleEmailProvider
 from ._hooks_catalog import HOOK_NAMES as HOOK_NAMES
 from ._outcome import ExclusiveOutcome as ExclusiveOutcome
 from ._outcome import HookOutcome as HookOutcome

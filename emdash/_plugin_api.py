@@ -244,8 +244,8 @@ def define_plugin(
     definition = PluginDefinition()
     for name, value in (hooks or {}).items():
         definition.add_hook(name, value)
-    for name, value in (routes or {}).items():
-        definition.add_route(name, value)
+    for route_name, route in (routes or {}).items():
+        definition.add_route(route_name, route)
     return definition
 
 

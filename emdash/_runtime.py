@@ -556,12 +556,7 @@ class Runtime:
         A native handler started from such a thread must run on it (inline): the scope's
         transaction, and the store lock it may hold, belong to this thread.
         """
-        # The store keeps both per thread; it has no public accessor for open scopes yet.
-        db = getattr(self.store, "_db", None)
-        if db is None:
-            return False
-        scopes = getattr(getattr(db, "_local", None), "scopes", None)
-        return bool(db.in_transaction_here() or scopes)
+        return self.store.in_scope_here()
 
     def _set_cron(self, plugin_id: str, enabled: bool) -> None:
         # A disabled plugin's tasks are kept but not run; enabling resumes them.

@@ -95,6 +95,14 @@ class Store:
         and are rolled back on an exception. Nothing is locked until the first write."""
         return self._db.invocation()
 
+    def in_scope_here(self) -> bool:
+        """Whether the calling thread is inside a store transaction or invocation scope.
+
+        Work started from such a thread must stay on it: the scope's transaction, and the
+        store lock it may hold, belong to this thread.
+        """
+        return self._db.in_scope_here()
+
     # -- lifetime ----------------------------------------------------------------------
 
     @property

@@ -236,6 +236,10 @@ class Db:
     def in_transaction_here(self) -> bool:
         return self._depth > 0 and self._owner == threading.get_ident()
 
+    def in_scope_here(self) -> bool:
+        """Whether this thread is inside an open transaction or ``invocation()`` scope."""
+        return self.in_transaction_here() or bool(getattr(self._local, "scopes", None))
+
     @contextmanager
     def invocation(self) -> Iterator[None]:
         scopes = self._scopes()

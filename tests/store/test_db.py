@@ -318,3 +318,19 @@ def test_timestamps_are_fixed_width() -> None:
     with pytest.raises(BridgeError) as info:
         parse_timestamp(12, what="t")
     assert str(info.value) == "Invalid t: expected an ISO 8601 datetime string"
+
+
+def test_in_scope_here_is_per_thread(store: Store) -> None:
+    import threading
+
+    assert not store.in_scope_here()
+    seen: list[bool] = []
+    with store.invocation():
+        assert store.in_scope_here()
+        worker = threading.Thread(target=lambda: seen.append(store.in_scope_here()))
+        worker.start()
+        worker.join()
+    with store.transaction():
+        assert store.in_scope_here()
+    assert not store.in_scope_here()
+    assert seen == [False]
