@@ -149,6 +149,7 @@ def _all(iterable: Iterable[Any], /) -> bool:
 
 
 def _min(*args: Any, **kwargs: Any) -> Any:
+    # min(iterable) iterates; min(a, b, ...) compares its arguments and iterates nothing.
     if len(args) == 1:
         return min(guarded_iter(args[0]), **kwargs)
     return min(*args, **kwargs)
@@ -279,6 +280,8 @@ _FORBIDDEN: dict[str, str] = {
 
 def make_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
     """A fresh builtins dict for one bundle, with ``import_hook`` as ``__import__``."""
+    # An allowlist built from names, never a copy of the real builtins minus a denylist: a
+    # builtin added by a future CPython stays out until someone reviews it.
     table: dict[str, Any] = {
         "True": True,
         "False": False,
@@ -293,6 +296,7 @@ def make_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
         table[name] = GuardedType(real)
     table["dict"] = _DictType(dict)
     table["bytes"] = _BytesType(bytes)
+    # New wrapper instances per bundle: nothing here is shared with another bundle.
     for name, hint in _FORBIDDEN.items():
         table[name] = ForbiddenBuiltin(name, hint)
     # The hooks RestrictedPython's rewritten code calls. Plugin code cannot name them: every

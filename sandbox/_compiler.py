@@ -170,6 +170,8 @@ def _short(text: str, limit: int = 120) -> str:
 def _check_cookie(path: str, source: str, errors: list[str]) -> None:
     for lineno, line in enumerate(re.split(r"\r\n|\r|\n", source, maxsplit=2)[:2], start=1):
         match = _CODING_COOKIE.match(line)
+        # The cookie is inert (the source is already str) but misleading: any tool that
+        # reads the file as bytes honours it and sees other code than what was checked.
         if match and match.group(1).lower() not in _UTF8_NAMES:
             errors.append(
                 f'{path}:{lineno}: the encoding declaration "{_short(match.group(1), 40)}" is not '
@@ -272,7 +274,8 @@ def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
         errors.append(f"{path}: could not be parsed ({type(exc).__name__})")
         return None
     if not _check_depth(path, tree, errors):
-        return None
+        return None  # RP would only hit its recursion limit on this tree
+    # Source-level check: the AST already holds the NFKC-folded names, the disguise is gone.
     _check_identifiers(path, source, errors)
     try:
         with warnings.catch_warnings():
@@ -289,6 +292,7 @@ def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
     except Exception as exc:
         errors.append(f"{path}: refused by the compiler ({type(exc).__name__}: {_short(str(exc), 80)})")
         return None
+    # RP reports "Line N: message"; rewrite to "path:N: message" like every other error.
     for message in result.errors:
         match = _RP_ERROR.match(message)
         if match is None:
@@ -318,6 +322,8 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
         message = f"The plugin has too many files: {len(files)} (the limit is {MAX_FILES})"
         raise CompileError(message, errors=[message])
 
+    # Every problem of every file is collected and reported once: a plugin author fixing
+    # errors one submission at a time would otherwise need as many round trips as errors.
     errors: list[str] = []
     names: dict[str, str] = {}  # module name -> path
     total = 0
@@ -329,9 +335,11 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
             errors.append(f"{_short(shown, 80)}: invalid file name: {exc}")
             continue
         if type(source) is not str:
+            # bytes would be decoded by the parser according to their PEP 263 cookie (063).
             errors.append(f"{path}: source must be text (str), not {type(source).__name__}")
             continue
         try:
+            # The limit is on UTF-8 bytes: what the host stores and ships to the worker.
             total += len(source.encode("utf-8"))
         except UnicodeEncodeError:
             errors.append(f"{path}: source is not valid Unicode text (it contains lone surrogates)")
@@ -340,12 +348,15 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
             errors.append(f'{path}: defines module "{name}" again (already defined by {names[name]})')
             continue
         names[name] = path
+    # "lib.py" next to "lib/util.py": CPython would refuse "import lib.util" (lib is no
+    # package); refusing it here keeps the importer's package rules simple and unambiguous.
     for name, path in names.items():
         parent = name.rpartition(".")[0]
         while parent:
             if parent in names and not names[parent].endswith("__init__.py"):
                 errors.append(f"{path}: module {names[parent]} is not a package; move it to {parent.replace('.', '/')}/__init__.py")
             parent = parent.rpartition(".")[0]
+    # Checked before compiling anything: parsing a huge source is itself the cost to avoid.
     if total > max_bytes:
         message = f"The plugin source is too large: {total} bytes (the limit is {max_bytes} bytes)"
         raise CompileError(message, errors=[message])

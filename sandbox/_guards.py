@@ -521,13 +521,15 @@ class ForbiddenBuiltin:
 
 def _allowed_base(base: object) -> bool:
     if type(base) is PluginClass:
-        return True
-    return (
-        isinstance(base, type)
-        and issubclass(base, Exception)
-        # ExceptionGroup: except* type confusion (CVE-2025-22153).
-        and not issubclass(base, BaseExceptionGroup)
-    )
+        return True  # its own host bases were checked when it was created
+    if not isinstance(base, type) or not issubclass(base, Exception):
+        return False
+    # ExceptionGroup: except* type confusion (CVE-2025-22153).
+    if issubclass(base, BaseExceptionGroup):
+        return False
+    # A host class's __init_subclass__ would run host code on the plugin's class (and could,
+    # say, register it in a host table by name); no builtin exception defines one.
+    return not any("__init_subclass__" in vars(klass) for klass in base.__mro__ if klass is not object)
 
 
 def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, Any], /, **kwargs: object) -> type:

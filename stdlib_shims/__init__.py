@@ -7,6 +7,14 @@
 ``random`` is not in ``SHIMS``: every loaded bundle gets its own generator from
 ``make_random()`` (a generator built in the fork server would be cloned, state and all, into
 every worker). ``preload()`` must run before workers are forked and confined.
+
+Deliberately absent: ``dataclasses`` (it generates methods with ``exec`` under the real
+builtins, writes dunders such as ``__setattr__`` onto plugin classes outside the sandbox's
+class checks, and ``asdict``/``replace`` run ``copy.deepcopy``, i.e. the pickle reduce
+protocol, on plugin objects), ``copy`` (same protocol), ``operator`` (``attrgetter``/
+``methodcaller`` resolve names outside every guard), ``logging`` (``Logger.manager`` and
+handler streams reach host state), ``enum``/``abc`` (metaclass machinery and process-wide
+registries), ``zoneinfo`` (reads the time-zone database from disk) and ``os``/``sys``/``io``.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ _json_loads.__name__ = _json_loads.__qualname__ = "loads"
 
 
 def json_members() -> dict[str, object]:
+    # No load/dump: they call .read()/.write() on whatever object they are given.
     return {"dumps": _json_dumps, "loads": _json_loads, "JSONDecodeError": json.JSONDecodeError}
 
 
@@ -110,6 +111,8 @@ def re_members() -> dict[str, object]:
 
 
 def string_members() -> dict[str, object]:
+    # Constants only: the functions and classes of string (Formatter, Template) resolve
+    # fields and names in Python, outside every guard.
     names = (
         "ascii_letters",
         "ascii_lowercase",
@@ -120,7 +123,6 @@ def string_members() -> dict[str, object]:
         "punctuation",
         "printable",
         "whitespace",
-        "capwords",
     )
     return {name: getattr(string, name) for name in names}
 
@@ -158,6 +160,7 @@ def base64_members() -> dict[str, object]:
 
 
 def urllib_parse_members() -> dict[str, object]:
+    # Pure string functions. Results are named tuples (ParseResult...) with plain fields.
     names = (
         "urlparse",
         "urlsplit",

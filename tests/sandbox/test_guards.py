@@ -476,6 +476,17 @@ def test_metaclass_refuses_what_the_compiler_would() -> None:
     for base in (dict, int, type, BaseException, ExceptionGroup):
         with pytest.raises(SandboxViolation):
             plugin_metaclass("X", (base,), {})
+
+    class Registering(Exception):
+        def __init_subclass__(cls) -> None:
+            raise AssertionError("host hook ran")
+
+    with pytest.raises(SandboxViolation) as hooked:
+        plugin_metaclass("X", (Registering,), {})
+    assert str(hooked.value) == (
+        'Class "X" cannot inherit from the class "Registering": sandboxed classes may only inherit '
+        "from Exception classes and other classes of the plugin"
+    )
     assert refused("class A:\n    def m(self):\n        return super().m()\n") == (
         'Class "A" uses super() or __class__, which sandboxed plugins cannot use; call Base.method(self, ...) instead'
     )

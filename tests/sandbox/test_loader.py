@@ -219,3 +219,17 @@ def test_the_random_facade_offers_no_state_access() -> None:
         preludes=EMPTY,
     )
     assert module.r[0] == module.r[1]
+
+
+def test_tracebacks_name_plugin_files_without_reading_host_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A host file named like the plugin's file must never be shown as the plugin's source.
+    import traceback
+
+    (tmp_path / "plugin.py").write_text("HOST SECRET LINE 1\nHOST SECRET LINE 2\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ZeroDivisionError) as info:
+        load_bundle(compile_bundle({"plugin.py": "x = 1\ny = x / 0\n"}), "plugin", preludes=EMPTY)
+    text = "".join(traceback.format_exception(info.value))
+    assert 'File "<plugin:plugin.py>", line 2, in <module>' in text
+    assert "SECRET" not in text

@@ -74,7 +74,7 @@ MEMBERS = {
         "multimode", "pstdev", "pvariance", "quantiles", "stdev", "variance",
     },
     "string": {
-        "ascii_letters", "ascii_lowercase", "ascii_uppercase", "capwords", "digits", "hexdigits", "octdigits",
+        "ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits", "octdigits",
         "printable", "punctuation", "whitespace",
     },
     "textwrap": {"dedent", "fill", "indent", "shorten", "wrap"},
@@ -217,9 +217,11 @@ def test_random_is_per_bundle_and_seedable_for_tests() -> None:
 
 
 def test_string_constants() -> None:
-    assert run("import string\nr = [string.digits, string.ascii_uppercase[:3], string.capwords('hello world')]\n") == [
-        "0123456789", "ABC", "Hello World"
+    assert run("import string\nr = [string.digits, string.ascii_uppercase[:3], len(string.printable)]\n") == [
+        "0123456789", "ABC", 100
     ]
+    with pytest.raises(AttributeError):
+        run("import string\nr = string.Template\n")
 
 
 def test_itertools() -> None:
