@@ -56,7 +56,12 @@ def test_demo_trusted_mode_runs_the_same_plugins_in_process(tmp_path: Path) -> N
     assert "Mode: TRUSTED, the example plugins run in-process (--trusted was given)." in out
     assert "plugin-hello      0.1.0    trusted  content:afterSave" in out
     assert "tried to delete the pinned page: Delete blocked by plugin hook (vetoed by seo-check)" in out
-    assert "a tick eight days from now ran " in out
+    assert "forms: cleanup (@weekly), next run " in out
+    assert "a tick eight days from now ran 1 task(s): forms:cleanup (ok; rescheduled" in out
+    # The only error logged is the deliberate refusal of the untitled post.
+    assert [line.split("handler failed")[0] for line in out.splitlines() if "log error" in line] == [
+        '   log error   [hooks] Plugin "seo-check" content:beforeSave ',
+    ]
     # The hostile plugin is never loaded trusted.
     assert "malicious" not in out
     assert "Done. (Run `emdash demo --keep DIR` to keep the site.)" in out

@@ -223,3 +223,24 @@ def test_forms_public_submit_dedupes_and_lists(rt: Runtime, mode: str) -> None:
     with pytest.raises(PluginRouteError) as info:
         rt.invoke_route("forms", "submissions/delete", input={"id": sent["id"]})
     assert (info.value.code, info.value.message) == ("NOT_FOUND", f"No such submission: {sent['id']}")
+
+
+def test_forms_schedules_and_runs_its_weekly_cleanup(rt: Runtime, mode: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    add(rt, mode, "forms")
+    tasks = rt.cron.list("forms")
+    assert [(t["name"], t["schedule"]) for t in tasks] == [("cleanup", "@weekly")]
+    old = (datetime.now(UTC) - timedelta(days=200)).isoformat()
+    rt.store.plugin_storage.put("forms", "submissions", "sub-old", {
+        "form": "f", "email": "old@example.com", "message": "m", "fingerprint": "f|old|m",
+        "createdAt": old,
+    })
+    rt.invoke_route("forms", "submit", input={"form": "f", "email": "new@example.com",
+                                              "message": "fresh"})
+    runs = rt.cron.tick(now=datetime.now(UTC) + timedelta(days=8))
+    assert [(r.plugin_id, r.name, r.success, r.outcome) for r in runs] == [
+        ("forms", "cleanup", True, "rescheduled"),
+    ]
+    listed = rt.invoke_route("forms", "submissions/list")
+    assert [s["email"] for s in listed["submissions"]] == ["new@example.com"]
