@@ -271,6 +271,7 @@ class AuditSession:
         self._stack.callback(emdash_logger.removeHandler, self.logs)
         rt = emdash.Runtime(
             str(self.db_path), sandbox=self.sandbox, http_transport=self.edge,
+            media_dir=str(tmp / "media"),
             worker_pool_size=1, logger=emdash_logger,
         )
         self._stack.callback(rt.close)
@@ -365,12 +366,14 @@ class AuditSession:
         is_route = p.hook.startswith("route:")
         op = p.hook if is_route else f"hook:{p.hook}"
         before = self._snapshot()
+        files = self._files()
         try:
             rt.add_plugin(descriptor, source={"plugin.py": source})
         except Exception as exc:
             result.stage = "load"
             self._observe(result, exc, pid, "load")
             self._check_after(result, before, pid, loaded=False)
+            self._check_files(result, files)
             return
         try:
             before = self._snapshot()
@@ -384,6 +387,7 @@ class AuditSession:
                         break
             self._check_expected(result)
             self._check_after(result, before, pid, loaded=True)
+            self._check_files(result, files)
         finally:
             try:
                 rt.remove_plugin(pid, delete_data=True)
@@ -509,6 +513,23 @@ class AuditSession:
         finally:
             conn.close()
 
+    def _files(self) -> dict[str, int]:
+        """Every file under the session's directory (the database's own files aside)."""
+        out = {}
+        for path in self.tmp.rglob("*"):
+            # The database's own files change by design; the canary file has its own check.
+            if path.is_file() and not path.name.startswith(self.db_path.name) and path != self.canary_file:
+                out[str(path.relative_to(self.tmp))] = path.stat().st_size
+        return out
+
+    def _check_files(self, result: PayloadResult, before: dict[str, int]) -> None:
+        """No file left behind in the site's directories (media of a rolled-back call...)."""
+        after = self._files()
+        for name in sorted(set(after) - set(before)):
+            result.fail("database", f"a file was left behind: {name}")
+        for name in sorted(set(before) - set(after)):
+            result.fail("database", f"a file disappeared: {name}")
+
     # -- raw-worker mode ----------------------------------------------------------------
 
     def _run_raw(self, p: Payload, result: PayloadResult) -> None:
@@ -578,6 +599,13 @@ class AuditSession:
         if self.canary_file.exists():
             result.fail("escape", f"the canary file {self.canary_file} was written")
             self.canary_file.unlink()
+        for place in (Path("/"), Path(tempfile.gettempdir()), self.tmp.parent):
+            try:
+                stray = [p for p in place.iterdir() if self.token in p.name]
+            except OSError:
+                continue
+            for path in stray:
+                result.fail("escape", f"a file named after the canary token appeared: {path}")
         procs = processes_mentioning(self.token)
         if procs:
             result.fail("escape", f"processes run with the canary token: {procs}")

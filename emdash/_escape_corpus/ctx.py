@@ -400,4 +400,43 @@ PAYLOADS: list[Payload] = [
         "SandboxViolation",
         message=("not JSON-serialisable",),
     ),
+    P(
+        "storage_query_field_injection",
+        "a where-clause field name carrying SQL / JSON-path syntax to widen the query",
+        "own; storage query language (indexed fields only)",
+        """
+        def handler(event, ctx):
+            page = ctx.storage["events"].query(where={"kind') OR 1=1 OR ('": 1})
+            return "OK injected field accepted: " + repr(page)[:120]
+        """,
+        "runtime_denied",
+        "StorageQueryError",
+    ),
+    P(
+        "storage_order_by_injection",
+        "an order_by carrying SQL to reach other plugins' rows",
+        "own; storage query language",
+        """
+        def handler(event, ctx):
+            page = ctx.storage["events"].query(order_by={"kind; DROP TABLE _plugin_storage --": "asc"})
+            return "OK injected order accepted: " + repr(page)[:120]
+        """,
+        "runtime_denied",
+        "StorageQueryError",
+    ),
+    P(
+        "media_upload_path_traversal",
+        "ctx.media.upload with a ../ filename: the stored file must stay in the media directory, "
+        "and a failed invocation must leave no file behind",
+        "own; corpus 079 family (path traversal) through media storage",
+        """
+        def handler(event, ctx):
+            item = ctx.media.upload("../../../../../@@CANARY_TOKEN@@.png", "image/png", b"PNG-bytes")
+            raise LookupError("DENIED stored as " + str(item["storageKey"]))
+        """,
+        "runtime_denied",
+        "PluginError",
+        capabilities=("media:write",),
+        **_SCOPED,
+    ),
 ]

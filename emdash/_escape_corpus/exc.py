@@ -227,4 +227,20 @@ PAYLOADS: list[Payload] = [
         "KeyboardInterrupt",
         mode="raw-worker",
     ),
+    P(
+        "forged_limit_error",
+        "raise a plugin-defined SubrequestLimitExceeded: the host would record a limit that was "
+        "never hit (audit and crash bookkeeping trust the error class)",
+        "own variant of forged_error_type",
+        """
+        class SubrequestLimitExceeded(Exception):
+            pass
+
+        def handler(event, ctx):
+            raise SubrequestLimitExceeded("Plugin victim exceeded its subrequest limit (forged)")
+        """,
+        "runtime_denied",
+        "PluginError",
+        error_type="SubrequestLimitExceeded",
+    ),
 ]

@@ -455,4 +455,30 @@ syscall("process_vm_readv", @@HOST_PID@@, ctypes.byref(local), 1, ctypes.byref(r
 result = "OK read host memory"
 """,
     ),
+    _raw(
+        "sleep_forever",
+        "clock_nanosleep (allowed: harmless) for an hour: no CPU used, only the wall clock can "
+        "end it, and it must (the worker is killed, not abandoned)",
+        "own; DESIGN.md section 5 (wall time by a host-side deadline that kills the worker)",
+        """
+import time
+time.sleep(3600)
+result = "OK slept"
+""",
+        error="WallTimeExceeded",
+        expect="contained",
+        limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10},
+    ),
+    _raw(
+        "ioctl_on_channel",
+        "ioctl on the channel socket (SIOCGIFCONF: list the host's network interfaces)",
+        "own; ioctl is not on the allowlist",
+        """
+buf = ctypes.create_string_buffer(4096)
+if libc.ioctl(0, 0x8912, buf) != 0:
+    err = ctypes.get_errno()
+    raise OSError(err, os.strerror(err))
+result = "OK ioctl answered"
+""",
+    ),
 ]

@@ -8,6 +8,8 @@ the worker, never the host.
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import P, Payload
 
 
@@ -27,30 +29,32 @@ def _import(module: str, evidence: str, source: str, ref: str = "") -> Payload:
     )
 
 
-# The forged-frame payload runs with the language layer bypassed: the worker's channel is fd
-# 0 and the serve loop is blocked in the middle of this very call. Every frame below is
-# something a compromised worker could send; the host must treat each as a protocol
-# violation, kill the worker, report it, and keep serving.
-_FORGED_FRAMES = r'''
+# The forged-frame payloads run with the language layer bypassed: the worker's channel is
+# fd 0 and the serve loop is blocked in the middle of this very call. Each writes something
+# a compromised worker could send; the host must treat it as a protocol violation, kill the
+# worker, report it, and keep serving. Nothing may reach on_host_call.
+_FRAME = r'''
 import os
 import struct
 
 def frame(body):
     return struct.pack(">I", len(body)) + body
 
-# 1. a frame claiming a length of 4 GiB (the host must not try to allocate it)
-# 2. a host_call for another call id, "as" another plugin
-# 3. a result frame that is a pickle, not JSON
-forged = [
-    frame(b'{"op":"host_call","id":999999,"method":"kv/get","params":{"key":"secret"},'
-          b'"plugin":"@@VICTIM_ID@@"}'),
-    frame(b"\x80\x04\x95\x1d\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94"),
-    struct.pack(">I", 0xFFFFFFF0) + b"{",
-]
-for data in forged:
-    os.write(0, data)
-result = "OK forged frames were accepted"
+os.write(0, DATA)
+# Stay in the call: the serve loop must not send its own result frame after ours.
+import time
+time.sleep(60)
+result = "OK the host accepted the forged frame"
 '''
+
+
+def _forged(name: str, technique: str, data: str, error: str = "WorkerCrashed", **kw: Any) -> Payload:
+    return P(
+        name, technique, "own variant of 090" if "ref" not in kw else "corpus 090; sandbox-contract "
+        "section 8 (identity bound host-side)", _FRAME.replace("DATA", data),
+        "runtime_denied", error, mode="raw-worker", **kw,
+    )
+
 
 PAYLOADS: list[Payload] = [
     _import("pickle", "deserialisation gadgets", "corpus 088", ref="088"),
@@ -76,15 +80,11 @@ PAYLOADS: list[Payload] = [
         message=("not JSON-serialisable",),
         ref="089",
     ),
-    P(
+    _forged(
         "forged_ipc_frames",
-        "write forged frames on the worker's channel: another call id and plugin, a pickle, "
-        "a 4 GiB length prefix",
-        "corpus 090; sandbox-contract section 8 (identity bound host-side)",
-        _FORGED_FRAMES,
-        "runtime_denied",
-        "WorkerCrashed",
-        mode="raw-worker",
+        "a host_call frame for another call id that names another plugin",
+        'frame(b\'{"op":"host_call","id":999999,"method":"kv/get","params":{"key":"secret"},'
+        '"plugin":"@@VICTIM_ID@@"}\')',
         ref="090",
     ),
     # -- our own variants ----------------------------------------------------------------
@@ -131,5 +131,28 @@ PAYLOADS: list[Payload] = [
         """,
         "runtime_denied",
         "SandboxViolation",
+    ),
+    _forged(
+        "frame_pickle_payload",
+        "a frame whose body is a pickle (posix.system), not JSON",
+        'frame(b"\\x80\\x04\\x95\\x1d\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x8c\\x05posix'
+        '\\x94\\x8c\\x06system\\x94")',
+    ),
+    _forged(
+        "frame_length_4gib",
+        "a length prefix of almost 4 GiB: the host must refuse, not allocate",
+        'struct.pack(">I", 0xFFFFFFF0) + b"{"',
+    ),
+    _forged(
+        "frame_deep_json",
+        "a result frame nested 100 000 levels deep (parser recursion)",
+        'frame(b\'{"op":"result","id":1,"value":\' + b"[" * 100000 + b"]" * 100000 + b"}")',
+    ),
+    _forged(
+        "frame_slowloris",
+        "announce a 100-byte frame and never send it: only the wall clock ends the call",
+        'struct.pack(">I", 100) + b"{"',
+        error="WallTimeExceeded",
+        limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10},
     ),
 ]

@@ -228,4 +228,45 @@ PAYLOADS: list[Payload] = [
         "PluginError",
         **_ATTR,
     ),
+    P(
+        "functools_wraps_code_swap",
+        "functools.wraps(evil, assigned=('__code__',))(json.dumps): the real update_wrapper would "
+        "setattr __code__ on a shared function, past _write_ (its globals hold the real builtins)",
+        "own; stdlib helpers that write attributes on objects the plugin chooses",
+        """
+        import functools
+        import json
+
+        def evil(*args, **kwargs):
+            return open
+
+        def handler(event, ctx):
+            try:
+                functools.wraps(evil, assigned=("__code__",))(json.dumps)
+            except Exception:
+                pass
+            got = json.dumps({"a": 1})
+            if got != '{"a": 1}':
+                return "OK json.dumps now runs plugin code with real builtins: " + repr(got)
+            raise LookupError("DENIED json.dumps is unchanged")
+        """,
+        "runtime_denied",
+        "PluginError",
+        error_type="LookupError",
+    ),
+    P(
+        "namedtuple_field_injection",
+        "collections.namedtuple with field names that smuggle code into its generated source",
+        "own; namedtuple builds code from field names with eval",
+        """
+        import collections
+
+        def handler(event, ctx):
+            T = collections.namedtuple("T", "a, b=__import__('os')")
+            return "OK namedtuple accepted code in a field name: " + repr(T)
+        """,
+        "runtime_denied",
+        "PluginError",
+        error_type="ValueError",
+    ),
 ]

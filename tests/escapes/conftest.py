@@ -38,6 +38,11 @@ KNOWN_HOLES: dict[str, str] = {
         "as emdash.CapabilityError with the plugin's message (error_to_wire trusts the "
         "class name; _sandboxed passes such names through)"
     ),
+    "forged_limit_error": (
+        "L4: same root cause as forged_error_type: a plugin-defined SubrequestLimitExceeded "
+        "becomes a host SubrequestLimitExceeded (a limit that was never hit, with a message "
+        "that may name another plugin)"
+    ),
     "lone_surrogate_in_source": (
         "host source handling: source that is not valid UTF-8 is reported as PluginError "
         "'failed during load' instead of a CompileError"

@@ -52,7 +52,7 @@ RP_HISTORY = [
 ]
 
 PY_EXCEPTIONS = {"PermissionError", "LookupError", "RuntimeError", "SystemExit", "KeyboardInterrupt"}
-SANDBOX_ERRORS = {"WorkerCrashed", "SandboxViolation", "CpuLimitExceeded"}
+SANDBOX_ERRORS = {"WorkerCrashed", "SandboxViolation", "CpuLimitExceeded", "WallTimeExceeded"}
 
 
 def test_the_classes_are_the_fifteen_of_the_spec() -> None:
