@@ -66,6 +66,7 @@ log = logging.getLogger("emdash.asgi")
 PREFIXES = ("/_emdash/api/plugins/", "/api/plugins/")
 DEFAULT_MAX_BODY = 1024 * 1024
 _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_HEADER_RE = re.compile(r"^[\x20-\x7e]{1,512}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 _ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE"
@@ -163,8 +164,10 @@ class EmDashASGI:
             return
         cache = meta.get("cache_control")
         headers = [_NO_STORE]
-        if public and method in ("GET", "HEAD") and isinstance(cache, str) and cache:
-            headers = [(b"cache-control", cache.encode("latin-1", "replace"))]
+        # The value comes from plugin code: only plain printable ASCII may become a header
+        # (a CR/LF would let a plugin inject headers such as Set-Cookie).
+        if public and method in ("GET", "HEAD") and isinstance(cache, str) and _HEADER_RE.match(cache):
+            headers = [(b"cache-control", cache.encode("ascii"))]
         try:
             await send_json(
                 send, 200, {"success": True, "data": data}, headers=headers, include_body=not head

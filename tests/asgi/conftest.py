@@ -62,6 +62,8 @@ plugin = define_plugin(routes={
     "no-capability": no_capability,
     "cached": RouteConfig(cached, public=True, cache_control="public, max-age=60"),
     "private-cached": RouteConfig(cached, cache_control="public, max-age=60"),
+    "evil-cache": RouteConfig(cached, public=True,
+                              cache_control="max-age=1\\r\\nset-cookie: stolen=1"),
 })
 '''
 

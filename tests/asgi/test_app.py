@@ -123,6 +123,13 @@ def test_cache_control_only_on_public_get(app: EmDashASGI) -> None:
     assert call(app, "GET", f"{API}/probe/private-cached").headers["cache-control"] == NO_STORE
 
 
+def test_a_plugin_cannot_inject_headers_through_cache_control(app: EmDashASGI) -> None:
+    r = call(app, "GET", f"{API}/probe/evil-cache", token=None)
+    assert r.status_code == 200
+    assert r.headers["cache-control"] == NO_STORE
+    assert "set-cookie" not in r.headers
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 
