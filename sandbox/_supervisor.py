@@ -163,14 +163,18 @@ class _CrashTracker:
 class _Worker:
     """The host's handle on one worker process."""
 
-    def __init__(self, proc: ForkedProcess, max_frame_bytes: int, memory_mb: int) -> None:
+    def __init__(
+        self, proc: ForkedProcess, max_frame_bytes: int, memory_mb: int, server_epoch: int
+    ) -> None:
         self.pid = proc.pid
+        self.server_epoch = server_epoch  # which fork server made it
         self.sock = proc.channel
         self.pidfd = proc.pidfd
         self.exit = proc.exit
         self.reader = FrameReader(proc.channel, max_frame_bytes)
         self.max_frame_bytes = max_frame_bytes
         self.memory_mb = memory_mb
+        self.lock = threading.Lock()
         self.killed = False  # the host killed it (deadline, recycling, close)
         self.disposed = False
         self.baseline_rss_kb = 0
@@ -188,8 +192,9 @@ class _Worker:
         """
         if self.reader.has_buffered_bytes():
             return True
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable)
+        poller = select.poll()  # not select(): fds above 1023 are common in busy hosts
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def wait_exited(self, timeout: float) -> bool:
         """True once the process has exited (its pidfd turns readable), within ``timeout``."""
@@ -206,13 +211,18 @@ class _Worker:
         self.sock.sendall(frame, socket.MSG_NOSIGNAL)  # EPIPE, never SIGPIPE, if it died
 
     def kill(self) -> None:
-        """SIGKILL through the pidfd: it names this process, never a recycled pid."""
-        self.killed = True
-        if not self.disposed:
-            try:
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGKILL through the pidfd: it names this process, never a recycled pid.
+
+        Under the lock with :meth:`dispose`: closing ``pidfd`` in one thread while another
+        signals through it could hit a reused descriptor number, i.e. another process.
+        """
+        with self.lock:
+            self.killed = True
+            if not self.disposed:
+                try:
+                    signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def wait_gone(self, timeout: float) -> None:
         """Wait until the process has exited and the fork server has reaped it."""
@@ -221,10 +231,11 @@ class _Worker:
         self.exit.wait(timeout)
 
     def dispose(self) -> None:
-        if not self.disposed:
-            self.disposed = True
-            self.sock.close()
-            os.close(self.pidfd)
+        with self.lock:
+            if not self.disposed:
+                self.disposed = True
+                self.sock.close()
+                os.close(self.pidfd)
 
 
 class WorkerPool:
@@ -349,17 +360,18 @@ class WorkerPool:
                 raise SandboxError(f"timeout_ms must be a positive int, got {timeout_ms!r}")
             if timeout_ms < lim.wall_ms:
                 budget_ms, kind = timeout_ms, "timeout"
-        worker = self._checkout(time.monotonic() + budget_ms / 1000, budget_ms, kind)
+        start = time.monotonic()
         cid = next(self._ids)
         try:
+            # Encoded before a worker is taken: bad arguments cost no worker anything.
             frame = encode_frame(
-                {**fields, "id": cid, "cpu_ms": lim.cpu_ms}, worker.max_frame_bytes
+                {**fields, "id": cid, "cpu_ms": lim.cpu_ms}, self._sup.max_frame_bytes
             )
         except (TypeError, FrameTooLarge) as exc:
-            self._checkin(worker)
             raise SandboxError(
                 f"the arguments for {self.key} cannot be sent to the sandbox: {exc}"
             ) from None
+        worker = self._checkout(start + budget_ms / 1000, budget_ms, kind)
         # The deadline starts once a worker is ready: starting one is not the call's time.
         deadline = time.monotonic() + budget_ms / 1000
         try:
@@ -378,7 +390,7 @@ class WorkerPool:
         assert isinstance(outcome, ErrorFrame)
         if outcome.kind == "memory":
             self._discard(worker, kill=True, crash=False)
-            raise self._memory_error(lim.memory_mb)
+            raise self._memory_error(worker.memory_mb)
         self._release(worker, outcome.rss_kb, lim)
         raise self._error_from_frame(outcome, lim.memory_mb)
 
@@ -519,7 +531,9 @@ class WorkerPool:
         if worker.killed:
             return SandboxUnavailableError(self._closed_reason or f"{who} was stopped"), False
         if not box.is_set() or not box.known:
-            return WorkerCrashed(f"{who} died; its exit status is unknown"), True
+            # The fork server went away (its workers die with it). That crash is counted
+            # once, by the supervisor, when it starts a new fork server.
+            return WorkerCrashed(f"{who} died with the fork server"), False
         if box.signal == signal.SIGPROF:
             return self._cpu_error(cpu_limit_ms), False
         if box.code == EXIT_MEMORY:
@@ -555,17 +569,23 @@ class WorkerPool:
     def _checkout(self, deadline: float, budget_ms: int, kind: str) -> _Worker:
         while True:
             dead: list[_Worker] = []
+            stale: list[_Worker] = []
             spawn = False
             with self._cond:
                 if self._closed_reason is not None:
                     raise SandboxUnavailableError(self._closed_reason)
                 while self._idle:
                     worker = self._idle.pop()
-                    if worker.usable() and not worker.has_stray_input():
+                    if worker.server_epoch != self._sup.epoch:
+                        # Made by a fork server that has been replaced (and died, taking
+                        # its workers along): stale, whatever its socket says yet.
+                        stale.append(worker)
+                    elif worker.usable() and not worker.has_stray_input():
                         self._busy.add(worker)
                         return worker
-                    dead.append(worker)
-                if not dead:
+                    else:
+                        dead.append(worker)
+                if not dead and not stale:
                     size = len(self._busy) + self._starting
                     blocked = self._crashes.blocked(time.monotonic(), self.key)
                     if size < self.pool_size and blocked is None:
@@ -580,6 +600,9 @@ class WorkerPool:
                             raise self._wall_error(budget_ms, kind)
                         self._cond.wait(remaining)
                         continue
+            for worker in stale:
+                # The fork server's death was counted by the supervisor, not here.
+                self._discard(worker, kill=True, crash=False)
             for worker in dead:
                 if worker.wait_exited(0.2):
                     # Died while idle: a crash unless a limit or the host did it.
@@ -607,7 +630,8 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         """Fork a worker, wait until it is confined, load the bundle (and run init)."""
         lim = self.limits
-        worker = _Worker(self._sup._fork(lim.memory_mb), self._sup.max_frame_bytes, lim.memory_mb)
+        proc, server_epoch = self._sup._fork(lim.memory_mb)
+        worker = _Worker(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch)
         try:
             ready = parse_worker_frame(
                 worker.reader.read(time.monotonic() + _SPAWN_TIMEOUT_S),
@@ -757,6 +781,7 @@ class Supervisor:
         self._lock = threading.RLock()
         self._client: ForkServerClient | None = None
         self._server_crashes = self._new_crash_tracker()
+        self._epoch = 0  # bumps with every fork server start
         self._pools: dict[str, WorkerPool] = {}
         self._closed = False
 
@@ -791,6 +816,11 @@ class Supervisor:
         """True while the fork server runs and the supervisor is open."""
         with self._lock:
             return not self._closed and self._client is not None and self._client.is_alive()
+
+    @property
+    def epoch(self) -> int:
+        """Bumps every time a fork server starts; workers of an older one are stale."""
+        return self._epoch
 
     @property
     def server_pid(self) -> int | None:
@@ -874,14 +904,14 @@ class Supervisor:
             pass
         return _default_host_error(exc)
 
-    def _ensure_server(self) -> ForkServerClient:
+    def _ensure_server(self) -> tuple[ForkServerClient, int]:
         from ._availability import is_available
 
         with self._lock:
             if self._closed:
                 raise SandboxUnavailableError("the sandbox supervisor is closed")
             if self._client is not None and self._client.is_alive():
-                return self._client
+                return self._client, self._epoch
             now = time.monotonic()
             if self._client is not None:
                 # The fork server died under us (its workers died with it).
@@ -895,17 +925,20 @@ class Supervisor:
             if not availability.ok:
                 raise SandboxNotAvailableError(availability.reason)
             self._client = ForkServerClient(self._config, start_timeout=self._start_timeout_s)
-            return self._client
+            self._epoch += 1
+            return self._client, self._epoch
 
-    def _fork(self, memory_mb: int) -> ForkedProcess:
-        client = self._ensure_server()
+    def _fork(self, memory_mb: int) -> tuple[ForkedProcess, int]:
+        """A new worker and the epoch of the fork server that made it."""
+        client, epoch = self._ensure_server()
         try:
-            return client.fork(memory_mb)
+            return client.fork(memory_mb), epoch
         except WorkerCrashed:
             if client.is_alive():
                 raise
         # The fork server died while we asked: one fresh attempt with a new one.
-        return self._ensure_server().fork(memory_mb)
+        client, epoch = self._ensure_server()
+        return client.fork(memory_mb), epoch
 
     def _forget(self, pool: WorkerPool) -> None:
         with self._lock:

@@ -374,7 +374,7 @@ def test_backoff_after_a_crash(make_supervisor: Any, sb: SimpleNamespace) -> Non
 def test_the_fork_server_is_restarted_when_it_dies(make_supervisor: Any, sb: SimpleNamespace) -> None:
     sup = make_supervisor()
     pool = sup.load("phoenix", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
-    old_server = sup.server_pid
+    old_server, old_epoch = sup.server_pid, sup.epoch
     (worker,) = pool.worker_pids()
     assert old_server is not None
     os.kill(old_server, signal.SIGKILL)
@@ -385,4 +385,24 @@ def test_the_fork_server_is_restarted_when_it_dies(make_supervisor: Any, sb: Sim
     assert not sup.is_healthy()
     assert pool.call("sbtest:echo", ["back"], on_host_call=sb.no_host_calls).value == "back"
     assert sup.is_healthy() and sup.server_pid != old_server
+    assert sup.epoch == old_epoch + 1
     assert worker not in pool.worker_pids()
+    assert pool.is_healthy()  # the fork server's death is not held against the pool
+
+
+def test_workers_of_a_replaced_fork_server_are_stale(make_supervisor: Any, sb: SimpleNamespace) -> None:
+    sup = make_supervisor()
+    first = sup.load("first", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
+    second = sup.load("second", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
+    old_server, epoch = sup.server_pid, first.epoch
+    assert old_server is not None
+    os.kill(old_server, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while sup.is_healthy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # the second pool's call starts the new fork server...
+    assert second.call("sbtest:echo", [2], on_host_call=sb.no_host_calls).value == 2
+    # ...and the first pool's idle worker, from the old one, is replaced as stale
+    assert first.call("sbtest:echo", [1], on_host_call=sb.no_host_calls).value == 1
+    assert first.epoch == epoch + 1
+    assert first.is_healthy() and second.is_healthy()
