@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import copy
 import inspect
 import logging
 import threading
@@ -43,6 +44,8 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ._bridge_budget import CallBudget
 from ._context import make_context
@@ -130,7 +133,7 @@ class NativePluginHost:
         config = self.definition.hooks.get(name)
         if config is None:
             return InvokeResult(None)
-        return self._run(config.handler, event, f"hook:{name}", timeout_ms)
+        return self._run(config.handler, _detached(event), f"hook:{name}", timeout_ms)
 
     def invoke_route(
         self, name: str, route_ctx: dict[str, Any], *, timeout_ms: int | None = None
@@ -288,6 +291,20 @@ class NativePluginHost:
             "refused and its writes rolled back. Raise the hook's timeout_ms if it needs longer.",
             plugin_id=self.plugin_id,
         )
+
+
+def _detached(event: Any) -> Any:
+    """A deep copy of a hook event, as a sandboxed plugin would receive it.
+
+    A sandboxed handler gets the event through JSON, so mutating it in place changes
+    nothing on the host: only what it returns counts. Native handlers get a copy too, so
+    the same plugin behaves the same in both modes (and one plugin cannot tamper with the
+    objects later handlers or the caller still hold).
+    """
+    try:
+        return orjson.loads(orjson.dumps(event))
+    except TypeError:  # a host passed non-JSON values (datetime...): keep them, still copied
+        return copy.deepcopy(event)
 
 
 def _call_plugin(
