@@ -551,6 +551,10 @@ class ForkServerClient:
             self._on_lost()
 
     def _on_forked(self, msg: dict[str, Any], fds: list[int]) -> None:
+        # The exit box is registered here, in the reader thread, before the next frame is
+        # read. The fork server can only report this pid's exit after this frame, and the
+        # pid cannot be reused before that report (the fork server reaps it first), so the
+        # report always finds the right box.
         pid = msg.get("pid")
         channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fds[0])
         box = ExitBox()
@@ -559,7 +563,8 @@ class ForkServerClient:
             if type(pid) is int:
                 self._exits[pid] = box
         if wait is None or type(pid) is not int:
-            # Nobody waits any more (the request timed out): this worker must not live.
+            # Nobody waits any more (the request timed out): this worker must not live,
+            # and the pidfd makes sure the signal reaches this process and no other.
             _pidfd_kill(fds[1])
             channel.close()
             os.close(fds[1])
@@ -568,6 +573,8 @@ class ForkServerClient:
         wait.event.set()
 
     def _on_lost(self) -> None:
+        # The fork server is gone, and its workers with it (PDEATHSIG): nobody will report
+        # their exits, so every waiter is released now with "unknown".
         with self._lock:
             self._lost = True
             pending, self._pending = self._pending, {}

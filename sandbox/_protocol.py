@@ -248,6 +248,8 @@ def parse_worker_frame(obj: Any, *, expect_id: int | None, allowed: frozenset[st
     ``allowed`` is the set of ``op`` values valid in the current state, ``expect_id`` the id
     of the operation in flight (frames for any other id are forged or late, and refused).
     """
+    # `type(x) is T`, never isinstance: after JSON decoding there are no subclasses, and
+    # `bool` (a subclass of int) must not pass for an id or a size.
     if type(obj) is not dict:
         raise ProtocolError("frame is not a JSON object")
     op = obj.get("op")
@@ -260,6 +262,8 @@ def parse_worker_frame(obj: Any, *, expect_id: int | None, allowed: frozenset[st
         shape = _ERROR_SHAPES[kind]
     else:
         shape = _SHAPES[op]
+    # Exact key sets: an extra key is not ignored, because a worker that sends fields the
+    # protocol does not have is not running our serve loop any more.
     if set(obj) != shape:
         raise ProtocolError(f"{op} frame has keys {sorted(obj)}, expected {sorted(shape)}")
     if "id" in shape and (type(obj["id"]) is not int or obj["id"] != expect_id):
@@ -295,6 +299,8 @@ def _error_frame(obj: dict[str, Any], cpu_ms: float, rss_kb: int) -> ErrorFrame:
             if type(text) is str and len(text) > cap:
                 # Keep the end of a traceback (where the error is), the start of a message.
                 data[key] = text[-cap:] if key == "traceback" else text[:cap]
+        # Only type/message/traceback are checked here; the host application decides which
+        # other fields and which type names it recognises (RemoteError.data stays hostile).
         if type(data.get("type")) is not str:
             raise ProtocolError("remote error type must be a string")
         message = data.get("message", "")

@@ -415,6 +415,8 @@ class WorkerPool:
         try:
             worker.send(frame, deadline)
             while True:
+                # `allowed` is the state machine: during a load only loaded/error are valid,
+                # during a call host_call/result/error; a ready frame now is a forgery.
                 msg = parse_worker_frame(
                     worker.reader.read(deadline), expect_id=cid, allowed=allowed
                 )
@@ -444,6 +446,9 @@ class WorkerPool:
         self, cid: int, call: HostCallFrame, on_host_call: OnHostCall | None, max_bytes: int
     ) -> bytes:
         """The frame answering one host call (the host application's code runs here)."""
+        # Exceptions from the host application become a JSON error for the worker (it raises
+        # them inside the sandboxed code, which may catch them); BaseException subclasses
+        # (KeyboardInterrupt, SystemExit) are not the plugin's business and propagate.
         if on_host_call is None:
             error: dict[str, Any] = {
                 "type": "SandboxViolation",
@@ -586,12 +591,16 @@ class WorkerPool:
                     else:
                         dead.append(worker)
                 if not dead and not stale:
+                    # Grow lazily, one worker per concurrent caller, up to pool_size; after
+                    # a crash no new worker starts until the backoff allows it.
                     size = len(self._busy) + self._starting
                     blocked = self._crashes.blocked(time.monotonic(), self.key)
                     if size < self.pool_size and blocked is None:
                         self._starting += 1
                         spawn = True
                     elif size == 0:
+                        # Nothing running and nothing may start: fail now (EmDash's runner
+                        # did the same after its restart loop gave up), not at the deadline.
                         raise SandboxUnavailableError(blocked or f"no worker for {self.key}")
                     else:
                         remaining = deadline - time.monotonic()
@@ -649,6 +658,8 @@ class WorkerPool:
                 f"the sandbox worker for {self.key} broke the protocol ({exc}); it was killed"
             ) from None
         assert isinstance(ready, ReadyFrame)
+        # Sent before any code from the bundle existed in the worker, so these two values
+        # can be believed: the RSS baseline for the recycle check, and what confinement got.
         worker.baseline_rss_kb = ready.rss_kb
         worker.confinement = ready.confinement
         cid = next(self._ids)
@@ -676,6 +687,8 @@ class WorkerPool:
 
     def _release(self, worker: _Worker, rss_kb: int, lim: SandboxLimits) -> None:
         """Back to the pool after a call, unless the call left it bloated."""
+        # rss_kb is the worker's own report: a lying worker only keeps its own bloated
+        # process (RLIMIT_AS still bounds it); nothing here is a security decision.
         if rss_kb - worker.baseline_rss_kb > lim.memory_mb * 1024 * RSS_RECYCLE_FRACTION:
             self._discard(worker, kill=True, crash=False)
         else:
@@ -692,6 +705,8 @@ class WorkerPool:
 
     def _discard(self, worker: _Worker, *, kill: bool, crash: bool) -> None:
         """Retire a worker for good (waiting until a killed one is really gone)."""
+        # Waiting for the fork server's exit report means the process is dead *and* reaped
+        # when this returns: a caller that got WallTimeExceeded can rely on it.
         if kill and not worker.disposed:
             worker.kill()
             worker.wait_gone(_DEATH_REPORT_TIMEOUT_S)
