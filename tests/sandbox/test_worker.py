@@ -226,15 +226,18 @@ def test_results_are_plain_json(pool: WorkerPool, sb: SimpleNamespace) -> None:
 def test_compile_errors_propagate_from_load(supervisor: Supervisor, sb: SimpleNamespace) -> None:
     with pytest.raises(CompileError) as info:
         supervisor.load("worker:bad", {"plugin.py": "x = _y\ndef f(:\n"}, "plugin.py", limits=sb.LIMITS)
-    assert info.value.errors == ["plugin.py:2: SyntaxError: invalid syntax"] or info.value.errors
-    assert str(info.value).startswith("The plugin source was refused (")
-    assert all(e.startswith("plugin.py:") for e in info.value.errors)
+    # compiled in the worker; the language layer's error crosses the boundary intact
+    assert info.value.errors == ["plugin.py:2: SyntaxError: invalid syntax"]
+    assert str(info.value) == (
+        "The plugin source was refused (1 problem); fix them and load the plugin again:\n"
+        "  plugin.py:2: SyntaxError: invalid syntax"
+    )
 
 
 def test_refused_import_at_load_is_a_violation(supervisor: Supervisor, sb: SimpleNamespace) -> None:
     with pytest.raises(SandboxViolation) as info:
         supervisor.load("worker:os", {"plugin.py": "import os\n"}, "plugin.py", limits=sb.LIMITS)
-    assert "os" in str(info.value)
+    assert str(info.value).startswith('Import of "os" is not allowed in sandboxed plugins.')
 
 
 def test_module_code_that_raises_fails_the_load(supervisor: Supervisor, sb: SimpleNamespace) -> None:
