@@ -109,7 +109,8 @@ def runtime(sandboxed: bool, pool_size: int = 1) -> Iterator[emdash.Runtime]:
 def fork_server_children() -> list[int]:
     """Pids of the sandbox workers: children of this process's fork server(s)."""
     me = os.getpid()
-    servers, by_parent = [], {}
+    servers: list[int] = []
+    by_parent: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -208,6 +209,16 @@ def idle_uss(n: int) -> list[float]:
         return [uss_kb(pid) / 1024 for pid in fork_server_children()]
 
 
+def _sample_cpu(pids: list[int], seen: dict[int, int], stop: threading.Event) -> None:
+    """Keep the last schedstat value of each pid (readable until the process is reaped)."""
+    while not stop.is_set():
+        for pid in pids:
+            value = cpu_ns(pid)
+            if value is not None:
+                seen[pid] = value
+        time.sleep(0.0002)
+
+
 def cpu_overshoot(n: int) -> list[float]:
     """CPU the worker really used past its 50 ms budget, per kill (ms)."""
     limits = {"cpu_ms": 50, "memory_mb": 64, "wall_ms": 10_000, "subrequests": 10}
@@ -217,20 +228,10 @@ def cpu_overshoot(n: int) -> list[float]:
         for _ in range(n):
             rt.invoke_route("spin", "ping", input={})  # make sure a fresh worker is up
             workers = fork_server_children()
+            before = {pid: cpu_ns(pid) or 0 for pid in workers}
             last: dict[int, int] = {}
             stop = threading.Event()
-
-            def sample(pids: list[int] = workers, seen: dict[int, int] = last) -> None:
-                # schedstat of a process can be read until it is reaped; keep the last value.
-                while not stop.is_set():
-                    for pid in pids:
-                        value = cpu_ns(pid)
-                        if value is not None:
-                            seen[pid] = value
-                    time.sleep(0.0002)
-
-            before = {pid: cpu_ns(pid) or 0 for pid in workers}
-            sampler = threading.Thread(target=sample, daemon=True)
+            sampler = threading.Thread(target=_sample_cpu, args=(workers, last, stop), daemon=True)
             sampler.start()
             try:
                 rt.invoke_route("spin", "spin", input={})
@@ -243,6 +244,12 @@ def cpu_overshoot(n: int) -> list[float]:
     return overshoot
 
 
+def _hammer(rt: emdash.Runtime, deadline: float, counts: list[int], slot: int) -> None:
+    while time.perf_counter() < deadline:
+        rt.run_hook("content:afterSave", EVENT)
+        counts[slot] += 1
+
+
 def throughput(seconds: float) -> tuple[float, float]:
     out = []
     for sandboxed in (True, False):
@@ -250,13 +257,9 @@ def throughput(seconds: float) -> tuple[float, float]:
             timed(lambda: rt.run_hook("content:afterSave", EVENT), 200)
             counts = [0, 0]
             deadline = time.perf_counter() + seconds
-
-            def worker(slot: int) -> None:
-                while time.perf_counter() < deadline:
-                    rt.run_hook("content:afterSave", EVENT)
-                    counts[slot] += 1
-
-            threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+            threads = [
+                threading.Thread(target=_hammer, args=(rt, deadline, counts, i)) for i in range(2)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
