@@ -36,7 +36,7 @@ import types
 import unicodedata
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn, cast
 
 from RestrictedPython.transformer import ALLOWED_FUNC_NAMES, INSPECT_ATTRIBUTES
 
@@ -159,6 +159,7 @@ _OPAQUE_TYPES: tuple[tuple[type, str], ...] = (
 _OPAQUE_BASES = tuple(base for base, _ in _OPAQUE_TYPES)
 
 _ABC_REGISTER = abc.ABCMeta.register
+_MethodType = types.MethodType
 
 # Generators, coroutines and async generators: only the public protocol methods. Their other
 # attributes (gi_frame, gi_code, gi_yieldfrom, cr_await...) lead to frames (CVE-2023-37271).
@@ -187,55 +188,127 @@ def check_attribute_name(name: object) -> str:
     return name
 
 
-def guarded_getattr(obj: object, name: object) -> Any:
-    """``_getattr_``: every ``obj.name`` read in sandboxed code, and ``getattr()``."""
-    name = check_attribute_name(name)
-    kind = type(obj)
-    # Objects whose public names the plugin chose itself (its instances, its modules) or we
-    # curated (facades) may use names that look like internals, e.g. a helper "f_total".
-    plugin_instance = type(kind) is PluginClass
-    own_namespace = plugin_instance or kind is PluginModule or isinstance(obj, Facade)
+class _KindPolicy(NamedTuple):
+    """What ``_getattr_`` needs to know about a type; computed once per type."""
 
-    if name in _INTERNAL_NAMES or (name.startswith(_INTERNAL_PREFIXES) and not own_namespace):
+    plugin_instance: bool  # an instance of a plugin-defined class
+    own_namespace: bool  # names chosen by the plugin (instances, modules) or curated by us (facades)
+    opaque: str | None  # label if every attribute is off limits
+    generator: bool
+    exception: bool
+    formatter_class: bool  # instances are classes (may be string.Formatter subclasses)
+    special: bool  # any of the type-specific rules may apply
+
+
+# Both caches are bounded: names come from plugin code (getattr with run-time strings) and
+# plugin classes are created at run time; neither may grow without limit or pin objects.
+_CACHE_LIMIT = 4096
+_KIND_POLICIES: dict[type, _KindPolicy] = {}
+_NAME_FLAGS: dict[str, int] = {}
+
+_PRIVATE, _INTERNAL, _INTERNAL_PREFIX, _FORMAT, _MRO, _EXCEPTION_LINK = 1, 2, 4, 8, 16, 32
+
+
+def _kind_policy(kind: type) -> _KindPolicy:
+    plugin_instance = type(kind) is PluginClass
+    own_namespace = plugin_instance or kind is PluginModule or issubclass(kind, Facade)
+    opaque = None
+    if not own_namespace and issubclass(kind, _OPAQUE_BASES):
+        opaque = next(label for base, label in _OPAQUE_TYPES if issubclass(kind, base))
+    generator = not own_namespace and issubclass(kind, _GENERATOR_TYPES)
+    exception = issubclass(kind, BaseException)
+    formatter_class = not own_namespace and issubclass(kind, type)
+    policy = _KindPolicy(
+        plugin_instance=plugin_instance,
+        own_namespace=own_namespace,
+        opaque=opaque,
+        generator=generator,
+        exception=exception,
+        formatter_class=formatter_class,
+        special=opaque is not None or generator or exception or formatter_class,
+    )
+    if len(_KIND_POLICIES) >= _CACHE_LIMIT:
+        _KIND_POLICIES.clear()
+    _KIND_POLICIES[kind] = policy
+    return policy
+
+
+def _name_flags(name: str) -> int:
+    flags = 0
+    if _is_private(name):
+        flags |= _PRIVATE
+    if name in _INTERNAL_NAMES:
+        flags |= _INTERNAL
+    if name.startswith(_INTERNAL_PREFIXES):
+        flags |= _INTERNAL_PREFIX
+    if name in ("format", "format_map"):
+        flags |= _FORMAT
+    if name == "mro":
+        flags |= _MRO
+    if name in ("obj", "path"):
+        flags |= _EXCEPTION_LINK
+    if len(_NAME_FLAGS) >= _CACHE_LIMIT:
+        _NAME_FLAGS.clear()
+    _NAME_FLAGS[name] = flags
+    return flags
+
+
+def _check_special(obj: object, name: str, flags: int, policy: _KindPolicy) -> None:
+    """The rules that depend on the name's flags or on the object's type (slow path)."""
+    if flags & _INTERNAL or (flags & _INTERNAL_PREFIX and not policy.own_namespace):
         _deny_attribute(name, "frame, code and generator internals are off limits")
-    if name in ("format", "format_map") and not own_namespace:
+    if flags & _FORMAT and not policy.own_namespace:
         # str.format resolves "{0.__class__.__init__.__globals__}" in C, past every guard.
         # Refused on every object, not only str instances: the str class, unbound methods,
         # subclasses all lead to the same C code, and nothing else reachable needs it.
         _deny_attribute(name, "format strings can reach private attributes; use f-strings or %")
-    if name == "mro" and not plugin_instance:
+    if flags & _MRO and not policy.plugin_instance:
         # type.mro() lists every base up to object (018).
         _deny_attribute(name, "class internals are off limits")
-
-    if not own_namespace:
-        if issubclass(kind, _OPAQUE_BASES):
-            label = next(label for base, label in _OPAQUE_TYPES if issubclass(kind, base))
-            _deny_attribute(name, f"attributes of {label} objects are off limits")
-        if issubclass(kind, _GENERATOR_TYPES) and name not in _GENERATOR_METHODS:
-            _deny_attribute(name, "generator internals are off limits")
-        if isinstance(obj, type) and issubclass(obj, string.Formatter):
-            _deny_attribute(name, "attributes of string.Formatter are off limits")
-    if issubclass(kind, BaseException) and (name == "obj" or (name == "path" and not plugin_instance)):
+    if policy.opaque is not None:
+        _deny_attribute(name, f"attributes of {policy.opaque} objects are off limits")
+    if policy.generator and name not in _GENERATOR_METHODS:
+        _deny_attribute(name, "generator internals are off limits")
+    if policy.formatter_class and issubclass(obj, string.Formatter):  # type: ignore[arg-type]
+        _deny_attribute(name, "attributes of string.Formatter are off limits")
+    if policy.exception and flags & _EXCEPTION_LINK and (name == "obj" or not policy.plugin_instance):
         # AttributeError.obj is the object whose lookup failed: for a delegating proxy, the
         # hidden target (054). CPython sets it on plugin-defined AttributeError subclasses
         # too, so it is refused for every exception. ImportError.path is a host file path.
         _deny_attribute(name, "exceptions do not expose the objects they refer to")
 
+
+def guarded_getattr(obj: object, name: object) -> Any:
+    """``_getattr_``: every ``obj.name`` read in sandboxed code, and ``getattr()``."""
+    if type(name) is not str:
+        check_attribute_name(name)  # raises: a str subclass could lie to every check (019)
+    attr = cast(str, name)
+    flags = _NAME_FLAGS.get(attr)
+    if flags is None:
+        flags = _name_flags(attr)
+    if flags & _PRIVATE:
+        _deny_attribute(attr, 'names starting with "_" are private')
+    kind = type(obj)
+    policy = _KIND_POLICIES.get(kind) or _kind_policy(kind)
+    # Fast path: an ordinary name on an ordinary object needs no further rule.
+    if flags or policy.special:
+        _check_special(obj, attr, flags, policy)
+
     try:
-        value = getattr(obj, name)
+        value = getattr(obj, attr)
     except AttributeError:
         pass
     else:
         # Checked on the *result* because typing aliases forward unknown attributes to their
         # origin class: typing.Mapping.register is collections.abc.Mapping.register.
-        if type(value) is types.MethodType and value.__func__ is _ABC_REGISTER:
+        if type(value) is _MethodType and value.__func__ is _ABC_REGISTER:
             # Registering a virtual subclass changes isinstance(x, Mapping) & co. for every
             # caller in the process, including host code that validates plugin values.
-            _deny_attribute(name, "registering virtual subclasses changes isinstance() process-wide")
+            _deny_attribute(attr, "registering virtual subclasses changes isinstance() process-wide")
         return value
     # Raised after the except block, so the new error has no __context__ either: the
     # original AttributeError carries .obj, the very object being looked into.
-    raise AttributeError(f"{_describe(obj)} has no attribute {_quote(name)}")
+    raise AttributeError(f"{_describe(obj)} has no attribute {_quote(attr)}")
 
 
 _MISSING = object()
@@ -317,9 +390,15 @@ def guarded_write(obj: object) -> Any:
 # --------------------------------------------------------------------------------------
 
 
+_PLAIN_CONTAINERS = frozenset({dict, list, tuple, str, set, frozenset, range, bytes})
+
+
 def _refuse_namespace(obj: object, action: str) -> None:
     # Modules and facades are namespaces, not containers; refusing them here gives a clear
     # message instead of a TypeError and keeps working should one ever become iterable.
+    kind = type(obj)
+    if kind in _PLAIN_CONTAINERS:
+        return  # the common case, decided without walking the MRO
     if isinstance(obj, (types.ModuleType, Facade)):
         raise SandboxViolation(f"{action} {_describe(obj)} is not allowed in sandboxed plugins")
 
