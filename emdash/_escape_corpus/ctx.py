@@ -439,4 +439,20 @@ PAYLOADS: list[Payload] = [
         capabilities=("media:write",),
         **_SCOPED,
     ),
+    P(
+        "ssrf_loopback_in_hook",
+        "ctx.http.fetch of the loopback canary from a content:afterSave handler",
+        "own variant of 081 (hooks, not routes)",
+        """
+        def handler(event, ctx):
+            r = ctx.http.fetch("http://127.0.0.1:@@CANARY_PORT@@/ssrf-hook")
+            return "OK " + str(r.status)
+        """,
+        "runtime_denied",
+        "HttpAccessError",
+        message=_BLOCKED,
+        hook="content:afterSave",
+        capabilities=("content:read", "network:request"),
+        allowed_hosts=("*",),
+    ),
 ]

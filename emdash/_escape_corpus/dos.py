@@ -359,4 +359,19 @@ PAYLOADS: list[Payload] = [
         message=("the result is too large",),
         limits=_ROOMY,
     ),
+    P(
+        "busy_loop_in_hook",
+        "while True: pass in a content:afterSave handler",
+        "own variant of 107 (hooks, not routes)",
+        """
+        def handler(event, ctx):
+            while True:
+                pass
+        """,
+        "contained",
+        "CpuLimitExceeded",
+        message=("Plugin {pid} exceeded CPU limit of 50ms during hook:content:afterSave",),
+        hook="content:afterSave",
+        capabilities=("content:read",),
+    ),
 ]

@@ -251,4 +251,17 @@ PAYLOADS: list[Payload] = [
         "runtime_denied",
         "SandboxViolation",
     ),
+    P(
+        "str_format_traversal_in_hook",
+        "'{0.__class__}'.format(event) in a content:afterSave handler",
+        "own variant of 030 (hooks, not routes)",
+        """
+        def handler(event, ctx):
+            return "OK " + "{0.__class__.__mro__}".format(event)
+        """,
+        "runtime_denied",
+        "SandboxViolation",
+        hook="content:afterSave",
+        capabilities=("content:read",),
+    ),
 ]

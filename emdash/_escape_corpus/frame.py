@@ -228,4 +228,18 @@ PAYLOADS: list[Payload] = [
         "compile_error",
         "CompileError",
     ),
+    P(
+        "gi_frame_via_getattr_in_hook",
+        "getattr(gen, 'gi_frame') in a content:afterSave handler",
+        "own variant of 024 (hooks, not routes)",
+        """
+        def handler(event, ctx):
+            g = (x for x in [1])
+            return "OK " + repr(getattr(g, "gi_frame"))
+        """,
+        "runtime_denied",
+        "SandboxViolation",
+        hook="content:afterSave",
+        capabilities=("content:read",),
+    ),
 ]

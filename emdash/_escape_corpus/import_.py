@@ -214,4 +214,19 @@ PAYLOADS: list[Payload] = [
         "compile_error",
         "CompileError",
     ),
+    P(
+        "import_os_in_hook",
+        "import os in a content:afterSave handler run through rt.run_hook (the pipeline path)",
+        "own variant of 001 (hooks, not routes)",
+        """
+        def handler(event, ctx):
+            import os
+            return "OK import os in a hook: " + repr(os)
+        """,
+        "runtime_denied",
+        "SandboxViolation",
+        message=("Plugin {pid} was refused during {op}",),
+        hook="content:afterSave",
+        capabilities=("content:read",),
+    ),
 ]
