@@ -16,6 +16,7 @@ from ._email import ConsoleEmailProvider as ConsoleEmailProvider
 from ._errors import BridgeError as BridgeError
 from ._errors import CapabilityError as CapabilityError
 from ._errors import CompileError as CompileError
+from ._errors import ConfigError as ConfigError
 from ._errors import CpuLimitExceeded as CpuLimitExceeded
 from ._errors import EmailError as EmailError
 from ._errors import EmailNotConfiguredError as EmailNotConfiguredError
@@ -57,6 +58,7 @@ __all__ = [
     "CapabilityError",
     "CommentRejectedError",
     "CompileError",
+    "ConfigError",
     "ConsoleEmailProvider",
     "CpuLimitExceeded",
     "CronScheduleError",

@@ -38,7 +38,7 @@ import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._descriptor import Limits, PluginDescriptor
-from ._errors import EmDashError
+from ._errors import ConfigError, EmDashError
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -58,10 +58,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_NAME = "emdash.toml"
-
-
-class ConfigError(EmDashError):
-    """The site configuration file is missing, unreadable or invalid."""
 
 
 class _Strict(BaseModel):

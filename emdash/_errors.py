@@ -7,6 +7,7 @@ against EmDash keep working.
 
     EmDashError
     ├── ManifestError            a descriptor / plugin definition is invalid
+    ├── ConfigError              the site config file (emdash.toml) is invalid
     ├── CapabilityError          "Missing capability: <cap>"
     ├── StorageQueryError        query on a non-indexed field, bad filter...
     ├── InvalidCursorError       "Invalid pagination cursor: ..."
@@ -44,6 +45,7 @@ __all__ = [
     "BridgeError",
     "CapabilityError",
     "CompileError",
+    "ConfigError",
     "CpuLimitExceeded",
     "EmDashError",
     "EmailError",
@@ -83,6 +85,10 @@ class EmDashError(Exception):
 
 class ManifestError(EmDashError):
     """A plugin descriptor or definition is invalid. The message lists what to fix."""
+
+
+class ConfigError(EmDashError):
+    """The site configuration file (emdash.toml) is missing, unreadable or invalid."""
 
 
 class CapabilityError(EmDashError):
