@@ -81,25 +81,68 @@ def json_members() -> dict[str, object]:
     return {"dumps": _json_dumps, "loads": _json_loads, "JSONDecodeError": json.JSONDecodeError}
 
 
+def _flags(flags: int) -> int:
+    # re.DEBUG makes the compiler print the parsed pattern to sys.stdout: output a plugin
+    # must not produce (in a worker, stdout is closed; in-process, it is the host's).
+    if flags & re.DEBUG:
+        raise ValueError("re.DEBUG is not available in sandboxed plugins")
+    return flags
+
+
+def _re_compile(pattern: Any, flags: int = 0) -> re.Pattern[Any]:
+    return re.compile(pattern, _flags(flags))
+
+
+def _re_search(pattern: Any, string: Any, flags: int = 0) -> re.Match[Any] | None:
+    return re.search(pattern, string, _flags(flags))
+
+
+def _re_match(pattern: Any, string: Any, flags: int = 0) -> re.Match[Any] | None:
+    return re.match(pattern, string, _flags(flags))
+
+
+def _re_fullmatch(pattern: Any, string: Any, flags: int = 0) -> re.Match[Any] | None:
+    return re.fullmatch(pattern, string, _flags(flags))
+
+
+def _re_split(pattern: Any, string: Any, maxsplit: int = 0, flags: int = 0) -> list[Any]:
+    return re.split(pattern, string, maxsplit=maxsplit, flags=_flags(flags))
+
+
+def _re_findall(pattern: Any, string: Any, flags: int = 0) -> list[Any]:
+    return re.findall(pattern, string, _flags(flags))
+
+
+def _re_finditer(pattern: Any, string: Any, flags: int = 0) -> Any:
+    return re.finditer(pattern, string, _flags(flags))
+
+
+def _re_sub(pattern: Any, repl: Any, string: Any, count: int = 0, flags: int = 0) -> Any:
+    return re.sub(pattern, repl, string, count=count, flags=_flags(flags))
+
+
+def _re_subn(pattern: Any, repl: Any, string: Any, count: int = 0, flags: int = 0) -> Any:
+    return re.subn(pattern, repl, string, count=count, flags=_flags(flags))
+
+
+_RE_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "compile": _re_compile,
+    "search": _re_search,
+    "match": _re_match,
+    "fullmatch": _re_fullmatch,
+    "split": _re_split,
+    "findall": _re_findall,
+    "finditer": _re_finditer,
+    "sub": _re_sub,
+    "subn": _re_subn,
+}
+for _name, _function in _RE_FUNCTIONS.items():
+    _function.__name__ = _function.__qualname__ = _name
+
+
 def re_members() -> dict[str, object]:
-    members: dict[str, object] = {
-        name: getattr(re, name)
-        for name in (
-            "compile",
-            "search",
-            "match",
-            "fullmatch",
-            "split",
-            "findall",
-            "finditer",
-            "sub",
-            "subn",
-            "escape",
-            "error",
-            "Pattern",
-            "Match",
-        )
-    }
+    members: dict[str, object] = dict(_RE_FUNCTIONS)
+    members.update({name: getattr(re, name) for name in ("escape", "error", "Pattern", "Match")})
     # int(), not the RegexFlag enum member itself (see the module docstring).
     for flag in ("ASCII", "IGNORECASE", "MULTILINE", "DOTALL", "VERBOSE", "UNICODE"):
         members[flag] = int(getattr(re, flag))

@@ -540,3 +540,22 @@ def test_generator_finally_runs_after_return_but_stays_under_the_guards() -> Non
     assert module.log == []
     gc.collect()
     assert module.log == [private("__class__")]
+
+
+def test_guard_caches_stay_bounded() -> None:
+    # Names come from run-time strings and classes are created at run time: the verdict
+    # caches must not grow without limit (or keep every plugin class alive).
+    import sandbox._guards as guards
+
+    module = run(
+        "class A:\n    pass\n"
+        "a = A()\n"
+        "for i in range(5000):\n    getattr(a, 'n' + str(i), None)\n"
+        "classes = []\n"
+        "for i in range(5000):\n"
+        "    class B:\n        pass\n"
+        "    getattr(B(), 'x', None)\n"
+    )
+    assert module.a is not None
+    assert len(guards._NAME_FLAGS) <= guards._CACHE_LIMIT
+    assert len(guards._KIND_POLICIES) <= guards._CACHE_LIMIT

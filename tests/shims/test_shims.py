@@ -183,6 +183,15 @@ def test_re() -> None:
           ["o", "o"], ("f00", 2), True, True, "missing ), unterminated subpattern"]
 
 
+def test_re_debug_flag_is_refused() -> None:
+    # re.DEBUG prints the parsed pattern to stdout.
+    with pytest.raises(ValueError) as info:
+        run("import re\nr = re.compile('a', 128)\n")
+    assert str(info.value) == "re.DEBUG is not available in sandboxed plugins"
+    with pytest.raises(ValueError):
+        run("import re\nr = re.sub('a', 'b', 'a', flags=128 | re.I)\n")
+
+
 def test_datetime() -> None:
     assert run(
         "from datetime import datetime, date, timedelta, timezone, UTC\n"
