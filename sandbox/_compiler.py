@@ -46,6 +46,8 @@ from types import CodeType
 from RestrictedPython.compile import compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
+from stdlib_shims import SHIM_NAMES
+
 from ._errors import CompileError
 
 #: Most files one bundle may contain.
@@ -346,6 +348,11 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
             continue
         if name in names:
             errors.append(f'{path}: defines module "{name}" again (already defined by {names[name]})')
+            continue
+        top = name.partition(".")[0]
+        if top in SHIM_NAMES:
+            # Imports of these names must reach the vetted shim, never plugin code posing as it.
+            errors.append(f'{path}: the module name "{top}" is taken by the sandboxed standard library; rename it')
             continue
         names[name] = path
     # "lib.py" next to "lib/util.py": CPython would refuse "import lib.util" (lib is no

@@ -113,6 +113,13 @@ def test_empty_bundle_is_refused() -> None:
     assert errors_of({}) == ["no .py files were given"]
 
 
+def test_module_names_of_the_sandboxed_stdlib_are_taken() -> None:
+    assert errors_of({"plugin.py": "", "json.py": "", "urllib/x.py": ""}) == [
+        'json.py: the module name "json" is taken by the sandboxed standard library; rename it',
+        'urllib/x.py: the module name "urllib" is taken by the sandboxed standard library; rename it',
+    ]
+
+
 def test_module_file_next_to_its_package_directory_is_refused() -> None:
     assert errors_of({"lib.py": "", "lib/util.py": ""}) == [
         "lib/util.py: module lib.py is not a package; move it to lib/__init__.py"
