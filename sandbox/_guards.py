@@ -137,7 +137,7 @@ _OPAQUE_TYPES: tuple[tuple[type, str], ...] = (
     (types.CodeType, "code"),
     (types.TracebackType, "traceback"),
     (types.CellType, "cell"),
-    (types.ModuleType, "module"),  # PluginModule is handled before this table
+    (types.ModuleType, "module"),  # PluginModule is an own namespace, never judged here
     (functools.partial, "functools.partial"),  # .func/.args/.keywords (022)
     (functools.partialmethod, "functools.partialmethod"),
     (property, "property"),  # .fget/.fset/.fdel
@@ -166,8 +166,9 @@ _MethodType = types.MethodType
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
 _GENERATOR_METHODS = frozenset({"send", "throw", "close"})
 
-# Frame-bearing names from RP's INSPECT_ATTRIBUTES, plus the rest of each family in case a
-# future CPython adds one: refused on *any* object, as RP also refuses them at compile time.
+# Frame-bearing names from RP's INSPECT_ATTRIBUTES (refused on any object, as RP refuses them
+# at compile time) and the prefixes of each family, refused on host objects in case a future
+# CPython adds a member (as 3.11 added f_generator... to frames and 3.12 gi_suspended).
 _INTERNAL_NAMES = INSPECT_ATTRIBUTES | frozenset(
     {"f_lineno", "f_lasti", "tb_lasti", "tb_lineno", "gi_running", "gi_suspended", "cr_running", "ag_running"}
 )
