@@ -168,7 +168,7 @@ _GENERATOR_METHODS = frozenset({"send", "throw", "close"})
 
 # Frame-bearing names from RP's INSPECT_ATTRIBUTES (refused on any object, as RP refuses them
 # at compile time) and the prefixes of each family, refused on host objects in case a future
-# CPython adds a member (as 3.11 added f_generator... to frames and 3.12 gi_suspended).
+# CPython adds a member (these families have grown with almost every release).
 _INTERNAL_NAMES = INSPECT_ATTRIBUTES | frozenset(
     {"f_lineno", "f_lasti", "tb_lasti", "tb_lineno", "gi_running", "gi_suspended", "cr_running", "ag_running"}
 )
