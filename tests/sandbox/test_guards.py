@@ -210,7 +210,7 @@ def test_our_partial_cannot_be_unwrapped() -> None:
         (functools.partial(len, "x"), "args", "functools.partial"),
         (property(lambda self: 1), "fget", "property"),
         (staticmethod(len), "anything", "staticmethod"),
-        (classmethod(len), "anything", "classmethod"),
+        (classmethod(len), "anything", "classmethod"),  # type: ignore[arg-type]
         (json, "dumps", "module"),
         (string.Template("$x"), "substitute", "string.Template"),
     ],
