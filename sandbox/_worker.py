@@ -71,9 +71,12 @@ MAX_TRACEBACK = 16000
 _BAD_JSON = (TypeError, ValueError, RecursionError)
 
 
+# One encoder for the worker's life (stateless between calls: encode() starts afresh).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(obj: Any) -> bytes:
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.encode("utf-8")  # strict: a lone surrogate is refused (ValueError)
+    return _ENCODER.encode(obj).encode("utf-8")  # strict: a lone surrogate is refused
 
 
 def _loads(payload: bytes) -> Any:
@@ -164,14 +167,22 @@ class _Server:
         self.entry: Any = None
         self.loaded = False
         self.functions: dict[str, Callable[..., Any]] = {}
+
+    def make_host_call(self, cid: int) -> Callable[[str, dict[str, Any]], Any]:
+        """The ``host_call`` given to operation ``cid``, valid only while it runs.
+
+        One function per operation, not one per worker: a ctx (or a generator holding one)
+        stashed by sandboxed code and used in a *later* call must not act as that later
+        call (escape class ``ctx``: revoke capabilities at the end of the invocation). It is
+        a plain closure (not a bound method, not functools.partial), so the object given to
+        sandboxed code has no public attribute leading back to the server.
+        """
         server = self
 
-        # A plain function (not a bound method, not functools.partial): the object given to
-        # sandboxed code has no public attribute leading back to the server.
         def host_call(method: str, params: dict[str, Any]) -> Any:
-            return server.host_call(method, params)
+            return server.host_call(cid, method, params)
 
-        self.host_call_fn = host_call
+        return host_call
 
     # -- channel ------------------------------------------------------------------------
 
@@ -230,7 +241,7 @@ class _Server:
     # -- operations ---------------------------------------------------------------------
 
     def load(self, msg: dict[str, Any]) -> None:
-        files, entry, init = msg.get("files"), msg.get("entry"), msg.get("init")
+        cid, files, entry, init = msg["id"], msg.get("files"), msg.get("entry"), msg.get("init")
         if type(files) is not dict or type(entry) is not str:
             raise _ProtocolExit
         if init is not None and (type(init) is not list or len(init) != 2):
@@ -243,7 +254,7 @@ class _Server:
                 return None
             fn = self.resolve(init[0])
             args = init[1] if type(init[1]) is list else []
-            return fn(self.entry, self.host_call_fn, *args)
+            return fn(self.entry, self.make_host_call(cid), *args)
 
         if self.run(msg, "loaded", body, phase="load"):
             self.loaded = True
@@ -252,13 +263,13 @@ class _Server:
             gc.freeze()
 
     def call(self, msg: dict[str, Any]) -> None:
-        fn_name, args = msg.get("fn"), msg.get("args")
+        cid, fn_name, args = msg["id"], msg.get("fn"), msg.get("args")
         if type(args) is not list:
             raise _ProtocolExit
 
         def body() -> Any:
             fn = self.resolve(fn_name)
-            return fn(self.entry, self.host_call_fn, *args)
+            return fn(self.entry, self.make_host_call(cid), *args)
 
         self.run(msg, "result", body)
 
@@ -267,10 +278,10 @@ class _Server:
         source = msg.get("source")
         if type(source) is not str:
             raise _ProtocolExit
-        self.run(msg, "result", lambda: self.raw_exec(source))
+        self.run(msg, "result", lambda: self.raw_exec(msg["id"], source))
 
-    def raw_exec(self, source: str) -> Any:
-        namespace: dict[str, Any] = {"__name__": "__raw__", "host_call": self.host_call_fn}
+    def raw_exec(self, cid: int, source: str) -> Any:
+        namespace: dict[str, Any] = {"__name__": "__raw__", "host_call": self.make_host_call(cid)}
         exec(compile(source, "<raw>", "exec"), namespace)
         return namespace.get("result")
 
@@ -398,15 +409,19 @@ class _Server:
 
     # -- host calls ---------------------------------------------------------------------
 
-    def host_call(self, method: str, params: dict[str, Any]) -> Any:
-        """Send ``{"op": "host_call"}`` and block for the host's answer."""
-        cid = self.active
-        if cid is None:
-            if self.phase == "load":
-                raise SandboxViolation("host calls are not available while the code is loading")
+    def host_call(self, cid: int, method: str, params: dict[str, Any]) -> Any:
+        """Send ``{"op": "host_call"}`` for operation ``cid`` and block for the answer."""
+        if self.phase == "load":
+            raise SandboxViolation("host calls are not available while the code is loading")
+        if self.active is None:
             raise SandboxViolation(
                 "host calls are only possible while a call is running; this code ran after "
                 "its call had returned"
+            )
+        if cid != self.active:
+            raise SandboxViolation(
+                "this host_call (or a ctx built on it) belongs to an earlier call that has "
+                "returned; use the one the current call was given"
             )
         if not isinstance(method, str) or not method:
             raise SandboxViolation("host_call method must be a non-empty string")

@@ -120,6 +120,22 @@ def late_report(entry, host_call):
     return list(LATE)
 
 
+STASHED = []
+
+
+def stash_host_call(entry, host_call):
+    STASHED.append(host_call)
+    return "stashed"
+
+
+def use_stashed_host_call(entry, host_call):
+    try:
+        STASHED[-1]("stale", {})
+        return "the stale host_call worked"
+    except SandboxViolation as exc:
+        return {"stale": str(exc), "current": host_call("fresh", {})}
+
+
 def sleep_then_call(entry, host_call, seconds):
     time.sleep(seconds)
     host_call("effect", {"after": seconds})

@@ -130,6 +130,23 @@ def test_host_calls_cannot_run_after_the_call_returned(pool: WorkerPool) -> None
     assert calls == []
 
 
+def test_a_host_call_kept_from_an_earlier_call_is_revoked(pool: WorkerPool) -> None:
+    calls: list[str] = []
+
+    def on_host_call(method: str, params: dict[str, Any]) -> Any:
+        calls.append(method)
+        return "answered"
+
+    assert pool.call("sbtest:stash_host_call", [], on_host_call=on_host_call).value == "stashed"
+    result = pool.call("sbtest:use_stashed_host_call", [], on_host_call=on_host_call)
+    assert result.value == {
+        "stale": "this host_call (or a ctx built on it) belongs to an earlier call that has "
+        "returned; use the one the current call was given",
+        "current": "answered",
+    }
+    assert calls == ["fresh"]
+
+
 def test_host_calls_are_refused_while_loading(supervisor: Supervisor, sb: SimpleNamespace) -> None:
     with pytest.raises(SandboxViolation) as info:
         supervisor.load(
