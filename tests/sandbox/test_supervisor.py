@@ -219,13 +219,17 @@ def test_waiting_for_a_worker_counts_against_the_deadline(
     supervisor: Supervisor, sb: SimpleNamespace
 ) -> None:
     pool = supervisor.load("busy", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS, pool_size=1)
-    release = threading.Event()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(method: str, params: dict[str, Any]) -> Any:
+        inside.set()
+        return release.wait(10)
+
     holder = threading.Thread(
-        target=pool.call, args=("sbtest:wait_for_host", []),
-        kwargs={"on_host_call": lambda m, p: release.wait(10)},
+        target=pool.call, args=("sbtest:wait_for_host", []), kwargs={"on_host_call": hold}
     )
     holder.start()
-    time.sleep(0.1)
+    assert inside.wait(10)  # the only worker is busy now
     with pytest.raises(sandbox.WallTimeExceeded) as info:
         pool.call("sbtest:echo", [1], on_host_call=sb.no_host_calls, timeout_ms=100)
     assert info.value.kind == "timeout"  # type: ignore[attr-defined]
@@ -297,7 +301,11 @@ def test_an_answer_sent_twice_gets_the_worker_replaced(pool: WorkerPool, sb: Sim
     )
     # Its own first answer is what the worker said (the host has no better source)...
     assert pool.raw_exec_for_tests(source).value == "forged"
-    time.sleep(0.2)  # let the second answer arrive while the worker is idle
+    # wait until the second answer has arrived while the worker is idle
+    (idle,) = pool._idle
+    deadline = time.monotonic() + 10
+    while not idle.has_stray_input() and time.monotonic() < deadline:
+        time.sleep(0.01)
     epoch = pool.epoch
     # ...and the stray second answer gets it killed before the next call uses it.
     assert pool.call("sbtest:echo", ["fresh"], on_host_call=sb.no_host_calls).value == "fresh"
