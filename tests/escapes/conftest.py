@@ -25,14 +25,6 @@ from emdash._escape_corpus import Payload, payloads_for
 
 # payload name -> why it is not stopped as the spec requires (and which layer should stop it)
 KNOWN_HOLES: dict[str, str] = {
-    "generator_stashed_across_calls": (
-        "L3/L4: a ctx kept from an earlier invocation still works in a later one (the "
-        "worker's host_call is shared by every invocation; ctx objects are not revoked)"
-    ),
-    "stash_ctx_for_later": (
-        "L3/L4: a ctx stashed in a module global works in the next invocation (spec 086: "
-        "revoke ctx objects at the end of the invocation)"
-    ),
     "forged_error_type": (
         "L4: a plugin-defined exception class named CapabilityError is rebuilt by the host "
         "as emdash.CapabilityError with the plugin's message (error_to_wire trusts the "
