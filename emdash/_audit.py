@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import platform
+import re
 import secrets
 import sqlite3
 import tempfile
@@ -61,6 +62,8 @@ VICTIM_ID = "victim"
 _HOOK_EVENT = {"content": {"id": "01AUDIT", "title": "audit"}, "collection": "posts", "isNew": True}
 # Bounded reporting: no error that reaches the host API may carry an unbounded message.
 MAX_MESSAGE_CHARS = 16 * 1024
+# Control characters a plugin could use to forge log lines or drive a terminal (C0, DEL, C1).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 # How long past its wall limit the audit waits for an invocation before calling it hung.
 _HANG_GRACE_S = 20.0
 # Tables whose rows legitimately change when a plugin is merely invoked.
@@ -388,6 +391,7 @@ class AuditSession:
             self._check_expected(result)
             self._check_after(result, before, pid, loaded=True)
             self._check_files(result, files)
+            self._check_audit_log(result, pid)
         finally:
             try:
                 rt.remove_plugin(pid, delete_data=True)
@@ -513,6 +517,16 @@ class AuditSession:
         finally:
             conn.close()
 
+    def _check_audit_log(self, result: PayloadResult, pid: str) -> None:
+        """Plugin text in the audit log has its control characters escaped (it is printed)."""
+        for row in self._rt.audit_log(limit=50, plugin_id=pid):
+            for value in row.values():
+                if isinstance(value, str) and "AUDIT-FORGED" in value and _CONTROL.search(value):
+                    result.fail(
+                        "log",
+                        f"the audit log keeps raw control characters from plugin text: {value[:120]!r}",
+                    )
+
     def _files(self) -> dict[str, int]:
         """Every file under the session's directory (the database's own files aside)."""
         out = {}
@@ -613,8 +627,8 @@ class AuditSession:
         for _name, _, message in lines:
             if "AUDIT-LATE" in message:
                 result.fail("log", "code ran after its handler returned and reached the host log")
-            if ("AUDIT-FORGED" in message or "AUDIT-FMT" in message) and any(
-                c in message for c in "\r\n\x1b"
+            if ("AUDIT-FORGED" in message or "AUDIT-FMT" in message) and _CONTROL.search(
+                message.split("\nTraceback (most recent call last):")[0]
             ):
                 result.fail("log", f"log injection: raw control characters in {message[:120]!r}")
             if "AUDIT-FMT" in message and any(

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from . import P, Payload
 
+# Report-size payloads get CPU room: what they test is the bounded report, not the CPU limit.
+_ROOMY = {"cpu_ms": 1000, "memory_mb": 64, "wall_ms": 2000, "subrequests": 10}
+
 PAYLOADS: list[Payload] = [
     P(
         "try_except_star",
@@ -115,6 +118,7 @@ PAYLOADS: list[Payload] = [
         "PluginError",
         error_type="ValueError",
         ref="058",
+        limits=_ROOMY,
     ),
     # -- our own variants ----------------------------------------------------------------
     P(
@@ -153,6 +157,7 @@ PAYLOADS: list[Payload] = [
         "contained",
         "PluginError",
         error_type="ValueError",
+        limits=_ROOMY,
     ),
     P(
         "forged_error_type",
@@ -242,5 +247,20 @@ PAYLOADS: list[Payload] = [
         "runtime_denied",
         "PluginError",
         error_type="SubrequestLimitExceeded",
+    ),
+    P(
+        "error_message_log_injection",
+        "an exception message with CR/LF and terminal escapes (OSC title, clear screen): the "
+        "host logs the failed hook and stores the message in the audit log",
+        "own; corpus 058 (error-report poisoning) meets ctx class log injection",
+        """
+        def handler(event, ctx):
+            raise ValueError("AUDIT-FORGED\\x1b]0;owned\\x07\\x1b[2J\\n[plugin:@@VICTIM_ID@@] fake line\\r")
+        """,
+        "runtime_denied",
+        "PluginError",
+        error_type="ValueError",
+        hook="content:afterSave",
+        capabilities=("content:read",),
     ),
 ]

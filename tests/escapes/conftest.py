@@ -35,6 +35,11 @@ KNOWN_HOLES: dict[str, str] = {
         "becomes a host SubrequestLimitExceeded (a limit that was never hit, with a message "
         "that may name another plugin)"
     ),
+    "error_message_log_injection": (
+        "L3/L4: exception messages from a worker reach the host log (the pipeline's 'handler "
+        "failed' line) and the audit log with raw CR/LF and terminal escapes; ctx.log lines "
+        "are escaped by the bridge, error messages are not (emdash audit-log prints them)"
+    ),
     "lone_surrogate_in_source": (
         "host source handling: source that is not valid UTF-8 is reported as PluginError "
         "'failed during load' instead of a CompileError"
