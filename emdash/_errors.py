@@ -66,6 +66,7 @@ __all__ = [
     "StorageQueryError",
     "SubrequestLimitExceeded",
     "WallTimeExceeded",
+    "clean_text",
     "error_from_wire",
     "error_to_wire",
 ]
@@ -284,17 +285,59 @@ _WIRE_CLASSES: dict[str, type[EmDashError]] = {
 
 
 def error_to_wire(exc: BaseException) -> dict[str, Any]:
-    """Describe an exception as a small JSON object (type name, message, a few fields)."""
-    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    """Describe an exception as a small JSON object (type name, message, a few fields).
+
+    In a worker this describes what escaped the plugin's handler. ``ours`` is true only for
+    instances of *our own* classes: a plugin-defined class that merely borrows one of those
+    names (``class CapabilityError(Exception)``) keeps its name but not the flag, so the
+    host never rebuilds it as a bridge or limit error the plugin did not actually get.
+    """
+    kind = type(exc).__name__
+    ours = type(exc) is _OWN_NAMES.get(kind)
+    if isinstance(exc, PluginRouteError):
+        # Subclasses too: answering with a code and status is what a route error is for,
+        # and the host validates both.
+        kind, ours = "PluginRouteError", True
+    out: dict[str, Any] = {"type": kind, "message": str(exc), "ours": ours}
     if isinstance(exc, PluginRouteError):
         out.update(code=exc.code, status=exc.status, details=exc.details)
-    elif isinstance(exc, CapabilityError):
+    elif type(exc) is CapabilityError:
         out["capability"] = exc.capability
-    elif isinstance(exc, StorageQueryError):
+    elif type(exc) is StorageQueryError:
         out.update(field=exc.field, suggestion=exc.suggestion)
     if isinstance(exc, EmDashError) and exc.plugin_id:
         out["plugin_id"] = exc.plugin_id
     return out
+
+
+# Every class of this module by name (the error tree is flat in names: no duplicates).
+_OWN_NAMES: dict[str, type[BaseException]] = {
+    cls.__name__: cls
+    for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, EmDashError)
+}
+
+_CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def clean_text(text: str, *, limit: int = 4000, keep_newlines: bool = False) -> str:
+    """Make text from untrusted code safe to log and print: control characters escaped.
+
+    CR/LF would let a plugin forge log lines; ESC sequences would drive the operator's
+    terminal. ``keep_newlines`` keeps ``\\n`` (for tracebacks, which the log indents).
+    """
+    out = []
+    for ch in text[:limit]:
+        code = ord(ch)
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in (0x2028, 0x2029):
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    if len(text) > limit:
+        out.append("...")
+    return "".join(out)
 
 
 def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
@@ -309,7 +352,7 @@ def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
     message = data.get("message")
     if not isinstance(message, str):
         message = "Unknown error"
-    message = message[:4000]
+    message = clean_text(message)
     cls = _WIRE_CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is CapabilityError:
         cap = data.get("capability")
@@ -321,7 +364,9 @@ def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
         code = data.get("code")
         status = data.get("status")
         return PluginRouteError(
-            code if isinstance(code, str) else "ROUTE_ERROR",
+            code
+            if isinstance(code, str) and 0 < len(code) <= 64 and set(code) <= _CODE_CHARS
+            else "ROUTE_ERROR",
             message,
             status if type(status) is int and 400 <= status <= 599 else 400,
             _plain(data.get("details")),
@@ -332,7 +377,7 @@ def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
             message, field=field if isinstance(field, str) else None, plugin_id=plugin_id
         )
         suggestion = data.get("suggestion")
-        err.suggestion = suggestion if isinstance(suggestion, str) else None
+        err.suggestion = clean_text(suggestion) if isinstance(suggestion, str) else None
         return err
     if cls is not None:
         return cls(message, plugin_id=plugin_id)

@@ -57,6 +57,7 @@ from ._errors import (
     ManifestError,
     PluginError,
     PluginRouteError,
+    clean_text,
 )
 from ._loader import PluginCode, load_native
 from ._outcome import InvokeResult
@@ -321,7 +322,7 @@ def _call_plugin(
     except (Exception, SystemExit) as exc:  # SystemExit must not end a host thread
         kind = type(exc).__name__
         raise PluginError(
-            f"Plugin {pid} raised {kind} during {operation}: {exc}",
+            f"Plugin {pid} raised {kind} during {operation}: {clean_text(str(exc))}",
             plugin_id=pid,
             hook=operation.removeprefix("hook:") if operation.startswith("hook:") else None,
             route=operation.removeprefix("route:") if operation.startswith("route:") else None,

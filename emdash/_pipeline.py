@@ -624,12 +624,11 @@ class HookPipeline:
 
     def _report(self, entry: HookEntry, name: str, err: EmDashError) -> None:
         trace = getattr(err, "traceback_text", None)
+        # Traceback lines are prefixed so that text the plugin controls (its exception
+        # message is the traceback's last line) can never pass for a line of our own log.
+        shown = "".join(f"\n    | {line}" for line in trace.splitlines()) if trace else ""
         self._log.error(
-            '[hooks] Plugin "%s" %s handler failed: %s%s',
-            entry.plugin_id,
-            name,
-            err,
-            f"\n{trace}" if trace else "",
+            '[hooks] Plugin "%s" %s handler failed: %s%s', entry.plugin_id, name, err, shown
         )
 
 

@@ -115,6 +115,7 @@ class SandboxedPluginHost:
         self._sb_limits = sandbox.SandboxLimits(
             cpu_ms=self.limits.cpu_ms, memory_mb=self.limits.memory_mb, wall_ms=self.limits.wall_ms
         )
+        _check_encodable(files, self.plugin_id)
         try:
             self._pool = support.supervisor().load(
                 f"{descriptor.id}:{descriptor.version}",
@@ -245,19 +246,26 @@ class SandboxedPluginHost:
     def _translate_remote(self, exc: sandbox.RemoteError, operation: str) -> errors.EmDashError:
         pid = self.plugin_id
         kind = exc.error_type
-        if kind in _PASSTHROUGH:
+        if kind in _PASSTHROUGH and exc.data.get("ours") is True:
             # A bridge error the plugin let escape (or a PluginRouteError raised on purpose):
             # rebuild the same class the native mode would raise.
             err = errors.error_from_wire(exc.data, plugin_id=pid)
             err.plugin_id = pid
             return err
+        # Everything in a RemoteError was written by the plugin's side: escape control
+        # characters before it reaches logs, the audit table or a terminal.
+        kind = errors.clean_text(kind, limit=200)
         return errors.PluginError(
-            f"Plugin {pid} raised {kind} during {operation}: {exc}",
+            f"Plugin {pid} raised {kind} during {operation}: {errors.clean_text(str(exc))}",
             plugin_id=pid,
             hook=_hook_of(operation),
             route=_route_of(operation),
             error_type=kind,
-            traceback_text=exc.traceback_text,
+            traceback_text=(
+                errors.clean_text(exc.traceback_text, limit=20_000, keep_newlines=True)
+                if exc.traceback_text is not None
+                else None
+            ),
         )
 
 
@@ -285,6 +293,25 @@ def _hook_of(operation: str) -> str | None:
 
 def _route_of(operation: str) -> str | None:
     return operation.removeprefix("route:") if operation.startswith("route:") else None
+
+
+def _check_encodable(files: dict[str, str], plugin_id: str) -> None:
+    """Refuse source that is not valid Unicode text (lone surrogates) before it is sent.
+
+    Such text cannot be encoded as UTF-8, so it could not cross to the worker as JSON; the
+    author should hear which file is wrong, as a compile error.
+    """
+    bad = []
+    for path, text in files.items():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            line = text.count("\n", 0, exc.start) + 1
+            bad.append(f"{path}:{line}: the source contains a character that is not valid text")
+    if bad:
+        raise errors.CompileError(
+            f"Plugin {plugin_id} failed to compile: " + "; ".join(bad), bad, plugin_id=plugin_id
+        )
 
 
 def _validate_meta(raw: Any, plugin_id: str) -> dict[str, Any]:
