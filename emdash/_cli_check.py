@@ -21,7 +21,7 @@ from ._loader import locate, sandbox_files
 
 __all__ = ["MAX_SOURCE_BYTES", "check_plugin"]
 
-# The sandbox's own cap (sandbox._compiler.compile_bundle), reported here up front.
+# The sandbox's own cap (sandbox.compile_bundle), reported here up front.
 MAX_SOURCE_BYTES = 1_000_000
 
 
@@ -51,8 +51,7 @@ def check_plugin(path: Path) -> dict[str, Any]:
 
 
 def _compile_errors(files: dict[str, str]) -> list[str]:
-    from sandbox import CompileError
-    from sandbox._compiler import compile_bundle
+    from sandbox import CompileError, compile_bundle
 
     try:
         compile_bundle(files, max_bytes=MAX_SOURCE_BYTES)

@@ -8,10 +8,16 @@ Host-facing API (the process layer):
 - :class:`SandboxLimits` ``(cpu_ms, memory_mb, wall_ms, load_cpu_ms)``
 - :class:`Supervisor` -> ``.load(key, files, entry, limits=..., pool_size=..., init=...)``
   -> :class:`WorkerPool` -> ``.call(fn, args, on_host_call=...)`` -> :class:`CallResult`
+
+Language layer (also usable on its own, e.g. to check code before installing it):
+
+- :func:`compile_bundle` ``(files) -> {module: code}``, raising :class:`CompileError` with
+  every problem as ``file:line: message``
 """
 
 from ._availability import Availability as Availability
 from ._availability import is_available as is_available
+from ._compiler import compile_bundle as compile_bundle
 from ._errors import CompileError as CompileError
 from ._errors import CpuLimitExceeded as CpuLimitExceeded
 from ._errors import MemoryLimitExceeded as MemoryLimitExceeded
