@@ -430,18 +430,18 @@ def assert_vetoed(target: Callable[[], Any] | Outcomes, by: str | None = None) -
     """
     found = _outcome_of(target)
     if isinstance(found, HookOutcome):
-        stoppers = [] if found.cancelled_by is None else [found.cancelled_by]
-    elif isinstance(found, DeleteBlockedError):
+        if found.cancelled_by is None:
+            raise AssertionError(
+                f"Expected {found.hook} to be vetoed{_by(by)}, but every handler allowed it: "
+                f"{found.results!r}"
+            )
+        stoppers = [found.cancelled_by]
+    elif isinstance(found, DeleteBlockedError) and found.plugin_ids:
         stoppers = list(found.plugin_ids)
     elif isinstance(found, CommentRejectedError) and found.plugin_id is not None:
         stoppers = [found.plugin_id]
     else:
-        raise AssertionError(f"Expected a veto{_by(by)}, but got {_describe(found)}")
-    if not stoppers:
-        raise AssertionError(
-            f"Expected {found.hook} to be vetoed{_by(by)}, but every handler allowed it: "
-            f"{found.results!r}"
-        )
+        raise AssertionError(f"Expected a veto{_by(by)}, but {_describe(found)}")
     if by is not None and by not in stoppers:
         raise AssertionError(
             f"Expected a veto by {by!r}, but it was vetoed by {', '.join(map(repr, stoppers))}"
@@ -471,9 +471,9 @@ def _errors_in(found: Any) -> list[BaseException]:
 
 def _describe(found: Any) -> str:
     if isinstance(found, BaseException):
-        return f"{type(found).__name__}: {found}"
+        return f"it raised {type(found).__name__}: {found}"
     if isinstance(found, HookOutcome | HookResult | ExclusiveOutcome):
-        return repr(found)
+        return f"got {found!r}"
     text = repr(found)
     return "the call returned " + (text if len(text) <= 200 else text[:197] + "...")
 
