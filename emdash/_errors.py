@@ -300,7 +300,9 @@ def error_to_wire(exc: BaseException) -> dict[str, Any]:
         kind, ours = "PluginRouteError", True
     out: dict[str, Any] = {"type": kind, "message": str(exc), "ours": ours}
     if isinstance(exc, PluginRouteError):
-        out.update(code=exc.code, status=exc.status, details=exc.details)
+        # _plain: details are plugin data; only exact JSON types cross (a dict subclass
+        # with a lying items() must not run plugin code while the frame is encoded).
+        out.update(code=exc.code, status=exc.status, details=_plain(exc.details))
     elif type(exc) is CapabilityError:
         out["capability"] = exc.capability
     elif type(exc) is StorageQueryError:

@@ -108,6 +108,8 @@ def check_route_schemas(host: PluginHost) -> None:
         host.route_input_validator(name)  # raises ManifestError for an unusable input
         schema = meta.get("input")
         if type(schema) is dict:
+            if not host.trusted:
+                _refuse_untrusted_schema_features(host.plugin_id, name, schema)
             try:
                 jsonschema.validators.validator_for(schema).check_schema(schema)
             except jsonschema.SchemaError as exc:
@@ -116,6 +118,42 @@ def check_route_schemas(host: PluginHost) -> None:
                     f"input: {exc.message}",
                     plugin_id=host.plugin_id,
                 ) from None
+
+
+# Schema keywords the host will not evaluate for an untrusted plugin. `pattern` and
+# `patternProperties` are regular expressions the *host* would run on attacker-chosen input
+# (a route may be public): a catastrophic-backtracking pattern holds the GIL for minutes.
+# Non-local references could make the validator look outside the schema.
+_UNTRUSTED_REFUSED = ("pattern", "patternProperties")
+_MAX_SCHEMA_DEPTH = 32
+
+
+def _refuse_untrusted_schema_features(plugin_id: str, route: str, schema: Any) -> None:
+    def refuse(why: str) -> ManifestError:
+        return ManifestError(
+            f"Plugin {plugin_id} route {route!r} declares an input schema the host will not "
+            f"run for a sandboxed plugin: {why}. Check such rules in the handler instead, "
+            "where the plugin's CPU limit applies.",
+            plugin_id=plugin_id,
+        )
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > _MAX_SCHEMA_DEPTH:
+            raise refuse(f"it nests deeper than {_MAX_SCHEMA_DEPTH} levels")
+        if type(node) is dict:
+            for key, value in node.items():
+                if key in _UNTRUSTED_REFUSED:
+                    raise refuse(f'"{key}" (a regular expression the host would evaluate)')
+                if key in ("$ref", "$dynamicRef") and not (
+                    type(value) is str and value.startswith("#")
+                ):
+                    raise refuse(f'"{key}": {value!r} is not a reference inside the schema')
+                walk(value, depth + 1)
+        elif type(node) is list:
+            for item in node:
+                walk(item, depth + 1)
+
+    walk(schema, 0)
 
 
 def validate_route_input(host: PluginHost, name: str, meta: dict[str, Any], value: Any) -> Any:

@@ -67,3 +67,14 @@ def test_messages_from_the_wire_have_control_characters_escaped() -> None:
 def test_clean_text_can_keep_newlines() -> None:
     assert clean_text("line1\nline2\r\x07", keep_newlines=True) == "line1\nline2\\x0d\\x07"
     assert clean_text("ünïcode ok") == "ünïcode ok"
+
+
+def test_route_error_details_are_reduced_to_plain_json_when_encoded() -> None:
+    from collections import Counter
+
+    class Lying(dict):  # type: ignore[type-arg]
+        def items(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("plugin code must not run while encoding")
+
+    wire = error_to_wire(PluginRouteError("X", "m", 400, {"a": Lying(k=1), "c": Counter("ab"), "ok": [1]}))
+    assert wire["details"] == {"a": None, "c": None, "ok": [1]}

@@ -1,0 +1,61 @@
+"""Route input schemas: what the host agrees to evaluate for untrusted plugins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import emdash
+
+TEMPLATE = '''
+from emdash import define_plugin, RouteConfig
+
+def echo(route_ctx, ctx):
+    return route_ctx["input"]
+
+plugin = define_plugin(routes={{"echo": RouteConfig(echo, public=True, input={schema})}})
+'''
+
+
+def _add(rt: emdash.Runtime, schema: str, *, trusted: bool) -> None:
+    rt.add_plugin(
+        {"id": "echo"}, source={"plugin.py": TEMPLATE.format(schema=schema)}, trusted=trusted
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema", "why"),
+    [
+        ('{"type": "string", "pattern": "^(a|aa)+$"}', '"pattern" (a regular expression'),
+        ('{"type": "object", "patternProperties": {"^x": {}}}', '"patternProperties"'),
+        ('{"$ref": "https://example.com/schema.json"}', "is not a reference inside the schema"),
+    ],
+)
+def test_sandboxed_plugins_cannot_make_the_host_run_their_regexes(
+    tmp_path: Path, schema: str, why: str
+) -> None:
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        with pytest.raises(emdash.ManifestError) as info:
+            _add(rt, schema, trusted=False)
+    assert "Plugin echo route 'echo' declares an input schema the host will not run" in str(info.value)
+    assert why in str(info.value)
+
+
+def test_trusted_plugins_may_use_patterns(tmp_path: Path) -> None:
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        _add(rt, '{"type": "string", "pattern": "^[a-z]+$"}', trusted=True)
+        assert rt.invoke_route("echo", "echo", input="abc") == "abc"
+        with pytest.raises(emdash.PluginRouteError) as info:
+            rt.invoke_route("echo", "echo", input="ABC")
+        assert (info.value.code, info.value.status) == ("VALIDATION_ERROR", 400)
+
+
+def test_sandboxed_schemas_still_validate_on_the_host(tmp_path: Path) -> None:
+    schema = '{"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}}, "required": ["n"], "$defs": {"x": {}}, "additionalProperties": {"$ref": "#/$defs/x"}}'
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        _add(rt, schema, trusted=False)
+        assert rt.invoke_route("echo", "echo", input={"n": 2}) == {"n": 2}
+        with pytest.raises(emdash.PluginRouteError) as info:
+            rt.invoke_route("echo", "echo", input={"n": 9})
+        assert info.value.details == [{"path": ["n"], "message": "9 is greater than the maximum of 3"}]
