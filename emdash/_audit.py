@@ -627,10 +627,14 @@ class AuditSession:
         for _name, _, message in lines:
             if "AUDIT-LATE" in message:
                 result.fail("log", "code ran after its handler returned and reached the host log")
-            if ("AUDIT-FORGED" in message or "AUDIT-FMT" in message) and _CONTROL.search(
-                message.split("\nTraceback (most recent call last):")[0]
-            ):
-                result.fail("log", f"log injection: raw control characters in {message[:120]!r}")
+            if "AUDIT-FORGED" in message or "AUDIT-FMT" in message:
+                # A record may span lines (a traceback), but plugin text must not start a line
+                # that reads like a record of its own, and must not carry terminal controls.
+                if _CONTROL.search(message.replace("\n", "")):
+                    result.fail("log", f"log injection: raw control characters in {message[:120]!r}")
+                forged = [line for line in message.split("\n")[1:] if line.startswith("[")]
+                if forged:
+                    result.fail("log", f"log injection: a forged log line {forged[0][:120]!r}")
             if "AUDIT-FMT" in message and any(
                 s in message for s in ("<class", "<function", "<module", " object at 0x")
             ):

@@ -24,27 +24,7 @@ from emdash._audit import AuditSession, PayloadResult
 from emdash._escape_corpus import Payload, payloads_for
 
 # payload name -> why it is not stopped as the spec requires (and which layer should stop it)
-KNOWN_HOLES: dict[str, str] = {
-    "forged_error_type": (
-        "L4: a plugin-defined exception class named CapabilityError is rebuilt by the host "
-        "as emdash.CapabilityError with the plugin's message (error_to_wire trusts the "
-        "class name; _sandboxed passes such names through)"
-    ),
-    "forged_limit_error": (
-        "L4: same root cause as forged_error_type: a plugin-defined SubrequestLimitExceeded "
-        "becomes a host SubrequestLimitExceeded (a limit that was never hit, with a message "
-        "that may name another plugin)"
-    ),
-    "error_message_log_injection": (
-        "L3/L4: exception messages from a worker reach the host log (the pipeline's 'handler "
-        "failed' line) and the audit log with raw CR/LF and terminal escapes; ctx.log lines "
-        "are escaped by the bridge, error messages are not (emdash audit-log prints them)"
-    ),
-    "lone_surrogate_in_source": (
-        "host source handling: source that is not valid UTF-8 is reported as PluginError "
-        "'failed during load' instead of a CompileError"
-    ),
-}
+KNOWN_HOLES: dict[str, str] = {}
 
 
 def escape_params(klass: str) -> list[Any]:

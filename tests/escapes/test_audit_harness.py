@@ -98,7 +98,7 @@ def test_log_injection_and_host_side_formatting_are_caught(unsandboxed: AuditSes
     def handler(event, ctx):
         import logging
         log = logging.getLogger("{name}.plugins.x")
-        log.warning("AUDIT-FORGED line one\\nline two")
+        log.warning("AUDIT-FORGED line one\\n[plugin:victim] forged\\x1b[2J")
         log.warning("AUDIT-FMT {{}}".format(ctx.__class__))
         log.warning("AUDIT-LATE")
         raise LookupError("DENIED")
@@ -106,7 +106,8 @@ def test_log_injection_and_host_side_formatting_are_caught(unsandboxed: AuditSes
     r = unsandboxed.run(_payload(code, error="PluginError", error_type="LookupError"))
     assert r.failures_of("log") == [
         "an untrusted plugin ran in-process (SANDBOX BYPASS)",
-        "log injection: raw control characters in 'AUDIT-FORGED line one\\nline two'",
+        "log injection: raw control characters in 'AUDIT-FORGED line one\\n[plugin:victim] forged\\x1b[2J'",
+        "log injection: a forged log line '[plugin:victim] forged\\x1b[2J'",
         "the host formatted plugin text: \"AUDIT-FMT <class 'emdash._context.Context'>\"",
         "code ran after its handler returned and reached the host log",
     ]
