@@ -384,11 +384,11 @@ class StorageView(Mapping[str, Any]):
 
 # -- assertions ------------------------------------------------------------------------
 
-Outcomes = HookOutcome | HookResult | ExclusiveOutcome | BaseException
+_Outcomes = HookOutcome | HookResult | ExclusiveOutcome | BaseException
 
 
 def assert_capability_denied(
-    target: Callable[[], Any] | Outcomes, capability: str
+    target: Callable[[], Any] | _Outcomes, capability: str
 ) -> CapabilityError:
     """Assert that ``capability`` was refused; return the :class:`~emdash.CapabilityError`.
 
@@ -419,7 +419,7 @@ def assert_capability_denied(
     )
 
 
-def assert_vetoed(target: Callable[[], Any] | Outcomes, by: str | None = None) -> None:
+def assert_vetoed(target: Callable[[], Any] | _Outcomes, by: str | None = None) -> None:
     """Assert that a veto or middleware hook was stopped (by plugin ``by``, if given).
 
     ``target`` is a :class:`~emdash.HookOutcome`, a ``DeleteBlockedError`` /
@@ -448,7 +448,7 @@ def assert_vetoed(target: Callable[[], Any] | Outcomes, by: str | None = None) -
         )
 
 
-def _outcome_of(target: Callable[[], Any] | Outcomes) -> Any:
+def _outcome_of(target: Callable[[], Any] | _Outcomes) -> Any:
     if isinstance(target, (HookOutcome, HookResult, ExclusiveOutcome, BaseException)):
         return target
     if not callable(target):

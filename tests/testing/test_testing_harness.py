@@ -63,7 +63,8 @@ TWO_CALLS_SOURCE = """
 
 
 def hello_event_id(event: dict[str, Any]) -> str:
-    return "save-" + event["data"]["timestamp"] + "-" + event["data"]["contentId"]
+    data = event["data"]
+    return f"save-{data['timestamp']}-{data['contentId']}"
 
 
 def test_hello_recent_returns_the_event_stored_by_a_content_save(
