@@ -13,10 +13,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import jsonschema  # type: ignore[import-untyped]
-
-from ._errors import BridgeError, ManifestError, PluginRouteError
+from ._errors import BridgeError, PluginRouteError
 from ._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
+from ._route_schema import check_schema, make_validator
 
 if TYPE_CHECKING:
     from ._descriptor import PluginDescriptor
@@ -108,52 +107,7 @@ def check_route_schemas(host: PluginHost) -> None:
         host.route_input_validator(name)  # raises ManifestError for an unusable input
         schema = meta.get("input")
         if type(schema) is dict:
-            if not host.trusted:
-                _refuse_untrusted_schema_features(host.plugin_id, name, schema)
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise ManifestError(
-                    f"Plugin {host.plugin_id} route {name!r} declares an invalid JSON Schema "
-                    f"input: {exc.message}",
-                    plugin_id=host.plugin_id,
-                ) from None
-
-
-# Schema keywords the host will not evaluate for an untrusted plugin. `pattern` and
-# `patternProperties` are regular expressions the *host* would run on attacker-chosen input
-# (a route may be public): a catastrophic-backtracking pattern holds the GIL for minutes.
-# Non-local references could make the validator look outside the schema.
-_UNTRUSTED_REFUSED = ("pattern", "patternProperties")
-_MAX_SCHEMA_DEPTH = 32
-
-
-def _refuse_untrusted_schema_features(plugin_id: str, route: str, schema: Any) -> None:
-    def refuse(why: str) -> ManifestError:
-        return ManifestError(
-            f"Plugin {plugin_id} route {route!r} declares an input schema the host will not "
-            f"run for a sandboxed plugin: {why}. Check such rules in the handler instead, "
-            "where the plugin's CPU limit applies.",
-            plugin_id=plugin_id,
-        )
-
-    def walk(node: Any, depth: int) -> None:
-        if depth > _MAX_SCHEMA_DEPTH:
-            raise refuse(f"it nests deeper than {_MAX_SCHEMA_DEPTH} levels")
-        if type(node) is dict:
-            for key, value in node.items():
-                if key in _UNTRUSTED_REFUSED:
-                    raise refuse(f'"{key}" (a regular expression the host would evaluate)')
-                if key in ("$ref", "$dynamicRef") and not (
-                    type(value) is str and value.startswith("#")
-                ):
-                    raise refuse(f'"{key}": {value!r} is not a reference inside the schema')
-                walk(value, depth + 1)
-        elif type(node) is list:
-            for item in node:
-                walk(item, depth + 1)
-
-    walk(schema, 0)
+            check_schema(host.plugin_id, name, schema, trusted=host.trusted)
 
 
 def validate_route_input(host: PluginHost, name: str, meta: dict[str, Any], value: Any) -> Any:
@@ -164,7 +118,7 @@ def validate_route_input(host: PluginHost, name: str, meta: dict[str, Any], valu
     """
     schema = meta.get("input")
     if type(schema) is dict:
-        validator = jsonschema.validators.validator_for(schema)(schema)
+        validator = make_validator(schema, trusted=host.trusted)
         problems = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
         if problems:
             raise PluginRouteError(

@@ -27,19 +27,43 @@ def _add(rt: emdash.Runtime, schema: str, *, trusted: bool) -> None:
 @pytest.mark.parametrize(
     ("schema", "why"),
     [
-        ('{"type": "string", "pattern": "^(a|aa)+$"}', '"pattern" (a regular expression'),
-        ('{"type": "object", "patternProperties": {"^x": {}}}', '"patternProperties"'),
         ('{"$ref": "https://example.com/schema.json"}', "is not a reference inside the schema"),
+        ('{"type": "string", "pattern": "(unclosed"}', "is not a valid regular expression"),
+        ('{"type": "string", "minLength": -1}', "-1 is less than the minimum of 0"),
     ],
 )
-def test_sandboxed_plugins_cannot_make_the_host_run_their_regexes(
-    tmp_path: Path, schema: str, why: str
-) -> None:
+def test_sandboxed_schemas_are_checked_at_load(tmp_path: Path, schema: str, why: str) -> None:
     with emdash.Runtime(tmp_path / "site.db") as rt:
         with pytest.raises(emdash.ManifestError) as info:
             _add(rt, schema, trusted=False)
-    assert "Plugin echo route 'echo' declares an input schema the host will not run" in str(info.value)
+    assert "Plugin echo route 'echo' declares an invalid JSON Schema input" in str(info.value)
     assert why in str(info.value)
+
+
+def test_a_catastrophic_pattern_cannot_stall_the_host(tmp_path: Path) -> None:
+    # (a|aa)+ backtracks exponentially on "aaa...b": with re this holds the GIL for minutes.
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        _add(rt, '{"type": "string", "pattern": "^(a|aa)+$"}', trusted=False)
+        assert rt.invoke_route("echo", "echo", input="aaaa") == "aaaa"
+        with pytest.raises(emdash.PluginRouteError) as info:
+            rt.invoke_route("echo", "echo", input="ab")
+        assert info.value.details == [{"path": [], "message": "'ab' does not match '^(a|aa)+$'"}]
+        with pytest.raises(emdash.PluginRouteError) as info:
+            rt.invoke_route("echo", "echo", input="a" * 60 + "b")
+        assert info.value.code == "VALIDATION_ERROR"
+        assert info.value.details[0]["message"].endswith(
+            "could not be checked against '^(a|aa)+$' in time"
+        )
+
+
+def test_pattern_properties_are_bounded_too(tmp_path: Path) -> None:
+    schema = '{"type": "object", "patternProperties": {"^x": {"type": "integer"}}}'
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        _add(rt, schema, trusted=False)
+        assert rt.invoke_route("echo", "echo", input={"x1": 1, "y": "s"}) == {"x1": 1, "y": "s"}
+        with pytest.raises(emdash.PluginRouteError) as info:
+            rt.invoke_route("echo", "echo", input={"x1": "no"})
+        assert info.value.details == [{"path": ["x1"], "message": "'no' is not of type 'integer'"}]
 
 
 def test_trusted_plugins_may_use_patterns(tmp_path: Path) -> None:
@@ -49,6 +73,7 @@ def test_trusted_plugins_may_use_patterns(tmp_path: Path) -> None:
         with pytest.raises(emdash.PluginRouteError) as info:
             rt.invoke_route("echo", "echo", input="ABC")
         assert (info.value.code, info.value.status) == ("VALIDATION_ERROR", 400)
+        assert info.value.details == [{"path": [], "message": "'ABC' does not match '^[a-z]+$'"}]
 
 
 def test_sandboxed_schemas_still_validate_on_the_host(tmp_path: Path) -> None:
