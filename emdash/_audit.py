@@ -64,6 +64,8 @@ _HOOK_EVENT = {"content": {"id": "01AUDIT", "title": "audit"}, "collection": "po
 MAX_MESSAGE_CHARS = 16 * 1024
 # Control characters a plugin could use to forge log lines or drive a terminal (C0, DEL, C1).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# How long past its wall limit an invocation may keep the host busy (scheduling, kills).
+_HOST_SLACK_S = 2.0
 # How long past its wall limit the audit waits for an invocation before calling it hung.
 _HANG_GRACE_S = 20.0
 # Tables whose rows legitimately change when a plugin is merely invoked.
@@ -235,6 +237,7 @@ class AuditSession:
         self.confinement: dict[str, str] = {}
         self._stack = ExitStack()
         self._counter = 0
+        self._last_call_s = 0.0
         self._rt: Any = None
         self._raw: Any = None
         self._raw_victim: Any = None
@@ -403,20 +406,32 @@ class AuditSession:
     ) -> tuple[Any, BaseException | None]:
         rt = self._rt
         if route or p.hook.startswith("route:"):
-            call: Callable[[], Any] = lambda: rt.invoke_route(pid, name, input={})  # noqa: E731
+            value = p.route_input if (name == "attack" and p.route_input is not None) else {}
+            call: Callable[[], Any] = lambda: rt.invoke_route(pid, name, input=value)  # noqa: E731
         else:
             call = lambda: _hook_value(rt.run_hook(name, dict(_HOOK_EVENT), plugin_id=pid), pid)  # noqa: E731
-        hold = _store_lock(rt, limits["wall_ms"] / 1000 + 1.0) if p.setup == "store-lock" else None
+        hold = _store_lock(rt, limits["wall_ms"] / 1000 + 0.5) if p.setup == "store-lock" else None
+        started = time.monotonic()
         try:
             return _with_timeout(call, limits["wall_ms"] / 1000 + _HANG_GRACE_S)
         finally:
             if hold is not None:
                 hold()
+            self._last_call_s = time.monotonic() - started
 
     def _record(
         self, result: PayloadResult, stage: str, value: Any, error: BaseException | None,
         pid: str, op: str,
     ) -> None:
+        # Whatever the plugin does, the host must be done with it soon after the wall limit:
+        # time the host spends on a plugin's behalf outside the limits is a denial of service.
+        budget = result.payload.limits["wall_ms"] / 1000 + _HOST_SLACK_S
+        if self._last_call_s > budget:
+            result.fail(
+                "host",
+                f"the host spent {self._last_call_s:.1f}s on one {stage} call "
+                f"(wall limit {result.payload.limits['wall_ms']}ms)",
+            )
         result.evidence += _ok_strings(value)
         if error is not None and result.error_name is None:
             result.stage = stage
@@ -767,14 +782,20 @@ def _footer(p: Payload) -> str:
     """Bind ``plugin``: the attack (route or hook), ``ping`` and the optional ``followup``."""
     routes = ['"ping": audit_ping']
     hooks = []
-    if p.hook.startswith("route:"):
+    head = "\n\nfrom emdash import define_plugin as audit_define_plugin\n"
+    if p.hook.startswith("route:") and p.route_schema is not None:
+        head += f"from emdash import RouteConfig as audit_RouteConfig\n\nAUDIT_ROUTE_SCHEMA = {p.route_schema!r}\n"
+        routes.append(
+            f'"{p.hook[len("route:"):]}": audit_RouteConfig(handler=handler, input=AUDIT_ROUTE_SCHEMA)'
+        )
+    elif p.hook.startswith("route:"):
         routes.append(f'"{p.hook[len("route:"):]}": handler')
     else:
         hooks.append(f'"{p.hook}": handler')
     if p.has_followup:
         routes.append('"followup": followup')
     return (
-        "\n\nfrom emdash import define_plugin as audit_define_plugin\n\n\n"
+        head + "\n\n"
         "def audit_ping(route_ctx, ctx):\n    return \"pong\"\n\n\n"
         f"plugin = audit_define_plugin(hooks={{{', '.join(hooks)}}}, routes={{{', '.join(routes)}}})\n"
     )

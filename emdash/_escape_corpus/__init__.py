@@ -118,6 +118,10 @@ class Payload:
     # Host-side setup the harness performs around the attack ("store-lock": hold the
     # store's write lock from another thread while the attack runs).
     setup: str | None = None
+    # For route attacks: a JSON Schema the plugin declares for the route's input (the host
+    # validates requests against it), and the input the harness sends.
+    route_schema: dict[str, Any] | None = None
+    route_input: Any = None
 
     @property
     def has_followup(self) -> bool:
