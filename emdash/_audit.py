@@ -792,6 +792,9 @@ def _footer(p: Payload) -> str:
         routes.append(f'"{p.hook[len("route:"):]}": handler')
     else:
         hooks.append(f'"{p.hook}": handler')
+    if "\nEXTRA_HOOKS = " in "\n" + p.code:
+        # Payloads that attack lifecycle hooks (install, uninstall...) declare them here.
+        hooks.insert(0, "**EXTRA_HOOKS")
     if p.has_followup:
         routes.append('"followup": followup')
     return (

@@ -427,4 +427,31 @@ PAYLOADS: list[Payload] = [
         route_schema={"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
         route_input={},
     ),
+    P(
+        "lifecycle_hooks_hold_the_host",
+        "plugin:install and plugin:activate spin forever, plugin:deactivate and plugin:uninstall "
+        "raise: adding must still finish within the limits and removing must still remove",
+        "own; lifecycle hooks run inside add_plugin / remove_plugin (host operations)",
+        """
+        def spin(event, ctx):
+            while True:
+                pass
+
+        def refuse(event, ctx):
+            raise ValueError("this plugin refuses to be removed")
+
+        EXTRA_HOOKS = {
+            "plugin:install": spin,
+            "plugin:activate": spin,
+            "plugin:deactivate": refuse,
+            "plugin:uninstall": refuse,
+        }
+
+        def handler(route_ctx, ctx):
+            raise LookupError("DENIED the lifecycle hooks were bounded")
+        """,
+        "contained",
+        "PluginError",
+        error_type="LookupError",
+    ),
 ]
