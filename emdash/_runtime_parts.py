@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import BridgeError, PluginRouteError
 from ._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
-from ._route_schema import check_schema, make_validator
+from ._route_input import MAX_DETAILS, check_input_schema, validate_input
 
 if TYPE_CHECKING:
     from ._descriptor import PluginDescriptor
@@ -38,7 +38,6 @@ _SECRET_HEADERS = frozenset(
 )
 _IP_RE = re.compile(r"^[\da-fA-F.:]+$")
 _DEFAULT_SITE = {"name": "", "url": "http://localhost", "locale": "en", "trailingSlash": "ignore"}
-_MAX_DETAILS = 50
 
 
 class PluginInfo(Mapping[str, Any]):
@@ -102,12 +101,22 @@ class PluginInfo(Mapping[str, Any]):
 
 
 def check_route_schemas(host: PluginHost) -> None:
-    """Refuse a plugin whose route declares an invalid input (at load, not per call)."""
+    """Refuse a plugin whose route declares an invalid input (at load, not per call).
+
+    Sandboxed plugins' schemas are checked (and later applied) in their worker; see
+    ``_route_input`` for why the host never evaluates them.
+    """
+    if _validated_in_worker(host):
+        return
     for name, meta in host.definition_meta.get("routes", {}).items():
         host.route_input_validator(name)  # raises ManifestError for an unusable input
         schema = meta.get("input")
         if type(schema) is dict:
-            check_schema(host.plugin_id, name, schema, trusted=host.trusted)
+            check_input_schema(host.plugin_id, name, schema)
+
+
+def _validated_in_worker(host: PluginHost) -> bool:
+    return bool(getattr(host, "validates_route_input", False))
 
 
 def validate_route_input(host: PluginHost, name: str, meta: dict[str, Any], value: Any) -> Any:
@@ -116,20 +125,11 @@ def validate_route_input(host: PluginHost, name: str, meta: dict[str, Any], valu
     Raises ``PluginRouteError("VALIDATION_ERROR", "Invalid request body", 400, details)``
     where ``details`` is a list of ``{"path": [...], "message": str}``.
     """
+    if _validated_in_worker(host):
+        return value
     schema = meta.get("input")
     if type(schema) is dict:
-        validator = make_validator(schema, trusted=host.trusted)
-        problems = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
-        if problems:
-            raise PluginRouteError(
-                "VALIDATION_ERROR",
-                "Invalid request body",
-                400,
-                [
-                    {"path": [str(p) for p in e.absolute_path], "message": e.message}
-                    for e in problems[:_MAX_DETAILS]
-                ],
-            )
+        validate_input(schema, value)
         return value
     check = host.route_input_validator(name)
     if check is None:
@@ -150,7 +150,7 @@ def _validation_details(exc: Exception) -> list[dict[str, Any]]:
         try:
             return [
                 {"path": [str(p) for p in e.get("loc", ())], "message": str(e.get("msg", ""))}
-                for e in errors()[:_MAX_DETAILS]
+                for e in errors()[:MAX_DETAILS]
             ]
         except Exception:  # a foreign .errors(): fall back to the message
             pass

@@ -35,7 +35,9 @@ __all__ = ["SandboxSupport", "SandboxedPluginHost", "prelude_sources"]
 log = logging.getLogger("emdash.sandbox")
 
 # Order matters: each module may import only the ones before it.
-_PRELUDE_MODULES = ("_errors", "_hooks_catalog", "_plugin_api", "_context", "_worker_dispatch")
+_PRELUDE_MODULES = (
+    "_errors", "_hooks_catalog", "_plugin_api", "_context", "_route_input", "_worker_dispatch",
+)
 _HERE = Path(__file__).parent
 
 _HOOK_META_KEYS = {"priority", "timeout_ms", "dependencies", "error_policy", "exclusive"}
@@ -99,6 +101,9 @@ class SandboxedPluginHost:
     """The plugin-host interface for one plugin running in sandbox workers."""
 
     trusted = False
+    # Route input schemas are checked and applied in the worker, under the plugin's limits
+    # (see _route_input): the host never evaluates a schema an untrusted plugin wrote.
+    validates_route_input = True
 
     def __init__(
         self,

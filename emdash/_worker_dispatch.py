@@ -6,7 +6,8 @@ supervisor then calls its functions by name as ``fn(entry_module, host_call, *ar
 - :func:`load` once per worker, right after the plugin's modules were loaded; it reads the
   module-level ``plugin``, remembers the definition and returns its hook/route settings as
   plain data (the host validates that reply: it comes from untrusted territory).
-- :func:`invoke_hook` / :func:`invoke_route` per invocation; they build the ``ctx`` with
+- :func:`invoke_hook` / :func:`invoke_route` per invocation (a route's input is first
+  validated against its JSON Schema, here, under the plugin's limits); they build the ``ctx`` with
   :func:`emdash._context.make_context` around ``host_call`` (so every ctx call is a bridge
   RPC) and call the plugin's handler.
 
@@ -23,6 +24,7 @@ from typing import Any
 from ._context import make_context
 from ._errors import ManifestError, PluginRouteError
 from ._plugin_api import PluginDefinition, coerce_definition
+from ._route_input import check_input_schema, validate_input
 
 HostCall = Callable[[str, dict[str, Any]], Any]
 
@@ -41,6 +43,16 @@ def load(entry: Any, host_call: HostCall, info: dict[str, Any]) -> dict[str, Any
             "(plugin = define_plugin(hooks=..., routes=...))"
         ) from None
     definition = coerce_definition(plugin)
+    plugin_id = info["plugin"]["id"]
+    for name, config in definition.routes.items():
+        if type(config.input) is dict:
+            check_input_schema(plugin_id, name, config.input)
+        elif config.input is not None:
+            raise ManifestError(
+                f"Plugin {plugin_id} route {name!r}: a sandboxed route's input must be a "
+                "JSON Schema (a dict); pydantic models and callables work in trusted plugins",
+                plugin_id=plugin_id,
+            )
     _STATE["definition"] = definition
     _STATE["info"] = info
     return definition.manifest()
@@ -66,4 +78,6 @@ def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> 
     config = _definition().routes.get(name)
     if config is None:
         raise PluginRouteError("NOT_FOUND", f"Route not found: {name}", 404)
+    if type(config.input) is dict and type(route_ctx) is dict:
+        validate_input(config.input, route_ctx.get("input"))
     return config.handler(route_ctx, make_context(host_call, _STATE["info"]))
