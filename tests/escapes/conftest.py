@@ -24,21 +24,7 @@ from emdash._audit import AuditSession, PayloadResult
 from emdash._escape_corpus import Payload, payloads_for
 
 # payload name -> why it is not stopped as the spec requires (and which layer should stop it)
-KNOWN_HOLES: dict[str, str] = {
-    "route_schema_unique_items": (
-        "L3/L6: the host validates route input against a schema the sandboxed plugin chose, "
-        "outside every limit; uniqueItems over objects is quadratic (seconds of host CPU "
-        "holding the GIL per request; a public route lets anyone trigger it)"
-    ),
-    "route_schema_anyof_fanout": (
-        "L3/L6: same host-side validation; cost is schema size times input size (anyOf with "
-        "thousands of branches)"
-    ),
-    "route_schema_ref_loop": (
-        "L3: a self-referencing $ref makes host-side validation raise RecursionError, which "
-        "leaves invoke_route as a non-emdash error"
-    ),
-}
+KNOWN_HOLES: dict[str, str] = {}
 
 
 def escape_params(klass: str) -> list[Any]:

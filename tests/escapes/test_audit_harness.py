@@ -134,6 +134,24 @@ def test_host_poisoning_is_caught(unsandboxed: AuditSession) -> None:
     ]
 
 
+def test_host_time_spent_on_a_plugin_is_checked(unsandboxed: AuditSession) -> None:
+    code = '''
+    def handler(event, ctx):
+        import time
+        time.sleep(3)
+        raise LookupError("DENIED")
+    '''
+    p = make_payload(
+        "slow_native", "keeps a host thread for 3 s", "test", code, "runtime_denied",
+        "PluginError", error_type="LookupError",
+        limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10},
+    )
+    r = unsandboxed.run(p)
+    assert len(r.failures_of("host")) == 1
+    assert r.failures_of("host")[0].startswith("the host spent 3.")
+    assert r.failures_of("host")[0].endswith("s on one attack call (wall limit 500ms)")
+
+
 def test_raw_worker_evidence_and_error_names(sandboxed: AuditSession) -> None:
     gets_through = make_payload(
         "raw_negative", "raw code that returns evidence", "test",
