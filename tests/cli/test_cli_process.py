@@ -123,11 +123,19 @@ def test_serve_without_the_token_variable_fails_cleanly(tmp_path: Path) -> None:
     )
 
 
-def test_audit_runs_the_escape_suite(tmp_path: Path) -> None:
-    # Collect only: the suite itself runs as part of `make test`; this checks the wiring
-    # (found from any directory, extra arguments handed to pytest).
-    result = emdash("audit", "--collect-only", cwd=tmp_path)
+def test_audit_runs_the_corpus_against_the_installed_package(tmp_path: Path) -> None:
+    # One small class end to end (the whole corpus runs in tests/escapes); from any
+    # directory, since the corpus ships inside the package.
+    result = emdash("audit", "--class", "import", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    collected = [line for line in result.stdout.splitlines() if "::" in line]
-    assert len(collected) > 100
-    assert all(line.startswith("tests/escapes/test_") for line in collected)
+    assert "escape corpus against the installed package" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("import "))
+    payloads, passed, failed = row.split()[1:4]
+    assert (passed, failed) == (payloads, "0") and int(payloads) >= 7
+    assert "Every payload was stopped by the layer it targets." in result.stdout
+
+
+def test_audit_refuses_an_unknown_class(tmp_path: Path) -> None:
+    result = emdash("audit", "--class", "nope", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: Unknown escape class 'nope'; choose from: import,")
