@@ -21,6 +21,8 @@ What is in it, and why the shape:
 * Only ``Exception`` classes: no ``BaseException``, ``SystemExit``, ``KeyboardInterrupt``,
   ``GeneratorExit`` (a plugin must not pose as a shutdown, 056) and no ``ExceptionGroup``
   (CVE-2025-22153).
+* ``UnicodeError`` (to catch) but none of its constructible subclasses: see
+  ``_UNICODE_ERRORS`` below (an interpreter memory-safety bug).
 """
 
 from __future__ import annotations
@@ -237,12 +239,24 @@ _EXCEPTIONS = (
     "StopIteration",
     "TypeError",
     "UnboundLocalError",
-    "UnicodeError",
-    "UnicodeDecodeError",
-    "UnicodeEncodeError",
+    "UnicodeError",  # for `except`; it cannot be subclassed (plugin_metaclass)
     "ValueError",
     "ZeroDivisionError",
 )
+
+# CPython gh-123378 (unfixed in the 3.11.7 we run on): str() of a UnicodeDecodeError,
+# UnicodeEncodeError or UnicodeTranslateError whose start/end lie outside its object reads
+# memory out of bounds - str(UnicodeDecodeError("utf-8", b"x", -24, -23, "r")) prints the
+# heap in front of the bytes object, one byte per offset. A plugin that chooses start/end
+# (by calling a constructor, or by setting .start on an instance of its own subclass) reads
+# the worker's heap; seccomp and the empty worker are the last line behind that, not a
+# reason to allow it. So plugins get neither the constructors nor subclassing (UnicodeError
+# is refused as a base in plugin_metaclass); the exceptions the interpreter raises for
+# them carry consistent offsets, can still be caught as UnicodeError and their attributes
+# cannot be written (_write_ refuses host exception instances).
+# Revisit on CPython >= 3.12.6 / 3.11.10, where gh-123378 is fixed (start/end are clamped).
+_UNICODE_ERRORS = ("UnicodeDecodeError", "UnicodeEncodeError", "UnicodeTranslateError")
+_NO_UNICODE_ERROR = "catch UnicodeError instead (plugins cannot create Unicode errors)"
 
 _NO_CODE = "code cannot be generated or run from strings"
 _NO_INTROSPECTION = "introspection of the interpreter is not available"
@@ -275,6 +289,7 @@ _FORBIDDEN: dict[str, str] = {
     "GeneratorExit": "derive exceptions from Exception",
     "ExceptionGroup": "exception groups are not supported",
     "BaseExceptionGroup": "exception groups are not supported",
+    **{name: _NO_UNICODE_ERROR for name in _UNICODE_ERRORS},
 }
 
 

@@ -16,8 +16,9 @@ are our own implementations. The rules they enforce, and the escape each one clo
   ``AttributeError.obj`` (CVE-2024-47532), ``type.mro()``, ``string.Formatter.get_field``
   (CVE-2026-76825). They are refused by the type of the object that carries them.
 * Missing attributes raise a *fresh* ``AttributeError``: the original may carry ``.obj``.
-* Writes are allowed only to plain containers and instances of classes the plugin defined,
-  so shared module state cannot be poisoned (070) and host objects cannot be rewired (080).
+* Writes are allowed only to the items of plain containers and the attributes of instances
+  of classes the plugin defined, so shared module state cannot be poisoned (070), host
+  objects cannot be rewired (080) and no container's method can be replaced by plugin code.
 
 None of this is the security boundary on its own: the process layer (seccomp, rlimits, an
 empty worker) assumes the interpreter may be compromised anyway. The guards make the
@@ -342,24 +343,30 @@ def safe_hasattr(obj: object, name: object, /) -> bool:
 def safe_setattr(obj: object, name: object, value: object, /) -> None:
     """The ``setattr`` builtin: name rules of ``_getattr_``, target rules of ``_write_``."""
     name = check_attribute_name(name)
-    setattr(guarded_write(obj), name, value)
+    setattr(_attribute_target(obj), name, value)
 
 
 def safe_delattr(obj: object, name: object, /) -> None:
     """The ``delattr`` builtin."""
     name = check_attribute_name(name)
-    delattr(guarded_write(obj), name)
+    delattr(_attribute_target(obj), name)
 
 
 # --------------------------------------------------------------------------------------
 # _write_
 # --------------------------------------------------------------------------------------
 
-# Exact types only: a subclass could be a host type with custom __setitem__ semantics.
-_WRITABLE_TYPES = frozenset(
+# Containers a plugin may change the *items* of. Exact types only: a subclass could be a host
+# type with custom __setitem__ semantics. None of them is handed out shared by a shim (the
+# reachability tests check), so every instance a plugin can write to is one it made.
+#
+# Their *attributes* are another matter. Counter, OrderedDict and ChainMap instances have a
+# __dict__, defaultdict has a writable default_factory: an attribute write plants plugin code
+# where host code expects the container's own method - c.items = spin on a Counter that is
+# then passed to json (the worker encoded error frames after its CPU timer was disarmed, so
+# spin ran unbounded). Hence item writes only, through _ItemWriter.
+_ITEM_WRITABLE_TYPES = frozenset(
     {
-        dict,
-        list,
         collections.OrderedDict,
         collections.defaultdict,
         collections.Counter,
@@ -367,23 +374,78 @@ _WRITABLE_TYPES = frozenset(
         collections.ChainMap,
     }
 )
+# Exact dicts and lists are handed back as they are: item writes on them are the hot path
+# (a wrapper makes `d[k] = v` several times slower), and the interpreter itself refuses every
+# attribute write on them (no __dict__, read-only methods) - the tests pin that down.
+_PLAIN_WRITABLE_TYPES = frozenset({dict, list})
+
+
+class _ItemWriter:
+    """What ``_write_`` returns for a container: item writes pass, attribute writes raise.
+
+    Never reachable from plugin code: RestrictedPython uses ``_write_(x)`` only as the
+    target of an assignment or ``del``, and ``_target`` is a private name anyway.
+    """
+
+    __slots__ = ("_target",)
+    _target: Any
+
+    def __init__(self, target: Any) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._target[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._target[key]
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        _refuse_container_attributes(self._target)
+
+    def __delattr__(self, name: str) -> NoReturn:
+        _refuse_container_attributes(self._target)
+
+
+def _refuse_container_attributes(obj: object) -> NoReturn:
+    raise SandboxViolation(
+        f"Modifying attributes of {_describe(obj)} is not allowed in sandboxed plugins "
+        "(only its items can be changed)"
+    )
+
+
+def _refuse_write(obj: object) -> NoReturn:
+    raise SandboxViolation(
+        f"Modifying {_describe(obj)} is not allowed in sandboxed plugins "
+        "(only dicts, lists and instances of the plugin's own classes can be changed)"
+    )
+
+
+def _attribute_target(obj: object) -> object:
+    """``setattr``/``delattr``: only instances of plugin-defined classes have writable attributes."""
+    kind = type(obj)
+    if type(kind) is PluginClass:
+        return obj
+    if kind in _PLAIN_WRITABLE_TYPES or kind in _ITEM_WRITABLE_TYPES:
+        _refuse_container_attributes(obj)
+    _refuse_write(obj)
 
 
 def guarded_write(obj: object) -> Any:
     """``_write_``: the target of every ``a.b = c``, ``a[b] = c``, ``del a.b``, ``del a[b]``.
 
-    Allowed: plain containers (the plugin creates them; no shim hands out a shared one, which
-    the reachability tests check) and instances of plugin-defined classes. Everything else -
-    modules, shims, functions, host classes and their instances, plugin *classes* - is
-    refused, so nothing shared between invocations or with the host can be rewired.
+    Allowed: items of plain containers (the plugin creates them; no shim hands out a shared
+    one, which the reachability tests check) and attributes of instances of plugin-defined
+    classes. Everything else - attributes of containers, modules, shims, functions, host
+    classes and their instances (exceptions included), plugin *classes* - is refused, so
+    nothing shared between invocations or with the host can be rewired, and no host method
+    can be replaced by plugin code.
     """
     kind = type(obj)
-    if kind in _WRITABLE_TYPES or type(kind) is PluginClass:
+    if kind in _PLAIN_WRITABLE_TYPES or type(kind) is PluginClass:
         return obj
-    raise SandboxViolation(
-        f"Modifying {_describe(obj)} is not allowed in sandboxed plugins "
-        "(only dicts, lists and instances of the plugin's own classes can be changed)"
-    )
+    if kind in _ITEM_WRITABLE_TYPES:
+        return _ItemWriter(obj)
+    _refuse_write(obj)
 
 
 # --------------------------------------------------------------------------------------
@@ -604,12 +666,25 @@ def _allowed_base(base: object) -> bool:
         return True  # its own host bases were checked when it was created
     if not isinstance(base, type) or not issubclass(base, Exception):
         return False
+    if issubclass(base, UnicodeError):
+        return False  # see _refused_base_reason: gh-123378
     # ExceptionGroup: except* type confusion (CVE-2025-22153).
     if issubclass(base, BaseExceptionGroup):
         return False
     # A host class's __init_subclass__ would run host code on the plugin's class (and could,
     # say, register it in a host table by name); no builtin exception defines one.
     return not any("__init_subclass__" in vars(klass) for klass in base.__mro__ if klass is not object)
+
+
+def _refused_base_reason(base: object) -> str:
+    if isinstance(base, type) and issubclass(base, UnicodeError):
+        # Instances of a plugin class are writable, so a subclass of UnicodeDecodeError &
+        # co. could set .start/.end out of range, and str() of it reads the heap (CPython
+        # gh-123378, fixed in 3.12.6/3.11.10; see _builtins._UNICODE_ERRORS). UnicodeError
+        # itself is refused too: its subclasses are the ones with the bug, and nothing a
+        # plugin needs comes from subclassing it.
+        return "Unicode error classes cannot be subclassed in sandboxed plugins"
+    return "sandboxed classes may only inherit from Exception classes and other classes of the plugin"
 
 
 def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, Any], /, **kwargs: object) -> type:
@@ -627,10 +702,7 @@ def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, 
         raise SandboxViolation(f'Class "{name}": keyword arguments in a class statement are not supported in sandboxed plugins')
     for base in bases:
         if not _allowed_base(base):
-            raise SandboxViolation(
-                f'Class "{name}" cannot inherit from {_describe(base)}: sandboxed classes may only '
-                "inherit from Exception classes and other classes of the plugin"
-            )
+            raise SandboxViolation(f'Class "{name}" cannot inherit from {_describe(base)}: {_refused_base_reason(base)}')
     for key in namespace:
         if type(key) is not str:
             raise SandboxViolation(f'Class "{name}" has a non-str attribute name')

@@ -7,6 +7,7 @@ spec/escape-classes.md §4. Process isolation is covered by the worker tests.
 
 from __future__ import annotations
 
+import collections
 import functools
 import gc
 import json
@@ -284,6 +285,85 @@ def test_write_guard_direct() -> None:
     assert guarded_write(box) is box
     with pytest.raises(SandboxViolation):
         guarded_write(json)
+    counter: collections.Counter[str] = collections.Counter()
+    writer = guarded_write(counter)
+    writer["a"] = 2
+    del writer["a"]
+    writer["b"] = 1
+    assert counter == {"b": 1}
+    with pytest.raises(SandboxViolation) as info:
+        writer.items = len
+    assert str(info.value) == CONTAINER_ATTRIBUTES.format("Counter")
+    assert "items" not in vars(counter)
+
+
+CONTAINER_ATTRIBUTES = (
+    'Modifying attributes of a "{}" object is not allowed in sandboxed plugins (only its items can be changed)'
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        # Red-team finding 2: a Counter with a lying items() reached the worker's encoder.
+        ("c = Counter('a')\nc.items = len\n", "Counter"),
+        ("c = Counter('a')\nsetattr(c, 'most_common', len)\n", "Counter"),
+        ("c = OrderedDict(a=1)\nc.keys = len\n", "OrderedDict"),
+        ("c = OrderedDict(a=1)\nc.anything = 1\n", "OrderedDict"),
+        ("c = ChainMap({})\nc.maps = [{'a': 1}]\n", "ChainMap"),
+        ("c = ChainMap({})\ndel c.maps\n", "ChainMap"),
+        ("c = defaultdict(list)\nc.default_factory = len\n", "defaultdict"),
+        ("c = defaultdict(list)\ndelattr(c, 'default_factory')\n", "defaultdict"),
+        ("c = deque()\nc.append = len\n", "deque"),
+        ("c = {}\nsetattr(c, 'items', len)\n", "dict"),
+        ("c = []\ndelattr(c, 'append')\n", "list"),
+    ],
+)
+def test_attributes_of_containers_are_refused(source: str, kind: str) -> None:
+    prelude = "from collections import Counter, OrderedDict, ChainMap, defaultdict, deque\n"
+    assert refused(prelude + source) == CONTAINER_ATTRIBUTES.format(kind)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("c = {}\nc.items = len\n", "'dict' object attribute 'items' is read-only"),
+        ("c = {}\nc.new = 1\n", "'dict' object has no attribute 'new'"),
+        ("c = []\nc.sort = len\n", "'list' object attribute 'sort' is read-only"),
+        ("c = []\ndel c.append\n", "'list' object attribute 'append' is read-only"),
+    ],
+)
+def test_plain_dicts_and_lists_refuse_attribute_writes_themselves(source: str, message: str) -> None:
+    # _write_ returns exact dicts and lists unwrapped (the hot path of item writes); that is
+    # only sound because the interpreter refuses every attribute write on them.
+    with pytest.raises(AttributeError) as info:
+        run(source)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("e = KeyError('k')\ne.args = ()\n", "KeyError"),
+        ("e = ValueError('x')\nsetattr(e, 'note', 1)\n", "ValueError"),
+        ("e = StopIteration(1)\ndelattr(e, 'value')\n", "StopIteration"),
+        ("try:\n    b'\\xff'.decode('utf-8')\nexcept UnicodeError as exc:\n    exc.start = -24\n", "UnicodeDecodeError"),
+        ("try:\n    'é'.encode('ascii')\nexcept UnicodeError as exc:\n    setattr(exc, 'end', 10**8)\n", "UnicodeEncodeError"),
+        ("import json\ntry:\n    json.loads('{')\nexcept ValueError as exc:\n    exc.pos = 1\n", "JSONDecodeError"),
+    ],
+)
+def test_attributes_of_host_exceptions_are_refused(source: str, kind: str) -> None:
+    # Only instances of plugin-defined exception classes are writable (see the next test and
+    # test_writes_to_containers_and_plugin_instances_are_allowed).
+    assert refused(source) == WRITE.format(f'a "{kind}" object')
+
+
+def test_unicode_errors_can_be_caught_and_read() -> None:
+    module = run(
+        "try:\n    b'\\xff'.decode('utf-8')\nexcept UnicodeError as exc:\n"
+        "    r = [str(exc), exc.start, exc.end, exc.reason, exc.object]\n"
+    )
+    assert module.r == ["'utf-8' codec can't decode byte 0xff in position 0: invalid start byte", 0, 1, "invalid start byte", b"\xff"]
 
 
 # -- iteration and unpacking ------------------------------------------------------------
@@ -376,6 +456,15 @@ def test_guarded_container_types_cannot_be_subclassed() -> None:
         ("raise SystemExit(0)", "SystemExit", "return from the handler instead"),  # 056
         ("r = ExceptionGroup('x', [ValueError()])", "ExceptionGroup", "exception groups are not supported"),
         ("r = memoryview(b'x')", "memoryview", "use bytes"),
+        # gh-123378: str() of these reads out of bounds for a start/end the caller chose.
+        ("r = str(UnicodeDecodeError('utf-8', b'x', -24, -23, 'r'))", "UnicodeDecodeError",
+         "catch UnicodeError instead (plugins cannot create Unicode errors)"),
+        ("r = UnicodeEncodeError('ascii', 'x', 0, 1, 'r')", "UnicodeEncodeError",
+         "catch UnicodeError instead (plugins cannot create Unicode errors)"),
+        ("r = UnicodeTranslateError('x', 0, 1, 'r')", "UnicodeTranslateError",
+         "catch UnicodeError instead (plugins cannot create Unicode errors)"),
+        ("class U(UnicodeDecodeError):\n    pass", "UnicodeDecodeError",
+         "catch UnicodeError instead (plugins cannot create Unicode errors)"),
     ],
 )
 def test_forbidden_builtins_raise_violations_with_a_hint(source: str, name: str, hint: str) -> None:
@@ -476,6 +565,9 @@ def test_metaclass_refuses_what_the_compiler_would() -> None:
     for base in (dict, int, type, BaseException, ExceptionGroup):
         with pytest.raises(SandboxViolation):
             plugin_metaclass("X", (base,), {})
+    with pytest.raises(SandboxViolation) as finalizer:
+        plugin_metaclass("X", (), {"__del__": len})
+    assert str(finalizer.value) == 'Class "X" may not define "__del__"'
 
     class Registering(Exception):
         def __init_subclass__(cls) -> None:
@@ -489,6 +581,24 @@ def test_metaclass_refuses_what_the_compiler_would() -> None:
     )
     assert refused("class A:\n    def m(self):\n        return super().m()\n") == (
         'Class "A" uses super() or __class__, which sandboxed plugins cannot use; call Base.method(self, ...) instead'
+    )
+
+
+@pytest.mark.parametrize("base", [UnicodeError, UnicodeDecodeError, UnicodeEncodeError, UnicodeTranslateError])
+def test_unicode_error_classes_cannot_be_subclassed(base: type) -> None:
+    # gh-123378: a plugin subclass instance is writable, so .start/.end could be chosen.
+    with pytest.raises(SandboxViolation) as info:
+        plugin_metaclass("U", (base,), {})
+    assert str(info.value) == (
+        f'Class "U" cannot inherit from the class "{base.__name__}": Unicode error classes cannot '
+        "be subclassed in sandboxed plugins"
+    )
+
+
+def test_unicode_error_is_refused_as_a_base_in_plugin_code() -> None:
+    assert refused("class U(UnicodeError):\n    pass\n") == (
+        'Class "U" cannot inherit from the class "UnicodeError": Unicode error classes cannot '
+        "be subclassed in sandboxed plugins"
     )
 
 
