@@ -28,6 +28,7 @@ host (``_supervisor``), which treats every frame from here as hostile.
 
 from __future__ import annotations
 
+import collections
 import gc
 import json
 import os
@@ -50,7 +51,9 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_MEMORY",
     "EXIT_PROTOCOL",
+    "MAX_JSON_DEPTH",
     "WorkerRuntime",
+    "plain_json",
     "worker_main",
 ]
 
@@ -66,17 +69,90 @@ MAX_TRACEBACK = 16000
 # JSON in the worker is the standard library's, not orjson: a worker runs right under its
 # memory limit, and orjson dereferences NULL (SIGSEGV) when an allocation fails, where json
 # raises MemoryError. The host decodes with orjson; the format is the same. NaN and infinity
-# are refused (they are not JSON), and a str subclass is encoded from its character data,
-# so whatever it claims about itself stays in the worker.
+# are refused (they are not JSON).
 _BAD_JSON = (TypeError, ValueError, RecursionError)
 
+#: Deepest nesting of lists/dicts a value sent to the host may have.
+MAX_JSON_DEPTH = 256
 
 # One encoder for the worker's life (stateless between calls: encode() starts afresh).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+_PLAIN_LEAVES = (str, int, float, bool, type(None))
+_INFINITY = float("inf")
+
+
+def plain_json(value: Any) -> Any:
+    """A copy of ``value`` made only of exact ``dict``/``list``/``str``/``int``/``float``/
+    ``bool``/``None``; ``TypeError``/``ValueError`` for anything that is not JSON.
+
+    Why a copy: json's encoder calls methods of what it encodes - ``items()`` of a dict
+    subclass, ``__iter__`` of a list subclass. Anything sandboxed code can reach might be
+    such an object with a method the plugin chose (a Counter with ``c.items = spin`` did it:
+    the worker encoded error frames after disarming the CPU timer, so ``spin`` ran without
+    a limit). This function decides by ``type(x) is``, reads containers through the base
+    type's C methods (``dict.items(x)``, ``list.copy(x)``), and converts str/int/float
+    subclasses with the base type's own conversion (``str.__str__(x)`` copies the character
+    data), so no code of the value runs and whatever it claims about itself stays in the
+    worker. Encoding the copy runs only the interpreter's code for builtin types.
+    """
+    return _plain(value, 0, set())
+
+
+def _plain(value: Any, depth: int, open_ids: set[int]) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is float:
+        if value != value or value in (_INFINITY, -_INFINITY):
+            raise ValueError("Out of range float values are not JSON compliant")
+        return value
+    if issubclass(kind, _PLAIN_LEAVES):  # bool and NoneType cannot be subclassed
+        if issubclass(kind, str):
+            return str.__str__(value)
+        if issubclass(kind, int):
+            return int.__int__(value)
+        return _plain(float.__float__(value), depth, open_ids)
+    if depth >= MAX_JSON_DEPTH:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    marker = id(value)
+    if marker in open_ids:
+        raise ValueError("Circular reference detected")
+    open_ids.add(marker)
+    try:
+        if issubclass(kind, dict):
+            return _plain_dict(value, kind, depth, open_ids)
+        if issubclass(kind, list):
+            items: Any = list.copy(value)
+        elif issubclass(kind, tuple):
+            items = tuple.__getitem__(value, slice(None))  # an exact tuple for a subclass
+        else:
+            raise TypeError(f"Object of type {kind.__name__} is not JSON serializable")
+        return [_plain(item, depth + 1, open_ids) for item in items]
+    finally:
+        open_ids.discard(marker)
+
+
+def _plain_dict(value: Any, kind: type, depth: int, open_ids: set[int]) -> dict[Any, Any]:
+    if issubclass(kind, collections.OrderedDict):
+        # Its order lives in its own list (move_to_end); read through the C type's methods.
+        pairs: Any = [(key, dict.__getitem__(value, key)) for key in collections.OrderedDict.keys(value)]
+    else:
+        pairs = dict.items(value)
+    out: dict[Any, Any] = {}
+    for key, item in pairs:
+        key_kind = type(key)
+        if not (key_kind is str or key_kind is int or key_kind is float or key_kind is bool or key is None):
+            if not issubclass(key_kind, (str, int, float)):
+                raise TypeError(f"keys must be str, int, float, bool or None, not {key_kind.__name__}")
+            key = _plain(key, depth + 1, open_ids)
+        out[key] = _plain(item, depth + 1, open_ids)
+    return out
+
 
 def _dumps(obj: Any) -> bytes:
-    return _ENCODER.encode(obj).encode("utf-8")  # strict: a lone surrogate is refused
+    # strict UTF-8: a lone surrogate is refused
+    return _ENCODER.encode(plain_json(obj)).encode("utf-8")
 
 
 def _loads(payload: bytes) -> Any:
@@ -147,12 +223,31 @@ def _usage() -> tuple[float, int]:
     return ru.ru_utime + ru.ru_stime, ru.ru_maxrss
 
 
-def _safe_text(exc: BaseException, limit: int = MAX_TEXT) -> str:
+def _safe_text(exc: object, limit: int = MAX_TEXT) -> str:
     try:
         text = str(exc)
+        # str() passes a str subclass from __str__ through; keep only its character data.
+        return str.__str__(text)[:limit]
     except BaseException:
-        text = "<unprintable exception>"
-    return text[:limit] if isinstance(text, str) else "<unprintable exception>"
+        return "<unprintable exception>"
+
+
+def _plain_error_data(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of an error description that are plain JSON, as a plain copy.
+
+    A field that is not (say, ``details`` an encoder copied from the exception) is left
+    out rather than losing the whole error: ``type``, ``message`` and ``traceback`` are
+    exact strs (``describe`` makes sure), so the host still learns what happened.
+    """
+    out: dict[str, Any] = {}
+    for key, value in (data or {}).items():
+        if type(key) is not str:
+            continue
+        try:
+            out[key] = plain_json(value)
+        except _BAD_JSON:
+            continue
+    return out
 
 
 class _Server:
@@ -306,7 +401,16 @@ class _Server:
     # -- running one operation ----------------------------------------------------------
 
     def run(self, msg: dict[str, Any], ok_op: str, body: Callable[[], Any], phase: str = "call") -> bool:
-        """Run ``body`` as operation ``msg['id']`` and send its outcome; True on success."""
+        """Run ``body`` as operation ``msg['id']`` and send its outcome; True on success.
+
+        No code of the plugin may run once the CPU timer is disarmed. So, while it is still
+        armed: the result is converted to plain JSON and encoded; an error is described and
+        converted to plain JSON (``plain_json`` runs no method of what it copies); every
+        local that refers to the call's objects is dropped; and the garbage the call left
+        is collected, running generator ``finally`` blocks (plugin classes cannot define
+        ``__del__``) under what is left of the call's budget. What remains after the
+        disarm is plain data owned by this function.
+        """
         cid = msg["id"]
         cpu_ms = msg.get("cpu_ms")
         if type(cpu_ms) is not int or cpu_ms <= 0:
@@ -329,7 +433,7 @@ class _Server:
             # filled the memory) until this block ends.
             kind = "memory"
         except CompileError as exc:
-            kind, message, errors = "compile", _safe_text(exc), [str(e)[:MAX_TEXT] for e in exc.errors]
+            kind, message, errors = "compile", _safe_text(exc), [_safe_text(e) for e in exc.errors]
         except SandboxViolation as exc:
             kind, message = "violation", _safe_text(exc)
         except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the worker goes on
@@ -340,28 +444,30 @@ class _Server:
             self.active = None
             self.phase = "idle"
         del body
+        error: dict[str, Any] | None = None
+        if kind == "memory":
+            error = {"op": "error", "kind": "memory", "message": "MemoryError"}
+        elif kind == "remote":
+            error = {"op": "error", "kind": "remote", "data": _plain_error_data(data)}
+        elif kind == "compile":
+            error = {"op": "error", "kind": "compile", "message": message, "errors": errors}
+        elif kind == "violation":
+            error = {"op": "error", "kind": "violation", "message": message}
+        del data  # the error encoder's output may still hold objects of the call
         gc.collect()
         signal.setitimer(signal.ITIMER_PROF, 0)
         cpu_end, rss_kb = _usage()
         usage = {"id": cid, "cpu_ms": round((cpu_end - cpu_start) * 1000.0, 3), "rss_kb": rss_kb}
-        if kind == "ok" and payload is not None:
+        if error is None and payload is not None:
             # The value is already JSON: splice it into the envelope instead of re-encoding.
             key = b'"init":' if ok_op == "loaded" else b'"value":'
             envelope = _dumps({"op": ok_op, **usage})[:-1] + b"," + key + payload + b"}"
             self.send_raw(HEADER.pack(len(envelope)) + envelope)
             return True
-        if kind == "memory":
-            frame = {"op": "error", "kind": "memory", "message": "MemoryError", **usage}
-        elif kind == "remote":
-            frame = {"op": "error", "kind": "remote", "data": data, **usage}
-        elif kind == "compile":
-            frame = {"op": "error", "kind": "compile", "message": message, "errors": errors, **usage}
-        else:
-            frame = {"op": "error", "kind": "violation", "message": message, **usage}
         try:
-            encoded = _frame(frame, self.rt.max_frame_bytes)
+            encoded = _frame({**(error or {}), **usage}, self.rt.max_frame_bytes)
         except (*_BAD_JSON, FrameTooLarge):
-            # An error encoder produced something that is not small plain JSON.
+            # Too large (the error data is plain JSON already, see _plain_error_data).
             fallback = {"type": "Exception", "message": "the error could not be reported"}
             encoded = _frame(
                 {"op": "error", "kind": "remote", "data": fallback, **usage},

@@ -33,7 +33,11 @@ class HostFailure(Exception):
 
 
 def encode_error(exc):
-    return {"type": type(exc).__name__, "message": str(exc), "encoder": "sbtest"}
+    out = {"type": type(exc).__name__, "message": str(exc), "encoder": "sbtest"}
+    # Like emdash's route errors: data of the exception itself goes into the description.
+    if hasattr(exc, "details"):
+        out["details"] = exc.details
+    return out
 
 
 def decode_error(data):

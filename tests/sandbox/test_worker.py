@@ -4,6 +4,7 @@ error reporting, and the invocation boundary (escape classes ``exc``, ``serial``
 
 from __future__ import annotations
 
+import collections
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +20,7 @@ from sandbox import (
     Supervisor,
     WorkerPool,
 )
+from sandbox._worker import MAX_JSON_DEPTH, plain_json
 
 
 def test_init_runs_after_loading_and_its_result_is_kept(pool: WorkerPool) -> None:
@@ -271,3 +273,153 @@ def test_loading_has_its_own_cpu_budget(supervisor: Supervisor) -> None:
     with pytest.raises(CpuLimitExceeded) as info:
         supervisor.load("worker:spin", {"plugin.py": "while True:\n    pass\n"}, "plugin.py", limits=limits)
     assert info.value.limit_ms == 100  # type: ignore[attr-defined]
+
+
+# --- no code of the call runs after its CPU timer is disarmed (red-team finding 2) ---------
+
+# A dict subclass whose every way of being read spins forever: json's encoder called items()
+# of dict subclasses, and for error frames it did so after the CPU timer was disarmed.
+LYING = (
+    "import collections\n"
+    "def spin(*args, **kwargs):\n    while True:\n        pass\n"
+    "class Lying(dict):\n"
+    "    items = keys = values = __iter__ = __getitem__ = __len__ = get = spin\n"
+    "class LyingList(list):\n    __iter__ = __getitem__ = __len__ = spin\n"
+    "class LyingTuple(tuple):\n    __iter__ = __getitem__ = __len__ = spin\n"
+    "class LyingStr(str):\n    __str__ = __getitem__ = __iter__ = __len__ = encode = spin\n"
+    "class LyingInt(int):\n    __repr__ = __str__ = __int__ = __index__ = spin\n"
+    "class LyingFloat(float):\n    __repr__ = __float__ = spin\n"
+)
+
+# Generous wall time, so that a payload the CPU timer misses is told apart (WallTimeExceeded).
+LATE_LIMITS = SandboxLimits(cpu_ms=250, memory_mb=64, wall_ms=4_000)
+
+
+def test_a_result_is_copied_as_plain_json_without_running_its_methods(pool: WorkerPool) -> None:
+    source = LYING + (
+        "od = collections.OrderedDict(a=1, b=2)\nod.move_to_end('a')\n"
+        "result = {'d': Lying(a=1), 'l': LyingList([1, 2]), 't': LyingTuple((3, 'x')),\n"
+        "          's': LyingStr('text'), 'i': LyingInt(5), 'f': LyingFloat(2.5), 'od': od,\n"
+        "          LyingStr('key'): 1, 7: None}\n"
+    )
+    value = pool.raw_exec_for_tests(source, limits=LATE_LIMITS).value
+    assert value == {
+        "d": {"a": 1}, "l": [1, 2], "t": [3, "x"], "s": "text", "i": 5, "f": 2.5,
+        "od": {"b": 2, "a": 1}, "key": 1, "7": None,
+    }
+    assert list(value["od"]) == ["b", "a"]  # OrderedDict order, not insertion order
+
+
+def test_error_data_is_copied_before_the_timer_is_disarmed(pool: WorkerPool) -> None:
+    source = LYING + "class Failure(Exception):\n    pass\ne = Failure('with details')\ne.details = Lying(a=1)\nraise e\n"
+    with pytest.raises(RemoteError) as info:
+        pool.raw_exec_for_tests(source, limits=LATE_LIMITS)
+    assert info.value.error_type == "Failure"
+    assert str(info.value) == "with details"
+    assert info.value.data["details"] == {"a": 1}
+
+
+def test_error_fields_that_are_not_json_are_left_out_not_the_error(pool: WorkerPool) -> None:
+    source = "class Failure(Exception):\n    pass\ne = Failure('kept')\ne.details = {1, 2}\nraise e\n"
+    with pytest.raises(RemoteError) as info:
+        pool.raw_exec_for_tests(source)
+    assert {k: v for k, v in info.value.data.items() if k != "traceback"} == {
+        "type": "Failure", "message": "kept", "encoder": "sbtest",
+    }
+    assert info.value.traceback_text is not None
+    assert info.value.traceback_text.endswith("Failure: kept\n")
+
+
+SPINNING_GENERATOR = "def gen():\n    try:\n        yield 1\n    finally:\n        while True:\n            pass\n"
+
+
+def test_a_finalizer_held_by_the_error_data_runs_under_the_timer(pool: WorkerPool, sb: SimpleNamespace) -> None:
+    # The encoder's output keeps the generator alive past the except block; it dies when the
+    # worker drops that output, which must happen before the timer is disarmed.
+    source = SPINNING_GENERATOR + "class Failure(Exception):\n    pass\ne = Failure('x')\ne.details = gen()\nnext(e.details)\nraise e\n"
+    with pytest.raises(CpuLimitExceeded):
+        pool.raw_exec_for_tests(source, limits=LATE_LIMITS)
+    assert pool.call("sbtest:echo", ["again"], on_host_call=sb.no_host_calls).value == "again"
+
+
+def test_a_generator_finally_parked_in_a_cycle_is_killed_by_the_cpu_limit(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
+    # Collected between calls, before the timer is disarmed: the endless finally block runs
+    # on what is left of the call's budget, and the worker is killed by SIGPROF.
+    source = SPINNING_GENERATOR + (
+        "def park():\n    g = gen()\n    next(g)\n    cycle = [g]\n    cycle.append(cycle)\n"
+        "park()\nresult = 'returned'\n"
+    )
+    with pytest.raises(CpuLimitExceeded):
+        pool.raw_exec_for_tests(source, limits=LATE_LIMITS)
+    assert pool.call("sbtest:echo", ["again"], on_host_call=sb.no_host_calls).value == "again"
+
+
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("plain_json ran a method of the value")
+
+
+class _Dict(dict[Any, Any]):
+    items = keys = values = __iter__ = __getitem__ = __len__ = get = _refuse
+
+
+class _List(list[Any]):
+    __iter__ = __getitem__ = __len__ = _refuse
+
+
+class _Str(str):
+    __str__ = __getitem__ = __iter__ = __len__ = _refuse
+
+
+class _Int(int):
+    __repr__ = __int__ = __index__ = _refuse
+
+
+_Point = collections.namedtuple("_Point", "x y")
+
+
+def test_plain_json_copies_into_exact_types_without_calling_the_values_methods() -> None:
+    point = _Point(1, 2)
+    value = {"d": _Dict(a=_List([_Int(1), _Str("s")])), "t": point, "c": collections.Counter("aa")}
+    copy = plain_json(value)
+    assert copy == {"d": {"a": [1, "s"]}, "t": [1, 2], "c": {"a": 2}}
+    assert type(copy["d"]) is dict and type(copy["d"]["a"]) is list and type(copy["c"]) is dict
+    assert [type(x) for x in copy["d"]["a"]] == [int, str]
+    # keys: exact types stay for the encoder to render, subclasses are copied like values
+    assert plain_json({1: None, 2.5: True, None: 0, False: 1}) == {1: None, 2.5: True, None: 0, False: 1}
+    (key,) = plain_json({_Str("k"): 1})
+    assert type(key) is str and key == "k"
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        ({1, 2}, TypeError, "Object of type set is not JSON serializable"),
+        ({"x": b"b"}, TypeError, "Object of type bytes is not JSON serializable"),
+        ([float("nan")], ValueError, "Out of range float values are not JSON compliant"),
+        ({"x": float("-inf")}, ValueError, "Out of range float values are not JSON compliant"),
+        ({(1, 2): "tuple key"}, TypeError, "keys must be str, int, float, bool or None, not tuple"),
+    ],
+)
+def test_plain_json_refuses_what_is_not_json(value: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as info:
+        plain_json(value)
+    assert str(info.value) == message
+
+
+def test_plain_json_refuses_cycles_and_bounds_depth() -> None:
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with pytest.raises(ValueError) as info:
+        plain_json({"a": cycle})
+    assert str(info.value) == "Circular reference detected"
+    shared = [1]
+    assert plain_json([shared, shared]) == [[1], [1]]  # shared is not circular
+    deep: Any = "leaf"
+    for _ in range(MAX_JSON_DEPTH):
+        deep = [deep]
+    assert plain_json(deep) == deep
+    with pytest.raises(ValueError) as info:
+        plain_json([deep])
+    assert str(info.value) == f"nested more than {MAX_JSON_DEPTH} levels deep"
