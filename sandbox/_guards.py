@@ -15,6 +15,9 @@ are our own implementations. The rules they enforce, and the escape each one clo
 * Some *public* attributes unwrap hidden objects: ``partial.func``, ``property.fget``,
   ``AttributeError.obj`` (CVE-2024-47532), ``type.mro()``, ``string.Formatter.get_field``
   (CVE-2026-76825). They are refused by the type of the object that carries them.
+* Unbound methods of host classes are refused by the value read (``Counter.update``,
+  ``ChainMap.clear``, ``dict.update`` through ``typing.Dict``...): applied to an object of
+  the plugin's choosing they write past ``_write_`` or skip a subclass's own methods.
 * Missing attributes raise a *fresh* ``AttributeError``: the original may carry ``.obj``.
 * Writes are allowed only to the items of plain containers and the attributes of instances
   of classes the plugin defined, so shared module state cannot be poisoned (070), host
@@ -162,6 +165,18 @@ _OPAQUE_BASES = tuple(base for base, _ in _OPAQUE_TYPES)
 _ABC_REGISTER = abc.ABCMeta.register
 _MethodType = types.MethodType
 
+# Unbound methods of host classes (red-team finding 3). A Python function read from a host
+# class takes *any* first argument: collections.Counter.update(x, data) does x[k] = v on
+# whatever x is, past _write_; random.Random.setstate(x, state) sets x.gauss_next;
+# typing.Generator.close(x) threw GeneratorExit into x, handing plugins that class. A C
+# method descriptor checks the type of its first argument, so str.lower & co. are harmless
+# (and `key=str.lower` is common), but on mutable containers it skips what a subclass
+# overrides: dict.update(d, ...) writes into a read-only dict subclass all the same. Bound
+# methods stay available: x.update(...) on an object the plugin can reach is that object's
+# own behaviour.
+_UNBOUND_KINDS = frozenset({types.FunctionType, types.MethodDescriptorType, types.WrapperDescriptorType})
+_MUTABLE_CONTAINERS = (dict, list, set, bytearray, collections.deque)
+
 # Generators, coroutines and async generators: only the public protocol methods. Their other
 # attributes (gi_frame, gi_code, gi_yieldfrom, cr_await...) lead to frames (CVE-2023-37271).
 _GENERATOR_TYPES = (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)
@@ -303,10 +318,15 @@ def guarded_getattr(obj: object, name: object) -> Any:
     else:
         # Checked on the *result* because typing aliases forward unknown attributes to their
         # origin class: typing.Mapping.register is collections.abc.Mapping.register.
-        if type(value) is _MethodType and value.__func__ is _ABC_REGISTER:
-            # Registering a virtual subclass changes isinstance(x, Mapping) & co. for every
-            # caller in the process, including host code that validates plugin values.
-            _deny_attribute(attr, "registering virtual subclasses changes isinstance() process-wide")
+        value_kind = type(value)
+        if value_kind is _MethodType:
+            if value.__func__ is _ABC_REGISTER:
+                # Registering a virtual subclass changes isinstance(x, Mapping) & co. for
+                # every caller in the process, including host code that validates plugin
+                # values.
+                _deny_attribute(attr, "registering virtual subclasses changes isinstance() process-wide")
+        elif value_kind in _UNBOUND_KINDS and not policy.own_namespace:
+            _check_unbound(obj, attr, value)
         return value
     # Raised after the except block, so the new error has no __context__ either: the
     # original AttributeError carries .obj, the very object being looked into.
@@ -314,6 +334,27 @@ def guarded_getattr(obj: object, name: object) -> Any:
 
 
 _MISSING = object()
+
+
+def _check_unbound(obj: object, name: str, value: Any) -> None:
+    """Refuse an unbound method of a host class (see ``_UNBOUND_KINDS``)."""
+    kind = type(value)
+    if kind is types.MethodDescriptorType:
+        if not issubclass(value.__objclass__, _MUTABLE_CONTAINERS):
+            return  # typed self, immutable or plain state: str.lower, date.isoformat...
+    elif kind is types.FunctionType:
+        # Where does the name live? A plugin class's own function is the plugin's code
+        # (Base.method(self, ...) is how plugins call a base class); a staticmethod takes
+        # no self. An inherited host function, a function forwarded by __getattr__ (typing
+        # aliases) or stored on a host object is refused.
+        holder = obj if isinstance(obj, type) else type(obj)
+        for klass in holder.__mro__:
+            raw = vars(klass).get(name, _MISSING)
+            if raw is not _MISSING:
+                if type(klass) is PluginClass or type(raw) is staticmethod:
+                    return
+                break
+    _deny_attribute(name, "unbound methods of host classes are not available; call the method on an instance instead")
 
 
 def safe_getattr(obj: object, name: object, default: object = _MISSING, /) -> Any:

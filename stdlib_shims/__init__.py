@@ -24,7 +24,7 @@ from types import MappingProxyType
 
 from ._crypto import hashlib_members, hmac_members, secrets_members, uuid_members
 from ._facade import Facade, facade_members, facade_name, make_facade
-from ._functional import collections_members, functools_members, itertools_members, typing_members
+from ._functional import collections_members, functools_members, itertools_members
 from ._numbers import (
     bisect_members,
     decimal_members,
@@ -44,6 +44,7 @@ from ._text import (
     urllib_parse_members,
 )
 from ._time import datetime_members, time_members
+from ._typing import typing_members
 
 __all__ = [
     "RANDOM_NAME",

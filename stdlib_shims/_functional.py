@@ -1,4 +1,4 @@
-"""Members of functools, itertools, collections and typing.
+"""Members of functools, itertools and collections (typing: see ``_typing``).
 
 functools gets our own ``partial`` and ``lru_cache``/``cache``:
 
@@ -15,10 +15,6 @@ identifier, not a keyword, no leading ``_``) before it builds code from them. Ou
 refuses ``rename``/``module`` and pins ``__module__`` to a name that is no real package.
 Left out: ``collections.abc`` (``Mapping.register`` mutates process-wide ABC registries that
 host code in the worker relies on), ``UserDict`` & co.
-
-typing offers the names authors put in annotations. ``Generic``/``Protocol``/``NamedTuple``/
-``TypedDict`` need class machinery the sandbox does not allow; ``get_type_hints`` evaluates
-strings and is never exposed; ``overload`` registers into a process-wide table.
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ import collections
 import functools
 import itertools
 import types
-import typing
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
@@ -162,33 +157,3 @@ def collections_members() -> dict[str, object]:
         "ChainMap": collections.ChainMap,
         "namedtuple": _namedtuple,
     }
-
-
-def typing_members() -> dict[str, object]:
-    names = (
-        "Any",
-        "Optional",
-        "Union",
-        "List",
-        "Dict",
-        "Tuple",
-        "Set",
-        "FrozenSet",
-        "Callable",
-        "Iterable",
-        "Iterator",
-        "Generator",
-        "Sequence",
-        "MutableSequence",
-        "Mapping",
-        "MutableMapping",
-        "Literal",
-        "Final",
-        "ClassVar",
-        "NoReturn",
-        "TypeVar",
-        "cast",
-    )
-    members: dict[str, object] = {name: getattr(typing, name) for name in names}
-    members["TYPE_CHECKING"] = False
-    return members

@@ -229,6 +229,67 @@ def test_mro_is_refused_on_classes() -> None:
     assert refused("class A:\n    pass\nr = A.mro()\n") == message
 
 
+# -- unbound methods of host classes (red-team finding 3) --------------------------------
+
+UNBOUND = (
+    'Access to attribute "{}" is not allowed (unbound methods of host classes are not '
+    "available; call the method on an instance instead)"
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("import collections\nr = collections.Counter.update\n", "update"),  # self[k] = v on any self
+        ("import collections\nr = getattr(collections.Counter, 'subtract')\n", "subtract"),
+        ("import collections\nr = collections.ChainMap.clear\n", "clear"),  # self.maps[0].clear()
+        ("import collections\nr = collections.OrderedDict.update\n", "update"),
+        ("import collections\nr = collections.defaultdict.setdefault\n", "setdefault"),  # dict's
+        ("import collections\nr = collections.deque.append\n", "append"),
+        ("r = list[int].append\n", "append"),  # a GenericAlias forwards to list
+        ("r = dict[str, int].update\n", "update"),
+    ],
+)
+def test_unbound_methods_of_host_classes_are_refused(source: str, name: str) -> None:
+    assert refused(source) == UNBOUND.format(name)
+
+
+def test_inherited_host_functions_are_refused_on_plugin_classes_too() -> None:
+    class HostError(Exception):
+        def describe(self) -> str:
+            return "host code"
+
+        @staticmethod
+        def helper() -> str:
+            return "static"
+
+    def own(self: object) -> str:
+        return "plugin code"
+
+    plugin_class = plugin_metaclass("P", (HostError,), {"own": own})
+    with pytest.raises(SandboxViolation) as info:
+        guarded_getattr(plugin_class, "describe")
+    assert str(info.value) == UNBOUND.format("describe")
+    with pytest.raises(SandboxViolation):
+        guarded_getattr(HostError, "describe")
+    assert guarded_getattr(plugin_class, "own") is own
+    assert guarded_getattr(plugin_class, "helper")() == "static"
+    assert guarded_getattr(plugin_class("m"), "describe")() == "host code"  # bound: fine
+
+
+def test_bound_methods_and_typed_unbound_methods_still_work() -> None:
+    module = run(
+        "import collections, datetime\n"
+        "class Base:\n    def greet(self):\n        return 'base'\n"
+        "class Child(Base):\n    def greet(self):\n        return 'child+' + Base.greet(self)\n"
+        "c = collections.Counter('ab')\nc.update('a')\nq = collections.deque()\nq.append(1)\n"
+        "r = [Child().greet(), sorted(['b', 'A'], key=str.lower), dict(c), list(q),\n"
+        "     list(map(datetime.date.isoformat, [datetime.date(2024, 1, 2)])), str.join('-', 'ab'),\n"
+        "     dict.fromkeys('ab', 0), collections.OrderedDict.fromkeys('a')]\n"
+    )
+    assert module.r == ["child+base", ["A", "b"], {"a": 2, "b": 1}, [1], ["2024-01-02"], "a-b", {"a": 0, "b": 0}, {"a": None}]
+
+
 # -- _write_ ---------------------------------------------------------------------------
 
 

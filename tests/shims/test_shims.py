@@ -85,7 +85,7 @@ MEMBERS = {
     },
     "typing": {
         "Any", "Callable", "ClassVar", "Dict", "Final", "FrozenSet", "Generator", "Iterable", "Iterator", "List",
-        "Literal", "Mapping", "MutableMapping", "MutableSequence", "NoReturn", "Optional", "Sequence", "Set",
+        "Literal", "Mapping", "MutableMapping", "MutableSequence", "MutableSet", "NoReturn", "Optional", "Sequence", "Set",
         "TYPE_CHECKING", "Tuple", "TypeVar", "Union", "cast",
     },
     "urllib": {"parse"},
@@ -412,3 +412,61 @@ def test_real_modules_are_untouched_by_plugins() -> None:
         run("import json\njson.loads = None\nr = 1\n")
     assert SHIMS["json"].loads('"x"') == "x"  # type: ignore[attr-defined]
     assert real_json.loads('"x"') == "x"
+
+
+# -- typing: inert stand-ins (red-team finding 3) -----------------------------------------
+
+
+def test_typing_aliases_are_inert_stand_ins() -> None:
+    assert run(
+        "import typing\n"
+        "def f(a: typing.Mapping[str, int], b: typing.Generator[int, None, None] | None = None,\n"
+        "      c: typing.Optional[typing.MutableMapping] = None) -> typing.Callable[[int], str]:\n"
+        "    return str\n"
+        "r = [f({}) is str, repr(typing.Callable[[int], str]), repr(typing.Dict[str, typing.List[int]]),\n"
+        "     repr(typing.Tuple[int, ...]), repr(typing.Optional[typing.Mapping]), repr(typing.Mapping | None),\n"
+        "     isinstance({}, typing.MutableMapping), isinstance([], typing.Mapping), isinstance((), typing.Sequence),\n"
+        "     issubclass(dict, typing.Mapping), isinstance(iter([]), typing.Iterator), isinstance(len, typing.Callable)]\n"
+    ) == [
+        True, "typing.Callable[[int], str]", "typing.Dict[str, typing.List[int]]", "typing.Tuple[int, ...]",
+        "typing.Optional[typing.Mapping]", "typing.Optional[typing.Mapping]", True, False, True, True, True, True,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("alias", "name"),
+    [
+        ("Generator", "close"),  # gave plugins GeneratorExit (obj.throw(GeneratorExit))
+        ("Generator", "throw"),
+        ("MutableMapping", "update"),  # x[k] = v on any x
+        ("MutableSequence", "append"),
+        ("MutableSet", "add"),
+        ("Mapping", "get"),
+        ("Dict", "update"),  # dict.update, unbound
+        ("List", "append"),
+        ("Mapping", "register"),  # ABCMeta.register: process-wide isinstance()
+    ],
+)
+def test_typing_aliases_lead_nowhere(alias: str, name: str) -> None:
+    with pytest.raises(AttributeError) as info:
+        run(f"import typing\nr = typing.{alias}.{name}\n")
+    assert str(info.value) == f'a "AnnotationOnly" object has no attribute "{name}"'
+    with pytest.raises(AttributeError) as subscripted:
+        run(f"import typing\nr = typing.{alias}[int].{name}\n")
+    assert str(subscripted.value) == f'a "AnnotationOnly" object has no attribute "{name}"'
+
+
+def test_typing_aliases_cannot_be_bases_changed_or_checked_when_subscripted() -> None:
+    with pytest.raises(TypeError) as base:
+        run("import typing\nclass M(typing.Mapping):\n    pass\n")
+    assert str(base.value) == "typing.Mapping is for annotations only; sandboxed classes cannot inherit from it"
+    with pytest.raises(TypeError) as check:
+        run("import typing\nr = isinstance({}, typing.Dict[str, int])\n")
+    assert str(check.value) == "Subscripted generics cannot be used with class and instance checks"
+    with pytest.raises(TypeError) as twice:
+        run("import typing\nr = typing.List[int][str]\n")
+    assert str(twice.value) == "typing.List[int] is already subscripted"
+    alias = SHIMS["typing"].Mapping  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError) as frozen:
+        alias.extra = 1
+    assert str(frozen.value) == "typing.Mapping is read-only"
