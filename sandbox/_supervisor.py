@@ -89,6 +89,26 @@ _READY_OPS = frozenset({"ready"})
 OnHostCall = Callable[[str, dict[str, Any]], Any]
 
 
+class _InFlight:
+    """How many calls are waiting on workers in this process (decides spin or sleep)."""
+
+    __slots__ = ("_count", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def enter(self) -> bool:
+        """Count one more call; True when it is the only one."""
+        with self._lock:
+            self._count += 1
+            return self._count == 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     """Per-invocation limits of sandboxed code.
@@ -171,7 +191,9 @@ class _Worker:
         self.sock = proc.channel
         self.pidfd = proc.pidfd
         self.exit = proc.exit
-        self.reader = FrameReader(proc.channel, max_frame_bytes)
+        # Non-blocking for good: a frame that is already there costs one recv/send and no
+        # poll or timeout bookkeeping; waits happen in poll() against the call's deadline.
+        self.reader = FrameReader(proc.channel, max_frame_bytes, nonblocking=True)
         self.max_frame_bytes = max_frame_bytes
         self.memory_mb = memory_mb
         self.lock = threading.Lock()
@@ -190,11 +212,7 @@ class _Worker:
         An idle worker must send nothing; a frame sent ahead of time could otherwise be
         read as the answer to the next call.
         """
-        if self.reader.has_buffered_bytes():
-            return True
-        poller = select.poll()  # not select(): fds above 1023 are common in busy hosts
-        poller.register(self.sock, select.POLLIN)
-        return bool(poller.poll(0))
+        return self.reader.has_buffered_bytes() or self.reader.readable()
 
     def wait_exited(self, timeout: float) -> bool:
         """True once the process has exited (its pidfd turns readable), within ``timeout``."""
@@ -203,12 +221,31 @@ class _Worker:
         return bool(poller.poll(timeout * 1000))
 
     def send(self, frame: bytes, deadline: float) -> None:
-        """Send a frame; TimeoutError past ``deadline`` (a worker that stops reading)."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        """Send a frame; TimeoutError past ``deadline`` (a worker that stops reading).
+
+        MSG_NOSIGNAL: EPIPE (an OSError), never SIGPIPE, if the worker died. The socket is
+        non-blocking: a frame that fits in the socket buffer (nearly all) is one send().
+        """
+        if time.monotonic() >= deadline:
             raise TimeoutError
-        self.sock.settimeout(remaining)
-        self.sock.sendall(frame, socket.MSG_NOSIGNAL)  # EPIPE, never SIGPIPE, if it died
+        try:
+            sent = self.sock.send(frame, socket.MSG_NOSIGNAL)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(frame):
+            return
+        rest = memoryview(frame)[sent:]
+        poller = select.poll()  # not select(): fds above 1023 are common in busy hosts
+        poller.register(self.sock, select.POLLOUT)
+        while rest:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            poller.poll(int(remaining * 1000) + 1)
+            try:
+                rest = rest[self.sock.send(rest, socket.MSG_NOSIGNAL) :]
+            except BlockingIOError:
+                continue
 
     def kill(self) -> None:
         """SIGKILL through the pidfd: it names this process, never a recycled pid.
@@ -412,13 +449,16 @@ class WorkerPool:
         until it is gone), a death is classified from its exit status, a protocol
         violation kills it.
         """
+        # Busy-waiting for the answer is worth it only while this is the one call in flight in
+        # the process: a second host thread would be kept off the GIL by each turn of the spin.
+        spin = allowed is _CALL_OPS and self._sup._inflight.enter()
         try:
             worker.send(frame, deadline)
             while True:
                 # `allowed` is the state machine: during a load only loaded/error are valid,
                 # during a call host_call/result/error; a ready frame now is a forgery.
                 msg = parse_worker_frame(
-                    worker.reader.read(deadline), expect_id=cid, allowed=allowed
+                    worker.reader.read(deadline, spin=spin), expect_id=cid, allowed=allowed
                 )
                 if not isinstance(msg, HostCallFrame):
                     return msg
@@ -441,6 +481,9 @@ class WorkerPool:
             ) from None
         except OSError:  # EPIPE/ECONNRESET while sending: the worker is gone
             raise self._died(worker, cpu_limit_ms) from None
+        finally:
+            if allowed is _CALL_OPS:
+                self._sup._inflight.leave()
 
     def _answer(
         self, cid: int, call: HostCallFrame, on_host_call: OnHostCall | None, max_bytes: int
@@ -799,6 +842,7 @@ class Supervisor:
         self._epoch = 0  # bumps with every fork server start
         self._pools: dict[str, WorkerPool] = {}
         self._closed = False
+        self._inflight = _InFlight()
 
     # -- lifecycle ----------------------------------------------------------------------
 
