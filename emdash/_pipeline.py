@@ -430,19 +430,16 @@ class HookPipeline:
             raise EmDashError(f'The event for "{name}" must be a dict, got {type(event).__name__}')
         if spec.chain_key is not None and spec.chain_key not in event:
             raise EmDashError(f'The event for "{name}" must have a "{spec.chain_key}" key')
-        entries = self._broadcast(name)
-        runner: Callable[[HookSpec, list[HookEntry], dict[str, Any]], HookOutcome] = getattr(
-            self, f"_run_{spec.family}"
-        )
-        return runner(spec, entries, event)
+        return _RUNNERS[spec.family](self, spec, self._broadcast(name), event)
 
     def _broadcast(self, name: str) -> list[HookEntry]:
-        entries = self._handlers.get(name, [])
+        """The handlers a broadcast of ``name`` runs (callers only read the list)."""
+        entries = self._handlers.get(name, _NO_ENTRIES)
         if name in self._selected:
             # While a provider is selected, exclusive handlers run only through
             # invoke_exclusive; without a selection they take part in the broadcast.
             return [e for e in entries if not e.exclusive]
-        return list(entries)
+        return entries
 
     def _run_chain(
         self, spec: HookSpec, entries: list[HookEntry], event: dict[str, Any]
@@ -591,11 +588,10 @@ class HookPipeline:
             outcome, limit = classify_error(err)
         else:
             outcome, limit = ("vetoed" if vetoed else "ok"), None
-        family = HOOKS[name].family
         try:
             self._audit(
                 plugin_id=plugin_id,
-                kind=family if family in ("lifecycle", "cron") else "hook",
+                kind=_AUDIT_KIND[name],
                 name=name,
                 outcome=outcome,
                 duration_ms=duration,
@@ -630,6 +626,20 @@ class HookPipeline:
         self._log.error(
             '[hooks] Plugin "%s" %s handler failed: %s%s', entry.plugin_id, name, err, shown
         )
+
+
+_NO_ENTRIES: list[HookEntry] = []
+
+# Broadcast family -> the method that runs it.
+_RUNNERS: dict[str, Callable[[HookPipeline, HookSpec, list[HookEntry], dict[str, Any]], HookOutcome]] = {
+    family: getattr(HookPipeline, f"_run_{family}") for family in _BROADCAST_FAMILIES
+}
+
+# Hook name -> the audit record's kind.
+_AUDIT_KIND = {
+    name: spec.family if spec.family in ("lifecycle", "cron") else "hook"
+    for name, spec in HOOKS.items()
+}
 
 
 def _expect_dict_or_none(key: str) -> Callable[[Any, HookEntry, str], None]:

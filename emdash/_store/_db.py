@@ -33,8 +33,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -136,6 +135,32 @@ class _Tx:
         self._db._exit_tx(self._savepoint, ok=exc_type is None)
 
 
+class _Invocation:
+    """``Db.invocation()``: a class, not a generator context manager (it wraps every
+    plugin invocation, and ``contextlib`` costs a generator and several frames each time).
+    On exit the scope's transaction, if a write opened one, commits or rolls back."""
+
+    __slots__ = ("_db", "_scope")
+
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self._scope = _Scope()
+
+    def __enter__(self) -> None:
+        self._db._scopes().append(self._scope)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scope = self._scope
+        self._db._pop_scope(scope)
+        if scope.tx is not None:
+            scope.tx.__exit__(exc_type, exc, tb)
+
+
 class Db:
     """Connection, lock, clock and id source shared by every repository of one store."""
 
@@ -164,6 +189,10 @@ class Db:
         self._local = threading.local()
         self._ids = _UlidSource()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._system_clock = clock is None
+        # (whole second since the epoch, its "YYYY-MM-DDTHH:MM:SS." text): now() runs for
+        # every audit record, and formatting a datetime costs more than the rest of it.
+        self._second: tuple[int, str] = (-1, "")
         self.conn.execute("PRAGMA foreign_keys=ON")
         if not self.is_memory:
             self.sdb.enable_wal()
@@ -174,7 +203,17 @@ class Db:
     # -- clock and ids -----------------------------------------------------------------
 
     def now(self) -> str:
-        return format_timestamp(self._clock())
+        if not self._system_clock:
+            return format_timestamp(self._clock())
+        # Same value as format_timestamp(datetime.now(UTC)): both read CLOCK_REALTIME and
+        # truncate to the millisecond. The tuple is replaced whole, so threads never see a
+        # second paired with another second's text.
+        second, rest = divmod(time.time_ns(), 1_000_000_000)
+        cached = self._second
+        if cached[0] != second:
+            text = format_timestamp(datetime.fromtimestamp(second, UTC))[:-4]
+            cached = self._second = (second, text)
+        return f"{cached[1]}{rest // 1_000_000:03d}Z"
 
     def now_datetime(self) -> datetime:
         return self._clock().astimezone(UTC)
@@ -240,22 +279,9 @@ class Db:
         """Whether this thread is inside an open transaction or ``invocation()`` scope."""
         return self.in_transaction_here() or bool(getattr(self._local, "scopes", None))
 
-    @contextmanager
-    def invocation(self) -> Iterator[None]:
-        scopes = self._scopes()
-        scope = _Scope()
-        scopes.append(scope)
-        try:
-            yield
-        except BaseException as exc:
-            self._pop_scope(scope)
-            if scope.tx is not None:
-                scope.tx.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        else:
-            self._pop_scope(scope)
-            if scope.tx is not None:
-                scope.tx.__exit__(None, None, None)
+    def invocation(self) -> _Invocation:
+        """An invocation scope (see the module docstring); a context manager."""
+        return _Invocation(self)
 
     # -- internals ---------------------------------------------------------------------
 
