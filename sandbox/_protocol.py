@@ -200,26 +200,31 @@ class FrameReader:
         self._buf += chunk
 
     def _fill_nonblocking(self, deadline: float | None, spin: bool) -> None:
-        sock = self._sock
-        try:
-            chunk = sock.recv(65536)
-        except BlockingIOError:
+        # poll(0) first: recv on an empty socket raises, which costs more than asking.
+        chunk = self._recv() if self._poller.poll(0) else None
+        if chunk is None:
             chunk = self._wait(deadline, spin)
-        except (ConnectionResetError, BrokenPipeError):
-            chunk = b""
         if not chunk:
             raise ChannelClosed("the other side closed the channel")
         self._buf += chunk
 
+    def _recv(self) -> bytes | None:
+        """What one non-blocking recv got: bytes, ``b""`` at EOF, None if nothing (yet)."""
+        try:
+            return self._sock.recv(65536)
+        except BlockingIOError:
+            return None
+        except (ConnectionResetError, BrokenPipeError):
+            return b""
+
     def _wait(self, deadline: float | None, spin: bool) -> bytes:
         """Nothing was there: spin a little if that has been paying off, then sleep in
         ``poll`` until bytes arrive or the deadline passes."""
-        sock = self._sock
         waiter = self._spin
         assert waiter is not None
         started = time.monotonic()
         if spin and waiter.worth_it():
-            chunk = waiter.spin(sock, started, deadline)
+            chunk = waiter.spin(self, started, deadline)
             if chunk is not None:
                 return chunk
         while True:
@@ -231,15 +236,12 @@ class FrameReader:
                     raise TimeoutError("deadline passed while waiting for a frame")
                 # Rounded up: poll(0) would busy-loop through the last fraction of a ms.
                 timeout_ms = int(remaining * 1000) + 1
-            self._poller.poll(timeout_ms)
-            try:
-                chunk = sock.recv(65536)
-            except BlockingIOError:
-                continue  # woken without data (or at the timeout): check the deadline again
-            except (ConnectionResetError, BrokenPipeError):
-                chunk = b""
-            waiter.last = time.monotonic() - started
-            return chunk
+            if not self._poller.poll(timeout_ms):
+                continue  # the timeout: check the deadline again
+            chunk = self._recv()
+            if chunk is not None:
+                waiter.last = time.monotonic() - started
+                return chunk
 
 
 # How long a host thread may busy-wait for a worker's frame before it sleeps in poll(). On
@@ -277,35 +279,34 @@ class SpinWait:
             return False
         return self.last <= SPIN_MAX_S
 
-    def spin(self, sock: socket.socket, started: float, deadline: float | None) -> bytes | None:
+    def spin(self, reader: FrameReader, started: float, deadline: float | None) -> bytes | None:
         """Bytes (``b""`` at EOF) if some arrived within the spin budget, else None.
 
-        ``sock`` is non-blocking. Each turn yields the CPU first (``sched_yield``): when the
-        worker was woken on this very CPU, it runs now instead of after the spin.
+        Each turn yields the CPU first (``sched_yield``): when the worker was woken on this
+        very CPU, it runs now instead of after the spin. Turns ask ``poll(0)`` rather than
+        try ``recv``: a failed ``recv`` raises, which costs more than the system call.
         """
         end = started + SPIN_MAX_S
         if deadline is not None and deadline < end:
             end = deadline
-        recv = sock.recv
+        check = reader._poller.poll
         monotonic = time.monotonic
         yield_cpu = os.sched_yield
         while True:
             yield_cpu()
-            try:
-                chunk = recv(65536)
-            except BlockingIOError:
-                now = monotonic()
-                if now >= end:
-                    self.last = now - started
-                    self.penalty = min(max(1, self.penalty * 2), 256)
-                    self.skip = self.penalty
-                    return None
-                continue
-            except (ConnectionResetError, BrokenPipeError):
-                chunk = b""
-            self.last = monotonic() - started
-            self.penalty = 0
-            return chunk
+            if check(0):
+                chunk = reader._recv()
+                if chunk is None:
+                    continue
+                self.last = monotonic() - started
+                self.penalty = 0
+                return chunk
+            now = monotonic()
+            if now >= end:
+                self.last = now - started
+                self.penalty = min(max(1, self.penalty * 2), 256)
+                self.skip = self.penalty
+                return None
 
 
 # --- worker frames, as the host sees them ----------------------------------------------
