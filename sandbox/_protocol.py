@@ -120,6 +120,9 @@ class FrameReader:
     a socket timeout before every read: a frame that is already there costs one ``recv``
     and no other system call. Such a reader may also busy-wait briefly before it sleeps
     (``read(spin=True)``, see :class:`SpinWait`).
+
+    ``spin=True`` (a worker's end: blocking, and no ``poll`` under seccomp) busy-waits the
+    same way before every read without a deadline, probing with ``MSG_DONTWAIT``.
     """
 
     __slots__ = ("_buf", "_loads", "_max", "_poller", "_sock", "_spin")
@@ -131,13 +134,14 @@ class FrameReader:
         loads: Callable[[bytes], Any] = orjson.loads,
         *,
         nonblocking: bool = False,
+        spin: bool = False,
     ) -> None:
         self._sock = sock
         self._max = max_bytes
         self._loads = loads
         self._buf = bytearray()
         self._poller: Any = None
-        self._spin = SpinWait() if nonblocking else None
+        self._spin = SpinWait() if nonblocking or spin else None
         if nonblocking:
             sock.setblocking(False)
             # One poll object for the reader's life, not one per wait. (poll, not select:
@@ -186,15 +190,23 @@ class FrameReader:
             raise ProtocolError(f"frame is not valid JSON ({exc})") from None
 
     def _fill(self, deadline: float | None, spin: bool) -> None:
+        waiter = self._spin
+        started = 0.0
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("deadline passed while waiting for a frame")
             self._sock.settimeout(remaining)
+        elif waiter is not None:
+            started = time.monotonic()
+            if waiter.worth_it():
+                waiter.spin_blocking(self._sock, started)
         try:
             chunk = self._sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
             chunk = b""
+        if waiter is not None and deadline is None:
+            waiter.last = time.monotonic() - started
         if not chunk:
             raise ChannelClosed("the other side closed the channel")
         self._buf += chunk
@@ -303,10 +315,40 @@ class SpinWait:
                 return chunk
             now = monotonic()
             if now >= end:
-                self.last = now - started
-                self.penalty = min(max(1, self.penalty * 2), 256)
-                self.skip = self.penalty
+                self._missed(now - started)
                 return None
+
+    def spin_blocking(self, sock: socket.socket, started: float) -> None:
+        """Busy-wait on a *blocking* socket until it is readable (or at EOF) or the budget
+        is spent; the caller's recv then returns at once or sleeps as before.
+
+        Probes with a one-byte ``MSG_PEEK | MSG_DONTWAIT`` recv (no ``poll`` in a worker),
+        which consumes nothing; each turn yields the CPU first, as :meth:`spin` does.
+        """
+        end = started + SPIN_MAX_S
+        probe = sock.recv
+        flags = socket.MSG_PEEK | socket.MSG_DONTWAIT
+        monotonic = time.monotonic
+        yield_cpu = os.sched_yield
+        while True:
+            yield_cpu()
+            try:
+                probe(1, flags)
+            except BlockingIOError:
+                now = monotonic()
+                if now >= end:
+                    self._missed(now - started)
+                    return
+                continue
+            except OSError:
+                pass  # a broken channel: the caller's recv reports it
+            self.penalty = 0
+            return
+
+    def _missed(self, waited: float) -> None:
+        self.last = waited
+        self.penalty = min(max(1, self.penalty * 2), 256)
+        self.skip = self.penalty
 
 
 # --- worker frames, as the host sees them ----------------------------------------------

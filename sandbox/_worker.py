@@ -256,7 +256,11 @@ class _Server:
     def __init__(self, sock: socket.socket, rt: WorkerRuntime) -> None:
         self.sock = sock
         self.rt = rt
-        self.reader = FrameReader(sock, rt.max_frame_bytes, _loads)
+        # spin: the reader busy-waits briefly for the host's next frame (see
+        # _protocol.SpinWait), so the host's send finds this process awake instead of
+        # having to wake it. During a host call that wait runs under the CPU timer like
+        # everything else here: it is charged to the call, never exempt from its limit.
+        self.reader = FrameReader(sock, rt.max_frame_bytes, _loads, spin=True)
         self.active: int | None = None  # id of the call in progress, if any
         self.phase = "idle"
         self.entry: Any = None
