@@ -41,6 +41,10 @@ _PRELUDE_MODULES = (
 _HERE = Path(__file__).parent
 
 _HOOK_META_KEYS = {"priority", "timeout_ms", "dependencies", "error_policy", "exclusive"}
+# The worker-side functions (prelude "module:function" names) behind each invocation kind.
+_ENTRY_POINTS = {
+    fn: f"emdash._worker_dispatch:{fn}" for fn in ("invoke_hook", "invoke_route")
+}
 _ROUTE_META_KEYS = {"public", "input", "permission", "cache_control"}
 
 
@@ -161,17 +165,17 @@ class SandboxedPluginHost:
         self, fn: str, name: str, payload: Any, operation: str, timeout_ms: int | None
     ) -> InvokeResult:
         budget = CallBudget(self.limits.subrequests)
-        bridge = self._support.bridge
+        dispatch = self._support.bridge.dispatch
         pid = self.plugin_id
 
         def on_host_call(method: str, params: dict[str, Any]) -> Any:
             # Runs in this (the calling) thread: the same store.invocation() scope applies.
-            return bridge.dispatch(pid, method, params, budget=budget)
+            return dispatch(pid, method, params, budget=budget)
 
         with self._support.store.invocation():
             try:
                 result = self._pool.call(
-                    f"emdash._worker_dispatch:{fn}",
+                    _ENTRY_POINTS[fn],
                     [name, payload],
                     on_host_call=on_host_call,
                     timeout_ms=timeout_ms,

@@ -212,10 +212,9 @@ class FrameReader:
         self._buf += chunk
 
     def _fill_nonblocking(self, deadline: float | None, spin: bool) -> None:
-        # poll(0) first: recv on an empty socket raises, which costs more than asking.
-        chunk = self._recv() if self._poller.poll(0) else None
-        if chunk is None:
-            chunk = self._wait(deadline, spin)
+        # Straight to waiting: right after a send the answer is not there yet, and the wait
+        # asks poll() first anyway (recv on an empty socket raises, which costs more).
+        chunk = self._wait(deadline, spin)
         if not chunk:
             raise ChannelClosed("the other side closed the channel")
         self._buf += chunk
@@ -444,7 +443,7 @@ def parse_worker_frame(obj: Any, *, expect_id: int | None, allowed: frozenset[st
         shape = _SHAPES[op]
     # Exact key sets: an extra key is not ignored, because a worker that sends fields the
     # protocol does not have is not running our serve loop any more.
-    if set(obj) != shape:
+    if obj.keys() != shape:  # a keys view compares as a set, without building one
         raise ProtocolError(f"{op} frame has keys {sorted(obj)}, expected {sorted(shape)}")
     if "id" in shape and (type(obj["id"]) is not int or obj["id"] != expect_id):
         raise ProtocolError(f"{op} frame for call id {_show(obj['id'])}, expected {expect_id}")

@@ -89,24 +89,15 @@ _READY_OPS = frozenset({"ready"})
 OnHostCall = Callable[[str, dict[str, Any]], Any]
 
 
-class _InFlight:
-    """How many calls are waiting on workers in this process (decides spin or sleep)."""
+class _InFlight(list[None]):
+    """The calls waiting on workers in this process, one entry each (spin or sleep?).
 
-    __slots__ = ("_count", "_lock")
+    A list because ``append`` and ``pop`` are atomic under the GIL: no lock to take twice
+    per call. Two calls entering at once may both see two entries and both sleep, which
+    is only a missed spin.
+    """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._count = 0
-
-    def enter(self) -> bool:
-        """Count one more call; True when it is the only one."""
-        with self._lock:
-            self._count += 1
-            return self._count == 1
-
-    def leave(self) -> None:
-        with self._lock:
-            self._count -= 1
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -299,7 +290,11 @@ class WorkerPool:
         self._files = files
         self._entry = entry
         self._init = init
-        self._cond = threading.Condition()
+        # `with self._lock` (a C-level context manager) guards the pool's state; the
+        # condition shares that lock, and notify_all runs only when someone waits in it.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._starting = 0
@@ -364,7 +359,7 @@ class WorkerPool:
 
     def is_healthy(self) -> bool:
         """Open, the supervisor healthy, and not backing off after crashes."""
-        with self._cond:
+        with self._lock:
             if self._closed_reason is not None or not self._sup.is_healthy():
                 return False
             has_worker = any(w.usable() for w in self._idle) or bool(self._busy)
@@ -372,7 +367,7 @@ class WorkerPool:
 
     def worker_pids(self) -> list[int]:
         """Pids of the pool's live workers (diagnostics and tests)."""
-        with self._cond:
+        with self._lock:
             return sorted(w.pid for w in [*self._idle, *self._busy] if w.usable())
 
     def close(self) -> None:
@@ -451,7 +446,12 @@ class WorkerPool:
         """
         # Busy-waiting for the answer is worth it only while this is the one call in flight in
         # the process: a second host thread would be kept off the GIL by each turn of the spin.
-        spin = allowed is _CALL_OPS and self._sup._inflight.enter()
+        calls = self._sup._inflight
+        if allowed is _CALL_OPS:
+            calls.append(None)
+            spin = len(calls) == 1
+        else:
+            spin = False
         try:
             worker.send(frame, deadline)
             while True:
@@ -483,7 +483,7 @@ class WorkerPool:
             raise self._died(worker, cpu_limit_ms) from None
         finally:
             if allowed is _CALL_OPS:
-                self._sup._inflight.leave()
+                calls.pop()
 
     def _answer(
         self, cid: int, call: HostCallFrame, on_host_call: OnHostCall | None, max_bytes: int
@@ -609,7 +609,7 @@ class WorkerPool:
     def _start_first(self) -> None:
         """Start the warm worker (load time): compile errors surface here."""
         worker = self._spawn()
-        with self._cond:
+        with self._lock:
             self._idle.append(worker)
         self.init_result = worker.init_result
         self.confinement = dict(worker.confinement)
@@ -619,7 +619,7 @@ class WorkerPool:
             dead: list[_Worker] = []
             stale: list[_Worker] = []
             spawn = False
-            with self._cond:
+            with self._lock:
                 if self._closed_reason is not None:
                     raise SandboxUnavailableError(self._closed_reason)
                 while self._idle:
@@ -650,7 +650,11 @@ class WorkerPool:
                         if remaining <= 0:
                             # Nothing ran: there is no worker to kill for this call.
                             raise self._wall_error(budget_ms, kind)
-                        self._cond.wait(remaining)
+                        self._waiting += 1
+                        try:
+                            self._cond.wait(remaining)
+                        finally:
+                            self._waiting -= 1
                         continue
             for worker in stale:
                 # The fork server's death was counted by the supervisor, not here.
@@ -668,10 +672,10 @@ class WorkerPool:
         try:
             worker = self._spawn()
         finally:
-            with self._cond:
+            with self._lock:
                 self._starting -= 1
                 self._cond.notify_all()
-        with self._cond:
+        with self._lock:
             reason = self._closed()
             if reason is None:
                 self._busy.add(worker)
@@ -738,11 +742,12 @@ class WorkerPool:
             self._checkin(worker)
 
     def _checkin(self, worker: _Worker) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed_reason is None and worker.usable():
                 self._busy.discard(worker)
                 self._idle.append(worker)
-                self._cond.notify_all()
+                if self._waiting:
+                    self._cond.notify_all()
                 return
         self._discard(worker, kill=True, crash=False)
 
@@ -754,7 +759,7 @@ class WorkerPool:
             worker.kill()
             worker.wait_gone(_DEATH_REPORT_TIMEOUT_S)
         worker.dispose()
-        with self._cond:
+        with self._lock:
             if worker in self._idle:
                 self._idle.remove(worker)
             self._busy.discard(worker)
@@ -764,7 +769,7 @@ class WorkerPool:
             self._cond.notify_all()
 
     def _close(self, reason: str) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed_reason is not None:
                 return
             self._closed_reason = reason
