@@ -608,46 +608,128 @@ class Log(_Member):
 
 
 class Context:
-    """The ``ctx`` given to every hook and route handler (a fresh one per invocation)."""
+    """The ``ctx`` given to every hook and route handler (a fresh one per invocation).
+
+    Members are built on first use (most handlers touch one or two of them, and building
+    all twelve was a measurable part of a no-op invocation); each is then kept for the rest
+    of the invocation, so ``ctx.kv is ctx.kv``. They live in ``_``-prefixed slots, which
+    restricted code cannot name, and the public names are read-only properties.
+    """
 
     __slots__ = (
-        "content",
-        "cron",
-        "email",
-        "http",
-        "kv",
-        "log",
-        "media",
-        "plugin",
-        "site",
-        "storage",
-        "taxonomies",
-        "users",
+        "_call",
+        "_content",
+        "_cron",
+        "_email",
+        "_http",
+        "_info",
+        "_kv",
+        "_log",
+        "_media",
+        "_plugin",
+        "_site",
+        "_storage",
+        "_taxonomies",
+        "_users",
     )
 
     def __init__(self, call: Call, info: dict[str, Any]) -> None:
-        plugin = info.get("plugin") or {}
-        site = info.get("site") or {}
-        self.plugin = PluginInfo(
-            _info_str(plugin.get("id"), ""), _info_str(plugin.get("version"), "0.0.0")
-        )
-        self.site = SiteInfo(
-            _info_str(site.get("name"), ""),
-            _info_str(site.get("url"), "").removesuffix("/"),
-            _info_str(site.get("locale"), "en"),
-            _info_str(site.get("trailingSlash"), "ignore"),
-        )
-        names = info.get("storage") or []
-        self.storage = Storage(call, tuple(n for n in names if type(n) is str))
-        self.kv = KV(call)
-        self.content = Content(call)
-        self.media = Media(call)
-        self.http = Http(call)
-        self.users = Users(call)
-        self.taxonomies = Taxonomies(call)
-        self.cron = Cron(call)
-        self.email = Email(call)
-        self.log = Log(call)
+        self._call = call
+        self._info = info
+        self._plugin: PluginInfo | None = None
+        self._site: SiteInfo | None = None
+        self._storage: Storage | None = None
+        self._kv: KV | None = None
+        self._content: Content | None = None
+        self._media: Media | None = None
+        self._http: Http | None = None
+        self._users: Users | None = None
+        self._taxonomies: Taxonomies | None = None
+        self._cron: Cron | None = None
+        self._email: Email | None = None
+        self._log: Log | None = None
+
+    @property
+    def plugin(self) -> PluginInfo:
+        if self._plugin is None:
+            plugin = self._info.get("plugin") or {}
+            self._plugin = PluginInfo(
+                _info_str(plugin.get("id"), ""), _info_str(plugin.get("version"), "0.0.0")
+            )
+        return self._plugin
+
+    @property
+    def site(self) -> SiteInfo:
+        if self._site is None:
+            site = self._info.get("site") or {}
+            self._site = SiteInfo(
+                _info_str(site.get("name"), ""),
+                _info_str(site.get("url"), "").removesuffix("/"),
+                _info_str(site.get("locale"), "en"),
+                _info_str(site.get("trailingSlash"), "ignore"),
+            )
+        return self._site
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            names = self._info.get("storage") or []
+            self._storage = Storage(self._call, tuple(n for n in names if type(n) is str))
+        return self._storage
+
+    @property
+    def kv(self) -> KV:
+        if self._kv is None:
+            self._kv = KV(self._call)
+        return self._kv
+
+    @property
+    def content(self) -> Content:
+        if self._content is None:
+            self._content = Content(self._call)
+        return self._content
+
+    @property
+    def media(self) -> Media:
+        if self._media is None:
+            self._media = Media(self._call)
+        return self._media
+
+    @property
+    def http(self) -> Http:
+        if self._http is None:
+            self._http = Http(self._call)
+        return self._http
+
+    @property
+    def users(self) -> Users:
+        if self._users is None:
+            self._users = Users(self._call)
+        return self._users
+
+    @property
+    def taxonomies(self) -> Taxonomies:
+        if self._taxonomies is None:
+            self._taxonomies = Taxonomies(self._call)
+        return self._taxonomies
+
+    @property
+    def cron(self) -> Cron:
+        if self._cron is None:
+            self._cron = Cron(self._call)
+        return self._cron
+
+    @property
+    def email(self) -> Email:
+        if self._email is None:
+            self._email = Email(self._call)
+        return self._email
+
+    @property
+    def log(self) -> Log:
+        if self._log is None:
+            self._log = Log(self._call)
+        return self._log
 
     def __repr__(self) -> str:
         return f"<ctx of plugin {self.plugin.id}>"
