@@ -464,8 +464,13 @@ class _Server:
         usage = {"id": cid, "cpu_ms": round((cpu_end - cpu_start) * 1000.0, 3), "rss_kb": rss_kb}
         if error is None and payload is not None:
             # The value is already JSON: splice it into the envelope instead of re-encoding.
+            # The envelope is formatted directly: ok_op is one of two constants, cid and
+            # rss_kb are ints, cpu_ms a finite float, whose repr is what json writes.
             key = b'"init":' if ok_op == "loaded" else b'"value":'
-            envelope = _dumps({"op": ok_op, **usage})[:-1] + b"," + key + payload + b"}"
+            envelope = (
+                f'{{"op":"{ok_op}","id":{cid},"cpu_ms":{usage["cpu_ms"]!r},'
+                f'"rss_kb":{rss_kb},'
+            ).encode() + key + payload + b"}"
             self.send_raw(HEADER.pack(len(envelope)) + envelope)
             return True
         try:
@@ -482,6 +487,8 @@ class _Server:
 
     def encode_value(self, value: Any) -> bytes:
         """JSON for a result; refusals are violations (the host never sees a bad frame)."""
+        if value is None:  # most hooks return nothing: skip the copy and the encoder
+            return b"null"
         try:
             payload = _dumps(value)
         except _BAD_JSON as exc:
