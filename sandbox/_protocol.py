@@ -123,9 +123,13 @@ class FrameReader:
 
     ``spin=True`` (a worker's end: blocking, and no ``poll`` under seccomp) busy-waits the
     same way before every read without a deadline, probing with ``MSG_DONTWAIT``.
+
+    ``quick`` (non-blocking readers): an object whose ``recv()`` reads what is there
+    without releasing the GIL (``_quickio.QuickIO``); used by reads that do not spin,
+    i.e. while other host threads are calling workers too.
     """
 
-    __slots__ = ("_buf", "_loads", "_max", "_poller", "_sock", "_spin")
+    __slots__ = ("_buf", "_loads", "_max", "_poller", "_quick", "_sock", "_spin")
 
     def __init__(
         self,
@@ -135,8 +139,10 @@ class FrameReader:
         *,
         nonblocking: bool = False,
         spin: bool = False,
+        quick: Any = None,
     ) -> None:
         self._sock = sock
+        self._quick = quick
         self._max = max_bytes
         self._loads = loads
         self._buf = bytearray()
@@ -219,8 +225,10 @@ class FrameReader:
             raise ChannelClosed("the other side closed the channel")
         self._buf += chunk
 
-    def _recv(self) -> bytes | None:
+    def _recv(self, quick: bool = False) -> bytes | None:
         """What one non-blocking recv got: bytes, ``b""`` at EOF, None if nothing (yet)."""
+        if quick and self._quick is not None:
+            return self._quick.recv()  # type: ignore[no-any-return]
         try:
             return self._sock.recv(65536)
         except BlockingIOError:
@@ -249,7 +257,7 @@ class FrameReader:
                 timeout_ms = int(remaining * 1000) + 1
             if not self._poller.poll(timeout_ms):
                 continue  # the timeout: check the deadline again
-            chunk = self._recv()
+            chunk = self._recv(quick=not spin)
             if chunk is not None:
                 waiter.last = time.monotonic() - started
                 return chunk

@@ -70,6 +70,8 @@ from ._protocol import (
     encode_frame,
     parse_worker_frame,
 )
+from ._quickio import AVAILABLE as QUICK_IO
+from ._quickio import QuickIO
 from ._worker import EXIT_CONFINEMENT, EXIT_MEMORY, EXIT_PROTOCOL
 
 __all__ = ["RSS_RECYCLE_FRACTION", "CallResult", "SandboxLimits", "Supervisor", "WorkerPool"]
@@ -184,7 +186,11 @@ class _Worker:
         self.exit = proc.exit
         # Non-blocking for good: a frame that is already there costs one recv/send and no
         # poll or timeout bookkeeping; waits happen in poll() against the call's deadline.
-        self.reader = FrameReader(proc.channel, max_frame_bytes, nonblocking=True)
+        # `quick` does the calls that cannot block without releasing the GIL (_quickio).
+        self.quick = QuickIO(proc.channel) if QUICK_IO else None
+        self.reader = FrameReader(
+            proc.channel, max_frame_bytes, nonblocking=True, quick=self.quick
+        )
         self.max_frame_bytes = max_frame_bytes
         self.memory_mb = memory_mb
         self.lock = threading.Lock()
@@ -203,7 +209,9 @@ class _Worker:
         An idle worker must send nothing; a frame sent ahead of time could otherwise be
         read as the answer to the next call.
         """
-        return self.reader.has_buffered_bytes() or self.reader.readable()
+        if self.reader.has_buffered_bytes():
+            return True
+        return self.quick.readable() if self.quick is not None else self.reader.readable()
 
     def wait_exited(self, timeout: float) -> bool:
         """True once the process has exited (its pidfd turns readable), within ``timeout``."""
@@ -211,18 +219,22 @@ class _Worker:
         poller.register(self.pidfd, select.POLLIN)
         return bool(poller.poll(timeout * 1000))
 
-    def send(self, frame: bytes, deadline: float) -> None:
+    def send(self, frame: bytes, deadline: float, quick: bool = False) -> None:
         """Send a frame; TimeoutError past ``deadline`` (a worker that stops reading).
 
         MSG_NOSIGNAL: EPIPE (an OSError), never SIGPIPE, if the worker died. The socket is
         non-blocking: a frame that fits in the socket buffer (nearly all) is one send().
+        ``quick``: without releasing the GIL (other host threads are calling workers too).
         """
         if time.monotonic() >= deadline:
             raise TimeoutError
-        try:
-            sent = self.sock.send(frame, socket.MSG_NOSIGNAL)
-        except BlockingIOError:
-            sent = 0
+        if quick and self.quick is not None:
+            sent = self.quick.send(frame)
+        else:
+            try:
+                sent = self.sock.send(frame, socket.MSG_NOSIGNAL)
+            except BlockingIOError:
+                sent = 0
         if sent == len(frame):
             return
         rest = memoryview(frame)[sent:]
@@ -453,7 +465,7 @@ class WorkerPool:
         else:
             spin = False
         try:
-            worker.send(frame, deadline)
+            worker.send(frame, deadline, not spin)
             while True:
                 # `allowed` is the state machine: during a load only loaded/error are valid,
                 # during a call host_call/result/error; a ready frame now is a forgery.
@@ -468,7 +480,7 @@ class WorkerPool:
                     raise TimeoutError
                 reply = self._answer(cid, msg, on_host_call, worker.max_frame_bytes)
                 # A slow host call can use up the budget; the worker gets no answer then.
-                worker.send(reply, deadline)
+                worker.send(reply, deadline, not spin)
         except TimeoutError:
             self._discard(worker, kill=True, crash=False)
             raise self._wall_error(budget_ms, kind) from None
