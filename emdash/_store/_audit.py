@@ -15,6 +15,7 @@ table in the order they were made.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Any
 
@@ -30,6 +31,12 @@ MAX_BUFFERED = 4096
 _MAX_TEXT = 4000
 
 _Record = tuple[str, str, str, str, str, float, float | None, str | None, str | None]
+_FIELDS = 9
+_INSERT = (
+    "INSERT INTO _emdash_audit (at, plugin_id, kind, name, outcome, duration_ms, cpu_ms, "
+    "limit_name, error) VALUES "
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 class Audit:
@@ -77,6 +84,11 @@ class Audit:
             # again on the next record. Only a buffer grown huge makes this call wait.
             self.flush(wait=size >= MAX_BUFFERED)
 
+    def _rows_per_insert(self) -> int:
+        # SQLite caps the parameters of one statement (32766 by default since 3.32).
+        limit = self._db.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return max(1, min(FLUSH_AT, limit // _FIELDS))
+
     def pending(self) -> int:
         with self._buffer_lock:
             return len(self._buffer)
@@ -100,11 +112,16 @@ class Audit:
                 return 0
             try:
                 with self._db.raw_transaction():
-                    self._db.executemany(
-                        "INSERT INTO _emdash_audit (at, plugin_id, kind, name, outcome, "
-                        "duration_ms, cpu_ms, limit_name, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        batch,
-                    )
+                    # Multi-row INSERTs, not executemany: executemany steps (and releases
+                    # the GIL) once per row, and with other threads running each release
+                    # is a hand-off. Also ~25% less time per row.
+                    step = self._rows_per_insert()
+                    for start in range(0, len(batch), step):
+                        chunk = batch[start : start + step]
+                        self._db.execute(
+                            _INSERT + ",".join([_ROW] * len(chunk)),
+                            [value for record in chunk for value in record],
+                        )
             except BaseException:
                 with self._buffer_lock:  # keep them for the next attempt
                     self._buffer[:0] = batch
