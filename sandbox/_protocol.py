@@ -171,23 +171,26 @@ class FrameReader:
         (non-blocking readers only)."""
         return bool(self._poller.poll(0))
 
-    def read(self, deadline: float | None = None, *, spin: bool = False) -> Any:
+    def read(
+        self, deadline: float | None = None, *, spin: bool = False, quick: bool = False
+    ) -> Any:
         """Return the next frame's decoded JSON.
 
         ``deadline`` is a ``time.monotonic()`` value; past it, ``TimeoutError`` is raised.
         Raises :class:`ChannelClosed` on EOF, :class:`FrameTooLarge` or
         :class:`ProtocolError` on a bad frame. ``spin`` (non-blocking readers only) allows
-        a short busy-wait before sleeping.
+        a short busy-wait before sleeping; ``quick``: read what is there without releasing
+        the GIL (other host threads are calling workers too).
         """
         fill = self._fill if self._poller is None else self._fill_nonblocking
         header_needed = HEADER.size
         while len(self._buf) < header_needed:
-            fill(deadline, spin)
+            fill(deadline, spin, quick)
         (length,) = HEADER.unpack_from(self._buf)
         if length > self._max:
             raise FrameTooLarge(length, self._max)
         while len(self._buf) < HEADER.size + length:
-            fill(deadline, spin)
+            fill(deadline, spin, quick)
         payload = bytes(self._buf[HEADER.size : HEADER.size + length])
         del self._buf[: HEADER.size + length]
         try:
@@ -195,7 +198,7 @@ class FrameReader:
         except ValueError as exc:  # orjson.JSONDecodeError, json's, UnicodeDecodeError
             raise ProtocolError(f"frame is not valid JSON ({exc})") from None
 
-    def _fill(self, deadline: float | None, spin: bool) -> None:
+    def _fill(self, deadline: float | None, spin: bool, quick: bool) -> None:
         waiter = self._spin
         started = 0.0
         if deadline is not None:
@@ -217,10 +220,10 @@ class FrameReader:
             raise ChannelClosed("the other side closed the channel")
         self._buf += chunk
 
-    def _fill_nonblocking(self, deadline: float | None, spin: bool) -> None:
+    def _fill_nonblocking(self, deadline: float | None, spin: bool, quick: bool) -> None:
         # Straight to waiting: right after a send the answer is not there yet, and the wait
         # asks poll() first anyway (recv on an empty socket raises, which costs more).
-        chunk = self._wait(deadline, spin)
+        chunk = self._wait(deadline, spin, quick)
         if not chunk:
             raise ChannelClosed("the other side closed the channel")
         self._buf += chunk
@@ -236,14 +239,14 @@ class FrameReader:
         except (ConnectionResetError, BrokenPipeError):
             return b""
 
-    def _wait(self, deadline: float | None, spin: bool) -> bytes:
+    def _wait(self, deadline: float | None, spin: bool, quick: bool) -> bytes:
         """Nothing was there: spin a little if that has been paying off, then sleep in
         ``poll`` until bytes arrive or the deadline passes."""
         waiter = self._spin
         assert waiter is not None
         started = time.monotonic()
         if spin and waiter.worth_it():
-            chunk = waiter.spin(self, started, deadline)
+            chunk = waiter.spin(self, started, deadline, quick)
             if chunk is not None:
                 return chunk
         while True:
@@ -257,7 +260,7 @@ class FrameReader:
                 timeout_ms = int(remaining * 1000) + 1
             if not self._poller.poll(timeout_ms):
                 continue  # the timeout: check the deadline again
-            chunk = self._recv(quick=not spin)
+            chunk = self._recv(quick)
             if chunk is not None:
                 waiter.last = time.monotonic() - started
                 return chunk
@@ -298,23 +301,34 @@ class SpinWait:
             return False
         return self.last <= SPIN_MAX_S
 
-    def spin(self, reader: FrameReader, started: float, deadline: float | None) -> bytes | None:
+    def spin(
+        self, reader: FrameReader, started: float, deadline: float | None, quick: bool
+    ) -> bytes | None:
         """Bytes (``b""`` at EOF) if some arrived within the spin budget, else None.
 
-        Each turn yields the CPU first (``sched_yield``): when the worker was woken on this
-        very CPU, it runs now instead of after the spin. Turns ask ``poll(0)`` rather than
-        try ``recv``: a failed ``recv`` raises, which costs more than the system call.
+        Each turn yields the CPU first (``sched_yield``, which also lets other host threads
+        have the GIL): when the worker was woken on this very CPU, it runs now instead of
+        after the spin. Turns ask whether the socket is readable rather than try ``recv``
+        (a failed ``recv`` raises, which costs more than the system call), without letting
+        go of the GIL when the reader has a ``quick`` object: only the yield does.
         """
         end = started + SPIN_MAX_S
         if deadline is not None and deadline < end:
             end = deadline
-        check = reader._poller.poll
+        if reader._quick is not None:
+            check = reader._quick.readable
+        else:
+            poll = reader._poller.poll
+
+            def check() -> bool:
+                return bool(poll(0))
+
         monotonic = time.monotonic
         yield_cpu = os.sched_yield
         while True:
             yield_cpu()
-            if check(0):
-                chunk = reader._recv()
+            if check():
+                chunk = reader._recv(quick)
                 if chunk is None:
                     continue
                 self.last = monotonic() - started

@@ -92,11 +92,11 @@ OnHostCall = Callable[[str, dict[str, Any]], Any]
 
 
 class _InFlight(list[None]):
-    """The calls waiting on workers in this process, one entry each (spin or sleep?).
+    """The calls waiting on workers in this process, one entry each (are others calling?).
 
     A list because ``append`` and ``pop`` are atomic under the GIL: no lock to take twice
-    per call. Two calls entering at once may both see two entries and both sleep, which
-    is only a missed spin.
+    per call. Two calls entering at once may both see two entries, which only means both
+    use the GIL-keeping channel calls.
     """
 
     __slots__ = ()
@@ -456,21 +456,24 @@ class WorkerPool:
         until it is gone), a death is classified from its exit status, a protocol
         violation kills it.
         """
-        # Busy-waiting for the answer is worth it only while this is the one call in flight in
-        # the process: a second host thread would be kept off the GIL by each turn of the spin.
+        # A call spins briefly for its answer (see _protocol.SpinWait). While other calls are
+        # in flight in this process, its channel calls that cannot block also keep the GIL
+        # (`quick`): each release would hand the GIL to another host thread and back.
         calls = self._sup._inflight
         if allowed is _CALL_OPS:
             calls.append(None)
-            spin = len(calls) == 1
+            spin, quick = True, len(calls) > 1
         else:
-            spin = False
+            spin = quick = False
         try:
-            worker.send(frame, deadline, not spin)
+            worker.send(frame, deadline, quick)
             while True:
                 # `allowed` is the state machine: during a load only loaded/error are valid,
                 # during a call host_call/result/error; a ready frame now is a forgery.
                 msg = parse_worker_frame(
-                    worker.reader.read(deadline, spin=spin), expect_id=cid, allowed=allowed
+                    worker.reader.read(deadline, spin=spin, quick=quick),
+                    expect_id=cid,
+                    allowed=allowed,
                 )
                 if not isinstance(msg, HostCallFrame):
                     return msg
@@ -480,7 +483,7 @@ class WorkerPool:
                     raise TimeoutError
                 reply = self._answer(cid, msg, on_host_call, worker.max_frame_bytes)
                 # A slow host call can use up the budget; the worker gets no answer then.
-                worker.send(reply, deadline, not spin)
+                worker.send(reply, deadline, quick)
         except TimeoutError:
             self._discard(worker, kill=True, crash=False)
             raise self._wall_error(budget_ms, kind) from None
