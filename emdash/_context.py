@@ -45,13 +45,26 @@ _NOT_DECLARED = (
 # --- coercion ------------------------------------------------------------------------------
 
 
+# Values that are already plain JSON when their type is exactly one of these.
+_FLAT = (str, int, bool, type(None))
+
+
 def _plain(method: str, params: dict[str, Any]) -> dict[str, Any]:
     """Turn ``params`` into plain JSON data (exact builtin types), or raise a clear error.
 
     ``json.dumps`` serialises ``str``/``int``/``float``/``list`` subclasses from their
     underlying C data (never through ``__str__``/``__iter__``), and the reload yields fresh
     exact ``dict``/``list``/``str`` objects, so nothing plugin-defined reaches the bridge.
+
+    Fast path, same result: when every key is an exact ``str`` and every value an exact
+    ``str``/``int``/``bool``/``None`` (``kv.get("k")``, ``storage[...].get(id)``...), the
+    round trip would only rebuild an equal dict of the same objects' values; a shallow copy
+    is that dict, without encoding and parsing it.
     """
+    if type(params) is dict and all(
+        type(k) is str and type(v) in _FLAT for k, v in params.items()
+    ):
+        return dict(params)
     try:
         text = json.dumps(params, allow_nan=False)
         out = json.loads(text)

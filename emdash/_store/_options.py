@@ -37,8 +37,10 @@ class Options:
 
     def get(self, name: str, default: Any = None) -> Any:
         name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
-        row = self._db.row("SELECT value FROM _emdash_options WHERE name = ?", (name,))
-        return default if row is None else decode_json(row["value"])
+        # scalar(), not row(): no dict per row on this hot path (every ctx.kv.get). The
+        # column is NOT NULL, so None means "no such row".
+        text = self._db.scalar("SELECT value FROM _emdash_options WHERE name = ?", (name,))
+        return default if text is None else decode_json(text)
 
     def set(self, name: str, value: Any) -> None:
         name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
