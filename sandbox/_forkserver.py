@@ -124,7 +124,8 @@ def _prepare(config: dict[str, Any]) -> Any:
         load_bundle=_loader.load_bundle,
         error_encoder=encoder,
         error_decoder=decoder,
-        seccomp_filter=_seccomp.build_filter(),
+        # Generated once here, not by libseccomp in every worker (see CompiledFilter).
+        seccomp_filter=_seccomp.compile_filter(_seccomp.build_filter()),
         max_frame_bytes=int(config["max_frame_bytes"]),
         allow_raw_exec=bool(config["allow_raw_exec"]),
     )
