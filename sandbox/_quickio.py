@@ -56,12 +56,13 @@ try:
     class _PollFd(ctypes.Structure):
         _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
 
+    # Linux flags (MSG_NOSIGNAL does not exist everywhere): the sandbox is Linux-only, and
+    # elsewhere this module must still import.
+    _SEND_FLAGS = ctypes.c_int(socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+    _RECV_FLAGS = ctypes.c_int(socket.MSG_DONTWAIT)
     AVAILABLE = True
-except (ImportError, OSError, AttributeError):  # pragma: no cover - non-glibc/musl hosts
+except (ImportError, OSError, AttributeError):  # pragma: no cover - non-Linux hosts
     AVAILABLE = False
-
-_SEND_FLAGS = ctypes.c_int(socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT) if AVAILABLE else None
-_RECV_FLAGS = ctypes.c_int(socket.MSG_DONTWAIT) if AVAILABLE else None
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 _GONE = (errno.ECONNRESET, errno.EPIPE)
 
