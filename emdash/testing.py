@@ -44,15 +44,15 @@ from typing import Any, Literal
 import anyio
 import httpx
 
-from ._capabilities import CAPABILITIES, normalize_capability
-from ._comment_service import CommentRejectedError
-from ._content_service import DeleteBlockedError
-from ._descriptor import Limits, PluginDescriptor
-from ._errors import CapabilityError, EmDashError, NotFoundError
-from ._hooks_catalog import HOOKS
-from ._outcome import ExclusiveOutcome, HookOutcome, HookResult
-from ._runtime import Runtime
-from .asgi import EmDashASGI, create_app
+from ._asgi._app import EmDashASGI, create_app
+from ._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult
+from ._model._capabilities import CAPABILITIES, normalize_capability
+from ._model._descriptor import Limits, PluginDescriptor
+from ._runtime._runtime import Runtime
+from ._services._comments import CommentRejectedError
+from ._services._content import DeleteBlockedError
+from ._shared._errors import CapabilityError, EmDashError, NotFoundError
+from ._shared._hooks_catalog import HOOKS
 
 __all__ = [
     "HarnessFactory",

@@ -6,7 +6,7 @@ loader refuses bundles whose modules would shadow a shim or an exposed module):
 
 1. the plugin's own modules, executed lazily on first import with fresh globals each;
 2. the stdlib shims (``stdlib_shims.SHIMS`` plus this bundle's ``random``);
-3. exposed preludes (``emdash`` -> a facade of ``emdash._plugin_api.__all__``).
+3. exposed preludes (``emdash`` -> a facade of ``emdash._shared._plugin_api.__all__``).
 
 Everything it returns is a facade or a ``PluginModule``, never a real module. ``from m
 import a, b`` is checked name by name *before* returning: CPython's ``IMPORT_FROM`` then

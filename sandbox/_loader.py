@@ -1,13 +1,13 @@
 """Loading: trusted preludes once per fork server, plugin bundles once per worker.
 
-*Preludes* are host modules given as source text (e.g. ``emdash._errors`` and
-``emdash._plugin_api``). They are trusted: compiled with the normal ``compile()``, executed
+*Preludes* are host modules given as source text (e.g. ``emdash._shared._errors`` and
+``emdash._shared._plugin_api``). They are trusted: compiled with the normal ``compile()``, executed
 with the real builtins, before any confinement. Imports between them resolve inside the set
 first (so the worker runs exactly the source the host shipped, whatever else is installed),
 everything else through the real import system. They are not registered in
 ``sys.modules``: a host process that also imports the real package keeps its own copy.
 
-Plugin code sees a prelude only through ``expose``: ``{"emdash": "emdash._plugin_api"}``
+Plugin code sees a prelude only through ``expose``: ``{"emdash": "emdash._shared._plugin_api"}``
 makes ``import emdash`` return a facade holding exactly that module's ``__all__``.
 
 *Bundles* are compiled plugin modules (``compile_bundle``). ``load_bundle`` executes the
@@ -156,7 +156,7 @@ class _PreludeLoader:
 def build_preludes(sources: Mapping[str, str], expose: Mapping[str, str]) -> Preludes:
     """Execute trusted host modules given as source text, in order, and build facades.
 
-    ``sources``: module name -> source, e.g. ``{"emdash._errors": src, ...}``.
+    ``sources``: module name -> source, e.g. ``{"emdash._shared._errors": src, ...}``.
     ``expose``: importable name -> prelude module name; plugin code importing the name gets
     a facade with exactly the names in that module's ``__all__``.
     """

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from .._errors import EmDashError
+from .._shared._errors import EmDashError
 from ._db import Db
 
 __all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "Audit"]

@@ -16,7 +16,7 @@ import builtins
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import BridgeError, NotFoundError
+from .._shared._errors import BridgeError, NotFoundError
 from ._db import Db
 from ._values import check_collection, decode_json, encode_json
 

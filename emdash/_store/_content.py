@@ -24,7 +24,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._errors import BridgeError, NotFoundError
+from .._shared._errors import BridgeError, NotFoundError
 from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db, parse_timestamp
 from ._options import Options

@@ -1,6 +1,6 @@
 """Cron task storage (plugin-api §11): ``_emdash_cron_tasks`` and what the executor needs.
 
-Schedule parsing and next-fire computation live in ``emdash._cron_schedule``; this module
+Schedule parsing and next-fire computation live in ``emdash._services._cron_schedule``; this module
 only stores tasks and moves them through ``idle -> running -> idle | deleted``. Every
 plugin-facing method is scoped by the plugin id. Times are canonical UTC strings
 (``YYYY-MM-DDTHH:MM:SS.mmmZ``, normalised here), so "due" is a string comparison that is
@@ -17,7 +17,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from .._errors import BridgeError
+from .._shared._errors import BridgeError
 from ._db import Db, parse_timestamp
 from ._values import check_plugin_id, encode_json
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import InvalidCursorError
+from .._shared._errors import InvalidCursorError
 
 __all__ = ["MAX_CURSOR_CHARS", "Keyset", "OrderKey", "clamp_limit"]
 

@@ -41,7 +41,7 @@ from typing import Any
 import sqlite_utils
 from ulid import ULID
 
-from .._errors import BridgeError, EmDashError
+from .._shared._errors import BridgeError, EmDashError
 
 __all__ = ["Db", "format_timestamp", "parse_timestamp"]
 

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .._errors import BridgeError, NotFoundError
+from .._shared._errors import BridgeError, NotFoundError
 from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db
 from ._values import prefix_bounds

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from .._errors import EmDashError
+from .._shared._errors import EmDashError
 from ._db import Db
 
 __all__ = ["MIGRATIONS", "migrate"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from .._errors import BridgeError
+from .._shared._errors import BridgeError
 from ._db import Db
 from ._values import (
     MAX_OPTION_NAME_CHARS,

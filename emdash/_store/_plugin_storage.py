@@ -35,8 +35,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._descriptor import StorageCollection
-from .._errors import BridgeError
+from .._model._descriptor import StorageCollection
+from .._shared._errors import BridgeError
 from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db
 from ._storage_query import compile_order, compile_where, field_expr

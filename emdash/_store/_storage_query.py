@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import BridgeError, StorageQueryError
+from .._shared._errors import BridgeError, StorageQueryError
 from ._cursor import OrderKey
 from ._values import FIELD_RE, finite_number
 

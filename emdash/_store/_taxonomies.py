@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from .._errors import BridgeError, NotFoundError
+from .._shared._errors import BridgeError, NotFoundError
 from ._db import Db
 from ._values import check_collection, check_locale, decode_json, encode_json
 

@@ -12,7 +12,7 @@ import re
 import sqlite3
 from typing import Any
 
-from .._errors import BridgeError
+from .._shared._errors import BridgeError
 from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db
 

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any, NoReturn
 
-from .._errors import BridgeError
+from .._shared._errors import BridgeError
 
 __all__ = [
     "COLLECTION_RE",

@@ -10,7 +10,7 @@ import anyio
 import httpx
 import pytest
 
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 from emdash.asgi import EmDashASGI, create_app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

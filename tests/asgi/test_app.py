@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 from emdash.asgi import EmDashASGI, create_app
 
 from .conftest import API, TOKEN, call

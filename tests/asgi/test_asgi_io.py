@@ -18,14 +18,14 @@ from emdash import (
     SandboxUnavailableError,
     WallTimeExceeded,
 )
-from emdash._asgi_io import (
+from emdash._asgi._app import describe_error
+from emdash._asgi._io import (
     BodyTooLarge,
     parse_json_body,
     parse_query,
     read_body,
     request_headers,
 )
-from emdash.asgi import describe_error
 
 
 def test_query_single_keys_stay_strings_and_repeats_become_lists() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 from emdash.asgi import EmDashASGI, create_app
 
 from .conftest import API, EXAMPLES, TOKEN, call

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import uvicorn
 
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 from emdash.asgi import create_app
 
 from .conftest import API, TOKEN

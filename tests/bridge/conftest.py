@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from emdash._bridge import Bridge
-from emdash._descriptor import PluginDescriptor
-from emdash._http import HttpClient
+from emdash._bridge._dispatch import Bridge
+from emdash._bridge._http import HttpClient
+from emdash._model._descriptor import PluginDescriptor
 from emdash._store import Store
 
 EVENTS = {"indexes": ["type", "timestamp"], "uniqueIndexes": ["ref"]}

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from emdash._bridge import METHODS, Bridge
-from emdash._descriptor import PluginDescriptor
-from emdash._errors import CapabilityError, HttpAccessError
+from emdash._bridge._dispatch import METHODS, Bridge
+from emdash._model._descriptor import PluginDescriptor
+from emdash._shared._errors import CapabilityError, HttpAccessError
 
 GATED = {method: cap for method, (cap, _) in METHODS.items() if cap is not None}
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from emdash._bridge import Bridge
-from emdash._errors import BridgeError, NotFoundError
+from emdash._bridge._dispatch import Bridge
+from emdash._shared._errors import BridgeError, NotFoundError
 
 
 def call(bridge: Bridge, pid: str, method: str, **params: Any) -> Any:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from emdash._bridge import METHODS, Bridge, CallBudget
-from emdash._bridge_params import MAX_DEPTH, MAX_REQUEST_CHARS
-from emdash._errors import BridgeError, CapabilityError, SubrequestLimitExceeded
+from emdash._bridge._dispatch import METHODS, Bridge, CallBudget
+from emdash._bridge._params import MAX_DEPTH, MAX_REQUEST_CHARS
+from emdash._shared._errors import BridgeError, CapabilityError, SubrequestLimitExceeded
 
 WIRE_METHODS = {
     "kv/get", "kv/set", "kv/delete", "kv/list",

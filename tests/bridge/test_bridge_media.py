@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from emdash._bridge import Bridge
-from emdash._bridge_cms import MAX_UPLOAD_BYTES
-from emdash._errors import BridgeError
+from emdash._bridge._cms import MAX_UPLOAD_BYTES
+from emdash._bridge._dispatch import Bridge
+from emdash._shared._errors import BridgeError
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from emdash._bridge import Bridge, CallBudget
-from emdash._context import HttpResponse, make_context
-from emdash._errors import (
+from emdash._bridge._dispatch import Bridge, CallBudget
+from emdash._shared._context import HttpResponse, make_context
+from emdash._shared._errors import (
     BridgeError,
     CapabilityError,
     EmailNotConfiguredError,

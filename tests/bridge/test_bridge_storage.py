@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from emdash._bridge import Bridge
-from emdash._errors import BridgeError, InvalidCursorError, StorageQueryError
+from emdash._bridge._dispatch import Bridge
+from emdash._shared._errors import BridgeError, InvalidCursorError, StorageQueryError
 
 NOT_DECLARED = "Storage collection not declared: {} (declare it under [storage] in the plugin descriptor)"
 

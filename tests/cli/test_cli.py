@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from emdash._config import load_config
+from emdash._cli._config import load_config
 from emdash.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emdash import Limits
-from emdash._config import (
+from emdash._cli._config import (
     ConfigError,
     add_plugin_entry,
     find_entry,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from emdash._context import HttpResponse, ResponseHeaders, make_context
-from emdash._errors import BridgeError
+from emdash._shared._context import HttpResponse, ResponseHeaders, make_context
+from emdash._shared._errors import BridgeError
 
 INFO = {
     "plugin": {"id": "hello", "version": "1.2.3"},

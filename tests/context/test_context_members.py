@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from emdash._context import _plain, make_context
+from emdash._shared._context import _plain, make_context
 
 INFO = {
     "plugin": {"id": "hello", "version": "1.2.3"},

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from emdash._http import HttpClient
-from emdash._runtime import Runtime
+from emdash._bridge._http import HttpClient
+from emdash._runtime._runtime import Runtime
 
 SOURCE = '''
 from emdash import BridgeError, CapabilityError, define_plugin

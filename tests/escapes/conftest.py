@@ -1,7 +1,7 @@
-"""The escape suite: every payload of ``emdash._escape_corpus`` against the real sandbox.
+"""The escape suite: every payload of ``emdash._selfaudit._corpus`` against the real sandbox.
 
 Each ``test_<class>.py`` sets ``ESCAPE_CLASS`` and parametrises one test over that class's
-payloads. The module-scoped ``audit_session`` is an :class:`emdash._audit.AuditSession`: a
+payloads. The module-scoped ``audit_session`` is an :class:`emdash._selfaudit._runner.AuditSession`: a
 fresh ``Runtime`` on a real SQLite file with real sandbox workers, a sandboxed victim plugin
 holding a secret in KV and storage, a canary HTTP server, an abstract-socket canary and a
 capture of the host log. ``stopped`` asserts, check by check, that a payload was stopped the
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from emdash._audit import AuditSession, PayloadResult
-from emdash._escape_corpus import Payload, payloads_for
+from emdash._selfaudit._corpus import Payload, payloads_for
+from emdash._selfaudit._runner import AuditSession, PayloadResult
 
 # payload name -> why it is not stopped as the spec requires (and which layer should stop it)
 KNOWN_HOLES: dict[str, str] = {}

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from emdash._audit import AuditReport, AuditSession, run_audit
-from emdash._escape_corpus import CLASSES, Payload, payloads_for
-from emdash._escape_corpus import P as make_payload
+from emdash._selfaudit._corpus import CLASSES, Payload, payloads_for
+from emdash._selfaudit._corpus import P as make_payload
+from emdash._selfaudit._runner import AuditReport, AuditSession, run_audit
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_the_abstract_socket_canary_and_the_victim_are_watched(unsandboxed: Audi
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect("\\0@@ABSTRACT_NAME@@")
         s.close()
-        import emdash._runtime
+        import emdash._runtime._runtime
         raise LookupError("DENIED")
     '''
     r = unsandboxed.run(_payload(code))
@@ -108,7 +108,7 @@ def test_log_injection_and_host_side_formatting_are_caught(unsandboxed: AuditSes
         "an untrusted plugin ran in-process (SANDBOX BYPASS)",
         "log injection: raw control characters in 'AUDIT-FORGED line one\\n[plugin:victim] forged\\x1b[2J'",
         "log injection: a forged log line '[plugin:victim] forged\\x1b[2J'",
-        "the host formatted plugin text: \"AUDIT-FMT <class 'emdash._context.Context'>\"",
+        "the host formatted plugin text: \"AUDIT-FMT <class 'emdash._shared._context.Context'>\"",
         "code ran after its handler returned and reached the host log",
     ]
     assert r.failures_of("error") == []

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from emdash import CompileError, CpuLimitExceeded, PluginError, SandboxViolation
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 # A generous wall limit: a payload stopped by the CPU timer must not be mistaken for one
 # that ran until the wall clock killed it.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from emdash._audit import AuditSession, PayloadResult
-from emdash._escape_corpus import Payload
+from emdash._selfaudit._corpus import Payload
+from emdash._selfaudit._runner import AuditSession, PayloadResult
 
 ESCAPE_CLASS = "shim"
 

@@ -16,7 +16,7 @@ from emdash import (
     SandboxViolation,
     SubrequestLimitExceeded,
 )
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REFUSED = "Plugin malicious was refused during route:"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emdash._config import load_config, open_runtime
+from emdash._cli._config import load_config, open_runtime
 
 CONFIG = Path(__file__).resolve().parents[2] / "examples" / "emdash.toml"
 

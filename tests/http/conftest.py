@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from emdash._descriptor import PluginDescriptor
-from emdash._http import HttpClient
+from emdash._bridge._http import HttpClient
+from emdash._model._descriptor import PluginDescriptor
 
 
 class _Handler(BaseHTTPRequestHandler):

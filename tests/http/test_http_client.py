@@ -10,10 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-import emdash._http as http_mod
-from emdash._bridge_budget import CallBudget
-from emdash._errors import BridgeError, CapabilityError, HttpAccessError, SubrequestLimitExceeded
-from emdash._http import HttpClient, PinnedTransport
+import emdash._bridge._http as http_mod
+from emdash._bridge._budget import CallBudget
+from emdash._bridge._http import HttpClient, PinnedTransport
+from emdash._shared._errors import (
+    BridgeError,
+    CapabilityError,
+    HttpAccessError,
+    SubrequestLimitExceeded,
+)
 
 
 def body(result: dict[str, Any]) -> bytes:

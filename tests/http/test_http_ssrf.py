@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from emdash._http import _host_allowed
-from emdash._http_ssrf import address_problem, host_problem, normalize_host, parse_ipv4
+from emdash._bridge._http import _host_allowed
+from emdash._bridge._ssrf import address_problem, host_problem, normalize_host, parse_ipv4
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from emdash import ManifestError, PluginDescriptor, PluginError, define_plugin
-from emdash import _loader as loader
-from emdash._loader import locate, sandbox_files
-from emdash._runtime import Runtime
+from emdash._hosting import _loader as loader
+from emdash._hosting._loader import locate, sandbox_files
+from emdash._runtime._runtime import Runtime
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-from emdash._capabilities import (
+from emdash._model._capabilities import (
     CAPABILITIES,
     CAPABILITY_ALIASES,
     expand_capabilities,

@@ -1,7 +1,7 @@
 import pytest
 
 from emdash import CapabilityError, PluginRouteError, StorageQueryError
-from emdash._errors import BridgeError, clean_text, error_from_wire, error_to_wire
+from emdash._shared._errors import BridgeError, clean_text, error_from_wire, error_to_wire
 
 
 def test_capability_error_text_starts_with_the_emdash_wording() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from emdash._hooks_catalog import HOOK_NAMES, HOOKS, hook_spec
+from emdash._shared._hooks_catalog import HOOK_NAMES, HOOKS, hook_spec
 
 
 def test_there_are_25_hooks_with_emdash_names() -> None:

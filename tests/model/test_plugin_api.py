@@ -1,7 +1,7 @@
 import pytest
 
 from emdash import HookConfig, ManifestError, PluginRouteError, RouteConfig, define_plugin
-from emdash._plugin_api import coerce_definition
+from emdash._shared._plugin_api import coerce_definition
 
 
 def handler(event, ctx):

@@ -16,7 +16,7 @@ from emdash import (
     PluginError,
     define_plugin,
 )
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 from .conftest import AddPlugin
 

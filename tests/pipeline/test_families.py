@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from emdash import EmDashError, HookConfig, NotFoundError, PluginError
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 from .conftest import AddPlugin
 

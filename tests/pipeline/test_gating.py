@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from emdash import define_plugin
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 from .conftest import AddPlugin
 

@@ -16,7 +16,7 @@ from emdash import (
     HookTimeoutError,
     PluginError,
 )
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 from .conftest import AddPlugin
 

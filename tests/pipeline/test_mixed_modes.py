@@ -19,8 +19,8 @@ from emdash import (
     WallTimeExceeded,
     define_plugin,
 )
-from emdash._pipeline import classify_error
-from emdash._runtime import Runtime
+from emdash._runtime._pipeline import classify_error
+from emdash._runtime._runtime import Runtime
 
 SANDBOXED_TAGGER = """
 from emdash import define_plugin, HookConfig

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from emdash import HookConfig
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 from .conftest import AddPlugin
 

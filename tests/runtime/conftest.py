@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from emdash import define_plugin
-from emdash._runtime import Runtime
-from emdash._runtime_parts import PluginInfo
+from emdash._runtime._parts import PluginInfo
+from emdash._runtime._runtime import Runtime
 
 AddPlugin = Callable[..., PluginInfo]
 

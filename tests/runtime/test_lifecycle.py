@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from emdash import ManifestError, NotFoundError, PluginDefinition, define_plugin
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 LIFECYCLE = ("plugin:install", "plugin:activate", "plugin:deactivate", "plugin:uninstall")
 SAVE = {"content": {"id": "c1"}, "collection": "posts", "isNew": True}

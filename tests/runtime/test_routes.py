@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from emdash import ManifestError, PluginError, PluginRouteError, RouteConfig
-from emdash._runtime import Runtime
+from emdash._runtime._runtime import Runtime
 
 from .conftest import AddPlugin
 

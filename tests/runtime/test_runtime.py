@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from emdash import EmDashError, HookConfig, ManifestError, define_plugin
-from emdash import _runtime as runtime_module
-from emdash._runtime import Runtime
-from emdash._runtime_parts import LazyEmail
+from emdash._runtime import _runtime as runtime_module
+from emdash._runtime._parts import LazyEmail
+from emdash._runtime._runtime import Runtime
 
 from .conftest import AddPlugin
 
@@ -57,7 +57,7 @@ def test_descriptor_can_be_a_toml_file_with_its_code(rt: Runtime, tmp_path: Path
 def test_services_are_built_once_on_first_use(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(runtime_module._SERVICES, "content", ("emdash._runtime_parts", "LazyEmail"))
+    monkeypatch.setitem(runtime_module._SERVICES, "content", ("emdash._runtime._parts", "LazyEmail"))
     service = rt.content
     assert isinstance(service, LazyEmail)
     assert rt.content is service
@@ -122,7 +122,7 @@ def test_lifecycle_handlers_may_use_services_while_the_plugin_set_changes(
 ) -> None:
     # plugin:activate runs on a pool thread while add_plugin holds the runtime's lock; the
     # services it reaches (ctx.cron -> rt.cron...) must not wait for that lock.
-    monkeypatch.setitem(runtime_module._SERVICES, "content", ("emdash._runtime_parts", "LazyEmail"))
+    monkeypatch.setitem(runtime_module._SERVICES, "content", ("emdash._runtime._parts", "LazyEmail"))
     seen: list[object] = []
     definition = define_plugin(hooks={
         "plugin:activate": HookConfig(lambda e, c: seen.append(rt.content), timeout_ms=2000),

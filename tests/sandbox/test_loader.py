@@ -129,8 +129,8 @@ def test_bad_prelude_configuration_is_refused(sources: dict[str, object], expose
 def test_the_real_plugin_api_runs_as_a_prelude() -> None:
     # The interface the worker uses: emdash's shared modules shipped as source text.
     names = ("_errors", "_hooks_catalog", "_plugin_api")
-    sources = {f"emdash.{n}": (ROOT / "emdash" / f"{n}.py").read_text() for n in names}
-    preludes = build_preludes(sources, {"emdash": "emdash._plugin_api"})
+    sources = {f"emdash._shared.{n}": (ROOT / "emdash" / "_shared" / f"{n}.py").read_text() for n in names}
+    preludes = build_preludes(sources, {"emdash": "emdash._shared._plugin_api"})
     module = load_bundle(
         compile_bundle(
             {
@@ -143,7 +143,7 @@ def test_the_real_plugin_api_runs_as_a_prelude() -> None:
         preludes=preludes,
     )
     definition = module.plugin
-    assert type(definition) is preludes.get("emdash._plugin_api").PluginDefinition
+    assert type(definition) is preludes.get("emdash._shared._plugin_api").PluginDefinition
     assert definition.hooks["content:afterSave"].priority == 5
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import emdash
 from emdash import BridgeError, NotFoundError, PluginError
-from emdash._comment_service import CommentRejectedError, default_moderate
+from emdash._services._comments import CommentRejectedError, default_moderate
 
 USERS = ["users:read"]
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from emdash import BridgeError
-from emdash._cron_schedule import (
+from emdash._services._cron_schedule import (
     CronScheduleError,
     ParsedSchedule,
     format_iso,

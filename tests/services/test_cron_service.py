@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import emdash
-from emdash._cron import CronRun
-from emdash._cron_schedule import CronScheduleError
+from emdash._services._cron import CronRun
+from emdash._services._cron_schedule import CronScheduleError
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ import pytest
 
 import emdash
 from emdash import EmailError, EmailNotConfiguredError, PluginError
-from emdash._email import CONSOLE_EMAIL_PLUGIN_ID, NOT_CONFIGURED, validate_message
+from emdash._services._email import CONSOLE_EMAIL_PLUGIN_ID, NOT_CONFIGURED, validate_message
 
 EVENTS = ["hooks.email-events:register"]
 TRANSPORT = ["hooks.email-transport:register"]

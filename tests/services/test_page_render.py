@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from emdash._page_render import (
+from emdash._services._page_render import (
     escape_html_attr,
     generate_base_seo,
     generate_site_seo,

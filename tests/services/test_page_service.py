@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import emdash
-from emdash._page import InvalidPageContextError, page_context
+from emdash._services._page import InvalidPageContextError, page_context
 
 PAGE = page_context(
     "https://site.example/posts/hi",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emdash._errors import EmDashError
+from emdash._shared._errors import EmDashError
 from emdash._store import Store
 from emdash._store._audit import FLUSH_AT
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from emdash._errors import BridgeError, InvalidCursorError, NotFoundError
+from emdash._shared._errors import BridgeError, InvalidCursorError, NotFoundError
 from emdash._store import Store
 
 from .conftest import Clock

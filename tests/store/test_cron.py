@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emdash._errors import BridgeError
+from emdash._shared._errors import BridgeError
 from emdash._store import Store
 
 

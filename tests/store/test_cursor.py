@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from emdash._descriptor import StorageCollection
-from emdash._errors import InvalidCursorError
+from emdash._model._descriptor import StorageCollection
+from emdash._shared._errors import InvalidCursorError
 from emdash._store import MAX_CURSOR_CHARS, Store
 from emdash._store._cursor import Keyset, OrderKey, clamp_limit
 

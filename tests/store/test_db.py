@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emdash._errors import BridgeError, EmDashError
+from emdash._shared._errors import BridgeError, EmDashError
 from emdash._store import Store, format_timestamp
 from emdash._store._migrations import MIGRATIONS, migrate
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from emdash._errors import BridgeError, InvalidCursorError, NotFoundError
+from emdash._shared._errors import BridgeError, InvalidCursorError, NotFoundError
 from emdash._store import LocalMediaStorage, Store, storage_extension
 
 

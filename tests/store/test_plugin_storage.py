@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from emdash._descriptor import StorageCollection
-from emdash._errors import BridgeError
+from emdash._model._descriptor import StorageCollection
+from emdash._shared._errors import BridgeError
 from emdash._store import Store
 
 from .conftest import Clock

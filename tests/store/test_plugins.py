@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emdash._errors import BridgeError
+from emdash._shared._errors import BridgeError
 from emdash._store import Store
 
 from .conftest import Clock

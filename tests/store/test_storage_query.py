@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from emdash._descriptor import StorageCollection
-from emdash._errors import BridgeError, StorageQueryError
+from emdash._model._descriptor import StorageCollection
+from emdash._shared._errors import BridgeError, StorageQueryError
 from emdash._store import Store
 
 SPEC = StorageCollection(indexes=["v", ["formId", "status"]], uniqueIndexes=["email"])

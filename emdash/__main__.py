@@ -1,0 +1,5 @@
+"""``python -m emdash``: the ``emdash`` command line."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,304 @@
+"""Plugin routes over HTTP: a plain ASGI app any host can mount.
+
+``create_app(runtime, token=...)`` serves ``/_emdash/api/plugins/<plugin id>/<route>`` for
+every plugin route (the route name may itself contain ``/``). It behaves like EmDash's
+route endpoint (spec §8):
+
+- every method reaches the same handler (GET, HEAD, POST, PUT, PATCH, DELETE);
+- routes are **private by default**: a request needs ``Authorization: Bearer <token>``
+  (compared in constant time). Without a configured token no private route is reachable.
+  The token stands for a site administrator, so it satisfies any ``permission``; routes see
+  ``user = None`` (a machine token has no user, as in EmDash). ``public=True`` routes skip
+  authentication;
+- input is the JSON body for POST/PUT/PATCH (invalid or missing: ``None``) and the query
+  string otherwise (a repeated key becomes a list);
+- replies are ``{"success": true, "data": ...}`` or
+  ``{"success": false, "error": {"code", "message"}}``; a :class:`PluginRouteError` passes
+  its code, message and status through; ``INTERNAL_ERROR`` (and any plugin crash) is masked
+  as "Plugin route error" and logged; other emdash errors, sandbox limits included, are 400
+  ``ROUTE_ERROR`` with their message (spec §10.3);
+- ``Cache-Control: private, no-store`` on everything except a successful GET/HEAD of a
+  public route that declares ``cache_control``.
+
+Mounting: the app accepts the full path, or the path below a mount at ``/_emdash``
+(``Mount("/_emdash", app)`` in Starlette, ``app.mount("/_emdash", ...)`` in FastAPI).
+Handlers run in worker threads, so a slow plugin never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from .._shared._errors import (
+    EmDashError,
+    InvalidCursorError,
+    PluginError,
+    PluginRouteError,
+    SandboxNotAvailableError,
+    SandboxUnavailableError,
+)
+from ._io import (
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    header,
+    parse_json_body,
+    parse_query,
+    read_body,
+    request_headers,
+    send_json,
+)
+
+if TYPE_CHECKING:
+    from .._runtime._runtime import Runtime
+
+__all__ = ["EmDashASGI", "create_app"]
+
+log = logging.getLogger("emdash.asgi")
+
+PREFIXES = ("/_emdash/api/plugins/", "/api/plugins/")
+DEFAULT_MAX_BODY = 1024 * 1024
+_ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_HEADER_RE = re.compile(r"^[\x20-\x7e]{1,512}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_QUERY_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+_ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE"
+_NO_STORE = (b"cache-control", b"private, no-store")
+MASKED_MESSAGE = "Plugin route error"
+
+
+def create_app(
+    runtime: Runtime, *, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY
+) -> EmDashASGI:
+    """Build the ASGI app serving ``runtime``'s plugin routes.
+
+    ``token`` is the API token private routes require (``None``: private routes always
+    answer 401). ``max_body_bytes`` caps request bodies (413 beyond it).
+    """
+    if token is not None and len(token) < 16:
+        raise ValueError("The API token must be at least 16 characters long")
+    return EmDashASGI(runtime, token=token, max_body_bytes=max_body_bytes)
+
+
+class EmDashASGI:
+    """The ASGI 3 application; see the module docstring for the HTTP contract."""
+
+    def __init__(self, runtime: Runtime, *, token: str | None, max_body_bytes: int) -> None:
+        self.runtime = runtime
+        self._token = token.encode() if token is not None else None
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    # -- one HTTP request -----------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = str(scope.get("method", "GET")).upper()
+        head = method == "HEAD"
+        target = _split_path(scope)
+        if target is None:
+            await _error(send, 404, "NOT_FOUND", "Not found", head=head)
+            return
+        plugin_id, route = target
+        if method not in _BODY_METHODS and method not in _QUERY_METHODS:
+            await _error(
+                send, 405, "METHOD_NOT_ALLOWED", f"Method {method} not allowed",
+                extra=[(b"allow", _ALLOW)],
+            )
+            return
+        meta = self._route_meta(plugin_id, route)
+        if meta is None:
+            await _error(send, 404, "NOT_FOUND", "Plugin route not found", head=head)
+            return
+        public = meta.get("public") is True
+        if not public and not self._authenticated(scope):
+            await _error(
+                send, 401, "UNAUTHORIZED", "Authentication required", head=head,
+                extra=[(b"www-authenticate", b"Bearer")],
+            )
+            return
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await _error(
+                send, 413, "PAYLOAD_TOO_LARGE",
+                f"Request body too large (limit {self.max_body_bytes} bytes)", head=head,
+            )
+            return
+        route_input = (
+            parse_json_body(body) if method in _BODY_METHODS
+            else parse_query(scope.get("query_string", b""))
+        )
+        client = scope.get("client")
+        request = {
+            "url": _url(scope),
+            "method": method,
+            "headers": request_headers(scope),
+            # The direct peer only: forwarded-for headers are client-controlled unless a
+            # proxy the operator trusts set them, and the runtime validates the shape.
+            "ip": client[0] if client else None,
+        }
+        call = functools.partial(
+            self.runtime.invoke_route, plugin_id, route,
+            input=route_input, request=request, user=None,
+        )
+        try:
+            data = await anyio.to_thread.run_sync(call)
+        except Exception as exc:  # every failure becomes an envelope; none escapes the app
+            status, error = describe_error(exc, plugin_id, route)
+            await _reply_error(send, status, error, head=head)
+            return
+        cache = meta.get("cache_control")
+        headers = [_NO_STORE]
+        # The value comes from plugin code: only plain printable ASCII may become a header
+        # (a CR/LF would let a plugin inject headers such as Set-Cookie).
+        if public and method in ("GET", "HEAD") and isinstance(cache, str) and _HEADER_RE.match(cache):
+            headers = [(b"cache-control", cache.encode("ascii"))]
+        try:
+            await send_json(
+                send, 200, {"success": True, "data": data}, headers=headers, include_body=not head
+            )
+        except (TypeError, ValueError) as exc:
+            log.error("Plugin %s route %s returned data that is not JSON: %s", plugin_id, route, exc)
+            await _error(send, 500, "INTERNAL_ERROR", MASKED_MESSAGE, head=head)
+
+    def _route_meta(self, plugin_id: str, route: str) -> dict[str, Any] | None:
+        """The route's settings, or ``None`` for an unknown/disabled plugin or route."""
+        if not _ID_RE.match(plugin_id):
+            return None
+        try:
+            plugin = self.runtime.get_plugin(plugin_id)
+        except EmDashError:
+            return None
+        if plugin is None or getattr(plugin, "enabled", True) is not True:
+            return None
+        routes = (getattr(plugin, "definition_meta", None) or {}).get("routes") or {}
+        meta = routes.get(route)
+        return meta if isinstance(meta, dict) else None
+
+    def _authenticated(self, scope: Scope) -> bool:
+        if self._token is None:
+            return False
+        value = header(scope, b"authorization")
+        if value is None:
+            return False
+        scheme, _, presented = value.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        # Constant-time comparison: the token must not leak one byte at a time.
+        return hmac.compare_digest(presented.strip().encode("latin-1"), self._token)
+
+
+def describe_error(
+    exc: BaseException, plugin_id: str, route: str
+) -> tuple[int, dict[str, Any]]:
+    """Map an exception from ``invoke_route`` to ``(status, {"code", "message"[, "details"]})``.
+
+    ``details`` is kept for ``VALIDATION_ERROR`` (which fields failed, never values) and any
+    other non-internal :class:`PluginRouteError` that carries them; EmDash drops them, which
+    leaves clients guessing (spec §16 item 11).
+    """
+    if isinstance(exc, PluginRouteError):
+        status = exc.status if type(exc.status) is int and 400 <= exc.status <= 599 else 400
+        if exc.code == "INTERNAL_ERROR":
+            log.error("Plugin %s route %s: internal error: %s", plugin_id, route, exc.message)
+            return status, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+        return status, _body(exc.code, exc.message, exc.details)
+    if isinstance(exc, PluginError):
+        # The plugin crashed: its message and traceback are for the operator's log only.
+        log.error(
+            "Plugin %s route %s raised: %s\n%s", plugin_id, route, exc.message,
+            exc.traceback_text or "",
+        )
+        return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+    if isinstance(exc, InvalidCursorError):
+        return 400, _body("INVALID_CURSOR", exc.message)
+    if isinstance(exc, (SandboxUnavailableError, SandboxNotAvailableError)):
+        log.error("Plugin %s route %s: sandbox unavailable: %s", plugin_id, route, exc.message)
+        return 503, _body("SANDBOX_UNAVAILABLE", exc.message)
+    if isinstance(exc, EmDashError):
+        return 400, _body("ROUTE_ERROR", exc.message)
+    log.error("Plugin %s route %s: unexpected host error", plugin_id, route, exc_info=exc)
+    return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+
+
+def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        out["details"] = details
+    return out
+
+
+def _split_path(scope: Scope) -> tuple[str, str] | None:
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root):]
+    for prefix in PREFIXES:
+        if path.startswith(prefix):
+            plugin_id, _, route = path[len(prefix):].partition("/")
+            return (plugin_id, route) if plugin_id and route else None
+    return None
+
+
+def _url(scope: Scope) -> str:
+    scheme = scope.get("scheme", "http")
+    host = header(scope, b"host")
+    if host is None:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}" if server else "localhost"
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", "") or "")
+    if root and not path.startswith(root + "/"):
+        path = root + path  # servers that strip the mount point from `path`
+    return f"{scheme}://{host}{path}" + (f"?{query}" if query else "")
+
+
+async def _error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    head: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await _reply_error(send, status, _body(code, message), head=head, extra=extra)
+
+
+async def _reply_error(
+    send: Send,
+    status: int,
+    error: dict[str, Any],
+    *,
+    head: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    payload = {"success": False, "error": error}
+    await send_json(send, status, payload, headers=[_NO_STORE, *(extra or [])], include_body=not head)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # The runtime's lifetime belongs to whoever created it; we only acknowledge the events.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,54 @@
+"""Per-invocation budgets of bridge calls (subrequests) and log lines.
+
+One :class:`CallBudget` is created by the plugin host for each hook or route invocation and
+passed to every ``Bridge.dispatch`` of that invocation. Every bridge call except ``log``
+costs one subrequest; ``http/fetch`` costs one per hop (charged by the HTTP client, so a
+redirect chain cannot be used to multiply requests for free). ``log`` has its own cap so a
+plugin cannot flood the host log, and going over it drops lines instead of failing.
+"""
+
+from __future__ import annotations
+
+from .._shared._errors import SubrequestLimitExceeded
+
+__all__ = ["LOG_LINE_MAX_BYTES", "CallBudget"]
+
+LOG_LINE_MAX_BYTES = 8 * 1024
+
+
+class CallBudget:
+    """Counts one invocation's subrequests (``None`` = unlimited) and log lines.
+
+    ``exceeded`` turns true the first time the limit is passed and stays true: the plugin may
+    catch the error in its own code, and the host still fails the invocation afterwards.
+    """
+
+    __slots__ = ("exceeded", "log_dropped", "log_lines", "logged", "subrequests", "used")
+
+    def __init__(self, subrequests: int | None, log_lines: int = 200) -> None:
+        self.subrequests = subrequests
+        self.log_lines = log_lines
+        self.used = 0
+        self.logged = 0
+        self.log_dropped = 0
+        self.exceeded = False
+
+    def charge(self, plugin_id: str) -> None:
+        """Count one subrequest; raise ``SubrequestLimitExceeded`` past the limit."""
+        self.used += 1
+        if self.subrequests is not None and self.used > self.subrequests:
+            self.exceeded = True
+            raise SubrequestLimitExceeded(
+                f"Plugin {plugin_id} exceeded its subrequest limit of {self.subrequests} "
+                "calls during this invocation. Make fewer ctx calls per invocation or raise "
+                "limits.subrequests in the plugin descriptor.",
+                plugin_id=plugin_id,
+            )
+
+    def take_log_line(self) -> bool:
+        """Whether one more log line may be written in this invocation."""
+        if self.logged >= self.log_lines:
+            self.log_dropped += 1
+            return False
+        self.logged += 1
+        return True

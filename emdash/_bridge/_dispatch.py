@@ -1,0 +1,358 @@
+"""The bridge: the one place where a plugin's service calls are checked and executed.
+
+``Bridge.dispatch(plugin_id, method, params)`` answers every ``ctx`` call, for native
+plugins (called directly) and sandboxed ones (called with each RPC from the worker) alike,
+so both modes see the same behaviour and the same error texts. For each call, in order:
+
+1. the method must be one of the catalogue (``Unknown bridge method: <m>``);
+2. ``params`` is rebuilt from exact JSON types with depth and size caps
+   (:func:`emdash._bridge._params.plain_params`): it is hostile input;
+3. the plugin is looked up by the **host-known** id the caller was created for; nothing
+   the plugin sends is ever used to pick whose data is touched;
+4. one subrequest is charged to the invocation's :class:`CallBudget` (``log`` excepted;
+   ``http/fetch`` pays for each further redirect hop too);
+5. the capability is checked against the descriptor's canonical, implication-closed list
+   (``Missing capability: <cap>``);
+6. the parameters are validated with the texts of spec/sandbox-contract.md §4.4 and the
+   service runs, scoped by the plugin id.
+
+Content, media, users and taxonomy methods live in :mod:`emdash._bridge._cms`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .._shared._errors import BridgeError, CapabilityError, EmailNotConfiguredError, EmDashError
+from . import _cms as cms
+from ._budget import LOG_LINE_MAX_BYTES, CallBudget
+from ._params import Params, plain_params
+
+if TYPE_CHECKING:
+    from .._model._descriptor import PluginDescriptor
+    from .._store import Store
+    from ._http import HttpClient
+
+__all__ = ["METHODS", "Bridge", "CallBudget"]
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+# C0/C1 controls, DEL and the Unicode line/paragraph separators: a plugin must not be able
+# to forge log lines (or terminal escape sequences) in the host's log.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+NOT_DECLARED = (
+    "Storage collection not declared: {name} "
+    "(declare it under [storage] in the plugin descriptor)"
+)
+EMAIL_NOT_CONFIGURED = "Email is not configured. No email provider is available."
+
+
+class CronService(Protocol):
+    """What the bridge needs from the cron scheduler (scoped by the plugin id it passes)."""
+
+    def schedule(self, plugin_id: str, name: str, schedule: str, data: Any) -> Any: ...
+    def cancel(self, plugin_id: str, name: str) -> Any: ...
+    def list(self, plugin_id: str) -> Any: ...
+
+
+class EmailService(Protocol):
+    """What the bridge needs from the email pipeline."""
+
+    def is_available(self) -> bool: ...
+    def send(self, message: dict[str, Any], *, source: str = ...) -> None: ...
+
+
+Handler = Callable[["Bridge", "PluginDescriptor", Params, "CallBudget | None"], Any]
+
+
+class Bridge:
+    """Answers plugin service calls. See the module docstring for the order of checks.
+
+    ``plugins`` maps a plugin id to its :class:`PluginDescriptor` (raising if unknown);
+    ``http`` performs ``http/fetch``; ``cron`` and ``email`` are optional services;
+    ``logger`` is the parent of the per-plugin loggers (``emdash.plugins`` by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        plugins: Callable[[str], PluginDescriptor],
+        http: HttpClient,
+        cron: CronService | None = None,
+        email: EmailService | None = None,
+        site: dict[str, Any] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.store = store
+        self.http = http
+        self.cron = cron
+        self.email = email
+        self.site = dict(site or {})
+        self._plugins = plugins
+        self._logger = logger or logging.getLogger("emdash.plugins")
+
+    def dispatch(
+        self,
+        plugin_id: str,
+        method: str,
+        params: Any,
+        *,
+        budget: CallBudget | None = None,
+    ) -> Any:
+        """Run one service call for ``plugin_id`` and return plain JSON data."""
+        entry = METHODS.get(method) if type(method) is str else None
+        if entry is None:
+            shown = method[:200] if type(method) is str else type(method).__name__
+            raise BridgeError(f"Unknown bridge method: {shown}", plugin_id=plugin_id)
+        capability, handler = entry
+        data = plain_params(params, plugin_id)
+        plugin = self._plugin(plugin_id)
+        if budget is not None and method != "log":
+            budget.charge(plugin.id)
+        if capability is not None and not plugin.has(capability):
+            raise CapabilityError(capability, plugin_id=plugin.id)
+        return handler(self, plugin, Params(data, plugin.id), budget)
+
+    def _plugin(self, plugin_id: str) -> PluginDescriptor:
+        try:
+            plugin = self._plugins(plugin_id)
+        except EmDashError:
+            raise
+        except Exception:
+            raise BridgeError(f"Unknown plugin: {plugin_id}", plugin_id=plugin_id) from None
+        if plugin.id != plugin_id:  # a misbehaving lookup must not switch scopes
+            raise BridgeError(f"Unknown plugin: {plugin_id}", plugin_id=plugin_id)
+        return plugin
+
+    def logger_for(self, plugin_id: str) -> logging.Logger:
+        return self._logger.getChild(plugin_id)
+
+
+# --- KV and storage (no capability) -------------------------------------------------------
+
+
+def _kv_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
+    return b.store.kv.get(plugin.id, p.req_str("key"))
+
+
+def _kv_set(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
+    b.store.kv.set(plugin.id, p.req_str("key"), p.value("value"))
+
+
+def _kv_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
+    return bool(b.store.kv.delete(plugin.id, p.req_str("key")))
+
+
+def _kv_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
+    return b.store.kv.list(plugin.id, p.opt_str("prefix") or "")
+
+
+def _collection(plugin: PluginDescriptor, p: Params) -> str:
+    name = p.req_str("collection")
+    if name not in plugin.storage:
+        raise p.error(NOT_DECLARED.format(name=name[:200]))
+    return name
+
+
+def _st_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
+    return b.store.plugin_storage.get(plugin.id, _collection(plugin, p), p.req_str("id"))
+
+
+def _st_put(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
+    coll = _collection(plugin, p)
+    b.store.plugin_storage.put(plugin.id, coll, p.req_str("id"), p.value("data"))
+
+
+def _st_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
+    return bool(b.store.plugin_storage.delete(plugin.id, _collection(plugin, p), p.req_str("id")))
+
+
+def _st_exists(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
+    return bool(b.store.plugin_storage.exists(plugin.id, _collection(plugin, p), p.req_str("id")))
+
+
+def _st_query(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
+    coll = _collection(plugin, p)
+    return b.store.plugin_storage.query(
+        plugin.id,
+        coll,
+        plugin.storage[coll],
+        where=p.opt_obj("where"),
+        order_by=p.order_by(),
+        limit=p.limit(),
+        cursor=p.opt_str("cursor"),
+    )
+
+
+def _st_count(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> int:
+    coll = _collection(plugin, p)
+    where = p.opt_obj("where")
+    return int(b.store.plugin_storage.count(plugin.id, coll, plugin.storage[coll], where))
+
+
+def _st_get_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
+    coll = _collection(plugin, p)
+    found = b.store.plugin_storage.get_many(plugin.id, coll, p.str_list("ids"))
+    # Pairs, not an object: ids such as "__proto__" survive any JSON consumer unchanged.
+    return [[doc_id, data] for doc_id, data in found.items()]
+
+
+def _st_put_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
+    coll = _collection(plugin, p)
+    items = p.id_data_list(
+        "items", "Parameter items must be an array of { id: string, data } items"
+    )
+    b.store.plugin_storage.put_many(plugin.id, coll, items)
+
+
+def _st_delete_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> int:
+    coll = _collection(plugin, p)
+    return int(b.store.plugin_storage.delete_many(plugin.id, coll, p.str_list("ids")))
+
+
+# --- email, cron, log, http ---------------------------------------------------------------
+
+
+def _email_send(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
+    message = p.value("message")
+    if type(message) is not dict or not all(
+        type(message.get(k)) is str for k in ("to", "subject", "text")
+    ):
+        raise p.error("email/send requires message with to, subject, and text")
+    if message.get("html") is not None and type(message["html"]) is not str:
+        raise p.error("email/send: message.html must be a string when provided")
+    if b.email is None or not b.email.is_available():
+        raise EmailNotConfiguredError(EMAIL_NOT_CONFIGURED, plugin_id=plugin.id)
+    # The source is the host-known plugin id, never anything inside the message.
+    b.email.send(message, source=plugin.id)
+    return None
+
+
+def _cron(b: Bridge, p: Params) -> CronService:
+    if b.cron is None:
+        raise p.error("Cron is not available on this host: the runtime has no scheduler")
+    return b.cron
+
+
+def _cron_schedule(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
+    _cron(b, p).schedule(plugin.id, p.req_str("name"), p.req_str("schedule"), p.value("data"))
+
+
+def _cron_cancel(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
+    _cron(b, p).cancel(plugin.id, p.req_str("name"))
+
+
+def _cron_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
+    return _cron(b, p).list(plugin.id)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _escape(text: str) -> str:
+    """Control characters as visible escapes: one plugin line is one host log line."""
+    return _CONTROL_RE.sub(_escape_char, text)
+
+
+def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | None) -> None:
+    level = p.value("level")
+    if level not in _LEVELS:
+        raise p.error("Parameter level must be one of: debug, info, warn, error")
+    msg = p.req_str("msg")
+    if budget is not None and not budget.take_log_line():
+        if budget.log_dropped == 1:
+            b.logger_for(plugin.id).warning(
+                "[plugin:%s] more than %d log lines in one invocation; dropping the rest",
+                plugin.id,
+                budget.log_lines,
+            )
+        return None
+    line = msg
+    if p.has("data"):
+        line += " " + json.dumps(p.value("data"), ensure_ascii=False)
+    line = _escape(line)
+    if len(line.encode("utf-8")) > LOG_LINE_MAX_BYTES:
+        line = line.encode("utf-8")[:LOG_LINE_MAX_BYTES].decode("utf-8", "ignore") + "…[truncated]"
+    b.logger_for(plugin.id).log(_LEVELS[level], "[plugin:%s] %s", plugin.id, line)
+    return None
+
+
+_BODY_TYPES = ("string", "base64")
+
+
+def _http_fetch(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | None) -> Any:
+    url = p.req_str("url")
+    init = p.value("init")
+    if init is None:
+        init = {}
+    if type(init) is not dict:
+        raise p.error("http/fetch: init must be an object")
+    method = init.get("method", "GET")
+    if type(method) is not str:
+        raise p.error("http/fetch: init.method must be a string")
+    redirect = init.get("redirect")
+    if redirect is not None and redirect not in ("follow", "error", "manual"):
+        # Accepted for compatibility, then ignored: redirects are always followed by hand.
+        raise p.error('http/fetch: init.redirect must be "follow", "error", or "manual"')
+    headers = init.get("headers", [])
+    if type(headers) is not list or not all(
+        type(h) is list and len(h) == 2 and type(h[0]) is str and type(h[1]) is str
+        for h in headers
+    ):
+        raise p.error("http/fetch: init.headers must be an array of [name, value] pairs")
+    body: bytes | None = None
+    if init.get("body") is not None:
+        body_type = init.get("bodyType", "string")
+        if body_type not in _BODY_TYPES:
+            raise p.error('http/fetch: init.bodyType must be "string" or "base64"')
+        raw = init["body"]
+        if type(raw) is not str:
+            raise p.error("http/fetch: string/base64 body must be a string")
+        if body_type == "string":
+            body = raw.encode("utf-8", "replace")
+        else:
+            try:
+                body = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                raise p.error("http/fetch: base64 body is not valid base64") from None
+    return b.http.fetch(
+        plugin, url, method=method, headers=headers, body=body, budget=budget, prepaid=True
+    )
+
+
+METHODS: dict[str, tuple[str | None, Handler]] = {
+    "kv/get": (None, _kv_get),
+    "kv/set": (None, _kv_set),
+    "kv/delete": (None, _kv_delete),
+    "kv/list": (None, _kv_list),
+    "storage/get": (None, _st_get),
+    "storage/put": (None, _st_put),
+    "storage/delete": (None, _st_delete),
+    "storage/exists": (None, _st_exists),
+    "storage/query": (None, _st_query),
+    "storage/count": (None, _st_count),
+    "storage/getMany": (None, _st_get_many),
+    "storage/putMany": (None, _st_put_many),
+    "storage/deleteMany": (None, _st_delete_many),
+    "email/send": ("email:send", _email_send),
+    "cron/schedule": (None, _cron_schedule),
+    "cron/cancel": (None, _cron_cancel),
+    "cron/list": (None, _cron_list),
+    "log": (None, _log),
+    "http/fetch": ("network:request", _http_fetch),
+    **cms.METHODS,
+}

@@ -1,0 +1,333 @@
+"""The site configuration file, ``emdash.toml``.
+
+One file says what a site is made of: where its SQLite database and media live, what the
+site is called, whether untrusted plugins run sandboxed, the default limits, the API token
+that guards private plugin routes, and which plugins are installed::
+
+    database = "site.db"          # relative paths resolve against this file's directory
+    media_dir = "media"
+    sandbox = true                # false: run sandboxed plugins in-process (debugging only)
+    api_token = { "$env" = "EMDASH_API_TOKEN" }   # or a literal string; never printed
+
+    [site]
+    name = "My site"
+    url = "https://example.com"
+    locale = "en"
+
+    [limits]                      # defaults for sandboxed plugins; a descriptor may override
+    cpu_ms = 100
+
+    [[plugins]]
+    path = "plugins/hello"        # a directory holding emdash-plugin.toml
+    trusted = false
+    enabled = true
+
+The file is validated strictly (unknown keys are errors, so a typo never silently does
+nothing) and loaded with stdlib ``tomllib``. The CLI edits the ``[[plugins]]`` list with
+``tomlkit`` so that comments and layout the operator wrote survive.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tomlkit
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .._model._descriptor import Limits, PluginDescriptor
+from .._shared._errors import ConfigError, EmDashError
+
+if TYPE_CHECKING:
+    from .._runtime._runtime import Runtime
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "ConfigError",
+    "EnvRef",
+    "PluginEntry",
+    "SiteConfig",
+    "SiteSettings",
+    "add_plugin_entry",
+    "load_config",
+    "open_runtime",
+    "remove_plugin_entry",
+    "set_plugin_enabled",
+]
+
+DEFAULT_CONFIG_NAME = "emdash.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class EnvRef(_Strict):
+    """A secret read from the environment at startup: ``{ "$env" = "VAR" }``."""
+
+    env: str = Field(alias="$env", min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SiteSettings(_Strict):
+    """What plugins see as ``ctx.site``."""
+
+    name: str = ""
+    url: str = ""
+    locale: str = "en"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"site url {value!r} must start with http:// or https://")
+        # EmDash strips one trailing slash so ctx.url("/x") never yields "//x".
+        return value[:-1] if value.endswith("/") else value
+
+
+class PluginEntry(_Strict):
+    """One installed plugin: where its directory is, and how it runs."""
+
+    path: str = Field(min_length=1)
+    trusted: bool = False
+    enabled: bool = True
+
+
+class SiteConfig(_Strict):
+    """A validated ``emdash.toml``. ``base_dir`` is the directory paths resolve against."""
+
+    database: str = "emdash.db"
+    media_dir: str | None = "media"
+    sandbox: bool = True
+    api_token: str | EnvRef | None = None
+    site: SiteSettings = Field(default_factory=SiteSettings)
+    limits: Limits | None = None
+    plugins: list[PluginEntry] = Field(default_factory=list)
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_not_empty(cls, value: str | EnvRef | None) -> str | EnvRef | None:
+        if isinstance(value, str) and len(value) < 16:
+            raise ValueError(
+                "api_token must be at least 16 characters (or use { \"$env\" = \"VAR\" })"
+            )
+        return value
+
+    # -- resolved values ---------------------------------------------------------------
+
+    def database_path(self) -> str:
+        """The database location, ``:memory:`` kept as is, anything else made absolute."""
+        if self.database == ":memory:":
+            return self.database
+        return str(self._resolve(self.database))
+
+    def media_path(self) -> Path | None:
+        return None if self.media_dir is None else self._resolve(self.media_dir)
+
+    def plugin_path(self, entry: PluginEntry) -> Path:
+        return self._resolve(entry.path)
+
+    def token(self) -> str | None:
+        """The API token; an ``$env`` reference is read now and must be set and non-empty."""
+        if self.api_token is None or isinstance(self.api_token, str):
+            return self.api_token
+        value = os.environ.get(self.api_token.env)
+        if not value:
+            raise ConfigError(
+                f"{self._where()}: api_token refers to environment variable "
+                f"{self.api_token.env}, which is not set; export it or remove api_token"
+            )
+        return value
+
+    def site_info(self) -> dict[str, str]:
+        return {"name": self.site.name, "url": self.site.url, "locale": self.site.locale}
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for ``--json`` output, with the token redacted."""
+        data = self.model_dump(mode="json", by_alias=True)
+        if self.api_token is not None:
+            data["api_token"] = (
+                "(redacted)" if isinstance(self.api_token, str) else {"$env": self.api_token.env}
+            )
+        data["database"] = self.database_path()
+        media = self.media_path()
+        data["media_dir"] = None if media is None else str(media)
+        data["config_file"] = None if self.source is None else str(self.source)
+        return data
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def _where(self) -> str:
+        return str(self.source) if self.source is not None else DEFAULT_CONFIG_NAME
+
+
+def load_config(path: Path | str | None = None) -> SiteConfig:
+    """Read and validate a site config.
+
+    ``path=None`` means ``./emdash.toml`` and, when that file does not exist, the defaults
+    (a site in the current directory with no plugins). An explicit path must exist.
+    """
+    explicit = path is not None
+    file = Path(path) if path is not None else Path.cwd() / DEFAULT_CONFIG_NAME
+    if not file.exists():
+        if explicit:
+            raise ConfigError(f"Config file {file} does not exist; create it or drop --config")
+        return SiteConfig(base_dir=Path.cwd())
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {file}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Config file {file} is not valid TOML: {exc}") from None
+    return _validate(data, file)
+
+
+def _validate(data: dict[str, Any], file: Path) -> SiteConfig:
+    # base_dir and source are computed from the file's location, never read from it.
+    computed = sorted({"base_dir", "source"} & data.keys())
+    if computed:
+        raise ConfigError(
+            f"Invalid config file {file}: {computed[0]}: unknown key (check the spelling; "
+            "see emdash.toml in the README)"
+        )
+    try:
+        return SiteConfig.model_validate(
+            {**data, "base_dir": file.resolve().parent, "source": file.resolve()}
+        )
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling; see emdash.toml in the README)"
+            problems.append(f"{loc}: {msg}")
+        raise ConfigError(f"Invalid config file {file}: " + "; ".join(problems)) from None
+
+
+# -- opening a site -----------------------------------------------------------------------
+
+
+def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
+    """Build a :class:`Runtime` for the site and add every configured plugin.
+
+    A plugin that fails to load closes the runtime and raises its error (the message names
+    the plugin): a site never starts with a plugin silently missing.
+    """
+    from .._runtime._runtime import Runtime
+
+    runtime = Runtime(
+        config.database_path(),
+        sandbox=config.sandbox if sandbox is None else sandbox,
+        limits=config.limits,
+        site=config.site_info(),
+        media_dir=config.media_path(),
+    )
+    try:
+        for entry in config.plugins:
+            path = config.plugin_path(entry)
+            runtime.add_plugin(path, trusted=entry.trusted, enabled=entry.enabled)
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime
+
+
+# -- editing the [[plugins]] list -------------------------------------------------------------
+#
+# tomlkit keeps the operator's comments and layout. Every edit is re-validated before the
+# file is replaced (write to a temporary file, then rename), so a failed edit loses nothing.
+
+
+def add_plugin_entry(config: SiteConfig, path: Path, *, trusted: bool) -> PluginDescriptor:
+    """Append a plugin to the config file (creating the file if needed); return its descriptor."""
+    descriptor = PluginDescriptor.from_file(path)
+    for entry in config.plugins:
+        existing = config.plugin_path(entry)
+        if existing == path.resolve():
+            raise ConfigError(f"Plugin directory {path} is already in {config._where()}")
+        if _descriptor_id(existing) == descriptor.id:
+            raise ConfigError(
+                f'A plugin with id "{descriptor.id}" is already installed (from {existing}); '
+                f"remove it first with: emdash plugins remove {descriptor.id}"
+            )
+    doc = _read_document(config)
+    plugins = doc.get("plugins")
+    if plugins is None:
+        plugins = tomlkit.aot()
+        doc.append("plugins", plugins)
+    table = tomlkit.table()
+    table.add("path", _relative(path, config.base_dir))
+    table.add("trusted", trusted)
+    table.add("enabled", True)
+    plugins.append(table)
+    _write_document(config, doc)
+    return descriptor
+
+
+def remove_plugin_entry(config: SiteConfig, plugin_id: str) -> PluginEntry:
+    """Delete the plugin with this id from the config file; return the removed entry."""
+    index = find_entry(config, plugin_id)
+    doc = _read_document(config)
+    del doc["plugins"][index]
+    if not doc["plugins"]:
+        del doc["plugins"]
+    _write_document(config, doc)
+    return config.plugins[index]
+
+
+def set_plugin_enabled(config: SiteConfig, plugin_id: str, enabled: bool) -> None:
+    """Set ``enabled`` for the plugin with this id in the config file."""
+    index = find_entry(config, plugin_id)
+    doc = _read_document(config)
+    doc["plugins"][index]["enabled"] = enabled
+    _write_document(config, doc)
+
+
+def find_entry(config: SiteConfig, plugin_id: str) -> int:
+    """Index in ``config.plugins`` of the plugin whose descriptor has this id."""
+    for i, entry in enumerate(config.plugins):
+        if _descriptor_id(config.plugin_path(entry)) == plugin_id:
+            return i
+    installed = ", ".join(
+        filter(None, (_descriptor_id(config.plugin_path(e)) for e in config.plugins))
+    )
+    raise ConfigError(
+        f'No plugin with id "{plugin_id}" in {config._where()} '
+        f"(installed: {installed or 'none'}); see: emdash plugins list"
+    )
+
+
+def _descriptor_id(path: Path) -> str | None:
+    try:
+        return PluginDescriptor.from_file(path).id
+    except EmDashError:
+        return None
+
+
+def _relative(path: Path, base: Path) -> str:
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(base))
+    except ValueError:
+        return str(resolved)
+
+
+def _read_document(config: SiteConfig) -> tomlkit.TOMLDocument:
+    if config.source is None or not config.source.exists():
+        return tomlkit.document()
+    return tomlkit.parse(config.source.read_text(encoding="utf-8"))
+
+
+def _write_document(config: SiteConfig, doc: tomlkit.TOMLDocument) -> None:
+    target = config.source or (config.base_dir / DEFAULT_CONFIG_NAME)
+    text = tomlkit.dumps(doc)
+    _validate(tomllib.loads(text), target)  # never write a file we would refuse to load
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)

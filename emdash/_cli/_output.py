@@ -1,0 +1,117 @@
+"""Output helpers for the ``emdash`` CLI: JSON encoding, plain-text tables, error lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .._shared._errors import EmDashError
+
+__all__ = ["JsonParam", "SafeGroup", "echo_json", "fail", "format_table", "json_text", "to_plain"]
+
+
+def to_plain(value: Any) -> Any:
+    """Make ``value`` JSON-encodable: errors become ``{"type", "message"}``, objects a repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    return repr(value)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(to_plain(value), indent=2, ensure_ascii=False, sort_keys=False))
+
+
+def json_text(value: Any) -> str:
+    """One-line JSON of ``value`` (for values printed inside human output)."""
+    return json.dumps(to_plain(value), ensure_ascii=False)
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """Rows as an aligned plain-text table; ``columns`` is ``[(key, header), ...]``."""
+    cells = [[header for _, header in columns]]
+    for row in rows:
+        cells.append([_cell(row.get(key)) for key, _ in columns])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    out = []
+    for n, line in enumerate(cells):
+        out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value) or "-"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 70 else text[:67] + "..."
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one error line to stderr and exit with ``code`` (no traceback)."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def error_line(exc: EmDashError | Exception) -> str:
+    message = exc.message if isinstance(exc, EmDashError) else str(exc)
+    return " ".join(message.split())
+
+
+if TYPE_CHECKING:
+    _ParamBase = click.ParamType[Any, Any]  # generic from click 8.3 on
+else:
+    _ParamBase = click.ParamType
+
+
+class JsonParam(_ParamBase):
+    """A command-line value that must be JSON text (``--event '{"a": 1}'``)."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            self.fail(f"not valid JSON ({exc}): {value!r}", param, ctx)
+
+
+class SafeGroup(click.Group):
+    """A click group that turns emdash errors into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sandbox import SandboxError
+
+        try:
+            return super().invoke(ctx)
+        except (EmDashError, SandboxError) as exc:
+            click.echo(f"Error: {error_line(exc)}", err=True)
+            ctx.exit(1)
+
+
+def audit_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The audit log as a table, newest first."""
+    return format_table(
+        [{**r, "what": f"{r.get('kind', '')} {r.get('name', '')}".strip()} for r in rows],
+        [("at", "TIME"), ("pluginId", "PLUGIN"), ("what", "HOOK/ROUTE"),
+         ("outcome", "OUTCOME"), ("durationMs", "MS"), ("cpuMs", "CPU MS"),
+         ("error", "ERROR")],
+    )

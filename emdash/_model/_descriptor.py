@@ -1,0 +1,269 @@
+"""``PluginDescriptor``: a plugin's identity and trust contract, as data.
+
+A descriptor is what the site operator approves: id, version, capabilities, allowed hosts,
+storage collections, where the code is, and optional per-plugin limits. It never contains
+code. It loads from a dict, JSON text, or an ``emdash-plugin.toml`` file, rejects unknown
+fields, and normalises capabilities once (aliases, duplicates, implications).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .._shared._errors import ManifestError
+from .._shared._hooks_catalog import HOOK_NAMES
+from ._capabilities import CAPABILITIES, CAPABILITY_ALIASES, expand_capabilities
+
+__all__ = ["Limits", "PluginDescriptor", "StorageCollection"]
+
+PLUGIN_ID_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+FIELD_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+COLLECTION_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+")
+HOST_RE = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9.-]+(:\d+)?)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Limits(_Strict):
+    """Per-invocation resource limits of sandboxed code (all four are enforced)."""
+
+    cpu_ms: int = Field(50, gt=0, le=600_000, description="CPU time per invocation")
+    memory_mb: int = Field(128, gt=0, le=16_384, description="memory above the worker baseline")
+    wall_ms: int = Field(30_000, gt=0, le=3_600_000, description="wall-clock time per invocation")
+    subrequests: int = Field(10, ge=0, le=100_000, description="bridge calls per invocation")
+
+
+class StorageCollection(_Strict):
+    """A declared document collection and the fields it can be queried and ordered by."""
+
+    indexes: list[str | list[str]] = Field(default_factory=list)
+    unique_indexes: list[str | list[str]] = Field(default_factory=list, alias="uniqueIndexes")
+
+    @field_validator("indexes", "unique_indexes")
+    @classmethod
+    def _fields_are_identifiers(cls, value: list[str | list[str]]) -> list[str | list[str]]:
+        for entry in value:
+            fields = [entry] if isinstance(entry, str) else entry
+            if not fields:
+                raise ValueError("an index must name at least one field")
+            for f in fields:
+                if not FIELD_RE.fullmatch(f) or len(f) > 128:
+                    raise ValueError(
+                        f"invalid index field {f!r}: use letters, digits and '_', starting with a letter"
+                    )
+        return value
+
+    def index_field_sets(self) -> list[tuple[tuple[str, ...], bool]]:
+        """Each declared index as (fields, unique); a set declared both ways is unique only."""
+        unique = [tuple([e] if isinstance(e, str) else e) for e in self.unique_indexes]
+        plain = [tuple([e] if isinstance(e, str) else e) for e in self.indexes]
+        out: list[tuple[tuple[str, ...], bool]] = [(u, True) for u in dict.fromkeys(unique)]
+        out += [(p, False) for p in dict.fromkeys(plain) if p not in unique]
+        return out
+
+    def queryable_fields(self) -> frozenset[str]:
+        """Every field named by any index, composite parts included."""
+        return frozenset(f for fields, _ in self.index_field_sets() for f in fields)
+
+
+class AdminPage(_Strict):
+    path: str = Field(pattern=r"^/[A-Za-z0-9][A-Za-z0-9/_-]*$", min_length=2, max_length=128)
+    label: str = Field(min_length=1, max_length=128)
+    icon: str | None = Field(None, min_length=1, max_length=64)
+
+
+class AdminWidget(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
+    title: str | None = None
+    size: Literal["full", "half", "third"] | None = None
+
+
+class AdminConfig(_Strict):
+    pages: list[AdminPage] = Field(default_factory=list)
+    widgets: list[AdminWidget] = Field(default_factory=list)
+    settings_schema: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="settingsSchema")
+
+
+class PluginDescriptor(_Strict):
+    """A plugin's identity and trust contract.
+
+    ``entrypoint`` is a module path (``my_plugin.entry``) or a file/directory path (relative
+    paths resolve against the descriptor file's directory). ``capabilities`` accepts the 12
+    canonical names and the 10 deprecated aliases; after loading it holds the canonical,
+    de-duplicated, implication-closed list.
+    """
+
+    id: str
+    version: str = "0.0.0"
+    name: str | None = None
+    description: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list, alias="allowedHosts")
+    storage: dict[str, StorageCollection] = Field(default_factory=dict)
+    entrypoint: str | None = None
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    limits: Limits | None = None
+    preferred: list[str] = Field(
+        default_factory=list, description="exclusive hooks this plugin prefers to provide"
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not PLUGIN_ID_RE.fullmatch(value) or len(value) > 64:
+            raise ValueError(
+                f'Invalid plugin id "{value}": must match ^[a-z][a-z0-9_-]*$ (at most 64 chars), '
+                'e.g. "my-plugin"'
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _check_version(cls, value: str) -> str:
+        if not VERSION_RE.match(value):
+            raise ValueError(f'Invalid plugin version "{value}": must be semver, e.g. "1.0.0"')
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _check_collections(cls, value: dict[str, StorageCollection]) -> dict[str, StorageCollection]:
+        for name in value:
+            if not COLLECTION_RE.fullmatch(name) or len(name) > 64:
+                raise ValueError(
+                    f"invalid storage collection name {name!r}: use lowercase letters, digits "
+                    "and '_', starting with a letter"
+                )
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not HOST_RE.fullmatch(host) or len(host) > 256:
+                raise ValueError(
+                    f"invalid allowed host {host!r}: give a hostname such as 'api.example.com' "
+                    "or '*.example.com' (no scheme, no path)"
+                )
+        return [h.lower().rstrip(".") for h in value]
+
+    @field_validator("preferred")
+    @classmethod
+    def _check_preferred(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in HOOK_NAMES:
+                raise ValueError(f"preferred names unknown hook {name!r}")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize_capabilities(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "capabilities" not in data:
+            return data
+        caps = data["capabilities"]
+        if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+            return data  # let field validation report the type error
+        pid = data.get("id", "?")
+        for cap in caps:
+            if cap not in CAPABILITIES and cap not in CAPABILITY_ALIASES:
+                raise ValueError(
+                    f'Invalid capability "{cap}" in plugin "{pid}". Valid capabilities: '
+                    + ", ".join(CAPABILITIES)
+                )
+        return {**data, "capabilities": expand_capabilities(caps)}
+
+    # -- loading ----------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, source: Any, *, base_dir: Path | None = None) -> PluginDescriptor:
+        """Build a descriptor from a dict, a descriptor, JSON text, or a path to a file.
+
+        Raises :class:`ManifestError` naming the plugin and every problem found.
+        """
+        if isinstance(source, PluginDescriptor):
+            return source
+        if isinstance(source, Path) or (
+            isinstance(source, str) and not source.lstrip().startswith("{")
+        ):
+            return cls.from_file(Path(source))
+        if isinstance(source, (str, bytes)):
+            try:
+                data = json.loads(source)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"Plugin descriptor is not valid JSON: {exc}") from None
+            return cls.from_dict(data, base_dir=base_dir)
+        if isinstance(source, dict):
+            return cls.from_dict(source, base_dir=base_dir)
+        raise ManifestError(
+            f"Cannot load a plugin descriptor from {type(source).__name__}; pass a dict, "
+            "JSON text, or a path to emdash-plugin.toml / .json"
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any, *, base_dir: Path | None = None) -> PluginDescriptor:
+        if not isinstance(data, dict):
+            raise ManifestError(f"Plugin descriptor must be an object, got {type(data).__name__}")
+        data = dict(data)
+        entry = data.get("entrypoint")
+        if base_dir is not None and isinstance(entry, str) and _looks_like_path(entry):
+            data["entrypoint"] = str((base_dir / entry).resolve())
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ManifestError(_describe(exc, data.get("id")), plugin_id=_str_or_none(data.get("id"))) from None
+        except ValueError as exc:  # raised by the capability pre-validator
+            raise ManifestError(str(exc), plugin_id=_str_or_none(data.get("id"))) from None
+
+    @classmethod
+    def from_file(cls, path: Path) -> PluginDescriptor:
+        """Load ``emdash-plugin.toml`` / ``.json``; a directory means its emdash-plugin.toml."""
+        if path.is_dir():
+            path = path / "emdash-plugin.toml"
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"Cannot read plugin descriptor {path}: {exc.strerror}") from None
+        try:
+            if path.suffix == ".json":
+                data = json.loads(raw)
+            else:
+                data = tomllib.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"Plugin descriptor {path} is not valid: {exc}") from None
+        return cls.from_dict(data, base_dir=path.parent)
+
+    def effective_limits(self, default: Limits) -> Limits:
+        return self.limits or default
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+def _looks_like_path(entry: str) -> bool:
+    return entry.endswith(".py") or "/" in entry or entry.startswith(".")
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _describe(exc: ValidationError, plugin_id: Any) -> str:
+    who = f'plugin "{plugin_id}"' if isinstance(plugin_id, str) else "plugin descriptor"
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (remove it; valid fields: " + ", ".join(
+                sorted(PluginDescriptor.model_fields)
+            ) + ")"
+        problems.append(f"{loc}: {msg}" if loc else msg)
+    return f"Invalid {who}: " + "; ".join(problems)

@@ -1,0 +1,568 @@
+"""``Runtime``: one emdash site — its store, its plugins, their pipeline, bridge and services.
+
+::
+
+    with emdash.Runtime("site.db") as rt:
+        rt.add_plugin("plugins/hello")                      # sandboxed
+        rt.add_plugin(descriptor, source=code, trusted=True)  # in-process
+        rt.run_hook("content:beforeSave", {...})
+        rt.invoke_route("plugin-hello", "recent")
+
+Plugins are sandboxed unless added with ``trusted=True``. ``Runtime(sandbox=False)`` is the
+debugging bypass: untrusted plugins then run in-process, with a loud warning for each.
+
+Lifecycle (docs/design.md): the first time this *database* sees a plugin id,
+``plugin:install`` then (if enabled) ``plugin:activate`` fire. ``enable_plugin`` fires
+``plugin:activate`` after the plugin joined the pipeline; ``disable_plugin`` fires
+``plugin:deactivate`` before it leaves; ``remove_plugin`` fires ``plugin:deactivate`` (if
+enabled) then ``plugin:uninstall {deleteData}``. Nothing fires at a later boot for a
+plugin that is already installed in the state it is added with. The registry of seen
+plugins is the store's ``plugins`` table, so this holds across restarts.
+
+Mutations of the plugin set (add / remove / enable / disable) are serialised by one lock
+and each builds a new :class:`HookPipeline`, swapped in atomically: a hook run that is under
+way keeps the pipeline it started with. Lifecycle hooks run while that lock is held (so a
+concurrent disable cannot overtake an activate); everything a handler reaches through
+``ctx`` (services, hooks, exclusive selection) avoids that lock. A trusted lifecycle
+handler that itself calls ``add_plugin``/``remove_plugin``/``enable_plugin``/
+``disable_plugin`` directly would wait for it and time out.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import logging
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .._bridge._dispatch import Bridge
+from .._bridge._http import HttpClient
+from .._hosting._loader import locate, sandbox_files
+from .._hosting._native import NativePluginHost
+from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
+from .._model._descriptor import Limits, PluginDescriptor
+from .._shared._errors import (
+    BridgeError,
+    EmDashError,
+    ManifestError,
+    NotFoundError,
+    PluginRouteError,
+    SandboxNotAvailableError,
+)
+from .._shared._hooks_catalog import HOOKS
+from .._store import Store
+from ._parts import (
+    LazyCron,
+    LazyEmail,
+    PluginInfo,
+    as_outcome,
+    check_route_schemas,
+    route_context,
+    site_info,
+    validate_route_input,
+)
+from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
+
+if TYPE_CHECKING:
+    from .._hosting._sandboxed import SandboxSupport
+
+__all__ = ["PluginInfo", "Runtime"]
+
+log = logging.getLogger("emdash")
+
+# rt.<attribute> -> (module, class); each takes the Runtime. Imported on first use.
+_SERVICES = {
+    "content": ("emdash._services._content", "ContentService"),
+    "media": ("emdash._services._media", "MediaService"),
+    "comments": ("emdash._services._comments", "CommentService"),
+    "email": ("emdash._services._email", "EmailPipeline"),
+    "cron": ("emdash._services._cron", "CronService"),
+    "page": ("emdash._services._page", "PageService"),
+}
+
+
+class Runtime:
+    """One emdash site. See the module docstring; use it as a context manager."""
+
+    def __init__(
+        self,
+        database: str | Path = ":memory:",
+        *,
+        sandbox: bool = True,
+        limits: Limits | None = None,
+        site: dict[str, Any] | None = None,
+        media_dir: str | Path | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+        worker_pool_size: int = 2,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.log = logger or log
+        self.sandbox = sandbox
+        self.limits = limits or Limits.model_validate({})
+        self.worker_pool_size = worker_pool_size
+        self.site = site_info(site)
+        self.store = Store(database, media_dir=Path(media_dir) if media_dir else None)
+        self._http = HttpClient(http_transport)
+        self._lock = threading.RLock()
+        self._plugins: dict[str, PluginInfo] = {}
+        self._services: dict[str, Any] = {}
+        # Separate from _lock: a handler running under a plugin-set change (a lifecycle hook,
+        # on a pool thread, while _lock is held) may still reach rt.cron / rt.email.
+        self._services_lock = threading.RLock()
+        self._closed = False
+        # Native handlers run here under their timeouts. Generous: a handler blocked past
+        # its timeout keeps its thread until it returns by itself.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=32, thread_name_prefix="emdash-native"
+        )
+        self._sandbox: SandboxSupport | None = None
+        self.bridge = Bridge(
+            store=self.store,
+            plugins=self._descriptor_for_bridge,
+            http=self._http,
+            cron=LazyCron(self),
+            email=LazyEmail(self),
+            site=self.site,
+            logger=self.log.getChild("plugins"),
+        )
+        self._pipeline = self._build_pipeline()
+
+    # -- context manager / lifetime --------------------------------------------------------
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the services, every plugin, the sandbox and the thread pool; flush and close
+        the store. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for name, service in list(self._services.items()):
+                # Services may own threads (the cron scheduler): stop them first.
+                stop = getattr(service, "close", None) or getattr(service, "stop", None)
+                if callable(stop):
+                    try:
+                        stop()
+                    except Exception:
+                        self.log.exception("Stopping rt.%s failed", name)
+            for info in self._plugins.values():
+                try:
+                    info.host.close()
+                except Exception:
+                    self.log.exception("Closing plugin %s failed", info.plugin_id)
+            if self._sandbox is not None:
+                self._sandbox.close()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._http.close()
+            self.store.close()
+
+    # -- services ------------------------------------------------------------------------
+
+    # Built on first use from their modules (see _SERVICES); while a module is missing
+    # from this build, the attribute raises AttributeError saying so.
+
+    @property
+    def content(self) -> Any:
+        """Content operations that fire the content hooks (``ContentService``)."""
+        return self._service("content")
+
+    @property
+    def media(self) -> Any:
+        """Media operations that fire the media hooks (``MediaService``)."""
+        return self._service("media")
+
+    @property
+    def comments(self) -> Any:
+        """Comment submission and moderation (``CommentService``)."""
+        return self._service("comments")
+
+    @property
+    def email(self) -> Any:
+        """The email pipeline (``EmailPipeline``)."""
+        return self._service("email")
+
+    @property
+    def cron(self) -> Any:
+        """The cron scheduler (``CronService``)."""
+        return self._service("cron")
+
+    @property
+    def page(self) -> Any:
+        """Page metadata and fragments (``PageService``)."""
+        return self._service("page")
+
+    def _service(self, name: str) -> Any:
+        with self._services_lock:
+            found = self._services.get(name)
+            if found is not None:
+                return found
+            module_name, class_name = _SERVICES[name]
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                raise AttributeError(
+                    f"rt.{name} is not available: {module_name} is not part of this emdash "
+                    "build yet"
+                ) from None
+            service = getattr(module, class_name)(self)
+            self._services[name] = service
+            return service
+
+    # -- adding and removing plugins -------------------------------------------------------
+
+    def add_plugin(
+        self,
+        descriptor: PluginDescriptor | dict[str, Any] | str | Path,
+        source: Any = None,
+        trusted: bool = False,
+        enabled: bool | None = None,
+    ) -> PluginInfo:
+        """Load a plugin and add it to the site; returns its :class:`PluginInfo`.
+
+        ``descriptor``: a :class:`PluginDescriptor`, a dict, JSON text, or a path to
+        ``emdash-plugin.toml`` (or its directory). ``source``: see :mod:`emdash._hosting._loader`
+        (``None`` means the descriptor's ``entrypoint``). ``enabled``: ``None`` keeps the
+        state this database remembers (enabled for a new plugin); a bool sets it, firing
+        ``plugin:activate`` / ``plugin:deactivate`` if that changes it.
+        """
+        desc = PluginDescriptor.load(descriptor)
+        pid = desc.id
+        with self._lock:
+            self._check_open()
+            if pid in self._plugins:
+                raise ManifestError(
+                    f'Plugin "{pid}" is already added; remove_plugin("{pid}") first to replace it',
+                    plugin_id=pid,
+                )
+            code = locate(desc, source)
+            host, sandboxed = self._make_host(desc, code, trusted)
+            try:
+                check_route_schemas(host)
+                self.store.plugin_storage.sync_indexes(pid, desc.storage)
+                known = self.store.plugins.get(pid)
+                want = enabled if enabled is not None else (
+                    known["enabled"] if known is not None else True
+                )
+                self.store.plugins.upsert(pid, version=desc.version, enabled=want, trusted=trusted)
+            except BaseException:
+                host.close()
+                raise
+            info = PluginInfo(host, sandboxed=sandboxed, enabled=want)
+            self._plugins[pid] = info
+            self._rebuild()
+            if known is None:
+                self._lifecycle(host, "plugin:install", {})
+                if want:
+                    self._lifecycle(host, "plugin:activate", {})
+            elif want != known["enabled"]:
+                self._set_cron(pid, want)
+                self._lifecycle(host, "plugin:activate" if want else "plugin:deactivate", {})
+            return info
+
+    def _make_host(
+        self, desc: PluginDescriptor, code: Any, trusted: bool
+    ) -> tuple[PluginHost, bool]:
+        info = self._plugin_info(desc)
+        if not trusted and self.sandbox:
+            files, entry = sandbox_files(code, desc.id)
+            return self._sandbox_support().load(desc, files, entry, info), True
+        if not trusted:
+            self.log.warning(
+                "SANDBOX BYPASS: untrusted plugin %s runs IN-PROCESS without isolation or "
+                "limits because the runtime was created with sandbox=False. Never do this "
+                "with code you do not trust.",
+                desc.id,
+            )
+        host = NativePluginHost(
+            desc,
+            code,
+            bridge=self.bridge,
+            store=self.store,
+            info=info,
+            executor=self._executor,
+            trusted=trusted,
+            inline=self._inside_invocation,
+        )
+        return host, False
+
+    def _sandbox_support(self) -> SandboxSupport:
+        if self._sandbox is None:
+            try:
+                from .._hosting._sandboxed import SandboxSupport
+            except ImportError as exc:
+                raise SandboxNotAvailableError(
+                    "Plugin sandboxing is not available in this emdash build "
+                    f"({exc}). Add the plugin with trusted=True if you trust its code, or "
+                    "use Runtime(sandbox=False) for local debugging."
+                ) from None
+            self._sandbox = SandboxSupport(
+                store=self.store, bridge=self.bridge, limits=self.limits,
+                pool_size=self.worker_pool_size,
+            )
+        return self._sandbox
+
+    def remove_plugin(self, plugin_id: str, delete_data: bool = False) -> None:
+        """Uninstall a plugin: deactivate (if enabled), uninstall, forget it.
+
+        Its cron tasks are deleted; with ``delete_data`` also its KV, storage documents and
+        storage indexes.
+        """
+        with self._lock:
+            info = self._get(plugin_id)
+            if info.enabled:
+                self._lifecycle(info.host, "plugin:deactivate", {})
+                info.enabled = False
+                self._rebuild()
+            # Still registered (so its ctx works) but out of the pipeline: uninstall it.
+            self._lifecycle(info.host, "plugin:uninstall", {"deleteData": bool(delete_data)})
+            del self._plugins[plugin_id]
+            # Its exclusive-hook selections are stale now (a plugin that is merely not added
+            # yet keeps them: see HookPipeline.resolve_exclusive).
+            for key, value in self.store.options.list(EXCLUSIVE_OPTION_PREFIX).items():
+                if value == plugin_id:
+                    self.store.options.delete(key)
+            self._rebuild()
+            self._delete_cron(plugin_id)
+            with self.store.transaction():
+                if delete_data:
+                    self.store.kv.delete_all(plugin_id)
+                    self.store.plugin_storage.delete_plugin_data(plugin_id)
+                    self.store.plugin_storage.drop_indexes(plugin_id)
+                self.store.plugins.delete(plugin_id)
+            info.host.close()
+
+    def enable_plugin(self, plugin_id: str) -> None:
+        """Enable a disabled plugin: it joins the pipeline, then ``plugin:activate`` fires."""
+        with self._lock:
+            info = self._get(plugin_id)
+            if info.enabled:
+                return
+            self.store.plugins.upsert(
+                plugin_id, version=info.descriptor.version, enabled=True, trusted=info.trusted
+            )
+            info.enabled = True
+            self._rebuild()
+            self._set_cron(plugin_id, True)
+            self._lifecycle(info.host, "plugin:activate", {})
+
+    def disable_plugin(self, plugin_id: str) -> None:
+        """Disable an enabled plugin: ``plugin:deactivate`` fires, then it leaves the pipeline."""
+        with self._lock:
+            info = self._get(plugin_id)
+            if not info.enabled:
+                return
+            self._lifecycle(info.host, "plugin:deactivate", {})
+            self.store.plugins.upsert(
+                plugin_id, version=info.descriptor.version, enabled=False, trusted=info.trusted
+            )
+            info.enabled = False
+            self._rebuild()
+            self._set_cron(plugin_id, False)
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every added plugin (enabled or not), in the order they were added."""
+        return list(self._plugins.values())
+
+    def get_plugin(self, plugin_id: str) -> PluginInfo:
+        """The plugin's :class:`PluginInfo`; ``NotFoundError`` for an unknown id."""
+        return self._get(plugin_id)
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def run_hook(self, name: str, event: Any, *, plugin_id: str | None = None) -> HookOutcome:
+        """Run a hook through the pipeline of the enabled plugins.
+
+        Broadcast families follow their rules (see :class:`HookPipeline`). An exclusive hook
+        runs its selected provider; lifecycle and cron hooks need ``plugin_id``. With
+        ``plugin_id``, only that plugin's handler runs (same rules), which is what the CLI's
+        ``run-hook --plugin`` uses.
+        """
+        pipeline = self._pipeline
+        spec = HOOKS.get(name)
+        if spec is None or plugin_id is None:
+            if spec is not None and spec.family == "exclusive":
+                return as_outcome(name, pipeline.invoke_exclusive(name, event))
+            return pipeline.run_hook(name, event)
+        info = self._get(plugin_id)
+        if spec.family in ("lifecycle", "cron", "exclusive"):
+            result = pipeline.invoke_target(info.host, name, event)
+            return HookOutcome(
+                name, None if result is None else result.value, [] if result is None else [result]
+            )
+        if not info.enabled:
+            return HookOutcome(name, None, [])
+        return HookPipeline(
+            [info.host], options=None, audit=self.store.audit.record, logger=self.log
+        ).run_hook(name, event)
+
+    def invoke_exclusive(self, name: str, event: Any) -> ExclusiveOutcome | None:
+        """Run the selected provider of an exclusive hook; ``None`` if none. Never raises."""
+        return self._pipeline.invoke_exclusive(name, event)
+
+    def invoke_cron(self, plugin_id: str, event: Any) -> HookResult:
+        """Run ``plugin_id``'s cron hook for one due task. Never raises."""
+        return self._pipeline.invoke_cron(plugin_id, event)
+
+    def select_provider(self, hook: str, plugin_id: str | None) -> None:
+        """Choose the provider of an exclusive hook (persisted); ``None`` clears it."""
+        self._pipeline.select_provider(hook, plugin_id)
+
+    def selected_provider(self, hook: str) -> str | None:
+        return self._pipeline.selected_provider(hook)
+
+    def exclusive_hooks(self) -> dict[str, dict[str, Any]]:
+        """``{hook: {"providers": [...], "selected": id or None}}`` for the admin UI."""
+        return self._pipeline.exclusive_hooks()
+
+    @property
+    def pipeline(self) -> HookPipeline:
+        return self._pipeline
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def invoke_route(
+        self,
+        plugin_id: str,
+        name: str,
+        *,
+        input: Any = None,
+        request: dict[str, Any] | None = None,
+        user: dict[str, Any] | None = None,
+    ) -> Any:
+        """Call a plugin route and return its data.
+
+        Raises ``PluginRouteError("NOT_FOUND", "Plugin route not found", 404)`` for an
+        unknown or disabled plugin or route, ``PluginRouteError("VALIDATION_ERROR",
+        "Invalid request body", 400, details)`` for input that fails the route's schema;
+        any other error (the plugin's ``PluginRouteError``, ``PluginError``, limits...)
+        propagates unchanged for the HTTP layer to map.
+        """
+        info = self._plugins.get(plugin_id)
+        routes = info.definition_meta.get("routes", {}) if info is not None else {}
+        if info is None or not info.enabled or name not in routes:
+            raise PluginRouteError("NOT_FOUND", "Plugin route not found", 404)
+        meta = routes[name]
+        route_ctx = route_context(
+            value=validate_route_input(info.host, name, meta, input),
+            request=request,
+            user=user,
+            public=meta.get("public") is True,
+            site=self.site,
+            plugin_id=plugin_id,
+            name=name,
+        )
+        started = time.perf_counter()
+        try:
+            result = info.host.invoke_route(name, route_ctx)
+        except Exception as exc:
+            outcome, limit = classify_error(exc)
+            self._audit(plugin_id, "route", name, outcome, started, None, limit, str(exc))
+            raise
+        self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
+        return result.value
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit_log(self, limit: int = 100, plugin_id: str | None = None) -> list[dict[str, Any]]:
+        """The newest audit records first (every hook, route, lifecycle and cron invocation)."""
+        return self.store.audit.list(limit=limit, plugin_id=plugin_id)
+
+    def _audit(
+        self, pid: str, kind: str, name: str, outcome: str, started: float,
+        cpu: float | None, limit: str | None, error: str | None,
+    ) -> None:
+        try:
+            self.store.audit.record(
+                pid, kind, name, outcome, (time.perf_counter() - started) * 1000,
+                cpu_ms=cpu, limit=limit, error=error,
+            )
+        except Exception:
+            self.log.exception("Could not record the audit entry for %s %s", pid, name)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EmDashError("This Runtime is closed; create a new one")
+
+    def _get(self, plugin_id: str) -> PluginInfo:
+        info = self._plugins.get(plugin_id)
+        if info is None:
+            raise NotFoundError(
+                f'No plugin "{plugin_id}" in this runtime. Added plugins: '
+                + (", ".join(self._plugins) or "none")
+            )
+        return info
+
+    def _descriptor_for_bridge(self, plugin_id: str) -> PluginDescriptor:
+        info = self._plugins.get(plugin_id)
+        if info is None:
+            raise BridgeError(
+                f'Plugin "{plugin_id}" is not loaded; it cannot make service calls',
+                plugin_id=plugin_id,
+            )
+        return info.descriptor
+
+    def _plugin_info(self, desc: PluginDescriptor) -> dict[str, Any]:
+        return {
+            "plugin": {"id": desc.id, "version": desc.version},
+            "capabilities": list(desc.capabilities),
+            "storage": list(desc.storage),
+            "site": dict(self.site),
+        }
+
+    def _build_pipeline(self) -> HookPipeline:
+        return HookPipeline(
+            [p.host for p in self._plugins.values() if p.enabled],
+            options=self.store.options,
+            audit=self.store.audit.record,
+            logger=self.log,
+            known=self._plugins,
+        )
+
+    def _rebuild(self) -> None:
+        self._pipeline = self._build_pipeline()
+
+    def _lifecycle(self, host: PluginHost, name: str, event: dict[str, Any]) -> None:
+        result = self._pipeline.invoke_target(host, name, event)
+        if result is not None and not result.success:
+            # Lifecycle failures never undo the transition (EmDash's rule); say so loudly.
+            self.log.error(
+                "Plugin %s: %s failed: %s (the plugin's state changed anyway)",
+                host.plugin_id, name, result.error,
+            )
+
+    def _inside_invocation(self) -> bool:
+        """Whether this thread is inside a plugin invocation or a store transaction.
+
+        A native handler started from such a thread must run on it (inline): the scope's
+        transaction, and the store lock it may hold, belong to this thread.
+        """
+        return self.store.in_scope_here()
+
+    def _set_cron(self, plugin_id: str, enabled: bool) -> None:
+        # A disabled plugin's tasks are kept but not run; enabling resumes them.
+        self.store.cron.set_enabled(plugin_id, enabled)
+
+    def _delete_cron(self, plugin_id: str) -> None:
+        self.store.cron.delete_plugin(plugin_id)
+
+

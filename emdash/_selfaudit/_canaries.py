@@ -1,0 +1,190 @@
+"""Tripwires the audit sets up around every payload: anything that touches one is an escape.
+
+* :class:`CanaryHttpServer` -- a real HTTP server on 127.0.0.1 (and ::1 when the same port is
+  free there): SSRF payloads aim at it, and one request reaching it is a failure whatever
+  the plugin saw (a refused fetch and a failed connection look alike from the inside).
+* :class:`AbstractSocketCanary` -- a listening abstract-namespace unix socket (escape class
+  ``os``: abstract sockets ignore the file system, so only seccomp or a network namespace
+  keep a worker away from them).
+* :class:`EdgeTransport` -- the HTTP client's transport, wrapped at the true edge (the
+  network): requests to :data:`REDIRECT_HOST` are answered with a redirect to the canary,
+  everything else goes out through the real pinned transport. It records every request the
+  client let through.
+* :class:`LogCapture` -- a handler on the runtime's own logger, so the audit can read exactly
+  what a plugin made the host log.
+* :func:`processes_mentioning` -- which processes carry a token in their command line (an
+  ``execve`` that got through shows up here).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .._bridge._http import PinnedTransport
+
+__all__ = [
+    "REDIRECT_HOST",
+    "REDIRECT_PATH",
+    "AbstractSocketCanary",
+    "CanaryHttpServer",
+    "EdgeTransport",
+    "LogCapture",
+    "processes_mentioning",
+]
+
+# A globally routable address literal, so the client's SSRF policy lets the first hop through
+# without DNS; EdgeTransport answers for it, so no packet is ever sent there.
+REDIRECT_HOST = "1.1.1.1"
+REDIRECT_PATH = "/emdash-audit-redirect"
+
+
+class _CanaryHandler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # no stderr noise
+        pass
+
+    def _any(self) -> None:
+        self.server.hits.append(f"{self.command} {self.path}")
+        body = b"AUDIT-CANARY reached"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
+        self.address_family = family
+        self.hits: list[str] = []
+        super().__init__(address, _CanaryHandler)
+
+
+class CanaryHttpServer:
+    """An HTTP server that must never receive a request from a sandboxed plugin."""
+
+    def __init__(self) -> None:
+        self._v4 = _Server(("127.0.0.1", 0), socket.AF_INET)
+        self.port = self._v4.server_address[1]
+        self._servers = [self._v4]
+        try:
+            # Same port on ::1, so http://[::1]:port/ is a real target too.
+            self._servers.append(_Server(("::1", self.port), socket.AF_INET6))
+        except OSError:
+            pass
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            for s in self._servers
+        ]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def hits(self) -> list[str]:
+        return [hit for s in self._servers for hit in s.hits]
+
+    def close(self) -> None:
+        for s in self._servers:
+            s.shutdown()
+            s.server_close()
+
+
+class AbstractSocketCanary:
+    """A listening abstract unix socket; counts every connection."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.connections = 0
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind("\0" + name)
+        self._sock.listen(8)
+        self._sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+        self._sock.close()
+
+
+class EdgeTransport(httpx.BaseTransport):
+    """The audit's transport: a redirector for :data:`REDIRECT_HOST`, the real one otherwise."""
+
+    def __init__(self, canary_port: int) -> None:
+        self.canary_port = canary_port
+        self.seen: list[tuple[str, str | None]] = []
+        self._real = PinnedTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        pinned = request.extensions.get("emdash.pinned_ip")
+        self.seen.append((str(request.url), pinned if isinstance(pinned, str) else None))
+        if request.url.host == REDIRECT_HOST and request.url.path == REDIRECT_PATH:
+            target = f"http://127.0.0.1:{self.canary_port}/ssrf-redirect"
+            return httpx.Response(302, headers={"Location": target}, request=request)
+        return self._real.handle_request(request)
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class LogCapture(logging.Handler):
+    """Keeps every record of one logger tree as ``(logger name, level, message)``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[str, int, str]] = []
+        self._lock2 = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception as exc:  # a record that cannot be formatted is evidence too
+            message = f"<unformattable log record: {exc!r}>"
+        with self._lock2:
+            self.records.append((record.name, record.levelno, message))
+
+    def since(self, index: int) -> list[tuple[str, int, str]]:
+        with self._lock2:
+            return list(self.records[index:])
+
+    def __len__(self) -> int:
+        with self._lock2:
+            return len(self.records)
+
+
+def processes_mentioning(token: str) -> list[int]:
+    """Pids whose command line contains ``token`` (other than this process)."""
+    found = []
+    needle = token.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

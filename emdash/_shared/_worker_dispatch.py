@@ -1,0 +1,83 @@
+"""Worker-side entry points for sandboxed plugins (a shared module, run inside workers).
+
+The host loads this file, as source, into the sandbox fork server as a *prelude*; the
+supervisor then calls its functions by name as ``fn(entry_module, host_call, *args)``:
+
+- :func:`load` once per worker, right after the plugin's modules were loaded; it reads the
+  module-level ``plugin``, remembers the definition and returns its hook/route settings as
+  plain data (the host validates that reply: it comes from untrusted territory).
+- :func:`invoke_hook` / :func:`invoke_route` per invocation (a route's input is first
+  validated against its JSON Schema, here, under the plugin's limits); they build the ``ctx`` with
+  :func:`emdash._shared._context.make_context` around ``host_call`` (so every ctx call is a bridge
+  RPC) and call the plugin's handler.
+
+Nothing here is a security boundary: a plugin that broke out of the language layer could
+call ``host_call`` directly, and the host-side bridge checks every call anyway. It imports
+only shared modules, never host code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._context import make_context
+from ._errors import ManifestError, PluginRouteError
+from ._plugin_api import PluginDefinition, coerce_definition
+from ._route_input import check_input_schema, validate_input
+
+HostCall = Callable[[str, dict[str, Any]], Any]
+
+# One worker serves one plugin, so module-level state is per plugin. The dict lives in this
+# prelude module, whose globals are unreachable from restricted code (no `_` attributes).
+_STATE: dict[str, Any] = {}
+
+
+def load(entry: Any, host_call: HostCall, info: dict[str, Any]) -> dict[str, Any]:
+    """Read the entry module's ``plugin`` and return its hook/route settings."""
+    try:
+        plugin = entry.plugin
+    except AttributeError:
+        raise ManifestError(
+            "The plugin's entry module does not bind a module-level `plugin` "
+            "(plugin = define_plugin(hooks=..., routes=...))"
+        ) from None
+    definition = coerce_definition(plugin)
+    plugin_id = info["plugin"]["id"]
+    for name, config in definition.routes.items():
+        if type(config.input) is dict:
+            check_input_schema(plugin_id, name, config.input)
+        elif config.input is not None:
+            raise ManifestError(
+                f"Plugin {plugin_id} route {name!r}: a sandboxed route's input must be a "
+                "JSON Schema (a dict); pydantic models and callables work in trusted plugins",
+                plugin_id=plugin_id,
+            )
+    _STATE["definition"] = definition
+    _STATE["info"] = info
+    return definition.manifest()
+
+
+def _definition() -> PluginDefinition:
+    definition = _STATE.get("definition")
+    if definition is None:
+        raise ManifestError("The plugin was not loaded in this worker")
+    return definition  # type: ignore[no-any-return]
+
+
+def invoke_hook(entry: Any, host_call: HostCall, name: str, event: Any) -> Any:
+    """Run the plugin's handler for hook ``name``; ``None`` when it has none."""
+    config = _definition().hooks.get(name)
+    if config is None:
+        return None
+    return config.handler(event, make_context(host_call, _STATE["info"]))
+
+
+def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> Any:
+    """Run the plugin's handler for route ``name`` as ``handler(route_ctx, ctx)``."""
+    config = _definition().routes.get(name)
+    if config is None:
+        raise PluginRouteError("NOT_FOUND", f"Route not found: {name}", 404)
+    if type(config.input) is dict and type(route_ctx) is dict:
+        validate_input(config.input, route_ctx.get("input"))
+    return config.handler(route_ctx, make_context(host_call, _STATE["info"]))
