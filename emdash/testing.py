@@ -122,7 +122,7 @@ class PluginHarness:
             raise
         try:
             for key, value in (settings or {}).items():
-                self.runtime.store.kv.set(self.plugin_id, f"settings:{key}", value)
+                self.runtime.store.kv_entries.set(self.plugin_id, f"settings:{key}", value)
             # enabled=True: a database that remembers the plugin as disabled still gets
             # it enabled, since a harness exists to exercise it.
             self.runtime.add_plugin(
@@ -307,7 +307,7 @@ class KVView(Mapping[str, Any]):
     """A read-only view of one plugin's KV keys (settings included), live on the store."""
 
     def __init__(self, runtime: Runtime, plugin_id: str) -> None:
-        self._kv = runtime.store.kv
+        self._kv = runtime.store.kv_entries
         self._pid = plugin_id
 
     def list(self, prefix: str = "") -> dict[str, Any]:
@@ -340,7 +340,7 @@ class StorageView(Mapping[str, Any]):
     """
 
     def __init__(self, runtime: Runtime, plugin_id: str, collection: str) -> None:
-        self._storage = runtime.store.plugin_storage
+        self._storage = runtime.store.plugin_documents
         self._spec = runtime.get_plugin(plugin_id).descriptor.storage[collection]
         self._pid = plugin_id
         self._coll = collection

@@ -44,11 +44,11 @@ def _content_collection(p: Params) -> str:
 
 
 def _content_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.content.get(_content_collection(p), p.req_str("id"))
+    return b.store.content_items.get(_content_collection(p), p.req_str("id"))
 
 
 def _content_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.content.list(
+    return b.store.content_items.list(
         _content_collection(p), limit=p.limit(), cursor=p.opt_str("cursor")
     )
 
@@ -63,7 +63,7 @@ def _content_create(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
     # As EmDash's bridge does: string "slug" / "status" in data set the item's own columns.
     lifted = {k: data[k] for k in ("slug", "status") if type(data.get(k)) is str}
     fields = {k: v for k, v in data.items() if k not in lifted}
-    return b.store.content.create(
+    return b.store.content_items.create(
         collection,
         fields,
         slug=lifted.get("slug"),
@@ -74,18 +74,18 @@ def _content_create(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
 
 def _content_update(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
     collection = _content_collection(p)
-    return b.store.content.update(collection, p.req_str("id"), p.req_obj("data"))
+    return b.store.content_items.update(collection, p.req_str("id"), p.req_obj("data"))
 
 
 def _content_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
-    return bool(b.store.content.soft_delete(_content_collection(p), p.req_str("id")))
+    return bool(b.store.content_items.soft_delete(_content_collection(p), p.req_str("id")))
 
 
 def _content_create_many(
     b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 ) -> Any:
     collection = _content_collection(p)
-    return b.store.content.create_many(collection, p.obj_list("items", batch=True))
+    return b.store.content_items.create_many(collection, p.obj_list("items", batch=True))
 
 
 def _content_update_many(
@@ -96,14 +96,14 @@ def _content_update_many(
     items = p.id_data_list("items", message, batch=True)
     if not all(type(item["data"]) is dict for item in items):
         raise p.error(message)
-    return b.store.content.update_many(collection, items)
+    return b.store.content_items.update_many(collection, items)
 
 
 def _content_delete_many(
     b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 ) -> int:
     collection = _content_collection(p)
-    return int(b.store.content.delete_many(collection, p.str_list("ids", batch=True)))
+    return int(b.store.content_items.delete_many(collection, p.str_list("ids", batch=True)))
 
 
 # --- taxonomies -----------------------------------------------------------------------------
@@ -130,11 +130,11 @@ def _tax_entry_terms(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudg
 
 
 def _media_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.media.get(p.req_str("id"))
+    return b.store.media_items.get(p.req_str("id"))
 
 
 def _media_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.media.list(
+    return b.store.media_items.list(
         limit=p.limit(), cursor=p.opt_str("cursor"), mime_type=p.opt_str("mimeType")
     )
 
@@ -178,32 +178,32 @@ def _media_upload(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget 
     # The store writes the bytes, then the row, and removes the bytes again if the row (or
     # the invocation around it) is rolled back. The storage key is a fresh ULID plus the
     # basename's lower-cased extension: nothing of the filename reaches a path.
-    return b.store.media.upload(filename, lowered, data)
+    return b.store.media_items.upload(filename, lowered, data)
 
 
 def _media_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
     # The row goes now; the file once that deletion has committed.
-    return bool(b.store.media.delete(p.req_str("id")))
+    return bool(b.store.media_items.delete(p.req_str("id")))
 
 
 # --- users ----------------------------------------------------------------------------------
 
 
 def _users_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.users.get(p.req_str("id"))
+    return b.store.user_accounts.get(p.req_str("id"))
 
 
 def _users_get_by_email(
     b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 ) -> Any:
-    return b.store.users.get_by_email(p.req_str("email").lower())
+    return b.store.user_accounts.get_by_email(p.req_str("email").lower())
 
 
 def _users_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
     role = p.value("role")
     if role is not None and type(role) is not int:
         raise p.error("Parameter role must be a number when provided")
-    return b.store.users.list(role=role, limit=p.limit(), cursor=p.opt_str("cursor"))
+    return b.store.user_accounts.list(role=role, limit=p.limit(), cursor=p.opt_str("cursor"))
 
 
 METHODS: dict[str, tuple[str | None, Handler]] = {

@@ -144,19 +144,19 @@ class Bridge:
 
 
 def _kv_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.kv.get(plugin.id, p.req_str("key"))
+    return b.store.kv_entries.get(plugin.id, p.req_str("key"))
 
 
 def _kv_set(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
-    b.store.kv.set(plugin.id, p.req_str("key"), p.value("value"))
+    b.store.kv_entries.set(plugin.id, p.req_str("key"), p.value("value"))
 
 
 def _kv_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
-    return bool(b.store.kv.delete(plugin.id, p.req_str("key")))
+    return bool(b.store.kv_entries.delete(plugin.id, p.req_str("key")))
 
 
 def _kv_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.kv.list(plugin.id, p.opt_str("prefix") or "")
+    return b.store.kv_entries.list(plugin.id, p.opt_str("prefix") or "")
 
 
 def _collection(plugin: PluginDescriptor, p: Params) -> str:
@@ -167,25 +167,25 @@ def _collection(plugin: PluginDescriptor, p: Params) -> str:
 
 
 def _st_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.plugin_storage.get(plugin.id, _collection(plugin, p), p.req_str("id"))
+    return b.store.plugin_documents.get(plugin.id, _collection(plugin, p), p.req_str("id"))
 
 
 def _st_put(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
     coll = _collection(plugin, p)
-    b.store.plugin_storage.put(plugin.id, coll, p.req_str("id"), p.value("data"))
+    b.store.plugin_documents.put(plugin.id, coll, p.req_str("id"), p.value("data"))
 
 
 def _st_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
-    return bool(b.store.plugin_storage.delete(plugin.id, _collection(plugin, p), p.req_str("id")))
+    return bool(b.store.plugin_documents.delete(plugin.id, _collection(plugin, p), p.req_str("id")))
 
 
 def _st_exists(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
-    return bool(b.store.plugin_storage.exists(plugin.id, _collection(plugin, p), p.req_str("id")))
+    return bool(b.store.plugin_documents.exists(plugin.id, _collection(plugin, p), p.req_str("id")))
 
 
 def _st_query(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
     coll = _collection(plugin, p)
-    return b.store.plugin_storage.query(
+    return b.store.plugin_documents.query(
         plugin.id,
         coll,
         plugin.storage[coll],
@@ -199,12 +199,12 @@ def _st_query(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | No
 def _st_count(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> int:
     coll = _collection(plugin, p)
     where = p.opt_obj("where")
-    return int(b.store.plugin_storage.count(plugin.id, coll, plugin.storage[coll], where))
+    return int(b.store.plugin_documents.count(plugin.id, coll, plugin.storage[coll], where))
 
 
 def _st_get_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
     coll = _collection(plugin, p)
-    found = b.store.plugin_storage.get_many(plugin.id, coll, p.str_list("ids"))
+    found = b.store.plugin_documents.get_many(plugin.id, coll, p.str_list("ids"))
     # Pairs, not an object: ids such as "__proto__" survive any JSON consumer unchanged.
     return [[doc_id, data] for doc_id, data in found.items()]
 
@@ -214,12 +214,12 @@ def _st_put_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget |
     items = p.id_data_list(
         "items", "Parameter items must be an array of { id: string, data } items"
     )
-    b.store.plugin_storage.put_many(plugin.id, coll, items)
+    b.store.plugin_documents.put_many(plugin.id, coll, items)
 
 
 def _st_delete_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> int:
     coll = _collection(plugin, p)
-    return int(b.store.plugin_storage.delete_many(plugin.id, coll, p.str_list("ids")))
+    return int(b.store.plugin_documents.delete_many(plugin.id, coll, p.str_list("ids")))
 
 
 # --- email, cron, log, http ---------------------------------------------------------------

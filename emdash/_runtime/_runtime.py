@@ -256,12 +256,12 @@ class Runtime:
             host, sandboxed = self._make_host(desc, code, trusted)
             try:
                 check_route_schemas(host)
-                self.store.plugin_storage.sync_indexes(pid, desc.storage)
-                known = self.store.plugins.get(pid)
+                self.store.plugin_documents.sync_indexes(pid, desc.storage)
+                known = self.store.plugin_registry.get(pid)
                 want = enabled if enabled is not None else (
                     known["enabled"] if known is not None else True
                 )
-                self.store.plugins.upsert(pid, version=desc.version, enabled=want, trusted=trusted)
+                self.store.plugin_registry.upsert(pid, version=desc.version, enabled=want, trusted=trusted)
             except BaseException:
                 host.close()
                 raise
@@ -343,10 +343,10 @@ class Runtime:
             self._delete_cron(plugin_id)
             with self.store.transaction():
                 if delete_data:
-                    self.store.kv.delete_all(plugin_id)
-                    self.store.plugin_storage.delete_plugin_data(plugin_id)
-                    self.store.plugin_storage.drop_indexes(plugin_id)
-                self.store.plugins.delete(plugin_id)
+                    self.store.kv_entries.delete_all(plugin_id)
+                    self.store.plugin_documents.delete_plugin_data(plugin_id)
+                    self.store.plugin_documents.drop_indexes(plugin_id)
+                self.store.plugin_registry.delete(plugin_id)
             info.host.close()
 
     def enable_plugin(self, plugin_id: str) -> None:
@@ -355,7 +355,7 @@ class Runtime:
             info = self._get(plugin_id)
             if info.enabled:
                 return
-            self.store.plugins.upsert(
+            self.store.plugin_registry.upsert(
                 plugin_id, version=info.descriptor.version, enabled=True, trusted=info.trusted
             )
             info.enabled = True
@@ -370,7 +370,7 @@ class Runtime:
             if not info.enabled:
                 return
             self._lifecycle(info.host, "plugin:deactivate", {})
-            self.store.plugins.upsert(
+            self.store.plugin_registry.upsert(
                 plugin_id, version=info.descriptor.version, enabled=False, trusted=info.trusted
             )
             info.enabled = False
@@ -410,7 +410,7 @@ class Runtime:
         if not info.enabled:
             return HookOutcome(name, None, [])
         return HookPipeline(
-            [info.host], options=None, audit=self.store.audit.record, logger=self.log
+            [info.host], options=None, audit=self.store.audit_records.record, logger=self.log
         ).run_hook(name, event)
 
     def invoke_exclusive(self, name: str, event: Any) -> ExclusiveOutcome | None:
@@ -483,14 +483,14 @@ class Runtime:
 
     def audit_log(self, limit: int = 100, plugin_id: str | None = None) -> list[dict[str, Any]]:
         """The newest audit records first (every hook, route, lifecycle and cron invocation)."""
-        return self.store.audit.list(limit=limit, plugin_id=plugin_id)
+        return self.store.audit_records.list(limit=limit, plugin_id=plugin_id)
 
     def _audit(
         self, pid: str, kind: str, name: str, outcome: str, started: float,
         cpu: float | None, limit: str | None, error: str | None,
     ) -> None:
         try:
-            self.store.audit.record(
+            self.store.audit_records.record(
                 pid, kind, name, outcome, (time.perf_counter() - started) * 1000,
                 cpu_ms=cpu, limit=limit, error=error,
             )
@@ -533,7 +533,7 @@ class Runtime:
         return HookPipeline(
             [p.host for p in self._plugins.values() if p.enabled],
             options=self.store.options,
-            audit=self.store.audit.record,
+            audit=self.store.audit_records.record,
             logger=self.log,
             known=self._plugins,
         )
@@ -560,9 +560,9 @@ class Runtime:
 
     def _set_cron(self, plugin_id: str, enabled: bool) -> None:
         # A disabled plugin's tasks are kept but not run; enabling resumes them.
-        self.store.cron.set_enabled(plugin_id, enabled)
+        self.store.cron_tasks.set_enabled(plugin_id, enabled)
 
     def _delete_cron(self, plugin_id: str) -> None:
-        self.store.cron.delete_plugin(plugin_id)
+        self.store.cron_tasks.delete_plugin(plugin_id)
 
 

@@ -507,9 +507,9 @@ class AuditSession:
             out.append(f"the victim plugin stopped working: {type(error).__name__}: {error}")
         elif value != self.victim_expected:
             out.append(f"the victim plugin's data changed: {_short(repr(value))}")
-        if rt.store.kv.get(VICTIM_ID, "secret") != self.victim_expected["kv"]:
+        if rt.store.kv_entries.get(VICTIM_ID, "secret") != self.victim_expected["kv"]:
             out.append("the victim's KV entry changed")
-        if rt.store.plugin_storage.get(VICTIM_ID, "notes", "n1") != self.victim_expected["note"]:
+        if rt.store.plugin_documents.get(VICTIM_ID, "notes", "n1") != self.victim_expected["note"]:
             out.append("the victim's storage document changed")
         return out
 

@@ -128,7 +128,7 @@ class CommentService:
 
     def configure(self, collection: str, **settings: Any) -> dict[str, Any]:
         """Change comment settings, e.g. ``configure("posts", commentsModeration="all")``."""
-        if self._store.content.get_collection(collection) is None:
+        if self._store.content_items.get_collection(collection) is None:
             raise NotFoundError(f'Collection "{collection}" does not exist')
         unknown = set(settings) - set(DEFAULT_SETTINGS)
         if unknown:
@@ -166,14 +166,14 @@ class CommentService:
     ) -> dict[str, Any]:
         """Submit a comment; returns the stored comment (its ``status`` says whether it is
         published). Raises :class:`CommentRejectedError` or ``NotFoundError``."""
-        if self._store.content.get_collection(collection) is None:
+        if self._store.content_items.get_collection(collection) is None:
             raise NotFoundError(f"Collection '{collection}' not found")
         settings = self.settings(collection)
         if not settings["commentsEnabled"]:
             raise CommentRejectedError(
                 "COMMENTS_DISABLED", "Comments are not enabled for this collection"
             )
-        item = self._store.content.get(collection, content_id)
+        item = self._store.content_items.get(collection, content_id)
         if item is None or item["status"] != "published":
             raise NotFoundError("Content not found")
         self._check_open(item, settings)
@@ -213,7 +213,7 @@ class CommentService:
 
         decision = self._moderate(comment, metadata, settings)
         with self._store.transaction():
-            stored: dict[str, Any] = self._store.comments.create(
+            stored: dict[str, Any] = self._store.comment_records.create(
                 comment, status=decision["status"], moderation_metadata=decision
             )
         after = {
@@ -245,7 +245,7 @@ class CommentService:
     def _resolve_parent(self, collection: str, content_id: str, parent_id: str | None) -> str | None:
         if parent_id is None:
             return None
-        parent = self._store.comments.get(parent_id) if type(parent_id) is str else None
+        parent = self._store.comment_records.get(parent_id) if type(parent_id) is str else None
         if parent is None:
             raise BridgeError("Parent comment not found")
         if parent["collection"] != collection or parent["contentId"] != content_id:
@@ -257,7 +257,7 @@ class CommentService:
         self, comment: dict[str, Any], metadata: dict[str, Any], settings: dict[str, Any]
     ) -> dict[str, Any]:
         email = comment.get("authorEmail")
-        prior = self._store.comments.count_approved_by_email(email) if type(email) is str else 0
+        prior = self._store.comment_records.count_approved_by_email(email) if type(email) is str else 0
         event = {
             "comment": dict(comment),
             "metadata": metadata,
@@ -287,7 +287,7 @@ class CommentService:
         if not author_id:
             return None
         try:
-            user = self._store.users.get(author_id)
+            user = self._store.user_accounts.get(author_id)
         except EmDashError:
             return None
         # EmDash only names the author when their email is verified; users created in
@@ -321,11 +321,11 @@ class CommentService:
             )
         if type(moderator) is not dict or type(moderator.get("id")) is not str:
             raise BridgeError('moderator must be {"id": str, "name": str | None}')
-        current = self._store.comments.get(comment_id)
+        current = self._store.comment_records.get(comment_id)
         if current is None:
             raise NotFoundError(f'Comment not found: "{str(comment_id)[:64]}"')
         with self._store.transaction():
-            stored: dict[str, Any] = self._store.comments.set_status(comment_id, status)
+            stored: dict[str, Any] = self._store.comment_records.set_status(comment_id, status)
         self._observe(
             "comment:afterModerate",
             {
@@ -339,7 +339,7 @@ class CommentService:
 
     def list(self, **filters: Any) -> list[dict[str, Any]]:
         """Stored comments (filters: ``collection``, ``content_id``, ``status``, ``limit``)."""
-        found: list[dict[str, Any]] = self._store.comments.list(**filters)
+        found: list[dict[str, Any]] = self._store.comment_records.list(**filters)
         return found
 
     def _observe(self, hook: str, event: dict[str, Any]) -> None:

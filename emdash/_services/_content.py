@@ -92,7 +92,7 @@ class ContentService:
         self._require_collection(collection)
         fields = self._before_save(collection, data, is_new=True)
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content.create(
+            item: dict[str, Any] = self._store.content_items.create(
                 collection, fields, slug=slug, status=status, locale=locale, author_id=author_id
             )
         self._after("content:afterSave", {"content": item, "collection": collection, "isNew": True})
@@ -111,7 +111,7 @@ class ContentService:
         self._require_item(collection, id)
         fields = self._before_save(collection, data, is_new=False)
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content.update(collection, id, fields, slug=slug)
+            item: dict[str, Any] = self._store.content_items.update(collection, id, fields, slug=slug)
         self._after(
             "content:afterSave", {"content": item, "collection": collection, "isNew": False}
         )
@@ -157,7 +157,7 @@ class ContentService:
             vetoers = [r.plugin_id for r in outcome.results if r.success and r.value is False]
             raise DeleteBlockedError(vetoers or [outcome.cancelled_by])
         with self._store.transaction():
-            deleted = bool(self._store.content.soft_delete(collection, id))
+            deleted = bool(self._store.content_items.soft_delete(collection, id))
         if deleted:
             self._after(
                 "content:afterDelete", {"id": id, "collection": collection, "permanent": False}
@@ -169,7 +169,7 @@ class ContentService:
         ``permanent`` true. ``beforeDelete`` does not run (EmDash's rule)."""
         self._require_item(collection, id, include_deleted=True)
         with self._store.transaction():
-            deleted = bool(self._store.content.delete_permanently(collection, id))
+            deleted = bool(self._store.content_items.delete_permanently(collection, id))
         if deleted:
             self._after(
                 "content:afterDelete", {"id": id, "collection": collection, "permanent": True}
@@ -183,7 +183,7 @@ class ContentService:
         """
         current = self._require_item(collection, id, include_deleted=True)
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content.restore(collection, id)
+            item: dict[str, Any] = self._store.content_items.restore(collection, id)
         if current["deletedAt"] is not None:
             self._after("content:afterRestore", {"content": item, "collection": collection})
         return item
@@ -197,7 +197,7 @@ class ContentService:
         fires ``afterPublish``."""
         self._require_item(collection, id)
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content.set_status(
+            item: dict[str, Any] = self._store.content_items.set_status(
                 collection, id, "published", published_at=_iso_arg(published_at)
             )
         self._after("content:afterPublish", {"content": item, "collection": collection})
@@ -212,7 +212,7 @@ class ContentService:
                 "only a published item can be unpublished"
             )
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content.set_status(collection, id, "draft")
+            item: dict[str, Any] = self._store.content_items.set_status(collection, id, "draft")
         self._after("content:afterUnpublish", {"content": item, "collection": collection})
         return item
 
@@ -228,7 +228,7 @@ class ContentService:
                 "publish the item instead"
             )
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content.set_status(
+            item: dict[str, Any] = self._store.content_items.set_status(
                 collection, id, "scheduled", scheduled_at=when
             )
         self._after("content:afterSchedule", {"content": item, "collection": collection})
@@ -243,7 +243,7 @@ class ContentService:
                 "only a scheduled item can be unscheduled"
             )
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content.set_status(collection, id, "draft")
+            item: dict[str, Any] = self._store.content_items.set_status(collection, id, "draft")
         self._after("content:afterUnschedule", {"content": item, "collection": collection})
         return item
 
@@ -255,11 +255,11 @@ class ContentService:
         """
         now_iso = self._store.now() if now is None else _iso_arg(now)
         published: list[dict[str, Any]] = []
-        for item in self._store.content.due_scheduled(now_iso):
+        for item in self._store.content_items.due_scheduled(now_iso):
             collection = item["type"]
             try:
                 with self._store.transaction():
-                    done: dict[str, Any] = self._store.content.set_status(
+                    done: dict[str, Any] = self._store.content_items.set_status(
                         collection, item["id"], "published", published_at=item["scheduledAt"]
                     )
             except EmDashError as exc:
@@ -274,16 +274,16 @@ class ContentService:
     # -- helpers ------------------------------------------------------------------------
 
     def _require_collection(self, collection: str) -> None:
-        if self._store.content.get_collection(collection) is None:
+        if self._store.content_items.get_collection(collection) is None:
             raise NotFoundError(
                 f'Collection "{collection}" does not exist. Create it first '
-                f'(rt.store.content.ensure_collection("{collection}")).'
+                f'(rt.store.content_items.ensure_collection("{collection}")).'
             )
 
     def _require_item(
         self, collection: str, id: str, *, include_deleted: bool = False
     ) -> dict[str, Any]:
-        item: dict[str, Any] | None = self._store.content.get(
+        item: dict[str, Any] | None = self._store.content_items.get(
             collection, id, include_deleted=include_deleted
         )
         if item is None:

@@ -90,7 +90,7 @@ class CronService:
 
     @property
     def _tasks(self) -> Any:
-        return self._rt.store.cron
+        return self._rt.store.cron_tasks
 
     def _now(self) -> datetime:
         now = self.clock()

@@ -80,7 +80,7 @@ class MediaService:
         store.media_files.put(key, payload)
         try:
             with store.transaction():
-                item: dict[str, Any] = store.media.create(
+                item: dict[str, Any] = store.media_items.create(
                     name, mime, len(payload), storage_key=key
                 )
         except BaseException:
@@ -94,7 +94,7 @@ class MediaService:
 
     def get(self, media_id: str) -> dict[str, Any] | None:
         """The media item, or ``None``."""
-        item: dict[str, Any] | None = self._rt.store.media.get(media_id)
+        item: dict[str, Any] | None = self._rt.store.media_items.get(media_id)
         return item
 
     def read(self, media_id: str) -> bytes:
@@ -109,7 +109,7 @@ class MediaService:
 
     def delete(self, media_id: str) -> bool:
         """Delete the row (the bytes go once that has committed); no hooks fire."""
-        return bool(self._rt.store.media.delete(media_id))
+        return bool(self._rt.store.media_items.delete(media_id))
 
 
 def _last_success(outcome: Any) -> str | None:

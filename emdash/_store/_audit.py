@@ -2,7 +2,7 @@
 
 ``record`` only appends to an in-memory buffer (its own small lock, never the store lock),
 so auditing puts no SQLite commit on the hot path. The buffer is written in one
-transaction when it reaches 256 records, on :meth:`Audit.flush`, before :meth:`Audit.list`,
+transaction when it reaches 256 records, on :meth:`AuditRecords.flush`, before :meth:`AuditRecords.list`,
 and when the store closes.
 
 Audit rows must survive the invocation they describe: a failed invocation rolls its own
@@ -39,7 +39,7 @@ _INSERT = (
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
-class Audit:
+class AuditRecords:
     def __init__(self, db: Db) -> None:
         self._db = db
         self._buffer: list[_Record] = []

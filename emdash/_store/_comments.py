@@ -27,7 +27,7 @@ MAX_BODY = 50_000
 _TEXT_LIMITS = {"authorName": 200, "authorEmail": 320, "ipHash": 200, "userAgent": 1000}
 
 
-class Comments:
+class CommentRecords:
     def __init__(self, db: Db) -> None:
         self._db = db
 

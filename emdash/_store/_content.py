@@ -54,7 +54,7 @@ _COLUMNS = (
 )
 
 
-class Content:
+class ContentItems:
     def __init__(self, db: Db, options: Options) -> None:
         self._db = db
         self._options = options
@@ -322,7 +322,7 @@ class Content:
         if self._db.scalar("SELECT 1 FROM _emdash_collections WHERE name = ?", (collection,)) is None:
             raise NotFoundError(
                 f'Collection "{collection}" does not exist. Create it first '
-                f'(store.content.ensure_collection("{collection}")).'
+                f'(store.content_items.ensure_collection("{collection}")).'
             )
 
     def _new_row(

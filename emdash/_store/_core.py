@@ -13,18 +13,18 @@ from types import TracebackType
 
 import sqlite_utils
 
-from ._audit import Audit
-from ._comments import Comments
-from ._content import Content
-from ._cron import Cron
+from ._audit import AuditRecords
+from ._comments import CommentRecords
+from ._content import ContentItems
+from ._cron import CronTasks
 from ._db import Db
-from ._media import LocalMediaStorage, Media
+from ._media import LocalMediaStorage, MediaItems
 from ._migrations import migrate
-from ._options import KV, Options
-from ._plugin_storage import PluginStorage
-from ._plugins import Plugins
+from ._options import KVEntries, Options
+from ._plugin_storage import PluginDocuments
+from ._plugins import PluginRegistry
 from ._taxonomies import Taxonomies
-from ._users import Users
+from ._users import UserAccounts
 
 __all__ = ["Store"]
 
@@ -59,19 +59,19 @@ class Store:
         self.lock = self._db.lock
         self.db: sqlite_utils.Database = self._db.sdb
         self.options = Options(self._db)
-        self.kv = KV(self.options)
-        self.plugin_storage = PluginStorage(self._db)
-        self.audit = Audit(self._db)
-        self.plugins = Plugins(self._db)
-        self.content = Content(self._db, self.options)
-        self.users = Users(self._db)
+        self.kv_entries = KVEntries(self.options)
+        self.plugin_documents = PluginDocuments(self._db)
+        self.audit_records = AuditRecords(self._db)
+        self.plugin_registry = PluginRegistry(self._db)
+        self.content_items = ContentItems(self._db, self.options)
+        self.user_accounts = UserAccounts(self._db)
         self._own_media_dir = media_dir is None
         root = Path(tempfile.mkdtemp(prefix="emdash-media-")) if media_dir is None else media_dir
         self.media_files = LocalMediaStorage(root)
-        self.media = Media(self._db, self.media_files)
-        self.comments = Comments(self._db)
+        self.media_items = MediaItems(self._db, self.media_files)
+        self.comment_records = CommentRecords(self._db)
         self.taxonomies = Taxonomies(self._db)
-        self.cron = Cron(self._db)
+        self.cron_tasks = CronTasks(self._db)
 
     # -- time and ids ------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class Store:
         if self._db.closed:
             return
         with self.lock:
-            self.audit.flush()
+            self.audit_records.flush()
             self._db.close()
         if self._own_media_dir:
             shutil.rmtree(self.media_files.root, ignore_errors=True)

@@ -27,7 +27,7 @@ _TASK_NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_-]*")
 _KEEP: Any = object()
 
 
-class Cron:
+class CronTasks:
     def __init__(self, db: Db) -> None:
         self._db = db
 

@@ -99,7 +99,7 @@ class LocalMediaStorage:
         return True
 
 
-class Media:
+class MediaItems:
     def __init__(self, db: Db, files: LocalMediaStorage) -> None:
         self._db = db
         self._files = files

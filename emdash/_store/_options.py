@@ -78,7 +78,7 @@ class Options:
         )
 
 
-class KV:
+class KVEntries:
     """Per-plugin key/value store: option rows named ``plugin:<pluginId>:<key>``."""
 
     def __init__(self, options: Options) -> None:

@@ -58,7 +58,7 @@ _CHUNK = 500
 IndexKey = tuple[str, tuple[str, ...], bool]
 
 
-class PluginStorage:
+class PluginDocuments:
     """Document collections of plugins, with the storage query language."""
 
     def __init__(self, db: Db) -> None:

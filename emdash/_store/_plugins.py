@@ -14,7 +14,7 @@ from ._values import check_plugin_id
 __all__ = ["Plugins"]
 
 
-class Plugins:
+class PluginRegistry:
     def __init__(self, db: Db) -> None:
         self._db = db
 

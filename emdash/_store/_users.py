@@ -23,7 +23,7 @@ _EMAIL_RE = re.compile(r"[^\s@]{1,64}@[^\s@]{1,255}")
 _KEYSET = Keyset("users", [OrderKey("id", "id", desc=True)])
 
 
-class Users:
+class UserAccounts:
     def __init__(self, db: Db) -> None:
         self._db = db
 

@@ -72,7 +72,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def descriptors(store: Store) -> dict[str, PluginDescriptor]:
     out = {pid: PluginDescriptor.from_dict(d) for pid, d in DESCRIPTORS.items()}
     for d in out.values():
-        store.plugin_storage.sync_indexes(d.id, d.storage)
+        store.plugin_documents.sync_indexes(d.id, d.storage)
     return out
 
 

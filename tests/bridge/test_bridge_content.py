@@ -55,7 +55,7 @@ def test_batches_are_all_or_nothing_and_capped(bridge: Bridge, store: Any) -> No
     with pytest.raises(NotFoundError):
         call(bridge, "writer", "content/updateMany", collection="posts",
              items=[{"id": a, "data": {"n": 99}}, {"id": "missing", "data": {}}])
-    assert store.content.get("posts", a)["data"]["n"] == 10  # rolled back
+    assert store.content_items.get("posts", a)["data"]["n"] == 10  # rolled back
     assert call(bridge, "writer", "content/deleteMany", collection="posts", ids=[a, b, "missing"]) == 2
     with pytest.raises(BridgeError) as info:
         call(bridge, "writer", "content/createMany", collection="posts", items=[{}] * 101)
@@ -63,7 +63,7 @@ def test_batches_are_all_or_nothing_and_capped(bridge: Bridge, store: Any) -> No
     with pytest.raises(BridgeError) as info:
         call(bridge, "writer", "content/deleteMany", collection="posts", ids=["x"] * 101)
     assert str(info.value) == "Batch size 101 exceeds maximum of 100"
-    assert store.content.list("posts")["items"] == []
+    assert store.content_items.list("posts")["items"] == []
 
 
 @pytest.mark.parametrize(
@@ -102,8 +102,8 @@ def test_reads_of_an_unknown_collection_find_nothing(bridge: Bridge) -> None:
 
 
 def test_users_expose_only_public_fields(bridge: Bridge, store: Any) -> None:
-    admin = store.users.create("Admin@Site.test", "Ada", 50)
-    store.users.create("ed@site.test", "Ed", 40)
+    admin = store.user_accounts.create("Admin@Site.test", "Ada", 50)
+    store.user_accounts.create("ed@site.test", "Ed", 40)
     got = call(bridge, "reader", "users/get", id=admin["id"])
     assert set(got) == {"id", "email", "name", "role", "createdAt"}
     assert (got["email"], got["name"], got["role"]) == ("Admin@Site.test", "Ada", 50)

@@ -82,7 +82,7 @@ def test_params_must_be_exact_json_types(bridge: Bridge, store: Any, params: dic
     with pytest.raises(BridgeError) as info:
         bridge.dispatch("alpha", "kv/set", params)
     assert str(info.value) == message
-    assert store.kv.list("alpha") == []
+    assert store.kv_entries.list("alpha") == []
 
 
 def test_depth_and_size_caps(bridge: Bridge, store: Any) -> None:
@@ -95,7 +95,7 @@ def test_depth_and_size_caps(bridge: Bridge, store: Any) -> None:
     with pytest.raises(BridgeError) as info:
         bridge.dispatch("alpha", "kv/set", {"key": "k", "value": "x" * MAX_REQUEST_CHARS})
     assert str(info.value) == f"Bridge request is too large (more than {MAX_REQUEST_CHARS} characters)"
-    assert store.kv.list("alpha") == []
+    assert store.kv_entries.list("alpha") == []
 
 
 def test_store_caps_a_single_value_at_one_mib(bridge: Bridge) -> None:

@@ -140,7 +140,7 @@ def test_taxonomy_reads(bridge: Bridge, store: Any) -> None:
     store.taxonomies.create_taxonomy("tags", "Étiquettes", locale="fr")
     python = store.taxonomies.add_term("tags", "python", "Python")
     store.taxonomies.add_term("tags", "rust", "Rust", sort_order=1)
-    post = store.content.create("posts", {"title": "T"})
+    post = store.content_items.create("posts", {"title": "T"})
     store.taxonomies.assign("posts", post["id"], python["id"])
 
     defs = call(bridge, "reader", "taxonomy/list")

@@ -187,7 +187,7 @@ def test_ctx_end_to_end(bridge: Bridge, server: str, store: Any) -> None:
     page = ctx.storage.events.query(where={"type": "save"}, order_by={"timestamp": "desc"}, limit=1)
     assert [i["id"] for i in page["items"]] == ["e2"]
     assert ctx.storage.events.count({"type": "save"}) == 2
-    assert store.plugin_storage.get("alpha", "events", "e1") == {"type": "save", "timestamp": 1}
+    assert store.plugin_documents.get("alpha", "events", "e1") == {"type": "save", "timestamp": 1}
     with pytest.raises(CapabilityError) as info:
         ctx.content.get("posts", "x")
     assert str(info.value).startswith("Missing capability: content:read")

@@ -68,16 +68,16 @@ def test_another_plugins_kv_is_unreachable_whatever_the_key(bridge: Bridge, stor
     assert call(bridge, "beta", "kv/delete", key=key) is False
     assert call(bridge, "beta", "kv/list", prefix="") == []
     assert call(bridge, "beta", "kv/list", prefix="plugin:alpha") == []
-    assert store.kv.get("alpha", "secret") == "alpha's"
+    assert store.kv_entries.get("alpha", "secret") == "alpha's"
 
 
 def test_plugin_id_inside_params_is_ignored(bridge: Bridge, store: Any) -> None:
     call(bridge, "beta", "kv/set", key="k", value="beta's", pluginId="alpha", plugin_id="alpha")
     call(bridge, "beta", "storage/put", collection="events", id="e", data={"x": 1}, pluginId="alpha")
-    assert store.kv.get("alpha", "k") is None
-    assert store.kv.get("beta", "k") == "beta's"
-    assert store.plugin_storage.get("alpha", "events", "e") is None
-    assert store.plugin_storage.get("beta", "events", "e") == {"x": 1}
+    assert store.kv_entries.get("alpha", "k") is None
+    assert store.kv_entries.get("beta", "k") == "beta's"
+    assert store.plugin_documents.get("alpha", "events", "e") is None
+    assert store.plugin_documents.get("beta", "events", "e") == {"x": 1}
 
 
 def test_another_plugins_storage_is_unreachable(bridge: Bridge, store: Any) -> None:

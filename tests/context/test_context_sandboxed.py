@@ -102,7 +102,7 @@ def test_ctx_in_a_sandbox_worker(tmp_path: Any, echo_url: str) -> None:
             source={"plugin.py": SOURCE},
         )
         out = rt.invoke_route("probe", "probe", input={"url": echo_url})
-        assert rt.store.kv.get("probe", "settings:colour") == {"v": 1}
+        assert rt.store.kv_entries.get("probe", "settings:colour") == {"v": 1}
 
     not_declared = "Storage collection not declared: secrets (declare it under [storage] in the plugin descriptor)"
     assert out["kv"] == [{"key": "settings:colour", "value": {"v": 1}}]

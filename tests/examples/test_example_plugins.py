@@ -69,7 +69,7 @@ def test_seo_check_normalises_and_requires_a_title(rt: Runtime, mode: str) -> No
     assert info.value.plugin_id == "seo-check"
     assert "seo-check: every posts item needs a non-empty title" in info.value.message
     # Nothing was saved by the refused create.
-    assert [i["id"] for i in rt.store.content.list("posts")["items"]] == [item["id"]]
+    assert [i["id"] for i in rt.store.content_items.list("posts")["items"]] == [item["id"]]
 
     # An update without a title keeps the stored one; an explicit blank title is refused.
     updated = rt.content.update("posts", item["id"], {"body": "short"})
@@ -86,7 +86,7 @@ def test_seo_check_vetoes_deleting_pinned_items(rt: Runtime, mode: str) -> None:
     with pytest.raises(DeleteBlockedError) as info:
         rt.content.delete("pages", pinned["id"])
     assert str(info.value) == "Delete blocked by plugin hook (vetoed by seo-check)"
-    assert rt.store.content.get("pages", pinned["id"]) is not None
+    assert rt.store.content_items.get("pages", pinned["id"]) is not None
     assert rt.content.delete("pages", loose["id"]) is True
 
 
@@ -232,7 +232,7 @@ def test_forms_schedules_and_runs_its_weekly_cleanup(rt: Runtime, mode: str) -> 
     tasks = rt.cron.list("forms")
     assert [(t["name"], t["schedule"]) for t in tasks] == [("cleanup", "@weekly")]
     old = (datetime.now(UTC) - timedelta(days=200)).isoformat()
-    rt.store.plugin_storage.put("forms", "submissions", "sub-old", {
+    rt.store.plugin_documents.put("forms", "submissions", "sub-old", {
         "form": "f", "email": "old@example.com", "message": "m", "fingerprint": "f|old|m",
         "createdAt": old,
     })

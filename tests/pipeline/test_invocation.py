@@ -75,9 +75,9 @@ def test_timed_out_handler_loses_its_writes_and_its_ctx(rt: Runtime, add: AddPlu
     assert done.wait(5)
     # A write of our own waits for the abandoned invocation to release the store, i.e. to
     # finish rolling back.
-    rt.store.kv.set("other", "k", 1)
-    assert rt.store.kv.get("slow", "before") is None
-    assert rt.store.kv.get("slow", "after") is None
+    rt.store.kv_entries.set("other", "k", 1)
+    assert rt.store.kv_entries.get("slow", "before") is None
+    assert rt.store.kv_entries.get("slow", "after") is None
     [exc] = late
     assert isinstance(exc, BridgeError)
     assert str(exc) == (
@@ -101,10 +101,10 @@ def test_failed_invocation_rolls_back_kv_and_storage(rt: Runtime, add: AddPlugin
     add("good", hooks={"content:afterSave": writes}, capabilities=READ, storage=EVENTS)
     outcome = rt.run_hook("content:afterSave", SAVE)
     assert [r.success for r in outcome.results] == [False, True]
-    assert rt.store.kv.get("bad", "k") is None
-    assert rt.store.plugin_storage.get("bad", "events", "e1") is None
-    assert rt.store.kv.get("good", "k") == "kept"
-    assert rt.store.plugin_storage.get("good", "events", "e1") == {"n": 2}
+    assert rt.store.kv_entries.get("bad", "k") is None
+    assert rt.store.plugin_documents.get("bad", "events", "e1") is None
+    assert rt.store.kv_entries.get("good", "k") == "kept"
+    assert rt.store.plugin_documents.get("good", "events", "e1") == {"n": 2}
 
 
 def test_plugin_exception_becomes_plugin_error(rt: Runtime, add: AddPlugin) -> None:
@@ -174,7 +174,7 @@ def test_async_handlers_run_to_completion(rt: Runtime, add: AddPlugin) -> None:
     add("aio", hooks={"content:beforeSave": before}, capabilities=["content:write"])
     outcome = rt.run_hook("content:beforeSave", SAVE)
     assert outcome.value == {"id": "c1", "async": True}
-    assert rt.store.kv.get("aio", "async") is True
+    assert rt.store.kv_entries.get("aio", "async") is True
 
 
 def test_async_handler_errors_become_plugin_errors(rt: Runtime, add: AddPlugin) -> None:
@@ -205,16 +205,16 @@ def test_nested_invocation_shares_the_outer_transaction(rt: Runtime, add: AddPlu
         capabilities=READ)
     ok = rt.run_hook("content:afterSave", SAVE)
     assert ok.ok
-    assert rt.store.kv.get("outer", "outer") == 1
-    assert rt.store.kv.get("inner", "inner") == "m1"
+    assert rt.store.kv_entries.get("outer", "outer") == 1
+    assert rt.store.kv_entries.get("inner", "inner") == "m1"
 
-    rt.store.kv.delete("outer", "outer")
-    rt.store.kv.delete("inner", "inner")
+    rt.store.kv_entries.delete("outer", "outer")
+    rt.store.kv_entries.delete("inner", "inner")
     failed = rt.run_hook("content:afterSave", {**SAVE, "content": {"id": "fail"}})
     assert not failed.ok
     # The nested invocation joined the outer one, so the outer failure undid both.
-    assert rt.store.kv.get("outer", "outer") is None
-    assert rt.store.kv.get("inner", "inner") is None
+    assert rt.store.kv_entries.get("outer", "outer") is None
+    assert rt.store.kv_entries.get("inner", "inner") is None
 
 
 def test_every_invocation_is_audited(rt: Runtime, add: AddPlugin) -> None:
@@ -273,5 +273,5 @@ def test_nested_handler_that_overruns_is_timed_out_on_return(rt: Runtime, add: A
     [nested] = results
     assert isinstance(nested.error, HookTimeoutError)
     assert str(nested.error).startswith("Hook timeout after 20ms (plugin inner, hook:media:afterUpload)")
-    assert rt.store.kv.get("inner", "inner") is None
-    assert rt.store.kv.get("outer", "outer") is True
+    assert rt.store.kv_entries.get("inner", "inner") is None
+    assert rt.store.kv_entries.get("outer", "outer") is True

@@ -46,7 +46,7 @@ def test_first_sight_installs_then_activates_once(db_path: Path) -> None:
     with Runtime(db_path) as rt:  # a later boot: already installed and enabled
         add(rt, recording(calls))
         assert calls == []
-        assert rt.store.plugins.get("life") is not None
+        assert rt.store.plugin_registry.get("life") is not None
 
 
 def test_disable_and_enable_fire_once_per_transition(db_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_disabled_state_is_remembered_across_restarts(db_path: Path) -> None:
     with Runtime(db_path) as rt:
         add(rt, recording(calls), enabled=True)  # the site config says enabled: a transition
         assert names(calls) == ["activate"]
-        assert rt.store.plugins.get("life")["enabled"] is True
+        assert rt.store.plugin_registry.get("life")["enabled"] is True
 
 
 def test_adding_disabled_installs_without_activating(rt: Runtime) -> None:
@@ -94,14 +94,14 @@ def test_adding_disabled_installs_without_activating(rt: Runtime) -> None:
 def test_remove_deactivates_then_uninstalls_and_keeps_data(rt: Runtime) -> None:
     calls: list[tuple[str, Any]] = []
     add(rt, recording(calls))
-    rt.store.kv.set("life", "k", 1)
-    rt.store.plugin_storage.put("life", "notes", "n1", {"n": 1})
+    rt.store.kv_entries.set("life", "k", 1)
+    rt.store.plugin_documents.put("life", "notes", "n1", {"n": 1})
     calls.clear()
     rt.remove_plugin("life")
     assert calls == [("deactivate", {}), ("uninstall", {"deleteData": False})]
-    assert rt.store.kv.get("life", "k") == 1
-    assert rt.store.plugin_storage.get("life", "notes", "n1") == {"n": 1}
-    assert rt.store.plugins.get("life") is None
+    assert rt.store.kv_entries.get("life", "k") == 1
+    assert rt.store.plugin_documents.get("life", "notes", "n1") == {"n": 1}
+    assert rt.store.plugin_registry.get("life") is None
     with pytest.raises(NotFoundError):
         rt.get_plugin("life")
     calls.clear()
@@ -122,31 +122,31 @@ def test_remove_with_delete_data_deletes_kv_storage_and_indexes(rt: Runtime) -> 
     add(rt, recording(calls))
     add(rt, define_plugin(), pid="neighbour")
     for pid in ("life", "neighbour"):
-        rt.store.kv.set(pid, "k", pid)
-        rt.store.plugin_storage.put(pid, "notes", "n1", {"n": 1})
-    assert rt.store.plugin_storage.indexes("life") != []
+        rt.store.kv_entries.set(pid, "k", pid)
+        rt.store.plugin_documents.put(pid, "notes", "n1", {"n": 1})
+    assert rt.store.plugin_documents.indexes("life") != []
     rt.remove_plugin("life", delete_data=True)
     assert calls[-1] == ("uninstall", {"deleteData": True})
-    assert rt.store.kv.get("life", "k") is None
-    assert rt.store.plugin_storage.get("life", "notes", "n1") is None
-    assert rt.store.plugin_storage.indexes("life") == []
-    assert rt.store.kv.get("neighbour", "k") == "neighbour"
-    assert rt.store.plugin_storage.get("neighbour", "notes", "n1") == {"n": 1}
+    assert rt.store.kv_entries.get("life", "k") is None
+    assert rt.store.plugin_documents.get("life", "notes", "n1") is None
+    assert rt.store.plugin_documents.indexes("life") == []
+    assert rt.store.kv_entries.get("neighbour", "k") == "neighbour"
+    assert rt.store.plugin_documents.get("neighbour", "notes", "n1") == {"n": 1}
 
 
 def test_cron_tasks_follow_the_plugin_state(rt: Runtime) -> None:
     add(rt, define_plugin(hooks={"cron": lambda e, ctx: None}), pid="sched")
-    rt.store.cron.upsert("sched", "weekly", "@weekly", is_oneshot=False,
+    rt.store.cron_tasks.upsert("sched", "weekly", "@weekly", is_oneshot=False,
                          next_run_at="2030-01-01T00:00:00.000Z")
-    assert [t["name"] for t in rt.store.cron.list("sched")] == ["weekly"]
+    assert [t["name"] for t in rt.store.cron_tasks.list("sched")] == ["weekly"]
     rt.disable_plugin("sched")
-    assert rt.store.cron.list("sched") == []
+    assert rt.store.cron_tasks.list("sched") == []
     rt.enable_plugin("sched")
-    assert [t["name"] for t in rt.store.cron.list("sched")] == ["weekly"]
+    assert [t["name"] for t in rt.store.cron_tasks.list("sched")] == ["weekly"]
     rt.remove_plugin("sched")
-    rt.store.plugins.upsert("sched", version="0.0.0", enabled=True, trusted=True)
-    rt.store.cron.set_enabled("sched", True)
-    assert rt.store.cron.list("sched") == []
+    rt.store.plugin_registry.upsert("sched", version="0.0.0", enabled=True, trusted=True)
+    rt.store.cron_tasks.set_enabled("sched", True)
+    assert rt.store.cron_tasks.list("sched") == []
 
 
 def test_lifecycle_failure_does_not_undo_the_transition(
@@ -160,7 +160,7 @@ def test_lifecycle_failure_does_not_undo_the_transition(
         rt.add_plugin({"id": "fragile"}, source=define_plugin(hooks={"plugin:install": boom}),
                       trusted=True)
     assert rt.get_plugin("fragile").enabled
-    assert rt.store.kv.get("fragile", "half") is None  # the failed invocation rolled back
+    assert rt.store.kv_entries.get("fragile", "half") is None  # the failed invocation rolled back
     assert (
         "Plugin fragile: plugin:install failed: Plugin fragile raised RuntimeError during "
         "hook:plugin:install: cannot set up (the plugin's state changed anyway)"
@@ -181,7 +181,7 @@ def test_lifecycle_handlers_get_a_working_ctx(rt: Runtime, tmp_path: Path) -> No
         "plugin = define_plugin(hooks={'plugin:install': install, 'plugin:uninstall': uninstall})\n"
     )
     rt.add_plugin({"id": "setup", "entrypoint": str(code)}, trusted=True)
-    assert rt.store.kv.get("setup", "installed-by") == "setup"
+    assert rt.store.kv_entries.get("setup", "installed-by") == "setup"
     rt.remove_plugin("setup")
     rows = [(r["name"], r["outcome"]) for r in reversed(rt.audit_log()) if r["pluginId"] == "setup"]
     assert rows == [("plugin:install", "ok"), ("plugin:uninstall", "ok")]

@@ -72,7 +72,7 @@ def test_in_place_mutation_is_not_seen_only_returned_values_count(rt: tuple[emda
     outcome = runtime.run_hook("content:beforeSave", event)
     assert outcome.value == {"title": "Hello", "slug": "from-second"}
     assert event["content"] == {"title": "Hello"}  # the caller's dict is untouched
-    assert runtime.store.kv.get("second", "seen") == "Hello"
+    assert runtime.store.kv_entries.get("second", "seen") == "Hello"
 
 
 def test_capability_errors_have_the_same_class_and_text(rt: tuple[emdash.Runtime, bool]) -> None:

@@ -201,4 +201,4 @@ def test_failed_route_rolls_back_its_writes(rt: Runtime, add: AddPlugin) -> None
     add("half", routes={"go": half})
     with pytest.raises(PluginRouteError):
         rt.invoke_route("half", "go")
-    assert rt.store.kv.get("half", "written") is None
+    assert rt.store.kv_entries.get("half", "written") is None

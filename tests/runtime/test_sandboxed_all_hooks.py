@@ -45,7 +45,7 @@ def test_every_hook_reaches_a_sandboxed_plugin(tmp_path: Path, caplog: pytest.Lo
             trusted=False,
         )
         assert rt.get_plugin("all").sandboxed
-        kv = rt.store.kv
+        kv = rt.store.kv_entries
 
         def seen(name: str) -> object:
             return kv.get("all", "seen:" + name)

@@ -45,7 +45,7 @@ plugin = define_plugin(hooks={{"comment:moderate": HookConfig(moderate, exclusiv
 
 @pytest.fixture
 def post(rt: emdash.Runtime) -> dict[str, Any]:
-    author = rt.store.users.create("writer@example.com", "Wri Ter", 30)
+    author = rt.store.user_accounts.create("writer@example.com", "Wri Ter", 30)
     item = rt.content.create("posts", {"title": "Hello"}, slug="hello", author_id=author["id"])
     published: dict[str, Any] = rt.content.publish("posts", item["id"])
     return published
@@ -104,7 +104,7 @@ def test_create_with_built_in_moderation_and_exact_events(
         },
         "metadata": {},
     }
-    author = rt.store.users.get(post["authorId"])
+    author = rt.store.user_accounts.get(post["authorId"])
     assert obs.records("afterCreate") == [
         {
             "comment": first,

@@ -56,7 +56,7 @@ def future(days: int = 1) -> str:
 
 
 def all_items(rt: emdash.Runtime, collection: str = "posts") -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = rt.store.content.list(collection, include_deleted=True)["items"]
+    items: list[dict[str, Any]] = rt.store.content_items.list(collection, include_deleted=True)["items"]
     return items
 
 
@@ -186,7 +186,7 @@ def test_after_save_error_never_fails_the_save(rt: emdash.Runtime, plugins: Any)
         capabilities=["content:read"],
     )
     item = rt.content.create("posts", {"title": "x"})
-    assert rt.store.content.get("posts", item["id"]) == item
+    assert rt.store.content_items.get("posts", item["id"]) == item
 
 
 def test_update_event_holds_only_changed_fields(rt: emdash.Runtime, recorder: Any) -> None:
@@ -213,7 +213,7 @@ def test_update_event_holds_only_changed_fields(rt: emdash.Runtime, recorder: An
          "(use rt.content.schedule() to schedule an item)"),
         (lambda rt: rt.content.create("nope", {"t": 1}), NotFoundError,
          'Collection "nope" does not exist. Create it first '
-         '(rt.store.content.ensure_collection("nope")).'),
+         '(rt.store.content_items.ensure_collection("nope")).'),
         (lambda rt: rt.content.create("posts", ["t"]), BridgeError,
          "Content data must be an object (a dict of fields), got list"),
         (lambda rt: rt.content.update("posts", "missing", {"t": 1}), NotFoundError,
@@ -268,7 +268,7 @@ def test_delete_veto_names_every_vetoer_and_keeps_the_item(
     assert str(exc.value) == "Delete blocked by plugin hook (vetoed by guard-a, guard-b)"
     assert exc.value.code == "DELETE_BLOCKED"
     assert exc.value.plugin_ids == ["guard-a", "guard-b"]
-    assert rt.store.content.get("posts", item["id"]) == item
+    assert rt.store.content_items.get("posts", item["id"]) == item
     # Every handler ran (no short-circuit), the recorder included; no afterDelete.
     assert recorder.records("beforeDelete") == [
         {"id": item["id"], "collection": "posts", "permanent": False}
@@ -279,7 +279,7 @@ def test_delete_veto_names_every_vetoer_and_keeps_the_item(
 def test_soft_delete_restore_and_permanent_delete(rt: emdash.Runtime, recorder: Any) -> None:
     item = rt.content.create("posts", {"title": "x"})
     assert rt.content.delete("posts", item["id"]) is True
-    assert rt.store.content.get("posts", item["id"]) is None
+    assert rt.store.content_items.get("posts", item["id"]) is None
     assert recorder.records("afterDelete") == [
         {"id": item["id"], "collection": "posts", "permanent": False}
     ]
@@ -293,7 +293,7 @@ def test_soft_delete_restore_and_permanent_delete(rt: emdash.Runtime, recorder: 
     assert len(recorder.records("afterRestore")) == 1
 
     assert rt.content.delete_permanently("posts", item["id"]) is True
-    assert rt.store.content.get("posts", item["id"], include_deleted=True) is None
+    assert rt.store.content_items.get("posts", item["id"], include_deleted=True) is None
     assert recorder.records("afterDelete")[1] == {
         "id": item["id"], "collection": "posts", "permanent": True
     }
@@ -349,7 +349,7 @@ def test_invalid_state_changes(rt: emdash.Runtime, recorder: Any) -> None:
     assert "is draft, not scheduled" in str(exc.value)
     with pytest.raises(NotFoundError):
         rt.content.publish("posts", "missing")
-    assert rt.store.content.get("posts", item["id"]) == item
+    assert rt.store.content_items.get("posts", item["id"]) == item
     assert recorder.tags() == ["beforeSave", "afterSave"]
 
 
@@ -367,7 +367,7 @@ def test_publish_due_publishes_scheduled_items_and_fires_after_publish(
     # Published "as of" its scheduled time, and no longer scheduled.
     assert (published[0]["publishedAt"], published[0]["scheduledAt"]) == (when, None)
     assert recorder.records("afterPublish") == [{"content": published[0], "collection": "posts"}]
-    assert rt.store.content.get("posts", later["id"])["status"] == "scheduled"
+    assert rt.store.content_items.get("posts", later["id"])["status"] == "scheduled"
     assert rt.content.publish_due(future(2)) == []
 
 
@@ -395,11 +395,11 @@ plugin = define_plugin(hooks={"content:beforeSave": before_save,
     )
     item = rt.content.create("posts", {"title": "x"})
     assert item["data"] == {"title": "x", "checkedBy": "sandbox", "isNew": True}
-    assert rt.store.kv.get("sandboxed-audit", "seen") == {
+    assert rt.store.kv_entries.get("sandboxed-audit", "seen") == {
         "event": {"content": item, "collection": "posts", "isNew": True},
         "read": item,
     }
-    rt.store.kv.set("sandboxed-audit", "protected", item["id"])
+    rt.store.kv_entries.set("sandboxed-audit", "protected", item["id"])
     with pytest.raises(DeleteBlockedError) as exc:
         rt.content.delete("posts", item["id"])
     assert str(exc.value) == "Delete blocked by plugin hook (vetoed by sandboxed-audit)"

@@ -152,7 +152,7 @@ def test_recurring_task_is_rearmed_after_now(rt: emdash.Runtime, cron: Any, plug
     assert owner.records("cron") == [
         {"name": "every5", "data": None, "scheduledAt": "2030-01-01T12:05:00.000Z"}
     ]
-    task = rt.store.cron.get("owner", "every5")
+    task = rt.store.cron_tasks.get("owner", "every5")
     assert (task["status"], task["lockedAt"]) == ("idle", None)
 
 
@@ -177,14 +177,14 @@ def test_one_shot_failure_retries_with_backoff_then_is_dropped(
         [run] = cron.tick(moment)
         outcomes.append((run.outcome, run.retry_count))
         assert run.next_run_at == iso(moment + timedelta(minutes=wait))
-        stored = rt.store.cron.get("owner", "flaky")
+        stored = rt.store.cron_tasks.get("owner", "flaky")
         assert json.loads(stored["data"]) == {"n": 1, "__emdash": {"retryCount": expected_retry}}
         assert cron.tick(moment + timedelta(minutes=wait, seconds=-1)) == []  # not yet due
         moment = moment + timedelta(minutes=wait)
     [last] = cron.tick(moment)
     assert (last.outcome, last.retry_count, last.next_run_at) == ("dropped", 5, None)
     assert outcomes == [("retry", 1), ("retry", 2), ("retry", 3), ("retry", 4), ("retry", 5)]
-    assert rt.store.cron.get("owner", "flaky") is None
+    assert rt.store.cron_tasks.get("owner", "flaky") is None
     # Six attempts, and the plugin never saw emdash's bookkeeping.
     assert owner.records("cron") == [
         {"name": "flaky", "data": {"n": 1}, "scheduledAt": iso(t)}
@@ -225,9 +225,9 @@ def test_stale_running_task_is_recovered_after_ten_minutes(
     owner = plugins.add("owner", RECORDING_CRON)
     cron.schedule("owner", "stuck", iso(at(0)))
     # A previous executor claimed it and crashed mid-run.
-    assert [t["name"] for t in rt.store.cron.claim_due(iso(at(0)))] == ["stuck"]
+    assert [t["name"] for t in rt.store.cron_tasks.claim_due(iso(at(0)))] == ["stuck"]
     assert cron.tick(at(9)) == []
-    assert rt.store.cron.get("owner", "stuck")["status"] == "running"
+    assert rt.store.cron_tasks.get("owner", "stuck")["status"] == "running"
     [run] = cron.tick(at(10, seconds=1))
     assert (run.name, run.outcome) == ("stuck", "completed")
     assert len(owner.records("cron")) == 1
@@ -247,7 +247,7 @@ def test_handler_rescheduling_its_own_task_wins(
     cron.schedule("owner", "chain", iso(at(0)))
     [run] = cron.tick(at(0))
     assert (run.outcome, run.next_run_at) == ("changed", "2030-01-02T00:00:00.000Z")
-    task = rt.store.cron.get("owner", "chain")
+    task = rt.store.cron_tasks.get("owner", "chain")
     assert (task["status"], task["nextRunAt"], task["data"]) == (
         "idle", "2030-01-02T00:00:00.000Z", '{"again":1}'
     )
@@ -265,7 +265,7 @@ def test_disabled_plugins_tasks_wait_and_removed_plugins_tasks_go(
     assert len(owner.records("cron")) == 1
     cron.schedule("owner", "later", "@daily")
     rt.remove_plugin("owner")
-    assert rt.store.cron.get("owner", "later") is None
+    assert rt.store.cron_tasks.get("owner", "later") is None
 
 
 def test_invalid_stored_data_is_skipped_and_released(
@@ -279,7 +279,7 @@ def test_invalid_stored_data_is_skipped_and_released(
         )
     [run] = cron.tick(at(0))
     assert (run.outcome, run.error) == ("skipped", "invalid JSON data")
-    assert rt.store.cron.get("owner", "job")["status"] == "idle"
+    assert rt.store.cron_tasks.get("owner", "job")["status"] == "idle"
     assert owner.records() == []
 
 
@@ -300,7 +300,7 @@ def test_tick_publishes_due_scheduled_content(rt: emdash.Runtime, cron: Any, plu
     assert watcher.records() == []
     cron.tick(when + timedelta(minutes=1))
     assert watcher.records("published") == [item["id"]]
-    assert rt.store.content.get("posts", item["id"])["status"] == "published"
+    assert rt.store.content_items.get("posts", item["id"])["status"] == "published"
 
 
 def test_background_driver_runs_due_tasks(rt: emdash.Runtime, plugins: Any) -> None:

@@ -75,7 +75,7 @@ def test_abort_in_before_upload_stores_nothing(rt: emdash.Runtime, plugins: Any)
     with pytest.raises(PluginError) as exc:
         rt.media.upload("x.txt", "text/plain", b"EICAR")
     assert exc.value.plugin_id == "virus-scan"
-    assert rt.store.media.list()["items"] == []
+    assert rt.store.media_items.list()["items"] == []
     assert files_in(rt) == []
 
 

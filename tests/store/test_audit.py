@@ -17,21 +17,21 @@ def _rows(store: Store) -> int:
 
 
 def test_records_are_buffered_until_flush(store: Store) -> None:
-    store.audit.record("p", "hook", "content:beforeSave", "ok", 1.5, cpu_ms=0.7)
+    store.audit_records.record("p", "hook", "content:beforeSave", "ok", 1.5, cpu_ms=0.7)
     assert _rows(store) == 0
-    assert store.audit.pending() == 1
-    assert store.audit.flush() == 1
+    assert store.audit_records.pending() == 1
+    assert store.audit_records.flush() == 1
     assert _rows(store) == 1
-    assert store.audit.flush() == 0
+    assert store.audit_records.flush() == 0
 
 
 def test_list_flushes_and_returns_newest_first(store: Store) -> None:
-    store.audit.record("a", "hook", "content:afterSave", "ok", 2)
-    store.audit.record("b", "route", "recent", "error", 3.25, error="boom")
-    store.audit.record(
+    store.audit_records.record("a", "hook", "content:afterSave", "ok", 2)
+    store.audit_records.record("b", "route", "recent", "error", 3.25, error="boom")
+    store.audit_records.record(
         "a", "cron", "cleanup", "limit", 30000, cpu_ms=50.0, limit="cpu_ms", error="CPU limit"
     )
-    records = store.audit.list()
+    records = store.audit_records.list()
     assert _rows(store) == 3
     assert [(r["pluginId"], r["kind"], r["name"], r["outcome"]) for r in records] == [
         ("a", "cron", "cleanup", "limit"),
@@ -50,45 +50,45 @@ def test_list_flushes_and_returns_newest_first(store: Store) -> None:
         "limit": "cpu_ms",
         "error": "CPU limit",
     }
-    assert [r["name"] for r in store.audit.list(plugin_id="a", limit=1)] == ["cleanup"]
-    assert [r["name"] for r in store.audit.list(plugin_id="b")] == ["recent"]
+    assert [r["name"] for r in store.audit_records.list(plugin_id="a", limit=1)] == ["cleanup"]
+    assert [r["name"] for r in store.audit_records.list(plugin_id="b")] == ["recent"]
 
 
 def test_buffer_flushes_itself_when_full(store: Store) -> None:
     for i in range(FLUSH_AT - 1):
-        store.audit.record("p", "hook", f"h{i}", "ok", 1)
+        store.audit_records.record("p", "hook", f"h{i}", "ok", 1)
     assert _rows(store) == 0
-    store.audit.record("p", "hook", "last", "ok", 1)
+    store.audit_records.record("p", "hook", "last", "ok", 1)
     assert _rows(store) == FLUSH_AT
-    assert store.audit.pending() == 0
+    assert store.audit_records.pending() == 0
 
 
 def test_close_flushes(tmp_path: Path) -> None:
     path = tmp_path / "a.db"
     s = Store(path)
-    s.audit.record("p", "lifecycle", "plugin:install", "ok", 4)
+    s.audit_records.record("p", "lifecycle", "plugin:install", "ok", 4)
     s.close()
     with Store(path) as again:
-        assert [r["name"] for r in again.audit.list()] == ["plugin:install"]
+        assert [r["name"] for r in again.audit_records.list()] == ["plugin:install"]
 
 
 def test_audit_record_survives_a_rolled_back_invocation(store: Store) -> None:
     with pytest.raises(RuntimeError), store.invocation():
-        store.kv.set("p", "k", 1)
+        store.kv_entries.set("p", "k", 1)
         # Inside the invocation's transaction: listing shows buffered records, flush waits.
-        store.audit.record("p", "hook", "content:beforeSave", "error", 5, error="boom")
-        assert store.audit.flush() == 0
-        assert [r["outcome"] for r in store.audit.list()] == ["error"]
+        store.audit_records.record("p", "hook", "content:beforeSave", "error", 5, error="boom")
+        assert store.audit_records.flush() == 0
+        assert [r["outcome"] for r in store.audit_records.list()] == ["error"]
         raise RuntimeError("boom")
-    assert store.kv.get("p", "k") is None
-    assert [r["error"] for r in store.audit.list()] == ["boom"]
+    assert store.kv_entries.get("p", "k") is None
+    assert [r["error"] for r in store.audit_records.list()] == ["boom"]
     assert _rows(store) == 1
 
 
 def test_audit_flush_in_a_pending_invocation_does_not_open_it(store: Store) -> None:
     with pytest.raises(RuntimeError), store.invocation():
-        store.audit.record("p", "hook", "x", "ok", 1)
-        assert store.audit.flush() == 1  # own transaction, committed now
+        store.audit_records.record("p", "hook", "x", "ok", 1)
+        assert store.audit_records.flush() == 1  # own transaction, committed now
         raise RuntimeError("the invocation fails later")
     assert _rows(store) == 1
 
@@ -99,7 +99,7 @@ def test_flush_does_not_wait_for_another_threads_invocation(store: Store) -> Non
 
     def plugin() -> None:
         with store.invocation():
-            store.kv.set("p", "k", 1)
+            store.kv_entries.set("p", "k", 1)
             wrote.set()
             release.wait(10)
 
@@ -107,24 +107,24 @@ def test_flush_does_not_wait_for_another_threads_invocation(store: Store) -> Non
     t.start()
     assert wrote.wait(10)
     for i in range(FLUSH_AT + 10):  # crosses the flush threshold without blocking
-        store.audit.record("p", "hook", f"h{i}", "ok", 1)
-    assert store.audit.pending() == FLUSH_AT + 10
+        store.audit_records.record("p", "hook", f"h{i}", "ok", 1)
+    assert store.audit_records.pending() == FLUSH_AT + 10
     release.set()
     t.join(10)
-    assert len(store.audit.list(limit=1000)) == FLUSH_AT + 10
+    assert len(store.audit_records.list(limit=1000)) == FLUSH_AT + 10
 
 
 def test_records_keep_their_order_across_threads(store: Store) -> None:
     def worker(n: int) -> None:
         for i in range(300):
-            store.audit.record(f"p{n}", "hook", str(i), "ok", 1)
+            store.audit_records.record(f"p{n}", "hook", str(i), "ok", 1)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
-    records = store.audit.list(limit=10_000)
+    records = store.audit_records.list(limit=10_000)
     assert len(records) == 900
     for n in range(3):
         names = [int(r["name"]) for r in records if r["pluginId"] == f"p{n}"]
@@ -133,20 +133,20 @@ def test_records_keep_their_order_across_threads(store: Store) -> None:
 
 def test_invalid_kind_and_outcome(store: Store) -> None:
     with pytest.raises(EmDashError) as info:
-        store.audit.record("p", "job", "x", "ok", 1)
+        store.audit_records.record("p", "job", "x", "ok", 1)
     assert str(info.value) == (
         "Unknown audit kind 'job': use one of ['cron', 'hook', 'lifecycle', 'route']"
     )
     with pytest.raises(EmDashError) as info:
-        store.audit.record("p", "hook", "x", "failed", 1)
+        store.audit_records.record("p", "hook", "x", "failed", 1)
     assert str(info.value) == (
         "Unknown audit outcome 'failed': use one of "
         "['error', 'limit', 'ok', 'timeout', 'vetoed']"
     )
-    assert store.audit.pending() == 0
+    assert store.audit_records.pending() == 0
 
 
 def test_long_error_texts_are_truncated(store: Store) -> None:
-    store.audit.record("p", "route", "r", "error", 1, error="x" * 10_000)
-    (rec,) = store.audit.list()
+    store.audit_records.record("p", "route", "r", "error", 1, error="x" * 10_000)
+    (rec,) = store.audit_records.list()
     assert rec["error"] == "x" * 4000

@@ -18,7 +18,7 @@ KEYS = {
 
 
 def test_create_returns_the_full_item(store: Store) -> None:
-    item = store.content.create("posts", {"title": "Hello", "body": "x"}, slug="hello")
+    item = store.content_items.create("posts", {"title": "Hello", "body": "x"}, slug="hello")
     assert set(item) == KEYS
     assert len(item["id"]) == 26
     assert item | {"id": "-"} == {
@@ -36,37 +36,37 @@ def test_create_returns_the_full_item(store: Store) -> None:
         "scheduledAt": None,
         "deletedAt": None,
     }
-    assert store.content.get("posts", item["id"]) == item
+    assert store.content_items.get("posts", item["id"]) == item
 
 
 def test_create_published_sets_published_at_and_default_locale_from_options(store: Store) -> None:
     store.options.set("emdash:locale", "fr")
-    item = store.content.create("pages", {}, status="published", author_id="01USER")
+    item = store.content_items.create("pages", {}, status="published", author_id="01USER")
     assert item["publishedAt"] == "2026-11-22T05:33:24.123Z"
     assert item["locale"] == "fr"
     assert item["authorId"] == "01USER"
-    assert store.content.create("pages", {}, locale="zh-TW")["locale"] == "zh-TW"
+    assert store.content_items.create("pages", {}, locale="zh-TW")["locale"] == "zh-TW"
 
 
 def test_collections_must_exist_and_names_are_checked(store: Store) -> None:
     with pytest.raises(NotFoundError) as info:
-        store.content.create("recipes", {})
+        store.content_items.create("recipes", {})
     assert str(info.value) == (
         'Collection "recipes" does not exist. Create it first '
-        '(store.content.ensure_collection("recipes")).'
+        '(store.content_items.ensure_collection("recipes")).'
     )
-    store.content.ensure_collection("recipes", label="Recipes")
-    assert store.content.create("recipes", {"title": "Soup"})["type"] == "recipes"
-    assert store.content.get_collection("recipes") == {
+    store.content_items.ensure_collection("recipes", label="Recipes")
+    assert store.content_items.create("recipes", {"title": "Soup"})["type"] == "recipes"
+    assert store.content_items.get_collection("recipes") == {
         "name": "recipes", "label": "Recipes", "createdAt": "2026-11-22T05:33:24.123Z",
     }
-    assert [c["name"] for c in store.content.collections()] == ["pages", "posts", "recipes"]
+    assert [c["name"] for c in store.content_items.collections()] == ["pages", "posts", "recipes"]
     for bad in ["Posts", "ec_posts; DROP TABLE x", "a-b", "", "posts\n"]:
         with pytest.raises(BridgeError) as info:
-            store.content.list(bad)
+            store.content_items.list(bad)
         assert str(info.value) == f"Invalid collection name: {bad}"
-    assert store.content.list("unknown") == {"items": [], "hasMore": False}
-    assert store.content.get("unknown", "x") is None
+    assert store.content_items.list("unknown") == {"items": [], "hasMore": False}
+    assert store.content_items.get("unknown", "x") is None
 
 
 @pytest.mark.parametrize(
@@ -82,165 +82,165 @@ def test_collections_must_exist_and_names_are_checked(store: Store) -> None:
 )
 def test_create_validation(store: Store, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(BridgeError) as info:
-        store.content.create("posts", {"title": "x"}, **kwargs)
+        store.content_items.create("posts", {"title": "x"}, **kwargs)
     assert str(info.value) == message
-    assert store.content.list("posts")["items"] == []
+    assert store.content_items.list("posts")["items"] == []
 
 
 def test_data_must_be_a_json_object(store: Store) -> None:
     with pytest.raises(BridgeError) as info:
-        store.content.create("posts", ["a"])  # type: ignore[arg-type]
+        store.content_items.create("posts", ["a"])  # type: ignore[arg-type]
     assert str(info.value) == "Content data must be an object"
     with pytest.raises(BridgeError, match="^Content data must be JSON data"):
-        store.content.create("posts", {"x": {1, 2}})
+        store.content_items.create("posts", {"x": {1, 2}})
 
 
 def test_slugs_are_unique_per_collection_and_locale_among_live_items(store: Store) -> None:
-    first = store.content.create("posts", {}, slug="hello")
-    store.content.create("pages", {}, slug="hello")
-    store.content.create("posts", {}, slug="hello", locale="fr")
+    first = store.content_items.create("posts", {}, slug="hello")
+    store.content_items.create("pages", {}, slug="hello")
+    store.content_items.create("posts", {}, slug="hello", locale="fr")
     with pytest.raises(BridgeError) as info:
-        store.content.create("posts", {}, slug="hello")
+        store.content_items.create("posts", {}, slug="hello")
     assert str(info.value) == (
         'Slug "hello" is already used in collection "posts" (locale en). Choose another slug.'
     )
-    store.content.soft_delete("posts", first["id"])
-    second = store.content.create("posts", {}, slug="hello")
+    store.content_items.soft_delete("posts", first["id"])
+    second = store.content_items.create("posts", {}, slug="hello")
     with pytest.raises(BridgeError, match='^Slug "hello" is already used'):
-        store.content.restore("posts", first["id"])
-    assert store.content.get("posts", first["id"]) is None
-    store.content.update("posts", second["id"], {}, slug="hello-2")
-    assert store.content.restore("posts", first["id"])["slug"] == "hello"
+        store.content_items.restore("posts", first["id"])
+    assert store.content_items.get("posts", first["id"]) is None
+    store.content_items.update("posts", second["id"], {}, slug="hello-2")
+    assert store.content_items.restore("posts", first["id"])["slug"] == "hello"
 
 
 def test_update_merges_fields_and_bumps_version(store: Store, clock: Clock) -> None:
-    item = store.content.create("posts", {"title": "A", "body": "b"})
+    item = store.content_items.create("posts", {"title": "A", "body": "b"})
     clock.advance(seconds=1)
-    updated = store.content.update("posts", item["id"], {"title": "B", "tags": ["x"]}, slug="b")
+    updated = store.content_items.update("posts", item["id"], {"title": "B", "tags": ["x"]}, slug="b")
     assert updated["data"] == {"title": "B", "body": "b", "tags": ["x"]}
     assert updated["version"] == 2
     assert updated["slug"] == "b"
     assert updated["updatedAt"] == "2026-11-22T05:33:25.123Z"
     assert updated["createdAt"] == item["createdAt"]
     with pytest.raises(NotFoundError) as info:
-        store.content.update("posts", "nope", {"x": 1})
+        store.content_items.update("posts", "nope", {"x": 1})
     assert str(info.value) == 'Content not found: no item "nope" in collection "posts"'
     with pytest.raises(NotFoundError):
-        store.content.update("pages", item["id"], {"x": 1})  # wrong collection
+        store.content_items.update("pages", item["id"], {"x": 1})  # wrong collection
 
 
 def test_soft_delete_restore_and_permanent_delete(store: Store, clock: Clock) -> None:
-    item = store.content.create("posts", {"title": "A"})
+    item = store.content_items.create("posts", {"title": "A"})
     clock.advance(seconds=1)
-    assert store.content.soft_delete("posts", item["id"]) is True
-    assert store.content.soft_delete("posts", item["id"]) is False
-    assert store.content.get("posts", item["id"]) is None
-    trashed = store.content.get("posts", item["id"], include_deleted=True)
+    assert store.content_items.soft_delete("posts", item["id"]) is True
+    assert store.content_items.soft_delete("posts", item["id"]) is False
+    assert store.content_items.get("posts", item["id"]) is None
+    trashed = store.content_items.get("posts", item["id"], include_deleted=True)
     assert trashed is not None and trashed["deletedAt"] == "2026-11-22T05:33:25.123Z"
-    assert store.content.list("posts")["items"] == []
-    assert [i["id"] for i in store.content.list("posts", include_deleted=True)["items"]] == [item["id"]]
+    assert store.content_items.list("posts")["items"] == []
+    assert [i["id"] for i in store.content_items.list("posts", include_deleted=True)["items"]] == [item["id"]]
     with pytest.raises(NotFoundError):
-        store.content.update("posts", item["id"], {"title": "B"})
-    restored = store.content.restore("posts", item["id"])
+        store.content_items.update("posts", item["id"], {"title": "B"})
+    restored = store.content_items.restore("posts", item["id"])
     assert restored["deletedAt"] is None
-    assert store.content.delete_permanently("posts", item["id"]) is True
-    assert store.content.delete_permanently("posts", item["id"]) is False
+    assert store.content_items.delete_permanently("posts", item["id"]) is True
+    assert store.content_items.delete_permanently("posts", item["id"]) is False
     with pytest.raises(NotFoundError):
-        store.content.restore("posts", item["id"])
+        store.content_items.restore("posts", item["id"])
 
 
 def test_status_transitions(store: Store, clock: Clock) -> None:
-    item = store.content.create("posts", {})
+    item = store.content_items.create("posts", {})
     with pytest.raises(BridgeError, match="^Scheduling needs scheduled_at"):
-        store.content.set_status("posts", item["id"], "scheduled")
-    sched = store.content.set_status(
+        store.content_items.set_status("posts", item["id"], "scheduled")
+    sched = store.content_items.set_status(
         "posts", item["id"], "scheduled", scheduled_at="2026-12-01T10:00:00+02:00"
     )
     assert (sched["status"], sched["scheduledAt"], sched["version"]) == (
         "scheduled", "2026-12-01T08:00:00.000Z", 2,
     )
     clock.advance(days=20)
-    pub = store.content.set_status("posts", item["id"], "published")
+    pub = store.content_items.set_status("posts", item["id"], "published")
     assert pub["publishedAt"] == "2026-12-12T05:33:24.123Z"
     assert pub["scheduledAt"] is None
     clock.advance(days=1)
-    again = store.content.set_status("posts", item["id"], "published")
+    again = store.content_items.set_status("posts", item["id"], "published")
     assert again["publishedAt"] == "2026-12-12T05:33:24.123Z"  # kept
-    draft = store.content.set_status("posts", item["id"], "draft")
+    draft = store.content_items.set_status("posts", item["id"], "draft")
     assert (draft["status"], draft["publishedAt"]) == ("draft", "2026-12-12T05:33:24.123Z")
-    explicit = store.content.set_status(
+    explicit = store.content_items.set_status(
         "posts", item["id"], "published", published_at="2020-01-01T00:00:00Z"
     )
     assert explicit["publishedAt"] == "2020-01-01T00:00:00.000Z"
     with pytest.raises(BridgeError) as info:
-        store.content.set_status("posts", item["id"], "scheduled", scheduled_at="tomorrow")
+        store.content_items.set_status("posts", item["id"], "scheduled", scheduled_at="tomorrow")
     assert str(info.value) == (
         'Invalid scheduledAt "tomorrow": use an ISO 8601 datetime such as "2026-05-01T12:00:00Z"'
     )
     with pytest.raises(NotFoundError):
-        store.content.set_status("posts", "missing", "published")
+        store.content_items.set_status("posts", "missing", "published")
 
 
 def test_due_scheduled(store: Store) -> None:
-    a = store.content.create("posts", {}, status="scheduled", scheduled_at="2026-11-23T00:00:00Z")
-    b = store.content.create("pages", {}, status="scheduled", scheduled_at="2026-11-22T06:00:00Z")
-    c = store.content.create("posts", {}, status="scheduled", scheduled_at="2026-11-24T00:00:00Z")
-    d = store.content.create("posts", {}, status="scheduled", scheduled_at="2026-11-22T00:00:00Z")
-    store.content.soft_delete("posts", d["id"])
-    due = store.content.due_scheduled("2026-11-23T00:00:00.000Z")
+    a = store.content_items.create("posts", {}, status="scheduled", scheduled_at="2026-11-23T00:00:00Z")
+    b = store.content_items.create("pages", {}, status="scheduled", scheduled_at="2026-11-22T06:00:00Z")
+    c = store.content_items.create("posts", {}, status="scheduled", scheduled_at="2026-11-24T00:00:00Z")
+    d = store.content_items.create("posts", {}, status="scheduled", scheduled_at="2026-11-22T00:00:00Z")
+    store.content_items.soft_delete("posts", d["id"])
+    due = store.content_items.due_scheduled("2026-11-23T00:00:00.000Z")
     assert [i["id"] for i in due] == [b["id"], a["id"]]
-    assert c["id"] not in [i["id"] for i in store.content.due_scheduled("2026-11-23T12:00:00Z")]
+    assert c["id"] not in [i["id"] for i in store.content_items.due_scheduled("2026-11-23T12:00:00Z")]
 
 
 def test_batches_are_all_or_nothing(store: Store) -> None:
-    items = store.content.create_many("posts", [{"title": f"t{i}"} for i in range(3)])
+    items = store.content_items.create_many("posts", [{"title": f"t{i}"} for i in range(3)])
     assert [i["data"]["title"] for i in items] == ["t0", "t1", "t2"]
     with pytest.raises(BridgeError) as info:
-        store.content.create_many("posts", [{}] * 101)
+        store.content_items.create_many("posts", [{}] * 101)
     assert str(info.value) == "Batch size 101 exceeds maximum of 100"
     with pytest.raises(BridgeError):
-        store.content.create_many("posts", [{"title": "ok"}, {"bad": float("nan")}])
-    assert len(store.content.list("posts")["items"]) == 3
+        store.content_items.create_many("posts", [{"title": "ok"}, {"bad": float("nan")}])
+    assert len(store.content_items.list("posts")["items"]) == 3
 
     ids = [i["id"] for i in items]
-    updated = store.content.update_many(
+    updated = store.content_items.update_many(
         "posts", [{"id": ids[0], "data": {"title": "u0"}}, {"id": ids[1], "data": {"n": 1}}]
     )
     assert [u["data"] for u in updated] == [{"title": "u0"}, {"title": "t1", "n": 1}]
     with pytest.raises(NotFoundError):
-        store.content.update_many(
+        store.content_items.update_many(
             "posts", [{"id": ids[2], "data": {"title": "never"}}, {"id": "missing", "data": {}}]
         )
-    assert store.content.get("posts", ids[2])["data"] == {"title": "t2"}  # type: ignore[index]
+    assert store.content_items.get("posts", ids[2])["data"] == {"title": "t2"}  # type: ignore[index]
     with pytest.raises(BridgeError) as info:
-        store.content.update_many("posts", [{"id": ids[0]}])
+        store.content_items.update_many("posts", [{"id": ids[0]}])
     assert str(info.value) == (
         "Parameter items must be an array of { id: string, data: object } items"
     )
     with pytest.raises(BridgeError, match="^Batch size 101 exceeds maximum of 100$"):
-        store.content.delete_many("posts", ["x"] * 101)
-    assert store.content.delete_many("posts", [ids[0], ids[0], "missing", ids[1]]) == 2
-    assert [i["id"] for i in store.content.list("posts")["items"]] == [ids[2]]
+        store.content_items.delete_many("posts", ["x"] * 101)
+    assert store.content_items.delete_many("posts", [ids[0], ids[0], "missing", ids[1]]) == 2
+    assert [i["id"] for i in store.content_items.list("posts")["items"]] == [ids[2]]
 
 
 def test_batch_failure_inside_invocation_is_contained(store: Store) -> None:
     with store.invocation():
-        store.content.create("posts", {"title": "kept"})
+        store.content_items.create("posts", {"title": "kept"})
         with pytest.raises(NotFoundError):
-            store.content.update_many("posts", [{"id": "missing", "data": {}}])
-    assert [i["data"]["title"] for i in store.content.list("posts")["items"]] == ["kept"]
+            store.content_items.update_many("posts", [{"id": "missing", "data": {}}])
+    assert [i["data"]["title"] for i in store.content_items.list("posts")["items"]] == ["kept"]
 
 
 def test_list_where_status_and_locale(store: Store) -> None:
-    store.content.create("posts", {"n": 1}, status="published")
-    store.content.create("posts", {"n": 2}, status="draft")
-    store.content.create("posts", {"n": 3}, status="published", locale="fr")
-    pub = store.content.list("posts", where={"status": "published"})["items"]
+    store.content_items.create("posts", {"n": 1}, status="published")
+    store.content_items.create("posts", {"n": 2}, status="draft")
+    store.content_items.create("posts", {"n": 3}, status="published", locale="fr")
+    pub = store.content_items.list("posts", where={"status": "published"})["items"]
     assert sorted(i["data"]["n"] for i in pub) == [1, 3]
-    fr = store.content.list("posts", where={"status": "published", "locale": "fr"})["items"]
+    fr = store.content_items.list("posts", where={"status": "published", "locale": "fr"})["items"]
     assert [i["data"]["n"] for i in fr] == [3]
     with pytest.raises(BridgeError) as info:
-        store.content.list("posts", where={"title": "x"})
+        store.content_items.list("posts", where={"title": "x"})
     assert str(info.value) == (
         "Unsupported where key: title. Content lists can be filtered by status and locale."
     )
@@ -248,18 +248,18 @@ def test_list_where_status_and_locale(store: Store) -> None:
 
 def test_list_order_validation(store: Store) -> None:
     with pytest.raises(BridgeError) as info:
-        store.content.list("posts", order_by={"body": "asc"})
+        store.content_items.list("posts", order_by={"body": "asc"})
     assert str(info.value) == "Invalid order field: body. Custom fields must be indexed before sorting."
     with pytest.raises(BridgeError) as info:
-        store.content.list("posts", order_by={"title": "up"})
+        store.content_items.list("posts", order_by={"title": "up"})
     assert str(info.value) == 'Parameter orderBy must be an object mapping field to "asc"|"desc"'
 
 
 @pytest.mark.parametrize(("limit", "size"), [(None, 50), (50, 50), (500, 100), (0, 1), (-3, 1)])
 def test_list_limit(store: Store, limit: Any, size: int) -> None:
-    store.content.create_many("posts", [{}] * 100)
-    store.content.create_many("posts", [{}] * 20)
-    assert len(store.content.list("posts", limit=limit)["items"]) == size
+    store.content_items.create_many("posts", [{}] * 100)
+    store.content_items.create_many("posts", [{}] * 20)
+    assert len(store.content_items.list("posts", limit=limit)["items"]) == size
 
 
 # -- keyset paging ---------------------------------------------------------------------
@@ -277,11 +277,11 @@ def many(store: Store, clock: Clock) -> list[dict[str, Any]]:
             clock.advance(seconds=1)
         title = TITLES[i % len(TITLES)]
         data = {} if title == "MISSING" else {"title": title}
-        item = store.content.create("posts", data, status=STATUSES[i % 3])
+        item = store.content_items.create("posts", data, status=STATUSES[i % 3])
         if i % 5 == 0 and item["status"] == "draft":
-            item = store.content.set_status("posts", item["id"], "published")
+            item = store.content_items.set_status("posts", item["id"], "published")
         items.append(item)
-    store.content.create("pages", {"title": "other collection"})
+    store.content_items.create("pages", {"title": "other collection"})
     return items
 
 
@@ -326,7 +326,7 @@ def test_content_paging_has_no_duplicates_and_no_gaps(
     cursor = None
     pages = 0
     while True:
-        page = store.content.list("posts", order_by=dict(order), limit=limit, cursor=cursor)
+        page = store.content_items.list("posts", order_by=dict(order), limit=limit, cursor=cursor)
         pages += 1
         seen.extend(i["id"] for i in page["items"])
         if not page["hasMore"]:
@@ -339,7 +339,7 @@ def test_content_paging_has_no_duplicates_and_no_gaps(
 
 
 def test_default_content_order_is_newest_first(store: Store, many: list[dict[str, Any]]) -> None:
-    page = store.content.list("posts", limit=100)
+    page = store.content_items.list("posts", limit=100)
     assert [i["id"] for i in page["items"]] == _expected(many, [("createdAt", "desc")])
     assert page["items"][0]["id"] == many[-1]["id"]
 
@@ -348,32 +348,32 @@ def test_content_paging_with_a_status_filter(store: Store, many: list[dict[str, 
     seen: list[str] = []
     cursor = None
     while True:
-        page = store.content.list(
+        page = store.content_items.list(
             "posts", where={"status": "published"}, order_by={"title": "asc"}, limit=2, cursor=cursor
         )
         seen.extend(i["id"] for i in page["items"])
         if not page["hasMore"]:
             break
         cursor = page["cursor"]
-    published = [i for i in many if store.content.get("posts", i["id"])["status"] == "published"]  # type: ignore[index]
+    published = [i for i in many if store.content_items.get("posts", i["id"])["status"] == "published"]  # type: ignore[index]
     assert seen == _expected(published, [("title", "asc")])
 
 
 def test_content_cursor_is_bound_to_order_and_collection(
     store: Store, many: list[dict[str, Any]]
 ) -> None:
-    cursor = store.content.list("posts", order_by={"title": "asc"}, limit=2)["cursor"]
+    cursor = store.content_items.list("posts", order_by={"title": "asc"}, limit=2)["cursor"]
     for kwargs in (
         {"order_by": {"title": "desc"}},
         {"order_by": None},
         {"order_by": {"slug": "asc"}},
     ):
         with pytest.raises(InvalidCursorError) as info:
-            store.content.list("posts", limit=2, cursor=cursor, **kwargs)
+            store.content_items.list("posts", limit=2, cursor=cursor, **kwargs)
         assert str(info.value) == f"Invalid pagination cursor: {cursor[:47]}..."
     with pytest.raises(InvalidCursorError):
-        store.content.list("pages", order_by={"title": "asc"}, cursor=cursor)
+        store.content_items.list("pages", order_by={"title": "asc"}, cursor=cursor)
     with pytest.raises(InvalidCursorError):
-        store.content.list("posts", cursor="not-a-cursor")
+        store.content_items.list("posts", cursor="not-a-cursor")
     with pytest.raises(InvalidCursorError):
-        store.content.list("posts", cursor="")
+        store.content_items.list("posts", cursor="")

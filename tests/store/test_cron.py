@@ -14,7 +14,7 @@ from emdash._store import Store
 
 def _upsert(store: Store, pid: str, name: str, at: str, **kw: object) -> None:
     kw.setdefault("is_oneshot", False)
-    store.cron.upsert(pid, name, kw.pop("schedule", "@hourly"), next_run_at=at, **kw)  # type: ignore[arg-type]
+    store.cron_tasks.upsert(pid, name, kw.pop("schedule", "@hourly"), next_run_at=at, **kw)  # type: ignore[arg-type]
 
 
 def test_upsert_list_cancel_scoped_by_plugin(store: Store) -> None:
@@ -22,24 +22,24 @@ def test_upsert_list_cancel_scoped_by_plugin(store: Store) -> None:
     _upsert(store, "p", "soon", "2026-11-22T06:00:00+01:00", schedule="2026-11-22T06:00:00+01:00",
             is_oneshot=True, data={"n": 1})
     _upsert(store, "other", "weekly", "2026-11-23T00:00:00Z")
-    assert store.cron.list("p") == [
+    assert store.cron_tasks.list("p") == [
         {"name": "soon", "schedule": "2026-11-22T06:00:00+01:00",
          "nextRunAt": "2026-11-22T05:00:00.000Z", "lastRunAt": None},
         {"name": "weekly", "schedule": "0 0 * * 0",
          "nextRunAt": "2026-11-29T00:00:00.000Z", "lastRunAt": None},
     ]
-    assert store.cron.cancel("p", "weekly") is True
-    assert store.cron.cancel("p", "weekly") is False
-    assert [t["name"] for t in store.cron.list("other")] == ["weekly"]
-    assert store.cron.cancel("p", "weekly") is False  # cannot touch other's task
+    assert store.cron_tasks.cancel("p", "weekly") is True
+    assert store.cron_tasks.cancel("p", "weekly") is False
+    assert [t["name"] for t in store.cron_tasks.list("other")] == ["weekly"]
+    assert store.cron_tasks.cancel("p", "weekly") is False  # cannot touch other's task
 
 
 def test_upsert_replaces_and_reenables(store: Store) -> None:
     _upsert(store, "p", "job", "2026-11-23T00:00:00Z", data={"v": 1})
-    store.cron.set_enabled("p", False)
-    assert store.cron.list("p") == []
+    store.cron_tasks.set_enabled("p", False)
+    assert store.cron_tasks.list("p") == []
     _upsert(store, "p", "job", "2026-11-24T00:00:00Z", schedule="@daily", data={"v": 2})
-    task = store.cron.get("p", "job")
+    task = store.cron_tasks.get("p", "job")
     assert task is not None
     assert (task["schedule"], task["nextRunAt"], task["data"], task["enabled"]) == (
         "@daily", "2026-11-24T00:00:00.000Z", '{"v":2}', True,
@@ -50,18 +50,18 @@ def test_claim_due_is_atomic_and_ordered(store: Store) -> None:
     for i in range(15):
         _upsert(store, "p", f"t{i:02d}", f"2026-11-22T0{i % 10}:00:00Z", data=i)
     _upsert(store, "p", "future", "2026-12-01T00:00:00Z")
-    claimed = store.cron.claim_due("2026-11-22T09:30:00Z")
+    claimed = store.cron_tasks.claim_due("2026-11-22T09:30:00Z")
     assert len(claimed) == 10
     assert [c["nextRunAt"] for c in claimed] == sorted(c["nextRunAt"] for c in claimed)
     assert set(claimed[0]) == {
         "id", "pluginId", "name", "schedule", "isOneshot", "data", "nextRunAt", "lastRunAt",
     }
     assert claimed[0]["pluginId"] == "p" and json.loads(claimed[0]["data"]) in range(15)
-    rest = store.cron.claim_due("2026-11-22T09:30:00Z")
+    rest = store.cron_tasks.claim_due("2026-11-22T09:30:00Z")
     assert len(rest) == 5
     assert not {c["id"] for c in claimed} & {c["id"] for c in rest}
-    assert store.cron.claim_due("2026-11-22T09:30:00Z") == []
-    task = store.cron.get("p", "t00")
+    assert store.cron_tasks.claim_due("2026-11-22T09:30:00Z") == []
+    task = store.cron_tasks.get("p", "t00")
     assert task is not None and (task["status"], task["lockedAt"]) == (
         "running", "2026-11-22T09:30:00.000Z",
     )
@@ -71,13 +71,13 @@ def test_concurrent_claims_never_share_a_task(tmp_path: Path) -> None:
     path = tmp_path / "cron.db"
     with Store(path) as setup:
         for i in range(40):
-            setup.cron.upsert("p", f"t{i}", "@hourly", is_oneshot=False,
+            setup.cron_tasks.upsert("p", f"t{i}", "@hourly", is_oneshot=False,
                               next_run_at="2026-01-01T00:00:00Z")
     stores = [Store(path) for _ in range(3)]
     results: list[list[str]] = [[] for _ in stores]
 
     def run(n: int) -> None:
-        while batch := stores[n].cron.claim_due("2026-02-01T00:00:00Z", limit=3):
+        while batch := stores[n].cron_tasks.claim_due("2026-02-01T00:00:00Z", limit=3):
             results[n].extend(t["id"] for t in batch)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(3)]
@@ -95,64 +95,64 @@ def test_finish_release_and_disabled_tasks(store: Store) -> None:
     _upsert(store, "p", "rec", "2026-11-22T00:00:00Z", data={"a": 1})
     _upsert(store, "p", "once", "2026-11-22T00:00:00Z", is_oneshot=True)
     _upsert(store, "q", "off", "2026-11-22T00:00:00Z")
-    store.cron.set_enabled("q", False)
-    claimed = {t["name"]: t for t in store.cron.claim_due("2026-11-22T01:00:00Z")}
+    store.cron_tasks.set_enabled("q", False)
+    claimed = {t["name"]: t for t in store.cron_tasks.claim_due("2026-11-22T01:00:00Z")}
     assert set(claimed) == {"rec", "once"}
-    assert store.cron.finish(
+    assert store.cron_tasks.finish(
         claimed["rec"]["id"], next_run_at="2026-11-22T02:00:00Z", last_run_at="2026-11-22T01:00:05Z"
     ) is True
-    rec = store.cron.get("p", "rec")
+    rec = store.cron_tasks.get("p", "rec")
     assert rec is not None
     assert (rec["status"], rec["nextRunAt"], rec["lastRunAt"], rec["lockedAt"], rec["data"]) == (
         "idle", "2026-11-22T02:00:00.000Z", "2026-11-22T01:00:05.000Z", None, '{"a":1}',
     )
-    assert store.cron.finish(
+    assert store.cron_tasks.finish(
         claimed["once"]["id"], next_run_at=None, last_run_at="2026-11-22T01:00:05Z"
     ) is True
-    assert store.cron.get("p", "once") is None
+    assert store.cron_tasks.get("p", "once") is None
     _upsert(store, "p", "retry", "2026-11-22T00:00:00Z", is_oneshot=True)
-    (task,) = store.cron.claim_due("2026-11-22T01:00:00Z")
-    store.cron.finish(task["id"], next_run_at="2026-11-22T01:01:00Z",
+    (task,) = store.cron_tasks.claim_due("2026-11-22T01:00:00Z")
+    store.cron_tasks.finish(task["id"], next_run_at="2026-11-22T01:01:00Z",
                       last_run_at="2026-11-22T01:00:00Z", data={"__emdash": {"retryCount": 1}})
-    got = store.cron.get("p", "retry")
+    got = store.cron_tasks.get("p", "retry")
     assert got is not None and json.loads(got["data"]) == {"__emdash": {"retryCount": 1}}
-    (task,) = store.cron.claim_due("2026-11-22T01:02:00Z")
-    assert store.cron.release(task["id"]) is True
-    again = store.cron.get("p", "retry")
+    (task,) = store.cron_tasks.claim_due("2026-11-22T01:02:00Z")
+    assert store.cron_tasks.release(task["id"]) is True
+    again = store.cron_tasks.get("p", "retry")
     assert again is not None and again["status"] == "idle"
     assert again["nextRunAt"] == "2026-11-22T01:01:00.000Z"
-    assert store.cron.finish("missing", next_run_at=None, last_run_at="2026-11-22T01:00:00Z") is False
+    assert store.cron_tasks.finish("missing", next_run_at=None, last_run_at="2026-11-22T01:00:00Z") is False
 
 
 def test_rescheduling_a_running_task_keeps_it_running(store: Store) -> None:
     _upsert(store, "p", "job", "2026-11-22T00:00:00Z")
-    store.cron.claim_due("2026-11-22T00:00:00Z")
+    store.cron_tasks.claim_due("2026-11-22T00:00:00Z")
     _upsert(store, "p", "job", "2026-11-23T00:00:00Z")
-    task = store.cron.get("p", "job")
+    task = store.cron_tasks.get("p", "job")
     assert task is not None and task["status"] == "running"
 
 
 def test_recover_stale_and_next_due(store: Store) -> None:
-    assert store.cron.next_due_at() is None
+    assert store.cron_tasks.next_due_at() is None
     _upsert(store, "p", "a", "2026-11-22T00:00:00Z")
     _upsert(store, "p", "b", "2026-11-22T00:05:00Z")
     _upsert(store, "p", "c", "2026-11-22T03:00:00Z")
-    assert store.cron.next_due_at() == "2026-11-22T00:00:00.000Z"
-    store.cron.claim_due("2026-11-22T00:00:00Z")
-    store.cron.claim_due("2026-11-22T00:05:00Z")
-    assert store.cron.next_due_at() == "2026-11-22T03:00:00.000Z"
-    assert store.cron.recover_stale("2026-11-22T00:10:00Z") == 0  # exactly 600 s: not yet
-    assert store.cron.recover_stale("2026-11-22T00:10:00.001Z") == 1
-    assert store.cron.recover_stale("2026-11-22T00:16:00Z", older_than_s=60) == 1
-    assert store.cron.next_due_at() == "2026-11-22T00:00:00.000Z"
+    assert store.cron_tasks.next_due_at() == "2026-11-22T00:00:00.000Z"
+    store.cron_tasks.claim_due("2026-11-22T00:00:00Z")
+    store.cron_tasks.claim_due("2026-11-22T00:05:00Z")
+    assert store.cron_tasks.next_due_at() == "2026-11-22T03:00:00.000Z"
+    assert store.cron_tasks.recover_stale("2026-11-22T00:10:00Z") == 0  # exactly 600 s: not yet
+    assert store.cron_tasks.recover_stale("2026-11-22T00:10:00.001Z") == 1
+    assert store.cron_tasks.recover_stale("2026-11-22T00:16:00Z", older_than_s=60) == 1
+    assert store.cron_tasks.next_due_at() == "2026-11-22T00:00:00.000Z"
 
 
 def test_delete_plugin(store: Store) -> None:
     _upsert(store, "p", "a", "2026-11-22T00:00:00Z")
     _upsert(store, "p", "b", "2026-11-22T00:00:00Z")
     _upsert(store, "pp", "a", "2026-11-22T00:00:00Z")
-    assert store.cron.delete_plugin("p") == 2
-    assert [t["name"] for t in store.cron.list("pp")] == ["a"]
+    assert store.cron_tasks.delete_plugin("p") == 2
+    assert [t["name"] for t in store.cron_tasks.list("pp")] == ["a"]
 
 
 @pytest.mark.parametrize(
@@ -182,4 +182,4 @@ def test_schedule_and_time_validation(store: Store) -> None:
         _upsert(store, "p", "job", "soon")
     with pytest.raises(BridgeError, match="^Cron task data must be JSON data"):
         _upsert(store, "p", "job", "2026-11-22T00:00:00Z", data={"x": float("nan")})
-    assert store.cron.list("p") == []
+    assert store.cron_tasks.list("p") == []

@@ -31,9 +31,9 @@ def _doc(i: int) -> dict[str, Any]:
 
 @pytest.fixture
 def loaded(store: Store) -> Store:
-    store.plugin_storage.sync_indexes("p", {"items": SPEC})
+    store.plugin_documents.sync_indexes("p", {"items": SPEC})
     # One put_many: every row has the same created_at, so the default order is all ties.
-    store.plugin_storage.put_many(
+    store.plugin_documents.put_many(
         "p", "items", [{"id": f"d{i:02d}", "data": _doc(i)} for i in range(45)]
     )
     return store
@@ -91,7 +91,7 @@ def test_paging_has_no_duplicates_and_no_gaps(
     order_by = dict(order)
 
     def fetch(cursor: str | None) -> dict[str, Any]:
-        return loaded.plugin_storage.query(
+        return loaded.plugin_documents.query(
             "p", "items", SPEC, order_by=order_by, limit=limit, cursor=cursor
         )
 
@@ -103,7 +103,7 @@ def test_paging_has_no_duplicates_and_no_gaps(
 
 def test_default_order_pages_through_ties_by_id(loaded: Store) -> None:
     seen, pages = page_all(
-        lambda c: loaded.plugin_storage.query("p", "items", SPEC, limit=10, cursor=c)
+        lambda c: loaded.plugin_documents.query("p", "items", SPEC, limit=10, cursor=c)
     )
     assert pages == 5
     assert seen == [f"d{i:02d}" for i in range(45)]
@@ -113,7 +113,7 @@ def test_paging_with_a_where_filter(loaded: Store) -> None:
     where = {"score": {"gte": 1}}
 
     def fetch(cursor: str | None) -> dict[str, Any]:
-        return loaded.plugin_storage.query(
+        return loaded.plugin_documents.query(
             "p", "items", SPEC, where=where, order_by={"score": "desc"}, limit=2, cursor=cursor
         )
 
@@ -133,9 +133,9 @@ def test_descending_order_does_not_repeat_rows(store: Store, clock: Any) -> None
     spec = StorageCollection(indexes=["at"])
     for i in range(9):
         clock.advance(seconds=1)
-        store.plugin_storage.put("p", "ev", f"e{i}", {"at": store.now()})
+        store.plugin_documents.put("p", "ev", f"e{i}", {"at": store.now()})
     seen, pages = page_all(
-        lambda c: store.plugin_storage.query(
+        lambda c: store.plugin_documents.query(
             "p", "ev", spec, order_by={"at": "desc"}, limit=3, cursor=c
         )
     )
@@ -144,11 +144,11 @@ def test_descending_order_does_not_repeat_rows(store: Store, clock: Any) -> None
 
 
 def test_rows_deleted_between_pages_leave_no_gap(loaded: Store) -> None:
-    first = loaded.plugin_storage.query("p", "items", SPEC, order_by={"score": "asc"}, limit=5)
+    first = loaded.plugin_documents.query("p", "items", SPEC, order_by={"score": "asc"}, limit=5)
     last_id = first["items"][-1]["id"]
-    loaded.plugin_storage.delete("p", "items", last_id)
+    loaded.plugin_documents.delete("p", "items", last_id)
     rest, _ = page_all(
-        lambda c: loaded.plugin_storage.query(
+        lambda c: loaded.plugin_documents.query(
             "p", "items", SPEC, order_by={"score": "asc"}, limit=5, cursor=c or first["cursor"]
         )
     )
@@ -159,25 +159,25 @@ def test_rows_deleted_between_pages_leave_no_gap(loaded: Store) -> None:
 def test_long_order_values_use_a_row_reference_cursor(store: Store) -> None:
     spec = StorageCollection(indexes=["name"])
     for i in range(7):
-        store.plugin_storage.put("p", "c", f"r{i}", {"name": f"{i}" + "x" * 5000})
-    first = store.plugin_storage.query("p", "c", spec, order_by={"name": "asc"}, limit=2)
+        store.plugin_documents.put("p", "c", f"r{i}", {"name": f"{i}" + "x" * 5000})
+    first = store.plugin_documents.query("p", "c", spec, order_by={"name": "asc"}, limit=2)
     assert len(first["cursor"]) < 200
     seen, pages = page_all(
-        lambda c: store.plugin_storage.query(
+        lambda c: store.plugin_documents.query(
             "p", "c", spec, order_by={"name": "asc"}, limit=2, cursor=c
         )
     )
     assert seen == [f"r{i}" for i in range(7)] and pages == 4
     # The referenced row is gone: the cursor can no longer be resolved.
-    store.plugin_storage.delete("p", "c", "r1")
+    store.plugin_documents.delete("p", "c", "r1")
     with pytest.raises(InvalidCursorError):
-        store.plugin_storage.query(
+        store.plugin_documents.query(
             "p", "c", spec, order_by={"name": "asc"}, limit=2, cursor=first["cursor"]
         )
 
 
 def test_cursor_from_another_order_is_rejected(loaded: Store) -> None:
-    ps = loaded.plugin_storage
+    ps = loaded.plugin_documents
     cursor = ps.query("p", "items", SPEC, order_by={"score": "asc"}, limit=2)["cursor"]
     for other in ({"score": "desc"}, {"name": "asc"}, None, {"score": "asc", "name": "asc"}):
         with pytest.raises(InvalidCursorError) as info:
@@ -186,9 +186,9 @@ def test_cursor_from_another_order_is_rejected(loaded: Store) -> None:
 
 
 def test_cursor_from_another_collection_is_rejected(loaded: Store) -> None:
-    cursor = loaded.plugin_storage.query("p", "items", SPEC, limit=2)["cursor"]
+    cursor = loaded.plugin_documents.query("p", "items", SPEC, limit=2)["cursor"]
     with pytest.raises(InvalidCursorError):
-        loaded.plugin_storage.query("p", "other", SPEC, limit=2, cursor=cursor)
+        loaded.plugin_documents.query("p", "other", SPEC, limit=2, cursor=cursor)
 
 
 def _forge(payload: Any) -> str:
@@ -224,7 +224,7 @@ SIG = [["score", "asc"], ["id", "asc"]]
 )
 def test_malformed_cursors_are_rejected(loaded: Store, cursor: Any) -> None:
     with pytest.raises(InvalidCursorError) as info:
-        loaded.plugin_storage.query(
+        loaded.plugin_documents.query(
             "p", "items", SPEC, order_by={"score": "asc"}, limit=2, cursor=cursor
         )
     text = cursor if isinstance(cursor, str) else repr(cursor)
@@ -233,7 +233,7 @@ def test_malformed_cursors_are_rejected(loaded: Store, cursor: Any) -> None:
 
 def test_a_well_formed_forged_cursor_only_moves_the_start(loaded: Store) -> None:
     cursor = _forge({"c": "storage:items", "o": SIG, "v": [2, "d99"]})
-    page = loaded.plugin_storage.query(
+    page = loaded.plugin_documents.query(
         "p", "items", SPEC, order_by={"score": "asc"}, limit=100, cursor=cursor
     )
     want = expected(loaded, [("score", "asc")])

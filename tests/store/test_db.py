@@ -102,51 +102,51 @@ def test_write_outside_transaction_is_refused(store: Store) -> None:
 
 def test_invocation_write_then_exception_leaves_nothing(store: Store) -> None:
     with pytest.raises(RuntimeError), store.invocation():
-        store.kv.set("p", "k", 1)
-        store.plugin_storage.put("p", "events", "e1", {"n": 1})
+        store.kv_entries.set("p", "k", 1)
+        store.plugin_documents.put("p", "events", "e1", {"n": 1})
         store.options.set("x", 1)
         raise RuntimeError("plugin crashed")
-    assert store.kv.get("p", "k") is None
-    assert store.plugin_storage.get("p", "events", "e1") is None
+    assert store.kv_entries.get("p", "k") is None
+    assert store.plugin_documents.get("p", "events", "e1") is None
     assert store.options.get("x") is None
 
 
 def test_invocation_commits_all_writes_on_normal_exit(store: Store) -> None:
     with store.invocation():
-        store.kv.set("p", "a", 1)
+        store.kv_entries.set("p", "a", 1)
         assert store.lock._is_owned()  # type: ignore[attr-defined]
-        store.kv.set("p", "b", 2)
+        store.kv_entries.set("p", "b", 2)
         # Reads inside the scope see the scope's own writes.
-        assert store.kv.get("p", "a") == 1
+        assert store.kv_entries.get("p", "a") == 1
     assert not store.lock._is_owned()  # type: ignore[attr-defined]
-    assert [e["key"] for e in store.kv.list("p")] == ["a", "b"]
+    assert [e["key"] for e in store.kv_entries.list("p")] == ["a", "b"]
 
 
 def test_failed_write_caught_inside_invocation_leaves_nothing_of_itself(store: Store) -> None:
     with store.invocation():
-        store.kv.set("p", "kept", 1)
+        store.kv_entries.set("p", "kept", 1)
         with pytest.raises(BridgeError):
-            store.plugin_storage.put_many(
+            store.plugin_documents.put_many(
                 "p", "events", [{"id": "ok", "data": 1}, {"id": "bad", "data": float("nan")}]
             )
         with pytest.raises(sqlite3.OperationalError), store.transaction():
             store.options.set("half", 1)
             store._db.execute("INSERT INTO no_such_table VALUES (1)")
-    assert store.kv.get("p", "kept") == 1
-    assert store.plugin_storage.get("p", "events", "ok") is None
+    assert store.kv_entries.get("p", "kept") == 1
+    assert store.plugin_documents.get("p", "events", "ok") is None
     assert store.options.get("half") is None
 
 
 def test_read_only_invocation_never_takes_the_lock(store: Store) -> None:
-    store.kv.set("p", "k", 1)
+    store.kv_entries.set("p", "k", 1)
     entered = threading.Event()
     release = threading.Event()
     seen: list[object] = []
 
     def plugin() -> None:
         with store.invocation():
-            seen.append(store.kv.get("p", "k"))
-            seen.append(store.kv.list("p"))
+            seen.append(store.kv_entries.get("p", "k"))
+            seen.append(store.kv_entries.list("p"))
             entered.set()
             release.wait(10)
 
@@ -156,11 +156,11 @@ def test_read_only_invocation_never_takes_the_lock(store: Store) -> None:
     # Another thread can take the lock and write while the read-only invocation is open.
     assert store.lock.acquire(blocking=False)
     store.lock.release()
-    store.kv.set("p", "other", 2)
+    store.kv_entries.set("p", "other", 2)
     release.set()
     t.join(10)
     assert seen == [1, [{"key": "k", "value": 1}]]
-    assert store.kv.get("p", "other") == 2
+    assert store.kv_entries.get("p", "other") == 2
 
 
 def test_writing_invocation_holds_the_lock_until_it_ends(store: Store) -> None:
@@ -169,7 +169,7 @@ def test_writing_invocation_holds_the_lock_until_it_ends(store: Store) -> None:
 
     def plugin() -> None:
         with store.invocation():
-            store.kv.set("p", "k", 1)
+            store.kv_entries.set("p", "k", 1)
             wrote.set()
             release.wait(10)
 
@@ -182,44 +182,44 @@ def test_writing_invocation_holds_the_lock_until_it_ends(store: Store) -> None:
     t.join(10)
     assert store.lock.acquire(blocking=False)
     store.lock.release()
-    assert store.kv.get("p", "k") == 1
+    assert store.kv_entries.get("p", "k") == 1
 
 
 def test_nested_invocation_joins_outer_and_fails_alone(store: Store) -> None:
     with store.invocation():
-        store.kv.set("p", "outer", 1)
+        store.kv_entries.set("p", "outer", 1)
         with store.invocation():
-            store.kv.set("p", "inner-ok", 1)
+            store.kv_entries.set("p", "inner-ok", 1)
         with pytest.raises(RuntimeError), store.invocation():
-            store.kv.set("p", "inner-bad", 1)
+            store.kv_entries.set("p", "inner-bad", 1)
             raise RuntimeError("nested handler failed")
         # Nothing is committed before the outer scope ends.
         assert store._db.in_transaction_here()
-    assert [e["key"] for e in store.kv.list("p")] == ["inner-ok", "outer"]
+    assert [e["key"] for e in store.kv_entries.list("p")] == ["inner-ok", "outer"]
 
 
 def test_nested_invocation_rolled_back_with_outer(store: Store) -> None:
     with pytest.raises(RuntimeError), store.invocation():
         with store.invocation():
-            store.kv.set("p", "inner", 1)
+            store.kv_entries.set("p", "inner", 1)
         raise RuntimeError("outer fails after inner succeeded")
-    assert store.kv.list("p") == []
+    assert store.kv_entries.list("p") == []
 
 
 def test_first_write_in_nested_scope_opens_outer_scope_too(store: Store) -> None:
     with pytest.raises(RuntimeError), store.invocation():
         with store.invocation():
-            store.kv.set("p", "inner", 1)
-        store.kv.set("p", "outer", 1)
+            store.kv_entries.set("p", "inner", 1)
+        store.kv_entries.set("p", "outer", 1)
         raise RuntimeError("outer fails")
-    assert store.kv.list("p") == []
+    assert store.kv_entries.list("p") == []
 
 
 def test_invocation_scopes_are_per_thread(store: Store) -> None:
     done = threading.Event()
 
     def other() -> None:
-        store.kv.set("p", "other-thread", 1)  # not inside this thread's scope
+        store.kv_entries.set("p", "other-thread", 1)  # not inside this thread's scope
         done.set()
 
     with pytest.raises(RuntimeError), store.invocation():
@@ -227,15 +227,15 @@ def test_invocation_scopes_are_per_thread(store: Store) -> None:
         t.start()
         assert done.wait(10)
         t.join(10)
-        store.kv.set("p", "mine", 1)
+        store.kv_entries.set("p", "mine", 1)
         raise RuntimeError("rolls back only this thread's writes")
-    assert [e["key"] for e in store.kv.list("p")] == ["other-thread"]
+    assert [e["key"] for e in store.kv_entries.list("p")] == ["other-thread"]
 
 
 def test_concurrent_writers_are_serialised(store: Store) -> None:
     def worker(n: int) -> None:
         for i in range(50):
-            store.plugin_storage.put("p", "c", f"{n}-{i}", {"n": n, "i": i})
+            store.plugin_documents.put("p", "c", f"{n}-{i}", {"n": n, "i": i})
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for t in threads:
@@ -248,8 +248,8 @@ def test_concurrent_writers_are_serialised(store: Store) -> None:
 def test_two_stores_on_one_file_see_each_others_commits(tmp_path: Path) -> None:
     path = tmp_path / "site.db"
     with Store(path) as a, Store(path) as b:
-        a.kv.set("p", "k", "from a")
-        assert b.kv.get("p", "k") == "from a"
+        a.kv_entries.set("p", "k", "from a")
+        assert b.kv_entries.get("p", "k") == "from a"
 
 
 def test_close_is_idempotent_and_later_writes_fail(tmp_path: Path) -> None:

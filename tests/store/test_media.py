@@ -13,7 +13,7 @@ from emdash._store import LocalMediaStorage, Store, storage_extension
 
 def test_create_get_and_item_shape(store: Store) -> None:
     store.media_files.put("abc.png", b"\x89PNG")
-    item = store.media.create("cat.png", "image/png", 4, storage_key="abc.png")
+    item = store.media_items.create("cat.png", "image/png", 4, storage_key="abc.png")
     assert item | {"id": "-"} == {
         "id": "-",
         "filename": "cat.png",
@@ -24,18 +24,18 @@ def test_create_get_and_item_shape(store: Store) -> None:
         "status": "ready",
         "createdAt": "2026-11-22T05:33:24.123Z",
     }
-    assert store.media.get(item["id"]) == item
-    assert store.media.get("missing") is None
+    assert store.media_items.get(item["id"]) == item
+    assert store.media_items.get("missing") is None
 
 
 def test_upload_stores_bytes_and_row(store: Store, tmp_path: Path) -> None:
-    out = store.media.upload("photos/Cat.JPG", "image/jpeg", b"jpeg-bytes")
+    out = store.media_items.upload("photos/Cat.JPG", "image/jpeg", b"jpeg-bytes")
     assert set(out) == {"mediaId", "storageKey", "url"}
     assert out["storageKey"].endswith(".jpg") and len(out["storageKey"]) == 30
     assert out["url"] == f"/_emdash/api/media/file/{out['storageKey']}"
     assert store.media_files.get(out["storageKey"]) == b"jpeg-bytes"
     assert (tmp_path / "media" / out["storageKey"]).read_bytes() == b"jpeg-bytes"
-    item = store.media.get(out["mediaId"])
+    item = store.media_items.get(out["mediaId"])
     assert item is not None and (item["filename"], item["size"]) == ("photos/Cat.JPG", 10)
 
 
@@ -51,46 +51,46 @@ def test_storage_extension(filename: str, ext: str) -> None:
 def test_upload_rolled_back_with_its_invocation_leaves_no_file(store: Store) -> None:
     keys: list[str] = []
     with pytest.raises(RuntimeError), store.invocation():
-        keys.append(store.media.upload("a.png", "image/png", b"x")["storageKey"])
+        keys.append(store.media_items.upload("a.png", "image/png", b"x")["storageKey"])
         raise RuntimeError("plugin failed after uploading")
     assert not store.media_files.exists(keys[0])
-    assert store.media.list()["items"] == []
+    assert store.media_items.list()["items"] == []
 
 
 def test_delete_removes_the_file_only_after_commit(store: Store) -> None:
-    out = store.media.upload("a.png", "image/png", b"x")
+    out = store.media_items.upload("a.png", "image/png", b"x")
     with pytest.raises(RuntimeError), store.invocation():
-        assert store.media.delete(out["mediaId"]) is True
+        assert store.media_items.delete(out["mediaId"]) is True
         assert store.media_files.exists(out["storageKey"])  # not yet committed
         raise RuntimeError("rolled back")
     assert store.media_files.get(out["storageKey"]) == b"x"
-    assert store.media.get(out["mediaId"]) is not None
-    assert store.media.delete(out["mediaId"]) is True
+    assert store.media_items.get(out["mediaId"]) is not None
+    assert store.media_items.delete(out["mediaId"]) is True
     assert not store.media_files.exists(out["storageKey"])
-    assert store.media.delete(out["mediaId"]) is False
+    assert store.media_items.delete(out["mediaId"]) is False
 
 
 def test_list_only_ready_newest_first_with_mime_prefix(store: Store) -> None:
     made = []
     for i, mime in enumerate(["image/png", "image/jpeg", "video/mp4", "application/pdf", "image/gif"]):
         store.media_files.put(f"k{i}", b"")
-        made.append(store.media.create(f"f{i}", mime, 0, storage_key=f"k{i}"))
+        made.append(store.media_items.create(f"f{i}", mime, 0, storage_key=f"k{i}"))
     store.media_files.put("pending", b"")
-    store.media.create("p", "image/png", None, storage_key="pending", status="pending")
-    page = store.media.list()
+    store.media_items.create("p", "image/png", None, storage_key="pending", status="pending")
+    page = store.media_items.list()
     assert [i["filename"] for i in page["items"]] == ["f4", "f3", "f2", "f1", "f0"]
     assert page["hasMore"] is False and "cursor" not in page
-    assert [i["filename"] for i in store.media.list(mime_type="image/")["items"]] == ["f4", "f1", "f0"]
-    assert store.media.list(mime_type="image/%")["items"] == []
-    first = store.media.list(limit=2)
-    second = store.media.list(limit=2, cursor=first["cursor"])
-    third = store.media.list(limit=2, cursor=second["cursor"])
+    assert [i["filename"] for i in store.media_items.list(mime_type="image/")["items"]] == ["f4", "f1", "f0"]
+    assert store.media_items.list(mime_type="image/%")["items"] == []
+    first = store.media_items.list(limit=2)
+    second = store.media_items.list(limit=2, cursor=first["cursor"])
+    third = store.media_items.list(limit=2, cursor=second["cursor"])
     assert [i["filename"] for i in first["items"] + second["items"] + third["items"]] == [
         "f4", "f3", "f2", "f1", "f0",
     ]
     assert third["hasMore"] is False
     with pytest.raises(InvalidCursorError):
-        store.media.list(cursor="nope")
+        store.media_items.list(cursor="nope")
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_create_validation(store: Store, kwargs: dict[str, object], message: str
     }
     args.update(kwargs)
     with pytest.raises(BridgeError) as info:
-        store.media.create(
+        store.media_items.create(
             args["filename"], args["mime_type"], args["size"],  # type: ignore[arg-type]
             storage_key=args["storage_key"], status=args["status"],  # type: ignore[arg-type]
         )
@@ -151,7 +151,7 @@ def test_file_storage_basics_and_symlinks(tmp_path: Path) -> None:
 def test_temporary_media_dir_is_removed_at_close() -> None:
     s = Store()
     root = s.media_files.root
-    s.media.upload("a.png", "image/png", b"x")
+    s.media_items.upload("a.png", "image/png", b"x")
     assert root.is_dir()
     s.close()
     assert not root.exists()

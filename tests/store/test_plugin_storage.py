@@ -16,7 +16,7 @@ SPEC = StorageCollection(indexes=["status", ["formId", "createdAt"]], uniqueInde
 
 
 def test_put_get_exists_delete(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     assert ps.get("p", "events", "e1") is None
     assert ps.exists("p", "events", "e1") is False
     ps.put("p", "events", "e1", {"n": 1, "tags": ["a"]})
@@ -27,7 +27,7 @@ def test_put_get_exists_delete(store: Store) -> None:
 
 
 def test_put_is_an_upsert_that_keeps_created_at(store: Store, clock: Clock) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "events", "e1", {"v": 1})
     clock.advance(seconds=10)
     ps.put("p", "events", "e1", {"v": 2})
@@ -40,7 +40,7 @@ def test_put_is_an_upsert_that_keeps_created_at(store: Store, clock: Clock) -> N
 
 
 def test_get_many_returns_existing_ids_in_requested_order(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     for i in range(3):
         ps.put("p", "c", f"id{i}", {"i": i})
     assert ps.get_many("p", "c", []) == {}
@@ -50,7 +50,7 @@ def test_get_many_returns_existing_ids_in_requested_order(store: Store) -> None:
 
 
 def test_get_many_and_delete_many_handle_large_id_lists(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put_many("p", "c", [{"id": f"d{i:04d}", "data": i} for i in range(1200)])
     ids = [f"d{i:04d}" for i in range(1200)]
     assert len(ps.get_many("p", "c", ids)) == 1200
@@ -59,7 +59,7 @@ def test_get_many_and_delete_many_handle_large_id_lists(store: Store) -> None:
 
 
 def test_put_many_is_atomic_with_one_timestamp(store: Store, clock: Clock) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put_many("p", "c", [{"id": "a", "data": {"x": 1}}, {"id": "b", "data": {"x": 2}}])
     stamps = {r["created_at"] for r in store.db.query("SELECT created_at FROM _plugin_storage")}
     assert stamps == {"2026-11-22T05:33:24.123Z"}
@@ -73,7 +73,7 @@ def test_put_many_is_atomic_with_one_timestamp(store: Store, clock: Clock) -> No
 
 
 def test_put_many_rolls_back_on_unique_violation(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("p", {"subs": SPEC})
     ps.put("p", "subs", "s0", {"email": "x@example.com"})
     with pytest.raises(BridgeError) as info:
@@ -94,7 +94,7 @@ def test_put_many_rolls_back_on_unique_violation(store: Store) -> None:
 
 
 def test_delete_many_counts_only_own_rows(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "c", "a", 1)
     ps.put("p", "c", "b", 1)
     ps.put("other", "c", "a", 1)
@@ -104,7 +104,7 @@ def test_delete_many_counts_only_own_rows(store: Store) -> None:
 
 @pytest.mark.parametrize("doc_id", ["other:key", "plugin:other:x", "../x", "%", "_", "a"])
 def test_other_plugins_documents_are_unreachable(store: Store, doc_id: str) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     spec = StorageCollection(indexes=["k"])
     ps.put("other", "c", doc_id, {"k": "secret"})
     ps.put("other", "c", "a", {"k": "secret"})
@@ -121,7 +121,7 @@ def test_other_plugins_documents_are_unreachable(store: Store, doc_id: str) -> N
 
 
 def test_collections_of_one_plugin_are_separate(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "a", "x", 1)
     assert ps.get("p", "b", "x") is None
 
@@ -129,11 +129,11 @@ def test_collections_of_one_plugin_are_separate(store: Store) -> None:
 @pytest.mark.parametrize("collection", ["", "Events", "a-b", "__kv", "x\n", "1a", None])
 def test_invalid_collection_names_are_refused(store: Store, collection: object) -> None:
     with pytest.raises(BridgeError, match="^Invalid collection name: "):
-        store.plugin_storage.get("p", collection, "x")  # type: ignore[arg-type]
+        store.plugin_documents.get("p", collection, "x")  # type: ignore[arg-type]
 
 
 def test_invalid_ids_are_refused(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     with pytest.raises(BridgeError) as info:
         ps.put("p", "c", "", {})
     assert str(info.value) == "Parameter id must be a non-empty string of at most 1024 characters"
@@ -146,7 +146,7 @@ def test_invalid_ids_are_refused(store: Store) -> None:
 
 
 def test_unique_index_is_scoped_to_its_own_collection(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("p", {"subs": StorageCollection(uniqueIndexes=["email"])})
     ps.put("p", "subs", "1", {"email": "a@x"})
     # The same value is fine in another collection and in another plugin (EmDash's
@@ -165,7 +165,7 @@ def test_unique_index_is_scoped_to_its_own_collection(store: Store) -> None:
 
 
 def test_composite_unique_index(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("p", {"votes": StorageCollection(uniqueIndexes=[["pollId", "userId"]])})
     ps.put("p", "votes", "1", {"pollId": "a", "userId": "u"})
     ps.put("p", "votes", "2", {"pollId": "b", "userId": "u"})
@@ -174,7 +174,7 @@ def test_composite_unique_index(store: Store) -> None:
 
 
 def test_sync_indexes_creates_tracks_and_drops(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("forms", {"submissions": SPEC})
     assert ps.indexes("forms") == [
         {"name": "idx_plugin_forms_submissions_formId_createdAt", "collection": "submissions",
@@ -201,7 +201,7 @@ def test_sync_indexes_creates_tracks_and_drops(store: Store) -> None:
 
 
 def test_sync_indexes_is_idempotent_and_recreates_missing(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("p", {"c": SPEC})
     before = ps.indexes("p")
     ps.sync_indexes("p", {"c": SPEC})
@@ -216,13 +216,13 @@ def test_sync_indexes_is_idempotent_and_recreates_missing(store: Store) -> None:
 
 
 def test_same_fields_plain_and_unique_make_only_the_unique_index(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("p", {"c": StorageCollection(indexes=["email"], uniqueIndexes=["email"])})
     assert [i["name"] for i in ps.indexes("p")] == ["uidx_plugin_p_c_email"]
 
 
 def test_colliding_index_names_get_a_hash_suffix(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("a", {"b_c": StorageCollection(uniqueIndexes=["f"])})
     ps.sync_indexes("a_b", {"c": StorageCollection(uniqueIndexes=["f"])})
     first, second = ps.indexes("a")[0]["name"], ps.indexes("a_b")[0]["name"]
@@ -240,7 +240,7 @@ def test_colliding_index_names_get_a_hash_suffix(store: Store) -> None:
 
 
 def test_index_names_differing_only_in_case_do_not_collide(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.sync_indexes("p", {"c": StorageCollection(uniqueIndexes=["email", "Email"])})
     names = sorted(i["name"] for i in ps.indexes("p"))
     assert len(names) == 2 and len({n.lower() for n in names}) == 2
@@ -250,7 +250,7 @@ def test_index_names_differing_only_in_case_do_not_collide(store: Store) -> None
 
 
 def test_long_index_names_are_cut_to_128_with_a_hash(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     fields = [f"field{i:02d}" for i in range(15)]
     ps.sync_indexes("p", {"c": StorageCollection(indexes=[fields])})
     (index,) = ps.indexes("p")
@@ -261,7 +261,7 @@ def test_long_index_names_are_cut_to_128_with_a_hash(store: Store) -> None:
 def test_unique_index_over_duplicate_data_is_logged_not_raised(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "c", "1", {"email": "dup"})
     ps.put("p", "c", "2", {"email": "dup"})
     with caplog.at_level(logging.WARNING, logger="emdash.store"):
@@ -271,7 +271,7 @@ def test_unique_index_over_duplicate_data_is_logged_not_raised(
 
 
 def test_delete_plugin_data_removes_only_that_plugins_documents(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "a", "1", 1)
     ps.put("p", "b", "1", 1)
     ps.put("pp", "a", "1", 1)
@@ -281,7 +281,7 @@ def test_delete_plugin_data_removes_only_that_plugins_documents(store: Store) ->
 
 def test_documents_must_be_json(store: Store) -> None:
     with pytest.raises(BridgeError) as info:
-        store.plugin_storage.put("p", "events", "x", {"at": object()})
+        store.plugin_documents.put("p", "events", "x", {"at": object()})
     assert str(info.value) == (
         "Document data for storage.events must be JSON data (objects, arrays, strings, "
         "finite numbers, booleans, null): object is not JSON data"

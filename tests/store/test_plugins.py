@@ -11,8 +11,8 @@ from .conftest import Clock
 
 
 def test_upsert_get_list_delete(store: Store, clock: Clock) -> None:
-    assert store.plugins.get("hello") is None
-    rec = store.plugins.upsert("hello", version="1.0.0", enabled=True, trusted=False)
+    assert store.plugin_registry.get("hello") is None
+    rec = store.plugin_registry.upsert("hello", version="1.0.0", enabled=True, trusted=False)
     assert rec == {
         "id": "hello",
         "version": "1.0.0",
@@ -21,7 +21,7 @@ def test_upsert_get_list_delete(store: Store, clock: Clock) -> None:
         "installedAt": "2026-11-22T05:33:24.123Z",
     }
     clock.advance(days=1)
-    rec = store.plugins.upsert("hello", version="1.1.0", enabled=False, trusted=True)
+    rec = store.plugin_registry.upsert("hello", version="1.1.0", enabled=False, trusted=True)
     assert rec == {
         "id": "hello",
         "version": "1.1.0",
@@ -29,13 +29,13 @@ def test_upsert_get_list_delete(store: Store, clock: Clock) -> None:
         "trusted": True,
         "installedAt": "2026-11-22T05:33:24.123Z",
     }
-    store.plugins.upsert("audit-log", version="0.1.0", enabled=True, trusted=True)
-    assert [p["id"] for p in store.plugins.list()] == ["audit-log", "hello"]
-    assert store.plugins.delete("hello") is True
-    assert store.plugins.delete("hello") is False
-    assert store.plugins.get("hello") is None
+    store.plugin_registry.upsert("audit-log", version="0.1.0", enabled=True, trusted=True)
+    assert [p["id"] for p in store.plugin_registry.list()] == ["audit-log", "hello"]
+    assert store.plugin_registry.delete("hello") is True
+    assert store.plugin_registry.delete("hello") is False
+    assert store.plugin_registry.get("hello") is None
 
 
 def test_invalid_plugin_id(store: Store) -> None:
     with pytest.raises(BridgeError, match="^Invalid plugin id"):
-        store.plugins.upsert("Bad Id", version="1.0.0", enabled=True, trusted=False)
+        store.plugin_registry.upsert("Bad Id", version="1.0.0", enabled=True, trusted=False)

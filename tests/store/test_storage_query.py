@@ -36,15 +36,15 @@ VALUES: dict[str, Any] = {
 
 @pytest.fixture
 def loaded(store: Store) -> Store:
-    store.plugin_storage.sync_indexes("p", {"items": SPEC})
+    store.plugin_documents.sync_indexes("p", {"items": SPEC})
     for doc_id, value in VALUES.items():
-        store.plugin_storage.put("p", "items", doc_id, {"v": value})
-    store.plugin_storage.put("p", "items", "missing", {"other": 1})
+        store.plugin_documents.put("p", "items", doc_id, {"v": value})
+    store.plugin_documents.put("p", "items", "missing", {"other": 1})
     return store
 
 
 def ids(store: Store, where: Any) -> list[str]:
-    page = store.plugin_storage.query("p", "items", SPEC, where=where, limit=100)
+    page = store.plugin_documents.query("p", "items", SPEC, where=where, limit=100)
     return sorted(item["id"] for item in page["items"])
 
 
@@ -80,11 +80,11 @@ def ids(store: Store, where: Any) -> list[str]:
 )
 def test_where_operators(loaded: Store, where: Any, expected: list[str]) -> None:
     assert ids(loaded, where) == expected
-    assert loaded.plugin_storage.count("p", "items", SPEC, where) == len(expected)
+    assert loaded.plugin_documents.count("p", "items", SPEC, where) == len(expected)
 
 
 def test_conditions_on_several_keys_are_anded(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "items", "a", {"formId": "f1", "status": "new"})
     ps.put("p", "items", "b", {"formId": "f1", "status": "done"})
     ps.put("p", "items", "c", {"formId": "f2", "status": "new"})
@@ -113,14 +113,14 @@ def test_conditions_on_several_keys_are_anded(store: Store) -> None:
 )
 def test_unknown_filter_types(loaded: Store, value: Any) -> None:
     with pytest.raises(StorageQueryError) as info:
-        loaded.plugin_storage.query("p", "items", SPEC, where={"v": value})
+        loaded.plugin_documents.query("p", "items", SPEC, where={"v": value})
     assert str(info.value) == "Unknown filter type for field 'v'"
     assert info.value.field == "v"
 
 
 def test_non_indexed_where_field(loaded: Store) -> None:
     with pytest.raises(StorageQueryError) as info:
-        loaded.plugin_storage.query("p", "items", SPEC, where={"v": 1, "secret": 1})
+        loaded.plugin_documents.query("p", "items", SPEC, where={"v": 1, "secret": 1})
     err = info.value
     assert err.field == "secret"
     assert err.suggestion == (
@@ -131,12 +131,12 @@ def test_non_indexed_where_field(loaded: Store) -> None:
         "Add 'secret' to storage.items.indexes in plugin 'p' to enable this query."
     )
     with pytest.raises(StorageQueryError, match="^Cannot query on non-indexed field 'secret'"):
-        loaded.plugin_storage.count("p", "items", SPEC, {"secret": 1})
+        loaded.plugin_documents.count("p", "items", SPEC, {"secret": 1})
 
 
 def test_non_indexed_order_field(loaded: Store) -> None:
     with pytest.raises(StorageQueryError) as info:
-        loaded.plugin_storage.query("p", "items", SPEC, order_by={"createdAt": "desc"})
+        loaded.plugin_documents.query("p", "items", SPEC, order_by={"createdAt": "desc"})
     assert str(info.value) == (
         "Cannot order by non-indexed field 'createdAt'. "
         "Add 'createdAt' to storage.items.indexes in plugin 'p' to enable this query."
@@ -144,7 +144,7 @@ def test_non_indexed_order_field(loaded: Store) -> None:
 
 
 def test_composite_parts_and_unique_fields_are_queryable(store: Store) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "items", "a", {"status": "x", "email": "e@x"})
     assert [i["id"] for i in ps.query("p", "items", SPEC, where={"status": "x"})["items"]] == ["a"]
     assert [i["id"] for i in ps.query("p", "items", SPEC, where={"email": "e@x"})["items"]] == ["a"]
@@ -154,22 +154,22 @@ def test_composite_parts_and_unique_fields_are_queryable(store: Store) -> None:
 @pytest.mark.parametrize("field", ["x'; DROP TABLE _plugin_storage; --", "a.b", "$", "v\n", "1a"])
 def test_hostile_field_names_never_reach_sql(loaded: Store, field: str) -> None:
     with pytest.raises(StorageQueryError, match="^Cannot query on non-indexed field"):
-        loaded.plugin_storage.query("p", "items", SPEC, where={field: 1})
+        loaded.plugin_documents.query("p", "items", SPEC, where={field: 1})
     with pytest.raises(StorageQueryError, match="^Cannot order by non-indexed field"):
-        loaded.plugin_storage.query("p", "items", SPEC, order_by={field: "asc"})
-    assert loaded.plugin_storage.count("p", "items", SPEC) == len(VALUES) + 1
+        loaded.plugin_documents.query("p", "items", SPEC, order_by={field: "asc"})
+    assert loaded.plugin_documents.count("p", "items", SPEC) == len(VALUES) + 1
 
 
 def test_an_invalid_name_in_the_spec_itself_is_refused_before_sql(loaded: Store) -> None:
     # model_construct bypasses the descriptor's validation, as a forged spec would.
     spec = StorageCollection.model_construct(indexes=["v\n"], unique_indexes=[])
     with pytest.raises(StorageQueryError) as info:
-        loaded.plugin_storage.query("p", "items", spec, where={"v\n": 1})
+        loaded.plugin_documents.query("p", "items", spec, where={"v\n": 1})
     assert str(info.value).startswith("Invalid field name 'v\n'")
 
 
 def test_where_and_order_by_shapes(loaded: Store) -> None:
-    ps = loaded.plugin_storage
+    ps = loaded.plugin_documents
     with pytest.raises(BridgeError) as info:
         ps.query("p", "items", SPEC, where=["v"])
     assert str(info.value) == "Parameter where must be an object when provided"
@@ -184,22 +184,22 @@ def test_where_and_order_by_shapes(loaded: Store) -> None:
     [(None, 50), (10, 10), (100, 100), (1000, 100), (0, 1), (-5, 1), ("10", 50), (True, 50), (2.7, 2)],
 )
 def test_limit_default_cap_and_clamp(store: Store, limit: Any, size: int) -> None:
-    store.plugin_storage.put_many("p", "items", [{"id": f"d{i:03d}", "data": {}} for i in range(120)])
-    page = store.plugin_storage.query("p", "items", SPEC, limit=limit)
+    store.plugin_documents.put_many("p", "items", [{"id": f"d{i:03d}", "data": {}} for i in range(120)])
+    page = store.plugin_documents.query("p", "items", SPEC, limit=limit)
     assert len(page["items"]) == size
     assert page["hasMore"] is True
     assert "cursor" in page
 
 
 def test_has_more_is_false_on_an_exact_last_page(store: Store) -> None:
-    store.plugin_storage.put_many("p", "items", [{"id": f"d{i}", "data": {}} for i in range(4)])
-    page = store.plugin_storage.query("p", "items", SPEC, limit=4)
+    store.plugin_documents.put_many("p", "items", [{"id": f"d{i}", "data": {}} for i in range(4)])
+    page = store.plugin_documents.query("p", "items", SPEC, limit=4)
     assert page["hasMore"] is False and "cursor" not in page
-    assert store.plugin_storage.count("p", "items", SPEC) == 4
+    assert store.plugin_documents.count("p", "items", SPEC) == 4
 
 
 def test_default_order_is_insertion_time_then_id(store: Store, clock: Any) -> None:
-    ps = store.plugin_storage
+    ps = store.plugin_documents
     ps.put("p", "items", "z", {})
     clock.advance(seconds=1)
     ps.put("p", "items", "b", {})
@@ -209,7 +209,7 @@ def test_default_order_is_insertion_time_then_id(store: Store, clock: Any) -> No
 
 def test_too_many_in_values(loaded: Store) -> None:
     with pytest.raises(StorageQueryError) as info:
-        loaded.plugin_storage.query("p", "items", SPEC, where={"v": {"in": list(range(1001))}})
+        loaded.plugin_documents.query("p", "items", SPEC, where={"v": {"in": list(range(1001))}})
     assert str(info.value) == "Too many values in 'in' filter for field 'v': 1001 (at most 1000)"
 
 

@@ -191,7 +191,7 @@ def test_a_vetoed_delete_and_a_rejected_comment_count_as_vetoes(
     h = plugin_harness(guard, sandbox=both_modes)
     item = h.runtime.content.create("posts", {"title": "keep me"})
     assert_vetoed(lambda: h.runtime.content.delete("posts", item["id"]), by="guard")
-    kept = h.runtime.store.content.get("posts", item["id"])
+    kept = h.runtime.store.content_items.get("posts", item["id"])
     assert kept is not None and kept["deletedAt"] is None
     with pytest.raises(AssertionError) as caught:
         assert_vetoed(lambda: h.runtime.content.delete("posts", item["id"]), by="someone-else")
