@@ -22,7 +22,7 @@ from typing import Any
 from .._shared._errors import EmDashError
 from ._db import Db
 
-__all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "Audit"]
+__all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "AuditRecords"]
 
 AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron"})
 AUDIT_OUTCOMES = frozenset({"ok", "error", "timeout", "limit", "vetoed"})

@@ -20,7 +20,7 @@ from .._shared._errors import BridgeError, NotFoundError
 from ._db import Db
 from ._values import check_collection, decode_json, encode_json
 
-__all__ = ["COMMENT_STATUSES", "Comments"]
+__all__ = ["COMMENT_STATUSES", "CommentRecords"]
 
 COMMENT_STATUSES = ("pending", "approved", "spam", "trash")
 MAX_BODY = 50_000

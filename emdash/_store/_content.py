@@ -30,7 +30,7 @@ from ._db import Db, parse_timestamp
 from ._options import Options
 from ._values import LOCALE_RE, check_collection, check_locale, decode_json, encode_json
 
-__all__ = ["CONTENT_STATUSES", "MAX_BATCH", "Content"]
+__all__ = ["CONTENT_STATUSES", "MAX_BATCH", "ContentItems"]
 
 CONTENT_STATUSES = ("draft", "published", "scheduled")
 MAX_BATCH = 100

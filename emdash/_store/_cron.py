@@ -21,7 +21,7 @@ from .._shared._errors import BridgeError
 from ._db import Db, parse_timestamp
 from ._values import check_plugin_id, encode_json
 
-__all__ = ["Cron"]
+__all__ = ["CronTasks"]
 
 _TASK_NAME_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9_-]*")
 _KEEP: Any = object()

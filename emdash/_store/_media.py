@@ -32,7 +32,7 @@ from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db
 from ._values import prefix_bounds
 
-__all__ = ["MEDIA_STATUSES", "LocalMediaStorage", "Media", "media_url", "storage_extension"]
+__all__ = ["MEDIA_STATUSES", "LocalMediaStorage", "MediaItems", "media_url", "storage_extension"]
 
 MEDIA_STATUSES = ("pending", "ready", "failed")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")

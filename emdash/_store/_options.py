@@ -26,7 +26,7 @@ from ._values import (
     prefix_bounds,
 )
 
-__all__ = ["KV", "Options"]
+__all__ = ["KVEntries", "Options"]
 
 
 class Options:

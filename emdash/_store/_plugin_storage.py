@@ -48,7 +48,7 @@ from ._values import (
     encode_json,
 )
 
-__all__ = ["PluginStorage"]
+__all__ = ["PluginDocuments"]
 
 log = logging.getLogger("emdash.store")
 

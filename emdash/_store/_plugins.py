@@ -11,7 +11,7 @@ from typing import Any
 from ._db import Db
 from ._values import check_plugin_id
 
-__all__ = ["Plugins"]
+__all__ = ["PluginRegistry"]
 
 
 class PluginRegistry:

@@ -16,7 +16,7 @@ from .._shared._errors import BridgeError
 from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db
 
-__all__ = ["ROLES", "Users"]
+__all__ = ["ROLES", "UserAccounts"]
 
 ROLES = {10: "subscriber", 20: "contributor", 30: "author", 40: "editor", 50: "admin"}
 _EMAIL_RE = re.compile(r"[^\s@]{1,64}@[^\s@]{1,255}")
