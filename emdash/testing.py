@@ -49,9 +49,13 @@ from ._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult
 from ._model._capabilities import CAPABILITIES, normalize_capability
 from ._model._descriptor import Limits, PluginDescriptor
 from ._runtime._runtime import Runtime
-from ._services._comments import CommentRejectedError
-from ._services._content import DeleteBlockedError
-from ._shared._errors import CapabilityError, EmDashError, NotFoundError
+from ._shared._errors import (
+    CapabilityError,
+    CommentRejectedError,
+    DeleteBlockedError,
+    EmDashError,
+    NotFoundError,
+)
 from ._shared._hooks_catalog import HOOKS
 
 __all__ = [

@@ -25,11 +25,16 @@ import base64
 import binascii
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._shared._errors import BridgeError, CapabilityError, EmailNotConfiguredError, EmDashError
+from .._shared._errors import (
+    BridgeError,
+    CapabilityError,
+    EmailNotConfiguredError,
+    EmDashError,
+    clean_text,
+)
 from . import _cms as cms
 from ._budget import LOG_LINE_MAX_BYTES, CallBudget
 from ._params import Params, plain_params
@@ -47,10 +52,6 @@ _LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
-# C0/C1 controls, DEL and the Unicode line/paragraph separators: a plugin must not be able
-# to forge log lines (or terminal escape sequences) in the host's log.
-_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
 NOT_DECLARED = (
     "Storage collection not declared: {name} "
     "(declare it under [storage] in the plugin descriptor)"
@@ -258,16 +259,6 @@ def _cron_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | N
     return _cron(b, p).list(plugin.id)
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def _escape(text: str) -> str:
-    """Control characters as visible escapes: one plugin line is one host log line."""
-    return _CONTROL_RE.sub(_escape_char, text)
-
-
 def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | None) -> None:
     level = p.value("level")
     if level not in _LEVELS:
@@ -284,8 +275,10 @@ def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | No
     line = msg
     if p.has("data"):
         line += " " + json.dumps(p.value("data"), ensure_ascii=False)
-    line = _escape(line)
-    if len(line.encode("utf-8")) > LOG_LINE_MAX_BYTES:
+    # Cut before escaping (clean_text's bound): at most LOG_LINE_MAX_BYTES characters of
+    # plugin text are ever looked at, however long the message was.
+    raw, line = line, clean_text(line, limit=LOG_LINE_MAX_BYTES, ellipsis="")
+    if len(raw) > LOG_LINE_MAX_BYTES or len(line.encode("utf-8")) > LOG_LINE_MAX_BYTES:
         line = line.encode("utf-8")[:LOG_LINE_MAX_BYTES].decode("utf-8", "ignore") + "…[truncated]"
     b.logger_for(plugin.id).log(_LEVELS[level], "[plugin:%s] %s", plugin.id, line)
     return None

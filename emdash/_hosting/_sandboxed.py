@@ -241,7 +241,7 @@ class SandboxedPluginHost:
     def _translate_remote(self, exc: sandbox.RemoteError, operation: str) -> errors.EmDashError:
         pid = self.plugin_id
         kind = exc.error_type
-        if kind in _PASSTHROUGH and exc.data.get("ours") is True:
+        if errors.passes_through(kind) and exc.data.get("ours") is True:
             # A bridge error the plugin let escape (or a PluginRouteError raised on purpose):
             # rebuild the same class the native mode would raise.
             err = errors.error_from_wire(exc.data, plugin_id=pid)
@@ -262,24 +262,6 @@ class SandboxedPluginHost:
                 else None
             ),
         )
-
-
-_PASSTHROUGH = frozenset(
-    {
-        "CapabilityError",
-        "StorageQueryError",
-        "InvalidCursorError",
-        "HttpAccessError",
-        "BridgeError",
-        "NotFoundError",
-        "EmailError",
-        "EmailNotConfiguredError",
-        "EmailRecursionError",
-        "PluginRouteError",
-        "ManifestError",
-        "SubrequestLimitExceeded",
-    }
-)
 
 
 def _hook_of(operation: str) -> str | None:

@@ -34,7 +34,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .._shared._errors import BridgeError, EmDashError, NotFoundError
+from .._shared._errors import BridgeError, CommentRejectedError, EmDashError, NotFoundError
 
 if TYPE_CHECKING:
     from .._runtime._runtime import Runtime
@@ -59,23 +59,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 MODERATION_MODES = ("all", "first_time", "none")
 DECISION_STATUSES = ("approved", "pending", "spam")
 MODERATOR_STATUSES = ("pending", "approved", "spam", "trash")
-
-
-class CommentRejectedError(EmDashError):
-    """A comment was refused: by a plugin (``COMMENT_REJECTED``) or by the site's settings
-    (``COMMENTS_DISABLED``, ``COMMENTS_CLOSED``). ``status`` is the HTTP status to answer."""
-
-    def __init__(
-        self,
-        code: str = "COMMENT_REJECTED",
-        message: str = "Comment was rejected",
-        *,
-        status: int = 403,
-        plugin_id: str | None = None,
-    ) -> None:
-        super().__init__(message, plugin_id=plugin_id)
-        self.code = code
-        self.status = status
 
 
 def default_moderate(event: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .._shared._errors import BridgeError, EmDashError, NotFoundError, PluginError
+from .._shared._errors import (
+    BridgeError,
+    DeleteBlockedError,
+    EmDashError,
+    NotFoundError,
+    PluginError,
+)
 from .._store import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
@@ -41,20 +47,6 @@ __all__ = ["CREATE_STATUSES", "ContentService", "DeleteBlockedError"]
 log = logging.getLogger("emdash.content")
 
 CREATE_STATUSES = ("draft", "published")
-
-
-class DeleteBlockedError(EmDashError):
-    """A ``content:beforeDelete`` handler returned ``False`` (code ``DELETE_BLOCKED``)."""
-
-    code = "DELETE_BLOCKED"
-    status = 400
-
-    def __init__(self, plugin_ids: list[str]) -> None:
-        super().__init__(
-            f"Delete blocked by plugin hook (vetoed by {', '.join(plugin_ids)})",
-            plugin_id=plugin_ids[0] if plugin_ids else None,
-        )
-        self.plugin_ids = list(plugin_ids)
 
 
 class ContentService:

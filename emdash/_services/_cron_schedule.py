@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from croniter import croniter
 
-from .._shared._errors import BridgeError
+from .._shared._errors import CronScheduleError
 
 __all__ = [
     "CronScheduleError",
@@ -39,14 +39,6 @@ TASK_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]*$")
 ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
 # croniter-only field syntax croner does not have: H (hash) and R (random) expressions.
 _HASH_OR_RANDOM = re.compile(r"^[HR](\(\d+-\d+\))?(/\d+)?$")
-
-
-class CronScheduleError(BridgeError):
-    """A cron task name or schedule is invalid (the message is EmDash's text).
-
-    A :class:`~emdash.BridgeError` because it is how ``ctx.cron.schedule`` reports bad
-    parameters: sandboxed and trusted plugins can both catch it as ``BridgeError``.
-    """
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._shared._errors import EmDashError
+from .._shared._errors import EmDashError, InvalidPageContextError
 from ._page_render import (
     PLACEMENTS,
     flatten_contributions,
@@ -48,10 +48,6 @@ log = logging.getLogger("emdash.page")
 
 SEO_OPTION = "emdash:seo"
 _CACHE_SIZE = 32
-
-
-class InvalidPageContextError(EmDashError):
-    """The page context handed to ``rt.page`` is not a JSON object with a string ``url``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,11 @@ against EmDash keep working.
     ├── InvalidCursorError       "Invalid pagination cursor: ..."
     ├── HttpAccessError          host not allowed, SSRF block, too many redirects...
     ├── BridgeError              malformed bridge call (bad parameters, unknown method)
+    │   └── CronScheduleError    invalid cron task name or schedule
     ├── NotFoundError            the thing a call refers to does not exist
+    ├── DeleteBlockedError       a content:beforeDelete handler vetoed a delete
+    ├── CommentRejectedError     a comment was refused (by a plugin or the site's settings)
+    ├── InvalidPageContextError  rt.page was handed a page context that is not one
     ├── EmailError
     │   ├── EmailNotConfiguredError
     │   └── EmailRecursionError
@@ -37,6 +41,7 @@ in both modes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sandbox._errors as _sb
@@ -44,9 +49,12 @@ import sandbox._errors as _sb
 __all__ = [
     "BridgeError",
     "CapabilityError",
+    "CommentRejectedError",
     "CompileError",
     "ConfigError",
     "CpuLimitExceeded",
+    "CronScheduleError",
+    "DeleteBlockedError",
     "EmDashError",
     "EmailError",
     "EmailNotConfiguredError",
@@ -54,6 +62,7 @@ __all__ = [
     "HookTimeoutError",
     "HttpAccessError",
     "InvalidCursorError",
+    "InvalidPageContextError",
     "ManifestError",
     "MemoryLimitExceeded",
     "NotFoundError",
@@ -67,6 +76,7 @@ __all__ = [
     "SubrequestLimitExceeded",
     "WallTimeExceeded",
     "clean_text",
+    "passes_through",
     "error_from_wire",
     "error_to_wire",
 ]
@@ -148,6 +158,55 @@ class EmailNotConfiguredError(EmailError):
 
 class EmailRecursionError(EmailError):
     """An email send was started from inside another send."""
+
+
+# --- refusals of host operations (the services' own errors) --------------------------
+
+
+class DeleteBlockedError(EmDashError):
+    """A ``content:beforeDelete`` handler returned ``False`` (code ``DELETE_BLOCKED``)."""
+
+    code = "DELETE_BLOCKED"
+    status = 400
+
+    def __init__(self, plugin_ids: list[str]) -> None:
+        super().__init__(
+            f"Delete blocked by plugin hook (vetoed by {', '.join(plugin_ids)})",
+            plugin_id=plugin_ids[0] if plugin_ids else None,
+        )
+        self.plugin_ids = list(plugin_ids)
+
+
+class CommentRejectedError(EmDashError):
+    """A comment was refused: by a plugin (``COMMENT_REJECTED``) or by the site's settings
+    (``COMMENTS_DISABLED``, ``COMMENTS_CLOSED``). ``status`` is the HTTP status to answer."""
+
+    def __init__(
+        self,
+        code: str = "COMMENT_REJECTED",
+        message: str = "Comment was rejected",
+        *,
+        status: int = 403,
+        plugin_id: str | None = None,
+    ) -> None:
+        super().__init__(message, plugin_id=plugin_id)
+        self.code = code
+        self.status = status
+
+
+class CronScheduleError(BridgeError):
+    """A cron task name or schedule is invalid (the message is EmDash's text).
+
+    A :class:`BridgeError` because it is how ``ctx.cron.schedule`` reports bad
+    parameters: sandboxed and trusted plugins can both catch it as ``BridgeError``.
+    """
+
+
+class InvalidPageContextError(EmDashError):
+    """The page context handed to ``rt.page`` is not a JSON object with a string ``url``."""
+
+
+# --- what plugin code did ----------------------------------------------------------
 
 
 class PluginError(EmDashError):
@@ -259,29 +318,43 @@ class SandboxUnavailableError(SandboxError, _sb.SandboxUnavailableError):
 
 # --- crossing the worker boundary ------------------------------------------------------
 #
-# Errors travel between host and worker as plain JSON objects. Only the classes listed
-# here can be reconstructed; anything else becomes a PluginError, so a plugin cannot make
-# the host raise an arbitrary class, and nothing but strings and numbers crosses over.
+# Errors travel between host and worker as plain JSON objects. This table is the one
+# allowlist of what crosses: only the classes named here are rebuilt from the wire
+# (anything else becomes a PluginError or a BridgeError), so a plugin cannot make the host
+# raise an arbitrary class, and nothing but strings and numbers crosses over.
+#
+# The flag says whether the host re-raises the class *as itself* when a sandboxed plugin
+# lets it escape its handler (what native mode does: a trusted plugin that does not catch
+# CapabilityError propagates it). Two classes cross only from host to worker: a
+# HookTimeoutError or SandboxViolation that a worker claims escaped its handler describes
+# a limit the *host* enforces, so the host never takes a worker's word for it.
 
-_WIRE_CLASSES: dict[str, type[EmDashError]] = {
-    cls.__name__: cls
-    for cls in (
-        ManifestError,
-        CapabilityError,
-        StorageQueryError,
-        InvalidCursorError,
-        HttpAccessError,
-        BridgeError,
-        NotFoundError,
-        EmailError,
-        EmailNotConfiguredError,
-        EmailRecursionError,
-        PluginRouteError,
-        HookTimeoutError,
-        SandboxViolation,
-        SubrequestLimitExceeded,
+_WIRE_CLASSES: dict[str, tuple[type[EmDashError], bool]] = {
+    cls.__name__: (cls, passes)
+    for cls, passes in (
+        (ManifestError, True),
+        (CapabilityError, True),
+        (StorageQueryError, True),
+        (InvalidCursorError, True),
+        (HttpAccessError, True),
+        (BridgeError, True),
+        (NotFoundError, True),
+        (EmailError, True),
+        (EmailNotConfiguredError, True),
+        (EmailRecursionError, True),
+        (PluginRouteError, True),
+        (SubrequestLimitExceeded, True),
+        (HookTimeoutError, False),
+        (SandboxViolation, False),
     )
 }
+
+
+def passes_through(type_name: str) -> bool:
+    """Whether an error of this class name that escaped a sandboxed handler is re-raised as
+    that class (see ``_WIRE_CLASSES``) rather than wrapped in a :class:`PluginError`."""
+    entry = _WIRE_CLASSES.get(type_name)
+    return entry is not None and entry[1]
 
 
 def error_to_wire(exc: BaseException) -> dict[str, Any]:
@@ -322,24 +395,32 @@ _OWN_NAMES: dict[str, type[BaseException]] = {
 _CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
-def clean_text(text: str, *, limit: int = 4000, keep_newlines: bool = False) -> str:
+# C0/C1 controls, DEL and the Unicode line/paragraph separators: what lets untrusted text
+# forge log lines (CR/LF, U+2028) or drive the operator's terminal (ESC sequences).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_control(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean_text(
+    text: str, *, limit: int = 4000, keep_newlines: bool = False, ellipsis: str = "..."
+) -> str:
     """Make text from untrusted code safe to log and print: control characters escaped.
 
-    CR/LF would let a plugin forge log lines; ESC sequences would drive the operator's
-    terminal. ``keep_newlines`` keeps ``\\n`` (for tracebacks, which the log indents).
+    The one cleaner for plugin-written text (error messages, tracebacks, log lines, audit
+    fields). It cuts to ``limit`` characters *before* escaping, so its cost is bounded by
+    ``limit`` whatever the plugin sent (an escape is at most 6 characters: the result is at
+    most ``6 * limit`` plus the ellipsis). ``keep_newlines`` keeps ``\\n`` (for tracebacks,
+    which the log indents).
     """
-    out = []
-    for ch in text[:limit]:
-        code = ord(ch)
-        if ch == "\n" and keep_newlines:
-            out.append(ch)
-        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in (0x2028, 0x2029):
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    if len(text) > limit:
-        out.append("...")
-    return "".join(out)
+    cut = text[:limit]
+    pattern = _CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL
+    out = pattern.sub(_escape_control, cut)
+    return out + ellipsis if len(text) > limit else out
 
 
 def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
@@ -355,7 +436,8 @@ def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
     if not isinstance(message, str):
         message = "Unknown error"
     message = clean_text(message)
-    cls = _WIRE_CLASSES.get(kind) if isinstance(kind, str) else None
+    entry = _WIRE_CLASSES.get(kind) if isinstance(kind, str) else None
+    cls = entry[0] if entry is not None else None
     if cls is CapabilityError:
         cap = data.get("capability")
         err: EmDashError = CapabilityError(cap if isinstance(cap, str) else "?", plugin_id=plugin_id)

@@ -9,8 +9,8 @@ import pytest
 
 from emdash import PluginError, PluginRouteError
 from emdash._runtime._runtime import Runtime
-from emdash._services._content import DeleteBlockedError
 from emdash._services._page import page_context
+from emdash._shared._errors import DeleteBlockedError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SITE = {"name": "Example site", "url": "https://site.example"}

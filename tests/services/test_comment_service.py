@@ -9,7 +9,8 @@ import pytest
 
 import emdash
 from emdash import BridgeError, NotFoundError, PluginError
-from emdash._services._comments import CommentRejectedError, default_moderate
+from emdash._services._comments import default_moderate
+from emdash._shared._errors import CommentRejectedError
 
 USERS = ["users:read"]
 

@@ -9,7 +9,7 @@ import pytest
 
 import emdash
 from emdash import BridgeError, NotFoundError, PluginError
-from emdash._services._content import DeleteBlockedError
+from emdash._shared._errors import DeleteBlockedError
 
 RECORD_ALL = """
 def before_save(event, ctx):

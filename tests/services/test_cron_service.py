@@ -11,7 +11,7 @@ import pytest
 
 import emdash
 from emdash._services._cron import CronRun
-from emdash._services._cron_schedule import CronScheduleError
+from emdash._shared._errors import CronScheduleError
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 

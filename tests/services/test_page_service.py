@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 import emdash
-from emdash._services._page import InvalidPageContextError, page_context
+from emdash._services._page import page_context
+from emdash._shared._errors import InvalidPageContextError
 
 PAGE = page_context(
     "https://site.example/posts/hi",
