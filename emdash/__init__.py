@@ -12,9 +12,11 @@ from ._model._capabilities import CAPABILITIES as CAPABILITIES
 from ._model._descriptor import Limits as Limits
 from ._model._descriptor import PluginDescriptor as PluginDescriptor
 from ._model._descriptor import StorageCollection as StorageCollection
+from ._model._json import JSON as JSON
 from ._runtime._runtime import Runtime as Runtime
 from ._services._email import ConsoleEmailProvider as ConsoleEmailProvider
 from ._services._page import page_context as page_context
+from ._shared._context import Context as Context
 from ._shared._errors import BridgeError as BridgeError
 from ._shared._errors import CapabilityError as CapabilityError
 from ._shared._errors import CommentRejectedError as CommentRejectedError
@@ -44,6 +46,7 @@ from ._shared._errors import StorageQueryError as StorageQueryError
 from ._shared._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._shared._errors import WallTimeExceeded as WallTimeExceeded
 from ._shared._hooks_catalog import HOOK_NAMES as HOOK_NAMES
+from ._shared._hooks_catalog import HookName as HookName
 from ._shared._plugin_api import HookConfig as HookConfig
 from ._shared._plugin_api import PluginDefinition as PluginDefinition
 from ._shared._plugin_api import RouteConfig as RouteConfig
@@ -54,12 +57,14 @@ __version__ = "0.1.0"
 __all__ = [
     "CAPABILITIES",
     "HOOK_NAMES",
+    "JSON",
     "BridgeError",
     "CapabilityError",
     "CommentRejectedError",
     "CompileError",
     "ConfigError",
     "ConsoleEmailProvider",
+    "Context",
     "CpuLimitExceeded",
     "CronScheduleError",
     "DeleteBlockedError",
@@ -69,6 +74,7 @@ __all__ = [
     "EmailRecursionError",
     "ExclusiveOutcome",
     "HookConfig",
+    "HookName",
     "HookOutcome",
     "HookResult",
     "HookTimeoutError",
@@ -96,3 +102,21 @@ __all__ = [
     "define_plugin",
     "page_context",
 ]
+
+
+def _claim_public_names() -> None:
+    """Make exported classes and functions report ``emdash`` as their module.
+
+    They are defined in private modules (``emdash._shared._errors``...), which is where a
+    traceback or a ``repr`` would otherwise send the reader: ``emdash.CapabilityError`` is
+    the name to look up and the one that stays stable when files move.
+    """
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__code__"):
+            if getattr(obj, "__module__", "").startswith("emdash."):
+                obj.__module__ = __name__
+
+
+_claim_public_names()
+

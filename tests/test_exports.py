@@ -41,3 +41,21 @@ def test_sandbox_errors_are_also_generic_sandbox_errors() -> None:
     assert issubclass(emdash.CpuLimitExceeded, sandbox.CpuLimitExceeded)
     assert issubclass(emdash.SandboxViolation, sandbox.SandboxViolation)
     assert issubclass(emdash.SandboxError, sandbox.SandboxError)
+
+
+def test_exported_objects_report_emdash_as_their_module() -> None:
+    # Tracebacks and reprs name emdash.CapabilityError, not the private module it lives in.
+    for name in emdash.__all__:
+        obj = getattr(emdash, name)
+        if isinstance(obj, type) or callable(obj) and hasattr(obj, "__code__"):
+            assert obj.__module__ == "emdash", name
+
+
+def test_plugin_facing_types_are_exported() -> None:
+    from typing import get_args
+
+    from emdash._shared._context import Context
+
+    assert emdash.Context is Context
+    assert get_args(emdash.HookName) == emdash.HOOK_NAMES
+    assert set(get_args(emdash.JSON)) >= {bool, int, float, str}

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeAlias
 
-__all__ = ["HOOKS", "HOOK_NAMES", "HookSpec", "hook_spec"]
+__all__ = ["HOOKS", "HOOK_NAMES", "HookName", "HookSpec", "hook_spec"]
 
 Family = Literal[
     "lifecycle", "chain", "veto", "middleware", "notify", "observe", "collect", "exclusive", "cron"
@@ -107,6 +107,36 @@ _ALL = (
 
 HOOKS: MappingProxyType[str, HookSpec] = MappingProxyType({h.name: h for h in _ALL})
 HOOK_NAMES: tuple[str, ...] = tuple(HOOKS)
+
+# The 25 names as a type, for annotating handlers and host calls. Kept equal to
+# HOOK_NAMES by tests/model/test_hooks_catalog.py (a Literal cannot be built from a tuple).
+HookName: TypeAlias = Literal[
+    "plugin:install",
+    "plugin:activate",
+    "plugin:deactivate",
+    "plugin:uninstall",
+    "content:beforeSave",
+    "content:afterSave",
+    "content:beforeDelete",
+    "content:afterDelete",
+    "content:afterPublish",
+    "content:afterUnpublish",
+    "content:afterRestore",
+    "content:afterSchedule",
+    "content:afterUnschedule",
+    "media:beforeUpload",
+    "media:afterUpload",
+    "cron",
+    "email:beforeSend",
+    "email:deliver",
+    "email:afterSend",
+    "comment:beforeCreate",
+    "comment:moderate",
+    "comment:afterCreate",
+    "comment:afterModerate",
+    "page:metadata",
+    "page:fragments",
+]
 
 
 def hook_spec(name: str) -> HookSpec:

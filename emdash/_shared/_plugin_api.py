@@ -27,10 +27,13 @@ from ._errors import (
 from ._hooks_catalog import HOOK_NAMES, HOOKS
 
 __all__ = [
+    "JSON",
     "BridgeError",
     "CapabilityError",
+    "Context",
     "EmDashError",
     "HookConfig",
+    "HookName",
     "HttpAccessError",
     "InvalidCursorError",
     "NotFoundError",
@@ -42,6 +45,17 @@ __all__ = [
 ]
 
 Handler = Callable[..., Any]
+
+# Annotation names for plugin code, so `def on_save(event: JSON, ctx: Context)` runs in
+# both modes. Type checkers and trusted plugins get the real types from the ``emdash``
+# package (emdash.Context is the ctx class, emdash.JSON and emdash.HookName precise
+# aliases). Inside a sandbox worker the ``emdash`` module plugins import is a facade of
+# *this* module's ``__all__``, and there the three names are ``typing.Any``: real aliases
+# are doors (``list[JSON].append`` is ``list.append``, a Literal forwards attributes to its
+# origin) and the ctx class would hand plugin code property objects with ``fget``.
+Context: Any = Any
+JSON: Any = Any
+HookName: Any = Any
 
 ERROR_POLICIES = ("abort", "continue")
 _ROUTE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-/")

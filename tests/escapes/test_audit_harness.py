@@ -108,7 +108,7 @@ def test_log_injection_and_host_side_formatting_are_caught(unsandboxed: AuditSes
         "an untrusted plugin ran in-process (SANDBOX BYPASS)",
         "log injection: raw control characters in 'AUDIT-FORGED line one\\n[plugin:victim] forged\\x1b[2J'",
         "log injection: a forged log line '[plugin:victim] forged\\x1b[2J'",
-        "the host formatted plugin text: \"AUDIT-FMT <class 'emdash._shared._context.Context'>\"",
+        "the host formatted plugin text: \"AUDIT-FMT <class 'emdash.Context'>\"",
         "code ran after its handler returned and reached the host log",
     ]
     assert r.failures_of("error") == []

@@ -109,3 +109,31 @@ def test_route_errors_cross_the_boundary_unchanged(rt: tuple[emdash.Runtime, boo
     assert err.value.error_type == "ValueError"
     assert err.value.plugin_id == "first"
     assert "bad things" in str(err.value)
+
+
+ANNOTATED = '''
+from emdash import JSON, Context, HookName, define_plugin
+
+HOOK: HookName = "content:beforeSave"
+
+def stamp(event: JSON, ctx: Context) -> JSON:
+    data = dict(event["content"])
+    data["slug"] = "annotated"
+    return data
+
+plugin = define_plugin(hooks={HOOK: stamp})
+'''
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["native", "sandboxed"])
+def test_plugin_facing_type_names_import_in_both_modes(tmp_path: Path, trusted: bool) -> None:
+    with emdash.Runtime(tmp_path / "site.db") as runtime:
+        runtime.add_plugin(
+            {"id": "typed", "capabilities": ["content:write"]},
+            source={"plugin.py": ANNOTATED},
+            trusted=trusted,
+        )
+        outcome = runtime.run_hook(
+            "content:beforeSave", {"content": {"title": "t"}, "collection": "posts", "isNew": True}
+        )
+        assert outcome.value == {"title": "t", "slug": "annotated"}
