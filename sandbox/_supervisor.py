@@ -54,7 +54,7 @@ from ._errors import (
     WallTimeExceeded,
     WorkerCrashed,
 )
-from ._forkserver import ForkedProcess, ForkServerClient
+from ._forkclient import ForkedProcess, ForkServerClient
 from ._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     ChannelClosed,
