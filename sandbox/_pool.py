@@ -39,7 +39,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._call import CallResult, OnHostCall, SandboxLimits
+from ._call import Call, CallResult, OnHostCall, SandboxLimits
 from ._errors import (
     CompileError,
     CpuLimitExceeded,
@@ -221,13 +221,17 @@ class WorkerPool:
             raise SandboxError(
                 f"the arguments for {self.key} cannot be sent to the sandbox: {exc}"
             ) from None
-        worker = self._checkout(start + budget_ms / 1000, budget_ms, kind)
-        # The deadline starts once a worker is ready: starting one is not the call's time.
-        deadline = time.monotonic() + budget_ms / 1000
+        call = Call(
+            op=fields["op"], cid=cid, frame=frame, limits=lim, cpu_ms=lim.cpu_ms,
+            budget_ms=budget_ms, kind=kind, on_host_call=on_host_call,
+        )
+        # Waiting for a worker counts against the caller's budget...
+        worker = self._checkout(start + budget_ms / 1000, call)
+        # ...but the call's own deadline starts once a worker is ready: starting one is not
+        # the call's time.
+        call.start_clock()
         try:
-            outcome = self._exchange(
-                worker, cid, frame, on_host_call, deadline, _CALL_OPS, lim.cpu_ms, budget_ms, kind
-            )
+            outcome = self._exchange(worker, call)
         except BaseException:
             # Raised by on_host_call (KeyboardInterrupt...): the worker is mid-call and
             # cannot be reused. _exchange already disposed of it in every other case.
@@ -235,47 +239,40 @@ class WorkerPool:
                 self._discard(worker, kill=True, crash=False)
             raise
         if isinstance(outcome, ResultFrame):
-            self._release(worker, outcome.rss_kb, lim)
+            self._release(worker, call, outcome.rss_kb)
             return CallResult(outcome.value, outcome.cpu_ms, outcome.rss_kb)
         assert isinstance(outcome, ErrorFrame)
         if outcome.kind == "memory":
             self._discard(worker, kill=True, crash=False)
             raise self._memory_error(worker.memory_mb)
-        self._release(worker, outcome.rss_kb, lim)
+        self._release(worker, call, outcome.rss_kb)
         raise self._error_from_frame(outcome, lim.memory_mb)
 
-    def _exchange(
-        self,
-        worker: WorkerHandle,
-        cid: int,
-        frame: bytes,
-        on_host_call: OnHostCall | None,
-        deadline: float,
-        allowed: frozenset[str],
-        cpu_limit_ms: int,
-        budget_ms: int,
-        kind: str,
-    ) -> WorkerFrame:
+    def _exchange(self, worker: WorkerHandle, call: Call) -> WorkerFrame:
         """Send one operation and serve its host calls until its outcome frame arrives.
 
         Every failure disposes of the worker before raising: a deadline kills it (and waits
         until it is gone), a death is classified from its exit status, a protocol
         violation kills it.
         """
-        # A call spins briefly for its answer (see _protocol.SpinWait). While other calls are
-        # in flight in this process, its channel calls that cannot block also keep the GIL
-        # (`quick`): each release would hand the GIL to another host thread and back.
+        # `allowed` is the state machine: during a load only loaded/error are valid, during a
+        # call (or raw exec) host_call/result/error; a ready frame now is a forgery.
+        is_load = call.op == "load"
+        allowed = _LOAD_OPS if is_load else _CALL_OPS
+        cid, deadline = call.cid, call.deadline
+        # A call spins briefly for its answer (see _protocol.SpinWait); a load does not
+        # (compiling takes far longer than any spin). While other calls are in flight in this process, a
+        # call's channel calls that cannot block also keep the GIL (`quick`): each release
+        # would hand the GIL to another host thread and back.
         calls = self._sup._inflight
-        if allowed is _CALL_OPS:
+        if not is_load:
             calls.append(None)
             spin, quick = True, len(calls) > 1
         else:
             spin = quick = False
         try:
-            worker.send(frame, deadline, quick)
+            worker.send(call.frame, deadline, quick)
             while True:
-                # `allowed` is the state machine: during a load only loaded/error are valid,
-                # during a call host_call/result/error; a ready frame now is a forgery.
                 msg = parse_worker_frame(
                     worker.reader.read(deadline, spin=spin, quick=quick),
                     expect_id=cid,
@@ -287,32 +284,31 @@ class WorkerPool:
                     # It may have been buffered in time, but the caller's time is up: no host
                     # code runs on behalf of a call after its deadline.
                     raise TimeoutError
-                reply = self._answer(cid, msg, on_host_call, worker.max_frame_bytes)
+                reply = self._answer(call, msg, worker.max_frame_bytes)
                 # A slow host call can use up the budget; the worker gets no answer then.
                 worker.send(reply, deadline, quick)
         except TimeoutError:
             self._discard(worker, kill=True, crash=False)
-            raise self._wall_error(budget_ms, kind) from None
+            raise self._wall_error(call) from None
         except ChannelClosed:
-            raise self._died(worker, cpu_limit_ms) from None
+            raise self._died(worker, call.cpu_ms) from None
         except ProtocolError as exc:
             self._discard(worker, kill=True, crash=True)
             raise WorkerCrashed(
                 f"the sandbox worker for {self.key} broke the protocol ({exc}); it was killed"
             ) from None
         except OSError:  # EPIPE/ECONNRESET while sending: the worker is gone
-            raise self._died(worker, cpu_limit_ms) from None
+            raise self._died(worker, call.cpu_ms) from None
         finally:
-            if allowed is _CALL_OPS:
+            if not is_load:
                 calls.pop()
 
-    def _answer(
-        self, cid: int, call: HostCallFrame, on_host_call: OnHostCall | None, max_bytes: int
-    ) -> bytes:
+    def _answer(self, call: Call, request: HostCallFrame, max_bytes: int) -> bytes:
         """The frame answering one host call (the host application's code runs here)."""
         # Exceptions from the host application become a JSON error for the worker (it raises
         # them inside the sandboxed code, which may catch them); BaseException subclasses
         # (KeyboardInterrupt, SystemExit) are not the plugin's business and propagate.
+        cid, on_host_call = call.cid, call.on_host_call
         if on_host_call is None:
             error: dict[str, Any] = {
                 "type": "SandboxViolation",
@@ -320,7 +316,7 @@ class WorkerPool:
             }
         else:
             try:
-                value = on_host_call(call.method, call.params)
+                value = on_host_call(request.method, request.params)
             except Exception as exc:
                 error = self._sup._encode_host_error(exc)
             else:
@@ -329,13 +325,13 @@ class WorkerPool:
                 except FrameTooLarge as exc:
                     error = {
                         "type": "SandboxViolation",
-                        "message": f"the answer to host call {call.method} is too large "
+                        "message": f"the answer to host call {request.method} is too large "
                         f"({exc.size} bytes; the limit is {exc.limit})",
                     }
                 except TypeError as exc:
                     error = {
                         "type": "TypeError",
-                        "message": f"the answer to host call {call.method} is not JSON: {exc}",
+                        "message": f"the answer to host call {request.method} is not JSON: {exc}",
                     }
         try:
             return encode_frame({"op": "host_error", "id": cid, "error": error}, max_bytes)
@@ -345,7 +341,8 @@ class WorkerPool:
 
     # -- errors -------------------------------------------------------------------------
 
-    def _wall_error(self, limit_ms: int, kind: str) -> WallTimeExceeded:
+    def _wall_error(self, call: Call) -> WallTimeExceeded:
+        limit_ms, kind = call.budget_ms, call.kind
         what = "wall-time limit" if kind == "wall" else "timeout"
         err = WallTimeExceeded(
             f"the sandboxed call for {self.key} exceeded its {what} of {limit_ms}ms; "
@@ -435,7 +432,7 @@ class WorkerPool:
         self.init_result = worker.init_result
         self.confinement = dict(worker.confinement)
 
-    def _checkout(self, deadline: float, budget_ms: int, kind: str) -> WorkerHandle:
+    def _checkout(self, deadline: float, call: Call) -> WorkerHandle:
         while True:
             dead: list[WorkerHandle] = []
             stale: list[WorkerHandle] = []
@@ -470,7 +467,7 @@ class WorkerPool:
                         remaining = deadline - time.monotonic()
                         if remaining <= 0:
                             # Nothing ran: there is no worker to kill for this call.
-                            raise self._wall_error(budget_ms, kind)
+                            raise self._wall_error(call)
                         self._waiting += 1
                         try:
                             self._cond.wait(remaining)
@@ -541,10 +538,13 @@ class WorkerPool:
         except (TypeError, FrameTooLarge) as exc:
             self._discard(worker, kill=True, crash=False)
             raise SandboxError(f"the code for {self.key} cannot be sent to the sandbox: {exc}") from None
-        outcome = self._exchange(
-            worker, cid, frame, None, time.monotonic() + lim.wall_ms / 1000, _LOAD_OPS,
-            lim.load_cpu_ms, lim.wall_ms, "wall",
+        # No host calls during a load (init included): on_host_call is None.
+        load = Call(
+            op="load", cid=cid, frame=frame, limits=lim, cpu_ms=lim.load_cpu_ms,
+            budget_ms=lim.wall_ms, kind="wall", on_host_call=None,
         )
+        load.start_clock()
+        outcome = self._exchange(worker, load)
         if isinstance(outcome, LoadedFrame):
             worker.init_result = outcome.init
             return worker
@@ -553,11 +553,12 @@ class WorkerPool:
         self._discard(worker, kill=True, crash=False)
         raise self._error_from_frame(outcome, lim.memory_mb)
 
-    def _release(self, worker: WorkerHandle, rss_kb: int, lim: SandboxLimits) -> None:
+    def _release(self, worker: WorkerHandle, call: Call, rss_kb: int) -> None:
         """Back to the pool after a call, unless the call left it bloated."""
         # rss_kb is the worker's own report: a lying worker only keeps its own bloated
         # process (RLIMIT_AS still bounds it); nothing here is a security decision.
-        if rss_kb - worker.baseline_rss_kb > lim.memory_mb * 1024 * RSS_RECYCLE_FRACTION:
+        # memory_mb of this call's limits: a call may tighten the check (see call()).
+        if rss_kb - worker.baseline_rss_kb > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION:
             self._discard(worker, kill=True, crash=False)
         else:
             self._checkin(worker)
