@@ -37,6 +37,7 @@ import itertools
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._call import Call, CallResult, OnHostCall, SandboxLimits
@@ -70,7 +71,7 @@ from ._worker import EXIT_CONFINEMENT, EXIT_MEMORY, EXIT_PROTOCOL
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
 
-__all__ = ["RSS_RECYCLE_FRACTION", "WorkerPool"]
+__all__ = ["RSS_RECYCLE_FRACTION", "LoadSpec", "WorkerPool"]
 
 # A worker whose peak RSS grew by more than this fraction of memory_mb is replaced after the
 # call. RLIMIT_AS bounds *virtual* size, and RSS growth stays below it, so waiting for RSS to
@@ -84,6 +85,22 @@ _CALL_OPS = frozenset({"host_call", "result", "error"})
 _LOAD_OPS = frozenset({"loaded", "error"})
 _READY_OPS = frozenset({"ready"})
 
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What a pool serves and how: the arguments of ``Supervisor.load`` but the key.
+
+    Compared whole when a key is loaded again: an equal spec reuses the pool, any other
+    replaces it.
+    """
+
+    files: dict[str, str]
+    entry: str
+    limits: SandboxLimits
+    pool_size: int
+    init: tuple[str, list[Any]] | None
+
+
 class WorkerPool:
     """The workers running one loaded bundle; get one from :meth:`Supervisor.load`.
 
@@ -91,23 +108,12 @@ class WorkerPool:
     ``pool_size``; further callers wait for a free worker within their own deadline).
     """
 
-    def __init__(
-        self,
-        supervisor: Supervisor,
-        key: str,
-        files: dict[str, str],
-        entry: str,
-        limits: SandboxLimits,
-        pool_size: int,
-        init: tuple[str, list[Any]] | None,
-    ) -> None:
+    def __init__(self, supervisor: Supervisor, key: str, spec: LoadSpec) -> None:
         self._sup = supervisor
         self.key = key
-        self.limits = limits
-        self.pool_size = pool_size
-        self._files = files
-        self._entry = entry
-        self._init = init
+        self.limits = spec.limits
+        self.pool_size = spec.pool_size
+        self._spec = spec
         # `with self._lock` (a C-level context manager) guards the pool's state; the
         # condition shares that lock, and notify_all runs only when someone waits in it.
         self._lock = threading.RLock()
@@ -120,7 +126,6 @@ class WorkerPool:
         self._epoch = 0
         self._crashes = supervisor._new_crash_tracker()
         self._ids = itertools.count(1)
-        self._spec: tuple[Any, ...] = ()
         self.init_result: Any = None
         """What ``init`` returned in the first worker (None without ``init``)."""
         self.confinement: dict[str, str] = {}
@@ -528,10 +533,11 @@ class WorkerPool:
         worker.baseline_rss_kb = ready.rss_kb
         worker.confinement = ready.confinement
         cid = next(self._ids)
-        init = None if self._init is None else [self._init[0], list(self._init[1])]
+        spec = self._spec
+        init = None if spec.init is None else [spec.init[0], list(spec.init[1])]
         try:
             frame = encode_frame(
-                {"op": "load", "id": cid, "files": self._files, "entry": self._entry,
+                {"op": "load", "id": cid, "files": spec.files, "entry": spec.entry,
                  "init": init, "cpu_ms": lim.load_cpu_ms},
                 worker.max_frame_bytes,
             )

@@ -29,7 +29,7 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._forkclient import ForkedProcess, ForkServerClient
-from ._pool import WorkerPool
+from ._pool import LoadSpec, WorkerPool
 from ._protocol import DEFAULT_MAX_FRAME_BYTES
 
 __all__ = ["Supervisor"]
@@ -220,14 +220,15 @@ class Supervisor:
             or init[0].count(":") != 1 or not isinstance(init[1], list)
         ):
             raise SandboxError(f"init for {key} must be ('module:function', [args])")
-        spec = (dict(files), entry, limits, pool_size, init)
+        # A copy of files: a caller changing its dict later changes neither the pool nor the
+        # comparison that decides whether a later load may reuse it.
+        spec = LoadSpec(dict(files), entry, limits, pool_size, init)
         with self._lock:
             existing = self._pools.get(key)
         if existing is not None and existing._spec == spec and existing._closed_reason is None:
             return existing
         self.start()
-        pool = WorkerPool(self, key, dict(files), entry, limits, pool_size, init)
-        pool._spec = spec
+        pool = WorkerPool(self, key, spec)
         pool._start_first()
         with self._lock:
             if self._closed:
