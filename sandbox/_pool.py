@@ -5,9 +5,8 @@ host's answers to the worker's ``host_call`` frames; many threads call one pool 
 its state is under one lock. The workers are other processes (``_worker``), reached through
 their handles (``_handle``).
 
-:meth:`Supervisor.load <sandbox._supervisor.Supervisor.load>` makes a :class:`WorkerPool`,
-which starts one warm worker at load time and grows lazily to ``pool_size`` workers when
-several host threads call at once.
+:meth:`Supervisor.load` makes a :class:`WorkerPool`, which starts one warm worker at load
+time and grows lazily to ``pool_size`` workers when several host threads call at once.
 
 Everything a worker sends is hostile (``_protocol.parse_worker_frame`` validates exact
 shapes; anything else gets the worker killed). The limits:

@@ -4,14 +4,16 @@ Which process runs this: the host (any of its threads; the supervisor's state is
 lock). It owns the host side of the fork server (``_forkclient``), the worker pools, one
 per loaded bundle (``_pool``), and the crash bookkeeping for both.
 
-The fork server is started on first use and restarted when it dies, under the same back-off
-as workers; ``epoch`` counts its starts, so a pool can tell that an idle worker was made by a
-fork server that is gone (and so is gone itself, whatever its socket says yet).
+The fork server is started by :meth:`Supervisor.start` (or the first load) and started again
+when it has died, under the same back-off as workers; ``epoch`` counts its starts, so a pool
+can tell that an idle worker was made by a fork server that is gone (and so is gone itself,
+whatever its socket says yet).
 
-Crash bookkeeping (:class:`_CrashTracker`, one per pool and one for the fork server): after
-crash *n* no new worker (fork server) starts for ``1, 2, 4 ... 30`` s; more than 5 crashes
-within 60 s and the pool refuses calls with ``SandboxUnavailableError`` until the window has
-passed (EmDash logged "will run unsandboxed" here and then failed; we fail closed and say so).
+Crash bookkeeping (:class:`_CrashTracker`, one per pool and one for the fork server), with the
+default settings: after crash *n* no new worker (fork server) starts for ``1, 2, 4 ... 30`` s;
+more than 5 crashes within 60 s and the pool (every pool) refuses calls with
+``SandboxUnavailableError`` until the window has passed (EmDash logged "will run unsandboxed"
+here and then failed; we fail closed and say so).
 """
 
 from __future__ import annotations
