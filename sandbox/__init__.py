@@ -17,6 +17,8 @@ Language layer (also usable on its own, e.g. to check code before installing it)
 
 from ._availability import Availability as Availability
 from ._availability import is_available as is_available
+from ._call import CallResult as CallResult
+from ._call import SandboxLimits as SandboxLimits
 from ._compiler import compile_bundle as compile_bundle
 from ._errors import CompileError as CompileError
 from ._errors import CpuLimitExceeded as CpuLimitExceeded
@@ -29,7 +31,5 @@ from ._errors import SandboxViolation as SandboxViolation
 from ._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._errors import WallTimeExceeded as WallTimeExceeded
 from ._errors import WorkerCrashed as WorkerCrashed
-from ._supervisor import CallResult as CallResult
-from ._supervisor import SandboxLimits as SandboxLimits
+from ._pool import WorkerPool as WorkerPool
 from ._supervisor import Supervisor as Supervisor
-from ._supervisor import WorkerPool as WorkerPool

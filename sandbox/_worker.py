@@ -23,7 +23,7 @@ frames for a call id that is not current anyway. Only then is the result sent.
 
 Nothing here trusts the host less than itself, but nothing here is a security boundary
 either: code that broke out of the language layer owns this process. The boundary is the
-host (``_supervisor``), which treats every frame from here as hostile.
+host (``_pool``), which treats every frame from here as hostile.
 """
 
 from __future__ import annotations

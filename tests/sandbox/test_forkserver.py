@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sandbox import SandboxNotAvailableError, WorkerCrashed
-from sandbox._forkserver import ForkServerClient
+from sandbox._forkclient import ForkServerClient
 from sandbox._protocol import FrameReader, parse_worker_frame
 
 

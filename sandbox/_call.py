@@ -1,0 +1,98 @@
+"""One operation on a worker, as the host sees it: its limits, its state, its result.
+
+Which process runs this: the host (in the thread that makes the call). The worker's side of
+an operation is ``_worker``.
+
+:class:`SandboxLimits` are the per-invocation limits (also the load limits of a pool),
+:class:`Call` is one operation in flight (a load or a call: its request frame, its limits,
+its deadline and who answers its host calls), :class:`CallResult` is what a call returned,
+and :class:`InFlight` counts the calls that are waiting on workers in this process, which
+decides how a call waits for its answer (see ``_pool.WorkerPool._exchange``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from ._errors import SandboxError
+
+__all__ = ["Call", "CallResult", "InFlight", "OnHostCall", "SandboxLimits"]
+
+# Answers a worker's host call: (method, params) -> a JSON value, or raises.
+OnHostCall = Callable[[str, dict[str, Any]], Any]
+
+
+class InFlight(list[None]):
+    """The calls waiting on workers in this process, one entry each (are others calling?).
+
+    A list because ``append`` and ``pop`` are atomic under the GIL: no lock to take twice
+    per call. Two calls entering at once may both see two entries, which only means both
+    use the GIL-keeping channel calls.
+    """
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Per-invocation limits of sandboxed code.
+
+    ``cpu_ms`` CPU time per call, ``memory_mb`` memory on top of the worker's baseline,
+    ``wall_ms`` wall-clock time per call (including host calls), ``load_cpu_ms`` CPU time
+    for compiling and loading the bundle (and ``init``) in each new worker.
+    """
+
+    cpu_ms: int = 50
+    memory_mb: int = 128
+    wall_ms: int = 30_000
+    load_cpu_ms: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_ms", "memory_mb", "wall_ms", "load_cpu_ms"):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise SandboxError(f"SandboxLimits.{name} must be a positive int, got {value!r}")
+
+
+class CallResult(NamedTuple):
+    """What a call returned, and what it cost (as the worker reported it)."""
+
+    value: Any
+    cpu_ms: float
+    rss_kb: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Call:
+    """One operation sent to one worker (``load``, ``call`` or ``raw_exec``).
+
+    Made once per operation, before a worker is taken, and handed to every step of it
+    (check-out, the exchange, the verdict), so those steps cannot disagree about its id,
+    its limits or its deadline.
+    """
+
+    op: str
+    """The request's ``op``: ``load`` decides which answers are valid and how to wait."""
+    cid: int
+    """The id every frame of this operation carries (frames with another id are forged)."""
+    frame: bytes
+    """The request, already encoded: bad arguments fail before they cost a worker anything."""
+    limits: SandboxLimits
+    """The limits in force (``memory_mb`` decides the recycle check and names memory errors)."""
+    cpu_ms: int
+    """The CPU limit the worker arms: ``limits.cpu_ms``, or ``load_cpu_ms`` for a load."""
+    budget_ms: int
+    """The wall budget, ``min(limits.wall_ms, timeout_ms)``."""
+    kind: str
+    """Which of the two set ``budget_ms``: ``"wall"`` or ``"timeout"`` (for the error)."""
+    on_host_call: OnHostCall | None
+    """Answers the worker's host calls in the calling thread; None refuses them all."""
+    deadline: float = 0.0
+    """Set by :meth:`start_clock`; until then the call has no time at all (fails closed)."""
+
+    def start_clock(self) -> None:
+        """Start the wall budget now: once a worker is ready, not while one is being made."""
+        self.deadline = time.monotonic() + self.budget_ms / 1000

@@ -1,0 +1,613 @@
+"""The workers serving one loaded bundle: check-out/check-in, spawning, calls and the limits.
+
+Which process runs this: the host. A call runs entirely in the calling thread, including the
+host's answers to the worker's ``host_call`` frames; many threads call one pool at once, so
+its state is under one lock. The workers are other processes (``_worker``), reached through
+their handles (``_handle``).
+
+:meth:`Supervisor.load` makes a :class:`WorkerPool`, which starts one warm worker at load
+time and grows lazily to ``pool_size`` workers when several host threads call at once.
+
+Everything a worker sends is hostile (``_protocol.parse_worker_frame`` validates exact
+shapes; anything else gets the worker killed). The limits:
+
+- wall time: a host-side deadline, ``min(limits.wall_ms, timeout_ms)``, covering the time
+  the worker runs *and* the time the host spends answering its host calls. On expiry the
+  worker is SIGKILLed through its pidfd and the call waits until the fork server reports it
+  dead, so nothing scheduled by the call can land after the caller got
+  ``WallTimeExceeded`` (EmDash's runner only stopped waiting; the plugin kept going).
+- CPU: ``ITIMER_PROF`` armed per call in the worker, SIGPROF at its default action; the
+  host sees the death by SIGPROF and raises ``CpuLimitExceeded``.
+- memory: ``RLIMIT_AS``/``RLIMIT_DATA`` = baseline + ``memory_mb`` in the worker;
+  ``MemoryError`` comes back as ``MemoryLimitExceeded`` and the worker is replaced. A worker
+  whose peak RSS grew by more than ``RSS_RECYCLE_FRACTION`` of its budget is replaced after
+  the call too: a plugin that caught MemoryError must not keep a bloated, fragmented worker.
+- subrequests are counted by the host application in ``on_host_call`` (it knows which
+  calls count).
+
+Crash bookkeeping, per pool (the policy is the supervisor's ``_CrashTracker``): a worker that
+dies unexpectedly (not by an enforced limit) counts as a crash, and after crashes the pool
+starts no new worker until the back-off allows it. ``epoch`` counts worker replacements.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._call import Call, CallResult, OnHostCall, SandboxLimits
+from ._errors import (
+    CompileError,
+    CpuLimitExceeded,
+    MemoryLimitExceeded,
+    RemoteError,
+    SandboxError,
+    SandboxUnavailableError,
+    SandboxViolation,
+    WallTimeExceeded,
+    WorkerCrashed,
+)
+from ._handle import WorkerHandle
+from ._protocol import (
+    ChannelClosed,
+    ErrorFrame,
+    FrameTooLarge,
+    HostCallFrame,
+    LoadedFrame,
+    ProtocolError,
+    ReadyFrame,
+    ResultFrame,
+    WorkerFrame,
+    encode_frame,
+    parse_worker_frame,
+)
+from ._worker import EXIT_CONFINEMENT, EXIT_MEMORY, EXIT_PROTOCOL
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+__all__ = ["RSS_RECYCLE_FRACTION", "LoadSpec", "WorkerPool"]
+
+# A worker whose peak RSS grew by more than this fraction of memory_mb is replaced after the
+# call. RLIMIT_AS bounds *virtual* size, and RSS growth stays below it, so waiting for RSS to
+# reach the whole budget would never trigger; half of it means "this call nearly filled the
+# worker" (typically: it ran into MemoryError and caught it).
+RSS_RECYCLE_FRACTION = 0.5
+
+_SPAWN_TIMEOUT_S = 10.0  # fork + confinement + "ready"
+_DEATH_REPORT_TIMEOUT_S = 5.0  # how long to wait for the fork server's exit report
+_CALL_OPS = frozenset({"host_call", "result", "error"})
+_LOAD_OPS = frozenset({"loaded", "error"})
+_READY_OPS = frozenset({"ready"})
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What a pool serves and how: the arguments of ``Supervisor.load`` but the key.
+
+    Compared whole when a key is loaded again: an equal spec reuses the pool, any other
+    replaces it.
+    """
+
+    files: dict[str, str]
+    entry: str
+    limits: SandboxLimits
+    pool_size: int
+    init: tuple[str, list[Any]] | None
+
+
+class WorkerPool:
+    """The workers running one loaded bundle; get one from :meth:`Supervisor.load`.
+
+    Thread-safe: each concurrent call checks out its own worker (the pool grows lazily up to
+    ``pool_size``; further callers wait for a free worker within their own deadline).
+    """
+
+    def __init__(self, supervisor: Supervisor, key: str, spec: LoadSpec) -> None:
+        self._sup = supervisor
+        self.key = key
+        self.limits = spec.limits
+        self.pool_size = spec.pool_size
+        self._spec = spec
+        # `with self._lock` (a C-level context manager) guards the pool's state; the
+        # condition shares that lock, and notify_all runs only when someone waits in it.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
+        self._idle: list[WorkerHandle] = []
+        self._busy: set[WorkerHandle] = set()
+        self._starting = 0
+        self._closed_reason: str | None = None
+        self._epoch = 0
+        self._crashes = supervisor._new_crash_tracker()
+        self._ids = itertools.count(1)
+        self.init_result: Any = None
+        """What ``init`` returned in the first worker (None without ``init``)."""
+        self.confinement: dict[str, str] = {}
+        """What the first worker's best-effort confinement steps achieved."""
+
+    # -- public -------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """Bumps every time a worker of this pool is replaced (killed, crashed, recycled)."""
+        return self._epoch
+
+    def call(
+        self,
+        fn: str,
+        args: list[Any],
+        *,
+        on_host_call: OnHostCall,
+        limits: SandboxLimits | None = None,
+        timeout_ms: int | None = None,
+    ) -> CallResult:
+        """Run prelude ``fn`` ("module:function") as ``fn(entry_module, host_call, *args)``.
+
+        ``on_host_call(method, params)`` answers the worker's host calls, in this thread.
+        ``limits`` overrides the load limits for this call (CPU and wall time; the memory
+        rlimit was fixed when the worker started, ``memory_mb`` here only tightens the
+        post-call RSS check). The deadline is ``min(limits.wall_ms, timeout_ms)``.
+        """
+        if type(fn) is not str or fn.count(":") != 1:
+            raise SandboxError(f"fn must look like 'module:function', got {fn!r}")
+        if type(args) is not list:
+            raise SandboxError("args must be a list")
+        return self._invoke({"op": "call", "fn": fn, "args": args}, on_host_call, limits, timeout_ms)
+
+    def raw_exec_for_tests(
+        self,
+        source: str,
+        *,
+        on_host_call: OnHostCall | None = None,
+        limits: SandboxLimits | None = None,
+        timeout_ms: int | None = None,
+    ) -> CallResult:
+        """Test-only: exec plain Python (no language layer) in a confined worker.
+
+        The code sees ``host_call`` and returns its ``result`` variable. Only available when
+        the supervisor was created with ``allow_raw_exec_for_tests=True``: it exists to prove
+        that the process layer holds on its own, as if the language layer were broken.
+        """
+        if not self._sup.allow_raw_exec_for_tests:
+            raise SandboxError(
+                "raw_exec_for_tests needs Supervisor(allow_raw_exec_for_tests=True)"
+            )
+        return self._invoke({"op": "raw_exec", "source": source}, on_host_call, limits, timeout_ms)
+
+    def is_healthy(self) -> bool:
+        """Open, the supervisor healthy, and not backing off after crashes."""
+        with self._lock:
+            if self._closed_reason is not None or not self._sup.is_healthy():
+                return False
+            has_worker = any(w.usable() for w in self._idle) or bool(self._busy)
+            return has_worker or self._crashes.blocked(time.monotonic(), self.key) is None
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the pool's live workers (diagnostics and tests)."""
+        with self._lock:
+            return sorted(w.pid for w in [*self._idle, *self._busy] if w.usable())
+
+    def close(self) -> None:
+        """Kill this pool's workers; later calls raise ``SandboxUnavailableError``."""
+        self._close(f"the sandbox for {self.key} was closed; load the code again for a new handle")
+
+    # -- calls --------------------------------------------------------------------------
+
+    def _invoke(
+        self,
+        fields: dict[str, Any],
+        on_host_call: OnHostCall | None,
+        limits: SandboxLimits | None,
+        timeout_ms: int | None,
+    ) -> CallResult:
+        lim = self.limits if limits is None else limits
+        if not isinstance(lim, SandboxLimits):
+            raise SandboxError("limits must be a SandboxLimits")
+        budget_ms, kind = lim.wall_ms, "wall"
+        if timeout_ms is not None:
+            if type(timeout_ms) is not int or timeout_ms <= 0:
+                raise SandboxError(f"timeout_ms must be a positive int, got {timeout_ms!r}")
+            if timeout_ms < lim.wall_ms:
+                budget_ms, kind = timeout_ms, "timeout"
+        start = time.monotonic()
+        cid = next(self._ids)
+        try:
+            # Encoded before a worker is taken: bad arguments cost no worker anything.
+            frame = encode_frame(
+                {**fields, "id": cid, "cpu_ms": lim.cpu_ms}, self._sup.max_frame_bytes
+            )
+        except (TypeError, FrameTooLarge) as exc:
+            raise SandboxError(
+                f"the arguments for {self.key} cannot be sent to the sandbox: {exc}"
+            ) from None
+        call = Call(
+            op=fields["op"], cid=cid, frame=frame, limits=lim, cpu_ms=lim.cpu_ms,
+            budget_ms=budget_ms, kind=kind, on_host_call=on_host_call,
+        )
+        # Waiting for a worker counts against the caller's budget...
+        worker = self._checkout(start + budget_ms / 1000, call)
+        # ...but the call's own deadline starts once a worker is ready: starting one is not
+        # the call's time.
+        call.start_clock()
+        try:
+            outcome = self._exchange(worker, call)
+        except BaseException:
+            # Raised by on_host_call (KeyboardInterrupt...): the worker is mid-call and
+            # cannot be reused. _exchange already disposed of it in every other case.
+            if not worker.disposed:
+                self._discard(worker, kill=True, crash=False)
+            raise
+        if isinstance(outcome, ResultFrame):
+            self._release(worker, call, outcome.rss_kb)
+            return CallResult(outcome.value, outcome.cpu_ms, outcome.rss_kb)
+        assert isinstance(outcome, ErrorFrame)
+        if outcome.kind == "memory":
+            self._discard(worker, kill=True, crash=False)
+            raise self._memory_error(worker.memory_mb)
+        self._release(worker, call, outcome.rss_kb)
+        raise self._error_from_frame(outcome, lim.memory_mb)
+
+    def _exchange(self, worker: WorkerHandle, call: Call) -> WorkerFrame:
+        """Send one operation and serve its host calls until its outcome frame arrives.
+
+        Every failure disposes of the worker before raising: a deadline kills it (and waits
+        until it is gone), a death is classified from its exit status, a protocol
+        violation kills it.
+        """
+        # `allowed` is the state machine: during a load only loaded/error are valid, during a
+        # call (or raw exec) host_call/result/error; a ready frame now is a forgery.
+        is_load = call.op == "load"
+        allowed = _LOAD_OPS if is_load else _CALL_OPS
+        cid, deadline = call.cid, call.deadline
+        # A call spins briefly for its answer (see _protocol.SpinWait); a load does not
+        # (compiling takes far longer than any spin). While other calls are in flight in this process, a
+        # call's channel calls that cannot block also keep the GIL (`quick`): each release
+        # would hand the GIL to another host thread and back.
+        calls = self._sup._inflight
+        if not is_load:
+            calls.append(None)
+            spin, quick = True, len(calls) > 1
+        else:
+            spin = quick = False
+        try:
+            worker.send(call.frame, deadline, quick)
+            while True:
+                msg = parse_worker_frame(
+                    worker.reader.read(deadline, spin=spin, quick=quick),
+                    expect_id=cid,
+                    allowed=allowed,
+                )
+                if not isinstance(msg, HostCallFrame):
+                    return msg
+                if time.monotonic() >= deadline:
+                    # It may have been buffered in time, but the caller's time is up: no host
+                    # code runs on behalf of a call after its deadline.
+                    raise TimeoutError
+                reply = self._answer(call, msg, worker.max_frame_bytes)
+                # A slow host call can use up the budget; the worker gets no answer then.
+                worker.send(reply, deadline, quick)
+        except TimeoutError:
+            self._discard(worker, kill=True, crash=False)
+            raise self._wall_error(call) from None
+        except ChannelClosed:
+            raise self._died(worker, call.cpu_ms) from None
+        except ProtocolError as exc:
+            self._discard(worker, kill=True, crash=True)
+            raise WorkerCrashed(
+                f"the sandbox worker for {self.key} broke the protocol ({exc}); it was killed"
+            ) from None
+        except OSError:  # EPIPE/ECONNRESET while sending: the worker is gone
+            raise self._died(worker, call.cpu_ms) from None
+        finally:
+            if not is_load:
+                calls.pop()
+
+    def _answer(self, call: Call, request: HostCallFrame, max_bytes: int) -> bytes:
+        """The frame answering one host call (the host application's code runs here)."""
+        # Exceptions from the host application become a JSON error for the worker (it raises
+        # them inside the sandboxed code, which may catch them); BaseException subclasses
+        # (KeyboardInterrupt, SystemExit) are not the plugin's business and propagate.
+        cid, on_host_call = call.cid, call.on_host_call
+        if on_host_call is None:
+            error: dict[str, Any] = {
+                "type": "SandboxViolation",
+                "message": "host calls are not available for this operation",
+            }
+        else:
+            try:
+                value = on_host_call(request.method, request.params)
+            except Exception as exc:
+                error = self._sup._encode_host_error(exc)
+            else:
+                try:
+                    return encode_frame({"op": "host_result", "id": cid, "value": value}, max_bytes)
+                except FrameTooLarge as exc:
+                    error = {
+                        "type": "SandboxViolation",
+                        "message": f"the answer to host call {request.method} is too large "
+                        f"({exc.size} bytes; the limit is {exc.limit})",
+                    }
+                except TypeError as exc:
+                    error = {
+                        "type": "TypeError",
+                        "message": f"the answer to host call {request.method} is not JSON: {exc}",
+                    }
+        try:
+            return encode_frame({"op": "host_error", "id": cid, "error": error}, max_bytes)
+        except (TypeError, FrameTooLarge):
+            fallback = {"type": "Exception", "message": "the host's error could not be encoded"}
+            return encode_frame({"op": "host_error", "id": cid, "error": fallback}, max_bytes)
+
+    # -- errors -------------------------------------------------------------------------
+
+    def _wall_error(self, call: Call) -> WallTimeExceeded:
+        limit_ms, kind = call.budget_ms, call.kind
+        what = "wall-time limit" if kind == "wall" else "timeout"
+        err = WallTimeExceeded(
+            f"the sandboxed call for {self.key} exceeded its {what} of {limit_ms}ms; "
+            "the worker was killed, so nothing it scheduled will run"
+        )
+        setattr(err, "limit_ms", limit_ms)  # noqa: B010  (class in _errors has no slot)
+        setattr(err, "kind", kind)  # noqa: B010
+        return err
+
+    def _cpu_error(self, limit_ms: int) -> CpuLimitExceeded:
+        err = CpuLimitExceeded(
+            f"the sandboxed call for {self.key} exceeded its CPU-time limit of {limit_ms}ms; "
+            "the worker was killed"
+        )
+        setattr(err, "limit_ms", limit_ms)  # noqa: B010
+        return err
+
+    def _memory_error(self, limit_mb: int) -> MemoryLimitExceeded:
+        err = MemoryLimitExceeded(
+            f"the sandboxed code for {self.key} exceeded its memory limit of {limit_mb} MB; "
+            "the worker was replaced"
+        )
+        setattr(err, "limit_mb", limit_mb)  # noqa: B010
+        return err
+
+    def _error_from_frame(self, frame: ErrorFrame, memory_mb: int) -> SandboxError:
+        if frame.kind == "remote":
+            return RemoteError(frame.data)
+        if frame.kind == "compile":
+            return CompileError(frame.message, frame.errors)
+        if frame.kind == "memory":
+            return self._memory_error(memory_mb)
+        return SandboxViolation(frame.message)
+
+    def _died(self, worker: WorkerHandle, cpu_limit_ms: int) -> SandboxError:
+        """The worker's channel closed: wait for its exit status and say what happened."""
+        if not worker.wait_exited(0.5):
+            # Alive but it closed its end of the channel: that is a protocol violation.
+            self._discard(worker, kill=True, crash=True)
+            return WorkerCrashed(
+                f"the sandbox worker for {self.key} closed its channel; it was killed"
+            )
+        worker.exit.wait(_DEATH_REPORT_TIMEOUT_S)
+        error, crash = self._classify(worker, cpu_limit_ms)
+        self._discard(worker, kill=False, crash=crash)
+        return error
+
+    def _classify(self, worker: WorkerHandle, cpu_limit_ms: int) -> tuple[SandboxError, bool]:
+        """(error, counts as a crash) for a dead worker, from the fork server's report."""
+        box = worker.exit
+        who = f"the sandbox worker for {self.key}"
+        if worker.killed:
+            return SandboxUnavailableError(self._closed_reason or f"{who} was stopped"), False
+        if not box.is_set() or not box.known:
+            # The fork server went away (its workers die with it). That crash is counted
+            # once, by the supervisor, when it starts a new fork server.
+            return WorkerCrashed(f"{who} died with the fork server"), False
+        if box.signal == signal.SIGPROF:
+            return self._cpu_error(cpu_limit_ms), False
+        if box.code == EXIT_MEMORY:
+            return self._memory_error(worker.memory_mb), False
+        if box.signal == signal.SIGSYS:
+            return SandboxViolation(f"{who} was killed for a forbidden system call"), False
+        if box.code == EXIT_CONFINEMENT:
+            return WorkerCrashed(f"{who} could not be confined (nothing ran)"), True
+        if box.code == EXIT_PROTOCOL:
+            return WorkerCrashed(f"{who} gave up on a broken channel"), True
+        if box.signal is not None:
+            try:
+                name = signal.Signals(box.signal).name
+            except ValueError:
+                name = str(box.signal)
+            return WorkerCrashed(f"{who} died with signal {name}"), True
+        return WorkerCrashed(f"{who} exited with status {box.code}"), True
+
+    # -- the pool -----------------------------------------------------------------------
+
+    def _closed(self) -> str | None:
+        """Why the pool is closed (None while open); re-read under the lock each time."""
+        return self._closed_reason
+
+    def _start_first(self) -> None:
+        """Start the warm worker (load time): compile errors surface here."""
+        worker = self._spawn()
+        with self._lock:
+            self._idle.append(worker)
+        self.init_result = worker.init_result
+        self.confinement = dict(worker.confinement)
+
+    def _checkout(self, deadline: float, call: Call) -> WorkerHandle:
+        while True:
+            dead: list[WorkerHandle] = []
+            stale: list[WorkerHandle] = []
+            spawn = False
+            with self._lock:
+                if self._closed_reason is not None:
+                    raise SandboxUnavailableError(self._closed_reason)
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.server_epoch != self._sup.epoch:
+                        # Made by a fork server that has been replaced (and died, taking
+                        # its workers along): stale, whatever its socket says yet.
+                        stale.append(worker)
+                    elif worker.usable() and not worker.has_stray_input():
+                        self._busy.add(worker)
+                        return worker
+                    else:
+                        dead.append(worker)
+                if not dead and not stale:
+                    # Grow lazily, one worker per concurrent caller, up to pool_size; after
+                    # a crash no new worker starts until the backoff allows it.
+                    size = len(self._busy) + self._starting
+                    blocked = self._crashes.blocked(time.monotonic(), self.key)
+                    if size < self.pool_size and blocked is None:
+                        self._starting += 1
+                        spawn = True
+                    elif size == 0:
+                        # Nothing running and nothing may start: fail now (EmDash's runner
+                        # did the same after its restart loop gave up), not at the deadline.
+                        raise SandboxUnavailableError(blocked or f"no worker for {self.key}")
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            # Nothing ran: there is no worker to kill for this call.
+                            raise self._wall_error(call)
+                        self._waiting += 1
+                        try:
+                            self._cond.wait(remaining)
+                        finally:
+                            self._waiting -= 1
+                        continue
+            for worker in stale:
+                # The fork server's death was counted by the supervisor, not here.
+                self._discard(worker, kill=True, crash=False)
+            for worker in dead:
+                if worker.wait_exited(0.2):
+                    # Died while idle: a crash unless a limit or the host did it.
+                    worker.exit.wait(_DEATH_REPORT_TIMEOUT_S)
+                    _, crash = self._classify(worker, self.limits.cpu_ms)
+                else:
+                    crash = True  # alive, but it sent bytes nobody asked for
+                self._discard(worker, kill=True, crash=crash)
+            if spawn:
+                break
+        try:
+            worker = self._spawn()
+        finally:
+            with self._lock:
+                self._starting -= 1
+                self._cond.notify_all()
+        with self._lock:
+            reason = self._closed()
+            if reason is None:
+                self._busy.add(worker)
+                return worker
+        self._discard(worker, kill=True, crash=False)
+        raise SandboxUnavailableError(reason)
+
+    def _spawn(self) -> WorkerHandle:
+        """Fork a worker, wait until it is confined, load the bundle (and run init)."""
+        lim = self.limits
+        proc, server_epoch = self._sup._fork(lim.memory_mb)
+        worker = WorkerHandle(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch)
+        try:
+            ready = parse_worker_frame(
+                worker.reader.read(time.monotonic() + _SPAWN_TIMEOUT_S),
+                expect_id=None,
+                allowed=_READY_OPS,
+            )
+        except TimeoutError:
+            self._discard(worker, kill=True, crash=True)
+            raise WorkerCrashed(f"the sandbox worker for {self.key} did not start") from None
+        except ChannelClosed:
+            raise self._died(worker, lim.load_cpu_ms) from None
+        except ProtocolError as exc:
+            self._discard(worker, kill=True, crash=True)
+            raise WorkerCrashed(
+                f"the sandbox worker for {self.key} broke the protocol ({exc}); it was killed"
+            ) from None
+        assert isinstance(ready, ReadyFrame)
+        # Sent before any code from the bundle existed in the worker, so these two values
+        # can be believed: the RSS baseline for the recycle check, and what confinement got.
+        worker.baseline_rss_kb = ready.rss_kb
+        worker.confinement = ready.confinement
+        cid = next(self._ids)
+        spec = self._spec
+        init = None if spec.init is None else [spec.init[0], list(spec.init[1])]
+        try:
+            frame = encode_frame(
+                {"op": "load", "id": cid, "files": spec.files, "entry": spec.entry,
+                 "init": init, "cpu_ms": lim.load_cpu_ms},
+                worker.max_frame_bytes,
+            )
+        except (TypeError, FrameTooLarge) as exc:
+            self._discard(worker, kill=True, crash=False)
+            raise SandboxError(f"the code for {self.key} cannot be sent to the sandbox: {exc}") from None
+        # No host calls during a load (init included): on_host_call is None.
+        load = Call(
+            op="load", cid=cid, frame=frame, limits=lim, cpu_ms=lim.load_cpu_ms,
+            budget_ms=lim.wall_ms, kind="wall", on_host_call=None,
+        )
+        load.start_clock()
+        outcome = self._exchange(worker, load)
+        if isinstance(outcome, LoadedFrame):
+            worker.init_result = outcome.init
+            return worker
+        assert isinstance(outcome, ErrorFrame)
+        # The code itself failed to load: deterministic, not a crash. This worker is useless.
+        self._discard(worker, kill=True, crash=False)
+        raise self._error_from_frame(outcome, lim.memory_mb)
+
+    def _release(self, worker: WorkerHandle, call: Call, rss_kb: int) -> None:
+        """Back to the pool after a call, unless the call left it bloated."""
+        # rss_kb is the worker's own report: a lying worker only keeps its own bloated
+        # process (RLIMIT_AS still bounds it); nothing here is a security decision.
+        # memory_mb of this call's limits: a call may tighten the check (see call()).
+        if rss_kb - worker.baseline_rss_kb > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION:
+            self._discard(worker, kill=True, crash=False)
+        else:
+            self._checkin(worker)
+
+    def _checkin(self, worker: WorkerHandle) -> None:
+        with self._lock:
+            if self._closed_reason is None and worker.usable():
+                self._busy.discard(worker)
+                self._idle.append(worker)
+                if self._waiting:
+                    self._cond.notify_all()
+                return
+        self._discard(worker, kill=True, crash=False)
+
+    def _discard(self, worker: WorkerHandle, *, kill: bool, crash: bool) -> None:
+        """Retire a worker for good (waiting until a killed one is really gone)."""
+        # Waiting for the fork server's exit report means the process is dead *and* reaped
+        # when this returns: a caller that got WallTimeExceeded can rely on it.
+        if kill and not worker.disposed:
+            worker.kill()
+            worker.wait_gone(_DEATH_REPORT_TIMEOUT_S)
+        worker.dispose()
+        with self._lock:
+            if worker in self._idle:
+                self._idle.remove(worker)
+            self._busy.discard(worker)
+            self._epoch += 1
+            if crash:
+                self._crashes.record(time.monotonic())
+            self._cond.notify_all()
+
+    def _close(self, reason: str) -> None:
+        with self._lock:
+            if self._closed_reason is not None:
+                return
+            self._closed_reason = reason
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+            self._cond.notify_all()
+        for worker in workers:
+            # A busy worker's caller sees the channel close and raises the reason above.
+            worker.kill()
+        for worker in workers:
+            if worker not in self._busy:
+                worker.wait_gone(_DEATH_REPORT_TIMEOUT_S)
+                worker.dispose()
+        self._sup._forget(self)
