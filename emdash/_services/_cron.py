@@ -242,11 +242,13 @@ class CronService:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the tick, not after: a stop() or schedule() that arrives while
+            # the tick runs keeps its wake-up instead of waiting out the whole delay.
+            self._wake.clear()
             try:
                 self.tick()
             except Exception:  # the driver must survive anything a tick runs into
                 log.exception("[cron] tick failed")
-            self._wake.clear()
             self._wake.wait(self._delay())
 
     def _delay(self) -> float:

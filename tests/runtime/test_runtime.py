@@ -164,3 +164,16 @@ def test_lifecycle_handlers_may_use_services_while_the_plugin_set_changes(rt: Ru
     assert [t["name"] for t in rt.cron.list("svc")] == ["nightly"]
     [row] = rt.audit_log(plugin_id="svc")
     assert (row["name"], row["outcome"]) == ("plugin:activate", "ok")
+
+
+def test_cron_scheduler_starts_on_demand_and_close_stops_it(db_path: Path) -> None:
+    rt = Runtime(db_path)
+    assert rt.cron._thread is None  # constructing a runtime starts no thread
+    rt.cron.start()
+    thread = rt.cron._thread
+    assert thread is not None and thread.is_alive()
+    rt.close()
+    rt.close()  # idempotent
+    assert rt.cron._thread is None
+    thread.join(timeout=30)  # stopped, not abandoned: it does not sleep out its 60 s delay
+    assert not thread.is_alive()
