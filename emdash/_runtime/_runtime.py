@@ -244,7 +244,7 @@ class Runtime:
                 if want:
                     self._lifecycle(host, "plugin:activate", {})
             elif want != known["enabled"]:
-                self._set_cron(pid, want)
+                self._cron.set_plugin_enabled(pid, want)
                 self._lifecycle(host, "plugin:activate" if want else "plugin:deactivate", {})
             return info
 
@@ -305,7 +305,7 @@ class Runtime:
                 if value == plugin_id:
                     self.store.options.delete(key)
             self._rebuild()
-            self._delete_cron(plugin_id)
+            self._cron.delete_plugin_tasks(plugin_id)
             with self.store.transaction():
                 if delete_data:
                     self.store.kv_entries.delete_all(plugin_id)
@@ -325,7 +325,7 @@ class Runtime:
             )
             info.enabled = True
             self._rebuild()
-            self._set_cron(plugin_id, True)
+            self._cron.set_plugin_enabled(plugin_id, True)
             self._lifecycle(info.host, "plugin:activate", {})
 
     def disable_plugin(self, plugin_id: str) -> None:
@@ -340,7 +340,7 @@ class Runtime:
             )
             info.enabled = False
             self._rebuild()
-            self._set_cron(plugin_id, False)
+            self._cron.set_plugin_enabled(plugin_id, False)
 
     def plugins(self) -> list[PluginInfo]:
         """Every added plugin (enabled or not), in the order they were added."""
@@ -520,13 +520,6 @@ class Runtime:
         transaction, and the store lock it may hold, belong to this thread.
         """
         return self.store.in_scope_here()
-
-    def _set_cron(self, plugin_id: str, enabled: bool) -> None:
-        # A disabled plugin's tasks are kept but not run; enabling resumes them.
-        self.store.cron_tasks.set_enabled(plugin_id, enabled)
-
-    def _delete_cron(self, plugin_id: str) -> None:
-        self.store.cron_tasks.delete_plugin(plugin_id)
 
 
 
