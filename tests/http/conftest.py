@@ -6,7 +6,7 @@ import base64
 import gzip
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,7 +24,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] = ()) -> None:
+    def _reply(self, status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> None:
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,7 +28,18 @@ def body(result: dict[str, Any]) -> bytes:
 
 def echo(result: dict[str, Any]) -> dict[str, Any]:
     assert result["status"] == 200
-    return json.loads(body(result))
+    echoed: dict[str, Any] = json.loads(body(result))
+    return echoed
+
+
+def loopback_resolver(calls: list[tuple[str, int]]) -> Callable[[str, int], list[str]]:
+    """A stand-in for resolve_host that records each lookup and answers 127.0.0.1."""
+
+    def resolve(host: str, port: int) -> list[str]:
+        calls.append((host, port))
+        return ["127.0.0.1"]
+
+    return resolve
 
 
 def header(echoed: dict[str, Any], name: str) -> list[str]:
@@ -170,7 +182,7 @@ def test_loopback_in_every_spelling_is_refused(
     server: Any, unrestricted: Any, host: str, shown: str, reason: str, monkeypatch: Any
 ) -> None:
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: calls.append((h, p)) or ["127.0.0.1"])
+    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
     with HttpClientNoEscape() as plain:
         with pytest.raises(HttpAccessError) as info:
             plain.fetch(unrestricted, f"http://{host}:{server.port}/echo")
@@ -181,7 +193,7 @@ def test_loopback_in_every_spelling_is_refused(
 
 def test_name_resolving_to_loopback_is_refused(server: Any, unrestricted: Any, monkeypatch: Any) -> None:
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: calls.append((h, p)) or ["127.0.0.1"])
+    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
     with HttpClientNoEscape() as plain:
         with pytest.raises(HttpAccessError) as info:
             plain.fetch(unrestricted, f"http://innocent.example:{server.port}/echo")
@@ -247,7 +259,7 @@ def test_connection_is_pinned_to_the_vetted_address(client: HttpClient, server: 
     # "pinned.test" exists in no DNS: the request can only succeed if the transport connects
     # to the address our resolver vetted, and never looks the name up again.
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: calls.append((h, p)) or ["127.0.0.1"])
+    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
     echoed = echo(client.fetch(unrestricted, f"http://pinned.test:{server.port}/echo"))
     assert header(echoed, "host") == [f"pinned.test:{server.port}"]
     assert calls == [("pinned.test", server.port)]
@@ -299,7 +311,7 @@ def test_tls_uses_the_original_name_for_sni_and_certificate(tls_material: tuple[
     sni: list[str | None] = []
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
-    server_ctx.sni_callback = lambda sock, name, ctx: sni.append(name)  # type: ignore[assignment,misc]
+    server_ctx.sni_callback = lambda sock, name, ctx: sni.append(name)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
