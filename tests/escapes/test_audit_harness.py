@@ -67,7 +67,8 @@ def test_a_reached_canary_server_is_an_escape(unsandboxed: AuditSession) -> None
 def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: AuditSession) -> None:
     code = '''
     def handler(event, ctx):
-        open("@@CANARY_FILE@@", "w").write("x")
+        with open("@@CANARY_FILE@@", "w") as f:  # closed: a file left to the GC raises ResourceWarning
+            f.write("x")
         ctx.kv.set("written", 1)
         return "done"
     '''

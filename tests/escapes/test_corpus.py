@@ -13,7 +13,14 @@ import pytest
 
 import emdash
 import sandbox
-from emdash._selfaudit._corpus import CLASSES, EXPECTS, PLACEHOLDERS, all_payloads, payloads_for
+from emdash._selfaudit._corpus import (
+    CLASSES,
+    EXPECTS,
+    PLACEHOLDERS,
+    Payload,
+    all_payloads,
+    payloads_for,
+)
 from sandbox import _compiler
 
 # spec/escape-classes.md section 3: the numbered payloads of each class.
@@ -119,7 +126,7 @@ def _restricted() -> list[pytest.ParameterSet]:
 
 
 @pytest.mark.parametrize("payload", _restricted())
-def test_the_compiler_alone_agrees_with_the_label(payload: emdash._selfaudit._corpus.Payload) -> None:
+def test_the_compiler_alone_agrees_with_the_label(payload: Payload) -> None:
     """compile_error payloads are refused by the compiler; all others compile."""
     files = {"plugin.py": payload.code}
     if payload.expect == "compile_error":
