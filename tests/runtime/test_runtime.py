@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import typing
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from emdash import EmDashError, HookConfig, ManifestError, define_plugin
+from emdash._runtime._live_pipeline import LivePipeline
 from emdash._runtime._runtime import Runtime
 from emdash._services._comments import CommentService
 from emdash._services._content import ContentService
@@ -98,6 +100,7 @@ def test_services_do_not_hold_the_runtime(rt: Runtime) -> None:
         assert held and not any(isinstance(value, Runtime) for value in held), name
     # They share one HookRunner: the live pipeline, which follows plugin-set changes.
     hooks = rt.content._hooks
+    assert isinstance(hooks, LivePipeline)
     assert all(getattr(rt, name)._hooks is hooks for name in SERVICES)
     assert hooks.pipeline is rt.pipeline
     rt.add_plugin({"id": "later"}, source=define_plugin(), trusted=True)
@@ -168,12 +171,16 @@ def test_lifecycle_handlers_may_use_services_while_the_plugin_set_changes(rt: Ru
 
 def test_cron_scheduler_starts_on_demand_and_close_stops_it(db_path: Path) -> None:
     rt = Runtime(db_path)
-    assert rt.cron._thread is None  # constructing a runtime starts no thread
+
+    def scheduler_thread() -> threading.Thread | None:
+        return rt.cron._thread
+
+    assert scheduler_thread() is None  # constructing a runtime starts no thread
     rt.cron.start()
-    thread = rt.cron._thread
+    thread = scheduler_thread()
     assert thread is not None and thread.is_alive()
     rt.close()
     rt.close()  # idempotent
-    assert rt.cron._thread is None
+    assert scheduler_thread() is None
     thread.join(timeout=30)  # stopped, not abandoned: it does not sleep out its 60 s delay
     assert not thread.is_alive()
