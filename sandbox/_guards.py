@@ -22,6 +22,10 @@ are our own implementations. The rules they enforce, and the escape each one clo
 * Writes are allowed only to the items of plain containers and the attributes of instances
   of classes the plugin defined, so shared module state cannot be poisoned (070), host
   objects cannot be rewired (080) and no container's method can be replaced by plugin code.
+* CPython memory bugs that plain syntax reaches (see ``_interpreters.py``): plugin classes
+  define no special methods but ``__init__``/``__contains__`` (``PLUGIN_DUNDERS``), slice
+  assignments consume their value before the list sees it (``_SliceWriter``), and text made
+  from objects carries no heap addresses (``scrub_addresses``).
 
 None of this is the security boundary on its own: the process layer (seccomp, rlimits, an
 empty worker) assumes the interpreter may be compromised anyway. The guards make the
