@@ -137,7 +137,14 @@ class SandboxPolicy(RestrictingNodeTransformer):
 
     def visit_BinOp(self, node: ast.BinOp) -> VisitResult:
         visited = super().visit_BinOp(node)
-        if isinstance(visited, ast.BinOp) and isinstance(visited.op, ast.Mod):
+        if (
+            isinstance(visited, ast.BinOp)
+            and isinstance(visited.op, ast.Mod)
+            # "%d" % 5, i % 100: a literal operand means either arithmetic or formatting of
+            # a literal, neither of which shows an address; those stay one instruction.
+            and not isinstance(visited.right, ast.Constant)
+            and not (isinstance(visited.left, ast.Constant) and not isinstance(visited.left.value, (str, bytes)))
+        ):
             return _hook_call("_mod_", [visited.left, visited.right], visited)
         return visited
 
