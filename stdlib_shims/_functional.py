@@ -219,7 +219,7 @@ class BoundedIterType:
         return isinstance(instance, self._real)
 
     def __repr__(self) -> str:
-        return f"<class {self._real.__module__}.{self._real.__qualname__}>"
+        return f"<class '{self._real.__module__}.{self._real.__qualname__}'>"
 
 
 class _ChainType(BoundedIterType):
