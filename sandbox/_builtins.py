@@ -35,7 +35,12 @@ import builtins
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from stdlib_shims._functional import BoundedIterType, bounded
+from stdlib_shims._functional import (
+    MAX_ITERATOR_NESTING,
+    BoundedIterType,
+    check_nesting,
+    nesting_depth,
+)
 
 from ._guards import (
     PRIMITIVE_TYPES,
@@ -114,16 +119,24 @@ class _DictType(GuardedType):
         return dict.fromkeys(guarded_iter(iterable), value)
 
 
+_NOTHING: Any = object()
+
+
 class _StrType(GuardedType):
     """``str``: ``str(obj)`` without heap addresses; ``str.lower`` & co. still readable."""
 
     __slots__ = ()
 
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
-        text = str(*args, **kwargs)
-        if args and type(args[0]) in PRIMITIVE_TYPES:
-            return text  # str(5), str(b"x", "utf-8"): nothing to remove
-        return scrub_text(text)
+    def __call__(self, obj: Any = _NOTHING, /, *args: Any, **kwargs: Any) -> Any:
+        if obj is _NOTHING:
+            # str(), str(object=x), str(object=b, encoding=...)
+            return self(kwargs.pop("object"), *args, **kwargs) if "object" in kwargs else str(*args, **kwargs)
+        if type(obj) in PRIMITIVE_TYPES:
+            # str(5), str(b"x", "utf-8"): nothing to remove (the hot path: no *args copy).
+            return str(obj, *args, **kwargs) if args or kwargs else str(obj)
+        if args or kwargs:
+            return scrub_text(str(obj, *args, **kwargs))
+        return scrub_text(str(obj))
 
     def __getattr__(self, name: str) -> Any:
         # Reached through _getattr_ only, which has already refused "_"-names and
@@ -162,29 +175,56 @@ def _reversed(sequence: Any, /) -> Any:
     return reversed(sequence)
 
 
-# Nesting-bounded versions of the lazy wrappers (their instances are subclasses that record
-# how deep their chain is; see stdlib_shims._functional).
-_ENUMERATE = BoundedIterType(enumerate)
-_ZIP = BoundedIterType(zip)
-_MAP = BoundedIterType(map)
-_FILTER = BoundedIterType(filter)
+# Nesting-bounded versions of the lazy wrappers: their instances are subclasses that record
+# how deep their chain is (see stdlib_shims._functional). Written out rather than through
+# the generic BoundedIterType.__call__: enumerate(), zip() and map() are on hot paths.
+_ENUMERATE: Any = BoundedIterType(enumerate)._tracked
+_ZIP: Any = BoundedIterType(zip)._tracked
+_MAP: Any = BoundedIterType(map)._tracked
+_FILTER: Any = BoundedIterType(filter)._tracked
 
 
 def _enumerate(iterable: Iterable[Any], start: int = 0) -> Any:
-    return bounded(_ENUMERATE._tracked, "enumerate", (guarded_iter(iterable), start), {})
+    it = guarded_iter(iterable)
+    depth = nesting_depth(it) + 1
+    if depth > MAX_ITERATOR_NESTING:
+        check_nesting("enumerate", it)  # raises, with the message
+    obj = _ENUMERATE(it, start)
+    obj._nesting = depth
+    return obj
 
 
 def _zip(*iterables: Iterable[Any], strict: bool = False) -> Any:
-    return bounded(_ZIP._tracked, "zip", tuple(guarded_iter(it) for it in iterables), {"strict": strict})
+    its = [guarded_iter(it) for it in iterables]
+    depth = check_nesting("zip", *its)
+    obj = _ZIP(*its, strict=strict)
+    obj._nesting = depth
+    return obj
 
 
 def _map(function: Callable[..., Any], iterable: Iterable[Any], /, *iterables: Iterable[Any]) -> Any:
-    args = (function, guarded_iter(iterable), *(guarded_iter(it) for it in iterables))
-    return bounded(_MAP._tracked, "map", args, {})
+    it = guarded_iter(iterable)
+    if iterables:
+        its = [it, *(guarded_iter(other) for other in iterables)]
+        depth = check_nesting("map", *its)
+        obj = _MAP(function, *its)
+    else:
+        depth = nesting_depth(it) + 1
+        if depth > MAX_ITERATOR_NESTING:
+            check_nesting("map", it)
+        obj = _MAP(function, it)
+    obj._nesting = depth
+    return obj
 
 
 def _filter(function: Callable[[Any], Any] | None, iterable: Iterable[Any], /) -> Any:
-    return bounded(_FILTER._tracked, "filter", (function, guarded_iter(iterable)), {})
+    it = guarded_iter(iterable)
+    depth = nesting_depth(it) + 1
+    if depth > MAX_ITERATOR_NESTING:
+        check_nesting("filter", it)
+    obj = _FILTER(function, it)
+    obj._nesting = depth
+    return obj
 
 
 def _sum(iterable: Iterable[Any], /, start: Any = 0) -> Any:
