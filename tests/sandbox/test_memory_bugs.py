@@ -257,6 +257,7 @@ ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}")
 
 def test_no_conversion_to_text_shows_a_heap_address() -> None:
     module = run(
+        "import json\n"
         "class Thing:\n"
         "    pass\n"
         "class Child(Thing):\n"
@@ -267,7 +268,8 @@ def test_no_conversion_to_text_shows_a_heap_address() -> None:
         "    yield 1\n"
         "texts = [repr(Thing()), str(Child()), repr(f), str(f), f'{f}', f'{f!r:>40}', f'{f!s}', f'{f!a}',\n"
         "         '%s' % f, '%r and %s' % (f, len), ascii(f), format(f), format(f, ''), repr([f, gen()]),\n"
-        "         str({'k': [].append}), repr(map(abs, [])), repr(lambda: 1), b'%a' % (f,)]\n"
+        "         str({'k': [].append}), repr(map(abs, [])), repr(lambda: 1), b'%a' % (f,),\n"
+        "         repr(json.dumps), str(json.loads), repr(Thing)]\n"
         "print(f, Thing())\n"
         "printed_text = printed\n"
         "def catch():\n"
