@@ -23,6 +23,23 @@ module names first (``import helpers``, ``from helpers.util import x``) and rela
 imports (``from . import helpers``) inside the plugin; everything else goes to the normal
 import system. This mirrors what sandboxed plugins may import, so one plugin's files load
 the same way in both modes. It is *not* a security boundary: native code is trusted.
+
+Reading the files, in both modes (:class:`PluginDir`): the host reads nothing for a plugin
+but the plugin's own regular files. The *plugin root* is the directory of its
+``emdash-plugin.toml`` when the code comes from a descriptor file's ``entrypoint`` (which must
+then stay inside it), and otherwise the directory the operator named (for a file: its
+directory; for a module path: the package directory on ``sys.path``). The root itself may be
+reached through symbolic links: that is the operator's choice (``plugins/x -> /opt/x-1.2``).
+Below it, a symbolic link (to a file or a directory, dangling or not), a FIFO, a socket or a
+device is an error naming it by its path relative to the root, in every directory the loader
+reads from, whatever the entry's name; nothing is skipped silently. Directories that are not
+packages are never opened. Sizes are checked before reading: 16 MB of source per plugin
+(every read is capped by what is left of it), 1000 modules, 10 000 directory entries, 1 MB
+for a sandboxed bundle (the sandbox compiler's limit), 256 KiB for the descriptor. Native
+plugins run the text read here; Python's import system never reads a plugin directory, and
+tracebacks show the lines that were read, never the file as it is on disk later. Module-path
+entrypoints (``my_plugin.entry``) are installed packages: natively Python imports them like
+any other dependency.
 """
 
 from __future__ import annotations
@@ -183,8 +200,10 @@ def _path_code(path: Path, pid: str, root: Path | None = None) -> PluginCode:
             root, rel = path.resolve(), ""
         else:
             root, rel = path.parent.resolve(), path.name
-    else:
-        rel = path.relative_to(root).as_posix() if path != root else ""
+    elif path.is_relative_to(root):
+        rel = path.relative_to(root).as_posix()
+    else:  # a copy of the descriptor given another entrypoint in code: the operator's path
+        return _path_code(path, pid)
     where = root / rel if rel else root
     with _open_code_dir(root, pid, missing=f"Plugin {pid}: code not found at {where}") as tree:
         kind = tree.kind(rel)
@@ -354,6 +373,7 @@ _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _READ_CHUNK = 64 * 1024
 _SPECIAL = {
+    stat.S_IFDIR: "a directory",
     stat.S_IFIFO: "a FIFO (named pipe)",
     stat.S_IFSOCK: "a socket",
     stat.S_IFCHR: "a character device",
@@ -434,7 +454,7 @@ class PluginDir:
                     child = os.open(name, _O_DIR, dir_fd=fd)
                 except OSError as exc:
                     # Swapped for a link or removed after the lstat: never followed.
-                    raise self._open_failure(rel, exc) from None
+                    raise self._open_failure(fd, name, rel, exc) from None
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -443,11 +463,19 @@ class PluginDir:
             raise
         return fd
 
-    def _open_failure(self, rel: str, exc: OSError) -> ManifestError:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+    def _open_failure(self, parent_fd: int, name: str, rel: str, exc: OSError) -> ManifestError:
+        """Why opening ``rel`` failed after its lstat passed: it was swapped meanwhile."""
+        # O_NOFOLLOW reports a link as ELOOP, and as ENOTDIR together with O_DIRECTORY.
+        if exc.errno == errno.ELOOP:
             return self._refusal(rel, stat.S_IFLNK)
+        try:
+            mode = os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            return self._refusal(rel, mode)
         return self.error(rel, f"cannot be read ({exc.strerror})",
-                          "check the plugin directory's permissions")
+                          "check that nothing changes the plugin directory while it loads")
 
     @staticmethod
     def _parts(rel: str) -> list[str]:
@@ -488,7 +516,7 @@ class PluginDir:
                 try:
                     child = os.open(parts[-1], _O_DIR, dir_fd=fd)
                 except OSError as exc:
-                    raise self._open_failure(rel, exc) from None
+                    raise self._open_failure(fd, parts[-1], rel, exc) from None
                 os.close(fd)
                 fd = child
             out: list[tuple[str, str]] = []
@@ -527,7 +555,7 @@ class PluginDir:
             try:
                 file_fd = os.open(parts[-1], _O_FILE, dir_fd=fd)
             except OSError as exc:
-                raise self._open_failure(rel, exc) from None
+                raise self._open_failure(fd, parts[-1], rel, exc) from None
         finally:
             os.close(fd)
         try:

@@ -417,6 +417,32 @@ def test_a_fifo_swapped_in_after_the_check_cannot_block_or_be_read(
         assert str(info.value) == f'Plugin "t": link.py is a symbolic link; {LINK_TODO}'
 
 
+def test_a_directory_swapped_for_a_link_after_the_check_is_not_followed(
+    tmp_path: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "lib").symlink_to(outside / "lib", target_is_directory=True)
+    as_dir = os.stat(tmp_path)
+    real_stat = os.stat
+    fooled = []
+
+    def fooled_once(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if path == "lib" and not fooled:
+            fooled.append(path)
+            return as_dir
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(loader.os, "stat", fooled_once)
+
+    def too_large(size: int) -> ManifestError:
+        return ManifestError(f"too large: {size}")
+
+    with PluginDir(tmp_path, 'Plugin "t"', "t") as tree:
+        with pytest.raises(ManifestError) as info:
+            tree.read("lib/__init__.py", 10_000, too_large)
+    assert fooled == ["lib"]
+    assert str(info.value) == f'Plugin "t": lib is a symbolic link; {LINK_TODO}'
+
+
 def test_a_huge_descriptor_is_refused_before_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
