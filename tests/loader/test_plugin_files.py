@@ -149,6 +149,13 @@ def plant(kind: str, root: Path, outside: Path) -> tuple[str, str]:
         return "emdash-plugin.toml", (
             f"Plugin directory {root.resolve()}: emdash-plugin.toml is a symbolic link; {LINK_TODO}"
         )
+    if kind == "descriptor is a fifo":
+        (root / "emdash-plugin.toml").unlink()
+        os.mkfifo(root / "emdash-plugin.toml")
+        return "emdash-plugin.toml", (
+            f"Plugin directory {root.resolve()}: emdash-plugin.toml is a FIFO (named pipe); "
+            f"{FIFO_TODO}"
+        )
     raise AssertionError(kind)
 
 
@@ -165,6 +172,7 @@ HAZARDS = [
     "non-source link",
     "dangling link",
     "descriptor is a link",
+    "descriptor is a fifo",
 ]
 
 
