@@ -357,7 +357,7 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         counts[name] = counts.get(name, 0) + len(data)
         return data
 
-    monkeypatch.setattr(loader.os, "read", read)
+    monkeypatch.setattr(os, "read", read)
     return counts
 
 
@@ -376,7 +376,7 @@ def test_a_file_growing_after_the_size_check_is_read_bounded(
                 f.write("#" * 1_000_000)
         return result
 
-    monkeypatch.setattr(loader.os, "fstat", fstat_then_grow)
+    monkeypatch.setattr(os, "fstat", fstat_then_grow)
     reads = count_reads(monkeypatch)
     with pytest.raises(ManifestError, match="holds more than 1000 modules"):
         locate(PluginDescriptor.load({"id": "evil"}), root)
@@ -411,7 +411,7 @@ def test_a_fifo_swapped_in_after_the_check_cannot_block_or_be_read(
             return regular
         return real_stat(path, *args, **kwargs)
 
-    monkeypatch.setattr(loader.os, "stat", fooled)
+    monkeypatch.setattr(os, "stat", fooled)
 
     def too_large(size: int) -> ManifestError:
         return ManifestError(f"too large: {size}")
@@ -431,7 +431,7 @@ def test_a_directory_swapped_for_a_link_after_the_check_is_not_followed(
     (tmp_path / "lib").symlink_to(outside / "lib", target_is_directory=True)
     as_dir = os.stat(tmp_path)
     real_stat = os.stat
-    fooled = []
+    fooled: list[Any] = []
 
     def fooled_once(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
         if path == "lib" and not fooled:
@@ -439,7 +439,7 @@ def test_a_directory_swapped_for_a_link_after_the_check_is_not_followed(
             return as_dir
         return real_stat(path, *args, **kwargs)
 
-    monkeypatch.setattr(loader.os, "stat", fooled_once)
+    monkeypatch.setattr(os, "stat", fooled_once)
 
     def too_large(size: int) -> ManifestError:
         return ManifestError(f"too large: {size}")
