@@ -167,11 +167,11 @@ PAYLOADS: list[Payload] = [
     ),
     P(
         "oversized_source",
-        "a 2 MB plugin source (the compiler's 1 MB limit)",
+        "a 2 MB plugin source (the sandbox's 1 MB source limit: the host's loader refuses it "
+        "before it is shipped to a worker, the compiler would refuse it after)",
         "own; DESIGN.md section 5 (source size limit)",
         "def handler(event, ctx):\n    return 'OK'\n" + "# " + "x" * (2 * 1024 * 1024) + "\n",
         "compile_error",
-        "CompileError",
+        "ManifestError",
     ),
 ]
-
