@@ -13,6 +13,8 @@ Language layer (also usable on its own, e.g. to check code before installing it)
 
 - :func:`compile_bundle` ``(files) -> {module: code}``, raising :class:`CompileError` with
   every problem as ``file:line: message``
+- :data:`INTERPRETER_BUGS`: the CPython memory bugs plugin code could reach, and how each is
+  closed; :func:`interpreter_has_bug` says whether the running interpreter has one
 """
 
 from ._availability import Availability as Availability
@@ -31,5 +33,8 @@ from ._errors import SandboxViolation as SandboxViolation
 from ._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._errors import WallTimeExceeded as WallTimeExceeded
 from ._errors import WorkerCrashed as WorkerCrashed
+from ._interpreters import INTERPRETER_BUGS as INTERPRETER_BUGS
+from ._interpreters import InterpreterBug as InterpreterBug
+from ._interpreters import interpreter_has_bug as interpreter_has_bug
 from ._pool import WorkerPool as WorkerPool
 from ._supervisor import Supervisor as Supervisor

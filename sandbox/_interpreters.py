@@ -103,3 +103,7 @@ def affected(bug: InterpreterBug, version: tuple[int, ...] | None = None) -> boo
             return current < fixed
     # A minor version the table does not name: older than the first listed fix is affected.
     return current < min(bug.fixed_in)
+
+
+# The name the package exports (``sandbox.interpreter_has_bug``).
+interpreter_has_bug = affected

@@ -34,6 +34,17 @@ def diagnose() -> dict[str, Any]:
     except Exception as exc:  # an ImportError, or an OSError from a missing libseccomp
         seccomp_import = f"{type(exc).__name__}: {exc}"
     uname = platform.uname()
+    bugs = [
+        {
+            "id": bug.ident,
+            "kind": bug.kind,
+            "closed": bug.closed,
+            "handling": bug.handling,
+            "fixed_in": [".".join(map(str, v)) for v in bug.fixed_in],
+        }
+        for bug in sandbox.INTERPRETER_BUGS
+        if sandbox.interpreter_has_bug(bug)
+    ]
     return {
         "ok": bool(availability.ok) and python_ok,
         "sandbox": {"available": bool(availability.ok), "reason": availability.reason or None},
@@ -42,12 +53,28 @@ def diagnose() -> dict[str, Any]:
             "implementation": platform.python_implementation(),
             "audited": python_ok,
             "audited_range": ", ".join(f"{a}.{b}" for a, b in AUDITED_PYTHON),
+            # Memory bugs of *this* interpreter that plugin code could reach, each with what
+            # the sandbox does about it (closed at the language layer, or only contained by
+            # the worker's confinement). See SECURITY.md, "Interpreter policy".
+            "memory_bugs": bugs,
         },
         "restrictedpython": _version("RestrictedPython"),
         "pyseccomp": {"version": _version("pyseccomp"), "import_error": seccomp_import},
         "emdash": _version("emdash"),
         "platform": {"system": uname.system, "release": uname.release, "machine": uname.machine},
     }
+
+
+def _bug_lines(bugs: list[dict[str, Any]]) -> list[str]:
+    """One line per known memory bug of this interpreter: how plugin code is kept from it."""
+    lines = []
+    for bug in bugs:
+        verdict = "closed by the sandbox" if bug["closed"] else "contained only (worker crash)"
+        fixed = f"; fixed upstream in {', '.join(bug['fixed_in'])}" if bug["fixed_in"] else ""
+        lines.append(f"  memory bug:     {bug['id']} {bug['kind']}: {verdict}{fixed}")
+    if any(bug["fixed_in"] for bug in bugs):
+        lines.append("  advice:         a newer patch release of this Python fixes some of these")
+    return lines
 
 
 def render(report: dict[str, Any]) -> str:
@@ -60,6 +87,7 @@ def render(report: dict[str, Any]) -> str:
         *([f"                  ({sb['reason']})"] if sb["available"] and sb["reason"] else []),
         f"python:           {py['implementation']} {py['version']} "
         + ("(audited)" if py["audited"] else f"(NOT audited; audited: {py['audited_range']})"),
+        *_bug_lines(py["memory_bugs"]),
         f"RestrictedPython: {report['restrictedpython'] or 'not installed'}",
         f"pyseccomp:        {seccomp['version'] or 'not installed'}"
         + (f" (import fails: {seccomp['import_error']})" if seccomp["import_error"] else ""),

@@ -254,3 +254,16 @@ def test_global_json_flag_applies_to_subcommands(site: Path) -> None:
     assert rows[0]["id"] == "plugin-hello"
     log = json.loads(run(site, "--json", "audit-log", "--limit", "1").stdout)
     assert len(log) == 1
+
+
+def test_doctor_names_the_memory_bugs_of_this_interpreter() -> None:
+    import sandbox
+
+    report = json.loads(CliRunner().invoke(main, ["doctor", "--json"]).stdout)
+    expected = [b.ident for b in sandbox.INTERPRETER_BUGS if sandbox.interpreter_has_bug(b)]
+    assert [b["id"] for b in report["python"]["memory_bugs"]] == expected
+    assert expected  # every claimed interpreter has at least the unfixed C-stack bugs
+    text = CliRunner().invoke(main, ["doctor"]).stdout
+    for bug in report["python"]["memory_bugs"]:
+        line = next(line for line in text.splitlines() if f"memory bug:     {bug['id']}" in line)
+        assert ("closed by the sandbox" in line) is bug["closed"]
