@@ -43,6 +43,7 @@ from typing import Any
 import orjson
 
 from ._errors import WorkerCrashed
+from ._jsonrule import MAX_DEPTH, NotExactJSON, check_decoded
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -385,6 +386,13 @@ class SpinWait:
 # decoding already turned the worker's objects into plain dict/list/str/int/float/bool/None
 # (a `str` subclass with a lying `__eq__` cannot survive the process boundary); what remains
 # is to refuse shapes the host does not expect, so no later code has to be defensive.
+#
+# JSON decoding does not bound everything, though: orjson decodes 1024 levels of nesting
+# (and integers beyond int64) that the host's own encoder then refuses, so the payload fields
+# (a result, host-call params, the load reply, error data) are also held to the exact-JSON
+# rule of ``_jsonrule``: at most MAX_DEPTH levels, int64 integers. The same rule is what the
+# worker side applies before sending (``emdash._shared``), so a worker running our code never
+# trips this; one that does was taken over, and is killed like any other protocol violation.
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,13 +492,26 @@ def parse_worker_frame(obj: Any, *, expect_id: int | None, allowed: frozenset[st
             raise ProtocolError("host_call method must be a non-empty string")
         if type(params) is not dict:
             raise ProtocolError("host_call params must be a JSON object")
+        _exact(params, "host_call params")
         return HostCallFrame(method, params)
     cpu_ms, rss_kb = _cpu(obj), _rss(obj)
     if op == "loaded":
+        _exact(obj["init"], "load reply")
         return LoadedFrame(obj["init"], cpu_ms, rss_kb)
     if op == "result":
+        _exact(obj["value"], "result")
         return ResultFrame(obj["value"], cpu_ms, rss_kb)
     return _error_frame(obj, cpu_ms, rss_kb)
+
+
+def _exact(value: Any, what: str, *, ints: bool = True) -> None:
+    """Hold a payload field to the exact-JSON rule (depth, int64), or ``ProtocolError``."""
+    if value is None or type(value) in (str, bool, float):
+        return  # the common scalar results: nothing to walk (orjson yields no surrogates)
+    try:
+        check_decoded(value, max_depth=MAX_DEPTH, ints=ints)
+    except NotExactJSON as exc:
+        raise ProtocolError(f"{what} breaks the exact-JSON rule: {exc}") from None
 
 
 def _error_frame(obj: dict[str, Any], cpu_ms: float, rss_kb: int) -> ErrorFrame:
@@ -499,6 +520,8 @@ def _error_frame(obj: dict[str, Any], cpu_ms: float, rss_kb: int) -> ErrorFrame:
         data = obj["data"]
         if type(data) is not dict:
             raise ProtocolError("remote error data must be a JSON object")
+        # Depth only: error details are re-encoded by the stdlib json (any integer).
+        _exact(data, "error data", ints=False)
         data = dict(data)
         for key, cap in (("message", MAX_MESSAGE_CHARS), ("traceback", MAX_TRACEBACK_CHARS)):
             text = data.get(key)
