@@ -21,13 +21,13 @@ from ._db import Db
 from ._values import (
     MAX_KEY_CHARS,
     MAX_OPTION_NAME_CHARS,
+    MAX_RESULT_BYTES,
     check_key,
     check_plugin_id,
     decode_json,
     encode_json,
     prefix_bounds,
 )
-from ._values import MAX_RESULT_BYTES
 
 __all__ = ["KVEntries", "Options"]
 

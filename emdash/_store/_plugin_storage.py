@@ -41,10 +41,10 @@ from ._cursor import ROW_OVERHEAD_BYTES, Keyset, OrderKey, bounded_rows, fetch_p
 from ._db import Db
 from ._storage_query import compile_order, compile_where, field_expr
 from ._values import (
+    MAX_RESULT_BYTES,
     check_collection,
     check_doc_id,
     check_plugin_id,
-    MAX_RESULT_BYTES,
     decode_json,
     encode_json,
 )
