@@ -17,7 +17,6 @@ import pytest
 from emdash import EmDashError, ManifestError
 from emdash._runtime._runtime import Runtime
 from emdash.asgi import create_app
-
 from tests.asgi.conftest import API, call
 
 SOURCE = '''
