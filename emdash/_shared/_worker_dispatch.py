@@ -24,7 +24,7 @@ from typing import Any
 from sandbox._jsonrule import NotExactJSON, exact_copy
 
 from ._context import make_context
-from ._errors import ManifestError, PluginRouteError
+from ._errors import ManifestError, PluginRouteError, SandboxViolation
 from ._plugin_api import PluginDefinition, coerce_definition
 from ._route_input import check_input_schema, validate_input
 
@@ -92,15 +92,15 @@ def _result(value: Any, what: str) -> Any:
 
     The worker's encoder would turn ``{1: .., "1": ..}`` into a duplicate JSON key and the
     host's decoder would turn ``2**64 + 1`` into a float: both silently. Refusing here gives
-    the plugin author the reason (a ``ValueError`` from their handler, with the path); the
-    host holds what arrives to the same rule anyway (``sandbox._protocol``).
+    the plugin author the reason (a ``SandboxViolation``, as for any result that is not
+    JSON, with the path); the host holds what arrives to the same rule anyway
+    (``sandbox._protocol``).
     """
     if value is None or type(value) in (str, bool, float):
         return value
     try:
         return exact_copy(value)
     except NotExactJSON as exc:
-        plugin_id = _STATE["info"]["plugin"]["id"]
-        raise NotExactJSON(
-            f"Plugin {plugin_id} {what} returned a value that is not exact JSON: {exc}"
+        raise SandboxViolation(
+            f"the {what} result is not JSON-serialisable without loss: {exc}"
         ) from None
