@@ -104,45 +104,64 @@ def _text_ok(text: str) -> bool:
     return True
 
 
-def check_decoded(value: Any, *, max_depth: int = MAX_DEPTH, ints: bool = True) -> None:
+def check_decoded(
+    value: Any, *, max_depth: int = MAX_DEPTH, ints: bool = True, strings: bool = True
+) -> None:
     """Raise :class:`NotExactJSON` unless a *decoded* JSON value obeys the rule.
 
     Only for what a JSON decoder returned (dict/list/str/int/float/bool/None, string keys):
     anything else is refused too, but by type name only. Iterative, so a value nested
     far deeper than the bound costs no recursion. ``ints=False`` skips the integer range
-    (for data that is only ever re-encoded by Python's own ``json``, such as error details).
+    (for data that is only ever re-encoded by Python's own ``json``, such as error details);
+    ``strings=False`` skips the surrogate check (orjson never decodes one).
     """
-    # (value, depth) pairs; no path is kept (the hot path), so errors do not say where.
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    if type(value) is dict or type(value) is list:
+        stack: list[tuple[Any, int]] = [(value, 0)]
+    else:
+        _scalar(value, ints, strings)
+        return
+    # Containers only go on the stack; scalars are checked where they are met (no path is
+    # kept on this hot path, so errors do not say where).
     pop, push = stack.pop, stack.append
     while stack:
         item, depth = pop()
-        kind = type(item)
-        if kind is str:
-            if not _text_ok(item):
-                raise _surrogate_error(())
-        elif kind is int:
-            if ints and not INT_MIN <= item <= INT_MAX:
-                raise _int_error(item, ())
-        elif kind is dict:
-            if depth >= max_depth:
-                raise _depth_error((), max_depth)
-            for key, child in item.items():
-                if type(key) is not str:
-                    raise NotExactJSON(f"object key of type {type(key).__name__} is not a string")
-                if not _text_ok(key):
+        if depth >= max_depth:
+            raise _depth_error((), max_depth)
+        if type(item) is dict:
+            if strings:
+                for key in item:
+                    if not _text_ok(key):
+                        raise _surrogate_error(())
+            children: Any = item.values()
+        else:
+            children = item
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list:
+                push((child, depth + 1))
+            elif kind is str:
+                if strings and not _text_ok(child):
                     raise _surrogate_error(())
-                push((child, depth + 1))
-        elif kind is list:
-            if depth >= max_depth:
-                raise _depth_error((), max_depth)
-            for child in item:
-                push((child, depth + 1))
-        elif kind is float:
-            if item != item or item in (_INF, -_INF):
-                raise NotExactJSON("NaN and infinities are not JSON numbers")
-        elif item is not None and kind is not bool:
-            raise NotExactJSON(f"a {kind.__name__} is not JSON data")
+            elif kind is int:
+                if ints and not INT_MIN <= child <= INT_MAX:
+                    raise _int_error(child, ())
+            else:
+                _scalar(child, ints, strings)
+
+
+def _scalar(value: Any, ints: bool, strings: bool) -> None:
+    kind = type(value)
+    if kind is str:
+        if strings and not _text_ok(value):
+            raise _surrogate_error(())
+    elif kind is int:
+        if ints and not INT_MIN <= value <= INT_MAX:
+            raise _int_error(value, ())
+    elif kind is float:
+        if value != value or value in (_INF, -_INF):
+            raise NotExactJSON("NaN and infinities are not JSON numbers")
+    elif value is not None and kind is not bool:
+        raise NotExactJSON(f"a {kind.__name__} is not JSON data")
 
 
 def exact_copy(value: Any, *, max_depth: int = MAX_DEPTH) -> Any:

@@ -509,7 +509,8 @@ def _exact(value: Any, what: str, *, ints: bool = True) -> None:
     if value is None or type(value) in (str, bool, float):
         return  # the common scalar results: nothing to walk (orjson yields no surrogates)
     try:
-        check_decoded(value, max_depth=MAX_DEPTH, ints=ints)
+        # strings=False: orjson refuses lone surrogates while decoding, so none are left.
+        check_decoded(value, max_depth=MAX_DEPTH, ints=ints, strings=False)
     except NotExactJSON as exc:
         raise ProtocolError(f"{what} breaks the exact-JSON rule: {exc}") from None
 
