@@ -4,7 +4,9 @@ A frame is a 4-byte big-endian length followed by that many bytes of JSON (orjso
 host, the standard library in workers, see ``_worker``). JSON, and never pickle: everything
 a worker sends is hostile input, and unpickling it would run code chosen by the plugin
 inside the host (escape class ``serial``). Every frame is capped in size
-in both directions, so a worker cannot make the host allocate without bound, and the host
+in both directions, so a worker cannot make the host allocate without bound; the payload of
+a worker frame is also held to the exact-JSON rule (``_jsonrule``: 64 levels, int64), the
+bound the worker side applies before sending; and the host
 validates the exact shape of every worker frame (:func:`parse_worker_frame`) before acting
 on it: a frame that is not exactly one of the shapes below is a protocol violation, and the
 supervisor kills the worker.

@@ -8,6 +8,12 @@ prefix looks like: ``other:key`` is stored as ``plugin:p:other:key``.
 
 Prefix listing is a literal prefix match, done as a half-open range on the primary key
 (``%``, ``_`` and ``\\`` are ordinary characters, and upper/lower case differ).
+
+A KV listing is bounded in bytes before it is built: each row's stored size is computed by
+SQLite (``length(CAST(value AS BLOB))``) and rows are read one at a time until the next one
+would pass ``MAX_RESULT_BYTES``. ``kv.list(prefix)`` (EmDash's shape, a bare list) then
+refuses with an error that says how to page; ``kv.list(prefix, limit=, cursor=)`` answers
+``{items, hasMore, cursor?}`` pages, the cursor being the last key returned.
 """
 
 from __future__ import annotations
