@@ -23,6 +23,19 @@ async construct, ``match``, ``try/except*`` (CVE-2025-22153), ``nonlocal``, star
 ``metaclass=``, positional-only parameters named like hooks (CVE-2026-55830), and every AST
 node it has no ``visit_`` method for (new syntax is refused until reviewed).
 
+Refused on top of RP because of CPython memory-safety bugs (see ``_guards.PLUGIN_DUNDERS``
+and ``sandbox/_interpreters.py``): special methods other than ``__init__`` and
+``__contains__``, in particular the rich comparisons RP allows.
+
+Rewritten on top of RP, so that the guards see what the interpreter would do in C:
+
+* ``x[a:b:c] = v`` calls ``_slice_write_(x)`` instead of ``_write_(x)`` (the right-hand side
+  is consumed before the list sees it, gh-120384), and ``x[k] = v`` with a computed ``k``
+  passes ``k`` through ``_store_key_`` (a slice *object* with a step is refused there).
+* Every f-string field ``{v!r:spec}`` becomes ``{_format_value_(v, conversion, spec)}`` and
+  every ``a % b`` becomes ``_mod_(a, b)``: text made from objects loses its heap addresses
+  (``<function f at 0x7f...>``).
+
 Allowed on top of RP: annotated assignment (``x: int = 1``, ``self.y: str = ""``). RP
 refuses ``AnnAssign`` only because it has no visitor for it. Its parts are ordinary
 expressions and targets that the normal rules rewrite (the target through ``_write_``, the
@@ -44,11 +57,16 @@ from collections.abc import Iterable, Mapping
 from types import CodeType
 
 from RestrictedPython.compile import compile_restricted_exec
-from RestrictedPython.transformer import RestrictingNodeTransformer
+from RestrictedPython.transformer import (
+    ALLOWED_FUNC_NAMES,
+    RestrictingNodeTransformer,
+    copy_locations,
+)
 
 from stdlib_shims import SHIM_NAMES
 
 from ._errors import CompileError
+from ._guards import PLUGIN_DUNDERS
 
 #: Most files one bundle may contain.
 MAX_FILES = 1000
@@ -63,6 +81,15 @@ _RP_ERROR = re.compile(r"Line (\d+|None): (.*)", re.DOTALL)
 
 VisitResult = ast.AST | Iterable[ast.AST] | None
 
+# Special methods RP would let a plugin define but we do not (the rich comparisons).
+_REFUSED_SPECIAL_METHODS = ALLOWED_FUNC_NAMES - PLUGIN_DUNDERS
+
+
+def _hook_call(name: str, args: list[ast.expr], like: ast.expr) -> ast.Call:
+    call = ast.Call(func=ast.Name(name, ast.Load()), args=args, keywords=[])
+    copy_locations(call, like)
+    return call
+
 
 def _is_private(name: str) -> bool:
     return name.startswith("_") or unicodedata.normalize("NFKC", name).startswith("_")
@@ -74,6 +101,52 @@ class SandboxPolicy(RestrictingNodeTransformer):
     def visit_AnnAssign(self, node: ast.AnnAssign) -> VisitResult:
         # Target, annotation and value are rewritten by the ordinary visitors.
         return self.node_contents_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> VisitResult:
+        if node.name in _REFUSED_SPECIAL_METHODS:
+            self.error(
+                node,
+                f'"{node.name}" cannot be defined in sandboxed plugins: comparison methods run '
+                "inside list and dict operations, where they can corrupt memory; use key= "
+                "functions and explicit methods instead.",
+            )
+        return super().visit_FunctionDef(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> VisitResult:
+        store = isinstance(node.ctx, ast.Store)
+        result = super().visit_Subscript(node)
+        if store and isinstance(result, ast.Subscript):
+            guard = result.value
+            if isinstance(result.slice, ast.Slice):
+                # RP made the target _write_(x); the slice variant consumes the value first.
+                assert isinstance(guard, ast.Call) and isinstance(guard.func, ast.Name)
+                guard.func.id = "_slice_write_"
+            elif not isinstance(result.slice, ast.Constant):
+                result.slice = _hook_call("_store_key_", [result.slice], result.slice)
+        return result
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> VisitResult:
+        visited = self.node_contents_visit(node)
+        assert isinstance(visited, ast.FormattedValue)
+        args: list[ast.expr] = [visited.value, ast.Constant(visited.conversion)]
+        if visited.format_spec is not None:
+            args.append(visited.format_spec)
+        field = ast.FormattedValue(value=_hook_call("_format_value_", args, visited.value), conversion=-1, format_spec=None)
+        copy_locations(field, node)
+        return field
+
+    def visit_BinOp(self, node: ast.BinOp) -> VisitResult:
+        visited = super().visit_BinOp(node)
+        if (
+            isinstance(visited, ast.BinOp)
+            and isinstance(visited.op, ast.Mod)
+            # "%d" % 5, i % 100: a literal operand means either arithmetic or formatting of
+            # a literal, neither of which shows an address; those stay one instruction.
+            and not isinstance(visited.right, ast.Constant)
+            and not (isinstance(visited.left, ast.Constant) and not isinstance(visited.left.value, (str, bytes)))
+        ):
+            return _hook_call("_mod_", [visited.left, visited.right], visited)
+        return visited
 
     def visit_Global(self, node: ast.Global) -> VisitResult:
         self.error(

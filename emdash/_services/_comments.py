@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 from .._shared._errors import BridgeError, CommentRejectedError, EmDashError, NotFoundError
 
 if TYPE_CHECKING:
-    from .._runtime._runtime import Runtime
+    from .._store import Store
+    from ._hook_runner import HookRunner
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -92,12 +93,9 @@ def _decision_ok(value: Any) -> bool:
 class CommentService:
     """Comment submission and moderation; available as ``rt.comments``."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    @property
-    def _store(self) -> Any:
-        return self._rt.store
+    def __init__(self, store: Store, hooks: HookRunner) -> None:
+        self._store = store
+        self._hooks = hooks
 
     # -- settings -----------------------------------------------------------------------
 
@@ -176,7 +174,7 @@ class CommentService:
             "ipHash": self._ip_hash(ip),
             "userAgent": user_agent,
         }
-        outcome = self._rt.run_hook("comment:beforeCreate", {"comment": comment, "metadata": {}})
+        outcome = self._hooks.run_hook("comment:beforeCreate", {"comment": comment, "metadata": {}})
         if outcome.cancelled_by is not None or outcome.value is False:
             log.info('[comments] comment rejected by plugin "%s"', outcome.cancelled_by)
             raise CommentRejectedError(plugin_id=outcome.cancelled_by)
@@ -247,9 +245,9 @@ class CommentService:
             "collectionSettings": dict(settings),
             "priorApprovedCount": prior,
         }
-        result = self._rt.invoke_exclusive("comment:moderate", event)
+        result = self._hooks.invoke_exclusive("comment:moderate", event)
         if result is None:
-            if self._rt.exclusive_hooks().get("comment:moderate", {}).get("providers"):
+            if self._hooks.exclusive_providers("comment:moderate"):
                 return {"status": "pending", "reason": "No moderator configured"}
             return default_moderate(event)
         if result.error is not None:
@@ -327,6 +325,6 @@ class CommentService:
 
     def _observe(self, hook: str, event: dict[str, Any]) -> None:
         try:
-            self._rt.run_hook(hook, event)
+            self._hooks.run_hook(hook, event)
         except EmDashError as exc:
             log.error("[comments] %s error: %s", hook, exc)

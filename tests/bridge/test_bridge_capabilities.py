@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from emdash._bridge._dispatch import METHODS, Bridge
@@ -66,7 +64,7 @@ def test_one_capability_does_not_grant_another(bridge: Bridge, caps: list[str], 
     assert info.value.capability == missing
 
 
-def test_deprecated_aliases_are_checked_by_canonical_name(bridge: Bridge, server: Any) -> None:
+def test_deprecated_aliases_are_checked_by_canonical_name(bridge: Bridge, server: str) -> None:
     b, pid = _bridge_with(bridge, ["network:fetch"])
     # Passes the gate (then fails on the allowlist, which is empty).
     with pytest.raises(HttpAccessError) as info:

@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,7 +93,7 @@ def echo_url() -> Iterator[str]:
         thread.join()
 
 
-def test_ctx_in_a_sandbox_worker(tmp_path: Any, echo_url: str) -> None:
+def test_ctx_in_a_sandbox_worker(tmp_path: Path, echo_url: str) -> None:
     with Runtime(str(tmp_path / "site.db"), site={"name": "Site", "url": "https://site.test/"}) as rt:
         # Test-only wiring: let this bridge reach the local echo server.
         rt.bridge.http = HttpClient(allow_private=["127.0.0.1"], timeout=5.0)

@@ -170,7 +170,8 @@ def test_plain_dicts_and_lists_have_no_writable_attributes_at_all(
     # _write_ hands exact dicts and lists back unwrapped (item writes are the hot path); the
     # interpreter itself refuses every attribute write on them.
     pid = plugin(rt, f"c = {make}\ntry:\n    {write}\nexcept AttributeError as exc:\n    return str(exc)")
-    assert rt.invoke_route(pid, "run") == message
+    # 3.13 appends " and no __dict__ for setting new attributes" to the last one.
+    assert rt.invoke_route(pid, "run").startswith(message)
 
 
 def test_items_of_every_container_can_still_be_changed(rt: Runtime) -> None:

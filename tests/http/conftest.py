@@ -6,9 +6,9 @@ import base64
 import gzip
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,12 +19,12 @@ from emdash._model._descriptor import PluginDescriptor
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Server
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] = ()) -> None:
+    def _reply(self, status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> None:
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
@@ -92,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
 
-class _Server(ThreadingHTTPServer):
+class Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self) -> None:
@@ -108,8 +108,8 @@ class _Server(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.port}"
 
 
-def _serve() -> Iterator[_Server]:
-    server = _Server()
+def _serve() -> Iterator[Server]:
+    server = Server()
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
@@ -121,12 +121,12 @@ def _serve() -> Iterator[_Server]:
 
 
 @pytest.fixture
-def server() -> Iterator[_Server]:
+def server() -> Iterator[Server]:
     yield from _serve()
 
 
 @pytest.fixture
-def other_server() -> Iterator[_Server]:
+def other_server() -> Iterator[Server]:
     yield from _serve()
 
 
@@ -137,6 +137,14 @@ def client() -> Iterator[HttpClient]:
     c.close()
 
 
+class MakePlugin(Protocol):
+    """The ``make_plugin`` fixture's type."""
+
+    def __call__(
+        self, caps: list[str], hosts: list[str] | None = None, pid: str = "web"
+    ) -> PluginDescriptor: ...
+
+
 def _plugin(caps: list[str], hosts: list[str] | None = None, pid: str = "web") -> PluginDescriptor:
     return PluginDescriptor.from_dict(
         {"id": pid, "capabilities": caps, "allowedHosts": hosts or []}
@@ -144,7 +152,7 @@ def _plugin(caps: list[str], hosts: list[str] | None = None, pid: str = "web") -
 
 
 @pytest.fixture
-def make_plugin() -> Any:
+def make_plugin() -> MakePlugin:
     """``make_plugin(caps, hosts=None, pid="web")`` -> a real PluginDescriptor."""
     return _plugin
 

@@ -261,8 +261,8 @@ def test_oversized_trees_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ManifestError) as info:
         locate(desc("big"), tmp_path / "big")
     assert str(info.value) == (
-        f"Plugin big: {tmp_path / 'big'} holds more than 2 modules or 16 MB of source; point "
-        "entrypoint at the plugin's own directory"
+        f"Plugin big: {tmp_path / 'big'} holds more than 2 modules, 10000 directory entries or "
+        "16 MB of source; point entrypoint at the plugin's own directory"
     )
 
 

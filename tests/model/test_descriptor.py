@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_storage_indexes_and_queryable_fields() -> None:
     "storage",
     [{"Bad": {}}, {"ok": {"indexes": ["a-b"]}}, {"ok": {"indexes": [[]]}}],
 )
-def test_storage_validation(storage: dict) -> None:
+def test_storage_validation(storage: dict[str, Any]) -> None:
     with pytest.raises(ManifestError):
         PluginDescriptor.load({"id": "x", "storage": storage})
 
@@ -124,6 +125,6 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
         {"id": "x", "allowed_hosts": ["example.com\n"]},
     ],
 )
-def test_trailing_newlines_are_not_identifiers(data: dict) -> None:
+def test_trailing_newlines_are_not_identifiers(data: dict[str, Any]) -> None:
     with pytest.raises(ManifestError):
         PluginDescriptor.load(data)

@@ -1,10 +1,12 @@
+from typing import Any
+
 import pytest
 
 from emdash import HookConfig, ManifestError, PluginRouteError, RouteConfig, define_plugin
 from emdash._shared._plugin_api import coerce_definition
 
 
-def handler(event, ctx):
+def handler(event: object, ctx: object) -> None:
     return None
 
 
@@ -21,11 +23,11 @@ def test_decorator_form() -> None:
     plugin = define_plugin()
 
     @plugin.hook("cron", timeout_ms=60_000)
-    def on_cron(event, ctx):
+    def on_cron(event: object, ctx: object) -> None:
         return None
 
     @plugin.route("status", public=True, cache_control="max-age=60")
-    def status(route_ctx, ctx):
+    def status(route_ctx: object, ctx: object) -> dict[str, bool]:
         return {"ok": True}
 
     assert plugin.hooks["cron"].handler is on_cron
@@ -50,7 +52,7 @@ def test_unknown_hook_is_rejected_with_valid_list() -> None:
         ({"dependencies": [1]}, "dependencies must be a list of plugin ids"),
     ],
 )
-def test_hook_config_validation(kwargs: dict, message: str) -> None:
+def test_hook_config_validation(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         HookConfig(handler, **kwargs)
 

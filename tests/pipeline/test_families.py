@@ -132,7 +132,7 @@ def test_veto_abort_policy_raises_the_handler_error(rt: Runtime, add: AddPlugin)
 
 # -- middleware -------------------------------------------------------------------------
 
-MAIL = {"message": {"to": "a@b.c", "subject": "Hi", "text": "x"}, "source": "admin"}
+MAIL: dict[str, Any] = {"message": {"to": "a@b.c", "subject": "Hi", "text": "x"}, "source": "admin"}
 EMAIL_EVENTS = ["hooks.email-events:register"]
 
 

@@ -80,7 +80,8 @@ def test_disabled_state_is_remembered_across_restarts(db_path: Path) -> None:
     with Runtime(db_path) as rt:
         add(rt, recording(calls), enabled=True)  # the site config says enabled: a transition
         assert names(calls) == ["activate"]
-        assert rt.store.plugin_registry.get("life")["enabled"] is True
+        record = rt.store.plugin_registry.get("life")
+        assert record is not None and record["enabled"] is True
 
 
 def test_adding_disabled_installs_without_activating(rt: Runtime) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,8 @@ def rt(tmp_path: Path) -> Iterator[emdash.Runtime]:
         yield runtime
 
 
-def _add(rt: emdash.Runtime, schema: str, *, trusted: bool, limits: dict | None = None) -> None:
-    descriptor: dict = {"id": "echo"}
+def _add(rt: emdash.Runtime, schema: str, *, trusted: bool, limits: dict[str, int] | None = None) -> None:
+    descriptor: dict[str, Any] = {"id": "echo"}
     if limits:
         descriptor["limits"] = limits
     rt.add_plugin(descriptor, source={"plugin.py": TEMPLATE.format(schema=schema)}, trusted=trusted)

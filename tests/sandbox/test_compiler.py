@@ -325,7 +325,7 @@ def handler(event, ctx):
 class Thing(Exception):
     def __init__(self, v):
         self.v = v
-    def __eq__(self, other):
+    def __contains__(self, other):
         return self.v == other
 '''
     assert list(compile_bundle({"plugin.py": source, "lib.py": "helper = 1\n"})) == ["plugin", "lib"]

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pyseccomp
 
@@ -163,7 +162,7 @@ def test_the_allowlist_is_exactly_what_the_serve_loop_needs() -> None:
     }
 
 
-def test_filter_rules_have_the_argument_checks(tmp_path: Any) -> None:
+def test_filter_rules_have_the_argument_checks(tmp_path: Path) -> None:
     # The textual dump shows the comparisons the BPF program makes.
     path = tmp_path / "filter.pfc"
     with open(path, "w") as f:

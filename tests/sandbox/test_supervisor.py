@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -141,7 +142,7 @@ def test_a_failed_reload_keeps_the_old_pool(supervisor: Supervisor, sb: SimpleNa
 
 
 def test_call_checks_its_arguments(pool: WorkerPool, sb: SimpleNamespace) -> None:
-    for call, message in [
+    cases: list[tuple[Callable[[], object], str]] = [
         (lambda: pool.call("echo", [], on_host_call=sb.no_host_calls),
          "fn must look like 'module:function', got 'echo'"),
         (lambda: pool.call("sbtest:echo", (1,), on_host_call=sb.no_host_calls),  # type: ignore[arg-type]
@@ -151,7 +152,8 @@ def test_call_checks_its_arguments(pool: WorkerPool, sb: SimpleNamespace) -> Non
         (lambda: pool.call("sbtest:echo", [object()], on_host_call=sb.no_host_calls),
          f"the arguments for {pool.key} cannot be sent to the sandbox: "
          "Type is not JSON serializable: object"),
-    ]:
+    ]
+    for call, message in cases:
         with pytest.raises(SandboxError) as info:
             call()
         assert str(info.value) == message
@@ -190,7 +192,7 @@ def test_concurrent_calls_use_separate_workers(supervisor: Supervisor, sb: Simpl
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == sorted(t.ident for t in threads)
+    assert sorted(results) == sorted(ident for t in threads if (ident := t.ident) is not None)
     assert all(len(pids) == 3 for pids in seen)
     assert len(pool.worker_pids()) == 3  # grown lazily, kept warm
     pool.close()

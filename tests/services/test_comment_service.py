@@ -106,6 +106,7 @@ def test_create_with_built_in_moderation_and_exact_events(
         "metadata": {},
     }
     author = rt.store.user_accounts.get(post["authorId"])
+    assert author is not None
     assert obs.records("afterCreate") == [
         {
             "comment": first,

@@ -153,6 +153,7 @@ def test_recurring_task_is_rearmed_after_now(rt: emdash.Runtime, cron: Any, plug
         {"name": "every5", "data": None, "scheduledAt": "2030-01-01T12:05:00.000Z"}
     ]
     task = rt.store.cron_tasks.get("owner", "every5")
+    assert task is not None
     assert (task["status"], task["lockedAt"]) == ("idle", None)
 
 
@@ -178,6 +179,7 @@ def test_one_shot_failure_retries_with_backoff_then_is_dropped(
         outcomes.append((run.outcome, run.retry_count))
         assert run.next_run_at == iso(moment + timedelta(minutes=wait))
         stored = rt.store.cron_tasks.get("owner", "flaky")
+        assert stored is not None
         assert json.loads(stored["data"]) == {"n": 1, "__emdash": {"retryCount": expected_retry}}
         assert cron.tick(moment + timedelta(minutes=wait, seconds=-1)) == []  # not yet due
         moment = moment + timedelta(minutes=wait)
@@ -227,7 +229,8 @@ def test_stale_running_task_is_recovered_after_ten_minutes(
     # A previous executor claimed it and crashed mid-run.
     assert [t["name"] for t in rt.store.cron_tasks.claim_due(iso(at(0)))] == ["stuck"]
     assert cron.tick(at(9)) == []
-    assert rt.store.cron_tasks.get("owner", "stuck")["status"] == "running"
+    stuck = rt.store.cron_tasks.get("owner", "stuck")
+    assert stuck is not None and stuck["status"] == "running"
     [run] = cron.tick(at(10, seconds=1))
     assert (run.name, run.outcome) == ("stuck", "completed")
     assert len(owner.records("cron")) == 1
@@ -248,6 +251,7 @@ def test_handler_rescheduling_its_own_task_wins(
     [run] = cron.tick(at(0))
     assert (run.outcome, run.next_run_at) == ("changed", "2030-01-02T00:00:00.000Z")
     task = rt.store.cron_tasks.get("owner", "chain")
+    assert task is not None
     assert (task["status"], task["nextRunAt"], task["data"]) == (
         "idle", "2030-01-02T00:00:00.000Z", '{"again":1}'
     )
@@ -279,7 +283,8 @@ def test_invalid_stored_data_is_skipped_and_released(
         )
     [run] = cron.tick(at(0))
     assert (run.outcome, run.error) == ("skipped", "invalid JSON data")
-    assert rt.store.cron_tasks.get("owner", "job")["status"] == "idle"
+    job = rt.store.cron_tasks.get("owner", "job")
+    assert job is not None and job["status"] == "idle"
     assert owner.records() == []
 
 
@@ -300,7 +305,8 @@ def test_tick_publishes_due_scheduled_content(rt: emdash.Runtime, cron: Any, plu
     assert watcher.records() == []
     cron.tick(when + timedelta(minutes=1))
     assert watcher.records("published") == [item["id"]]
-    assert rt.store.content_items.get("posts", item["id"])["status"] == "published"
+    stored = rt.store.content_items.get("posts", item["id"])
+    assert stored is not None and stored["status"] == "published"
 
 
 def test_background_driver_runs_due_tasks(rt: emdash.Runtime, plugins: Any) -> None:

@@ -61,9 +61,9 @@ def test_set_status_and_count_approved_by_email(store: Store, clock: Clock) -> N
     assert approved["status"] == "approved"
     assert approved["updatedAt"] == "2026-11-22T05:33:27.123Z"
     assert store.comment_records.count_approved_by_email("ada@example.com") == 2
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(NotFoundError) as missing:
         store.comment_records.set_status("missing", "spam")
-    assert str(info.value) == 'Comment not found: "missing"'
+    assert str(missing.value) == 'Comment not found: "missing"'
     with pytest.raises(BridgeError) as info:
         store.comment_records.set_status(a["id"], "deleted")
     assert str(info.value) == (

@@ -62,9 +62,9 @@ def test_collections_must_exist_and_names_are_checked(store: Store) -> None:
     }
     assert [c["name"] for c in store.content_items.collections()] == ["pages", "posts", "recipes"]
     for bad in ["Posts", "ec_posts; DROP TABLE x", "a-b", "", "posts\n"]:
-        with pytest.raises(BridgeError) as info:
+        with pytest.raises(BridgeError) as invalid:
             store.content_items.list(bad)
-        assert str(info.value) == f"Invalid collection name: {bad}"
+        assert str(invalid.value) == f"Invalid collection name: {bad}"
     assert store.content_items.list("unknown") == {"items": [], "hasMore": False}
     assert store.content_items.get("unknown", "x") is None
 
@@ -301,7 +301,8 @@ def _expected(items: list[dict[str, Any]], order: list[tuple[str, str]]) -> list
     by_id = {i["id"]: i for i in items}
     ids = sorted(by_id, reverse=order[-1][1] == "desc")
     for field, direction in reversed(order):
-        ids.sort(key=lambda x, f=field: _rank(_value(by_id[x], f)), reverse=direction == "desc")
+        ranks = {x: _rank(_value(by_id[x], field)) for x in ids}
+        ids.sort(key=ranks.__getitem__, reverse=direction == "desc")
     return ids
 
 

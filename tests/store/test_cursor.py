@@ -69,7 +69,8 @@ def expected(store: Store, order: list[tuple[str, str]]) -> list[str]:
     last_desc = order[-1][1] == "desc" if order else False
     ids.sort(reverse=last_desc)  # id tie-break follows the last key's direction
     for field, direction in reversed(order):
-        ids.sort(key=lambda d, f=field: _rank(docs[d].get(f)), reverse=direction == "desc")
+        ranks = {d: _rank(docs[d].get(field)) for d in ids}
+        ids.sort(key=ranks.__getitem__, reverse=direction == "desc")
     return ids
 
 

@@ -158,7 +158,7 @@ def test_kv_key_validation(store: Store) -> None:
     with pytest.raises(BridgeError) as info:
         store.kv_entries.list("p", 3)  # type: ignore[arg-type]
     assert str(info.value) == "Parameter prefix must be a string when provided"
-    assert store.kv_entries.list("p", None) == []  # type: ignore[arg-type]
+    assert store.kv_entries.list("p", None) == []
 
 
 def test_kv_value_errors_name_the_plugin_and_write_nothing(store: Store) -> None:

@@ -138,7 +138,7 @@ def test_invalid_ids_are_refused(store: Store) -> None:
         ps.put("p", "c", "", {})
     assert str(info.value) == "Parameter id must be a non-empty string of at most 1024 characters"
     with pytest.raises(BridgeError) as info:
-        ps.get_many("p", "c", "abc")  # type: ignore[arg-type]
+        ps.get_many("p", "c", "abc")
     assert str(info.value) == "Parameter ids must be an array of strings"
     with pytest.raises(BridgeError) as info:
         ps.delete_many("p", "c", ["a", 3])  # type: ignore[list-item]

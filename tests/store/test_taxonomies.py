@@ -18,10 +18,10 @@ def site(store: Store) -> dict[str, dict[str, object]]:
     )
     tx.create_taxonomy("categories", "Catégories", locale="fr", translation_group="g-cat")
     news = tx.add_term("categories", "news", "News", sort_order=1)
-    world = tx.add_term("categories", "world", "World", parent_id=news["translationGroup"],  # type: ignore[arg-type]
+    world = tx.add_term("categories", "world", "World", parent_id=news["translationGroup"],
                         sort_order=1, data={"color": "blue"})
     nouvelles = tx.add_term("categories", "nouvelles", "Nouvelles", locale="fr",
-                            translation_group=news["translationGroup"])  # type: ignore[arg-type]
+                            translation_group=news["translationGroup"])
     alpha = tx.add_term("categories", "alpha", "Alpha", sort_order=0)
     python = tx.add_term("tags", "python", "Python")
     return {"cats": cats, "news": news, "world": world, "nouvelles": nouvelles,
@@ -84,12 +84,12 @@ def test_write_helper_validation(store: Store, site: dict[str, object]) -> None:
     with pytest.raises(BridgeError) as info:
         tx.add_term("tags", "python", "Python")
     assert str(info.value) == 'Term "python" already exists in taxonomy "tags" for locale en'
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(NotFoundError) as missing:
         tx.add_term("colors", "red", "Red")
-    assert str(info.value) == 'Taxonomy "colors" does not exist'
-    with pytest.raises(NotFoundError) as info:
+    assert str(missing.value) == 'Taxonomy "colors" does not exist'
+    with pytest.raises(NotFoundError) as missing:
         tx.add_term("tags", "x", "X", parent_id="nope")
-    assert str(info.value) == 'Parent term "nope" not found in taxonomy "tags"'
+    assert str(missing.value) == 'Parent term "nope" not found in taxonomy "tags"'
     with pytest.raises(NotFoundError):
         tx.assign("posts", "01", "no-such-term")
     with pytest.raises(BridgeError) as info:
