@@ -130,7 +130,11 @@ class _StrType(GuardedType):
     def __call__(self, obj: Any = _NOTHING, /, *args: Any, **kwargs: Any) -> Any:
         if obj is _NOTHING:
             # str(), str(object=x), str(object=b, encoding=...)
-            return self(kwargs.pop("object"), *args, **kwargs) if "object" in kwargs else str(*args, **kwargs)
+            return (
+                self(kwargs.pop("object"), *args, **kwargs)
+                if "object" in kwargs
+                else str(*args, **kwargs)
+            )
         if type(obj) in PRIMITIVE_TYPES:
             # str(5), str(b"x", "utf-8"): nothing to remove (the hot path: no *args copy).
             return str(obj, *args, **kwargs) if args or kwargs else str(obj)
@@ -166,7 +170,9 @@ def _safe_issubclass(cls: object, classinfo: Any, /) -> bool:
 # (guarded_iter/check_iterable) on what it is given, then calls the real builtin.
 
 
-def _sorted(iterable: Iterable[Any], /, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> list[Any]:
+def _sorted(
+    iterable: Iterable[Any], /, *, key: Callable[[Any], Any] | None = None, reverse: bool = False
+) -> list[Any]:
     return sorted(guarded_iter(iterable), key=key, reverse=reverse)
 
 
@@ -202,7 +208,9 @@ def _zip(*iterables: Iterable[Any], strict: bool = False) -> Any:
     return obj
 
 
-def _map(function: Callable[..., Any], iterable: Iterable[Any], /, *iterables: Iterable[Any]) -> Any:
+def _map(
+    function: Callable[..., Any], iterable: Iterable[Any], /, *iterables: Iterable[Any]
+) -> Any:
     it = guarded_iter(iterable)
     if iterables:
         its = [it, *(guarded_iter(other) for other in iterables)]

@@ -131,7 +131,9 @@ class SandboxPolicy(RestrictingNodeTransformer):
         args: list[ast.expr] = [visited.value, ast.Constant(visited.conversion)]
         if visited.format_spec is not None:
             args.append(visited.format_spec)
-        field = ast.FormattedValue(value=_hook_call("_format_value_", args, visited.value), conversion=-1, format_spec=None)
+        field = ast.FormattedValue(
+            value=_hook_call("_format_value_", args, visited.value), conversion=-1, format_spec=None
+        )
         copy_locations(field, node)
         return field
 
@@ -143,7 +145,10 @@ class SandboxPolicy(RestrictingNodeTransformer):
             # "%d" % 5, i % 100: a literal operand means either arithmetic or formatting of
             # a literal, neither of which shows an address; those stay one instruction.
             and not isinstance(visited.right, ast.Constant)
-            and not (isinstance(visited.left, ast.Constant) and not isinstance(visited.left.value, (str, bytes)))
+            and not (
+                isinstance(visited.left, ast.Constant)
+                and not isinstance(visited.left.value, (str, bytes))
+            )
         ):
             return _hook_call("_mod_", [visited.left, visited.right], visited)
         return visited
@@ -175,18 +180,28 @@ class SandboxPolicy(RestrictingNodeTransformer):
         for alias in node.names:
             # RP checks only the start of "a.b._c"; "import lib._private" binds "lib" fine.
             if any(part.startswith("_") for part in alias.name.split(".")[1:]):
-                self.error(node, f'Importing "{alias.name}" is not allowed: module names starting with "_" are private.')
+                self.error(
+                    node,
+                    f'Importing "{alias.name}" is not allowed: module names starting with "_" are private.',
+                )
         return super().visit_Import(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> VisitResult:
         module = node.module or ""
         if module == "__future__":
-            if node.level == 0 and all(a.name == "annotations" and a.asname is None for a in node.names):
+            if node.level == 0 and all(
+                a.name == "annotations" and a.asname is None for a in node.names
+            ):
                 return node
-            self.error(node, 'Only "from __future__ import annotations" is supported in sandboxed plugins.')
+            self.error(
+                node, 'Only "from __future__ import annotations" is supported in sandboxed plugins.'
+            )
             return node
         if any(part.startswith("_") for part in module.split(".")):
-            self.error(node, f'Importing from "{module}" is not allowed: module names starting with "_" are private.')
+            self.error(
+                node,
+                f'Importing from "{module}" is not allowed: module names starting with "_" are private.',
+            )
         return super().visit_ImportFrom(node)
 
 
@@ -343,7 +358,9 @@ def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
         errors.append(f"{path}:{exc.lineno}: {type(exc).__name__}: {_short(str(exc.msg))}")
         return None
     except RecursionError:
-        errors.append(f"{path}: code is nested too deeply to be parsed; split it into smaller parts")
+        errors.append(
+            f"{path}: code is nested too deeply to be parsed; split it into smaller parts"
+        )
         return None
     except Exception as exc:  # MemoryError, ValueError...: refuse, never crash the caller
         errors.append(f"{path}: could not be parsed ({type(exc).__name__})")
@@ -356,16 +373,22 @@ def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
         with warnings.catch_warnings():
             # SyntaxWarnings ("is" with a literal...) would go to the worker's stderr.
             warnings.simplefilter("ignore")
-            result = compile_restricted_exec(tree, filename=code_filename(path), policy=SandboxPolicy)
+            result = compile_restricted_exec(
+                tree, filename=code_filename(path), policy=SandboxPolicy
+            )
     except SyntaxError as exc:
         # Raised by the bytecode compiler after RP's checks ("'return' outside function").
         errors.append(f"{path}:{exc.lineno}: {type(exc).__name__}: {_short(str(exc.msg))}")
         return None
     except RecursionError:
-        errors.append(f"{path}: code is nested too deeply to be compiled; split it into smaller parts")
+        errors.append(
+            f"{path}: code is nested too deeply to be compiled; split it into smaller parts"
+        )
         return None
     except Exception as exc:
-        errors.append(f"{path}: refused by the compiler ({type(exc).__name__}: {_short(str(exc), 80)})")
+        errors.append(
+            f"{path}: refused by the compiler ({type(exc).__name__}: {_short(str(exc), 80)})"
+        )
         return None
     # RP reports "Line N: message"; rewrite to "path:N: message" like every other error.
     for message in result.errors:
@@ -388,7 +411,9 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
     ``"path:line: message"`` string per problem) when anything is refused.
     """
     if not isinstance(files, Mapping):
-        raise CompileError("Plugin source must be a mapping of file names to source text", errors=[])
+        raise CompileError(
+            "Plugin source must be a mapping of file names to source text", errors=[]
+        )
     if type(max_bytes) is not int or max_bytes <= 0:
         raise ValueError("max_bytes must be a positive int")
     if not files:
@@ -420,12 +445,16 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
             errors.append(f"{path}: source is not valid Unicode text (it contains lone surrogates)")
             continue
         if name in names:
-            errors.append(f'{path}: defines module "{name}" again (already defined by {names[name]})')
+            errors.append(
+                f'{path}: defines module "{name}" again (already defined by {names[name]})'
+            )
             continue
         top = name.partition(".")[0]
         if top in SHIM_NAMES:
             # Imports of these names must reach the vetted shim, never plugin code posing as it.
-            errors.append(f'{path}: the module name "{top}" is taken by the sandboxed standard library; rename it')
+            errors.append(
+                f'{path}: the module name "{top}" is taken by the sandboxed standard library; rename it'
+            )
             continue
         names[name] = path
     # "lib.py" next to "lib/util.py": CPython would refuse "import lib.util" (lib is no
@@ -434,7 +463,9 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
         parent = name.rpartition(".")[0]
         while parent:
             if parent in names and not names[parent].endswith("__init__.py"):
-                errors.append(f"{path}: module {names[parent]} is not a package; move it to {parent.replace('.', '/')}/__init__.py")
+                errors.append(
+                    f"{path}: module {names[parent]} is not a package; move it to {parent.replace('.', '/')}/__init__.py"
+                )
             parent = parent.rpartition(".")[0]
     # Checked before compiling anything: parsing a huge source is itself the cost to avoid.
     if total > max_bytes:

@@ -246,7 +246,9 @@ _MethodType = types.MethodType
 # overrides: dict.update(d, ...) writes into a read-only dict subclass all the same. Bound
 # methods stay available: x.update(...) on an object the plugin can reach is that object's
 # own behaviour.
-_UNBOUND_KINDS = frozenset({types.FunctionType, types.MethodDescriptorType, types.WrapperDescriptorType})
+_UNBOUND_KINDS = frozenset(
+    {types.FunctionType, types.MethodDescriptorType, types.WrapperDescriptorType}
+)
 _MUTABLE_CONTAINERS = (dict, list, set, bytearray, collections.deque)
 
 # Generators, coroutines and async generators: only the public protocol methods. Their other
@@ -258,7 +260,16 @@ _GENERATOR_METHODS = frozenset({"send", "throw", "close"})
 # at compile time) and the prefixes of each family, refused on host objects in case a future
 # CPython adds a member (these families have grown with almost every release).
 _INTERNAL_NAMES = INSPECT_ATTRIBUTES | frozenset(
-    {"f_lineno", "f_lasti", "tb_lasti", "tb_lineno", "gi_running", "gi_suspended", "cr_running", "ag_running"}
+    {
+        "f_lineno",
+        "f_lasti",
+        "tb_lasti",
+        "tb_lineno",
+        "gi_running",
+        "gi_suspended",
+        "cr_running",
+        "ag_running",
+    }
 )
 _INTERNAL_PREFIXES = ("f_", "co_", "gi_", "cr_", "ag_", "tb_")
 
@@ -281,7 +292,9 @@ class _KindPolicy(NamedTuple):
     """What ``_getattr_`` needs to know about a type; computed once per type."""
 
     plugin_instance: bool  # an instance of a plugin-defined class
-    own_namespace: bool  # names chosen by the plugin (instances, modules) or curated by us (facades)
+    own_namespace: (
+        bool  # names chosen by the plugin (instances, modules) or curated by us (facades)
+    )
     opaque: str | None  # label if every attribute is off limits
     generator: bool
     exception: bool
@@ -360,7 +373,11 @@ def _check_special(obj: object, name: str, flags: int, policy: _KindPolicy) -> N
         _deny_attribute(name, "generator internals are off limits")
     if policy.formatter_class and issubclass(obj, string.Formatter):  # type: ignore[arg-type]
         _deny_attribute(name, "attributes of string.Formatter are off limits")
-    if policy.exception and flags & _EXCEPTION_LINK and (name == "obj" or not policy.plugin_instance):
+    if (
+        policy.exception
+        and flags & _EXCEPTION_LINK
+        and (name == "obj" or not policy.plugin_instance)
+    ):
         # AttributeError.obj is the object whose lookup failed: for a delegating proxy, the
         # hidden target (054). CPython sets it on plugin-defined AttributeError subclasses
         # too, so it is refused for every exception. ImportError.path is a host file path.
@@ -396,7 +413,9 @@ def guarded_getattr(obj: object, name: object) -> Any:
                 # Registering a virtual subclass changes isinstance(x, Mapping) & co. for
                 # every caller in the process, including host code that validates plugin
                 # values.
-                _deny_attribute(attr, "registering virtual subclasses changes isinstance() process-wide")
+                _deny_attribute(
+                    attr, "registering virtual subclasses changes isinstance() process-wide"
+                )
         elif value_kind in _UNBOUND_KINDS and not policy.own_namespace:
             _check_unbound(obj, attr, value)
         elif value_kind is tuple and policy.exception and attr == "args":
@@ -430,7 +449,10 @@ def _check_unbound(obj: object, name: str, value: Any) -> None:
                 if type(klass) is PluginClass or type(raw) is staticmethod:
                     return
                 break
-    _deny_attribute(name, "unbound methods of host classes are not available; call the method on an instance instead")
+    _deny_attribute(
+        name,
+        "unbound methods of host classes are not available; call the method on an instance instead",
+    )
 
 
 def safe_getattr(obj: object, name: object, default: object = _MISSING, /) -> Any:
@@ -663,7 +685,9 @@ def guarded_iter(obj: Any) -> Iterator[Any]:
     return iter(obj)
 
 
-def guarded_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object = None) -> list[Any]:
+def guarded_unpack_sequence(
+    it: Any, spec: Mapping[str, Any], _getiter_: object = None
+) -> list[Any]:
     """``_unpack_sequence_``: ``a, (b, c) = x``; ``spec`` comes from the compiler."""
     # The compiler passes its own _getiter_ name; we use ours regardless.
     items = list(guarded_iter(it))
@@ -674,7 +698,9 @@ def guarded_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object 
     return items
 
 
-def guarded_iter_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object = None) -> Iterator[list[Any]]:
+def guarded_iter_unpack_sequence(
+    it: Any, spec: Mapping[str, Any], _getiter_: object = None
+) -> Iterator[list[Any]]:
     """``_iter_unpack_sequence_``: ``for a, b in x``."""
     for item in guarded_iter(it):
         yield guarded_unpack_sequence(item, spec)
@@ -740,7 +766,7 @@ def guarded_apply(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any
     for key in kwargs:
         if _is_private(key):
             raise SandboxViolation(
-                f"Keyword argument {_quote(key)} is not allowed (names starting with \"_\" are private)"
+                f'Keyword argument {_quote(key)} is not allowed (names starting with "_" are private)'
             )
     return func(*args, **kwargs)
 
@@ -764,7 +790,14 @@ class PrintCollector:
         self._size = 0
         self._truncated = False
 
-    def _call_print(self, *objects: object, sep: object = None, end: object = None, file: object = None, flush: object = False) -> None:
+    def _call_print(
+        self,
+        *objects: object,
+        sep: object = None,
+        end: object = None,
+        file: object = None,
+        flush: object = False,
+    ) -> None:
         # RP rewrites print(...) to _print._call_print(...). file= is refused: it would
         # write to any object with a write() method, such as a leaked host stream (072).
         if file is not None:
@@ -798,7 +831,14 @@ class PrintCollector:
 # __static_attributes__ (the names assigned through self.); plugin code cannot name any of
 # them, since every "_"-name is a compile error.
 _INTERPRETER_CLASS_KEYS = frozenset(
-    {"__module__", "__qualname__", "__doc__", "__annotations__", "__firstlineno__", "__static_attributes__"}
+    {
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__annotations__",
+        "__firstlineno__",
+        "__static_attributes__",
+    }
 )
 
 #: The special methods a plugin class may define. Only these two: both run only when plugin
@@ -838,7 +878,9 @@ class ForbiddenBuiltin:
         self._hint = hint
 
     def _refuse(self) -> NoReturn:
-        raise SandboxViolation(f'"{self._name}" is not available in sandboxed plugins; {self._hint}')
+        raise SandboxViolation(
+            f'"{self._name}" is not available in sandboxed plugins; {self._hint}'
+        )
 
     def __call__(self, *args: object, **kwargs: object) -> NoReturn:
         self._refuse()
@@ -869,7 +911,9 @@ def _allowed_base(base: object) -> bool:
         return False
     # A host class's __init_subclass__ would run host code on the plugin's class (and could,
     # say, register it in a host table by name); no builtin exception defines one.
-    return not any("__init_subclass__" in vars(klass) for klass in base.__mro__ if klass is not object)
+    return not any(
+        "__init_subclass__" in vars(klass) for klass in base.__mro__ if klass is not object
+    )
 
 
 def _refused_base_reason(base: object) -> str:
@@ -880,10 +924,14 @@ def _refused_base_reason(base: object) -> str:
         # itself is refused too: its subclasses are the ones with the bug, and nothing a
         # plugin needs comes from subclassing it.
         return "Unicode error classes cannot be subclassed in sandboxed plugins"
-    return "sandboxed classes may only inherit from Exception classes and other classes of the plugin"
+    return (
+        "sandboxed classes may only inherit from Exception classes and other classes of the plugin"
+    )
 
 
-def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, Any], /, **kwargs: object) -> type:
+def plugin_metaclass(
+    name: str, bases: tuple[object, ...], namespace: dict[str, Any], /, **kwargs: object
+) -> type:
     """``__metaclass__``: builds every class defined by sandboxed code.
 
     Bases are limited to other plugin classes and ``Exception`` classes: no ``str``/``dict``/
@@ -895,17 +943,25 @@ def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, 
     if type(name) is not str:
         raise SandboxViolation("Class names must be str")
     if kwargs:
-        raise SandboxViolation(f'Class "{name}": keyword arguments in a class statement are not supported in sandboxed plugins')
+        raise SandboxViolation(
+            f'Class "{name}": keyword arguments in a class statement are not supported in sandboxed plugins'
+        )
     for base in bases:
         if not _allowed_base(base):
-            raise SandboxViolation(f'Class "{name}" cannot inherit from {_describe(base)}: {_refused_base_reason(base)}')
+            raise SandboxViolation(
+                f'Class "{name}" cannot inherit from {_describe(base)}: {_refused_base_reason(base)}'
+            )
     for key in namespace:
         if type(key) is not str:
             raise SandboxViolation(f'Class "{name}" has a non-str attribute name')
         if key == "__classcell__":
-            raise SandboxViolation(f'Class "{name}" uses super() or __class__, which sandboxed plugins cannot use; call Base.method(self, ...) instead')
+            raise SandboxViolation(
+                f'Class "{name}" uses super() or __class__, which sandboxed plugins cannot use; call Base.method(self, ...) instead'
+            )
         if key.startswith("_") and key not in _CLASS_DUNDERS:
-            raise SandboxViolation(f'Class "{name}" may not define {_quote(key)}{_dunder_hint(key)}')
+            raise SandboxViolation(
+                f'Class "{name}" may not define {_quote(key)}{_dunder_hint(key)}'
+            )
     namespace = dict(namespace)
     if not bases:
         # Exceptions have an address-free repr already; subclasses inherit this one.

@@ -228,7 +228,9 @@ def _copy(value: Any, depth: int, path: tuple[Any, ...], max_depth: int, open_id
                     raise NotExactJSON(f"duplicate object key {key[:40]!r} at {_where(path)}")
                 out[key] = _copy(item, depth + 1, (*path, key), max_depth, open_ids)
             return out
-        items = list.copy(value) if issubclass(kind, list) else tuple.__getitem__(value, slice(None))
+        items = (
+            list.copy(value) if issubclass(kind, list) else tuple.__getitem__(value, slice(None))
+        )
         return [
             _copy(item, depth + 1, (*path, i), max_depth, open_ids) for i, item in enumerate(items)
         ]

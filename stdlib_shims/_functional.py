@@ -152,7 +152,9 @@ _TEE_TYPE: type = type(itertools.tee(())[0])
 
 
 def _tracked(real: type) -> type:
-    tracked = type(real.__name__, (real,), {"__slots__": ("_nesting",), "__module__": real.__module__})
+    tracked = type(
+        real.__name__, (real,), {"__slots__": ("_nesting",), "__module__": real.__module__}
+    )
     tracked.__qualname__ = real.__qualname__
     _TRACKED[tracked] = real
     return tracked
@@ -257,7 +259,9 @@ def _tee(iterable: Iterable[Any], n: int = 2, /) -> tuple[Any, ...]:
 _tee.__name__ = _tee.__qualname__ = "tee"
 
 
-def _groupby(iterable: Iterable[Any], key: Callable[[Any], Any] | None = None) -> Iterator[tuple[Any, Any]]:
+def _groupby(
+    iterable: Iterable[Any], key: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[Any, Any]]:
     """``itertools.groupby`` whose groups count as wrappers of the chain they come from.
 
     A real group's ``__next__`` advances the groupby, which advances its iterable, all in
@@ -283,7 +287,9 @@ _TRACKED_ISLICE = _tracked(itertools.islice)
 # Constructors that take no iterator (count, repeat) are wrapped too: the rule is simpler
 # than the exceptions, and their objects then count as one level.
 _ITERTOOLS_TYPES = tuple(
-    name for name in dir(itertools) if not name.startswith("_") and name != "tee" and isinstance(getattr(itertools, name), type)
+    name
+    for name in dir(itertools)
+    if not name.startswith("_") and name != "tee" and isinstance(getattr(itertools, name), type)
 )
 
 

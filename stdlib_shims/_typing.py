@@ -66,7 +66,9 @@ class AnnotationOnly:
     def __getitem__(self, params: Any) -> AnnotationOnly:
         if self._params is not None:
             raise TypeError(f"{self!r} is already subscripted")
-        return AnnotationOnly(self._name, self._origin, params if type(params) is tuple else (params,))
+        return AnnotationOnly(
+            self._name, self._origin, params if type(params) is tuple else (params,)
+        )
 
     def __instancecheck__(self, obj: object) -> bool:
         self._refuse_subscripted()
@@ -127,7 +129,9 @@ _REAL = ("Any", "Optional", "Union", "Literal", "Final", "ClassVar", "NoReturn",
 
 
 def typing_members() -> dict[str, object]:
-    members: dict[str, object] = {name: AnnotationOnly(name, origin) for name, origin in _ALIASES.items()}
+    members: dict[str, object] = {
+        name: AnnotationOnly(name, origin) for name, origin in _ALIASES.items()
+    }
     members.update({name: getattr(typing, name) for name in _REAL})
     members["TYPE_CHECKING"] = False
     return members

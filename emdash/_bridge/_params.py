@@ -80,7 +80,9 @@ def _plain(value: Any, depth: int, budget: list[int], pid: str) -> Any:
             if type(k) is not str:
                 raise BridgeError("Bridge request has a non-string object key", plugin_id=pid)
             if not k.isascii() and not _utf8_ok(k):
-                raise BridgeError("Bridge request has an object key with a lone surrogate", plugin_id=pid)
+                raise BridgeError(
+                    "Bridge request has an object key with a lone surrogate", plugin_id=pid
+                )
             budget[0] -= len(k) + 2
             out[k] = _plain(v, depth + 1, budget, pid)
         return out
@@ -183,7 +185,5 @@ class Params:
         if value is None:
             return None
         if type(value) is not dict or not all(v in ("asc", "desc") for v in value.values()):
-            raise self.error(
-                f'Parameter {key} must be an object mapping field to "asc"|"desc"'
-            )
+            raise self.error(f'Parameter {key} must be an object mapping field to "asc"|"desc"')
         return value

@@ -216,21 +216,24 @@ def _path_code(path: Path, pid: str, root: Path | None = None) -> PluginCode:
                         plugin_id=pid,
                     )
                 files = collect_files(tree, rel, pid, prefix=name + "/")
-                return PluginCode("files", files=files, entry=f"{name}/__init__.py",
-                                  origin=where.parent)
+                return PluginCode(
+                    "files", files=files, entry=f"{name}/__init__.py", origin=where.parent
+                )
             if tree.kind(_join(rel, "plugin.py")) != "file":
                 raise ManifestError(
                     f"Plugin {pid}: directory {where} has no plugin.py (or __init__.py) entry "
                     "module; point entrypoint at the entry file instead",
                     plugin_id=pid,
                 )
-            return PluginCode("files", files=collect_files(tree, rel, pid), entry="plugin.py",
-                              origin=where)
+            return PluginCode(
+                "files", files=collect_files(tree, rel, pid), entry="plugin.py", origin=where
+            )
         if kind is None:
             raise ManifestError(f"Plugin {pid}: code not found at {where}", plugin_id=pid)
         if where.suffix != ".py":
-            raise ManifestError(f"Plugin {pid}: entry file {where} is not a .py file",
-                                plugin_id=pid)
+            raise ManifestError(
+                f"Plugin {pid}: entry file {where} is not a .py file", plugin_id=pid
+            )
         if not _SEGMENT_RE.match(where.stem):
             raise ManifestError(
                 f"Plugin {pid}: entry file name {where.name} is not a valid module name "
@@ -310,8 +313,9 @@ def _decode(tree: PluginDir, rel: str, data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise tree.error(rel, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                         "save it as UTF-8") from None
+        raise tree.error(
+            rel, f"is not UTF-8 text ({exc.reason} at byte {exc.start})", "save it as UTF-8"
+        ) from None
 
 
 def read_descriptor(path: Path) -> tuple[bytes, Path]:
@@ -342,9 +346,7 @@ def read_descriptor(path: Path) -> tuple[bytes, Path]:
 
     with tree:
         if tree.kind(name) is None:
-            raise ManifestError(
-                f"Cannot read plugin descriptor {shown}: No such file or directory"
-            )
+            raise ManifestError(f"Cannot read plugin descriptor {shown}: No such file or directory")
         return tree.read(name, MAX_DESCRIPTOR_BYTES, too_large), shown
 
 
@@ -408,20 +410,23 @@ class PluginDir:
             self._fd = -1
 
     def error(self, rel: str, problem: str, todo: str) -> ManifestError:
-        return ManifestError(f"{self.who}: {self.shown}{rel} {problem}; {todo}",
-                             plugin_id=self.plugin_id)
+        return ManifestError(
+            f"{self.who}: {self.shown}{rel} {problem}; {todo}", plugin_id=self.plugin_id
+        )
 
     def _refusal(self, rel: str, mode: int) -> ManifestError:
         if stat.S_ISLNK(mode):
             return self.error(
-                rel, "is a symbolic link",
+                rel,
+                "is a symbolic link",
                 "plugin files must be regular files inside the plugin directory (symbolic "
                 "links are never followed): replace the link with a copy of what it points "
                 "to, or remove it",
             )
         kind = _SPECIAL.get(stat.S_IFMT(mode), "not a regular file or directory")
         return self.error(
-            rel, f"is {kind}",
+            rel,
+            f"is {kind}",
             "plugin files must be regular files (no FIFOs, sockets or devices): remove it "
             "from the plugin directory",
         )
@@ -432,8 +437,9 @@ class PluginDir:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise self.error(rel, f"cannot be read ({exc.strerror})",
-                             "check the plugin directory's permissions") from None
+            raise self.error(
+                rel, f"cannot be read ({exc.strerror})", "check the plugin directory's permissions"
+            ) from None
 
     def _open_parent(self, parts: list[str]) -> int:
         """A new descriptor of the directory holding ``parts[-1]``; -1 if a component is missing."""
@@ -474,8 +480,11 @@ class PluginDir:
             mode = None
         if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
             return self._refusal(rel, mode)
-        return self.error(rel, f"cannot be read ({exc.strerror})",
-                          "check that nothing changes the plugin directory while it loads")
+        return self.error(
+            rel,
+            f"cannot be read ({exc.strerror})",
+            "check that nothing changes the plugin directory while it loads",
+        )
 
     @staticmethod
     def _parts(rel: str) -> list[str]:
@@ -571,8 +580,9 @@ class PluginDir:
                     break
                 data += chunk
         except OSError as exc:
-            raise self.error(rel, f"cannot be read ({exc.strerror})",
-                             "check the plugin directory's permissions") from None
+            raise self.error(
+                rel, f"cannot be read ({exc.strerror})", "check the plugin directory's permissions"
+            ) from None
         finally:
             os.close(file_fd)
         if len(data) > limit:
@@ -584,8 +594,9 @@ class PluginDir:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise self.error(rel, f"is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                             "save it as UTF-8") from None
+            raise self.error(
+                rel, f"is not UTF-8 text ({exc.reason} at byte {exc.start})", "save it as UTF-8"
+            ) from None
 
 
 class _TooMany(Exception):
@@ -600,7 +611,6 @@ def open_plugin_dir(
         return PluginDir(root, who, plugin_id, shown=shown)
     except OSError as exc:
         raise ManifestError(f"{missing} ({exc.strerror})", plugin_id=plugin_id) from None
-
 
 
 def _dict_code(files: dict[Any, Any], descriptor: PluginDescriptor) -> PluginCode:
@@ -690,8 +700,13 @@ def _find_module_files(dotted: str, pid: str) -> tuple[dict[str, str], str]:
         if top == dotted and os.path.lexists(single):
             with _open_code_dir(base.resolve(), pid, missing=missing) as tree:
                 if tree.kind(single.name) == "file":
-                    return {single.name: _decode(tree, single.name, tree.read(
-                        single.name, MAX_TOTAL_BYTES, _too_large_module(pid, single)))}, dotted
+                    return {
+                        single.name: _decode(
+                            tree,
+                            single.name,
+                            tree.read(single.name, MAX_TOTAL_BYTES, _too_large_module(pid, single)),
+                        )
+                    }, dotted
     raise ManifestError(missing, plugin_id=pid)
 
 
@@ -702,6 +717,7 @@ def _too_large_module(pid: str, path: Path) -> Callable[[int], ManifestError]:
             f"{MAX_TOTAL_BYTES // (1024 * 1024)} MB a plugin's source may have",
             plugin_id=pid,
         )
+
     return build
 
 
@@ -836,7 +852,8 @@ class FilesImporter:
             is_package = name in self._packages
             rel, text = self._sources.get(name, ("", ""))
             filename = (
-                str(self._origin / rel) if self._origin is not None and rel
+                str(self._origin / rel)
+                if self._origin is not None and rel
                 else f"<plugin {self.pid}>/{rel or name.replace('.', '/') + '/__init__.py'}"
             )
             module.__file__ = filename
@@ -852,7 +869,10 @@ class FilesImporter:
                     # following whatever link or FIFO stands there by then. mtime None keeps
                     # linecache.checkcache from ever dropping (and re-reading) the entry.
                     linecache.cache[filename] = (
-                        len(text), None, text.splitlines(keepends=True), filename,
+                        len(text),
+                        None,
+                        text.splitlines(keepends=True),
+                        filename,
                     )
                     self._filenames.append(filename)
                     exec(compile(text, filename, "exec", dont_inherit=True), module.__dict__)
@@ -875,11 +895,9 @@ class FilesImporter:
             package = (globals or {}).get("__package__") or ""
             if package != self.root and not package.startswith(self.root + "."):
                 return builtins.__import__(name, globals, locals, fromlist, level)
-            parts = package[len(self.root) + 1:].split(".") if package != self.root else []
+            parts = package[len(self.root) + 1 :].split(".") if package != self.root else []
             if level - 1 > len(parts):
-                raise ImportError(
-                    f"attempted relative import beyond the top of plugin {self.pid}"
-                )
+                raise ImportError(f"attempted relative import beyond the top of plugin {self.pid}")
             base = parts[: len(parts) - (level - 1)]
             target = ".".join([*base, name] if name else base)
             return self._from(target, fromlist)
@@ -895,8 +913,10 @@ class FilesImporter:
         module = self._load(target)
         for item in fromlist or ():
             sub = f"{target}.{item}" if target else str(item)
-            if item != "*" and not hasattr(module, item) and (
-                sub in self._sources or sub in self._packages
+            if (
+                item != "*"
+                and not hasattr(module, item)
+                and (sub in self._sources or sub in self._packages)
             ):
                 self._load(sub)
         return module

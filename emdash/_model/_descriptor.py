@@ -48,9 +48,15 @@ class Limits(_Strict):
     # `default=` as a keyword: type checkers (PEP 681) see only that spelling as a default, so
     # `Limits(cpu_ms=200)` type-checks without the pydantic mypy plugin.
     cpu_ms: int = Field(default=50, gt=0, le=600_000, description="CPU time per invocation")
-    memory_mb: int = Field(default=128, gt=0, le=16_384, description="memory above the worker baseline")
-    wall_ms: int = Field(default=30_000, gt=0, le=3_600_000, description="wall-clock time per invocation")
-    subrequests: int = Field(default=10, ge=0, le=100_000, description="bridge calls per invocation")
+    memory_mb: int = Field(
+        default=128, gt=0, le=16_384, description="memory above the worker baseline"
+    )
+    wall_ms: int = Field(
+        default=30_000, gt=0, le=3_600_000, description="wall-clock time per invocation"
+    )
+    subrequests: int = Field(
+        default=10, ge=0, le=100_000, description="bridge calls per invocation"
+    )
 
 
 class StorageCollection(_Strict):
@@ -158,7 +164,9 @@ class PluginDescriptor(_Strict):
 
     @field_validator("storage")
     @classmethod
-    def _check_collections(cls, value: dict[str, StorageCollection]) -> dict[str, StorageCollection]:
+    def _check_collections(
+        cls, value: dict[str, StorageCollection]
+    ) -> dict[str, StorageCollection]:
         for name in value:
             if not COLLECTION_RE.fullmatch(name) or len(name) > 64:
                 raise ValueError(
@@ -245,7 +253,9 @@ class PluginDescriptor(_Strict):
         try:
             descriptor = cls.model_validate(data)
         except ValidationError as exc:
-            raise ManifestError(_describe(exc, data.get("id")), plugin_id=_str_or_none(data.get("id"))) from None
+            raise ManifestError(
+                _describe(exc, data.get("id")), plugin_id=_str_or_none(data.get("id"))
+            ) from None
         except ValueError as exc:  # raised by the capability pre-validator
             raise ManifestError(str(exc), plugin_id=_str_or_none(data.get("id"))) from None
         descriptor._root = root
@@ -310,8 +320,10 @@ def _describe(exc: ValidationError, plugin_id: Any) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (remove it; valid fields: " + ", ".join(
-                sorted(PluginDescriptor.model_fields)
-            ) + ")"
+            msg = (
+                "unknown field (remove it; valid fields: "
+                + ", ".join(sorted(PluginDescriptor.model_fields))
+                + ")"
+            )
         problems.append(f"{loc}: {msg}" if loc else msg)
     return f"Invalid {who}: " + "; ".join(problems)

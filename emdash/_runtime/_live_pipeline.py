@@ -62,7 +62,10 @@ def as_outcome(name: str, outcome: ExclusiveOutcome | None) -> HookOutcome:
     if outcome is None:
         return HookOutcome(name, None, [])
     result = HookResult(
-        outcome.plugin_id, outcome.error is None, outcome.result, outcome.error,
+        outcome.plugin_id,
+        outcome.error is None,
+        outcome.result,
+        outcome.error,
         outcome.duration_ms,
     )
     return HookOutcome(name, outcome.result, [result])

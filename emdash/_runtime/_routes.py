@@ -113,7 +113,8 @@ def route_context(
     return {
         "input": value,
         "request": {
-            "url": url if isinstance(url, str)
+            "url": url
+            if isinstance(url, str)
             else f"{site['url'].rstrip('/')}/_emdash/api/plugins/{plugin_id}/{name}",
             "method": method.upper() if isinstance(method, str) else "POST",
             "headers": headers,

@@ -229,10 +229,14 @@ class Runtime:
                 check_route_schemas(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 known = self.store.plugin_registry.get(pid)
-                want = enabled if enabled is not None else (
-                    known["enabled"] if known is not None else True
+                want = (
+                    enabled
+                    if enabled is not None
+                    else (known["enabled"] if known is not None else True)
                 )
-                self.store.plugin_registry.upsert(pid, version=desc.version, enabled=want, trusted=trusted)
+                self.store.plugin_registry.upsert(
+                    pid, version=desc.version, enabled=want, trusted=trusted
+                )
             except BaseException:
                 host.close()
                 raise
@@ -279,7 +283,9 @@ class Runtime:
         # SandboxNotAvailableError from its supervisor, when a plugin is loaded.
         if self._sandbox is None:
             self._sandbox = SandboxSupport(
-                store=self.store, bridge=self.bridge, limits=self.limits,
+                store=self.store,
+                bridge=self.bridge,
+                limits=self.limits,
                 pool_size=self.worker_pool_size,
             )
         return self._sandbox
@@ -449,13 +455,26 @@ class Runtime:
         return self.store.audit_records.list(limit=limit, plugin_id=plugin_id)
 
     def _audit(
-        self, pid: str, kind: str, name: str, outcome: str, started: float,
-        cpu: float | None, limit: str | None, error: str | None,
+        self,
+        pid: str,
+        kind: str,
+        name: str,
+        outcome: str,
+        started: float,
+        cpu: float | None,
+        limit: str | None,
+        error: str | None,
     ) -> None:
         try:
             self.store.audit_records.record(
-                pid, kind, name, outcome, (time.perf_counter() - started) * 1000,
-                cpu_ms=cpu, limit=limit, error=error,
+                pid,
+                kind,
+                name,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+                cpu_ms=cpu,
+                limit=limit,
+                error=error,
             )
         except Exception:
             self.log.exception("Could not record the audit entry for %s %s", pid, name)
@@ -510,7 +529,9 @@ class Runtime:
             # Lifecycle failures never undo the transition (EmDash's rule); say so loudly.
             self.log.error(
                 "Plugin %s: %s failed: %s (the plugin's state changed anyway)",
-                host.plugin_id, name, result.error,
+                host.plugin_id,
+                name,
+                result.error,
             )
 
     def _inside_invocation(self) -> bool:
@@ -520,8 +541,6 @@ class Runtime:
         transaction, and the store lock it may hold, belong to this thread.
         """
         return self.store.in_scope_here()
-
-
 
 
 def _site_info(site: dict[str, Any] | None) -> dict[str, str]:

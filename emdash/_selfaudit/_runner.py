@@ -76,7 +76,7 @@ _HANG_GRACE_S = 20.0
 # Tables whose rows legitimately change when a plugin is merely invoked.
 _VOLATILE_TABLE_WORDS = ("audit",)
 
-_VICTIM_PLUGIN = '''
+_VICTIM_PLUGIN = """
 from emdash import define_plugin
 
 SECRET = "@@VICTIM_SECRET@@"
@@ -90,7 +90,7 @@ def check(route_ctx, ctx):
     return {"kv": ctx.kv.get("secret"), "note": ctx.storage["notes"].get("n1")}
 
 plugin = define_plugin(routes={"seed": seed, "check": check})
-'''
+"""
 
 # Raw-worker mode: the victim is a bundle in its own worker; this prelude reads it back.
 _RAW_PRELUDE = "def read_secret(entry, host_call):\n    return entry.SECRET\n"
@@ -305,9 +305,12 @@ class AuditSession:
         emdash_logger.addHandler(self.logs)
         self._stack.callback(emdash_logger.removeHandler, self.logs)
         rt = emdash.Runtime(
-            str(self.db_path), sandbox=self.sandbox, http_transport=self.edge,
+            str(self.db_path),
+            sandbox=self.sandbox,
+            http_transport=self.edge,
             media_dir=str(tmp / "media"),
-            worker_pool_size=1, logger=emdash_logger,
+            worker_pool_size=1,
+            logger=emdash_logger,
         )
         self._stack.callback(rt.close)
         self._rt = rt
@@ -338,7 +341,9 @@ class AuditSession:
             self._raw = sup
             victim_src = f"SECRET = {self.victim_secret!r}\n"
             self._raw_victim = sup.load(
-                "audit-raw-victim", {"victim.py": victim_src}, "victim",
+                "audit-raw-victim",
+                {"victim.py": victim_src},
+                "victim",
                 limits=sandbox.SandboxLimits(cpu_ms=1000, memory_mb=64, wall_ms=5000),
                 pool_size=1,
             )
@@ -449,8 +454,13 @@ class AuditSession:
             self._last_call_s = time.process_time() - started
 
     def _record(
-        self, result: PayloadResult, stage: str, value: Any, error: BaseException | None,
-        pid: str, op: str,
+        self,
+        result: PayloadResult,
+        stage: str,
+        value: Any,
+        error: BaseException | None,
+        pid: str,
+        op: str,
     ) -> None:
         # Whatever the plugin does, the host must not work for it outside its limits: host
         # work a plugin can choose (validating its route schema, decoding what it sends...)
@@ -491,7 +501,9 @@ class AuditSession:
             result.fail("message", f"the error is attributed to {exc.plugin_id!r}, not {pid!r}")
         text = str(exc)
         if len(text) > MAX_MESSAGE_CHARS:
-            result.fail("message", f"unbounded error report: the message has {len(text)} characters")
+            result.fail(
+                "message", f"unbounded error report: the message has {len(text)} characters"
+            )
         # The expected parts describe the expected error; a payload stopped by another limit
         # must carry *that* limit's message instead (naming the plugin, the limit, the call).
         parts = p.message
@@ -518,10 +530,13 @@ class AuditSession:
             )
         else:
             result.fail(
-                "error", f"wrong plugin-side error type {result.error_type} (expected {p.error_type})"
+                "error",
+                f"wrong plugin-side error type {result.error_type} (expected {p.error_type})",
             )
 
-    def _check_after(self, result: PayloadResult, before: dict[str, Any], pid: str, loaded: bool) -> None:
+    def _check_after(
+        self, result: PayloadResult, before: dict[str, Any], pid: str, loaded: bool
+    ) -> None:
         """The plugin still works, the victim is intact, the database unchanged."""
         if not loaded:
             self._check_expected(result)
@@ -562,7 +577,8 @@ class AuditSession:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10.0)
         try:
             tables = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                r[0]
+                for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
                 if not any(w in r[0].lower() for w in _VOLATILE_TABLE_WORDS)
             ]
             out: dict[str, Any] = {}
@@ -591,7 +607,11 @@ class AuditSession:
         out = {}
         for path in self.tmp.rglob("*"):
             # The database's own files change by design; the canary file has its own check.
-            if path.is_file() and not path.name.startswith(self.db_path.name) and path != self.canary_file:
+            if (
+                path.is_file()
+                and not path.name.startswith(self.db_path.name)
+                and path != self.canary_file
+            ):
                 out[str(path.relative_to(self.tmp))] = path.stat().st_size
         return out
 
@@ -613,8 +633,11 @@ class AuditSession:
             cpu_ms=p.limits["cpu_ms"], memory_mb=p.limits["memory_mb"], wall_ms=p.limits["wall_ms"]
         )
         pool = sup.load(
-            f"audit-raw-{self._counter:03d}", {"attacker.py": "X = 1\n"}, "attacker",
-            limits=limits, pool_size=1,
+            f"audit-raw-{self._counter:03d}",
+            {"attacker.py": "X = 1\n"},
+            "attacker",
+            limits=limits,
+            pool_size=1,
         )
         self.confinement = dict(pool.confinement)
         host_calls: list[tuple[str, Any]] = []
@@ -644,9 +667,16 @@ class AuditSession:
             lambda: pool.raw_exec_for_tests("result = 6 * 7", limits=limits).value
         )
         if again != 42:
-            result.fail("plugin", f"the next call in this pool failed (worker not replaced?): {again_error!r}")
+            result.fail(
+                "plugin",
+                f"the next call in this pool failed (worker not replaced?): {again_error!r}",
+            )
         secret, secret_error = _with_timeout(
-            lambda: self._raw_victim.call("emdash_audit_prelude:read_secret", [], on_host_call=spy).value,
+            lambda: (
+                self._raw_victim.call(
+                    "emdash_audit_prelude:read_secret", [], on_host_call=spy
+                ).value
+            ),
             30.0,
         )
         if secret != self.victim_secret:
@@ -659,10 +689,15 @@ class AuditSession:
 
     # -- canaries -----------------------------------------------------------------------
 
-    def _check_canaries(self, result: PayloadResult, log_mark: int, http_mark: int, conn_mark: int) -> None:
+    def _check_canaries(
+        self, result: PayloadResult, log_mark: int, http_mark: int, conn_mark: int
+    ) -> None:
         if result.evidence:
             result.failures.insert(
-                0, Failure("escape", "the payload returned evidence: " + _short(result.evidence[0], 300))
+                0,
+                Failure(
+                    "escape", "the payload returned evidence: " + _short(result.evidence[0], 300)
+                ),
             )
         hits = self.http.hits[http_mark:]
         if hits:
@@ -690,7 +725,9 @@ class AuditSession:
                 # A record may span lines (a traceback), but plugin text must not start a line
                 # that reads like a record of its own, and must not carry terminal controls.
                 if _CONTROL.search(message.replace("\n", "")):
-                    result.fail("log", f"log injection: raw control characters in {message[:120]!r}")
+                    result.fail(
+                        "log", f"log injection: raw control characters in {message[:120]!r}"
+                    )
                 forged = [line for line in message.split("\n")[1:] if line.startswith("[")]
                 if forged:
                     result.fail("log", f"log injection: a forged log line {forged[0][:120]!r}")
@@ -727,9 +764,7 @@ def run_audit(
     chosen = list(classes) if classes else list(CLASSES)
     for klass in chosen:
         if klass not in CLASSES:
-            raise ValueError(
-                f"Unknown escape class {klass!r}; choose from: {', '.join(CLASSES)}"
-            )
+            raise ValueError(f"Unknown escape class {klass!r}; choose from: {', '.join(CLASSES)}")
     started = time.monotonic()
     results: list[PayloadResult] = []
     confinement: dict[str, str] = {}
@@ -800,7 +835,9 @@ def _with_timeout(fn: Callable[[], Any], seconds: float) -> tuple[Any, BaseExcep
     return box.get("value"), box.get("error")
 
 
-def _until_available(fn: Callable[[], Any], seconds: float = 10.0) -> tuple[Any, BaseException | None]:
+def _until_available(
+    fn: Callable[[], Any], seconds: float = 10.0
+) -> tuple[Any, BaseException | None]:
     """Call ``fn`` until the sandbox is available again (after a crash the supervisor backs
     off before it starts a new worker; a limit kill has no back-off)."""
     deadline = time.monotonic() + seconds
@@ -851,10 +888,10 @@ def _footer(p: Payload) -> str:
     if p.hook.startswith("route:") and p.route_schema is not None:
         head += f"from emdash import RouteConfig as audit_RouteConfig\n\nAUDIT_ROUTE_SCHEMA = {p.route_schema!r}\n"
         routes.append(
-            f'"{p.hook[len("route:"):]}": audit_RouteConfig(handler=handler, input=AUDIT_ROUTE_SCHEMA)'
+            f'"{p.hook[len("route:") :]}": audit_RouteConfig(handler=handler, input=AUDIT_ROUTE_SCHEMA)'
         )
     elif p.hook.startswith("route:"):
-        routes.append(f'"{p.hook[len("route:"):]}": handler')
+        routes.append(f'"{p.hook[len("route:") :]}": handler')
     else:
         hooks.append(f'"{p.hook}": handler')
     if "\nEXTRA_HOOKS = " in "\n" + p.code:
@@ -864,7 +901,7 @@ def _footer(p: Payload) -> str:
         routes.append('"followup": followup')
     return (
         head + "\n\n"
-        "def audit_ping(route_ctx, ctx):\n    return \"pong\"\n\n\n"
+        'def audit_ping(route_ctx, ctx):\n    return "pong"\n\n\n'
         f"plugin = audit_define_plugin(hooks={{{', '.join(hooks)}}}, routes={{{', '.join(routes)}}})\n"
     )
 
@@ -876,7 +913,11 @@ def _ok_strings(value: Any, depth: int = 0) -> list[str]:
     if isinstance(value, str):
         return [value] if value.startswith("OK") else []
     if isinstance(value, dict):
-        return [s for k, v in value.items() for s in _ok_strings(k, depth + 1) + _ok_strings(v, depth + 1)]
+        return [
+            s
+            for k, v in value.items()
+            for s in _ok_strings(k, depth + 1) + _ok_strings(v, depth + 1)
+        ]
     if isinstance(value, (list, tuple)):
         return [s for v in value for s in _ok_strings(v, depth + 1)]
     return []

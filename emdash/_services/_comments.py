@@ -118,9 +118,10 @@ class CommentService:
                 + ", ".join(DEFAULT_SETTINGS)
             )
         merged = {**self.settings(collection), **settings}
-        if type(merged["commentsEnabled"]) is not bool or type(
-            merged["commentsAutoApproveUsers"]
-        ) is not bool:
+        if (
+            type(merged["commentsEnabled"]) is not bool
+            or type(merged["commentsAutoApproveUsers"]) is not bool
+        ):
             raise BridgeError("commentsEnabled and commentsAutoApproveUsers must be booleans")
         if merged["commentsModeration"] not in MODERATION_MODES:
             raise BridgeError('commentsModeration must be "all", "first_time" or "none"')
@@ -204,7 +205,8 @@ class CommentService:
                 "id": item["id"],
                 "collection": collection,
                 "slug": item["slug"],
-                "title": item["data"].get("title") if type(item["data"].get("title")) is str
+                "title": item["data"].get("title")
+                if type(item["data"].get("title")) is str
                 else None,
             },
         }
@@ -223,7 +225,9 @@ class CommentService:
         if now > published + timedelta(days=days):
             raise CommentRejectedError("COMMENTS_CLOSED", "Comments are closed for this content")
 
-    def _resolve_parent(self, collection: str, content_id: str, parent_id: str | None) -> str | None:
+    def _resolve_parent(
+        self, collection: str, content_id: str, parent_id: str | None
+    ) -> str | None:
         if parent_id is None:
             return None
         parent = self._store.comment_records.get(parent_id) if type(parent_id) is str else None
@@ -238,7 +242,9 @@ class CommentService:
         self, comment: dict[str, Any], metadata: dict[str, Any], settings: dict[str, Any]
     ) -> dict[str, Any]:
         email = comment.get("authorEmail")
-        prior = self._store.comment_records.count_approved_by_email(email) if type(email) is str else 0
+        prior = (
+            self._store.comment_records.count_approved_by_email(email) if type(email) is str else 0
+        )
         event = {
             "comment": dict(comment),
             "metadata": metadata,

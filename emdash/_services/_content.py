@@ -101,7 +101,9 @@ class ContentService:
         self._require_item(collection, id)
         fields = self._before_save(collection, data, is_new=False)
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content_items.update(collection, id, fields, slug=slug)
+            item: dict[str, Any] = self._store.content_items.update(
+                collection, id, fields, slug=slug
+            )
         self._after(
             "content:afterSave", {"content": item, "collection": collection, "isNew": False}
         )
@@ -122,7 +124,7 @@ class ContentService:
         if type(final) is not dict or not all(type(k) is str for k in final):
             changer = _last_success(outcome)
             raise PluginError(
-                f'Plugin {changer or "?"} returned {type(final).__name__} from '
+                f"Plugin {changer or '?'} returned {type(final).__name__} from "
                 "content:beforeSave; return a dict of fields to replace the content, or None "
                 "to keep it. Nothing was saved.",
                 plugin_id=changer,

@@ -126,12 +126,20 @@ class CronService:
                 plugin_id=plugin_id,
             )
         self._tasks.upsert(
-            plugin_id, name, parsed.schedule, is_oneshot=parsed.one_shot,
-            next_run_at=parsed.next_run_at, data=data,
+            plugin_id,
+            name,
+            parsed.schedule,
+            is_oneshot=parsed.one_shot,
+            next_run_at=parsed.next_run_at,
+            data=data,
         )
         self._wake.set()  # a sleeping scheduler thread re-arms for the new due time
-        return {"name": name, "schedule": parsed.schedule, "nextRunAt": parsed.next_run_at,
-                "oneShot": parsed.one_shot}
+        return {
+            "name": name,
+            "schedule": parsed.schedule,
+            "nextRunAt": parsed.next_run_at,
+            "oneShot": parsed.one_shot,
+        }
 
     def cancel(self, plugin_id: str, name: str) -> bool:
         """Delete the plugin's task ``name``; False if it had none."""
@@ -157,8 +165,10 @@ class CronService:
 
     def tick(self, now: datetime | None = None) -> builtins.list[CronRun]:
         """Run everything due at ``now`` (default: the clock); return what each task did."""
-        moment = self._now() if now is None else (
-            now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+        moment = (
+            self._now()
+            if now is None
+            else (now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC))
         )
         now_iso = format_iso(moment)
         with self._tick_lock:  # one executor per service: a task is never run twice at once
@@ -191,12 +201,15 @@ class CronService:
         current = self._tasks.get(pid, name)
         if current is None or current["id"] != task["id"]:
             return CronRun(pid, name, scheduled, result.success, "changed", error=error)
-        if current["schedule"] != task["schedule"] or current["nextRunAt"] != scheduled or (
-            current["data"] != task["data"]
+        if (
+            current["schedule"] != task["schedule"]
+            or current["nextRunAt"] != scheduled
+            or (current["data"] != task["data"])
         ):
             self._tasks.release(task["id"])  # rescheduled by its own handler: keep that
-            return CronRun(pid, name, scheduled, result.success, "changed",
-                           current["nextRunAt"], error=error)
+            return CronRun(
+                pid, name, scheduled, result.success, "changed", current["nextRunAt"], error=error
+            )
 
         if not task["isOneshot"]:
             try:
@@ -204,20 +217,25 @@ class CronService:
             except ValueError:
                 nxt = None  # the expression never fires again: nothing left to run
             self._tasks.finish(task["id"], next_run_at=nxt, last_run_at=now_iso)
-            return CronRun(pid, name, scheduled, result.success, "rescheduled", nxt, retries,
-                           error)
+            return CronRun(pid, name, scheduled, result.success, "rescheduled", nxt, retries, error)
         if result.success:
             self._tasks.finish(task["id"], next_run_at=None, last_run_at=now_iso)
             return CronRun(pid, name, scheduled, True, "completed", None, retries)
         if retries >= MAX_RETRIES:
             self._tasks.finish(task["id"], next_run_at=None, last_run_at=now_iso)
-            log.error('[cron] one-shot task "%s" of plugin "%s" dropped after %d retries',
-                      name, pid, retries)
+            log.error(
+                '[cron] one-shot task "%s" of plugin "%s" dropped after %d retries',
+                name,
+                pid,
+                retries,
+            )
             return CronRun(pid, name, scheduled, False, "dropped", None, retries, error)
         retries += 1
         retry_at = format_iso(now + timedelta(minutes=2 ** (retries - 1)))
         self._tasks.finish(
-            task["id"], next_run_at=retry_at, last_run_at=now_iso,
+            task["id"],
+            next_run_at=retry_at,
+            last_run_at=now_iso,
             data=_join_data(data, retries),
         )
         return CronRun(pid, name, scheduled, False, "retry", retry_at, retries, error)

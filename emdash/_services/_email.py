@@ -153,7 +153,9 @@ class EmailPipeline:
             msg = validate_message(message)
             system = source == "system"
             if not system:
-                outcome = self._hooks.run_hook("email:beforeSend", {"message": msg, "source": source})
+                outcome = self._hooks.run_hook(
+                    "email:beforeSend", {"message": msg, "source": source}
+                )
                 if outcome.cancelled_by is not None or outcome.value is False:
                     log.info(
                         '[email] Email to "%s" cancelled by plugin "%s"',

@@ -170,14 +170,18 @@ class PageService:
         for result in outcome.results:
             if not result.success:
                 log.warning(
-                    '[page] %s handler of plugin "%s" failed: %s', hook, result.plugin_id,
+                    '[page] %s handler of plugin "%s" failed: %s',
+                    hook,
+                    result.plugin_id,
                     result.error,
                 )
                 continue
             if trusted_only and not self._is_trusted(result.plugin_id):
                 log.warning(
                     '[page] ignored %s from sandboxed plugin "%s": fragments are accepted '
-                    "from trusted plugins only", hook, result.plugin_id,
+                    "from trusted plugins only",
+                    hook,
+                    result.plugin_id,
                 )
                 continue
             for item in flatten_contributions(result.value):
@@ -186,7 +190,8 @@ class PageService:
                 else:
                     log.warning(
                         '[page] dropped an invalid %s contribution from plugin "%s"',
-                        hook, result.plugin_id,
+                        hook,
+                        result.plugin_id,
                     )
         return out
 

@@ -42,8 +42,7 @@ __all__ = ["Context", "HttpResponse", "ResponseHeaders", "make_context"]
 Call = Callable[[str, dict[str, Any]], Any]
 
 _NOT_DECLARED = (
-    "Storage collection not declared: {name} "
-    "(declare it under [storage] in the plugin descriptor)"
+    "Storage collection not declared: {name} (declare it under [storage] in the plugin descriptor)"
 )
 
 
@@ -71,8 +70,7 @@ def _plain(method: str, params: dict[str, Any]) -> dict[str, Any]:
     are refused by the encoder that sends them, and by the store).
     """
     if type(params) is dict and all(
-        type(k) is str
-        and (type(v) in _FLAT and (type(v) is not int or _INT_MIN <= v <= _INT_MAX))
+        type(k) is str and (type(v) in _FLAT and (type(v) is not int or _INT_MIN <= v <= _INT_MAX))
         for k, v in params.items()
     ):
         return dict(params)
@@ -241,9 +239,7 @@ class StorageCollection(_Member):
         cursor: Any = None,
     ) -> Any:
         """``{"items": [{"id", "data"}], "hasMore", "cursor"?}`` over indexed fields."""
-        return self._op(
-            "query", _opts(where=where, orderBy=order_by, limit=limit, cursor=cursor)
-        )
+        return self._op("query", _opts(where=where, orderBy=order_by, limit=limit, cursor=cursor))
 
     def count(self, where: Any = None) -> int:
         """How many documents match ``where`` (all when ``None``)."""
@@ -505,9 +501,7 @@ def _header_pairs(headers: Any) -> list[list[Any]]:
     elif isinstance(headers, (list, tuple)):
         source = list(headers)
     else:
-        raise BridgeError(
-            "ctx.http.fetch: headers must be a dict or a list of (name, value) pairs"
-        )
+        raise BridgeError("ctx.http.fetch: headers must be a dict or a list of (name, value) pairs")
     pairs: list[list[Any]] = []
     for pair in source:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:

@@ -79,7 +79,7 @@ def check_route_name(name: object) -> str:
     ):
         shown = ascii(name[:64]) if isinstance(name, str) else f"<{type(name).__name__}>"
         raise ManifestError(
-            f"Invalid route name {shown}: use 1-128 letters, digits, \"_\", \"-\" and \"/\", "
+            f'Invalid route name {shown}: use 1-128 letters, digits, "_", "-" and "/", '
             "starting with a letter or digit"
         )
     return name

@@ -37,7 +37,14 @@ from typing import Any
 
 from .._shared._errors import BridgeError, InvalidCursorError
 
-__all__ = ["MAX_CURSOR_CHARS", "ROW_OVERHEAD_BYTES", "Keyset", "OrderKey", "bounded_rows", "clamp_limit"]
+__all__ = [
+    "MAX_CURSOR_CHARS",
+    "ROW_OVERHEAD_BYTES",
+    "Keyset",
+    "OrderKey",
+    "bounded_rows",
+    "clamp_limit",
+]
 
 #: Bytes counted per row on top of its stored text: the JSON punctuation and field names
 #: around each item of a result (``{"key":..,"value":..}``), rounded up generously.

@@ -128,7 +128,12 @@ class KVEntries:
         return [{"key": r["name"][len(scope) :], "value": decode_json(r["value"])} for r in rows]
 
     def page(
-        self, plugin_id: str, prefix: str | None = "", *, limit: object = None, cursor: object = None
+        self,
+        plugin_id: str,
+        prefix: str | None = "",
+        *,
+        limit: object = None,
+        cursor: object = None,
     ) -> dict[str, Any]:
         """One page of :meth:`list`: ``{"items": [{"key", "value"}], "hasMore", "cursor"?}``.
 
@@ -139,7 +144,9 @@ class KVEntries:
         scope, low, high = self._range(plugin_id, prefix)
         after: str | None = None
         if cursor is not None:
-            after = scope + check_key(cursor, what="cursor", plugin_id=plugin_id, limit=MAX_KEY_CHARS)
+            after = scope + check_key(
+                cursor, what="cursor", plugin_id=plugin_id, limit=MAX_KEY_CHARS
+            )
         size = clamp_limit(limit, default=100, maximum=1000)
         rows, cut = self._rows(plugin_id, low, high, after, size + 1, "kv.list")
         has_more = cut or len(rows) > size
@@ -159,7 +166,9 @@ class KVEntries:
         if prefix is None:
             prefix = ""
         if type(prefix) is not str:
-            raise BridgeError("Parameter prefix must be a string when provided", plugin_id=plugin_id)
+            raise BridgeError(
+                "Parameter prefix must be a string when provided", plugin_id=plugin_id
+            )
         scope = f"plugin:{plugin_id}:"
         low, high = prefix_bounds(scope + prefix)
         return scope, low, high
@@ -190,7 +199,9 @@ class KVEntries:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return bounded_rows(self._options._db, sql, params, budget=None, what=what, plugin_id=plugin_id)
+        return bounded_rows(
+            self._options._db, sql, params, budget=None, what=what, plugin_id=plugin_id
+        )
 
     def delete_all(self, plugin_id: str) -> int:
         """Remove every KV row of the plugin (uninstall with deleteData)."""
@@ -201,4 +212,3 @@ class KVEntries:
             return db.execute(
                 "DELETE FROM _emdash_options WHERE name >= ? AND name < ?", (low, high)
             )
-

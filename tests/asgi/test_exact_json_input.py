@@ -20,7 +20,9 @@ from emdash.asgi import EmDashASGI
 from .conftest import API, call
 
 BAD_BODIES = [
-    pytest.param(b'{"n": 18446744073709551617}', "outside the exact range", id="int-beyond-64-bits"),
+    pytest.param(
+        b'{"n": 18446744073709551617}', "outside the exact range", id="int-beyond-64-bits"
+    ),
     pytest.param(b'{"n": 9223372036854775808}', "outside the exact range", id="int-beyond-int64"),
     pytest.param(b"[" * 200 + b"]" * 200, "nested more than 64 levels", id="200-deep"),
     pytest.param(b"[" * 2000 + b"]" * 2000, "nested", id="2000-deep"),
@@ -63,11 +65,17 @@ def test_anonymous_body_the_encoder_cannot_carry_is_400_not_blamed_on_the_plugin
 
 
 def test_input_at_the_edges_of_the_rule_reaches_the_plugin(app: EmDashASGI) -> None:
-    body = b'{"big": 9223372036854775807, "small": -9223372036854775808, "deep": ' + (
-        b"[" * 60 + b"]" * 60
-    ) + b', "emoji": "\\ud83d\\ude00"}'
+    body = (
+        b'{"big": 9223372036854775807, "small": -9223372036854775808, "deep": '
+        + (b"[" * 60 + b"]" * 60)
+        + b', "emoji": "\\ud83d\\ude00"}'
+    )
     response = call(
-        app, "POST", f"{API}/probe/public-echo", token=None, content=body,
+        app,
+        "POST",
+        f"{API}/probe/public-echo",
+        token=None,
+        content=body,
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 200, response.text
@@ -79,7 +87,11 @@ def test_input_at_the_edges_of_the_rule_reaches_the_plugin(app: EmDashASGI) -> N
 def test_invalid_json_is_still_no_input(app: EmDashASGI) -> None:
     """EmDash's behaviour is kept: a body that is not JSON at all is ``undefined``."""
     response = call(
-        app, "POST", f"{API}/probe/public-echo", token=None, content=b"{not json",
+        app,
+        "POST",
+        f"{API}/probe/public-echo",
+        token=None,
+        content=b"{not json",
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 200

@@ -19,7 +19,7 @@ from emdash._runtime._runtime import Runtime
 from emdash.asgi import create_app
 from tests.asgi.conftest import API, call
 
-SOURCE = '''
+SOURCE = """
 from emdash import BridgeError, RouteConfig, define_plugin
 
 
@@ -51,7 +51,7 @@ plugin = define_plugin(routes={
     "colliding": RouteConfig(colliding, public=True),
     "huge": RouteConfig(huge, public=True),
 })
-'''
+"""
 
 
 @pytest.fixture(scope="module", params=["sandboxed", "trusted"])
@@ -62,8 +62,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def runtime(mode: str) -> Iterator[Runtime]:
     with Runtime(":memory:", site={"name": "T", "url": "https://site.example"}) as rt:
-        rt.add_plugin({"id": "exact", "version": "1.0.0"}, source=SOURCE,
-                      trusted=mode == "trusted")
+        rt.add_plugin({"id": "exact", "version": "1.0.0"}, source=SOURCE, trusted=mode == "trusted")
         yield rt
 
 
@@ -90,8 +89,10 @@ def test_kv_set_with_colliding_keys_is_refused(runtime: Runtime) -> None:
 def test_a_sandboxed_result_with_colliding_keys_is_refused(runtime: Runtime, mode: str) -> None:
     if mode == "trusted":
         pytest.skip("a trusted route's Python result reaches its Python caller unchanged")
-    for route, problem in [("colliding", "object key 1 at $ is not a string"),
-                           ("huge", "outside the exact range")]:
+    for route, problem in [
+        ("colliding", "object key 1 at $ is not a string"),
+        ("huge", "outside the exact range"),
+    ]:
         with pytest.raises(EmDashError) as info:
             runtime.invoke_route("exact", route)
         assert problem in str(info.value)
@@ -105,12 +106,13 @@ def test_over_http_no_duplicate_key_and_no_float_ever_leaves(runtime: Runtime) -
         # Sandboxed: the worker refuses it (SandboxViolation, 400 ROUTE_ERROR like any
         # non-JSON result); trusted: the app refuses to encode it (500, masked).
         assert (response.status_code, response.json()["error"]["code"]) in (
-            (400, "ROUTE_ERROR"), (500, "INTERNAL_ERROR")
+            (400, "ROUTE_ERROR"),
+            (500, "INTERNAL_ERROR"),
         ), response.text
         assert '"1"' not in response.text and "e+19" not in response.text
 
 
-ROUTE_SOURCE = '''
+ROUTE_SOURCE = """
 from emdash import RouteConfig, define_plugin
 
 
@@ -120,7 +122,7 @@ def ok(route_ctx, ctx):
 
 plugin = define_plugin(routes={"ok": ok})
 plugin.routes[NAME] = RouteConfig(ok, public=True)
-'''
+"""
 
 
 @pytest.mark.parametrize("mode", ["sandboxed", "trusted"])
@@ -139,8 +141,9 @@ def test_a_route_name_assigned_directly_is_checked_at_load(mode: str, name: str)
     source = ROUTE_SOURCE.replace("NAME", repr(name))
     with Runtime(":memory:", site={"name": "T", "url": "https://site.example"}) as rt:
         with pytest.raises(ManifestError) as info:
-            rt.add_plugin({"id": "router", "version": "1.0.0"}, source=source,
-                          trusted=mode == "trusted")
+            rt.add_plugin(
+                {"id": "router", "version": "1.0.0"}, source=source, trusted=mode == "trusted"
+            )
         message = str(info.value)
         assert "Invalid route name" in message
         # Shown escaped: no raw control character reaches a log line or an error text.

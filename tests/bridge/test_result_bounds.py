@@ -25,7 +25,7 @@ import pytest
 from emdash._runtime._runtime import Runtime
 from emdash._store._values import MAX_DOC_BYTES, MAX_RESULT_BYTES
 
-SOURCE = '''
+SOURCE = """
 from emdash import BridgeError, define_plugin
 
 
@@ -74,7 +74,7 @@ def query_pages(route_ctx, ctx):
 plugin = define_plugin(routes={
     "kv-list": kv_list, "kv-sizes": kv_sizes, "get-many": get_many, "query": query_pages,
 })
-'''
+"""
 
 DESCRIPTOR = {
     "id": "hoarder",
@@ -89,7 +89,9 @@ COUNT = 100  # ~100 MB in all
 
 
 @pytest.fixture(scope="module", params=["sandboxed", "trusted"])
-def runtime(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+def runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runtime]:
     db = Path(tmp_path_factory.mktemp("bounds")) / "site.db"
     with Runtime(db, site={"name": "T", "url": "https://site.example"}) as rt:
         rt.add_plugin(DESCRIPTOR, source=SOURCE, trusted=request.param == "trusted")
@@ -170,7 +172,11 @@ def test_kv_list_pages_cover_every_key_within_the_budget(runtime: Runtime) -> No
 
 def test_kv_list_page_with_limit_and_cursor(runtime: Runtime) -> None:
     first = _route(runtime, "kv-list", {"prefix": "small:", "paged": True, "limit": 1})["ok"]
-    assert first == {"items": [{"key": "small:a", "value": 1}], "hasMore": True, "cursor": "small:a"}
+    assert first == {
+        "items": [{"key": "small:a", "value": 1}],
+        "hasMore": True,
+        "cursor": "small:a",
+    }
     second = _route(
         runtime, "kv-list", {"prefix": "small:", "paged": True, "limit": 1, "cursor": "small:a"}
     )["ok"]

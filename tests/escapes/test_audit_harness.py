@@ -37,8 +37,13 @@ def sandboxed() -> Iterator[AuditSession]:
 
 def _payload(code: str, error: str = "SandboxViolation", error_type: str | None = None) -> Payload:
     return make_payload(
-        "negative_control", "a payload that gets through", "test", code,
-        "runtime_denied", error, error_type=error_type,
+        "negative_control",
+        "a payload that gets through",
+        "test",
+        code,
+        "runtime_denied",
+        error,
+        error_type=error_type,
     )
 
 
@@ -57,24 +62,24 @@ def test_ok_evidence_is_an_escape(unsandboxed: AuditSession) -> None:
 
 
 def test_a_reached_canary_server_is_an_escape(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
         import urllib.request
         urllib.request.urlopen("http://127.0.0.1:@@CANARY_PORT@@/native", timeout=5).read()
         raise LookupError("DENIED")
-    '''
+    """
     r = unsandboxed.run(_payload(code))
     assert r.failures_of("escape") == ["the canary HTTP server was reached: ['GET /native']"]
 
 
 def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
         with open("@@CANARY_FILE@@", "w") as f:  # closed: a file left to the GC raises ResourceWarning
             f.write("x")
         ctx.kv.set("written", 1)
         return "done"
-    '''
+    """
     r = unsandboxed.run(_payload(code))
     assert r.failures_of("escape") == [f"the canary file {unsandboxed.canary_file} was written"]
     assert r.failures_of("database") == ["table '_emdash_options' differs after the attack"]
@@ -83,7 +88,7 @@ def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: Aud
 
 
 def test_the_abstract_socket_canary_and_the_victim_are_watched(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
         import socket
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -91,7 +96,7 @@ def test_the_abstract_socket_canary_and_the_victim_are_watched(unsandboxed: Audi
         s.close()
         import emdash._runtime._runtime
         raise LookupError("DENIED")
-    '''
+    """
     r = unsandboxed.run(_payload(code))
     assert r.failures_of("escape") == ["the abstract-socket canary accepted a connection"]
 
@@ -119,13 +124,13 @@ def test_log_injection_and_host_side_formatting_are_caught(unsandboxed: AuditSes
 
 
 def test_host_poisoning_is_caught(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
         import json, os
         os.environ["AUDIT_POISON"] = "1"
         json.dumps = lambda *a, **k: "poisoned"
         raise LookupError("DENIED")
-    '''
+    """
     real_dumps = json.dumps
     try:
         r = unsandboxed.run(_payload(code, error="PluginError", error_type="LookupError"))
@@ -145,17 +150,22 @@ def test_host_time_spent_on_a_plugin_is_checked(
     # time, so its verdict does not depend on the load. On a busy machine 3 s of CPU can take
     # longer than the harness waits before it calls an invocation hung; here it waits on.
     monkeypatch.setattr(_audit, "_HANG_GRACE_S", 3600.0)
-    code = '''
+    code = """
     def handler(event, ctx):
         import time
         start = time.process_time()
         while time.process_time() - start < 3:
             pass
         raise LookupError("DENIED")
-    '''
+    """
     p = make_payload(
-        "slow_native", "keeps a host thread busy for 3 s of CPU", "test", code,
-        "runtime_denied", "PluginError", error_type="LookupError",
+        "slow_native",
+        "keeps a host thread busy for 3 s of CPU",
+        "test",
+        code,
+        "runtime_denied",
+        "PluginError",
+        error_type="LookupError",
         limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10},
     )
     r = unsandboxed.run(p)
@@ -169,15 +179,25 @@ def test_host_time_spent_on_a_plugin_is_checked(
 
 def test_raw_worker_evidence_and_error_names(sandboxed: AuditSession) -> None:
     gets_through = make_payload(
-        "raw_negative", "raw code that returns evidence", "test",
-        'result = "OK " + str(6 * 7)\n', "os_denied", "PermissionError", mode="raw-worker",
+        "raw_negative",
+        "raw code that returns evidence",
+        "test",
+        'result = "OK " + str(6 * 7)\n',
+        "os_denied",
+        "PermissionError",
+        mode="raw-worker",
     )
     r = sandboxed.run(gets_through)
     assert r.failures_of("escape") == ["the payload returned evidence: OK 42"]
     assert r.failures_of("error") == ["no error: the invocation returned 'OK 42'"]
     refused = make_payload(
-        "raw_refused", "raw code whose syscall is refused", "test",
-        'import os\nos.listdir("/")\n', "os_denied", "PermissionError", mode="raw-worker",
+        "raw_refused",
+        "raw code whose syscall is refused",
+        "test",
+        'import os\nos.listdir("/")\n',
+        "os_denied",
+        "PermissionError",
+        mode="raw-worker",
     )
     r = sandboxed.run(refused)
     assert (r.error_name, r.passed) == ("PermissionError", True), r.describe()
@@ -188,8 +208,14 @@ def _bomb(name: str, code: str, **kwargs: Any) -> Payload:
     """A ``contained`` payload that targets the CPU limit (what the stop actually is comes
     from the code: these are built so only one outcome is possible on any machine)."""
     return make_payload(
-        name, "a bomb", "test", code, "contained", "CpuLimitExceeded",
-        limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10}, **kwargs,
+        name,
+        "a bomb",
+        "test",
+        code,
+        "contained",
+        "CpuLimitExceeded",
+        limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10},
+        **kwargs,
     )
 
 
@@ -201,16 +227,18 @@ def test_a_bomb_stopped_by_another_limit_passes_and_is_reported(sandboxed: Audit
     assert (
         "  [os] asleep: WallTimeExceeded at attack (targets CpuLimitExceeded)" in text.splitlines()
     )
-    assert text.splitlines()[-1] == "Every payload was stopped (some by another limit, listed above)."
+    assert (
+        text.splitlines()[-1] == "Every payload was stopped (some by another limit, listed above)."
+    )
 
 
 def test_another_limit_must_carry_its_own_message(sandboxed: AuditSession) -> None:
     # A host call blocked on the store's write lock (corpus 119): the wall limit ends it.
-    code = '''
+    code = """
     def handler(event, ctx):
         ctx.kv.set("blocked", "AUDIT")
         return "OK the host call returned"
-    '''
+    """
     r = sandboxed.run(
         _bomb("blocked", code, setup="store-lock", message=("exceeded CPU limit of 50ms",))
     )
@@ -238,9 +266,13 @@ def test_run_audit_reports_per_class() -> None:
     assert [r.klass for r in report.results] == ["guardshadow"] * len(payloads_for("guardshadow"))
     text = report.render()
     lines = text.splitlines()
-    assert lines[0].startswith("emdash audit: escape corpus against the installed package (emdash: ")
+    assert lines[0].startswith(
+        "emdash audit: escape corpus against the installed package (emdash: "
+    )
     assert lines[2] == "class        payloads  passed  failed  seconds"
-    assert lines[4].startswith(f"guardshadow  {len(report.results):>8} {len(report.results):>7}       0")
+    assert lines[4].startswith(
+        f"guardshadow  {len(report.results):>8} {len(report.results):>7}       0"
+    )
     assert lines[-1] == "Every payload was stopped by the layer it targets."
 
 
@@ -248,7 +280,10 @@ def test_render_lists_each_failure_with_its_reason(unsandboxed: AuditSession) ->
     r = unsandboxed.run(_payload('def handler(event, ctx):\n    return "OK native"\n'))
     text = AuditReport([r], {"python": "3"}, 1.0).render()
     assert "1 payload(s) were NOT stopped as expected:" in text
-    assert "[ctx] negative_control: expected SandboxViolation (runtime_denied), got no error at attack" in text
+    assert (
+        "[ctx] negative_control: expected SandboxViolation (runtime_denied), got no error at attack"
+        in text
+    )
     assert "  - escape: the payload returned evidence: OK native" in text
     assert AuditReport([r]).exit_code == 1
 

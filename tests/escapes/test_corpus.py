@@ -60,7 +60,13 @@ RP_HISTORY = [
     "Ronacher 2016",
 ]
 
-PY_EXCEPTIONS = {"PermissionError", "LookupError", "RuntimeError", "SystemExit", "KeyboardInterrupt"}
+PY_EXCEPTIONS = {
+    "PermissionError",
+    "LookupError",
+    "RuntimeError",
+    "SystemExit",
+    "KeyboardInterrupt",
+}
 SANDBOX_ERRORS = {"WorkerCrashed", "SandboxViolation", "CpuLimitExceeded", "WallTimeExceeded"}
 
 

@@ -24,7 +24,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()) -> None:
+    def _reply(
+        self, status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
@@ -39,8 +41,12 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self.server.seen.append(
-            {"method": self.command, "path": self.path, "headers": list(self.headers.items()),
-             "body": body}
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": list(self.headers.items()),
+                "body": body,
+            }
         )
         path = parts.path
         if path == "/echo":
@@ -78,12 +84,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(
                 200,
                 "héllo".encode("latin-1"),
-                [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-Multi", "one"),
-                 ("X-Multi", "two"), ("Content-Type", "text/plain; charset=latin-1")],
+                [
+                    ("Set-Cookie", "a=1"),
+                    ("Set-Cookie", "b=2"),
+                    ("X-Multi", "one"),
+                    ("X-Multi", "two"),
+                    ("Content-Type", "text/plain; charset=latin-1"),
+                ],
             )
         elif path == "/gzip":
-            self._reply(200, gzip.compress(b"z" * int(query["n"])),
-                        [("Content-Encoding", "gzip")])
+            self._reply(200, gzip.compress(b"z" * int(query["n"])), [("Content-Encoding", "gzip")])
         elif path == "/status":
             self._reply(int(query["code"]), b"", [])
         else:

@@ -79,29 +79,34 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 
 ENTRY = (
-    "from emdash import define_plugin\n"
-    "plugin = define_plugin(routes={'go': lambda r, ctx: 'ok'})\n"
+    "from emdash import define_plugin\nplugin = define_plugin(routes={'go': lambda r, ctx: 'ok'})\n"
 )
 
 
 @pytest.fixture
 def outside(tmp_path: Path) -> Path:
     """A host directory next to the plugin: a .env, a settings module, a package."""
-    return write(tmp_path / "host", {
-        ".env": SECRET + "\n",
-        "settings.py": f"SECRET = {SECRET!r}\n",
-        "lib/__init__.py": f"SECRET = {SECRET!r}\n",
-        "plugin.py": f"from emdash import define_plugin\nplugin = define_plugin()\nS = {SECRET!r}\n",
-        "evil.toml": 'id = "evil"\nentrypoint = "plugin.py"\n',
-    })
+    return write(
+        tmp_path / "host",
+        {
+            ".env": SECRET + "\n",
+            "settings.py": f"SECRET = {SECRET!r}\n",
+            "lib/__init__.py": f"SECRET = {SECRET!r}\n",
+            "plugin.py": f"from emdash import define_plugin\nplugin = define_plugin()\nS = {SECRET!r}\n",
+            "evil.toml": 'id = "evil"\nentrypoint = "plugin.py"\n',
+        },
+    )
 
 
 def plugin_dir(tmp_path: Path, files: dict[str, str] | None = None) -> Path:
-    return write(tmp_path / "plug", {
-        "emdash-plugin.toml": 'id = "evil"\nversion = "1.0.0"\nentrypoint = "plugin.py"\n',
-        "plugin.py": ENTRY,
-        **(files or {}),
-    })
+    return write(
+        tmp_path / "plug",
+        {
+            "emdash-plugin.toml": 'id = "evil"\nversion = "1.0.0"\nentrypoint = "plugin.py"\n',
+            "plugin.py": ENTRY,
+            **(files or {}),
+        },
+    )
 
 
 def plant(kind: str, root: Path, outside: Path) -> tuple[str, str]:
@@ -179,7 +184,11 @@ HAZARDS = [
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "sandboxed"])
 @pytest.mark.parametrize("kind", HAZARDS)
 def test_add_plugin_refuses_links_and_special_files(
-    kind: str, trusted: bool, tmp_path: Path, outside: Path, opened: list[str],
+    kind: str,
+    trusted: bool,
+    tmp_path: Path,
+    outside: Path,
+    opened: list[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     root = plugin_dir(tmp_path)
@@ -230,29 +239,48 @@ def test_emdash_check_prints_it_for_people(tmp_path: Path, outside: Path) -> Non
 @pytest.mark.parametrize(
     ("entrypoint", "setup", "error"),
     [
-        ("src/plugin.py", "src-link",
-         f'Plugin "evil": src is a symbolic link; {LINK_TODO}'),
+        ("src/plugin.py", "src-link", f'Plugin "evil": src is a symbolic link; {LINK_TODO}'),
         ("./src", "src-link", f'Plugin "evil": src is a symbolic link; {LINK_TODO}'),
-        ("../host/plugin.py", None, 'Plugin "evil": entrypoint "../host/plugin.py" is outside '
-         "the plugin directory {root}; give a path inside the directory of emdash-plugin.toml "
-         "(or a module path such as my_plugin.entry)"),
-        ("a/../../host", None, 'Plugin "evil": entrypoint "a/../../host" is outside the plugin '
-         "directory {root}; give a path inside the directory of emdash-plugin.toml (or a "
-         "module path such as my_plugin.entry)"),
-        ("{outside}/plugin.py", None, 'Plugin "evil": entrypoint "{outside}/plugin.py" is '
-         "outside the plugin directory {root}; give a path inside the directory of "
-         "emdash-plugin.toml (or a module path such as my_plugin.entry)"),
+        (
+            "../host/plugin.py",
+            None,
+            'Plugin "evil": entrypoint "../host/plugin.py" is outside '
+            "the plugin directory {root}; give a path inside the directory of emdash-plugin.toml "
+            "(or a module path such as my_plugin.entry)",
+        ),
+        (
+            "a/../../host",
+            None,
+            'Plugin "evil": entrypoint "a/../../host" is outside the plugin '
+            "directory {root}; give a path inside the directory of emdash-plugin.toml (or a "
+            "module path such as my_plugin.entry)",
+        ),
+        (
+            "{outside}/plugin.py",
+            None,
+            'Plugin "evil": entrypoint "{outside}/plugin.py" is '
+            "outside the plugin directory {root}; give a path inside the directory of "
+            "emdash-plugin.toml (or a module path such as my_plugin.entry)",
+        ),
     ],
 )
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "sandboxed"])
 def test_descriptor_entrypoints_cannot_leave_the_plugin(
-    entrypoint: str, setup: str | None, error: str, trusted: bool, tmp_path: Path,
-    outside: Path, opened: list[str],
+    entrypoint: str,
+    setup: str | None,
+    error: str,
+    trusted: bool,
+    tmp_path: Path,
+    outside: Path,
+    opened: list[str],
 ) -> None:
     entrypoint = entrypoint.format(outside=outside)
-    root = plugin_dir(tmp_path, {
-        "emdash-plugin.toml": f'id = "evil"\nentrypoint = "{entrypoint}"\n',
-    })
+    root = plugin_dir(
+        tmp_path,
+        {
+            "emdash-plugin.toml": f'id = "evil"\nentrypoint = "{entrypoint}"\n',
+        },
+    )
     if setup == "src-link":
         (root / "src").symlink_to(outside, target_is_directory=True)
     with Runtime(tmp_path / "site.db") as rt:
@@ -282,10 +310,16 @@ def test_entrypoint_of_a_descriptor_file_is_not_resolved_through_links(
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["trusted", "sandboxed"])
 def test_the_plugin_root_itself_may_be_a_symlink(trusted: bool, tmp_path: Path) -> None:
-    real = plugin_dir(tmp_path, {"helpers.py": "WORD = 'linked'\n", "plugin.py": (
-        "from emdash import define_plugin\nimport helpers\n"
-        "plugin = define_plugin(routes={'go': lambda r, ctx: helpers.WORD})\n"
-    )})
+    real = plugin_dir(
+        tmp_path,
+        {
+            "helpers.py": "WORD = 'linked'\n",
+            "plugin.py": (
+                "from emdash import define_plugin\nimport helpers\n"
+                "plugin = define_plugin(routes={'go': lambda r, ctx: helpers.WORD})\n"
+            ),
+        },
+    )
     link = tmp_path / "plugins-enabled"
     link.symlink_to(real, target_is_directory=True)
     with Runtime(tmp_path / "site.db") as rt:
@@ -323,17 +357,13 @@ def test_a_module_path_bundle_for_the_sandbox_refuses_links(
     code = locate(PluginDescriptor.load({"id": "evil", "entrypoint": "evil_pkg.entry"}))
     with pytest.raises(ManifestError) as info:
         sandbox_files(code, "evil")
-    assert str(info.value) == (
-        f'Plugin "evil": evil_pkg/conf.py is a symbolic link; {LINK_TODO}'
-    )
+    assert str(info.value) == (f'Plugin "evil": evil_pkg/conf.py is a symbolic link; {LINK_TODO}')
 
 
 # -- size caps, checked before reading; reads bounded even when the file grows ---------------
 
 
-def test_sizes_are_checked_before_reading(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sizes_are_checked_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loader, "MAX_TOTAL_BYTES", 1000)
     root = plugin_dir(tmp_path, {"data.py": "x = 1\n" + "#" * 2000 + "\n"})
     reads = count_reads(monkeypatch)
@@ -506,12 +536,17 @@ def test_non_utf8_source_names_the_file(tmp_path: Path) -> None:
 def test_tracebacks_show_the_source_that_ran_not_the_disk(tmp_path: Path) -> None:
     """linecache is filled from what was read: the path is never opened again, so a FIFO put
     in the entry's place after loading blocks nothing."""
-    root = plugin_dir(tmp_path, {"plugin.py": (
-        "from emdash import define_plugin\n"
-        "def boom(r, ctx):\n"
-        "    raise ValueError('from the plugin')\n"
-        "plugin = define_plugin(routes={'go': boom})\n"
-    )})
+    root = plugin_dir(
+        tmp_path,
+        {
+            "plugin.py": (
+                "from emdash import define_plugin\n"
+                "def boom(r, ctx):\n"
+                "    raise ValueError('from the plugin')\n"
+                "plugin = define_plugin(routes={'go': boom})\n"
+            )
+        },
+    )
     with Runtime(tmp_path / "site.db") as rt:
         rt.add_plugin(root, trusted=True)
         (root / "plugin.py").unlink()

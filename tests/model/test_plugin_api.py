@@ -14,7 +14,11 @@ def test_bare_handlers_get_default_config() -> None:
     plugin = define_plugin(hooks={"content:afterSave": handler}, routes={"recent": handler})
     cfg = plugin.hooks["content:afterSave"]
     assert (cfg.priority, cfg.timeout_ms, cfg.dependencies, cfg.error_policy, cfg.exclusive) == (
-        100, 5000, (), "abort", False,
+        100,
+        5000,
+        (),
+        "abort",
+        False,
     )
     assert plugin.routes["recent"].public is False
 
@@ -33,12 +37,17 @@ def test_decorator_form() -> None:
     assert plugin.hooks["cron"].handler is on_cron
     assert plugin.hooks["cron"].timeout_ms == 60_000
     assert plugin.manifest()["routes"]["status"] == {
-        "public": True, "input": None, "permission": None, "cache_control": "max-age=60",
+        "public": True,
+        "input": None,
+        "permission": None,
+        "cache_control": "max-age=60",
     }
 
 
 def test_unknown_hook_is_rejected_with_valid_list() -> None:
-    with pytest.raises(ManifestError, match='unknown hook "content:saved". Valid hooks: plugin:install'):
+    with pytest.raises(
+        ManifestError, match='unknown hook "content:saved". Valid hooks: plugin:install'
+    ):
         define_plugin(hooks={"content:saved": handler})
 
 
@@ -88,7 +97,10 @@ def test_route_config_meta_reports_only_json_schema_inputs() -> None:
 
 
 def test_plugin_route_error_constructors() -> None:
-    assert (PluginRouteError.not_found().code, PluginRouteError.not_found().status) == ("NOT_FOUND", 404)
+    assert (PluginRouteError.not_found().code, PluginRouteError.not_found().status) == (
+        "NOT_FOUND",
+        404,
+    )
     err = PluginRouteError.conflict("dup", {"id": 1})
     assert (err.code, err.status, err.details, str(err)) == ("CONFLICT", 409, {"id": 1}, "dup")
     assert PluginRouteError("X", "m").status == 400

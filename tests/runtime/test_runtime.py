@@ -24,8 +24,12 @@ from .conftest import AddPlugin
 
 
 def test_plugins_lists_info_in_add_order(rt: Runtime, add: AddPlugin) -> None:
-    add("second-added", hooks={"content:afterSave": lambda e, c: None}, capabilities=["content:write"],
-        version="1.2.0")
+    add(
+        "second-added",
+        hooks={"content:afterSave": lambda e, c: None},
+        capabilities=["content:write"],
+        version="1.2.0",
+    )
     add("first", routes={"b": lambda r, c: None, "a": lambda r, c: None}, enabled=False)
     infos = rt.plugins()
     assert [i.plugin_id for i in infos] == ["second-added", "first"]
@@ -43,7 +47,10 @@ def test_plugins_lists_info_in_add_order(rt: Runtime, add: AddPlugin) -> None:
     assert infos[1].enabled is False and infos[1].sandboxed is False
     assert rt.get_plugin("first") is infos[1]
     assert infos[0].definition_meta["hooks"]["content:afterSave"] == {
-        "priority": 100, "timeout_ms": 5000, "dependencies": [], "error_policy": "abort",
+        "priority": 100,
+        "timeout_ms": 5000,
+        "dependencies": [],
+        "error_policy": "abort",
         "exclusive": False,
     }
 
@@ -112,8 +119,12 @@ def test_site_info_reaches_the_ctx(db_path: Path) -> None:
     definition = define_plugin(routes={"site": lambda r, ctx: [ctx.site.name, ctx.url("/a")]})
     with Runtime(db_path, site=site) as rt:
         rt.add_plugin({"id": "s"}, source=definition, trusted=True)
-        assert rt.site == {"name": "Blog", "url": "https://blog.test/", "locale": "fr",
-                           "trailingSlash": "always"}
+        assert rt.site == {
+            "name": "Blog",
+            "url": "https://blog.test/",
+            "locale": "fr",
+            "trailingSlash": "always",
+        }
         assert rt.invoke_route("s", "site") == ["Blog", "https://blog.test/a"]
 
 
@@ -136,16 +147,23 @@ def test_closed_runtime_refuses_new_plugins(db_path: Path) -> None:
 
 
 def test_removed_plugin_host_refuses_to_run(rt: Runtime, add: AddPlugin) -> None:
-    info = add("gone", hooks={"content:afterSave": HookConfig(lambda e, c: None)},
-               capabilities=["content:read"])
+    info = add(
+        "gone",
+        hooks={"content:afterSave": HookConfig(lambda e, c: None)},
+        capabilities=["content:read"],
+    )
     rt.remove_plugin("gone")
-    with pytest.raises(EmDashError, match="^Plugin gone was removed; it cannot run hook:content:afterSave$"):
+    with pytest.raises(
+        EmDashError, match="^Plugin gone was removed; it cannot run hook:content:afterSave$"
+    ):
         info.host.invoke_hook("content:afterSave", {}, timeout_ms=100)
 
 
 def test_memory_database_is_the_default() -> None:
     with Runtime() as rt:
-        rt.add_plugin({"id": "mem"}, source=define_plugin(routes={"x": lambda r, c: 1}), trusted=True)
+        rt.add_plugin(
+            {"id": "mem"}, source=define_plugin(routes={"x": lambda r, c: 1}), trusted=True
+        )
         assert rt.invoke_route("mem", "x") == 1
 
 
@@ -158,10 +176,12 @@ def test_lifecycle_handlers_may_use_services_while_the_plugin_set_changes(rt: Ru
         ctx.cron.schedule("nightly", "@daily")
         seen.append(rt.content.publish_due())
 
-    definition = define_plugin(hooks={
-        "plugin:activate": HookConfig(activate, timeout_ms=2000),
-        "cron": lambda e, c: None,
-    })
+    definition = define_plugin(
+        hooks={
+            "plugin:activate": HookConfig(activate, timeout_ms=2000),
+            "cron": lambda e, c: None,
+        }
+    )
     rt.add_plugin({"id": "svc"}, source=definition, trusted=True)
     assert seen == [[]]
     assert [t["name"] for t in rt.cron.list("svc")] == ["nightly"]

@@ -11,7 +11,7 @@ import emdash
 
 mypy_api = pytest.importorskip("mypy.api")
 
-SNIPPET = '''\
+SNIPPET = """\
 from typing import Any, assert_type
 
 import emdash
@@ -32,7 +32,7 @@ with emdash.Runtime() as rt:
     item = rt.content.create("posts", {"title": "t"})
     assert_type(item, dict[str, Any])
     rt.content.create(1, {})
-'''
+"""
 
 
 def test_mypy_checks_calls_on_the_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,10 +40,19 @@ def test_mypy_checks_calls_on_the_services(tmp_path: Path, monkeypatch: pytest.M
     source.write_text(SNIPPET)
     monkeypatch.chdir(tmp_path)  # no project config: only the flags below apply
     monkeypatch.setenv("MYPYPATH", str(Path(emdash.__file__).resolve().parent.parent))
-    out, err, status = mypy_api.run([
-        "--strict", "--follow-imports=silent", "--no-error-summary", "--no-incremental",
-        "--cache-dir", os.devnull, "--python-version", "3.11", str(source),
-    ])
+    out, err, status = mypy_api.run(
+        [
+            "--strict",
+            "--follow-imports=silent",
+            "--no-error-summary",
+            "--no-incremental",
+            "--cache-dir",
+            os.devnull,
+            "--python-version",
+            "3.11",
+            str(source),
+        ]
+    )
     errors = [line.split(": error: ", 1)[1] for line in out.splitlines() if ": error: " in line]
     assert errors == [
         'Argument 1 to "create" of "ContentService" has incompatible type "int"; '

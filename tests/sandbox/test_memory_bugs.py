@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(source: str) -> PluginModule:
-    return load_bundle(compile_bundle({"plugin.py": source}), "plugin", preludes=PRELUDES, rng_seed=7)
+    return load_bundle(
+        compile_bundle({"plugin.py": source}), "plugin", preludes=PRELUDES, rng_seed=7
+    )
 
 
 def refused(source: str) -> str:
@@ -94,7 +96,9 @@ def test_only_init_and_contains_are_definable() -> None:
     assert module.r == [True, False, True, False, [1]]
 
 
-@pytest.mark.parametrize("name", ["__lt__", "__eq__", "__hash__", "__index__", "__len__", "__iter__"])
+@pytest.mark.parametrize(
+    "name", ["__lt__", "__eq__", "__hash__", "__index__", "__len__", "__iter__"]
+)
 def test_class_creation_refuses_special_methods_built_by_other_means(name: str) -> None:
     # Second lock: a namespace that did not come from a compiled class body.
     with pytest.raises(SandboxViolation) as info:
@@ -114,7 +118,9 @@ def test_class_creation_says_why_comparisons_are_refused() -> None:
 
 def test_class_namespaces_of_python_3_13_are_accepted() -> None:
     # 3.13 writes __firstlineno__ and __static_attributes__ into every class body.
-    cls = plugin_metaclass("X", (), {"__module__": "m", "__firstlineno__": 3, "__static_attributes__": ("v",)})
+    cls = plugin_metaclass(
+        "X", (), {"__module__": "m", "__firstlineno__": 3, "__static_attributes__": ("v",)}
+    )
     assert cls.__name__ == "X"
     module = run("class A:\n    def __init__(self):\n        self.v = 1\nr = A().v\n")
     assert module.r == 1
@@ -171,14 +177,18 @@ def test_slice_assignment_keeps_its_meaning() -> None:
 
 
 def test_a_slice_object_with_a_step_cannot_be_assigned_through() -> None:
-    assert refused("items = [1, 2, 3, 4]\nwhere = slice(None, None, 2)\nitems[where] = (0, 0)\n") == (
+    assert refused(
+        "items = [1, 2, 3, 4]\nwhere = slice(None, None, 2)\nitems[where] = (0, 0)\n"
+    ) == (
         "Assigning to an extended slice through a slice object is not allowed in sandboxed "
         "plugins; write the slice in the brackets instead (items[a:b:c] = values)"
     )
 
 
 def test_slice_writes_keep_the_write_rules() -> None:
-    assert refused("import json\njson[::2] = [1]\n").startswith('Modifying the sandboxed module "json" is not allowed')
+    assert refused("import json\njson[::2] = [1]\n").startswith(
+        'Modifying the sandboxed module "json" is not allowed'
+    )
     module = run("items = [[1], [2]]\nitems[::2][0][0] = 5\n")
     assert module.items == [[5], [2]]
 
@@ -245,8 +255,16 @@ def test_bounded_iterators_behave_like_the_real_ones() -> None:
         "     list(zip([1], [2], strict=True)), repr(map(abs, []))]\n"
     )
     assert module.r == [
-        [(1, ("a", 1)), (2, ("b", 2))], [1], ["a", "b", "c"], [0, 1, 2],
-        [("a", ["a", "a"]), ("b", ["b"])], [[1, 2], [1, 2]], True, False, [(1, 2)], "<map object>",
+        [(1, ("a", 1)), (2, ("b", 2))],
+        [1],
+        ["a", "b", "c"],
+        [0, 1, 2],
+        [("a", ["a", "a"]), ("b", ["b"])],
+        [[1, 2], [1, 2]],
+        True,
+        False,
+        [(1, 2)],
+        "<map object>",
     ]
 
 
@@ -293,8 +311,15 @@ def test_text_that_only_looks_like_an_address_is_kept() -> None:
         "n %= 4\n"
     )
     assert module.r == [
-        "mapped at 0x7f00aa00", "'mapped at 0x7f00aa00'", "mapped at 0x7f00aa00", "mapped at 0x7f00aa00",
-        "mapped at 0x7f00aa00", "ff", "5%", 1, "at 0x1f",
+        "mapped at 0x7f00aa00",
+        "'mapped at 0x7f00aa00'",
+        "mapped at 0x7f00aa00",
+        "mapped at 0x7f00aa00",
+        "mapped at 0x7f00aa00",
+        "ff",
+        "5%",
+        1,
+        "at 0x1f",
     ]
     assert module.n == 2
 
@@ -306,7 +331,15 @@ def test_f_string_format_specs_still_work() -> None:
         "d = datetime.date(2024, 5, 6)\n"
         "r = [f'{3.14159:.2f}', f'{42:>{w}}', f'{\"x\"!r:^5}', f'{d:%Y/%m}', f'{d}', f'{d=}', f'{None}']\n"
     )
-    assert module.r == ["3.14", "     42", " 'x' ", "2024/05", "2024-05-06", "d=datetime.date(2024, 5, 6)", "None"]
+    assert module.r == [
+        "3.14",
+        "     42",
+        " 'x' ",
+        "2024/05",
+        "2024-05-06",
+        "d=datetime.date(2024, 5, 6)",
+        "None",
+    ]
 
 
 def test_the_str_builtin_still_works_as_a_type() -> None:

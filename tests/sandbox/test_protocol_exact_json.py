@@ -82,7 +82,11 @@ def test_host_call_params_and_load_reply_are_held_to_the_rule_too() -> None:
     with pytest.raises(ProtocolError, match="load reply breaks the exact-JSON rule"):
         parse_worker_frame(loaded, expect_id=7, allowed=frozenset({"loaded", "error"}))
     error = {
-        "op": "error", "id": 7, "kind": "remote", "cpu_ms": 0, "rss_kb": 0,
+        "op": "error",
+        "id": 7,
+        "kind": "remote",
+        "cpu_ms": 0,
+        "rss_kb": 0,
         "data": {"type": "X", "message": "m", "details": _nested(70)},
     }
     with pytest.raises(ProtocolError, match="error data breaks the exact-JSON rule"):
@@ -156,7 +160,7 @@ def test_a_real_worker_sending_a_1022_deep_result_is_killed(
     cid = int(repr(pool._ids).split("(")[1].rstrip(")"))
     source = (
         "import os\n"
-        f"data = (b'{{\"op\":\"result\",\"id\":{cid},\"cpu_ms\":0,\"rss_kb\":0,\"value\":'"
+        f'data = (b\'{{"op":"result","id":{cid},"cpu_ms":0,"rss_kb":0,"value":\''
         " + b'[' * 1022 + b']' * 1022 + b'}')\n"
         "os.write(0, len(data).to_bytes(4, 'big') + data)\n"
         "import time\ntime.sleep(5)\n"

@@ -49,9 +49,7 @@ def test_options_list_prefix_at_top_of_unicode(store: Store) -> None:
 
 def test_options_raw_text_that_is_not_json_is_returned_as_is(store: Store) -> None:
     with store.transaction():
-        store._db.execute(
-            "INSERT INTO _emdash_options (name, value) VALUES ('legacy', 'not json')"
-        )
+        store._db.execute("INSERT INTO _emdash_options (name, value) VALUES ('legacy', 'not json')")
     assert store.options.get("legacy") == "not json"
 
 
@@ -93,7 +91,11 @@ def test_kv_list_strips_prefix_and_sorts(store: Store) -> None:
         {"key": "state:b", "value": "STATE:B"},
     ]
     assert [e["key"] for e in store.kv_entries.list("p")] == [
-        "cache:z", "settings:x", "settings:y", "state:a", "state:b",
+        "cache:z",
+        "settings:x",
+        "settings:y",
+        "state:a",
+        "state:b",
     ]
 
 

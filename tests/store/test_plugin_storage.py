@@ -177,12 +177,24 @@ def test_sync_indexes_creates_tracks_and_drops(store: Store) -> None:
     ps = store.plugin_documents
     ps.sync_indexes("forms", {"submissions": SPEC})
     assert ps.indexes("forms") == [
-        {"name": "idx_plugin_forms_submissions_formId_createdAt", "collection": "submissions",
-         "fields": ["formId", "createdAt"], "unique": False},
-        {"name": "idx_plugin_forms_submissions_status", "collection": "submissions",
-         "fields": ["status"], "unique": False},
-        {"name": "uidx_plugin_forms_submissions_email", "collection": "submissions",
-         "fields": ["email"], "unique": True},
+        {
+            "name": "idx_plugin_forms_submissions_formId_createdAt",
+            "collection": "submissions",
+            "fields": ["formId", "createdAt"],
+            "unique": False,
+        },
+        {
+            "name": "idx_plugin_forms_submissions_status",
+            "collection": "submissions",
+            "fields": ["status"],
+            "unique": False,
+        },
+        {
+            "name": "uidx_plugin_forms_submissions_email",
+            "collection": "submissions",
+            "fields": ["email"],
+            "unique": True,
+        },
     ]
     sql = store.db.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'uidx_plugin_forms_submissions_email'"

@@ -32,8 +32,12 @@ def test_bounded_rows_stop_before_the_budget(store: Store) -> None:
 
 def test_one_item_over_the_budget_is_a_clear_error(store: Store) -> None:
     store.kv_entries.set("p", "big", BIG)
-    with pytest.raises(BridgeError, match=r"^kv\.list: one item is \d+ bytes, more than the 1000-byte") as info:
-        bounded_rows(store.options._db, _sized(store), (), budget=1000, what="kv.list", plugin_id="p")
+    with pytest.raises(
+        BridgeError, match=r"^kv\.list: one item is \d+ bytes, more than the 1000-byte"
+    ) as info:
+        bounded_rows(
+            store.options._db, _sized(store), (), budget=1000, what="kv.list", plugin_id="p"
+        )
     assert info.value.plugin_id == "p"
 
 
@@ -67,7 +71,8 @@ def test_kv_page_cursor_is_a_key_and_is_validated(store: Store) -> None:
         "cursor": "b",
     }
     assert store.kv_entries.page("p", cursor="b") == {
-        "items": [{"key": "c", "value": "c"}], "hasMore": False,
+        "items": [{"key": "c", "value": "c"}],
+        "hasMore": False,
     }
     # A cursor past every key of this plugin cannot reach another plugin's rows.
     assert store.kv_entries.page("p", cursor="\U0010ffff") == {"items": [], "hasMore": False}

@@ -196,9 +196,7 @@ def P(
 def payloads_for(klass: str) -> list[Payload]:
     """The payloads of one escape class (``import``, ``format``, ``os``...)."""
     if klass not in CLASSES:
-        raise ValueError(
-            f"Unknown escape class {klass!r}; choose one of: {', '.join(CLASSES)}"
-        )
+        raise ValueError(f"Unknown escape class {klass!r}; choose one of: {', '.join(CLASSES)}")
     module = importlib.import_module(f"{__name__}.{_module_name(klass)}")
     payloads: list[Payload] = module.PAYLOADS
     return list(payloads)
