@@ -4,7 +4,9 @@ A frame is a 4-byte big-endian length followed by that many bytes of JSON (orjso
 host, the standard library in workers, see ``_worker``). JSON, and never pickle: everything
 a worker sends is hostile input, and unpickling it would run code chosen by the plugin
 inside the host (escape class ``serial``). Every frame is capped in size
-in both directions, so a worker cannot make the host allocate without bound, and the host
+in both directions, so a worker cannot make the host allocate without bound; the payload of
+a worker frame is also held to the exact-JSON rule (``_jsonrule``: 64 levels, int64), the
+bound the worker side applies before sending; and the host
 validates the exact shape of every worker frame (:func:`parse_worker_frame`) before acting
 on it: a frame that is not exactly one of the shapes below is a protocol violation, and the
 supervisor kills the worker.
@@ -43,6 +45,7 @@ from typing import Any
 import orjson
 
 from ._errors import WorkerCrashed
+from ._jsonrule import MAX_DEPTH, NotExactJSON, check_decoded
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -395,6 +398,13 @@ class SpinWait:
 # decoding already turned the worker's objects into plain dict/list/str/int/float/bool/None
 # (a `str` subclass with a lying `__eq__` cannot survive the process boundary); what remains
 # is to refuse shapes the host does not expect, so no later code has to be defensive.
+#
+# JSON decoding does not bound everything, though: orjson decodes 1024 levels of nesting
+# (and integers beyond int64) that the host's own encoder then refuses, so the payload fields
+# (a result, host-call params, the load reply, error data) are also held to the exact-JSON
+# rule of ``_jsonrule``: at most MAX_DEPTH levels, int64 integers. The same rule is what the
+# worker side applies before sending (``emdash._shared``), so a worker running our code never
+# trips this; one that does was taken over, and is killed like any other protocol violation.
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,13 +504,27 @@ def parse_worker_frame(obj: Any, *, expect_id: int | None, allowed: frozenset[st
             raise ProtocolError("host_call method must be a non-empty string")
         if type(params) is not dict:
             raise ProtocolError("host_call params must be a JSON object")
+        _exact(params, "host_call params")
         return HostCallFrame(method, params)
     cpu_ms, rss_kb = _cpu(obj), _rss(obj)
     if op == "loaded":
+        _exact(obj["init"], "load reply")
         return LoadedFrame(obj["init"], cpu_ms, rss_kb)
     if op == "result":
+        _exact(obj["value"], "result")
         return ResultFrame(obj["value"], cpu_ms, rss_kb)
     return _error_frame(obj, cpu_ms, rss_kb)
+
+
+def _exact(value: Any, what: str, *, ints: bool = True) -> None:
+    """Hold a payload field to the exact-JSON rule (depth, int64), or ``ProtocolError``."""
+    if value is None or type(value) in (str, bool, float):
+        return  # the common scalar results: nothing to walk (orjson yields no surrogates)
+    try:
+        # strings=False: orjson refuses lone surrogates while decoding, so none are left.
+        check_decoded(value, max_depth=MAX_DEPTH, ints=ints, strings=False)
+    except NotExactJSON as exc:
+        raise ProtocolError(f"{what} breaks the exact-JSON rule: {exc}") from None
 
 
 def _error_frame(obj: dict[str, Any], cpu_ms: float, rss_kb: int) -> ErrorFrame:
@@ -509,6 +533,8 @@ def _error_frame(obj: dict[str, Any], cpu_ms: float, rss_kb: int) -> ErrorFrame:
         data = obj["data"]
         if type(data) is not dict:
             raise ProtocolError("remote error data must be a JSON object")
+        # Depth only: error details are re-encoded by the stdlib json (any integer).
+        _exact(data, "error data", ints=False)
         data = dict(data)
         for key, cap in (("message", MAX_MESSAGE_CHARS), ("traceback", MAX_TRACEBACK_CHARS)):
             text = data.get(key)

@@ -11,7 +11,10 @@ route endpoint (spec §8):
   ``user = None`` (a machine token has no user, as in EmDash). ``public=True`` routes skip
   authentication;
 - input is the JSON body for POST/PUT/PATCH (invalid or missing: ``None``) and the query
-  string otherwise (a repeated key becomes a list);
+  string otherwise (a repeated key becomes a list); input that is JSON but breaks the
+  exact-JSON rule (``sandbox._jsonrule``: integers beyond int64, nesting past 64 levels,
+  lone surrogates, NaN) is a 400 ``INVALID_INPUT`` before any plugin runs: the client's
+  fault, so no audit row and no error log line name the plugin;
 - replies are ``{"success": true, "data": ...}`` or
   ``{"success": false, "error": {"code", "message"}}``; a :class:`PluginRouteError` passes
   its code, message and status through; ``INTERNAL_ERROR`` (and any plugin crash) is masked
@@ -35,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
+from sandbox._jsonrule import NotExactJSON, exact_copy
+
 from .._shared._errors import (
     EmDashError,
     InvalidCursorError,
@@ -44,10 +49,12 @@ from .._shared._errors import (
     SandboxUnavailableError,
 )
 from ._io import (
+    BadInput,
     BodyTooLarge,
     Receive,
     Scope,
     Send,
+    check_input,
     header,
     parse_json_body,
     parse_query,
@@ -149,20 +156,27 @@ class EmDashASGI:
                 head=head,
             )
             return
-        route_input = (
-            parse_json_body(body)
-            if method in _BODY_METHODS
-            else parse_query(scope.get("query_string", b""))
-        )
         client = scope.get("client")
-        request = {
-            "url": _url(scope),
-            "method": method,
-            "headers": request_headers(scope),
-            # The direct peer only: forwarded-for headers are client-controlled unless a
-            # proxy the operator trusts set them, and the runtime validates the shape.
-            "ip": client[0] if client else None,
-        }
+        try:
+            route_input = (
+                parse_json_body(body)
+                if method in _BODY_METHODS
+                else parse_query(scope.get("query_string", b""))
+            )
+            request = {
+                "url": _url(scope),
+                "method": method,
+                "headers": request_headers(scope),
+                # The direct peer only: forwarded-for headers are client-controlled unless a
+                # proxy the operator trusts set them, and the runtime validates the shape.
+                "ip": client[0] if client else None,
+            }
+            # The path comes decoded from the server (a %ED%A0%80 can become a lone
+            # surrogate): everything handed to the plugin obeys the same rule as the body.
+            check_input(request, "The request")
+        except BadInput as exc:
+            await _error(send, 400, "INVALID_INPUT", str(exc)[:500], head=head)
+            return
         call = functools.partial(
             self.runtime.invoke_route,
             plugin_id,
@@ -189,10 +203,12 @@ class EmDashASGI:
         ):
             headers = [(b"cache-control", cache.encode("ascii"))]
         try:
+            # exact_copy: json.dumps would write {1: .., "1": ..} with a duplicate key.
+            data = exact_copy(data)
             await send_json(
                 send, 200, {"success": True, "data": data}, headers=headers, include_body=not head
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, NotExactJSON) as exc:
             log.error(
                 "Plugin %s route %s returned data that is not JSON: %s", plugin_id, route, exc
             )

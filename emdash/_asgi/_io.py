@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from sandbox._jsonrule import NotExactJSON, check_decoded
+
 __all__ = [
     "SENSITIVE_HEADERS",
+    "BadInput",
     "BodyTooLarge",
     "Receive",
     "Scope",
@@ -48,6 +51,16 @@ SENSITIVE_HEADERS = frozenset(
 
 class BodyTooLarge(Exception):
     """The request body is larger than the configured cap."""
+
+
+class BadInput(Exception):
+    """The request is JSON, or text, that the exact-JSON rule refuses (the message says why).
+
+    Raised before any plugin runs: such input could not reach a plugin unchanged (orjson
+    refuses integers beyond 64 bits, lone surrogates, nesting past 255 levels; every
+    boundary holds values to ``sandbox._jsonrule``), and it is the client's mistake, not
+    the plugin's, so it is answered 400 without an audit row or an error log line.
+    """
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -92,13 +105,33 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def parse_json_body(body: bytes) -> Any:
-    """The JSON value of ``body``; an empty or invalid body is ``None`` (EmDash: undefined)."""
+    """The JSON value of ``body``; an empty or invalid body is ``None`` (EmDash: undefined).
+
+    Valid JSON that breaks the exact-JSON rule (an integer beyond int64 or with thousands of
+    digits, nesting past 64 levels, a ``\\ud800`` escape standing alone, ``NaN``) raises
+    :class:`BadInput`: it is not "no input", and it must not reach a plugin.
+    """
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+    except RecursionError:
+        raise BadInput("The request body is nested too deeply") from None
+    except ValueError as exc:  # an integer with more digits than int() converts
+        raise BadInput(f"The request body is not usable JSON: {exc}") from None
+    check_input(value, "The request body")
+    return value
+
+
+def check_input(value: Any, what: str) -> None:
+    """:class:`BadInput` unless ``value`` (decoded JSON or plain request data) obeys the
+    exact-JSON rule."""
+    try:
+        check_decoded(value)
+    except NotExactJSON as exc:
+        raise BadInput(f"{what} cannot be passed to a plugin: {exc}") from None
 
 
 def parse_query(query_string: bytes) -> dict[str, str | list[str]]:

@@ -156,7 +156,14 @@ def _kv_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | N
 
 
 def _kv_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    return b.store.kv_entries.list(plugin.id, p.opt_str("prefix") or "")
+    # EmDash's kv.list(prefix) answers a bare list; with limit or cursor (an extension) it
+    # answers one page, {items, hasMore, cursor?}. Both are bounded in bytes by the store.
+    prefix = p.opt_str("prefix") or ""
+    if p.has("limit") or p.has("cursor"):
+        return b.store.kv_entries.page(
+            plugin.id, prefix, limit=p.limit(), cursor=p.opt_str("cursor")
+        )
+    return b.store.kv_entries.list(plugin.id, prefix)
 
 
 def _collection(plugin: PluginDescriptor, p: Params) -> str:

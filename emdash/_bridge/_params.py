@@ -13,11 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sandbox._jsonrule import INT_MAX, INT_MIN, MAX_DEPTH
+
 from .._shared._errors import BridgeError
 
 __all__ = ["MAX_BATCH", "MAX_DEPTH", "MAX_REQUEST_CHARS", "Params", "plain_params"]
 
-MAX_DEPTH = 64
+# MAX_DEPTH (64 levels) and the int64 range are the exact-JSON rule of sandbox._jsonrule,
+# the same bound the worker applies before sending and the host when decoding its frames.
 # Whole request, in characters of strings plus a few per scalar: room for a 10 MiB upload
 # as base64 (13.4 M chars); each stored value is further capped at 1 MiB by the store.
 MAX_REQUEST_CHARS = 16 * 1024 * 1024
@@ -39,6 +42,12 @@ def _plain(value: Any, depth: int, budget: list[int], pid: str) -> Any:
     if value is None or kind is bool:
         cost: int = 1
     elif kind is int:
+        if not INT_MIN <= value <= INT_MAX:
+            raise BridgeError(
+                "Bridge request contains an integer outside the exact range [-2**63, 2**63 - 1] "
+                "(it would not survive JSON and SQLite unchanged); send it as a string",
+                plugin_id=pid,
+            )
         cost = 8
     elif kind is float:
         if not math.isfinite(value):
@@ -70,10 +79,22 @@ def _plain(value: Any, depth: int, budget: list[int], pid: str) -> Any:
         for k, v in value.items():
             if type(k) is not str:
                 raise BridgeError("Bridge request has a non-string object key", plugin_id=pid)
+            if not k.isascii() and not _utf8_ok(k):
+                raise BridgeError(
+                    "Bridge request has an object key with a lone surrogate", plugin_id=pid
+                )
             budget[0] -= len(k) + 2
             out[k] = _plain(v, depth + 1, budget, pid)
         return out
     return value
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Params:

@@ -24,6 +24,7 @@ from .._bridge._dispatch import CallBudget
 from .._model._descriptor import Limits, PluginDescriptor
 from .._shared import _errors as errors
 from .._shared import prelude_sources
+from .._shared._plugin_api import check_route_name
 from ._outcome import InvokeResult
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ def _validate_meta(raw: Any, plugin_id: str) -> dict[str, Any]:
     out_hooks: dict[str, dict[str, Any]] = {}
     for name, meta in hooks.items():
         if name not in HOOKS or type(meta) is not dict or set(meta) != _HOOK_META_KEYS:
-            raise bad(f"hook {name!r}")
+            raise bad(f"hook {ascii(name)[:80]}")
         if (
             type(meta["priority"]) not in (int, float)
             or type(meta["timeout_ms"]) is not int
@@ -319,18 +320,24 @@ def _validate_meta(raw: Any, plugin_id: str) -> dict[str, Any]:
             or meta["error_policy"] not in ("abort", "continue")
             or type(meta["exclusive"]) is not bool
         ):
-            raise bad(f"settings of hook {name!r}")
+            raise bad(f"settings of hook {ascii(name)[:80]}")
         out_hooks[name] = dict(meta)
     out_routes: dict[str, dict[str, Any]] = {}
     for name, meta in routes.items():
         if type(name) is not str or type(meta) is not dict or set(meta) != _ROUTE_META_KEYS:
-            raise bad(f"route {name!r}")
+            raise bad(f"route {ascii(name)[:80]}")
+        # The worker checked the name too (PluginDefinition.manifest), but a worker may have
+        # been taken over: a name with CR/LF or ESC would forge host log lines and audit rows.
+        try:
+            check_route_name(name)
+        except errors.ManifestError:
+            raise bad(f"route name {ascii(name[:64])}") from None
         if (
             type(meta["public"]) is not bool
             or (meta["input"] is not None and type(meta["input"]) is not dict)
             or (meta["permission"] is not None and type(meta["permission"]) is not str)
             or (meta["cache_control"] is not None and type(meta["cache_control"]) is not str)
         ):
-            raise bad(f"settings of route {name!r}")
+            raise bad(f"settings of route {ascii(name)[:80]}")
         out_routes[name] = dict(meta)
     return {"hooks": out_hooks, "routes": out_routes}

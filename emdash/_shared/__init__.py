@@ -6,7 +6,7 @@ refuses, and the host must not be reachable from plugin code anyway). The fork s
 handed the *source* of each module in this package and executes it once, as a "prelude",
 before forking workers. So everything here runs next to hostile code and obeys one rule,
 enforced by ``tests/shared/test_import_rule.py``: import only the standard library, each
-other, ``sandbox._errors``, and ``jsonschema`` (route input is validated in the worker,
+other, ``sandbox._errors``, ``sandbox._jsonrule`` (the exact-JSON rule), and ``jsonschema`` (route input is validated in the worker,
 under the plugin's own limits: see ``_route_input``). Nothing host-only (the store, the bridge, pydantic, httpx)
 may be imported here, directly or through another module.
 

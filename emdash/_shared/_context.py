@@ -12,13 +12,14 @@ plugin may not make fails in the host-side bridge (``CapabilityError``...). What
 - no ``__getattr__`` forwards to a hidden object (``AttributeError.obj`` would leak it) and
   no ``functools.partial`` (``.func`` unwraps it): methods are plain methods;
 - ``__repr__`` is opaque and nothing is iterable, so nothing enumerates internals;
-- every argument is coerced to exact builtin types before it is sent (JSON round trip, which
-  reads ``str``/``int``/``list`` subclasses through their C-level data, not their methods),
-  so a ``str`` subclass with a lying ``__eq__`` arrives at the bridge as a plain ``str``;
+- every argument is coerced to exact builtin types before it is sent
+  (``sandbox._jsonrule.exact_copy``, which reads ``str``/``int``/``list`` subclasses
+  through their C-level data, not their methods), so a ``str`` subclass with a lying
+  ``__eq__`` arrives at the bridge as a plain ``str``;
 - bytes cross as base64 text.
 
-This module imports only the standard library and ``._errors``: it is loaded as source into
-sandbox workers.
+This module imports only the standard library, ``sandbox._jsonrule`` and ``._errors``: it is
+loaded as source into sandbox workers.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ import codecs
 import json
 from collections.abc import Callable
 from typing import Any
+
+from sandbox._jsonrule import INT_MAX as _INT_MAX
+from sandbox._jsonrule import INT_MIN as _INT_MIN
+from sandbox._jsonrule import NotExactJSON, exact_copy
 
 from ._errors import BridgeError
 
@@ -51,24 +56,30 @@ _FLAT = (str, int, bool, type(None))
 def _plain(method: str, params: dict[str, Any]) -> dict[str, Any]:
     """Turn ``params`` into plain JSON data (exact builtin types), or raise a clear error.
 
-    ``json.dumps`` serialises ``str``/``int``/``float``/``list`` subclasses from their
-    underlying C data (never through ``__str__``/``__iter__``), and the reload yields fresh
-    exact ``dict``/``list``/``str`` objects, so nothing plugin-defined reaches the bridge.
+    :func:`sandbox._jsonrule.exact_copy` reads ``str``/``int``/``float``/``list``/``dict``
+    subclasses through the builtin types' C methods (never a method the plugin defined), and
+    holds the value to the exact-JSON rule every boundary uses: string keys only, no two
+    keys equal as strings (``json`` would write ``{1: .., "1": ..}`` with a duplicate key and
+    drop one value), integers within int64 (orjson on the host would turn ``2**64 + 1`` into
+    a float), at most 64 levels, no NaN or lone surrogate. So a plugin learns here, with a
+    clear message, what would otherwise be changed silently on the way.
 
     Fast path, same result: when every key is an exact ``str`` and every value an exact
-    ``str``/``int``/``bool``/``None`` (``kv.get("k")``, ``storage[...].get(id)``...), the
-    round trip would only rebuild an equal dict of the same objects' values; a shallow copy
-    is that dict, without encoding and parsing it.
+    ``str``/``int`` within int64/``bool``/``None`` (``kv.get("k")``,
+    ``storage[...].get(id)``...), the copy is a shallow copy (surrogates in such strings
+    are refused by the encoder that sends them, and by the store).
     """
-    if type(params) is dict and all(type(k) is str and type(v) in _FLAT for k, v in params.items()):
+    if type(params) is dict and all(
+        type(k) is str and (type(v) in _FLAT and (type(v) is not int or _INT_MIN <= v <= _INT_MAX))
+        for k, v in params.items()
+    ):
         return dict(params)
     try:
-        text = json.dumps(params, allow_nan=False)
-        out = json.loads(text)
-    except (TypeError, ValueError, RecursionError) as exc:
+        out = exact_copy(params)
+    except NotExactJSON as exc:
         raise BridgeError(
-            f"{method}: arguments must be JSON data (dict, list, str, int, float, bool, "
-            f"None): {exc}"
+            f"{method}: arguments must be JSON data (dict with distinct str keys, list, str, "
+            f"int within int64, finite float, bool, None): {exc}"
         ) from None
     if type(out) is not dict:  # pragma: no cover - params is always built as a dict here
         raise BridgeError("Bridge request body must be a JSON object")
@@ -163,9 +174,15 @@ class KV(_Member):
         """Remove ``key``; true if it existed."""
         return bool(self._send("kv/delete", {"key": key}))
 
-    def list(self, prefix: str = "") -> Any:
-        """``[{"key", "value"}]`` for this plugin's keys starting with ``prefix`` (literally)."""
-        return self._send("kv/list", {"prefix": prefix})
+    def list(self, prefix: str = "", *, limit: Any = None, cursor: Any = None) -> Any:
+        """``[{"key", "value"}]`` for this plugin's keys starting with ``prefix`` (literally).
+
+        One answer carries at most 4 MiB of values; beyond that this raises and says to page:
+        with ``limit`` and/or ``cursor`` the answer is one page, ``{"items": [{"key",
+        "value"}], "hasMore": bool, "cursor": str}`` (``cursor`` only when ``hasMore``), and
+        the next page is ``list(prefix, limit=..., cursor=page["cursor"])``.
+        """
+        return self._send("kv/list", {"prefix": prefix, **_opts(limit=limit, cursor=cursor)})
 
 
 class StorageCollection(_Member):

@@ -61,6 +61,30 @@ ERROR_POLICIES = ("abort", "continue")
 _ROUTE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-/")
 
 
+def check_route_name(name: object) -> str:
+    """A route name: 1-128 of ``[A-Za-z0-9_/-]``, starting with a letter or digit.
+
+    The name ends up in URLs, log lines and audit rows, so it gets the same treatment as
+    every other plugin-provided name: a closed character set, checked with an exact type.
+    The host applies it natively, in the worker (:meth:`PluginDefinition.manifest`), and to
+    what a worker reports (a worker may have been taken over).
+    """
+    if (
+        type(name) is not str
+        or not name
+        or len(name) > 128
+        or not name[0].isascii()
+        or not name[0].isalnum()
+        or not set(name) <= _ROUTE_NAME_CHARS
+    ):
+        shown = ascii(name[:64]) if isinstance(name, str) else f"<{type(name).__name__}>"
+        raise ManifestError(
+            f'Invalid route name {shown}: use 1-128 letters, digits, "_", "-" and "/", '
+            "starting with a letter or digit"
+        )
+    return name
+
+
 class HookConfig:
     """A hook handler plus its pipeline settings.
 
@@ -188,17 +212,7 @@ class PluginDefinition:
         self.hooks[name] = value if isinstance(value, HookConfig) else HookConfig(value)
 
     def add_route(self, name: str, value: Handler | RouteConfig) -> None:
-        if (
-            type(name) is not str
-            or not name
-            or not name[0].isalnum()
-            or not set(name) <= _ROUTE_NAME_CHARS
-            or len(name) > 128
-        ):
-            raise ManifestError(
-                f'Invalid route name "{name}": use letters, digits, "_", "-" and "/", '
-                "starting with a letter or digit"
-            )
+        check_route_name(name)
         if name in self.routes:
             raise ManifestError(f'Plugin declares route "{name}" twice')
         self.routes[name] = value if isinstance(value, RouteConfig) else RouteConfig(value)
@@ -222,7 +236,13 @@ class PluginDefinition:
         return register
 
     def manifest(self) -> dict[str, Any]:
-        """Hook and route settings as plain JSON data (what a worker reports to the host)."""
+        """Hook and route settings as plain JSON data (what a worker reports to the host).
+
+        Route names are checked again here: ``definition.routes`` is a plain dict that
+        plugin code can assign to directly, past :meth:`add_route`.
+        """
+        for name in self.routes:
+            check_route_name(name)
         return {
             "hooks": {name: cfg.meta() for name, cfg in self.hooks.items()},
             "routes": {name: cfg.meta() for name, cfg in self.routes.items()},
@@ -266,6 +286,8 @@ def define_plugin(
 def coerce_definition(obj: Any) -> PluginDefinition:
     """Accept a ``define_plugin`` result or the standard format ``{"hooks":..., "routes":...}``."""
     if isinstance(obj, PluginDefinition):
+        for name in obj.routes:  # names assigned directly to ``obj.routes`` skip add_route
+            check_route_name(name)
         return obj
     if type(obj) is dict:
         extra = set(obj) - {"hooks", "routes"}

@@ -21,8 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sandbox._jsonrule import NotExactJSON, exact_copy
+
 from ._context import make_context
-from ._errors import ManifestError, PluginRouteError
+from ._errors import ManifestError, PluginRouteError, SandboxViolation
 from ._plugin_api import PluginDefinition, coerce_definition
 from ._route_input import check_input_schema, validate_input
 
@@ -70,7 +72,7 @@ def invoke_hook(entry: Any, host_call: HostCall, name: str, event: Any) -> Any:
     config = _definition().hooks.get(name)
     if config is None:
         return None
-    return config.handler(event, make_context(host_call, _STATE["info"]))
+    return _result(config.handler(event, make_context(host_call, _STATE["info"])), f"hook {name}")
 
 
 def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> Any:
@@ -80,4 +82,25 @@ def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> 
         raise PluginRouteError("NOT_FOUND", f"Route not found: {name}", 404)
     if type(config.input) is dict and type(route_ctx) is dict:
         validate_input(config.input, route_ctx.get("input"))
-    return config.handler(route_ctx, make_context(host_call, _STATE["info"]))
+    return _result(
+        config.handler(route_ctx, make_context(host_call, _STATE["info"])), f"route {name}"
+    )
+
+
+def _result(value: Any, what: str) -> Any:
+    """The handler's result held to the exact-JSON rule, here under the plugin's limits.
+
+    The worker's encoder would turn ``{1: .., "1": ..}`` into a duplicate JSON key and the
+    host's decoder would turn ``2**64 + 1`` into a float: both silently. Refusing here gives
+    the plugin author the reason (a ``SandboxViolation``, as for any result that is not
+    JSON, with the path); the host holds what arrives to the same rule anyway
+    (``sandbox._protocol``).
+    """
+    if value is None or type(value) in (str, bool, float):
+        return value
+    try:
+        return exact_copy(value)
+    except NotExactJSON as exc:
+        raise SandboxViolation(
+            f"the {what} result is not JSON-serialisable without loss: {exc}"
+        ) from None

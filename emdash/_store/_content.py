@@ -144,6 +144,10 @@ class ContentItems:
             filters=(" AND ".join(filters), params),
             limit=limit,
             cursor=cursor,
+            # Bounded in bytes too (100 items of up to 1 MiB each would be 100 MiB): the
+            # page ends early, with a cursor. 320 covers the other columns of a row.
+            size_expr="length(CAST(data AS BLOB)) + length(CAST(COALESCE(slug, '') AS BLOB)) + 320",
+            what=f"content.list({collection})",
         )
         out: dict[str, Any] = {"items": [_item(r) for r in page.rows], "hasMore": page.has_more}
         if page.cursor is not None:

@@ -35,9 +35,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._shared._errors import InvalidCursorError
+from .._shared._errors import BridgeError, InvalidCursorError
 
-__all__ = ["MAX_CURSOR_CHARS", "Keyset", "OrderKey", "clamp_limit"]
+__all__ = [
+    "MAX_CURSOR_CHARS",
+    "ROW_OVERHEAD_BYTES",
+    "Keyset",
+    "OrderKey",
+    "bounded_rows",
+    "clamp_limit",
+]
+
+#: Bytes counted per row on top of its stored text: the JSON punctuation and field names
+#: around each item of a result (``{"key":..,"value":..}``), rounded up generously.
+ROW_OVERHEAD_BYTES = 64
 
 MAX_CURSOR_CHARS = 4096
 _B64_RE = re.compile(r"[A-Za-z0-9_-]+={0,2}")
@@ -213,6 +224,10 @@ def fetch_page(
     limit: object = None,
     cursor: object = None,
     default_limit: int = 50,
+    size_expr: str | None = None,
+    budget: int | None = None,
+    what: str = "list",
+    plugin_id: str | None = None,
 ) -> Page:
     """One page of ``SELECT columns FROM table WHERE scope AND filters`` in keyset order.
 
@@ -223,7 +238,11 @@ def fetch_page(
     size = clamp_limit(limit, default=default_limit)
     scope_sql, scope_params = scope
     filter_sql, filter_params = filters
-    sql = f"SELECT {columns}, {keyset.select_sql()} FROM {table} WHERE ({scope_sql}) AND ({filter_sql})"
+    sized = f", {size_expr} AS _size" if size_expr is not None else ""
+    sql = (
+        f"SELECT {columns}, {keyset.select_sql()}{sized} FROM {table} "
+        f"WHERE ({scope_sql}) AND ({filter_sql})"
+    )
     params: list[Any] = [*scope_params, *filter_params]
     if cursor is not None:
 
@@ -239,8 +258,64 @@ def fetch_page(
         params.extend(after_params)
     sql += f" ORDER BY {keyset.order_sql()} LIMIT ?"
     params.append(size + 1)
-    rows = db.rows(sql, params)
-    has_more = len(rows) > size
-    rows = rows[:size]
+    if size_expr is None:
+        rows = db.rows(sql, params)
+        has_more = len(rows) > size
+        rows = rows[:size]
+    else:
+        # Bounded in bytes *before* the rows are built: the stored text's length comes from
+        # SQL, and rows stop before the budget is exceeded (the page then ends early, with
+        # a cursor), so a page of 100 one-megabyte documents never reaches memory at once.
+        rows, cut = bounded_rows(db, sql, params, budget=budget, what=what, plugin_id=plugin_id)
+        has_more = cut or len(rows) > size
+        rows = rows[:size]
     next_cursor = keyset.encode(keyset.values_of(rows[-1])) if has_more else None
     return Page(rows, has_more, next_cursor)
+
+
+def bounded_rows(
+    db: Any,
+    sql: str,
+    params: Sequence[Any],
+    *,
+    budget: int | None,
+    what: str,
+    plugin_id: str | None = None,
+    used: int = 0,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Rows of ``sql`` (which selects a ``_size`` column: the stored bytes of the row) in
+    order, stopping before their sizes (plus :data:`ROW_OVERHEAD_BYTES` each) would pass
+    ``budget - used``. Returns ``(rows, cut)``; ``cut`` says that rows were left out. Each
+    row keeps its ``_size``.
+
+    Rows are read one at a time from the SQLite cursor, never all at once, so what a
+    result costs the host is bounded by the budget plus one row (a stored value is at most
+    ``MAX_DOC_BYTES``), whatever the table holds. A first row that alone is over the budget
+    is a ``BridgeError`` saying so (it cannot be returned in any page).
+    """
+    from ._values import MAX_RESULT_BYTES
+
+    limit = MAX_RESULT_BYTES if budget is None else budget
+    out: list[dict[str, Any]] = []
+    with db.lock:
+        cur = db.conn.execute(sql, params)
+        try:
+            names = [d[0] for d in cur.description]
+            while True:
+                raw = cur.fetchone()
+                if raw is None:
+                    return out, False
+                row = dict(zip(names, raw, strict=True))
+                cost = int(row["_size"] or 0) + ROW_OVERHEAD_BYTES
+                if used + cost > limit:
+                    if not out and used == 0:
+                        raise BridgeError(
+                            f"{what}: one item is {cost} bytes, more than the {limit}-byte "
+                            "limit of one result; it cannot be read through this call",
+                            plugin_id=plugin_id,
+                        )
+                    return out, True
+                used += cost
+                out.append(row)
+        finally:
+            cur.close()

@@ -8,6 +8,12 @@ prefix looks like: ``other:key`` is stored as ``plugin:p:other:key``.
 
 Prefix listing is a literal prefix match, done as a half-open range on the primary key
 (``%``, ``_`` and ``\\`` are ordinary characters, and upper/lower case differ).
+
+A KV listing is bounded in bytes before it is built: each row's stored size is computed by
+SQLite (``length(CAST(value AS BLOB))``) and rows are read one at a time until the next one
+would pass ``MAX_RESULT_BYTES``. ``kv.list(prefix)`` (EmDash's shape, a bare list) then
+refuses with an error that says how to page; ``kv.list(prefix, limit=, cursor=)`` answers
+``{items, hasMore, cursor?}`` pages, the cursor being the last key returned.
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ import builtins
 from typing import Any
 
 from .._shared._errors import BridgeError
+from ._cursor import bounded_rows, clamp_limit
 from ._db import Db
 from ._values import (
+    MAX_KEY_CHARS,
     MAX_OPTION_NAME_CHARS,
+    MAX_RESULT_BYTES,
     check_key,
     check_plugin_id,
     decode_json,
@@ -102,7 +111,57 @@ class KVEntries:
         return self._options.delete(self._name(plugin_id, key))
 
     def list(self, plugin_id: str, prefix: str | None = "") -> builtins.list[dict[str, Any]]:
-        """``[{"key", "value"}]`` for this plugin's keys starting with ``prefix``, by key."""
+        """``[{"key", "value"}]`` for this plugin's keys starting with ``prefix``, by key.
+
+        The whole answer is bounded (:data:`MAX_RESULT_BYTES` of stored JSON, counted in SQL
+        before rows are read): past it, a ``BridgeError`` says to page with :meth:`page`.
+        """
+        scope, low, high = self._range(plugin_id, prefix)
+        rows, cut = self._rows(plugin_id, low, high, None, None, "kv.list")
+        if cut:
+            raise BridgeError(
+                f"kv.list: the keys of plugin {plugin_id} under prefix {ascii(prefix)[:80]} "
+                f"hold more than {MAX_RESULT_BYTES} bytes of data, more than one answer "
+                "carries; page through them with ctx.kv.list(prefix, limit=..., cursor=...)",
+                plugin_id=plugin_id,
+            )
+        return [{"key": r["name"][len(scope) :], "value": decode_json(r["value"])} for r in rows]
+
+    def page(
+        self,
+        plugin_id: str,
+        prefix: str | None = "",
+        *,
+        limit: object = None,
+        cursor: object = None,
+    ) -> dict[str, Any]:
+        """One page of :meth:`list`: ``{"items": [{"key", "value"}], "hasMore", "cursor"?}``.
+
+        At most ``limit`` items (default 100, at most 1000) and :data:`MAX_RESULT_BYTES`
+        bytes; the cursor is the last key returned (the next page starts after it), so any
+        key of the plugin's own may be passed.
+        """
+        scope, low, high = self._range(plugin_id, prefix)
+        after: str | None = None
+        if cursor is not None:
+            after = scope + check_key(
+                cursor, what="cursor", plugin_id=plugin_id, limit=MAX_KEY_CHARS
+            )
+        size = clamp_limit(limit, default=100, maximum=1000)
+        rows, cut = self._rows(plugin_id, low, high, after, size + 1, "kv.list")
+        has_more = cut or len(rows) > size
+        rows = rows[:size]
+        out: dict[str, Any] = {
+            "items": [
+                {"key": r["name"][len(scope) :], "value": decode_json(r["value"])} for r in rows
+            ],
+            "hasMore": has_more,
+        }
+        if has_more and rows:
+            out["cursor"] = rows[-1]["name"][len(scope) :]
+        return out
+
+    def _range(self, plugin_id: str, prefix: object) -> tuple[str, str, str | None]:
         check_plugin_id(plugin_id)
         if prefix is None:
             prefix = ""
@@ -111,10 +170,38 @@ class KVEntries:
                 "Parameter prefix must be a string when provided", plugin_id=plugin_id
             )
         scope = f"plugin:{plugin_id}:"
-        rows = self._options._prefixed(scope + prefix)
-        return [
-            {"key": row["name"][len(scope) :], "value": decode_json(row["value"])} for row in rows
-        ]
+        low, high = prefix_bounds(scope + prefix)
+        return scope, low, high
+
+    def _rows(
+        self,
+        plugin_id: str,
+        low: str,
+        high: str | None,
+        after: str | None,
+        limit: int | None,
+        what: str,
+    ) -> tuple[builtins.list[dict[str, Any]], bool]:
+        # The size is the stored text's UTF-8 length (CAST AS BLOB: length() of TEXT counts
+        # characters), computed by SQLite, so rows beyond the budget are never read.
+        sql = (
+            "SELECT name, value, length(CAST(name AS BLOB)) + length(CAST(value AS BLOB)) "
+            "AS _size FROM _emdash_options WHERE name >= ?"
+        )
+        params: builtins.list[Any] = [low]
+        if high is not None:
+            sql += " AND name < ?"
+            params.append(high)
+        if after is not None:
+            sql += " AND name > ?"
+            params.append(after)
+        sql += " ORDER BY name"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return bounded_rows(
+            self._options._db, sql, params, budget=None, what=what, plugin_id=plugin_id
+        )
 
     def delete_all(self, plugin_id: str) -> int:
         """Remove every KV row of the plugin (uninstall with deleteData)."""

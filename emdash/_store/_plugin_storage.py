@@ -37,10 +37,11 @@ from typing import Any
 
 from .._model._descriptor import StorageCollection
 from .._shared._errors import BridgeError
-from ._cursor import Keyset, OrderKey, fetch_page
+from ._cursor import ROW_OVERHEAD_BYTES, Keyset, OrderKey, bounded_rows, fetch_page
 from ._db import Db
 from ._storage_query import compile_order, compile_where, field_expr
 from ._values import (
+    MAX_RESULT_BYTES,
     check_collection,
     check_doc_id,
     check_plugin_id,
@@ -106,19 +107,40 @@ class PluginDocuments:
     # -- batches -----------------------------------------------------------------------
 
     def get_many(self, plugin_id: str, collection: str, ids: Sequence[str]) -> dict[str, Any]:
-        """``{id: data}`` for the ids that exist (in the order asked)."""
+        """``{id: data}`` for the ids that exist (in the order asked).
+
+        Bounded like every list-shaped answer: past :data:`MAX_RESULT_BYTES` of stored JSON
+        (sizes counted in SQL, rows read one at a time) a ``BridgeError`` says to ask for
+        fewer ids; nothing beyond the budget is ever read.
+        """
         pid, coll = _scope(plugin_id, collection)
         wanted = list(dict.fromkeys(_ids(ids, pid)))
         found: dict[str, Any] = {}
+        used = 0
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
-            rows = self._db.rows(
-                "SELECT id, data FROM _plugin_storage WHERE plugin_id = ? AND collection = ? "
+            rows, cut = bounded_rows(
+                self._db,
+                "SELECT id, data, length(CAST(id AS BLOB)) + length(CAST(data AS BLOB)) AS _size "
+                "FROM _plugin_storage WHERE plugin_id = ? AND collection = ? "
                 f"AND id IN ({', '.join('?' * len(chunk))})",
                 (pid, coll, *chunk),
+                budget=None,
+                what=f"storage.{coll}.getMany",
+                plugin_id=pid,
+                used=used,
             )
-            found.update((r["id"], decode_json(r["data"])) for r in rows)
-        return {i: found[i] for i in wanted if i in found}
+            if cut:
+                raise BridgeError(
+                    f"storage.{coll}.getMany: the {len(wanted)} requested documents of plugin "
+                    f"{pid} hold more than {MAX_RESULT_BYTES} bytes of data, more than one "
+                    "answer carries; ask for fewer ids per call (or page with query)",
+                    plugin_id=pid,
+                )
+            for r in rows:
+                used += int(r["_size"] or 0) + ROW_OVERHEAD_BYTES
+                found[r["id"]] = r["data"]
+        return {i: decode_json(found[i]) for i in wanted if i in found}
 
     def put_many(self, plugin_id: str, collection: str, items: Sequence[Mapping[str, Any]]) -> None:
         """Upsert every ``{"id", "data"}`` item in one transaction with one timestamp.
@@ -237,6 +259,9 @@ class PluginDocuments:
             filters=(where_sql, params),
             limit=limit,
             cursor=cursor,
+            size_expr="length(CAST(id AS BLOB)) + length(CAST(data AS BLOB))",
+            what=f"storage.{coll}.query",
+            plugin_id=pid,
         )
         out: dict[str, Any] = {
             "items": [{"id": r["id"], "data": decode_json(r["data"])} for r in page.rows],

@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any, NoReturn
 
+from sandbox._jsonrule import NotExactJSON, exact_copy
+
 from .._shared._errors import BridgeError
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "FIELD_RE",
     "LOCALE_RE",
     "MAX_DOC_BYTES",
+    "MAX_RESULT_BYTES",
     "PLUGIN_ID_RE",
     "check_collection",
     "check_doc_id",
@@ -40,6 +43,10 @@ LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 #: Largest JSON text stored for one document, KV value, option or content item (UTF-8 bytes).
 MAX_DOC_BYTES = 1024 * 1024
+#: Largest list-shaped result (kv.list, storage getMany/query) in bytes of stored JSON text,
+#: counted in SQL before the rows are read. Half the 8 MiB worker frame cap: the answer is
+#: re-encoded into one frame, and keys, ids and punctuation need room next to the values.
+MAX_RESULT_BYTES = 4 * 1024 * 1024
 MAX_KEY_CHARS = 1024
 #: Option names hold KV rows (``plugin:<id>:<key>``), so they may be longer than a key.
 MAX_OPTION_NAME_CHARS = 2048
@@ -97,10 +104,20 @@ def check_doc_id(doc_id: object, *, plugin_id: str | None = None) -> str:
 def encode_json(value: Any, *, what: str, plugin_id: str | None = None) -> str:
     """Encode ``value`` as compact JSON text, or raise ``BridgeError`` saying why not.
 
-    Only JSON data is accepted: dicts with string keys, lists, str, int, finite floats,
-    bool and None (tuples are encoded as lists). NaN and infinities are refused rather than
-    written as invalid JSON that SQLite's json functions would choke on later.
+    Only exact JSON data is accepted (``sandbox._jsonrule``): dicts with string keys (no
+    two equal), lists, str, int within int64, finite floats, bool and None (tuples are
+    encoded as lists), at most 64 levels deep. NaN and infinities are refused rather than
+    written as invalid JSON that SQLite's json functions would choke on later; integers
+    beyond int64 rather than read back as floats (by orjson, and by SQLite's json_extract).
     """
+    try:
+        value = exact_copy(value)
+    except NotExactJSON as exc:
+        raise BridgeError(
+            f"{what} must be JSON data (objects with distinct string keys, arrays, strings, "
+            f"integers within int64, finite numbers, booleans, null): {exc}",
+            plugin_id=plugin_id,
+        ) from None
     try:
         text = json.dumps(
             value,

@@ -20,6 +20,7 @@ from emdash import (
 )
 from emdash._asgi._app import describe_error
 from emdash._asgi._io import (
+    BadInput,
     BodyTooLarge,
     parse_json_body,
     parse_query,
@@ -39,9 +40,33 @@ def test_json_body_invalid_or_missing_is_none() -> None:
     assert parse_json_body(b"  ") is None
     assert parse_json_body(b"") is None
     assert parse_json_body(b"{not json") is None
-    assert parse_json_body(b"[" * 100_000) is None  # deep nesting: no RecursionError escapes
     assert parse_json_body(b"null") is None
     assert parse_json_body(b"3") == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        # Too deep to parse at all: a 400, never a RecursionError (nor "no input").
+        (b"[" * 100_000, "nested too deeply"),
+        (b"[" * 65 + b"]" * 65, "nested more than 64 levels"),
+        (b'{"n": 18446744073709551617}', "outside the exact range"),
+        (b'{"n": -9223372036854775809}', "outside the exact range"),
+        (b"[" + b"9" * 5000 + b"]", "not usable JSON"),
+        (b'{"s": "\\ud800"}', "lone surrogate"),
+        (b'{"\\udfff": 1}', "lone surrogate"),
+        (b"[NaN]", "NaN"),
+    ],
+)
+def test_json_body_the_encoder_cannot_carry_is_bad_input(body: bytes, problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        parse_json_body(body)
+
+
+def test_json_body_at_the_edges_of_the_rule_is_accepted() -> None:
+    assert parse_json_body(b"[" * 64 + b"]" * 64) is not None
+    assert parse_json_body(b"[9223372036854775807, -9223372036854775808]") == [2**63 - 1, -(2**63)]
+    assert parse_json_body(b'{"s": "\\ud83d\\ude00"}') == {"s": "\U0001f600"}
 
 
 def test_request_headers_drop_credentials_and_join_repeats() -> None:

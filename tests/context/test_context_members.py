@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from emdash._shared._context import _plain, make_context
+from emdash._shared._errors import BridgeError
 
 INFO = {
     "plugin": {"id": "hello", "version": "1.2.3"},
@@ -89,7 +90,7 @@ class Text(str):
         {"n": 3, "flag": True, "none": None, "text": "é\udcff"},
         {"key": Text("k")},  # a str subclass: not flat, takes the round trip
         {"value": {"a": [1, 2.5]}, "key": "k"},
-        {"big": 10**30},
+        {"big": 2**63 - 1, "small": -(2**63)},
     ],
 )
 def test_fast_path_gives_what_the_json_round_trip_gives(params: dict[str, Any]) -> None:
@@ -99,3 +100,30 @@ def test_fast_path_gives_what_the_json_round_trip_gives(params: dict[str, Any]) 
     assert out is not params
     for value in out.values():
         assert type(value) in (str, int, bool, type(None), dict, list, float)
+
+
+class _Liar(str):
+    """Never equal to anything: a dict can hold it next to the plain str it spells."""
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    __hash__ = str.__hash__
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"big": 2**63}, "integer at $.big (19 digits) is outside the exact range"),
+        ({"value": {"n": -(2**64) - 1}}, "integer at $.value.n"),
+        ({"value": {1: "a", "1": "b"}}, "object key 1 at $.value is not a string"),
+        ({"value": {_Liar("a"): 1, "a": 2}}, "duplicate object key 'a' at $.value"),
+    ],
+)
+def test_values_that_json_would_change_silently_are_refused(
+    params: dict[str, Any], problem: str
+) -> None:
+    """2**64 + 1 would come back as a float (orjson), {1: .., "1": ..} with one value lost."""
+    with pytest.raises(BridgeError, match="^kv/set: arguments must be JSON data") as info:
+        _plain("kv/set", params)
+    assert problem in str(info.value)

@@ -23,7 +23,8 @@ MODULES = sorted(p for p in SHARED_DIR.glob("_*.py") if p.name != "__init__.py")
 # jsonschema is the one third-party exception, for one reason: a sandboxed plugin's route
 # input is validated inside its worker, under its own limits (see _route_input's
 # docstring: a hostile schema could stall the host). The fork server preloads it.
-ALLOWED_NON_STDLIB = {"sandbox._errors", "jsonschema"}
+# sandbox._jsonrule states the exact-JSON rule that every boundary applies (stdlib only).
+ALLOWED_NON_STDLIB = {"sandbox._errors", "sandbox._jsonrule", "jsonschema"}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -54,7 +55,8 @@ def test_shared_modules_import_only_stdlib_siblings_and_sandbox_errors(path: Pat
         top = name.split(".")[0]
         assert top in sys.stdlib_module_names or name in ALLOWED_NON_STDLIB, (
             f"{path.name} imports {name}: shared modules run inside sandbox workers and may "
-            "import only the standard library, each other, sandbox._errors and jsonschema"
+            "import only the standard library, each other, sandbox._errors, sandbox._jsonrule "
+            "and jsonschema"
         )
 
 

@@ -56,9 +56,11 @@ def test_options_raw_text_that_is_not_json_is_returned_as_is(store: Store) -> No
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        (float("nan"), "Out of range float values are not JSON compliant"),
-        ({1j}, "set is not JSON data"),
-        (object(), "object is not JSON data"),
+        (float("nan"), "is NaN or infinite (not JSON)"),
+        ({1j}, "a set at $ is not JSON data"),
+        (object(), "a object at $ is not JSON data"),
+        (2**64 + 1, "integer at $ (20 digits) is outside the exact range"),
+        ({1: "a", "1": "b"}, "object key 1 at $ is not a string"),
     ],
 )
 def test_options_refuse_non_json(store: Store, value: object, problem: str) -> None:

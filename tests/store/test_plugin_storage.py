@@ -295,7 +295,8 @@ def test_documents_must_be_json(store: Store) -> None:
     with pytest.raises(BridgeError) as info:
         store.plugin_documents.put("p", "events", "x", {"at": object()})
     assert str(info.value) == (
-        "Document data for storage.events must be JSON data (objects, arrays, strings, "
-        "finite numbers, booleans, null): object is not JSON data"
+        "Document data for storage.events must be JSON data (objects with distinct string "
+        "keys, arrays, strings, integers within int64, finite numbers, booleans, null): "
+        "a object at $.at is not JSON data"
     )
     assert info.value.plugin_id == "p"
