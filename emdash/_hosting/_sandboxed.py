@@ -150,7 +150,7 @@ class SandboxedPluginHost:
     def _invoke(
         self, fn: str, name: str, payload: Any, operation: str, timeout_ms: int | None
     ) -> InvokeResult:
-        budget = CallBudget(self.limits.subrequests)
+        budget = CallBudget(self.limits.subrequests, deadline_ms=min(self.limits.wall_ms, timeout_ms or self.limits.wall_ms))
         dispatch = self._support.bridge.dispatch
         pid = self.plugin_id
 
