@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import functools
 import gzip
 import json
@@ -19,6 +20,8 @@ import pytest
 
 from emdash._bridge._http import HttpClient
 from emdash._model._descriptor import PluginDescriptor
+
+_LONG_PATHS = frozenset({"/slow", "/trickle"})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,11 +45,16 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        self.server.seen.append(
-            {"method": self.command, "path": self.path, "headers": list(self.headers.items()),
-             "body": body}
-        )
         path = parts.path
+        with self.server.lock:
+            # Counted busy in the same step as seen, so still_busy never sees one without
+            # the other; the handler below un-counts it when it is done.
+            if path in _LONG_PATHS:
+                self.server.busy[path] += 1
+            self.server.seen.append(
+                {"method": self.command, "path": self.path, "headers": list(self.headers.items()),
+                 "body": body}
+            )
         if path == "/echo":
             payload = {
                 "method": self.command,
@@ -102,33 +110,34 @@ class _Handler(BaseHTTPRequestHandler):
             # Any Content-Encoding the test asks for, over a plain body.
             self._reply(200, b"plain", [("Content-Encoding", v) for v in query["ce"].split("|")])
         elif path == "/slow":
-            # Answers only when released (teardown) or after ?s= seconds: `sleeping` counts
-            # handlers still waiting, so a test can see its call returned before the answer.
-            with self.server.lock:
-                self.server.sleeping += 1
+            # Answers only when released (teardown) or after ?s= seconds; see still_busy.
             self.server.release.wait(float(query.get("s", "20")))
             with self.server.lock:
-                self.server.sleeping -= 1
+                self.server.busy[path] -= 1
             try:
                 self._reply(200, b"late")
             except OSError:
                 pass  # the client gave up long ago
         elif path == "/trickle":
-            # One byte every 50 ms, each well within any read timeout, until released.
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            with self.server.lock:
-                self.server.trickling += 1
+            # One byte every 50 ms (each well within any read timeout) for ?s= seconds, or
+            # until released. A client that gives up does not end the handler early: `busy`
+            # says whether the *server* had finished (see still_busy).
+            seconds = float(query.get("s", "30"))
             try:
-                while not self.server.release.wait(0.05):
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for _ in range(int(seconds * 20)):
+                    if self.server.release.wait(0.05):
+                        break
                     self.wfile.write(b"1\r\nt\r\n")
                     self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
             except OSError:
-                pass  # the client gave up: what the test wants
+                self.server.release.wait(seconds)  # the client gave up: what the test wants
             finally:
                 with self.server.lock:
-                    self.server.trickling -= 1
+                    self.server.busy[path] -= 1
         else:
             self._reply(404, b"not found")
 
@@ -143,13 +152,22 @@ class _Server(ThreadingHTTPServer):
         self.seen: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.release = threading.Event()
-        self.sleeping = 0
-        self.trickling = 0
+        self.busy: collections.Counter[str] = collections.Counter()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gives up mid-answer (what the bounds tests provoke) is not an error.
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+    def still_busy(self, path: str) -> bool:
+        """Whether every request for ``path`` that reached this server is still unanswered.
+
+        The structural proof that a client gave up on its own: had it waited for the answer
+        (or the end of a trickle), the handler would have finished first.
+        """
+        with self.lock:
+            started = sum(1 for r in self.seen if urlsplit(r["path"]).path == path)
+            return self.busy[path] == started
 
     @property
     def port(self) -> int:

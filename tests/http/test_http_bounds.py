@@ -174,7 +174,7 @@ def test_slow_server_is_cut_off_at_the_invocation_deadline(
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/slow?s=60", budget=budget)
     assert str(info.value) == DEADLINE_PASSED
-    assert server.sleeping == 1  # the server has not answered: the fetch did not wait for it
+    assert server.still_busy("/slow")  # not answered yet: the fetch did not wait for it
 
 
 def test_redirect_chain_is_cut_off_at_the_deadline(
@@ -184,7 +184,7 @@ def test_redirect_chain_is_cut_off_at_the_deadline(
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/redirect?to=/slow%3Fs%3D60", budget=budget)
     assert str(info.value) == DEADLINE_PASSED
-    assert server.sleeping == 1
+    assert server.still_busy("/slow")
 
 
 def test_trickling_body_cannot_extend_the_deadline(
@@ -196,7 +196,7 @@ def test_trickling_body_cannot_extend_the_deadline(
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/trickle", budget=budget)
     assert str(info.value) == DEADLINE_PASSED
-    assert server.trickling == 1  # still sending: the client stopped, not the server
+    assert server.still_busy("/trickle")  # still sending: the client stopped, not the server
 
 
 def test_trickling_body_cannot_extend_the_clients_own_timeout(server: Any, unrestricted: Any) -> None:
@@ -204,7 +204,7 @@ def test_trickling_body_cannot_extend_the_clients_own_timeout(server: Any, unres
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/trickle")
     assert str(info.value) == 'Plugin "web": fetch to "127.0.0.1" failed: timed out after 1s'
-    assert server.trickling == 1
+    assert server.still_busy("/trickle")
 
 
 def test_a_passed_deadline_sends_nothing(client: HttpClient, server: Any, unrestricted: Any) -> None:
@@ -220,7 +220,7 @@ def test_the_clients_own_timeout_still_applies_under_a_later_deadline(server: An
     budget = CallBudget(None, deadline_ms=600_000)
     with pytest.raises(HttpAccessError, match="timed out after 1s$"):
         client.fetch(unrestricted, f"{server.base}/slow?s=60", budget=budget)
-    assert server.sleeping == 1
+    assert server.still_busy("/slow")
 
 
 SLOW_PLUGIN = '''
@@ -252,7 +252,7 @@ def test_sandboxed_route_with_wall_ms_1000_is_not_held_by_a_slow_server(tmp_path
     with _runtime_with_slow_plugin(tmp_path, server.port, wall_ms=1000) as rt:
         with pytest.raises((WallTimeExceeded, HttpAccessError)) as info:
             rt.invoke_route("slow", "fetch", input={"url": f"{server.base}/slow?s=60"})
-        assert server.sleeping == 1
+        assert server.still_busy("/slow")
     assert info.value.plugin_id == "slow"
 
 
@@ -261,7 +261,7 @@ def test_sandboxed_hook_timeout_bounds_the_fetch(tmp_path: Any, server: Any) -> 
         host = rt.get_plugin("slow").host
         with pytest.raises((HookTimeoutError, HttpAccessError)) as info:
             host.invoke_hook("content:afterSave", {"url": f"{server.base}/slow?s=60"}, timeout_ms=500)
-        assert server.sleeping == 1
+        assert server.still_busy("/slow")
     assert info.value.plugin_id == "slow"
 
 
@@ -269,14 +269,14 @@ def test_native_hook_timeout_bounds_the_fetch_on_its_own_thread(tmp_path: Any, s
     # A native handler cannot be stopped: the caller gets HookTimeoutError at the timeout,
     # and the handler's fetch (still running on a pool thread) must end at the same deadline.
     ended = threading.Event()
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[str, bool]] = []
 
     def on_save(event: Any, ctx: Any) -> None:
         try:
             ctx.http.fetch(f"{server.base}/slow?s=60")
-            seen.append(("answered", server.sleeping))
+            seen.append(("answered", server.still_busy("/slow")))
         except Exception as exc:
-            seen.append((type(exc).__name__, server.sleeping))
+            seen.append((type(exc).__name__, server.still_busy("/slow")))
         finally:
             ended.set()
 
@@ -293,7 +293,10 @@ def test_native_hook_timeout_bounds_the_fetch_on_its_own_thread(tmp_path: Any, s
         # Generous wait; the verdict is structural: the fetch ended while the server was
         # still sleeping (an unbounded fetch would end only with the server's answer).
         assert ended.wait(55)
-    assert seen == [("HttpAccessError", 1)]
+    # HttpAccessError: the fetch hit the deadline; BridgeError: on a loaded machine the pool
+    # thread may start after the deadline, and then the ctx call itself is refused.
+    [(kind, busy)] = seen
+    assert kind in ("HttpAccessError", "BridgeError") and busy
 
 
 # --- credentials: one rule, by shape --------------------------------------------------------
