@@ -208,8 +208,8 @@ class HttpClient:
         previous: _Hop | None = None
         current = url
         for hop_number in range(MAX_REDIRECTS + 1):
-            clock.check(current)
             hop = self._vet(plugin, current, unrestricted, clock)
+            clock.check(hop.host)
             if previous is not None and hop.origin != previous.origin and not stripped:
                 # Credentials were meant for the origin the plugin addressed, not for
                 # wherever that origin redirects (another allowed host included).
@@ -448,9 +448,9 @@ class _Clock:
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def check(self, url: str) -> None:
+    def check(self, host: str) -> None:
         if self.left() <= 0:
-            raise self.expired(url[:200])
+            raise self.expired(host)
 
     def expired(self, host: str) -> HttpAccessError:
         """The error for a fetch stopped by one of its bounds."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import emdash._bridge._http as http_mod
 from emdash import HookConfig, define_plugin
 from emdash._bridge._budget import CallBudget
 from emdash._bridge._http import HttpClient, _inflate
@@ -213,6 +214,31 @@ def test_a_passed_deadline_sends_nothing(client: HttpClient, server: Any, unrest
         client.fetch(unrestricted, f"{server.base}/echo", budget=budget)
     assert server.seen == []
     assert budget.used == 0
+
+
+def test_a_hanging_dns_lookup_is_cut_off_at_the_deadline(
+    client: HttpClient, unrestricted: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # getaddrinfo has no timeout of its own; a resolver that never answers must not hold
+    # the host thread past the invocation's deadline.
+    answer = threading.Event()
+    in_lookup: list[str] = []
+    answered: list[str] = []
+
+    def hanging(host: str, port: int) -> list[str]:
+        in_lookup.append(host)
+        answer.wait(60)
+        answered.append(host)
+        return ["93.184.216.34"]
+
+    monkeypatch.setattr(http_mod, "resolve_host", hanging)
+    try:
+        with pytest.raises(HttpAccessError) as info:
+            client.fetch(unrestricted, "http://slow-dns.example/", budget=CallBudget(None, deadline_ms=1000))
+        assert str(info.value) == DEADLINE_PASSED.replace('"127.0.0.1"', '"slow-dns.example"')
+        assert in_lookup == ["slow-dns.example"] and answered == []  # still waiting
+    finally:
+        answer.set()
 
 
 def test_the_clients_own_timeout_still_applies_under_a_later_deadline(server: Any, unrestricted: Any) -> None:
