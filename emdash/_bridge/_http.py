@@ -92,6 +92,7 @@ _DECODED_ENCODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 # Decoded bytes produced per zlib call: the most a single step can allocate.
 _INFLATE_STEP = 64 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 # Headers the transport owns: letting a plugin set them would allow request smuggling or
 # sending one Host while we vetted another.
 HOST_CONTROLLED_HEADERS = frozenset(
@@ -400,7 +401,8 @@ class HttpClient:
         codings = [c for c in codings if c and c != "identity"]
         if not codings:
             return None
-        shown = ", ".join(c[:32] for c in codings[:8])
+        # Server-controlled text going into an error message: printable ASCII only, short.
+        shown = ", ".join(_UNPRINTABLE.sub("?", c[:32]) for c in codings[:8])
         if len(codings) > 1:
             # Each layer multiplies the expansion (gzip of gzip: KB -> GB); no legitimate
             # server stacks them.
