@@ -34,7 +34,7 @@ import emdash
 
 EVENT = {"content": {"id": "01BENCH", "title": "bench"}, "collection": "posts", "isNew": True}
 
-PLUGIN = '''
+PLUGIN = """
 import time
 from emdash import define_plugin
 
@@ -66,7 +66,7 @@ plugin = define_plugin(
     hooks={"content:afterSave": noop},
     routes={"kv": kv_loop, "ping": ping, "spin": spin},
 )
-'''
+"""
 
 ROOMY = {"cpu_ms": 60_000, "memory_mb": 128, "wall_ms": 600_000, "subrequests": 100_000}
 
@@ -74,7 +74,12 @@ ROOMY = {"cpu_ms": 60_000, "memory_mb": 128, "wall_ms": 600_000, "subrequests": 
 def descriptor(pid: str, limits: dict[str, int] | None = None) -> dict[str, Any]:
     # content:read: without it the pipeline drops the content:afterSave hook (and the
     # benchmark would time an empty pipeline).
-    return {"id": pid, "version": "1.0.0", "capabilities": ["content:read"], "limits": limits or ROOMY}
+    return {
+        "id": pid,
+        "version": "1.0.0",
+        "capabilities": ["content:read"],
+        "limits": limits or ROOMY,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -119,7 +124,9 @@ def fork_server_children() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        ppid = int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        )
         by_parent.setdefault(ppid, []).append(int(entry.name))
         if ppid == me and b"_forkserver" in cmdline:
             servers.append(int(entry.name))
@@ -316,8 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     n_cpu = 5 if quick else 30
     t_tp = 1.0 if quick else 5.0
 
-    print(f"emdash {emdash.__version__} sandbox benchmark ({'quick' if quick else 'full'} run), "
-          f"CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"emdash {emdash.__version__} sandbox benchmark ({'quick' if quick else 'full'} run), "
+        f"CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     rows: list[Row] = []
 
     def step(what: str) -> None:
@@ -342,20 +352,46 @@ def main(argv: list[str] | None = None) -> int:
     step("idle worker memory")
     uss = idle_uss(n_idle)
     u = (statistics.median(uss), max(uss)) if uss else None
-    rows.append(Row("idle USS per plugin worker", "MB", u, None, "<= 2 MB",
-                    u is not None and u[0] <= 2.0, f"{len(uss)} workers; max shown as p99"))
+    rows.append(
+        Row(
+            "idle USS per plugin worker",
+            "MB",
+            u,
+            None,
+            "<= 2 MB",
+            u is not None and u[0] <= 2.0,
+            f"{len(uss)} workers; max shown as p99",
+        )
+    )
 
     step("CPU-limit overshoot")
     over = cpu_overshoot(n_cpu)
     o = p50_p99(over, 1.0)
-    rows.append(Row("CPU-limit overshoot at 50 ms", "ms", o, None, "<= 10 ms", o[1] <= 10,
-                    "native: no CPU limit"))
+    rows.append(
+        Row(
+            "CPU-limit overshoot at 50 ms",
+            "ms",
+            o,
+            None,
+            "<= 10 ms",
+            o[1] <= 10,
+            "native: no CPU limit",
+        )
+    )
 
     step("throughput")
     tp_sb, tp_nat = throughput(t_tp)
-    rows.append(Row("no-op hooks, 2 host threads", "k/s", (tp_sb / 1e3, tp_sb / 1e3),
-                    (tp_nat / 1e3, tp_nat / 1e3), ">= 20 k/s", tp_sb >= 20_000,
-                    "a rate, p50 = p99"))
+    rows.append(
+        Row(
+            "no-op hooks, 2 host threads",
+            "k/s",
+            (tp_sb / 1e3, tp_sb / 1e3),
+            (tp_nat / 1e3, tp_nat / 1e3),
+            ">= 20 k/s",
+            tp_sb >= 20_000,
+            "a rate, p50 = p99",
+        )
+    )
 
     print()
     print(render(rows))

@@ -222,9 +222,7 @@ class ForkServerClient:
             self._pending[req] = wait
         try:
             with self._send_lock:
-                send_frame(
-                    self._sock, {"op": "fork", "req": req, "memory_mb": memory_mb}, 4096
-                )
+                send_frame(self._sock, {"op": "fork", "req": req, "memory_mb": memory_mb}, 4096)
         except OSError:
             with self._lock:
                 self._pending.pop(req, None)

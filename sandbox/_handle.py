@@ -45,9 +45,7 @@ class WorkerHandle:
         # poll or timeout bookkeeping; waits happen in poll() against the call's deadline.
         # `quick` does the calls that cannot block without releasing the GIL (_quickio).
         self.quick = QuickIO(proc.channel) if QUICK_IO else None
-        self.reader = FrameReader(
-            proc.channel, max_frame_bytes, nonblocking=True, quick=self.quick
-        )
+        self.reader = FrameReader(proc.channel, max_frame_bytes, nonblocking=True, quick=self.quick)
         self.max_frame_bytes = max_frame_bytes
         self.memory_mb = memory_mb
         self.lock = threading.Lock()

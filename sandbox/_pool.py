@@ -157,7 +157,9 @@ class WorkerPool:
             raise SandboxError(f"fn must look like 'module:function', got {fn!r}")
         if type(args) is not list:
             raise SandboxError("args must be a list")
-        return self._invoke({"op": "call", "fn": fn, "args": args}, on_host_call, limits, timeout_ms)
+        return self._invoke(
+            {"op": "call", "fn": fn, "args": args}, on_host_call, limits, timeout_ms
+        )
 
     def raw_exec_for_tests(
         self,
@@ -174,9 +176,7 @@ class WorkerPool:
         that the process layer holds on its own, as if the language layer were broken.
         """
         if not self._sup.allow_raw_exec_for_tests:
-            raise SandboxError(
-                "raw_exec_for_tests needs Supervisor(allow_raw_exec_for_tests=True)"
-            )
+            raise SandboxError("raw_exec_for_tests needs Supervisor(allow_raw_exec_for_tests=True)")
         return self._invoke({"op": "raw_exec", "source": source}, on_host_call, limits, timeout_ms)
 
     def is_healthy(self) -> bool:
@@ -226,8 +226,14 @@ class WorkerPool:
                 f"the arguments for {self.key} cannot be sent to the sandbox: {exc}"
             ) from None
         call = Call(
-            op=fields["op"], cid=cid, frame=frame, limits=lim, cpu_ms=lim.cpu_ms,
-            budget_ms=budget_ms, kind=kind, on_host_call=on_host_call,
+            op=fields["op"],
+            cid=cid,
+            frame=frame,
+            limits=lim,
+            cpu_ms=lim.cpu_ms,
+            budget_ms=budget_ms,
+            kind=kind,
+            on_host_call=on_host_call,
         )
         # Waiting for a worker counts against the caller's budget...
         worker = self._checkout(start + budget_ms / 1000, call)
@@ -536,17 +542,31 @@ class WorkerPool:
         init = None if spec.init is None else [spec.init[0], list(spec.init[1])]
         try:
             frame = encode_frame(
-                {"op": "load", "id": cid, "files": spec.files, "entry": spec.entry,
-                 "init": init, "cpu_ms": lim.load_cpu_ms},
+                {
+                    "op": "load",
+                    "id": cid,
+                    "files": spec.files,
+                    "entry": spec.entry,
+                    "init": init,
+                    "cpu_ms": lim.load_cpu_ms,
+                },
                 worker.max_frame_bytes,
             )
         except (TypeError, FrameTooLarge) as exc:
             self._discard(worker, kill=True, crash=False)
-            raise SandboxError(f"the code for {self.key} cannot be sent to the sandbox: {exc}") from None
+            raise SandboxError(
+                f"the code for {self.key} cannot be sent to the sandbox: {exc}"
+            ) from None
         # No host calls during a load (init included): on_host_call is None.
         load = Call(
-            op="load", cid=cid, frame=frame, limits=lim, cpu_ms=lim.load_cpu_ms,
-            budget_ms=lim.wall_ms, kind="wall", on_host_call=None,
+            op="load",
+            cid=cid,
+            frame=frame,
+            limits=lim,
+            cpu_ms=lim.load_cpu_ms,
+            budget_ms=lim.wall_ms,
+            kind="wall",
+            on_host_call=None,
         )
         load.start_clock()
         outcome = self._exchange(worker, load)

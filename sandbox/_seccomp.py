@@ -167,14 +167,18 @@ class CompiledFilter:
 
     def __init__(self, program: bytes) -> None:
         if not program or len(program) % ctypes.sizeof(_SockFilter):
-            raise ValueError(f"a BPF program is whole 8-byte instructions, got {len(program)} bytes")
+            raise ValueError(
+                f"a BPF program is whole 8-byte instructions, got {len(program)} bytes"
+            )
         count = len(program) // ctypes.sizeof(_SockFilter)
         if count > 0xFFFF:
             raise ValueError(f"a BPF program has at most 65535 instructions, got {count}")
         self.program = program
         # Built here, in the fork server: a worker only passes the pointer to the kernel.
         self._instructions = (_SockFilter * count).from_buffer_copy(program)
-        self._fprog = _SockFprog(count, ctypes.cast(self._instructions, ctypes.POINTER(_SockFilter)))
+        self._fprog = _SockFprog(
+            count, ctypes.cast(self._instructions, ctypes.POINTER(_SockFilter))
+        )
         self._prctl = ctypes.CDLL(None, use_errno=True).prctl
         self._prctl.restype = ctypes.c_int
 

@@ -248,7 +248,9 @@ class HttpClient:
     def _vet(self, plugin: PluginDescriptor, url: str, unrestricted: bool, clock: _Clock) -> _Hop:
         pid = plugin.id
         if len(url) > _MAX_URL_CHARS:
-            raise self._blocked(pid, url[:100] + "...", f"URL longer than {_MAX_URL_CHARS} characters")
+            raise self._blocked(
+                pid, url[:100] + "...", f"URL longer than {_MAX_URL_CHARS} characters"
+            )
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError):
@@ -302,7 +304,9 @@ class HttpClient:
 
     @staticmethod
     def _blocked(pid: str, host: str, reason: str) -> HttpAccessError:
-        return HttpAccessError(f'Plugin "{pid}": blocked fetch to "{host}": {reason}', plugin_id=pid)
+        return HttpAccessError(
+            f'Plugin "{pid}": blocked fetch to "{host}": {reason}', plugin_id=pid
+        )
 
     # -- I/O ----------------------------------------------------------------------------
 
@@ -424,8 +428,7 @@ class HttpClient:
     def _too_big(self, pid: str, host: str) -> HttpAccessError:
         return HttpAccessError(
             # The limit counts decoded bytes (the module docstring says how).
-            f'Plugin "{pid}": response from "{host}" exceeds the {self.max_body}-byte body '
-            "limit",
+            f'Plugin "{pid}": response from "{host}" exceeds the {self.max_body}-byte body limit',
             plugin_id=pid,
         )
 
@@ -739,7 +742,9 @@ class PinnedTransport(httpx.BaseTransport):
         )
         core_request = httpcore.Request(
             method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path),
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path
+            ),
             headers=request.headers.raw,
             content=request.stream,
             extensions={"timeout": request.extensions.get("timeout", {})},

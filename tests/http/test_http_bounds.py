@@ -57,7 +57,9 @@ def test_gzip_bomb_stops_at_the_cap_having_allocated_about_the_cap(
 ) -> None:
     client = HttpClient(allow_private=["127.0.0.1"])  # the default 10 MiB cap
     # Same-run baseline: a legitimate gzip body just under the cap.
-    baseline, ok = traced_peak(lambda: client.fetch(unrestricted, f"{server.base}/gzip?n={9 * MiB}"))
+    baseline, ok = traced_peak(
+        lambda: client.fetch(unrestricted, f"{server.base}/gzip?n={9 * MiB}")
+    )
     assert len(body(ok)) == 9 * MiB
     bomb, refused = traced_peak(lambda: client.fetch(unrestricted, f"{server.base}/bomb?layers=1"))
     assert isinstance(refused, HttpAccessError)
@@ -150,7 +152,9 @@ def test_bounded_decoder_refuses_corrupt_input() -> None:
         list(_inflate([b"\x1f\x8b not gzip at all"], "gzip"))
 
 
-def test_corrupt_body_is_an_http_access_error(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_corrupt_body_is_an_http_access_error(
+    client: HttpClient, server: Any, unrestricted: Any
+) -> None:
     # /encoded sends "plain" labelled as gzip.
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/encoded?ce=gzip")
@@ -200,7 +204,9 @@ def test_trickling_body_cannot_extend_the_deadline(
     assert server.still_busy("/trickle")  # still sending: the client stopped, not the server
 
 
-def test_trickling_body_cannot_extend_the_clients_own_timeout(server: Any, unrestricted: Any) -> None:
+def test_trickling_body_cannot_extend_the_clients_own_timeout(
+    server: Any, unrestricted: Any
+) -> None:
     client = HttpClient(allow_private=["127.0.0.1"], timeout=1.0)
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/trickle")
@@ -208,7 +214,9 @@ def test_trickling_body_cannot_extend_the_clients_own_timeout(server: Any, unres
     assert server.still_busy("/trickle")
 
 
-def test_a_passed_deadline_sends_nothing(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_a_passed_deadline_sends_nothing(
+    client: HttpClient, server: Any, unrestricted: Any
+) -> None:
     budget = CallBudget(5, deadline=time.monotonic() - 1)
     with pytest.raises(HttpAccessError, match="stopped: the invocation's deadline passed"):
         client.fetch(unrestricted, f"{server.base}/echo", budget=budget)
@@ -234,14 +242,18 @@ def test_a_hanging_dns_lookup_is_cut_off_at_the_deadline(
     monkeypatch.setattr(http_mod, "resolve_host", hanging)
     try:
         with pytest.raises(HttpAccessError) as info:
-            client.fetch(unrestricted, "http://slow-dns.example/", budget=CallBudget(None, deadline_ms=1000))
+            client.fetch(
+                unrestricted, "http://slow-dns.example/", budget=CallBudget(None, deadline_ms=1000)
+            )
         assert str(info.value) == DEADLINE_PASSED.replace('"127.0.0.1"', '"slow-dns.example"')
         assert in_lookup == ["slow-dns.example"] and answered == []  # still waiting
     finally:
         answer.set()
 
 
-def test_the_clients_own_timeout_still_applies_under_a_later_deadline(server: Any, unrestricted: Any) -> None:
+def test_the_clients_own_timeout_still_applies_under_a_later_deadline(
+    server: Any, unrestricted: Any
+) -> None:
     client = HttpClient(allow_private=["127.0.0.1"], timeout=1.0)
     budget = CallBudget(None, deadline_ms=600_000)
     with pytest.raises(HttpAccessError, match="timed out after 1s$"):
@@ -249,7 +261,7 @@ def test_the_clients_own_timeout_still_applies_under_a_later_deadline(server: An
     assert server.still_busy("/slow")
 
 
-SLOW_PLUGIN = '''
+SLOW_PLUGIN = """
 from emdash import define_plugin
 
 def fetch(route_ctx, ctx):
@@ -259,7 +271,7 @@ def on_save(event, ctx):
     ctx.http.fetch(event["url"])
 
 plugin = define_plugin(routes={"fetch": fetch}, hooks={"content:afterSave": on_save})
-'''
+"""
 
 
 def _runtime_with_slow_plugin(tmp_path: Any, port: int, **limits: int) -> Runtime:
@@ -267,14 +279,21 @@ def _runtime_with_slow_plugin(tmp_path: Any, port: int, **limits: int) -> Runtim
     # Test-only wiring: let this bridge reach the local server.
     rt.bridge.http = HttpClient(allow_private=["127.0.0.1"])
     rt.add_plugin(
-        {"id": "slow", "version": "1.0.0", "capabilities": ["network:request"],
-         "allowedHosts": [f"127.0.0.1:{port}"], "limits": limits or None},
+        {
+            "id": "slow",
+            "version": "1.0.0",
+            "capabilities": ["network:request"],
+            "allowedHosts": [f"127.0.0.1:{port}"],
+            "limits": limits or None,
+        },
         source={"plugin.py": SLOW_PLUGIN},
     )
     return rt
 
 
-def test_sandboxed_route_with_wall_ms_1000_is_not_held_by_a_slow_server(tmp_path: Any, server: Any) -> None:
+def test_sandboxed_route_with_wall_ms_1000_is_not_held_by_a_slow_server(
+    tmp_path: Any, server: Any
+) -> None:
     with _runtime_with_slow_plugin(tmp_path, server.port, wall_ms=1000) as rt:
         with pytest.raises((WallTimeExceeded, HttpAccessError)) as info:
             rt.invoke_route("slow", "fetch", input={"url": f"{server.base}/slow?s=60"})
@@ -286,7 +305,9 @@ def test_sandboxed_hook_timeout_bounds_the_fetch(tmp_path: Any, server: Any) -> 
     with _runtime_with_slow_plugin(tmp_path, server.port) as rt:  # default wall_ms (30 s)
         host = rt.get_plugin("slow").host
         with pytest.raises((HookTimeoutError, HttpAccessError)) as info:
-            host.invoke_hook("content:afterSave", {"url": f"{server.base}/slow?s=60"}, timeout_ms=500)
+            host.invoke_hook(
+                "content:afterSave", {"url": f"{server.base}/slow?s=60"}, timeout_ms=500
+            )
         assert server.still_busy("/slow")
     assert info.value.plugin_id == "slow"
 
@@ -310,9 +331,13 @@ def test_native_hook_timeout_bounds_the_fetch_on_its_own_thread(tmp_path: Any, s
     with Runtime(str(tmp_path / "site.db")) as rt:
         rt.bridge.http = HttpClient(allow_private=["127.0.0.1"])
         info = rt.add_plugin(
-            {"id": "native", "capabilities": ["network:request"],
-             "allowedHosts": [f"127.0.0.1:{server.port}"]},
-            source=definition, trusted=True,
+            {
+                "id": "native",
+                "capabilities": ["network:request"],
+                "allowedHosts": [f"127.0.0.1:{server.port}"],
+            },
+            source=definition,
+            trusted=True,
         )
         with pytest.raises(HookTimeoutError):
             info.host.invoke_hook("content:afterSave", {}, timeout_ms=500)
@@ -328,18 +353,58 @@ def test_native_hook_timeout_bounds_the_fetch_on_its_own_thread(tmp_path: Any, s
 # --- credentials: one rule, by shape --------------------------------------------------------
 
 CREDENTIAL_NAMES = [
-    "Authorization", "Proxy-Authorization", "Cookie", "x-api-key", "X-API-KEY", "x_api_key",
-    "apikey", "X-ApiKey", "x-auth-token", "x-csrf-token", "x-xsrf-token", "x-csrftoken",
-    "x-amz-security-token", "x-goog-api-key", "ocp-apim-subscription-key", "private-token",
-    "x-session-id", "x-client-secret", "x-hub-signature-256", "stripe-signature",
-    "x-access-key", "x-vault-token", "x-jwt-assertion", "cf-access-client-id",
-    "x-password", "x-credential", "x-oauth-scopes", "bearer", "x-sig", "x-otp",
+    "Authorization",
+    "Proxy-Authorization",
+    "Cookie",
+    "x-api-key",
+    "X-API-KEY",
+    "x_api_key",
+    "apikey",
+    "X-ApiKey",
+    "x-auth-token",
+    "x-csrf-token",
+    "x-xsrf-token",
+    "x-csrftoken",
+    "x-amz-security-token",
+    "x-goog-api-key",
+    "ocp-apim-subscription-key",
+    "private-token",
+    "x-session-id",
+    "x-client-secret",
+    "x-hub-signature-256",
+    "stripe-signature",
+    "x-access-key",
+    "x-vault-token",
+    "x-jwt-assertion",
+    "cf-access-client-id",
+    "x-password",
+    "x-credential",
+    "x-oauth-scopes",
+    "bearer",
+    "x-sig",
+    "x-otp",
 ]
 PLAIN_NAMES = [
-    "accept", "accept-encoding", "accept-language", "content-type", "user-agent", "referer",
-    "origin", "x-forwarded-for", "x-request-id", "if-none-match", "sec-fetch-site",
-    "cache-control", "traceparent", "x-requested-with", "range", "x-github-event",
-    "content-security-policy", "x-keyword", "x-passthrough", "x-trace",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "content-type",
+    "user-agent",
+    "referer",
+    "origin",
+    "x-forwarded-for",
+    "x-request-id",
+    "if-none-match",
+    "sec-fetch-site",
+    "cache-control",
+    "traceparent",
+    "x-requested-with",
+    "range",
+    "x-github-event",
+    "content-security-policy",
+    "x-keyword",
+    "x-passthrough",
+    "x-trace",
 ]
 
 
@@ -354,8 +419,12 @@ def test_plain_names(name: str) -> None:
 
 
 CUSTOM_CREDS = [
-    ["X-Api-Key", "k-1"], ["X-Auth-Token", "t-1"], ["X-CSRF-Token", "c-1"],
-    ["X-Amz-Security-Token", "a-1"], ["Stripe-Signature", "s-1"], ["Authorization", "Bearer b"],
+    ["X-Api-Key", "k-1"],
+    ["X-Auth-Token", "t-1"],
+    ["X-CSRF-Token", "c-1"],
+    ["X-Amz-Security-Token", "a-1"],
+    ["Stripe-Signature", "s-1"],
+    ["Authorization", "Bearer b"],
     ["X-Keep", "yes"],
 ]
 
@@ -380,5 +449,7 @@ def test_same_origin_redirect_keeps_custom_credentials(
     client: HttpClient, server: Any, make_plugin: Any
 ) -> None:
     plugin = make_plugin(["network:request"], ["127.0.0.1"])
-    echoed = json.loads(body(client.fetch(plugin, f"{server.base}/redirect?to=/echo", headers=CUSTOM_CREDS)))
+    echoed = json.loads(
+        body(client.fetch(plugin, f"{server.base}/redirect?to=/echo", headers=CUSTOM_CREDS))
+    )
     assert ["x-api-key", "k-1"] in echoed["headers"]

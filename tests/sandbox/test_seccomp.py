@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pyseccomp
 
@@ -27,7 +26,7 @@ def nr(name: str) -> int:
     return int(pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name))
 
 
-PROBE = r'''
+PROBE = r"""
 import ctypes, errno, json, mmap, os, resource, signal, socket, sys, threading, time
 from sandbox._seccomp import build_filter
 
@@ -91,12 +90,29 @@ libc_call("unshare", libc.unshare, 0x10000000)
 for name, number in NR.items():
     raw(name, number, 0, 0, 0, 0)
 os.write(0, json.dumps(out).encode())
-'''
+"""
 
 DENIED_RAW = (
-    "io_uring_setup", "openat2", "execveat", "clone3", "ptrace", "process_vm_readv",
-    "pidfd_open", "pidfd_getfd", "userfaultfd", "bpf", "perf_event_open", "keyctl",
-    "mount", "setns", "seccomp", "socket", "connect", "tgkill", "setuid", "chroot",
+    "io_uring_setup",
+    "openat2",
+    "execveat",
+    "clone3",
+    "ptrace",
+    "process_vm_readv",
+    "pidfd_open",
+    "pidfd_getfd",
+    "userfaultfd",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "mount",
+    "setns",
+    "seccomp",
+    "socket",
+    "connect",
+    "tgkill",
+    "setuid",
+    "chroot",
 )
 
 
@@ -104,7 +120,9 @@ def run_probe() -> tuple[int, dict[str, str]]:
     numbers = {name: nr(name) for name in DENIED_RAW}
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(numbers), str(os.getpid())],
-        capture_output=True, env={"PYTHONPATH": ROOT}, timeout=60,
+        capture_output=True,
+        env={"PYTHONPATH": ROOT},
+        timeout=60,
     )
     return proc.returncode, json.loads(proc.stdout or b"{}")
 
@@ -114,17 +132,41 @@ def test_filter_allows_the_serve_loop_and_nothing_else() -> None:
     assert code == 0
     allowed = {k for k, v in out.items() if v == "allowed"}
     assert allowed == {
-        "getrandom", "clock", "sleep", "mmap rw", "big alloc", "getrusage",
-        "setitimer prof", "write fd 0",
+        "getrandom",
+        "clock",
+        "sleep",
+        "mmap rw",
+        "big alloc",
+        "getrusage",
+        "setitimer prof",
+        "write fd 0",
     }
     denied = {k: v for k, v in out.items() if v != "allowed"}
     assert denied == {
-        **{name: "EPERM" for name in (
-            "setitimer real", "write fd 2", "open", "stat", "listdir", "socket inet",
-            "socket unix", "socketpair", "fork", "execv", "memfd", "mmap exec",
-            "mprotect exec", "sigaction", "sigprocmask", "kill", "prctl",
-            "unshare", *DENIED_RAW,
-        )},
+        **{
+            name: "EPERM"
+            for name in (
+                "setitimer real",
+                "write fd 2",
+                "open",
+                "stat",
+                "listdir",
+                "socket inet",
+                "socket unix",
+                "socketpair",
+                "fork",
+                "execv",
+                "memfd",
+                "mmap exec",
+                "mprotect exec",
+                "sigaction",
+                "sigprocmask",
+                "kill",
+                "prctl",
+                "unshare",
+                *DENIED_RAW,
+            )
+        },
         "thread": "RuntimeError: can't start new thread",
         # CPython reports setrlimit's EPERM this way
         "setrlimit": "ValueError: not allowed to raise maximum limit",
@@ -157,18 +199,34 @@ def test_the_allowlist_is_exactly_what_the_serve_loop_needs() -> None:
     assert CHANNEL_FD == 0
     assert FD0_ONLY == ("read", "write", "recvfrom", "sendto")
     assert set(ALLOWED_ANY_ARGS) == {
-        "brk", "munmap", "mremap", "madvise", "futex", "clock_gettime", "clock_getres",
-        "gettimeofday", "time", "clock_nanosleep", "nanosleep", "restart_syscall",
-        "sched_yield", "rt_sigreturn", "getrandom", "close", "exit", "exit_group",
+        "brk",
+        "munmap",
+        "mremap",
+        "madvise",
+        "futex",
+        "clock_gettime",
+        "clock_getres",
+        "gettimeofday",
+        "time",
+        "clock_nanosleep",
+        "nanosleep",
+        "restart_syscall",
+        "sched_yield",
+        "rt_sigreturn",
+        "getrandom",
+        "close",
+        "exit",
+        "exit_group",
     }
 
 
-def test_filter_rules_have_the_argument_checks(tmp_path: Any) -> None:
+def test_filter_rules_have_the_argument_checks(tmp_path: Path) -> None:
     # The textual dump shows the comparisons the BPF program makes.
     path = tmp_path / "filter.pfc"
     with open(path, "w") as f:
         build_filter().export_pfc(f)
     text = path.read_text()
+
     def rule(name: str) -> str:
         start = text.index(f"if ($syscall == {nr(name)})")
         return text[start : text.index("action", start)]

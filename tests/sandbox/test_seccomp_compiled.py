@@ -23,7 +23,7 @@ from sandbox._seccomp import CompiledFilter, build_filter, compile_filter
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
-PROBE = r'''
+PROBE = r"""
 import ctypes, errno, json, mmap, os, resource, signal, socket, sys, time
 from sandbox._seccomp import build_filter, compile_filter
 
@@ -70,11 +70,23 @@ for name, number in NR.items():
     rc = libc.syscall(number, 0, 0, 0, 0)
     out[name] = "allowed" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
 os.write(0, json.dumps(out).encode())
-'''
+"""
 
 RAW = (
-    "sched_yield", "getpid", "socket", "connect", "ptrace", "bpf", "seccomp", "setuid",
-    "kill", "prctl", "unshare", "openat", "clone3", "io_uring_setup",
+    "sched_yield",
+    "getpid",
+    "socket",
+    "connect",
+    "ptrace",
+    "bpf",
+    "seccomp",
+    "setuid",
+    "kill",
+    "prctl",
+    "unshare",
+    "openat",
+    "clone3",
+    "io_uring_setup",
 )
 
 
@@ -82,7 +94,9 @@ def probe(how: str) -> tuple[int, dict[str, str]]:
     numbers = {name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) for name in RAW}
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, how, json.dumps(numbers)],
-        capture_output=True, env={"PYTHONPATH": ROOT}, timeout=60,
+        capture_output=True,
+        env={"PYTHONPATH": ROOT},
+        timeout=60,
     )
     return proc.returncode, json.loads(proc.stdout or b"{}")
 
@@ -103,8 +117,14 @@ def test_loading_the_compiled_program_behaves_exactly_like_libseccomp() -> None:
     assert code_lib == code_bpf == 0
     assert compiled == by_libseccomp
     assert {k for k, v in compiled.items() if v == "allowed"} == {
-        "getrandom", "clock", "sleep", "mmap rw", "getrusage", "setitimer prof",
-        "write fd 0", "sched_yield",
+        "getrandom",
+        "clock",
+        "sleep",
+        "mmap rw",
+        "getrusage",
+        "setitimer prof",
+        "write fd 0",
+        "sched_yield",
     }
     # Past the filter (the kernel then finds fd 0 is no socket here), unlike fd 1.
     assert compiled["recv peek fd 0"] == "ENOTSOCK"
