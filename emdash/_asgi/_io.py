@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl
 
 from sandbox._jsonrule import NotExactJSON, check_decoded
 
+from .._bridge._ssrf import is_credential_header
+
 __all__ = [
     "SENSITIVE_HEADERS",
     "BadInput",
@@ -33,8 +35,10 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-# Credentials never reach plugin code, trusted or not (EmDash strips these only for isolates;
-# spec §8.5 asks the port to do it in both modes).
+# Credentials never reach plugin code, trusted or not (EmDash strips a few names, and only for
+# isolates; here both modes). The names below are always stripped; on top, every header
+# shaped like a credential (x-api-key, x-auth-token, x-csrf-token, x-amz-security-token,
+# *-signature...: the one rule of is_credential_header, also used for outgoing redirects).
 SENSITIVE_HEADERS = frozenset(
     {
         "cookie",
@@ -76,7 +80,7 @@ def request_headers(scope: Scope) -> dict[str, str]:
     out: dict[str, str] = {}
     for raw_key, raw_value in scope.get("headers", ()):
         key = bytes(raw_key).decode("latin-1").lower()
-        if key in SENSITIVE_HEADERS:
+        if key in SENSITIVE_HEADERS or is_credential_header(key):
             continue
         value = bytes(raw_value).decode("latin-1")
         out[key] = f"{out[key]}, {value}" if key in out else value

@@ -5,9 +5,19 @@ passed to every ``Bridge.dispatch`` of that invocation. Every bridge call except
 costs one subrequest; ``http/fetch`` costs one per hop (charged by the HTTP client, so a
 redirect chain cannot be used to multiply requests for free). ``log`` has its own cap so a
 plugin cannot flood the host log, and going over it drops lines instead of failing.
+
+The budget also carries the invocation's **deadline** (``time.monotonic`` seconds): the
+plugin host sets it to the invocation's start plus ``min(limits.wall_ms, timeout_ms)``, so
+host-side work done on the plugin's behalf cannot outlive the invocation that asked for it.
+The supervisor can stop a worker at its wall limit, but not a host thread blocked in a
+service call for that worker: a service that may wait (``http/fetch``: connect, every read,
+DNS, redirects) bounds each wait by :meth:`CallBudget.remaining` and gives up once the
+deadline has passed.
 """
 
 from __future__ import annotations
+
+import time
 
 from .._shared._errors import SubrequestLimitExceeded
 
@@ -23,9 +33,35 @@ class CallBudget:
     catch the error in its own code, and the host still fails the invocation afterwards.
     """
 
-    __slots__ = ("exceeded", "log_dropped", "log_lines", "logged", "subrequests", "used")
+    __slots__ = (
+        "deadline",
+        "deadline_ms",
+        "exceeded",
+        "log_dropped",
+        "log_lines",
+        "logged",
+        "subrequests",
+        "used",
+    )
 
-    def __init__(self, subrequests: int | None, log_lines: int = 200) -> None:
+    def __init__(
+        self,
+        subrequests: int | None,
+        log_lines: int = 200,
+        *,
+        deadline_ms: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        """``deadline_ms``: the invocation's time budget, counted from now; ``deadline``: the
+        same as an absolute ``time.monotonic()`` value (when the host took the start time
+        earlier). Given both, the earlier wins. Neither: no deadline.
+        """
+        self.deadline: float | None = deadline
+        if deadline_ms is not None:
+            relative = time.monotonic() + deadline_ms / 1000
+            self.deadline = relative if deadline is None else min(deadline, relative)
+        # For messages only: the budget the plugin (or the hook's caller) configured.
+        self.deadline_ms = deadline_ms
         self.subrequests = subrequests
         self.log_lines = log_lines
         self.used = 0
@@ -44,6 +80,12 @@ class CallBudget:
                 "limits.subrequests in the plugin descriptor.",
                 plugin_id=plugin_id,
             )
+
+    def remaining(self) -> float | None:
+        """Seconds left before the invocation's deadline (``<= 0``: passed), ``None``: no deadline."""
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
 
     def take_log_line(self) -> bool:
         """Whether one more log line may be written in this invocation."""

@@ -16,10 +16,29 @@ request, before any byte goes out, it
    A DNS answer that changes between the check and the connect (rebinding) is never used.
 
 Redirects are followed by hand (at most 5, each hop re-vetted from step 1); once a hop
-changes origin, ``authorization``, ``cookie`` and ``proxy-authorization`` are dropped for the
-rest of the chain; 303 turns the request into a body-less GET. Every hop costs one
-subrequest of the invocation's budget. Nothing from the host environment leaks in: no proxy
-variables (``trust_env`` is never consulted), no cookie jar, no netrc.
+changes origin, every credential-shaped header (:func:`is_credential_header`: authorization,
+cookie, ``x-api-key``, ``x-auth-token``, ``*-signature``...) is dropped for the rest of the
+chain; 303 turns the request into a body-less GET. Every hop costs one subrequest of the
+invocation's budget. Nothing from the host environment leaks in: no proxy variables
+(``trust_env`` is never consulted), no cookie jar, no netrc.
+
+Bounds the plugin cannot move (the host pays for this work, so the host sets them):
+
+- **Time.** One fetch, redirects and body included, ends by the *earlier* of its own
+  ``timeout`` (10 s) and the invocation's deadline carried by its
+  :class:`~emdash._bridge._budget.CallBudget` (``min(wall_ms, timeout_ms)`` from the
+  invocation's start). Every wait is clamped to what is left: DNS, connect, TLS, each socket
+  read and write (:class:`_DeadlineStream`), so a server trickling one byte at a time cannot
+  stretch it. Past the invocation's deadline the fetch raises :class:`HttpAccessError`
+  saying so (the supervisor then reports the invocation itself as ``WallTimeExceeded`` or
+  ``HookTimeoutError``); past its own timeout, a "timed out" :class:`HttpAccessError`.
+- **Bytes.** The body is read raw and decoded here, in bounded steps
+  (``zlib.decompressobj().decompress(data, max_length)``), counting the *decoded* size as it
+  grows: a few KB of gzip that would inflate to gigabytes stops at ``max_body`` (10 MiB)
+  having allocated about that much. httpx's own decoders inflate a whole network chunk in
+  one call, which is why they are not used. Only ``gzip`` and ``deflate`` are decoded; a
+  response with several encodings (``gzip, gzip`` nests one bomb in another) or an unknown
+  one is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +48,9 @@ import ipaddress
 import re
 import socket
 import ssl
+import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,18 +60,39 @@ import httpcore
 import httpx
 
 from .._shared._errors import BridgeError, CapabilityError, HttpAccessError
-from ._ssrf import IPAddress, address_problem, host_problem, normalize_host
+from ._ssrf import (
+    IPAddress,
+    address_problem,
+    host_problem,
+    is_credential_header,
+    normalize_host,
+)
 
 if TYPE_CHECKING:
     from .._model._descriptor import PluginDescriptor
     from ._budget import CallBudget
 
-__all__ = ["MAX_REDIRECTS", "PIN_EXTENSION", "HttpClient", "PinnedTransport", "resolve_host"]
+__all__ = [
+    "DEADLINE_EXTENSION",
+    "MAX_REDIRECTS",
+    "PIN_EXTENSION",
+    "HttpClient",
+    "PinnedTransport",
+    "is_credential_header",
+    "resolve_host",
+]
 
 MAX_REDIRECTS = 5
 PIN_EXTENSION = "emdash.pinned_ip"
+# Absolute time.monotonic() by which every wait of the request must end (see _DeadlineStream).
+DEADLINE_EXTENSION = "emdash.deadline"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+# Content-Encoding values decoded here (the value names the algorithm, aliases included).
+_DECODED_ENCODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+# Decoded bytes produced per zlib call: the most a single step can allocate.
+_INFLATE_STEP = 64 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 # Headers the transport owns: letting a plugin set them would allow request smuggling or
 # sending one Host while we vetted another.
 HOST_CONTROLLED_HEADERS = frozenset(
@@ -139,7 +181,8 @@ class HttpClient:
         """Fetch ``url`` for ``plugin``; ``{"status", "statusText", "headers", "bodyBase64"}``.
 
         Each hop is charged to ``budget``; with ``prepaid`` the first one was already
-        charged by the caller (the bridge charges every call up front).
+        charged by the caller (the bridge charges every call up front). The budget's
+        deadline, if any, bounds the whole fetch (see the module docstring).
         """
         pid = plugin.id
         unrestricted = plugin.has("network:request:unrestricted")
@@ -161,24 +204,27 @@ class HttpClient:
                 f"http/fetch: request body of {len(body)} bytes exceeds the limit of "
                 f"{self.max_body} bytes"
             )
-        deadline = time.monotonic() + self.timeout
+        clock = _Clock(pid, time.monotonic() + self.timeout, self.timeout, budget)
         stripped = False
         previous: _Hop | None = None
         current = url
         for hop_number in range(MAX_REDIRECTS + 1):
-            hop = self._vet(plugin, current, unrestricted)
+            hop = self._vet(plugin, current, unrestricted, clock)
+            clock.check(hop.host)
             if previous is not None and hop.origin != previous.origin and not stripped:
+                # Credentials were meant for the origin the plugin addressed, not for
+                # wherever that origin redirects (another allowed host included).
                 request_headers = [
-                    (k, v) for k, v in request_headers if k.lower() not in CREDENTIAL_HEADERS
+                    (k, v) for k, v in request_headers if not is_credential_header(k)
                 ]
                 stripped = True
             if budget is not None and (hop_number > 0 or not prepaid):
                 budget.charge(pid)
-            response = self._send(pid, hop, method, request_headers, body, deadline)
+            response = self._send(pid, hop, method, request_headers, body, clock)
             try:
                 location = response.headers.get("location")
                 if response.status_code not in REDIRECT_STATUSES or location is None:
-                    return self._result(pid, hop, response, deadline)
+                    return self._result(pid, hop, response, clock)
                 try:
                     current = str(hop.url.join(location))
                 except (httpx.InvalidURL, ValueError):
@@ -199,7 +245,7 @@ class HttpClient:
 
     # -- policy -------------------------------------------------------------------------
 
-    def _vet(self, plugin: PluginDescriptor, url: str, unrestricted: bool) -> _Hop:
+    def _vet(self, plugin: PluginDescriptor, url: str, unrestricted: bool, clock: _Clock) -> _Hop:
         pid = plugin.id
         if len(url) > _MAX_URL_CHARS:
             raise self._blocked(
@@ -229,11 +275,13 @@ class HttpClient:
             )
         if literal is not None:
             return _Hop(parsed, host, port, str(literal))
-        return _Hop(parsed, host, port, self._resolve(pid, raw_host, host, port))
+        return _Hop(parsed, host, port, self._resolve(pid, raw_host, host, port, clock))
 
-    def _resolve(self, pid: str, raw_host: str, host: str, port: int) -> str:
+    def _resolve(self, pid: str, raw_host: str, host: str, port: int, clock: _Clock) -> str:
         try:
-            answers = resolve_host(raw_host, port)
+            answers = _resolve_within(raw_host, port, clock.left())
+        except TimeoutError:
+            raise clock.expired(host) from None
         except (OSError, UnicodeError):
             raise self._blocked(pid, host, f"Could not resolve hostname: {host}") from None
         if not answers:
@@ -269,11 +317,11 @@ class HttpClient:
         method: str,
         headers: list[tuple[str, str]],
         body: bytes | None,
-        deadline: float,
+        clock: _Clock,
     ) -> httpx.Response:
-        remaining = deadline - time.monotonic()
+        remaining = clock.left()
         if remaining <= 0:
-            raise self._failed(pid, hop.host, f"timed out after {self.timeout:g}s")
+            raise clock.expired(hop.host)
         names = {k.lower() for k, _ in headers}
         defaults = [("user-agent", f"emdash-plugin/{pid}"), ("accept", "*/*")]
         all_headers = [(k, v) for k, v in defaults if k not in names] + headers
@@ -283,6 +331,8 @@ class HttpClient:
             headers=all_headers,
             content=body,
             extensions={
+                # Upper bounds for a replacement transport; PinnedTransport also clamps
+                # every single wait to the deadline.
                 "timeout": {
                     "connect": remaining,
                     "read": remaining,
@@ -290,31 +340,53 @@ class HttpClient:
                     "pool": remaining,
                 },
                 PIN_EXTENSION: hop.ip,
+                DEADLINE_EXTENSION: clock.deadline,
             },
         )
         try:
             return self._transport.handle_request(request)
         except (httpx.HTTPError, httpcore.TimeoutException, OSError) as exc:
-            raise self._failed(pid, hop.host, _describe(exc)) from None
+            raise clock.error_after(hop.host, exc) from None
 
     def _result(
-        self, pid: str, hop: _Hop, response: httpx.Response, deadline: float
+        self, pid: str, hop: _Hop, response: httpx.Response, clock: _Clock
     ) -> dict[str, Any]:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise self._too_big(pid, hop.host)
+        encoding = self._encoding(pid, hop.host, response)
         chunks: list[bytes] = []
-        size = 0
+        size = raw_size = 0
+
+        def raw() -> Iterator[bytes]:
+            # Compressed bytes are counted too (a stream of empty gzip members decodes to
+            # nothing, forever); incompressible data grows a little in gzip, hence 2x.
+            nonlocal raw_size
+            for chunk in response.iter_raw():
+                raw_size += len(chunk)
+                if raw_size > 2 * self.max_body:
+                    raise self._too_big(pid, hop.host)
+                if clock.left() <= 0:
+                    raise clock.expired(hop.host)
+                yield chunk
+
         try:
-            for chunk in response.iter_bytes():
-                size += len(chunk)
+            for piece in raw() if encoding is None else _inflate(raw(), encoding):
+                # Counted before it is kept, and each piece is at most _INFLATE_STEP bytes
+                # (raw chunks are bounded by the transport's read size): the body in memory
+                # never exceeds max_body by more than one step.
+                size += len(piece)
                 if size > self.max_body:
                     raise self._too_big(pid, hop.host)
-                if time.monotonic() > deadline:
-                    raise self._failed(pid, hop.host, f"timed out after {self.timeout:g}s")
-                chunks.append(chunk)
+                chunks.append(piece)
+        except zlib.error as exc:
+            raise self._failed(
+                pid, hop.host, f"the {encoding}-encoded body is corrupt ({exc})"
+            ) from None
         except (httpx.HTTPError, httpx.StreamError, OSError) as exc:
-            raise self._failed(pid, hop.host, _describe(exc)) from None
+            raise clock.error_after(hop.host, exc) from None
+        if clock.left() <= 0:
+            raise clock.expired(hop.host)
         return {
             "status": response.status_code,
             "statusText": response.reason_phrase,
@@ -322,8 +394,40 @@ class HttpClient:
             "bodyBase64": base64.b64encode(b"".join(chunks)).decode("ascii"),
         }
 
+    @staticmethod
+    def _encoding(pid: str, host: str, response: httpx.Response) -> str | None:
+        """The one decoder the body needs (``None``: as sent), or a refusal."""
+        codings = [
+            token.strip().lower()
+            for value in response.headers.get_list("content-encoding")
+            for token in value.split(",")
+        ]
+        codings = [c for c in codings if c and c != "identity"]
+        if not codings:
+            return None
+        # Server-controlled text going into an error message: printable ASCII only, short.
+        shown = ", ".join(_UNPRINTABLE.sub("?", c[:32]) for c in codings[:8])
+        if len(codings) > 1:
+            # Each layer multiplies the expansion (gzip of gzip: KB -> GB); no legitimate
+            # server stacks them.
+            raise HttpAccessError(
+                f'Plugin "{pid}": response from "{host}" has nested content-encodings '
+                f"({shown}); they are refused. Ask the server for one encoding (send "
+                '"accept-encoding: gzip" or "identity").',
+                plugin_id=pid,
+            )
+        decoded = _DECODED_ENCODINGS.get(codings[0])
+        if decoded is None:
+            raise HttpAccessError(
+                f'Plugin "{pid}": response from "{host}" uses content-encoding "{shown}", '
+                'which is not supported; send "accept-encoding: gzip" or "identity".',
+                plugin_id=pid,
+            )
+        return decoded
+
     def _too_big(self, pid: str, host: str) -> HttpAccessError:
         return HttpAccessError(
+            # The limit counts decoded bytes (the module docstring says how).
             f'Plugin "{pid}": response from "{host}" exceeds the {self.max_body}-byte body limit',
             plugin_id=pid,
         )
@@ -331,6 +435,134 @@ class HttpClient:
     @staticmethod
     def _failed(pid: str, host: str, reason: str) -> HttpAccessError:
         return HttpAccessError(f'Plugin "{pid}": fetch to "{host}" failed: {reason}', plugin_id=pid)
+
+
+class _Clock:
+    """The time bounds of one fetch: its own timeout and the invocation's deadline.
+
+    ``deadline`` is the earlier of the two; the errors say which one ran out.
+    """
+
+    __slots__ = ("_budget", "_own", "_pid", "_timeout", "deadline")
+
+    def __init__(self, pid: str, own: float, timeout: float, budget: CallBudget | None) -> None:
+        self._pid, self._own, self._timeout, self._budget = pid, own, timeout, budget
+        invocation = budget.deadline if budget is not None else None
+        self.deadline = own if invocation is None else min(own, invocation)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self, host: str) -> None:
+        if self.left() <= 0:
+            raise self.expired(host)
+
+    def expired(self, host: str) -> HttpAccessError:
+        """The error for a fetch stopped by one of its bounds."""
+        pid = self._pid
+        budget = self._budget
+        if budget is not None and budget.deadline is not None and budget.deadline <= self._own:
+            limit = f" ({budget.deadline_ms} ms)" if budget.deadline_ms is not None else ""
+            return HttpAccessError(
+                f'Plugin "{pid}": fetch to "{host}" stopped: the invocation\'s deadline'
+                f"{limit} passed. A host call cannot outlive the invocation that made it; "
+                "raise limits.wall_ms (or the hook's timeout_ms), or call a faster service.",
+                plugin_id=pid,
+            )
+        return HttpAccessError(
+            f'Plugin "{pid}": fetch to "{host}" failed: timed out after {self._timeout:g}s',
+            plugin_id=pid,
+        )
+
+    def error_after(self, host: str, exc: BaseException) -> HttpAccessError:
+        """The error for ``exc`` raised by the transport: a timeout if the time is up."""
+        # Every wait is clamped to the deadline, so a wait cut short by it ends at (about)
+        # the deadline; the small margin only picks the clearer message.
+        if self.left() <= 0.05:
+            return self.expired(host)
+        return HttpClient._failed(self._pid, host, _describe(exc))
+
+
+def _resolve_within(host: str, port: int, timeout: float) -> list[str]:
+    """:func:`resolve_host` bounded by ``timeout`` (``getaddrinfo`` itself has none).
+
+    The lookup runs on a daemon thread; if it does not answer in time the fetch gives up
+    and the thread ends on its own when the system resolver does.
+    """
+    if timeout <= 0:
+        raise TimeoutError
+    outcome: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(resolve_host(host, port))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=lookup, name="emdash-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise TimeoutError
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return list(result)
+
+
+def _inflate(raw: Iterable[bytes], encoding: str) -> Iterator[bytes]:
+    """Decode a gzip/deflate body in steps of at most ``_INFLATE_STEP`` output bytes.
+
+    ``decompress(data, max_length)`` stops once it has produced ``max_length`` bytes and
+    keeps the rest of the input in ``unconsumed_tail``, so however far a chunk would
+    expand, one step allocates a bounded amount, and the consumer (which counts and stops
+    at the cap) decides whether another step happens at all. Concatenated gzip members are
+    decoded in turn (RFC 1952 allows them); other bytes after the end of the stream are
+    ignored, as httpx does (they still count against the raw-size cap).
+    """
+    inflater: Any = None  # zlib's Decompress type is not importable for annotations
+    pending = b""
+    for chunk in raw:
+        data = pending + chunk if pending else chunk
+        pending = b""
+        while data:
+            if inflater is None:
+                if encoding == "deflate" and len(data) < 2:
+                    pending = data  # need two bytes to tell zlib-wrapped from raw deflate
+                    break
+                inflater = zlib.decompressobj(_wbits(encoding, data))
+            elif inflater.eof:
+                if encoding == "gzip" and data == _GZIP_MAGIC[:1]:
+                    pending = data  # maybe the start of another member
+                    break
+                if encoding == "gzip" and data.startswith(_GZIP_MAGIC):
+                    inflater = None  # another member follows
+                    continue
+                break  # trailing bytes after the stream
+            out = inflater.decompress(data, _INFLATE_STEP)
+            if out:
+                yield out
+            data = inflater.unconsumed_tail
+            if inflater.eof and inflater.unused_data:
+                data = inflater.unused_data + data
+    if pending and inflater is None:
+        raise zlib.error("truncated deflate stream")
+    if inflater is not None and not inflater.eof:
+        # Input ended mid-stream: what zlib still holds is at most one match (< 300 bytes),
+        # because every earlier call ran until its input was consumed.
+        tail = inflater.flush()
+        if tail:
+            yield tail
+
+
+def _wbits(encoding: str, head: bytes) -> int:
+    if encoding == "gzip":
+        return 16 + zlib.MAX_WBITS
+    # "deflate" is meant to be zlib-wrapped (RFC 9110), but servers also send raw deflate:
+    # a zlib header is CM=8 with a 16-bit check value divisible by 31.
+    if head[0] & 0x0F == 8 and ((head[0] << 8) | head[1]) % 31 == 0:
+        return zlib.MAX_WBITS
+    return -zlib.MAX_WBITS
 
 
 def _describe(exc: BaseException) -> str:
@@ -402,8 +634,9 @@ class _PinnedBackend(httpcore.NetworkBackend):
     socket that the policy did not see.
     """
 
-    def __init__(self, host: str, port: int, ip: str) -> None:
+    def __init__(self, host: str, port: int, ip: str, deadline: float | None = None) -> None:
         self._host, self._port, self._ip = host, port, ip
+        self._deadline = deadline
         self._inner = httpcore.SyncBackend()
 
     def connect_tcp(
@@ -417,7 +650,9 @@ class _PinnedBackend(httpcore.NetworkBackend):
         if host != self._host or port != self._port:
             raise httpcore.ConnectError(f"refusing to connect to unvetted {host}:{port}")
         # self._ip is a canonical numeric address, so create_connection does no DNS lookup.
-        return self._inner.connect_tcp(self._ip, port, timeout, local_address, socket_options)
+        timeout = _clamp(timeout, self._deadline, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(self._ip, port, timeout, local_address, socket_options)
+        return stream if self._deadline is None else _DeadlineStream(stream, self._deadline)
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -426,6 +661,57 @@ class _PinnedBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+def _clamp(timeout: float | None, deadline: float | None, error: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left before ``deadline``; ``error`` if nothing is left."""
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the request's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every wait ends by one absolute deadline.
+
+    httpcore applies its read/write timeouts *per operation*: a server that sends one byte
+    just before each read timeout would keep a request alive forever. Here each read and
+    each write of at most 64 KiB gets ``min(timeout, time left)``, so the whole exchange,
+    body included, ends by the deadline whatever the peer does.
+    """
+
+    _WRITE_SLICE = 64 * 1024
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self._inner, self._deadline = inner, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _clamp(timeout, self._deadline, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        view = memoryview(buffer)
+        for start in range(0, len(view), self._WRITE_SLICE):
+            piece = bytes(view[start : start + self._WRITE_SLICE])
+            self._inner.write(piece, _clamp(timeout, self._deadline, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        timeout = _clamp(timeout, self._deadline, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._inner.start_tls(ssl_context, server_hostname, timeout), self._deadline
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 class PinnedTransport(httpx.BaseTransport):
@@ -442,6 +728,9 @@ class PinnedTransport(httpx.BaseTransport):
         ip = request.extensions.get(PIN_EXTENSION)
         if not isinstance(ip, str):
             raise httpx.ConnectError("refusing to connect: request has no vetted address")
+        deadline = request.extensions.get(DEADLINE_EXTENSION)
+        if not isinstance(deadline, float):
+            deadline = None
         url = request.url
         host = url.raw_host.decode("ascii")
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -449,7 +738,7 @@ class PinnedTransport(httpx.BaseTransport):
             ssl_context=self._ssl,
             max_connections=1,
             retries=0,
-            network_backend=_PinnedBackend(host, port, ip),
+            network_backend=_PinnedBackend(host, port, ip, deadline),
         )
         core_request = httpcore.Request(
             method=request.method,

@@ -25,7 +25,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["IPAddress", "address_problem", "host_problem", "normalize_host", "parse_ipv4"]
+__all__ = [
+    "IPAddress",
+    "address_problem",
+    "host_problem",
+    "is_credential_header",
+    "normalize_host",
+    "parse_ipv4",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -198,3 +205,63 @@ def host_problem(
             return literal, None
         return literal, address_problem(literal)
     return None, hostname_problem(host)
+
+
+# --- credential-shaped header names ---------------------------------------------------------
+#
+# One rule, used in both directions: what the host strips from inbound requests before a
+# plugin route sees them (:mod:`emdash._asgi._io`), and what :mod:`emdash._bridge._http` drops
+# from an outgoing request once a redirect leaves the origin the plugin addressed. A short
+# list of names is not enough: services invent their own (``x-api-key``, ``x-auth-token``,
+# ``x-amz-security-token``, ``stripe-signature``, ``ocp-apim-subscription-key``...), so the
+# rule is by *shape*, and deliberately errs on the side of stripping: a header wrongly taken
+# for a credential costs a plugin one header; a credential wrongly passed on leaks it.
+
+# Exact names (lower-case).
+_CREDENTIAL_NAMES = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "cookie2", "set-cookie", "set-cookie2"}
+)
+# Name prefixes: whole families of identity headers set by access proxies.
+_CREDENTIAL_PREFIXES = ("cf-access-", "x-ms-client-principal", "x-goog-authenticated-")
+# Fragments searched in the name with its separators (``-``, ``_``, ``.``) removed, so
+# ``x-api-key``, ``x_api_key``, ``apikey`` and ``X-ApiKey`` are one case.
+_CREDENTIAL_FRAGMENTS = (
+    "auth",  # authorization, x-auth-token, oauth, authentication
+    "token",  # x-csrf-token, x-amz-security-token, private-token
+    "secret",
+    "session",
+    "password",
+    "passwd",
+    "passphrase",
+    "csrf",
+    "xsrf",
+    "signature",  # x-hub-signature, stripe-signature
+    "credential",
+    "apikey",
+    "accesskey",
+    "privatekey",
+    "secretkey",
+    "cookie",
+    "jwt",
+    "bearer",
+    "assertion",  # cf-access-jwt-assertion, SAML assertions
+)
+# Whole tokens of the name split on its separators: too short or too common to search for
+# as fragments (``pass`` is inside ``passthrough``, ``key`` inside ``keyword``).
+_CREDENTIAL_TOKENS = frozenset({"key", "sig", "pass", "pwd", "pin", "sid", "otp"})
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether the header ``name`` (any case) is shaped like a credential.
+
+    Table-driven (see the tables above): an exact name, a prefix, a fragment of the name
+    with its separators removed, or a whole separator-delimited token.
+    """
+    low = name.strip().lower()
+    if low in _CREDENTIAL_NAMES or low.startswith(_CREDENTIAL_PREFIXES):
+        return True
+    squashed = _SEPARATORS.sub("", low)
+    if any(fragment in squashed for fragment in _CREDENTIAL_FRAGMENTS):
+        return True
+    return any(token in _CREDENTIAL_TOKENS for token in _SEPARATORS.split(low))

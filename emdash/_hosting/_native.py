@@ -237,7 +237,7 @@ class NativePluginHost:
         pid = self.plugin_id
         bridge = self._bridge
         # Native plugins have no subrequest limit, but the per-invocation log-line cap holds.
-        budget = CallBudget(None)
+        budget = CallBudget(None, deadline=deadline)  # bounds host calls too (http.fetch)
 
         def expired() -> bool:
             return deadline is not None and time.monotonic() > deadline

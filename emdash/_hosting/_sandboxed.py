@@ -149,7 +149,9 @@ class SandboxedPluginHost:
     def _invoke(
         self, fn: str, name: str, payload: Any, operation: str, timeout_ms: int | None
     ) -> InvokeResult:
-        budget = CallBudget(self.limits.subrequests)
+        # The deadline bounds host-side work for this call (http.fetch) like the worker's.
+        wall = self.limits.wall_ms if timeout_ms is None else min(self.limits.wall_ms, timeout_ms)
+        budget = CallBudget(self.limits.subrequests, deadline_ms=wall)
         dispatch = self._support.bridge.dispatch
         pid = self.plugin_id
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._bridge._ssrf import is_credential_header
 from .._hosting._outcome import PluginHost
 from .._shared._errors import PluginRouteError
 from .._shared._route_input import MAX_DETAILS, check_input_schema, validate_input
@@ -96,7 +97,8 @@ def route_context(
     """The ``routeCtx`` a handler receives: ``{input, request, requestMeta, user}``.
 
     Header names are lower-cased, and credentials (cookies, authorization, Cloudflare
-    Access identity) and the CSRF marker are removed in *both* modes. ``user`` is only
+    Access identity, anything :func:`is_credential_header` matches) and the CSRF marker are
+    removed in *both* modes. ``user`` is only
     passed to private routes.
     """
     req = request or {}
@@ -104,7 +106,9 @@ def route_context(
     raw = req.get("headers") or {}
     for key, item in raw.items() if isinstance(raw, Mapping) else raw:
         low = str(key).lower()
-        if low in _SECRET_HEADERS or low.startswith("cf-access-"):
+        # The same rule as the ASGI app's (hosts may call rt.invoke_route directly): named
+        # credentials, and every header shaped like one (x-api-key, *-token, *-signature...).
+        if low in _SECRET_HEADERS or is_credential_header(low):
             continue
         headers[low] = str(item)
     url = req.get("url")

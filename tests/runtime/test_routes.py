@@ -135,6 +135,11 @@ def test_route_ctx_is_sanitised(rt: Runtime, add: AddPlugin) -> None:
             "CF-Access-JWT-Assertion": "jwt",
             "cf-access-client-secret": "s",
             "X-EmDash-Request": "1",
+            # Credential-shaped custom headers, stripped by pattern (the ASGI app's rule).
+            "X-Api-Key": "k",
+            "X-Auth-Token": "t",
+            "X-CSRF-Token": "c",
+            "X-Amz-Security-Token": "a",
             "User-Agent": "tests/1.0",
             "Referer": "https://site.test/",
             "X-Custom": "kept",
