@@ -1,7 +1,8 @@
 # Two commands on a fresh machine (only python3 and make needed):
 #   make demo   – create .venv, install emdash, run the demo site on embedded SQLite
 #   make test   – create .venv, install emdash with test extras, lint (ruff, ruff format,
-#                 mypy strict), then run the whole suite
+#                 mypy strict), run the whole suite, then run it again on every other
+#                 CPython version pyproject claims (3.12, 3.13: .ci/other-pythons)
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -24,6 +25,7 @@ LINTED = emdash sandbox stdlib_shims tests examples benchmarks
 # as a broken test. pytest's own status (5 when nothing was collected) fails make too.
 test: lint
 	$(BIN)/python -m pytest -q
+	.ci/other-pythons
 
 lint: $(BIN)/emdash
 	$(BIN)/ruff check $(LINTED)
@@ -37,4 +39,4 @@ audit: $(BIN)/emdash
 	$(BIN)/emdash audit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* .pytest_cache .mypy_cache .ruff_cache
