@@ -27,7 +27,7 @@ Control frames (the same framing as ``_protocol``)::
     host -> server: {"op": "config", "preludes": {..}, "expose": {..},
                      "worker_error_encoder": str|null, "worker_error_decoder": str|null,
                      "allow_raw_exec": bool, "max_frame_bytes": int}
-                    {"op": "fork", "req": int, "memory_mb": int}
+                    {"op": "fork", "req": int, "memory_mb": int, "cpu_s": int}
                     {"op": "shutdown"}
     server -> host: {"op": "ready", "pid": int} | {"op": "fatal", "message": str}
                     {"op": "forked", "req": int, "pid": int}   + fds [channel, pidfd]
@@ -186,8 +186,10 @@ class _Server:
             self.kill_all()
 
     def fork(self, msg: dict[str, Any]) -> None:
-        req, memory_mb = msg.get("req"), msg.get("memory_mb")
+        req, memory_mb, cpu_s = msg.get("req"), msg.get("memory_mb"), msg.get("cpu_s")
         if type(req) is not int or type(memory_mb) is not int or memory_mb <= 0:
+            return
+        if type(cpu_s) is not int or cpu_s <= 0:
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         me = os.getpid()
@@ -207,7 +209,7 @@ class _Server:
                 # number that is reused later.
                 parent_end.detach()
                 self.ctl.detach()
-                worker_main(child_end, memory_mb, self.rt, me)
+                worker_main(child_end, memory_mb, self.rt, me, cpu_s)
             finally:
                 os._exit(70)
         self.children.add(pid)
@@ -543,8 +545,9 @@ class ForkServerClient:
     def is_alive(self) -> bool:
         return not self._lost and not self._closing and self._proc.poll() is None
 
-    def fork(self, memory_mb: int, timeout: float = 10.0) -> ForkedProcess:
-        """Ask for a new confined worker whose memory budget is ``memory_mb``."""
+    def fork(self, memory_mb: int, cpu_s: int, timeout: float = 10.0) -> ForkedProcess:
+        """Ask for a new confined worker whose memory budget is ``memory_mb`` and whose
+        lifetime CPU budget (``RLIMIT_CPU``) is ``cpu_s`` seconds."""
         wait = _ForkWait()
         with self._lock:
             if self._lost or self._closing:
@@ -555,7 +558,9 @@ class ForkServerClient:
         try:
             with self._send_lock:
                 send_frame(
-                    self._sock, {"op": "fork", "req": req, "memory_mb": memory_mb}, 4096
+                    self._sock,
+                    {"op": "fork", "req": req, "memory_mb": memory_mb, "cpu_s": cpu_s},
+                    4096,
                 )
         except OSError:
             with self._lock:

@@ -21,6 +21,13 @@ shapes; anything else gets the worker killed). The limits:
   the call too: a plugin that caught MemoryError must not keep a bloated, fragmented worker.
 - subrequests are counted by the host application in ``on_host_call`` (it knows which
   calls count).
+- lifetime CPU backstop: ``RLIMIT_CPU`` = :meth:`SandboxLimits.lifetime_cpu_s` in every
+  worker (SIGXCPU at that soft limit). ``ITIMER_PROF`` is armed by the worker itself, so
+  native code that broke out of the language layer can disarm it; the rlimit it cannot
+  touch. An honest worker never reaches it: the host reads the worker's real CPU time
+  (``/proc/<pid>/stat``) every ``CPU_CHECK_EVERY`` calls and replaces it once half the
+  budget is used. A worker that dies by SIGXCPU anyway broke its per-call limit: the call
+  gets ``CpuLimitExceeded`` and the death counts as a crash (back-off, then refusal).
 
 Crash bookkeeping, per pool: a worker that dies unexpectedly (not by an enforced limit)
 counts as a crash. After crash *n* the pool starts no new worker for ``1, 2, 4 ... 30`` s;
@@ -74,13 +81,36 @@ from ._quickio import AVAILABLE as QUICK_IO
 from ._quickio import QuickIO
 from ._worker import EXIT_CONFINEMENT, EXIT_MEMORY, EXIT_PROTOCOL
 
-__all__ = ["RSS_RECYCLE_FRACTION", "CallResult", "SandboxLimits", "Supervisor", "WorkerPool"]
+__all__ = [
+    "CPU_CHECK_EVERY",
+    "CPU_RETIRE_FRACTION",
+    "MIN_WORKER_CPU_S",
+    "RSS_RECYCLE_FRACTION",
+    "WORKER_CPU_CALLS",
+    "CallResult",
+    "SandboxLimits",
+    "Supervisor",
+    "WorkerPool",
+]
 
 # A worker whose peak RSS grew by more than this fraction of memory_mb is replaced after the
 # call. RLIMIT_AS bounds *virtual* size, and RSS growth stays below it, so waiting for RSS to
 # reach the whole budget would never trigger; half of it means "this call nearly filled the
 # worker" (typically: it ran into MemoryError and caught it).
 RSS_RECYCLE_FRACTION = 0.5
+
+# The lifetime CPU backstop of a worker (RLIMIT_CPU), unless SandboxLimits.worker_cpu_s sets
+# it: its load plus WORKER_CPU_CALLS calls that each use their whole cpu_ms, and at least
+# MIN_WORKER_CPU_S (a worker replaced every few seconds would spend its life loading). With
+# the default limits: 10 s + 1000 x 50 ms = 60 s.
+WORKER_CPU_CALLS = 1000
+MIN_WORKER_CPU_S = 60
+# The host replaces a worker once its real CPU time passes this fraction of the backstop, so
+# an honest worker always has room for its next call. Checked every CPU_CHECK_EVERY calls
+# (a /proc read costs ~8 us), and sooner after a call that reported much CPU.
+CPU_RETIRE_FRACTION = 0.5
+CPU_CHECK_EVERY = 64
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 _SPAWN_TIMEOUT_S = 10.0  # fork + confinement + "ready"
 _DEATH_REPORT_TIMEOUT_S = 5.0  # how long to wait for the fork server's exit report
@@ -109,18 +139,34 @@ class SandboxLimits:
     ``cpu_ms`` CPU time per call, ``memory_mb`` memory on top of the worker's baseline,
     ``wall_ms`` wall-clock time per call (including host calls), ``load_cpu_ms`` CPU time
     for compiling and loading the bundle (and ``init``) in each new worker.
+    ``worker_cpu_s`` the lifetime CPU backstop of one worker in seconds (None: derived
+    from the others, see :meth:`lifetime_cpu_s`).
     """
 
     cpu_ms: int = 50
     memory_mb: int = 128
     wall_ms: int = 30_000
     load_cpu_ms: int = 10_000
+    worker_cpu_s: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("cpu_ms", "memory_mb", "wall_ms", "load_cpu_ms"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise SandboxError(f"SandboxLimits.{name} must be a positive int, got {value!r}")
+        value = self.worker_cpu_s
+        if value is not None and (type(value) is not int or value <= 0):
+            raise SandboxError(
+                f"SandboxLimits.worker_cpu_s must be a positive int or None, got {value!r}"
+            )
+
+    def lifetime_cpu_s(self) -> int:
+        """The ``RLIMIT_CPU`` of each worker: ``worker_cpu_s``, or the load plus
+        :data:`WORKER_CPU_CALLS` full calls (at least :data:`MIN_WORKER_CPU_S`)."""
+        if self.worker_cpu_s is not None:
+            return self.worker_cpu_s
+        total_ms = self.load_cpu_ms + WORKER_CPU_CALLS * self.cpu_ms
+        return max(MIN_WORKER_CPU_S, -(-total_ms // 1000))
 
 
 class CallResult(NamedTuple):
@@ -177,7 +223,12 @@ class _Worker:
     """The host's handle on one worker process."""
 
     def __init__(
-        self, proc: ForkedProcess, max_frame_bytes: int, memory_mb: int, server_epoch: int
+        self,
+        proc: ForkedProcess,
+        max_frame_bytes: int,
+        memory_mb: int,
+        server_epoch: int,
+        cpu_s: int,
     ) -> None:
         self.pid = proc.pid
         self.server_epoch = server_epoch  # which fork server made it
@@ -193,6 +244,10 @@ class _Worker:
         )
         self.max_frame_bytes = max_frame_bytes
         self.memory_mb = memory_mb
+        self.cpu_s = cpu_s  # its RLIMIT_CPU
+        self.calls = 0  # calls since its CPU time was last read
+        self.reported_cpu_ms = 0.0  # the CPU time all its calls reported
+        self.reported_at_check_ms = 0.0  # ... when its CPU time was last read
         self.lock = threading.Lock()
         self.killed = False  # the host killed it (deadline, recycling, close)
         self.disposed = False
@@ -212,6 +267,22 @@ class _Worker:
         if self.reader.has_buffered_bytes():
             return True
         return self.quick.readable() if self.quick is not None else self.reader.readable()
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the process has used, from ``/proc/<pid>/stat``; None
+        when it cannot be read or the process is gone (its pid might name another)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as stat:
+                # fields after the command (which may contain anything, even ')'):
+                # [0] is field 3 (state); utime and stime are fields 14 and 15
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            return None
+        # Alive after the read (its pidfd not readable): the pid was still this worker's.
+        if self.disposed or self.wait_exited(0):
+            return None
+        return ticks / _CLOCK_TICKS
 
     def wait_exited(self, timeout: float) -> bool:
         """True once the process has exited (its pidfd turns readable), within ``timeout``."""
@@ -429,13 +500,13 @@ class WorkerPool:
                 self._discard(worker, kill=True, crash=False)
             raise
         if isinstance(outcome, ResultFrame):
-            self._release(worker, outcome.rss_kb, lim)
+            self._release(worker, outcome.rss_kb, outcome.cpu_ms, lim)
             return CallResult(outcome.value, outcome.cpu_ms, outcome.rss_kb)
         assert isinstance(outcome, ErrorFrame)
         if outcome.kind == "memory":
             self._discard(worker, kill=True, crash=False)
             raise self._memory_error(worker.memory_mb)
-        self._release(worker, outcome.rss_kb, lim)
+        self._release(worker, outcome.rss_kb, outcome.cpu_ms, lim)
         raise self._error_from_frame(outcome, lim.memory_mb)
 
     def _exchange(
@@ -603,6 +674,16 @@ class WorkerPool:
             return self._memory_error(worker.memory_mb), False
         if box.signal == signal.SIGSYS:
             return SandboxViolation(f"{who} was killed for a forbidden system call"), False
+        if box.signal == signal.SIGXCPU:
+            # The lifetime backstop. The host replaces honest workers well before it, so this
+            # worker escaped its per-call timer: the call fails as over its CPU limit, and
+            # the death counts as a crash, so a plugin doing it again is backed off.
+            err = CpuLimitExceeded(
+                f"{who} used up its lifetime CPU budget of {worker.cpu_s}s (its per-call "
+                f"limit is {cpu_limit_ms}ms) and was killed; a new worker replaces it"
+            )
+            setattr(err, "limit_ms", cpu_limit_ms)  # noqa: B010
+            return err, True
         if box.code == EXIT_CONFINEMENT:
             return WorkerCrashed(f"{who} could not be confined (nothing ran)"), True
         if box.code == EXIT_PROTOCOL:
@@ -701,8 +782,9 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         """Fork a worker, wait until it is confined, load the bundle (and run init)."""
         lim = self.limits
-        proc, server_epoch = self._sup._fork(lim.memory_mb)
-        worker = _Worker(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch)
+        cpu_s = lim.lifetime_cpu_s()
+        proc, server_epoch = self._sup._fork(lim.memory_mb, cpu_s)
+        worker = _Worker(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch, cpu_s)
         try:
             ready = parse_worker_frame(
                 worker.reader.read(time.monotonic() + _SPAWN_TIMEOUT_S),
@@ -747,14 +829,38 @@ class WorkerPool:
         self._discard(worker, kill=True, crash=False)
         raise self._error_from_frame(outcome, lim.memory_mb)
 
-    def _release(self, worker: _Worker, rss_kb: int, lim: SandboxLimits) -> None:
-        """Back to the pool after a call, unless the call left it bloated."""
+    def _release(self, worker: _Worker, rss_kb: int, cpu_ms: float, lim: SandboxLimits) -> None:
+        """Back to the pool after a call, unless the call left it bloated or it has used
+        most of its lifetime CPU budget."""
         # rss_kb is the worker's own report: a lying worker only keeps its own bloated
         # process (RLIMIT_AS still bounds it); nothing here is a security decision.
         if rss_kb - worker.baseline_rss_kb > lim.memory_mb * 1024 * RSS_RECYCLE_FRACTION:
             self._discard(worker, kill=True, crash=False)
+        elif self._cpu_spent(worker, cpu_ms):
+            self._discard(worker, kill=True, crash=False)
         else:
             self._checkin(worker)
+
+    def _cpu_spent(self, worker: _Worker, cpu_ms: float) -> bool:
+        """True when the worker has used :data:`CPU_RETIRE_FRACTION` of its RLIMIT_CPU.
+
+        Reported per-call CPU misses what the serve loop does outside calls (decoding an
+        8 MiB request, the spin-wait), so the decision rests on the kernel's count, read
+        every :data:`CPU_CHECK_EVERY` calls or once the reports add up to an eighth of the
+        budget. Where /proc cannot be read, the reports are all there is.
+        """
+        worker.calls += 1
+        worker.reported_cpu_ms += cpu_ms
+        limit_ms = worker.cpu_s * 1000.0
+        since_check = worker.reported_cpu_ms - worker.reported_at_check_ms
+        if worker.calls < CPU_CHECK_EVERY and since_check < limit_ms / 8:
+            return False
+        worker.calls = 0
+        worker.reported_at_check_ms = worker.reported_cpu_ms
+        used = worker.cpu_seconds()
+        if used is None:
+            return worker.reported_cpu_ms >= limit_ms * CPU_RETIRE_FRACTION
+        return used * 1000.0 >= limit_ms * CPU_RETIRE_FRACTION
 
     def _checkin(self, worker: _Worker) -> None:
         with self._lock:
@@ -1007,17 +1113,17 @@ class Supervisor:
             self._epoch += 1
             return self._client, self._epoch
 
-    def _fork(self, memory_mb: int) -> tuple[ForkedProcess, int]:
+    def _fork(self, memory_mb: int, cpu_s: int) -> tuple[ForkedProcess, int]:
         """A new worker and the epoch of the fork server that made it."""
         client, epoch = self._ensure_server()
         try:
-            return client.fork(memory_mb), epoch
+            return client.fork(memory_mb, cpu_s), epoch
         except WorkerCrashed:
             if client.is_alive():
                 raise
         # The fork server died while we asked: one fresh attempt with a new one.
         client, epoch = self._ensure_server()
-        return client.fork(memory_mb), epoch
+        return client.fork(memory_mb, cpu_s), epoch
 
     def _forget(self, pool: WorkerPool) -> None:
         with self._lock:

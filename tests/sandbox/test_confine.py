@@ -174,6 +174,7 @@ def test_live_worker_seen_from_outside(pool: WorkerPool, sb: SimpleNamespace) ->
     assert pool.confinement == {
         "uid": "65534",
         "rlimit_as_mb": pool.confinement["rlimit_as_mb"],
+        "rlimit_cpu_s": str(sb.LIMITS.lifetime_cpu_s()),
         "userns": "yes",
         "netns": "yes",
         "capabilities": "none",
@@ -201,6 +202,11 @@ def test_rlimits_are_set_with_soft_equal_to_hard(pool: WorkerPool, sb: SimpleNam
     assert soft_as > sb.LIMITS.memory_mb << 20
     soft_data, hard_data = map(int, limits["Max data size"])
     assert soft_data == hard_data > sb.LIMITS.memory_mb << 20
+    # The lifetime CPU backstop: SIGXCPU at the soft limit, SIGKILL one second later.
+    # LIMITS: 10 s to load + 1000 calls of 250 ms.
+    cpu_s = sb.LIMITS.lifetime_cpu_s()
+    assert cpu_s == 260
+    assert limits["Max cpu time"] == (str(cpu_s), str(cpu_s + 1))
 
 
 LANDLOCK_PROBE = r"""
