@@ -19,7 +19,22 @@ from typing import Any, NamedTuple
 
 from ._errors import SandboxError
 
-__all__ = ["Call", "CallResult", "InFlight", "OnHostCall", "SandboxLimits"]
+__all__ = [
+    "MIN_WORKER_CPU_S",
+    "WORKER_CPU_CALLS",
+    "Call",
+    "CallResult",
+    "InFlight",
+    "OnHostCall",
+    "SandboxLimits",
+]
+
+# The lifetime CPU backstop of a worker (RLIMIT_CPU), unless SandboxLimits.worker_cpu_s sets
+# it: its load plus WORKER_CPU_CALLS calls that each use their whole cpu_ms, and at least
+# MIN_WORKER_CPU_S (a worker replaced every few seconds would spend its life loading). With
+# the default limits: 10 s + 1000 x 50 ms = 60 s.
+WORKER_CPU_CALLS = 1000
+MIN_WORKER_CPU_S = 60
 
 # Answers a worker's host call: (method, params) -> a JSON value, or raises.
 OnHostCall = Callable[[str, dict[str, Any]], Any]
@@ -43,18 +58,34 @@ class SandboxLimits:
     ``cpu_ms`` CPU time per call, ``memory_mb`` memory on top of the worker's baseline,
     ``wall_ms`` wall-clock time per call (including host calls), ``load_cpu_ms`` CPU time
     for compiling and loading the bundle (and ``init``) in each new worker.
+    ``worker_cpu_s`` the lifetime CPU backstop of one worker in seconds (None: derived
+    from the others, see :meth:`lifetime_cpu_s`).
     """
 
     cpu_ms: int = 50
     memory_mb: int = 128
     wall_ms: int = 30_000
     load_cpu_ms: int = 10_000
+    worker_cpu_s: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("cpu_ms", "memory_mb", "wall_ms", "load_cpu_ms"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise SandboxError(f"SandboxLimits.{name} must be a positive int, got {value!r}")
+        value = self.worker_cpu_s
+        if value is not None and (type(value) is not int or value <= 0):
+            raise SandboxError(
+                f"SandboxLimits.worker_cpu_s must be a positive int or None, got {value!r}"
+            )
+
+    def lifetime_cpu_s(self) -> int:
+        """The ``RLIMIT_CPU`` of each worker: ``worker_cpu_s``, or the load plus
+        :data:`WORKER_CPU_CALLS` full calls (at least :data:`MIN_WORKER_CPU_S`)."""
+        if self.worker_cpu_s is not None:
+            return self.worker_cpu_s
+        total_ms = self.load_cpu_ms + WORKER_CPU_CALLS * self.cpu_ms
+        return max(MIN_WORKER_CPU_S, -(-total_ms // 1000))
 
 
 class CallResult(NamedTuple):

@@ -29,12 +29,19 @@ from ._quickio import QuickIO
 
 __all__ = ["WorkerHandle"]
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
 
 class WorkerHandle:
     """The host's handle on one worker process."""
 
     def __init__(
-        self, proc: ForkedProcess, max_frame_bytes: int, memory_mb: int, server_epoch: int
+        self,
+        proc: ForkedProcess,
+        max_frame_bytes: int,
+        memory_mb: int,
+        server_epoch: int,
+        cpu_s: int,
     ) -> None:
         self.pid = proc.pid
         self.server_epoch = server_epoch  # which fork server made it
@@ -50,6 +57,10 @@ class WorkerHandle:
         )
         self.max_frame_bytes = max_frame_bytes
         self.memory_mb = memory_mb
+        self.cpu_s = cpu_s  # its RLIMIT_CPU
+        self.calls = 0  # calls since its CPU time was last read
+        self.reported_cpu_ms = 0.0  # the CPU time all its calls reported
+        self.reported_at_check_ms = 0.0  # ... when its CPU time was last read
         self.lock = threading.Lock()
         self.killed = False  # the host killed it (deadline, recycling, close)
         self.disposed = False
@@ -69,6 +80,22 @@ class WorkerHandle:
         if self.reader.has_buffered_bytes():
             return True
         return self.quick.readable() if self.quick is not None else self.reader.readable()
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the process has used, from ``/proc/<pid>/stat``; None
+        when it cannot be read or the process is gone (its pid might name another)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as stat:
+                # fields after the command (which may contain anything, even ')'):
+                # [0] is field 3 (state); utime and stime are fields 14 and 15
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            ticks = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            return None
+        # Alive after the read (its pidfd not readable): the pid was still this worker's.
+        if self.disposed or self.wait_exited(0):
+            return None
+        return ticks / _CLOCK_TICKS
 
     def wait_exited(self, timeout: float) -> bool:
         """True once the process has exited (its pidfd turns readable), within ``timeout``."""

@@ -24,6 +24,13 @@ shapes; anything else gets the worker killed). The limits:
   the call too: a plugin that caught MemoryError must not keep a bloated, fragmented worker.
 - subrequests are counted by the host application in ``on_host_call`` (it knows which
   calls count).
+- lifetime CPU backstop: ``RLIMIT_CPU`` = :meth:`SandboxLimits.lifetime_cpu_s` in every
+  worker (SIGXCPU at that soft limit). ``ITIMER_PROF`` is armed by the worker itself, so
+  native code that broke out of the language layer can disarm it; the rlimit it cannot
+  touch. An honest worker never reaches it: the host reads the worker's real CPU time
+  (``/proc/<pid>/stat``) every ``CPU_CHECK_EVERY`` calls and replaces it once half the
+  budget is used. A worker that dies by SIGXCPU anyway broke its per-call limit: the call
+  gets ``CpuLimitExceeded`` and the death counts as a crash (back-off, then refusal).
 
 Crash bookkeeping, per pool (the policy is the supervisor's ``_CrashTracker``): a worker that
 dies unexpectedly (not by an enforced limit) counts as a crash, and after crashes the pool
@@ -70,13 +77,25 @@ from ._worker import EXIT_CONFINEMENT, EXIT_MEMORY, EXIT_PROTOCOL
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
 
-__all__ = ["RSS_RECYCLE_FRACTION", "LoadSpec", "WorkerPool"]
+__all__ = [
+    "CPU_CHECK_EVERY",
+    "CPU_RETIRE_FRACTION",
+    "RSS_RECYCLE_FRACTION",
+    "LoadSpec",
+    "WorkerPool",
+]
 
 # A worker whose peak RSS grew by more than this fraction of memory_mb is replaced after the
 # call. RLIMIT_AS bounds *virtual* size, and RSS growth stays below it, so waiting for RSS to
 # reach the whole budget would never trigger; half of it means "this call nearly filled the
 # worker" (typically: it ran into MemoryError and caught it).
 RSS_RECYCLE_FRACTION = 0.5
+
+# The host replaces a worker once its real CPU time passes this fraction of the backstop, so
+# an honest worker always has room for its next call. Checked every CPU_CHECK_EVERY calls
+# (a /proc read costs ~8 us), and sooner after a call that reported much CPU.
+CPU_RETIRE_FRACTION = 0.5
+CPU_CHECK_EVERY = 64
 
 _SPAWN_TIMEOUT_S = 10.0  # fork + confinement + "ready"
 _DEATH_REPORT_TIMEOUT_S = 5.0  # how long to wait for the fork server's exit report
@@ -243,13 +262,13 @@ class WorkerPool:
                 self._discard(worker, kill=True, crash=False)
             raise
         if isinstance(outcome, ResultFrame):
-            self._release(worker, call, outcome.rss_kb)
+            self._release(worker, call, outcome.rss_kb, outcome.cpu_ms)
             return CallResult(outcome.value, outcome.cpu_ms, outcome.rss_kb)
         assert isinstance(outcome, ErrorFrame)
         if outcome.kind == "memory":
             self._discard(worker, kill=True, crash=False)
             raise self._memory_error(worker.memory_mb)
-        self._release(worker, call, outcome.rss_kb)
+        self._release(worker, call, outcome.rss_kb, outcome.cpu_ms)
         raise self._error_from_frame(outcome, lim.memory_mb)
 
     def _exchange(self, worker: WorkerHandle, call: Call) -> WorkerFrame:
@@ -410,6 +429,16 @@ class WorkerPool:
             return self._memory_error(worker.memory_mb), False
         if box.signal == signal.SIGSYS:
             return SandboxViolation(f"{who} was killed for a forbidden system call"), False
+        if box.signal == signal.SIGXCPU:
+            # The lifetime backstop. The host replaces honest workers well before it, so this
+            # worker escaped its per-call timer: the call fails as over its CPU limit, and
+            # the death counts as a crash, so a plugin doing it again is backed off.
+            err = CpuLimitExceeded(
+                f"{who} used up its lifetime CPU budget of {worker.cpu_s}s (its per-call "
+                f"limit is {cpu_limit_ms}ms) and was killed; a new worker replaces it"
+            )
+            setattr(err, "limit_ms", cpu_limit_ms)  # noqa: B010
+            return err, True
         if box.code == EXIT_CONFINEMENT:
             return WorkerCrashed(f"{who} could not be confined (nothing ran)"), True
         if box.code == EXIT_PROTOCOL:
@@ -508,8 +537,9 @@ class WorkerPool:
     def _spawn(self) -> WorkerHandle:
         """Fork a worker, wait until it is confined, load the bundle (and run init)."""
         lim = self.limits
-        proc, server_epoch = self._sup._fork(lim.memory_mb)
-        worker = WorkerHandle(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch)
+        cpu_s = lim.lifetime_cpu_s()
+        proc, server_epoch = self._sup._fork(lim.memory_mb, cpu_s)
+        worker = WorkerHandle(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch, cpu_s)
         try:
             ready = parse_worker_frame(
                 worker.reader.read(time.monotonic() + _SPAWN_TIMEOUT_S),
@@ -558,15 +588,39 @@ class WorkerPool:
         self._discard(worker, kill=True, crash=False)
         raise self._error_from_frame(outcome, lim.memory_mb)
 
-    def _release(self, worker: WorkerHandle, call: Call, rss_kb: int) -> None:
-        """Back to the pool after a call, unless the call left it bloated."""
+    def _release(self, worker: WorkerHandle, call: Call, rss_kb: int, cpu_ms: float) -> None:
+        """Back to the pool after a call, unless the call left it bloated or it has used
+        most of its lifetime CPU budget."""
         # rss_kb is the worker's own report: a lying worker only keeps its own bloated
         # process (RLIMIT_AS still bounds it); nothing here is a security decision.
         # memory_mb of this call's limits: a call may tighten the check (see call()).
         if rss_kb - worker.baseline_rss_kb > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION:
             self._discard(worker, kill=True, crash=False)
+        elif self._cpu_spent(worker, cpu_ms):
+            self._discard(worker, kill=True, crash=False)
         else:
             self._checkin(worker)
+
+    def _cpu_spent(self, worker: WorkerHandle, cpu_ms: float) -> bool:
+        """True when the worker has used :data:`CPU_RETIRE_FRACTION` of its RLIMIT_CPU.
+
+        Reported per-call CPU misses what the serve loop does outside calls (decoding an
+        8 MiB request, the spin-wait), so the decision rests on the kernel's count, read
+        every :data:`CPU_CHECK_EVERY` calls or once the reports add up to an eighth of the
+        budget. Where /proc cannot be read, the reports are all there is.
+        """
+        worker.calls += 1
+        worker.reported_cpu_ms += cpu_ms
+        limit_ms = worker.cpu_s * 1000.0
+        since_check = worker.reported_cpu_ms - worker.reported_at_check_ms
+        if worker.calls < CPU_CHECK_EVERY and since_check < limit_ms / 8:
+            return False
+        worker.calls = 0
+        worker.reported_at_check_ms = worker.reported_cpu_ms
+        used = worker.cpu_seconds()
+        if used is None:
+            return worker.reported_cpu_ms >= limit_ms * CPU_RETIRE_FRACTION
+        return used * 1000.0 >= limit_ms * CPU_RETIRE_FRACTION
 
     def _checkin(self, worker: WorkerHandle) -> None:
         with self._lock:

@@ -286,17 +286,17 @@ class Supervisor:
             self._epoch += 1
             return self._client, self._epoch
 
-    def _fork(self, memory_mb: int) -> tuple[ForkedProcess, int]:
+    def _fork(self, memory_mb: int, cpu_s: int) -> tuple[ForkedProcess, int]:
         """A new worker and the epoch of the fork server that made it."""
         client, epoch = self._ensure_server()
         try:
-            return client.fork(memory_mb), epoch
+            return client.fork(memory_mb, cpu_s), epoch
         except WorkerCrashed:
             if client.is_alive():
                 raise
         # The fork server died while we asked: one fresh attempt with a new one.
         client, epoch = self._ensure_server()
-        return client.fork(memory_mb), epoch
+        return client.fork(memory_mb, cpu_s), epoch
 
     def _forget(self, pool: WorkerPool) -> None:
         with self._lock:
