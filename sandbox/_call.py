@@ -89,11 +89,20 @@ class SandboxLimits:
 
 
 class CallResult(NamedTuple):
-    """What a call returned, and what it cost (as the worker reported it)."""
+    """What a call returned, and what it cost.
+
+    ``cpu_ms`` is measured by the host: the kernel's count of the worker's CPU time from
+    when the call took the worker to when its answer arrived (so it includes decoding the
+    request and encoding the answer). ``rss_kb`` is the worker's own report of its peak
+    RSS: a diagnostic (a lying worker only changes when its own process is recycled; the
+    memory limit itself is the kernel's RLIMIT_AS). ``worker_cpu_ms`` is what the worker
+    said it used: a diagnostic only, never used for any decision.
+    """
 
     value: Any
     cpu_ms: float
     rss_kb: int
+    worker_cpu_ms: float = 0.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -123,6 +132,14 @@ class Call:
     """Answers the worker's host calls in the calling thread; None refuses them all."""
     deadline: float = 0.0
     """Set by :meth:`start_clock`; until then the call has no time at all (fails closed)."""
+    limit_ns: int = 0
+    """The call's CPU budget as the host measures it, before the answer's share (``_pool``)."""
+    watch_limit_ns: int = 0
+    """... with the largest answer's share: what the CPU watch allows while the call runs."""
+    retire: bool = False
+    """Set when the host application refused a host call over a limit (subrequests): the
+    invocation failed on a limit, so its worker is not reused, whatever the plugin did with
+    the error."""
 
     def start_clock(self) -> None:
         """Start the wall budget now: once a worker is ready, not while one is being made."""
