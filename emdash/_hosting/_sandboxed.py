@@ -52,6 +52,9 @@ class SandboxSupport:
         self.bridge = bridge
         self.limits = limits
         self.pool_size = pool_size
+        # Tests only: lets a test act as code that broke out of the language layer
+        # (sandbox's raw_exec_for_tests). Read when the supervisor starts.
+        self.allow_raw_exec_for_tests = False
         self._supervisor: sandbox.Supervisor | None = None
         self._lock = threading.Lock()
 
@@ -71,6 +74,7 @@ class SandboxSupport:
                     worker_error_encoder="emdash._shared._errors:error_to_wire",
                     worker_error_decoder="emdash._shared._errors:error_from_wire",
                     host_error_encoder=errors.error_to_wire,
+                    allow_raw_exec_for_tests=self.allow_raw_exec_for_tests,
                 )
                 self._supervisor.start()
             return self._supervisor
@@ -119,6 +123,7 @@ class SandboxedPluginHost:
                 limits=self._sb_limits,
                 pool_size=support.pool_size,
                 init=("emdash._shared._worker_dispatch:load", [info]),
+                fresh_worker=self.limits.fresh_worker,
             )
         except sandbox.SandboxError as exc:
             raise self._translate(exc, "load") from None
@@ -177,6 +182,8 @@ class SandboxedPluginHost:
                     "limits.subrequests in the plugin descriptor.",
                     plugin_id=pid,
                 )
+        # The host's own measurement of the worker's CPU time (the kernel's count), never the
+        # figure the worker reports about itself: that is what the audit records.
         return InvokeResult(result.value, result.cpu_ms)
 
     def _translate(

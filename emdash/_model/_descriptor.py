@@ -34,12 +34,19 @@ class _Strict(BaseModel):
 
 
 class Limits(_Strict):
-    """Per-invocation resource limits of sandboxed code (all four are enforced)."""
+    """Per-invocation resource limits of sandboxed code (all four are enforced).
+
+    ``fresh_worker`` is no limit but a setting of the same kind: every invocation of the
+    plugin runs in a new sandbox worker, killed afterwards, so nothing one invocation
+    leaves in the worker (module state, anything a breakout planted) reaches the next. For
+    the most hostile plugins; it costs a fork and a load of the plugin per invocation.
+    """
 
     cpu_ms: int = Field(50, gt=0, le=600_000, description="CPU time per invocation")
     memory_mb: int = Field(128, gt=0, le=16_384, description="memory above the worker baseline")
     wall_ms: int = Field(30_000, gt=0, le=3_600_000, description="wall-clock time per invocation")
     subrequests: int = Field(10, ge=0, le=100_000, description="bridge calls per invocation")
+    fresh_worker: bool = Field(False, strict=True, description="a new sandbox worker for every invocation")
 
 
 class StorageCollection(_Strict):
