@@ -724,9 +724,10 @@ class WorkerPool:
         # process (RLIMIT_AS still bounds it) or gets itself replaced; nothing here is a
         # security decision. memory_mb of this call's limits: a call may tighten the check.
         # The lifetime check uses the host's figure (idle_cpu_ns was just read).
-        if (
-            self._spec.fresh_worker
-            or call.retire
+        if self._spec.fresh_worker and not call.retire:
+            self._retire_fresh(worker)
+        elif (
+            call.retire
             or rss_kb - worker.baseline_rss_kb
             > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION
             or worker.idle_cpu_ns >= worker.cpu_s * 1e9 * CPU_RETIRE_FRACTION
@@ -734,6 +735,50 @@ class WorkerPool:
             self._discard(worker, kill=True, crash=False)
         else:
             self._checkin(worker)
+
+    def _retire_fresh(self, worker: WorkerHandle) -> None:
+        """``fresh_worker``: the used worker is killed now; waiting for it to be reaped and
+        making the next call's worker happen off the caller's thread, so a caller pays the
+        fork and load only when calls come faster than workers can be made."""
+        worker.kill()  # at once: it never runs anything again
+        with self._lock:
+            self._busy.discard(worker)
+            self._epoch += 1
+            start = (
+                self._closed_reason is None
+                and len(self._busy) + len(self._idle) + self._starting < self.pool_size
+                and self._crashes.blocked(time.monotonic(), self.key) is None
+            )
+            if start:
+                self._starting += 1
+            elif self._waiting:
+                self._cond.notify_all()
+        threading.Thread(
+            target=self._after_fresh, args=(worker, start), name="sandbox-fresh-worker", daemon=True
+        ).start()
+
+    def _after_fresh(self, worker: WorkerHandle, start: bool) -> None:
+        worker.wait_gone(_DEATH_REPORT_TIMEOUT_S)
+        worker.dispose()
+        if not start:
+            return
+        new: WorkerHandle | None = None
+        try:
+            new = self._spawn()
+        except SandboxUnavailableError:
+            pass  # closed, or backing off after crashes: the next call says so
+        except Exception as exc:
+            # The next call starts a worker itself and reports what goes wrong then.
+            log.warning("could not prepare a fresh sandbox worker for %s: %s", self.key, exc)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                if new is not None and self._closed_reason is None:
+                    self._idle.append(new)
+                    new = None
+                self._cond.notify_all()
+        if new is not None:  # the pool was closed meanwhile
+            self._discard(new, kill=True, crash=False)
 
     def _kill_burner(self, worker: WorkerHandle) -> None:
         """Kill a worker the CPU watch caught (``cpu_verdict`` set): a crash of this pool."""

@@ -288,6 +288,10 @@ def test_fresh_worker_gives_every_call_its_own_process(
             for _ in range(4)]
     assert all(len(p) == 1 for p in pids) and len({p[0] for p in pids}) == 4
     wait_until(lambda: not any(sb.proc_exists(p[0]) for p in pids), "used workers are gone")
+    # The next call's worker is made ready after each call, off the caller's thread.
+    used = {p[0] for p in pids}
+    wait_until(lambda: len(fresh.worker_pids()) == 1, "a fresh worker waits for the next call")
+    assert fresh.worker_pids()[0] not in used
     counts = [fresh.call("sbtest:invoke", ["remember", i], on_host_call=sb.no_host_calls).value
               for i in range(3)]
     assert counts == [1, 1, 1]  # module state never survives a call
