@@ -133,9 +133,8 @@ class Call:
     deadline: float = 0.0
     """Set by :meth:`start_clock`; until then the call has no time at all (fails closed)."""
     limit_ns: int = 0
-    """The call's CPU budget as the host measures it, before the answer's share (``_pool``)."""
-    watch_limit_ns: int = 0
-    """... with the largest answer's share: what the CPU watch allows while the call runs."""
+    """The call's CPU budget as the host measures it, without the shares of the worker's
+    previous request and of the answer (see ``_pool.CALL_CPU_SLACK_MS``)."""
     retire: bool = False
     """Set when the host application refused a host call over a limit (subrequests): the
     invocation failed on a limit, so its worker is not reused, whatever the plugin did with

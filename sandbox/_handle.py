@@ -81,7 +81,10 @@ class WorkerHandle:
         # budget both measure from these.
         self.idle_cpu_ns = 0
         self.call_cpu_ns = 0
-        self.call_limit_ns: int | None = None  # the current call's cpu_ms, in ns
+        # The current call's CPU budget (ns, all but the answer's share; None when idle),
+        # and the size of the request of its last call (freed while it reads the next).
+        self.call_limit_ns: int | None = None
+        self.last_request_size = 0
         # Set (before the kill) by whoever found it over a CPU budget, so the death is
         # reported as CpuLimitExceeded, not as a stop by the host.
         self.cpu_verdict: str | None = None

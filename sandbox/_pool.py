@@ -22,9 +22,9 @@ shapes; anything else gets the worker killed). The limits:
   the language layer can disarm it; hence (2) the host measures every worker's CPU time
   from the kernel (``WorkerHandle.cpu_ns``: one ``clock_gettime`` on the worker's process
   CPU clock, when a call takes the worker and when its answer arrives). A call whose
-  measured CPU exceeds ``cpu_ms`` + :data:`CALL_CPU_SLACK_MS` (what the serve loop does
-  outside the timer: decoding the request, sending the answer) gets the worker killed and
-  ``CpuLimitExceeded``; a worker that used more than :data:`IDLE_CPU_MS` while idle
+  measured CPU exceeds ``cpu_ms`` + :data:`CALL_CPU_SLACK_MS` and a share per MiB of the
+  frames the serve loop handles outside the timer (decoding the request, sending the
+  answer) gets the worker killed and ``CpuLimitExceeded``; a worker that used more than :data:`IDLE_CPU_MS` while idle
   (an honest one spins at most ~0.1 ms after each answer, ``_protocol.SPIN_MAX_S``) is
   killed and replaced, found by the supervisor's watch thread (every
   :data:`WATCH_INTERVAL_S`) or when a call takes it. The watch also kills a busy worker
@@ -101,10 +101,11 @@ if TYPE_CHECKING:
     from ._supervisor import Supervisor
 
 __all__ = [
+    "ANSWER_CPU_MS_PER_MIB",
     "CALL_CPU_SLACK_MS",
-    "CPU_MS_PER_MIB",
     "CPU_RETIRE_FRACTION",
     "IDLE_CPU_MS",
+    "REQUEST_CPU_MS_PER_MIB",
     "RSS_RECYCLE_FRACTION",
     "WATCH_INTERVAL_S",
     "LoadSpec",
@@ -126,15 +127,23 @@ CPU_RETIRE_FRACTION = 0.5
 # What a call may use on top of its cpu_ms, as the host measures it: the serve loop's work
 # outside the worker's timer, and the timer's granularity (ITIMER_PROF expiry is noticed at
 # a scheduler tick: up to 10 ms late at HZ=100, so a call can finish a little over its
-# budget without being stopped). CALL_CPU_SLACK_MS is the fixed part (a no-op call's
-# untimed work is ~0.2 ms); CPU_MS_PER_MIB is added per MiB of the request and of the
-# answer: receiving and decoding a request costs the worker ~5 ms/MiB outside its timer,
-# sending an answer ~2-3 ms/MiB (measured on the 2-CPU development VM), so 15 is 3x that.
-# CALL_CPU_SLACK_MS is also what a load may use on top of load_cpu_ms (confinement before
-# the load's timer: ~4 ms).
+# budget without being stopped).
+# - CALL_CPU_SLACK_MS, fixed (a no-op call's untimed work is ~0.2 ms). Also what a load may
+#   use on top of load_cpu_ms (confinement before the load's timer: ~4 ms).
+# - REQUEST_CPU_MS_PER_MIB, per MiB of this call's request and of the worker's previous
+#   one: the worker receives and decodes a request before it knows its budget, and frees
+#   the previous request's objects while it reads the next. Measured on the 2-CPU
+#   development VM: 5 ms/MiB for one long string, 12 for a list of ints, up to ~50 for
+#   lists of tiny lists or dicts (the worst shape JSON allows); 100 leaves twice that.
+#   The host chooses what it sends, so a worker cannot stretch this part.
+# - ANSWER_CPU_MS_PER_MIB, per MiB of its answer: encoded under the timer, then copied and
+#   sent outside it, ~2-3 ms/MiB. The worker chooses its answer's size, so this part is
+#   kept tight: at most 8 MiB x 15 = 120 ms more for a worker that pads its answer.
 CALL_CPU_SLACK_MS = 15
-CPU_MS_PER_MIB = 15
-_NS_PER_BYTE = CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
+REQUEST_CPU_MS_PER_MIB = 100
+ANSWER_CPU_MS_PER_MIB = 15
+_REQUEST_NS_PER_BYTE = REQUEST_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
+_ANSWER_NS_PER_BYTE = ANSWER_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
 # What a worker may use while idle, from when its answer arrived to when the next call
 # takes it (or the watch looks). An honest one only finishes its send and spins for at most
 # SPIN_MAX_S (0.1 ms) waiting for the next request; this is a hundred times that.
@@ -296,13 +305,11 @@ class WorkerPool:
             op=fields["op"], cid=cid, frame=frame, limits=lim, cpu_ms=lim.cpu_ms,
             budget_ms=budget_ms, kind=kind, on_host_call=on_host_call,
         )
-        # The CPU budget as the host measures it (see CALL_CPU_SLACK_MS): what the answer
-        # will cost is added when its size is known; the watch, which looks before that,
-        # allows for the largest answer.
+        # The CPU budget as the host measures it (see CALL_CPU_SLACK_MS); the checkout adds
+        # the share of the worker's previous request, the end of the call its answer's.
         call.limit_ns = (lim.cpu_ms + CALL_CPU_SLACK_MS) * 1_000_000 + int(
-            len(frame) * _NS_PER_BYTE
+            len(frame) * _REQUEST_NS_PER_BYTE
         )
-        call.watch_limit_ns = call.limit_ns + int(self._sup.max_frame_bytes * _NS_PER_BYTE)
         # Waiting for a worker counts against the caller's budget...
         worker = self._checkout(start + budget_ms / 1000, call)
         # ...but the call's own deadline starts once a worker is ready: starting one is not
@@ -343,14 +350,15 @@ class WorkerPool:
             raise self._died(worker, call.cpu_ms)
         used_ns = after - worker.call_cpu_ns
         used_ms = used_ns / 1e6
-        sizes = len(call.frame) + worker.reader.last_size
-        if used_ns > call.limit_ns + sizes * _NS_PER_BYTE:
+        limit_ns = worker.call_limit_ns or 0
+        if used_ns > limit_ns + worker.reader.last_size * _ANSWER_NS_PER_BYTE:
             # Its timer did not stop it: disarmed by code that broke out of the language
             # layer. Whatever it answered is not used.
             worker.cpu_verdict = "call"
             self._discard(worker, kill=True, crash=True)
             raise self._cpu_error(call.cpu_ms, used_ms)
         worker.idle_cpu_ns = after
+        worker.last_request_size = len(call.frame)
         return used_ms
 
     def _exchange(self, worker: WorkerHandle, call: Call) -> WorkerFrame:
@@ -585,7 +593,9 @@ class WorkerPool:
                         burners.append(worker)
                     else:
                         worker.call_cpu_ns = cpu
-                        worker.call_limit_ns = call.watch_limit_ns
+                        worker.call_limit_ns = call.limit_ns + int(
+                            worker.last_request_size * _REQUEST_NS_PER_BYTE
+                        )
                         self._busy.add(worker)
                         return worker
                 if not dead and not stale and not burners:
@@ -638,7 +648,9 @@ class WorkerPool:
                 # Idle since its load was measured: a few microseconds of its spin-wait
                 # are charged to this call (well within the slack).
                 worker.call_cpu_ns = worker.idle_cpu_ns
-                worker.call_limit_ns = call.watch_limit_ns
+                worker.call_limit_ns = call.limit_ns + int(
+                    worker.last_request_size * _REQUEST_NS_PER_BYTE
+                )
                 self._busy.add(worker)
                 return worker
         self._discard(worker, kill=True, crash=False)
@@ -704,11 +716,14 @@ class WorkerPool:
                 )
             if cpu is None or worker.wait_exited(0):
                 raise self._died(worker, lim.load_cpu_ms)
-            if cpu > (lim.load_cpu_ms + CALL_CPU_SLACK_MS) * 1_000_000:
+            if cpu > (lim.load_cpu_ms + CALL_CPU_SLACK_MS) * 1_000_000 + len(frame) * (
+                _REQUEST_NS_PER_BYTE
+            ):
                 worker.cpu_verdict = "call"
                 self._discard(worker, kill=True, crash=True)
                 raise self._cpu_error(lim.load_cpu_ms, cpu / 1e6)
             worker.idle_cpu_ns = cpu
+            worker.last_request_size = len(frame)
             worker.init_result = outcome.init
             return worker
         assert isinstance(outcome, ErrorFrame)
@@ -798,6 +813,8 @@ class WorkerPool:
         is only killed: its caller sees the death and reports it (``cpu_verdict``).
         """
         idle_budget = IDLE_CPU_MS * 1_000_000
+        # Before the answer arrives its size is unknown: allow for the largest.
+        any_answer = int(self._sup.max_frame_bytes * _ANSWER_NS_PER_BYTE)
         burners: list[WorkerHandle] = []
         with self._lock:
             if self._closed_reason is not None:
@@ -821,7 +838,7 @@ class WorkerPool:
                 cpu = worker.cpu_ns()
                 if cpu is None or not worker.usable() or worker.wait_exited(0):
                     continue
-                if cpu - worker.call_cpu_ns > limit:
+                if cpu - worker.call_cpu_ns > limit + any_answer:
                     worker.cpu_verdict = "call"
                     worker.kill()
                     log.warning(

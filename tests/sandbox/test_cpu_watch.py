@@ -208,6 +208,28 @@ def test_an_honest_pool_is_left_alone(make_supervisor: Any, sb: SimpleNamespace)
     assert pool._crashes.count == 0
 
 
+def test_large_requests_are_not_charged_as_an_escape(
+    make_supervisor: Any, sb: SimpleNamespace
+) -> None:
+    # The worker decodes a request before its timer runs and frees it while reading the
+    # next one: for object-dense JSON that is tens of ms per MiB outside the timer. The
+    # host's allowance for it follows the request sizes, so honest calls pass.
+    sup = make_supervisor()
+    limits = SandboxLimits(cpu_ms=50, memory_mb=1024, wall_ms=600_000)
+    bundle = {"plugin.py": "def size(x):\n    return len(x)\n"}
+    pool = sup.load("cpu:large", bundle, "plugin.py", limits=limits, pool_size=1)
+    (pid,) = pool.worker_pids()
+    # ~7 MiB of short strings: ~100 ms to decode and free outside the timer (more than the
+    # whole cpu_ms), and nothing for the call's own garbage collection to walk.
+    dense = ["ab"] * 1_500_000
+    for _ in range(3):
+        result = pool.call("sbtest:invoke", ["size", dense], on_host_call=sb.no_host_calls)
+        assert result.value == len(dense)
+    assert echo(pool, sb, "small") == "small"
+    assert pool.worker_pids() == [pid]
+    assert pool._crashes.count == 0
+
+
 # --- never reused after a limit, a crash, a protocol error or a forged frame -----------------
 
 
