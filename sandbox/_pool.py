@@ -28,7 +28,8 @@ shapes; anything else gets the worker killed). The limits:
   (an honest one spins at most ~0.1 ms after each answer, ``_protocol.SPIN_MAX_S``) is
   killed and replaced, found by the supervisor's watch thread (every
   :data:`WATCH_INTERVAL_S`) or when a call takes it. The watch also kills a busy worker
-  as soon as its call is over budget, rather than at its wall deadline. Both count as a
+  as soon as its call is over budget, rather than at its wall deadline (and a loading one
+  over its load's budget). Both count as a
   crash (back-off applies): an honest worker never gets there. The figure a call reports
   (``CallResult.cpu_ms``) is this host measurement; the worker's own report is kept only
   as ``worker_cpu_ms``. (3) See the lifetime backstop below.
@@ -197,6 +198,7 @@ class WorkerPool:
         self._idle: list[WorkerHandle] = []
         self._busy: set[WorkerHandle] = set()
         self._starting = 0
+        self._loading: set[WorkerHandle] = set()  # started, their load not done yet
         self._closed_reason: str | None = None
         self._epoch = 0
         self._crashes = supervisor._new_crash_tracker()
@@ -701,7 +703,20 @@ class WorkerPool:
             budget_ms=lim.wall_ms, kind="wall", on_host_call=None,
         )
         load.start_clock()
-        outcome = self._exchange(worker, load)
+        # The load's CPU budget as the host measures it, from the fork (the clock starts
+        # there): the watch holds a loading worker to it too, as it does a busy one.
+        load_limit_ns = (lim.load_cpu_ms + CALL_CPU_SLACK_MS) * 1_000_000 + int(
+            len(frame) * _REQUEST_NS_PER_BYTE
+        )
+        worker.call_cpu_ns, worker.call_limit_ns = 0, load_limit_ns
+        with self._lock:
+            self._loading.add(worker)
+        try:
+            outcome = self._exchange(worker, load)
+        finally:
+            with self._lock:
+                self._loading.discard(worker)
+            worker.call_limit_ns = None
         if isinstance(outcome, LoadedFrame):
             # Its whole life so far (the clock starts at the fork) is confinement and the
             # load, which its timer should have kept under load_cpu_ms.
@@ -716,9 +731,7 @@ class WorkerPool:
                 )
             if cpu is None or worker.wait_exited(0):
                 raise self._died(worker, lim.load_cpu_ms)
-            if cpu > (lim.load_cpu_ms + CALL_CPU_SLACK_MS) * 1_000_000 + len(frame) * (
-                _REQUEST_NS_PER_BYTE
-            ):
+            if cpu > load_limit_ns:
                 worker.cpu_verdict = "call"
                 self._discard(worker, kill=True, crash=True)
                 raise self._cpu_error(lim.load_cpu_ms, cpu / 1e6)
@@ -831,7 +844,7 @@ class WorkerPool:
             for worker in burners:
                 self._idle.remove(worker)
                 self._busy.add(worker)  # in nobody's hands, but out of the idle list
-            for worker in self._busy:
+            for worker in [*self._busy, *self._loading]:
                 limit = worker.call_limit_ns
                 if worker.cpu_verdict is not None or limit is None:
                     continue

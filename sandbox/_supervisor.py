@@ -10,7 +10,7 @@ can tell that an idle worker was made by a fork server that is gone (and so is g
 whatever its socket says yet).
 
 The supervisor also runs the CPU watch: one daemon thread (started by the first load, for
-every pool) that every ``_pool.WATCH_INTERVAL_S`` has each pool read its workers' CPU time
+every open pool, from its first load on) that every ``_pool.WATCH_INTERVAL_S`` has each pool read its workers' CPU time
 from the kernel and kill those that use CPU while idle or beyond their call's budget.
 
 Crash bookkeeping (:class:`_CrashTracker`, one per pool and one for the fork server), with the
@@ -151,6 +151,7 @@ class Supervisor:
         # The CPU watch: one thread for every pool (see _pool: idle and busy workers' CPU
         # time, read from the kernel every WATCH_INTERVAL_S). Started by the first load.
         self._watch_stop = threading.Event()
+        self._watched: set[WorkerPool] = set()  # every open pool, including one loading
         self._watch_thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -252,7 +253,16 @@ class Supervisor:
             return existing
         self.start()
         pool = WorkerPool(self, key, spec)
-        pool._start_first()
+        # Watched from its first load on: the load runs the plugin's code (init) too.
+        self._start_watch()
+        with self._lock:
+            self._watched.add(pool)
+        try:
+            pool._start_first()
+        except BaseException:
+            with self._lock:
+                self._watched.discard(pool)
+            raise
         with self._lock:
             if self._closed:
                 closed = True
@@ -262,7 +272,6 @@ class Supervisor:
         if closed:
             pool._close(f"the sandbox supervisor was closed, so the sandbox for {key} is too")
             raise SandboxUnavailableError("the sandbox supervisor is closed")
-        self._start_watch()
         if old is not None and old is not pool:
             old._close(
                 f"the sandbox for {key} was replaced by a newer load; use the handle that "
@@ -285,7 +294,7 @@ class Supervisor:
         """Every WATCH_INTERVAL_S, each pool checks its workers' CPU time (``_pool``)."""
         while not self._watch_stop.wait(WATCH_INTERVAL_S):
             with self._lock:
-                pools = list(self._pools.values())
+                pools = list(self._watched)
             for pool in pools:
                 try:
                     pool._watch()
@@ -344,5 +353,6 @@ class Supervisor:
 
     def _forget(self, pool: WorkerPool) -> None:
         with self._lock:
+            self._watched.discard(pool)
             if self._pools.get(pool.key) is pool:
                 del self._pools[pool.key]

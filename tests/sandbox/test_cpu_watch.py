@@ -196,6 +196,20 @@ def test_a_busy_worker_over_budget_is_killed_before_its_wall_deadline(
     assert echo(pool, sb, "next") == "next"
 
 
+def test_a_load_that_escapes_its_timer_is_killed_by_the_watch(
+    make_supervisor: Any, sb: SimpleNamespace
+) -> None:
+    # init disarms the timer and spins, with a ten-minute wall limit: the watch holds a
+    # loading worker to load_cpu_ms as well.
+    sup = make_supervisor()
+    limits = SandboxLimits(cpu_ms=100, memory_mb=64, wall_ms=600_000, load_cpu_ms=200)
+    with pytest.raises(CpuLimitExceeded) as info:
+        sup.load("cpu:load", sb.BUNDLE, sb.ENTRY, limits=limits,
+                 init=("sbtest:escape_during_load", []))
+    assert "exceeded its CPU-time limit of 200ms" in str(info.value)
+    assert sb.zombie_children() == []
+
+
 def test_an_honest_pool_is_left_alone(make_supervisor: Any, sb: SimpleNamespace) -> None:
     # Many calls and idle periods: every worker's idle CPU stays within bounds, no kill.
     pool = load(make_supervisor(), sb, "cpu:honest")
