@@ -172,7 +172,13 @@ class SandboxedPluginHost:
                     timeout_ms=timeout_ms,
                 )
             except sandbox.SandboxError as exc:
-                raise self._translate(exc, operation, timeout_ms) from None
+                err = self._translate(exc, operation, timeout_ms)
+                # The host's CPU measurement of a call that failed after its answer came
+                # (a plugin exception, a call found over its budget), for the audit.
+                cpu = getattr(exc, "cpu_ms", None)
+                if cpu is not None:
+                    setattr(err, "cpu_ms", cpu)  # noqa: B010
+                raise err from None
             if budget.exceeded:
                 # The plugin may have caught the error in its own code; the invocation
                 # still failed, and store.invocation() rolls its writes back.

@@ -85,3 +85,26 @@ def test_fresh_worker_is_a_strict_bool() -> None:
     assert emdash.Limits().fresh_worker is False
     with pytest.raises(emdash.ManifestError, match="limits.fresh_worker"):
         emdash.PluginDescriptor.from_dict({"id": "x", "limits": {"fresh_worker": "yes"}})
+
+
+RAISER = '''
+from emdash import define_plugin, RouteConfig
+
+def fail(route_ctx, ctx):
+    total = 0
+    for i in range(100000):
+        total += i
+    raise ValueError("no")
+
+plugin = define_plugin(routes={"fail": RouteConfig(fail, public=True)})
+'''
+
+
+def test_a_failed_invocation_carries_the_hosts_cpu_figure(tmp_path: Path) -> None:
+    # For the audit of failed invocations: the emdash error carries the host's measurement.
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        rt.add_plugin({"id": "raiser"}, source={"plugin.py": RAISER}, trusted=False)
+        with pytest.raises(emdash.PluginError) as info:
+            rt.invoke_route("raiser", "fail")
+        cpu = getattr(info.value, "cpu_ms", None)
+        assert isinstance(cpu, float) and cpu > 0.0
