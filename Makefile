@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (only python3 and make needed):
 #   make demo   – create .venv, install emdash, run the demo site on embedded SQLite
-#   make test   – create .venv, install emdash with test extras, run the whole suite
+#   make test   – create .venv, install emdash with test extras, lint (ruff, ruff format,
+#                 mypy strict), then run the whole suite
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -16,11 +17,17 @@ $(BIN)/emdash: pyproject.toml
 demo: $(BIN)/emdash
 	$(BIN)/emdash demo
 
-test: $(BIN)/emdash
+# Everything ruff looks at; mypy's list is [tool.mypy] files in pyproject.toml.
+LINTED = emdash sandbox stdlib_shims tests examples benchmarks
+
+# The one test command (README, .ci/run): lint first, so a style or type error fails as surely
+# as a broken test. pytest's own status (5 when nothing was collected) fails make too.
+test: lint
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/emdash
-	$(BIN)/ruff check emdash sandbox stdlib_shims tests examples benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 bench: $(BIN)/emdash

@@ -36,7 +36,7 @@ import emdash
 
 EVENT = {"content": {"id": "01BENCH", "title": "bench"}, "collection": "posts", "isNew": True}
 
-PLUGIN = '''
+PLUGIN = """
 import time
 from emdash import define_plugin
 
@@ -68,7 +68,7 @@ plugin = define_plugin(
     hooks={"content:afterSave": noop},
     routes={"kv": kv_loop, "ping": ping, "spin": spin},
 )
-'''
+"""
 
 ROOMY = {"cpu_ms": 60_000, "memory_mb": 128, "wall_ms": 600_000, "subrequests": 100_000}
 
@@ -76,7 +76,12 @@ ROOMY = {"cpu_ms": 60_000, "memory_mb": 128, "wall_ms": 600_000, "subrequests": 
 def descriptor(pid: str, limits: dict[str, Any] | None = None) -> dict[str, Any]:
     # content:read: without it the pipeline drops the content:afterSave hook (and the
     # benchmark would time an empty pipeline).
-    return {"id": pid, "version": "1.0.0", "capabilities": ["content:read"], "limits": limits or ROOMY}
+    return {
+        "id": pid,
+        "version": "1.0.0",
+        "capabilities": ["content:read"],
+        "limits": limits or ROOMY,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -121,7 +126,9 @@ def fork_server_children() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        ppid = int(
+            next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        )
         by_parent.setdefault(ppid, []).append(int(entry.name))
         if ppid == me and b"_forkserver" in cmdline:
             servers.append(int(entry.name))
@@ -300,10 +307,14 @@ def fresh_worker_hook(n: int) -> tuple[list[float], list[float], list[float]]:
     """No-op hook with ``limits.fresh_worker``: back to back (each call waits for a fork and
     a load) and FRESH_GAP_S apart (the next worker is made ready between calls); and the
     same plugin with its worker reused. Seconds."""
+
     def run(fresh: bool, gap: float) -> list[float]:
         with emdash.Runtime(":memory:", worker_pool_size=1) as rt:
-            rt.add_plugin(descriptor("bench", {**ROOMY, "fresh_worker": fresh}),
-                          source={"plugin.py": PLUGIN}, trusted=False)
+            rt.add_plugin(
+                descriptor("bench", {**ROOMY, "fresh_worker": fresh}),
+                source={"plugin.py": PLUGIN},
+                trusted=False,
+            )
             timed(lambda: rt.run_hook("content:afterSave", EVENT), 20)
             samples = []
             for _ in range(n):
@@ -364,8 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     n_fresh = 50 if quick else 300
     t_tp = 1.0 if quick else 5.0
 
-    print(f"emdash {emdash.__version__} sandbox benchmark ({'quick' if quick else 'full'} run), "
-          f"CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"emdash {emdash.__version__} sandbox benchmark ({'quick' if quick else 'full'} run), "
+        f"CPython {sys.version.split()[0]}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     rows: list[Row] = []
 
     def step(what: str) -> None:
@@ -390,34 +404,87 @@ def main(argv: list[str] | None = None) -> int:
     step("idle worker memory")
     uss = idle_uss(n_idle)
     u = (statistics.median(uss), max(uss)) if uss else None
-    rows.append(Row("idle USS per plugin worker", "MB", u, None, "<= 2 MB",
-                    u is not None and u[0] <= 2.0, f"{len(uss)} workers; max shown as p99"))
+    rows.append(
+        Row(
+            "idle USS per plugin worker",
+            "MB",
+            u,
+            None,
+            "<= 2 MB",
+            u is not None and u[0] <= 2.0,
+            f"{len(uss)} workers; max shown as p99",
+        )
+    )
 
     step("CPU-limit overshoot")
     over = cpu_overshoot(n_cpu)
     o = p50_p99(over, 1.0)
-    rows.append(Row("CPU-limit overshoot at 50 ms", "ms", o, None, "<= 10 ms", o[1] <= 10,
-                    "native: no CPU limit"))
+    rows.append(
+        Row(
+            "CPU-limit overshoot at 50 ms",
+            "ms",
+            o,
+            None,
+            "<= 10 ms",
+            o[1] <= 10,
+            "native: no CPU limit",
+        )
+    )
 
     step("throughput")
     tp_sb, tp_nat = throughput(t_tp)
-    rows.append(Row("no-op hooks, 2 host threads", "k/s", (tp_sb / 1e3, tp_sb / 1e3),
-                    (tp_nat / 1e3, tp_nat / 1e3), ">= 20 k/s", tp_sb >= 20_000,
-                    "a rate, p50 = p99"))
+    rows.append(
+        Row(
+            "no-op hooks, 2 host threads",
+            "k/s",
+            (tp_sb / 1e3, tp_sb / 1e3),
+            (tp_nat / 1e3, tp_nat / 1e3),
+            ">= 20 k/s",
+            tp_sb >= 20_000,
+            "a rate, p50 = p99",
+        )
+    )
 
     step("the host-side CPU watch")
     reads, hooks = cpu_watch_cost(n_hook)
     r = p50_p99(reads, 1e6)
     share = pct(reads, 50) / pct(hooks, 50) * 100
-    rows.append(Row("host CPU measurement, per call", "us", r, None, "-", None,
-                    f"two clock reads; {share:.1f}% of the no-op hook's p50"))
+    rows.append(
+        Row(
+            "host CPU measurement, per call",
+            "us",
+            r,
+            None,
+            "-",
+            None,
+            f"two clock reads; {share:.1f}% of the no-op hook's p50",
+        )
+    )
 
     step("fresh worker per invocation")
     fresh, spaced, reused = fresh_worker_hook(n_fresh)
-    rows.append(Row("no-op hook, fresh_worker, back to back", "ms", p50_p99(fresh, 1e3), None,
-                    "-", None, f"reused worker: p50 {pct(reused, 50) * 1e3:.3f} ms"))
-    rows.append(Row(f"no-op hook, fresh_worker, {FRESH_GAP_S * 1e3:.0f} ms apart", "ms",
-                    p50_p99(spaced, 1e3), None, "-", None, "next worker made between calls"))
+    rows.append(
+        Row(
+            "no-op hook, fresh_worker, back to back",
+            "ms",
+            p50_p99(fresh, 1e3),
+            None,
+            "-",
+            None,
+            f"reused worker: p50 {pct(reused, 50) * 1e3:.3f} ms",
+        )
+    )
+    rows.append(
+        Row(
+            f"no-op hook, fresh_worker, {FRESH_GAP_S * 1e3:.0f} ms apart",
+            "ms",
+            p50_p99(spaced, 1e3),
+            None,
+            "-",
+            None,
+            "next worker made between calls",
+        )
+    )
 
     print()
     print(render(rows))

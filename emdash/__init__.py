@@ -119,4 +119,3 @@ def _claim_public_names() -> None:
 
 
 _claim_public_names()
-

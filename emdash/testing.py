@@ -197,9 +197,7 @@ class PluginHarness:
         self._check_open()
         spec = HOOKS.get(name)
         targeted = spec is not None and spec.family in _TARGETED_FAMILIES
-        return self.runtime.run_hook(
-            name, event, plugin_id=self.plugin_id if targeted else None
-        )
+        return self.runtime.run_hook(name, event, plugin_id=self.plugin_id if targeted else None)
 
     def route(
         self,
@@ -358,8 +356,13 @@ class StorageView(Mapping[str, Any]):
         cursor: str | None = None,
     ) -> dict[str, Any]:
         return self._storage.query(
-            self._pid, self._coll, self._spec,
-            where=where, order_by=order_by, limit=limit, cursor=cursor,
+            self._pid,
+            self._coll,
+            self._spec,
+            where=where,
+            order_by=order_by,
+            limit=limit,
+            cursor=cursor,
         )
 
     def count(self, where: Any = None) -> int:

@@ -23,6 +23,10 @@ What is in it, and why the shape:
   (CVE-2025-22153).
 * ``UnicodeError`` (to catch) but none of its constructible subclasses: see
   ``_UNICODE_ERRORS`` below (an interpreter memory-safety bug).
+* ``map``/``filter``/``zip``/``enumerate`` build nesting-bounded iterators (see
+  ``stdlib_shims._functional``: deep chains of them overflow the C stack).
+* ``repr``/``ascii``/``str``/``format`` return text without heap addresses (see
+  ``_guards.scrub_text``); ``str`` is a ``GuardedType`` stand-in for that reason.
 """
 
 from __future__ import annotations
@@ -31,17 +35,29 @@ import builtins
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from stdlib_shims._functional import (
+    MAX_ITERATOR_NESTING,
+    BoundedIterType,
+    check_nesting,
+    nesting_depth,
+)
+
 from ._guards import (
+    PRIMITIVE_TYPES,
     ForbiddenBuiltin,
     PrintCollector,
     bounded_pow,
     check_iterable,
+    checked_store_key,
+    format_value,
     guarded_apply,
     guarded_getattr,
     guarded_getitem,
     guarded_inplacevar,
     guarded_iter,
     guarded_iter_unpack_sequence,
+    guarded_mod,
+    guarded_slice_write,
     guarded_unpack_sequence,
     guarded_write,
     plugin_metaclass,
@@ -49,6 +65,7 @@ from ._guards import (
     safe_getattr,
     safe_hasattr,
     safe_setattr,
+    scrub_text,
 )
 
 
@@ -79,6 +96,17 @@ class GuardedType:
         # list[int] -> types.GenericAlias, for annotations.
         return self._real[item]  # type: ignore[index]
 
+    def __or__(self, other: object) -> Any:
+        # str | None -> types.UnionType, for annotations.
+        return self._real | unwrap_type(other)
+
+    def __ror__(self, other: object) -> Any:
+        return unwrap_type(other) | self._real
+
+    def __mro_entries__(self, bases: tuple[object, ...]) -> tuple[type]:
+        # class S(str): the metaclass sees (and refuses) the real base.
+        return (self._real,)
+
     def __repr__(self) -> str:
         return f"<class {self._real.__name__!r}>"
 
@@ -89,6 +117,35 @@ class _DictType(GuardedType):
     def fromkeys(self, iterable: Iterable[Any], value: Any = None, /) -> dict[Any, Any]:
         """``dict.fromkeys`` (iterates its argument)."""
         return dict.fromkeys(guarded_iter(iterable), value)
+
+
+_NOTHING: Any = object()
+
+
+class _StrType(GuardedType):
+    """``str``: ``str(obj)`` without heap addresses; ``str.lower`` & co. still readable."""
+
+    __slots__ = ()
+
+    def __call__(self, obj: Any = _NOTHING, /, *args: Any, **kwargs: Any) -> Any:
+        if obj is _NOTHING:
+            # str(), str(object=x), str(object=b, encoding=...)
+            return (
+                self(kwargs.pop("object"), *args, **kwargs)
+                if "object" in kwargs
+                else str(*args, **kwargs)
+            )
+        if type(obj) in PRIMITIVE_TYPES:
+            # str(5), str(b"x", "utf-8"): nothing to remove (the hot path: no *args copy).
+            return str(obj, *args, **kwargs) if args or kwargs else str(obj)
+        if args or kwargs:
+            return scrub_text(str(obj, *args, **kwargs))
+        return scrub_text(str(obj))
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached through _getattr_ only, which has already refused "_"-names and
+        # format/format_map, and checks the value it gets (unbound methods of str are fine).
+        return getattr(str, name)
 
 
 class _BytesType(GuardedType):
@@ -113,7 +170,9 @@ def _safe_issubclass(cls: object, classinfo: Any, /) -> bool:
 # (guarded_iter/check_iterable) on what it is given, then calls the real builtin.
 
 
-def _sorted(iterable: Iterable[Any], /, *, key: Callable[[Any], Any] | None = None, reverse: bool = False) -> list[Any]:
+def _sorted(
+    iterable: Iterable[Any], /, *, key: Callable[[Any], Any] | None = None, reverse: bool = False
+) -> list[Any]:
     return sorted(guarded_iter(iterable), key=key, reverse=reverse)
 
 
@@ -122,20 +181,58 @@ def _reversed(sequence: Any, /) -> Any:
     return reversed(sequence)
 
 
+# Nesting-bounded versions of the lazy wrappers: their instances are subclasses that record
+# how deep their chain is (see stdlib_shims._functional). Written out rather than through
+# the generic BoundedIterType.__call__: enumerate(), zip() and map() are on hot paths.
+_ENUMERATE: Any = BoundedIterType(enumerate)._tracked
+_ZIP: Any = BoundedIterType(zip)._tracked
+_MAP: Any = BoundedIterType(map)._tracked
+_FILTER: Any = BoundedIterType(filter)._tracked
+
+
 def _enumerate(iterable: Iterable[Any], start: int = 0) -> Any:
-    return enumerate(guarded_iter(iterable), start)
+    it = guarded_iter(iterable)
+    depth = nesting_depth(it) + 1
+    if depth > MAX_ITERATOR_NESTING:
+        check_nesting("enumerate", it)  # raises, with the message
+    obj = _ENUMERATE(it, start)
+    obj._nesting = depth
+    return obj
 
 
 def _zip(*iterables: Iterable[Any], strict: bool = False) -> Any:
-    return zip(*(guarded_iter(it) for it in iterables), strict=strict)
+    its = [guarded_iter(it) for it in iterables]
+    depth = check_nesting("zip", *its)
+    obj = _ZIP(*its, strict=strict)
+    obj._nesting = depth
+    return obj
 
 
-def _map(function: Callable[..., Any], iterable: Iterable[Any], /, *iterables: Iterable[Any]) -> Any:
-    return map(function, guarded_iter(iterable), *(guarded_iter(it) for it in iterables))
+def _map(
+    function: Callable[..., Any], iterable: Iterable[Any], /, *iterables: Iterable[Any]
+) -> Any:
+    it = guarded_iter(iterable)
+    if iterables:
+        its = [it, *(guarded_iter(other) for other in iterables)]
+        depth = check_nesting("map", *its)
+        obj = _MAP(function, *its)
+    else:
+        depth = nesting_depth(it) + 1
+        if depth > MAX_ITERATOR_NESTING:
+            check_nesting("map", it)
+        obj = _MAP(function, it)
+    obj._nesting = depth
+    return obj
 
 
 def _filter(function: Callable[[Any], Any] | None, iterable: Iterable[Any], /) -> Any:
-    return filter(function, guarded_iter(iterable))
+    it = guarded_iter(iterable)
+    depth = nesting_depth(it) + 1
+    if depth > MAX_ITERATOR_NESTING:
+        check_nesting("filter", it)
+    obj = _FILTER(function, it)
+    obj._nesting = depth
+    return obj
 
 
 def _sum(iterable: Iterable[Any], /, start: Any = 0) -> Any:
@@ -169,6 +266,22 @@ def _iter(obj: Any, *sentinel: Any) -> Any:
     return guarded_iter(obj)
 
 
+def _repr(obj: object, /) -> str:
+    text = repr(obj)
+    return text if type(obj) in PRIMITIVE_TYPES else scrub_text(text)
+
+
+def _ascii(obj: object, /) -> str:
+    text = ascii(obj)
+    return text if type(obj) in PRIMITIVE_TYPES else scrub_text(text)
+
+
+def _format(value: object, format_spec: str = "", /) -> str:
+    # The builtin: format(value, spec) has no field lookup, unlike str.format.
+    text = format(value, format_spec)
+    return text if type(value) in PRIMITIVE_TYPES else scrub_text(text)
+
+
 _WRAPPERS: dict[str, Callable[..., Any]] = {
     "sorted": _sorted,
     "reversed": _reversed,
@@ -182,6 +295,9 @@ _WRAPPERS: dict[str, Callable[..., Any]] = {
     "min": _min,
     "max": _max,
     "iter": _iter,
+    "repr": _repr,
+    "ascii": _ascii,
+    "format": _format,
     "issubclass": _safe_issubclass,
     "getattr": safe_getattr,
     "hasattr": safe_hasattr,
@@ -198,7 +314,6 @@ _REAL_NAMES = (
     "int",
     "float",
     "complex",
-    "str",
     "range",
     "slice",
     "len",
@@ -206,9 +321,6 @@ _REAL_NAMES = (
     "round",
     "divmod",
     "callable",
-    "repr",
-    "ascii",
-    "format",  # the builtin: format(value, spec) has no field lookup, unlike str.format
     "chr",
     "ord",
     "hex",
@@ -309,6 +421,7 @@ def make_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
     table.update(_WRAPPERS)
     for name, real in (("list", list), ("tuple", tuple), ("set", set), ("frozenset", frozenset)):
         table[name] = GuardedType(real)
+    table["str"] = _StrType(str)
     table["dict"] = _DictType(dict)
     table["bytes"] = _BytesType(bytes)
     # New wrapper instances per bundle: nothing here is shared with another bundle.
@@ -327,6 +440,10 @@ def make_builtins(import_hook: Callable[..., Any]) -> dict[str, Any]:
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
             "_unpack_sequence_": guarded_unpack_sequence,
             "_write_": guarded_write,
+            "_slice_write_": guarded_slice_write,
+            "_store_key_": checked_store_key,
+            "_format_value_": format_value,
+            "_mod_": guarded_mod,
             "_inplacevar_": guarded_inplacevar,
             "_apply_": guarded_apply,
             "_print_": PrintCollector,

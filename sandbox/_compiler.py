@@ -23,6 +23,19 @@ async construct, ``match``, ``try/except*`` (CVE-2025-22153), ``nonlocal``, star
 ``metaclass=``, positional-only parameters named like hooks (CVE-2026-55830), and every AST
 node it has no ``visit_`` method for (new syntax is refused until reviewed).
 
+Refused on top of RP because of CPython memory-safety bugs (see ``_guards.PLUGIN_DUNDERS``
+and ``sandbox/_interpreters.py``): special methods other than ``__init__`` and
+``__contains__``, in particular the rich comparisons RP allows.
+
+Rewritten on top of RP, so that the guards see what the interpreter would do in C:
+
+* ``x[a:b:c] = v`` calls ``_slice_write_(x)`` instead of ``_write_(x)`` (the right-hand side
+  is consumed before the list sees it, gh-120384), and ``x[k] = v`` with a computed ``k``
+  passes ``k`` through ``_store_key_`` (a slice *object* with a step is refused there).
+* Every f-string field ``{v!r:spec}`` becomes ``{_format_value_(v, conversion, spec)}`` and
+  every ``a % b`` becomes ``_mod_(a, b)``: text made from objects loses its heap addresses
+  (``<function f at 0x7f...>``).
+
 Allowed on top of RP: annotated assignment (``x: int = 1``, ``self.y: str = ""``). RP
 refuses ``AnnAssign`` only because it has no visitor for it. Its parts are ordinary
 expressions and targets that the normal rules rewrite (the target through ``_write_``, the
@@ -44,11 +57,16 @@ from collections.abc import Iterable, Mapping
 from types import CodeType
 
 from RestrictedPython.compile import compile_restricted_exec
-from RestrictedPython.transformer import RestrictingNodeTransformer
+from RestrictedPython.transformer import (
+    ALLOWED_FUNC_NAMES,
+    RestrictingNodeTransformer,
+    copy_locations,
+)
 
 from stdlib_shims import SHIM_NAMES
 
 from ._errors import CompileError
+from ._guards import PLUGIN_DUNDERS
 
 #: Most files one bundle may contain.
 MAX_FILES = 1000
@@ -63,6 +81,15 @@ _RP_ERROR = re.compile(r"Line (\d+|None): (.*)", re.DOTALL)
 
 VisitResult = ast.AST | Iterable[ast.AST] | None
 
+# Special methods RP would let a plugin define but we do not (the rich comparisons).
+_REFUSED_SPECIAL_METHODS = ALLOWED_FUNC_NAMES - PLUGIN_DUNDERS
+
+
+def _hook_call(name: str, args: list[ast.expr], like: ast.expr) -> ast.Call:
+    call = ast.Call(func=ast.Name(name, ast.Load()), args=args, keywords=[])
+    copy_locations(call, like)
+    return call
+
 
 def _is_private(name: str) -> bool:
     return name.startswith("_") or unicodedata.normalize("NFKC", name).startswith("_")
@@ -74,6 +101,57 @@ class SandboxPolicy(RestrictingNodeTransformer):
     def visit_AnnAssign(self, node: ast.AnnAssign) -> VisitResult:
         # Target, annotation and value are rewritten by the ordinary visitors.
         return self.node_contents_visit(node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> VisitResult:
+        if node.name in _REFUSED_SPECIAL_METHODS:
+            self.error(
+                node,
+                f'"{node.name}" cannot be defined in sandboxed plugins: comparison methods run '
+                "inside list and dict operations, where they can corrupt memory; use key= "
+                "functions and explicit methods instead.",
+            )
+        return super().visit_FunctionDef(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> VisitResult:
+        store = isinstance(node.ctx, ast.Store)
+        result = super().visit_Subscript(node)
+        if store and isinstance(result, ast.Subscript):
+            guard = result.value
+            if isinstance(result.slice, ast.Slice):
+                # RP made the target _write_(x); the slice variant consumes the value first.
+                assert isinstance(guard, ast.Call) and isinstance(guard.func, ast.Name)
+                guard.func.id = "_slice_write_"
+            elif not isinstance(result.slice, ast.Constant):
+                result.slice = _hook_call("_store_key_", [result.slice], result.slice)
+        return result
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> VisitResult:
+        visited = self.node_contents_visit(node)
+        assert isinstance(visited, ast.FormattedValue)
+        args: list[ast.expr] = [visited.value, ast.Constant(visited.conversion)]
+        if visited.format_spec is not None:
+            args.append(visited.format_spec)
+        field = ast.FormattedValue(
+            value=_hook_call("_format_value_", args, visited.value), conversion=-1, format_spec=None
+        )
+        copy_locations(field, node)
+        return field
+
+    def visit_BinOp(self, node: ast.BinOp) -> VisitResult:
+        visited = super().visit_BinOp(node)
+        if (
+            isinstance(visited, ast.BinOp)
+            and isinstance(visited.op, ast.Mod)
+            # "%d" % 5, i % 100: a literal operand means either arithmetic or formatting of
+            # a literal, neither of which shows an address; those stay one instruction.
+            and not isinstance(visited.right, ast.Constant)
+            and not (
+                isinstance(visited.left, ast.Constant)
+                and not isinstance(visited.left.value, (str, bytes))
+            )
+        ):
+            return _hook_call("_mod_", [visited.left, visited.right], visited)
+        return visited
 
     def visit_Global(self, node: ast.Global) -> VisitResult:
         self.error(
@@ -102,18 +180,28 @@ class SandboxPolicy(RestrictingNodeTransformer):
         for alias in node.names:
             # RP checks only the start of "a.b._c"; "import lib._private" binds "lib" fine.
             if any(part.startswith("_") for part in alias.name.split(".")[1:]):
-                self.error(node, f'Importing "{alias.name}" is not allowed: module names starting with "_" are private.')
+                self.error(
+                    node,
+                    f'Importing "{alias.name}" is not allowed: module names starting with "_" are private.',
+                )
         return super().visit_Import(node)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> VisitResult:
         module = node.module or ""
         if module == "__future__":
-            if node.level == 0 and all(a.name == "annotations" and a.asname is None for a in node.names):
+            if node.level == 0 and all(
+                a.name == "annotations" and a.asname is None for a in node.names
+            ):
                 return node
-            self.error(node, 'Only "from __future__ import annotations" is supported in sandboxed plugins.')
+            self.error(
+                node, 'Only "from __future__ import annotations" is supported in sandboxed plugins.'
+            )
             return node
         if any(part.startswith("_") for part in module.split(".")):
-            self.error(node, f'Importing from "{module}" is not allowed: module names starting with "_" are private.')
+            self.error(
+                node,
+                f'Importing from "{module}" is not allowed: module names starting with "_" are private.',
+            )
         return super().visit_ImportFrom(node)
 
 
@@ -270,7 +358,9 @@ def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
         errors.append(f"{path}:{exc.lineno}: {type(exc).__name__}: {_short(str(exc.msg))}")
         return None
     except RecursionError:
-        errors.append(f"{path}: code is nested too deeply to be parsed; split it into smaller parts")
+        errors.append(
+            f"{path}: code is nested too deeply to be parsed; split it into smaller parts"
+        )
         return None
     except Exception as exc:  # MemoryError, ValueError...: refuse, never crash the caller
         errors.append(f"{path}: could not be parsed ({type(exc).__name__})")
@@ -283,16 +373,22 @@ def _compile_one(path: str, source: str, errors: list[str]) -> CodeType | None:
         with warnings.catch_warnings():
             # SyntaxWarnings ("is" with a literal...) would go to the worker's stderr.
             warnings.simplefilter("ignore")
-            result = compile_restricted_exec(tree, filename=code_filename(path), policy=SandboxPolicy)
+            result = compile_restricted_exec(
+                tree, filename=code_filename(path), policy=SandboxPolicy
+            )
     except SyntaxError as exc:
         # Raised by the bytecode compiler after RP's checks ("'return' outside function").
         errors.append(f"{path}:{exc.lineno}: {type(exc).__name__}: {_short(str(exc.msg))}")
         return None
     except RecursionError:
-        errors.append(f"{path}: code is nested too deeply to be compiled; split it into smaller parts")
+        errors.append(
+            f"{path}: code is nested too deeply to be compiled; split it into smaller parts"
+        )
         return None
     except Exception as exc:
-        errors.append(f"{path}: refused by the compiler ({type(exc).__name__}: {_short(str(exc), 80)})")
+        errors.append(
+            f"{path}: refused by the compiler ({type(exc).__name__}: {_short(str(exc), 80)})"
+        )
         return None
     # RP reports "Line N: message"; rewrite to "path:N: message" like every other error.
     for message in result.errors:
@@ -315,7 +411,9 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
     ``"path:line: message"`` string per problem) when anything is refused.
     """
     if not isinstance(files, Mapping):
-        raise CompileError("Plugin source must be a mapping of file names to source text", errors=[])
+        raise CompileError(
+            "Plugin source must be a mapping of file names to source text", errors=[]
+        )
     if type(max_bytes) is not int or max_bytes <= 0:
         raise ValueError("max_bytes must be a positive int")
     if not files:
@@ -347,12 +445,16 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
             errors.append(f"{path}: source is not valid Unicode text (it contains lone surrogates)")
             continue
         if name in names:
-            errors.append(f'{path}: defines module "{name}" again (already defined by {names[name]})')
+            errors.append(
+                f'{path}: defines module "{name}" again (already defined by {names[name]})'
+            )
             continue
         top = name.partition(".")[0]
         if top in SHIM_NAMES:
             # Imports of these names must reach the vetted shim, never plugin code posing as it.
-            errors.append(f'{path}: the module name "{top}" is taken by the sandboxed standard library; rename it')
+            errors.append(
+                f'{path}: the module name "{top}" is taken by the sandboxed standard library; rename it'
+            )
             continue
         names[name] = path
     # "lib.py" next to "lib/util.py": CPython would refuse "import lib.util" (lib is no
@@ -361,7 +463,9 @@ def compile_bundle(files: Mapping[str, str], *, max_bytes: int = 1_000_000) -> d
         parent = name.rpartition(".")[0]
         while parent:
             if parent in names and not names[parent].endswith("__init__.py"):
-                errors.append(f"{path}: module {names[parent]} is not a package; move it to {parent.replace('.', '/')}/__init__.py")
+                errors.append(
+                    f"{path}: module {names[parent]} is not a package; move it to {parent.replace('.', '/')}/__init__.py"
+                )
             parent = parent.rpartition(".")[0]
     # Checked before compiling anything: parsing a huge source is itself the cost to avoid.
     if total > max_bytes:

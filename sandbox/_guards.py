@@ -22,6 +22,10 @@ are our own implementations. The rules they enforce, and the escape each one clo
 * Writes are allowed only to the items of plain containers and the attributes of instances
   of classes the plugin defined, so shared module state cannot be poisoned (070), host
   objects cannot be rewired (080) and no container's method can be replaced by plugin code.
+* CPython memory bugs that plain syntax reaches (see ``_interpreters.py``): plugin classes
+  define no special methods but ``__init__``/``__contains__`` (``PLUGIN_DUNDERS``), slice
+  assignments consume their value before the list sees it (``_SliceWriter``), and text made
+  from objects carries no heap addresses (``scrub_addresses``).
 
 None of this is the security boundary on its own: the process layer (seccomp, rlimits, an
 empty worker) assumes the interpreter may be compromised anyway. The guards make the
@@ -35,6 +39,7 @@ import abc
 import collections
 import functools
 import operator
+import re
 import string
 import types
 import unicodedata
@@ -42,7 +47,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple, NoReturn, cast
 
-from RestrictedPython.transformer import ALLOWED_FUNC_NAMES, INSPECT_ATTRIBUTES
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from stdlib_shims import Facade, facade_name
 
@@ -131,6 +136,73 @@ def _is_private(name: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------
+# Heap addresses
+# --------------------------------------------------------------------------------------
+
+# CPython's default representations carry the object's address: "<function f at 0x7f..>",
+# "<built-in method append of list object at 0x..>", "<map object at 0x..>". An address is
+# the first step of every memory-corruption exploit (where to forge an object, what to
+# overwrite), which is why id() and hash() are refused. Plugin classes get an address-free
+# __repr__ (plugin_metaclass); the types of functions, generators and host objects cannot be
+# changed, so every place where sandboxed code turns an object into text removes them:
+# repr/ascii/str/format, f-strings, "%" formatting, print, and exception arguments.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_ADDRESS_BYTES = re.compile(rb" at 0x[0-9a-fA-F]+")
+# Values whose text never holds an address: their text is returned untouched (a string
+# that happens to contain " at 0x1f" stays as it is).
+PRIMITIVE_TYPES = frozenset({str, int, float, bool, complex, bytes, type(None)})
+
+
+def scrub_text(text: str) -> str:
+    """``text`` without heap addresses."""
+    return _ADDRESS.sub("", text) if "0x" in text else text
+
+
+def scrub_addresses(text: Any) -> Any:
+    """``text`` without heap addresses (``str`` or ``bytes``; anything else unchanged)."""
+    kind = type(text)
+    if kind is str:
+        return _ADDRESS.sub("", text) if "0x" in text else text
+    if kind is bytes:
+        return _ADDRESS_BYTES.sub(b"", text) if b"0x" in text else text
+    return text
+
+
+def text_of(obj: object) -> str:
+    """``str(obj)`` for sandboxed code: without heap addresses."""
+    text = str(obj)
+    return text if type(obj) in PRIMITIVE_TYPES else scrub_text(text)
+
+
+def format_value(value: object, conversion: int, spec: str = "") -> str:
+    """An f-string replacement field (``f"{value!r:>10}"``), without heap addresses.
+
+    The compiler rewrites every ``{...}`` of an f-string to a call of this function;
+    ``conversion`` is the AST's (-1 none, 115 ``!s``, 114 ``!r``, 97 ``!a``).
+    """
+    if conversion == -1 and type(value) in PRIMITIVE_TYPES:
+        return format(value, spec)  # the common case: a number or string, nothing to remove
+    if conversion == 115:
+        value = str(value)
+    elif conversion == 114:
+        value = repr(value)
+    elif conversion == 97:
+        value = ascii(value)
+    return scrub_text(format(value, spec))
+
+
+def guarded_mod(left: Any, right: Any) -> Any:
+    """``left % right``: "%" formatting of str and bytes without heap addresses."""
+    result = left % right
+    kind = type(result)
+    if (kind is str or kind is bytes) and type(right) not in PRIMITIVE_TYPES:
+        # Only text built from non-primitive values can hold addresses; "%d" % 5 and
+        # int % int are left alone.
+        return scrub_addresses(result)
+    return result
+
+
+# --------------------------------------------------------------------------------------
 # _getattr_ and friends
 # --------------------------------------------------------------------------------------
 
@@ -174,7 +246,9 @@ _MethodType = types.MethodType
 # overrides: dict.update(d, ...) writes into a read-only dict subclass all the same. Bound
 # methods stay available: x.update(...) on an object the plugin can reach is that object's
 # own behaviour.
-_UNBOUND_KINDS = frozenset({types.FunctionType, types.MethodDescriptorType, types.WrapperDescriptorType})
+_UNBOUND_KINDS = frozenset(
+    {types.FunctionType, types.MethodDescriptorType, types.WrapperDescriptorType}
+)
 _MUTABLE_CONTAINERS = (dict, list, set, bytearray, collections.deque)
 
 # Generators, coroutines and async generators: only the public protocol methods. Their other
@@ -186,7 +260,16 @@ _GENERATOR_METHODS = frozenset({"send", "throw", "close"})
 # at compile time) and the prefixes of each family, refused on host objects in case a future
 # CPython adds a member (these families have grown with almost every release).
 _INTERNAL_NAMES = INSPECT_ATTRIBUTES | frozenset(
-    {"f_lineno", "f_lasti", "tb_lasti", "tb_lineno", "gi_running", "gi_suspended", "cr_running", "ag_running"}
+    {
+        "f_lineno",
+        "f_lasti",
+        "tb_lasti",
+        "tb_lineno",
+        "gi_running",
+        "gi_suspended",
+        "cr_running",
+        "ag_running",
+    }
 )
 _INTERNAL_PREFIXES = ("f_", "co_", "gi_", "cr_", "ag_", "tb_")
 
@@ -209,7 +292,9 @@ class _KindPolicy(NamedTuple):
     """What ``_getattr_`` needs to know about a type; computed once per type."""
 
     plugin_instance: bool  # an instance of a plugin-defined class
-    own_namespace: bool  # names chosen by the plugin (instances, modules) or curated by us (facades)
+    own_namespace: (
+        bool  # names chosen by the plugin (instances, modules) or curated by us (facades)
+    )
     opaque: str | None  # label if every attribute is off limits
     generator: bool
     exception: bool
@@ -288,7 +373,11 @@ def _check_special(obj: object, name: str, flags: int, policy: _KindPolicy) -> N
         _deny_attribute(name, "generator internals are off limits")
     if policy.formatter_class and issubclass(obj, string.Formatter):  # type: ignore[arg-type]
         _deny_attribute(name, "attributes of string.Formatter are off limits")
-    if policy.exception and flags & _EXCEPTION_LINK and (name == "obj" or not policy.plugin_instance):
+    if (
+        policy.exception
+        and flags & _EXCEPTION_LINK
+        and (name == "obj" or not policy.plugin_instance)
+    ):
         # AttributeError.obj is the object whose lookup failed: for a delegating proxy, the
         # hidden target (054). CPython sets it on plugin-defined AttributeError subclasses
         # too, so it is refused for every exception. ImportError.path is a host file path.
@@ -324,9 +413,15 @@ def guarded_getattr(obj: object, name: object) -> Any:
                 # Registering a virtual subclass changes isinstance(x, Mapping) & co. for
                 # every caller in the process, including host code that validates plugin
                 # values.
-                _deny_attribute(attr, "registering virtual subclasses changes isinstance() process-wide")
+                _deny_attribute(
+                    attr, "registering virtual subclasses changes isinstance() process-wide"
+                )
         elif value_kind in _UNBOUND_KINDS and not policy.own_namespace:
             _check_unbound(obj, attr, value)
+        elif value_kind is tuple and policy.exception and attr == "args":
+            # C code puts reprs into messages: [].index(f) raises ValueError("<function f
+            # at 0x..> is not in list"). str(e) is covered by the str builtin; e.args too.
+            return tuple(scrub_addresses(item) for item in value)
         return value
     # Raised after the except block, so the new error has no __context__ either: the
     # original AttributeError carries .obj, the very object being looked into.
@@ -354,7 +449,10 @@ def _check_unbound(obj: object, name: str, value: Any) -> None:
                 if type(klass) is PluginClass or type(raw) is staticmethod:
                     return
                 break
-    _deny_attribute(name, "unbound methods of host classes are not available; call the method on an instance instead")
+    _deny_attribute(
+        name,
+        "unbound methods of host classes are not available; call the method on an instance instead",
+    )
 
 
 def safe_getattr(obj: object, name: object, default: object = _MISSING, /) -> Any:
@@ -489,6 +587,61 @@ def guarded_write(obj: object) -> Any:
     _refuse_write(obj)
 
 
+class _SliceWriter:
+    """What ``_slice_write_`` returns for a list: ``x[a:b:c] = v`` with ``v`` consumed first.
+
+    CPython gh-120384 (fixed in 3.12.5 and 3.13.0, never in 3.11): assigning to an extended
+    slice computes the slice's length, *then* consumes the right-hand side; a generator that
+    shrinks the list meanwhile makes the C code write past the end of the list's memory.
+    Here the right-hand side is a tuple by the time the list sees it, so no plugin code runs
+    inside the assignment. The compiler sends every subscript assignment whose index is
+    written as a slice (``x[a:b]``, ``x[::2]``) through here; a slice *object* as the index
+    goes through ``checked_store_key`` instead.
+    """
+
+    __slots__ = ("_target",)
+    _target: list[Any]
+
+    def __init__(self, target: list[Any]) -> None:
+        object.__setattr__(self, "_target", target)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if type(value) is not list and type(value) is not tuple:
+            value = tuple(guarded_iter(value))
+        self._target[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._target[key]
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        _refuse_container_attributes(self._target)
+
+    def __delattr__(self, name: str) -> NoReturn:
+        _refuse_container_attributes(self._target)
+
+
+def guarded_slice_write(obj: object) -> Any:
+    """``_slice_write_``: ``_write_`` for the target of ``x[a:b:c] = v`` (see ``_SliceWriter``)."""
+    target = guarded_write(obj)
+    return _SliceWriter(target) if type(target) is list else target
+
+
+def checked_store_key(key: Any) -> Any:
+    """``_store_key_``: the index of ``x[key] = v`` when it is not written as a literal or slice.
+
+    Ordinary keys pass unchanged. A slice object with a step would reach CPython's
+    extended-slice assignment with a right-hand side that has not been consumed yet
+    (gh-120384, see ``_SliceWriter``), and this function cannot see the value; such an
+    assignment is rare enough to refuse, with the spelling that works.
+    """
+    if type(key) is slice and key.step is not None:
+        raise SandboxViolation(
+            "Assigning to an extended slice through a slice object is not allowed in sandboxed "
+            "plugins; write the slice in the brackets instead (items[a:b:c] = values)"
+        )
+    return key
+
+
 # --------------------------------------------------------------------------------------
 # _getitem_, _getiter_, unpacking
 # --------------------------------------------------------------------------------------
@@ -532,7 +685,9 @@ def guarded_iter(obj: Any) -> Iterator[Any]:
     return iter(obj)
 
 
-def guarded_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object = None) -> list[Any]:
+def guarded_unpack_sequence(
+    it: Any, spec: Mapping[str, Any], _getiter_: object = None
+) -> list[Any]:
     """``_unpack_sequence_``: ``a, (b, c) = x``; ``spec`` comes from the compiler."""
     # The compiler passes its own _getiter_ name; we use ours regardless.
     items = list(guarded_iter(it))
@@ -543,7 +698,9 @@ def guarded_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object 
     return items
 
 
-def guarded_iter_unpack_sequence(it: Any, spec: Mapping[str, Any], _getiter_: object = None) -> Iterator[list[Any]]:
+def guarded_iter_unpack_sequence(
+    it: Any, spec: Mapping[str, Any], _getiter_: object = None
+) -> Iterator[list[Any]]:
     """``_iter_unpack_sequence_``: ``for a, b in x``."""
     for item in guarded_iter(it):
         yield guarded_unpack_sequence(item, spec)
@@ -580,7 +737,7 @@ _INPLACE_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "*=": operator.imul,
     "/=": operator.itruediv,
     "//=": operator.ifloordiv,
-    "%=": operator.imod,
+    "%=": guarded_mod,
     "**=": bounded_pow,
     "<<=": operator.ilshift,
     ">>=": operator.irshift,
@@ -609,7 +766,7 @@ def guarded_apply(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any
     for key in kwargs:
         if _is_private(key):
             raise SandboxViolation(
-                f"Keyword argument {_quote(key)} is not allowed (names starting with \"_\" are private)"
+                f'Keyword argument {_quote(key)} is not allowed (names starting with "_" are private)'
             )
     return func(*args, **kwargs)
 
@@ -633,7 +790,14 @@ class PrintCollector:
         self._size = 0
         self._truncated = False
 
-    def _call_print(self, *objects: object, sep: object = None, end: object = None, file: object = None, flush: object = False) -> None:
+    def _call_print(
+        self,
+        *objects: object,
+        sep: object = None,
+        end: object = None,
+        file: object = None,
+        flush: object = False,
+    ) -> None:
         # RP rewrites print(...) to _print._call_print(...). file= is refused: it would
         # write to any object with a write() method, such as a leaked host stream (072).
         if file is not None:
@@ -642,7 +806,7 @@ class PrintCollector:
             raise TypeError("sep must be None or a string")
         if end is not None and type(end) is not str:
             raise TypeError("end must be None or a string")
-        text = (" " if sep is None else sep).join(str(item) for item in objects)
+        text = (" " if sep is None else sep).join(text_of(item) for item in objects)
         self._write(text + ("\n" if end is None else end))
 
     def _write(self, text: str) -> None:
@@ -663,9 +827,40 @@ class PrintCollector:
 # Classes
 # --------------------------------------------------------------------------------------
 
-# Dunders a class namespace may hold: what the interpreter itself puts there, plus the
-# methods RP lets plugins define (__init__, __contains__ and rich comparisons).
-_CLASS_DUNDERS = frozenset({"__module__", "__qualname__", "__doc__", "__annotations__"}) | ALLOWED_FUNC_NAMES
+# What the interpreter itself puts into a class namespace. 3.13 added __firstlineno__ and
+# __static_attributes__ (the names assigned through self.); plugin code cannot name any of
+# them, since every "_"-name is a compile error.
+_INTERPRETER_CLASS_KEYS = frozenset(
+    {
+        "__module__",
+        "__qualname__",
+        "__doc__",
+        "__annotations__",
+        "__firstlineno__",
+        "__static_attributes__",
+    }
+)
+
+#: The special methods a plugin class may define. Only these two: both run only when plugin
+#: code itself asks for them, with operands it holds (``A(...)``, ``x in a``). Every other
+#: special method is a callback that C code makes from the middle of its own work, and that
+#: is where CPython's use-after-free bugs live: a comparison method that empties the list
+#: holding its operand while ``list < list`` still uses a borrowed pointer to it (gh-120298,
+#: unfixed in 3.11 and 3.12 < 3.12.5) gave a full break-out. RestrictedPython also allows the
+#: rich comparisons (``__eq__``, ``__lt__``...); we do not: list, tuple, deque, dict, heapq,
+#: bisect and sort all call them with the container in an intermediate state, and ``__eq__``
+#: alone reaches the same code (tuples inside lists are compared through it). Plugins sort
+#: with ``key=`` and compare with explicit methods; ``functools.cmp_to_key`` objects compare
+#: through plugin functions too, but never return NotImplemented, so no reflected call
+#: follows with a stale pointer.
+PLUGIN_DUNDERS = frozenset({"__init__", "__contains__"})
+
+_CLASS_DUNDERS = _INTERPRETER_CLASS_KEYS | PLUGIN_DUNDERS
+
+
+def _plugin_instance_repr(self: object) -> str:
+    # object.__repr__ would show the address (see scrub_addresses).
+    return f"<{type(self).__name__} object>"
 
 
 class ForbiddenBuiltin:
@@ -683,7 +878,9 @@ class ForbiddenBuiltin:
         self._hint = hint
 
     def _refuse(self) -> NoReturn:
-        raise SandboxViolation(f'"{self._name}" is not available in sandboxed plugins; {self._hint}')
+        raise SandboxViolation(
+            f'"{self._name}" is not available in sandboxed plugins; {self._hint}'
+        )
 
     def __call__(self, *args: object, **kwargs: object) -> NoReturn:
         self._refuse()
@@ -714,7 +911,9 @@ def _allowed_base(base: object) -> bool:
         return False
     # A host class's __init_subclass__ would run host code on the plugin's class (and could,
     # say, register it in a host table by name); no builtin exception defines one.
-    return not any("__init_subclass__" in vars(klass) for klass in base.__mro__ if klass is not object)
+    return not any(
+        "__init_subclass__" in vars(klass) for klass in base.__mro__ if klass is not object
+    )
 
 
 def _refused_base_reason(base: object) -> str:
@@ -725,10 +924,14 @@ def _refused_base_reason(base: object) -> str:
         # itself is refused too: its subclasses are the ones with the bug, and nothing a
         # plugin needs comes from subclassing it.
         return "Unicode error classes cannot be subclassed in sandboxed plugins"
-    return "sandboxed classes may only inherit from Exception classes and other classes of the plugin"
+    return (
+        "sandboxed classes may only inherit from Exception classes and other classes of the plugin"
+    )
 
 
-def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, Any], /, **kwargs: object) -> type:
+def plugin_metaclass(
+    name: str, bases: tuple[object, ...], namespace: dict[str, Any], /, **kwargs: object
+) -> type:
     """``__metaclass__``: builds every class defined by sandboxed code.
 
     Bases are limited to other plugin classes and ``Exception`` classes: no ``str``/``dict``/
@@ -740,15 +943,40 @@ def plugin_metaclass(name: str, bases: tuple[object, ...], namespace: dict[str, 
     if type(name) is not str:
         raise SandboxViolation("Class names must be str")
     if kwargs:
-        raise SandboxViolation(f'Class "{name}": keyword arguments in a class statement are not supported in sandboxed plugins')
+        raise SandboxViolation(
+            f'Class "{name}": keyword arguments in a class statement are not supported in sandboxed plugins'
+        )
     for base in bases:
         if not _allowed_base(base):
-            raise SandboxViolation(f'Class "{name}" cannot inherit from {_describe(base)}: {_refused_base_reason(base)}')
+            raise SandboxViolation(
+                f'Class "{name}" cannot inherit from {_describe(base)}: {_refused_base_reason(base)}'
+            )
     for key in namespace:
         if type(key) is not str:
             raise SandboxViolation(f'Class "{name}" has a non-str attribute name')
         if key == "__classcell__":
-            raise SandboxViolation(f'Class "{name}" uses super() or __class__, which sandboxed plugins cannot use; call Base.method(self, ...) instead')
+            raise SandboxViolation(
+                f'Class "{name}" uses super() or __class__, which sandboxed plugins cannot use; call Base.method(self, ...) instead'
+            )
         if key.startswith("_") and key not in _CLASS_DUNDERS:
-            raise SandboxViolation(f'Class "{name}" may not define {_quote(key)}')
-    return PluginClass(name, tuple(bases), dict(namespace))  # type: ignore[arg-type]
+            raise SandboxViolation(
+                f'Class "{name}" may not define {_quote(key)}{_dunder_hint(key)}'
+            )
+    namespace = dict(namespace)
+    if not bases:
+        # Exceptions have an address-free repr already; subclasses inherit this one.
+        namespace["__repr__"] = _plugin_instance_repr
+    return PluginClass(name, tuple(bases), namespace)  # type: ignore[arg-type]
+
+
+_COMPARISONS = frozenset({"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"})
+
+
+def _dunder_hint(key: str) -> str:
+    if key in _COMPARISONS:
+        return (
+            ": sandboxed classes cannot define comparison methods (CPython calls them from the "
+            "middle of list and dict operations); sort with key= and compare with an explicit "
+            "method instead"
+        )
+    return ""

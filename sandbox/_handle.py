@@ -35,7 +35,6 @@ from ._quickio import QuickIO
 __all__ = ["WorkerHandle", "process_cpu_clock"]
 
 
-
 def process_cpu_clock(pid: int) -> int:
     """The clock id of process ``pid``'s CPU time (the kernel's ``MAKE_PROCESS_CPUCLOCK(pid,
     CPUCLOCK_SCHED)``, what glibc's ``clock_getcpuclockid`` returns).
@@ -69,9 +68,7 @@ class WorkerHandle:
         # poll or timeout bookkeeping; waits happen in poll() against the call's deadline.
         # `quick` does the calls that cannot block without releasing the GIL (_quickio).
         self.quick = QuickIO(proc.channel) if QUICK_IO else None
-        self.reader = FrameReader(
-            proc.channel, max_frame_bytes, nonblocking=True, quick=self.quick
-        )
+        self.reader = FrameReader(proc.channel, max_frame_bytes, nonblocking=True, quick=self.quick)
         self.max_frame_bytes = max_frame_bytes
         self.memory_mb = memory_mb
         self.cpu_s = cpu_s  # its RLIMIT_CPU

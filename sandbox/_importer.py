@@ -136,7 +136,9 @@ class BundleImporter:
             if item == "*":
                 raise SandboxViolation('"from ... import *" is not allowed in sandboxed plugins')
             if item.startswith("_"):
-                raise SandboxViolation(f'Importing "{item}" is not allowed (names starting with "_" are private)')
+                raise SandboxViolation(
+                    f'Importing "{item}" is not allowed (names starting with "_" are private)'
+                )
         return fromlist
 
     def _import_facade(self, name: str, names: tuple[str, ...]) -> Facade:
@@ -170,10 +172,18 @@ class BundleImporter:
                 where = f'plugin module "{name}"' if name else "the plugin's top-level package"
                 raise ImportError(f'cannot import name "{item}" from {where}')
 
-    def _import_relative(self, name: str, names: tuple[str, ...], level: int, importer_globals: object) -> PluginModule:
+    def _import_relative(
+        self, name: str, names: tuple[str, ...], level: int, importer_globals: object
+    ) -> PluginModule:
         importer = self._by_globals.get(id(importer_globals))
-        if importer is None or self._modules.get(importer) is None or self._modules[importer].__dict__ is not importer_globals:
-            raise SandboxViolation("Relative imports are only allowed inside the plugin's own modules")
+        if (
+            importer is None
+            or self._modules.get(importer) is None
+            or self._modules[importer].__dict__ is not importer_globals
+        ):
+            raise SandboxViolation(
+                "Relative imports are only allowed inside the plugin's own modules"
+            )
         # The package "." refers to: the importer itself if it is a package, else its parent.
         # The bundle root ("") acts as the package of top-level modules.
         package = importer if importer in self._packages else importer.rpartition(".")[0]

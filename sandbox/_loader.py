@@ -44,7 +44,9 @@ class Preludes:
 
     __slots__ = ("_modules", "_exposed")
 
-    def __init__(self, modules: Mapping[str, types.ModuleType], exposed: Mapping[str, Facade]) -> None:
+    def __init__(
+        self, modules: Mapping[str, types.ModuleType], exposed: Mapping[str, Facade]
+    ) -> None:
         self._modules = dict(modules)
         self._exposed: Mapping[str, Facade] = MappingProxyType(dict(exposed))
 
@@ -53,7 +55,9 @@ class Preludes:
         try:
             return self._modules[name]
         except KeyError:
-            raise KeyError(f'No prelude module named "{name}" (known: {", ".join(sorted(self._modules))})') from None
+            raise KeyError(
+                f'No prelude module named "{name}" (known: {", ".join(sorted(self._modules))})'
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._modules
@@ -76,7 +80,9 @@ class _PreludeLoader:
         self._sources = dict(sources)
         self._modules: dict[str, types.ModuleType] = {}
         self._packages = {
-            ".".join(name.split(".")[:i]) for name in self._sources for i in range(1, name.count(".") + 1)
+            ".".join(name.split(".")[:i])
+            for name in self._sources
+            for i in range(1, name.count(".") + 1)
         }
         self._builtins = dict(vars(builtins))
         self._builtins["__import__"] = self._import
@@ -115,7 +121,9 @@ class _PreludeLoader:
                 exec(code, module.__dict__)
             except Exception as exc:
                 del self._modules[name]
-                raise SandboxError(f'Prelude module "{name}" failed to load: {type(exc).__name__}: {exc}') from exc
+                raise SandboxError(
+                    f'Prelude module "{name}" failed to load: {type(exc).__name__}: {exc}'
+                ) from exc
             finally:
                 if registered and sys.modules.get(name) is module:
                     del sys.modules[name]
@@ -173,16 +181,24 @@ def build_preludes(sources: Mapping[str, str], expose: Mapping[str, str]) -> Pre
         if type(public) is not str or not public.isidentifier() or public.startswith("_"):
             raise SandboxError(f"Invalid exposed module name {public!r}: use a public identifier")
         if public in _RESERVED_NAMES:
-            raise SandboxError(f'Exposed module "{public}" would shadow the sandboxed standard-library module of that name')
+            raise SandboxError(
+                f'Exposed module "{public}" would shadow the sandboxed standard-library module of that name'
+            )
         if target not in sources:
-            raise SandboxError(f'Exposed module "{public}" refers to "{target}", which is not a prelude')
+            raise SandboxError(
+                f'Exposed module "{public}" refers to "{target}", which is not a prelude'
+            )
         module = loader.modules[target]
         names = module.__dict__.get("__all__")
         if not isinstance(names, (list, tuple)) or any(type(n) is not str for n in names):
-            raise SandboxError(f'Prelude "{target}" must define __all__ (a list of names) to be exposed')
+            raise SandboxError(
+                f'Prelude "{target}" must define __all__ (a list of names) to be exposed'
+            )
         missing = [n for n in names if n not in module.__dict__]
         if missing:
-            raise SandboxError(f'Prelude "{target}" lists undefined names in __all__: {", ".join(missing)}')
+            raise SandboxError(
+                f'Prelude "{target}" lists undefined names in __all__: {", ".join(missing)}'
+            )
         exposed[public] = make_facade(public, {n: module.__dict__[n] for n in names})
     return Preludes(loader.modules, exposed)
 
@@ -222,7 +238,9 @@ def load_bundle(
         raise SandboxError("The entry point must be a module name (str)")
     for name, module_code in code.items():
         if not _valid_module_name(name) or type(module_code) is not CodeType:
-            raise SandboxError(f"Invalid bundle module {name!r}: expected a name and a code object from compile_bundle()")
+            raise SandboxError(
+                f"Invalid bundle module {name!r}: expected a name and a code object from compile_bundle()"
+            )
     entry_name = _entry_module_name(entry, code)
     reserved = _RESERVED_NAMES | set(preludes.exposed)
     for name in code:

@@ -235,7 +235,9 @@ class WorkerPool:
             raise SandboxError(f"fn must look like 'module:function', got {fn!r}")
         if type(args) is not list:
             raise SandboxError("args must be a list")
-        return self._invoke({"op": "call", "fn": fn, "args": args}, on_host_call, limits, timeout_ms)
+        return self._invoke(
+            {"op": "call", "fn": fn, "args": args}, on_host_call, limits, timeout_ms
+        )
 
     def raw_exec_for_tests(
         self,
@@ -252,9 +254,7 @@ class WorkerPool:
         that the process layer holds on its own, as if the language layer were broken.
         """
         if not self._sup.allow_raw_exec_for_tests:
-            raise SandboxError(
-                "raw_exec_for_tests needs Supervisor(allow_raw_exec_for_tests=True)"
-            )
+            raise SandboxError("raw_exec_for_tests needs Supervisor(allow_raw_exec_for_tests=True)")
         return self._invoke({"op": "raw_exec", "source": source}, on_host_call, limits, timeout_ms)
 
     def is_healthy(self) -> bool:
@@ -304,8 +304,14 @@ class WorkerPool:
                 f"the arguments for {self.key} cannot be sent to the sandbox: {exc}"
             ) from None
         call = Call(
-            op=fields["op"], cid=cid, frame=frame, limits=lim, cpu_ms=lim.cpu_ms,
-            budget_ms=budget_ms, kind=kind, on_host_call=on_host_call,
+            op=fields["op"],
+            cid=cid,
+            frame=frame,
+            limits=lim,
+            cpu_ms=lim.cpu_ms,
+            budget_ms=budget_ms,
+            kind=kind,
+            on_host_call=on_host_call,
         )
         # The CPU budget as the host measures it (see CALL_CPU_SLACK_MS); the checkout adds
         # the share of the worker's previous request, the end of the call its answer's.
@@ -690,17 +696,31 @@ class WorkerPool:
         init = None if spec.init is None else [spec.init[0], list(spec.init[1])]
         try:
             frame = encode_frame(
-                {"op": "load", "id": cid, "files": spec.files, "entry": spec.entry,
-                 "init": init, "cpu_ms": lim.load_cpu_ms},
+                {
+                    "op": "load",
+                    "id": cid,
+                    "files": spec.files,
+                    "entry": spec.entry,
+                    "init": init,
+                    "cpu_ms": lim.load_cpu_ms,
+                },
                 worker.max_frame_bytes,
             )
         except (TypeError, FrameTooLarge) as exc:
             self._discard(worker, kill=True, crash=False)
-            raise SandboxError(f"the code for {self.key} cannot be sent to the sandbox: {exc}") from None
+            raise SandboxError(
+                f"the code for {self.key} cannot be sent to the sandbox: {exc}"
+            ) from None
         # No host calls during a load (init included): on_host_call is None.
         load = Call(
-            op="load", cid=cid, frame=frame, limits=lim, cpu_ms=lim.load_cpu_ms,
-            budget_ms=lim.wall_ms, kind="wall", on_host_call=None,
+            op="load",
+            cid=cid,
+            frame=frame,
+            limits=lim,
+            cpu_ms=lim.load_cpu_ms,
+            budget_ms=lim.wall_ms,
+            kind="wall",
+            on_host_call=None,
         )
         load.start_clock()
         # The load's CPU budget as the host measures it, from the fork (the clock starts
@@ -756,8 +776,7 @@ class WorkerPool:
             self._retire_fresh(worker)
         elif (
             call.retire
-            or rss_kb - worker.baseline_rss_kb
-            > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION
+            or rss_kb - worker.baseline_rss_kb > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION
             or worker.idle_cpu_ns >= worker.cpu_s * 1e9 * CPU_RETIRE_FRACTION
         ):
             self._discard(worker, kill=True, crash=False)
@@ -813,7 +832,10 @@ class WorkerPool:
         what = "while idle" if worker.cpu_verdict == "idle" else "beyond its call's budget"
         log.warning(
             "the sandbox worker %d for %s used CPU time %s; it was killed and will be "
-            "replaced (counted as a crash)", worker.pid, self.key, what,
+            "replaced (counted as a crash)",
+            worker.pid,
+            self.key,
+            what,
         )
         self._discard(worker, kill=True, crash=True)
 
@@ -856,7 +878,9 @@ class WorkerPool:
                     worker.kill()
                     log.warning(
                         "the sandbox worker %d for %s used more CPU time than its call's "
-                        "budget; it was killed", worker.pid, self.key,
+                        "budget; it was killed",
+                        worker.pid,
+                        self.key,
                     )
         for worker in burners:
             self._kill_burner(worker)

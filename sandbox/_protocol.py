@@ -208,10 +208,17 @@ class FrameReader:
             if remaining <= 0:
                 raise TimeoutError("deadline passed while waiting for a frame")
             self._sock.settimeout(remaining)
-        elif waiter is not None:
-            started = time.monotonic()
-            if waiter.worth_it():
-                waiter.spin_blocking(self._sock, started)
+        else:
+            if self._sock.gettimeout() is not None:
+                # A read with a deadline left a timeout on the socket: without this, a read
+                # that has no deadline would raise TimeoutError once that old timeout ran
+                # out, and the spin's MSG_DONTWAIT probe would sleep in poll() first (a
+                # socket with a timeout always polls before it reads; workers have no poll).
+                self._sock.settimeout(None)
+            if waiter is not None:
+                started = time.monotonic()
+                if waiter.worth_it():
+                    waiter.spin_blocking(self._sock, started)
         try:
             chunk = self._sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
@@ -348,12 +355,15 @@ class SpinWait:
                 self._missed(now - started)
                 return None
 
-    def spin_blocking(self, sock: socket.socket, started: float) -> None:
+    def spin_blocking(self, sock: socket.socket, started: float) -> bool:
         """Busy-wait on a *blocking* socket until it is readable (or at EOF) or the budget
-        is spent; the caller's recv then returns at once or sleeps as before.
+        is spent; the caller's recv then returns at once or sleeps as before. True when
+        the spin got its answer (bytes, EOF or an error for the caller's recv to report).
 
         Probes with a one-byte ``MSG_PEEK | MSG_DONTWAIT`` recv (no ``poll`` in a worker),
-        which consumes nothing; each turn yields the CPU first, as :meth:`spin` does.
+        which consumes nothing; each turn yields the CPU first, as :meth:`spin` does. The
+        socket must have no timeout (``FrameReader`` clears one): with a timeout, CPython
+        polls before every recv, whatever the flags.
         """
         end = started + SPIN_MAX_S
         probe = sock.recv
@@ -368,12 +378,12 @@ class SpinWait:
                 now = monotonic()
                 if now >= end:
                     self._missed(now - started)
-                    return
+                    return False
                 continue
             except OSError:
                 pass  # a broken channel: the caller's recv reports it
             self.penalty = 0
-            return
+            return True
 
     def _missed(self, waited: float) -> None:
         self.last = waited

@@ -134,7 +134,11 @@ ALLOWLIST: tuple[Allowed, ...] = (
         "sending frames to the host: socket.sendall",
     ),
     # --- memory --------------------------------------------------------------------------
-    Allowed("brk", (), "glibc malloc's main heap (grows and shrinks it); only moves the own data segment"),
+    Allowed(
+        "brk",
+        (),
+        "glibc malloc's main heap (grows and shrinks it); only moves the own data segment",
+    ),
     Allowed(
         "mmap",
         ((Check(2, _PROT_READ_WRITE), Check(3, _MAP_PRIVATE_ANONYMOUS)),),
@@ -217,9 +221,7 @@ def build_filter() -> Any:
         # Several rules for one call are alternatives (libseccomp ORs them); the checks of
         # one rule must all hold.
         for checks in entry.when or ((),):
-            flt.add_rule(
-                sc.ALLOW, entry.syscall, *(sc.Arg(c.arg, sc.EQ, c.value) for c in checks)
-            )
+            flt.add_rule(sc.ALLOW, entry.syscall, *(sc.Arg(c.arg, sc.EQ, c.value) for c in checks))
     # The calls of every frame and every spin turn are checked first (a priority hint to
     # libseccomp's generator; it changes the order of the tests, not what they allow).
     for name in ("recvfrom", "sendto", "sched_yield"):
@@ -267,14 +269,18 @@ class CompiledFilter:
 
     def __init__(self, program: bytes) -> None:
         if not program or len(program) % ctypes.sizeof(_SockFilter):
-            raise ValueError(f"a BPF program is whole 8-byte instructions, got {len(program)} bytes")
+            raise ValueError(
+                f"a BPF program is whole 8-byte instructions, got {len(program)} bytes"
+            )
         count = len(program) // ctypes.sizeof(_SockFilter)
         if count > 0xFFFF:
             raise ValueError(f"a BPF program has at most 65535 instructions, got {count}")
         self.program = program
         # Built here, in the fork server: a worker only passes the pointer to the kernel.
         self._instructions = (_SockFilter * count).from_buffer_copy(program)
-        self._fprog = _SockFprog(count, ctypes.cast(self._instructions, ctypes.POINTER(_SockFilter)))
+        self._fprog = _SockFprog(
+            count, ctypes.cast(self._instructions, ctypes.POINTER(_SockFilter))
+        )
         self._prctl = ctypes.CDLL(None, use_errno=True).prctl
         self._prctl.restype = ctypes.c_int
 

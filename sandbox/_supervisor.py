@@ -238,8 +238,11 @@ class Supervisor:
         if type(pool_size) is not int or pool_size < 1:
             raise SandboxError(f"pool_size for {key} must be a positive int")
         if init is not None and (
-            not isinstance(init, tuple) or len(init) != 2 or type(init[0]) is not str
-            or init[0].count(":") != 1 or not isinstance(init[1], list)
+            not isinstance(init, tuple)
+            or len(init) != 2
+            or type(init[0]) is not str
+            or init[0].count(":") != 1
+            or not isinstance(init[1], list)
         ):
             raise SandboxError(f"init for {key} must be ('module:function', [args])")
         # A copy of files: a caller changing its dict later changes neither the pool nor the

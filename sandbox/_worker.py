@@ -136,15 +136,25 @@ def _plain(value: Any, depth: int, open_ids: set[int]) -> Any:
 def _plain_dict(value: Any, kind: type, depth: int, open_ids: set[int]) -> dict[Any, Any]:
     if issubclass(kind, collections.OrderedDict):
         # Its order lives in its own list (move_to_end); read through the C type's methods.
-        pairs: Any = [(key, dict.__getitem__(value, key)) for key in collections.OrderedDict.keys(value)]
+        pairs: Any = [
+            (key, dict.__getitem__(value, key)) for key in collections.OrderedDict.keys(value)
+        ]
     else:
         pairs = dict.items(value)
     out: dict[Any, Any] = {}
     for key, item in pairs:
         key_kind = type(key)
-        if not (key_kind is str or key_kind is int or key_kind is float or key_kind is bool or key is None):
+        if not (
+            key_kind is str
+            or key_kind is int
+            or key_kind is float
+            or key_kind is bool
+            or key is None
+        ):
             if not issubclass(key_kind, (str, int, float)):
-                raise TypeError(f"keys must be str, int, float, bool or None, not {key_kind.__name__}")
+                raise TypeError(
+                    f"keys must be str, int, float, bool or None, not {key_kind.__name__}"
+                )
             key = _plain(key, depth + 1, open_ids)
         out[key] = _plain(item, depth + 1, open_ids)
     return out
@@ -411,7 +421,9 @@ class _Server:
 
     # -- running one operation ----------------------------------------------------------
 
-    def run(self, msg: dict[str, Any], ok_op: str, body: Callable[[], Any], phase: str = "call") -> bool:
+    def run(
+        self, msg: dict[str, Any], ok_op: str, body: Callable[[], Any], phase: str = "call"
+    ) -> bool:
         """Run ``body`` as operation ``msg['id']`` and send its outcome; True on success.
 
         No code of the plugin may run once the CPU timer is disarmed. So, while it is still
@@ -475,9 +487,13 @@ class _Server:
             # rss_kb are ints, cpu_ms a finite float, whose repr is what json writes.
             key = b'"init":' if ok_op == "loaded" else b'"value":'
             envelope = (
-                f'{{"op":"{ok_op}","id":{cid},"cpu_ms":{usage["cpu_ms"]!r},'
-                f'"rss_kb":{rss_kb},'
-            ).encode() + key + payload + b"}"
+                (
+                    f'{{"op":"{ok_op}","id":{cid},"cpu_ms":{usage["cpu_ms"]!r},"rss_kb":{rss_kb},'
+                ).encode()
+                + key
+                + payload
+                + b"}"
+            )
             self.send_raw(HEADER.pack(len(envelope)) + envelope)
             return True
         try:

@@ -56,7 +56,16 @@ def hmac_members() -> dict[str, object]:
 
 
 def uuid_members() -> dict[str, object]:
-    names = ("UUID", "uuid3", "uuid4", "uuid5", "NAMESPACE_DNS", "NAMESPACE_URL", "NAMESPACE_OID", "NAMESPACE_X500")
+    names = (
+        "UUID",
+        "uuid3",
+        "uuid4",
+        "uuid5",
+        "NAMESPACE_DNS",
+        "NAMESPACE_URL",
+        "NAMESPACE_OID",
+        "NAMESPACE_X500",
+    )
     return {name: getattr(uuid, name) for name in names}
 
 

@@ -15,6 +15,19 @@ identifier, not a keyword, no leading ``_``) before it builds code from them. Ou
 refuses ``rename``/``module`` and pins ``__module__`` to a name that is no real package.
 Left out: ``collections.abc`` (``Mapping.register`` mutates process-wide ABC registries that
 host code in the worker relies on), ``UserDict`` & co.
+
+Lazy iterator wrappers (itertools here, ``map``/``filter``/``zip``/``enumerate`` in the
+sandbox's builtins) are *nesting-bounded*. Each one's ``__next__`` calls the ``__next__`` of
+the iterator it wraps in C, with no interpreter frame in between, so nothing counts the
+depth: ``for _ in range(100_000): it = map(f, it)`` then ``next(it)`` overflows the C stack
+and the worker dies of SIGSEGV (CPython checks recursion only where Python code or a builtin
+function call sits between the levels). So every wrapper a plugin builds records how deep
+its chain is and construction past ``MAX_ITERATOR_NESTING`` levels raises ``RecursionError``
+with a message saying what to do. The bound is low because plugin generators between
+wrappers reset the count (a generator is not a wrapper we build): what keeps the C stack
+safe is "at most ``MAX_ITERATOR_NESTING`` C levels per interpreter frame", times the
+recursion limit (1000) frames. Measured on CPython 3.11-3.13 with an 8 MiB stack: 56 C
+levels per frame still fit, 64 do not; 32 leaves a margin of almost two.
 """
 
 from __future__ import annotations
@@ -23,7 +36,8 @@ import collections
 import functools
 import itertools
 import types
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NoReturn
 
 
@@ -122,9 +136,171 @@ def functools_members() -> dict[str, object]:
     }
 
 
+# --------------------------------------------------------------------------------------
+# Nesting-bounded lazy iterators (see the module docstring)
+# --------------------------------------------------------------------------------------
+
+#: Most lazy iterator wrappers one chain may nest (``map(f, map(f, ...))``).
+MAX_ITERATOR_NESTING = 32
+
+# Tracked subclass -> the real type it stands for. Subclasses of the C types inherit their
+# C-level __next__ (no Python call per item); the one slot holds the depth of the chain.
+_TRACKED: dict[type, type] = {}
+# Objects whose type cannot be subclassed (itertools.tee's): depth by weak reference.
+_WEAK_DEPTHS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_TEE_TYPE: type = type(itertools.tee(())[0])
+
+
+def _tracked(real: type) -> type:
+    tracked = type(
+        real.__name__, (real,), {"__slots__": ("_nesting",), "__module__": real.__module__}
+    )
+    tracked.__qualname__ = real.__qualname__
+    _TRACKED[tracked] = real
+    return tracked
+
+
+def nesting_depth(obj: object) -> int:
+    """How many lazy iterator wrappers ``obj`` stacks (0 for anything else)."""
+    kind = type(obj)
+    if kind in _TRACKED:
+        depth: int = obj._nesting  # type: ignore[attr-defined]
+        return depth
+    if kind is _TEE_TYPE:
+        return _WEAK_DEPTHS.get(obj, 0)
+    return 0
+
+
+def check_nesting(name: str, *parts: object) -> int:
+    """The depth of a new wrapper over ``parts``; raises past ``MAX_ITERATOR_NESTING``."""
+    depth = 1 + max(map(nesting_depth, parts), default=0)
+    if depth > MAX_ITERATOR_NESTING:
+        raise RecursionError(
+            f"{name}(): lazy iterators nested more than {MAX_ITERATOR_NESTING} levels deep "
+            "(map, filter, zip, enumerate and itertools objects wrapping each other); "
+            "materialise intermediate results with list() instead"
+        )
+    return depth
+
+
+def bounded(tracked: type, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``tracked(*args, **kwargs)`` with its nesting depth recorded (or refused)."""
+    depth = check_nesting(name, *args, *kwargs.values())
+    obj = tracked(*args, **kwargs)
+    obj._nesting = depth
+    return obj
+
+
+def _relay(iterator: Iterator[Any]) -> Iterator[Any]:
+    # A Python frame between two C levels: the recursion limit counts it.
+    yield from iterator
+
+
+def _relay_each(source: Iterator[Any]) -> Iterator[Any]:
+    for item in source:
+        yield _relay(item) if nesting_depth(item) else item
+
+
+class BoundedIterType:
+    """Stands in for a lazy iterator type: calling it builds a nesting-bounded instance.
+
+    ``isinstance(x, itertools.chain)`` works (``__instancecheck__``); the real type, which
+    would build untracked instances, is never handed out.
+    """
+
+    __slots__ = ("_real", "_tracked")
+
+    def __init__(self, real: type) -> None:
+        self._real = real
+        self._tracked = _tracked(real)
+
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
+        return bounded(self._tracked, self._real.__name__, args, kwargs)
+
+    def __instancecheck__(self, instance: object) -> bool:
+        return isinstance(instance, self._real)
+
+    def __repr__(self) -> str:
+        return f"<class '{self._real.__module__}.{self._real.__qualname__}'>"
+
+
+class _ChainType(BoundedIterType):
+    __slots__ = ()
+
+    def from_iterable(self, iterables: Iterable[Any], /) -> Any:
+        """``itertools.chain.from_iterable``: the sub-iterables are taken lazily.
+
+        A list or tuple of them is known up front (copied: the list could change later), so
+        the depth counts its items. Anything lazier yields its sub-iterables only while the
+        chain runs; those that are wrappers are relayed through a generator frame, which the
+        recursion limit counts.
+        """
+        if type(iterables) in (list, tuple):
+            items = tuple(iterables)
+            depth = check_nesting("chain.from_iterable", *items)
+            source: Any = items
+        else:
+            depth = check_nesting("chain.from_iterable", iterables)
+            source = _relay_each(iter(iterables))
+        obj = self._tracked.from_iterable(source)  # type: ignore[attr-defined]
+        obj._nesting = depth
+        return obj
+
+
+def _tee(iterable: Iterable[Any], n: int = 2, /) -> tuple[Any, ...]:
+    """``itertools.tee`` (its objects cannot be subclassed; their depth is kept weakly)."""
+    depth = check_nesting("tee", iterable)
+    copies = itertools.tee(iterable, n)
+    for copy in copies:
+        _WEAK_DEPTHS[copy] = depth
+    return copies
+
+
+_tee.__name__ = _tee.__qualname__ = "tee"
+
+
+def _groupby(
+    iterable: Iterable[Any], key: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[Any, Any]]:
+    """``itertools.groupby`` whose groups count as wrappers of the chain they come from.
+
+    A real group's ``__next__`` advances the groupby, which advances its iterable, all in
+    C; a group is created by the C code itself, so it cannot carry a depth. Each group is
+    handed out inside a tracked ``islice(group, None)`` (same items) one level deeper.
+    This generator itself is a Python frame, which the recursion limit counts.
+    """
+    depth = check_nesting("groupby", iterable, key)  # now, not at the first next()
+    return _groups(itertools.groupby(iterable, key), depth + 1)
+
+
+def _groups(groups: Iterator[tuple[Any, Any]], depth: int) -> Iterator[tuple[Any, Any]]:
+    for value, group in groups:
+        tracked = _TRACKED_ISLICE(group, None)
+        tracked._nesting = depth
+        yield value, tracked
+
+
+_groupby.__name__ = _groupby.__qualname__ = "groupby"
+
+_TRACKED_ISLICE = _tracked(itertools.islice)
+
+# Constructors that take no iterator (count, repeat) are wrapped too: the rule is simpler
+# than the exceptions, and their objects then count as one level.
+_ITERTOOLS_TYPES = tuple(
+    name
+    for name in dir(itertools)
+    if not name.startswith("_") and name != "tee" and isinstance(getattr(itertools, name), type)
+)
+
+
 def itertools_members() -> dict[str, object]:
-    # All public names are C iterator types; none resolves attributes or imports.
-    return {name: getattr(itertools, name) for name in dir(itertools) if not name.startswith("_")}
+    members: dict[str, object] = {"tee": _tee, "groupby": _groupby}
+    for name in _ITERTOOLS_TYPES:
+        if name in members:
+            continue
+        real = getattr(itertools, name)
+        members[name] = _ChainType(real) if real is itertools.chain else BoundedIterType(real)
+    return members
 
 
 def _namedtuple(

@@ -118,6 +118,8 @@ def random_members(seed: int | None = None) -> dict[str, object]:
     if seed is None:
         seed = int.from_bytes(os.urandom(32), "big")
     rng = random.Random(seed)
-    members: dict[str, object] = {name: _closure(getattr(rng, name), name) for name in _RANDOM_FUNCTIONS}
+    members: dict[str, object] = {
+        name: _closure(getattr(rng, name), name) for name in _RANDOM_FUNCTIONS
+    }
     members["Random"] = _new_random
     return members

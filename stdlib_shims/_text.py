@@ -171,7 +171,9 @@ def string_members() -> dict[str, object]:
 
 
 def textwrap_members() -> dict[str, object]:
-    return {name: getattr(textwrap, name) for name in ("wrap", "fill", "shorten", "dedent", "indent")}
+    return {
+        name: getattr(textwrap, name) for name in ("wrap", "fill", "shorten", "dedent", "indent")
+    }
 
 
 def html_members() -> dict[str, object]:

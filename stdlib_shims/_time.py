@@ -19,7 +19,17 @@ import time
 
 
 def datetime_members() -> dict[str, object]:
-    names = ("date", "datetime", "time", "timedelta", "timezone", "tzinfo", "UTC", "MINYEAR", "MAXYEAR")
+    names = (
+        "date",
+        "datetime",
+        "time",
+        "timedelta",
+        "timezone",
+        "tzinfo",
+        "UTC",
+        "MINYEAR",
+        "MAXYEAR",
+    )
     return {name: getattr(datetime, name) for name in names}
 
 

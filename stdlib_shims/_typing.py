@@ -26,12 +26,19 @@ from typing import Any, NoReturn
 _NOT_A_BASE = "is for annotations only; sandboxed classes cannot inherit from it"
 
 
+_STAND_IN_TYPES = frozenset({"GuardedType", "_StrType", "_DictType", "_BytesType"})
+
+
 def _type_repr(obj: object) -> str:
     """How typing prints a parameter: ``int``, ``typing.Any``, ``...``, ``[int, str]``."""
     if obj is Ellipsis:
         return "..."
     if type(obj) is list:
         return "[" + ", ".join(_type_repr(item) for item in obj) + "]"
+    if type(type(obj)) is type and type(obj).__name__ in _STAND_IN_TYPES:
+        # The sandbox's builtins ``str``, ``list``... are stand-ins that name their type
+        # through __mro_entries__; print them as that type.
+        (obj,) = obj.__mro_entries__(())  # type: ignore[attr-defined]
     if isinstance(obj, type):
         if obj.__module__ == "builtins":
             return obj.__qualname__
@@ -59,7 +66,9 @@ class AnnotationOnly:
     def __getitem__(self, params: Any) -> AnnotationOnly:
         if self._params is not None:
             raise TypeError(f"{self!r} is already subscripted")
-        return AnnotationOnly(self._name, self._origin, params if type(params) is tuple else (params,))
+        return AnnotationOnly(
+            self._name, self._origin, params if type(params) is tuple else (params,)
+        )
 
     def __instancecheck__(self, obj: object) -> bool:
         self._refuse_subscripted()
@@ -120,7 +129,9 @@ _REAL = ("Any", "Optional", "Union", "Literal", "Final", "ClassVar", "NoReturn",
 
 
 def typing_members() -> dict[str, object]:
-    members: dict[str, object] = {name: AnnotationOnly(name, origin) for name, origin in _ALIASES.items()}
+    members: dict[str, object] = {
+        name: AnnotationOnly(name, origin) for name, origin in _ALIASES.items()
+    }
     members.update({name: getattr(typing, name) for name in _REAL})
     members["TYPE_CHECKING"] = False
     return members

@@ -14,7 +14,10 @@ def clean_environ() -> Iterator[None]:
     saved = dict(os.environ)
     for key in list(os.environ):
         if key.startswith("EMDASH_") or key.lower() in {
-            "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+            "no_proxy",
         }:
             del os.environ[key]
     try:

@@ -6,11 +6,27 @@ import emdash
 
 # The names DESIGN.md §3 promises to hosts, plugin authors and reviewers' suites.
 CONTRACT = {
-    "Runtime", "PluginDescriptor", "define_plugin", "HookConfig", "PluginRouteError",
-    "EmDashError", "ManifestError", "CapabilityError", "StorageQueryError", "InvalidCursorError",
-    "HttpAccessError", "PluginError", "HookTimeoutError", "SandboxError", "SandboxViolation",
-    "CpuLimitExceeded", "MemoryLimitExceeded", "WallTimeExceeded", "SubrequestLimitExceeded",
-    "SandboxNotAvailableError", "SandboxUnavailableError",
+    "Runtime",
+    "PluginDescriptor",
+    "define_plugin",
+    "HookConfig",
+    "PluginRouteError",
+    "EmDashError",
+    "ManifestError",
+    "CapabilityError",
+    "StorageQueryError",
+    "InvalidCursorError",
+    "HttpAccessError",
+    "PluginError",
+    "HookTimeoutError",
+    "SandboxError",
+    "SandboxViolation",
+    "CpuLimitExceeded",
+    "MemoryLimitExceeded",
+    "WallTimeExceeded",
+    "SubrequestLimitExceeded",
+    "SandboxNotAvailableError",
+    "SandboxUnavailableError",
 }
 
 
@@ -22,7 +38,8 @@ def test_all_matches_the_real_public_names() -> None:
     # Submodules (emdash.asgi, emdash.cli) become attributes once imported; they are public
     # modules, not names of the package namespace.
     public = {
-        n for n, v in vars(emdash).items()
+        n
+        for n, v in vars(emdash).items()
         if not n.startswith("_") and not isinstance(v, types.ModuleType)
     }
     assert set(emdash.__all__) == public

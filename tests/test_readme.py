@@ -21,8 +21,10 @@ def test_the_walkthrough_has_the_three_blocks_and_the_plugin_is_short() -> None:
     assert sorted(files) == ["run.py", "word-count/emdash-plugin.toml", "word-count/plugin.py"]
     # The README promises "a plugin in 20 lines" (the descriptor and the code together).
     plugin_lines = [
-        line for name in ("word-count/emdash-plugin.toml", "word-count/plugin.py")
-        for line in files[name].splitlines() if line.strip()
+        line
+        for name in ("word-count/emdash-plugin.toml", "word-count/plugin.py")
+        for line in files[name].splitlines()
+        if line.strip()
     ]
     assert len(plugin_lines) <= 20
 
@@ -35,12 +37,19 @@ def test_the_walkthrough_runs_sandboxed_and_prints_what_the_readme_says(tmp_path
     # The emdash CLI checks the plugin the way the README suggests, before it is installed.
     check = subprocess.run(
         [sys.executable, "-m", "emdash.cli", "check", "word-count"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("OK: word-count 0.1.0 (1 files, ")
     run = subprocess.run(
-        [sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [sys.executable, "run.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout == "3\n{'words': 3}\n"

@@ -1,1 +1,6 @@
-"""_asgi"""
+"""Plugin routes over HTTP: the request handling behind :mod:`emdash.asgi`.
+
+- ``_app``: ``create_app`` / ``EmDashASGI``: routing ``/_emdash/api/plugins/<id>/<route>``,
+  authentication, mapping errors to HTTP answers.
+- ``_io``: plain ASGI 3 plumbing: bodies, query strings, headers, replies.
+"""

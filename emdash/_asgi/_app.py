@@ -116,7 +116,10 @@ class EmDashASGI:
         plugin_id, route = target
         if method not in _BODY_METHODS and method not in _QUERY_METHODS:
             await _error(
-                send, 405, "METHOD_NOT_ALLOWED", f"Method {method} not allowed",
+                send,
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"Method {method} not allowed",
                 extra=[(b"allow", _ALLOW)],
             )
             return
@@ -127,7 +130,11 @@ class EmDashASGI:
         public = meta.get("public") is True
         if not public and not self._authenticated(scope):
             await _error(
-                send, 401, "UNAUTHORIZED", "Authentication required", head=head,
+                send,
+                401,
+                "UNAUTHORIZED",
+                "Authentication required",
+                head=head,
                 extra=[(b"www-authenticate", b"Bearer")],
             )
             return
@@ -135,12 +142,16 @@ class EmDashASGI:
             body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge:
             await _error(
-                send, 413, "PAYLOAD_TOO_LARGE",
-                f"Request body too large (limit {self.max_body_bytes} bytes)", head=head,
+                send,
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"Request body too large (limit {self.max_body_bytes} bytes)",
+                head=head,
             )
             return
         route_input = (
-            parse_json_body(body) if method in _BODY_METHODS
+            parse_json_body(body)
+            if method in _BODY_METHODS
             else parse_query(scope.get("query_string", b""))
         )
         client = scope.get("client")
@@ -153,8 +164,12 @@ class EmDashASGI:
             "ip": client[0] if client else None,
         }
         call = functools.partial(
-            self.runtime.invoke_route, plugin_id, route,
-            input=route_input, request=request, user=None,
+            self.runtime.invoke_route,
+            plugin_id,
+            route,
+            input=route_input,
+            request=request,
+            user=None,
         )
         try:
             data = await anyio.to_thread.run_sync(call)
@@ -166,14 +181,21 @@ class EmDashASGI:
         headers = [_NO_STORE]
         # The value comes from plugin code: only plain printable ASCII may become a header
         # (a CR/LF would let a plugin inject headers such as Set-Cookie).
-        if public and method in ("GET", "HEAD") and isinstance(cache, str) and _HEADER_RE.match(cache):
+        if (
+            public
+            and method in ("GET", "HEAD")
+            and isinstance(cache, str)
+            and _HEADER_RE.match(cache)
+        ):
             headers = [(b"cache-control", cache.encode("ascii"))]
         try:
             await send_json(
                 send, 200, {"success": True, "data": data}, headers=headers, include_body=not head
             )
         except (TypeError, ValueError) as exc:
-            log.error("Plugin %s route %s returned data that is not JSON: %s", plugin_id, route, exc)
+            log.error(
+                "Plugin %s route %s returned data that is not JSON: %s", plugin_id, route, exc
+            )
             await _error(send, 500, "INTERNAL_ERROR", MASKED_MESSAGE, head=head)
 
     def _route_meta(self, plugin_id: str, route: str) -> dict[str, Any] | None:
@@ -203,9 +225,7 @@ class EmDashASGI:
         return hmac.compare_digest(presented.strip().encode("latin-1"), self._token)
 
 
-def describe_error(
-    exc: BaseException, plugin_id: str, route: str
-) -> tuple[int, dict[str, Any]]:
+def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int, dict[str, Any]]:
     """Map an exception from ``invoke_route`` to ``(status, {"code", "message"[, "details"]})``.
 
     ``details`` is kept for ``VALIDATION_ERROR`` (which fields failed, never values) and any
@@ -221,7 +241,10 @@ def describe_error(
     if isinstance(exc, PluginError):
         # The plugin crashed: its message and traceback are for the operator's log only.
         log.error(
-            "Plugin %s route %s raised: %s\n%s", plugin_id, route, exc.message,
+            "Plugin %s route %s raised: %s\n%s",
+            plugin_id,
+            route,
+            exc.message,
             exc.traceback_text or "",
         )
         return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
@@ -247,10 +270,10 @@ def _split_path(scope: Scope) -> tuple[str, str] | None:
     path = str(scope.get("path", ""))
     root = str(scope.get("root_path", "") or "")
     if root and path.startswith(root + "/"):
-        path = path[len(root):]
+        path = path[len(root) :]
     for prefix in PREFIXES:
         if path.startswith(prefix):
-            plugin_id, _, route = path[len(prefix):].partition("/")
+            plugin_id, _, route = path[len(prefix) :].partition("/")
             return (plugin_id, route) if plugin_id and route else None
     return None
 
@@ -290,7 +313,9 @@ async def _reply_error(
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     payload = {"success": False, "error": error}
-    await send_json(send, status, payload, headers=[_NO_STORE, *(extra or [])], include_body=not head)
+    await send_json(
+        send, status, payload, headers=[_NO_STORE, *(extra or [])], include_body=not head
+    )
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -27,7 +27,9 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
 _COLLECTION_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # type/subtype tokens only: no parameters, no spaces, nothing that could smuggle a header.
-_MIME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_MIME_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
 _ALLOWED_MEDIA_PREFIXES = ("image/", "video/", "audio/")
 
 Handler = Callable[["Bridge", "PluginDescriptor", Params, "CallBudget | None"], Any]
@@ -143,7 +145,9 @@ def _upload_bytes(p: Params) -> bytes:
     raw = p.value("bytes")
     if type(raw) is str:
         if p.value("encoding") != "base64":
-            raise p.error("media/upload: bytes must be a base64-encoded string or an array of bytes")
+            raise p.error(
+                "media/upload: bytes must be a base64-encoded string or an array of bytes"
+            )
         if len(raw) > (MAX_UPLOAD_BYTES // 3 + 1) * 4:
             raise _too_big(p, len(raw) * 3 // 4)
         try:

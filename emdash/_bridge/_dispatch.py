@@ -53,8 +53,7 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 NOT_DECLARED = (
-    "Storage collection not declared: {name} "
-    "(declare it under [storage] in the plugin descriptor)"
+    "Storage collection not declared: {name} (declare it under [storage] in the plugin descriptor)"
 )
 EMAIL_NOT_CONFIGURED = "Email is not configured. No email provider is available."
 
@@ -303,8 +302,7 @@ def _http_fetch(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudg
         raise p.error('http/fetch: init.redirect must be "follow", "error", or "manual"')
     headers = init.get("headers", [])
     if type(headers) is not list or not all(
-        type(h) is list and len(h) == 2 and type(h[0]) is str and type(h[1]) is str
-        for h in headers
+        type(h) is list and len(h) == 2 and type(h[0]) is str and type(h[1]) is str for h in headers
     ):
         raise p.error("http/fetch: init.headers must be an array of [name, value] pairs")
     body: bytes | None = None

@@ -202,7 +202,9 @@ class HttpClient:
     def _vet(self, plugin: PluginDescriptor, url: str, unrestricted: bool) -> _Hop:
         pid = plugin.id
         if len(url) > _MAX_URL_CHARS:
-            raise self._blocked(pid, url[:100] + "...", f"URL longer than {_MAX_URL_CHARS} characters")
+            raise self._blocked(
+                pid, url[:100] + "...", f"URL longer than {_MAX_URL_CHARS} characters"
+            )
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError, ValueError):
@@ -254,7 +256,9 @@ class HttpClient:
 
     @staticmethod
     def _blocked(pid: str, host: str, reason: str) -> HttpAccessError:
-        return HttpAccessError(f'Plugin "{pid}": blocked fetch to "{host}": {reason}', plugin_id=pid)
+        return HttpAccessError(
+            f'Plugin "{pid}": blocked fetch to "{host}": {reason}', plugin_id=pid
+        )
 
     # -- I/O ----------------------------------------------------------------------------
 
@@ -320,8 +324,7 @@ class HttpClient:
 
     def _too_big(self, pid: str, host: str) -> HttpAccessError:
         return HttpAccessError(
-            f'Plugin "{pid}": response from "{host}" exceeds the {self.max_body}-byte body '
-            "limit",
+            f'Plugin "{pid}": response from "{host}" exceeds the {self.max_body}-byte body limit',
             plugin_id=pid,
         )
 
@@ -450,7 +453,9 @@ class PinnedTransport(httpx.BaseTransport):
         )
         core_request = httpcore.Request(
             method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path),
+            url=httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=port, target=url.raw_path
+            ),
             headers=request.headers.raw,
             content=request.stream,
             extensions={"timeout": request.extensions.get("timeout", {})},

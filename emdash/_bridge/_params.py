@@ -164,7 +164,5 @@ class Params:
         if value is None:
             return None
         if type(value) is not dict or not all(v in ("asc", "desc") for v in value.values()):
-            raise self.error(
-                f'Parameter {key} must be an object mapping field to "asc"|"desc"'
-            )
+            raise self.error(f'Parameter {key} must be an object mapping field to "asc"|"desc"')
         return value

@@ -1,1 +1,7 @@
-"""_cli"""
+"""The ``emdash`` command line, behind :mod:`emdash.cli`.
+
+- ``_main``: the click commands.
+- ``_config``: the site configuration file, ``emdash.toml``.
+- ``_check``: ``emdash check``; ``_doctor``: ``emdash doctor``; ``_demo``: ``emdash demo``.
+- ``_output``: JSON, tables and one-line errors.
+"""

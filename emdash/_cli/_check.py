@@ -27,8 +27,15 @@ MAX_SOURCE_BYTES = 1_000_000
 
 def check_plugin(path: Path) -> dict[str, Any]:
     """Return ``{"ok", "id", "version", "files", "bytes", "errors": [str]}``."""
-    report: dict[str, Any] = {"ok": False, "path": str(path), "id": None, "version": None,
-                              "files": 0, "bytes": 0, "errors": []}
+    report: dict[str, Any] = {
+        "ok": False,
+        "path": str(path),
+        "id": None,
+        "version": None,
+        "files": 0,
+        "bytes": 0,
+        "errors": [],
+    }
     errors: list[str] = report["errors"]
     try:
         descriptor = PluginDescriptor.from_file(path)

@@ -111,9 +111,7 @@ class SiteConfig(_Strict):
     @classmethod
     def _token_not_empty(cls, value: str | EnvRef | None) -> str | EnvRef | None:
         if isinstance(value, str) and len(value) < 16:
-            raise ValueError(
-                "api_token must be at least 16 characters (or use { \"$env\" = \"VAR\" })"
-            )
+            raise ValueError('api_token must be at least 16 characters (or use { "$env" = "VAR" })')
         return value
 
     # -- resolved values ---------------------------------------------------------------

@@ -69,13 +69,17 @@ def run_demo(
     echo("emdash demo")
     echo(f"Site database: {db} (embedded SQLite)")
     if trusted:
-        why = "--trusted was given" if force_trusted else (
-            f"this machine cannot sandbox plugins: {availability.reason}"
+        why = (
+            "--trusted was given"
+            if force_trusted
+            else (f"this machine cannot sandbox plugins: {availability.reason}")
         )
         echo(f"Mode: TRUSTED, the example plugins run in-process ({why}).")
     else:
-        echo("Mode: SANDBOXED, every example plugin runs in its own seccomp-confined worker "
-             "processes with CPU, memory, wall-time and subrequest limits.")
+        echo(
+            "Mode: SANDBOXED, every example plugin runs in its own seccomp-confined worker "
+            "processes with CPU, memory, wall-time and subrequest limits."
+        )
     handler = _EchoHandler(echo)
     logger = logging.getLogger("emdash")
     saved = (logger.level, logger.propagate)
@@ -84,7 +88,9 @@ def run_demo(
     logger.propagate = False
     try:
         with Runtime(
-            str(db), sandbox=True, site={"name": "Demo site", "url": "https://demo.example"},
+            str(db),
+            sandbox=True,
+            site={"name": "Demo site", "url": "https://demo.example"},
             media_dir=workdir / "media",
         ) as rt:
             _Demo(rt, examples, trusted, echo).run()
@@ -95,8 +101,11 @@ def run_demo(
         if directory is None:
             shutil.rmtree(workdir, ignore_errors=True)
     echo("")
-    echo(f"Done. The site was kept in {workdir}." if directory else
-         "Done. (Run `emdash demo --keep DIR` to keep the site.)")
+    echo(
+        f"Done. The site was kept in {workdir}."
+        if directory
+        else "Done. (Run `emdash demo --keep DIR` to keep the site.)"
+    )
 
 
 class _EchoHandler(logging.Handler):
@@ -144,24 +153,41 @@ class _Demo:
         for name in EXAMPLE_PLUGINS:
             self.rt.add_plugin(self.examples / name, trusted=self.trusted)
         rows = [
-            {**p, "hooks": _short(", ".join(p["hooks"]) or "-", 48),
-             "routes": _short(", ".join(p["routes"]) or "-", 40)}
+            {
+                **p,
+                "hooks": _short(", ".join(p["hooks"]) or "-", 48),
+                "routes": _short(", ".join(p["routes"]) or "-", 40),
+            }
             for p in self.rt.plugins()
         ]
-        self.echo(format_table(rows, [("id", "PLUGIN"), ("version", "VERSION"),
-                                      ("mode", "MODE"), ("hooks", "HOOKS"),
-                                      ("routes", "ROUTES")]))
+        self.echo(
+            format_table(
+                rows,
+                [
+                    ("id", "PLUGIN"),
+                    ("version", "VERSION"),
+                    ("mode", "MODE"),
+                    ("hooks", "HOOKS"),
+                    ("routes", "ROUTES"),
+                ],
+            )
+        )
 
     def content(self) -> dict[str, Any]:
         self.step("Content: create, update, publish, delete (content hooks fire)")
         content = self.rt.content
-        post = content.create("posts", {
-            "title": "  Hello, world ",
-            "body": "emdash runs EmDash plugins in Python, sandboxed with seccomp.",
-        })
+        post = content.create(
+            "posts",
+            {
+                "title": "  Hello, world ",
+                "body": "emdash runs EmDash plugins in Python, sandboxed with seccomp.",
+            },
+        )
         data = post["data"]
-        self.echo(f'created post {post["id"]}: seo-check trimmed the title to '
-                  f'"{data["title"]}", set slug "{data["slug"]}" and meta_description')
+        self.echo(
+            f"created post {post['id']}: seo-check trimmed the title to "
+            f'"{data["title"]}", set slug "{data["slug"]}" and meta_description'
+        )
         try:
             content.create("posts", {"title": "   ", "body": "no title"})
         except EmDashError as exc:
@@ -182,14 +208,23 @@ class _Demo:
 
     def hooks(self) -> None:
         self.step("A hook run by hand: content:beforeSave through the whole pipeline")
-        outcome = self.rt.run_hook("content:beforeSave", {
-            "content": {"title": "Pipeline test", "body": "x"}, "collection": "posts",
-            "isNew": True,
-        })
-        rows = [{"plugin": r.plugin_id, "ok": r.success, "ms": r.duration_ms,
-                 "cpu": r.cpu_ms} for r in outcome.results]
-        self.echo(format_table(rows, [("plugin", "PLUGIN"), ("ok", "OK"), ("ms", "MS"),
-                                      ("cpu", "CPU MS")]))
+        outcome = self.rt.run_hook(
+            "content:beforeSave",
+            {
+                "content": {"title": "Pipeline test", "body": "x"},
+                "collection": "posts",
+                "isNew": True,
+            },
+        )
+        rows = [
+            {"plugin": r.plugin_id, "ok": r.success, "ms": r.duration_ms, "cpu": r.cpu_ms}
+            for r in outcome.results
+        ]
+        self.echo(
+            format_table(
+                rows, [("plugin", "PLUGIN"), ("ok", "OK"), ("ms", "MS"), ("cpu", "CPU MS")]
+            )
+        )
         self.echo("value: " + json.dumps(outcome.value))
 
     def routes(self) -> None:
@@ -198,10 +233,18 @@ class _Demo:
             ("GET", "plugin-hello/recent", None, True),
             ("GET", "plugin-hello/recent", None, False),
             ("GET", "audit-trail/log?action=save&limit=2", None, True),
-            ("POST", "forms/submit",
-             {"form": "contact", "email": "ada@example.com", "message": "Hello!"}, False),
-            ("POST", "forms/submit",
-             {"form": "contact", "email": "ada@example.com", "message": "Hello!"}, False),
+            (
+                "POST",
+                "forms/submit",
+                {"form": "contact", "email": "ada@example.com", "message": "Hello!"},
+                False,
+            ),
+            (
+                "POST",
+                "forms/submit",
+                {"form": "contact", "email": "ada@example.com", "message": "Hello!"},
+                False,
+            ),
             ("POST", "forms/submit", {"form": "contact", "email": "not-an-email"}, False),
         ]
         for method, path, body, with_token in calls:
@@ -209,14 +252,13 @@ class _Demo:
             auth = "with token" if with_token else "no token"
             self.echo(f"{method} {path} ({auth}) -> {status} {_short(json.dumps(reply))}")
 
-    async def _http(
-        self, method: str, path: str, body: Any, with_token: bool
-    ) -> tuple[int, Any]:
+    async def _http(self, method: str, path: str, body: Any, with_token: bool) -> tuple[int, Any]:
         headers = {"authorization": f"Bearer {DEMO_TOKEN}"} if with_token else {}
         transport = httpx.ASGITransport(app=self.app)
         async with httpx.AsyncClient(transport=transport, base_url="https://demo.example") as c:
-            response = await c.request(method, f"/_emdash/api/plugins/{path}", json=body,
-                                       headers=headers)
+            response = await c.request(
+                method, f"/_emdash/api/plugins/{path}", json=body, headers=headers
+            )
         return response.status_code, response.json()
 
     def cron(self) -> None:
@@ -225,18 +267,24 @@ class _Demo:
             self.echo(f"forms: {task['name']} ({task['schedule']}), next run {task['nextRunAt']}")
         later = datetime.now(UTC) + timedelta(days=8)
         runs = self.rt.cron.tick(now=later)
-        self.echo(f"a tick eight days from now ran {len(runs)} task(s): " + ", ".join(
-            f"{r.plugin_id}:{r.name} ({'ok' if r.success else r.error}; {r.outcome}, next run "
-            f"{r.next_run_at})" for r in runs
-        ))
+        self.echo(
+            f"a tick eight days from now ran {len(runs)} task(s): "
+            + ", ".join(
+                f"{r.plugin_id}:{r.name} ({'ok' if r.success else r.error}; {r.outcome}, next run "
+                f"{r.next_run_at})"
+                for r in runs
+            )
+        )
 
     def page(self, post: dict[str, Any]) -> None:
         from .._services._page import page_context
 
         self.step("Page metadata: og-metadata's contributions, validated and escaped")
         page = page_context(
-            f"https://demo.example/posts/{post['data']['slug']}", kind="content",
-            title=post["data"]["title"], description=post["data"].get("meta_description"),
+            f"https://demo.example/posts/{post['data']['slug']}",
+            kind="content",
+            title=post["data"]["title"],
+            description=post["data"].get("meta_description"),
             content={"collection": "posts", "id": post["id"], "slug": post["data"]["slug"]},
             article_meta={"publishedTime": post["publishedAt"], "author": "Ada"},
         )
@@ -249,8 +297,9 @@ class _Demo:
             try:
                 data = self.rt.invoke_route("malicious", route)
             except EmDashError as exc:
-                self.echo(f"{attempt:<45} refused: {type(exc).__name__}: "
-                          f"{_short(error_line(exc), 90)}")
+                self.echo(
+                    f"{attempt:<45} refused: {type(exc).__name__}: {_short(error_line(exc), 90)}"
+                )
             else:  # pragma: no cover - would be a sandbox failure; say so loudly
                 self.echo(f"{attempt:<45} NOT REFUSED: {_short(json.dumps(data))}")
 

@@ -58,7 +58,9 @@ def _state(ctx: click.Context) -> _State:
 
 @click.group(cls=out.SafeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
     help="Site config file (default: ./emdash.toml).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON where output is structured.")
@@ -74,8 +76,11 @@ def main(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
 
 @main.command()
 @click.option("--trusted", is_flag=True, help="Run the example plugins in-process (trusted).")
-@click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
-              help="Build the demo site in this directory and keep it.")
+@click.option(
+    "--keep",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Build the demo site in this directory and keep it.",
+)
 def demo(trusted: bool, keep: Path | None) -> None:
     """Run a demo site on embedded SQLite with the example plugins."""
     from ._demo import run_demo
@@ -127,7 +132,10 @@ def check(ctx: click.Context, path: Path, as_json: bool) -> None:
 
 @main.command()
 @click.option(
-    "--class", "classes", multiple=True, metavar="NAME",
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="NAME",
     help="Only this escape class (repeatable): import, builtins, attr, frame, format, "
     "guardshadow, class, exc, syntax, shim, iter, ctx, serial, os, dos.",
 )
@@ -173,16 +181,28 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
     elif not rows:
         click.echo("No plugins installed. Add one with: emdash plugins add PATH")
     else:
-        click.echo(out.format_table(rows, [
-            ("id", "ID"), ("version", "VERSION"), ("mode", "MODE"), ("enabled", "ENABLED"),
-            ("hooks", "HOOKS"), ("routes", "ROUTES"),
-        ]))
+        click.echo(
+            out.format_table(
+                rows,
+                [
+                    ("id", "ID"),
+                    ("version", "VERSION"),
+                    ("mode", "MODE"),
+                    ("enabled", "ENABLED"),
+                    ("hooks", "HOOKS"),
+                    ("routes", "ROUTES"),
+                ],
+            )
+        )
 
 
 @plugins.command("add")
 @click.argument("path", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--trusted", is_flag=True,
-              help="Run in-process with full host privileges (only for code you trust).")
+@click.option(
+    "--trusted",
+    is_flag=True,
+    help="Run in-process with full host privileges (only for code you trust).",
+)
 @click.pass_context
 def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
     """Install the plugin in directory PATH (sandboxed unless --trusted)."""
@@ -196,7 +216,8 @@ def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
     if trusted:
         click.echo(
             "Note: trusted plugins run with the host's full privileges; capabilities are "
-            "advisory for them.", err=True,
+            "advisory for them.",
+            err=True,
         )
 
 
@@ -251,8 +272,9 @@ def _toggle(ctx: click.Context, plugin_id: str, enabled: bool) -> None:
 
 @main.command("run-hook")
 @click.argument("name", type=click.Choice(HOOK_NAMES))
-@click.option("--event", type=out.JsonParam(), default="{}", show_default=True,
-              help="The event, as JSON.")
+@click.option(
+    "--event", type=out.JsonParam(), default="{}", show_default=True, help="The event, as JSON."
+)
 @click.option("--plugin", "plugin_id", help="Only this plugin's handler.")
 @_json_flag
 @click.pass_context
@@ -267,23 +289,40 @@ def run_hook(
         outcome = rt.run_hook(name, event, plugin_id=plugin_id)
     results = [
         {
-            "plugin": r.plugin_id, "success": r.success, "duration_ms": r.duration_ms,
-            "cpu_ms": r.cpu_ms, "value": r.value,
+            "plugin": r.plugin_id,
+            "success": r.success,
+            "duration_ms": r.duration_ms,
+            "cpu_ms": r.cpu_ms,
+            "value": r.value,
             "error": None if r.error is None else out.error_line(r.error),
         }
         for r in outcome.results
     ]
     if _wants_json(ctx, as_json):
-        out.echo_json({"hook": outcome.hook, "value": outcome.value,
-                       "cancelled_by": outcome.cancelled_by, "results": results})
+        out.echo_json(
+            {
+                "hook": outcome.hook,
+                "value": outcome.value,
+                "cancelled_by": outcome.cancelled_by,
+                "results": results,
+            }
+        )
         return
     if not results:
         click.echo(f"No enabled plugin handles {name}.")
         return
-    click.echo(out.format_table(results, [
-        ("plugin", "PLUGIN"), ("success", "OK"), ("duration_ms", "MS"), ("cpu_ms", "CPU MS"),
-        ("error", "ERROR"),
-    ]))
+    click.echo(
+        out.format_table(
+            results,
+            [
+                ("plugin", "PLUGIN"),
+                ("success", "OK"),
+                ("duration_ms", "MS"),
+                ("cpu_ms", "CPU MS"),
+                ("error", "ERROR"),
+            ],
+        )
+    )
     if outcome.cancelled_by:
         click.echo(f"Cancelled by {outcome.cancelled_by}")
     click.echo("value: " + out.json_text(outcome.value))
@@ -292,8 +331,9 @@ def run_hook(
 @main.command()
 @click.argument("plugin_id")
 @click.argument("name")
-@click.option("--input", "route_input", type=out.JsonParam(), default=None,
-              help="The route input, as JSON.")
+@click.option(
+    "--input", "route_input", type=out.JsonParam(), default=None, help="The route input, as JSON."
+)
 @click.pass_context
 def route(ctx: click.Context, plugin_id: str, name: str, route_input: Any) -> None:
     """Call route NAME of plugin PLUGIN_ID and print its data as JSON."""
@@ -346,4 +386,3 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 def _plugin_row(plugin: Any) -> dict[str, Any]:
     # PluginInfo is a read-only mapping of plain data (id, version, mode, enabled, ...).
     return dict(plugin)
-

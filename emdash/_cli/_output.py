@@ -111,7 +111,13 @@ def audit_table(rows: Sequence[dict[str, Any]]) -> str:
     """The audit log as a table, newest first."""
     return format_table(
         [{**r, "what": f"{r.get('kind', '')} {r.get('name', '')}".strip()} for r in rows],
-        [("at", "TIME"), ("pluginId", "PLUGIN"), ("what", "HOOK/ROUTE"),
-         ("outcome", "OUTCOME"), ("durationMs", "MS"), ("cpuMs", "CPU MS"),
-         ("error", "ERROR")],
+        [
+            ("at", "TIME"),
+            ("pluginId", "PLUGIN"),
+            ("what", "HOOK/ROUTE"),
+            ("outcome", "OUTCOME"),
+            ("durationMs", "MS"),
+            ("cpuMs", "CPU MS"),
+            ("error", "ERROR"),
+        ],
     )

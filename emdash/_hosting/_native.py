@@ -72,7 +72,9 @@ log = logging.getLogger("emdash.native")
 
 # True while plugin code of a native invocation runs in this context (copied into pool
 # threads with the rest of the context). Nested invocations see it and run inline.
-_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("emdash_native_active", default=False)
+_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "emdash_native_active", default=False
+)
 
 
 def in_native_invocation() -> bool:
@@ -255,7 +257,8 @@ class NativePluginHost:
             state.closed = state.timed_out = True
             log.warning(
                 "Plugin %s finished %s after its timeout; its writes were rolled back",
-                pid, operation,
+                pid,
+                operation,
             )
 
         def body() -> tuple[Any, float]:
@@ -263,7 +266,9 @@ class NativePluginHost:
             cpu_start = time.thread_time()
             try:
                 with self._store.invocation():
-                    value = _call_plugin(handler, arg, make_context(call, self._info), pid, operation)
+                    value = _call_plugin(
+                        handler, arg, make_context(call, self._info), pid, operation
+                    )
                     with state.lock:
                         if state.closed or expired():
                             abandon()
@@ -308,9 +313,7 @@ def _detached(event: Any) -> Any:
         return copy.deepcopy(event)
 
 
-def _call_plugin(
-    handler: Callable[..., Any], arg: Any, ctx: Any, pid: str, operation: str
-) -> Any:
+def _call_plugin(handler: Callable[..., Any], arg: Any, ctx: Any, pid: str, operation: str) -> Any:
     """Call the handler; turn the plugin's own exceptions into PluginError."""
     try:
         value = handler(arg, ctx)

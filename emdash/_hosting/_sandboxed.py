@@ -45,9 +45,7 @@ _ROUTE_META_KEYS = {"public", "input", "permission", "cache_control"}
 class SandboxSupport:
     """One per runtime: the supervisor and the defaults for sandboxed plugins."""
 
-    def __init__(
-        self, *, store: Store, bridge: Bridge, limits: Limits, pool_size: int = 2
-    ) -> None:
+    def __init__(self, *, store: Store, bridge: Bridge, limits: Limits, pool_size: int = 2) -> None:
         self.store = store
         self.bridge = bridge
         self.limits = limits
@@ -246,8 +244,10 @@ class SandboxedPluginHost:
         if isinstance(exc, sandbox.RemoteError):
             return self._translate_remote(exc, operation)
         return errors.PluginError(
-            f"Plugin {pid} failed during {operation}: {exc}", plugin_id=pid,
-            hook=_hook_of(operation), route=_route_of(operation),
+            f"Plugin {pid} failed during {operation}: {exc}",
+            plugin_id=pid,
+            hook=_hook_of(operation),
+            route=_route_of(operation),
             error_type=type(exc).__name__,
         )
 

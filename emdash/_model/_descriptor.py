@@ -9,12 +9,21 @@ fields, and normalises capabilities once (aliases, duplicates, implications).
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .._shared._errors import ManifestError
 from .._shared._hooks_catalog import HOOK_NAMES
@@ -42,11 +51,21 @@ class Limits(_Strict):
     the most hostile plugins; it costs a fork and a load of the plugin per invocation.
     """
 
-    cpu_ms: int = Field(50, gt=0, le=600_000, description="CPU time per invocation")
-    memory_mb: int = Field(128, gt=0, le=16_384, description="memory above the worker baseline")
-    wall_ms: int = Field(30_000, gt=0, le=3_600_000, description="wall-clock time per invocation")
-    subrequests: int = Field(10, ge=0, le=100_000, description="bridge calls per invocation")
-    fresh_worker: bool = Field(False, strict=True, description="a new sandbox worker for every invocation")
+    # `default=` as a keyword: type checkers (PEP 681) see only that spelling as a default, so
+    # `Limits(cpu_ms=200)` type-checks without the pydantic mypy plugin.
+    cpu_ms: int = Field(default=50, gt=0, le=600_000, description="CPU time per invocation")
+    memory_mb: int = Field(
+        default=128, gt=0, le=16_384, description="memory above the worker baseline"
+    )
+    wall_ms: int = Field(
+        default=30_000, gt=0, le=3_600_000, description="wall-clock time per invocation"
+    )
+    subrequests: int = Field(
+        default=10, ge=0, le=100_000, description="bridge calls per invocation"
+    )
+    fresh_worker: bool = Field(
+        default=False, strict=True, description="a new sandbox worker for every invocation"
+    )
 
 
 class StorageCollection(_Strict):
@@ -85,7 +104,7 @@ class StorageCollection(_Strict):
 class AdminPage(_Strict):
     path: str = Field(pattern=r"^/[A-Za-z0-9][A-Za-z0-9/_-]*$", min_length=2, max_length=128)
     label: str = Field(min_length=1, max_length=128)
-    icon: str | None = Field(None, min_length=1, max_length=64)
+    icon: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class AdminWidget(_Strict):
@@ -122,6 +141,18 @@ class PluginDescriptor(_Strict):
     preferred: list[str] = Field(
         default_factory=list, description="exclusive hooks this plugin prefers to provide"
     )
+    # Set by from_dict(base_dir=...) (so by from_file): see plugin_root.
+    _root: Path | None = PrivateAttr(default=None)
+
+    @property
+    def plugin_root(self) -> Path | None:
+        """The plugin's directory when this descriptor was read from a file, else ``None``.
+
+        A path ``entrypoint`` then lies inside it (checked when loading), and the loader
+        follows no symbolic link below it: the operator chose the directory, the plugin's
+        author chose everything inside it.
+        """
+        return self._root
 
     @field_validator("id")
     @classmethod
@@ -142,7 +173,9 @@ class PluginDescriptor(_Strict):
 
     @field_validator("storage")
     @classmethod
-    def _check_collections(cls, value: dict[str, StorageCollection]) -> dict[str, StorageCollection]:
+    def _check_collections(
+        cls, value: dict[str, StorageCollection]
+    ) -> dict[str, StorageCollection]:
         for name in value:
             if not COLLECTION_RE.fullmatch(name) or len(name) > 64:
                 raise ValueError(
@@ -216,36 +249,46 @@ class PluginDescriptor(_Strict):
 
     @classmethod
     def from_dict(cls, data: Any, *, base_dir: Path | None = None) -> PluginDescriptor:
+        """Validate ``data``; with ``base_dir`` (the plugin's directory) a path entrypoint is
+        relative to it and must stay inside it (see :attr:`plugin_root`)."""
         if not isinstance(data, dict):
             raise ManifestError(f"Plugin descriptor must be an object, got {type(data).__name__}")
         data = dict(data)
         entry = data.get("entrypoint")
+        root = None
         if base_dir is not None and isinstance(entry, str) and _looks_like_path(entry):
-            data["entrypoint"] = str((base_dir / entry).resolve())
+            root = base_dir.resolve()
+            data["entrypoint"] = str(_inside(root, entry, _str_or_none(data.get("id"))))
         try:
-            return cls.model_validate(data)
+            descriptor = cls.model_validate(data)
         except ValidationError as exc:
-            raise ManifestError(_describe(exc, data.get("id")), plugin_id=_str_or_none(data.get("id"))) from None
+            raise ManifestError(
+                _describe(exc, data.get("id")), plugin_id=_str_or_none(data.get("id"))
+            ) from None
         except ValueError as exc:  # raised by the capability pre-validator
             raise ManifestError(str(exc), plugin_id=_str_or_none(data.get("id"))) from None
+        descriptor._root = root
+        return descriptor
 
     @classmethod
     def from_file(cls, path: Path) -> PluginDescriptor:
-        """Load ``emdash-plugin.toml`` / ``.json``; a directory means its emdash-plugin.toml."""
-        if path.is_dir():
-            path = path / "emdash-plugin.toml"
+        """Load ``emdash-plugin.toml`` / ``.json``; a directory means its emdash-plugin.toml.
+
+        The file is read like every plugin file (regular file, no symbolic link, size
+        capped before reading); its directory becomes :attr:`plugin_root`.
+        """
+        # Imported here: the loader imports this module, and owns reading plugin files.
+        from .._hosting._loader import read_descriptor
+
+        raw, shown = read_descriptor(Path(path))
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ManifestError(f"Cannot read plugin descriptor {path}: {exc.strerror}") from None
-        try:
-            if path.suffix == ".json":
+            if shown.suffix == ".json":
                 data = json.loads(raw)
             else:
                 data = tomllib.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"Plugin descriptor {path} is not valid: {exc}") from None
-        return cls.from_dict(data, base_dir=path.parent)
+            raise ManifestError(f"Plugin descriptor {shown} is not valid: {exc}") from None
+        return cls.from_dict(data, base_dir=shown.parent)
 
     def effective_limits(self, default: Limits) -> Limits:
         return self.limits or default
@@ -256,6 +299,23 @@ class PluginDescriptor(_Strict):
 
 def _looks_like_path(entry: str) -> bool:
     return entry.endswith(".py") or "/" in entry or entry.startswith(".")
+
+
+def _inside(root: Path, entry: str, plugin_id: str | None) -> Path:
+    """``root / entry``, normalised without touching the disk; refused if it leaves ``root``.
+
+    Lexical on purpose: ``Path.resolve()`` would follow a symbolic link the plugin ships
+    (``entrypoint = "plugin.py"`` linking to a host file) before the loader could refuse it.
+    """
+    normal = os.path.normpath(entry)
+    if os.path.isabs(normal) or normal == ".." or normal.startswith("../"):
+        who = f'Plugin "{plugin_id}"' if plugin_id else "Plugin descriptor"
+        raise ManifestError(
+            f'{who}: entrypoint "{entry}" is outside the plugin directory {root}; give a path '
+            "inside the directory of emdash-plugin.toml (or a module path such as my_plugin.entry)",
+            plugin_id=plugin_id,
+        )
+    return root if normal == "." else root / normal
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -269,8 +329,10 @@ def _describe(exc: ValidationError, plugin_id: Any) -> str:
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (remove it; valid fields: " + ", ".join(
-                sorted(PluginDescriptor.model_fields)
-            ) + ")"
+            msg = (
+                "unknown field (remove it; valid fields: "
+                + ", ".join(sorted(PluginDescriptor.model_fields))
+                + ")"
+            )
         problems.append(f"{loc}: {msg}" if loc else msg)
     return f"Invalid {who}: " + "; ".join(problems)

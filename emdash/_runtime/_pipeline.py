@@ -276,8 +276,10 @@ class HookPipeline:
             ids = [e.plugin_id for e in providers]
             key = EXCLUSIVE_OPTION_PREFIX + name
             try:
-                stored = self._options.get(key) if self._options is not None else (
-                    self._selected.get(name)
+                stored = (
+                    self._options.get(key)
+                    if self._options is not None
+                    else (self._selected.get(name))
                 )
             except Exception:
                 self._log.exception('[hooks] Could not read the selection for "%s"', name)
@@ -286,18 +288,14 @@ class HookPipeline:
                 self._selected[name] = stored
                 continue
             chosen: str | None = None
-            absent = isinstance(stored, str) and self._known is not None and (
-                stored not in self._known
+            absent = (
+                isinstance(stored, str) and self._known is not None and (stored not in self._known)
             )
             if len(ids) == 1:
                 chosen = ids[0]
             else:
                 chosen = next(
-                    (
-                        pid
-                        for pid in ids
-                        if name in self._hosts[pid].descriptor.preferred
-                    ),
+                    (pid for pid in ids if name in self._hosts[pid].descriptor.preferred),
                     None,
                 )
             if absent:
@@ -401,8 +399,14 @@ class HookPipeline:
         if meta is None:
             return None
         entry = HookEntry(
-            host.plugin_id, host, meta["priority"], meta["timeout_ms"], (), "continue",
-            False, 0,
+            host.plugin_id,
+            host,
+            meta["priority"],
+            meta["timeout_ms"],
+            (),
+            "continue",
+            False,
+            0,
         )
         value, err, duration, cpu = self._invoke(entry, name, event)
         if err is not None:
@@ -568,8 +572,7 @@ class HookPipeline:
             err = exc
         except Exception as exc:  # a host bug, not the plugin's: still never crash the run
             err = PluginError(
-                f"Plugin {entry.plugin_id} failed during hook:{name}: "
-                f"{type(exc).__name__}: {exc}",
+                f"Plugin {entry.plugin_id} failed during hook:{name}: {type(exc).__name__}: {exc}",
                 plugin_id=entry.plugin_id,
                 hook=name,
                 error_type=type(exc).__name__,
@@ -579,8 +582,14 @@ class HookPipeline:
         return (None if err is not None else value), err, duration, cpu
 
     def _record(
-        self, plugin_id: str, name: str, err: EmDashError | None, duration: float,
-        cpu: float | None, *, vetoed: bool = False,
+        self,
+        plugin_id: str,
+        name: str,
+        err: EmDashError | None,
+        duration: float,
+        cpu: float | None,
+        *,
+        vetoed: bool = False,
     ) -> None:
         if self._audit is None:
             return
@@ -631,9 +640,9 @@ class HookPipeline:
 _NO_ENTRIES: list[HookEntry] = []
 
 # Broadcast family -> the method that runs it.
-_RUNNERS: dict[str, Callable[[HookPipeline, HookSpec, list[HookEntry], dict[str, Any]], HookOutcome]] = {
-    family: getattr(HookPipeline, f"_run_{family}") for family in _BROADCAST_FAMILIES
-}
+_RUNNERS: dict[
+    str, Callable[[HookPipeline, HookSpec, list[HookEntry], dict[str, Any]], HookOutcome]
+] = {family: getattr(HookPipeline, f"_run_{family}") for family in _BROADCAST_FAMILIES}
 
 # Hook name -> the audit record's kind.
 _AUDIT_KIND = {

@@ -31,13 +31,12 @@ handler that itself calls ``add_plugin``/``remove_plugin``/``enable_plugin``/
 from __future__ import annotations
 
 import concurrent.futures
-import importlib
 import logging
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType, TracebackType
+from typing import Any
 
 import httpx
 
@@ -46,45 +45,33 @@ from .._bridge._http import HttpClient
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
+from .._hosting._sandboxed import SandboxSupport
 from .._model._descriptor import Limits, PluginDescriptor
+from .._services._comments import CommentService
+from .._services._content import ContentService
+from .._services._cron import CronService
+from .._services._email import EmailPipeline
+from .._services._media import MediaService
+from .._services._page import PageService
 from .._shared._errors import (
     BridgeError,
     EmDashError,
     ManifestError,
     NotFoundError,
     PluginRouteError,
-    SandboxNotAvailableError,
 )
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
-from ._parts import (
-    LazyCron,
-    LazyEmail,
-    PluginInfo,
-    as_outcome,
-    check_route_schemas,
-    route_context,
-    site_info,
-    validate_route_input,
-)
+from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
-
-if TYPE_CHECKING:
-    from .._hosting._sandboxed import SandboxSupport
+from ._plugin_info import PluginInfo
+from ._routes import check_route_schemas, route_context, validate_route_input
 
 __all__ = ["PluginInfo", "Runtime"]
 
 log = logging.getLogger("emdash")
 
-# rt.<attribute> -> (module, class); each takes the Runtime. Imported on first use.
-_SERVICES = {
-    "content": ("emdash._services._content", "ContentService"),
-    "media": ("emdash._services._media", "MediaService"),
-    "comments": ("emdash._services._comments", "CommentService"),
-    "email": ("emdash._services._email", "EmailPipeline"),
-    "cron": ("emdash._services._cron", "CronService"),
-    "page": ("emdash._services._page", "PageService"),
-}
+_DEFAULT_SITE = {"name": "", "url": "http://localhost", "locale": "en", "trailingSlash": "ignore"}
 
 
 class Runtime:
@@ -106,15 +93,11 @@ class Runtime:
         self.sandbox = sandbox
         self.limits = limits or Limits.model_validate({})
         self.worker_pool_size = worker_pool_size
-        self.site = site_info(site)
+        self.site = _site_info(site)
         self.store = Store(database, media_dir=Path(media_dir) if media_dir else None)
         self._http = HttpClient(http_transport)
         self._lock = threading.RLock()
         self._plugins: dict[str, PluginInfo] = {}
-        self._services: dict[str, Any] = {}
-        # Separate from _lock: a handler running under a plugin-set change (a lifecycle hook,
-        # on a pool thread, while _lock is held) may still reach rt.cron / rt.email.
-        self._services_lock = threading.RLock()
         self._closed = False
         # Native handlers run here under their timeouts. Generous: a handler blocked past
         # its timeout keeps its thread until it returns by itself.
@@ -122,16 +105,29 @@ class Runtime:
             max_workers=32, thread_name_prefix="emdash-native"
         )
         self._sandbox: SandboxSupport | None = None
+        # The services, in dependency order. Each gets the store, the live pipeline (as its
+        # HookRunner) and the collaborators its constructor names, never the runtime. So
+        # none of them takes _lock (rt.email.use_console_provider aside, which adds a
+        # plugin): a handler running under a plugin-set change (a lifecycle hook, on a
+        # pool thread, while _lock is held) may still use them.
+        self._hooks = LivePipeline(self._build_pipeline())
+        self._content = ContentService(self.store, self._hooks)
+        self._media = MediaService(self.store, self._hooks)
+        self._comments = CommentService(self.store, self._hooks)
+        self._page = PageService(self.store, self._hooks, plugins=MappingProxyType(self._plugins))
+        self._email = EmailPipeline(self._hooks, add_plugin=self.add_plugin)
+        # The scheduler thread starts only when a host calls rt.cron.start().
+        self._cron = CronService(self.store, self._hooks, publish_due=self._content.publish_due)
+        # The bridge answers ctx.cron / ctx.email with the services above.
         self.bridge = Bridge(
             store=self.store,
             plugins=self._descriptor_for_bridge,
             http=self._http,
-            cron=LazyCron(self),
-            email=LazyEmail(self),
+            cron=self._cron,
+            email=self._email,
             site=self.site,
             logger=self.log.getChild("plugins"),
         )
-        self._pipeline = self._build_pipeline()
 
     # -- context manager / lifetime --------------------------------------------------------
 
@@ -153,14 +149,11 @@ class Runtime:
             if self._closed:
                 return
             self._closed = True
-            for name, service in list(self._services.items()):
-                # Services may own threads (the cron scheduler): stop them first.
-                stop = getattr(service, "close", None) or getattr(service, "stop", None)
-                if callable(stop):
-                    try:
-                        stop()
-                    except Exception:
-                        self.log.exception("Stopping rt.%s failed", name)
+            # The cron scheduler may own a thread that runs hooks: stop it first.
+            try:
+                self._cron.stop()
+            except Exception:
+                self.log.exception("Stopping rt.cron failed")
             for info in self._plugins.values():
                 try:
                     info.host.close()
@@ -174,57 +167,35 @@ class Runtime:
 
     # -- services ------------------------------------------------------------------------
 
-    # Built on first use from their modules (see _SERVICES); while a module is missing
-    # from this build, the attribute raises AttributeError saying so.
+    @property
+    def content(self) -> ContentService:
+        """Content operations that fire the content hooks."""
+        return self._content
 
     @property
-    def content(self) -> Any:
-        """Content operations that fire the content hooks (``ContentService``)."""
-        return self._service("content")
+    def media(self) -> MediaService:
+        """Media operations that fire the media hooks."""
+        return self._media
 
     @property
-    def media(self) -> Any:
-        """Media operations that fire the media hooks (``MediaService``)."""
-        return self._service("media")
+    def comments(self) -> CommentService:
+        """Comment submission and moderation."""
+        return self._comments
 
     @property
-    def comments(self) -> Any:
-        """Comment submission and moderation (``CommentService``)."""
-        return self._service("comments")
+    def email(self) -> EmailPipeline:
+        """The email pipeline."""
+        return self._email
 
     @property
-    def email(self) -> Any:
-        """The email pipeline (``EmailPipeline``)."""
-        return self._service("email")
+    def cron(self) -> CronService:
+        """The cron scheduler (its background thread runs from ``rt.cron.start()`` on)."""
+        return self._cron
 
     @property
-    def cron(self) -> Any:
-        """The cron scheduler (``CronService``)."""
-        return self._service("cron")
-
-    @property
-    def page(self) -> Any:
-        """Page metadata and fragments (``PageService``)."""
-        return self._service("page")
-
-    def _service(self, name: str) -> Any:
-        with self._services_lock:
-            found = self._services.get(name)
-            if found is not None:
-                return found
-            module_name, class_name = _SERVICES[name]
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                raise AttributeError(
-                    f"rt.{name} is not available: {module_name} is not part of this emdash "
-                    "build yet"
-                ) from None
-            service = getattr(module, class_name)(self)
-            self._services[name] = service
-            return service
+    def page(self) -> PageService:
+        """Page metadata and fragments."""
+        return self._page
 
     # -- adding and removing plugins -------------------------------------------------------
 
@@ -258,10 +229,14 @@ class Runtime:
                 check_route_schemas(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 known = self.store.plugin_registry.get(pid)
-                want = enabled if enabled is not None else (
-                    known["enabled"] if known is not None else True
+                want = (
+                    enabled
+                    if enabled is not None
+                    else (known["enabled"] if known is not None else True)
                 )
-                self.store.plugin_registry.upsert(pid, version=desc.version, enabled=want, trusted=trusted)
+                self.store.plugin_registry.upsert(
+                    pid, version=desc.version, enabled=want, trusted=trusted
+                )
             except BaseException:
                 host.close()
                 raise
@@ -273,7 +248,7 @@ class Runtime:
                 if want:
                     self._lifecycle(host, "plugin:activate", {})
             elif want != known["enabled"]:
-                self._set_cron(pid, want)
+                self._cron.set_plugin_enabled(pid, want)
                 self._lifecycle(host, "plugin:activate" if want else "plugin:deactivate", {})
             return info
 
@@ -304,17 +279,13 @@ class Runtime:
         return host, False
 
     def _sandbox_support(self) -> SandboxSupport:
+        # Built on the first sandboxed plugin; a host that cannot sandbox raises
+        # SandboxNotAvailableError from its supervisor, when a plugin is loaded.
         if self._sandbox is None:
-            try:
-                from .._hosting._sandboxed import SandboxSupport
-            except ImportError as exc:
-                raise SandboxNotAvailableError(
-                    "Plugin sandboxing is not available in this emdash build "
-                    f"({exc}). Add the plugin with trusted=True if you trust its code, or "
-                    "use Runtime(sandbox=False) for local debugging."
-                ) from None
             self._sandbox = SandboxSupport(
-                store=self.store, bridge=self.bridge, limits=self.limits,
+                store=self.store,
+                bridge=self.bridge,
+                limits=self.limits,
                 pool_size=self.worker_pool_size,
             )
         return self._sandbox
@@ -340,7 +311,7 @@ class Runtime:
                 if value == plugin_id:
                     self.store.options.delete(key)
             self._rebuild()
-            self._delete_cron(plugin_id)
+            self._cron.delete_plugin_tasks(plugin_id)
             with self.store.transaction():
                 if delete_data:
                     self.store.kv_entries.delete_all(plugin_id)
@@ -360,7 +331,7 @@ class Runtime:
             )
             info.enabled = True
             self._rebuild()
-            self._set_cron(plugin_id, True)
+            self._cron.set_plugin_enabled(plugin_id, True)
             self._lifecycle(info.host, "plugin:activate", {})
 
     def disable_plugin(self, plugin_id: str) -> None:
@@ -375,7 +346,7 @@ class Runtime:
             )
             info.enabled = False
             self._rebuild()
-            self._set_cron(plugin_id, False)
+            self._cron.set_plugin_enabled(plugin_id, False)
 
     def plugins(self) -> list[PluginInfo]:
         """Every added plugin (enabled or not), in the order they were added."""
@@ -395,12 +366,10 @@ class Runtime:
         ``plugin_id``, only that plugin's handler runs (same rules), which is what the CLI's
         ``run-hook --plugin`` uses.
         """
-        pipeline = self._pipeline
         spec = HOOKS.get(name)
         if spec is None or plugin_id is None:
-            if spec is not None and spec.family == "exclusive":
-                return as_outcome(name, pipeline.invoke_exclusive(name, event))
-            return pipeline.run_hook(name, event)
+            return self._hooks.run_hook(name, event)
+        pipeline = self._hooks.pipeline
         info = self._get(plugin_id)
         if spec.family in ("lifecycle", "cron", "exclusive"):
             result = pipeline.invoke_target(info.host, name, event)
@@ -415,26 +384,26 @@ class Runtime:
 
     def invoke_exclusive(self, name: str, event: Any) -> ExclusiveOutcome | None:
         """Run the selected provider of an exclusive hook; ``None`` if none. Never raises."""
-        return self._pipeline.invoke_exclusive(name, event)
+        return self._hooks.invoke_exclusive(name, event)
 
     def invoke_cron(self, plugin_id: str, event: Any) -> HookResult:
         """Run ``plugin_id``'s cron hook for one due task. Never raises."""
-        return self._pipeline.invoke_cron(plugin_id, event)
+        return self._hooks.invoke_cron(plugin_id, event)
 
     def select_provider(self, hook: str, plugin_id: str | None) -> None:
         """Choose the provider of an exclusive hook (persisted); ``None`` clears it."""
-        self._pipeline.select_provider(hook, plugin_id)
+        self._hooks.select_provider(hook, plugin_id)
 
     def selected_provider(self, hook: str) -> str | None:
-        return self._pipeline.selected_provider(hook)
+        return self._hooks.selected_provider(hook)
 
     def exclusive_hooks(self) -> dict[str, dict[str, Any]]:
         """``{hook: {"providers": [...], "selected": id or None}}`` for the admin UI."""
-        return self._pipeline.exclusive_hooks()
+        return self._hooks.exclusive_hooks()
 
     @property
     def pipeline(self) -> HookPipeline:
-        return self._pipeline
+        return self._hooks.pipeline
 
     # -- routes ----------------------------------------------------------------------------
 
@@ -486,13 +455,26 @@ class Runtime:
         return self.store.audit_records.list(limit=limit, plugin_id=plugin_id)
 
     def _audit(
-        self, pid: str, kind: str, name: str, outcome: str, started: float,
-        cpu: float | None, limit: str | None, error: str | None,
+        self,
+        pid: str,
+        kind: str,
+        name: str,
+        outcome: str,
+        started: float,
+        cpu: float | None,
+        limit: str | None,
+        error: str | None,
     ) -> None:
         try:
             self.store.audit_records.record(
-                pid, kind, name, outcome, (time.perf_counter() - started) * 1000,
-                cpu_ms=cpu, limit=limit, error=error,
+                pid,
+                kind,
+                name,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+                cpu_ms=cpu,
+                limit=limit,
+                error=error,
             )
         except Exception:
             self.log.exception("Could not record the audit entry for %s %s", pid, name)
@@ -539,15 +521,17 @@ class Runtime:
         )
 
     def _rebuild(self) -> None:
-        self._pipeline = self._build_pipeline()
+        self._hooks.pipeline = self._build_pipeline()
 
     def _lifecycle(self, host: PluginHost, name: str, event: dict[str, Any]) -> None:
-        result = self._pipeline.invoke_target(host, name, event)
+        result = self._hooks.pipeline.invoke_target(host, name, event)
         if result is not None and not result.success:
             # Lifecycle failures never undo the transition (EmDash's rule); say so loudly.
             self.log.error(
                 "Plugin %s: %s failed: %s (the plugin's state changed anyway)",
-                host.plugin_id, name, result.error,
+                host.plugin_id,
+                name,
+                result.error,
             )
 
     def _inside_invocation(self) -> bool:
@@ -558,11 +542,12 @@ class Runtime:
         """
         return self.store.in_scope_here()
 
-    def _set_cron(self, plugin_id: str, enabled: bool) -> None:
-        # A disabled plugin's tasks are kept but not run; enabling resumes them.
-        self.store.cron_tasks.set_enabled(plugin_id, enabled)
 
-    def _delete_cron(self, plugin_id: str) -> None:
-        self.store.cron_tasks.delete_plugin(plugin_id)
-
-
+def _site_info(site: dict[str, Any] | None) -> dict[str, str]:
+    """``{name, url, locale, trailingSlash}`` with defaults; ``trailing_slash`` accepted."""
+    out = dict(_DEFAULT_SITE)
+    for key, value in (site or {}).items():
+        key = "trailingSlash" if key == "trailing_slash" else key
+        if key in out and isinstance(value, str):
+            out[key] = value
+    return out

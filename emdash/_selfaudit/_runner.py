@@ -11,7 +11,10 @@ API of the installed package, exactly as a site would run a hostile plugin:
   loaded in another worker of the same supervisor.
 
 A payload passes only if *all* of these hold (:meth:`AuditSession.run` checks each and says
-which failed): the exact expected error class (and plugin-side type and message parts); no
+which failed): the exact expected error class (and plugin-side type and message parts), or,
+for a resource bomb or a payload whose expected outcome is itself a limit stop, a stop by any
+limit with that limit's own message (:meth:`Payload.accepts`: which limit trips first can
+depend on the machine's load); no
 ``OK`` evidence anywhere in what came back; the plugin still answers afterwards (its worker
 was replaced where needed); the victim's KV, storage and worker are untouched; the database
 is byte-for-byte what it was before the attack (audit records aside), also after the
@@ -19,7 +22,8 @@ follow-up calls that look for deferred effects; no request reached the canary HT
 the abstract-socket canary; the canary file does not exist; no process carries the canary
 token; the host log holds no injected line, no host-side formatting of plugin text and no
 line written after a handler returned; the host process's environment, working directory
-and core functions are unchanged; error messages are bounded.
+and core functions are unchanged; the host spent no more CPU on one call than the plugin's
+wall limit plus a slack; error messages are bounded.
 
 The CLI calls :func:`run_audit` and prints :meth:`AuditReport.render`; ``tests/escapes/``
 drives :class:`AuditSession` per class and asserts the same verdicts field by field.
@@ -54,7 +58,7 @@ from ._canaries import (
     LogCapture,
     processes_mentioning,
 )
-from ._corpus import CLASSES, Payload, payloads_for
+from ._corpus import CLASSES, Payload, is_limit_stop, payloads_for
 
 __all__ = ["FAILURE_KINDS", "AuditReport", "AuditSession", "Failure", "PayloadResult", "run_audit"]
 
@@ -64,14 +68,15 @@ _HOOK_EVENT = {"content": {"id": "01AUDIT", "title": "audit"}, "collection": "po
 MAX_MESSAGE_CHARS = 16 * 1024
 # Control characters a plugin could use to forge log lines or drive a terminal (C0, DEL, C1).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-# How long past its wall limit an invocation may keep the host busy (scheduling, kills).
+# How much host CPU one invocation may cost beyond its wall limit (kills, replacement,
+# bookkeeping): CPU time, not elapsed time, see AuditSession._record.
 _HOST_SLACK_S = 2.0
 # How long past its wall limit the audit waits for an invocation before calling it hung.
 _HANG_GRACE_S = 20.0
 # Tables whose rows legitimately change when a plugin is merely invoked.
 _VOLATILE_TABLE_WORDS = ("audit",)
 
-_VICTIM_PLUGIN = '''
+_VICTIM_PLUGIN = """
 from emdash import define_plugin
 
 SECRET = "@@VICTIM_SECRET@@"
@@ -85,7 +90,7 @@ def check(route_ctx, ctx):
     return {"kv": ctx.kv.get("secret"), "note": ctx.storage["notes"].get("n1")}
 
 plugin = define_plugin(routes={"seed": seed, "check": check})
-'''
+"""
 
 # Raw-worker mode: the victim is a bundle in its own worker; this prelude reads it back.
 _RAW_PRELUDE = "def read_secret(entry, host_call):\n    return entry.SECRET\n"
@@ -135,6 +140,17 @@ class PayloadResult:
     def passed(self) -> bool:
         return not self.failures
 
+    @property
+    def stopped_by_another_limit(self) -> bool:
+        """True when a limit other than the expected outcome stopped the payload (accepted:
+        :meth:`Payload.accepts`); the report lists these, since the targeted limit was then
+        not the one exercised."""
+        p = self.payload
+        exact = self.error_name == p.error and (
+            p.error_type is None or self.error_type == p.error_type
+        )
+        return not exact and p.accepts(self.error_name, self.error_type)
+
     def fail(self, kind: str, text: str) -> None:
         """Record a failed check (``kind`` is one of :data:`FAILURE_KINDS`); duplicates merge."""
         failure = Failure(kind, text)
@@ -148,8 +164,8 @@ class PayloadResult:
     def describe(self) -> str:
         """One paragraph for test failures and the report."""
         p = self.payload
-        want = p.error + (f"({p.error_type})" if p.error_type else "")
-        got = (self.error_name or "no error") + (f"({self.error_type})" if self.error_type else "")
+        want = _outcome(p.error, p.error_type) + (" or any limit" if p.any_limit_contains else "")
+        got = _outcome(self.error_name, self.error_type)
         head = f"[{self.klass}] {p.name}" + (f" (corpus {p.ref})" if p.ref else "")
         lines = [f"{head}: expected {want} ({p.expect}), got {got} at {self.stage}"]
         if self.message:
@@ -207,10 +223,23 @@ class AuditReport:
         )
         failed = self.failures()
         lines.append("")
+        other = [r for r in self.results if r.passed and r.stopped_by_another_limit]
+        if other:
+            lines.append(
+                f"{len(other)} payload(s) were stopped by another limit than the one they target "
+                "(contained all the same; on a busy machine another limit can trip first):"
+            )
+            for r in other:
+                got = _outcome(r.error_name, r.error_type)
+                want = _outcome(r.payload.error, r.payload.error_type)
+                lines.append(f"  [{r.klass}] {r.payload.name}: {got} at {r.stage} (targets {want})")
+            lines.append("")
         if failed:
             lines.append(f"{len(failed)} payload(s) were NOT stopped as expected:")
             for r in failed:
                 lines += ["", r.describe()]
+        elif other:
+            lines.append("Every payload was stopped (some by another limit, listed above).")
         else:
             lines.append("Every payload was stopped by the layer it targets.")
         return "\n".join(lines)
@@ -276,9 +305,12 @@ class AuditSession:
         emdash_logger.addHandler(self.logs)
         self._stack.callback(emdash_logger.removeHandler, self.logs)
         rt = emdash.Runtime(
-            str(self.db_path), sandbox=self.sandbox, http_transport=self.edge,
+            str(self.db_path),
+            sandbox=self.sandbox,
+            http_transport=self.edge,
             media_dir=str(tmp / "media"),
-            worker_pool_size=1, logger=emdash_logger,
+            worker_pool_size=1,
+            logger=emdash_logger,
         )
         self._stack.callback(rt.close)
         self._rt = rt
@@ -309,7 +341,9 @@ class AuditSession:
             self._raw = sup
             victim_src = f"SECRET = {self.victim_secret!r}\n"
             self._raw_victim = sup.load(
-                "audit-raw-victim", {"victim.py": victim_src}, "victim",
+                "audit-raw-victim",
+                {"victim.py": victim_src},
+                "victim",
                 limits=sandbox.SandboxLimits(cpu_ms=1000, memory_mb=64, wall_ms=5000),
                 pool_size=1,
             )
@@ -411,25 +445,35 @@ class AuditSession:
         else:
             call = lambda: _hook_value(rt.run_hook(name, dict(_HOOK_EVENT), plugin_id=pid), pid)  # noqa: E731
         hold = _store_lock(rt, limits["wall_ms"] / 1000 + 0.5) if p.setup == "store-lock" else None
-        started = time.monotonic()
+        started = time.process_time()
         try:
             return _with_timeout(call, limits["wall_ms"] / 1000 + _HANG_GRACE_S)
         finally:
             if hold is not None:
                 hold()
-            self._last_call_s = time.monotonic() - started
+            self._last_call_s = time.process_time() - started
 
     def _record(
-        self, result: PayloadResult, stage: str, value: Any, error: BaseException | None,
-        pid: str, op: str,
+        self,
+        result: PayloadResult,
+        stage: str,
+        value: Any,
+        error: BaseException | None,
+        pid: str,
+        op: str,
     ) -> None:
-        # Whatever the plugin does, the host must be done with it soon after the wall limit:
-        # time the host spends on a plugin's behalf outside the limits is a denial of service.
+        # Whatever the plugin does, the host must not work for it outside its limits: host
+        # work a plugin can choose (validating its route schema, decoding what it sends...)
+        # is a denial of service. Measured in the host process's CPU time, not elapsed time:
+        # on a busy machine the host also waits for a CPU, which no plugin caused, and a
+        # verdict must not depend on the machine's load. A host thread *held* without work
+        # is bounded otherwise: the supervisor's wall limit covers host calls (corpus 119),
+        # and a call that does not come back is reported as hung (_HANG_GRACE_S).
         budget = result.payload.limits["wall_ms"] / 1000 + _HOST_SLACK_S
         if self._last_call_s > budget:
             result.fail(
                 "host",
-                f"the host spent {self._last_call_s:.1f}s on one {stage} call "
+                f"the host spent {self._last_call_s:.1f}s of CPU on one {stage} call "
                 f"(wall limit {result.payload.limits['wall_ms']}ms)",
             )
         result.evidence += _ok_strings(value)
@@ -457,8 +501,15 @@ class AuditSession:
             result.fail("message", f"the error is attributed to {exc.plugin_id!r}, not {pid!r}")
         text = str(exc)
         if len(text) > MAX_MESSAGE_CHARS:
-            result.fail("message", f"unbounded error report: the message has {len(text)} characters")
-        for part in p.message:
+            result.fail(
+                "message", f"unbounded error report: the message has {len(text)} characters"
+            )
+        # The expected parts describe the expected error; a payload stopped by another limit
+        # must carry *that* limit's message instead (naming the plugin, the limit, the call).
+        parts = p.message
+        if result.stopped_by_another_limit:
+            parts = _limit_message(result.error_name, result.error_type, p.limits)
+        for part in parts:
             want = part.replace("{pid}", pid).replace("{op}", op)
             if want not in text:
                 result.fail("message", f"the message lacks {want!r}")
@@ -470,14 +521,22 @@ class AuditSession:
         p = result.payload
         if result.error_name is None:
             result.fail("error", f"no error: the invocation returned {_short(repr(result.value))}")
+        elif p.accepts(result.error_name, result.error_type):
+            return  # the expected error, or (where that is as good) a stop by another limit
         elif result.error_name != p.error:
-            result.fail("error", f"wrong error class {result.error_name} (expected {p.error})")
-        elif p.error_type is not None and result.error_type != p.error_type:
+            also = " or a stop by any limit" if p.any_limit_contains else ""
             result.fail(
-                "error", f"wrong plugin-side error type {result.error_type} (expected {p.error_type})"
+                "error", f"wrong error class {result.error_name} (expected {p.error}{also})"
+            )
+        else:
+            result.fail(
+                "error",
+                f"wrong plugin-side error type {result.error_type} (expected {p.error_type})",
             )
 
-    def _check_after(self, result: PayloadResult, before: dict[str, Any], pid: str, loaded: bool) -> None:
+    def _check_after(
+        self, result: PayloadResult, before: dict[str, Any], pid: str, loaded: bool
+    ) -> None:
         """The plugin still works, the victim is intact, the database unchanged."""
         if not loaded:
             self._check_expected(result)
@@ -518,7 +577,8 @@ class AuditSession:
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10.0)
         try:
             tables = [
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                r[0]
+                for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
                 if not any(w in r[0].lower() for w in _VOLATILE_TABLE_WORDS)
             ]
             out: dict[str, Any] = {}
@@ -547,7 +607,11 @@ class AuditSession:
         out = {}
         for path in self.tmp.rglob("*"):
             # The database's own files change by design; the canary file has its own check.
-            if path.is_file() and not path.name.startswith(self.db_path.name) and path != self.canary_file:
+            if (
+                path.is_file()
+                and not path.name.startswith(self.db_path.name)
+                and path != self.canary_file
+            ):
                 out[str(path.relative_to(self.tmp))] = path.stat().st_size
         return out
 
@@ -569,8 +633,11 @@ class AuditSession:
             cpu_ms=p.limits["cpu_ms"], memory_mb=p.limits["memory_mb"], wall_ms=p.limits["wall_ms"]
         )
         pool = sup.load(
-            f"audit-raw-{self._counter:03d}", {"attacker.py": "X = 1\n"}, "attacker",
-            limits=limits, pool_size=1,
+            f"audit-raw-{self._counter:03d}",
+            {"attacker.py": "X = 1\n"},
+            "attacker",
+            limits=limits,
+            pool_size=1,
         )
         self.confinement = dict(pool.confinement)
         host_calls: list[tuple[str, Any]] = []
@@ -600,9 +667,16 @@ class AuditSession:
             lambda: pool.raw_exec_for_tests("result = 6 * 7", limits=limits).value
         )
         if again != 42:
-            result.fail("plugin", f"the next call in this pool failed (worker not replaced?): {again_error!r}")
+            result.fail(
+                "plugin",
+                f"the next call in this pool failed (worker not replaced?): {again_error!r}",
+            )
         secret, secret_error = _with_timeout(
-            lambda: self._raw_victim.call("emdash_audit_prelude:read_secret", [], on_host_call=spy).value,
+            lambda: (
+                self._raw_victim.call(
+                    "emdash_audit_prelude:read_secret", [], on_host_call=spy
+                ).value
+            ),
             30.0,
         )
         if secret != self.victim_secret:
@@ -615,10 +689,15 @@ class AuditSession:
 
     # -- canaries -----------------------------------------------------------------------
 
-    def _check_canaries(self, result: PayloadResult, log_mark: int, http_mark: int, conn_mark: int) -> None:
+    def _check_canaries(
+        self, result: PayloadResult, log_mark: int, http_mark: int, conn_mark: int
+    ) -> None:
         if result.evidence:
             result.failures.insert(
-                0, Failure("escape", "the payload returned evidence: " + _short(result.evidence[0], 300))
+                0,
+                Failure(
+                    "escape", "the payload returned evidence: " + _short(result.evidence[0], 300)
+                ),
             )
         hits = self.http.hits[http_mark:]
         if hits:
@@ -646,7 +725,9 @@ class AuditSession:
                 # A record may span lines (a traceback), but plugin text must not start a line
                 # that reads like a record of its own, and must not carry terminal controls.
                 if _CONTROL.search(message.replace("\n", "")):
-                    result.fail("log", f"log injection: raw control characters in {message[:120]!r}")
+                    result.fail(
+                        "log", f"log injection: raw control characters in {message[:120]!r}"
+                    )
                 forged = [line for line in message.split("\n")[1:] if line.startswith("[")]
                 if forged:
                     result.fail("log", f"log injection: a forged log line {forged[0][:120]!r}")
@@ -683,9 +764,7 @@ def run_audit(
     chosen = list(classes) if classes else list(CLASSES)
     for klass in chosen:
         if klass not in CLASSES:
-            raise ValueError(
-                f"Unknown escape class {klass!r}; choose from: {', '.join(CLASSES)}"
-            )
+            raise ValueError(f"Unknown escape class {klass!r}; choose from: {', '.join(CLASSES)}")
     started = time.monotonic()
     results: list[PayloadResult] = []
     confinement: dict[str, str] = {}
@@ -713,6 +792,27 @@ def run_audit(
 # --------------------------------------------------------------------------------------
 
 
+def _limit_message(
+    error: str | None, error_type: str | None, limits: dict[str, int]
+) -> tuple[str, ...]:
+    """What the message of a stop by a limit must contain (``{pid}``/``{op}`` as in
+    ``Payload.message``); emdash's wording, so only for restricted payloads (raw-worker
+    payloads expect no message parts)."""
+    if error == "CpuLimitExceeded":
+        return (f"Plugin {{pid}} exceeded CPU limit of {limits['cpu_ms']}ms during {{op}}",)
+    if error == "WallTimeExceeded":
+        return (f"Plugin {{pid}} exceeded wall-time limit of {limits['wall_ms']}ms during {{op}}",)
+    if error == "MemoryLimitExceeded":
+        return (f"Plugin {{pid}} exceeded memory limit of {limits['memory_mb']} MB during {{op}}",)
+    if error == "SubrequestLimitExceeded":
+        return (f"Plugin {{pid}} exceeded its subrequest limit of {limits['subrequests']} ",)
+    if error == "HookTimeoutError":
+        return ("(plugin {pid}, {op})",)
+    if error == "PluginError" and is_limit_stop(error, error_type):
+        return (f"Plugin {{pid}} raised {error_type} during {{op}}",)
+    return ()
+
+
 class _Hung(Exception):
     """The invocation did not come back within its wall limit plus a generous grace."""
 
@@ -735,7 +835,9 @@ def _with_timeout(fn: Callable[[], Any], seconds: float) -> tuple[Any, BaseExcep
     return box.get("value"), box.get("error")
 
 
-def _until_available(fn: Callable[[], Any], seconds: float = 10.0) -> tuple[Any, BaseException | None]:
+def _until_available(
+    fn: Callable[[], Any], seconds: float = 10.0
+) -> tuple[Any, BaseException | None]:
     """Call ``fn`` until the sandbox is available again (after a crash the supervisor backs
     off before it starts a new worker; a limit kill has no back-off)."""
     deadline = time.monotonic() + seconds
@@ -786,10 +888,10 @@ def _footer(p: Payload) -> str:
     if p.hook.startswith("route:") and p.route_schema is not None:
         head += f"from emdash import RouteConfig as audit_RouteConfig\n\nAUDIT_ROUTE_SCHEMA = {p.route_schema!r}\n"
         routes.append(
-            f'"{p.hook[len("route:"):]}": audit_RouteConfig(handler=handler, input=AUDIT_ROUTE_SCHEMA)'
+            f'"{p.hook[len("route:") :]}": audit_RouteConfig(handler=handler, input=AUDIT_ROUTE_SCHEMA)'
         )
     elif p.hook.startswith("route:"):
-        routes.append(f'"{p.hook[len("route:"):]}": handler')
+        routes.append(f'"{p.hook[len("route:") :]}": handler')
     else:
         hooks.append(f'"{p.hook}": handler')
     if "\nEXTRA_HOOKS = " in "\n" + p.code:
@@ -799,7 +901,7 @@ def _footer(p: Payload) -> str:
         routes.append('"followup": followup')
     return (
         head + "\n\n"
-        "def audit_ping(route_ctx, ctx):\n    return \"pong\"\n\n\n"
+        'def audit_ping(route_ctx, ctx):\n    return "pong"\n\n\n'
         f"plugin = audit_define_plugin(hooks={{{', '.join(hooks)}}}, routes={{{', '.join(routes)}}})\n"
     )
 
@@ -811,7 +913,11 @@ def _ok_strings(value: Any, depth: int = 0) -> list[str]:
     if isinstance(value, str):
         return [value] if value.startswith("OK") else []
     if isinstance(value, dict):
-        return [s for k, v in value.items() for s in _ok_strings(k, depth + 1) + _ok_strings(v, depth + 1)]
+        return [
+            s
+            for k, v in value.items()
+            for s in _ok_strings(k, depth + 1) + _ok_strings(v, depth + 1)
+        ]
     if isinstance(value, (list, tuple)):
         return [s for v in value for s in _ok_strings(v, depth + 1)]
     return []
@@ -880,6 +986,11 @@ def _env_var(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
+
+
+def _outcome(error: str | None, error_type: str | None) -> str:
+    """``CpuLimitExceeded``, ``PluginError(RecursionError)``, ``no error``."""
+    return (error or "no error") + (f"({error_type})" if error_type else "")
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 from .._shared._errors import BridgeError, CommentRejectedError, EmDashError, NotFoundError
 
 if TYPE_CHECKING:
-    from .._runtime._runtime import Runtime
+    from .._store import Store
+    from ._hook_runner import HookRunner
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -92,12 +93,9 @@ def _decision_ok(value: Any) -> bool:
 class CommentService:
     """Comment submission and moderation; available as ``rt.comments``."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    @property
-    def _store(self) -> Any:
-        return self._rt.store
+    def __init__(self, store: Store, hooks: HookRunner) -> None:
+        self._store = store
+        self._hooks = hooks
 
     # -- settings -----------------------------------------------------------------------
 
@@ -120,9 +118,10 @@ class CommentService:
                 + ", ".join(DEFAULT_SETTINGS)
             )
         merged = {**self.settings(collection), **settings}
-        if type(merged["commentsEnabled"]) is not bool or type(
-            merged["commentsAutoApproveUsers"]
-        ) is not bool:
+        if (
+            type(merged["commentsEnabled"]) is not bool
+            or type(merged["commentsAutoApproveUsers"]) is not bool
+        ):
             raise BridgeError("commentsEnabled and commentsAutoApproveUsers must be booleans")
         if merged["commentsModeration"] not in MODERATION_MODES:
             raise BridgeError('commentsModeration must be "all", "first_time" or "none"')
@@ -176,7 +175,7 @@ class CommentService:
             "ipHash": self._ip_hash(ip),
             "userAgent": user_agent,
         }
-        outcome = self._rt.run_hook("comment:beforeCreate", {"comment": comment, "metadata": {}})
+        outcome = self._hooks.run_hook("comment:beforeCreate", {"comment": comment, "metadata": {}})
         if outcome.cancelled_by is not None or outcome.value is False:
             log.info('[comments] comment rejected by plugin "%s"', outcome.cancelled_by)
             raise CommentRejectedError(plugin_id=outcome.cancelled_by)
@@ -206,7 +205,8 @@ class CommentService:
                 "id": item["id"],
                 "collection": collection,
                 "slug": item["slug"],
-                "title": item["data"].get("title") if type(item["data"].get("title")) is str
+                "title": item["data"].get("title")
+                if type(item["data"].get("title")) is str
                 else None,
             },
         }
@@ -225,7 +225,9 @@ class CommentService:
         if now > published + timedelta(days=days):
             raise CommentRejectedError("COMMENTS_CLOSED", "Comments are closed for this content")
 
-    def _resolve_parent(self, collection: str, content_id: str, parent_id: str | None) -> str | None:
+    def _resolve_parent(
+        self, collection: str, content_id: str, parent_id: str | None
+    ) -> str | None:
         if parent_id is None:
             return None
         parent = self._store.comment_records.get(parent_id) if type(parent_id) is str else None
@@ -240,16 +242,18 @@ class CommentService:
         self, comment: dict[str, Any], metadata: dict[str, Any], settings: dict[str, Any]
     ) -> dict[str, Any]:
         email = comment.get("authorEmail")
-        prior = self._store.comment_records.count_approved_by_email(email) if type(email) is str else 0
+        prior = (
+            self._store.comment_records.count_approved_by_email(email) if type(email) is str else 0
+        )
         event = {
             "comment": dict(comment),
             "metadata": metadata,
             "collectionSettings": dict(settings),
             "priorApprovedCount": prior,
         }
-        result = self._rt.invoke_exclusive("comment:moderate", event)
+        result = self._hooks.invoke_exclusive("comment:moderate", event)
         if result is None:
-            if self._rt.exclusive_hooks().get("comment:moderate", {}).get("providers"):
+            if self._hooks.exclusive_providers("comment:moderate"):
                 return {"status": "pending", "reason": "No moderator configured"}
             return default_moderate(event)
         if result.error is not None:
@@ -327,6 +331,6 @@ class CommentService:
 
     def _observe(self, hook: str, event: dict[str, Any]) -> None:
         try:
-            self._rt.run_hook(hook, event)
+            self._hooks.run_hook(hook, event)
         except EmDashError as exc:
             log.error("[comments] %s error: %s", hook, exc)

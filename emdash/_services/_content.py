@@ -40,7 +40,8 @@ from .._shared._errors import (
 from .._store import format_timestamp, parse_timestamp
 
 if TYPE_CHECKING:
-    from .._runtime._runtime import Runtime
+    from .._store import Store
+    from ._hook_runner import HookRunner
 
 __all__ = ["CREATE_STATUSES", "ContentService", "DeleteBlockedError"]
 
@@ -52,12 +53,9 @@ CREATE_STATUSES = ("draft", "published")
 class ContentService:
     """Create, update, delete and change the state of content items, firing the hooks."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    @property
-    def _store(self) -> Any:
-        return self._rt.store
+    def __init__(self, store: Store, hooks: HookRunner) -> None:
+        self._store = store
+        self._hooks = hooks
 
     # -- saves --------------------------------------------------------------------------
 
@@ -103,7 +101,9 @@ class ContentService:
         self._require_item(collection, id)
         fields = self._before_save(collection, data, is_new=False)
         with self._store.transaction():
-            item: dict[str, Any] = self._store.content_items.update(collection, id, fields, slug=slug)
+            item: dict[str, Any] = self._store.content_items.update(
+                collection, id, fields, slug=slug
+            )
         self._after(
             "content:afterSave", {"content": item, "collection": collection, "isNew": False}
         )
@@ -117,14 +117,14 @@ class ContentService:
             raise BridgeError(
                 f"Content data must be an object (a dict of fields), got {type(data).__name__}"
             )
-        outcome = self._rt.run_hook(
+        outcome = self._hooks.run_hook(
             "content:beforeSave", {"content": content, "collection": collection, "isNew": is_new}
         )
         final = outcome.value
         if type(final) is not dict or not all(type(k) is str for k in final):
             changer = _last_success(outcome)
             raise PluginError(
-                f'Plugin {changer or "?"} returned {type(final).__name__} from '
+                f"Plugin {changer or '?'} returned {type(final).__name__} from "
                 "content:beforeSave; return a dict of fields to replace the content, or None "
                 "to keep it. Nothing was saved.",
                 plugin_id=changer,
@@ -142,7 +142,7 @@ class ContentService:
         Raises :class:`DeleteBlockedError` when a plugin vetoes (nothing is deleted).
         """
         self._require_item(collection, id)
-        outcome = self._rt.run_hook(
+        outcome = self._hooks.run_hook(
             "content:beforeDelete", {"id": id, "collection": collection, "permanent": False}
         )
         if outcome.cancelled_by is not None:
@@ -288,7 +288,7 @@ class ContentService:
     def _after(self, hook: str, event: dict[str, Any]) -> None:
         """Run a deferred after-hook; its errors are logged, never raised."""
         try:
-            self._rt.run_hook(hook, event)
+            self._hooks.run_hook(hook, event)
         except EmDashError as exc:
             log.error("EmDash %s hook error: %s", hook.split(":", 1)[1], exc)
 

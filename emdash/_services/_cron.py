@@ -11,8 +11,8 @@ scoped by the calling plugin's id). :meth:`CronService.tick` is the executor:
 5. a **one-shot** task is deleted after a successful run; after a failed run it is retried
    1, 2, 4, 8 and 16 minutes later (the count lives in ``data.__emdash.retryCount``) and
    deleted after the fifth failed retry;
-6. scheduled content whose time has come is published (``rt.content.publish_due``), so
-   ``content:afterPublish`` fires for it.
+6. scheduled content whose time has come is published (``publish_due``, which the runtime
+   wires to ``rt.content.publish_due``), so ``content:afterPublish`` fires for it.
 
 A handler that reschedules or cancels its own task during the run wins: the executor sees
 that the stored task changed and leaves the new schedule alone.
@@ -45,7 +45,8 @@ from ._cron_schedule import (
 )
 
 if TYPE_CHECKING:
-    from .._runtime._runtime import Runtime
+    from .._store import Store
+    from ._hook_runner import HookRunner
 
 __all__ = ["MAX_RETRIES", "CronRun", "CronScheduleError", "CronService"]
 
@@ -78,19 +79,28 @@ class CronRun:
 
 
 class CronService:
-    """Per-plugin scheduled tasks and their executor; available as ``rt.cron``."""
+    """Per-plugin scheduled tasks and their executor; available as ``rt.cron``.
 
-    def __init__(self, rt: Runtime, clock: Callable[[], datetime] | None = None) -> None:
-        self._rt = rt
+    ``publish_due(now_iso)`` publishes the scheduled content due at ``now_iso``; every tick
+    calls it after the plugins' tasks. No thread runs until :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        hooks: HookRunner,
+        *,
+        publish_due: Callable[[str], object],
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._tasks = store.cron_tasks
+        self._hooks = hooks
+        self._publish_due = publish_due
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._tick_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @property
-    def _tasks(self) -> Any:
-        return self._rt.store.cron_tasks
 
     def _now(self) -> datetime:
         now = self.clock()
@@ -116,12 +126,20 @@ class CronService:
                 plugin_id=plugin_id,
             )
         self._tasks.upsert(
-            plugin_id, name, parsed.schedule, is_oneshot=parsed.one_shot,
-            next_run_at=parsed.next_run_at, data=data,
+            plugin_id,
+            name,
+            parsed.schedule,
+            is_oneshot=parsed.one_shot,
+            next_run_at=parsed.next_run_at,
+            data=data,
         )
         self._wake.set()  # a sleeping scheduler thread re-arms for the new due time
-        return {"name": name, "schedule": parsed.schedule, "nextRunAt": parsed.next_run_at,
-                "oneShot": parsed.one_shot}
+        return {
+            "name": name,
+            "schedule": parsed.schedule,
+            "nextRunAt": parsed.next_run_at,
+            "oneShot": parsed.one_shot,
+        }
 
     def cancel(self, plugin_id: str, name: str) -> bool:
         """Delete the plugin's task ``name``; False if it had none."""
@@ -147,8 +165,10 @@ class CronService:
 
     def tick(self, now: datetime | None = None) -> builtins.list[CronRun]:
         """Run everything due at ``now`` (default: the clock); return what each task did."""
-        moment = self._now() if now is None else (
-            now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+        moment = (
+            self._now()
+            if now is None
+            else (now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC))
         )
         now_iso = format_iso(moment)
         with self._tick_lock:  # one executor per service: a task is never run twice at once
@@ -157,8 +177,8 @@ class CronService:
                 log.warning("[cron] reset %d task(s) stuck running for over 10 minutes", recovered)
             runs = [self._run(task, moment) for task in self._tasks.claim_due(now_iso, CLAIM_LIMIT)]
         try:
-            self._rt.content.publish_due(now_iso)
-        except (EmDashError, AttributeError) as exc:
+            self._publish_due(now_iso)
+        except EmDashError as exc:
             log.error("[cron] scheduled publishing failed: %s", exc)
         return runs
 
@@ -173,7 +193,7 @@ class CronService:
             return CronRun(pid, name, scheduled, False, "skipped", error="invalid JSON data")
         data, retries = _split_data(raw)
         event = {"name": name, "data": data, "scheduledAt": scheduled}
-        result = self._rt.invoke_cron(pid, event)
+        result = self._hooks.invoke_cron(pid, event)
         error = None if result.success else str(result.error)
         if not result.success:
             log.error('[cron] task "%s" of plugin "%s" failed: %s', name, pid, error)
@@ -181,12 +201,15 @@ class CronService:
         current = self._tasks.get(pid, name)
         if current is None or current["id"] != task["id"]:
             return CronRun(pid, name, scheduled, result.success, "changed", error=error)
-        if current["schedule"] != task["schedule"] or current["nextRunAt"] != scheduled or (
-            current["data"] != task["data"]
+        if (
+            current["schedule"] != task["schedule"]
+            or current["nextRunAt"] != scheduled
+            or (current["data"] != task["data"])
         ):
             self._tasks.release(task["id"])  # rescheduled by its own handler: keep that
-            return CronRun(pid, name, scheduled, result.success, "changed",
-                           current["nextRunAt"], error=error)
+            return CronRun(
+                pid, name, scheduled, result.success, "changed", current["nextRunAt"], error=error
+            )
 
         if not task["isOneshot"]:
             try:
@@ -194,20 +217,25 @@ class CronService:
             except ValueError:
                 nxt = None  # the expression never fires again: nothing left to run
             self._tasks.finish(task["id"], next_run_at=nxt, last_run_at=now_iso)
-            return CronRun(pid, name, scheduled, result.success, "rescheduled", nxt, retries,
-                           error)
+            return CronRun(pid, name, scheduled, result.success, "rescheduled", nxt, retries, error)
         if result.success:
             self._tasks.finish(task["id"], next_run_at=None, last_run_at=now_iso)
             return CronRun(pid, name, scheduled, True, "completed", None, retries)
         if retries >= MAX_RETRIES:
             self._tasks.finish(task["id"], next_run_at=None, last_run_at=now_iso)
-            log.error('[cron] one-shot task "%s" of plugin "%s" dropped after %d retries',
-                      name, pid, retries)
+            log.error(
+                '[cron] one-shot task "%s" of plugin "%s" dropped after %d retries',
+                name,
+                pid,
+                retries,
+            )
             return CronRun(pid, name, scheduled, False, "dropped", None, retries, error)
         retries += 1
         retry_at = format_iso(now + timedelta(minutes=2 ** (retries - 1)))
         self._tasks.finish(
-            task["id"], next_run_at=retry_at, last_run_at=now_iso,
+            task["id"],
+            next_run_at=retry_at,
+            last_run_at=now_iso,
             data=_join_data(data, retries),
         )
         return CronRun(pid, name, scheduled, False, "retry", retry_at, retries, error)
@@ -232,11 +260,13 @@ class CronService:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the tick, not after: a stop() or schedule() that arrives while
+            # the tick runs keeps its wake-up instead of waiting out the whole delay.
+            self._wake.clear()
             try:
                 self.tick()
             except Exception:  # the driver must survive anything a tick runs into
                 log.exception("[cron] tick failed")
-            self._wake.clear()
             self._wake.wait(self._delay())
 
     def _delay(self) -> float:

@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 TASK_NAME_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]*$")
-ALIASES = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
+ALIASES = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
 # croniter-only field syntax croner does not have: H (hash) and R (random) expressions.
 _HASH_OR_RANDOM = re.compile(r"^[HR](\(\d+-\d+\))?(/\d+)?$")
 

@@ -31,13 +31,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._shared._errors import EmailError, EmailNotConfiguredError, EmailRecursionError, EmDashError
 from .._shared._plugin_api import HookConfig, PluginDefinition, define_plugin
 
 if TYPE_CHECKING:
-    from .._runtime._runtime import Runtime
+    from ._hook_runner import HookRunner
 
 __all__ = [
     "CONSOLE_EMAIL_PLUGIN_ID",
@@ -116,16 +116,29 @@ def _guard() -> Iterator[None]:
         _sending.reset(token)
 
 
-class EmailPipeline:
-    """Sends email through the plugin hooks; available as ``rt.email``."""
+class AddPlugin(Protocol):
+    """Adds a plugin to the site (``Runtime.add_plugin``): how the console provider joins."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
+    def __call__(
+        self, descriptor: dict[str, Any], source: PluginDefinition, trusted: bool
+    ) -> object: ...
+
+
+class EmailPipeline:
+    """Sends email through the plugin hooks; available as ``rt.email``.
+
+    ``add_plugin`` is used once, by :meth:`use_console_provider`, to add the built-in
+    provider as a trusted plugin.
+    """
+
+    def __init__(self, hooks: HookRunner, *, add_plugin: AddPlugin) -> None:
+        self._hooks = hooks
+        self._add_plugin = add_plugin
         self._console: ConsoleEmailProvider | None = None
 
     def is_available(self) -> bool:
         """True when an ``email:deliver`` provider is selected."""
-        return self._rt.selected_provider("email:deliver") is not None
+        return self._hooks.selected_provider("email:deliver") is not None
 
     def send(self, message: dict[str, Any], *, source: str = "admin") -> None:
         """Send ``message`` (``{to, subject, text, html?}``) on behalf of ``source``.
@@ -140,7 +153,9 @@ class EmailPipeline:
             msg = validate_message(message)
             system = source == "system"
             if not system:
-                outcome = self._rt.run_hook("email:beforeSend", {"message": msg, "source": source})
+                outcome = self._hooks.run_hook(
+                    "email:beforeSend", {"message": msg, "source": source}
+                )
                 if outcome.cancelled_by is not None or outcome.value is False:
                     log.info(
                         '[email] Email to "%s" cancelled by plugin "%s"',
@@ -149,7 +164,7 @@ class EmailPipeline:
                     )
                     return
                 msg = validate_message(outcome.value, plugin_id=_last_changer(outcome))
-            delivered = self._rt.invoke_exclusive(
+            delivered = self._hooks.invoke_exclusive(
                 "email:deliver", {"message": msg, "source": source}
             )
             if delivered is None:
@@ -158,7 +173,7 @@ class EmailPipeline:
                 raise delivered.error
             if not system:
                 try:
-                    self._rt.run_hook("email:afterSend", {"message": msg, "source": source})
+                    self._hooks.run_hook("email:afterSend", {"message": msg, "source": source})
                 except EmDashError as exc:  # observers never fail a delivered message
                     log.error("[email] email:afterSend failed: %s", exc)
 
@@ -173,13 +188,11 @@ class EmailPipeline:
         """
         if self._console is None:
             provider = ConsoleEmailProvider(path)
-            self._rt.add_plugin(
-                provider.descriptor(), source=provider.definition(), trusted=True
-            )
+            self._add_plugin(provider.descriptor(), source=provider.definition(), trusted=True)
             self._console = provider
         elif path is not None:
             self._console.path = Path(path)
-        self._rt.select_provider("email:deliver", CONSOLE_EMAIL_PLUGIN_ID)
+        self._hooks.select_provider("email:deliver", CONSOLE_EMAIL_PLUGIN_ID)
         return self._console
 
 

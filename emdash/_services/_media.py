@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from .._shared._errors import BridgeError, EmDashError, PluginError
 
 if TYPE_CHECKING:
-    from .._runtime._runtime import Runtime
+    from .._store import Store
+    from ._hook_runner import HookRunner
 
 __all__ = ["MAX_UPLOAD_BYTES", "MediaService"]
 
@@ -35,8 +36,9 @@ MAX_UPLOAD_BYTES = 256 * 1024 * 1024
 class MediaService:
     """Host media operations; available as ``rt.media``."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
+    def __init__(self, store: Store, hooks: HookRunner) -> None:
+        self._store = store
+        self._hooks = hooks
 
     def upload(self, filename: str, content_type: str, data: bytes) -> dict[str, Any]:
         """Store an uploaded file; returns the media item
@@ -53,7 +55,7 @@ class MediaService:
         _filename(filename)
         _mime(content_type)
 
-        outcome = self._rt.run_hook(
+        outcome = self._hooks.run_hook(
             "media:beforeUpload",
             {"file": {"name": filename, "type": content_type, "size": len(payload)}},
         )
@@ -75,7 +77,7 @@ class MediaService:
                 error_type="TypeError",
             ) from None
 
-        store = self._rt.store
+        store = self._store
         key = store.new_id() + storage_extension(name)
         store.media_files.put(key, payload)
         try:
@@ -87,14 +89,14 @@ class MediaService:
             store.media_files.delete(key)  # no orphan bytes without a row
             raise
         try:
-            self._rt.run_hook("media:afterUpload", {"media": item})
+            self._hooks.run_hook("media:afterUpload", {"media": item})
         except EmDashError as exc:  # observers never fail a finished upload
             log.error("[media] media:afterUpload failed: %s", exc)
         return item
 
     def get(self, media_id: str) -> dict[str, Any] | None:
         """The media item, or ``None``."""
-        item: dict[str, Any] | None = self._rt.store.media_items.get(media_id)
+        item: dict[str, Any] | None = self._store.media_items.get(media_id)
         return item
 
     def read(self, media_id: str) -> bytes:
@@ -104,12 +106,12 @@ class MediaService:
         item = self.get(media_id)
         if item is None:
             raise NotFoundError(f'Media not found: "{str(media_id)[:64]}"')
-        content: bytes = self._rt.store.media_files.get(item["storageKey"])
+        content: bytes = self._store.media_files.get(item["storageKey"])
         return content
 
     def delete(self, media_id: str) -> bool:
         """Delete the row (the bytes go once that has committed); no hooks fire."""
-        return bool(self._rt.store.media_items.delete(media_id))
+        return bool(self._store.media_items.delete(media_id))
 
 
 def _last_success(outcome: Any) -> str | None:

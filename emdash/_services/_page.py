@@ -22,8 +22,9 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._shared._errors import EmDashError, InvalidPageContextError
 from ._page_render import (
@@ -40,7 +41,8 @@ from ._page_render import (
 )
 
 if TYPE_CHECKING:
-    from .._runtime._runtime import Runtime
+    from .._store import Store
+    from ._hook_runner import HookRunner
 
 __all__ = ["InvalidPageContextError", "PageContributions", "PageService", "page_context"]
 
@@ -113,11 +115,26 @@ def page_context(
     return page
 
 
-class PageService:
-    """Collects, merges and renders page contributions; available as ``rt.page``."""
+class AddedPlugin(Protocol):
+    """What the page service reads about an added plugin: whether it is trusted."""
 
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
+    @property
+    def trusted(self) -> bool: ...
+
+
+class PageService:
+    """Collects, merges and renders page contributions; available as ``rt.page``.
+
+    ``plugins`` is a live read-only view of the added plugins by id: fragments are kept only
+    from those that are trusted when their output is checked.
+    """
+
+    def __init__(
+        self, store: Store, hooks: HookRunner, *, plugins: Mapping[str, AddedPlugin]
+    ) -> None:
+        self._store = store
+        self._hooks = hooks
+        self._plugins = plugins
         self._lock = threading.Lock()
         # id(page) -> (page, contributions). Holding the page keeps its id from being reused.
         self._cache: OrderedDict[int, tuple[dict[str, Any], PageContributions]] = OrderedDict()
@@ -145,7 +162,7 @@ class PageService:
         event = {"page": _plain_page(page)}  # each hook gets its own copy of the context
         valid = is_valid_fragment if hook == "page:fragments" else is_valid_metadata
         try:
-            outcome = self._rt.run_hook(hook, event)
+            outcome = self._hooks.run_hook(hook, event)
         except EmDashError as exc:  # page hooks never break a page render
             log.error("[page] %s failed: %s", hook, exc)
             return []
@@ -153,14 +170,18 @@ class PageService:
         for result in outcome.results:
             if not result.success:
                 log.warning(
-                    '[page] %s handler of plugin "%s" failed: %s', hook, result.plugin_id,
+                    '[page] %s handler of plugin "%s" failed: %s',
+                    hook,
+                    result.plugin_id,
                     result.error,
                 )
                 continue
             if trusted_only and not self._is_trusted(result.plugin_id):
                 log.warning(
                     '[page] ignored %s from sandboxed plugin "%s": fragments are accepted '
-                    "from trusted plugins only", hook, result.plugin_id,
+                    "from trusted plugins only",
+                    hook,
+                    result.plugin_id,
                 )
                 continue
             for item in flatten_contributions(result.value):
@@ -169,20 +190,18 @@ class PageService:
                 else:
                     log.warning(
                         '[page] dropped an invalid %s contribution from plugin "%s"',
-                        hook, result.plugin_id,
+                        hook,
+                        result.plugin_id,
                     )
         return out
 
     def _is_trusted(self, plugin_id: str) -> bool:
-        try:
-            host = self._rt.get_plugin(plugin_id)
-        except EmDashError:
-            return False
-        return getattr(host, "trusted", False) is True
+        info = self._plugins.get(plugin_id)
+        return info is not None and info.trusted is True
 
     def _site_seo(self) -> dict[str, Any]:
         try:
-            value = self._rt.store.options.get(SEO_OPTION)
+            value = self._store.options.get(SEO_OPTION)
         except EmDashError as exc:
             log.error("[page] could not read %s: %s", SEO_OPTION, exc)
             return {}

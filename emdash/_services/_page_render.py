@@ -175,7 +175,9 @@ def resolve_metadata(contributions: Iterable[Any]) -> list[dict[str, Any]]:
     meta, property, link, jsonld (the render order) and holds clean copies: the input
     objects are never returned, so nothing a plugin keeps a reference to can change them.
     """
-    groups: dict[str, list[dict[str, Any]]] = {k: [] for k in ("meta", "property", "link", "jsonld")}
+    groups: dict[str, list[dict[str, Any]]] = {
+        k: [] for k in ("meta", "property", "link", "jsonld")
+    }
     seen: dict[str, set[str]] = {k: set() for k in groups}
     for c in contributions:
         if not is_valid_metadata(c):
@@ -306,11 +308,11 @@ def _render_fragment(c: Mapping[str, Any], nonce: str | None) -> str:
     return html
 
 
-def render_fragments(
-    contributions: Iterable[Any], placement: str, nonce: str | None = None
-) -> str:
+def render_fragments(contributions: Iterable[Any], placement: str, nonce: str | None = None) -> str:
     """Render the fragments for one placement, one per line."""
-    return "\n".join(_render_fragment(c, nonce) for c in resolve_fragments(contributions, placement))
+    return "\n".join(
+        _render_fragment(c, nonce) for c in resolve_fragments(contributions, placement)
+    )
 
 
 # --- base and site SEO -----------------------------------------------------------------
@@ -339,9 +341,7 @@ def _site_origin(page: Mapping[str, Any]) -> str:
 
 def _clean(obj: dict[str, Any]) -> dict[str, Any]:
     """Drop ``None`` values recursively (JSON-LD validators prefer absent keys)."""
-    return {
-        k: _clean(v) if type(v) is dict else v for k, v in obj.items() if v is not None
-    }
+    return {k: _clean(v) if type(v) is dict else v for k, v in obj.items() if v is not None}
 
 
 def generate_base_seo(
@@ -358,8 +358,10 @@ def generate_base_seo(
     article = page.get("pageType") == "article"
     description = _s(page.get("description"))
     # Title falls back only when the SEO title is absent (EmDash uses ?? here, || below).
-    og_title = _s(seo.get("ogTitle")) if seo.get("ogTitle") is not None else _first(
-        page.get("pageTitle"), page.get("title")
+    og_title = (
+        _s(seo.get("ogTitle"))
+        if seo.get("ogTitle") is not None
+        else _first(page.get("pageTitle"), page.get("title"))
     )
     og_description = _first(seo.get("ogDescription"), description)
     og_image = _first(seo.get("ogImage"), page.get("image"), default_og_image)

@@ -37,8 +37,7 @@ __all__ = ["Context", "HttpResponse", "ResponseHeaders", "make_context"]
 Call = Callable[[str, dict[str, Any]], Any]
 
 _NOT_DECLARED = (
-    "Storage collection not declared: {name} "
-    "(declare it under [storage] in the plugin descriptor)"
+    "Storage collection not declared: {name} (declare it under [storage] in the plugin descriptor)"
 )
 
 
@@ -61,9 +60,7 @@ def _plain(method: str, params: dict[str, Any]) -> dict[str, Any]:
     round trip would only rebuild an equal dict of the same objects' values; a shallow copy
     is that dict, without encoding and parsing it.
     """
-    if type(params) is dict and all(
-        type(k) is str and type(v) in _FLAT for k, v in params.items()
-    ):
+    if type(params) is dict and all(type(k) is str and type(v) in _FLAT for k, v in params.items()):
         return dict(params)
     try:
         text = json.dumps(params, allow_nan=False)
@@ -225,9 +222,7 @@ class StorageCollection(_Member):
         cursor: Any = None,
     ) -> Any:
         """``{"items": [{"id", "data"}], "hasMore", "cursor"?}`` over indexed fields."""
-        return self._op(
-            "query", _opts(where=where, orderBy=order_by, limit=limit, cursor=cursor)
-        )
+        return self._op("query", _opts(where=where, orderBy=order_by, limit=limit, cursor=cursor))
 
     def count(self, where: Any = None) -> int:
         """How many documents match ``where`` (all when ``None``)."""
@@ -489,9 +484,7 @@ def _header_pairs(headers: Any) -> list[list[Any]]:
     elif isinstance(headers, (list, tuple)):
         source = list(headers)
     else:
-        raise BridgeError(
-            "ctx.http.fetch: headers must be a dict or a list of (name, value) pairs"
-        )
+        raise BridgeError("ctx.http.fetch: headers must be a dict or a list of (name, value) pairs")
     pairs: list[list[Any]] = []
     for pair in source:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:

@@ -237,9 +237,7 @@ class PluginError(EmDashError):
 class PluginRouteError(EmDashError):
     """Raised by a route handler to answer with a specific code, message and HTTP status."""
 
-    def __init__(
-        self, code: str, message: str, status: int = 400, details: Any = None
-    ) -> None:
+    def __init__(self, code: str, message: str, status: int = 400, details: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
@@ -440,7 +438,9 @@ def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
     cls = entry[0] if entry is not None else None
     if cls is CapabilityError:
         cap = data.get("capability")
-        err: EmDashError = CapabilityError(cap if isinstance(cap, str) else "?", plugin_id=plugin_id)
+        err: EmDashError = CapabilityError(
+            cap if isinstance(cap, str) else "?", plugin_id=plugin_id
+        )
         err.args = (message,)
         err.message = message
         return err

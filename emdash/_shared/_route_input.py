@@ -44,9 +44,7 @@ def validate_input(schema: dict[str, Any], value: Any) -> None:
     ``details`` is a list of ``{"path": [...], "message": str}``, at most ``MAX_DETAILS``.
     """
     validator = jsonschema.validators.validator_for(schema)(schema)
-    problems = sorted(
-        validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path]
-    )
+    problems = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
     if problems:
         raise PluginRouteError(
             "VALIDATION_ERROR",

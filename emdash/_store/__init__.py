@@ -1,8 +1,9 @@
 """emdash's persistent store: SQLite through sqlite-utils.
 
-``Store`` is the one entry point; its repositories (``options``, ``kv``,
-``plugin_storage``, ``content``, ``media``, ``users``, ``comments``, ``taxonomies``,
-``cron``, ``audit``, ``plugins``) return plain JSON-shaped dicts with the camelCase keys of
+``Store`` is the one entry point; its repositories (``options``, ``kv_entries``,
+``plugin_documents``, ``content_items``, ``media_items``, ``user_accounts``,
+``comment_records``, ``taxonomies``, ``cron_tasks``, ``audit_records``,
+``plugin_registry``), named for their records, return plain JSON-shaped dicts with the camelCase keys of
 the plugin API, so results cross the bridge unchanged.
 """
 

@@ -56,8 +56,10 @@ class CommentRecords:
                 raise BridgeError("Comment field userAgent must be a string")
             user_agent = user_agent[: _TEXT_LIMITS["userAgent"]]
         status = _status(status)
-        meta = None if moderation_metadata is None else encode_json(
-            moderation_metadata, what="Comment moderation metadata"
+        meta = (
+            None
+            if moderation_metadata is None
+            else encode_json(moderation_metadata, what="Comment moderation metadata")
         )
         comment_id = self._db.new_id()
         now = self._db.now()
@@ -79,9 +81,21 @@ class CommentRecords:
                 "user_agent, status, moderation_metadata, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    comment_id, collection, content_id, parent_id, author_name, author_email,
-                    None if author_email is None else author_email.lower(), author_user_id,
-                    body, ip_hash, user_agent, status, meta, now, now,
+                    comment_id,
+                    collection,
+                    content_id,
+                    parent_id,
+                    author_name,
+                    author_email,
+                    None if author_email is None else author_email.lower(),
+                    author_user_id,
+                    body,
+                    ip_hash,
+                    user_agent,
+                    status,
+                    meta,
+                    now,
+                    now,
                 ),
             )
             return self._must_get(comment_id)
@@ -164,7 +178,9 @@ def _stored(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _text(comment: Mapping[str, Any], key: str, *, limit: int, required: bool = False) -> str | None:
+def _text(
+    comment: Mapping[str, Any], key: str, *, limit: int, required: bool = False
+) -> str | None:
     value = comment.get(key)
     if value is None:
         if required:

@@ -79,7 +79,11 @@ class ContentItems:
         row = self._db.row("SELECT * FROM _emdash_collections WHERE name = ?", (name,))
         if row is None:
             return None
-        return {"name": row["name"], "label": row["label"] or row["name"], "createdAt": row["created_at"]}
+        return {
+            "name": row["name"],
+            "label": row["label"] or row["name"],
+            "createdAt": row["created_at"],
+        }
 
     def collections(self) -> builtins.list[dict[str, Any]]:
         return [
@@ -89,7 +93,9 @@ class ContentItems:
 
     # -- reads -------------------------------------------------------------------------
 
-    def get(self, collection: str, id: str, *, include_deleted: bool = False) -> dict[str, Any] | None:
+    def get(
+        self, collection: str, id: str, *, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
         check_collection(collection)
         if type(id) is not str:
             raise BridgeError("Missing required string parameter: id")
@@ -306,7 +312,7 @@ class ContentItems:
                     pub = self._db.now()
             elif status == "scheduled":
                 if scheduled_at is None:
-                    raise BridgeError('Scheduling needs scheduled_at (an ISO 8601 datetime)')
+                    raise BridgeError("Scheduling needs scheduled_at (an ISO 8601 datetime)")
                 sched = parse_timestamp(scheduled_at, what="scheduledAt")
             self._db.execute(
                 "UPDATE _emdash_content SET status = ?, published_at = ?, scheduled_at = ?, "
@@ -319,7 +325,10 @@ class ContentItems:
 
     def _require_collection(self, collection: str) -> None:
         check_collection(collection)
-        if self._db.scalar("SELECT 1 FROM _emdash_collections WHERE name = ?", (collection,)) is None:
+        if (
+            self._db.scalar("SELECT 1 FROM _emdash_collections WHERE name = ?", (collection,))
+            is None
+        ):
             raise NotFoundError(
                 f'Collection "{collection}" does not exist. Create it first '
                 f'(store.content_items.ensure_collection("{collection}")).'
@@ -340,7 +349,9 @@ class ContentItems:
         status = _status(status)
         if status == "scheduled" and scheduled_at is None:
             raise BridgeError("Scheduling needs scheduled_at (an ISO 8601 datetime)")
-        if author_id is not None and (type(author_id) is not str or not _ID_RE.fullmatch(author_id)):
+        if author_id is not None and (
+            type(author_id) is not str or not _ID_RE.fullmatch(author_id)
+        ):
             raise BridgeError("Invalid author id: expected a user id string")
         now = self._db.now()
         return {

@@ -62,8 +62,16 @@ class CronTasks:
                 "ON CONFLICT(plugin_id, task_name) DO UPDATE SET schedule = excluded.schedule, "
                 "is_oneshot = excluded.is_oneshot, data = excluded.data, "
                 "next_run_at = excluded.next_run_at, enabled = 1",
-                (self._db.new_id(), pid, name, schedule, int(bool(is_oneshot)), text, next_run,
-                 self._db.now()),
+                (
+                    self._db.new_id(),
+                    pid,
+                    name,
+                    schedule,
+                    int(bool(is_oneshot)),
+                    text,
+                    next_run,
+                    self._db.now(),
+                ),
             )
 
     def cancel(self, plugin_id: str, name: str) -> bool:
@@ -133,30 +141,40 @@ class CronTasks:
         last = parse_timestamp(last_run_at, what="last run time")
         with self._db.transaction():
             if next_run_at is None:
-                return self._db.execute(
-                    "DELETE FROM _emdash_cron_tasks WHERE id = ?", (str(task_id),)
-                ) > 0
+                return (
+                    self._db.execute("DELETE FROM _emdash_cron_tasks WHERE id = ?", (str(task_id),))
+                    > 0
+                )
             nxt = parse_timestamp(next_run_at, what="next run time")
             if data is _KEEP:
-                return self._db.execute(
-                    "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL, "
-                    "next_run_at = ?, last_run_at = ? WHERE id = ?",
-                    (nxt, last, str(task_id)),
-                ) > 0
+                return (
+                    self._db.execute(
+                        "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL, "
+                        "next_run_at = ?, last_run_at = ? WHERE id = ?",
+                        (nxt, last, str(task_id)),
+                    )
+                    > 0
+                )
             text = None if data is None else encode_json(data, what="Cron task data")
-            return self._db.execute(
-                "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL, "
-                "next_run_at = ?, last_run_at = ?, data = ? WHERE id = ?",
-                (nxt, last, text, str(task_id)),
-            ) > 0
+            return (
+                self._db.execute(
+                    "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL, "
+                    "next_run_at = ?, last_run_at = ?, data = ? WHERE id = ?",
+                    (nxt, last, text, str(task_id)),
+                )
+                > 0
+            )
 
     def release(self, task_id: str) -> bool:
         """Put a claimed task back to idle without changing its times (e.g. bad data)."""
         with self._db.transaction():
-            return self._db.execute(
-                "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL WHERE id = ?",
-                (str(task_id),),
-            ) > 0
+            return (
+                self._db.execute(
+                    "UPDATE _emdash_cron_tasks SET status = 'idle', locked_at = NULL WHERE id = ?",
+                    (str(task_id),),
+                )
+                > 0
+            )
 
     def set_enabled(self, plugin_id: str, enabled: bool) -> int:
         pid = check_plugin_id(plugin_id)

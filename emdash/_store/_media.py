@@ -37,7 +37,9 @@ __all__ = ["MEDIA_STATUSES", "LocalMediaStorage", "MediaItems", "media_url", "st
 MEDIA_STATUSES = ("pending", "ready", "failed")
 _KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _EXT_RE = re.compile(r"\.[a-z0-9]{1,10}")
-_MIME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+_MIME_RE = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
 _KEYSET = Keyset("media", [OrderKey("id", "id", desc=True)])
 MAX_FILENAME = 255
 
@@ -120,7 +122,9 @@ class MediaItems:
         if size is not None and (type(size) is not int or size < 0):
             raise BridgeError("Media size must be a non-negative integer")
         if status not in MEDIA_STATUSES:
-            raise BridgeError(f'Invalid media status "{str(status)[:32]}": use pending, ready or failed')
+            raise BridgeError(
+                f'Invalid media status "{str(status)[:32]}": use pending, ready or failed'
+            )
         media_id = self._db.new_id()
         with self._db.transaction():
             self._db.execute(
@@ -199,7 +203,9 @@ class MediaItems:
 
     def set_status(self, id: str, status: str) -> dict[str, Any] | None:
         if status not in MEDIA_STATUSES:
-            raise BridgeError(f'Invalid media status "{str(status)[:32]}": use pending, ready or failed')
+            raise BridgeError(
+                f'Invalid media status "{str(status)[:32]}": use pending, ready or failed'
+            )
         with self._db.transaction():
             self._db.execute("UPDATE _emdash_media SET status = ? WHERE id = ?", (status, str(id)))
         return self.get(id)

@@ -74,7 +74,9 @@ def _m1_core(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"at", "plugin_id", "kind", "name", "outcome", "duration_ms"},
     )
-    db.table("_emdash_audit").create_index(["plugin_id", "id"], index_name="idx_emdash_audit_plugin")
+    db.table("_emdash_audit").create_index(
+        ["plugin_id", "id"], index_name="idx_emdash_audit_plugin"
+    )
     db.table("_emdash_plugins").create(
         {
             "id": str,
@@ -189,8 +191,15 @@ def _m3_media_comments_cron_taxonomies(db: sqlite_utils.Database) -> None:
             "updated_at": str,
         },
         pk="id",
-        not_null={"collection", "content_id", "author_name", "body", "status", "created_at",
-                  "updated_at"},
+        not_null={
+            "collection",
+            "content_id",
+            "author_name",
+            "body",
+            "status",
+            "created_at",
+            "updated_at",
+        },
     )
     db.table("_emdash_comments").create_index(
         ["collection", "content_id", "created_at"], index_name="idx_emdash_comments_content"
@@ -214,8 +223,16 @@ def _m3_media_comments_cron_taxonomies(db: sqlite_utils.Database) -> None:
             "created_at": str,
         },
         pk="id",
-        not_null={"plugin_id", "task_name", "schedule", "is_oneshot", "next_run_at", "status",
-                  "enabled", "created_at"},
+        not_null={
+            "plugin_id",
+            "task_name",
+            "schedule",
+            "is_oneshot",
+            "next_run_at",
+            "status",
+            "enabled",
+            "created_at",
+        },
     )
     db.table("_emdash_cron_tasks").create_index(
         ["plugin_id", "task_name"], index_name="idx_emdash_cron_task", unique=True
@@ -255,8 +272,15 @@ def _m3_media_comments_cron_taxonomies(db: sqlite_utils.Database) -> None:
             "created_at": str,
         },
         pk="id",
-        not_null={"taxonomy", "slug", "label", "locale", "translation_group", "sort_order",
-                  "created_at"},
+        not_null={
+            "taxonomy",
+            "slug",
+            "label",
+            "locale",
+            "translation_group",
+            "sort_order",
+            "created_at",
+        },
     )
     db.table("_emdash_taxonomy_terms").create_index(
         ["taxonomy", "slug", "locale"], index_name="idx_emdash_taxonomy_terms_slug", unique=True

@@ -107,7 +107,9 @@ class KVEntries:
         if prefix is None:
             prefix = ""
         if type(prefix) is not str:
-            raise BridgeError("Parameter prefix must be a string when provided", plugin_id=plugin_id)
+            raise BridgeError(
+                "Parameter prefix must be a string when provided", plugin_id=plugin_id
+            )
         scope = f"plugin:{plugin_id}:"
         rows = self._options._prefixed(scope + prefix)
         return [
@@ -123,4 +125,3 @@ class KVEntries:
             return db.execute(
                 "DELETE FROM _emdash_options WHERE name >= ? AND name < ?", (low, high)
             )
-

@@ -87,8 +87,7 @@ class PluginDocuments:
         with self._db.transaction():
             return (
                 self._db.execute(
-                    "DELETE FROM _plugin_storage "
-                    "WHERE plugin_id = ? AND collection = ? AND id = ?",
+                    "DELETE FROM _plugin_storage WHERE plugin_id = ? AND collection = ? AND id = ?",
                     (pid, coll, doc_id),
                 )
                 > 0
@@ -138,7 +137,9 @@ class PluginDocuments:
                     "Parameter items must be an array of { id: string, data } items",
                     plugin_id=pid,
                 )
-            rows.append((check_doc_id(item["id"], plugin_id=pid), _encode_doc(item["data"], pid, coll)))
+            rows.append(
+                (check_doc_id(item["id"], plugin_id=pid), _encode_doc(item["data"], pid, coll))
+            )
         if rows:
             self._write(pid, coll, rows)
 
@@ -220,7 +221,9 @@ class PluginDocuments:
         """``{"items": [{"id", "data"}], "hasMore", "cursor"?}`` (plugin-api §5)."""
         pid, coll = _scope(plugin_id, collection)
         queryable = spec.queryable_fields()
-        where_sql, params = compile_where(where, queryable=queryable, plugin_id=pid, collection=coll)
+        where_sql, params = compile_where(
+            where, queryable=queryable, plugin_id=pid, collection=coll
+        )
         keys = compile_order(order_by, queryable=queryable, plugin_id=pid, collection=coll)
         if not keys:
             keys = [OrderKey("$createdAt", "created_at")]
@@ -316,9 +319,9 @@ class PluginDocuments:
         )
         if len(base) <= 128 and not taken:
             return base
-        digest = hashlib.sha256(
-            json.dumps([pid, coll, list(fields), unique]).encode()
-        ).hexdigest()[:8]
+        digest = hashlib.sha256(json.dumps([pid, coll, list(fields), unique]).encode()).hexdigest()[
+            :8
+        ]
         return f"{base[:119]}_{digest}"
 
     def _create(self, pid: str, key: IndexKey) -> None:

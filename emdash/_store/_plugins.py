@@ -24,7 +24,9 @@ class PluginRegistry:
         row = self._db.row("SELECT * FROM _emdash_plugins WHERE id = ?", (pid,))
         return None if row is None else _shape(row)
 
-    def upsert(self, plugin_id: str, *, version: str, enabled: bool, trusted: bool) -> dict[str, Any]:
+    def upsert(
+        self, plugin_id: str, *, version: str, enabled: bool, trusted: bool
+    ) -> dict[str, Any]:
         """Insert or update; ``installedAt`` is set once, on first insert."""
         pid = check_plugin_id(plugin_id)
         now = self._db.now()

@@ -57,9 +57,17 @@ class Taxonomies:
                     "INSERT INTO _emdash_taxonomy_defs (id, name, label, label_singular, "
                     "hierarchical, collections, locale, translation_group, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (def_id, name, str(label), label_singular, int(bool(hierarchical)),
-                     encode_json(cols, what="Taxonomy collections"), locale,
-                     translation_group or def_id, self._db.now()),
+                    (
+                        def_id,
+                        name,
+                        str(label),
+                        label_singular,
+                        int(bool(hierarchical)),
+                        encode_json(cols, what="Taxonomy collections"),
+                        locale,
+                        translation_group or def_id,
+                        self._db.now(),
+                    ),
                 )
         except sqlite3.IntegrityError:
             raise BridgeError(f'Taxonomy "{name}" already exists for locale {locale}') from None
@@ -82,12 +90,19 @@ class Taxonomies:
         locale = check_locale(locale)
         if type(slug) is not str or not _SLUG_RE.fullmatch(slug):
             raise BridgeError(f'Invalid term slug "{str(slug)[:64]}"')
-        if self._db.scalar("SELECT 1 FROM _emdash_taxonomy_defs WHERE name = ?", (taxonomy,)) is None:
+        if (
+            self._db.scalar("SELECT 1 FROM _emdash_taxonomy_defs WHERE name = ?", (taxonomy,))
+            is None
+        ):
             raise NotFoundError(f'Taxonomy "{taxonomy}" does not exist')
-        if parent_id is not None and self._db.scalar(
-            "SELECT 1 FROM _emdash_taxonomy_terms WHERE taxonomy = ? AND translation_group = ?",
-            (taxonomy, parent_id),
-        ) is None:
+        if (
+            parent_id is not None
+            and self._db.scalar(
+                "SELECT 1 FROM _emdash_taxonomy_terms WHERE taxonomy = ? AND translation_group = ?",
+                (taxonomy, parent_id),
+            )
+            is None
+        ):
             raise NotFoundError(f'Parent term "{parent_id}" not found in taxonomy "{taxonomy}"')
         term_id = self._db.new_id()
         try:
@@ -96,9 +111,18 @@ class Taxonomies:
                     "INSERT INTO _emdash_taxonomy_terms (id, taxonomy, slug, label, parent_id, "
                     "data, locale, translation_group, sort_order, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (term_id, taxonomy, slug, str(label), parent_id,
-                     None if data is None else encode_json(data, what="Term data"), locale,
-                     translation_group or term_id, int(sort_order), self._db.now()),
+                    (
+                        term_id,
+                        taxonomy,
+                        slug,
+                        str(label),
+                        parent_id,
+                        None if data is None else encode_json(data, what="Term data"),
+                        locale,
+                        translation_group or term_id,
+                        int(sort_order),
+                        self._db.now(),
+                    ),
                 )
         except sqlite3.IntegrityError:
             raise BridgeError(
@@ -128,12 +152,15 @@ class Taxonomies:
     def unassign(self, collection: str, entry_id: str, term_id: str) -> bool:
         check_collection(collection)
         with self._db.transaction():
-            return self._db.execute(
-                "DELETE FROM _emdash_content_taxonomies WHERE collection = ? AND entry_id = ? "
-                "AND term_group = (SELECT translation_group FROM _emdash_taxonomy_terms "
-                "WHERE id = ?)",
-                (collection, str(entry_id), str(term_id)),
-            ) > 0
+            return (
+                self._db.execute(
+                    "DELETE FROM _emdash_content_taxonomies WHERE collection = ? AND entry_id = ? "
+                    "AND term_group = (SELECT translation_group FROM _emdash_taxonomy_terms "
+                    "WHERE id = ?)",
+                    (collection, str(entry_id), str(term_id)),
+                )
+                > 0
+            )
 
     # -- plugin reads (taxonomies:read) ------------------------------------------------
 

@@ -15,8 +15,11 @@ def page_metadata(event, ctx):
     out = [
         {"kind": "property", "property": "og:type", "content": kind},
         {"kind": "property", "property": "og:title", "content": title},
-        {"kind": "meta", "name": "twitter:card",
-         "content": "summary_large_image" if page.get("image") else "summary"},
+        {
+            "kind": "meta",
+            "name": "twitter:card",
+            "content": "summary_large_image" if page.get("image") else "summary",
+        },
     ]
     if page.get("url"):
         out.append({"kind": "property", "property": "og:url", "content": page["url"]})

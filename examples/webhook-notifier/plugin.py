@@ -46,8 +46,11 @@ def notify(ctx, action, payload):
 
 def on_save(event, ctx):
     content = event["content"]
-    notify(ctx, "saved", {"collection": event["collection"], "id": content["id"],
-                          "isNew": event["isNew"]})
+    notify(
+        ctx,
+        "saved",
+        {"collection": event["collection"], "id": content["id"], "isNew": event["isNew"]},
+    )
 
 
 def on_delete(event, ctx):
@@ -72,7 +75,9 @@ def settings_route(route_ctx, ctx):
     values = {}
     for entry in ctx.kv.list("settings:"):
         # Secrets are write-only: report that one is set, never its value.
-        values[entry["key"]] = "(set)" if entry["key"] == "settings:secret_header" else entry["value"]
+        values[entry["key"]] = (
+            "(set)" if entry["key"] == "settings:secret_header" else entry["value"]
+        )
     return {"settings": values}
 
 

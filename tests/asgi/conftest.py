@@ -16,7 +16,7 @@ from emdash.asgi import EmDashASGI, create_app
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TOKEN = "test-token-0123456789abcdef"
 
-PROBE_SOURCE = '''
+PROBE_SOURCE = """
 from emdash import PluginRouteError, RouteConfig, define_plugin
 
 
@@ -65,7 +65,7 @@ plugin = define_plugin(routes={
     "evil-cache": RouteConfig(cached, public=True,
                               cache_control="max-age=1\\r\\nset-cookie: stolen=1"),
 })
-'''
+"""
 
 PROBE = {"id": "probe", "version": "1.0.0"}
 

@@ -30,8 +30,9 @@ def test_private_route_needs_the_token(app: EmDashASGI) -> None:
         assert r.json() == envelope_error("UNAUTHORIZED", "Authentication required")
         assert r.headers["www-authenticate"] == "Bearer"
         assert r.headers["cache-control"] == NO_STORE
-    r = call(app, "GET", f"{API}/probe/echo", token=None,
-             headers={"authorization": f"Basic {TOKEN}"})
+    r = call(
+        app, "GET", f"{API}/probe/echo", token=None, headers={"authorization": f"Basic {TOKEN}"}
+    )
     assert r.status_code == 401
 
 
@@ -49,9 +50,12 @@ def test_short_token_is_refused() -> None:
 
 
 def test_authorised_get_sees_query_input_and_sanitised_request(app: EmDashASGI) -> None:
-    r = call(app, "GET", f"{API}/probe/echo?a=1&b=x&a=2",
-             headers={"cookie": "session=abc", "user-agent": "probe-test",
-                      "x-emdash-request": "1"})
+    r = call(
+        app,
+        "GET",
+        f"{API}/probe/echo?a=1&b=x&a=2",
+        headers={"cookie": "session=abc", "user-agent": "probe-test", "x-emdash-request": "1"},
+    )
     assert r.status_code == 200
     assert r.headers["cache-control"] == NO_STORE
     assert r.headers["content-type"] == "application/json; charset=utf-8"
@@ -165,19 +169,30 @@ def test_other_emdash_errors_are_route_errors(app: EmDashASGI) -> None:
 
 
 def test_schema_validation_happens_before_the_handler(app: EmDashASGI) -> None:
-    r = call(app, "POST", f"{API}/forms/submit", token=None,
-             json={"form": "contact", "email": "nope"})
+    r = call(
+        app, "POST", f"{API}/forms/submit", token=None, json={"form": "contact", "email": "nope"}
+    )
     assert r.status_code == 400
     error = r.json()["error"]
     assert error["code"] == "VALIDATION_ERROR"
     assert error["message"] == "Invalid request body"
     assert {"path": [], "message": "'message' is a required property"} in error["details"]
-    ok = call(app, "POST", f"{API}/forms/submit", token=None,
-              json={"form": "contact", "email": "a@example.com", "message": "hi there"})
+    ok = call(
+        app,
+        "POST",
+        f"{API}/forms/submit",
+        token=None,
+        json={"form": "contact", "email": "a@example.com", "message": "hi there"},
+    )
     assert ok.status_code == 200
     assert ok.json()["data"]["received"] is True
-    again = call(app, "POST", f"{API}/forms/submit", token=None,
-                 json={"form": "contact", "email": "A@EXAMPLE.com", "message": "Hi  there"})
+    again = call(
+        app,
+        "POST",
+        f"{API}/forms/submit",
+        token=None,
+        json={"form": "contact", "email": "A@EXAMPLE.com", "message": "Hi  there"},
+    )
     assert again.status_code == 409
     assert again.json() == envelope_error("CONFLICT", "This message was already received")
     listed = call(app, "GET", f"{API}/forms/submissions/list?form=contact")
@@ -187,10 +202,10 @@ def test_schema_validation_happens_before_the_handler(app: EmDashASGI) -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        f"{API}/nope/echo",          # unknown plugin
-        f"{API}/probe/nope",         # unknown route
-        f"{API}/probe/echo/",        # a trailing slash is another route name
-        f"{API}/Probe/echo",         # not a valid plugin id
+        f"{API}/nope/echo",  # unknown plugin
+        f"{API}/probe/nope",  # unknown route
+        f"{API}/probe/echo/",  # a trailing slash is another route name
+        f"{API}/Probe/echo",  # not a valid plugin id
     ],
 )
 def test_unknown_routes_are_404(app: EmDashASGI, path: str) -> None:
@@ -215,7 +230,8 @@ def test_disabled_plugin_routes_are_404(runtime: Runtime, app: EmDashASGI) -> No
     finally:
         runtime.enable_plugin("plugin-hello")
     assert call(app, "GET", f"{API}/plugin-hello/recent").json() == {
-        "success": True, "data": {"events": []},
+        "success": True,
+        "data": {"events": []},
     }
 
 
@@ -237,7 +253,9 @@ def test_oversized_bodies_are_refused(app: EmDashASGI) -> None:
 # -- mounting and the ASGI protocol --------------------------------------------------------
 
 
-def raw_asgi(app: Any, scope: dict[str, Any], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def raw_asgi(
+    app: Any, scope: dict[str, Any], messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -252,9 +270,17 @@ def raw_asgi(app: Any, scope: dict[str, Any], messages: list[dict[str, Any]]) ->
 
 def http_scope(path: str, root_path: str = "") -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": root_path,
-        "query_string": b"", "headers": [(b"host", b"h")], "client": ("10.0.0.9", 5000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [(b"host", b"h")],
+        "client": ("10.0.0.9", 5000),
         "server": ("h", 80),
     }
 
@@ -262,9 +288,9 @@ def http_scope(path: str, root_path: str = "") -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "root"),
     [
-        ("/_emdash/api/plugins/probe/cached", ""),            # mounted at /
-        ("/_emdash/api/plugins/probe/cached", "/_emdash"),    # Starlette Mount keeps the path
-        ("/api/plugins/probe/cached", "/_emdash"),            # servers that strip the mount
+        ("/_emdash/api/plugins/probe/cached", ""),  # mounted at /
+        ("/_emdash/api/plugins/probe/cached", "/_emdash"),  # Starlette Mount keeps the path
+        ("/api/plugins/probe/cached", "/_emdash"),  # servers that strip the mount
     ],
 )
 def test_mounting_under_emdash(app: EmDashASGI, path: str, root: str) -> None:
@@ -274,8 +300,9 @@ def test_mounting_under_emdash(app: EmDashASGI, path: str, root: str) -> None:
 
 
 def test_lifespan_is_acknowledged(app: EmDashASGI) -> None:
-    sent = raw_asgi(app, {"type": "lifespan"},
-                    [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = raw_asgi(
+        app, {"type": "lifespan"}, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    )
     assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
 
 

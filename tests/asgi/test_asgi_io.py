@@ -65,7 +65,9 @@ def test_request_headers_drop_credentials_and_join_repeats() -> None:
     }
 
 
-def run_read(chunks: list[bytes], limit: int, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+def run_read(
+    chunks: list[bytes], limit: int, headers: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
     messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
         for i, c in enumerate(chunks)
@@ -109,30 +111,50 @@ def test_read_body_refuses_a_declared_oversized_length_before_reading() -> None:
     [
         (PluginRouteError.conflict("Already there"), (409, "CONFLICT", "Already there")),
         (PluginRouteError("TEAPOT", "short and stout", 418), (418, "TEAPOT", "short and stout")),
-        (PluginRouteError.internal("db password is hunter2"),
-         (500, "INTERNAL_ERROR", "Plugin route error")),
+        (
+            PluginRouteError.internal("db password is hunter2"),
+            (500, "INTERNAL_ERROR", "Plugin route error"),
+        ),
         (PluginRouteError("X", "bad status", 200), (400, "X", "bad status")),
-        (PluginError("Plugin p raised KeyError during route:r: 'secret'", plugin_id="p"),
-         (500, "INTERNAL_ERROR", "Plugin route error")),
-        (CapabilityError("content:read", plugin_id="p"),
-         (400, "ROUTE_ERROR",
-          'Missing capability: content:read (plugin "p" must declare "content:read" in its '
-          "descriptor's capabilities to do this)")),
-        (CpuLimitExceeded("Plugin p exceeded CPU limit of 50ms during route:r."),
-         (400, "ROUTE_ERROR", "Plugin p exceeded CPU limit of 50ms during route:r.")),
-        (WallTimeExceeded("Plugin p exceeded wall-time limit"),
-         (400, "ROUTE_ERROR", "Plugin p exceeded wall-time limit")),
-        (BridgeError("Storage collection not declared: events"),
-         (400, "ROUTE_ERROR", "Storage collection not declared: events")),
-        (InvalidCursorError("Invalid pagination cursor: zzz"),
-         (400, "INVALID_CURSOR", "Invalid pagination cursor: zzz")),
-        (SandboxUnavailableError("Plugin sandbox unavailable for p"),
-         (503, "SANDBOX_UNAVAILABLE", "Plugin sandbox unavailable for p")),
+        (
+            PluginError("Plugin p raised KeyError during route:r: 'secret'", plugin_id="p"),
+            (500, "INTERNAL_ERROR", "Plugin route error"),
+        ),
+        (
+            CapabilityError("content:read", plugin_id="p"),
+            (
+                400,
+                "ROUTE_ERROR",
+                'Missing capability: content:read (plugin "p" must declare "content:read" in its '
+                "descriptor's capabilities to do this)",
+            ),
+        ),
+        (
+            CpuLimitExceeded("Plugin p exceeded CPU limit of 50ms during route:r."),
+            (400, "ROUTE_ERROR", "Plugin p exceeded CPU limit of 50ms during route:r."),
+        ),
+        (
+            WallTimeExceeded("Plugin p exceeded wall-time limit"),
+            (400, "ROUTE_ERROR", "Plugin p exceeded wall-time limit"),
+        ),
+        (
+            BridgeError("Storage collection not declared: events"),
+            (400, "ROUTE_ERROR", "Storage collection not declared: events"),
+        ),
+        (
+            InvalidCursorError("Invalid pagination cursor: zzz"),
+            (400, "INVALID_CURSOR", "Invalid pagination cursor: zzz"),
+        ),
+        (
+            SandboxUnavailableError("Plugin sandbox unavailable for p"),
+            (503, "SANDBOX_UNAVAILABLE", "Plugin sandbox unavailable for p"),
+        ),
         (RuntimeError("host bug with a secret"), (500, "INTERNAL_ERROR", "Plugin route error")),
     ],
 )
-def test_error_mapping(exc: BaseException, expected: tuple[int, str, str],
-                       caplog: pytest.LogCaptureFixture) -> None:
+def test_error_mapping(
+    exc: BaseException, expected: tuple[int, str, str], caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="emdash.asgi"):
         status, error = describe_error(exc, "p", "r")
     assert (status, error["code"], error["message"]) == expected
@@ -143,9 +165,17 @@ def test_error_mapping(exc: BaseException, expected: tuple[int, str, str],
 
 
 def test_validation_details_are_kept() -> None:
-    exc = PluginRouteError("VALIDATION_ERROR", "Invalid request body", 400,
-                           [{"path": ["email"], "message": "'x' does not match"}])
-    assert describe_error(exc, "p", "r") == (400, {
-        "code": "VALIDATION_ERROR", "message": "Invalid request body",
-        "details": [{"path": ["email"], "message": "'x' does not match"}],
-    })
+    exc = PluginRouteError(
+        "VALIDATION_ERROR",
+        "Invalid request body",
+        400,
+        [{"path": ["email"], "message": "'x' does not match"}],
+    )
+    assert describe_error(exc, "p", "r") == (
+        400,
+        {
+            "code": "VALIDATION_ERROR",
+            "message": "Invalid request body",
+            "details": [{"path": ["email"], "message": "'x' does not match"}],
+        },
+    )

@@ -48,8 +48,9 @@ def test_routes_over_real_http(server: str) -> None:
             "success": False,
             "error": {"code": "UNAUTHORIZED", "message": "Authentication required"},
         }
-        ok = client.post(f"{API}/probe/echo", json={"n": 1},
-                         headers={"authorization": f"Bearer {TOKEN}"})
+        ok = client.post(
+            f"{API}/probe/echo", json={"n": 1}, headers={"authorization": f"Bearer {TOKEN}"}
+        )
         assert ok.status_code == 200
         data = ok.json()["data"]
         assert data["input"] == {"n": 1}

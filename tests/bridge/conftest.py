@@ -26,7 +26,10 @@ DESCRIPTORS: dict[str, dict[str, Any]] = {
     "alpha": {"id": "alpha", "storage": {"events": EVENTS, "notes": {}}},
     "beta": {"id": "beta", "storage": {"events": EVENTS}},
     "bare": {"id": "bare"},
-    "reader": {"id": "reader", "capabilities": ["content:read", "media:read", "users:read", "taxonomies:read"]},
+    "reader": {
+        "id": "reader",
+        "capabilities": ["content:read", "media:read", "users:read", "taxonomies:read"],
+    },
     "writer": {"id": "writer", "capabilities": ["content:write", "media:write"]},
     "web": {"id": "web", "capabilities": ["network:request"], "allowedHosts": ["127.0.0.1"]},
     "webany": {"id": "webany", "capabilities": ["network:request:unrestricted"]},
@@ -46,7 +49,14 @@ class CronSpy:
 
     def list(self, plugin_id: str) -> list[dict[str, Any]]:
         self.calls.append(("list", plugin_id))
-        return [{"name": "t", "schedule": "@daily", "nextRunAt": "2030-01-01T00:00:00.000Z", "lastRunAt": None}]
+        return [
+            {
+                "name": "t",
+                "schedule": "@daily",
+                "nextRunAt": "2030-01-01T00:00:00.000Z",
+                "lastRunAt": None,
+            }
+        ]
 
 
 class EmailSpy:
@@ -94,13 +104,24 @@ def http_client() -> Iterator[HttpClient]:
 
 
 @pytest.fixture
-def bridge(store: Store, descriptors: dict[str, PluginDescriptor], cron: CronSpy, email: EmailSpy,
-           http_client: HttpClient) -> Bridge:
+def bridge(
+    store: Store,
+    descriptors: dict[str, PluginDescriptor],
+    cron: CronSpy,
+    email: EmailSpy,
+    http_client: HttpClient,
+) -> Bridge:
     def lookup(pid: str) -> PluginDescriptor:
         return descriptors[pid]
 
-    return Bridge(store=store, plugins=lookup, http=http_client, cron=cron, email=email,
-                  site={"name": "Test", "url": "https://site.test"})
+    return Bridge(
+        store=store,
+        plugins=lookup,
+        http=http_client,
+        cron=cron,
+        email=email,
+        site={"name": "Test", "url": "https://site.test"},
+    )
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -120,10 +141,14 @@ class _Echo(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        payload = json.dumps({
-            "method": self.command, "path": self.path, "body": body.decode("latin-1"),
-            "headers": [[k.lower(), v] for k, v in self.headers.items()],
-        }).encode()
+        payload = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body.decode("latin-1"),
+                "headers": [[k.lower(), v] for k, v in self.headers.items()],
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Multi", "1")

@@ -15,7 +15,13 @@ def call(bridge: Bridge, pid: str, method: str, **params: Any) -> Any:
 
 
 def test_create_get_list_update_delete(bridge: Bridge) -> None:
-    item = call(bridge, "writer", "content/create", collection="posts", data={"title": "Hello", "body": [1, 2]})
+    item = call(
+        bridge,
+        "writer",
+        "content/create",
+        collection="posts",
+        data={"title": "Hello", "body": [1, 2]},
+    )
     assert item["type"] == "posts" and item["status"] == "draft"
     assert item["data"] == {"title": "Hello", "body": [1, 2]}
     # content:write implies content:read (normalised once, in the descriptor).
@@ -23,7 +29,9 @@ def test_create_get_list_update_delete(bridge: Bridge) -> None:
     assert call(bridge, "reader", "content/get", collection="posts", id=item["id"]) == item
     listed = call(bridge, "reader", "content/list", collection="posts")
     assert [i["id"] for i in listed["items"]] == [item["id"]] and listed["hasMore"] is False
-    updated = call(bridge, "writer", "content/update", collection="posts", id=item["id"], data={"title": "Bye"})
+    updated = call(
+        bridge, "writer", "content/update", collection="posts", id=item["id"], data={"title": "Bye"}
+    )
     assert updated["data"] == {"title": "Bye", "body": [1, 2]} and updated["version"] == 2
     assert call(bridge, "writer", "content/delete", collection="posts", id=item["id"]) is True
     assert call(bridge, "writer", "content/delete", collection="posts", id=item["id"]) is False
@@ -31,32 +39,57 @@ def test_create_get_list_update_delete(bridge: Bridge) -> None:
 
 
 def test_create_lifts_slug_and_status_and_honours_locale(bridge: Bridge) -> None:
-    item = call(bridge, "writer", "content/create", collection="posts",
-                data={"title": "T", "slug": "t-1", "status": "published"}, options={"locale": "fr"})
+    item = call(
+        bridge,
+        "writer",
+        "content/create",
+        collection="posts",
+        data={"title": "T", "slug": "t-1", "status": "published"},
+        options={"locale": "fr"},
+    )
     assert (item["slug"], item["status"], item["locale"]) == ("t-1", "published", "fr")
     assert item["data"] == {"title": "T"}
 
 
 def test_list_pages_with_a_cursor(bridge: Bridge) -> None:
-    ids = [call(bridge, "writer", "content/create", collection="posts", data={"n": n})["id"] for n in range(3)]
+    ids = [
+        call(bridge, "writer", "content/create", collection="posts", data={"n": n})["id"]
+        for n in range(3)
+    ]
     first = call(bridge, "reader", "content/list", collection="posts", limit=2)
     assert len(first["items"]) == 2 and first["hasMore"] is True
-    rest = call(bridge, "reader", "content/list", collection="posts", limit=2, cursor=first["cursor"])
+    rest = call(
+        bridge, "reader", "content/list", collection="posts", limit=2, cursor=first["cursor"]
+    )
     assert {i["id"] for i in first["items"] + rest["items"]} == set(ids)
 
 
 def test_batches_are_all_or_nothing_and_capped(bridge: Bridge, store: Any) -> None:
-    made = call(bridge, "writer", "content/createMany", collection="posts", items=[{"n": 1}, {"n": 2}])
+    made = call(
+        bridge, "writer", "content/createMany", collection="posts", items=[{"n": 1}, {"n": 2}]
+    )
     assert [i["data"] for i in made] == [{"n": 1}, {"n": 2}]
     a, b = (i["id"] for i in made)
-    updated = call(bridge, "writer", "content/updateMany", collection="posts",
-                   items=[{"id": a, "data": {"n": 10}}, {"id": b, "data": {"n": 20}}])
+    updated = call(
+        bridge,
+        "writer",
+        "content/updateMany",
+        collection="posts",
+        items=[{"id": a, "data": {"n": 10}}, {"id": b, "data": {"n": 20}}],
+    )
     assert [i["data"]["n"] for i in updated] == [10, 20]
     with pytest.raises(NotFoundError):
-        call(bridge, "writer", "content/updateMany", collection="posts",
-             items=[{"id": a, "data": {"n": 99}}, {"id": "missing", "data": {}}])
+        call(
+            bridge,
+            "writer",
+            "content/updateMany",
+            collection="posts",
+            items=[{"id": a, "data": {"n": 99}}, {"id": "missing", "data": {}}],
+        )
     assert store.content_items.get("posts", a)["data"]["n"] == 10  # rolled back
-    assert call(bridge, "writer", "content/deleteMany", collection="posts", ids=[a, b, "missing"]) == 2
+    assert (
+        call(bridge, "writer", "content/deleteMany", collection="posts", ids=[a, b, "missing"]) == 2
+    )
     with pytest.raises(BridgeError) as info:
         call(bridge, "writer", "content/createMany", collection="posts", items=[{}] * 101)
     assert str(info.value) == "Batch size 101 exceeds maximum of 100"
@@ -70,24 +103,64 @@ def test_batches_are_all_or_nothing_and_capped(bridge: Bridge, store: Any) -> No
     ("method", "params", "message"),
     [
         ("content/get", {"collection": "Posts", "id": "x"}, "Invalid collection name: Posts"),
-        ("content/get", {"collection": "ec_posts; DROP", "id": "x"}, "Invalid collection name: ec_posts; DROP"),
+        (
+            "content/get",
+            {"collection": "ec_posts; DROP", "id": "x"},
+            "Invalid collection name: ec_posts; DROP",
+        ),
         ("content/get", {"id": "x"}, "Missing required string parameter: collection"),
         ("content/get", {"collection": "posts"}, "Missing required string parameter: id"),
-        ("content/list", {"collection": "posts", "cursor": 1}, "Parameter cursor must be a string when provided"),
+        (
+            "content/list",
+            {"collection": "posts", "cursor": 1},
+            "Parameter cursor must be a string when provided",
+        ),
         ("content/create", {"collection": "posts"}, "Missing required object parameter: data"),
-        ("content/create", {"collection": "posts", "data": []}, "Missing required object parameter: data"),
-        ("content/create", {"collection": "posts", "data": {}, "options": "fr"}, "Parameter options must be an object when provided"),
-        ("content/create", {"collection": "posts", "data": {}, "options": {"locale": 5}}, "Invalid locale code: expected a string"),
-        ("content/update", {"collection": "posts", "id": "x", "data": "t"}, "Missing required object parameter: data"),
-        ("content/createMany", {"collection": "posts", "items": [1]}, "Parameter items must be an array of objects"),
-        ("content/updateMany", {"collection": "posts", "items": [{"id": "x", "data": 1}]},
-         "Parameter items must be an array of { id: string, data: object } items"),
-        ("content/updateMany", {"collection": "posts", "items": [{"data": {}}]},
-         "Parameter items must be an array of { id: string, data: object } items"),
-        ("content/deleteMany", {"collection": "posts", "ids": [1]}, "Parameter ids must be an array of strings"),
+        (
+            "content/create",
+            {"collection": "posts", "data": []},
+            "Missing required object parameter: data",
+        ),
+        (
+            "content/create",
+            {"collection": "posts", "data": {}, "options": "fr"},
+            "Parameter options must be an object when provided",
+        ),
+        (
+            "content/create",
+            {"collection": "posts", "data": {}, "options": {"locale": 5}},
+            "Invalid locale code: expected a string",
+        ),
+        (
+            "content/update",
+            {"collection": "posts", "id": "x", "data": "t"},
+            "Missing required object parameter: data",
+        ),
+        (
+            "content/createMany",
+            {"collection": "posts", "items": [1]},
+            "Parameter items must be an array of objects",
+        ),
+        (
+            "content/updateMany",
+            {"collection": "posts", "items": [{"id": "x", "data": 1}]},
+            "Parameter items must be an array of { id: string, data: object } items",
+        ),
+        (
+            "content/updateMany",
+            {"collection": "posts", "items": [{"data": {}}]},
+            "Parameter items must be an array of { id: string, data: object } items",
+        ),
+        (
+            "content/deleteMany",
+            {"collection": "posts", "ids": [1]},
+            "Parameter ids must be an array of strings",
+        ),
     ],
 )
-def test_content_param_texts(bridge: Bridge, method: str, params: dict[str, Any], message: str) -> None:
+def test_content_param_texts(
+    bridge: Bridge, method: str, params: dict[str, Any], message: str
+) -> None:
     with pytest.raises(BridgeError) as info:
         bridge.dispatch("writer", method, params)
     assert str(info.value) == message
@@ -95,7 +168,10 @@ def test_content_param_texts(bridge: Bridge, method: str, params: dict[str, Any]
 
 def test_reads_of_an_unknown_collection_find_nothing(bridge: Bridge) -> None:
     assert call(bridge, "reader", "content/get", collection="nothing_here", id="x") is None
-    assert call(bridge, "reader", "content/list", collection="nothing_here") == {"items": [], "hasMore": False}
+    assert call(bridge, "reader", "content/list", collection="nothing_here") == {
+        "items": [],
+        "hasMore": False,
+    }
 
 
 # --- users -------------------------------------------------------------------------------

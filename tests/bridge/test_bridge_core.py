@@ -12,15 +12,43 @@ from emdash._bridge._params import MAX_DEPTH, MAX_REQUEST_CHARS
 from emdash._shared._errors import BridgeError, CapabilityError, SubrequestLimitExceeded
 
 WIRE_METHODS = {
-    "kv/get", "kv/set", "kv/delete", "kv/list",
-    "storage/get", "storage/put", "storage/delete", "storage/exists", "storage/query",
-    "storage/count", "storage/getMany", "storage/putMany", "storage/deleteMany",
-    "content/get", "content/list", "content/create", "content/update", "content/delete",
-    "content/createMany", "content/updateMany", "content/deleteMany",
-    "taxonomy/list", "taxonomy/terms", "taxonomy/entryTerms",
-    "media/get", "media/list", "media/upload", "media/delete",
-    "users/get", "users/getByEmail", "users/list",
-    "email/send", "cron/schedule", "cron/cancel", "cron/list", "http/fetch", "log",
+    "kv/get",
+    "kv/set",
+    "kv/delete",
+    "kv/list",
+    "storage/get",
+    "storage/put",
+    "storage/delete",
+    "storage/exists",
+    "storage/query",
+    "storage/count",
+    "storage/getMany",
+    "storage/putMany",
+    "storage/deleteMany",
+    "content/get",
+    "content/list",
+    "content/create",
+    "content/update",
+    "content/delete",
+    "content/createMany",
+    "content/updateMany",
+    "content/deleteMany",
+    "taxonomy/list",
+    "taxonomy/terms",
+    "taxonomy/entryTerms",
+    "media/get",
+    "media/list",
+    "media/upload",
+    "media/delete",
+    "users/get",
+    "users/getByEmail",
+    "users/list",
+    "email/send",
+    "cron/schedule",
+    "cron/cancel",
+    "cron/list",
+    "http/fetch",
+    "log",
 }
 
 
@@ -48,7 +76,9 @@ def test_unknown_plugin(bridge: Bridge) -> None:
     assert str(info.value) == "Unknown plugin: ghost"
 
 
-def test_lookup_returning_another_plugin_is_refused(bridge: Bridge, descriptors: Any, store: Any, http_client: Any) -> None:
+def test_lookup_returning_another_plugin_is_refused(
+    bridge: Bridge, descriptors: Any, store: Any, http_client: Any
+) -> None:
     confused = Bridge(store=store, plugins=lambda pid: descriptors["alpha"], http=http_client)
     with pytest.raises(BridgeError, match="^Unknown plugin: beta$"):
         confused.dispatch("beta", "kv/get", {"key": "k"})
@@ -78,7 +108,9 @@ class SneakyStr(str):
         ({"key": "k", "value": b"raw"}, "Bridge request contains a bytes, which is not JSON data"),
     ],
 )
-def test_params_must_be_exact_json_types(bridge: Bridge, store: Any, params: dict[str, Any], message: str) -> None:
+def test_params_must_be_exact_json_types(
+    bridge: Bridge, store: Any, params: dict[str, Any], message: str
+) -> None:
     with pytest.raises(BridgeError) as info:
         bridge.dispatch("alpha", "kv/set", params)
     assert str(info.value) == message
@@ -94,7 +126,9 @@ def test_depth_and_size_caps(bridge: Bridge, store: Any) -> None:
     assert str(info.value) == f"Bridge request is nested too deeply (more than {MAX_DEPTH} levels)"
     with pytest.raises(BridgeError) as info:
         bridge.dispatch("alpha", "kv/set", {"key": "k", "value": "x" * MAX_REQUEST_CHARS})
-    assert str(info.value) == f"Bridge request is too large (more than {MAX_REQUEST_CHARS} characters)"
+    assert (
+        str(info.value) == f"Bridge request is too large (more than {MAX_REQUEST_CHARS} characters)"
+    )
     assert store.kv_entries.list("alpha") == []
 
 
@@ -154,7 +188,9 @@ def test_log_levels_go_to_the_plugin_logger(bridge: Bridge, caplog: Any) -> None
     caplog.set_level(logging.DEBUG, logger="emdash.plugins")
     for level in ("debug", "info", "warn", "error"):
         assert bridge.dispatch("alpha", "log", {"level": level, "msg": f"{level} line"}) is None
-    bridge.dispatch("alpha", "log", {"level": "info", "msg": "with data", "data": {"id": 1, "t": "é"}})
+    bridge.dispatch(
+        "alpha", "log", {"level": "info", "msg": "with data", "data": {"id": 1, "t": "é"}}
+    )
     records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
     assert records == [
         ("emdash.plugins.alpha", logging.DEBUG, "[plugin:alpha] debug line"),
@@ -167,7 +203,9 @@ def test_log_levels_go_to_the_plugin_logger(bridge: Bridge, caplog: Any) -> None
 
 def test_log_escapes_control_characters(bridge: Bridge, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="emdash.plugins")
-    bridge.dispatch("alpha", "log", {"level": "info", "msg": "ok\n[plugin:beta] forged\x1b[31m\u2028x"})
+    bridge.dispatch(
+        "alpha", "log", {"level": "info", "msg": "ok\n[plugin:beta] forged\x1b[31m\u2028x"}
+    )
     assert caplog.records[-1].getMessage() == (
         "[plugin:alpha] ok\\x0a[plugin:beta] forged\\x1b[31m\\u2028x"
     )
@@ -196,7 +234,10 @@ def test_long_log_lines_are_truncated(bridge: Bridge, caplog: Any) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"level": "fatal", "msg": "m"}, "Parameter level must be one of: debug, info, warn, error"),
+        (
+            {"level": "fatal", "msg": "m"},
+            "Parameter level must be one of: debug, info, warn, error",
+        ),
         ({"msg": "m"}, "Parameter level must be one of: debug, info, warn, error"),
         ({"level": "info"}, "Missing required string parameter: msg"),
         ({"level": "info", "msg": 3}, "Missing required string parameter: msg"),

@@ -19,9 +19,18 @@ def call(bridge: Bridge, pid: str, method: str, **params: Any) -> Any:
     return bridge.dispatch(pid, method, params)
 
 
-def upload(bridge: Bridge, filename: str = "photo.png", content_type: str = "image/png", data: bytes = PNG) -> Any:
-    return call(bridge, "writer", "media/upload", filename=filename, contentType=content_type,
-                bytes=base64.b64encode(data).decode(), encoding="base64")
+def upload(
+    bridge: Bridge, filename: str = "photo.png", content_type: str = "image/png", data: bytes = PNG
+) -> Any:
+    return call(
+        bridge,
+        "writer",
+        "media/upload",
+        filename=filename,
+        contentType=content_type,
+        bytes=base64.b64encode(data).decode(),
+        encoding="base64",
+    )
 
 
 def test_upload_get_list_delete(bridge: Bridge, store: Any) -> None:
@@ -33,7 +42,10 @@ def test_upload_get_list_delete(bridge: Bridge, store: Any) -> None:
     assert store.media_files.get(key) == PNG
     item = call(bridge, "reader", "media/get", id=result["mediaId"])
     assert (item["filename"], item["mimeType"], item["size"], item["url"]) == (
-        "photo.png", "image/png", len(PNG), result["url"],
+        "photo.png",
+        "image/png",
+        len(PNG),
+        result["url"],
     )
     # media:write implies media:read
     assert call(bridge, "writer", "media/get", id=result["mediaId"]) == item
@@ -59,7 +71,9 @@ def test_upload_get_list_delete(bridge: Bridge, store: Any) -> None:
         (".hidden", ".hidden"),
     ],
 )
-def test_storage_key_is_ulid_plus_sanitised_extension(bridge: Bridge, store: Any, filename: str, suffix: str) -> None:
+def test_storage_key_is_ulid_plus_sanitised_extension(
+    bridge: Bridge, store: Any, filename: str, suffix: str
+) -> None:
     result = upload(bridge, filename=filename)
     assert re.fullmatch(r"[0-9A-Z]{26}" + re.escape(suffix), result["storageKey"])
     assert store.media_files.path(result["storageKey"]).parent == store.media_files.root
@@ -67,20 +81,41 @@ def test_storage_key_is_ulid_plus_sanitised_extension(bridge: Bridge, store: Any
 
 
 def test_bytes_as_a_list_of_numbers(bridge: Bridge, store: Any) -> None:
-    result = call(bridge, "writer", "media/upload", filename="a.pdf", contentType="application/pdf", bytes=[1, 2, 255])
+    result = call(
+        bridge,
+        "writer",
+        "media/upload",
+        filename="a.pdf",
+        contentType="application/pdf",
+        bytes=[1, 2, 255],
+    )
     assert store.media_files.get(result["storageKey"]) == b"\x01\x02\xff"
 
 
-@pytest.mark.parametrize("content_type", ["image/png", "IMAGE/JPEG", "video/mp4", "audio/ogg", "application/pdf"])
+@pytest.mark.parametrize(
+    "content_type", ["image/png", "IMAGE/JPEG", "video/mp4", "audio/ogg", "application/pdf"]
+)
 def test_allowed_content_types(bridge: Bridge, content_type: str) -> None:
     result = upload(bridge, content_type=content_type)
-    assert call(bridge, "reader", "media/get", id=result["mediaId"])["mimeType"] == content_type.lower()
+    assert (
+        call(bridge, "reader", "media/get", id=result["mediaId"])["mimeType"]
+        == content_type.lower()
+    )
 
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/html", "application/javascript", "application/pdf2", "image", "image/png; charset=x",
-     "image/png\r\nX-Evil: 1", "imagex/png", "", "application/x-pdf"],
+    [
+        "text/html",
+        "application/javascript",
+        "application/pdf2",
+        "image",
+        "image/png; charset=x",
+        "image/png\r\nX-Evil: 1",
+        "imagex/png",
+        "",
+        "application/x-pdf",
+    ],
 )
 def test_other_content_types_are_refused(bridge: Bridge, store: Any, content_type: str) -> None:
     with pytest.raises(BridgeError) as info:
@@ -94,7 +129,10 @@ def test_other_content_types_are_refused(bridge: Bridge, store: Any, content_typ
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"bytes": "AAAA"}, "media/upload: bytes must be a base64-encoded string or an array of bytes"),
+        (
+            {"bytes": "AAAA"},
+            "media/upload: bytes must be a base64-encoded string or an array of bytes",
+        ),
         ({"bytes": "!!!", "encoding": "base64"}, "media/upload: bytes is not valid base64"),
         ({"bytes": [1, 256]}, "Parameter bytes must be a string or array of numbers"),
         ({"bytes": {"0": 1}}, "Parameter bytes must be a string or array of numbers"),
@@ -103,14 +141,27 @@ def test_other_content_types_are_refused(bridge: Bridge, store: Any, content_typ
 )
 def test_upload_bytes_texts(bridge: Bridge, params: dict[str, Any], message: str) -> None:
     with pytest.raises(BridgeError) as info:
-        bridge.dispatch("writer", "media/upload", {"filename": "a.png", "contentType": "image/png", **params})
+        bridge.dispatch(
+            "writer", "media/upload", {"filename": "a.png", "contentType": "image/png", **params}
+        )
     assert str(info.value) == message
 
 
 def test_upload_size_cap(bridge: Bridge, store: Any) -> None:
     too_big = base64.b64encode(b"\x00" * (MAX_UPLOAD_BYTES + 3)).decode()
-    with pytest.raises(BridgeError, match=r"^media/upload: file of \d+ bytes exceeds the upload limit of 10485760 bytes$"):
-        call(bridge, "writer", "media/upload", filename="a.png", contentType="image/png", bytes=too_big, encoding="base64")
+    with pytest.raises(
+        BridgeError,
+        match=r"^media/upload: file of \d+ bytes exceeds the upload limit of 10485760 bytes$",
+    ):
+        call(
+            bridge,
+            "writer",
+            "media/upload",
+            filename="a.png",
+            contentType="image/png",
+            bytes=too_big,
+            encoding="base64",
+        )
     assert list(store.media_files.root.iterdir()) == []
 
 
@@ -150,22 +201,49 @@ def test_taxonomy_reads(bridge: Bridge, store: Any) -> None:
     assert [t["slug"] for t in terms] == ["python", "rust"]
     entry = call(bridge, "reader", "taxonomy/entryTerms", collection="posts", entryId=post["id"])
     assert [t["slug"] for t in entry] == ["python"]
-    assert call(bridge, "reader", "taxonomy/entryTerms", collection="posts", entryId=post["id"], taxonomy="cats") == []
+    assert (
+        call(
+            bridge,
+            "reader",
+            "taxonomy/entryTerms",
+            collection="posts",
+            entryId=post["id"],
+            taxonomy="cats",
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
     ("method", "params", "message"),
     [
         ("taxonomy/terms", {}, "Missing required string parameter: taxonomy"),
-        ("taxonomy/terms", {"taxonomy": "tags", "locale": 1}, "Parameter locale must be a string when provided"),
+        (
+            "taxonomy/terms",
+            {"taxonomy": "tags", "locale": 1},
+            "Parameter locale must be a string when provided",
+        ),
         ("taxonomy/list", {"locale": ["en"]}, "Parameter locale must be a string when provided"),
-        ("taxonomy/entryTerms", {"collection": "posts"}, "Missing required string parameter: entryId"),
-        ("taxonomy/entryTerms", {"collection": "Posts!", "entryId": "x"}, "Invalid collection name: Posts!"),
-        ("taxonomy/entryTerms", {"collection": "posts", "entryId": "x", "taxonomy": 3},
-         "Parameter taxonomy must be a string when provided"),
+        (
+            "taxonomy/entryTerms",
+            {"collection": "posts"},
+            "Missing required string parameter: entryId",
+        ),
+        (
+            "taxonomy/entryTerms",
+            {"collection": "Posts!", "entryId": "x"},
+            "Invalid collection name: Posts!",
+        ),
+        (
+            "taxonomy/entryTerms",
+            {"collection": "posts", "entryId": "x", "taxonomy": 3},
+            "Parameter taxonomy must be a string when provided",
+        ),
     ],
 )
-def test_taxonomy_param_texts(bridge: Bridge, method: str, params: dict[str, Any], message: str) -> None:
+def test_taxonomy_param_texts(
+    bridge: Bridge, method: str, params: dict[str, Any], message: str
+) -> None:
     with pytest.raises(BridgeError) as info:
         bridge.dispatch("reader", method, params)
     assert str(info.value) == message

@@ -35,7 +35,10 @@ def test_email_send_passes_the_host_known_plugin_id_as_source(bridge: Bridge, em
     [
         (None, "email/send requires message with to, subject, and text"),
         ("hi", "email/send requires message with to, subject, and text"),
-        ({"to": "a@b.test", "subject": "Hi"}, "email/send requires message with to, subject, and text"),
+        (
+            {"to": "a@b.test", "subject": "Hi"},
+            "email/send requires message with to, subject, and text",
+        ),
         ({**MESSAGE, "to": ["a@b.test"]}, "email/send requires message with to, subject, and text"),
         ({**MESSAGE, "html": 1}, "email/send: message.html must be a string when provided"),
     ],
@@ -47,13 +50,17 @@ def test_email_message_shape(bridge: Bridge, email: Any, message: Any, text: str
     assert email.sent == []
 
 
-def test_email_not_configured(bridge: Bridge, email: Any, store: Any, descriptors: Any, http_client: Any) -> None:
+def test_email_not_configured(
+    bridge: Bridge, email: Any, store: Any, descriptors: Any, http_client: Any
+) -> None:
     email.available = False
     with pytest.raises(EmailNotConfiguredError) as info:
         bridge.dispatch("mailer", "email/send", {"message": MESSAGE})
     assert str(info.value) == "Email is not configured. No email provider is available."
     no_email = Bridge(store=store, plugins=descriptors.__getitem__, http=http_client)
-    with pytest.raises(EmailNotConfiguredError, match="^Email is not configured. No email provider is available.$"):
+    with pytest.raises(
+        EmailNotConfiguredError, match="^Email is not configured. No email provider is available.$"
+    ):
         no_email.dispatch("mailer", "email/send", {"message": MESSAGE})
     assert email.sent == []
 
@@ -69,11 +76,24 @@ def test_email_capability_comes_before_shape(bridge: Bridge, email: Any) -> None
 
 
 def test_cron_calls_are_scoped_by_plugin_id(bridge: Bridge, cron: Any) -> None:
-    bridge.dispatch("alpha", "cron/schedule", {"name": "daily", "schedule": "@daily", "data": {"n": 1}})
-    bridge.dispatch("alpha", "cron/schedule", {"name": "once", "schedule": "2030-01-01T00:00:00Z", "pluginId": "beta"})
+    bridge.dispatch(
+        "alpha", "cron/schedule", {"name": "daily", "schedule": "@daily", "data": {"n": 1}}
+    )
+    bridge.dispatch(
+        "alpha",
+        "cron/schedule",
+        {"name": "once", "schedule": "2030-01-01T00:00:00Z", "pluginId": "beta"},
+    )
     bridge.dispatch("beta", "cron/cancel", {"name": "daily"})
     listed = bridge.dispatch("alpha", "cron/list", {})
-    assert listed == [{"name": "t", "schedule": "@daily", "nextRunAt": "2030-01-01T00:00:00.000Z", "lastRunAt": None}]
+    assert listed == [
+        {
+            "name": "t",
+            "schedule": "@daily",
+            "nextRunAt": "2030-01-01T00:00:00.000Z",
+            "lastRunAt": None,
+        }
+    ]
     assert cron.calls == [
         ("schedule", "alpha", "daily", "@daily", {"n": 1}),
         ("schedule", "alpha", "once", "2030-01-01T00:00:00Z", None),
@@ -90,7 +110,9 @@ def test_cron_calls_are_scoped_by_plugin_id(bridge: Bridge, cron: Any) -> None:
         ("cron/cancel", {"name": 1}, "Missing required string parameter: name"),
     ],
 )
-def test_cron_param_texts(bridge: Bridge, cron: Any, method: str, params: dict[str, Any], message: str) -> None:
+def test_cron_param_texts(
+    bridge: Bridge, cron: Any, method: str, params: dict[str, Any], message: str
+) -> None:
     with pytest.raises(BridgeError) as info:
         bridge.dispatch("alpha", method, params)
     assert str(info.value) == message
@@ -108,12 +130,24 @@ def test_cron_without_a_scheduler(store: Any, descriptors: Any, http_client: Any
 
 
 def test_http_fetch_through_the_bridge(bridge: Bridge, server: str) -> None:
-    result = bridge.dispatch("web", "http/fetch", {
-        "url": f"{server}/echo",
-        "init": {"method": "POST", "headers": [["X-A", "1"], ["X-A", "2"]], "bodyType": "string", "body": "héllo"},
-    })
+    result = bridge.dispatch(
+        "web",
+        "http/fetch",
+        {
+            "url": f"{server}/echo",
+            "init": {
+                "method": "POST",
+                "headers": [["X-A", "1"], ["X-A", "2"]],
+                "bodyType": "string",
+                "body": "héllo",
+            },
+        },
+    )
     assert (result["status"], result["statusText"]) == (200, "OK")
-    assert [p for p in result["headers"] if p[0] == "x-multi"] == [["x-multi", "1"], ["x-multi", "2"]]
+    assert [p for p in result["headers"] if p[0] == "x-multi"] == [
+        ["x-multi", "1"],
+        ["x-multi", "2"],
+    ]
     echoed = json.loads(base64.b64decode(result["bodyBase64"]))
     assert echoed["method"] == "POST"
     assert echoed["body"] == "héllo".encode().decode("latin-1")
@@ -122,9 +156,14 @@ def test_http_fetch_through_the_bridge(bridge: Bridge, server: str) -> None:
 
 def test_http_fetch_base64_body(bridge: Bridge, server: str) -> None:
     raw = bytes(range(256))
-    result = bridge.dispatch("web", "http/fetch", {
-        "url": f"{server}/echo", "init": {"method": "PUT", "bodyType": "base64", "body": base64.b64encode(raw).decode()},
-    })
+    result = bridge.dispatch(
+        "web",
+        "http/fetch",
+        {
+            "url": f"{server}/echo",
+            "init": {"method": "PUT", "bodyType": "base64", "body": base64.b64encode(raw).decode()},
+        },
+    )
     assert json.loads(base64.b64decode(result["bodyBase64"]))["body"] == raw.decode("latin-1")
 
 
@@ -133,19 +172,40 @@ def test_http_fetch_base64_body(bridge: Bridge, server: str) -> None:
     [
         ({}, "Missing required string parameter: url"),
         ({"url": "http://127.0.0.1/", "init": "GET"}, "http/fetch: init must be an object"),
-        ({"url": "http://127.0.0.1/", "init": {"method": 1}}, "http/fetch: init.method must be a string"),
-        ({"url": "http://127.0.0.1/", "init": {"redirect": "never"}},
-         'http/fetch: init.redirect must be "follow", "error", or "manual"'),
-        ({"url": "http://127.0.0.1/", "init": {"headers": {"a": "b"}}},
-         "http/fetch: init.headers must be an array of [name, value] pairs"),
-        ({"url": "http://127.0.0.1/", "init": {"headers": [["a", 1]]}},
-         "http/fetch: init.headers must be an array of [name, value] pairs"),
-        ({"url": "http://127.0.0.1/", "init": {"method": "POST", "bodyType": "formdata", "body": "x"}},
-         'http/fetch: init.bodyType must be "string" or "base64"'),
-        ({"url": "http://127.0.0.1/", "init": {"method": "POST", "body": 5}},
-         "http/fetch: string/base64 body must be a string"),
-        ({"url": "http://127.0.0.1/", "init": {"method": "POST", "bodyType": "base64", "body": "!!"}},
-         "http/fetch: base64 body is not valid base64"),
+        (
+            {"url": "http://127.0.0.1/", "init": {"method": 1}},
+            "http/fetch: init.method must be a string",
+        ),
+        (
+            {"url": "http://127.0.0.1/", "init": {"redirect": "never"}},
+            'http/fetch: init.redirect must be "follow", "error", or "manual"',
+        ),
+        (
+            {"url": "http://127.0.0.1/", "init": {"headers": {"a": "b"}}},
+            "http/fetch: init.headers must be an array of [name, value] pairs",
+        ),
+        (
+            {"url": "http://127.0.0.1/", "init": {"headers": [["a", 1]]}},
+            "http/fetch: init.headers must be an array of [name, value] pairs",
+        ),
+        (
+            {
+                "url": "http://127.0.0.1/",
+                "init": {"method": "POST", "bodyType": "formdata", "body": "x"},
+            },
+            'http/fetch: init.bodyType must be "string" or "base64"',
+        ),
+        (
+            {"url": "http://127.0.0.1/", "init": {"method": "POST", "body": 5}},
+            "http/fetch: string/base64 body must be a string",
+        ),
+        (
+            {
+                "url": "http://127.0.0.1/",
+                "init": {"method": "POST", "bodyType": "base64", "body": "!!"},
+            },
+            "http/fetch: base64 body is not valid base64",
+        ),
     ],
 )
 def test_http_fetch_param_texts(bridge: Bridge, params: dict[str, Any], message: str) -> None:
@@ -157,10 +217,16 @@ def test_http_fetch_param_texts(bridge: Bridge, params: dict[str, Any], message:
 def test_http_fetch_policy_applies(bridge: Bridge, server: str) -> None:
     with pytest.raises(HttpAccessError) as info:
         bridge.dispatch("web", "http/fetch", {"url": "http://example.com/"})
-    assert str(info.value) == 'Plugin "web" is not allowed to fetch from host "example.com". Allowed hosts: 127.0.0.1'
+    assert (
+        str(info.value)
+        == 'Plugin "web" is not allowed to fetch from host "example.com". Allowed hosts: 127.0.0.1'
+    )
     with pytest.raises(HttpAccessError) as info:
         bridge.dispatch("webany", "http/fetch", {"url": "http://10.0.0.1/"})
-    assert str(info.value) == 'Plugin "webany": blocked fetch to "10.0.0.1": 10.0.0.1 is not a public address'
+    assert (
+        str(info.value)
+        == 'Plugin "webany": blocked fetch to "10.0.0.1": 10.0.0.1 is not a public address'
+    )
 
 
 # --- ctx over a real bridge ----------------------------------------------------------------
@@ -168,8 +234,17 @@ def test_http_fetch_policy_applies(bridge: Bridge, server: str) -> None:
 
 def ctx_for(bridge: Bridge, pid: str, budget: CallBudget | None = None) -> Any:
     d = bridge._plugins(pid)
-    info = {"plugin": {"id": d.id, "version": d.version}, "capabilities": d.capabilities,
-            "storage": list(d.storage), "site": {"name": "Test", "url": "https://site.test", "locale": "en", "trailingSlash": "ignore"}}
+    info = {
+        "plugin": {"id": d.id, "version": d.version},
+        "capabilities": d.capabilities,
+        "storage": list(d.storage),
+        "site": {
+            "name": "Test",
+            "url": "https://site.test",
+            "locale": "en",
+            "trailingSlash": "ignore",
+        },
+    }
     return make_context(lambda m, p: bridge.dispatch(pid, m, p, budget=budget), info)
 
 
@@ -182,7 +257,8 @@ def test_ctx_end_to_end(bridge: Bridge, server: str, store: Any) -> None:
     ctx.storage["events"].put("e1", {"type": "save", "timestamp": 1})
     ctx.storage.events.put_many([{"id": "e2", "data": {"type": "save", "timestamp": 2}}])
     assert ctx.storage.events.get_many(["e1", "e2"]) == {
-        "e1": {"type": "save", "timestamp": 1}, "e2": {"type": "save", "timestamp": 2},
+        "e1": {"type": "save", "timestamp": 1},
+        "e2": {"type": "save", "timestamp": 2},
     }
     page = ctx.storage.events.query(where={"type": "save"}, order_by={"timestamp": "desc"}, limit=1)
     assert [i["id"] for i in page["items"]] == ["e2"]

@@ -25,8 +25,9 @@ def site(tmp_path: Path) -> Path:
 
 
 def run(site: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(site / "emdash.toml"), *args],
-                              catch_exceptions=False)
+    return CliRunner().invoke(
+        main, ["--config", str(site / "emdash.toml"), *args], catch_exceptions=False
+    )
 
 
 def test_add_list_route_disable_enable_remove(site: Path) -> None:
@@ -45,13 +46,15 @@ def test_add_list_route_disable_enable_remove(site: Path) -> None:
         "for them.\n"
     )
     assert [(p.path, p.trusted) for p in load_config(site / "emdash.toml").plugins] == [
-        ("hello", False), ("forms", True),
+        ("hello", False),
+        ("forms", True),
     ]
 
     listed = run(site, "plugins", "list", "--json")
     rows = json.loads(listed.stdout)
     assert [(r["id"], r["mode"], r["enabled"]) for r in rows] == [
-        ("plugin-hello", "sandboxed", True), ("forms", "trusted", True),
+        ("plugin-hello", "sandboxed", True),
+        ("forms", "trusted", True),
     ]
     assert rows[0]["hooks"] == ["content:afterSave"]
     assert rows[1]["routes"] == ["submissions/delete", "submissions/list", "submit"]
@@ -63,8 +66,14 @@ def test_add_list_route_disable_enable_remove(site: Path) -> None:
     assert recent.exit_code == 0
     assert json.loads(recent.stdout) == {"events": []}
 
-    hook = run(site, "--json", "run-hook", "content:afterSave", "--event",
-               '{"content": {"id": "abc"}, "collection": "posts", "isNew": true}')
+    hook = run(
+        site,
+        "--json",
+        "run-hook",
+        "content:afterSave",
+        "--event",
+        '{"content": {"id": "abc"}, "collection": "posts", "isNew": true}',
+    )
     assert hook.exit_code == 0, hook.output
     outcome = json.loads(hook.stdout)
     assert outcome["hook"] == "content:afterSave"
@@ -167,7 +176,9 @@ def test_a_plugin_that_fails_to_load_is_not_added(site: Path) -> None:
 def test_check_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
     plugin = tmp_path / "bad"
     plugin.mkdir()
-    (plugin / "emdash-plugin.toml").write_text('id = "bad"\nversion = "1.0.0"\nentrypoint = "plugin.py"\n')
+    (plugin / "emdash-plugin.toml").write_text(
+        'id = "bad"\nversion = "1.0.0"\nentrypoint = "plugin.py"\n'
+    )
     (plugin / "plugin.py").write_text(
         "from emdash import define_plugin\n"
         "x = eval('1')\n"
@@ -192,8 +203,15 @@ def test_check_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
 
 
 def test_check_accepts_every_example(tmp_path: Path) -> None:
-    for name in ("hello", "seo-check", "audit-trail", "og-metadata", "webhook-notifier",
-                 "forms", "malicious"):
+    for name in (
+        "hello",
+        "seo-check",
+        "audit-trail",
+        "og-metadata",
+        "webhook-notifier",
+        "forms",
+        "malicious",
+    ):
         result = CliRunner().invoke(main, ["check", str(EXAMPLES / name)])
         assert result.exit_code == 0, result.output
         assert result.stdout.startswith("OK: ")

@@ -16,11 +16,17 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
-def emdash(*args: str, cwd: Path, env: dict[str, str] | None = None,
-           timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def emdash(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "emdash.cli", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "emdash.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -55,11 +61,16 @@ def test_demo_trusted_mode_runs_the_same_plugins_in_process(tmp_path: Path) -> N
     out = result.stdout
     assert "Mode: TRUSTED, the example plugins run in-process (--trusted was given)." in out
     assert "plugin-hello      0.1.0    trusted  content:afterSave" in out
-    assert "tried to delete the pinned page: Delete blocked by plugin hook (vetoed by seo-check)" in out
+    assert (
+        "tried to delete the pinned page: Delete blocked by plugin hook (vetoed by seo-check)"
+        in out
+    )
     assert "forms: cleanup (@weekly), next run " in out
     assert "a tick eight days from now ran 1 task(s): forms:cleanup (ok; rescheduled" in out
     # The only error logged is the deliberate refusal of the untitled post.
-    assert [line.split("handler failed")[0] for line in out.splitlines() if "log error" in line] == [
+    assert [
+        line.split("handler failed")[0] for line in out.splitlines() if "log error" in line
+    ] == [
         '   log error   [hooks] Plugin "seo-check" content:beforeSave ',
     ]
     # The hostile plugin is never loaded trusted.
@@ -82,7 +93,11 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
     env = {**os.environ, "EMDASH_API_TOKEN": "serve-test-token-0123456789"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "emdash.cli", "serve", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         stdin=subprocess.DEVNULL,
     )
     try:
@@ -98,11 +113,14 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
                     assert time.monotonic() < deadline, "server did not start"
                     time.sleep(0.1)
             assert denied.status_code == 401
-            ok = client.get(f"{base}/plugin-hello/recent",
-                            headers={"authorization": "Bearer serve-test-token-0123456789"})
+            ok = client.get(
+                f"{base}/plugin-hello/recent",
+                headers={"authorization": "Bearer serve-test-token-0123456789"},
+            )
             assert ok.json() == {"success": True, "data": {"events": []}}
-            sent = client.post(f"{base}/forms/submit",
-                               json={"form": "f", "email": "a@b.example", "message": "m"})
+            sent = client.post(
+                f"{base}/forms/submit", json={"form": "f", "email": "a@b.example", "message": "m"}
+            )
             assert sent.status_code == 200
             assert sent.json()["data"]["received"] is True
     finally:

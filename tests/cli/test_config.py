@@ -27,7 +27,9 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_full_config_loads_and_resolves_paths_against_its_directory(tmp_path: Path) -> None:
-    cfg = write(tmp_path / "emdash.toml", """
+    cfg = write(
+        tmp_path / "emdash.toml",
+        """
 database = "data/site.db"
 media_dir = "uploads"
 sandbox = false
@@ -49,7 +51,8 @@ trusted = true
 [[plugins]]
 path = "/abs/other"
 enabled = false
-""")
+""",
+    )
     config = load_config(cfg)
     assert config.database_path() == str(tmp_path / "data" / "site.db")
     assert config.media_path() == tmp_path / "uploads"
@@ -59,13 +62,16 @@ enabled = false
     assert config.site_info() == {"name": "Blog", "url": "https://blog.example", "locale": "de"}
     assert config.limits == Limits(cpu_ms=250, subrequests=20)
     assert [(p.path, p.trusted, p.enabled) for p in config.plugins] == [
-        ("plugins/hello", True, True), ("/abs/other", False, False),
+        ("plugins/hello", True, True),
+        ("/abs/other", False, False),
     ]
     assert config.plugin_path(config.plugins[0]) == tmp_path / "plugins" / "hello"
     assert config.plugin_path(config.plugins[1]) == Path("/abs/other")
 
 
-def test_defaults_when_the_default_file_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_when_the_default_file_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     config = load_config()
     assert config.source is None
@@ -84,7 +90,10 @@ def test_memory_database_is_kept_verbatim(tmp_path: Path) -> None:
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.toml")
-    assert str(info.value) == f"Config file {tmp_path / 'nope.toml'} does not exist; create it or drop --config"
+    assert (
+        str(info.value)
+        == f"Config file {tmp_path / 'nope.toml'} does not exist; create it or drop --config"
+    )
 
 
 def test_unknown_keys_are_rejected_with_their_location(tmp_path: Path) -> None:
@@ -149,7 +158,10 @@ def copy_example(name: str, dest: Path) -> Path:
 
 
 def test_editing_the_plugin_list_keeps_comments_and_validates(tmp_path: Path) -> None:
-    cfg = write(tmp_path / "emdash.toml", '# my site\ndatabase = "site.db"  # the db\n\n[site]\nname = "S"\n')
+    cfg = write(
+        tmp_path / "emdash.toml",
+        '# my site\ndatabase = "site.db"  # the db\n\n[site]\nname = "S"\n',
+    )
     hello = copy_example("hello", tmp_path)
     forms = copy_example("forms", tmp_path)
 
@@ -160,7 +172,8 @@ def test_editing_the_plugin_list_keeps_comments_and_validates(tmp_path: Path) ->
     assert text.startswith('# my site\ndatabase = "site.db"  # the db\n')
     config = load_config(cfg)
     assert [(p.path, p.trusted, p.enabled) for p in config.plugins] == [
-        ("hello", False, True), ("forms", True, True),
+        ("hello", False, True),
+        ("forms", True, True),
     ]
     assert find_entry(config, "forms") == 1
 

@@ -19,7 +19,12 @@ INFO = {
     "plugin": {"id": "hello", "version": "1.2.3"},
     "capabilities": ["content:read"],
     "storage": ["events", "logs"],
-    "site": {"name": "My Site", "url": "https://example.test/", "locale": "de", "trailingSlash": "never"},
+    "site": {
+        "name": "My Site",
+        "url": "https://example.test/",
+        "locale": "de",
+        "trailingSlash": "never",
+    },
 }
 
 
@@ -54,65 +59,197 @@ def only_call(spy: Spy) -> tuple[str, dict[str, Any]]:
 
 CASES: list[tuple[str, Any, str, dict[str, Any]]] = [
     ("kv.get", lambda c: c.kv.get("k"), "kv/get", {"key": "k"}),
-    ("kv.set", lambda c: c.kv.set("k", {"a": [1, 2.5, None, True]}), "kv/set",
-     {"key": "k", "value": {"a": [1, 2.5, None, True]}}),
+    (
+        "kv.set",
+        lambda c: c.kv.set("k", {"a": [1, 2.5, None, True]}),
+        "kv/set",
+        {"key": "k", "value": {"a": [1, 2.5, None, True]}},
+    ),
     ("kv.delete", lambda c: c.kv.delete("k"), "kv/delete", {"key": "k"}),
     ("kv.list", lambda c: c.kv.list(), "kv/list", {"prefix": ""}),
     ("kv.list prefix", lambda c: c.kv.list("settings:"), "kv/list", {"prefix": "settings:"}),
-    ("storage.get", lambda c: c.storage["events"].get("e1"), "storage/get",
-     {"collection": "events", "id": "e1"}),
-    ("storage.put", lambda c: c.storage.events.put("e1", {"t": 1}), "storage/put",
-     {"collection": "events", "id": "e1", "data": {"t": 1}}),
-    ("storage.delete", lambda c: c.storage.events.delete("e1"), "storage/delete",
-     {"collection": "events", "id": "e1"}),
-    ("storage.exists", lambda c: c.storage.events.exists("e1"), "storage/exists",
-     {"collection": "events", "id": "e1"}),
-    ("storage.put_many", lambda c: c.storage.events.put_many([{"id": "a", "data": 1}]),
-     "storage/putMany", {"collection": "events", "items": [{"id": "a", "data": 1}]}),
-    ("storage.delete_many", lambda c: c.storage.events.delete_many(["a", "b"]),
-     "storage/deleteMany", {"collection": "events", "ids": ["a", "b"]}),
-    ("storage.query", lambda c: c.storage.events.query(where={"type": "x"}, order_by={"t": "desc"}, limit=5, cursor="cur"),
-     "storage/query", {"collection": "events", "where": {"type": "x"}, "orderBy": {"t": "desc"}, "limit": 5, "cursor": "cur"}),
-    ("storage.query bare", lambda c: c.storage.events.query(), "storage/query", {"collection": "events"}),
-    ("storage.count", lambda c: c.storage.events.count(), "storage/count", {"collection": "events"}),
-    ("storage.count where", lambda c: c.storage.events.count({"type": "x"}), "storage/count",
-     {"collection": "events", "where": {"type": "x"}}),
-    ("content.get", lambda c: c.content.get("posts", "p1"), "content/get", {"collection": "posts", "id": "p1"}),
-    ("content.list", lambda c: c.content.list("posts", limit=10, cursor="c"), "content/list",
-     {"collection": "posts", "limit": 10, "cursor": "c"}),
-    ("content.create", lambda c: c.content.create("posts", {"title": "T"}), "content/create",
-     {"collection": "posts", "data": {"title": "T"}}),
-    ("content.create locale", lambda c: c.content.create("posts", {"title": "T"}, locale="fr"), "content/create",
-     {"collection": "posts", "data": {"title": "T"}, "options": {"locale": "fr"}}),
-    ("content.update", lambda c: c.content.update("posts", "p1", {"title": "U"}), "content/update",
-     {"collection": "posts", "id": "p1", "data": {"title": "U"}}),
-    ("content.delete", lambda c: c.content.delete("posts", "p1"), "content/delete", {"collection": "posts", "id": "p1"}),
-    ("content.create_many", lambda c: c.content.create_many("posts", [{"title": "A"}]), "content/createMany",
-     {"collection": "posts", "items": [{"title": "A"}]}),
-    ("content.update_many", lambda c: c.content.update_many("posts", [{"id": "p", "data": {}}]), "content/updateMany",
-     {"collection": "posts", "items": [{"id": "p", "data": {}}]}),
-    ("content.delete_many", lambda c: c.content.delete_many("posts", ["p"]), "content/deleteMany",
-     {"collection": "posts", "ids": ["p"]}),
+    (
+        "storage.get",
+        lambda c: c.storage["events"].get("e1"),
+        "storage/get",
+        {"collection": "events", "id": "e1"},
+    ),
+    (
+        "storage.put",
+        lambda c: c.storage.events.put("e1", {"t": 1}),
+        "storage/put",
+        {"collection": "events", "id": "e1", "data": {"t": 1}},
+    ),
+    (
+        "storage.delete",
+        lambda c: c.storage.events.delete("e1"),
+        "storage/delete",
+        {"collection": "events", "id": "e1"},
+    ),
+    (
+        "storage.exists",
+        lambda c: c.storage.events.exists("e1"),
+        "storage/exists",
+        {"collection": "events", "id": "e1"},
+    ),
+    (
+        "storage.put_many",
+        lambda c: c.storage.events.put_many([{"id": "a", "data": 1}]),
+        "storage/putMany",
+        {"collection": "events", "items": [{"id": "a", "data": 1}]},
+    ),
+    (
+        "storage.delete_many",
+        lambda c: c.storage.events.delete_many(["a", "b"]),
+        "storage/deleteMany",
+        {"collection": "events", "ids": ["a", "b"]},
+    ),
+    (
+        "storage.query",
+        lambda c: c.storage.events.query(
+            where={"type": "x"}, order_by={"t": "desc"}, limit=5, cursor="cur"
+        ),
+        "storage/query",
+        {
+            "collection": "events",
+            "where": {"type": "x"},
+            "orderBy": {"t": "desc"},
+            "limit": 5,
+            "cursor": "cur",
+        },
+    ),
+    (
+        "storage.query bare",
+        lambda c: c.storage.events.query(),
+        "storage/query",
+        {"collection": "events"},
+    ),
+    (
+        "storage.count",
+        lambda c: c.storage.events.count(),
+        "storage/count",
+        {"collection": "events"},
+    ),
+    (
+        "storage.count where",
+        lambda c: c.storage.events.count({"type": "x"}),
+        "storage/count",
+        {"collection": "events", "where": {"type": "x"}},
+    ),
+    (
+        "content.get",
+        lambda c: c.content.get("posts", "p1"),
+        "content/get",
+        {"collection": "posts", "id": "p1"},
+    ),
+    (
+        "content.list",
+        lambda c: c.content.list("posts", limit=10, cursor="c"),
+        "content/list",
+        {"collection": "posts", "limit": 10, "cursor": "c"},
+    ),
+    (
+        "content.create",
+        lambda c: c.content.create("posts", {"title": "T"}),
+        "content/create",
+        {"collection": "posts", "data": {"title": "T"}},
+    ),
+    (
+        "content.create locale",
+        lambda c: c.content.create("posts", {"title": "T"}, locale="fr"),
+        "content/create",
+        {"collection": "posts", "data": {"title": "T"}, "options": {"locale": "fr"}},
+    ),
+    (
+        "content.update",
+        lambda c: c.content.update("posts", "p1", {"title": "U"}),
+        "content/update",
+        {"collection": "posts", "id": "p1", "data": {"title": "U"}},
+    ),
+    (
+        "content.delete",
+        lambda c: c.content.delete("posts", "p1"),
+        "content/delete",
+        {"collection": "posts", "id": "p1"},
+    ),
+    (
+        "content.create_many",
+        lambda c: c.content.create_many("posts", [{"title": "A"}]),
+        "content/createMany",
+        {"collection": "posts", "items": [{"title": "A"}]},
+    ),
+    (
+        "content.update_many",
+        lambda c: c.content.update_many("posts", [{"id": "p", "data": {}}]),
+        "content/updateMany",
+        {"collection": "posts", "items": [{"id": "p", "data": {}}]},
+    ),
+    (
+        "content.delete_many",
+        lambda c: c.content.delete_many("posts", ["p"]),
+        "content/deleteMany",
+        {"collection": "posts", "ids": ["p"]},
+    ),
     ("media.get", lambda c: c.media.get("m1"), "media/get", {"id": "m1"}),
-    ("media.list", lambda c: c.media.list(limit=3, mime_type="image/"), "media/list", {"limit": 3, "mimeType": "image/"}),
+    (
+        "media.list",
+        lambda c: c.media.list(limit=3, mime_type="image/"),
+        "media/list",
+        {"limit": 3, "mimeType": "image/"},
+    ),
     ("media.delete", lambda c: c.media.delete("m1"), "media/delete", {"id": "m1"}),
     ("users.get", lambda c: c.users.get("u1"), "users/get", {"id": "u1"}),
-    ("users.get_by_email", lambda c: c.users.get_by_email("A@B.test"), "users/getByEmail", {"email": "A@B.test"}),
-    ("users.list", lambda c: c.users.list(role=40, limit=2), "users/list", {"role": 40, "limit": 2}),
+    (
+        "users.get_by_email",
+        lambda c: c.users.get_by_email("A@B.test"),
+        "users/getByEmail",
+        {"email": "A@B.test"},
+    ),
+    (
+        "users.list",
+        lambda c: c.users.list(role=40, limit=2),
+        "users/list",
+        {"role": 40, "limit": 2},
+    ),
     ("taxonomies.get_all", lambda c: c.taxonomies.get_all(), "taxonomy/list", {}),
-    ("taxonomies.get_terms", lambda c: c.taxonomies.get_terms("tags", locale="en"), "taxonomy/terms",
-     {"taxonomy": "tags", "locale": "en"}),
-    ("taxonomies.get_entry_terms", lambda c: c.taxonomies.get_entry_terms("posts", "p1", taxonomy="tags"),
-     "taxonomy/entryTerms", {"collection": "posts", "entryId": "p1", "taxonomy": "tags"}),
-    ("cron.schedule", lambda c: c.cron.schedule("daily", "@daily", {"n": 1}), "cron/schedule",
-     {"name": "daily", "schedule": "@daily", "data": {"n": 1}}),
-    ("cron.schedule bare", lambda c: c.cron.schedule("once", "2030-01-01T00:00:00Z"), "cron/schedule",
-     {"name": "once", "schedule": "2030-01-01T00:00:00Z"}),
+    (
+        "taxonomies.get_terms",
+        lambda c: c.taxonomies.get_terms("tags", locale="en"),
+        "taxonomy/terms",
+        {"taxonomy": "tags", "locale": "en"},
+    ),
+    (
+        "taxonomies.get_entry_terms",
+        lambda c: c.taxonomies.get_entry_terms("posts", "p1", taxonomy="tags"),
+        "taxonomy/entryTerms",
+        {"collection": "posts", "entryId": "p1", "taxonomy": "tags"},
+    ),
+    (
+        "cron.schedule",
+        lambda c: c.cron.schedule("daily", "@daily", {"n": 1}),
+        "cron/schedule",
+        {"name": "daily", "schedule": "@daily", "data": {"n": 1}},
+    ),
+    (
+        "cron.schedule bare",
+        lambda c: c.cron.schedule("once", "2030-01-01T00:00:00Z"),
+        "cron/schedule",
+        {"name": "once", "schedule": "2030-01-01T00:00:00Z"},
+    ),
     ("cron.cancel", lambda c: c.cron.cancel("daily"), "cron/cancel", {"name": "daily"}),
     ("cron.list", lambda c: c.cron.list(), "cron/list", {}),
-    ("email.send", lambda c: c.email.send({"to": "a@b.test", "subject": "S", "text": "T"}), "email/send",
-     {"message": {"to": "a@b.test", "subject": "S", "text": "T"}}),
-    ("log.info", lambda c: c.log.info("hi", {"id": 1}), "log", {"level": "info", "msg": "hi", "data": {"id": 1}}),
+    (
+        "email.send",
+        lambda c: c.email.send({"to": "a@b.test", "subject": "S", "text": "T"}),
+        "email/send",
+        {"message": {"to": "a@b.test", "subject": "S", "text": "T"}},
+    ),
+    (
+        "log.info",
+        lambda c: c.log.info("hi", {"id": 1}),
+        "log",
+        {"level": "info", "msg": "hi", "data": {"id": 1}},
+    ),
     ("log.debug", lambda c: c.log.debug("d"), "log", {"level": "debug", "msg": "d"}),
     ("log.warn", lambda c: c.log.warn("w"), "log", {"level": "warn", "msg": "w"}),
     ("log.warning", lambda c: c.log.warning("w"), "log", {"level": "warn", "msg": "w"}),
@@ -121,7 +258,9 @@ CASES: list[tuple[str, Any, str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(("name", "action", "method", "params"), CASES, ids=[c[0] for c in CASES])
-def test_member_sends_wire_call(spy: Spy, ctx: Any, name: str, action: Any, method: str, params: dict[str, Any]) -> None:
+def test_member_sends_wire_call(
+    spy: Spy, ctx: Any, name: str, action: Any, method: str, params: dict[str, Any]
+) -> None:
     spy.answers = {"storage/deleteMany": 2, "content/deleteMany": 1, "storage/count": 0}
     action(ctx)
     assert only_call(spy) == (method, params)
@@ -154,8 +293,10 @@ def test_media_upload_sends_base64_of_exactly_the_bytes(spy: Spy, ctx: Any) -> N
         method, params = only_call(spy)
         assert method == "media/upload"
         assert params == {
-            "filename": "a.png", "contentType": "image/png",
-            "bytes": base64.b64encode(data).decode(), "encoding": "base64",
+            "filename": "a.png",
+            "contentType": "image/png",
+            "bytes": base64.b64encode(data).decode(),
+            "encoding": "base64",
         }
     with pytest.raises(BridgeError) as info:
         ctx.media.upload("a.png", "image/png", "not bytes")
@@ -184,12 +325,12 @@ class LyingStr(str):
     def __str__(self) -> str:
         return "lie"
 
-    def lower(self) -> str:  # type: ignore[override]
+    def lower(self) -> str:
         return "lie"
 
 
 class LyingDict(dict):  # type: ignore[type-arg]
-    def keys(self) -> Any:  # type: ignore[override]
+    def keys(self) -> Any:
         return ["forged"]
 
     def __getitem__(self, key: Any) -> Any:
@@ -245,7 +386,9 @@ def test_storage_name_subclass_cannot_pass_as_a_declared_collection(spy: Spy, ct
         (lambda c: c.log.info("m", b"bytes"), "log: arguments must be JSON data"),
     ],
 )
-def test_non_json_arguments_are_refused_before_sending(spy: Spy, ctx: Any, action: Any, message: str) -> None:
+def test_non_json_arguments_are_refused_before_sending(
+    spy: Spy, ctx: Any, action: Any, message: str
+) -> None:
     with pytest.raises(BridgeError) as info:
         action(ctx)
     assert str(info.value).startswith(message)
@@ -323,8 +466,22 @@ def test_no_private_state_is_reachable(spy: Spy) -> None:
 
 
 def test_every_ctx_object_uses_slots_and_rejects_new_attributes(ctx: Any) -> None:
-    members = [ctx, ctx.plugin, ctx.site, ctx.kv, ctx.storage, ctx.storage.events, ctx.content,
-               ctx.media, ctx.http, ctx.users, ctx.taxonomies, ctx.cron, ctx.email, ctx.log]
+    members = [
+        ctx,
+        ctx.plugin,
+        ctx.site,
+        ctx.kv,
+        ctx.storage,
+        ctx.storage.events,
+        ctx.content,
+        ctx.media,
+        ctx.http,
+        ctx.users,
+        ctx.taxonomies,
+        ctx.cron,
+        ctx.email,
+        ctx.log,
+    ]
     for obj in members:
         assert not hasattr(obj, "__dict__"), type(obj)
         with pytest.raises(AttributeError):
@@ -348,14 +505,22 @@ def test_ctx_objects_are_not_iterable_and_repr_is_opaque(ctx: Any) -> None:
 def test_plugin_and_site_info(ctx: Any) -> None:
     assert (ctx.plugin.id, ctx.plugin.version) == ("hello", "1.2.3")
     assert (ctx.site.name, ctx.site.url, ctx.site.locale, ctx.site.trailing_slash) == (
-        "My Site", "https://example.test", "de", "never",
+        "My Site",
+        "https://example.test",
+        "de",
+        "never",
     )
 
 
 def test_missing_info_gets_defaults(spy: Spy) -> None:
     ctx = make_context(spy, {"plugin": {"id": "p"}})
     assert ctx.plugin.version == "0.0.0"
-    assert (ctx.site.name, ctx.site.url, ctx.site.locale, ctx.site.trailing_slash) == ("", "", "en", "ignore")
+    assert (ctx.site.name, ctx.site.url, ctx.site.locale, ctx.site.trailing_slash) == (
+        "",
+        "",
+        "en",
+        "ignore",
+    )
     assert ctx.url("/x") == "/x"
 
 
@@ -379,7 +544,11 @@ def test_url(ctx: Any, spy: Spy) -> None:
 REPLY = {
     "status": 201,
     "statusText": "Created",
-    "headers": [["Content-Type", "text/plain; charset=latin-1"], ["set-cookie", "a=1"], ["Set-Cookie", "b=2"]],
+    "headers": [
+        ["Content-Type", "text/plain; charset=latin-1"],
+        ["set-cookie", "a=1"],
+        ["Set-Cookie", "b=2"],
+    ],
     "bodyBase64": base64.b64encode("héllo".encode("latin-1")).decode(),
 }
 
@@ -387,29 +556,47 @@ REPLY = {
 def test_fetch_marshals_the_request(spy: Spy, ctx: Any) -> None:
     spy.answers = {"http/fetch": REPLY}
     ctx.http.fetch("https://api.test/x")
-    assert only_call(spy) == ("http/fetch", {"url": "https://api.test/x", "init": {"method": "GET", "headers": []}})
+    assert only_call(spy) == (
+        "http/fetch",
+        {"url": "https://api.test/x", "init": {"method": "GET", "headers": []}},
+    )
 
     spy.calls.clear()
     ctx.http.fetch("https://api.test/x", method="POST", headers={"X-A": "1"}, body="text")
     assert only_call(spy)[1]["init"] == {
-        "method": "POST", "headers": [["X-A", "1"]], "bodyType": "string", "body": "text",
+        "method": "POST",
+        "headers": [["X-A", "1"]],
+        "bodyType": "string",
+        "body": "text",
     }
 
     spy.calls.clear()
-    ctx.http.fetch("https://api.test/x", method="PUT", headers=[("X-A", "1"), ("X-A", "2")], body=b"\x00\xff")
+    ctx.http.fetch(
+        "https://api.test/x", method="PUT", headers=[("X-A", "1"), ("X-A", "2")], body=b"\x00\xff"
+    )
     assert only_call(spy)[1]["init"] == {
-        "method": "PUT", "headers": [["X-A", "1"], ["X-A", "2"]], "bodyType": "base64", "body": "AP8=",
+        "method": "PUT",
+        "headers": [["X-A", "1"], ["X-A", "2"]],
+        "bodyType": "base64",
+        "body": "AP8=",
     }
 
     spy.calls.clear()
     ctx.http.fetch("https://api.test/x", method="POST", json={"a": [1]})
     assert only_call(spy)[1]["init"] == {
-        "method": "POST", "headers": [["content-type", "application/json"]],
-        "bodyType": "string", "body": '{"a": [1]}',
+        "method": "POST",
+        "headers": [["content-type", "application/json"]],
+        "bodyType": "string",
+        "body": '{"a": [1]}',
     }
 
     spy.calls.clear()
-    ctx.http.fetch("https://api.test/x", method="POST", json=1, headers={"Content-Type": "application/vnd+json"})
+    ctx.http.fetch(
+        "https://api.test/x",
+        method="POST",
+        json=1,
+        headers={"Content-Type": "application/vnd+json"},
+    )
     assert only_call(spy)[1]["init"]["headers"] == [["Content-Type", "application/vnd+json"]]
 
 
@@ -417,13 +604,21 @@ def test_fetch_marshals_the_request(spy: Spy, ctx: Any) -> None:
     ("kwargs", "message"),
     [
         ({"body": "a", "json": {}}, "ctx.http.fetch: pass either body= or json=, not both"),
-        ({"headers": "X-A: 1"}, "ctx.http.fetch: headers must be a dict or a list of (name, value) pairs"),
-        ({"headers": [("X-A",)]}, "http/fetch: init.headers must be an array of [name, value] pairs"),
+        (
+            {"headers": "X-A: 1"},
+            "ctx.http.fetch: headers must be a dict or a list of (name, value) pairs",
+        ),
+        (
+            {"headers": [("X-A",)]},
+            "http/fetch: init.headers must be an array of [name, value] pairs",
+        ),
         ({"headers": {"X-A": 1}}, "A header value must be a string, got int"),
         ({"body": 5}, "ctx.http.fetch: body must be bytes, got int"),
     ],
 )
-def test_fetch_refuses_bad_arguments_locally(spy: Spy, ctx: Any, kwargs: dict[str, Any], message: str) -> None:
+def test_fetch_refuses_bad_arguments_locally(
+    spy: Spy, ctx: Any, kwargs: dict[str, Any], message: str
+) -> None:
     with pytest.raises(BridgeError) as info:
         ctx.http.fetch("https://api.test/", **kwargs)
     assert str(info.value) == message
@@ -444,7 +639,11 @@ def test_response_object(spy: Spy, ctx: Any) -> None:
     assert headers.get_all("Set-Cookie") == ["a=1", "b=2"]
     assert headers.get("set-cookie") == "a=1, b=2"
     assert headers.get("missing") is None and "missing" not in headers and "Set-Cookie" in headers
-    assert headers.items() == [("content-type", "text/plain; charset=latin-1"), ("set-cookie", "a=1"), ("set-cookie", "b=2")]
+    assert headers.items() == [
+        ("content-type", "text/plain; charset=latin-1"),
+        ("set-cookie", "a=1"),
+        ("set-cookie", "b=2"),
+    ]
     assert list(headers) == ["content-type", "set-cookie"] and len(headers) == 2
     with pytest.raises(KeyError):
         headers["missing"]
@@ -452,8 +651,14 @@ def test_response_object(spy: Spy, ctx: Any) -> None:
 
 
 def test_response_json_and_defaults(spy: Spy, ctx: Any) -> None:
-    spy.answers = {"http/fetch": {"status": 404, "statusText": "Not Found", "headers": [],
-                                  "bodyBase64": base64.b64encode(b'{"error": "nope"}').decode()}}
+    spy.answers = {
+        "http/fetch": {
+            "status": 404,
+            "statusText": "Not Found",
+            "headers": [],
+            "bodyBase64": base64.b64encode(b'{"error": "nope"}').decode(),
+        }
+    }
     response = ctx.http.fetch("https://api.test/")
     assert response.ok is False
     assert response.json() == {"error": "nope"}

@@ -18,11 +18,26 @@ INFO = {
     "plugin": {"id": "hello", "version": "1.2.3"},
     "capabilities": [],
     "storage": ["events"],
-    "site": {"name": "Site", "url": "https://example.com/", "locale": "en", "trailingSlash": "ignore"},
+    "site": {
+        "name": "Site",
+        "url": "https://example.com/",
+        "locale": "en",
+        "trailingSlash": "ignore",
+    },
 }
 MEMBERS = (
-    "plugin", "site", "storage", "kv", "content", "media", "http", "users", "taxonomies",
-    "cron", "email", "log",
+    "plugin",
+    "site",
+    "storage",
+    "kv",
+    "content",
+    "media",
+    "http",
+    "users",
+    "taxonomies",
+    "cron",
+    "email",
+    "log",
 )
 
 

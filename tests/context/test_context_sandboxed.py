@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from emdash._bridge._http import HttpClient
 from emdash._runtime._runtime import Runtime
 
-SOURCE = '''
+SOURCE = """
 from emdash import BridgeError, CapabilityError, define_plugin
 
 def attempt(fn):
@@ -59,7 +60,7 @@ def probe(route_ctx, ctx):
     return out
 
 plugin = define_plugin(routes={"probe": probe})
-'''
+"""
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -92,13 +93,20 @@ def echo_url() -> Iterator[str]:
         thread.join()
 
 
-def test_ctx_in_a_sandbox_worker(tmp_path: Any, echo_url: str) -> None:
-    with Runtime(str(tmp_path / "site.db"), site={"name": "Site", "url": "https://site.test/"}) as rt:
+def test_ctx_in_a_sandbox_worker(tmp_path: Path, echo_url: str) -> None:
+    with Runtime(
+        str(tmp_path / "site.db"), site={"name": "Site", "url": "https://site.test/"}
+    ) as rt:
         # Test-only wiring: let this bridge reach the local echo server.
         rt.bridge.http = HttpClient(allow_private=["127.0.0.1"], timeout=5.0)
         rt.add_plugin(
-            {"id": "probe", "version": "2.0.0", "capabilities": ["network:request"],
-             "allowedHosts": ["127.0.0.1"], "storage": {"events": {"indexes": ["type", "n"]}}},
+            {
+                "id": "probe",
+                "version": "2.0.0",
+                "capabilities": ["network:request"],
+                "allowedHosts": ["127.0.0.1"],
+                "storage": {"events": {"indexes": ["type", "n"]}},
+            },
             source={"plugin.py": SOURCE},
         )
         out = rt.invoke_route("probe", "probe", input={"url": echo_url})

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from emdash._selfaudit import _runner as _audit
 from emdash._selfaudit._corpus import CLASSES, Payload, payloads_for
 from emdash._selfaudit._corpus import P as make_payload
 from emdash._selfaudit._runner import AuditReport, AuditSession, run_audit
@@ -34,8 +37,13 @@ def sandboxed() -> Iterator[AuditSession]:
 
 def _payload(code: str, error: str = "SandboxViolation", error_type: str | None = None) -> Payload:
     return make_payload(
-        "negative_control", "a payload that gets through", "test", code,
-        "runtime_denied", error, error_type=error_type,
+        "negative_control",
+        "a payload that gets through",
+        "test",
+        code,
+        "runtime_denied",
+        error,
+        error_type=error_type,
     )
 
 
@@ -54,23 +62,24 @@ def test_ok_evidence_is_an_escape(unsandboxed: AuditSession) -> None:
 
 
 def test_a_reached_canary_server_is_an_escape(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
         import urllib.request
         urllib.request.urlopen("http://127.0.0.1:@@CANARY_PORT@@/native", timeout=5).read()
         raise LookupError("DENIED")
-    '''
+    """
     r = unsandboxed.run(_payload(code))
     assert r.failures_of("escape") == ["the canary HTTP server was reached: ['GET /native']"]
 
 
 def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
-        open("@@CANARY_FILE@@", "w").write("x")
+        with open("@@CANARY_FILE@@", "w") as f:  # closed: a file left to the GC raises ResourceWarning
+            f.write("x")
         ctx.kv.set("written", 1)
         return "done"
-    '''
+    """
     r = unsandboxed.run(_payload(code))
     assert r.failures_of("escape") == [f"the canary file {unsandboxed.canary_file} was written"]
     assert r.failures_of("database") == ["table '_emdash_options' differs after the attack"]
@@ -79,7 +88,7 @@ def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: Aud
 
 
 def test_the_abstract_socket_canary_and_the_victim_are_watched(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
         import socket
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -87,7 +96,7 @@ def test_the_abstract_socket_canary_and_the_victim_are_watched(unsandboxed: Audi
         s.close()
         import emdash._runtime._runtime
         raise LookupError("DENIED")
-    '''
+    """
     r = unsandboxed.run(_payload(code))
     assert r.failures_of("escape") == ["the abstract-socket canary accepted a connection"]
 
@@ -115,13 +124,13 @@ def test_log_injection_and_host_side_formatting_are_caught(unsandboxed: AuditSes
 
 
 def test_host_poisoning_is_caught(unsandboxed: AuditSession) -> None:
-    code = '''
+    code = """
     def handler(event, ctx):
         import json, os
         os.environ["AUDIT_POISON"] = "1"
         json.dumps = lambda *a, **k: "poisoned"
         raise LookupError("DENIED")
-    '''
+    """
     real_dumps = json.dumps
     try:
         r = unsandboxed.run(_payload(code, error="PluginError", error_type="LookupError"))
@@ -134,39 +143,121 @@ def test_host_poisoning_is_caught(unsandboxed: AuditSession) -> None:
     ]
 
 
-def test_host_time_spent_on_a_plugin_is_checked(unsandboxed: AuditSession) -> None:
-    code = '''
+def test_host_time_spent_on_a_plugin_is_checked(
+    unsandboxed: AuditSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3 s of the host's CPU, however long that takes on this machine: the check counts CPU
+    # time, so its verdict does not depend on the load. On a busy machine 3 s of CPU can take
+    # longer than the harness waits before it calls an invocation hung; here it waits on.
+    monkeypatch.setattr(_audit, "_HANG_GRACE_S", 3600.0)
+    code = """
     def handler(event, ctx):
         import time
-        time.sleep(3)
+        start = time.process_time()
+        while time.process_time() - start < 3:
+            pass
         raise LookupError("DENIED")
-    '''
+    """
     p = make_payload(
-        "slow_native", "keeps a host thread for 3 s", "test", code, "runtime_denied",
-        "PluginError", error_type="LookupError",
+        "slow_native",
+        "keeps a host thread busy for 3 s of CPU",
+        "test",
+        code,
+        "runtime_denied",
+        "PluginError",
+        error_type="LookupError",
         limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10},
     )
     r = unsandboxed.run(p)
     assert len(r.failures_of("host")) == 1
-    assert r.failures_of("host")[0].startswith("the host spent 3.")
-    assert r.failures_of("host")[0].endswith("s on one attack call (wall limit 500ms)")
+    found = re.fullmatch(
+        r"the host spent (\d+\.\d)s of CPU on one attack call \(wall limit 500ms\)",
+        r.failures_of("host")[0],
+    )
+    assert found and float(found.group(1)) >= 3.0, r.failures_of("host")
 
 
 def test_raw_worker_evidence_and_error_names(sandboxed: AuditSession) -> None:
     gets_through = make_payload(
-        "raw_negative", "raw code that returns evidence", "test",
-        'result = "OK " + str(6 * 7)\n', "os_denied", "PermissionError", mode="raw-worker",
+        "raw_negative",
+        "raw code that returns evidence",
+        "test",
+        'result = "OK " + str(6 * 7)\n',
+        "os_denied",
+        "PermissionError",
+        mode="raw-worker",
     )
     r = sandboxed.run(gets_through)
     assert r.failures_of("escape") == ["the payload returned evidence: OK 42"]
     assert r.failures_of("error") == ["no error: the invocation returned 'OK 42'"]
     refused = make_payload(
-        "raw_refused", "raw code whose syscall is refused", "test",
-        'import os\nos.listdir("/")\n', "os_denied", "PermissionError", mode="raw-worker",
+        "raw_refused",
+        "raw code whose syscall is refused",
+        "test",
+        'import os\nos.listdir("/")\n',
+        "os_denied",
+        "PermissionError",
+        mode="raw-worker",
     )
     r = sandboxed.run(refused)
     assert (r.error_name, r.passed) == ("PermissionError", True), r.describe()
     assert sandboxed.confinement["seccomp"] == "allowlist"
+
+
+def _bomb(name: str, code: str, **kwargs: Any) -> Payload:
+    """A ``contained`` payload that targets the CPU limit (what the stop actually is comes
+    from the code: these are built so only one outcome is possible on any machine)."""
+    return make_payload(
+        name,
+        "a bomb",
+        "test",
+        code,
+        "contained",
+        "CpuLimitExceeded",
+        limits={"cpu_ms": 50, "memory_mb": 64, "wall_ms": 500, "subrequests": 10},
+        **kwargs,
+    )
+
+
+def test_a_bomb_stopped_by_another_limit_passes_and_is_reported(sandboxed: AuditSession) -> None:
+    # Asleep, the worker uses no CPU: only the wall clock can end it, on any machine.
+    r = sandboxed.run(_bomb("asleep", "import time\ntime.sleep(3600)\n", mode="raw-worker"))
+    assert (r.error_name, r.passed, r.stopped_by_another_limit) == ("WallTimeExceeded", True, True)
+    text = AuditReport([r], {"python": "3"}, 1.0).render()
+    assert (
+        "  [os] asleep: WallTimeExceeded at attack (targets CpuLimitExceeded)" in text.splitlines()
+    )
+    assert (
+        text.splitlines()[-1] == "Every payload was stopped (some by another limit, listed above)."
+    )
+
+
+def test_another_limit_must_carry_its_own_message(sandboxed: AuditSession) -> None:
+    # A host call blocked on the store's write lock (corpus 119): the wall limit ends it.
+    code = """
+    def handler(event, ctx):
+        ctx.kv.set("blocked", "AUDIT")
+        return "OK the host call returned"
+    """
+    r = sandboxed.run(
+        _bomb("blocked", code, setup="store-lock", message=("exceeded CPU limit of 50ms",))
+    )
+    assert (r.error_name, r.stopped_by_another_limit) == ("WallTimeExceeded", True), r.describe()
+    assert r.failures_of("message") == [] and r.passed, r.describe()
+    assert "exceeded wall-time limit of 500ms during route:attack" in (r.message or "")
+
+
+def test_a_bomb_that_returns_or_fails_otherwise_is_not_stopped(sandboxed: AuditSession) -> None:
+    returned = sandboxed.run(_bomb("returns", 'result = "done"\n', mode="raw-worker"))
+    assert returned.failures_of("error") == ["no error: the invocation returned 'done'"]
+    assert not returned.passed and not returned.stopped_by_another_limit
+    refused = sandboxed.run(_bomb("refused", 'import os\nos.listdir("/")\n', mode="raw-worker"))
+    assert refused.failures_of("error") == [
+        "wrong error class PermissionError (expected CpuLimitExceeded or a stop by any limit)"
+    ]
+    assert "expected CpuLimitExceeded or any limit (contained), got PermissionError" in (
+        refused.describe()
+    )
 
 
 def test_run_audit_reports_per_class() -> None:
@@ -175,9 +266,13 @@ def test_run_audit_reports_per_class() -> None:
     assert [r.klass for r in report.results] == ["guardshadow"] * len(payloads_for("guardshadow"))
     text = report.render()
     lines = text.splitlines()
-    assert lines[0].startswith("emdash audit: escape corpus against the installed package (emdash: ")
+    assert lines[0].startswith(
+        "emdash audit: escape corpus against the installed package (emdash: "
+    )
     assert lines[2] == "class        payloads  passed  failed  seconds"
-    assert lines[4].startswith(f"guardshadow  {len(report.results):>8} {len(report.results):>7}       0")
+    assert lines[4].startswith(
+        f"guardshadow  {len(report.results):>8} {len(report.results):>7}       0"
+    )
     assert lines[-1] == "Every payload was stopped by the layer it targets."
 
 
@@ -185,7 +280,10 @@ def test_render_lists_each_failure_with_its_reason(unsandboxed: AuditSession) ->
     r = unsandboxed.run(_payload('def handler(event, ctx):\n    return "OK native"\n'))
     text = AuditReport([r], {"python": "3"}, 1.0).render()
     assert "1 payload(s) were NOT stopped as expected:" in text
-    assert "[ctx] negative_control: expected SandboxViolation (runtime_denied), got no error at attack" in text
+    assert (
+        "[ctx] negative_control: expected SandboxViolation (runtime_denied), got no error at attack"
+        in text
+    )
     assert "  - escape: the payload returned evidence: OK native" in text
     assert AuditReport([r]).exit_code == 1
 

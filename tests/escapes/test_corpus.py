@@ -13,7 +13,16 @@ import pytest
 
 import emdash
 import sandbox
-from emdash._selfaudit._corpus import CLASSES, EXPECTS, PLACEHOLDERS, all_payloads, payloads_for
+from emdash._selfaudit._corpus import (
+    CLASSES,
+    EXPECTS,
+    LIMIT_ERRORS,
+    PLACEHOLDERS,
+    Payload,
+    all_payloads,
+    is_limit_stop,
+    payloads_for,
+)
 from sandbox import _compiler
 
 # spec/escape-classes.md section 3: the numbered payloads of each class.
@@ -51,7 +60,13 @@ RP_HISTORY = [
     "Ronacher 2016",
 ]
 
-PY_EXCEPTIONS = {"PermissionError", "LookupError", "RuntimeError", "SystemExit", "KeyboardInterrupt"}
+PY_EXCEPTIONS = {
+    "PermissionError",
+    "LookupError",
+    "RuntimeError",
+    "SystemExit",
+    "KeyboardInterrupt",
+}
 SANDBOX_ERRORS = {"WorkerCrashed", "SandboxViolation", "CpuLimitExceeded", "WallTimeExceeded"}
 
 
@@ -119,7 +134,7 @@ def _restricted() -> list[pytest.ParameterSet]:
 
 
 @pytest.mark.parametrize("payload", _restricted())
-def test_the_compiler_alone_agrees_with_the_label(payload: emdash._selfaudit._corpus.Payload) -> None:
+def test_the_compiler_alone_agrees_with_the_label(payload: Payload) -> None:
     """compile_error payloads are refused by the compiler; all others compile."""
     files = {"plugin.py": payload.code}
     if payload.expect == "compile_error":
@@ -127,3 +142,39 @@ def test_the_compiler_alone_agrees_with_the_label(payload: emdash._selfaudit._co
             _compiler.compile_bundle(files)
     else:
         assert set(_compiler.compile_bundle(files)) == {"plugin"}
+
+
+def test_a_limit_stop_is_accepted_where_any_limit_contains_the_payload() -> None:
+    by_name = {p.name: p for ps in all_payloads().values() for p in ps}
+    busy_loop = by_name["busy_loop"]  # contained, targets the CPU limit
+    assert busy_loop.any_limit_contains
+    for error in LIMIT_ERRORS:
+        assert busy_loop.accepts(error, None), error
+    assert busy_loop.accepts("PluginError", "RecursionError")
+    # Returning, or an error that is no limit, is not a stop by a limit.
+    assert not busy_loop.accepts(None, None)
+    assert not busy_loop.accepts("SandboxViolation", None)
+    assert not busy_loop.accepts("PluginError", "ValueError")
+    # A plugin-raised look-alike of a limit error stays a PluginError: not a stop.
+    assert not busy_loop.accepts("PluginError", "CpuLimitExceeded")
+    # runtime_denied, but the expected outcome is itself a limit stop (the recursion limit).
+    ref_loop = by_name["route_schema_ref_loop"]
+    assert ref_loop.expect == "runtime_denied" and ref_loop.any_limit_contains
+    assert ref_loop.accepts("PluginError", "RecursionError")
+    assert ref_loop.accepts("CpuLimitExceeded", None)
+    assert ref_loop.accepts("WallTimeExceeded", None)
+    # Elsewhere only the exact outcome counts: a forged limit error must stay a PluginError.
+    forged = by_name["forged_limit_error"]
+    assert not forged.any_limit_contains
+    assert forged.accepts("PluginError", "SubrequestLimitExceeded")
+    assert not forged.accepts("SubrequestLimitExceeded", None)
+    assert not forged.accepts("CpuLimitExceeded", None)
+    assert not by_name["import_os"].accepts("CpuLimitExceeded", None)
+
+
+def test_interpreter_and_sandbox_limit_names() -> None:
+    assert is_limit_stop("RecursionError", None)  # raw-worker code names its exception
+    assert is_limit_stop("PluginError", "RecursionError")
+    assert not is_limit_stop("PluginError", "MemoryLimitExceeded")
+    assert not is_limit_stop("WorkerCrashed", None)
+    assert not is_limit_stop(None, None)

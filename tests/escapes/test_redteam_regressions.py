@@ -66,7 +66,7 @@ def refused(rt: Runtime, body: str, prelude: str = "") -> str:
     prefix = f"Plugin {pid} was refused during route:run: "
     message = str(info.value)
     assert message.startswith(prefix), message
-    return message[len(prefix):]
+    return message[len(prefix) :]
 
 
 # -- 1. gh-123378: out-of-bounds read in str(UnicodeDecodeError) -------------------------
@@ -87,7 +87,9 @@ def test_unicode_error_constructors_are_refused(rt: Runtime, name: str, body: st
     assert refused(rt, body) == NO_UNICODE.format(name)
 
 
-@pytest.mark.parametrize("base", ["UnicodeDecodeError", "UnicodeEncodeError", "UnicodeTranslateError"])
+@pytest.mark.parametrize(
+    "base", ["UnicodeDecodeError", "UnicodeEncodeError", "UnicodeTranslateError"]
+)
 def test_subclasses_of_the_unicode_errors_are_refused(rt: Runtime, base: str) -> None:
     # The subclass route: a plugin class is writable, so .start/.end could be set freely.
     body = f"class U({base}):\n    pass\nu = U('utf-8', b'a', 0, 1, 'r')\nu.start = 100000000\nreturn str(u)"
@@ -122,7 +124,10 @@ def test_catching_unicode_errors_still_works(rt: Runtime) -> None:
     )
     assert rt.invoke_route(pid, "run") == [
         "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
-        0, 1, "invalid start byte", True,
+        0,
+        1,
+        "invalid start byte",
+        True,
     ]
 
 
@@ -151,7 +156,9 @@ CONTAINER_ATTRS = 'Modifying attributes of a "{}" object is not allowed in sandb
         ("[1]", "delattr(c, 'append')", "list"),
     ],
 )
-def test_attributes_of_containers_cannot_be_replaced(rt: Runtime, make: str, write: str, kind: str) -> None:
+def test_attributes_of_containers_cannot_be_replaced(
+    rt: Runtime, make: str, write: str, kind: str
+) -> None:
     body = f"c = {make}\n{write}\nraise emdash.PluginRouteError('X', 'm', 400, c)"
     assert refused(rt, body, prelude="import collections\n" + SPIN) == CONTAINER_ATTRS.format(kind)
 
@@ -169,8 +176,11 @@ def test_plain_dicts_and_lists_have_no_writable_attributes_at_all(
 ) -> None:
     # _write_ hands exact dicts and lists back unwrapped (item writes are the hot path); the
     # interpreter itself refuses every attribute write on them.
-    pid = plugin(rt, f"c = {make}\ntry:\n    {write}\nexcept AttributeError as exc:\n    return str(exc)")
-    assert rt.invoke_route(pid, "run") == message
+    pid = plugin(
+        rt, f"c = {make}\ntry:\n    {write}\nexcept AttributeError as exc:\n    return str(exc)"
+    )
+    # 3.13 appends " and no __dict__ for setting new attributes" to the last one.
+    assert rt.invoke_route(pid, "run").startswith(message)
 
 
 def test_items_of_every_container_can_still_be_changed(rt: Runtime) -> None:
@@ -186,7 +196,13 @@ def test_items_of_every_container_can_still_be_changed(rt: Runtime) -> None:
         prelude="import collections\n",
     )
     assert rt.invoke_route(pid, "run") == [
-        {"a": 5}, {"y": 2}, {"k": 3, "z": 1}, {"k": [1], "j": [2]}, [9], {"a": 1}, [0, 7],
+        {"a": 5},
+        {"y": 2},
+        {"k": 3, "z": 1},
+        {"k": [1], "j": [2]},
+        [9],
+        {"a": 1},
+        [0, 7],
     ]
 
 
@@ -208,9 +224,12 @@ GENERATOR_IN_A_CYCLE = (
 def test_a_generator_finally_parked_in_a_cycle_is_killed_by_the_cpu_limit(rt: Runtime) -> None:
     # The route returns at once; its garbage is collected before the CPU timer is disarmed,
     # so the endless finally block runs under the call's budget and the worker is killed.
-    pid = plugin(rt, "if route_ctx['input'].get('park'):\n" + "".join(
-        f"    {line}\n" for line in GENERATOR_IN_A_CYCLE.splitlines()
-    ) + "return 'fine'")
+    pid = plugin(
+        rt,
+        "if route_ctx['input'].get('park'):\n"
+        + "".join(f"    {line}\n" for line in GENERATOR_IN_A_CYCLE.splitlines())
+        + "return 'fine'",
+    )
     with pytest.raises(CpuLimitExceeded) as info:
         rt.invoke_route(pid, "run", input={"park": True})
     assert str(info.value) == (
@@ -299,8 +318,12 @@ UNBOUND = (
         ("emdash.PluginDefinition.add_hook", "add_hook"),
     ],
 )
-def test_unbound_methods_of_host_classes_are_refused(rt: Runtime, expression: str, name: str) -> None:
-    assert refused(rt, f"return {expression}", prelude="import collections\n") == UNBOUND.format(name)
+def test_unbound_methods_of_host_classes_are_refused(
+    rt: Runtime, expression: str, name: str
+) -> None:
+    assert refused(rt, f"return {expression}", prelude="import collections\n") == UNBOUND.format(
+        name
+    )
 
 
 def test_bound_methods_and_annotations_still_work(rt: Runtime) -> None:
@@ -314,7 +337,13 @@ def test_bound_methods_and_annotations_still_work(rt: Runtime) -> None:
         prelude="import collections, typing\n",
     )
     assert rt.invoke_route(pid, "run") == [
-        {"a": 2, "b": 1}, {}, [1], ["A", "b"], "typing.Mapping[str, int]", True, True,
+        {"a": 2, "b": 1},
+        {},
+        [1],
+        ["A", "b"],
+        "typing.Mapping[str, int]",
+        True,
+        True,
     ]
 
 

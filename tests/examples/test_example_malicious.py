@@ -35,35 +35,66 @@ def rt() -> Iterator[Runtime]:
 @pytest.mark.parametrize(
     ("route", "error", "message"),
     [
-        ("import-os", SandboxViolation,
-         REFUSED + 'import-os: Import of "os" is not allowed in sandboxed plugins.'),
-        ("import-subprocess", SandboxViolation,
-         REFUSED + 'import-subprocess: Import of "subprocess" is not allowed in sandboxed plugins.'),
-        ("read-file", SandboxViolation,
-         REFUSED + 'read-file: "open" is not available in sandboxed plugins; plugins have no '
-         "file system; use the storage and KV services of ctx"),
-        ("format-traversal", SandboxViolation,
-         REFUSED + 'format-traversal: Access to attribute "format" is not allowed (format '
-         "strings can reach private attributes; use f-strings or %)"),
-        ("dunder-walk", SandboxViolation,
-         REFUSED + 'dunder-walk: Access to attribute "__class__" is not allowed (names '
-         'starting with "_" are private)'),
-        ("other-storage", BridgeError,
-         "Storage collection not declared: events (declare it under [storage] in the plugin "
-         "descriptor)"),
-        ("exfiltrate", CapabilityError,
-         'Missing capability: network:request (plugin "malicious" must declare '
-         "\"network:request\" in its descriptor's capabilities to do this)"),
-        ("spin", CpuLimitExceeded,
-         "Plugin malicious exceeded CPU limit of 200ms during route:spin. Do less work per "
-         "invocation or raise limits.cpu_ms in the plugin descriptor."),
-        ("hog", MemoryLimitExceeded,
-         "Plugin malicious exceeded memory limit of 64 MB during route:hog. Use less memory or "
-         "raise limits.memory_mb in the plugin descriptor."),
-        ("flood", SubrequestLimitExceeded,
-         "Plugin malicious exceeded its subrequest limit of 5 calls during this invocation. "
-         "Make fewer ctx calls per invocation or raise limits.subrequests in the plugin "
-         "descriptor."),
+        (
+            "import-os",
+            SandboxViolation,
+            REFUSED + 'import-os: Import of "os" is not allowed in sandboxed plugins.',
+        ),
+        (
+            "import-subprocess",
+            SandboxViolation,
+            REFUSED
+            + 'import-subprocess: Import of "subprocess" is not allowed in sandboxed plugins.',
+        ),
+        (
+            "read-file",
+            SandboxViolation,
+            REFUSED + 'read-file: "open" is not available in sandboxed plugins; plugins have no '
+            "file system; use the storage and KV services of ctx",
+        ),
+        (
+            "format-traversal",
+            SandboxViolation,
+            REFUSED + 'format-traversal: Access to attribute "format" is not allowed (format '
+            "strings can reach private attributes; use f-strings or %)",
+        ),
+        (
+            "dunder-walk",
+            SandboxViolation,
+            REFUSED + 'dunder-walk: Access to attribute "__class__" is not allowed (names '
+            'starting with "_" are private)',
+        ),
+        (
+            "other-storage",
+            BridgeError,
+            "Storage collection not declared: events (declare it under [storage] in the plugin "
+            "descriptor)",
+        ),
+        (
+            "exfiltrate",
+            CapabilityError,
+            'Missing capability: network:request (plugin "malicious" must declare '
+            '"network:request" in its descriptor\'s capabilities to do this)',
+        ),
+        (
+            "spin",
+            CpuLimitExceeded,
+            "Plugin malicious exceeded CPU limit of 200ms during route:spin. Do less work per "
+            "invocation or raise limits.cpu_ms in the plugin descriptor.",
+        ),
+        (
+            "hog",
+            MemoryLimitExceeded,
+            "Plugin malicious exceeded memory limit of 64 MB during route:hog. Use less memory or "
+            "raise limits.memory_mb in the plugin descriptor.",
+        ),
+        (
+            "flood",
+            SubrequestLimitExceeded,
+            "Plugin malicious exceeded its subrequest limit of 5 calls during this invocation. "
+            "Make fewer ctx calls per invocation or raise limits.subrequests in the plugin "
+            "descriptor.",
+        ),
     ],
 )
 def test_each_attempt_is_refused(
@@ -80,7 +111,9 @@ def test_other_plugins_kv_is_invisible(rt: Runtime) -> None:
     # audit-trail keeps its sequence number in KV; the hostile plugin cannot see it.
     assert rt.invoke_route("audit-trail", "log", input={"limit": 1})["entries"][0]["seq"] >= 3
     assert rt.invoke_route("malicious", "other-kv") == {
-        "audit_seq": None, "traversal": None, "listed": [],
+        "audit_seq": None,
+        "traversal": None,
+        "listed": [],
     }
 
 

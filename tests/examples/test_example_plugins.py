@@ -106,8 +106,15 @@ def test_audit_trail_records_lifecycle_and_content(rt: Runtime, mode: str) -> No
     log = rt.invoke_route("audit-trail", "log", input={"limit": 100})
     actions = [e["action"] for e in log["entries"]]
     assert actions == [
-        "activate", "deactivate", "delete", "unpublish", "publish", "save", "save",
-        "activate", "install",
+        "activate",
+        "deactivate",
+        "delete",
+        "unpublish",
+        "publish",
+        "save",
+        "save",
+        "activate",
+        "install",
     ]
     assert [e["seq"] for e in log["entries"]] == list(range(9, 0, -1))
     assert log["total"] == 9
@@ -137,7 +144,9 @@ def test_audit_trail_log_rejects_bad_input(rt: Runtime, mode: str) -> None:
     with pytest.raises(PluginRouteError) as info:
         rt.invoke_route("audit-trail", "log", input={"action": "explode"})
     assert (info.value.code, info.value.status, info.value.message) == (
-        "BAD_REQUEST", 400, "Unknown action: explode",
+        "BAD_REQUEST",
+        400,
+        "Unknown action: explode",
     )
     with pytest.raises(PluginRouteError, match="^limit must be between 1 and 100$"):
         rt.invoke_route("audit-trail", "log", input={"limit": 0})
@@ -151,8 +160,11 @@ def test_audit_trail_log_rejects_bad_input(rt: Runtime, mode: str) -> None:
 def test_og_metadata_contributes_opengraph_and_json_ld(rt: Runtime, mode: str) -> None:
     add(rt, mode, "og-metadata")
     page = page_context(
-        "https://site.example/posts/hi", kind="content", title="Hi <there>",
-        description="A post", canonical="https://site.example/posts/hi",
+        "https://site.example/posts/hi",
+        kind="content",
+        title="Hi <there>",
+        description="A post",
+        canonical="https://site.example/posts/hi",
         image="https://site.example/hi.png",
         article_meta={"publishedTime": "2026-01-02T03:04:05Z", "author": "Ada"},
     )
@@ -176,23 +188,33 @@ def test_webhook_notifier_settings_and_refused_hosts(rt: Runtime, mode: str) -> 
     with pytest.raises(PluginRouteError, match="^url must be an https:// URL$"):
         rt.invoke_route("webhook-notifier", "settings", input={"url": "http://x"}, request=post)
     settings = rt.invoke_route(
-        "webhook-notifier", "settings", request=post,
+        "webhook-notifier",
+        "settings",
+        request=post,
         input={"url": "https://evil.example/hook", "secret_header": "s3cret"},
     )
-    assert settings == {"settings": {"settings:url": "https://evil.example/hook",
-                                     "settings:secret_header": "(set)"}}
+    assert settings == {
+        "settings": {"settings:url": "https://evil.example/hook", "settings:secret_header": "(set)"}
+    }
     # Saving content notifies; the host is not in allowed_hosts, so the delivery is refused
     # by the bridge and recorded as failed. The save itself succeeds (error_policy continue).
     item = rt.content.create("posts", {"title": "Hi"})
     assert item["data"]["title"] == "Hi"
     assert rt.invoke_route("webhook-notifier", "status") == {
-        "delivered": 0, "rejected": 0, "failed": 1,
+        "delivered": 0,
+        "rejected": 0,
+        "failed": 1,
     }
     rt.content.delete("posts", item["id"])
     assert rt.invoke_route("webhook-notifier", "status")["failed"] == 2
     hook = rt.get_plugin("webhook-notifier").definition_meta["hooks"]["content:afterSave"]
-    assert hook == {"priority": 210, "timeout_ms": 10000, "dependencies": [],
-                    "error_policy": "continue", "exclusive": False}
+    assert hook == {
+        "priority": 210,
+        "timeout_ms": 10000,
+        "dependencies": [],
+        "error_policy": "continue",
+        "exclusive": False,
+    }
 
 
 # -- forms ----------------------------------------------------------------------------------
@@ -203,16 +225,23 @@ def test_forms_public_submit_dedupes_and_lists(rt: Runtime, mode: str) -> None:
     meta = rt.get_plugin("forms").definition_meta["routes"]
     assert meta["submit"]["public"] is True
     assert meta["submissions/list"]["public"] is False
-    sent = rt.invoke_route("forms", "submit",
-                           input={"form": "contact", "email": "ada@example.com", "message": "Hi"})
+    sent = rt.invoke_route(
+        "forms", "submit", input={"form": "contact", "email": "ada@example.com", "message": "Hi"}
+    )
     assert sent["received"] is True
     with pytest.raises(PluginRouteError) as info:
-        rt.invoke_route("forms", "submit",
-                        input={"form": "contact", "email": "ADA@example.com", "message": " hi "})
+        rt.invoke_route(
+            "forms",
+            "submit",
+            input={"form": "contact", "email": "ADA@example.com", "message": " hi "},
+        )
     assert (info.value.code, info.value.status) == ("CONFLICT", 409)
     with pytest.raises(PluginRouteError) as info:
-        rt.invoke_route("forms", "submit", input={"form": "contact", "email": "x@y.z",
-                                                  "message": "m", "extra": 1})
+        rt.invoke_route(
+            "forms",
+            "submit",
+            input={"form": "contact", "email": "x@y.z", "message": "m", "extra": 1},
+        )
     assert info.value.code == "VALIDATION_ERROR"
     listed = rt.invoke_route("forms", "submissions/list", input={"form": "contact"})
     assert [(s["email"], s["message"]) for s in listed["submissions"]] == [
@@ -222,7 +251,10 @@ def test_forms_public_submit_dedupes_and_lists(rt: Runtime, mode: str) -> None:
     assert deleted == {"deleted": sent["id"]}
     with pytest.raises(PluginRouteError) as info:
         rt.invoke_route("forms", "submissions/delete", input={"id": sent["id"]})
-    assert (info.value.code, info.value.message) == ("NOT_FOUND", f"No such submission: {sent['id']}")
+    assert (info.value.code, info.value.message) == (
+        "NOT_FOUND",
+        f"No such submission: {sent['id']}",
+    )
 
 
 def test_forms_schedules_and_runs_its_weekly_cleanup(rt: Runtime, mode: str) -> None:
@@ -232,12 +264,21 @@ def test_forms_schedules_and_runs_its_weekly_cleanup(rt: Runtime, mode: str) -> 
     tasks = rt.cron.list("forms")
     assert [(t["name"], t["schedule"]) for t in tasks] == [("cleanup", "@weekly")]
     old = (datetime.now(UTC) - timedelta(days=200)).isoformat()
-    rt.store.plugin_documents.put("forms", "submissions", "sub-old", {
-        "form": "f", "email": "old@example.com", "message": "m", "fingerprint": "f|old|m",
-        "createdAt": old,
-    })
-    rt.invoke_route("forms", "submit", input={"form": "f", "email": "new@example.com",
-                                              "message": "fresh"})
+    rt.store.plugin_documents.put(
+        "forms",
+        "submissions",
+        "sub-old",
+        {
+            "form": "f",
+            "email": "old@example.com",
+            "message": "m",
+            "fingerprint": "f|old|m",
+            "createdAt": old,
+        },
+    )
+    rt.invoke_route(
+        "forms", "submit", input={"form": "f", "email": "new@example.com", "message": "fresh"}
+    )
     runs = rt.cron.tick(now=datetime.now(UTC) + timedelta(days=8))
     assert [(r.plugin_id, r.name, r.success, r.outcome) for r in runs] == [
         ("forms", "cleanup", True, "rescheduled"),

@@ -6,9 +6,9 @@ import base64
 import gzip
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,12 +19,14 @@ from emdash._model._descriptor import PluginDescriptor
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Server
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass
 
-    def _reply(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] = ()) -> None:
+    def _reply(
+        self, status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
@@ -39,8 +41,12 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         self.server.seen.append(
-            {"method": self.command, "path": self.path, "headers": list(self.headers.items()),
-             "body": body}
+            {
+                "method": self.command,
+                "path": self.path,
+                "headers": list(self.headers.items()),
+                "body": body,
+            }
         )
         path = parts.path
         if path == "/echo":
@@ -78,12 +84,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(
                 200,
                 "héllo".encode("latin-1"),
-                [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2"), ("X-Multi", "one"),
-                 ("X-Multi", "two"), ("Content-Type", "text/plain; charset=latin-1")],
+                [
+                    ("Set-Cookie", "a=1"),
+                    ("Set-Cookie", "b=2"),
+                    ("X-Multi", "one"),
+                    ("X-Multi", "two"),
+                    ("Content-Type", "text/plain; charset=latin-1"),
+                ],
             )
         elif path == "/gzip":
-            self._reply(200, gzip.compress(b"z" * int(query["n"])),
-                        [("Content-Encoding", "gzip")])
+            self._reply(200, gzip.compress(b"z" * int(query["n"])), [("Content-Encoding", "gzip")])
         elif path == "/status":
             self._reply(int(query["code"]), b"", [])
         else:
@@ -92,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
 
 
-class _Server(ThreadingHTTPServer):
+class Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self) -> None:
@@ -108,8 +118,8 @@ class _Server(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.port}"
 
 
-def _serve() -> Iterator[_Server]:
-    server = _Server()
+def _serve() -> Iterator[Server]:
+    server = Server()
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
@@ -121,12 +131,12 @@ def _serve() -> Iterator[_Server]:
 
 
 @pytest.fixture
-def server() -> Iterator[_Server]:
+def server() -> Iterator[Server]:
     yield from _serve()
 
 
 @pytest.fixture
-def other_server() -> Iterator[_Server]:
+def other_server() -> Iterator[Server]:
     yield from _serve()
 
 
@@ -137,6 +147,14 @@ def client() -> Iterator[HttpClient]:
     c.close()
 
 
+class MakePlugin(Protocol):
+    """The ``make_plugin`` fixture's type."""
+
+    def __call__(
+        self, caps: list[str], hosts: list[str] | None = None, pid: str = "web"
+    ) -> PluginDescriptor: ...
+
+
 def _plugin(caps: list[str], hosts: list[str] | None = None, pid: str = "web") -> PluginDescriptor:
     return PluginDescriptor.from_dict(
         {"id": pid, "capabilities": caps, "allowedHosts": hosts or []}
@@ -144,7 +162,7 @@ def _plugin(caps: list[str], hosts: list[str] | None = None, pid: str = "web") -
 
 
 @pytest.fixture
-def make_plugin() -> Any:
+def make_plugin() -> MakePlugin:
     """``make_plugin(caps, hosts=None, pid="web")`` -> a real PluginDescriptor."""
     return _plugin
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,12 +14,15 @@ import pytest
 import emdash._bridge._http as http_mod
 from emdash._bridge._budget import CallBudget
 from emdash._bridge._http import HttpClient, PinnedTransport
+from emdash._model._descriptor import PluginDescriptor
 from emdash._shared._errors import (
     BridgeError,
     CapabilityError,
     HttpAccessError,
     SubrequestLimitExceeded,
 )
+
+from .conftest import MakePlugin, Server
 
 
 def body(result: dict[str, Any]) -> bytes:
@@ -27,7 +31,18 @@ def body(result: dict[str, Any]) -> bytes:
 
 def echo(result: dict[str, Any]) -> dict[str, Any]:
     assert result["status"] == 200
-    return json.loads(body(result))
+    echoed: dict[str, Any] = json.loads(body(result))
+    return echoed
+
+
+def loopback_resolver(calls: list[tuple[str, int]]) -> Callable[[str, int], list[str]]:
+    """A stand-in for resolve_host that records each lookup and answers 127.0.0.1."""
+
+    def resolve(host: str, port: int) -> list[str]:
+        calls.append((host, port))
+        return ["127.0.0.1"]
+
+    return resolve
 
 
 def header(echoed: dict[str, Any], name: str) -> list[str]:
@@ -37,7 +52,9 @@ def header(echoed: dict[str, Any], name: str) -> list[str]:
 # --- plain requests --------------------------------------------------------------------
 
 
-def test_get_returns_status_text_headers_and_bytes(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_get_returns_status_text_headers_and_bytes(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     result = client.fetch(unrestricted, f"{server.base}/echo?x=1")
     assert set(result) == {"status", "statusText", "headers", "bodyBase64"}
     assert (result["status"], result["statusText"]) == (200, "OK")
@@ -49,12 +66,19 @@ def test_get_returns_status_text_headers_and_bytes(client: HttpClient, server: A
     assert header(echoed, "accept") == ["*/*"]
 
 
-def test_post_sends_body_and_repeated_headers(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_post_sends_body_and_repeated_headers(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     result = client.fetch(
         unrestricted,
         f"{server.base}/echo",
         method="post",
-        headers=[["X-A", "1"], ["X-A", "2"], ["User-Agent", "mine"], ["Content-Type", "text/plain"]],
+        headers=[
+            ["X-A", "1"],
+            ["X-A", "2"],
+            ["User-Agent", "mine"],
+            ["Content-Type", "text/plain"],
+        ],
         body=b"\x00\xffpayload",
     )
     echoed = echo(result)
@@ -65,38 +89,53 @@ def test_post_sends_body_and_repeated_headers(client: HttpClient, server: Any, u
     assert header(echoed, "content-length") == ["9"]
 
 
-def test_binary_body_round_trips_exactly(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_binary_body_round_trips_exactly(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     assert body(client.fetch(unrestricted, f"{server.base}/binary")) == bytes(range(256))
 
 
-def test_repeated_response_headers_survive(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_repeated_response_headers_survive(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     result = client.fetch(unrestricted, f"{server.base}/multi")
     assert [p for p in result["headers"] if p[0] in ("set-cookie", "x-multi")] == [
-        ["set-cookie", "a=1"], ["set-cookie", "b=2"], ["x-multi", "one"], ["x-multi", "two"],
+        ["set-cookie", "a=1"],
+        ["set-cookie", "b=2"],
+        ["x-multi", "one"],
+        ["x-multi", "two"],
     ]
     assert body(result) == "héllo".encode("latin-1")
 
 
-def test_non_2xx_statuses_are_returned_not_raised(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_non_2xx_statuses_are_returned_not_raised(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     result = client.fetch(unrestricted, f"{server.base}/status?code=503")
     assert (result["status"], result["statusText"]) == (503, "Service Unavailable")
 
 
-def test_gzip_bodies_are_decoded(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_gzip_bodies_are_decoded(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     assert body(client.fetch(unrestricted, f"{server.base}/gzip?n=5000")) == b"z" * 5000
 
 
 # --- capability and allowlist ----------------------------------------------------------
 
 
-def test_no_network_capability_is_refused(client: HttpClient, server: Any, make_plugin: Any) -> None:
+def test_no_network_capability_is_refused(
+    client: HttpClient, server: Server, make_plugin: MakePlugin
+) -> None:
     with pytest.raises(CapabilityError) as info:
         client.fetch(make_plugin(["content:read"]), f"{server.base}/echo")
     assert str(info.value).startswith("Missing capability: network:request")
     assert server.seen == []
 
 
-def test_restricted_with_empty_allowlist_is_deny_all(client: HttpClient, server: Any, make_plugin: Any) -> None:
+def test_restricted_with_empty_allowlist_is_deny_all(
+    client: HttpClient, server: Server, make_plugin: MakePlugin
+) -> None:
     with pytest.raises(HttpAccessError) as info:
         client.fetch(make_plugin(["network:request"]), f"{server.base}/echo")
     assert str(info.value) == (
@@ -106,7 +145,9 @@ def test_restricted_with_empty_allowlist_is_deny_all(client: HttpClient, server:
     assert server.seen == []
 
 
-def test_restricted_host_not_in_allowlist(client: HttpClient, server: Any, make_plugin: Any) -> None:
+def test_restricted_host_not_in_allowlist(
+    client: HttpClient, server: Server, make_plugin: MakePlugin
+) -> None:
     p = make_plugin(["network:request"], ["api.example.com", "*.cdn.example.com"])
     with pytest.raises(HttpAccessError) as info:
         client.fetch(p, f"{server.base}/echo")
@@ -117,7 +158,9 @@ def test_restricted_host_not_in_allowlist(client: HttpClient, server: Any, make_
     assert server.seen == []
 
 
-def test_restricted_allowlist_with_port(client: HttpClient, server: Any, make_plugin: Any) -> None:
+def test_restricted_allowlist_with_port(
+    client: HttpClient, server: Server, make_plugin: MakePlugin
+) -> None:
     ok = make_plugin(["network:request"], [f"127.0.0.1:{server.port}"])
     assert client.fetch(ok, f"{server.base}/echo")["status"] == 200
     other_port = make_plugin(["network:request"], [f"127.0.0.1:{server.port + 1}"])
@@ -125,7 +168,7 @@ def test_restricted_allowlist_with_port(client: HttpClient, server: Any, make_pl
         client.fetch(other_port, f"{server.base}/echo")
 
 
-def test_star_allowlist_still_gets_ssrf_checks(server: Any, make_plugin: Any) -> None:
+def test_star_allowlist_still_gets_ssrf_checks(server: Server, make_plugin: MakePlugin) -> None:
     star = make_plugin(["network:request"], ["*"])
     with HttpClientNoEscape() as plain:
         with pytest.raises(HttpAccessError) as info:
@@ -162,15 +205,23 @@ class HttpClientNoEscape(HttpClient):
         ("localhost.", "localhost", "internal hostname localhost is blocked"),
         ("LocalHost", "localhost", "internal hostname localhost is blocked"),
         ("169.254.169.254", "169.254.169.254", "169.254.169.254 is not a public address"),
-        ("metadata.google.internal", "metadata.google.internal",
-         "internal hostname metadata.google.internal is blocked"),
+        (
+            "metadata.google.internal",
+            "metadata.google.internal",
+            "internal hostname metadata.google.internal is blocked",
+        ),
     ],
 )
 def test_loopback_in_every_spelling_is_refused(
-    server: Any, unrestricted: Any, host: str, shown: str, reason: str, monkeypatch: Any
+    server: Server,
+    unrestricted: PluginDescriptor,
+    host: str,
+    shown: str,
+    reason: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: calls.append((h, p)) or ["127.0.0.1"])
+    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
     with HttpClientNoEscape() as plain:
         with pytest.raises(HttpAccessError) as info:
             plain.fetch(unrestricted, f"http://{host}:{server.port}/echo")
@@ -179,9 +230,11 @@ def test_loopback_in_every_spelling_is_refused(
     assert server.seen == []
 
 
-def test_name_resolving_to_loopback_is_refused(server: Any, unrestricted: Any, monkeypatch: Any) -> None:
+def test_name_resolving_to_loopback_is_refused(
+    server: Server, unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: calls.append((h, p)) or ["127.0.0.1"])
+    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
     with HttpClientNoEscape() as plain:
         with pytest.raises(HttpAccessError) as info:
             plain.fetch(unrestricted, f"http://innocent.example:{server.port}/echo")
@@ -193,14 +246,20 @@ def test_name_resolving_to_loopback_is_refused(server: Any, unrestricted: Any, m
     assert server.seen == []
 
 
-def test_one_private_answer_among_public_ones_refuses(unrestricted: Any, monkeypatch: Any) -> None:
+def test_one_private_answer_among_public_ones_refuses(
+    unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: ["93.184.216.34", "10.0.0.7"])
     with HttpClientNoEscape() as plain, pytest.raises(HttpAccessError) as info:
         plain.fetch(unrestricted, "http://mixed.example/")
-    assert str(info.value).endswith("Hostname resolves to a private IP address (10.0.0.7 is not a public address)")
+    assert str(info.value).endswith(
+        "Hostname resolves to a private IP address (10.0.0.7 is not a public address)"
+    )
 
 
-def test_resolution_failures_fail_closed(unrestricted: Any, monkeypatch: Any) -> None:
+def test_resolution_failures_fail_closed(
+    unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def fail(h: str, p: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
@@ -218,7 +277,9 @@ def test_resolution_failures_fail_closed(unrestricted: Any, monkeypatch: Any) ->
     )
 
 
-def test_octal_dotted_quad_is_refused_as_an_invalid_url(client: HttpClient, unrestricted: Any) -> None:
+def test_octal_dotted_quad_is_refused_as_an_invalid_url(
+    client: HttpClient, unrestricted: PluginDescriptor
+) -> None:
     # httpx itself rejects leading-zero dotted quads, so "0177.0.0.1" never reaches a socket.
     with HttpClientNoEscape() as plain, pytest.raises(HttpAccessError) as info:
         plain.fetch(unrestricted, "http://0177.0.0.1/")
@@ -233,7 +294,9 @@ def test_octal_dotted_quad_is_refused_as_an_invalid_url(client: HttpClient, unre
         ("http://user:pw@example.com/", "URLs with credentials are not allowed"),
     ],
 )
-def test_schemes_and_credentials_in_urls_are_refused(client: HttpClient, unrestricted: Any, url: str, reason: str) -> None:
+def test_schemes_and_credentials_in_urls_are_refused(
+    client: HttpClient, unrestricted: PluginDescriptor, url: str, reason: str
+) -> None:
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, url)
     assert str(info.value).endswith(f": {reason}")
@@ -243,17 +306,27 @@ def test_schemes_and_credentials_in_urls_are_refused(client: HttpClient, unrestr
 # --- pinning ---------------------------------------------------------------------------
 
 
-def test_connection_is_pinned_to_the_vetted_address(client: HttpClient, server: Any, unrestricted: Any, monkeypatch: Any) -> None:
+def test_connection_is_pinned_to_the_vetted_address(
+    client: HttpClient,
+    server: Server,
+    unrestricted: PluginDescriptor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # "pinned.test" exists in no DNS: the request can only succeed if the transport connects
     # to the address our resolver vetted, and never looks the name up again.
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: calls.append((h, p)) or ["127.0.0.1"])
+    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
     echoed = echo(client.fetch(unrestricted, f"http://pinned.test:{server.port}/echo"))
     assert header(echoed, "host") == [f"pinned.test:{server.port}"]
     assert calls == [("pinned.test", server.port)]
 
 
-def test_rebinding_after_the_check_is_never_used(client: HttpClient, server: Any, unrestricted: Any, monkeypatch: Any) -> None:
+def test_rebinding_after_the_check_is_never_used(
+    client: HttpClient,
+    server: Server,
+    unrestricted: PluginDescriptor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The system resolver (which a non-pinning client would use at connect time) is made to
     # answer with an unreachable address; the vetted answer from our resolver still wins.
     answers = iter([["127.0.0.1"]])
@@ -276,21 +349,41 @@ def test_transport_refuses_requests_without_a_vetted_address() -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_material(tmp_path_factory: Any) -> tuple[str, str]:
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     import subprocess
 
     d = tmp_path_factory.mktemp("tls")
     cert, key = str(d / "cert.pem"), str(d / "key.pem")
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=secure.test",
-         "-addext", "subjectAltName=DNS:secure.test"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=secure.test",
+            "-addext",
+            "subjectAltName=DNS:secure.test",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
 
-def test_tls_uses_the_original_name_for_sni_and_certificate(tls_material: tuple[str, str], unrestricted: Any, monkeypatch: Any) -> None:
+def test_tls_uses_the_original_name_for_sni_and_certificate(
+    tls_material: tuple[str, str], unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import ssl
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -299,7 +392,7 @@ def test_tls_uses_the_original_name_for_sni_and_certificate(tls_material: tuple[
     sni: list[str | None] = []
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
-    server_ctx.sni_callback = lambda sock, name, ctx: sni.append(name)  # type: ignore[assignment,misc]
+    server_ctx.sni_callback = lambda sock, name, ctx: sni.append(name)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -341,20 +434,26 @@ def test_tls_uses_the_original_name_for_sni_and_certificate(tls_material: tuple[
 # --- redirects -------------------------------------------------------------------------
 
 
-def test_five_redirects_are_followed(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_five_redirects_are_followed(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     result = client.fetch(unrestricted, f"{server.base}/chain/5")
     assert body(result) == b"end of chain"
     assert [r["path"] for r in server.seen] == [f"/chain/{n}" for n in range(5, -1, -1)]
 
 
-def test_a_sixth_redirect_is_refused(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_a_sixth_redirect_is_refused(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/chain/6")
     assert str(info.value) == 'Plugin "web": too many redirects (max 5)'
     assert len(server.seen) == 6
 
 
-def test_each_hop_costs_one_subrequest(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_each_hop_costs_one_subrequest(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     budget = CallBudget(10)
     client.fetch(unrestricted, f"{server.base}/chain/3", budget=budget)
     assert (budget.used, budget.exceeded) == (4, False)
@@ -369,7 +468,9 @@ def test_each_hop_costs_one_subrequest(client: HttpClient, server: Any, unrestri
     assert tight.exceeded and len(server.seen) == 2
 
 
-def test_redirect_without_location_is_returned_as_is(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_redirect_without_location_is_returned_as_is(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     result = client.fetch(unrestricted, f"{server.base}/noloc")
     assert (result["status"], body(result)) == (302, b"no location here")
 
@@ -377,21 +478,30 @@ def test_redirect_without_location_is_returned_as_is(client: HttpClient, server:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ("http://169.254.169.254/latest/meta-data/",
-         'blocked fetch to "169.254.169.254": 169.254.169.254 is not a public address'),
-        ("http://localhost:1/", 'blocked fetch to "localhost": internal hostname localhost is blocked'),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            'blocked fetch to "169.254.169.254": 169.254.169.254 is not a public address',
+        ),
+        (
+            "http://localhost:1/",
+            'blocked fetch to "localhost": internal hostname localhost is blocked',
+        ),
         ("http://[::1]:1/", 'blocked fetch to "::1": ::1 is not a public address'),
         ("file:///etc/passwd", 'blocked fetch to "file:/etc/passwd": Unsupported scheme: file:'),
     ],
 )
-def test_every_redirect_hop_is_revalidated(client: HttpClient, server: Any, unrestricted: Any, target: str, message: str) -> None:
+def test_every_redirect_hop_is_revalidated(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor, target: str, message: str
+) -> None:
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, f"{server.base}/redirect?to={target}")
     assert str(info.value) == f'Plugin "web": {message}'
     assert len(server.seen) == 1
 
 
-def test_redirect_leaving_the_allowlist_is_refused(client: HttpClient, server: Any, other_server: Any, make_plugin: Any) -> None:
+def test_redirect_leaving_the_allowlist_is_refused(
+    client: HttpClient, server: Server, other_server: Server, make_plugin: MakePlugin
+) -> None:
     p = make_plugin(["network:request"], [f"127.0.0.1:{server.port}"])
     with pytest.raises(HttpAccessError) as info:
         client.fetch(p, f"{server.base}/redirect?to={other_server.base}/echo")
@@ -399,11 +509,16 @@ def test_redirect_leaving_the_allowlist_is_refused(client: HttpClient, server: A
     assert other_server.seen == []
 
 
-CREDS = [["Authorization", "Bearer s3cret"], ["Cookie", "sid=1"], ["Proxy-Authorization", "Basic x"], ["X-Keep", "yes"]]
+CREDS = [
+    ["Authorization", "Bearer s3cret"],
+    ["Cookie", "sid=1"],
+    ["Proxy-Authorization", "Basic x"],
+    ["X-Keep", "yes"],
+]
 
 
 def test_credentials_are_stripped_when_the_origin_changes_and_stay_stripped(
-    client: HttpClient, server: Any, other_server: Any, unrestricted: Any
+    client: HttpClient, server: Server, other_server: Server, unrestricted: PluginDescriptor
 ) -> None:
     back_home = f"{server.base}/echo"
     url = f"{server.base}/redirect?to={other_server.base}/redirect?to={back_home}"
@@ -418,40 +533,61 @@ def test_credentials_are_stripped_when_the_origin_changes_and_stay_stripped(
     assert not second & {"authorization", "cookie", "proxy-authorization"}
 
 
-def test_same_origin_redirects_keep_credentials(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_same_origin_redirects_keep_credentials(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     echoed = echo(client.fetch(unrestricted, f"{server.base}/redirect?to=/echo", headers=CREDS))
     assert header(echoed, "authorization") == ["Bearer s3cret"]
     assert header(echoed, "cookie") == ["sid=1"]
 
 
-def test_303_becomes_a_bodyless_get(client: HttpClient, server: Any, unrestricted: Any) -> None:
-    echoed = echo(client.fetch(
-        unrestricted, f"{server.base}/redirect?code=303&to=/echo", method="POST",
-        headers=[["Content-Type", "text/plain"]], body=b"form",
-    ))
+def test_303_becomes_a_bodyless_get(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
+    echoed = echo(
+        client.fetch(
+            unrestricted,
+            f"{server.base}/redirect?code=303&to=/echo",
+            method="POST",
+            headers=[["Content-Type", "text/plain"]],
+            body=b"form",
+        )
+    )
     assert (echoed["method"], echoed["body"]) == ("GET", "")
     assert header(echoed, "content-type") == []
 
 
-def test_307_resends_method_and_body(client: HttpClient, server: Any, unrestricted: Any) -> None:
-    echoed = echo(client.fetch(
-        unrestricted, f"{server.base}/redirect?code=307&to=/echo", method="PUT", body=b"again",
-    ))
+def test_307_resends_method_and_body(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
+    echoed = echo(
+        client.fetch(
+            unrestricted,
+            f"{server.base}/redirect?code=307&to=/echo",
+            method="PUT",
+            body=b"again",
+        )
+    )
     assert (echoed["method"], base64.b64decode(echoed["body"])) == ("PUT", b"again")
 
 
 # --- size caps and bad input -----------------------------------------------------------
 
 
-def test_body_cap_by_content_length(server: Any, unrestricted: Any) -> None:
+def test_body_cap_by_content_length(server: Server, unrestricted: PluginDescriptor) -> None:
     c = HttpClient(allow_private=["127.0.0.1"], max_body=1000)
     assert len(body(c.fetch(unrestricted, f"{server.base}/big?n=1000"))) == 1000
     with pytest.raises(HttpAccessError) as info:
         c.fetch(unrestricted, f"{server.base}/big?n=1001")
-    assert str(info.value) == 'Plugin "web": response from "127.0.0.1" exceeds the 1000-byte body limit'
+    assert (
+        str(info.value)
+        == 'Plugin "web": response from "127.0.0.1" exceeds the 1000-byte body limit'
+    )
 
 
-def test_body_cap_while_streaming_and_after_decompression(server: Any, unrestricted: Any) -> None:
+def test_body_cap_while_streaming_and_after_decompression(
+    server: Server, unrestricted: PluginDescriptor
+) -> None:
     c = HttpClient(allow_private=["127.0.0.1"], max_body=100_000)
     with pytest.raises(HttpAccessError, match="exceeds the 100000-byte body limit"):
         c.fetch(unrestricted, f"{server.base}/stream-big?chunks=3")
@@ -460,7 +596,9 @@ def test_body_cap_while_streaming_and_after_decompression(server: Any, unrestric
         c.fetch(unrestricted, f"{server.base}/gzip?n=1000000")
 
 
-def test_request_body_cap(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_request_body_cap(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     small = HttpClient(allow_private=["127.0.0.1"], max_body=10)
     with pytest.raises(BridgeError) as info:
         small.fetch(unrestricted, f"{server.base}/echo", method="POST", body=b"x" * 11)
@@ -471,22 +609,38 @@ def test_request_body_cap(client: HttpClient, server: Any, unrestricted: Any) ->
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"headers": [["Host", "evil.example"]]},
-         'http/fetch: header "host" is set by the host and cannot be given'),
-        ({"headers": [["Transfer-Encoding", "chunked"]]},
-         'http/fetch: header "transfer-encoding" is set by the host and cannot be given'),
-        ({"headers": [["X-A", "1\r\nX-Injected: 1"]]},
-         "http/fetch: header 'X-A' has a line break or NUL in its value"),
+        (
+            {"headers": [["Host", "evil.example"]]},
+            'http/fetch: header "host" is set by the host and cannot be given',
+        ),
+        (
+            {"headers": [["Transfer-Encoding", "chunked"]]},
+            'http/fetch: header "transfer-encoding" is set by the host and cannot be given',
+        ),
+        (
+            {"headers": [["X-A", "1\r\nX-Injected: 1"]]},
+            "http/fetch: header 'X-A' has a line break or NUL in its value",
+        ),
         ({"headers": [["Bad Name", "1"]]}, "http/fetch: invalid header name 'Bad Name'"),
-        ({"headers": [["X-A"]]}, "http/fetch: init.headers must be an array of [name, value] pairs"),
-        ({"headers": [["X-A", 1]]}, "http/fetch: init.headers must be an array of [name, value] pairs"),
+        (
+            {"headers": [["X-A"]]},
+            "http/fetch: init.headers must be an array of [name, value] pairs",
+        ),
+        (
+            {"headers": [["X-A", 1]]},
+            "http/fetch: init.headers must be an array of [name, value] pairs",
+        ),
         ({"method": "CONNECT"}, "http/fetch: method CONNECT is not allowed"),
         ({"method": "GE T"}, "http/fetch: init.method must be a valid HTTP method name"),
         ({"method": "GET", "body": b"x"}, "http/fetch: a GET request cannot have a body"),
     ],
 )
 def test_bad_requests_are_refused_before_sending(
-    client: HttpClient, server: Any, unrestricted: Any, kwargs: dict[str, Any], message: str
+    client: HttpClient,
+    server: Server,
+    unrestricted: PluginDescriptor,
+    kwargs: dict[str, Any],
+    message: str,
 ) -> None:
     with pytest.raises(BridgeError) as info:
         client.fetch(unrestricted, f"{server.base}/echo", **kwargs)
@@ -494,7 +648,9 @@ def test_bad_requests_are_refused_before_sending(
     assert server.seen == []
 
 
-def test_connection_failures_name_the_plugin_and_host(client: HttpClient, unrestricted: Any) -> None:
+def test_connection_failures_name_the_plugin_and_host(
+    client: HttpClient, unrestricted: PluginDescriptor
+) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: connection refused
@@ -503,15 +659,22 @@ def test_connection_failures_name_the_plugin_and_host(client: HttpClient, unrest
     assert str(info.value).startswith('Plugin "web": fetch to "127.0.0.1" failed: ConnectError:')
 
 
-def test_no_cookie_jar_between_requests(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_no_cookie_jar_between_requests(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     client.fetch(unrestricted, f"{server.base}/multi")  # sets cookies a=1, b=2
     echoed = echo(client.fetch(unrestricted, f"{server.base}/echo"))
     assert header(echoed, "cookie") == []
 
 
-def test_overlong_urls_are_refused(client: HttpClient, server: Any, unrestricted: Any) -> None:
+def test_overlong_urls_are_refused(
+    client: HttpClient, server: Server, unrestricted: PluginDescriptor
+) -> None:
     url = f"{server.base}/echo?" + "a" * 9000
     with pytest.raises(HttpAccessError) as info:
         client.fetch(unrestricted, url)
-    assert str(info.value) == f'Plugin "web": blocked fetch to "{url[:100]}...": URL longer than 8192 characters'
+    assert (
+        str(info.value)
+        == f'Plugin "web": blocked fetch to "{url[:100]}...": URL longer than 8192 characters'
+    )
     assert server.seen == []

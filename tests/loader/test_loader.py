@@ -43,26 +43,32 @@ def route_plugin(imports: str, expr: str) -> str:
 
 
 def test_multi_file_plugin_imports_its_own_modules(rt: Runtime, tmp_path: Path) -> None:
-    root = write(tmp_path / "multi", {
-        "plugin.py": route_plugin(
-            "import helpers\nfrom lib import shout\nfrom lib.text import TAIL\nfrom . import helpers as again",
-            "[helpers.greet('x'), shout('y'), TAIL, again is helpers]",
-        ),
-        "helpers.py": "def greet(name):\n    return 'hello ' + name\n",
-        "lib/__init__.py": "from .text import shout\n",
-        "lib/text.py": "TAIL = '!'\ndef shout(s):\n    return s.upper() + TAIL\n",
-        "notes/readme.py": "raise RuntimeError('not a package: never read')\n",
-    })
+    root = write(
+        tmp_path / "multi",
+        {
+            "plugin.py": route_plugin(
+                "import helpers\nfrom lib import shout\nfrom lib.text import TAIL\nfrom . import helpers as again",
+                "[helpers.greet('x'), shout('y'), TAIL, again is helpers]",
+            ),
+            "helpers.py": "def greet(name):\n    return 'hello ' + name\n",
+            "lib/__init__.py": "from .text import shout\n",
+            "lib/text.py": "TAIL = '!'\ndef shout(s):\n    return s.upper() + TAIL\n",
+            "notes/readme.py": "raise RuntimeError('not a package: never read')\n",
+        },
+    )
     rt.add_plugin({"id": "multi", "entrypoint": str(root)}, trusted=True)
     assert rt.invoke_route("multi", "go") == ["hello x", "Y!", "!", True]
 
 
 def test_same_module_names_in_two_plugins_do_not_collide(rt: Runtime, tmp_path: Path) -> None:
     for pid, word in (("one", "first"), ("two", "second")):
-        write(tmp_path / pid, {
-            "plugin.py": route_plugin("import helpers", "helpers.WORD"),
-            "helpers.py": f"WORD = {word!r}\n",
-        })
+        write(
+            tmp_path / pid,
+            {
+                "plugin.py": route_plugin("import helpers", "helpers.WORD"),
+                "helpers.py": f"WORD = {word!r}\n",
+            },
+        )
         rt.add_plugin({"id": pid, "entrypoint": str(tmp_path / pid)}, trusted=True)
     assert rt.invoke_route("one", "go") == "first"
     assert rt.invoke_route("two", "go") == "second"
@@ -97,11 +103,14 @@ def test_definition_dict_and_module_sources(rt: Runtime) -> None:
 def test_module_path_entry_is_imported_natively(
     rt: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path / "site_packages", {
-        "acme_plugin/__init__.py": "",
-        "acme_plugin/entry.py": route_plugin("from acme_plugin import words", "words.W"),
-        "acme_plugin/words.py": "W = 'acme'\n",
-    })
+    write(
+        tmp_path / "site_packages",
+        {
+            "acme_plugin/__init__.py": "",
+            "acme_plugin/entry.py": route_plugin("from acme_plugin import words", "words.W"),
+            "acme_plugin/words.py": "W = 'acme'\n",
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "site_packages"))
     monkeypatch.delitem(sys.modules, "acme_plugin", raising=False)
     rt.add_plugin({"id": "acme", "entrypoint": "acme_plugin.entry"}, trusted=True)
@@ -112,12 +121,15 @@ def test_sandbox_files_of_a_module_path_are_found_without_importing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     marker = tmp_path / "imported"
-    write(tmp_path / "lib", {
-        "pkg_untrusted/__init__.py": f"open({str(marker)!r}, 'w').close()\n",
-        "pkg_untrusted/entry.py": "plugin = {}\n",
-        "pkg_untrusted/sub/__init__.py": "",
-        "pkg_untrusted/sub/x.py": "X = 1\n",
-    })
+    write(
+        tmp_path / "lib",
+        {
+            "pkg_untrusted/__init__.py": f"open({str(marker)!r}, 'w').close()\n",
+            "pkg_untrusted/entry.py": "plugin = {}\n",
+            "pkg_untrusted/sub/__init__.py": "",
+            "pkg_untrusted/sub/x.py": "X = 1\n",
+        },
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "lib"))
     code = locate(desc("u", entrypoint="pkg_untrusted.entry"))
     files, entry = sandbox_files(code, "u")
@@ -129,21 +141,31 @@ def test_sandbox_files_of_a_module_path_are_found_without_importing(
         "pkg_untrusted/sub/x.py",
     ]
     assert not marker.exists()
-    with pytest.raises(ManifestError, match='^Plugin u: module "nowhere.entry" was not found on sys.path$'):
+    with pytest.raises(
+        ManifestError, match='^Plugin u: module "nowhere.entry" was not found on sys.path$'
+    ):
         sandbox_files(locate(desc("u", entrypoint="nowhere.entry")), "u")
 
 
 def test_sandbox_files_of_a_directory(tmp_path: Path) -> None:
-    write(tmp_path / "p", {"plugin.py": "plugin = {}\n", "h.py": "", ".hidden/x.py": "", "venv/y.py": ""})
+    write(
+        tmp_path / "p",
+        {"plugin.py": "plugin = {}\n", "h.py": "", ".hidden/x.py": "", "venv/y.py": ""},
+    )
     files, entry = sandbox_files(locate(desc("p"), tmp_path / "p"), "p")
     assert (sorted(files), entry) == (["h.py", "plugin.py"], "plugin")
 
 
 def test_package_directory_is_named_after_itself(rt: Runtime, tmp_path: Path) -> None:
-    write(tmp_path / "mypkg", {
-        "__init__.py": route_plugin("from mypkg.core import VALUE\nfrom .core import VALUE as V2", "[VALUE, V2]"),
-        "core.py": "VALUE = 7\n",
-    })
+    write(
+        tmp_path / "mypkg",
+        {
+            "__init__.py": route_plugin(
+                "from mypkg.core import VALUE\nfrom .core import VALUE as V2", "[VALUE, V2]"
+            ),
+            "core.py": "VALUE = 7\n",
+        },
+    )
     code = locate(desc("pk"), tmp_path / "mypkg")
     assert (code.entry, code.entry_module) == ("mypkg/__init__.py", "mypkg")
     rt.add_plugin({"id": "pk"}, source=tmp_path / "mypkg", trusted=True)
@@ -151,11 +173,14 @@ def test_package_directory_is_named_after_itself(rt: Runtime, tmp_path: Path) ->
 
 
 def test_file_entry_and_descriptor_relative_paths(rt: Runtime, tmp_path: Path) -> None:
-    write(tmp_path / "p", {
-        "main_entry.py": route_plugin("import other", "other.X"),
-        "other.py": "X = 'other'\n",
-        "emdash-plugin.toml": 'id = "rel"\nentrypoint = "main_entry.py"\n',
-    })
+    write(
+        tmp_path / "p",
+        {
+            "main_entry.py": route_plugin("import other", "other.X"),
+            "other.py": "X = 'other'\n",
+            "emdash-plugin.toml": 'id = "rel"\nentrypoint = "main_entry.py"\n',
+        },
+    )
     rt.add_plugin(tmp_path / "p" / "emdash-plugin.toml", trusted=True)
     assert rt.invoke_route("rel", "go") == "other"
 
@@ -163,17 +188,35 @@ def test_file_entry_and_descriptor_relative_paths(rt: Runtime, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ({"../up.py": "x"}, 'Plugin bad: invalid source file name "../up.py": use relative paths '
-         'such as "plugin.py" or "helpers/util.py" made of valid module names'),
-        ({"__init__.py": "x"}, 'Plugin bad: invalid source file name "__init__.py": use relative '
-         'paths such as "plugin.py" or "helpers/util.py" made of valid module names'),
-        ({"my-mod.py": "x"}, 'Plugin bad: invalid source file name "my-mod.py": use relative '
-         'paths such as "plugin.py" or "helpers/util.py" made of valid module names'),
-        ({"a.py": "x", "b.py": "y"}, "Plugin bad: cannot tell which file is the entry among a.py, "
-         "b.py; name it plugin.py or set entrypoint in the descriptor"),
-        ({"plugin.py": 3}, "Plugin bad: source files must map relative paths (str) to source (str)"),
-        (42, "Plugin bad: cannot load code from int; pass a module path, a file or directory "
-         "path, Python source text, a {path: source} dict or a define_plugin() result"),
+        (
+            {"../up.py": "x"},
+            'Plugin bad: invalid source file name "../up.py": use relative paths '
+            'such as "plugin.py" or "helpers/util.py" made of valid module names',
+        ),
+        (
+            {"__init__.py": "x"},
+            'Plugin bad: invalid source file name "__init__.py": use relative '
+            'paths such as "plugin.py" or "helpers/util.py" made of valid module names',
+        ),
+        (
+            {"my-mod.py": "x"},
+            'Plugin bad: invalid source file name "my-mod.py": use relative '
+            'paths such as "plugin.py" or "helpers/util.py" made of valid module names',
+        ),
+        (
+            {"a.py": "x", "b.py": "y"},
+            "Plugin bad: cannot tell which file is the entry among a.py, "
+            "b.py; name it plugin.py or set entrypoint in the descriptor",
+        ),
+        (
+            {"plugin.py": 3},
+            "Plugin bad: source files must map relative paths (str) to source (str)",
+        ),
+        (
+            42,
+            "Plugin bad: cannot load code from int; pass a module path, a file or directory "
+            "path, Python source text, a {path: source} dict or a define_plugin() result",
+        ),
     ],
 )
 def test_bad_sources_are_refused(source: object, message: str) -> None:
@@ -226,8 +269,11 @@ def private_modules() -> list[str]:
 def test_syntax_error_is_a_plugin_error_and_leaves_nothing_loaded(rt: Runtime) -> None:
     before = private_modules()
     with pytest.raises(PluginError) as info:
-        rt.add_plugin({"id": "broken"}, source={"plugin.py": "import helper\n", "helper.py": "def (:\n"},
-                      trusted=True)
+        rt.add_plugin(
+            {"id": "broken"},
+            source={"plugin.py": "import helper\n", "helper.py": "def (:\n"},
+            trusted=True,
+        )
     err = info.value
     assert err.error_type == "SyntaxError"
     assert err.message.startswith("Plugin broken raised SyntaxError while loading plugin.py: ")
@@ -237,8 +283,11 @@ def test_syntax_error_is_a_plugin_error_and_leaves_nothing_loaded(rt: Runtime) -
 
 def test_import_time_error_shows_the_plugin_line(rt: Runtime) -> None:
     with pytest.raises(PluginError) as info:
-        rt.add_plugin({"id": "divider"}, source="from emdash import define_plugin\nRATIO = 1 / 0\n",
-                      trusted=True)
+        rt.add_plugin(
+            {"id": "divider"},
+            source="from emdash import define_plugin\nRATIO = 1 / 0\n",
+            trusted=True,
+        )
     assert info.value.error_type == "ZeroDivisionError"
     assert info.value.traceback_text is not None
     assert 'File "<plugin divider>/plugin.py", line 2' in info.value.traceback_text
@@ -247,8 +296,11 @@ def test_import_time_error_shows_the_plugin_line(rt: Runtime) -> None:
 
 def test_remove_plugin_unloads_its_modules(rt: Runtime) -> None:
     before = private_modules()
-    rt.add_plugin({"id": "tmp"}, source={"plugin.py": route_plugin("import h", "h.X"), "h.py": "X = 1\n"},
-                  trusted=True)
+    rt.add_plugin(
+        {"id": "tmp"},
+        source={"plugin.py": route_plugin("import h", "h.X"), "h.py": "X = 1\n"},
+        trusted=True,
+    )
     loaded = [m for m in private_modules() if m not in before]
     assert len(loaded) == 3  # the private root package, plugin and h
     rt.remove_plugin("tmp")
@@ -261,8 +313,8 @@ def test_oversized_trees_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ManifestError) as info:
         locate(desc("big"), tmp_path / "big")
     assert str(info.value) == (
-        f"Plugin big: {tmp_path / 'big'} holds more than 2 modules or 16 MB of source; point "
-        "entrypoint at the plugin's own directory"
+        f"Plugin big: {tmp_path / 'big'} holds more than 2 modules, 10000 directory entries or "
+        "16 MB of source; point entrypoint at the plugin's own directory"
     )
 
 

@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,14 +10,21 @@ from emdash import Limits, ManifestError, PluginDescriptor
 def test_minimal_descriptor_defaults() -> None:
     d = PluginDescriptor.load({"id": "plugin-hello"})
     assert (d.version, d.capabilities, d.allowed_hosts, d.storage, d.limits) == (
-        "0.0.0", [], [], {}, None,
+        "0.0.0",
+        [],
+        [],
+        {},
+        None,
     )
 
 
 def test_capabilities_are_normalized_and_closed_under_implication() -> None:
     d = PluginDescriptor.load({"id": "x", "capabilities": ["write:content", "network:fetch:any"]})
     assert d.capabilities == [
-        "content:write", "content:read", "network:request:unrestricted", "network:request",
+        "content:write",
+        "content:read",
+        "network:request:unrestricted",
+        "network:request",
     ]
 
 
@@ -24,7 +32,10 @@ def test_unknown_capability_names_plugin_and_valid_set() -> None:
     with pytest.raises(ManifestError) as info:
         PluginDescriptor.load({"id": "hello", "capabilities": ["content:delete"]})
     msg = str(info.value)
-    assert 'Invalid capability "content:delete" in plugin "hello". Valid capabilities: network:request' in msg
+    assert (
+        'Invalid capability "content:delete" in plugin "hello". Valid capabilities: network:request'
+        in msg
+    )
     assert info.value.plugin_id == "hello"
 
 
@@ -59,7 +70,9 @@ def test_storage_indexes_and_queryable_fields() -> None:
     assert coll.queryable_fields() == {"formId", "createdAt", "email"}
     # a field set declared both ways becomes a unique index only
     assert coll.index_field_sets() == [
-        (("email",), True), (("formId",), False), (("formId", "createdAt"), False),
+        (("email",), True),
+        (("formId",), False),
+        (("formId", "createdAt"), False),
     ]
 
 
@@ -67,7 +80,7 @@ def test_storage_indexes_and_queryable_fields() -> None:
     "storage",
     [{"Bad": {}}, {"ok": {"indexes": ["a-b"]}}, {"ok": {"indexes": [[]]}}],
 )
-def test_storage_validation(storage: dict) -> None:
+def test_storage_validation(storage: dict[str, Any]) -> None:
     with pytest.raises(ManifestError):
         PluginDescriptor.load({"id": "x", "storage": storage})
 
@@ -124,6 +137,6 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
         {"id": "x", "allowed_hosts": ["example.com\n"]},
     ],
 )
-def test_trailing_newlines_are_not_identifiers(data: dict) -> None:
+def test_trailing_newlines_are_not_identifiers(data: dict[str, Any]) -> None:
     with pytest.raises(ManifestError):
         PluginDescriptor.load(data)

@@ -15,7 +15,9 @@ def test_round_trip_keeps_class_and_fields() -> None:
     for original in (
         CapabilityError("media:write"),
         PluginRouteError("CONFLICT", "dup", 409, {"k": [1, 2]}),
-        StorageQueryError("Cannot query on non-indexed field 'x'.", field="x", suggestion="Add it."),
+        StorageQueryError(
+            "Cannot query on non-indexed field 'x'.", field="x", suggestion="Add it."
+        ),
     ):
         rebuilt = error_from_wire(error_to_wire(original))
         assert type(rebuilt) is type(original)
@@ -36,7 +38,12 @@ def test_only_our_own_classes_are_flagged_ours() -> None:
     assert error_to_wire(BridgeError("x"))["ours"] is True
     assert error_to_wire(ValueError("x")) == {"type": "ValueError", "message": "x", "ours": False}
     sub = error_to_wire(MyRouteError("GONE", "gone", 410))
-    assert (sub["type"], sub["ours"], sub["code"], sub["status"]) == ("PluginRouteError", True, "GONE", 410)
+    assert (sub["type"], sub["ours"], sub["code"], sub["status"]) == (
+        "PluginRouteError",
+        True,
+        "GONE",
+        410,
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,8 +56,13 @@ def test_hostile_wire_data_becomes_a_bridge_error(data: object) -> None:
 
 def test_route_error_fields_are_validated() -> None:
     err = error_from_wire(
-        {"type": "PluginRouteError", "message": "m", "code": "bad code\r\n", "status": 200,
-         "details": {"f": object(), "ok": [1, "a"]}}
+        {
+            "type": "PluginRouteError",
+            "message": "m",
+            "code": "bad code\r\n",
+            "status": 200,
+            "details": {"f": object(), "ok": [1, "a"]},
+        }
     )
     assert isinstance(err, PluginRouteError)
     assert (err.code, err.status, err.details) == ("ROUTE_ERROR", 400, {"f": None, "ok": [1, "a"]})
@@ -76,5 +88,7 @@ def test_route_error_details_are_reduced_to_plain_json_when_encoded() -> None:
         def items(self):  # type: ignore[no-untyped-def]
             raise AssertionError("plugin code must not run while encoding")
 
-    wire = error_to_wire(PluginRouteError("X", "m", 400, {"a": Lying(k=1), "c": Counter("ab"), "ok": [1]}))
+    wire = error_to_wire(
+        PluginRouteError("X", "m", 400, {"a": Lying(k=1), "c": Counter("ab"), "ok": [1]})
+    )
     assert wire["details"] == {"a": None, "c": None, "ok": [1]}

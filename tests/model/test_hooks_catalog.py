@@ -42,5 +42,7 @@ def test_families_and_chain_keys() -> None:
 
 
 def test_unknown_hook_lists_valid_names() -> None:
-    with pytest.raises(KeyError, match='Unknown hook "content:beforeSav". Valid hooks: plugin:install'):
+    with pytest.raises(
+        KeyError, match='Unknown hook "content:beforeSav". Valid hooks: plugin:install'
+    ):
         hook_spec("content:beforeSav")

@@ -1,10 +1,12 @@
+from typing import Any
+
 import pytest
 
 from emdash import HookConfig, ManifestError, PluginRouteError, RouteConfig, define_plugin
 from emdash._shared._plugin_api import coerce_definition
 
 
-def handler(event, ctx):
+def handler(event: object, ctx: object) -> None:
     return None
 
 
@@ -12,7 +14,11 @@ def test_bare_handlers_get_default_config() -> None:
     plugin = define_plugin(hooks={"content:afterSave": handler}, routes={"recent": handler})
     cfg = plugin.hooks["content:afterSave"]
     assert (cfg.priority, cfg.timeout_ms, cfg.dependencies, cfg.error_policy, cfg.exclusive) == (
-        100, 5000, (), "abort", False,
+        100,
+        5000,
+        (),
+        "abort",
+        False,
     )
     assert plugin.routes["recent"].public is False
 
@@ -21,22 +27,27 @@ def test_decorator_form() -> None:
     plugin = define_plugin()
 
     @plugin.hook("cron", timeout_ms=60_000)
-    def on_cron(event, ctx):
+    def on_cron(event: object, ctx: object) -> None:
         return None
 
     @plugin.route("status", public=True, cache_control="max-age=60")
-    def status(route_ctx, ctx):
+    def status(route_ctx: object, ctx: object) -> dict[str, bool]:
         return {"ok": True}
 
     assert plugin.hooks["cron"].handler is on_cron
     assert plugin.hooks["cron"].timeout_ms == 60_000
     assert plugin.manifest()["routes"]["status"] == {
-        "public": True, "input": None, "permission": None, "cache_control": "max-age=60",
+        "public": True,
+        "input": None,
+        "permission": None,
+        "cache_control": "max-age=60",
     }
 
 
 def test_unknown_hook_is_rejected_with_valid_list() -> None:
-    with pytest.raises(ManifestError, match='unknown hook "content:saved". Valid hooks: plugin:install'):
+    with pytest.raises(
+        ManifestError, match='unknown hook "content:saved". Valid hooks: plugin:install'
+    ):
         define_plugin(hooks={"content:saved": handler})
 
 
@@ -50,7 +61,7 @@ def test_unknown_hook_is_rejected_with_valid_list() -> None:
         ({"dependencies": [1]}, "dependencies must be a list of plugin ids"),
     ],
 )
-def test_hook_config_validation(kwargs: dict, message: str) -> None:
+def test_hook_config_validation(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         HookConfig(handler, **kwargs)
 
@@ -86,7 +97,10 @@ def test_route_config_meta_reports_only_json_schema_inputs() -> None:
 
 
 def test_plugin_route_error_constructors() -> None:
-    assert (PluginRouteError.not_found().code, PluginRouteError.not_found().status) == ("NOT_FOUND", 404)
+    assert (PluginRouteError.not_found().code, PluginRouteError.not_found().status) == (
+        "NOT_FOUND",
+        404,
+    )
     err = PluginRouteError.conflict("dup", {"id": 1})
     assert (err.code, err.status, err.details, str(err)) == ("CONFLICT", 409, {"id": 1}, "dup")
     assert PluginRouteError("X", "m").status == 400

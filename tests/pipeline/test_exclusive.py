@@ -23,7 +23,12 @@ from .conftest import AddPlugin
 MOD = "comment:moderate"
 KEY = "emdash:exclusive_hook:comment:moderate"
 USERS = ["users:read"]
-EVENT = {"comment": {"body": "hi"}, "metadata": {}, "collectionSettings": {}, "priorApprovedCount": 0}
+EVENT = {
+    "comment": {"body": "hi"},
+    "metadata": {},
+    "collectionSettings": {},
+    "priorApprovedCount": 0,
+}
 
 
 def moderator(status: str) -> Any:
@@ -41,7 +46,9 @@ def test_single_provider_is_auto_selected_and_persisted(rt: Runtime, add: AddPlu
     outcome = rt.invoke_exclusive(MOD, EVENT)
     assert outcome is not None
     assert (outcome.plugin_id, outcome.result, outcome.error) == (
-        "mod-a", {"status": "approved", "by": "mod-a"}, None,
+        "mod-a",
+        {"status": "approved", "by": "mod-a"},
+        None,
     )
     assert outcome.ok
 
@@ -57,15 +64,15 @@ def test_keeps_auto_selected_provider_when_a_second_provider_activates(
     add_mod(add, "builtin")
     add_mod(add, "ai-mod", preferred=[MOD])
     assert rt.selected_provider(MOD) == "builtin"
-    assert rt.exclusive_hooks() == {MOD: {"providers": ["builtin", "ai-mod"], "selected": "builtin"}}
+    assert rt.exclusive_hooks() == {
+        MOD: {"providers": ["builtin", "ai-mod"], "selected": "builtin"}
+    }
     outcome = rt.invoke_exclusive(MOD, EVENT)
     assert outcome is not None and outcome.plugin_id == "builtin"
 
 
 def test_admin_selection_survives_restart(db_path: Path) -> None:
-    plugins = {
-        pid: define_plugin(hooks={MOD: moderator(pid)}) for pid in ("mod-a", "mod-b")
-    }
+    plugins = {pid: define_plugin(hooks={MOD: moderator(pid)}) for pid in ("mod-a", "mod-b")}
 
     def boot(rt: Runtime) -> None:
         for pid, definition in plugins.items():  # one by one, as a site boots
@@ -138,8 +145,11 @@ def test_exclusive_handlers_leave_the_broadcast_while_selected(rt: Runtime, add:
         hooks={"content:afterSave": HookConfig(lambda e, ctx: ran.append("solo"), exclusive=True)},
         capabilities=["content:read"],
     )
-    add("plain", hooks={"content:afterSave": lambda e, ctx: ran.append("plain")},
-        capabilities=["content:read"])
+    add(
+        "plain",
+        hooks={"content:afterSave": lambda e, ctx: ran.append("plain")},
+        capabilities=["content:read"],
+    )
     event = {"content": {"id": "c"}, "collection": "posts", "isNew": True}
     assert rt.selected_provider("content:afterSave") == "solo"
     rt.run_hook("content:afterSave", event)
@@ -170,7 +180,10 @@ def test_provider_failures_are_returned_not_raised(rt: Runtime, add: AddPlugin) 
     assert outcome is not None
     assert outcome.result is None and not outcome.ok
     assert isinstance(outcome.error, PluginError)
-    assert outcome.error.message == "Plugin broken raised ValueError during hook:comment:moderate: model offline"
+    assert (
+        outcome.error.message
+        == "Plugin broken raised ValueError during hook:comment:moderate: model offline"
+    )
 
 
 def test_provider_timeout_is_returned_not_raised(rt: Runtime, add: AddPlugin) -> None:

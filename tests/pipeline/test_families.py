@@ -85,9 +85,14 @@ def test_chain_continue_policy_keeps_the_value_and_goes_on(rt: Runtime, add: Add
     )
     outcome = rt.run_hook("content:beforeSave", SAVE)
     assert outcome.value == {"title": "HI"}
-    assert [(r.plugin_id, r.success) for r in outcome.results] == [("flaky", False), ("upper", True)]
+    assert [(r.plugin_id, r.success) for r in outcome.results] == [
+        ("flaky", False),
+        ("upper", True),
+    ]
     assert not outcome.ok
-    assert [str(e) for e in outcome.errors] == ["Plugin flaky raised ValueError during hook:content:beforeSave: nope"]
+    assert [str(e) for e in outcome.errors] == [
+        "Plugin flaky raised ValueError during hook:content:beforeSave: nope"
+    ]
 
 
 # -- veto -------------------------------------------------------------------------------
@@ -104,7 +109,11 @@ def test_veto_only_false_vetoes_and_every_handler_runs(rt: Runtime, add: AddPlug
         return handler
 
     for pid, value in (("zero", 0), ("no", False), ("empty", ""), ("none", None), ("no2", False)):
-        add(pid, hooks={"content:beforeDelete": returning(pid, value)}, capabilities=["content:read"])
+        add(
+            pid,
+            hooks={"content:beforeDelete": returning(pid, value)},
+            capabilities=["content:read"],
+        )
     outcome = rt.run_hook(
         "content:beforeDelete", {"id": "c1", "collection": "posts", "permanent": False}
     )
@@ -132,7 +141,7 @@ def test_veto_abort_policy_raises_the_handler_error(rt: Runtime, add: AddPlugin)
 
 # -- middleware -------------------------------------------------------------------------
 
-MAIL = {"message": {"to": "a@b.c", "subject": "Hi", "text": "x"}, "source": "admin"}
+MAIL: dict[str, Any] = {"message": {"to": "a@b.c", "subject": "Hi", "text": "x"}, "source": "admin"}
 EMAIL_EVENTS = ["hooks.email-events:register"]
 
 
@@ -152,7 +161,11 @@ def test_middleware_replaces_then_false_cancels_and_stops(rt: Runtime, add: AddP
 
     add("tag", hooks={"email:beforeSend": HookConfig(tag, priority=1)}, capabilities=EMAIL_EVENTS)
     add("stop", hooks={"email:beforeSend": HookConfig(stop, priority=2)}, capabilities=EMAIL_EVENTS)
-    add("never", hooks={"email:beforeSend": HookConfig(never, priority=3)}, capabilities=EMAIL_EVENTS)
+    add(
+        "never",
+        hooks={"email:beforeSend": HookConfig(never, priority=3)},
+        capabilities=EMAIL_EVENTS,
+    )
     outcome = rt.run_hook("email:beforeSend", MAIL)
     assert ran == ["tag", "stop:[site] Hi"]
     assert outcome.value is False
@@ -169,7 +182,11 @@ def test_middleware_handlers_get_shallow_copies(rt: Runtime, add: AddPlugin) -> 
     def look(event: dict[str, Any], ctx: Any) -> None:
         seen.append(dict(event["message"]))
 
-    add("strip", hooks={"email:beforeSend": HookConfig(strip, priority=1)}, capabilities=EMAIL_EVENTS)
+    add(
+        "strip",
+        hooks={"email:beforeSend": HookConfig(strip, priority=1)},
+        capabilities=EMAIL_EVENTS,
+    )
     add("look", hooks={"email:beforeSend": HookConfig(look, priority=2)}, capabilities=EMAIL_EVENTS)
     event = {"message": dict(MAIL["message"]), "source": "admin"}
     outcome = rt.run_hook("email:beforeSend", event)
@@ -207,9 +224,16 @@ def test_notify_abort_policy_stops_and_raises(rt: Runtime, add: AddPlugin) -> No
         ran.append("boom")
         raise KeyError("id")
 
-    add("first", hooks={"content:afterSave": HookConfig(boom, priority=1)}, capabilities=["content:read"])
-    add("second", hooks={"content:afterSave": lambda e, ctx: ran.append("second")},
-        capabilities=["content:read"])
+    add(
+        "first",
+        hooks={"content:afterSave": HookConfig(boom, priority=1)},
+        capabilities=["content:read"],
+    )
+    add(
+        "second",
+        hooks={"content:afterSave": lambda e, ctx: ran.append("second")},
+        capabilities=["content:read"],
+    )
     with pytest.raises(PluginError) as info:
         rt.run_hook("content:afterSave", SAVE)
     assert ran == ["boom"]
@@ -220,9 +244,16 @@ def test_notify_continue_policy_records_and_goes_on(rt: Runtime, add: AddPlugin)
     def boom(event: dict[str, Any], ctx: Any) -> None:
         raise KeyError("id")
 
-    add("first", hooks={"content:afterSave": HookConfig(boom, priority=1, error_policy="continue")},
-        capabilities=["content:read"])
-    add("second", hooks={"content:afterSave": lambda e, ctx: "ignored"}, capabilities=["content:read"])
+    add(
+        "first",
+        hooks={"content:afterSave": HookConfig(boom, priority=1, error_policy="continue")},
+        capabilities=["content:read"],
+    )
+    add(
+        "second",
+        hooks={"content:afterSave": lambda e, ctx: "ignored"},
+        capabilities=["content:read"],
+    )
     outcome = rt.run_hook("content:afterSave", SAVE)
     assert outcome.value is None
     assert [(r.plugin_id, r.success, r.value) for r in outcome.results] == [
@@ -236,11 +267,17 @@ def test_observe_never_raises_even_with_abort_policy(rt: Runtime, add: AddPlugin
     def boom(event: dict[str, Any], ctx: Any) -> None:
         raise ValueError("observer broke")
 
-    add("watcher", hooks={"media:afterUpload": HookConfig(boom, error_policy="abort")},
-        capabilities=["media:read"])
+    add(
+        "watcher",
+        hooks={"media:afterUpload": HookConfig(boom, error_policy="abort")},
+        capabilities=["media:read"],
+    )
     add("other", hooks={"media:afterUpload": lambda e, ctx: None}, capabilities=["media:read"])
     outcome = rt.run_hook("media:afterUpload", {"media": {"id": "m1"}})
-    assert [(r.plugin_id, r.success) for r in outcome.results] == [("watcher", False), ("other", True)]
+    assert [(r.plugin_id, r.success) for r in outcome.results] == [
+        ("watcher", False),
+        ("other", True),
+    ]
     assert [e.message for e in outcome.errors] == [
         "Plugin watcher raised ValueError during hook:media:afterUpload: observer broke"
     ]
@@ -250,9 +287,21 @@ def test_collect_gathers_and_flattens_contributions(rt: Runtime, add: AddPlugin)
     def fails(event: dict[str, Any], ctx: Any) -> None:
         raise ValueError("x")
 
-    add("one", hooks={"page:metadata": HookConfig(lambda e, ctx: {"kind": "meta", "name": "a"}, priority=1)})
-    add("many", hooks={"page:metadata": HookConfig(
-        lambda e, ctx: [{"kind": "meta", "name": "b"}, None, {"kind": "link", "rel": "x"}], priority=2)})
+    add(
+        "one",
+        hooks={
+            "page:metadata": HookConfig(lambda e, ctx: {"kind": "meta", "name": "a"}, priority=1)
+        },
+    )
+    add(
+        "many",
+        hooks={
+            "page:metadata": HookConfig(
+                lambda e, ctx: [{"kind": "meta", "name": "b"}, None, {"kind": "link", "rel": "x"}],
+                priority=2,
+            )
+        },
+    )
     add("none", hooks={"page:metadata": HookConfig(lambda e, ctx: None, priority=3)})
     add("fails", hooks={"page:metadata": HookConfig(fails, priority=4)})
     outcome = rt.run_hook("page:metadata", {"page": {"url": "/"}})
@@ -300,7 +349,9 @@ def test_cron_failure_is_reported_not_raised(rt: Runtime, add: AddPlugin) -> Non
 
 
 def test_run_hook_refuses_unknown_and_single_target_hooks(rt: Runtime) -> None:
-    with pytest.raises(EmDashError, match='^Unknown hook "content:nope". Valid hooks: plugin:install, '):
+    with pytest.raises(
+        EmDashError, match='^Unknown hook "content:nope". Valid hooks: plugin:install, '
+    ):
         rt.run_hook("content:nope", {})
     with pytest.raises(EmDashError) as info:
         rt.run_hook("cron", {})
@@ -322,9 +373,13 @@ def test_run_hook_refuses_unknown_and_single_target_hooks(rt: Runtime) -> None:
 
 
 def test_run_hook_checks_the_event_shape(rt: Runtime) -> None:
-    with pytest.raises(EmDashError, match='^The event for "content:afterSave" must be a dict, got list$'):
+    with pytest.raises(
+        EmDashError, match='^The event for "content:afterSave" must be a dict, got list$'
+    ):
         rt.run_hook("content:afterSave", [])
-    with pytest.raises(EmDashError, match='^The event for "content:beforeSave" must have a "content" key$'):
+    with pytest.raises(
+        EmDashError, match='^The event for "content:beforeSave" must have a "content" key$'
+    ):
         rt.run_hook("content:beforeSave", {"collection": "posts"})
 
 
@@ -336,8 +391,16 @@ def test_hook_without_handlers_is_an_empty_outcome(rt: Runtime) -> None:
 
 def test_run_hook_for_one_plugin(rt: Runtime, add: AddPlugin) -> None:
     ran: list[str] = []
-    add("a", hooks={"content:afterSave": lambda e, ctx: ran.append("a")}, capabilities=["content:read"])
-    add("b", hooks={"content:afterSave": lambda e, ctx: ran.append("b")}, capabilities=["content:read"])
+    add(
+        "a",
+        hooks={"content:afterSave": lambda e, ctx: ran.append("a")},
+        capabilities=["content:read"],
+    )
+    add(
+        "b",
+        hooks={"content:afterSave": lambda e, ctx: ran.append("b")},
+        capabilities=["content:read"],
+    )
     add("life", hooks={"plugin:deactivate": lambda e, ctx: "bye"})
     outcome = rt.run_hook("content:afterSave", SAVE, plugin_id="b")
     assert ran == ["b"] and [r.plugin_id for r in outcome.results] == ["b"]

@@ -22,8 +22,11 @@ def test_hook_without_its_capability_is_skipped_with_a_warning(
 ) -> None:
     ran: list[str] = []
     with caplog.at_level(logging.WARNING):
-        add("reader", hooks={"content:beforeSave": lambda e, ctx: ran.append("x")},
-            capabilities=["content:read"])
+        add(
+            "reader",
+            hooks={"content:beforeSave": lambda e, ctx: ran.append("x")},
+            capabilities=["content:read"],
+        )
     assert (
         '[hooks] Plugin "reader" declares content:beforeSave hook without content:write '
         "capability — skipping"
@@ -61,8 +64,14 @@ def test_write_implies_read_for_the_gate(rt: Runtime, add: AddPlugin) -> None:
 
 
 def test_ungated_hooks_need_no_capability(rt: Runtime, add: AddPlugin) -> None:
-    add("free", hooks={"cron": lambda e, ctx: None, "page:metadata": lambda e, ctx: None,
-                       "plugin:activate": lambda e, ctx: None})
+    add(
+        "free",
+        hooks={
+            "cron": lambda e, ctx: None,
+            "page:metadata": lambda e, ctx: None,
+            "plugin:activate": lambda e, ctx: None,
+        },
+    )
     assert rt.pipeline.handlers("page:metadata") == ["free"]
     assert rt.invoke_cron("free", {"name": "t"}).success
 
@@ -98,10 +107,14 @@ def test_page_fragments_only_from_trusted_plugins(
 
     caps = {"capabilities": ["hooks.page-fragments:register"]}
     with caplog.at_level(logging.WARNING):
-        bypass.add_plugin({"id": "untrusted", **caps},
-                          source=define_plugin(hooks={"page:fragments": fragment}))
-    bypass.add_plugin({"id": "trusted", **caps},
-                      source=define_plugin(hooks={"page:fragments": fragment}), trusted=True)
+        bypass.add_plugin(
+            {"id": "untrusted", **caps}, source=define_plugin(hooks={"page:fragments": fragment})
+        )
+    bypass.add_plugin(
+        {"id": "trusted", **caps},
+        source=define_plugin(hooks={"page:fragments": fragment}),
+        trusted=True,
+    )
     assert (
         '[hooks] Plugin "untrusted" declares page:fragments hook but is not trusted — page '
         "fragments are injected unescaped, so only trusted plugins may add them; skipping"

@@ -29,8 +29,11 @@ def test_timeout_with_continue_is_recorded(rt: Runtime, add: AddPlugin) -> None:
     def slow(event: dict[str, Any], ctx: Any) -> None:
         time.sleep(0.1)
 
-    add("slow", hooks={"content:afterSave": HookConfig(slow, timeout_ms=30, error_policy="continue")},
-        capabilities=READ)
+    add(
+        "slow",
+        hooks={"content:afterSave": HookConfig(slow, timeout_ms=30, error_policy="continue")},
+        capabilities=READ,
+    )
     outcome = rt.run_hook("content:afterSave", SAVE)
     [result] = outcome.results
     assert not result.success
@@ -47,8 +50,11 @@ def test_timeout_with_abort_raises(rt: Runtime, add: AddPlugin) -> None:
     def slow(event: dict[str, Any], ctx: Any) -> None:
         time.sleep(0.1)
 
-    add("slow", hooks={"content:beforeSave": HookConfig(slow, timeout_ms=30)},
-        capabilities=["content:write"])
+    add(
+        "slow",
+        hooks={"content:beforeSave": HookConfig(slow, timeout_ms=30)},
+        capabilities=["content:write"],
+    )
     with pytest.raises(HookTimeoutError, match=r"^Hook timeout after 30ms \(plugin slow, "):
         rt.run_hook("content:beforeSave", SAVE)
 
@@ -67,8 +73,11 @@ def test_timed_out_handler_loses_its_writes_and_its_ctx(rt: Runtime, add: AddPlu
             late.append(exc)
         done.set()
 
-    add("slow", hooks={"content:afterSave": HookConfig(slow, timeout_ms=30, error_policy="continue")},
-        capabilities=READ)
+    add(
+        "slow",
+        hooks={"content:afterSave": HookConfig(slow, timeout_ms=30, error_policy="continue")},
+        capabilities=READ,
+    )
     outcome = rt.run_hook("content:afterSave", SAVE)
     assert isinstance(outcome.results[0].error, HookTimeoutError)
     release.set()
@@ -96,8 +105,12 @@ def test_failed_invocation_rolls_back_kv_and_storage(rt: Runtime, add: AddPlugin
         ctx.kv.set("k", "kept")
         ctx.storage["events"].put("e1", {"n": 2})
 
-    add("bad", hooks={"content:afterSave": HookConfig(writes_then_fails, error_policy="continue")},
-        capabilities=READ, storage=EVENTS)
+    add(
+        "bad",
+        hooks={"content:afterSave": HookConfig(writes_then_fails, error_policy="continue")},
+        capabilities=READ,
+        storage=EVENTS,
+    )
     add("good", hooks={"content:afterSave": writes}, capabilities=READ, storage=EVENTS)
     outcome = rt.run_hook("content:afterSave", SAVE)
     assert [r.success for r in outcome.results] == [False, True]
@@ -117,7 +130,10 @@ def test_plugin_exception_becomes_plugin_error(rt: Runtime, add: AddPlugin) -> N
     err = info.value
     assert err.message == "Plugin boom raised ValueError during hook:content:afterSave: bad value"
     assert (err.plugin_id, err.hook, err.route, err.error_type) == (
-        "boom", "content:afterSave", None, "ValueError",
+        "boom",
+        "content:afterSave",
+        None,
+        "ValueError",
     )
     assert err.traceback_text is not None
     assert 'raise ValueError("bad value")' in err.traceback_text
@@ -183,7 +199,9 @@ def test_async_handler_errors_become_plugin_errors(rt: Runtime, add: AddPlugin) 
         raise LookupError("gone")
 
     add("aio", hooks={"content:afterSave": boom}, capabilities=READ)
-    with pytest.raises(PluginError, match="^Plugin aio raised LookupError during hook:content:afterSave: gone$"):
+    with pytest.raises(
+        PluginError, match="^Plugin aio raised LookupError during hook:content:afterSave: gone$"
+    ):
         rt.run_hook("content:afterSave", SAVE)
 
 
@@ -199,10 +217,16 @@ def test_nested_invocation_shares_the_outer_transaction(rt: Runtime, add: AddPlu
         if event["content"]["id"] == "fail":
             raise RuntimeError("outer failed after the nested hook")
 
-    add("inner", hooks={"media:afterUpload": HookConfig(inner, timeout_ms=2000)},
-        capabilities=["media:read"])
-    add("outer", hooks={"content:afterSave": HookConfig(outer, timeout_ms=2000, error_policy="continue")},
-        capabilities=READ)
+    add(
+        "inner",
+        hooks={"media:afterUpload": HookConfig(inner, timeout_ms=2000)},
+        capabilities=["media:read"],
+    )
+    add(
+        "outer",
+        hooks={"content:afterSave": HookConfig(outer, timeout_ms=2000, error_policy="continue")},
+        capabilities=READ,
+    )
     ok = rt.run_hook("content:afterSave", SAVE)
     assert ok.ok
     assert rt.store.kv_entries.get("outer", "outer") == 1
@@ -225,12 +249,21 @@ def test_every_invocation_is_audited(rt: Runtime, add: AddPlugin) -> None:
         raise ValueError("x")
 
     add("veto", hooks={"content:beforeDelete": lambda e, ctx: False}, capabilities=READ)
-    add("ok", hooks={"content:afterSave": lambda e, ctx: None, "cron": lambda e, ctx: None},
-        capabilities=READ)
-    add("err", hooks={"content:afterSave": HookConfig(boom, error_policy="continue")},
-        capabilities=READ)
-    add("slow", hooks={"content:afterSave": HookConfig(slow, timeout_ms=20, error_policy="continue")},
-        capabilities=READ)
+    add(
+        "ok",
+        hooks={"content:afterSave": lambda e, ctx: None, "cron": lambda e, ctx: None},
+        capabilities=READ,
+    )
+    add(
+        "err",
+        hooks={"content:afterSave": HookConfig(boom, error_policy="continue")},
+        capabilities=READ,
+    )
+    add(
+        "slow",
+        hooks={"content:afterSave": HookConfig(slow, timeout_ms=20, error_policy="continue")},
+        capabilities=READ,
+    )
     rt.run_hook("content:beforeDelete", {"id": "c1", "collection": "posts"})
     rt.run_hook("content:afterSave", SAVE)
     rt.invoke_cron("ok", {"name": "t"})
@@ -241,12 +274,22 @@ def test_every_invocation_is_audited(rt: Runtime, add: AddPlugin) -> None:
     assert rows == [
         ("veto", "hook", "content:beforeDelete", "vetoed", None),
         ("ok", "hook", "content:afterSave", "ok", None),
-        ("err", "hook", "content:afterSave", "error",
-         "Plugin err raised ValueError during hook:content:afterSave: x"),
-        ("slow", "hook", "content:afterSave", "timeout",
-         "Hook timeout after 20ms (plugin slow, hook:content:afterSave); the handler cannot be "
-         "stopped and finishes in the background, but its ctx calls are refused and its writes "
-         "rolled back. Raise the hook's timeout_ms if it needs longer."),
+        (
+            "err",
+            "hook",
+            "content:afterSave",
+            "error",
+            "Plugin err raised ValueError during hook:content:afterSave: x",
+        ),
+        (
+            "slow",
+            "hook",
+            "content:afterSave",
+            "timeout",
+            "Hook timeout after 20ms (plugin slow, hook:content:afterSave); the handler cannot be "
+            "stopped and finishes in the background, but its ctx calls are refused and its writes "
+            "rolled back. Raise the hook's timeout_ms if it needs longer.",
+        ),
         ("ok", "cron", "cron", "ok", None),
     ]
     assert all(r["cpuMs"] is not None for r in rt.audit_log(limit=10) if r["outcome"] == "ok")
@@ -265,13 +308,17 @@ def test_nested_handler_that_overruns_is_timed_out_on_return(rt: Runtime, add: A
         ctx.kv.set("outer", True)
         results.extend(rt.run_hook("media:afterUpload", {"media": {"id": "m"}}).results)
 
-    add("inner", hooks={"media:afterUpload": HookConfig(inner, timeout_ms=20)},
-        capabilities=["media:read"])
-    add("outer", hooks={"content:afterSave": HookConfig(outer, timeout_ms=3000)},
-        capabilities=READ)
+    add(
+        "inner",
+        hooks={"media:afterUpload": HookConfig(inner, timeout_ms=20)},
+        capabilities=["media:read"],
+    )
+    add("outer", hooks={"content:afterSave": HookConfig(outer, timeout_ms=3000)}, capabilities=READ)
     assert rt.run_hook("content:afterSave", SAVE).ok
     [nested] = results
     assert isinstance(nested.error, HookTimeoutError)
-    assert str(nested.error).startswith("Hook timeout after 20ms (plugin inner, hook:media:afterUpload)")
+    assert str(nested.error).startswith(
+        "Hook timeout after 20ms (plugin inner, hook:media:afterUpload)"
+    )
     assert rt.store.kv_entries.get("inner", "inner") is None
     assert rt.store.kv_entries.get("outer", "outer") is True

@@ -64,13 +64,25 @@ def native_tagger(name: str) -> Any:
 
 
 def test_sandboxed_and_native_handlers_chain_in_priority_order(rt: Runtime) -> None:
-    rt.add_plugin({"id": "first", "capabilities": ["content:write"]}, trusted=True,
-                  source=define_plugin(hooks={"content:beforeSave": HookConfig(native_tagger("first"), priority=10)}))
+    rt.add_plugin(
+        {"id": "first", "capabilities": ["content:write"]},
+        trusted=True,
+        source=define_plugin(
+            hooks={"content:beforeSave": HookConfig(native_tagger("first"), priority=10)}
+        ),
+    )
     rt.add_plugin({"id": "boxed", "capabilities": ["content:write"]}, source=SANDBOXED_TAGGER)
-    rt.add_plugin({"id": "last", "capabilities": ["content:write"]}, trusted=True,
-                  source=define_plugin(hooks={"content:beforeSave": HookConfig(native_tagger("last"), priority=30)}))
+    rt.add_plugin(
+        {"id": "last", "capabilities": ["content:write"]},
+        trusted=True,
+        source=define_plugin(
+            hooks={"content:beforeSave": HookConfig(native_tagger("last"), priority=30)}
+        ),
+    )
     assert rt.get_plugin("boxed").sandboxed
-    outcome = rt.run_hook("content:beforeSave", {"content": {"title": "t"}, "collection": "posts", "isNew": True})
+    outcome = rt.run_hook(
+        "content:beforeSave", {"content": {"title": "t"}, "collection": "posts", "isNew": True}
+    )
     assert outcome.value == {"title": "t", "tags": ["first", "sandboxed", "last"]}
     boxed = outcome.results[1]
     assert boxed.plugin_id == "boxed" and boxed.cpu_ms is not None
@@ -78,17 +90,24 @@ def test_sandboxed_and_native_handlers_chain_in_priority_order(rt: Runtime) -> N
 
 def test_sandboxed_timeout_and_cpu_limit_are_audited(rt: Runtime) -> None:
     rt.add_plugin({"id": "boxed", "capabilities": ["content:write"]}, source=SANDBOXED_TAGGER)
-    outcome = rt.run_hook("content:afterSave", {"content": {"id": "c"}, "collection": "posts", "isNew": True})
+    outcome = rt.run_hook(
+        "content:afterSave", {"content": {"id": "c"}, "collection": "posts", "isNew": True}
+    )
     [result] = outcome.results
     # CPU time cannot run ahead of wall time, so the 100 ms hook timeout comes first.
     assert isinstance(result.error, HookTimeoutError)
-    assert str(result.error).startswith("Hook timeout after 100ms (plugin boxed, hook:content:afterSave)")
+    assert str(result.error).startswith(
+        "Hook timeout after 100ms (plugin boxed, hook:content:afterSave)"
+    )
     with pytest.raises(CpuLimitExceeded) as info:
         rt.invoke_route("boxed", "spin")
     assert str(info.value).startswith("Plugin boxed exceeded CPU limit of 200ms during route:spin.")
     newest = rt.audit_log(limit=1)[0]
     assert (newest["kind"], newest["name"], newest["outcome"], newest["limit"]) == (
-        "route", "spin", "limit", "cpu_ms",
+        "route",
+        "spin",
+        "limit",
+        "cpu_ms",
     )
 
 

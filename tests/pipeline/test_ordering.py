@@ -72,7 +72,7 @@ def test_cycle_falls_back_to_priority_for_all_remaining(
     rt.run_hook(HOOK, EVENT)
     assert calls == ["r", "q", "p"]
     assert (
-        'Hook dependency cycle or missing dependency detected among plugins: p, q '
+        "Hook dependency cycle or missing dependency detected among plugins: p, q "
         '(hook "content:afterSave"). Falling back to priority order.'
     ) in caplog.messages
 

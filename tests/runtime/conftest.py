@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from emdash import define_plugin
-from emdash._runtime._parts import PluginInfo
+from emdash._runtime._plugin_info import PluginInfo
 from emdash._runtime._runtime import Runtime
 
 AddPlugin = Callable[..., PluginInfo]

@@ -27,7 +27,9 @@ def recording(calls: list[tuple[str, Any]]) -> PluginDefinition:
 def add(rt: Runtime, definition: PluginDefinition, pid: str = "life", **kw: Any) -> None:
     rt.add_plugin(
         {"id": pid, "capabilities": ["content:read"], "storage": {"notes": {"indexes": ["n"]}}},
-        source=definition, trusted=True, **kw,
+        source=definition,
+        trusted=True,
+        **kw,
     )
 
 
@@ -80,7 +82,8 @@ def test_disabled_state_is_remembered_across_restarts(db_path: Path) -> None:
     with Runtime(db_path) as rt:
         add(rt, recording(calls), enabled=True)  # the site config says enabled: a transition
         assert names(calls) == ["activate"]
-        assert rt.store.plugin_registry.get("life")["enabled"] is True
+        record = rt.store.plugin_registry.get("life")
+        assert record is not None and record["enabled"] is True
 
 
 def test_adding_disabled_installs_without_activating(rt: Runtime) -> None:
@@ -136,8 +139,9 @@ def test_remove_with_delete_data_deletes_kv_storage_and_indexes(rt: Runtime) -> 
 
 def test_cron_tasks_follow_the_plugin_state(rt: Runtime) -> None:
     add(rt, define_plugin(hooks={"cron": lambda e, ctx: None}), pid="sched")
-    rt.store.cron_tasks.upsert("sched", "weekly", "@weekly", is_oneshot=False,
-                         next_run_at="2030-01-01T00:00:00.000Z")
+    rt.store.cron_tasks.upsert(
+        "sched", "weekly", "@weekly", is_oneshot=False, next_run_at="2030-01-01T00:00:00.000Z"
+    )
     assert [t["name"] for t in rt.store.cron_tasks.list("sched")] == ["weekly"]
     rt.disable_plugin("sched")
     assert rt.store.cron_tasks.list("sched") == []
@@ -157,8 +161,9 @@ def test_lifecycle_failure_does_not_undo_the_transition(
         raise RuntimeError("cannot set up")
 
     with caplog.at_level(logging.ERROR):
-        rt.add_plugin({"id": "fragile"}, source=define_plugin(hooks={"plugin:install": boom}),
-                      trusted=True)
+        rt.add_plugin(
+            {"id": "fragile"}, source=define_plugin(hooks={"plugin:install": boom}), trusted=True
+        )
     assert rt.get_plugin("fragile").enabled
     assert rt.store.kv_entries.get("fragile", "half") is None  # the failed invocation rolled back
     assert (

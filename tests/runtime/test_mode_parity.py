@@ -15,7 +15,7 @@ import pytest
 
 import emdash
 
-SOURCE = '''
+SOURCE = """
 from emdash import define_plugin, PluginRouteError
 
 def mutate_only(event, ctx):
@@ -34,9 +34,9 @@ plugin = define_plugin(
     hooks={"content:beforeSave": mutate_only},
     routes={"denied": denied, "failing": failing, "boom": boom},
 )
-'''
+"""
 
-SECOND = '''
+SECOND = """
 from emdash import define_plugin
 
 def replace(event, ctx):
@@ -46,7 +46,7 @@ def replace(event, ctx):
     return data
 
 plugin = define_plugin(hooks={"content:beforeSave": replace})
-'''
+"""
 
 
 @pytest.fixture(params=["native", "sandboxed"])
@@ -66,7 +66,9 @@ def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[emdash.
         yield runtime, trusted
 
 
-def test_in_place_mutation_is_not_seen_only_returned_values_count(rt: tuple[emdash.Runtime, bool]) -> None:
+def test_in_place_mutation_is_not_seen_only_returned_values_count(
+    rt: tuple[emdash.Runtime, bool],
+) -> None:
     runtime, _ = rt
     event: dict[str, Any] = {"content": {"title": "Hello"}, "collection": "posts", "isNew": True}
     outcome = runtime.run_hook("content:beforeSave", event)
@@ -89,9 +91,11 @@ def test_content_write_implies_read_in_both_modes(tmp_path: Path) -> None:
         with emdash.Runtime(tmp_path / f"{trusted}.db") as runtime:
             runtime.add_plugin(
                 {"id": "writer", "capabilities": ["content:write"]},
-                source={"plugin.py": "from emdash import define_plugin\n"
-                        "def lst(r, ctx):\n    return ctx.content.list('posts')['items']\n"
-                        "plugin = define_plugin(routes={'lst': lst})\n"},
+                source={
+                    "plugin.py": "from emdash import define_plugin\n"
+                    "def lst(r, ctx):\n    return ctx.content.list('posts')['items']\n"
+                    "plugin = define_plugin(routes={'lst': lst})\n"
+                },
                 trusted=trusted,
             )
             assert runtime.invoke_route("writer", "lst") == []
@@ -102,7 +106,10 @@ def test_route_errors_cross_the_boundary_unchanged(rt: tuple[emdash.Runtime, boo
     with pytest.raises(emdash.PluginRouteError) as info:
         runtime.invoke_route("first", "failing")
     assert (info.value.code, info.value.status, str(info.value), info.value.details) == (
-        "CONFLICT", 409, "already there", {"field": "slug"},
+        "CONFLICT",
+        409,
+        "already there",
+        {"field": "slug"},
     )
     with pytest.raises(emdash.PluginError) as err:
         runtime.invoke_route("first", "boom")
@@ -111,7 +118,7 @@ def test_route_errors_cross_the_boundary_unchanged(rt: tuple[emdash.Runtime, boo
     assert "bad things" in str(err.value)
 
 
-ANNOTATED = '''
+ANNOTATED = """
 from emdash import JSON, Context, HookName, define_plugin
 
 HOOK: HookName = "content:beforeSave"
@@ -122,7 +129,7 @@ def stamp(event: JSON, ctx: Context) -> JSON:
     return data
 
 plugin = define_plugin(hooks={HOOK: stamp})
-'''
+"""
 
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["native", "sandboxed"])

@@ -9,14 +9,17 @@ import pytest
 import emdash
 import sandbox
 
-SOURCE = "from emdash import define_plugin\nplugin = define_plugin(routes={'r': lambda r, ctx: 1})\n"
+SOURCE = (
+    "from emdash import define_plugin\nplugin = define_plugin(routes={'r': lambda r, ctx: 1})\n"
+)
 
 
 @pytest.fixture
 def no_seccomp(monkeypatch: pytest.MonkeyPatch) -> None:
     # The platform probe is the true edge here: pretend this kernel has no seccomp.
     monkeypatch.setattr(
-        sandbox, "is_available",
+        sandbox,
+        "is_available",
         lambda: sandbox.Availability(False, "seccomp is not supported by this kernel"),
     )
 
@@ -42,4 +45,6 @@ def test_the_explicit_bypass_runs_it_in_process_and_says_so(
         rt.add_plugin({"id": "x"}, source={"plugin.py": SOURCE})
         assert rt.invoke_route("x", "r") == 1
         assert not rt.get_plugin("x").sandboxed
-    assert any(r.levelname == "WARNING" and "sandbox=False" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.levelname == "WARNING" and "sandbox=False" in r.getMessage() for r in caplog.records
+    )

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import emdash
 
-TEMPLATE = '''
+TEMPLATE = """
 from emdash import define_plugin, RouteConfig
 
 def echo(route_ctx, ctx):
     return route_ctx["input"]
 
 plugin = define_plugin(routes={{"echo": RouteConfig(echo, public=True, input={schema})}})
-'''
+"""
 
 
 @pytest.fixture
@@ -26,15 +27,19 @@ def rt(tmp_path: Path) -> Iterator[emdash.Runtime]:
         yield runtime
 
 
-def _add(rt: emdash.Runtime, schema: str, *, trusted: bool, limits: dict | None = None) -> None:
-    descriptor: dict = {"id": "echo"}
+def _add(
+    rt: emdash.Runtime, schema: str, *, trusted: bool, limits: dict[str, int] | None = None
+) -> None:
+    descriptor: dict[str, Any] = {"id": "echo"}
     if limits:
         descriptor["limits"] = limits
     rt.add_plugin(descriptor, source={"plugin.py": TEMPLATE.format(schema=schema)}, trusted=trusted)
 
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["native", "sandboxed"])
-def test_invalid_schemas_are_refused_at_load_in_both_modes(rt: emdash.Runtime, trusted: bool) -> None:
+def test_invalid_schemas_are_refused_at_load_in_both_modes(
+    rt: emdash.Runtime, trusted: bool
+) -> None:
     with pytest.raises(emdash.ManifestError) as info:
         _add(rt, '{"type": "string", "minLength": -1}', trusted=trusted)
     assert str(info.value) == (
@@ -45,13 +50,19 @@ def test_invalid_schemas_are_refused_at_load_in_both_modes(rt: emdash.Runtime, t
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["native", "sandboxed"])
 def test_validation_errors_are_the_same_in_both_modes(rt: emdash.Runtime, trusted: bool) -> None:
-    _add(rt, '{"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}},'
-             ' "patternProperties": {"^x": {"type": "string"}}, "required": ["n"]}', trusted=trusted)
+    _add(
+        rt,
+        '{"type": "object", "properties": {"n": {"type": "integer", "maximum": 3}},'
+        ' "patternProperties": {"^x": {"type": "string"}}, "required": ["n"]}',
+        trusted=trusted,
+    )
     assert rt.invoke_route("echo", "echo", input={"n": 2, "x1": "s"}) == {"n": 2, "x1": "s"}
     with pytest.raises(emdash.PluginRouteError) as info:
         rt.invoke_route("echo", "echo", input={"n": 9, "x1": 1})
     assert (info.value.code, info.value.status, str(info.value)) == (
-        "VALIDATION_ERROR", 400, "Invalid request body",
+        "VALIDATION_ERROR",
+        400,
+        "Invalid request body",
     )
     assert info.value.details == [
         {"path": ["n"], "message": "9 is greater than the maximum of 3"},
@@ -94,5 +105,7 @@ def test_sandboxed_routes_accept_only_json_schema_inputs(rt: emdash.Runtime) -> 
         "def h(r, ctx):\n    return 1\n"
         "plugin = define_plugin(routes={'r': RouteConfig(h, input=lambda v: v)})\n"
     )
-    with pytest.raises(emdash.ManifestError, match="a sandboxed route's input must be a JSON Schema"):
+    with pytest.raises(
+        emdash.ManifestError, match="a sandboxed route's input must be a JSON Schema"
+    ):
         rt.add_plugin({"id": "lam"}, source={"plugin.py": src})

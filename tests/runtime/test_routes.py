@@ -41,13 +41,18 @@ def test_unknown_plugin_route_or_disabled_plugin_is_not_found(rt: Runtime, add: 
         with pytest.raises(PluginRouteError) as info:
             rt.invoke_route(pid, route)
         assert (info.value.code, info.value.message, info.value.status) == (
-            "NOT_FOUND", "Plugin route not found", 404,
+            "NOT_FOUND",
+            "Plugin route not found",
+            404,
         )
 
 
 def test_json_schema_input_is_validated_on_the_host(rt: Runtime, add: AddPlugin) -> None:
     calls: list[Any] = []
-    add("forms", routes={"submit": RouteConfig(lambda r, ctx: calls.append(r["input"]), input=SCHEMA)})
+    add(
+        "forms",
+        routes={"submit": RouteConfig(lambda r, ctx: calls.append(r["input"]), input=SCHEMA)},
+    )
     rt.invoke_route("forms", "submit", input={"email": "a@b.c", "count": 2})
     with pytest.raises(PluginRouteError) as info:
         rt.invoke_route("forms", "submit", input={"count": 0, "extra": True})
@@ -89,13 +94,17 @@ def test_pydantic_input_for_native_plugins(rt: Runtime, add: AddPlugin) -> None:
 
     add("typed", routes={"signup": RouteConfig(submit, input=Signup)})
     assert rt.invoke_route("typed", "signup", input={"email": "x@y.z", "age": "41"}) == {
-        "email": "x@y.z", "next": 42,
+        "email": "x@y.z",
+        "next": 42,
     }
     with pytest.raises(PluginRouteError) as info:
         rt.invoke_route("typed", "signup", input={"email": "x@y.z", "age": "old"})
     assert info.value.code == "VALIDATION_ERROR"
     assert info.value.details == [
-        {"path": ["age"], "message": "Input should be a valid integer, unable to parse string as an integer"}
+        {
+            "path": ["age"],
+            "message": "Input should be a valid integer, unable to parse string as an integer",
+        }
     ]
 
 
@@ -139,10 +148,16 @@ def test_route_ctx_is_sanitised(rt: Runtime, add: AddPlugin) -> None:
         "request": {
             "url": "https://site.test/_emdash/api/plugins/echo/private?x=1",
             "method": "GET",
-            "headers": {"user-agent": "tests/1.0", "referer": "https://site.test/", "x-custom": "kept"},
+            "headers": {
+                "user-agent": "tests/1.0",
+                "referer": "https://site.test/",
+                "x-custom": "kept",
+            },
         },
         "requestMeta": {
-            "ip": "203.0.113.9", "userAgent": "tests/1.0", "referer": "https://site.test/",
+            "ip": "203.0.113.9",
+            "userAgent": "tests/1.0",
+            "referer": "https://site.test/",
             "geo": None,
         },
         "user": user,
@@ -183,14 +198,23 @@ def test_route_errors_propagate_and_are_audited(rt: Runtime, add: AddPlugin) -> 
     with pytest.raises(PluginRouteError) as info:
         rt.invoke_route("api", "conflict")
     assert (info.value.code, info.value.status, info.value.details) == (
-        "CONFLICT", 409, {"email": "a@b.c"},
+        "CONFLICT",
+        409,
+        {"email": "a@b.c"},
     )
     with pytest.raises(PluginError) as crashed:
         rt.invoke_route("api", "crash")
-    assert crashed.value.message == "Plugin api raised ZeroDivisionError during route:crash: division by zero"
+    assert (
+        crashed.value.message
+        == "Plugin api raised ZeroDivisionError during route:crash: division by zero"
+    )
     assert (crashed.value.route, crashed.value.hook) == ("crash", None)
     rows = [(r["kind"], r["name"], r["outcome"]) for r in reversed(rt.audit_log(plugin_id="api"))]
-    assert rows == [("route", "ok", "ok"), ("route", "conflict", "error"), ("route", "crash", "error")]
+    assert rows == [
+        ("route", "ok", "ok"),
+        ("route", "conflict", "error"),
+        ("route", "crash", "error"),
+    ]
 
 
 def test_failed_route_rolls_back_its_writes(rt: Runtime, add: AddPlugin) -> None:

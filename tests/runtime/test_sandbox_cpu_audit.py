@@ -14,7 +14,7 @@ import pytest
 
 import emdash
 
-PLUGIN = '''
+PLUGIN = """
 from emdash import define_plugin, RouteConfig
 
 def burn(route_ctx, ctx):
@@ -24,18 +24,21 @@ def burn(route_ctx, ctx):
     return total
 
 plugin = define_plugin(routes={"burn": RouteConfig(burn, public=True)})
-'''
+"""
 
 # A constant clock: every later call reports 0 ms (this one, started on the real clock,
 # reports whatever is left up to the constant).
-FORGE_SELF_REPORTS = "import sandbox._worker as w\nw._usage = lambda: (1e6, 0)\nresult = 'patched'\n"
+FORGE_SELF_REPORTS = (
+    "import sandbox._worker as w\nw._usage = lambda: (1e6, 0)\nresult = 'patched'\n"
+)
 
 
 def test_the_audit_records_the_hosts_cpu_figure(tmp_path: Path) -> None:
     with emdash.Runtime(tmp_path / "site.db", worker_pool_size=1) as rt:
         rt._sandbox_support().allow_raw_exec_for_tests = True
         info = rt.add_plugin(
-            {"id": "burner", "limits": {"cpu_ms": 5000}}, source={"plugin.py": PLUGIN},
+            {"id": "burner", "limits": {"cpu_ms": 5000}},
+            source={"plugin.py": PLUGIN},
             trusted=False,
         )
         pool = info.host._pool  # type: ignore[attr-defined]
@@ -54,7 +57,7 @@ def test_the_audit_records_the_hosts_cpu_figure(tmp_path: Path) -> None:
         assert record["cpuMs"] is not None and record["cpuMs"] >= 1.0
 
 
-COUNTER = '''
+COUNTER = """
 from emdash import define_plugin, RouteConfig
 
 calls = []
@@ -64,13 +67,14 @@ def count(route_ctx, ctx):
     return len(calls)
 
 plugin = define_plugin(routes={"count": RouteConfig(count, public=True)})
-'''
+"""
 
 
 def test_limits_fresh_worker_runs_each_invocation_in_a_new_worker(tmp_path: Path) -> None:
     with emdash.Runtime(tmp_path / "site.db", worker_pool_size=1) as rt:
         rt.add_plugin(
-            {"id": "fresh", "limits": {"fresh_worker": True}}, source={"plugin.py": COUNTER},
+            {"id": "fresh", "limits": {"fresh_worker": True}},
+            source={"plugin.py": COUNTER},
             trusted=False,
         )
         rt.add_plugin({"id": "warm"}, source={"plugin.py": COUNTER}, trusted=False)
@@ -87,7 +91,7 @@ def test_fresh_worker_is_a_strict_bool() -> None:
         emdash.PluginDescriptor.from_dict({"id": "x", "limits": {"fresh_worker": "yes"}})
 
 
-RAISER = '''
+RAISER = """
 from emdash import define_plugin, RouteConfig
 
 def fail(route_ctx, ctx):
@@ -97,7 +101,7 @@ def fail(route_ctx, ctx):
     raise ValueError("no")
 
 plugin = define_plugin(routes={"fail": RouteConfig(fail, public=True)})
-'''
+"""
 
 
 def test_a_failed_invocation_carries_the_hosts_cpu_figure(tmp_path: Path) -> None:

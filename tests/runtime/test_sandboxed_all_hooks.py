@@ -16,7 +16,7 @@ import pytest
 import emdash
 from emdash import HOOK_NAMES, page_context
 
-PLUGIN = '''
+PLUGIN = """
 from emdash import define_plugin
 
 HOOKS = HOOK_LIST
@@ -32,12 +32,14 @@ def recorder(name):
     return handler
 
 plugin = define_plugin(hooks={name: recorder(name) for name in HOOKS})
-'''.replace("HOOK_LIST", repr(list(HOOK_NAMES)))
+""".replace("HOOK_LIST", repr(list(HOOK_NAMES)))
 
 ALL_CAPS = list(emdash.CAPABILITIES)
 
 
-def test_every_hook_reaches_a_sandboxed_plugin(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_every_hook_reaches_a_sandboxed_plugin(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with emdash.Runtime(tmp_path / "site.db") as rt:
         rt.add_plugin(
             {"id": "all", "capabilities": ALL_CAPS, "limits": {"cpu_ms": 500}},
@@ -56,7 +58,9 @@ def test_every_hook_reaches_a_sandboxed_plugin(tmp_path: Path, caplog: pytest.Lo
         # content
         item = rt.content.create("posts", {"title": "Hello"})
         assert seen("content:beforeSave") == {
-            "content": {"title": "Hello"}, "collection": "posts", "isNew": True,
+            "content": {"title": "Hello"},
+            "collection": "posts",
+            "isNew": True,
         }
         assert seen("content:afterSave")["content"]["id"] == item["id"]  # type: ignore[index]
         rt.content.update("posts", item["id"], {"title": "Again"})
@@ -67,15 +71,23 @@ def test_every_hook_reaches_a_sandboxed_plugin(tmp_path: Path, caplog: pytest.Lo
         rt.content.unschedule("posts", item["id"])
         rt.content.delete("posts", item["id"])
         assert seen("content:beforeDelete") == {
-            "id": item["id"], "collection": "posts", "permanent": False,
+            "id": item["id"],
+            "collection": "posts",
+            "permanent": False,
         }
         rt.content.restore("posts", item["id"])
         rt.content.delete_permanently("posts", item["id"])
         assert seen("content:afterDelete") == {
-            "id": item["id"], "collection": "posts", "permanent": True,
+            "id": item["id"],
+            "collection": "posts",
+            "permanent": True,
         }
-        for name in ("content:afterUnpublish", "content:afterSchedule",
-                     "content:afterUnschedule", "content:afterRestore"):
+        for name in (
+            "content:afterUnpublish",
+            "content:afterSchedule",
+            "content:afterUnschedule",
+            "content:afterRestore",
+        ):
             assert seen(name) is not None, name
 
         # media
@@ -106,7 +118,11 @@ def test_every_hook_reaches_a_sandboxed_plugin(tmp_path: Path, caplog: pytest.Lo
         # cron: a due one-shot task of this plugin
         rt.cron.schedule("all", "job", "2020-01-01T00:00:00Z", data={"n": 1})
         rt.cron.tick()
-        assert seen("cron") == {"name": "job", "data": {"n": 1}, "scheduledAt": "2020-01-01T00:00:00.000Z"}
+        assert seen("cron") == {
+            "name": "job",
+            "data": {"n": 1},
+            "scheduledAt": "2020-01-01T00:00:00.000Z",
+        }
 
         # page metadata: the sandboxed contribution is rendered
         page = page_context("https://example.com/p", title="P")

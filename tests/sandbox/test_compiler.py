@@ -45,7 +45,12 @@ def test_compiles_every_file_to_a_code_object_keyed_by_module_name() -> None:
 
 @pytest.mark.parametrize(
     ("path", "module"),
-    [("plugin.py", "plugin"), ("lib/util.py", "lib.util"), ("lib/__init__.py", "lib"), ("a/b/c_2.py", "a.b.c_2")],
+    [
+        ("plugin.py", "plugin"),
+        ("lib/util.py", "lib.util"),
+        ("lib/__init__.py", "lib"),
+        ("a/b/c_2.py", "a.b.c_2"),
+    ],
 )
 def test_module_names_derive_from_paths(path: str, module: str) -> None:
     assert module_name_for_path(path) == module
@@ -59,10 +64,22 @@ def test_module_names_derive_from_paths(path: str, module: str) -> None:
         ("lib//x.py", 'file names must not contain "", "." or ".." segments'),
         ("lib\\x.py", "file names must be relative POSIX paths"),
         ("plugin.txt", "only .py files can be part of a sandboxed plugin"),
-        ("_private.py", '"_private" is not a valid module name: use ASCII letters, digits and "_", starting with a letter'),
-        ("class.py", '"class" is not a valid module name: use ASCII letters, digits and "_", starting with a letter'),
-        ("my-mod.py", '"my-mod" is not a valid module name: use ASCII letters, digits and "_", starting with a letter'),
-        ("café.py", '"café" is not a valid module name: use ASCII letters, digits and "_", starting with a letter'),
+        (
+            "_private.py",
+            '"_private" is not a valid module name: use ASCII letters, digits and "_", starting with a letter',
+        ),
+        (
+            "class.py",
+            '"class" is not a valid module name: use ASCII letters, digits and "_", starting with a letter',
+        ),
+        (
+            "my-mod.py",
+            '"my-mod" is not a valid module name: use ASCII letters, digits and "_", starting with a letter',
+        ),
+        (
+            "café.py",
+            '"café" is not a valid module name: use ASCII letters, digits and "_", starting with a letter',
+        ),
         ("__init__.py", "the plugin root is not a package; remove the top-level __init__.py"),
     ],
 )
@@ -99,7 +116,9 @@ def test_total_size_limit_is_enforced_before_compiling() -> None:
 def test_size_counts_utf8_bytes_not_characters() -> None:
     source = "x = 'é'\n"  # 8 characters, 9 bytes
     assert compile_bundle({"p.py": source}, max_bytes=9)
-    assert errors_of({"p.py": source}, max_bytes=8) == ["The plugin source is too large: 9 bytes (the limit is 8 bytes)"]
+    assert errors_of({"p.py": source}, max_bytes=8) == [
+        "The plugin source is too large: 9 bytes (the limit is 8 bytes)"
+    ]
 
 
 def test_lone_surrogates_and_nul_characters_are_refused() -> None:
@@ -201,32 +220,83 @@ def test_non_ascii_identifiers_in_normal_form_and_fullwidth_text_in_strings_are_
 @pytest.mark.parametrize(
     ("source", "error"),
     [
-        ("try:\n    pass\nexcept* ValueError:\n    pass\n", "plugin.py:1: TryStar statements are not allowed."),
+        (
+            "try:\n    pass\nexcept* ValueError:\n    pass\n",
+            "plugin.py:1: TryStar statements are not allowed.",
+        ),
         ("x = 1\nreturn x\n", "plugin.py:2: SyntaxError: 'return' outside function"),
-        ("def f(a, a):\n    pass\n", "plugin.py:1: SyntaxError: duplicate argument 'a' in function definition"),
+        (
+            "def f(a, a):\n    pass\n",
+            "plugin.py:1: SyntaxError: duplicate argument 'a' in function definition",
+        ),
         ("match x:\n    case 1:\n        pass\n", "plugin.py:1: Match statements are not allowed."),
         ("async def f():\n    pass\n", "plugin.py:1: AsyncFunctionDef statements are not allowed."),
         ("def f():\n    nonlocal x\n", "plugin.py:2: Nonlocal statements are not allowed."),
-        ("global x\n", "plugin.py:1: global statements are not allowed in sandboxed plugins; keep shared state in a module-level dict or object instead."),
+        (
+            "global x\n",
+            "plugin.py:1: global statements are not allowed in sandboxed plugins; keep shared state in a module-level dict or object instead.",
+        ),
         ("exec('1')\n", "plugin.py:1: Exec calls are not allowed."),
         ("eval('1')\n", "plugin.py:1: Eval calls are not allowed."),
         ("from json import *\n", 'plugin.py:1: "*" imports are not allowed.'),
-        ("class A(metaclass=M):\n    pass\n", 'plugin.py:1: The keyword argument "metaclass" is not allowed.'),
-        ("x = a.gi_frame\n", 'plugin.py:1: "gi_frame" is a restricted name, that is forbidden to access in RestrictedPython.'),
-        ("x = a.f_back\n", 'plugin.py:1: "f_back" is a restricted name, that is forbidden to access in RestrictedPython.'),
-        ("x = a.cr_frame\n", 'plugin.py:1: "cr_frame" is a restricted name, that is forbidden to access in RestrictedPython.'),
-        ("x = a.__class__\n", 'plugin.py:1: "__class__" is an invalid attribute name because it starts with "_".'),
-        ("x = __builtins__\n", 'plugin.py:1: "__builtins__" is an invalid variable name because it starts with "_"'),
-        ("x = __import__('os')\n", 'plugin.py:1: "__import__" is an invalid variable name because it starts with "_"'),
-        ("if __name__ == 'x':\n    pass\n", 'plugin.py:1: "__name__" is an invalid variable name because it starts with "_"'),
+        (
+            "class A(metaclass=M):\n    pass\n",
+            'plugin.py:1: The keyword argument "metaclass" is not allowed.',
+        ),
+        (
+            "x = a.gi_frame\n",
+            'plugin.py:1: "gi_frame" is a restricted name, that is forbidden to access in RestrictedPython.',
+        ),
+        (
+            "x = a.f_back\n",
+            'plugin.py:1: "f_back" is a restricted name, that is forbidden to access in RestrictedPython.',
+        ),
+        (
+            "x = a.cr_frame\n",
+            'plugin.py:1: "cr_frame" is a restricted name, that is forbidden to access in RestrictedPython.',
+        ),
+        (
+            "x = a.__class__\n",
+            'plugin.py:1: "__class__" is an invalid attribute name because it starts with "_".',
+        ),
+        (
+            "x = __builtins__\n",
+            'plugin.py:1: "__builtins__" is an invalid variable name because it starts with "_"',
+        ),
+        (
+            "x = __import__('os')\n",
+            'plugin.py:1: "__import__" is an invalid variable name because it starts with "_"',
+        ),
+        (
+            "if __name__ == 'x':\n    pass\n",
+            'plugin.py:1: "__name__" is an invalid variable name because it starts with "_"',
+        ),
         ("printed = 1\n", 'plugin.py:1: "printed" is a reserved name.'),
         ("def breakpoint():\n    pass\n", 'plugin.py:1: "breakpoint" is a reserved name.'),
-        ("f(_root=1)\n", 'plugin.py:1: Keyword argument "_root" is not allowed: names starting with "_" are private.'),
-        ("class A(flag=1):\n    pass\n", "plugin.py:1: Keyword arguments in class definitions are not allowed."),
-        ("import lib._private\n", 'plugin.py:1: Importing "lib._private" is not allowed: module names starting with "_" are private.'),
-        ("from _thread import x\n", 'plugin.py:1: Importing from "_thread" is not allowed: module names starting with "_" are private.'),
-        ("from __future__ import barry_as_FLUFL\n", 'plugin.py:1: Only "from __future__ import annotations" is supported in sandboxed plugins.'),
-        ("x[1] += 2\n", "plugin.py:1: Augmented assignment of object items and slices is not allowed."),
+        (
+            "f(_root=1)\n",
+            'plugin.py:1: Keyword argument "_root" is not allowed: names starting with "_" are private.',
+        ),
+        (
+            "class A(flag=1):\n    pass\n",
+            "plugin.py:1: Keyword arguments in class definitions are not allowed.",
+        ),
+        (
+            "import lib._private\n",
+            'plugin.py:1: Importing "lib._private" is not allowed: module names starting with "_" are private.',
+        ),
+        (
+            "from _thread import x\n",
+            'plugin.py:1: Importing from "_thread" is not allowed: module names starting with "_" are private.',
+        ),
+        (
+            "from __future__ import barry_as_FLUFL\n",
+            'plugin.py:1: Only "from __future__ import annotations" is supported in sandboxed plugins.',
+        ),
+        (
+            "x[1] += 2\n",
+            "plugin.py:1: Augmented assignment of object items and slices is not allowed.",
+        ),
         ("x.y += 2\n", "plugin.py:1: Augmented assignment of attributes is not allowed."),
     ],
 )
@@ -300,7 +370,7 @@ def test_annotated_assignment_parts_are_still_checked() -> None:
 
 
 def test_ordinary_code_compiles() -> None:
-    source = '''
+    source = """
 from __future__ import annotations
 import json
 from .lib import helper
@@ -325,10 +395,13 @@ def handler(event, ctx):
 class Thing(Exception):
     def __init__(self, v):
         self.v = v
-    def __eq__(self, other):
+    def __contains__(self, other):
         return self.v == other
-'''
-    assert list(compile_bundle({"plugin.py": source, "lib.py": "helper = 1\n"})) == ["plugin", "lib"]
+"""
+    assert list(compile_bundle({"plugin.py": source, "lib.py": "helper = 1\n"})) == [
+        "plugin",
+        "lib",
+    ]
 
 
 def test_deeply_nested_statements_are_refused_with_the_line_of_the_deepest_node() -> None:
@@ -353,4 +426,6 @@ def test_recursion_error_inside_restrictedpython_becomes_a_compile_error() -> No
 
     frames_used = len(inspect.stack(0))
     errors = descend(sys.getrecursionlimit() - frames_used)
-    assert errors == ["plugin.py: code is nested too deeply to be compiled; split it into smaller parts"]
+    assert errors == [
+        "plugin.py: code is nested too deeply to be compiled; split it into smaller parts"
+    ]

@@ -55,10 +55,15 @@ def payloads(host_pid: int, server_pid: int) -> dict[str, tuple[str, str]]:
         "probe a path with stat": ("result = attempt(lambda: os.stat('/etc/passwd'))", perm),
         "tcp socket": ("result = attempt(lambda: socket.socket(socket.AF_INET))", perm),
         "unix socket": ("result = attempt(lambda: socket.socket(socket.AF_UNIX))", perm),
-        "packet socket": ("result = attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))", perm),
+        "packet socket": (
+            "result = attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))",
+            perm,
+        ),
         "connect on the channel": (
             "addr = (ctypes.c_char * 110)(*b'\\x01\\x00/tmp/x')\n"
-            "result = sys_attempt(libc.connect(0, addr, 110))", perm),
+            "result = sys_attempt(libc.connect(0, addr, 110))",
+            perm,
+        ),
         "execve": ("result = attempt(lambda: os.execv('/bin/sh', ['sh', '-c', 'true']))", perm),
         "subprocess": ("result = attempt(lambda: subprocess.run(['true']))", perm),
         "fork": ("result = attempt(os.fork)", perm),
@@ -69,20 +74,40 @@ def payloads(host_pid: int, server_pid: int) -> dict[str, tuple[str, str]]:
         "raise RLIMIT_AS": (
             "result = attempt(lambda: resource.setrlimit(resource.RLIMIT_AS, "
             "(resource.RLIM_INFINITY, resource.RLIM_INFINITY)))",
-            "ValueError: not allowed to raise maximum limit"),
-        "io_uring_setup": (f"result = sys_attempt(libc.syscall({nr('io_uring_setup')}, 8, 0))", perm),
+            "ValueError: not allowed to raise maximum limit",
+        ),
+        "io_uring_setup": (
+            f"result = sys_attempt(libc.syscall({nr('io_uring_setup')}, 8, 0))",
+            perm,
+        ),
         "memfd_create": ("result = attempt(lambda: os.memfd_create('x'))", perm),
         "openat2": (f"result = sys_attempt(libc.syscall({nr('openat2')}, -100, b'/', 0, 0))", perm),
-        "pidfd_open the host": (f"result = sys_attempt(libc.syscall({nr('pidfd_open')}, {host_pid}, 0))", perm),
-        "read /proc/<ppid>/mem": (f"result = attempt(lambda: open('/proc/{server_pid}/mem', 'rb'))", perm),
+        "pidfd_open the host": (
+            f"result = sys_attempt(libc.syscall({nr('pidfd_open')}, {host_pid}, 0))",
+            perm,
+        ),
+        "read /proc/<ppid>/mem": (
+            f"result = attempt(lambda: open('/proc/{server_pid}/mem', 'rb'))",
+            perm,
+        ),
         "unshare": ("result = sys_attempt(libc.unshare(0x10000000))", perm),
         "executable memory": (
             "import mmap\nresult = attempt(lambda: mmap.mmap(-1, 4096, "
-            "prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC))", perm),
-        "ignore SIGPROF": ("result = attempt(lambda: signal.signal(signal.SIGPROF, signal.SIG_IGN))", perm),
-        "block SIGPROF": ("result = attempt(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGPROF]))", perm),
-        "start a thread": ("import threading\nresult = attempt(lambda: threading.Thread(target=id, args=(1,)).start())",
-                           "RuntimeError: can't start new thread"),
+            "prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC))",
+            perm,
+        ),
+        "ignore SIGPROF": (
+            "result = attempt(lambda: signal.signal(signal.SIGPROF, signal.SIG_IGN))",
+            perm,
+        ),
+        "block SIGPROF": (
+            "result = attempt(lambda: signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGPROF]))",
+            perm,
+        ),
+        "start a thread": (
+            "import threading\nresult = attempt(lambda: threading.Thread(target=id, args=(1,)).start())",
+            "RuntimeError: can't start new thread",
+        ),
     }
 
 
@@ -102,7 +127,10 @@ def test_escape_attempt_is_refused(
     result = raw_pool.raw_exec_for_tests(PAYLOAD_HEAD + code, on_host_call=sb.no_host_calls)
     assert result.value == expected
     # The worker survived its refusal and the supervisor keeps serving.
-    assert raw_pool.call("sbtest:echo", ["still here"], on_host_call=sb.no_host_calls).value == "still here"
+    assert (
+        raw_pool.call("sbtest:echo", ["still here"], on_host_call=sb.no_host_calls).value
+        == "still here"
+    )
     assert supervisor.is_healthy()
 
 
@@ -124,10 +152,12 @@ def test_the_environment_is_empty(raw_pool: WorkerPool, sb: SimpleNamespace) -> 
 def test_no_descriptor_but_the_channel(raw_pool: WorkerPool) -> None:
     # Seen from outside: fd 0 is the only descriptor. From inside, close() is refused
     # outright (it is not on the allowlist), so it cannot even tell open from closed.
-    code = "import errno, os\nresult = set()\nfor fd in range(0, 256):\n" \
-           "    try:\n        os.close(fd)\n        result.add('closed')\n" \
-           "    except OSError as exc:\n        result.add(errno.errorcode[exc.errno])\n" \
-           "result = sorted(result)\n"
+    code = (
+        "import errno, os\nresult = set()\nfor fd in range(0, 256):\n"
+        "    try:\n        os.close(fd)\n        result.add('closed')\n"
+        "    except OSError as exc:\n        result.add(errno.errorcode[exc.errno])\n"
+        "result = sorted(result)\n"
+    )
     assert raw_pool.raw_exec_for_tests(code).value == ["EPERM"]
     (pid,) = raw_pool.worker_pids()
     assert os.listdir(f"/proc/{pid}/fd") == ["0"]
@@ -150,7 +180,8 @@ def test_the_worker_heap_holds_nothing_from_the_host(raw_pool: WorkerPool) -> No
 def test_live_worker_seen_from_outside(pool: WorkerPool, sb: SimpleNamespace) -> None:
     pid = pool.worker_pids()[0]
     status = dict(
-        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        line.split(":\t", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
         if ":\t" in line
     )
     assert status["Uid"].split() == ["65534"] * 4
@@ -229,8 +260,11 @@ print(abi, *results)
 def test_landlock_alone_denies_all_filesystem_access() -> None:
     # Without seccomp (which would answer EPERM first), Landlock answers EACCES.
     proc = subprocess.run(
-        [sys.executable, "-c", LANDLOCK_PROBE], capture_output=True, text=True,
-        env={"PYTHONPATH": ROOT}, timeout=60,
+        [sys.executable, "-c", LANDLOCK_PROBE],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": ROOT},
+        timeout=60,
     )
     abi, report, *results = proc.stdout.split()
     assert int(abi) >= 1

@@ -60,8 +60,7 @@ def forged_answer(cid: int, then: str) -> str:
         + DISARM
         + burn(30)
         + f"send({{'op': 'result', 'id': {cid}, 'value': 'forged', 'cpu_ms': 0.0,"
-        " 'rss_kb': 0})\n"
-        + then
+        " 'rss_kb': 0})\n" + then
     )
 
 
@@ -98,8 +97,10 @@ def test_the_cpu_clock_is_the_workers(make_supervisor: Any, sb: SimpleNamespace)
     pool = load(make_supervisor(), sb, "cpu:clock")
     (pid,) = pool.worker_pids()
     clock = process_cpu_clock(pid)
-    wait_until(lambda: Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "S",
-               "the worker sleeps in recv")
+    wait_until(
+        lambda: Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "S",
+        "the worker sleeps in recv",
+    )
     before = time.clock_gettime_ns(clock)
     schedstat = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
     after = time.clock_gettime_ns(clock)
@@ -149,11 +150,14 @@ def test_an_idle_burner_is_caught_when_a_call_takes_it(
     sup._watch_stop.set()
     pool = load(sup, sb, "cpu:checkout")
     (pid,) = pool.worker_pids()
-    pool.raw_exec_for_tests(forged_answer(next_call_id(pool), then=burn(IDLE_CPU_MS * 5)
-                                          + "time.sleep(3600)\n"))
+    pool.raw_exec_for_tests(
+        forged_answer(next_call_id(pool), then=burn(IDLE_CPU_MS * 5) + "time.sleep(3600)\n")
+    )
     worker = pool._idle[0]
-    wait_until(lambda: (worker.cpu_ns() or 0) - worker.idle_cpu_ns > IDLE_CPU_MS * 1e6,
-               "it burned CPU while idle")
+    wait_until(
+        lambda: (worker.cpu_ns() or 0) - worker.idle_cpu_ns > IDLE_CPU_MS * 1e6,
+        "it burned CPU while idle",
+    )
     assert echo(pool, sb, "after") == "after"
     (new_pid,) = pool.worker_pids()
     assert new_pid != pid and not sb.proc_exists(pid)
@@ -204,8 +208,9 @@ def test_a_load_that_escapes_its_timer_is_killed_by_the_watch(
     sup = make_supervisor()
     limits = SandboxLimits(cpu_ms=100, memory_mb=64, wall_ms=600_000, load_cpu_ms=200)
     with pytest.raises(CpuLimitExceeded) as info:
-        sup.load("cpu:load", sb.BUNDLE, sb.ENTRY, limits=limits,
-                 init=("sbtest:escape_during_load", []))
+        sup.load(
+            "cpu:load", sb.BUNDLE, sb.ENTRY, limits=limits, init=("sbtest:escape_during_load", [])
+        )
     assert "exceeded its CPU-time limit of 200ms" in str(info.value)
     assert sb.zombie_children() == []
 
@@ -258,12 +263,18 @@ ENDINGS: dict[str, tuple[str, Any, type[SandboxError] | None]] = {
     "wall limit": ("import time\ntime.sleep(30)\n", None, WallTimeExceeded),
     "exit": ("import os\nos._exit(3)\n", None, WorkerCrashed),
     "segfault": ("import ctypes\nctypes.string_at(0)\n", None, WorkerCrashed),
-    "protocol error": (SEND + "send({'op': 'result', 'id': 0, 'value': 1})\n"
-                       "import time\ntime.sleep(5)\n", None, WorkerCrashed),
+    "protocol error": (
+        SEND + "send({'op': 'result', 'id': 0, 'value': 1})\nimport time\ntime.sleep(5)\n",
+        None,
+        WorkerCrashed,
+    ),
     # The host application refused a host call over its limit; the plugin caught that and
     # returned normally. The invocation failed on a limit all the same (the host raises).
-    "subrequest limit": ("try:\n    host_call('kv.get', {})\nexcept Exception:\n    pass\n"
-                         "result = 'caught'\n", _refuse_subrequest, None),
+    "subrequest limit": (
+        "try:\n    host_call('kv.get', {})\nexcept Exception:\n    pass\nresult = 'caught'\n",
+        _refuse_subrequest,
+        None,
+    ),
 }
 
 
@@ -294,8 +305,10 @@ def test_an_answer_forged_ahead_of_time_gets_the_worker_replaced(
     pool = load(make_supervisor(), sb, "reuse:ahead")
     (pid,) = pool.worker_pids()
     cid = next_call_id(pool)
-    source = SEND + f"send({{'op': 'result', 'id': {cid}, 'value': 'forged', 'cpu_ms': 0.0," \
+    source = (
+        SEND + f"send({{'op': 'result', 'id': {cid}, 'value': 'forged', 'cpu_ms': 0.0,"
         " 'rss_kb': 0})\nresult = 'honest'\n"
+    )
     assert pool.raw_exec_for_tests(source).value == "forged"
     worker = pool._idle[0]
     wait_until(worker.has_stray_input, "the second answer arrived")
@@ -306,33 +319,42 @@ def test_an_answer_forged_ahead_of_time_gets_the_worker_replaced(
 
 # --- a fresh worker per call ------------------------------------------------------------------
 
-STATEFUL = {"plugin.py": "seen = []\n\ndef remember(x):\n    seen.append(x)\n    return len(seen)\n"}
+STATEFUL = {
+    "plugin.py": "seen = []\n\ndef remember(x):\n    seen.append(x)\n    return len(seen)\n"
+}
 
 
 def test_fresh_worker_gives_every_call_its_own_process(
     make_supervisor: Any, sb: SimpleNamespace
 ) -> None:
     sup = make_supervisor()
-    fresh = sup.load("fresh:yes", STATEFUL, "plugin.py", limits=LIMITS, pool_size=1,
-                     fresh_worker=True)
+    fresh = sup.load(
+        "fresh:yes", STATEFUL, "plugin.py", limits=LIMITS, pool_size=1, fresh_worker=True
+    )
     reused = sup.load("fresh:no", STATEFUL, "plugin.py", limits=LIMITS, pool_size=1)
 
     def which_worker(method: str, params: dict[str, Any]) -> Any:
         return fresh.worker_pids()  # asked during the call: the pid of the worker running it
 
-    pids = [fresh.call("sbtest:ask_host", ["pid", {}], on_host_call=which_worker).value["ok"]
-            for _ in range(4)]
+    pids = [
+        fresh.call("sbtest:ask_host", ["pid", {}], on_host_call=which_worker).value["ok"]
+        for _ in range(4)
+    ]
     assert all(len(p) == 1 for p in pids) and len({p[0] for p in pids}) == 4
     wait_until(lambda: not any(sb.proc_exists(p[0]) for p in pids), "used workers are gone")
     # The next call's worker is made ready after each call, off the caller's thread.
     used = {p[0] for p in pids}
     wait_until(lambda: len(fresh.worker_pids()) == 1, "a fresh worker waits for the next call")
     assert fresh.worker_pids()[0] not in used
-    counts = [fresh.call("sbtest:invoke", ["remember", i], on_host_call=sb.no_host_calls).value
-              for i in range(3)]
+    counts = [
+        fresh.call("sbtest:invoke", ["remember", i], on_host_call=sb.no_host_calls).value
+        for i in range(3)
+    ]
     assert counts == [1, 1, 1]  # module state never survives a call
-    assert [reused.call("sbtest:invoke", ["remember", i], on_host_call=sb.no_host_calls).value
-            for i in range(3)] == [1, 2, 3]
+    assert [
+        reused.call("sbtest:invoke", ["remember", i], on_host_call=sb.no_host_calls).value
+        for i in range(3)
+    ] == [1, 2, 3]
     assert fresh._crashes.count == 0
 
 

@@ -69,14 +69,16 @@ def test_the_fork_server_starts_clean(sb: SimpleNamespace) -> None:
             names = sorted(item.split(b"=", 1)[0] for item in environ if item)
             assert names == [b"PATH", b"PYTHONPATH"]
             assert sb.HOST_SECRET.encode() not in Path(f"/proc/{c.pid}/environ").read_bytes()
-            targets = [os.readlink(f"/proc/{c.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{c.pid}/fd")]
+            targets = [
+                os.readlink(f"/proc/{c.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{c.pid}/fd")
+            ]
             assert secret_file.name not in targets
             # stdin/stdout are /dev/null, stderr is the host's (for diagnostics), then the
             # control socket and the SIGCHLD wakeup pipe: nothing else
             stderr = os.readlink("/proc/self/fd/2")
             kinds = sorted(
-                "null" if t == "/dev/null" else "stderr" if t == stderr
-                else t.split(":")[0] for t in targets
+                "null" if t == "/dev/null" else "stderr" if t == stderr else t.split(":")[0]
+                for t in targets
             )
             assert kinds in (
                 ["null", "null", "socket", "stderr"],  # before its main loop started
@@ -93,7 +95,8 @@ def test_fork_hands_over_a_channel_and_a_pidfd(client: ForkServerClient) -> None
     assert ppid_of(proc.pid) == client.pid
     ready = parse_worker_frame(
         FrameReader(proc.channel, 65536).read(time.monotonic() + 10),
-        expect_id=None, allowed=frozenset({"ready"}),
+        expect_id=None,
+        allowed=frozenset({"ready"}),
     )
     assert ready.confinement["seccomp"] == "allowlist"  # type: ignore[union-attr]
     # neither descriptor may leak into processes the host starts later
@@ -164,18 +167,26 @@ def test_a_dead_fork_server_makes_exits_unknowable(client: ForkServerClient) -> 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"preludes": {"bad": "def (:\n"}},
-         'the sandbox fork server failed to start: SandboxError: Prelude module "bad" failed '
-         "to load: SyntaxError: invalid syntax (<prelude bad>, line 1)"),
-        ({"worker_error_encoder": "nomodule:fn"},
-         "the sandbox fork server failed to start: KeyError: 'No prelude module named "
-         '"nomodule" (known: )\''),
-        ({"preludes": {"m": "x = 1\n"}, "worker_error_decoder": "m:x"},
-         "the sandbox fork server failed to start: ValueError: worker_error_decoder 'm:x' is "
-         "not a function of a prelude module"),
-        ({"op": "hello"},
-         "the sandbox fork server failed to start: ValueError: the first control frame must "
-         "be the configuration"),
+        (
+            {"preludes": {"bad": "def (:\n"}},
+            'the sandbox fork server failed to start: SandboxError: Prelude module "bad" failed '
+            "to load: SyntaxError: invalid syntax (<prelude bad>, line 1)",
+        ),
+        (
+            {"worker_error_encoder": "nomodule:fn"},
+            "the sandbox fork server failed to start: KeyError: 'No prelude module named "
+            '"nomodule" (known: )\'',
+        ),
+        (
+            {"preludes": {"m": "x = 1\n"}, "worker_error_decoder": "m:x"},
+            "the sandbox fork server failed to start: ValueError: worker_error_decoder 'm:x' is "
+            "not a function of a prelude module",
+        ),
+        (
+            {"op": "hello"},
+            "the sandbox fork server failed to start: ValueError: the first control frame must "
+            "be the configuration",
+        ),
     ],
 )
 def test_a_bad_configuration_is_a_clear_start_error(

@@ -18,7 +18,7 @@ from sandbox._importer import BundleImporter
 from sandbox._loader import Preludes, build_preludes, load_bundle
 from stdlib_shims import SHIMS, Facade
 
-HOST_API = '''
+HOST_API = """
 __all__ = ["greet", "Config"]
 
 SECRET = "not exported"
@@ -33,7 +33,7 @@ class Config:
 
 def greet(name):
     return "hello " + name
-'''
+"""
 
 PRELUDES = build_preludes({"host.api": HOST_API}, {"host": "host.api"})
 ALLOWED = (
@@ -43,7 +43,9 @@ ALLOWED = (
 )
 
 
-def load(files: dict[str, str], entry: str = "plugin", preludes: Preludes = PRELUDES) -> PluginModule:
+def load(
+    files: dict[str, str], entry: str = "plugin", preludes: Preludes = PRELUDES
+) -> PluginModule:
     return load_bundle(compile_bundle(files), entry, preludes=preludes, rng_seed=3)
 
 
@@ -63,9 +65,33 @@ def refused(files: dict[str, str] | str) -> str:
 
 @pytest.mark.parametrize(
     "name",
-    ["os", "sys", "importlib", "ctypes", "pickle", "marshal", "gc", "inspect", "subprocess",
-     "socket", "io", "codecs", "copyreg", "logging", "operator", "types", "json.decoder", "re.enum",
-     "collections.abc", "urllib.request", "dataclasses", "zoneinfo", "sandbox", "stdlib_shims", "host.api"],
+    [
+        "os",
+        "sys",
+        "importlib",
+        "ctypes",
+        "pickle",
+        "marshal",
+        "gc",
+        "inspect",
+        "subprocess",
+        "socket",
+        "io",
+        "codecs",
+        "copyreg",
+        "logging",
+        "operator",
+        "types",
+        "json.decoder",
+        "re.enum",
+        "collections.abc",
+        "urllib.request",
+        "dataclasses",
+        "zoneinfo",
+        "sandbox",
+        "stdlib_shims",
+        "host.api",
+    ],
 )
 def test_modules_outside_the_allowlist_are_refused(name: str) -> None:
     assert refused(f"import {name}\n") == (
@@ -78,7 +104,9 @@ def test_builtins_module_is_refused_at_compile_and_run_time() -> None:
     with pytest.raises(CompileError) as info:
         compile_bundle({"plugin.py": "import builtins\n"})
     assert info.value.errors == ['plugin.py:1: "builtins" is a reserved name.']
-    assert refused("from builtins import open\n").startswith('Import of "builtins" is not allowed in sandboxed plugins.')
+    assert refused("from builtins import open\n").startswith(
+        'Import of "builtins" is not allowed in sandboxed plugins.'
+    )
 
 
 def test_refused_inside_functions_and_from_imports_too() -> None:
@@ -120,7 +148,9 @@ def test_import_forms_bind_like_cpython() -> None:
 )
 def test_fromlist_names_are_checked_against_the_facade(source: str, item: str, shim: str) -> None:
     message = refused(source)
-    assert message.startswith(f'Cannot import "{item}" from "{shim}": the sandboxed "{shim}" module provides only: ')
+    assert message.startswith(
+        f'Cannot import "{item}" from "{shim}": the sandboxed "{shim}" module provides only: '
+    )
 
 
 def test_fromlist_message_lists_what_the_facade_provides() -> None:
@@ -130,7 +160,9 @@ def test_fromlist_message_lists_what_the_facade_provides() -> None:
 
 
 def test_future_annotations_is_supported() -> None:
-    module = run("from __future__ import annotations\ndef f(x: os.path) -> Missing:\n    return x\nr = f(2)\n")
+    module = run(
+        "from __future__ import annotations\ndef f(x: os.path) -> Missing:\n    return x\nr = f(2)\n"
+    )
     assert module.r == 2
 
 
@@ -138,7 +170,9 @@ def test_future_annotations_is_supported() -> None:
 
 
 def test_exposed_prelude_offers_exactly_its_all() -> None:
-    module = run("import host\nfrom host import greet, Config\nr = [greet('x'), Config('c').name, host.greet is greet]\n")
+    module = run(
+        "import host\nfrom host import greet, Config\nr = [greet('x'), Config('c').name, host.greet is greet]\n"
+    )
     assert module.r == ["hello x", "c", True]
     assert refused("from host import SECRET\n") == (
         'Cannot import "SECRET" from "host": the sandboxed "host" module provides only: Config, greet'
@@ -172,7 +206,9 @@ def test_plugin_packages_and_submodules() -> None:
 
 
 def test_namespace_packages_without_init_work() -> None:
-    module = load({"plugin.py": "from pkg.sub import mod\nr = mod.V\n", "pkg/sub/mod.py": "V = 7\n"})
+    module = load(
+        {"plugin.py": "from pkg.sub import mod\nr = mod.V\n", "pkg/sub/mod.py": "V = 7\n"}
+    )
     assert module.r == 7
 
 
@@ -210,7 +246,7 @@ def test_missing_plugin_modules_and_names() -> None:
     assert str(name.value) == 'cannot import name "nope" from plugin module "lib"'
     with pytest.raises(ImportError) as root:
         run("from . import nope\n")
-    assert str(root.value) == "cannot import name \"nope\" from the plugin's top-level package"
+    assert str(root.value) == 'cannot import name "nope" from the plugin\'s top-level package'
 
 
 def test_a_plugin_module_named_like_a_real_package_cannot_reach_it() -> None:
@@ -272,11 +308,23 @@ def hook() -> Any:
     [
         ((b"json",), "Module names must be str"),
         (("json", None, None, ("dumps",), -1), "Invalid relative import level"),
-        (("json", None, None, ["dumps"], 0), "Invalid import: the list of imported names must be a tuple"),
-        (("json", None, None, ("*",), 0), '"from ... import *" is not allowed in sandboxed plugins'),
-        (("json", None, None, ("_default_encoder",), 0), 'Importing "_default_encoder" is not allowed (names starting with "_" are private)'),
+        (
+            ("json", None, None, ["dumps"], 0),
+            "Invalid import: the list of imported names must be a tuple",
+        ),
+        (
+            ("json", None, None, ("*",), 0),
+            '"from ... import *" is not allowed in sandboxed plugins',
+        ),
+        (
+            ("json", None, None, ("_default_encoder",), 0),
+            'Importing "_default_encoder" is not allowed (names starting with "_" are private)',
+        ),
         (("json", None, None, (b"dumps",), 0), "Imported names must be str"),
-        (("", {}, None, ("x",), 1), "Relative imports are only allowed inside the plugin's own modules"),
+        (
+            ("", {}, None, ("x",), 1),
+            "Relative imports are only allowed inside the plugin's own modules",
+        ),
     ],
 )
 def test_malformed_import_calls_are_refused(args: tuple[Any, ...], message: str) -> None:

@@ -120,15 +120,20 @@ def test_no_side_effect_lands_after_the_deadline(pool: WorkerPool, sb: SimpleNam
     effects: list[tuple[str, dict[str, Any]]] = []
     with pytest.raises(WallTimeExceeded):
         pool.call(
-            "sbtest:sleep_then_call", [0.4],
-            on_host_call=lambda m, p: effects.append((m, p)), timeout_ms=150,
+            "sbtest:sleep_then_call",
+            [0.4],
+            on_host_call=lambda m, p: effects.append((m, p)),
+            timeout_ms=150,
         )
     time.sleep(0.6)  # longer than the plugin meant to sleep
     assert effects == []
     # the same call with time to spare does call the host
-    assert pool.call(
-        "sbtest:sleep_then_call", [0.01], on_host_call=lambda m, p: effects.append((m, p))
-    ).value == "slept"
+    assert (
+        pool.call(
+            "sbtest:sleep_then_call", [0.01], on_host_call=lambda m, p: effects.append((m, p))
+        ).value
+        == "slept"
+    )
     assert effects == [("effect", {"after": 0.01})]
 
 
@@ -168,7 +173,9 @@ def test_memory_bombs_raise_memory_limit_exceeded(
     still_serves(pool, sb)
 
 
-def test_a_worker_that_caught_memory_error_is_recycled(pool: WorkerPool, sb: SimpleNamespace) -> None:
+def test_a_worker_that_caught_memory_error_is_recycled(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
     (pid,) = pool.worker_pids()
     epoch = pool.epoch
     source = (

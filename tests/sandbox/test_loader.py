@@ -16,12 +16,12 @@ from stdlib_shims import Facade
 ROOT = Path(__file__).resolve().parents[2]
 EMPTY = build_preludes({}, {})
 
-PKG_ERRORS = '''
+PKG_ERRORS = """
 class AppError(Exception):
     pass
-'''
+"""
 
-PKG_MODELS = '''
+PKG_MODELS = """
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,11 +47,13 @@ def make(name):
 
 
 SAME = errors_module is absolute_errors and errors_module.AppError is AppError
-'''
+"""
 
 
 def build() -> Preludes:
-    return build_preludes({"pkg._errors": PKG_ERRORS, "pkg.models": PKG_MODELS}, {"pkg": "pkg.models"})
+    return build_preludes(
+        {"pkg._errors": PKG_ERRORS, "pkg.models": PKG_MODELS}, {"pkg": "pkg.models"}
+    )
 
 
 # -- preludes -------------------------------------------------------------------------
@@ -91,7 +93,10 @@ def test_each_build_executes_fresh_modules() -> None:
 def test_missing_prelude_lookup_says_what_exists() -> None:
     with pytest.raises(KeyError) as info:
         build().get("pkg.nope")
-    assert info.value.args[0] == 'No prelude module named "pkg.nope" (known: pkg, pkg._errors, pkg.models)'
+    assert (
+        info.value.args[0]
+        == 'No prelude module named "pkg.nope" (known: pkg, pkg._errors, pkg.models)'
+    )
 
 
 def test_exposed_facade_holds_exactly_all() -> None:
@@ -99,7 +104,11 @@ def test_exposed_facade_holds_exactly_all() -> None:
     assert isinstance(facade, Facade)
     assert repr(facade) == "<sandboxed module 'pkg'>"
     module = load_bundle(
-        compile_bundle({"plugin.py": "from pkg import make, AppError\nimport pkg\nr = [make('x').name, pkg.Item('y').size]\n"}),
+        compile_bundle(
+            {
+                "plugin.py": "from pkg import make, AppError\nimport pkg\nr = [make('x').name, pkg.Item('y').size]\n"
+            }
+        ),
         "plugin",
         preludes=build(),
     )
@@ -111,16 +120,46 @@ def test_exposed_facade_holds_exactly_all() -> None:
     [
         ({"bad name": "x = 1"}, {}, "Invalid prelude module name 'bad name'"),
         ({"m": b"x = 1"}, {}, 'Prelude "m" must be given as source text (str)'),
-        ({"m": "raise RuntimeError('nope')"}, {}, 'Prelude module "m" failed to load: RuntimeError: nope'),
-        ({"m": "def ("}, {}, 'Prelude module "m" failed to load: SyntaxError: invalid syntax (<prelude m>, line 1)'),
-        ({"m": "x = 1"}, {"m2": "other"}, 'Exposed module "m2" refers to "other", which is not a prelude'),
-        ({"m": "x = 1"}, {"m2": "m"}, 'Prelude "m" must define __all__ (a list of names) to be exposed'),
-        ({"m": "__all__ = ['x', 'y']\nx = 1"}, {"m2": "m"}, 'Prelude "m" lists undefined names in __all__: y'),
-        ({"m": "__all__ = []"}, {"json": "m"}, 'Exposed module "json" would shadow the sandboxed standard-library module of that name'),
-        ({"m": "__all__ = []"}, {"_m": "m"}, "Invalid exposed module name '_m': use a public identifier"),
+        (
+            {"m": "raise RuntimeError('nope')"},
+            {},
+            'Prelude module "m" failed to load: RuntimeError: nope',
+        ),
+        (
+            {"m": "def ("},
+            {},
+            'Prelude module "m" failed to load: SyntaxError: invalid syntax (<prelude m>, line 1)',
+        ),
+        (
+            {"m": "x = 1"},
+            {"m2": "other"},
+            'Exposed module "m2" refers to "other", which is not a prelude',
+        ),
+        (
+            {"m": "x = 1"},
+            {"m2": "m"},
+            'Prelude "m" must define __all__ (a list of names) to be exposed',
+        ),
+        (
+            {"m": "__all__ = ['x', 'y']\nx = 1"},
+            {"m2": "m"},
+            'Prelude "m" lists undefined names in __all__: y',
+        ),
+        (
+            {"m": "__all__ = []"},
+            {"json": "m"},
+            'Exposed module "json" would shadow the sandboxed standard-library module of that name',
+        ),
+        (
+            {"m": "__all__ = []"},
+            {"_m": "m"},
+            "Invalid exposed module name '_m': use a public identifier",
+        ),
     ],
 )
-def test_bad_prelude_configuration_is_refused(sources: dict[str, object], expose: dict[str, str], message: str) -> None:
+def test_bad_prelude_configuration_is_refused(
+    sources: dict[str, object], expose: dict[str, str], message: str
+) -> None:
     with pytest.raises(SandboxError) as info:
         build_preludes(sources, expose)  # type: ignore[arg-type]
     assert str(info.value) == message
@@ -129,7 +168,9 @@ def test_bad_prelude_configuration_is_refused(sources: dict[str, object], expose
 def test_the_real_plugin_api_runs_as_a_prelude() -> None:
     # The interface the worker uses: emdash's shared modules shipped as source text.
     names = ("_errors", "_hooks_catalog", "_plugin_api")
-    sources = {f"emdash._shared.{n}": (ROOT / "emdash" / "_shared" / f"{n}.py").read_text() for n in names}
+    sources = {
+        f"emdash._shared.{n}": (ROOT / "emdash" / "_shared" / f"{n}.py").read_text() for n in names
+    }
     preludes = build_preludes(sources, {"emdash": "emdash._shared._plugin_api"})
     module = load_bundle(
         compile_bundle(
@@ -167,14 +208,30 @@ def test_unknown_entry_is_reported() -> None:
 
 def test_bundle_must_come_from_the_compiler() -> None:
     with pytest.raises(SandboxError) as info:
-        load_bundle({"plugin": compile("x = 1", "plugin.py", "exec").co_consts}, "plugin", preludes=EMPTY)  # type: ignore[dict-item]
-    assert str(info.value) == "Invalid bundle module 'plugin': expected a name and a code object from compile_bundle()"
+        load_bundle(
+            {"plugin": compile("x = 1", "plugin.py", "exec").co_consts},  # type: ignore[dict-item]
+            "plugin",
+            preludes=EMPTY,
+        )
+    assert (
+        str(info.value)
+        == "Invalid bundle module 'plugin': expected a name and a code object from compile_bundle()"
+    )
     with pytest.raises(SandboxError) as bad_preludes:
         load_bundle(compile_bundle({"plugin.py": ""}), "plugin", preludes={})  # type: ignore[arg-type]
     assert str(bad_preludes.value) == "preludes must come from build_preludes()"
 
 
-@pytest.mark.parametrize(("module", "top"), [("json", "json"), ("random", "random"), ("urllib.x", "urllib"), ("pkg", "pkg"), ("pkg.sub", "pkg")])
+@pytest.mark.parametrize(
+    ("module", "top"),
+    [
+        ("json", "json"),
+        ("random", "random"),
+        ("urllib.x", "urllib"),
+        ("pkg", "pkg"),
+        ("pkg.sub", "pkg"),
+    ],
+)
 def test_plugin_modules_may_not_shadow_shims_or_exposed_names(module: str, top: str) -> None:
     # compile_bundle already refuses shim names; the loader checks again (code objects may
     # come from elsewhere) and also knows the exposed prelude names.
@@ -182,11 +239,16 @@ def test_plugin_modules_may_not_shadow_shims_or_exposed_names(module: str, top: 
     code[module] = compile_bundle({"other.py": "y = 2\n"})["other"]
     with pytest.raises(SandboxViolation) as info:
         load_bundle(code, "plugin", preludes=build())
-    assert str(info.value) == f'The plugin module "{module}" would shadow the sandboxed module "{top}"; rename it'
+    assert (
+        str(info.value)
+        == f'The plugin module "{module}" would shadow the sandboxed module "{top}"; rename it'
+    )
 
 
 def test_load_returns_a_plugin_module_with_the_entry_globals() -> None:
-    module = load_bundle(compile_bundle({"plugin.py": "plugin = {'id': 'x'}\n"}), "plugin", preludes=EMPTY)
+    module = load_bundle(
+        compile_bundle({"plugin.py": "plugin = {'id': 'x'}\n"}), "plugin", preludes=EMPTY
+    )
     assert type(module) is PluginModule
     assert module.plugin == {"id": "x"}
     assert module.__name__ == "<plugin>.plugin"
@@ -214,16 +276,26 @@ def test_every_bundle_gets_its_own_builtins_and_random() -> None:
 def test_the_random_facade_offers_no_state_access() -> None:
     for name in ("seed", "getstate", "setstate"):
         with pytest.raises(AttributeError):
-            load_bundle(compile_bundle({"plugin.py": f"import random\nr = random.{name}\n"}), "plugin", preludes=EMPTY)
+            load_bundle(
+                compile_bundle({"plugin.py": f"import random\nr = random.{name}\n"}),
+                "plugin",
+                preludes=EMPTY,
+            )
     module = load_bundle(
-        compile_bundle({"plugin.py": "import random\nmine = random.Random(5)\nr = [mine.random(), random.Random(5).random()]\n"}),
+        compile_bundle(
+            {
+                "plugin.py": "import random\nmine = random.Random(5)\nr = [mine.random(), random.Random(5).random()]\n"
+            }
+        ),
         "plugin",
         preludes=EMPTY,
     )
     assert module.r[0] == module.r[1]
 
 
-def test_tracebacks_name_plugin_files_without_reading_host_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracebacks_name_plugin_files_without_reading_host_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A host file named like the plugin's file must never be shown as the plugin's source.
     import traceback
 

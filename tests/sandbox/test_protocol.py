@@ -120,32 +120,46 @@ def test_valid_frames_of_every_kind() -> None:
     usage = {"cpu_ms": 1.5, "rss_kb": 2048}
     assert parse_worker_frame(
         {"op": "ready", "rss_kb": 10, "confinement": {"seccomp": "allowlist"}},
-        expect_id=None, allowed=frozenset({"ready"}),
+        expect_id=None,
+        allowed=frozenset({"ready"}),
     ) == ReadyFrame(10, {"seccomp": "allowlist"})
     assert parse_worker_frame(
         {"op": "loaded", "id": 1, "init": {"a": 1}, **usage},
-        expect_id=1, allowed=frozenset({"loaded"}),
+        expect_id=1,
+        allowed=frozenset({"loaded"}),
     ) == LoadedFrame({"a": 1}, 1.5, 2048)
     assert parse_worker_frame(
         {"op": "host_call", "id": 7, "method": "kv/get", "params": {"key": "k"}},
-        expect_id=7, allowed=CALL,
+        expect_id=7,
+        allowed=CALL,
     ) == HostCallFrame("kv/get", {"key": "k"})
     assert parse_worker_frame(
         {"op": "result", "id": 7, "value": [1], "cpu_ms": 3, "rss_kb": 5},
-        expect_id=7, allowed=CALL,
+        expect_id=7,
+        allowed=CALL,
     ) == ResultFrame([1], 3.0, 5)
     assert parse_worker_frame(
         {"op": "error", "id": 7, "kind": "violation", "message": "no", **usage},
-        expect_id=7, allowed=CALL,
+        expect_id=7,
+        allowed=CALL,
     ) == ErrorFrame("violation", "no", {}, [], 1.5, 2048)
     assert parse_worker_frame(
-        {"op": "error", "id": 7, "kind": "compile", "message": "bad", "errors": ["a:1: x"], **usage},
-        expect_id=7, allowed=CALL,
+        {
+            "op": "error",
+            "id": 7,
+            "kind": "compile",
+            "message": "bad",
+            "errors": ["a:1: x"],
+            **usage,
+        },
+        expect_id=7,
+        allowed=CALL,
     ) == ErrorFrame("compile", "bad", {}, ["a:1: x"], 1.5, 2048)
     remote = {"type": "ValueError", "message": "m", "traceback": "tb", "extra": [1]}
     assert parse_worker_frame(
         {"op": "error", "id": 7, "kind": "remote", "data": remote, **usage},
-        expect_id=7, allowed=CALL,
+        expect_id=7,
+        allowed=CALL,
     ) == ErrorFrame("remote", "m", remote, [], 1.5, 2048)
 
 
@@ -156,37 +170,96 @@ def test_valid_frames_of_every_kind() -> None:
         ({"op": "loaded", "id": 1}, "unexpected frame op 'loaded'"),
         ({"op": 3}, "unexpected frame op 3"),
         ({"op": {"x": 1}}, "unexpected frame op <dict>"),
-        ({"op": "result", "id": 8, "value": 1, "cpu_ms": 0, "rss_kb": 0},
-         "result frame for call id 8, expected 7"),
-        ({"op": "result", "id": True, "value": 1, "cpu_ms": 0, "rss_kb": 0},
-         "result frame for call id True, expected 7"),
-        ({"op": "result", "id": 7, "value": 1, "cpu_ms": 0, "rss_kb": 0, "more": 1},
-         "result frame has keys ['cpu_ms', 'id', 'more', 'op', 'rss_kb', 'value'], expected "
-         "['cpu_ms', 'id', 'op', 'rss_kb', 'value']"),
-        ({"op": "result", "id": 7, "value": 1, "cpu_ms": -1, "rss_kb": 0},
-         "cpu_ms must be a non-negative number"),
-        ({"op": "result", "id": 7, "value": 1, "cpu_ms": "1", "rss_kb": 0},
-         "cpu_ms must be a non-negative number"),
-        ({"op": "result", "id": 7, "value": 1, "cpu_ms": 0, "rss_kb": 1.5},
-         "rss_kb must be a non-negative integer"),
-        ({"op": "host_call", "id": 7, "method": "", "params": {}},
-         "host_call method must be a non-empty string"),
-        ({"op": "host_call", "id": 7, "method": "m" * 201, "params": {}},
-         "host_call method must be a non-empty string"),
-        ({"op": "host_call", "id": 7, "method": "kv/get", "params": ["k"]},
-         "host_call params must be a JSON object"),
-        ({"op": "error", "id": 7, "kind": "panic", "message": "x", "cpu_ms": 0, "rss_kb": 0},
-         "unknown error kind 'panic'"),
-        ({"op": "error", "id": 7, "kind": "remote", "data": "x", "cpu_ms": 0, "rss_kb": 0},
-         "remote error data must be a JSON object"),
-        ({"op": "error", "id": 7, "kind": "remote", "data": {"message": "x"}, "cpu_ms": 0,
-          "rss_kb": 0}, "remote error type must be a string"),
-        ({"op": "error", "id": 7, "kind": "remote", "data": {"type": "E", "traceback": 1},
-          "cpu_ms": 0, "rss_kb": 0}, "remote error traceback must be a string"),
-        ({"op": "error", "id": 7, "kind": "violation", "message": None, "cpu_ms": 0, "rss_kb": 0},
-         "violation error message must be a string"),
-        ({"op": "error", "id": 7, "kind": "compile", "message": "m", "errors": [1], "cpu_ms": 0,
-          "rss_kb": 0}, "compile errors must be a list of strings"),
+        (
+            {"op": "result", "id": 8, "value": 1, "cpu_ms": 0, "rss_kb": 0},
+            "result frame for call id 8, expected 7",
+        ),
+        (
+            {"op": "result", "id": True, "value": 1, "cpu_ms": 0, "rss_kb": 0},
+            "result frame for call id True, expected 7",
+        ),
+        (
+            {"op": "result", "id": 7, "value": 1, "cpu_ms": 0, "rss_kb": 0, "more": 1},
+            "result frame has keys ['cpu_ms', 'id', 'more', 'op', 'rss_kb', 'value'], expected "
+            "['cpu_ms', 'id', 'op', 'rss_kb', 'value']",
+        ),
+        (
+            {"op": "result", "id": 7, "value": 1, "cpu_ms": -1, "rss_kb": 0},
+            "cpu_ms must be a non-negative number",
+        ),
+        (
+            {"op": "result", "id": 7, "value": 1, "cpu_ms": "1", "rss_kb": 0},
+            "cpu_ms must be a non-negative number",
+        ),
+        (
+            {"op": "result", "id": 7, "value": 1, "cpu_ms": 0, "rss_kb": 1.5},
+            "rss_kb must be a non-negative integer",
+        ),
+        (
+            {"op": "host_call", "id": 7, "method": "", "params": {}},
+            "host_call method must be a non-empty string",
+        ),
+        (
+            {"op": "host_call", "id": 7, "method": "m" * 201, "params": {}},
+            "host_call method must be a non-empty string",
+        ),
+        (
+            {"op": "host_call", "id": 7, "method": "kv/get", "params": ["k"]},
+            "host_call params must be a JSON object",
+        ),
+        (
+            {"op": "error", "id": 7, "kind": "panic", "message": "x", "cpu_ms": 0, "rss_kb": 0},
+            "unknown error kind 'panic'",
+        ),
+        (
+            {"op": "error", "id": 7, "kind": "remote", "data": "x", "cpu_ms": 0, "rss_kb": 0},
+            "remote error data must be a JSON object",
+        ),
+        (
+            {
+                "op": "error",
+                "id": 7,
+                "kind": "remote",
+                "data": {"message": "x"},
+                "cpu_ms": 0,
+                "rss_kb": 0,
+            },
+            "remote error type must be a string",
+        ),
+        (
+            {
+                "op": "error",
+                "id": 7,
+                "kind": "remote",
+                "data": {"type": "E", "traceback": 1},
+                "cpu_ms": 0,
+                "rss_kb": 0,
+            },
+            "remote error traceback must be a string",
+        ),
+        (
+            {
+                "op": "error",
+                "id": 7,
+                "kind": "violation",
+                "message": None,
+                "cpu_ms": 0,
+                "rss_kb": 0,
+            },
+            "violation error message must be a string",
+        ),
+        (
+            {
+                "op": "error",
+                "id": 7,
+                "kind": "compile",
+                "message": "m",
+                "errors": [1],
+                "cpu_ms": 0,
+                "rss_kb": 0,
+            },
+            "compile errors must be a list of strings",
+        ),
     ],
 )
 def test_anything_but_an_exact_shape_is_a_protocol_violation(frame: Any, message: str) -> None:
@@ -200,7 +273,8 @@ def test_ready_report_must_be_short_strings() -> None:
         with pytest.raises(ProtocolError):
             parse_worker_frame(
                 {"op": "ready", "rss_kb": 1, "confinement": report},
-                expect_id=None, allowed=frozenset({"ready"}),
+                expect_id=None,
+                allowed=frozenset({"ready"}),
             )
 
 
@@ -208,7 +282,8 @@ def test_long_texts_from_a_worker_are_cut() -> None:
     data = {"type": "E", "message": "m" * 5000, "traceback": "a" * 10 + "t" * 20000}
     frame = parse_worker_frame(
         {"op": "error", "id": 1, "kind": "remote", "data": data, "cpu_ms": 0, "rss_kb": 0},
-        expect_id=1, allowed=CALL,
+        expect_id=1,
+        allowed=CALL,
     )
     assert isinstance(frame, ErrorFrame)
     assert frame.data["message"] == "m" * 4000
@@ -216,8 +291,16 @@ def test_long_texts_from_a_worker_are_cut() -> None:
     assert frame.message == "m" * 4000
     assert data["message"] == "m" * 5000  # the decoded frame itself is not modified
     compile_frame = parse_worker_frame(
-        {"op": "error", "id": 1, "kind": "compile", "message": "x", "errors": ["e"] * 500,
-         "cpu_ms": 0, "rss_kb": 0},
-        expect_id=1, allowed=CALL,
+        {
+            "op": "error",
+            "id": 1,
+            "kind": "compile",
+            "message": "x",
+            "errors": ["e"] * 500,
+            "cpu_ms": 0,
+            "rss_kb": 0,
+        },
+        expect_id=1,
+        allowed=CALL,
     )
     assert isinstance(compile_frame, ErrorFrame) and len(compile_frame.errors) == 200

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pyseccomp
 
@@ -29,7 +28,7 @@ def nr(name: str) -> int:
     return int(pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name))
 
 
-PROBE = r'''
+PROBE = r"""
 import ctypes, errno, json, mmap, os, resource, signal, socket, sys, threading, time
 from sandbox._seccomp import build_filter
 
@@ -105,12 +104,29 @@ libc_call("unshare", libc.unshare, 0x10000000)
 for name, number in NR.items():
     raw(name, number, 0, 0, 0, 0)
 chan.sendall(json.dumps(out).encode())
-'''
+"""
 
 DENIED_RAW = (
-    "io_uring_setup", "openat2", "execveat", "clone3", "ptrace", "process_vm_readv",
-    "pidfd_open", "pidfd_getfd", "userfaultfd", "bpf", "perf_event_open", "keyctl",
-    "mount", "setns", "seccomp", "socket", "connect", "tgkill", "setuid", "chroot",
+    "io_uring_setup",
+    "openat2",
+    "execveat",
+    "clone3",
+    "ptrace",
+    "process_vm_readv",
+    "pidfd_open",
+    "pidfd_getfd",
+    "userfaultfd",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "mount",
+    "setns",
+    "seccomp",
+    "socket",
+    "connect",
+    "tgkill",
+    "setuid",
+    "chroot",
 )
 
 
@@ -121,7 +137,8 @@ def run_probe() -> tuple[int, dict[str, str]]:
         with theirs:
             proc = subprocess.Popen(
                 [sys.executable, "-c", PROBE, json.dumps(numbers), str(os.getpid())],
-                stdin=theirs, env={"PYTHONPATH": ROOT},
+                stdin=theirs.fileno(),
+                env={"PYTHONPATH": ROOT},
             )
         ours.settimeout(60)
         data = b""
@@ -135,18 +152,44 @@ def test_filter_allows_the_serve_loop_and_nothing_else() -> None:
     assert code == 0
     allowed = {k for k, v in out.items() if v == "allowed"}
     assert allowed == {
-        "getrandom", "clock", "sleep", "mmap rw", "big alloc", "getrusage",
-        "setitimer prof", "send fd 0",
+        "getrandom",
+        "clock",
+        "sleep",
+        "mmap rw",
+        "big alloc",
+        "getrusage",
+        "setitimer prof",
+        "send fd 0",
     }
     denied = {k: v for k, v in out.items() if v != "allowed"}
     assert denied == {
-        **{name: "EPERM" for name in (
-            "setitimer real", "write fd 0", "write fd 2", "send MSG_OOB", "mmap shared",
-            "open", "stat", "listdir", "socket inet",
-            "socket unix", "socketpair", "fork", "execv", "memfd", "mmap exec",
-            "mprotect exec", "sigaction", "sigprocmask", "kill", "prctl",
-            "unshare", *DENIED_RAW,
-        )},
+        **{
+            name: "EPERM"
+            for name in (
+                "setitimer real",
+                "write fd 0",
+                "write fd 2",
+                "send MSG_OOB",
+                "mmap shared",
+                "open",
+                "stat",
+                "listdir",
+                "socket inet",
+                "socket unix",
+                "socketpair",
+                "fork",
+                "execv",
+                "memfd",
+                "mmap exec",
+                "mprotect exec",
+                "sigaction",
+                "sigprocmask",
+                "kill",
+                "prctl",
+                "unshare",
+                *DENIED_RAW,
+            )
+        },
         "thread": "RuntimeError: can't start new thread",
         # CPython reports setrlimit's EPERM this way
         "setrlimit": "ValueError: not allowed to raise maximum limit",
@@ -213,12 +256,13 @@ def test_security_md_lists_every_allowed_call() -> None:
     assert listed == {entry.syscall for entry in ALLOWLIST}
 
 
-def test_filter_rules_have_the_argument_checks(tmp_path: Any) -> None:
+def test_filter_rules_have_the_argument_checks(tmp_path: Path) -> None:
     # The textual dump shows the comparisons the BPF program makes.
     path = tmp_path / "filter.pfc"
     with open(path, "w") as f:
         build_filter().export_pfc(f)
     text = path.read_text()
+
     def rule(name: str) -> str:
         start = text.index(f"if ($syscall == {nr(name)})")
         return text[start : text.index("# ", start)]  # up to the next call's comment
@@ -233,8 +277,21 @@ def test_filter_rules_have_the_argument_checks(tmp_path: Any) -> None:
     assert "if ($a3.lo32 == 66)" not in rule("sendto")
     assert "if ($a0.lo32 == 2)" in rule("setitimer")  # ITIMER_PROF only
     for name in (
-        "openat", "socket", "clone", "execve", "rt_sigaction", "prlimit64", "read", "write",
-        "close", "madvise", "mprotect", "sendmsg", "recvmsg", "rt_sigreturn", "exit",
+        "openat",
+        "socket",
+        "clone",
+        "execve",
+        "rt_sigaction",
+        "prlimit64",
+        "read",
+        "write",
+        "close",
+        "madvise",
+        "mprotect",
+        "sendmsg",
+        "recvmsg",
+        "rt_sigreturn",
+        "exit",
     ):
         assert f"if ($syscall == {nr(name)})" not in text
     assert text.rstrip().endswith(

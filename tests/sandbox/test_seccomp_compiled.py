@@ -24,7 +24,7 @@ from sandbox._seccomp import CompiledFilter, build_filter, compile_filter
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
-PROBE = r'''
+PROBE = r"""
 import ctypes, errno, json, mmap, os, resource, signal, socket, sys, time
 from sandbox._seccomp import build_filter, compile_filter
 
@@ -76,11 +76,23 @@ for name, number in NR.items():
     rc = libc.syscall(number, 0, 0, 0, 0)
     out[name] = "allowed" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
 chan.sendall(json.dumps(out).encode())
-'''
+"""
 
 RAW = (
-    "sched_yield", "getpid", "socket", "connect", "ptrace", "bpf", "seccomp", "setuid",
-    "kill", "prctl", "unshare", "openat", "clone3", "io_uring_setup",
+    "sched_yield",
+    "getpid",
+    "socket",
+    "connect",
+    "ptrace",
+    "bpf",
+    "seccomp",
+    "setuid",
+    "kill",
+    "prctl",
+    "unshare",
+    "openat",
+    "clone3",
+    "io_uring_setup",
 )
 
 
@@ -91,7 +103,8 @@ def probe(how: str) -> tuple[int, dict[str, str]]:
         with theirs:
             proc = subprocess.Popen(
                 [sys.executable, "-c", PROBE, how, json.dumps(numbers)],
-                stdin=theirs, env={"PYTHONPATH": ROOT},
+                stdin=theirs.fileno(),
+                env={"PYTHONPATH": ROOT},
             )
         ours.settimeout(60)
         data = b""
@@ -116,8 +129,14 @@ def test_loading_the_compiled_program_behaves_exactly_like_libseccomp() -> None:
     assert code_lib == code_bpf == 0
     assert compiled == by_libseccomp
     assert {k for k, v in compiled.items() if v == "allowed"} == {
-        "getrandom", "clock", "sleep", "mmap rw", "getrusage", "setitimer prof",
-        "send fd 0", "sched_yield",
+        "getrandom",
+        "clock",
+        "sleep",
+        "mmap rw",
+        "getrusage",
+        "setitimer prof",
+        "send fd 0",
+        "sched_yield",
     }
     # Past the filter (the kernel then finds nothing to read), unlike fd 1 or MSG_OOB.
     assert compiled["recv peek fd 0"] == "EAGAIN"

@@ -57,8 +57,16 @@ buf = ctypes.addressof(scratch)
 
 MSG_OOB = socket.MSG_OOB
 PEEK_DONTWAIT = socket.MSG_PEEK | socket.MSG_DONTWAIT
-MADV = {"MERGEABLE": 12, "DONTNEED": 4, "FREE": 8, "HUGEPAGE": 14, "DONTFORK": 10,
-        "WIPEONFORK": 18, "WILLNEED": 3, "COLLAPSE": 25}
+MADV = {
+    "MERGEABLE": 12,
+    "DONTNEED": 4,
+    "FREE": 8,
+    "HUGEPAGE": 14,
+    "DONTFORK": 10,
+    "WIPEONFORK": 18,
+    "WILLNEED": 3,
+    "COLLAPSE": 25,
+}
 
 
 def refused_calls(host_pid: int) -> dict[str, str]:
@@ -71,18 +79,22 @@ def refused_calls(host_pid: int) -> dict[str, str]:
         "send MSG_OOB": f"sc({nr('sendto')}, 0, buf, 1, {MSG_OOB}, 0, 0)",
         "recv MSG_OOB": f"sc({nr('recvfrom')}, 0, buf, 1, {MSG_OOB | socket.MSG_DONTWAIT}, 0, 0)",
         "recv MSG_OOB|MSG_PEEK|MSG_DONTWAIT": (
-            f"sc({nr('recvfrom')}, 0, buf, 1, {MSG_OOB | PEEK_DONTWAIT}, 0, 0)"),
+            f"sc({nr('recvfrom')}, 0, buf, 1, {MSG_OOB | PEEK_DONTWAIT}, 0, 0)"
+        ),
         "send MSG_DONTWAIT": f"sc({nr('sendto')}, 0, buf, 0, {socket.MSG_DONTWAIT}, 0, 0)",
         "send MSG_NOSIGNAL": f"sc({nr('sendto')}, 0, buf, 0, {socket.MSG_NOSIGNAL}, 0, 0)",
         "recv MSG_PEEK (blocking)": f"sc({nr('recvfrom')}, 0, buf, 1, {socket.MSG_PEEK}, 0, 0)",
         "recv MSG_ERRQUEUE": (
-            f"sc({nr('recvfrom')}, 0, buf, 1, {socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT}, 0, 0)"),
+            f"sc({nr('recvfrom')}, 0, buf, 1, {socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT}, 0, 0)"
+        ),
         "recv MSG_TRUNC": (
-            f"sc({nr('recvfrom')}, 0, buf, 1, {socket.MSG_TRUNC | PEEK_DONTWAIT}, 0, 0)"),
+            f"sc({nr('recvfrom')}, 0, buf, 1, {socket.MSG_TRUNC | PEEK_DONTWAIT}, 0, 0)"
+        ),
         # garbage in the upper half: the kernel would truncate it to flags 0
         "send flags 1 << 32": f"sc({nr('sendto')}, 0, buf, 0, 1 << 32, 0, 0)",
         "recv flags MSG_OOB << 32 | peek": (
-            f"sc({nr('recvfrom')}, 0, buf, 1, ({MSG_OOB} << 32) | {PEEK_DONTWAIT}, 0, 0)"),
+            f"sc({nr('recvfrom')}, 0, buf, 1, ({MSG_OOB} << 32) | {PEEK_DONTWAIT}, 0, 0)"
+        ),
         "sendto with an address": f"sc({nr('sendto')}, 0, buf, 0, 0, buf, 16)",
         "send on fd 1 << 32": f"sc({nr('sendto')}, 1 << 32, buf, 0, 0, 0, 0)",
         "sendmsg on the channel": f"sc({nr('sendmsg')}, 0, buf, {MSG_OOB})",
@@ -93,8 +105,10 @@ def refused_calls(host_pid: int) -> dict[str, str]:
         "shutdown fd 0": f"sc({nr('shutdown')}, 0, 2)",
         "getsockopt fd 0": f"sc({nr('getsockopt')}, 0, 1, 7, buf, buf + 8)",
         # memory
-        **{f"madvise {name}": f"sc({nr('madvise')}, page, 4096, {value})"
-           for name, value in MADV.items()},
+        **{
+            f"madvise {name}": f"sc({nr('madvise')}, page, 4096, {value})"
+            for name, value in MADV.items()
+        },
         "process_madvise": f"sc({nr('process_madvise')}, 0, buf, 1, 12, 0)",
         "mmap MAP_SHARED": "mapped(3, 0x21)",
         "mmap read-only": "mapped(1, 0x22)",
@@ -148,7 +162,9 @@ def refused_calls(host_pid: int) -> dict[str, str]:
 # shows that: EAGAIN on the empty channel, success elsewhere).
 ALLOWED_CALLS = {
     "recv MSG_PEEK|MSG_DONTWAIT (the spin probe)": (
-        f"sc({nr('recvfrom')}, 0, buf, 1, {PEEK_DONTWAIT}, 0, 0)", "EAGAIN"),
+        f"sc({nr('recvfrom')}, 0, buf, 1, {PEEK_DONTWAIT}, 0, 0)",
+        "EAGAIN",
+    ),
     "send flags 0, nothing": (f"sc({nr('sendto')}, 0, buf, 0, 0, 0, 0)", "OK"),
     "mmap private anonymous rw": ("mapped(3, 0x22)", "OK"),
     "mremap MREMAP_MAYMOVE": (f"sc({nr('mremap')}, page, 8192, 16384, 1)", "OK"),
@@ -158,7 +174,9 @@ ALLOWED_CALLS = {
     "clock_gettime MONOTONIC": (f"sc({nr('clock_gettime')}, 1, buf)", "OK"),
     "clock_gettime PROCESS_CPUTIME": (f"sc({nr('clock_gettime')}, 2, buf)", "OK"),
     "clock_nanosleep MONOTONIC, 0 s": (
-        f"(ctypes.memset(buf, 0, 16), sc({nr('clock_nanosleep')}, 1, 0, buf, 0))[1]", "OK"),
+        f"(ctypes.memset(buf, 0, 16), sc({nr('clock_nanosleep')}, 1, 0, buf, 0))[1]",
+        "OK",
+    ),
     "getrandom 0": (f"sc({nr('getrandom')}, buf, 8, 0)", "OK"),
     "getrandom GRND_NONBLOCK": (f"sc({nr('getrandom')}, buf, 8, 1)", "OK"),
     "getrusage SELF": (f"sc({nr('getrusage')}, 0, buf)", "OK"),
@@ -275,7 +293,15 @@ def test_the_worker_still_does_all_its_normal_work(
             "time.sleep(0.001)\n"
         )
         assert pool.raw_exec_for_tests(source).value == [
-            "2d71", 8, 36, True, "cbt", True, True, True, [1]
+            "2d71",
+            8,
+            36,
+            True,
+            "cbt",
+            True,
+            True,
+            True,
+            [1],
         ]
         assert pool.worker_pids() == [pid]
         with pytest.raises(CpuLimitExceeded):
@@ -362,4 +388,4 @@ def test_an_honest_worker_is_replaced_before_its_lifetime_budget(
 def test_sigxcpu_is_the_signal_that_ends_it() -> None:
     # The host tells the backstop from other deaths by this signal; its default action
     # terminates (the worker cannot change it: rt_sigaction is refused).
-    assert signal.SIGXCPU == 24
+    assert int(signal.SIGXCPU) == 24

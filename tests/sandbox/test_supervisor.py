@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -59,8 +60,11 @@ def test_start_is_idempotent_and_close_leaves_nothing(
         return "go"
 
     threads = [
-        threading.Thread(target=pool.call, args=("sbtest:wait_for_host", []),
-                         kwargs={"on_host_call": on_host_call})
+        threading.Thread(
+            target=pool.call,
+            args=("sbtest:wait_for_host", []),
+            kwargs={"on_host_call": on_host_call},
+        )
         for _ in range(2)
     ]
     for t in threads:
@@ -106,8 +110,13 @@ def test_load_checks_its_arguments(supervisor: Supervisor, sb: SimpleNamespace) 
         ({"init": ("sbtest.init", [])}, "init for k must be ('module:function', [args])"),
     ]
     for override, message in cases:
-        args: dict[str, Any] = {"key": "k", "files": sb.BUNDLE, "entry": sb.ENTRY,
-                                "limits": sb.LIMITS, **override}
+        args: dict[str, Any] = {
+            "key": "k",
+            "files": sb.BUNDLE,
+            "entry": sb.ENTRY,
+            "limits": sb.LIMITS,
+            **override,
+        }
         with pytest.raises(SandboxError) as info:
             supervisor.load(args.pop("key"), args.pop("files"), args.pop("entry"), **args)
         assert str(info.value) == message
@@ -129,7 +138,9 @@ def test_loading_the_same_key_again(supervisor: Supervisor, sb: SimpleNamespace)
     second.close()
     with pytest.raises(SandboxUnavailableError) as info:
         second.call("sbtest:echo", [1], on_host_call=sb.no_host_calls)
-    assert str(info.value) == "the sandbox for same was closed; load the code again for a new handle"
+    assert (
+        str(info.value) == "the sandbox for same was closed; load the code again for a new handle"
+    )
 
 
 def test_a_failed_reload_keeps_the_old_pool(supervisor: Supervisor, sb: SimpleNamespace) -> None:
@@ -141,17 +152,26 @@ def test_a_failed_reload_keeps_the_old_pool(supervisor: Supervisor, sb: SimpleNa
 
 
 def test_call_checks_its_arguments(pool: WorkerPool, sb: SimpleNamespace) -> None:
-    for call, message in [
-        (lambda: pool.call("echo", [], on_host_call=sb.no_host_calls),
-         "fn must look like 'module:function', got 'echo'"),
-        (lambda: pool.call("sbtest:echo", (1,), on_host_call=sb.no_host_calls),  # type: ignore[arg-type]
-         "args must be a list"),
-        (lambda: pool.call("sbtest:echo", [1], on_host_call=sb.no_host_calls, timeout_ms=0),
-         "timeout_ms must be a positive int, got 0"),
-        (lambda: pool.call("sbtest:echo", [object()], on_host_call=sb.no_host_calls),
-         f"the arguments for {pool.key} cannot be sent to the sandbox: "
-         "Type is not JSON serializable: object"),
-    ]:
+    cases: list[tuple[Callable[[], object], str]] = [
+        (
+            lambda: pool.call("echo", [], on_host_call=sb.no_host_calls),
+            "fn must look like 'module:function', got 'echo'",
+        ),
+        (
+            lambda: pool.call("sbtest:echo", (1,), on_host_call=sb.no_host_calls),  # type: ignore[arg-type]
+            "args must be a list",
+        ),
+        (
+            lambda: pool.call("sbtest:echo", [1], on_host_call=sb.no_host_calls, timeout_ms=0),
+            "timeout_ms must be a positive int, got 0",
+        ),
+        (
+            lambda: pool.call("sbtest:echo", [object()], on_host_call=sb.no_host_calls),
+            f"the arguments for {pool.key} cannot be sent to the sandbox: "
+            "Type is not JSON serializable: object",
+        ),
+    ]
+    for call, message in cases:
         with pytest.raises(SandboxError) as info:
             call()
         assert str(info.value) == message
@@ -164,7 +184,9 @@ def test_raw_exec_needs_the_test_flag(sb: SimpleNamespace) -> None:
         pool = sup.load("raw-off", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
         with pytest.raises(SandboxError) as info:
             pool.raw_exec_for_tests("result = 1")
-        assert str(info.value) == "raw_exec_for_tests needs Supervisor(allow_raw_exec_for_tests=True)"
+        assert (
+            str(info.value) == "raw_exec_for_tests needs Supervisor(allow_raw_exec_for_tests=True)"
+        )
 
 
 # --- concurrency -------------------------------------------------------------------------------
@@ -190,7 +212,7 @@ def test_concurrent_calls_use_separate_workers(supervisor: Supervisor, sb: Simpl
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == sorted(t.ident for t in threads)
+    assert sorted(results) == sorted(ident for t in threads if (ident := t.ident) is not None)
     assert all(len(pids) == 3 for pids in seen)
     assert len(pool.worker_pids()) == 3  # grown lazily, kept warm
     pool.close()
@@ -246,14 +268,22 @@ def test_waiting_for_a_worker_counts_against_the_deadline(
     [
         ("(2**31).to_bytes(4, 'big')", "frame of 2147483648 bytes is over the 8388608-byte limit"),
         ("b'\\x00\\x00\\x00\\x03abc'", "frame is not valid JSON ("),
-        ("frame({'op': 'result', 'id': 999999, 'value': 1, 'cpu_ms': 0, 'rss_kb': 0})",
-         "result frame for call id 999999, expected "),
-        ("frame({'op': 'host_call', 'id': CID, 'method': 'kv/get', 'params': [1]})",
-         "host_call params must be a JSON object"),
-        ("frame({'op': 'loaded', 'id': CID, 'init': 1, 'cpu_ms': 0, 'rss_kb': 0})",
-         "unexpected frame op 'loaded'"),
-        ("frame({'op': 'result', 'id': CID, 'value': 1, 'cpu_ms': 0, 'rss_kb': 0, 'pickle': 'x'})",
-         "result frame has keys"),
+        (
+            "frame({'op': 'result', 'id': 999999, 'value': 1, 'cpu_ms': 0, 'rss_kb': 0})",
+            "result frame for call id 999999, expected ",
+        ),
+        (
+            "frame({'op': 'host_call', 'id': CID, 'method': 'kv/get', 'params': [1]})",
+            "host_call params must be a JSON object",
+        ),
+        (
+            "frame({'op': 'loaded', 'id': CID, 'init': 1, 'cpu_ms': 0, 'rss_kb': 0})",
+            "unexpected frame op 'loaded'",
+        ),
+        (
+            "frame({'op': 'result', 'id': CID, 'value': 1, 'cpu_ms': 0, 'rss_kb': 0, 'pickle': 'x'})",
+            "result frame has keys",
+        ),
     ],
 )
 def test_forged_frames_get_the_worker_killed(
@@ -264,8 +294,7 @@ def test_forged_frames_get_the_worker_killed(
     # worker already consumed; CID is the id the host will use (ids are sequential per pool).
     cid = _next_call_id(pool)
     source = (
-        SEND_ON_CHANNEL
-        + "import json\n"
+        SEND_ON_CHANNEL + "import json\n"
         "def frame(obj):\n"
         "    data = json.dumps(obj).encode()\n"
         "    return len(data).to_bytes(4, 'big') + data\n"
@@ -302,14 +331,15 @@ def _next_call_id(pool: WorkerPool) -> int:
     return int(repr(pool._ids).split("(")[1].rstrip(")"))
 
 
-def test_an_answer_sent_twice_gets_the_worker_replaced(pool: WorkerPool, sb: SimpleNamespace) -> None:
+def test_an_answer_sent_twice_gets_the_worker_replaced(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
     # The payload answers its call itself, then returns: the serve loop's real answer is
     # then an extra frame. It must never be read as the answer to the next call.
     (pid,) = pool.worker_pids()
     cid = _next_call_id(pool)
     source = (
-        SEND_ON_CHANNEL
-        + "import json\n"
+        SEND_ON_CHANNEL + "import json\n"
         f"data = json.dumps({{'op': 'result', 'id': {cid}, 'value': 'forged', 'cpu_ms': 0,"
         " 'rss_kb': 0}).encode()\n"
         "send(len(data).to_bytes(4, 'big') + data)\n"
@@ -367,10 +397,12 @@ def test_crash_loop_makes_the_pool_unavailable(supervisor: Supervisor, sb: Simpl
     with pytest.raises(SandboxUnavailableError) as info:
         pool.call("sbtest:echo", [1], on_host_call=sb.no_host_calls)
     message = str(info.value)
-    assert message.startswith("the sandbox worker for crashy crashed 6 times within 60 seconds; "
-                              "calls fail for another ")
-    assert message.endswith("s. Fix the cause (see the earlier errors) or restart the host to "
-                            "retry sooner.")
+    assert message.startswith(
+        "the sandbox worker for crashy crashed 6 times within 60 seconds; calls fail for another "
+    )
+    assert message.endswith(
+        "s. Fix the cause (see the earlier errors) or restart the host to retry sooner."
+    )
     # other pools are not affected
     other = supervisor.load("calm", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
     assert other.call("sbtest:echo", [2], on_host_call=sb.no_host_calls).value == 2
@@ -382,8 +414,10 @@ def test_enforced_limits_are_not_crashes(supervisor: Supervisor, sb: SimpleNames
     pool = supervisor.load("limited", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
     for _ in range(7):
         with pytest.raises(sandbox.CpuLimitExceeded):
-            pool.raw_exec_for_tests("while True:\n    pass\n",
-                                    limits=SandboxLimits(cpu_ms=20, memory_mb=64, wall_ms=5000))
+            pool.raw_exec_for_tests(
+                "while True:\n    pass\n",
+                limits=SandboxLimits(cpu_ms=20, memory_mb=64, wall_ms=5000),
+            )
     assert pool.is_healthy()
     assert pool.call("sbtest:echo", [3], on_host_call=sb.no_host_calls).value == 3
     pool.close()
@@ -402,7 +436,9 @@ def test_backoff_after_a_crash(make_supervisor: Any, sb: SimpleNamespace) -> Non
     assert not pool.is_healthy()
 
 
-def test_the_fork_server_is_restarted_when_it_dies(make_supervisor: Any, sb: SimpleNamespace) -> None:
+def test_the_fork_server_is_restarted_when_it_dies(
+    make_supervisor: Any, sb: SimpleNamespace
+) -> None:
     sup = make_supervisor()
     pool = sup.load("phoenix", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
     old_server, old_epoch = sup.server_pid, sup.epoch
@@ -421,7 +457,9 @@ def test_the_fork_server_is_restarted_when_it_dies(make_supervisor: Any, sb: Sim
     assert pool.is_healthy()  # the fork server's death is not held against the pool
 
 
-def test_workers_of_a_replaced_fork_server_are_stale(make_supervisor: Any, sb: SimpleNamespace) -> None:
+def test_workers_of_a_replaced_fork_server_are_stale(
+    make_supervisor: Any, sb: SimpleNamespace
+) -> None:
     sup = make_supervisor()
     first = sup.load("first", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
     second = sup.load("second", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)

@@ -27,7 +27,9 @@ def test_init_runs_after_loading_and_its_result_is_kept(pool: WorkerPool) -> Non
     assert pool.init_result == {"tag": "t", "add": 5}
 
 
-def test_call_runs_a_prelude_function_on_the_entry_module(pool: WorkerPool, sb: SimpleNamespace) -> None:
+def test_call_runs_a_prelude_function_on_the_entry_module(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
     result = pool.call("sbtest:invoke", ["add", 40, 2], on_host_call=sb.no_host_calls)
     assert result.value == 42
     assert type(result.cpu_ms) is float and result.cpu_ms >= 0
@@ -52,8 +54,17 @@ def test_shims_work_inside_the_confined_worker(supervisor: Supervisor, sb: Simpl
     finally:
         pool.close()
     assert value == [
-        '{"a": 1}', "bb", True, "2024-01-02T00:00:00", "2d711642", "aGk=", "2.10", 36, "1970",
-        "bücher.example", "é",
+        '{"a": 1}',
+        "bb",
+        True,
+        "2024-01-02T00:00:00",
+        "2d711642",
+        "aGk=",
+        "2.10",
+        36,
+        "1970",
+        "bücher.example",
+        "é",
     ]
 
 
@@ -78,7 +89,9 @@ def test_host_errors_reach_the_worker_through_encoder_and_decoder(pool: WorkerPo
 
     result = pool.call("sbtest:ask_host", ["kv/get", {}], on_host_call=on_host_call)
     # host_error_encoder made the dict; the prelude's decoder turned it into HostFailure
-    assert result.value == {"failed": {"type": "ValueError", "message": "no such key", "from": "host"}}
+    assert result.value == {
+        "failed": {"type": "ValueError", "message": "no such key", "from": "host"}
+    }
 
 
 def test_a_host_answer_that_is_not_json_becomes_an_error_in_the_worker(pool: WorkerPool) -> None:
@@ -99,7 +112,9 @@ def test_a_host_answer_over_the_frame_cap_becomes_an_error_in_the_worker(pool: W
     assert failed["message"].endswith(" bytes; the limit is 8388608)")
 
 
-def test_bad_host_calls_are_refused_inside_the_worker(pool: WorkerPool, sb: SimpleNamespace) -> None:
+def test_bad_host_calls_are_refused_inside_the_worker(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
     source = (
         "result = []\n"
         "for method, params in (('m', {'x': object()}), ('m', ['not', 'a', 'dict']), ('', {}),"
@@ -152,7 +167,10 @@ def test_a_host_call_kept_from_an_earlier_call_is_revoked(pool: WorkerPool) -> N
 def test_host_calls_are_refused_while_loading(supervisor: Supervisor, sb: SimpleNamespace) -> None:
     with pytest.raises(SandboxViolation) as info:
         supervisor.load(
-            "worker:init-host-call", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS,
+            "worker:init-host-call",
+            sb.BUNDLE,
+            sb.ENTRY,
+            limits=sb.LIMITS,
             init=("sbtest:init_calls_host", []),
         )
     assert str(info.value) == "host calls are not available while the code is loading"
@@ -175,14 +193,18 @@ def test_a_base_exception_from_the_host_callback_kills_the_worker(
 # --- errors --------------------------------------------------------------------------------
 
 
-def test_escaping_exceptions_come_back_as_remote_errors(pool: WorkerPool, sb: SimpleNamespace) -> None:
+def test_escaping_exceptions_come_back_as_remote_errors(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
     with pytest.raises(RemoteError) as info:
         pool.call("sbtest:raise_value_error", ["boom"], on_host_call=sb.no_host_calls)
     err = info.value
     assert str(err) == "boom"
     assert err.error_type == "ValueError"
     assert {k: v for k, v in err.data.items() if k != "traceback"} == {
-        "type": "ValueError", "message": "boom", "encoder": "sbtest",
+        "type": "ValueError",
+        "message": "boom",
+        "encoder": "sbtest",
     }
     assert err.traceback_text is not None
     assert err.traceback_text.startswith("Traceback (most recent call last):\n")
@@ -209,10 +231,16 @@ def test_violations_come_back_as_violations(pool: WorkerPool, sb: SimpleNamespac
 @pytest.mark.parametrize(
     ("fn", "args", "message"),
     [
-        ("sbtest:unserialisable", [],
-         "the result is not JSON-serialisable: Object of type object is not JSON serializable"),
-        ("sbtest:huge", [9 << 20],
-         "the result is too large (9437186 bytes of JSON; the limit is 8388352)"),
+        (
+            "sbtest:unserialisable",
+            [],
+            "the result is not JSON-serialisable: Object of type object is not JSON serializable",
+        ),
+        (
+            "sbtest:huge",
+            [9 << 20],
+            "the result is too large (9437186 bytes of JSON; the limit is 8388352)",
+        ),
         ("sbtest:nope", [], "no prelude function sbtest:nope"),
         ("nomodule:fn", [], "no prelude function nomodule:fn"),
     ],
@@ -244,7 +272,9 @@ def test_results_are_plain_json(pool: WorkerPool, sb: SimpleNamespace) -> None:
 
 def test_compile_errors_propagate_from_load(supervisor: Supervisor, sb: SimpleNamespace) -> None:
     with pytest.raises(CompileError) as info:
-        supervisor.load("worker:bad", {"plugin.py": "x = _y\ndef f(:\n"}, "plugin.py", limits=sb.LIMITS)
+        supervisor.load(
+            "worker:bad", {"plugin.py": "x = _y\ndef f(:\n"}, "plugin.py", limits=sb.LIMITS
+        )
     # compiled in the worker; the language layer's error crosses the boundary intact
     assert info.value.errors == ["plugin.py:2: SyntaxError: invalid syntax"]
     assert str(info.value) == (
@@ -259,10 +289,14 @@ def test_refused_import_at_load_is_a_violation(supervisor: Supervisor, sb: Simpl
     assert str(info.value).startswith('Import of "os" is not allowed in sandboxed plugins.')
 
 
-def test_module_code_that_raises_fails_the_load(supervisor: Supervisor, sb: SimpleNamespace) -> None:
+def test_module_code_that_raises_fails_the_load(
+    supervisor: Supervisor, sb: SimpleNamespace
+) -> None:
     with pytest.raises(RemoteError) as info:
         supervisor.load(
-            "worker:raises", {"plugin.py": "raise ValueError('at import')\n"}, "plugin.py",
+            "worker:raises",
+            {"plugin.py": "raise ValueError('at import')\n"},
+            "plugin.py",
             limits=sb.LIMITS,
         )
     assert (info.value.error_type, str(info.value)) == ("ValueError", "at import")
@@ -271,7 +305,9 @@ def test_module_code_that_raises_fails_the_load(supervisor: Supervisor, sb: Simp
 def test_loading_has_its_own_cpu_budget(supervisor: Supervisor) -> None:
     limits = SandboxLimits(cpu_ms=50, memory_mb=64, wall_ms=5_000, load_cpu_ms=100)
     with pytest.raises(CpuLimitExceeded) as info:
-        supervisor.load("worker:spin", {"plugin.py": "while True:\n    pass\n"}, "plugin.py", limits=limits)
+        supervisor.load(
+            "worker:spin", {"plugin.py": "while True:\n    pass\n"}, "plugin.py", limits=limits
+        )
     assert info.value.limit_ms == 100  # type: ignore[attr-defined]
 
 
@@ -304,14 +340,24 @@ def test_a_result_is_copied_as_plain_json_without_running_its_methods(pool: Work
     )
     value = pool.raw_exec_for_tests(source, limits=LATE_LIMITS).value
     assert value == {
-        "d": {"a": 1}, "l": [1, 2], "t": [3, "x"], "s": "text", "i": 5, "f": 2.5,
-        "od": {"b": 2, "a": 1}, "key": 1, "7": None,
+        "d": {"a": 1},
+        "l": [1, 2],
+        "t": [3, "x"],
+        "s": "text",
+        "i": 5,
+        "f": 2.5,
+        "od": {"b": 2, "a": 1},
+        "key": 1,
+        "7": None,
     }
     assert list(value["od"]) == ["b", "a"]  # OrderedDict order, not insertion order
 
 
 def test_error_data_is_copied_before_the_timer_is_disarmed(pool: WorkerPool) -> None:
-    source = LYING + "class Failure(Exception):\n    pass\ne = Failure('with details')\ne.details = Lying(a=1)\nraise e\n"
+    source = (
+        LYING
+        + "class Failure(Exception):\n    pass\ne = Failure('with details')\ne.details = Lying(a=1)\nraise e\n"
+    )
     with pytest.raises(RemoteError) as info:
         pool.raw_exec_for_tests(source, limits=LATE_LIMITS)
     assert info.value.error_type == "Failure"
@@ -320,23 +366,34 @@ def test_error_data_is_copied_before_the_timer_is_disarmed(pool: WorkerPool) -> 
 
 
 def test_error_fields_that_are_not_json_are_left_out_not_the_error(pool: WorkerPool) -> None:
-    source = "class Failure(Exception):\n    pass\ne = Failure('kept')\ne.details = {1, 2}\nraise e\n"
+    source = (
+        "class Failure(Exception):\n    pass\ne = Failure('kept')\ne.details = {1, 2}\nraise e\n"
+    )
     with pytest.raises(RemoteError) as info:
         pool.raw_exec_for_tests(source)
     assert {k: v for k, v in info.value.data.items() if k != "traceback"} == {
-        "type": "Failure", "message": "kept", "encoder": "sbtest",
+        "type": "Failure",
+        "message": "kept",
+        "encoder": "sbtest",
     }
     assert info.value.traceback_text is not None
     assert info.value.traceback_text.endswith("Failure: kept\n")
 
 
-SPINNING_GENERATOR = "def gen():\n    try:\n        yield 1\n    finally:\n        while True:\n            pass\n"
+SPINNING_GENERATOR = (
+    "def gen():\n    try:\n        yield 1\n    finally:\n        while True:\n            pass\n"
+)
 
 
-def test_a_finalizer_held_by_the_error_data_runs_under_the_timer(pool: WorkerPool, sb: SimpleNamespace) -> None:
+def test_a_finalizer_held_by_the_error_data_runs_under_the_timer(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
     # The encoder's output keeps the generator alive past the except block; it dies when the
     # worker drops that output, which must happen before the timer is disarmed.
-    source = SPINNING_GENERATOR + "class Failure(Exception):\n    pass\ne = Failure('x')\ne.details = gen()\nnext(e.details)\nraise e\n"
+    source = (
+        SPINNING_GENERATOR
+        + "class Failure(Exception):\n    pass\ne = Failure('x')\ne.details = gen()\nnext(e.details)\nraise e\n"
+    )
     with pytest.raises(CpuLimitExceeded):
         pool.raw_exec_for_tests(source, limits=LATE_LIMITS)
     assert pool.call("sbtest:echo", ["again"], on_host_call=sb.no_host_calls).value == "again"
@@ -387,7 +444,12 @@ def test_plain_json_copies_into_exact_types_without_calling_the_values_methods()
     assert type(copy["d"]) is dict and type(copy["d"]["a"]) is list and type(copy["c"]) is dict
     assert [type(x) for x in copy["d"]["a"]] == [int, str]
     # keys: exact types stay for the encoder to render, subclasses are copied like values
-    assert plain_json({1: None, 2.5: True, None: 0, False: 1}) == {1: None, 2.5: True, None: 0, False: 1}
+    assert plain_json({1: None, 2.5: True, None: 0, False: 1}) == {
+        1: None,
+        2.5: True,
+        None: 0,
+        False: 1,
+    }
     (key,) = plain_json({_Str("k"): 1})
     assert type(key) is str and key == "k"
 
@@ -402,7 +464,9 @@ def test_plain_json_copies_into_exact_types_without_calling_the_values_methods()
         ({(1, 2): "tuple key"}, TypeError, "keys must be str, int, float, bool or None, not tuple"),
     ],
 )
-def test_plain_json_refuses_what_is_not_json(value: Any, error: type[Exception], message: str) -> None:
+def test_plain_json_refuses_what_is_not_json(
+    value: Any, error: type[Exception], message: str
+) -> None:
     with pytest.raises(error) as info:
         plain_json(value)
     assert str(info.value) == message

@@ -13,7 +13,7 @@ import pytest
 
 import emdash
 
-HEADER = '''\
+HEADER = """\
 import json
 from emdash import HookConfig, define_plugin
 
@@ -25,7 +25,7 @@ def record(tag, value=None):
         fh.write(json.dumps({{"tag": tag, "value": value}}) + "\\n")
 
 
-'''
+"""
 
 
 class RecordingPlugin:

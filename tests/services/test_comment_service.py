@@ -54,8 +54,11 @@ def post(rt: emdash.Runtime) -> dict[str, Any]:
 
 def submit(rt: emdash.Runtime, post: dict[str, Any], **kw: Any) -> dict[str, Any]:
     args: dict[str, Any] = {
-        "author_name": "Ann", "author_email": "ann@example.com", "body": "Nice post",
-        "ip": "203.0.113.7", "user_agent": "Firefox",
+        "author_name": "Ann",
+        "author_email": "ann@example.com",
+        "body": "Nice post",
+        "ip": "203.0.113.7",
+        "user_agent": "Firefox",
     }
     args.update(kw)
     stored: dict[str, Any] = rt.comments.create("posts", post["id"], **args)
@@ -79,8 +82,11 @@ def submit(rt: emdash.Runtime, post: dict[str, Any], **kw: Any) -> dict[str, Any
 def test_default_moderator_rules(
     settings: dict[str, Any], user: str | None, prior: int, status: str
 ) -> None:
-    event = {"comment": {"authorUserId": user}, "collectionSettings": settings,
-             "priorApprovedCount": prior}
+    event = {
+        "comment": {"authorUserId": user},
+        "collectionSettings": settings,
+        "priorApprovedCount": prior,
+    }
     assert default_moderate(event)["status"] == status
 
 
@@ -99,26 +105,41 @@ def test_create_with_built_in_moderation_and_exact_events(
     assert len(ip_hash) == 32 and "203.0.113.7" not in ip_hash
     assert before == {
         "comment": {
-            "collection": "posts", "contentId": post["id"], "parentId": None,
-            "authorName": "Ann", "authorEmail": "ann@example.com", "authorUserId": None,
-            "body": "Nice post", "ipHash": ip_hash, "userAgent": "Firefox",
+            "collection": "posts",
+            "contentId": post["id"],
+            "parentId": None,
+            "authorName": "Ann",
+            "authorEmail": "ann@example.com",
+            "authorUserId": None,
+            "body": "Nice post",
+            "ipHash": ip_hash,
+            "userAgent": "Firefox",
         },
         "metadata": {},
     }
     author = rt.store.user_accounts.get(post["authorId"])
+    assert author is not None
     assert obs.records("afterCreate") == [
         {
             "comment": first,
             "metadata": {},
-            "content": {"id": post["id"], "collection": "posts", "slug": "hello",
-                        "title": "Hello"},
-            "contentAuthor": {"id": author["id"], "name": "Wri Ter",
-                              "email": "writer@example.com"},
+            "content": {"id": post["id"], "collection": "posts", "slug": "hello", "title": "Hello"},
+            "contentAuthor": {"id": author["id"], "name": "Wri Ter", "email": "writer@example.com"},
         }
     ]
     assert set(first) == {
-        "id", "collection", "contentId", "parentId", "authorName", "authorEmail",
-        "authorUserId", "body", "status", "moderationMetadata", "createdAt", "updatedAt",
+        "id",
+        "collection",
+        "contentId",
+        "parentId",
+        "authorName",
+        "authorEmail",
+        "authorUserId",
+        "body",
+        "status",
+        "moderationMetadata",
+        "createdAt",
+        "updatedAt",
     }
 
     rt.comments.moderate(first["id"], "approved", moderator={"id": "admin1", "name": "Ad"})
@@ -150,14 +171,18 @@ def test_before_create_enriches_and_rejects(
     stored = submit(rt, post, body="  padded  ")
     # A handler may rewrite the text, never move the comment to another item.
     assert (stored["body"], stored["contentId"], stored["collection"]) == (
-        "padded", post["id"], "posts"
+        "padded",
+        post["id"],
+        "posts",
     )
     assert obs.records("afterCreate")[0]["metadata"] == {"score": 0.1}
 
     with pytest.raises(CommentRejectedError) as exc:
         submit(rt, post, body="cheap spam here")
     assert (exc.value.code, str(exc.value), exc.value.status) == (
-        "COMMENT_REJECTED", "Comment was rejected", 403
+        "COMMENT_REJECTED",
+        "Comment was rejected",
+        403,
     )
     assert exc.value.plugin_id == "filter"
     assert len(rt.comments.list()) == 1
@@ -194,12 +219,15 @@ def test_moderation_provider_decides(
     assert crashed["moderationMetadata"] == {"status": "pending", "reason": "Moderation error"}
     junk = submit(rt, post, body="junk result")
     assert junk["moderationMetadata"] == {
-        "status": "pending", "reason": "Invalid moderation result"
+        "status": "pending",
+        "reason": "Invalid moderation result",
     }
     event = mod.records("moderate")[1]
     assert event["collectionSettings"] == {
-        "commentsEnabled": True, "commentsModeration": "first_time",
-        "commentsClosedAfterDays": 0, "commentsAutoApproveUsers": True,
+        "commentsEnabled": True,
+        "commentsModeration": "first_time",
+        "commentsClosedAfterDays": 0,
+        "commentsAutoApproveUsers": True,
     }
     assert event["priorApprovedCount"] == 1
     assert event["metadata"] == {}
@@ -214,7 +242,8 @@ def test_providers_without_selection_leave_comments_pending(
     rt.select_provider("comment:moderate", None)
     stored = submit(rt, post, author_user_id="u1")
     assert stored["moderationMetadata"] == {
-        "status": "pending", "reason": "No moderator configured"
+        "status": "pending",
+        "reason": "No moderator configured",
     }
     rt.select_provider("comment:moderate", "mod-b")
     assert submit(rt, post)["status"] == "approved"
@@ -223,13 +252,16 @@ def test_providers_without_selection_leave_comments_pending(
 # --- site-side checks -----------------------------------------------------------------
 
 
-def test_disabled_closed_and_missing(rt: emdash.Runtime, plugins: Any, post: dict[str, Any]) -> None:
+def test_disabled_closed_and_missing(
+    rt: emdash.Runtime, plugins: Any, post: dict[str, Any]
+) -> None:
     obs = plugins.add("obs", OBSERVER, capabilities=USERS)
     rt.comments.configure("posts", commentsEnabled=False)
     with pytest.raises(CommentRejectedError) as exc:
         submit(rt, post)
     assert (exc.value.code, str(exc.value)) == (
-        "COMMENTS_DISABLED", "Comments are not enabled for this collection"
+        "COMMENTS_DISABLED",
+        "Comments are not enabled for this collection",
     )
     rt.comments.configure("posts", commentsEnabled=True, commentsClosedAfterDays=1)
     with rt.store.transaction():
@@ -240,7 +272,8 @@ def test_disabled_closed_and_missing(rt: emdash.Runtime, plugins: Any, post: dic
     with pytest.raises(CommentRejectedError) as exc:
         submit(rt, post)
     assert (exc.value.code, str(exc.value)) == (
-        "COMMENTS_CLOSED", "Comments are closed for this content"
+        "COMMENTS_CLOSED",
+        "Comments are closed for this content",
     )
     draft = rt.content.create("posts", {"title": "draft"})
     with pytest.raises(NotFoundError) as nf:
@@ -294,8 +327,12 @@ def test_moderate_fires_after_moderate(
     updated = rt.comments.moderate(comment["id"], "spam", moderator={"id": "m1", "name": "Mo"})
     assert updated["status"] == "spam"
     assert obs.records("afterModerate") == [
-        {"comment": updated, "previousStatus": "pending", "newStatus": "spam",
-         "moderator": {"id": "m1", "name": "Mo"}}
+        {
+            "comment": updated,
+            "previousStatus": "pending",
+            "newStatus": "spam",
+            "moderator": {"id": "m1", "name": "Mo"},
+        }
     ]
     with pytest.raises(BridgeError) as exc:
         rt.comments.moderate(comment["id"], "deleted", moderator={"id": "m1"})

@@ -56,7 +56,9 @@ def future(days: int = 1) -> str:
 
 
 def all_items(rt: emdash.Runtime, collection: str = "posts") -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = rt.store.content_items.list(collection, include_deleted=True)["items"]
+    items: list[dict[str, Any]] = rt.store.content_items.list(collection, include_deleted=True)[
+        "items"
+    ]
     return items
 
 
@@ -78,7 +80,10 @@ def test_create_fires_before_and_after_save_with_exact_events(
     assert after["read"] == item  # committed before afterSave ran
     assert item["data"] == {"title": "Hello", "tags": ["a"]}
     assert (item["slug"], item["status"], item["authorId"], item["type"]) == (
-        "hello", "draft", "u1", "posts"
+        "hello",
+        "draft",
+        "u1",
+        "posts",
     )
     assert data == {"title": "Hello", "tags": ["a"]}
 
@@ -193,7 +198,9 @@ def test_update_event_holds_only_changed_fields(rt: emdash.Runtime, recorder: An
     item = rt.content.create("posts", {"title": "A", "body": "b"})
     updated = rt.content.update("posts", item["id"], {"title": "B"}, slug="b")
     assert recorder.records("beforeSave")[1] == {
-        "content": {"title": "B"}, "collection": "posts", "isNew": False
+        "content": {"title": "B"},
+        "collection": "posts",
+        "isNew": False,
     }
     after = recorder.records("afterSave")[1]
     assert after["event"] == {"content": updated, "collection": "posts", "isNew": False}
@@ -205,19 +212,34 @@ def test_update_event_holds_only_changed_fields(rt: emdash.Runtime, recorder: An
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda rt: rt.content.create("posts", {"t": 1}, status="archived"), BridgeError,
-         'Invalid status "archived": must be one of draft, published '
-         "(use rt.content.schedule() to schedule an item)"),
-        (lambda rt: rt.content.create("posts", {"t": 1}, status="scheduled"), BridgeError,
-         'Invalid status "scheduled": must be one of draft, published '
-         "(use rt.content.schedule() to schedule an item)"),
-        (lambda rt: rt.content.create("nope", {"t": 1}), NotFoundError,
-         'Collection "nope" does not exist. Create it first '
-         '(rt.store.content_items.ensure_collection("nope")).'),
-        (lambda rt: rt.content.create("posts", ["t"]), BridgeError,
-         "Content data must be an object (a dict of fields), got list"),
-        (lambda rt: rt.content.update("posts", "missing", {"t": 1}), NotFoundError,
-         'Content not found: no item "missing" in collection "posts" (or it is in the trash)'),
+        (
+            lambda rt: rt.content.create("posts", {"t": 1}, status="archived"),
+            BridgeError,
+            'Invalid status "archived": must be one of draft, published '
+            "(use rt.content.schedule() to schedule an item)",
+        ),
+        (
+            lambda rt: rt.content.create("posts", {"t": 1}, status="scheduled"),
+            BridgeError,
+            'Invalid status "scheduled": must be one of draft, published '
+            "(use rt.content.schedule() to schedule an item)",
+        ),
+        (
+            lambda rt: rt.content.create("nope", {"t": 1}),
+            NotFoundError,
+            'Collection "nope" does not exist. Create it first '
+            '(rt.store.content_items.ensure_collection("nope")).',
+        ),
+        (
+            lambda rt: rt.content.create("posts", ["t"]),
+            BridgeError,
+            "Content data must be an object (a dict of fields), got list",
+        ),
+        (
+            lambda rt: rt.content.update("posts", "missing", {"t": 1}),
+            NotFoundError,
+            'Content not found: no item "missing" in collection "posts" (or it is in the trash)',
+        ),
     ],
 )
 def test_invalid_input_runs_no_hook_and_writes_nothing(
@@ -295,7 +317,9 @@ def test_soft_delete_restore_and_permanent_delete(rt: emdash.Runtime, recorder: 
     assert rt.content.delete_permanently("posts", item["id"]) is True
     assert rt.store.content_items.get("posts", item["id"], include_deleted=True) is None
     assert recorder.records("afterDelete")[1] == {
-        "id": item["id"], "collection": "posts", "permanent": True
+        "id": item["id"],
+        "collection": "posts",
+        "permanent": True,
     }
     assert len(recorder.records("beforeDelete")) == 1  # permanent deletes skip beforeDelete
 
@@ -315,14 +339,15 @@ def test_publish_unpublish_schedule_unschedule_events(rt: emdash.Runtime, record
     unscheduled = rt.content.unschedule("posts", item["id"])
     assert (unscheduled["status"], unscheduled["scheduledAt"]) == ("draft", None)
     assert recorder.tags()[2:] == [
-        "afterPublish", "afterUnpublish", "afterSchedule", "afterUnschedule"
+        "afterPublish",
+        "afterUnpublish",
+        "afterSchedule",
+        "afterUnschedule",
     ]
     assert recorder.records("afterPublish") == [{"content": published, "collection": "posts"}]
     assert recorder.records("afterUnpublish") == [{"content": unpublished, "collection": "posts"}]
     assert recorder.records("afterSchedule") == [{"content": scheduled, "collection": "posts"}]
-    assert recorder.records("afterUnschedule") == [
-        {"content": unscheduled, "collection": "posts"}
-    ]
+    assert recorder.records("afterUnschedule") == [{"content": unscheduled, "collection": "posts"}]
 
 
 def test_invalid_state_changes(rt: emdash.Runtime, recorder: Any) -> None:
@@ -367,7 +392,8 @@ def test_publish_due_publishes_scheduled_items_and_fires_after_publish(
     # Published "as of" its scheduled time, and no longer scheduled.
     assert (published[0]["publishedAt"], published[0]["scheduledAt"]) == (when, None)
     assert recorder.records("afterPublish") == [{"content": published[0], "collection": "posts"}]
-    assert rt.store.content_items.get("posts", later["id"])["status"] == "scheduled"
+    still_scheduled = rt.store.content_items.get("posts", later["id"])
+    assert still_scheduled is not None and still_scheduled["status"] == "scheduled"
     assert rt.content.publish_due(future(2)) == []
 
 

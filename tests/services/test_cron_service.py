@@ -50,18 +50,30 @@ def cron(rt: emdash.Runtime) -> Any:
 def test_schedule_list_cancel(cron: Any, plugins: Any) -> None:
     plugins.add("owner", RECORDING_CRON)
     assert cron.schedule("owner", "hourly", "@hourly", {"k": 1}) == {
-        "name": "hourly", "schedule": "@hourly", "nextRunAt": "2030-01-01T13:00:00.000Z",
+        "name": "hourly",
+        "schedule": "@hourly",
+        "nextRunAt": "2030-01-01T13:00:00.000Z",
         "oneShot": False,
     }
     assert cron.schedule("owner", "once", "2030-01-01T12:30:00+00:00") == {
-        "name": "once", "schedule": "2030-01-01T12:30:00+00:00",
-        "nextRunAt": "2030-01-01T12:30:00.000Z", "oneShot": True,
+        "name": "once",
+        "schedule": "2030-01-01T12:30:00+00:00",
+        "nextRunAt": "2030-01-01T12:30:00.000Z",
+        "oneShot": True,
     }
     assert cron.list("owner") == [
-        {"name": "once", "schedule": "2030-01-01T12:30:00+00:00",
-         "nextRunAt": "2030-01-01T12:30:00.000Z", "lastRunAt": None},
-        {"name": "hourly", "schedule": "@hourly", "nextRunAt": "2030-01-01T13:00:00.000Z",
-         "lastRunAt": None},
+        {
+            "name": "once",
+            "schedule": "2030-01-01T12:30:00+00:00",
+            "nextRunAt": "2030-01-01T12:30:00.000Z",
+            "lastRunAt": None,
+        },
+        {
+            "name": "hourly",
+            "schedule": "@hourly",
+            "nextRunAt": "2030-01-01T13:00:00.000Z",
+            "lastRunAt": None,
+        },
     ]
     assert cron.list("someone-else") == []
     assert cron.cancel("owner", "once") is True
@@ -73,14 +85,26 @@ def test_schedule_list_cancel(cron: Any, plugins: Any) -> None:
     ("name", "schedule", "data", "message"),
     [
         ("", "@daily", None, "Invalid task name: must be 1-128 characters, got 0"),
-        ("9lives", "@daily", None,
-         'Invalid task name "9lives": must start with a letter and contain only letters, '
-         "numbers, dashes, or underscores"),
-        ("job", "every day", None,
-         'Invalid schedule "every day": must be a valid cron expression or ISO 8601 datetime'),
-        ("job", "@daily", {"__emdash": 1},
-         'Cron task data must not use the reserved key "__emdash" (emdash keeps its retry '
-         "bookkeeping there)"),
+        (
+            "9lives",
+            "@daily",
+            None,
+            'Invalid task name "9lives": must start with a letter and contain only letters, '
+            "numbers, dashes, or underscores",
+        ),
+        (
+            "job",
+            "every day",
+            None,
+            'Invalid schedule "every day": must be a valid cron expression or ISO 8601 datetime',
+        ),
+        (
+            "job",
+            "@daily",
+            {"__emdash": 1},
+            'Cron task data must not use the reserved key "__emdash" (emdash keeps its retry '
+            "bookkeeping there)",
+        ),
     ],
 )
 def test_schedule_validation(cron: Any, name: str, schedule: str, data: Any, message: str) -> None:
@@ -106,8 +130,14 @@ def test_ctx_cron_from_a_plugin(rt: emdash.Runtime, cron: Any, plugins: Any) -> 
         plugin = define_plugin(hooks={"cron": lambda e, c: None}, routes={"setup": setup})
         """,
     )
-    listed = [{"name": "cleanup", "schedule": "@weekly", "nextRunAt": "2030-01-06T00:00:00.000Z",
-               "lastRunAt": None}]
+    listed = [
+        {
+            "name": "cleanup",
+            "schedule": "@weekly",
+            "nextRunAt": "2030-01-06T00:00:00.000Z",
+            "lastRunAt": None,
+        }
+    ]
     assert rt.invoke_route("scheduler", "setup") == {
         "listed": listed,
         "error": [
@@ -142,17 +172,28 @@ def test_recurring_task_is_rearmed_after_now(rt: emdash.Runtime, cron: Any, plug
     # The executor was asleep for 17 minutes: one run, then the next slot after now.
     runs = cron.tick(at(17))
     assert runs == [
-        CronRun("owner", "every5", "2030-01-01T12:05:00.000Z", True, "rescheduled",
-                "2030-01-01T12:20:00.000Z")
+        CronRun(
+            "owner",
+            "every5",
+            "2030-01-01T12:05:00.000Z",
+            True,
+            "rescheduled",
+            "2030-01-01T12:20:00.000Z",
+        )
     ]
     assert cron.list("owner") == [
-        {"name": "every5", "schedule": "*/5 * * * *", "nextRunAt": "2030-01-01T12:20:00.000Z",
-         "lastRunAt": "2030-01-01T12:17:00.000Z"}
+        {
+            "name": "every5",
+            "schedule": "*/5 * * * *",
+            "nextRunAt": "2030-01-01T12:20:00.000Z",
+            "lastRunAt": "2030-01-01T12:17:00.000Z",
+        }
     ]
     assert owner.records("cron") == [
         {"name": "every5", "data": None, "scheduledAt": "2030-01-01T12:05:00.000Z"}
     ]
     task = rt.store.cron_tasks.get("owner", "every5")
+    assert task is not None
     assert (task["status"], task["lockedAt"]) == ("idle", None)
 
 
@@ -161,7 +202,9 @@ def test_recurring_failure_is_rearmed_without_retry(cron: Any, plugins: Any) -> 
     cron.schedule("owner", "hourly", "@hourly")
     [run] = cron.tick(at(61))
     assert (run.success, run.outcome, run.next_run_at) == (
-        False, "rescheduled", "2030-01-01T14:00:00.000Z"
+        False,
+        "rescheduled",
+        "2030-01-01T14:00:00.000Z",
     )
     assert "task failed" in (run.error or "")
 
@@ -178,6 +221,7 @@ def test_one_shot_failure_retries_with_backoff_then_is_dropped(
         outcomes.append((run.outcome, run.retry_count))
         assert run.next_run_at == iso(moment + timedelta(minutes=wait))
         stored = rt.store.cron_tasks.get("owner", "flaky")
+        assert stored is not None
         assert json.loads(stored["data"]) == {"n": 1, "__emdash": {"retryCount": expected_retry}}
         assert cron.tick(moment + timedelta(minutes=wait, seconds=-1)) == []  # not yet due
         moment = moment + timedelta(minutes=wait)
@@ -227,7 +271,8 @@ def test_stale_running_task_is_recovered_after_ten_minutes(
     # A previous executor claimed it and crashed mid-run.
     assert [t["name"] for t in rt.store.cron_tasks.claim_due(iso(at(0)))] == ["stuck"]
     assert cron.tick(at(9)) == []
-    assert rt.store.cron_tasks.get("owner", "stuck")["status"] == "running"
+    stuck = rt.store.cron_tasks.get("owner", "stuck")
+    assert stuck is not None and stuck["status"] == "running"
     [run] = cron.tick(at(10, seconds=1))
     assert (run.name, run.outcome) == ("stuck", "completed")
     assert len(owner.records("cron")) == 1
@@ -248,8 +293,11 @@ def test_handler_rescheduling_its_own_task_wins(
     [run] = cron.tick(at(0))
     assert (run.outcome, run.next_run_at) == ("changed", "2030-01-02T00:00:00.000Z")
     task = rt.store.cron_tasks.get("owner", "chain")
+    assert task is not None
     assert (task["status"], task["nextRunAt"], task["data"]) == (
-        "idle", "2030-01-02T00:00:00.000Z", '{"again":1}'
+        "idle",
+        "2030-01-02T00:00:00.000Z",
+        '{"again":1}',
     )
 
 
@@ -279,7 +327,8 @@ def test_invalid_stored_data_is_skipped_and_released(
         )
     [run] = cron.tick(at(0))
     assert (run.outcome, run.error) == ("skipped", "invalid JSON data")
-    assert rt.store.cron_tasks.get("owner", "job")["status"] == "idle"
+    job = rt.store.cron_tasks.get("owner", "job")
+    assert job is not None and job["status"] == "idle"
     assert owner.records() == []
 
 
@@ -300,7 +349,8 @@ def test_tick_publishes_due_scheduled_content(rt: emdash.Runtime, cron: Any, plu
     assert watcher.records() == []
     cron.tick(when + timedelta(minutes=1))
     assert watcher.records("published") == [item["id"]]
-    assert rt.store.content_items.get("posts", item["id"])["status"] == "published"
+    stored = rt.store.content_items.get("posts", item["id"])
+    assert stored is not None and stored["status"] == "published"
 
 
 def test_background_driver_runs_due_tasks(rt: emdash.Runtime, plugins: Any) -> None:

@@ -40,18 +40,30 @@ def sent(provider: Any) -> list[dict[str, Any]]:
     ("message", "text"),
     [
         ("to: x", "Invalid email message: must be an object with to, subject and text"),
-        ({"subject": "s", "text": "t"},
-         "Invalid email message: 'to' is required and must be a string"),
-        ({"to": "a@b", "subject": "", "text": "t"},
-         "Invalid email message: 'subject' is required and must be a string"),
-        ({"to": "a@b", "subject": "s", "text": 5},
-         "Invalid email message: 'text' is required and must be a string"),
-        ({"to": "a@b", "subject": "s", "text": "t", "html": ["<b>"]},
-         "Invalid email message: 'html' must be a string"),
-        ({"to": "a@b", "subject": "s\r\nBcc: all@x", "text": "t"},
-         "Invalid email message: 'subject' must not contain line breaks"),
-        ({"to": "a@b\nc@d", "subject": "s", "text": "t"},
-         "Invalid email message: 'to' must not contain line breaks"),
+        (
+            {"subject": "s", "text": "t"},
+            "Invalid email message: 'to' is required and must be a string",
+        ),
+        (
+            {"to": "a@b", "subject": "", "text": "t"},
+            "Invalid email message: 'subject' is required and must be a string",
+        ),
+        (
+            {"to": "a@b", "subject": "s", "text": 5},
+            "Invalid email message: 'text' is required and must be a string",
+        ),
+        (
+            {"to": "a@b", "subject": "s", "text": "t", "html": ["<b>"]},
+            "Invalid email message: 'html' must be a string",
+        ),
+        (
+            {"to": "a@b", "subject": "s\r\nBcc: all@x", "text": "t"},
+            "Invalid email message: 'subject' must not contain line breaks",
+        ),
+        (
+            {"to": "a@b\nc@d", "subject": "s", "text": "t"},
+            "Invalid email message: 'to' must not contain line breaks",
+        ),
     ],
 )
 def test_validation_texts(message: Any, text: str) -> None:
@@ -62,7 +74,8 @@ def test_validation_texts(message: Any, text: str) -> None:
 
 def test_validation_keeps_only_known_keys() -> None:
     assert validate_message({**MSG, "html": "<p>x</p>", "bcc": "all@x"}) == {
-        **MSG, "html": "<p>x</p>"
+        **MSG,
+        "html": "<p>x</p>",
     }
     with pytest.raises(EmailError) as exc:
         validate_message({"to": "a"}, plugin_id="rewriter")
@@ -80,9 +93,13 @@ def test_no_provider(rt: emdash.Runtime, plugins: Any) -> None:
     assert rt.email.is_available() is False
     with pytest.raises(EmailNotConfiguredError) as exc:
         rt.email.send(MSG)
-    assert str(exc.value) == NOT_CONFIGURED == (
-        "No email provider is configured. Install and activate an email provider plugin, "
-        "then select it in Settings > Email."
+    assert (
+        str(exc.value)
+        == NOT_CONFIGURED
+        == (
+            "No email provider is configured. Install and activate an email provider plugin, "
+            "then select it in Settings > Email."
+        )
     )
     assert observer.tags() == ["before"]  # the message never reached afterSend
 
@@ -100,7 +117,7 @@ def test_console_provider_round_trip(rt: emdash.Runtime, plugins: Any) -> None:
     provider = rt.email.use_console_provider()
     assert rt.email.is_available() is True
     assert rt.selected_provider("email:deliver") == CONSOLE_EMAIL_PLUGIN_ID
-    assert rt.email.send({**MSG, "html": "<p>Hi</p>"}) is None
+    rt.email.send({**MSG, "html": "<p>Hi</p>"})  # returns nothing; raising would fail
     message = {**MSG, "html": "<p>Hi</p>"}
     assert sent(provider) == [{"message": message, "source": "admin"}]
     assert provider.messages[0]["sentAt"].endswith("Z")
@@ -155,7 +172,7 @@ def test_before_send_rewrites_and_cancels(
     assert observer.records("before") == [{"message": rewritten, "source": "emdash-comments"}]
 
     with caplog.at_level(logging.INFO, logger="emdash.email"):
-        assert rt.email.send({**MSG, "to": "unsubscribed@example.com"}) is None
+        rt.email.send({**MSG, "to": "unsubscribed@example.com"})
     assert '[email] Email to "unsubscribed@example.com" cancelled by plugin "footer"' in (
         caplog.text
     )

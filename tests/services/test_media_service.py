@@ -34,7 +34,10 @@ def test_upload_fires_hooks_with_exact_events(rt: emdash.Runtime, plugins: Any) 
     after = rec.records("after")[0]
     assert after == {"event": {"media": item}, "read": item}  # committed before afterUpload
     assert (item["filename"], item["mimeType"], item["size"], item["status"]) == (
-        "Photo.PNG", "image/png", 10, "ready"
+        "Photo.PNG",
+        "image/png",
+        10,
+        "ready",
     )
     assert item["storageKey"].endswith(".png")
     assert item["url"] == f"/_emdash/api/media/file/{item['storageKey']}"
@@ -84,8 +87,10 @@ def test_abort_in_before_upload_stores_nothing(rt: emdash.Runtime, plugins: Any)
     [
         ('{"name": "", "type": "image/png", "size": 1}', "Invalid media filename ''"),
         ('{"name": "a.png", "type": "not a type", "size": 1}', 'Invalid media type "not a type"'),
-        ('{"name": "a.png", "type": "image/png", "size": -1}',
-         "size must be a non-negative integer"),
+        (
+            '{"name": "a.png", "type": "image/png", "size": -1}',
+            "size must be a non-negative integer",
+        ),
         ('{"name": "a.png", "type": "image/png"}', "size must be a non-negative integer"),
     ],
 )
@@ -111,10 +116,14 @@ def test_invalid_before_upload_result(
     ("args", "message"),
     [
         (("a.png", "image/png", "text"), "Media data must be bytes, got str"),
-        (("", "image/png", b"x"), "Invalid media filename '': 1-255 characters, no control "
-                                   "characters"),
-        (("a\nb.png", "image/png", b"x"), "Invalid media filename 'a\\nb.png': 1-255 "
-                                           "characters, no control characters"),
+        (
+            ("", "image/png", b"x"),
+            "Invalid media filename '': 1-255 characters, no control characters",
+        ),
+        (
+            ("a\nb.png", "image/png", b"x"),
+            "Invalid media filename 'a\\nb.png': 1-255 characters, no control characters",
+        ),
         (("a.png", "png", b"x"), 'Invalid media type "png": expected e.g. "image/png"'),
     ],
 )

@@ -119,8 +119,15 @@ def test_resolve_first_wins_per_dedupe_key_and_orders_by_kind() -> None:
 
 @pytest.mark.parametrize(
     "href",
-    ["javascript:alert(1)", "data:text/html,<script>", "//evil.example/x", "/relative", " https://x",
-     "vbscript:x", "JAVASCRIPT://x"],
+    [
+        "javascript:alert(1)",
+        "data:text/html,<script>",
+        "//evil.example/x",
+        "/relative",
+        " https://x",
+        "vbscript:x",
+        "JAVASCRIPT://x",
+    ],
 )
 def test_links_with_unsafe_href_are_dropped(href: str) -> None:
     assert resolve_metadata([{"kind": "link", "rel": "author", "href": href}]) == []
@@ -205,7 +212,10 @@ def test_fragments_filter_by_placement_and_dedupe_first_wins() -> None:
         {"kind": "inline-script", "placement": "head", "code": "a()"},
     ]
     assert resolve_fragments(contributions, "head") == [
-        contributions[0], contributions[2], contributions[5], contributions[6]
+        contributions[0],
+        contributions[2],
+        contributions[5],
+        contributions[6],
     ]
     assert render_fragments(contributions, "body:end") == "<i>3</i>"
 
@@ -254,8 +264,10 @@ def test_render_fragments_drops_event_handlers_and_bad_attribute_names() -> None
 
 def test_html_fragments_are_emitted_raw() -> None:
     raw = '<div class="banner">Hello</div>'
-    assert render_fragments([{"kind": "html", "placement": "body:start", "html": raw}],
-                            "body:start") == raw
+    assert (
+        render_fragments([{"kind": "html", "placement": "body:start", "html": raw}], "body:start")
+        == raw
+    )
 
 
 # --- base SEO --------------------------------------------------------------------------
@@ -271,8 +283,11 @@ def test_base_seo_for_an_article() -> None:
         "canonical": "https://site.example/posts/hi",
         "image": "https://site.example/hi.png",
         "seo": {"ogTitle": None, "ogDescription": "", "ogImage": None, "robots": "noindex"},
-        "articleMeta": {"publishedTime": "2026-01-01T00:00:00Z", "modifiedTime": None,
-                        "author": "Ann"},
+        "articleMeta": {
+            "publishedTime": "2026-01-01T00:00:00Z",
+            "modifiedTime": None,
+            "author": "Ann",
+        },
         "siteName": "Site",
         "siteUrl": "https://site.example/blog",
     }
@@ -290,8 +305,11 @@ def test_base_seo_for_an_article() -> None:
         {"kind": "meta", "name": "twitter:title", "content": "Hi | Site"},
         {"kind": "meta", "name": "twitter:description", "content": "About hi"},
         {"kind": "meta", "name": "twitter:image", "content": "https://site.example/hi.png"},
-        {"kind": "property", "property": "article:published_time",
-         "content": "2026-01-01T00:00:00Z"},
+        {
+            "kind": "property",
+            "property": "article:published_time",
+            "content": "2026-01-01T00:00:00Z",
+        },
         {"kind": "property", "property": "article:author", "content": "Ann"},
         {
             "kind": "jsonld",

@@ -51,8 +51,14 @@ plugin = define_plugin(hooks={"page:fragments": fragments})
 
 def test_page_context_helper() -> None:
     assert page_context("https://x.example/a/b?q=1") == {
-        "url": "https://x.example/a/b?q=1", "path": "/a/b", "locale": None, "kind": "custom",
-        "pageType": "website", "title": None, "description": None, "canonical": None,
+        "url": "https://x.example/a/b?q=1",
+        "path": "/a/b",
+        "locale": None,
+        "kind": "custom",
+        "pageType": "website",
+        "title": None,
+        "description": None,
+        "canonical": None,
         "image": None,
     }
     assert PAGE["pageType"] == "article" and PAGE["siteName"] == "Site"
@@ -61,9 +67,7 @@ def test_page_context_helper() -> None:
     assert str(exc.value) == 'Invalid page kind "blog": use "content" or "custom"'
 
 
-def test_render_head_merges_first_wins_and_orders_output(
-    rt: emdash.Runtime, plugins: Any
-) -> None:
+def test_render_head_merges_first_wins_and_orders_output(rt: emdash.Runtime, plugins: Any) -> None:
     rec = plugins.add("seo", METADATA)
     page = dict(PAGE)
     head = rt.page.render_head(page)
@@ -93,15 +97,23 @@ def test_site_seo_settings_and_alternates(rt: emdash.Runtime) -> None:
         {"googleVerification": "g-123", "defaultOgImage": "https://cdn.example/og.png"},
     )
     page = page_context(
-        "https://site.example/", title="Home",
+        "https://site.example/",
+        title="Home",
         alternates=[{"hreflang": "de", "href": "https://site.example/de/"}],
     )
     resolved = rt.page.metadata(page)
     assert {"kind": "meta", "name": "google-site-verification", "content": "g-123"} in resolved
-    assert {"kind": "property", "property": "og:image",
-            "content": "https://cdn.example/og.png"} in resolved
-    assert {"kind": "link", "rel": "alternate", "href": "https://site.example/de/",
-            "hreflang": "de"} in resolved
+    assert {
+        "kind": "property",
+        "property": "og:image",
+        "content": "https://cdn.example/og.png",
+    } in resolved
+    assert {
+        "kind": "link",
+        "rel": "alternate",
+        "href": "https://site.example/de/",
+        "hreflang": "de",
+    } in resolved
 
 
 def test_xss_attempts_from_a_trusted_plugin_are_escaped_or_dropped(
@@ -126,8 +138,10 @@ def test_xss_attempts_from_a_trusted_plugin_are_escaped_or_dropped(
     head = rt.page.render_head(page_context("https://site.example/"))
     assert "<script>alert" not in head
     assert "javascript:" not in head and "stylesheet" not in head and "evil.example" not in head
-    assert '<meta name="description" content="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;">' \
+    assert (
+        '<meta name="description" content="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;">'
         in head
+    )
     assert (
         '<script type="application/ld+json">{"name":"\\u003c/script\\u003e\\u003cscript'
         '\\u003ealert(1)\\u003c/script\\u003e"}</script>'
@@ -154,8 +168,11 @@ def fragments(event, ctx):
 plugin = define_plugin(hooks={"page:metadata": meta, "page:fragments": fragments})
 """
     rt.add_plugin(
-        {"id": "sandboxed-seo", "version": "1.0.0",
-         "capabilities": ["hooks.page-fragments:register"]},
+        {
+            "id": "sandboxed-seo",
+            "version": "1.0.0",
+            "capabilities": ["hooks.page-fragments:register"],
+        },
         source=source,
     )
     page = page_context("https://site.example/", title="Home")

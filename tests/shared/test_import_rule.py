@@ -37,7 +37,9 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                 found.append((0, node.module or ""))
             else:
                 base = node.module or ""
-                found.extend((node.level, f"{base}.{a.name}" if not base else base) for a in node.names)
+                found.extend(
+                    (node.level, f"{base}.{a.name}" if not base else base) for a in node.names
+                )
     return found
 
 
@@ -65,10 +67,14 @@ def test_preludes_come_after_the_shared_modules_they_import() -> None:
     order = [name.rpartition(".")[2] for name in prelude_sources()]
     for position, name in enumerate(order):
         deps = shared_imports((SHARED_DIR / f"{name}.py").read_text(encoding="utf-8"))
-        assert deps <= set(order[:position]), f"{name} is listed before {deps - set(order[:position])}"
+        assert deps <= set(order[:position]), (
+            f"{name} is listed before {deps - set(order[:position])}"
+        )
 
 
-def test_a_circular_import_among_shared_modules_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_circular_import_among_shared_modules_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "_a.py").write_text("from ._b import x\n")
     (tmp_path / "_b.py").write_text("from ._a import y\n")
     monkeypatch.setattr(shared, "_HERE", tmp_path)

@@ -46,29 +46,136 @@ from stdlib_shims import SHIMS, make_random
 # Names that dir() does not list but objects may still answer (typing aliases forward to
 # their origin class; proxies forward to targets) and the hops known from past escapes.
 PROBE_NAMES = (
-    "register", "mro", "func", "args", "keywords", "obj", "fget", "fset", "fdel",
-    "gi_frame", "gi_code", "f_globals", "f_back", "f_builtins", "tb_frame", "cr_frame", "ag_frame",
-    "format", "format_map", "get_field", "vformat", "modules", "system", "popen", "open",
-    "builtins", "bltns", "sys", "os", "codecs", "copyreg", "dispatch_table", "enum", "decoder",
-    "encoder", "scanner", "scan_once", "object_hook", "memo", "cache", "manager", "handlers",
-    "stream", "parent", "root", "loader", "spec", "path", "origin", "module", "maps",
-    "default_factory", "digest_cons", "inner", "outer", "fromkeys", "copy_with", "re", "string",
+    "register",
+    "mro",
+    "func",
+    "args",
+    "keywords",
+    "obj",
+    "fget",
+    "fset",
+    "fdel",
+    "gi_frame",
+    "gi_code",
+    "f_globals",
+    "f_back",
+    "f_builtins",
+    "tb_frame",
+    "cr_frame",
+    "ag_frame",
+    "format",
+    "format_map",
+    "get_field",
+    "vformat",
+    "modules",
+    "system",
+    "popen",
+    "open",
+    "builtins",
+    "bltns",
+    "sys",
+    "os",
+    "codecs",
+    "copyreg",
+    "dispatch_table",
+    "enum",
+    "decoder",
+    "encoder",
+    "scanner",
+    "scan_once",
+    "object_hook",
+    "memo",
+    "cache",
+    "manager",
+    "handlers",
+    "stream",
+    "parent",
+    "root",
+    "loader",
+    "spec",
+    "path",
+    "origin",
+    "module",
+    "maps",
+    "default_factory",
+    "digest_cons",
+    "inner",
+    "outer",
+    "fromkeys",
+    "copy_with",
+    "re",
+    "string",
 )
 
 _LEAVES = (str, bytes, int, float, complex, bool, type(None))
 
 _FORBIDDEN_BUILTINS = (
-    "open", "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "dir",
-    "getattr", "setattr", "delattr", "input", "breakpoint", "type", "object", "id", "hash",
-    "memoryview", "super", "help", "exit", "quit", "__build_class__",
+    "open",
+    "eval",
+    "exec",
+    "compile",
+    "__import__",
+    "globals",
+    "locals",
+    "vars",
+    "dir",
+    "getattr",
+    "setattr",
+    "delattr",
+    "input",
+    "breakpoint",
+    "type",
+    "object",
+    "id",
+    "hash",
+    "memoryview",
+    "super",
+    "help",
+    "exit",
+    "quit",
+    "__build_class__",
 )
 
 
 _DANGEROUS_MEMBERS = {
-    os: ("system", "popen", "open", "fdopen", "fork", "execv", "execve", "kill", "remove", "unlink",
-         "listdir", "scandir", "environ", "getenv", "putenv", "chdir", "walk", "read", "write"),
-    sys: ("modules", "exit", "_getframe", "settrace", "setprofile", "stdin", "stdout", "stderr",
-          "path", "meta_path", "path_hooks", "breakpointhook", "displayhook", "excepthook", "addaudithook"),
+    os: (
+        "system",
+        "popen",
+        "open",
+        "fdopen",
+        "fork",
+        "execv",
+        "execve",
+        "kill",
+        "remove",
+        "unlink",
+        "listdir",
+        "scandir",
+        "environ",
+        "getenv",
+        "putenv",
+        "chdir",
+        "walk",
+        "read",
+        "write",
+    ),
+    sys: (
+        "modules",
+        "exit",
+        "_getframe",
+        "settrace",
+        "setprofile",
+        "stdin",
+        "stdout",
+        "stderr",
+        "path",
+        "meta_path",
+        "path_hooks",
+        "breakpointhook",
+        "displayhook",
+        "excepthook",
+        "addaudithook",
+    ),
     io: ("open", "open_code", "FileIO", "BufferedReader", "BufferedWriter", "TextIOWrapper"),
     codecs: ("open", "EncodedFile", "register", "lookup", "StreamReaderWriter"),
     importlib: ("import_module", "reload", "__import__"),
@@ -114,7 +221,17 @@ def _forbidden_objects() -> dict[int, str]:
 
 FORBIDDEN = _forbidden_objects()
 
-_MUTABLE = (dict, list, set, bytearray, collections.deque, collections.OrderedDict, collections.Counter, collections.defaultdict, collections.ChainMap)
+_MUTABLE = (
+    dict,
+    list,
+    set,
+    bytearray,
+    collections.deque,
+    collections.OrderedDict,
+    collections.Counter,
+    collections.defaultdict,
+    collections.ChainMap,
+)
 
 
 def walk(roots: Iterable[tuple[str, object]], depth: int = 6) -> list[tuple[object, str]]:
@@ -160,7 +277,9 @@ def problems(reached: list[tuple[object, str]], shared: bool) -> list[str]:
         kind = type(obj)
         if isinstance(obj, types.ModuleType) and kind is not PluginModule:
             found.append(f"{path}: module {obj!r}")
-        elif isinstance(obj, (types.FrameType, types.CodeType, types.TracebackType, types.CellType)):
+        elif isinstance(
+            obj, (types.FrameType, types.CodeType, types.TracebackType, types.CellType)
+        ):
             found.append(f"{path}: {kind.__name__}")
         elif id(obj) in FORBIDDEN:
             found.append(f"{path}: {FORBIDDEN[id(obj)]}")
@@ -178,7 +297,7 @@ def test_nothing_dangerous_is_reachable_from_any_shim() -> None:
     assert problems(reached, shared=True) == []
 
 
-SAMPLES = '''
+SAMPLES = """
 import base64, bisect, collections, datetime, decimal, functools, hashlib, heapq, hmac, html
 import itertools, json, math, random, re, secrets, statistics, string, textwrap, time, typing
 import urllib.parse, uuid
@@ -257,13 +376,20 @@ class Mine(Exception):
 
 
 mine = Mine(1)
-'''
+"""
 
 
 def test_nothing_dangerous_is_reachable_from_objects_plugins_create() -> None:
-    module = load_bundle(compile_bundle({"plugin.py": SAMPLES}), "plugin", preludes=build_preludes({}, {}), rng_seed=1)
+    module = load_bundle(
+        compile_bundle({"plugin.py": SAMPLES}),
+        "plugin",
+        preludes=build_preludes({}, {}),
+        rng_seed=1,
+    )
     builtin_names = module.__dict__["__builtins__"]
-    roots = [("plugin", module)] + [(f"builtins.{n}", v) for n, v in builtin_names.items() if not n.startswith("_")]
+    roots = [("plugin", module)] + [
+        (f"builtins.{n}", v) for n, v in builtin_names.items() if not n.startswith("_")
+    ]
     reached = walk(roots)
     assert len(reached) > 2000
     assert problems(reached, shared=False) == []

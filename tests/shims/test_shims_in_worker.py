@@ -35,7 +35,7 @@ import pytest
 
 import emdash
 
-PLUGIN = '''
+PLUGIN = """
 import base64, bisect, datetime, decimal, hashlib, heapq, hmac, html, itertools, json, math
 import random, re, secrets, statistics, string, textwrap, time, uuid
 import urllib.parse
@@ -153,7 +153,7 @@ plugin = define_plugin(routes={
     "uuid": r_uuid, "decimal": r_decimal, "statistics": r_statistics, "textwrap": r_textwrap,
     "html": r_html, "heapq_bisect": r_heapq_bisect,
 })
-'''
+"""
 
 
 def _fib(n: int) -> int:
@@ -196,36 +196,62 @@ def _expected() -> dict[str, Any]:
         "random": [True, 1, 16, True],
         "string": [string.ascii_lowercase, string.digits, string.punctuation],
         "itertools": [
-            [1, 2, 3], [5, 6, 7], [list(g) for _, g in itertools.groupby("aabbbc")],
-            [list(p) for p in itertools.permutations([1, 2])], [1, 3, 6],
+            [1, 2, 3],
+            [5, 6, 7],
+            [list(g) for _, g in itertools.groupby("aabbbc")],
+            [list(p) for p in itertools.permutations([1, 2])],
+            [1, 3, 6],
         ],
         "functools": [reduce(lambda a, b: a * b, [1, 2, 3, 4]), _fib(30), 7, [3, 2, 1]],
         "collections": [
-            [list(x) for x in counter.most_common(2)], dict(dd), list(q), [1, 2], list(o),
+            [list(x) for x in counter.most_common(2)],
+            dict(dd),
+            list(q),
+            [1, 2],
+            list(o),
         ],
         "hashlib": [
-            hashlib.sha256(b"abc").hexdigest(), hashlib.md5(b"abc").hexdigest(),
+            hashlib.sha256(b"abc").hexdigest(),
+            hashlib.md5(b"abc").hexdigest(),
             hashlib.blake2b(b"abc", digest_size=8).hexdigest(),
-            hmac.new(b"key", b"msg", "sha256").hexdigest(), True,
+            hmac.new(b"key", b"msg", "sha256").hexdigest(),
+            True,
         ],
         "base64": ["aGVsbG8=", "hi", "01FF"],
         "urllib": [
-            u.hostname, u.port, u.path, urllib.parse.parse_qs(u.query),
-            urllib.parse.urlencode({"a": "b c"}), urllib.parse.quote("a b/c"),
+            u.hostname,
+            u.port,
+            u.path,
+            urllib.parse.parse_qs(u.query),
+            urllib.parse.urlencode({"a": "b c"}),
+            urllib.parse.quote("a b/c"),
             urllib.parse.urljoin("https://ex.com/a/b", "../c"),
         ],
-        "uuid": [str(uuid.uuid5(uuid.NAMESPACE_DNS, "example.com")), 36,
-                 uuid.UUID("12345678123456781234567812345678").hex],
+        "uuid": [
+            str(uuid.uuid5(uuid.NAMESPACE_DNS, "example.com")),
+            36,
+            uuid.UUID("12345678123456781234567812345678").hex,
+        ],
         "decimal": [
             str(decimal.Decimal("1.10") + decimal.Decimal("2.205")),
             str(decimal.Decimal("10") / decimal.Decimal("4")),
-            str(decimal.Decimal("2.675").quantize(decimal.Decimal("0.01"),
-                                                  rounding=decimal.ROUND_HALF_UP)),
+            str(
+                decimal.Decimal("2.675").quantize(
+                    decimal.Decimal("0.01"), rounding=decimal.ROUND_HALF_UP
+                )
+            ),
         ],
-        "statistics": [statistics.mean(data), statistics.median(data), statistics.mode(data),
-                       statistics.pstdev(data)],
-        "textwrap": [textwrap.wrap("the quick brown fox jumps", 10), textwrap.dedent("  a\n  b"),
-                     textwrap.shorten("Hello world of plugins", width=15)],
+        "statistics": [
+            statistics.mean(data),
+            statistics.median(data),
+            statistics.mode(data),
+            statistics.pstdev(data),
+        ],
+        "textwrap": [
+            textwrap.wrap("the quick brown fox jumps", 10),
+            textwrap.dedent("  a\n  b"),
+            textwrap.shorten("Hello world of plugins", width=15),
+        ],
         "html": [html.escape("<a href='x'>&</a>"), html.unescape("&lt;&amp;&#39;")],
         "heapq_bisect": [1, heapq.nlargest(2, [3, 9, 1, 7]), bisect.bisect_left(xs, 4), xs],
     }

@@ -140,8 +140,7 @@ def test_invalid_kind_and_outcome(store: Store) -> None:
     with pytest.raises(EmDashError) as info:
         store.audit_records.record("p", "hook", "x", "failed", 1)
     assert str(info.value) == (
-        "Unknown audit outcome 'failed': use one of "
-        "['error', 'limit', 'ok', 'timeout', 'vetoed']"
+        "Unknown audit outcome 'failed': use one of ['error', 'limit', 'ok', 'timeout', 'vetoed']"
     )
     assert store.audit_records.pending() == 0
 

@@ -61,9 +61,9 @@ def test_set_status_and_count_approved_by_email(store: Store, clock: Clock) -> N
     assert approved["status"] == "approved"
     assert approved["updatedAt"] == "2026-11-22T05:33:27.123Z"
     assert store.comment_records.count_approved_by_email("ada@example.com") == 2
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(NotFoundError) as missing:
         store.comment_records.set_status("missing", "spam")
-    assert str(info.value) == 'Comment not found: "missing"'
+    assert str(missing.value) == 'Comment not found: "missing"'
     with pytest.raises(BridgeError) as info:
         store.comment_records.set_status(a["id"], "deleted")
     assert str(info.value) == (
@@ -73,10 +73,14 @@ def test_set_status_and_count_approved_by_email(store: Store, clock: Clock) -> N
 
 def test_replies_must_belong_to_the_same_item(store: Store) -> None:
     parent = store.comment_records.create(_comment(), status="approved")
-    reply = store.comment_records.create(_comment(parentId=parent["id"], body="Thanks"), status="approved")
+    reply = store.comment_records.create(
+        _comment(parentId=parent["id"], body="Thanks"), status="approved"
+    )
     assert reply["parentId"] == parent["id"]
     with pytest.raises(BridgeError) as info:
-        store.comment_records.create(_comment(contentId="01OTHER", parentId=parent["id"]), status="pending")
+        store.comment_records.create(
+            _comment(contentId="01OTHER", parentId=parent["id"]), status="pending"
+        )
     assert str(info.value) == f'Parent comment "{parent["id"]}" not found on this content item'
 
 
@@ -86,8 +90,11 @@ def test_list_filters_oldest_first(store: Store, clock: Clock) -> None:
     store.comment_records.create(_comment(contentId="01OTHER"), status="approved")
     clock.advance(seconds=1)
     third = store.comment_records.create(_comment(), status="spam")
-    assert [c["id"] for c in store.comment_records.list(collection="posts", content_id="01POST")] == [
-        first["id"], third["id"],
+    assert [
+        c["id"] for c in store.comment_records.list(collection="posts", content_id="01POST")
+    ] == [
+        first["id"],
+        third["id"],
     ]
     assert [c["id"] for c in store.comment_records.list(status="spam")] == [third["id"]]
     assert len(store.comment_records.list()) == 3

@@ -12,8 +12,19 @@ from emdash._store import Store
 from .conftest import Clock
 
 KEYS = {
-    "id", "type", "slug", "status", "data", "authorId", "locale", "version", "createdAt",
-    "updatedAt", "publishedAt", "scheduledAt", "deletedAt",
+    "id",
+    "type",
+    "slug",
+    "status",
+    "data",
+    "authorId",
+    "locale",
+    "version",
+    "createdAt",
+    "updatedAt",
+    "publishedAt",
+    "scheduledAt",
+    "deletedAt",
 }
 
 
@@ -58,13 +69,15 @@ def test_collections_must_exist_and_names_are_checked(store: Store) -> None:
     store.content_items.ensure_collection("recipes", label="Recipes")
     assert store.content_items.create("recipes", {"title": "Soup"})["type"] == "recipes"
     assert store.content_items.get_collection("recipes") == {
-        "name": "recipes", "label": "Recipes", "createdAt": "2026-11-22T05:33:24.123Z",
+        "name": "recipes",
+        "label": "Recipes",
+        "createdAt": "2026-11-22T05:33:24.123Z",
     }
     assert [c["name"] for c in store.content_items.collections()] == ["pages", "posts", "recipes"]
     for bad in ["Posts", "ec_posts; DROP TABLE x", "a-b", "", "posts\n"]:
-        with pytest.raises(BridgeError) as info:
+        with pytest.raises(BridgeError) as invalid:
             store.content_items.list(bad)
-        assert str(info.value) == f"Invalid collection name: {bad}"
+        assert str(invalid.value) == f"Invalid collection name: {bad}"
     assert store.content_items.list("unknown") == {"items": [], "hasMore": False}
     assert store.content_items.get("unknown", "x") is None
 
@@ -76,7 +89,10 @@ def test_collections_must_exist_and_names_are_checked(store: Store) -> None:
         ({"status": "scheduled"}, "Scheduling needs scheduled_at (an ISO 8601 datetime)"),
         ({"locale": "en_US"}, 'Invalid locale code: "en_US"'),
         ({"locale": 5}, "Invalid locale code: expected a string"),
-        ({"slug": "a b"}, "Invalid slug \"a b\": use 1-256 characters without spaces, '/', '?', '#' or '\\'"),
+        (
+            {"slug": "a b"},
+            "Invalid slug \"a b\": use 1-256 characters without spaces, '/', '?', '#' or '\\'",
+        ),
         ({"author_id": "x y"}, "Invalid author id: expected a user id string"),
     ],
 )
@@ -116,7 +132,9 @@ def test_slugs_are_unique_per_collection_and_locale_among_live_items(store: Stor
 def test_update_merges_fields_and_bumps_version(store: Store, clock: Clock) -> None:
     item = store.content_items.create("posts", {"title": "A", "body": "b"})
     clock.advance(seconds=1)
-    updated = store.content_items.update("posts", item["id"], {"title": "B", "tags": ["x"]}, slug="b")
+    updated = store.content_items.update(
+        "posts", item["id"], {"title": "B", "tags": ["x"]}, slug="b"
+    )
     assert updated["data"] == {"title": "B", "body": "b", "tags": ["x"]}
     assert updated["version"] == 2
     assert updated["slug"] == "b"
@@ -138,7 +156,9 @@ def test_soft_delete_restore_and_permanent_delete(store: Store, clock: Clock) ->
     trashed = store.content_items.get("posts", item["id"], include_deleted=True)
     assert trashed is not None and trashed["deletedAt"] == "2026-11-22T05:33:25.123Z"
     assert store.content_items.list("posts")["items"] == []
-    assert [i["id"] for i in store.content_items.list("posts", include_deleted=True)["items"]] == [item["id"]]
+    assert [i["id"] for i in store.content_items.list("posts", include_deleted=True)["items"]] == [
+        item["id"]
+    ]
     with pytest.raises(NotFoundError):
         store.content_items.update("posts", item["id"], {"title": "B"})
     restored = store.content_items.restore("posts", item["id"])
@@ -157,7 +177,9 @@ def test_status_transitions(store: Store, clock: Clock) -> None:
         "posts", item["id"], "scheduled", scheduled_at="2026-12-01T10:00:00+02:00"
     )
     assert (sched["status"], sched["scheduledAt"], sched["version"]) == (
-        "scheduled", "2026-12-01T08:00:00.000Z", 2,
+        "scheduled",
+        "2026-12-01T08:00:00.000Z",
+        2,
     )
     clock.advance(days=20)
     pub = store.content_items.set_status("posts", item["id"], "published")
@@ -182,14 +204,24 @@ def test_status_transitions(store: Store, clock: Clock) -> None:
 
 
 def test_due_scheduled(store: Store) -> None:
-    a = store.content_items.create("posts", {}, status="scheduled", scheduled_at="2026-11-23T00:00:00Z")
-    b = store.content_items.create("pages", {}, status="scheduled", scheduled_at="2026-11-22T06:00:00Z")
-    c = store.content_items.create("posts", {}, status="scheduled", scheduled_at="2026-11-24T00:00:00Z")
-    d = store.content_items.create("posts", {}, status="scheduled", scheduled_at="2026-11-22T00:00:00Z")
+    a = store.content_items.create(
+        "posts", {}, status="scheduled", scheduled_at="2026-11-23T00:00:00Z"
+    )
+    b = store.content_items.create(
+        "pages", {}, status="scheduled", scheduled_at="2026-11-22T06:00:00Z"
+    )
+    c = store.content_items.create(
+        "posts", {}, status="scheduled", scheduled_at="2026-11-24T00:00:00Z"
+    )
+    d = store.content_items.create(
+        "posts", {}, status="scheduled", scheduled_at="2026-11-22T00:00:00Z"
+    )
     store.content_items.soft_delete("posts", d["id"])
     due = store.content_items.due_scheduled("2026-11-23T00:00:00.000Z")
     assert [i["id"] for i in due] == [b["id"], a["id"]]
-    assert c["id"] not in [i["id"] for i in store.content_items.due_scheduled("2026-11-23T12:00:00Z")]
+    assert c["id"] not in [
+        i["id"] for i in store.content_items.due_scheduled("2026-11-23T12:00:00Z")
+    ]
 
 
 def test_batches_are_all_or_nothing(store: Store) -> None:
@@ -249,7 +281,10 @@ def test_list_where_status_and_locale(store: Store) -> None:
 def test_list_order_validation(store: Store) -> None:
     with pytest.raises(BridgeError) as info:
         store.content_items.list("posts", order_by={"body": "asc"})
-    assert str(info.value) == "Invalid order field: body. Custom fields must be indexed before sorting."
+    assert (
+        str(info.value)
+        == "Invalid order field: body. Custom fields must be indexed before sorting."
+    )
     with pytest.raises(BridgeError) as info:
         store.content_items.list("posts", order_by={"title": "up"})
     assert str(info.value) == 'Parameter orderBy must be an object mapping field to "asc"|"desc"'
@@ -301,7 +336,8 @@ def _expected(items: list[dict[str, Any]], order: list[tuple[str, str]]) -> list
     by_id = {i["id"]: i for i in items}
     ids = sorted(by_id, reverse=order[-1][1] == "desc")
     for field, direction in reversed(order):
-        ids.sort(key=lambda x, f=field: _rank(_value(by_id[x], f)), reverse=direction == "desc")
+        ranks = {x: _rank(_value(by_id[x], field)) for x in ids}
+        ids.sort(key=ranks.__getitem__, reverse=direction == "desc")
     return ids
 
 
@@ -349,13 +385,21 @@ def test_content_paging_with_a_status_filter(store: Store, many: list[dict[str, 
     cursor = None
     while True:
         page = store.content_items.list(
-            "posts", where={"status": "published"}, order_by={"title": "asc"}, limit=2, cursor=cursor
+            "posts",
+            where={"status": "published"},
+            order_by={"title": "asc"},
+            limit=2,
+            cursor=cursor,
         )
         seen.extend(i["id"] for i in page["items"])
         if not page["hasMore"]:
             break
         cursor = page["cursor"]
-    published = [i for i in many if store.content_items.get("posts", i["id"])["status"] == "published"]  # type: ignore[index]
+    published = [
+        i
+        for i in many
+        if store.content_items.get("posts", i["id"])["status"] == "published"  # type: ignore[index]
+    ]
     assert seen == _expected(published, [("title", "asc")])
 
 

@@ -19,14 +19,29 @@ def _upsert(store: Store, pid: str, name: str, at: str, **kw: object) -> None:
 
 def test_upsert_list_cancel_scoped_by_plugin(store: Store) -> None:
     _upsert(store, "p", "weekly", "2026-11-29T00:00:00Z", schedule="0 0 * * 0")
-    _upsert(store, "p", "soon", "2026-11-22T06:00:00+01:00", schedule="2026-11-22T06:00:00+01:00",
-            is_oneshot=True, data={"n": 1})
+    _upsert(
+        store,
+        "p",
+        "soon",
+        "2026-11-22T06:00:00+01:00",
+        schedule="2026-11-22T06:00:00+01:00",
+        is_oneshot=True,
+        data={"n": 1},
+    )
     _upsert(store, "other", "weekly", "2026-11-23T00:00:00Z")
     assert store.cron_tasks.list("p") == [
-        {"name": "soon", "schedule": "2026-11-22T06:00:00+01:00",
-         "nextRunAt": "2026-11-22T05:00:00.000Z", "lastRunAt": None},
-        {"name": "weekly", "schedule": "0 0 * * 0",
-         "nextRunAt": "2026-11-29T00:00:00.000Z", "lastRunAt": None},
+        {
+            "name": "soon",
+            "schedule": "2026-11-22T06:00:00+01:00",
+            "nextRunAt": "2026-11-22T05:00:00.000Z",
+            "lastRunAt": None,
+        },
+        {
+            "name": "weekly",
+            "schedule": "0 0 * * 0",
+            "nextRunAt": "2026-11-29T00:00:00.000Z",
+            "lastRunAt": None,
+        },
     ]
     assert store.cron_tasks.cancel("p", "weekly") is True
     assert store.cron_tasks.cancel("p", "weekly") is False
@@ -42,7 +57,10 @@ def test_upsert_replaces_and_reenables(store: Store) -> None:
     task = store.cron_tasks.get("p", "job")
     assert task is not None
     assert (task["schedule"], task["nextRunAt"], task["data"], task["enabled"]) == (
-        "@daily", "2026-11-24T00:00:00.000Z", '{"v":2}', True,
+        "@daily",
+        "2026-11-24T00:00:00.000Z",
+        '{"v":2}',
+        True,
     )
 
 
@@ -54,7 +72,14 @@ def test_claim_due_is_atomic_and_ordered(store: Store) -> None:
     assert len(claimed) == 10
     assert [c["nextRunAt"] for c in claimed] == sorted(c["nextRunAt"] for c in claimed)
     assert set(claimed[0]) == {
-        "id", "pluginId", "name", "schedule", "isOneshot", "data", "nextRunAt", "lastRunAt",
+        "id",
+        "pluginId",
+        "name",
+        "schedule",
+        "isOneshot",
+        "data",
+        "nextRunAt",
+        "lastRunAt",
     }
     assert claimed[0]["pluginId"] == "p" and json.loads(claimed[0]["data"]) in range(15)
     rest = store.cron_tasks.claim_due("2026-11-22T09:30:00Z")
@@ -63,7 +88,8 @@ def test_claim_due_is_atomic_and_ordered(store: Store) -> None:
     assert store.cron_tasks.claim_due("2026-11-22T09:30:00Z") == []
     task = store.cron_tasks.get("p", "t00")
     assert task is not None and (task["status"], task["lockedAt"]) == (
-        "running", "2026-11-22T09:30:00.000Z",
+        "running",
+        "2026-11-22T09:30:00.000Z",
     )
 
 
@@ -71,8 +97,9 @@ def test_concurrent_claims_never_share_a_task(tmp_path: Path) -> None:
     path = tmp_path / "cron.db"
     with Store(path) as setup:
         for i in range(40):
-            setup.cron_tasks.upsert("p", f"t{i}", "@hourly", is_oneshot=False,
-                              next_run_at="2026-01-01T00:00:00Z")
+            setup.cron_tasks.upsert(
+                "p", f"t{i}", "@hourly", is_oneshot=False, next_run_at="2026-01-01T00:00:00Z"
+            )
     stores = [Store(path) for _ in range(3)]
     results: list[list[str]] = [[] for _ in stores]
 
@@ -98,22 +125,38 @@ def test_finish_release_and_disabled_tasks(store: Store) -> None:
     store.cron_tasks.set_enabled("q", False)
     claimed = {t["name"]: t for t in store.cron_tasks.claim_due("2026-11-22T01:00:00Z")}
     assert set(claimed) == {"rec", "once"}
-    assert store.cron_tasks.finish(
-        claimed["rec"]["id"], next_run_at="2026-11-22T02:00:00Z", last_run_at="2026-11-22T01:00:05Z"
-    ) is True
+    assert (
+        store.cron_tasks.finish(
+            claimed["rec"]["id"],
+            next_run_at="2026-11-22T02:00:00Z",
+            last_run_at="2026-11-22T01:00:05Z",
+        )
+        is True
+    )
     rec = store.cron_tasks.get("p", "rec")
     assert rec is not None
     assert (rec["status"], rec["nextRunAt"], rec["lastRunAt"], rec["lockedAt"], rec["data"]) == (
-        "idle", "2026-11-22T02:00:00.000Z", "2026-11-22T01:00:05.000Z", None, '{"a":1}',
+        "idle",
+        "2026-11-22T02:00:00.000Z",
+        "2026-11-22T01:00:05.000Z",
+        None,
+        '{"a":1}',
     )
-    assert store.cron_tasks.finish(
-        claimed["once"]["id"], next_run_at=None, last_run_at="2026-11-22T01:00:05Z"
-    ) is True
+    assert (
+        store.cron_tasks.finish(
+            claimed["once"]["id"], next_run_at=None, last_run_at="2026-11-22T01:00:05Z"
+        )
+        is True
+    )
     assert store.cron_tasks.get("p", "once") is None
     _upsert(store, "p", "retry", "2026-11-22T00:00:00Z", is_oneshot=True)
     (task,) = store.cron_tasks.claim_due("2026-11-22T01:00:00Z")
-    store.cron_tasks.finish(task["id"], next_run_at="2026-11-22T01:01:00Z",
-                      last_run_at="2026-11-22T01:00:00Z", data={"__emdash": {"retryCount": 1}})
+    store.cron_tasks.finish(
+        task["id"],
+        next_run_at="2026-11-22T01:01:00Z",
+        last_run_at="2026-11-22T01:00:00Z",
+        data={"__emdash": {"retryCount": 1}},
+    )
     got = store.cron_tasks.get("p", "retry")
     assert got is not None and json.loads(got["data"]) == {"__emdash": {"retryCount": 1}}
     (task,) = store.cron_tasks.claim_due("2026-11-22T01:02:00Z")
@@ -121,7 +164,10 @@ def test_finish_release_and_disabled_tasks(store: Store) -> None:
     again = store.cron_tasks.get("p", "retry")
     assert again is not None and again["status"] == "idle"
     assert again["nextRunAt"] == "2026-11-22T01:01:00.000Z"
-    assert store.cron_tasks.finish("missing", next_run_at=None, last_run_at="2026-11-22T01:00:00Z") is False
+    assert (
+        store.cron_tasks.finish("missing", next_run_at=None, last_run_at="2026-11-22T01:00:00Z")
+        is False
+    )
 
 
 def test_rescheduling_a_running_task_keeps_it_running(store: Store) -> None:
@@ -160,10 +206,16 @@ def test_delete_plugin(store: Store) -> None:
     [
         ("", "Invalid task name: must be 1-128 characters, got 0"),
         ("x" * 129, "Invalid task name: must be 1-128 characters, got 129"),
-        ("1job", 'Invalid task name "1job": must start with a letter and contain only letters, '
-                 "numbers, dashes, or underscores"),
-        ("a b", 'Invalid task name "a b": must start with a letter and contain only letters, '
-                "numbers, dashes, or underscores"),
+        (
+            "1job",
+            'Invalid task name "1job": must start with a letter and contain only letters, '
+            "numbers, dashes, or underscores",
+        ),
+        (
+            "a b",
+            'Invalid task name "a b": must start with a letter and contain only letters, '
+            "numbers, dashes, or underscores",
+        ),
     ],
 )
 def test_task_name_validation(store: Store, name: str, message: str) -> None:

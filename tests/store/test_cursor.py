@@ -69,7 +69,8 @@ def expected(store: Store, order: list[tuple[str, str]]) -> list[str]:
     last_desc = order[-1][1] == "desc" if order else False
     ids.sort(reverse=last_desc)  # id tie-break follows the last key's direction
     for field, direction in reversed(order):
-        ids.sort(key=lambda d, f=field: _rank(docs[d].get(f)), reverse=direction == "desc")
+        ranks = {d: _rank(docs[d].get(field)) for d in ids}
+        ids.sort(key=ranks.__getitem__, reverse=direction == "desc")
     return ids
 
 
@@ -216,8 +217,9 @@ SIG = [["score", "asc"], ["id", "asc"]]
         _forge({"c": "storage:items", "o": SIG, "v": [2**70, "d01"]}),
         _forge({"c": "storage:items", "o": SIG, "v": [1, "d01"], "x": 1}),
         _forge({"c": "storage:items", "o": SIG, "r": 5}),
-        base64.urlsafe_b64encode(b'{"c":"storage:items","o":[["score","asc"],["id","asc"]],'
-                                 b'"v":[NaN,"d01"]}').decode(),
+        base64.urlsafe_b64encode(
+            b'{"c":"storage:items","o":[["score","asc"],["id","asc"]],"v":[NaN,"d01"]}'
+        ).decode(),
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
         5,
     ],
@@ -257,8 +259,19 @@ def test_keyset_predicate_shapes() -> None:
 
 @pytest.mark.parametrize(
     ("limit", "size"),
-    [(None, 50), (5, 5), (500, 100), (0, 1), (-1, 1), (3.9, 3), ("7", 50), (False, 50),
-     (float("inf"), 100), (float("-inf"), 1), (float("nan"), 1)],
+    [
+        (None, 50),
+        (5, 5),
+        (500, 100),
+        (0, 1),
+        (-1, 1),
+        (3.9, 3),
+        ("7", 50),
+        (False, 50),
+        (float("inf"), 100),
+        (float("-inf"), 1),
+        (float("nan"), 1),
+    ],
 )
 def test_clamp_limit(limit: Any, size: int) -> None:
     assert clamp_limit(limit) == size

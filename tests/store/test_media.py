@@ -41,8 +41,16 @@ def test_upload_stores_bytes_and_row(store: Store, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("filename", "ext"),
-    [("a.PNG", ".png"), ("a.tar.gz", ".gz"), ("noext", ""), ("a.", ""), ("a.toolongextension", ""),
-     ("dir.d/file", ""), ("a.p-g", ""), (".hidden", ".hidden")],
+    [
+        ("a.PNG", ".png"),
+        ("a.tar.gz", ".gz"),
+        ("noext", ""),
+        ("a.", ""),
+        ("a.toolongextension", ""),
+        ("dir.d/file", ""),
+        ("a.p-g", ""),
+        (".hidden", ".hidden"),
+    ],
 )
 def test_storage_extension(filename: str, ext: str) -> None:
     assert storage_extension(filename) == ext
@@ -72,7 +80,9 @@ def test_delete_removes_the_file_only_after_commit(store: Store) -> None:
 
 def test_list_only_ready_newest_first_with_mime_prefix(store: Store) -> None:
     made = []
-    for i, mime in enumerate(["image/png", "image/jpeg", "video/mp4", "application/pdf", "image/gif"]):
+    for i, mime in enumerate(
+        ["image/png", "image/jpeg", "video/mp4", "application/pdf", "image/gif"]
+    ):
         store.media_files.put(f"k{i}", b"")
         made.append(store.media_items.create(f"f{i}", mime, 0, storage_key=f"k{i}"))
     store.media_files.put("pending", b"")
@@ -80,13 +90,21 @@ def test_list_only_ready_newest_first_with_mime_prefix(store: Store) -> None:
     page = store.media_items.list()
     assert [i["filename"] for i in page["items"]] == ["f4", "f3", "f2", "f1", "f0"]
     assert page["hasMore"] is False and "cursor" not in page
-    assert [i["filename"] for i in store.media_items.list(mime_type="image/")["items"]] == ["f4", "f1", "f0"]
+    assert [i["filename"] for i in store.media_items.list(mime_type="image/")["items"]] == [
+        "f4",
+        "f1",
+        "f0",
+    ]
     assert store.media_items.list(mime_type="image/%")["items"] == []
     first = store.media_items.list(limit=2)
     second = store.media_items.list(limit=2, cursor=first["cursor"])
     third = store.media_items.list(limit=2, cursor=second["cursor"])
     assert [i["filename"] for i in first["items"] + second["items"] + third["items"]] == [
-        "f4", "f3", "f2", "f1", "f0",
+        "f4",
+        "f3",
+        "f2",
+        "f1",
+        "f0",
     ]
     assert third["hasMore"] is False
     with pytest.raises(InvalidCursorError):
@@ -97,23 +115,35 @@ def test_list_only_ready_newest_first_with_mime_prefix(store: Store) -> None:
     ("kwargs", "message"),
     [
         ({"filename": ""}, "Invalid media filename '': 1-255 characters, no control characters"),
-        ({"filename": "a\nb"}, "Invalid media filename 'a\\nb': 1-255 characters, no control characters"),
+        (
+            {"filename": "a\nb"},
+            "Invalid media filename 'a\\nb': 1-255 characters, no control characters",
+        ),
         ({"mime_type": "png"}, 'Invalid media type "png": expected e.g. "image/png"'),
         ({"size": -1}, "Media size must be a non-negative integer"),
         ({"status": "gone"}, 'Invalid media status "gone": use pending, ready or failed'),
-        ({"storage_key": "../etc/passwd"},
-         "Invalid media storage key '../etc/passwd': use letters, digits, '.', '_' and '-' only"),
+        (
+            {"storage_key": "../etc/passwd"},
+            "Invalid media storage key '../etc/passwd': use letters, digits, '.', '_' and '-' only",
+        ),
     ],
 )
 def test_create_validation(store: Store, kwargs: dict[str, object], message: str) -> None:
     args: dict[str, object] = {
-        "filename": "a.png", "mime_type": "image/png", "size": 1, "storage_key": "k", "status": "ready",
+        "filename": "a.png",
+        "mime_type": "image/png",
+        "size": 1,
+        "storage_key": "k",
+        "status": "ready",
     }
     args.update(kwargs)
     with pytest.raises(BridgeError) as info:
         store.media_items.create(
-            args["filename"], args["mime_type"], args["size"],  # type: ignore[arg-type]
-            storage_key=args["storage_key"], status=args["status"],  # type: ignore[arg-type]
+            args["filename"],  # type: ignore[arg-type]
+            args["mime_type"],  # type: ignore[arg-type]
+            args["size"],  # type: ignore[arg-type]
+            storage_key=args["storage_key"],  # type: ignore[arg-type]
+            status=args["status"],  # type: ignore[arg-type]
         )
     assert str(info.value) == message
 

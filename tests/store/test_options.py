@@ -49,9 +49,7 @@ def test_options_list_prefix_at_top_of_unicode(store: Store) -> None:
 
 def test_options_raw_text_that_is_not_json_is_returned_as_is(store: Store) -> None:
     with store.transaction():
-        store._db.execute(
-            "INSERT INTO _emdash_options (name, value) VALUES ('legacy', 'not json')"
-        )
+        store._db.execute("INSERT INTO _emdash_options (name, value) VALUES ('legacy', 'not json')")
     assert store.options.get("legacy") == "not json"
 
 
@@ -91,7 +89,11 @@ def test_kv_list_strips_prefix_and_sorts(store: Store) -> None:
         {"key": "state:b", "value": "STATE:B"},
     ]
     assert [e["key"] for e in store.kv_entries.list("p")] == [
-        "cache:z", "settings:x", "settings:y", "state:a", "state:b",
+        "cache:z",
+        "settings:x",
+        "settings:y",
+        "state:a",
+        "state:b",
     ]
 
 
@@ -156,7 +158,7 @@ def test_kv_key_validation(store: Store) -> None:
     with pytest.raises(BridgeError) as info:
         store.kv_entries.list("p", 3)  # type: ignore[arg-type]
     assert str(info.value) == "Parameter prefix must be a string when provided"
-    assert store.kv_entries.list("p", None) == []  # type: ignore[arg-type]
+    assert store.kv_entries.list("p", None) == []
 
 
 def test_kv_value_errors_name_the_plugin_and_write_nothing(store: Store) -> None:

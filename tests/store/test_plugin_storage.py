@@ -138,7 +138,7 @@ def test_invalid_ids_are_refused(store: Store) -> None:
         ps.put("p", "c", "", {})
     assert str(info.value) == "Parameter id must be a non-empty string of at most 1024 characters"
     with pytest.raises(BridgeError) as info:
-        ps.get_many("p", "c", "abc")  # type: ignore[arg-type]
+        ps.get_many("p", "c", "abc")
     assert str(info.value) == "Parameter ids must be an array of strings"
     with pytest.raises(BridgeError) as info:
         ps.delete_many("p", "c", ["a", 3])  # type: ignore[list-item]
@@ -177,12 +177,24 @@ def test_sync_indexes_creates_tracks_and_drops(store: Store) -> None:
     ps = store.plugin_documents
     ps.sync_indexes("forms", {"submissions": SPEC})
     assert ps.indexes("forms") == [
-        {"name": "idx_plugin_forms_submissions_formId_createdAt", "collection": "submissions",
-         "fields": ["formId", "createdAt"], "unique": False},
-        {"name": "idx_plugin_forms_submissions_status", "collection": "submissions",
-         "fields": ["status"], "unique": False},
-        {"name": "uidx_plugin_forms_submissions_email", "collection": "submissions",
-         "fields": ["email"], "unique": True},
+        {
+            "name": "idx_plugin_forms_submissions_formId_createdAt",
+            "collection": "submissions",
+            "fields": ["formId", "createdAt"],
+            "unique": False,
+        },
+        {
+            "name": "idx_plugin_forms_submissions_status",
+            "collection": "submissions",
+            "fields": ["status"],
+            "unique": False,
+        },
+        {
+            "name": "uidx_plugin_forms_submissions_email",
+            "collection": "submissions",
+            "fields": ["email"],
+            "unique": True,
+        },
     ]
     sql = store.db.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'uidx_plugin_forms_submissions_email'"

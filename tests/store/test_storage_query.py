@@ -89,7 +89,10 @@ def test_conditions_on_several_keys_are_anded(store: Store) -> None:
     ps.put("p", "items", "b", {"formId": "f1", "status": "done"})
     ps.put("p", "items", "c", {"formId": "f2", "status": "new"})
     page = ps.query("p", "items", SPEC, where={"formId": "f1", "status": "new"})
-    assert page == {"items": [{"id": "a", "data": {"formId": "f1", "status": "new"}}], "hasMore": False}
+    assert page == {
+        "items": [{"id": "a", "data": {"formId": "f1", "status": "new"}}],
+        "hasMore": False,
+    }
 
 
 @pytest.mark.parametrize(
@@ -176,15 +179,29 @@ def test_where_and_order_by_shapes(loaded: Store) -> None:
     for bad in ({"v": "ascending"}, {"v": 1}, ["v"]):
         with pytest.raises(BridgeError) as info:
             ps.query("p", "items", SPEC, order_by=bad)
-        assert str(info.value) == 'Parameter orderBy must be an object mapping field to "asc"|"desc"'
+        assert (
+            str(info.value) == 'Parameter orderBy must be an object mapping field to "asc"|"desc"'
+        )
 
 
 @pytest.mark.parametrize(
     ("limit", "size"),
-    [(None, 50), (10, 10), (100, 100), (1000, 100), (0, 1), (-5, 1), ("10", 50), (True, 50), (2.7, 2)],
+    [
+        (None, 50),
+        (10, 10),
+        (100, 100),
+        (1000, 100),
+        (0, 1),
+        (-5, 1),
+        ("10", 50),
+        (True, 50),
+        (2.7, 2),
+    ],
 )
 def test_limit_default_cap_and_clamp(store: Store, limit: Any, size: int) -> None:
-    store.plugin_documents.put_many("p", "items", [{"id": f"d{i:03d}", "data": {}} for i in range(120)])
+    store.plugin_documents.put_many(
+        "p", "items", [{"id": f"d{i:03d}", "data": {}} for i in range(120)]
+    )
     page = store.plugin_documents.query("p", "items", SPEC, limit=limit)
     assert len(page["items"]) == size
     assert page["hasMore"] is True

@@ -13,29 +13,67 @@ def site(store: Store) -> dict[str, dict[str, object]]:
     tx = store.taxonomies
     tx.create_taxonomy("tags", "Tags", collections=["posts"])
     cats = tx.create_taxonomy(
-        "categories", "Categories", label_singular="Category", hierarchical=True,
+        "categories",
+        "Categories",
+        label_singular="Category",
+        hierarchical=True,
         collections=["posts", "pages"],
     )
     tx.create_taxonomy("categories", "Catégories", locale="fr", translation_group="g-cat")
     news = tx.add_term("categories", "news", "News", sort_order=1)
-    world = tx.add_term("categories", "world", "World", parent_id=news["translationGroup"],  # type: ignore[arg-type]
-                        sort_order=1, data={"color": "blue"})
-    nouvelles = tx.add_term("categories", "nouvelles", "Nouvelles", locale="fr",
-                            translation_group=news["translationGroup"])  # type: ignore[arg-type]
+    world = tx.add_term(
+        "categories",
+        "world",
+        "World",
+        parent_id=news["translationGroup"],
+        sort_order=1,
+        data={"color": "blue"},
+    )
+    nouvelles = tx.add_term(
+        "categories",
+        "nouvelles",
+        "Nouvelles",
+        locale="fr",
+        translation_group=news["translationGroup"],
+    )
     alpha = tx.add_term("categories", "alpha", "Alpha", sort_order=0)
     python = tx.add_term("tags", "python", "Python")
-    return {"cats": cats, "news": news, "world": world, "nouvelles": nouvelles,
-            "alpha": alpha, "python": python}
+    return {
+        "cats": cats,
+        "news": news,
+        "world": world,
+        "nouvelles": nouvelles,
+        "alpha": alpha,
+        "python": python,
+    }
 
 
 def test_get_all_shapes_and_locale_filter(store: Store, site: dict[str, object]) -> None:
     assert store.taxonomies.get_all() == [
-        {"name": "categories", "label": "Categories", "labelSingular": "Category",
-         "hierarchical": True, "collections": ["posts", "pages"], "locale": "en"},
-        {"name": "categories", "label": "Catégories", "labelSingular": None,
-         "hierarchical": False, "collections": [], "locale": "fr"},
-        {"name": "tags", "label": "Tags", "labelSingular": None, "hierarchical": False,
-         "collections": ["posts"], "locale": "en"},
+        {
+            "name": "categories",
+            "label": "Categories",
+            "labelSingular": "Category",
+            "hierarchical": True,
+            "collections": ["posts", "pages"],
+            "locale": "en",
+        },
+        {
+            "name": "categories",
+            "label": "Catégories",
+            "labelSingular": None,
+            "hierarchical": False,
+            "collections": [],
+            "locale": "fr",
+        },
+        {
+            "name": "tags",
+            "label": "Tags",
+            "labelSingular": None,
+            "hierarchical": False,
+            "collections": ["posts"],
+            "locale": "en",
+        },
     ]
     assert [d["name"] for d in store.taxonomies.get_all("fr")] == ["categories"]
 
@@ -45,18 +83,28 @@ def test_get_terms_order_and_shape(store: Store, site: dict[str, dict[str, objec
     assert [t["slug"] for t in terms] == ["alpha", "news", "world"]
     world = next(t for t in terms if t["slug"] == "world")
     assert world == {
-        "id": site["world"]["id"], "taxonomy": "categories", "slug": "world", "label": "World",
-        "parentId": site["news"]["translationGroup"], "data": {"color": "blue"}, "locale": "en",
+        "id": site["world"]["id"],
+        "taxonomy": "categories",
+        "slug": "world",
+        "label": "World",
+        "parentId": site["news"]["translationGroup"],
+        "data": {"color": "blue"},
+        "locale": "en",
         "translationGroup": site["world"]["id"],
     }
     # sort_order first (nouvelles has the default 0), then label, then id.
     assert [t["slug"] for t in store.taxonomies.get_terms("categories")] == [
-        "alpha", "nouvelles", "news", "world",
+        "alpha",
+        "nouvelles",
+        "news",
+        "world",
     ]
     assert store.taxonomies.get_terms("missing") == []
 
 
-def test_entry_terms_follow_translation_groups(store: Store, site: dict[str, dict[str, object]]) -> None:
+def test_entry_terms_follow_translation_groups(
+    store: Store, site: dict[str, dict[str, object]]
+) -> None:
     tx = store.taxonomies
     tx.assign("posts", "01POST", site["news"]["id"])  # type: ignore[arg-type]
     tx.assign("posts", "01POST", site["news"]["id"])  # type: ignore[arg-type]  # idempotent
@@ -65,11 +113,13 @@ def test_entry_terms_follow_translation_groups(store: Store, site: dict[str, dic
     terms = tx.get_entry_terms("posts", "01POST")
     # By locale, then sort order (python 0, news 1), then label.
     assert [(t["slug"], t["locale"]) for t in terms] == [
-        ("python", "en"), ("news", "en"), ("nouvelles", "fr"),
+        ("python", "en"),
+        ("news", "en"),
+        ("nouvelles", "fr"),
     ]
-    assert [t["slug"] for t in tx.get_entry_terms("posts", "01POST", "categories", locale="fr")] == [
-        "nouvelles"
-    ]
+    assert [
+        t["slug"] for t in tx.get_entry_terms("posts", "01POST", "categories", locale="fr")
+    ] == ["nouvelles"]
     assert [t["slug"] for t in tx.get_entry_terms("posts", "01POST", "tags")] == ["python"]
     assert tx.get_entry_terms("pages", "01POST") == []
     assert tx.unassign("posts", "01POST", site["python"]["id"]) is True  # type: ignore[arg-type]
@@ -84,12 +134,12 @@ def test_write_helper_validation(store: Store, site: dict[str, object]) -> None:
     with pytest.raises(BridgeError) as info:
         tx.add_term("tags", "python", "Python")
     assert str(info.value) == 'Term "python" already exists in taxonomy "tags" for locale en'
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(NotFoundError) as missing:
         tx.add_term("colors", "red", "Red")
-    assert str(info.value) == 'Taxonomy "colors" does not exist'
-    with pytest.raises(NotFoundError) as info:
+    assert str(missing.value) == 'Taxonomy "colors" does not exist'
+    with pytest.raises(NotFoundError) as missing:
         tx.add_term("tags", "x", "X", parent_id="nope")
-    assert str(info.value) == 'Parent term "nope" not found in taxonomy "tags"'
+    assert str(missing.value) == 'Parent term "nope" not found in taxonomy "tags"'
     with pytest.raises(NotFoundError):
         tx.assign("posts", "01", "no-such-term")
     with pytest.raises(BridgeError) as info:

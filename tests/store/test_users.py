@@ -55,7 +55,9 @@ def test_emails_are_validated(store: Store, email: object) -> None:
 
 
 def test_list_pages_newest_first_with_role_filter(store: Store) -> None:
-    users = [store.user_accounts.create(f"u{i}@x.org", f"U{i}", [10, 30, 50][i % 3]) for i in range(11)]
+    users = [
+        store.user_accounts.create(f"u{i}@x.org", f"U{i}", [10, 30, 50][i % 3]) for i in range(11)
+    ]
     seen: list[str] = []
     cursor = None
     pages = 0
@@ -70,7 +72,12 @@ def test_list_pages_newest_first_with_role_filter(store: Store) -> None:
     assert pages == 3
     assert seen == [u["id"] for u in reversed(users)]
     authors = store.user_accounts.list(role=30)
-    assert [u["email"] for u in authors["items"]] == ["u10@x.org", "u7@x.org", "u4@x.org", "u1@x.org"]
+    assert [u["email"] for u in authors["items"]] == [
+        "u10@x.org",
+        "u7@x.org",
+        "u4@x.org",
+        "u1@x.org",
+    ]
     assert "nextCursor" not in authors
     assert len(store.user_accounts.list(limit=0)["items"]) == 1
     with pytest.raises(InvalidCursorError):

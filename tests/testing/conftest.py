@@ -80,7 +80,8 @@ def still_running(processes: dict[int, str]) -> list[int]:
     """The pids of ``processes`` that still run as the same process (start time checked,
     so a recycled pid does not count)."""
     return [
-        pid for pid, start in processes.items()
+        pid
+        for pid, start in processes.items()
         if (found := _stat(pid)) is not None and found[1] == start
     ]
 

@@ -147,8 +147,7 @@ def test_capability_denied_failure_messages(
     with pytest.raises(EmDashError) as usage:
         assert_capability_denied(lambda: None, "content:everything")
     assert str(usage.value) == (
-        'Unknown capability "content:everything". Valid capabilities: '
-        + ", ".join(CAPABILITIES)
+        'Unknown capability "content:everything". Valid capabilities: ' + ", ".join(CAPABILITIES)
     )
     with pytest.raises(EmDashError) as usage:
         assert_capability_denied("content:read", "content:read")  # type: ignore[arg-type]
@@ -215,4 +214,7 @@ def test_veto_failure_messages(plugin_harness: HarnessFactory) -> None:
     )
     with pytest.raises(AssertionError) as caught:
         assert_vetoed(lambda: h.route("missing"))
-    assert str(caught.value) == "Expected a veto, but it raised PluginRouteError: Plugin route not found"
+    assert (
+        str(caught.value)
+        == "Expected a veto, but it raised PluginRouteError: Plugin route not found"
+    )

@@ -118,7 +118,9 @@ def test_settings_are_prefilled_and_lifecycle_and_cron_reach_the_plugin(
 ) -> None:
     path = write_plugin("greeter", SETTINGS_SOURCE)
     h = plugin_harness(
-        path, sandbox=both_modes, settings={"greeting": "hej"},
+        path,
+        sandbox=both_modes,
+        settings={"greeting": "hej"},
         site={"name": "Test site", "url": "https://test.example"},
     )
     # plugin:install fired while the harness was built, after the settings were written.
@@ -246,7 +248,7 @@ def test_usage_errors_are_clear(write_plugin: WritePlugin) -> None:
     with pytest.raises(EmDashError) as caught:
         PluginHarness(HELLO, sandbox="isolated")  # type: ignore[arg-type]
     assert str(caught.value) == (
-        "sandbox must be True, False, \"sandboxed\" or \"native\", not 'isolated'"
+        'sandbox must be True, False, "sandboxed" or "native", not \'isolated\''
     )
     with pytest.raises(EmDashError) as caught:
         PluginHarness(HELLO, capabilities="content:read")

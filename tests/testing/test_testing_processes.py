@@ -75,7 +75,9 @@ def test_the_factory_closes_every_harness_it_made(
     # Two sandboxed harnesses: two fork servers, each with its workers.
     assert len([p for p in started if _ppid(p) == os.getpid()]) == 2
     assert [Path(h.database).name for h in made] == [
-        "emdash-harness-1.db", "emdash-harness-2.db", "emdash-harness-3.db",
+        "emdash-harness-1.db",
+        "emdash-harness-2.db",
+        "emdash-harness-3.db",
     ]
     factory.close_all()
     assert [h.closed for h in made] == [True, True, True]

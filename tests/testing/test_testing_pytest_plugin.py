@@ -60,10 +60,12 @@ def test_fixtures_work_in_an_external_suite(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_author=AUTHOR_SUITE)
     result = pytester.runpytest("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=6)
-    result.stdout.fnmatch_lines([
-        "*test_hello_in_both_modes?sandboxed? PASSED*",
-        "*test_hello_in_both_modes?native? PASSED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*test_hello_in_both_modes?sandboxed? PASSED*",
+            "*test_hello_in_both_modes?native? PASSED*",
+        ]
+    )
 
 
 def test_the_entry_point_loads_the_plugin_in_a_fresh_interpreter(
@@ -105,7 +107,9 @@ def test_both_modes_skips_the_sandboxed_run_where_the_host_cannot_sandbox(
             )
         """
     )
-    pytester.makepyfile(test_author="def test_mode(both_modes):\n    assert both_modes == 'native'\n")
+    pytester.makepyfile(
+        test_author="def test_mode(both_modes):\n    assert both_modes == 'native'\n"
+    )
     result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*this host cannot sandbox plugins: seccomp is missing*"])

@@ -21,6 +21,9 @@ Conventions every payload follows (they are what makes the verdicts mechanical):
   answer itself and raises ``LookupError("DENIED ...")`` -- a sentinel, so the outcome is
   deterministic and any other error is a finding.
 * ``@@NAME@@`` placeholders are filled in by the harness (:data:`PLACEHOLDERS`).
+* Where the expected outcome is a stop by a limit, or the payload is ``contained`` (a
+  resource bomb), a stop by *any* limit is accepted (:meth:`Payload.accepts`): which limit
+  trips first can depend on how busy the machine is, and every one of them is containment.
 """
 
 from __future__ import annotations
@@ -35,9 +38,12 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Expect",
     "EXPECTS",
+    "INTERPRETER_LIMITS",
+    "LIMIT_ERRORS",
     "PLACEHOLDERS",
     "Payload",
     "all_payloads",
+    "is_limit_stop",
     "payloads_for",
 ]
 
@@ -83,6 +89,33 @@ PLACEHOLDERS: dict[str, str] = {
 # Small limits: every bomb must be stopped within them (DESIGN.md section 5).
 DEFAULT_LIMITS: dict[str, int] = {"cpu_ms": 50, "memory_mb": 64, "wall_ms": 2000, "subrequests": 10}
 
+# The error classes (emdash's, or sandbox's for raw-worker payloads: same names) that say a
+# limit of the sandbox ended the invocation. Which one ends a bomb first depends on the
+# machine as well as on the payload: a loop that needs 50 ms of CPU meets its 2 s wall limit
+# first when the host is too busy to give the worker that CPU, a memory bomb may use up its
+# CPU budget first. Each is the containment the spec asks of a resource bomb.
+LIMIT_ERRORS: tuple[str, ...] = (
+    "CpuLimitExceeded",
+    "MemoryLimitExceeded",
+    "WallTimeExceeded",
+    "HookTimeoutError",  # a hook's own timeout_ms: the wall limit of one hook run
+    "SubrequestLimitExceeded",
+)
+# Exceptions the interpreter raises at a limit of its own (plugin-side, so they arrive as
+# PluginError with this error_type, or under their own name from raw-worker code).
+INTERPRETER_LIMITS: tuple[str, ...] = ("RecursionError",)
+
+
+def is_limit_stop(error: str | None, error_type: str | None) -> bool:
+    """True when an outcome (error class name, plugin-side type) is a stop by some limit.
+
+    A plugin-raised ``SubrequestLimitExceeded`` look-alike is a ``PluginError`` whose
+    ``error_type`` names it: that is not a stop (it is what a forged limit error looks like).
+    """
+    if error in LIMIT_ERRORS or error in INTERPRETER_LIMITS:
+        return True
+    return error == "PluginError" and error_type in INTERPRETER_LIMITS
+
 
 @dataclass(frozen=True)
 class Payload:
@@ -124,6 +157,23 @@ class Payload:
     route_input: Any = None
 
     @property
+    def any_limit_contains(self) -> bool:
+        """True when a stop by any limit is as good as :attr:`error`: the payload is a
+        resource bomb (``contained``), or the outcome it expects is itself a limit stop
+        (the wall clock ending a stalled frame, the recursion limit ending a schema loop)."""
+        return self.expect == "contained" or is_limit_stop(self.error, self.error_type)
+
+    def accepts(self, error: str | None, error_type: str | None) -> bool:
+        """Whether an outcome (error class name, plugin-side type) stops this payload as
+        specified: the expected error exactly, or, where :attr:`any_limit_contains`, a stop
+        by any limit. No error at all (the payload returned) is never accepted."""
+        if error is None:
+            return False
+        if error == self.error and (self.error_type is None or error_type == self.error_type):
+            return True
+        return self.any_limit_contains and is_limit_stop(error, error_type)
+
+    @property
     def has_followup(self) -> bool:
         """True when the code defines ``followup`` (observed in a second, later invocation)."""
         return "\ndef followup(" in "\n" + self.code
@@ -146,9 +196,7 @@ def P(
 def payloads_for(klass: str) -> list[Payload]:
     """The payloads of one escape class (``import``, ``format``, ``os``...)."""
     if klass not in CLASSES:
-        raise ValueError(
-            f"Unknown escape class {klass!r}; choose one of: {', '.join(CLASSES)}"
-        )
+        raise ValueError(f"Unknown escape class {klass!r}; choose one of: {', '.join(CLASSES)}")
     module = importlib.import_module(f"{__name__}.{_module_name(klass)}")
     payloads: list[Payload] = module.PAYLOADS
     return list(payloads)

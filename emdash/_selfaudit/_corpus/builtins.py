@@ -219,4 +219,36 @@ PAYLOADS: list[Payload] = [
         "runtime_denied",
         "SandboxViolation",
     ),
+    P(
+        "heap_addresses_in_reprs",
+        "default reprs carry heap addresses (<function f at 0x7f..>), the first step of a "
+        "memory-corruption exploit; id() and hash() are refused for that reason",
+        "issue 14 (address-of primitive); own",
+        """
+        class Thing:
+            pass
+
+        def f():
+            pass
+
+        def gen():
+            yield 1
+
+        def handler(event, ctx):
+            texts = [repr(Thing()), str(Thing()), repr(f), str(f), f"{f}", f"{f!r:>40}",
+                     "%s" % f, "%r" % (f,), ascii(f), format(f), repr([f, len, gen()]),
+                     repr(map(abs, [1])), str([].append)]
+            try:
+                [].index(f)
+            except ValueError as e:
+                texts.extend([str(e), e.args[0], f"{e}"])
+            leaked = [t for t in texts if "0x" in t]
+            if leaked:
+                return "OK " + leaked[0]
+            raise LookupError("DENIED no address in " + str(len(texts)) + " texts")
+        """,
+        "runtime_denied",
+        "PluginError",
+        error_type="LookupError",
+    ),
 ]

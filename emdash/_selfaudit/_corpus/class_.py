@@ -3,8 +3,10 @@
 Metaclasses and hook dunders (``__getattr__``, ``__del__``, ``__reduce__``, descriptors) are
 refused at compile time; subclasses of ``str``/``dict``/``list`` (whose overridden methods
 would lie to validators) are refused when the ``class`` statement runs. The magic that *is*
-allowed (``__eq__``, ``__init__``) never runs on the host side: arguments are coerced to
-plain JSON at the ctx boundary and cross the process boundary as JSON.
+allowed (``__init__``, ``__contains__``) runs only when plugin code asks for it and never on
+the host side: arguments are coerced to plain JSON at the ctx boundary and cross the process
+boundary as JSON. Comparison methods (which RestrictedPython allows) are refused: CPython
+calls them from inside list operations, and gh-120298 turned that into a memory corruption.
 """
 
 from __future__ import annotations
@@ -133,8 +135,8 @@ PAYLOADS: list[Payload] = [
             v = ctx.kv.get(Any())
             return "OK lying key accepted: " + repr(v)
         """,
-        "runtime_denied",
-        "BridgeError",
+        "compile_error",
+        "CompileError",
         ref="051",
     ),
     P(
@@ -195,14 +197,14 @@ PAYLOADS: list[Payload] = [
     ),
     P(
         "str_subclass_as_log_level",
-        "a str subclass whose __eq__ matches every level, as a ctx.log message",
-        "own variant of 050 (coercion at the ctx boundary)",
+        "a str subclass whose methods lie (strip, lower), as a ctx.log message",
+        "own variant of 050 (coercion at the ctx boundary); __eq__ itself is a compile error",
         """
         class Msg(str):
-            def __eq__(self, other):
-                return True
-            def __ne__(self, other):
-                return False
+            def strip(self, *chars):
+                return "AUDIT-SUBCLASS"
+            def lower(self):
+                return "error"
 
         def handler(event, ctx):
             ctx.log.info(Msg("AUDIT-SUBCLASS plain text"))
@@ -213,19 +215,19 @@ PAYLOADS: list[Payload] = [
     ),
     P(
         "str_subclass_result",
-        "return a str subclass with a lying __eq__: the host must receive a plain str",
+        "return a str subclass with lying methods: the host must receive a plain str",
         "own; process boundary turns subclasses into plain data",
         """
         class Lie(str):
-            def __eq__(self, other):
-                return True
-            def __ne__(self, other):
-                return False
+            def upper(self):
+                return "something else"
+            def casefold(self):
+                return "something else"
 
         def handler(event, ctx):
             ctx.kv.set("probe", Lie("AUDIT"))
             back = ctx.kv.get("probe")
-            if back == "something else":
+            if back.upper() == "something else":
                 return "OK the lying subclass survived the round trip"
             raise LookupError("DENIED plain data came back")
         """,
@@ -253,5 +255,79 @@ PAYLOADS: list[Payload] = [
         """,
         "runtime_denied",
         "SandboxViolation",
+    ),
+    # -- CPython memory bugs reachable through plugin-defined special methods -----------
+    P(
+        "comparison_callback_uaf",
+        "gh-120298: __lt__ empties the list holding self and returns NotImplemented; the "
+        "reflected __gt__ of another class receives the freed object (type confusion -> "
+        "address-of, fake objects -> the real builtins)",
+        "CPython gh-120298 (use-after-free in list_richcompare_impl); issue 14",
+        """
+        holder = []
+
+        class Freer:
+            def __lt__(self, other):
+                holder.clear()
+                return NotImplemented
+
+        class Receiver:
+            def __gt__(self, other):
+                spray = [bytes(48) for i in range(2000)]
+                return "OK got a freed object: " + repr(other)
+
+        def handler(event, ctx):
+            holder.append(Freer())
+            return str(holder < [Receiver()])
+        """,
+        "compile_error",
+        "CompileError",
+    ),
+    P(
+        "comparison_callback_uaf_via_sorted",
+        "gh-120298 through sorted(): sorting lists of plugin objects compares the lists, whose "
+        "final item comparison calls the plugin's __lt__ with a borrowed pointer",
+        "CPython gh-120298; issue 14 (reachable through sorted())",
+        """
+        inner = []
+
+        class Freer:
+            def __lt__(self, other):
+                inner.clear()
+                return NotImplemented
+
+        class Receiver:
+            def __gt__(self, other):
+                return "OK " + repr(other)
+
+        def handler(event, ctx):
+            inner.append(Freer())
+            return str(sorted([[Receiver()], inner]))
+        """,
+        "compile_error",
+        "CompileError",
+    ),
+    P(
+        "eq_callback_mutates_compared_list",
+        "__eq__ alone: tuples inside lists are compared item by item through it, with the "
+        "tuple borrowed from a list the callback can empty",
+        "own variant of gh-120298 (tuplerichcompare keeps using a tuple borrowed from a list)",
+        """
+        left = []
+        right = []
+
+        class Clearer:
+            def __eq__(self, other):
+                left.clear()
+                right.clear()
+                return False
+
+        def handler(event, ctx):
+            left.append((Clearer(), 1))
+            right.append((Clearer(), 2))
+            return "OK compared: " + str(left < right)
+        """,
+        "compile_error",
+        "CompileError",
     ),
 ]

@@ -454,4 +454,55 @@ PAYLOADS: list[Payload] = [
         "PluginError",
         error_type="LookupError",
     ),
+    P(
+        "nested_map_c_stack",
+        "100 000 nested map() objects: each __next__ calls the next in C with no recursion "
+        "check, so iterating them overflows the C stack (SIGSEGV)",
+        "issue 14 (deep nesting of lazy iterator wrappers)",
+        """
+        def handler(event, ctx):
+            it = [1]
+            for i in range(100000):
+                it = map(abs, it)
+            return "OK " + str(list(it))
+        """,
+        "contained",
+        "PluginError",
+        error_type="RecursionError",
+        message=("lazy iterators nested more than 32 levels deep",),
+        # Room to build the whole chain: without the bound the worker dies of SIGSEGV, not
+        # of the CPU limit.
+        limits=dict(_ROOMY),
+    ),
+    P(
+        "nested_mixed_wrappers_c_stack",
+        "the same chain built from enumerate, zip, filter and itertools objects in turn",
+        "issue 14; own variant",
+        """
+        import itertools
+
+        def handler(event, ctx):
+            it = [1]
+            for i in range(100000):
+                kind = i % 5
+                if kind == 0:
+                    it = enumerate(it)
+                elif kind == 1:
+                    it = zip(it)
+                elif kind == 2:
+                    it = filter(None, it)
+                elif kind == 3:
+                    it = itertools.islice(it, 10)
+                else:
+                    it = itertools.chain.from_iterable([it])
+            return "OK " + str(next(it))
+        """,
+        "contained",
+        "PluginError",
+        error_type="RecursionError",
+        message=("lazy iterators nested more than 32 levels deep",),
+        # Room to build the whole chain: without the bound the worker dies of SIGSEGV, not
+        # of the CPU limit.
+        limits=dict(_ROOMY),
+    ),
 ]

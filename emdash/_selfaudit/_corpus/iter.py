@@ -143,4 +143,48 @@ PAYLOADS: list[Payload] = [
         "PluginError",
         **_TYPE,
     ),
+    # -- C code that consumes a plugin generator while it mutates a container ----------
+    P(
+        "shrinking_generator_slice_assignment",
+        "gh-120384: x[::2] = gen(); the list computes the slice length, then consumes the "
+        "generator, which empties the list: the C code writes past the list's memory",
+        "CPython gh-120384 (out-of-bounds write in list_ass_subscript); issue 14",
+        """
+        def handler(event, ctx):
+            items = list(range(1000))
+
+            def shrink():
+                items.clear()
+                for i in range(500):
+                    yield [i] * 10
+
+            items[::2] = shrink()
+            return "OK the list took the values: " + str(len(items))
+        """,
+        "runtime_denied",
+        "PluginError",
+        error_type="ValueError",
+        message=("attempt to assign sequence of size 500 to extended slice of size 0",),
+    ),
+    P(
+        "shrinking_generator_slice_object",
+        "gh-120384 with the slice given as a slice object, so the compiler cannot see it",
+        "CPython gh-120384; own variant",
+        """
+        def handler(event, ctx):
+            items = list(range(1000))
+
+            def shrink():
+                items.clear()
+                for i in range(500):
+                    yield i
+
+            where = slice(None, None, 2)
+            items[where] = shrink()
+            return "OK the list took the values: " + str(len(items))
+        """,
+        "runtime_denied",
+        "SandboxViolation",
+        message=("Assigning to an extended slice through a slice object is not allowed",),
+    ),
 ]

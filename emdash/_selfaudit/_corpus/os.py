@@ -16,7 +16,7 @@ from . import DEFAULT_LIMITS, Expect, P, Payload
 # Shared preamble: raw system calls by number through ctypes (already imported by the
 # worker's own confinement code, so `import ctypes` needs no file access). A failing call
 # raises OSError(errno), which Python maps to PermissionError for EPERM/EACCES.
-_SYSCALL = r'''
+_SYSCALL = r"""
 import ctypes
 import os
 
@@ -42,7 +42,7 @@ def syscall(name, *args):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return r
-'''
+"""
 
 
 def _raw(

@@ -33,7 +33,7 @@ def _import(module: str, evidence: str, source: str, ref: str = "") -> Payload:
 # fd 0 and the serve loop is blocked in the middle of this very call. Each writes something
 # a compromised worker could send; the host must treat it as a protocol violation, kill the
 # worker, report it, and keep serving. Nothing may reach on_host_call.
-_FRAME = r'''
+_FRAME = r"""
 import socket
 import struct
 
@@ -49,14 +49,23 @@ chan.detach()
 import time
 time.sleep(60)
 result = "OK the host accepted the forged frame"
-'''
+"""
 
 
-def _forged(name: str, technique: str, data: str, error: str = "WorkerCrashed", **kw: Any) -> Payload:
+def _forged(
+    name: str, technique: str, data: str, error: str = "WorkerCrashed", **kw: Any
+) -> Payload:
     return P(
-        name, technique, "own variant of 090" if "ref" not in kw else "corpus 090; sandbox-contract "
-        "section 8 (identity bound host-side)", _FRAME.replace("DATA", data),
-        "runtime_denied", error, mode="raw-worker", **kw,
+        name,
+        technique,
+        "own variant of 090"
+        if "ref" not in kw
+        else "corpus 090; sandbox-contract section 8 (identity bound host-side)",
+        _FRAME.replace("DATA", data),
+        "runtime_denied",
+        error,
+        mode="raw-worker",
+        **kw,
     )
 
 

@@ -174,4 +174,3 @@ PAYLOADS: list[Payload] = [
         "CompileError",
     ),
 ]
-
