@@ -13,6 +13,8 @@ Metrics (see benchmarks/README.md for how each is measured and why):
 4. idle USS per plugin worker (smaps_rollup)         target: <= 2 MB
 5. CPU-limit overshoot at a 50 ms budget             target: <= 10 ms
 6. no-op hook throughput, 2 host threads             target: >= 20 000 / s
+7. host-side CPU watch, per call                     (no target: what it costs)
+8. no-op hook with ``limits.fresh_worker``           (no target: what it costs)
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ plugin = define_plugin(
 ROOMY = {"cpu_ms": 60_000, "memory_mb": 128, "wall_ms": 600_000, "subrequests": 100_000}
 
 
-def descriptor(pid: str, limits: dict[str, int] | None = None) -> dict[str, Any]:
+def descriptor(pid: str, limits: dict[str, Any] | None = None) -> dict[str, Any]:
     # content:read: without it the pipeline drops the content:afterSave hook (and the
     # benchmark would time an empty pipeline).
     return {
@@ -275,6 +277,55 @@ def throughput(seconds: float) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def cpu_watch_cost(n: int) -> tuple[list[float], list[float]]:
+    """(per-call cost of the host's CPU measurement, the warm no-op hook it is part of), s.
+
+    The pool reads a worker's CPU clock twice per call (when the call takes the worker and
+    when its answer arrives): one ``clock_gettime`` each, timed here on a real worker. The
+    watch thread's reads (every 0.2 s, per worker) are not per call and are left out.
+    """
+    with runtime(True) as rt:
+        rt.run_hook("content:afterSave", EVENT)
+        (worker,) = fork_server_children()
+        clock = (~worker << 3) | 2  # the worker's process CPU clock, as the pool reads it
+        clock_gettime_ns = time.clock_gettime_ns
+        reads = []
+        for _ in range(n):
+            started = time.perf_counter()
+            clock_gettime_ns(clock)
+            clock_gettime_ns(clock)
+            reads.append(time.perf_counter() - started)
+        timed(lambda: rt.run_hook("content:afterSave", EVENT), max(200, n // 10))
+        hooks = timed(lambda: rt.run_hook("content:afterSave", EVENT), n)
+    return reads, hooks
+
+
+FRESH_GAP_S = 0.05
+
+
+def fresh_worker_hook(n: int) -> tuple[list[float], list[float], list[float]]:
+    """No-op hook with ``limits.fresh_worker``: back to back (each call waits for a fork and
+    a load) and FRESH_GAP_S apart (the next worker is made ready between calls); and the
+    same plugin with its worker reused. Seconds."""
+
+    def run(fresh: bool, gap: float) -> list[float]:
+        with emdash.Runtime(":memory:", worker_pool_size=1) as rt:
+            rt.add_plugin(
+                descriptor("bench", {**ROOMY, "fresh_worker": fresh}),
+                source={"plugin.py": PLUGIN},
+                trusted=False,
+            )
+            timed(lambda: rt.run_hook("content:afterSave", EVENT), 20)
+            samples = []
+            for _ in range(n):
+                if gap:
+                    time.sleep(gap)
+                samples += timed(lambda: rt.run_hook("content:afterSave", EVENT), 1)
+            return samples
+
+    return run(True, 0.0), run(True, FRESH_GAP_S), run(False, 0.0)
+
+
 # --------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------
@@ -321,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     n_cold = 20 if quick else 100
     n_idle = 5 if quick else 20
     n_cpu = 5 if quick else 30
+    n_fresh = 50 if quick else 300
     t_tp = 1.0 if quick else 5.0
 
     print(
@@ -390,6 +442,47 @@ def main(argv: list[str] | None = None) -> int:
             ">= 20 k/s",
             tp_sb >= 20_000,
             "a rate, p50 = p99",
+        )
+    )
+
+    step("the host-side CPU watch")
+    reads, hooks = cpu_watch_cost(n_hook)
+    r = p50_p99(reads, 1e6)
+    share = pct(reads, 50) / pct(hooks, 50) * 100
+    rows.append(
+        Row(
+            "host CPU measurement, per call",
+            "us",
+            r,
+            None,
+            "-",
+            None,
+            f"two clock reads; {share:.1f}% of the no-op hook's p50",
+        )
+    )
+
+    step("fresh worker per invocation")
+    fresh, spaced, reused = fresh_worker_hook(n_fresh)
+    rows.append(
+        Row(
+            "no-op hook, fresh_worker, back to back",
+            "ms",
+            p50_p99(fresh, 1e3),
+            None,
+            "-",
+            None,
+            f"reused worker: p50 {pct(reused, 50) * 1e3:.3f} ms",
+        )
+    )
+    rows.append(
+        Row(
+            f"no-op hook, fresh_worker, {FRESH_GAP_S * 1e3:.0f} ms apart",
+            "ms",
+            p50_p99(spaced, 1e3),
+            None,
+            "-",
+            None,
+            "next worker made between calls",
         )
     )
 

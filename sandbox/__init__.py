@@ -5,9 +5,11 @@ This package knows nothing about the application embedding it.
 Host-facing API (the process layer):
 
 - :func:`is_available` -> :class:`Availability` ``(ok, reason)``
-- :class:`SandboxLimits` ``(cpu_ms, memory_mb, wall_ms, load_cpu_ms)``
-- :class:`Supervisor` -> ``.load(key, files, entry, limits=..., pool_size=..., init=...)``
-  -> :class:`WorkerPool` -> ``.call(fn, args, on_host_call=...)`` -> :class:`CallResult`
+- :class:`SandboxLimits` ``(cpu_ms, memory_mb, wall_ms, load_cpu_ms, worker_cpu_s)``
+- :class:`Supervisor` -> ``.load(key, files, entry, limits=..., pool_size=..., init=...,
+  fresh_worker=...)`` -> :class:`WorkerPool` -> ``.call(fn, args, on_host_call=...)`` ->
+  :class:`CallResult` ``(value, cpu_ms, rss_kb, worker_cpu_ms)``: ``cpu_ms`` is measured by
+  the host from the kernel, ``worker_cpu_ms`` is what the worker said (a diagnostic)
 
 Language layer (also usable on its own, e.g. to check code before installing it):
 

@@ -3,7 +3,9 @@
 The sandbox is only as good as its process layer, so every piece it cannot work without is
 checked here, and the first missing one is named in ``reason``: Linux on x86_64 or aarch64
 (the seccomp allowlist is written for those system-call tables), ``fork``, ``pidfd_open``
-(the host kills workers through pidfds, which cannot hit a recycled pid), pyseccomp with a
+(the host kills workers through pidfds, which cannot hit a recycled pid), another process's
+CPU clock readable with ``clock_gettime`` (the host measures every worker's CPU time from the
+kernel and never falls back to what a worker reports about itself), pyseccomp with a
 loadable libseccomp, and a kernel that supports seccomp filters. Landlock and namespaces are
 best effort and do not make the sandbox unavailable; each worker records what it got.
 """
@@ -15,6 +17,7 @@ import functools
 import os
 import platform
 import sys
+import time
 from typing import NamedTuple
 
 __all__ = ["Availability", "is_available"]
@@ -51,6 +54,16 @@ def is_available() -> Availability:
         os.close(os.pidfd_open(os.getpid()))
     except OSError as exc:
         return Availability(False, f"the kernel has no pidfd_open (needs Linux 5.3+): {exc}")
+    try:
+        # The clock id form the host uses for workers (by pid, see _handle.process_cpu_clock),
+        # tried on this process.
+        time.clock_gettime_ns((~os.getpid() << 3) | 2)
+    except (OSError, AttributeError) as exc:
+        return Availability(
+            False,
+            "the host cannot read a process's CPU clock by pid (clock_gettime), so it could "
+            f"not measure its workers' CPU time: {exc}",
+        )
     try:
         import pyseccomp
     except (ImportError, RuntimeError, OSError) as exc:

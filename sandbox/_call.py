@@ -19,7 +19,22 @@ from typing import Any, NamedTuple
 
 from ._errors import SandboxError
 
-__all__ = ["Call", "CallResult", "InFlight", "OnHostCall", "SandboxLimits"]
+__all__ = [
+    "MIN_WORKER_CPU_S",
+    "WORKER_CPU_CALLS",
+    "Call",
+    "CallResult",
+    "InFlight",
+    "OnHostCall",
+    "SandboxLimits",
+]
+
+# The lifetime CPU backstop of a worker (RLIMIT_CPU), unless SandboxLimits.worker_cpu_s sets
+# it: its load plus WORKER_CPU_CALLS calls that each use their whole cpu_ms, and at least
+# MIN_WORKER_CPU_S (a worker replaced every few seconds would spend its life loading). With
+# the default limits: 10 s + 1000 x 50 ms = 60 s.
+WORKER_CPU_CALLS = 1000
+MIN_WORKER_CPU_S = 60
 
 # Answers a worker's host call: (method, params) -> a JSON value, or raises.
 OnHostCall = Callable[[str, dict[str, Any]], Any]
@@ -43,26 +58,51 @@ class SandboxLimits:
     ``cpu_ms`` CPU time per call, ``memory_mb`` memory on top of the worker's baseline,
     ``wall_ms`` wall-clock time per call (including host calls), ``load_cpu_ms`` CPU time
     for compiling and loading the bundle (and ``init``) in each new worker.
+    ``worker_cpu_s`` the lifetime CPU backstop of one worker in seconds (None: derived
+    from the others, see :meth:`lifetime_cpu_s`).
     """
 
     cpu_ms: int = 50
     memory_mb: int = 128
     wall_ms: int = 30_000
     load_cpu_ms: int = 10_000
+    worker_cpu_s: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("cpu_ms", "memory_mb", "wall_ms", "load_cpu_ms"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise SandboxError(f"SandboxLimits.{name} must be a positive int, got {value!r}")
+        value = self.worker_cpu_s
+        if value is not None and (type(value) is not int or value <= 0):
+            raise SandboxError(
+                f"SandboxLimits.worker_cpu_s must be a positive int or None, got {value!r}"
+            )
+
+    def lifetime_cpu_s(self) -> int:
+        """The ``RLIMIT_CPU`` of each worker: ``worker_cpu_s``, or the load plus
+        :data:`WORKER_CPU_CALLS` full calls (at least :data:`MIN_WORKER_CPU_S`)."""
+        if self.worker_cpu_s is not None:
+            return self.worker_cpu_s
+        total_ms = self.load_cpu_ms + WORKER_CPU_CALLS * self.cpu_ms
+        return max(MIN_WORKER_CPU_S, -(-total_ms // 1000))
 
 
 class CallResult(NamedTuple):
-    """What a call returned, and what it cost (as the worker reported it)."""
+    """What a call returned, and what it cost.
+
+    ``cpu_ms`` is measured by the host: the kernel's count of the worker's CPU time from
+    when the call took the worker to when its answer arrived (so it includes decoding the
+    request and encoding the answer). ``rss_kb`` is the worker's own report of its peak
+    RSS: a diagnostic (a lying worker only changes when its own process is recycled; the
+    memory limit itself is the kernel's RLIMIT_AS). ``worker_cpu_ms`` is what the worker
+    said it used: a diagnostic only, never used for any decision.
+    """
 
     value: Any
     cpu_ms: float
     rss_kb: int
+    worker_cpu_ms: float = 0.0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -92,6 +132,13 @@ class Call:
     """Answers the worker's host calls in the calling thread; None refuses them all."""
     deadline: float = 0.0
     """Set by :meth:`start_clock`; until then the call has no time at all (fails closed)."""
+    limit_ns: int = 0
+    """The call's CPU budget as the host measures it, without the shares of the worker's
+    previous request and of the answer (see ``_pool.CALL_CPU_SLACK_MS``)."""
+    retire: bool = False
+    """Set when the host application refused a host call over a limit (subrequests): the
+    invocation failed on a limit, so its worker is not reused, whatever the plugin did with
+    the error."""
 
     def start_clock(self) -> None:
         """Start the wall budget now: once a worker is ready, not while one is being made."""

@@ -13,7 +13,12 @@
 5. privileges: when the fork server runs as root, the worker becomes ``nobody`` (uid/gid
    65534, no supplementary groups), so file permissions and signal checks stop trusting it.
 6. rlimits, soft == hard so they cannot be raised back: NPROC 0, FSIZE 0, CORE 0, MEMLOCK 0, and AS / DATA = the size the worker
-   has right now + ``memory_mb``, so a too-big allocation raises MemoryError.
+   has right now + ``memory_mb``, so a too-big allocation raises MemoryError. And the
+   lifetime CPU backstop, ``RLIMIT_CPU`` = ``cpu_s`` (hard one second above: the kernel
+   sends SIGXCPU at the soft limit, whose default action ends the worker, and SIGKILL at
+   the hard one). The per-call limit is ``ITIMER_PROF``, which native code can disarm
+   (``setitimer`` must stay allowed to arm it); this one it cannot touch, so a broken-out
+   worker gets at most ``cpu_s`` of CPU in its whole life, busy or idle.
 7. ``PR_SET_NO_NEW_PRIVS``: nothing can gain privileges (also required by Landlock and an
    unprivileged seccomp filter).
 8. new user and network namespaces (best effort): no network interface at all, and no
@@ -102,14 +107,15 @@ def landlock_abi() -> int:
 
 
 def confine(
-    channel: socket.socket, memory_mb: int, seccomp_filter: Any, parent: int
+    channel: socket.socket, memory_mb: int, seccomp_filter: Any, parent: int, cpu_s: int
 ) -> dict[str, str]:
     """Confine the calling (freshly forked, single-threaded) process; see the module doc.
 
     ``channel`` is the worker's end of its socketpair; afterwards it is fd 0 and the object
     passed in is detached. ``parent`` is the fork server's pid, taken *before* the fork (if
-    the fork server died before this runs, ``getppid()`` is already someone else). Returns
-    the report of best-effort steps.
+    the fork server died before this runs, ``getppid()`` is already someone else).
+    ``cpu_s`` is the worker's lifetime CPU budget in seconds. Returns the report of
+    best-effort steps.
     """
     report: dict[str, str] = {}
     if os.getppid() != parent:
@@ -162,6 +168,14 @@ def confine(
     for which, value in limits.items():
         _setrlimit(which, value)
     report["rlimit_as_mb"] = str((vm_size + budget) >> 20)
+    # soft < hard on purpose: SIGXCPU at the soft limit is a death the host can tell from
+    # every other (SIGKILL at the hard limit is only the fallback). Raising the soft limit
+    # towards the hard one needs setrlimit, which seccomp refuses before any code runs.
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    except (OSError, ValueError) as exc:
+        raise ConfinementError(f"setrlimit(RLIMIT_CPU, {cpu_s}) failed: {exc}") from None
+    report["rlimit_cpu_s"] = str(cpu_s)
 
     # 7. no new privileges, ever
     _prctl(_PR_SET_NO_NEW_PRIVS, 1, "PR_SET_NO_NEW_PRIVS")

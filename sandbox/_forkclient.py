@@ -211,8 +211,9 @@ class ForkServerClient:
     def is_alive(self) -> bool:
         return not self._lost and not self._closing and self._proc.poll() is None
 
-    def fork(self, memory_mb: int, timeout: float = 10.0) -> ForkedProcess:
-        """Ask for a new confined worker whose memory budget is ``memory_mb``."""
+    def fork(self, memory_mb: int, cpu_s: int, timeout: float = 10.0) -> ForkedProcess:
+        """Ask for a new confined worker whose memory budget is ``memory_mb`` and whose
+        lifetime CPU budget (``RLIMIT_CPU``) is ``cpu_s`` seconds."""
         wait = _ForkWait()
         with self._lock:
             if self._lost or self._closing:
@@ -222,7 +223,11 @@ class ForkServerClient:
             self._pending[req] = wait
         try:
             with self._send_lock:
-                send_frame(self._sock, {"op": "fork", "req": req, "memory_mb": memory_mb}, 4096)
+                send_frame(
+                    self._sock,
+                    {"op": "fork", "req": req, "memory_mb": memory_mb, "cpu_s": cpu_s},
+                    4096,
+                )
         except OSError:
             with self._lock:
                 self._pending.pop(req, None)

@@ -33,7 +33,7 @@ Control frames (the same framing as ``_protocol``)::
     host -> server: {"op": "config", "preludes": {..}, "expose": {..},
                      "worker_error_encoder": str|null, "worker_error_decoder": str|null,
                      "allow_raw_exec": bool, "max_frame_bytes": int}
-                    {"op": "fork", "req": int, "memory_mb": int}
+                    {"op": "fork", "req": int, "memory_mb": int, "cpu_s": int}
                     {"op": "shutdown"}
     server -> host: {"op": "ready", "pid": int} | {"op": "fatal", "message": str}
                     {"op": "forked", "req": int, "pid": int}   + fds [channel, pidfd]
@@ -174,8 +174,10 @@ class _Server:
             self.kill_all()
 
     def fork(self, msg: dict[str, Any]) -> None:
-        req, memory_mb = msg.get("req"), msg.get("memory_mb")
+        req, memory_mb, cpu_s = msg.get("req"), msg.get("memory_mb"), msg.get("cpu_s")
         if type(req) is not int or type(memory_mb) is not int or memory_mb <= 0:
+            return
+        if type(cpu_s) is not int or cpu_s <= 0:
             return
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         me = os.getpid()
@@ -195,7 +197,7 @@ class _Server:
                 # number that is reused later.
                 parent_end.detach()
                 self.ctl.detach()
-                worker_main(child_end, memory_mb, self.rt, me)
+                worker_main(child_end, memory_mb, self.rt, me, cpu_s)
             finally:
                 os._exit(70)
         self.children.add(pid)

@@ -16,14 +16,42 @@ shapes; anything else gets the worker killed). The limits:
   worker is SIGKILLed through its pidfd and the call waits until the fork server reports it
   dead, so nothing scheduled by the call can land after the caller got
   ``WallTimeExceeded`` (EmDash's runner only stopped waiting; the plugin kept going).
-- CPU: ``ITIMER_PROF`` armed per call in the worker, SIGPROF at its default action; the
-  host sees the death by SIGPROF and raises ``CpuLimitExceeded``.
+- CPU, three layers. (1) ``ITIMER_PROF`` armed per call in the worker, SIGPROF at its
+  default action: the kernel kills the worker even inside one C call, and the host raises
+  ``CpuLimitExceeded``. The worker arms that timer itself, so native code that broke out of
+  the language layer can disarm it; hence (2) the host measures every worker's CPU time
+  from the kernel (``WorkerHandle.cpu_ns``: one ``clock_gettime`` on the worker's process
+  CPU clock, when a call takes the worker and when its answer arrives). A call whose
+  measured CPU exceeds ``cpu_ms`` + :data:`CALL_CPU_SLACK_MS` and a share per MiB of the
+  frames the serve loop handles outside the timer (decoding the request, sending the
+  answer) gets the worker killed and ``CpuLimitExceeded``; a worker that used more than :data:`IDLE_CPU_MS` while idle
+  (an honest one spins at most ~0.1 ms after each answer, ``_protocol.SPIN_MAX_S``) is
+  killed and replaced, found by the supervisor's watch thread (every
+  :data:`WATCH_INTERVAL_S`) or when a call takes it. The watch also kills a busy worker
+  as soon as its call is over budget, rather than at its wall deadline (and a loading one
+  over its load's budget). Both count as a
+  crash (back-off applies): an honest worker never gets there. The figure a call reports
+  (``CallResult.cpu_ms``) is this host measurement; the worker's own report is kept only
+  as ``worker_cpu_ms``. (3) See the lifetime backstop below.
 - memory: ``RLIMIT_AS``/``RLIMIT_DATA`` = baseline + ``memory_mb`` in the worker;
   ``MemoryError`` comes back as ``MemoryLimitExceeded`` and the worker is replaced. A worker
   whose peak RSS grew by more than ``RSS_RECYCLE_FRACTION`` of its budget is replaced after
   the call too: a plugin that caught MemoryError must not keep a bloated, fragmented worker.
 - subrequests are counted by the host application in ``on_host_call`` (it knows which
   calls count).
+- lifetime CPU backstop: ``RLIMIT_CPU`` = :meth:`SandboxLimits.lifetime_cpu_s` in every
+  worker (SIGXCPU at that soft limit), which the worker cannot touch, so even a breakout
+  the host-side watch missed (the host stopped, say) ends there. An honest worker never
+  reaches it: after each call the host's measurement of its CPU time decides, and it is
+  replaced once :data:`CPU_RETIRE_FRACTION` of the budget is used. A worker that dies by
+  SIGXCPU anyway broke its per-call limit: the call gets ``CpuLimitExceeded`` and the
+  death counts as a crash (back-off, then refusal).
+
+A worker is reused only after a call that ended normally (a result, or an exception the
+plugin raised, or a ``SandboxViolation``: the language layer refused and stopped the
+attempt). After a limit error (CPU, memory, wall, subrequests refused by the host
+application), a crash, a protocol error or a forged frame, and after every call when the
+pool was loaded with ``fresh_worker=True``, it is killed and the next call gets a new one.
 
 Crash bookkeeping, per pool (the policy is the supervisor's ``_CrashTracker``): a worker that
 dies unexpectedly (not by an enforced limit) counts as a crash, and after crashes the pool
@@ -33,6 +61,7 @@ starts no new worker until the back-off allows it. ``epoch`` counts worker repla
 from __future__ import annotations
 
 import itertools
+import logging
 import signal
 import threading
 import time
@@ -46,8 +75,10 @@ from ._errors import (
     MemoryLimitExceeded,
     RemoteError,
     SandboxError,
+    SandboxNotAvailableError,
     SandboxUnavailableError,
     SandboxViolation,
+    SubrequestLimitExceeded,
     WallTimeExceeded,
     WorkerCrashed,
 )
@@ -70,13 +101,56 @@ from ._worker import EXIT_CONFINEMENT, EXIT_MEMORY, EXIT_PROTOCOL
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
 
-__all__ = ["RSS_RECYCLE_FRACTION", "LoadSpec", "WorkerPool"]
+__all__ = [
+    "ANSWER_CPU_MS_PER_MIB",
+    "CALL_CPU_SLACK_MS",
+    "CPU_RETIRE_FRACTION",
+    "IDLE_CPU_MS",
+    "REQUEST_CPU_MS_PER_MIB",
+    "RSS_RECYCLE_FRACTION",
+    "WATCH_INTERVAL_S",
+    "LoadSpec",
+    "WorkerPool",
+]
+
+log = logging.getLogger("sandbox")
 
 # A worker whose peak RSS grew by more than this fraction of memory_mb is replaced after the
 # call. RLIMIT_AS bounds *virtual* size, and RSS growth stays below it, so waiting for RSS to
 # reach the whole budget would never trigger; half of it means "this call nearly filled the
 # worker" (typically: it ran into MemoryError and caught it).
 RSS_RECYCLE_FRACTION = 0.5
+
+# The host replaces a worker once its measured CPU time passes this fraction of the
+# backstop, so an honest worker always has room for its next call.
+CPU_RETIRE_FRACTION = 0.5
+
+# What a call may use on top of its cpu_ms, as the host measures it: the serve loop's work
+# outside the worker's timer, and the timer's granularity (ITIMER_PROF expiry is noticed at
+# a scheduler tick: up to 10 ms late at HZ=100, so a call can finish a little over its
+# budget without being stopped).
+# - CALL_CPU_SLACK_MS, fixed (a no-op call's untimed work is ~0.2 ms). Also what a load may
+#   use on top of load_cpu_ms (confinement before the load's timer: ~4 ms).
+# - REQUEST_CPU_MS_PER_MIB, per MiB of this call's request and of the worker's previous
+#   one: the worker receives and decodes a request before it knows its budget, and frees
+#   the previous request's objects while it reads the next. Measured on the 2-CPU
+#   development VM: 5 ms/MiB for one long string, 12 for a list of ints, up to ~50 for
+#   lists of tiny lists or dicts (the worst shape JSON allows); 100 leaves twice that.
+#   The host chooses what it sends, so a worker cannot stretch this part.
+# - ANSWER_CPU_MS_PER_MIB, per MiB of its answer: encoded under the timer, then copied and
+#   sent outside it, ~2-3 ms/MiB. The worker chooses its answer's size, so this part is
+#   kept tight: at most 8 MiB x 15 = 120 ms more for a worker that pads its answer.
+CALL_CPU_SLACK_MS = 15
+REQUEST_CPU_MS_PER_MIB = 100
+ANSWER_CPU_MS_PER_MIB = 15
+_REQUEST_NS_PER_BYTE = REQUEST_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
+_ANSWER_NS_PER_BYTE = ANSWER_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
+# What a worker may use while idle, from when its answer arrived to when the next call
+# takes it (or the watch looks). An honest one only finishes its send and spins for at most
+# SPIN_MAX_S (0.1 ms) waiting for the next request; this is a hundred times that.
+IDLE_CPU_MS = 10
+# How often the supervisor's watch thread reads the CPU time of every worker.
+WATCH_INTERVAL_S = 0.2
 
 _SPAWN_TIMEOUT_S = 10.0  # fork + confinement + "ready"
 _DEATH_REPORT_TIMEOUT_S = 5.0  # how long to wait for the fork server's exit report
@@ -98,6 +172,9 @@ class LoadSpec:
     limits: SandboxLimits
     pool_size: int
     init: tuple[str, list[Any]] | None
+    fresh_worker: bool = False
+    """A new worker for every call: no state of one call (module globals, caches, anything
+    a breakout left behind) can reach the next. Costs a fork and a load per call."""
 
 
 class WorkerPool:
@@ -121,6 +198,7 @@ class WorkerPool:
         self._idle: list[WorkerHandle] = []
         self._busy: set[WorkerHandle] = set()
         self._starting = 0
+        self._loading: set[WorkerHandle] = set()  # started, their load not done yet
         self._closed_reason: str | None = None
         self._epoch = 0
         self._crashes = supervisor._new_crash_tracker()
@@ -235,6 +313,11 @@ class WorkerPool:
             kind=kind,
             on_host_call=on_host_call,
         )
+        # The CPU budget as the host measures it (see CALL_CPU_SLACK_MS); the checkout adds
+        # the share of the worker's previous request, the end of the call its answer's.
+        call.limit_ns = (lim.cpu_ms + CALL_CPU_SLACK_MS) * 1_000_000 + int(
+            len(frame) * _REQUEST_NS_PER_BYTE
+        )
         # Waiting for a worker counts against the caller's budget...
         worker = self._checkout(start + budget_ms / 1000, call)
         # ...but the call's own deadline starts once a worker is ready: starting one is not
@@ -248,15 +331,43 @@ class WorkerPool:
             if not worker.disposed:
                 self._discard(worker, kill=True, crash=False)
             raise
+        assert isinstance(outcome, (ResultFrame, ErrorFrame))
+        cpu_ms = self._measure(worker, call)
         if isinstance(outcome, ResultFrame):
             self._release(worker, call, outcome.rss_kb)
-            return CallResult(outcome.value, outcome.cpu_ms, outcome.rss_kb)
-        assert isinstance(outcome, ErrorFrame)
+            return CallResult(outcome.value, cpu_ms, outcome.rss_kb, outcome.cpu_ms)
         if outcome.kind == "memory":
             self._discard(worker, kill=True, crash=False)
             raise self._memory_error(worker.memory_mb)
+        # Anything else is the plugin's own error, or a refusal by the language layer (which
+        # stopped the attempt, so the worker is intact): it serves the next call.
         self._release(worker, call, outcome.rss_kb)
-        raise self._error_from_frame(outcome, lim.memory_mb)
+        err = self._error_from_frame(outcome, lim.memory_mb)
+        setattr(err, "cpu_ms", cpu_ms)  # noqa: B010  (the host's figure, for the audit)
+        raise err
+
+    def _measure(self, worker: WorkerHandle, call: Call) -> float:
+        """The call's CPU time as the kernel counts it (ms); kills the worker and raises
+        ``CpuLimitExceeded`` when it is over budget.
+
+        One clock read: the other edge was read when the call took the worker."""
+        after = worker.cpu_ns()
+        if after is None:
+            # Reaped already (it answered and died at once): no figure, and no answer from a
+            # worker whose cost cannot be measured.
+            raise self._died(worker, call.cpu_ms)
+        used_ns = after - worker.call_cpu_ns
+        used_ms = used_ns / 1e6
+        limit_ns = worker.call_limit_ns or 0
+        if used_ns > limit_ns + worker.reader.last_size * _ANSWER_NS_PER_BYTE:
+            # Its timer did not stop it: disarmed by code that broke out of the language
+            # layer. Whatever it answered is not used.
+            worker.cpu_verdict = "call"
+            self._discard(worker, kill=True, crash=True)
+            raise self._cpu_error(call.cpu_ms, used_ms)
+        worker.idle_cpu_ns = after
+        worker.last_request_size = len(call.frame)
+        return used_ms
 
     def _exchange(self, worker: WorkerHandle, call: Call) -> WorkerFrame:
         """Send one operation and serve its host calls until its outcome frame arrives.
@@ -328,6 +439,8 @@ class WorkerPool:
             try:
                 value = on_host_call(request.method, request.params)
             except Exception as exc:
+                if isinstance(exc, SubrequestLimitExceeded):
+                    call.retire = True
                 error = self._sup._encode_host_error(exc)
             else:
                 try:
@@ -362,12 +475,14 @@ class WorkerPool:
         setattr(err, "kind", kind)  # noqa: B010
         return err
 
-    def _cpu_error(self, limit_ms: int) -> CpuLimitExceeded:
+    def _cpu_error(self, limit_ms: int, used_ms: float | None = None) -> CpuLimitExceeded:
+        measured = "" if used_ms is None else f" (the host measured {used_ms:.0f}ms)"
         err = CpuLimitExceeded(
-            f"the sandboxed call for {self.key} exceeded its CPU-time limit of {limit_ms}ms; "
-            "the worker was killed"
+            f"the sandboxed call for {self.key} exceeded its CPU-time limit of "
+            f"{limit_ms}ms{measured}; the worker was killed"
         )
         setattr(err, "limit_ms", limit_ms)  # noqa: B010
+        setattr(err, "cpu_ms", used_ms)  # noqa: B010
         return err
 
     def _memory_error(self, limit_mb: int) -> MemoryLimitExceeded:
@@ -404,6 +519,14 @@ class WorkerPool:
         """(error, counts as a crash) for a dead worker, from the fork server's report."""
         box = worker.exit
         who = f"the sandbox worker for {self.key}"
+        if worker.cpu_verdict == "call":
+            # Killed by the host's CPU watch in the middle of its call.
+            return self._cpu_error(cpu_limit_ms), True
+        if worker.cpu_verdict == "idle":
+            return CpuLimitExceeded(
+                f"{who} used CPU time while idle (more than {IDLE_CPU_MS}ms between calls) "
+                "and was killed; a new worker replaces it"
+            ), True
         if worker.killed:
             return SandboxUnavailableError(self._closed_reason or f"{who} was stopped"), False
         if not box.is_set() or not box.known:
@@ -416,6 +539,16 @@ class WorkerPool:
             return self._memory_error(worker.memory_mb), False
         if box.signal == signal.SIGSYS:
             return SandboxViolation(f"{who} was killed for a forbidden system call"), False
+        if box.signal == signal.SIGXCPU:
+            # The lifetime backstop. The host replaces honest workers well before it, so this
+            # worker escaped its per-call timer: the call fails as over its CPU limit, and
+            # the death counts as a crash, so a plugin doing it again is backed off.
+            err = CpuLimitExceeded(
+                f"{who} used up its lifetime CPU budget of {worker.cpu_s}s (its per-call "
+                f"limit is {cpu_limit_ms}ms) and was killed; a new worker replaces it"
+            )
+            setattr(err, "limit_ms", cpu_limit_ms)  # noqa: B010
+            return err, True
         if box.code == EXIT_CONFINEMENT:
             return WorkerCrashed(f"{who} could not be confined (nothing ran)"), True
         if box.code == EXIT_PROTOCOL:
@@ -446,6 +579,7 @@ class WorkerPool:
         while True:
             dead: list[WorkerHandle] = []
             stale: list[WorkerHandle] = []
+            burners: list[WorkerHandle] = []
             spawn = False
             with self._lock:
                 if self._closed_reason is not None:
@@ -456,12 +590,23 @@ class WorkerPool:
                         # Made by a fork server that has been replaced (and died, taking
                         # its workers along): stale, whatever its socket says yet.
                         stale.append(worker)
-                    elif worker.usable() and not worker.has_stray_input():
+                        continue
+                    # The call's CPU baseline, read before the liveness checks below: a
+                    # worker still alive after the read owned its pid during it.
+                    cpu = worker.cpu_ns()
+                    if not worker.usable() or worker.has_stray_input() or cpu is None:
+                        dead.append(worker)
+                    elif cpu - worker.idle_cpu_ns > IDLE_CPU_MS * 1_000_000:
+                        worker.cpu_verdict = "idle"
+                        burners.append(worker)
+                    else:
+                        worker.call_cpu_ns = cpu
+                        worker.call_limit_ns = call.limit_ns + int(
+                            worker.last_request_size * _REQUEST_NS_PER_BYTE
+                        )
                         self._busy.add(worker)
                         return worker
-                    else:
-                        dead.append(worker)
-                if not dead and not stale:
+                if not dead and not stale and not burners:
                     # Grow lazily, one worker per concurrent caller, up to pool_size; after
                     # a crash no new worker starts until the backoff allows it.
                     size = len(self._busy) + self._starting
@@ -487,6 +632,8 @@ class WorkerPool:
             for worker in stale:
                 # The fork server's death was counted by the supervisor, not here.
                 self._discard(worker, kill=True, crash=False)
+            for worker in burners:
+                self._kill_burner(worker)
             for worker in dead:
                 if worker.wait_exited(0.2):
                     # Died while idle: a crash unless a limit or the host did it.
@@ -506,6 +653,12 @@ class WorkerPool:
         with self._lock:
             reason = self._closed()
             if reason is None:
+                # Idle since its load was measured: a few microseconds of its spin-wait
+                # are charged to this call (well within the slack).
+                worker.call_cpu_ns = worker.idle_cpu_ns
+                worker.call_limit_ns = call.limit_ns + int(
+                    worker.last_request_size * _REQUEST_NS_PER_BYTE
+                )
                 self._busy.add(worker)
                 return worker
         self._discard(worker, kill=True, crash=False)
@@ -514,8 +667,9 @@ class WorkerPool:
     def _spawn(self) -> WorkerHandle:
         """Fork a worker, wait until it is confined, load the bundle (and run init)."""
         lim = self.limits
-        proc, server_epoch = self._sup._fork(lim.memory_mb)
-        worker = WorkerHandle(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch)
+        cpu_s = lim.lifetime_cpu_s()
+        proc, server_epoch = self._sup._fork(lim.memory_mb, cpu_s)
+        worker = WorkerHandle(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch, cpu_s)
         try:
             ready = parse_worker_frame(
                 worker.reader.read(time.monotonic() + _SPAWN_TIMEOUT_S),
@@ -569,8 +723,40 @@ class WorkerPool:
             on_host_call=None,
         )
         load.start_clock()
-        outcome = self._exchange(worker, load)
+        # The load's CPU budget as the host measures it, from the fork (the clock starts
+        # there): the watch holds a loading worker to it too, as it does a busy one.
+        load_limit_ns = (lim.load_cpu_ms + CALL_CPU_SLACK_MS) * 1_000_000 + int(
+            len(frame) * _REQUEST_NS_PER_BYTE
+        )
+        worker.call_cpu_ns, worker.call_limit_ns = 0, load_limit_ns
+        with self._lock:
+            self._loading.add(worker)
+        try:
+            outcome = self._exchange(worker, load)
+        finally:
+            with self._lock:
+                self._loading.discard(worker)
+            worker.call_limit_ns = None
         if isinstance(outcome, LoadedFrame):
+            # Its whole life so far (the clock starts at the fork) is confinement and the
+            # load, which its timer should have kept under load_cpu_ms.
+            cpu = worker.cpu_ns()
+            if cpu is None and not worker.wait_exited(0.5):
+                # Alive, yet unreadable: no silent fallback to what the worker says.
+                self._discard(worker, kill=True, crash=False)
+                raise SandboxNotAvailableError(
+                    "the host cannot read the CPU time of its sandbox workers "
+                    "(clock_gettime on a worker's process CPU clock failed), so CPU limits "
+                    "cannot be enforced; run the sandbox on a host where it can"
+                )
+            if cpu is None or worker.wait_exited(0):
+                raise self._died(worker, lim.load_cpu_ms)
+            if cpu > load_limit_ns:
+                worker.cpu_verdict = "call"
+                self._discard(worker, kill=True, crash=True)
+                raise self._cpu_error(lim.load_cpu_ms, cpu / 1e6)
+            worker.idle_cpu_ns = cpu
+            worker.last_request_size = len(frame)
             worker.init_result = outcome.init
             return worker
         assert isinstance(outcome, ErrorFrame)
@@ -579,18 +765,130 @@ class WorkerPool:
         raise self._error_from_frame(outcome, lim.memory_mb)
 
     def _release(self, worker: WorkerHandle, call: Call, rss_kb: int) -> None:
-        """Back to the pool after a call, unless the call left it bloated."""
+        """Back to the pool after a call that ended normally, unless the pool wants a fresh
+        worker per call, the host application refused one of its host calls over a limit,
+        the call left it bloated, or it has used most of its lifetime CPU budget."""
         # rss_kb is the worker's own report: a lying worker only keeps its own bloated
-        # process (RLIMIT_AS still bounds it); nothing here is a security decision.
-        # memory_mb of this call's limits: a call may tighten the check (see call()).
-        if rss_kb - worker.baseline_rss_kb > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION:
+        # process (RLIMIT_AS still bounds it) or gets itself replaced; nothing here is a
+        # security decision. memory_mb of this call's limits: a call may tighten the check.
+        # The lifetime check uses the host's figure (idle_cpu_ns was just read).
+        if self._spec.fresh_worker and not call.retire:
+            self._retire_fresh(worker)
+        elif (
+            call.retire
+            or rss_kb - worker.baseline_rss_kb > call.limits.memory_mb * 1024 * RSS_RECYCLE_FRACTION
+            or worker.idle_cpu_ns >= worker.cpu_s * 1e9 * CPU_RETIRE_FRACTION
+        ):
             self._discard(worker, kill=True, crash=False)
         else:
             self._checkin(worker)
 
+    def _retire_fresh(self, worker: WorkerHandle) -> None:
+        """``fresh_worker``: the used worker is killed now; waiting for it to be reaped and
+        making the next call's worker happen off the caller's thread, so a caller pays the
+        fork and load only when calls come faster than workers can be made."""
+        worker.kill()  # at once: it never runs anything again
+        with self._lock:
+            self._busy.discard(worker)
+            self._epoch += 1
+            start = (
+                self._closed_reason is None
+                and len(self._busy) + len(self._idle) + self._starting < self.pool_size
+                and self._crashes.blocked(time.monotonic(), self.key) is None
+            )
+            if start:
+                self._starting += 1
+            elif self._waiting:
+                self._cond.notify_all()
+        threading.Thread(
+            target=self._after_fresh, args=(worker, start), name="sandbox-fresh-worker", daemon=True
+        ).start()
+
+    def _after_fresh(self, worker: WorkerHandle, start: bool) -> None:
+        worker.wait_gone(_DEATH_REPORT_TIMEOUT_S)
+        worker.dispose()
+        if not start:
+            return
+        new: WorkerHandle | None = None
+        try:
+            new = self._spawn()
+        except SandboxUnavailableError:
+            pass  # closed, or backing off after crashes: the next call says so
+        except Exception as exc:
+            # The next call starts a worker itself and reports what goes wrong then.
+            log.warning("could not prepare a fresh sandbox worker for %s: %s", self.key, exc)
+        finally:
+            with self._lock:
+                self._starting -= 1
+                if new is not None and self._closed_reason is None:
+                    self._idle.append(new)
+                    new = None
+                self._cond.notify_all()
+        if new is not None:  # the pool was closed meanwhile
+            self._discard(new, kill=True, crash=False)
+
+    def _kill_burner(self, worker: WorkerHandle) -> None:
+        """Kill a worker the CPU watch caught (``cpu_verdict`` set): a crash of this pool."""
+        what = "while idle" if worker.cpu_verdict == "idle" else "beyond its call's budget"
+        log.warning(
+            "the sandbox worker %d for %s used CPU time %s; it was killed and will be "
+            "replaced (counted as a crash)",
+            worker.pid,
+            self.key,
+            what,
+        )
+        self._discard(worker, kill=True, crash=True)
+
+    def _watch(self) -> None:
+        """One look of the supervisor's watch thread at this pool's workers' CPU time.
+
+        Idle workers must stay within :data:`IDLE_CPU_MS` of where their last call left
+        them; busy ones within their call's budget. An offender is taken out of the pool
+        under the lock (no caller can take it meanwhile) and killed outside it. A busy one
+        is only killed: its caller sees the death and reports it (``cpu_verdict``).
+        """
+        idle_budget = IDLE_CPU_MS * 1_000_000
+        # Before the answer arrives its size is unknown: allow for the largest.
+        any_answer = int(self._sup.max_frame_bytes * _ANSWER_NS_PER_BYTE)
+        burners: list[WorkerHandle] = []
+        with self._lock:
+            if self._closed_reason is not None:
+                return
+            for worker in self._idle:
+                cpu = worker.cpu_ns()
+                # Alive after the read: the figure was this worker's (a dead one is left
+                # for the next checkout to classify).
+                if cpu is None or not worker.usable() or worker.wait_exited(0):
+                    continue
+                if cpu - worker.idle_cpu_ns > idle_budget:
+                    worker.cpu_verdict = "idle"
+                    burners.append(worker)
+            for worker in burners:
+                self._idle.remove(worker)
+                self._busy.add(worker)  # in nobody's hands, but out of the idle list
+            for worker in [*self._busy, *self._loading]:
+                limit = worker.call_limit_ns
+                if worker.cpu_verdict is not None or limit is None:
+                    continue
+                cpu = worker.cpu_ns()
+                if cpu is None or not worker.usable() or worker.wait_exited(0):
+                    continue
+                if cpu - worker.call_cpu_ns > limit + any_answer:
+                    worker.cpu_verdict = "call"
+                    worker.kill()
+                    log.warning(
+                        "the sandbox worker %d for %s used more CPU time than its call's "
+                        "budget; it was killed",
+                        worker.pid,
+                        self.key,
+                    )
+        for worker in burners:
+            self._kill_burner(worker)
+
     def _checkin(self, worker: WorkerHandle) -> None:
         with self._lock:
             if self._closed_reason is None and worker.usable():
+                worker.call_limit_ns = None
                 self._busy.discard(worker)
                 self._idle.append(worker)
                 if self._waiting:

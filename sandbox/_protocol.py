@@ -132,7 +132,7 @@ class FrameReader:
     i.e. while other host threads are calling workers too.
     """
 
-    __slots__ = ("_buf", "_loads", "_max", "_poller", "_quick", "_sock", "_spin")
+    __slots__ = ("_buf", "_loads", "_max", "_poller", "_quick", "_sock", "_spin", "last_size")
 
     def __init__(
         self,
@@ -149,6 +149,7 @@ class FrameReader:
         self._max = max_bytes
         self._loads = loads
         self._buf = bytearray()
+        self.last_size = 0  # the last frame's length (the host sizes a call's CPU slack by it)
         self._poller: Any = None
         self._spin = SpinWait() if nonblocking or spin else None
         if nonblocking:
@@ -196,6 +197,7 @@ class FrameReader:
             fill(deadline, spin, quick)
         payload = bytes(self._buf[HEADER.size : HEADER.size + length])
         del self._buf[: HEADER.size + length]
+        self.last_size = length
         try:
             return self._loads(payload)
         except ValueError as exc:  # orjson.JSONDecodeError, json's, UnicodeDecodeError

@@ -7,25 +7,46 @@ is already initialised, every module it may import is already imported (imports 
 ``open``), and the only file descriptor is the channel to the host, which the worker holds
 as fd 0 (see ``_confine``).
 
+The list assumes the language layer has already fallen: a worker running arbitrary native
+code gets exactly these calls, with these arguments. It was cut to what real workers do
+(``strace -f`` of the sandbox, context, hook and shim test suites plus a heavy workload:
+hooks, host calls, 8 MiB frames both ways, ``MemoryError``, the spin-wait probe), and every
+call is pinned to the argument values seen there wherever seccomp can compare them (it sees
+registers, never memory behind pointers). Each entry of :data:`ALLOWLIST` says why.
+
 What is deliberately absent, and why (escape classes ``os`` and ``dos``):
 
 - ``open``/``openat``/``openat2``/``creat``/``*stat*``/``access``/``readlink``: no files, and
   no probing which files exist (``stat`` works without ``open``).
-- ``socket``/``socketpair``/``connect``/``bind``/``sendmsg``/``recvmsg``: no new channels;
-  the host channel needs only ``read``/``write``/``recvfrom``/``sendto``, and those are
-  allowed on fd 0 only.
+- ``read``/``write``/``close``/``sendmsg``/``recvmsg``/``socket``/``connect``/``shutdown``: the
+  channel is used through ``recvfrom``/``sendto`` only (CPython's ``socket.recv`` and
+  ``sendall``), on fd 0 only, with exactly the flags the serve loop passes. ``MSG_OOB`` in
+  particular is refused: out-of-band data on a unix stream socket is the path of
+  CVE-2025-38236 (a use-after-free in ``unix_stream_read_generic``), and nothing here needs it.
 - ``clone``/``clone3``/``fork``/``vfork``/``execve``/``execveat``: no processes, no threads
-  (``RLIMIT_NPROC`` = 0 is the second lock on this door).
+  (``RLIMIT_NPROC`` = 0 is the second lock on this door). With one thread there is never a
+  lock to wait for, so of ``futex`` (a large kernel surface: requeue, PI, waitv) only the
+  private wake is left, which glibc's ``pthread_once`` issues after every first-time
+  initialisation and treats as fatal when it fails (found by the probe process of
+  ``test_seccomp``: abort, then SIGSEGV).
 - ``kill``/``tkill``/``tgkill``/``pidfd_*``/``ptrace``/``process_vm_*``: the worker cannot
   signal or inspect anyone, not even itself (it has no reason to).
-- ``rt_sigaction``/``rt_sigprocmask``/``sigaltstack``: the CPU limit is the *default* action
-  of SIGPROF; a worker that could ignore or block SIGPROF would escape it.
+- ``rt_sigaction``/``rt_sigprocmask``/``sigaltstack``/``rt_sigreturn``: the CPU limits are
+  the *default* actions of SIGPROF and SIGXCPU; a worker that could ignore or block them
+  would escape them. No handler is ever installed (``SigCgt`` of a worker is 0), so there
+  is never a handler to return from either.
 - ``setrlimit``/``prlimit64``/``prctl``/``seccomp``/``unshare``/``setns``/``mount``: the
   confinement cannot be loosened or re-entered.
 - ``io_uring_*``/``memfd_create``/``userfaultfd``/``bpf``/``perf_event_open``/``keyctl``:
   large kernel attack surface, never needed by Python code.
-- ``mmap``/``mprotect`` with ``PROT_EXEC``: no new executable memory, so a memory-safety bug
-  in the interpreter cannot be turned into injected machine code easily (``W+X`` class).
+- ``mprotect``/``pkey_mprotect``, and ``mmap`` with anything but private anonymous
+  read-write memory: no new executable memory (``W+X`` class), no shared or file mappings.
+- ``madvise``: no advice at all. CPython's allocator never gives any and glibc's gives
+  ``MADV_DONTNEED`` only for thread arenas (there are no threads) and ``malloc_trim``
+  (never called), ignoring failures; ``MADV_MERGEABLE`` (KSM: a cross-process side channel
+  on page contents) and the rest are kernel surface the worker has no use for.
+- ``getitimer``/``gettimeofday``/``time``/``clock_getres``/``nanosleep``/``exit``: unused
+  (CPython asks ``clock_gettime``/``clock_nanosleep``; leaving is ``exit_group``).
 
 Only the native architecture is accepted. A system call made through another ABI (``int
 0x80`` i386 calls, x32 calls with bit 30 set) kills the process (``ACT_BADARCH``): those
@@ -38,12 +59,14 @@ import ctypes
 import errno
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "ALLOWED_ANY_ARGS",
+    "ALLOWLIST",
     "CHANNEL_FD",
-    "FD0_ONLY",
+    "Allowed",
+    "Check",
     "CompiledFilter",
     "build_filter",
     "compile_filter",
@@ -52,42 +75,126 @@ __all__ = [
 # The worker's only file descriptor: the socket to the host (``_confine`` moves it here).
 CHANNEL_FD = 0
 
-_PROT_EXEC = 0x4
+# The constants below have the same values on x86_64 and aarch64 (the asm-generic ones).
+_PROT_READ_WRITE = 0x1 | 0x2
+_MAP_PRIVATE_ANONYMOUS = 0x02 | 0x20
+_MREMAP_MAYMOVE = 1
+_MSG_PEEK_DONTWAIT = 0x02 | 0x40  # MSG_PEEK | MSG_DONTWAIT
 _ITIMER_PROF = 2
 _RUSAGE_SELF = 0
+_CLOCK_REALTIME = 0
+_CLOCK_MONOTONIC = 1
+_CLOCK_PROCESS_CPUTIME_ID = 2
+_GRND_NONBLOCK = 1
+_FUTEX_WAKE_PRIVATE = 1 | 128  # FUTEX_WAKE | FUTEX_PRIVATE_FLAG
 
-# I/O, but only on the channel. ``read``/``write`` are what the C library may use for a
-# socket; ``recvfrom``/``sendto`` are what CPython's socket.recv/sendall use.
-FD0_ONLY = ("read", "write", "recvfrom", "sendto")
 
-# Allowed with any arguments. Each line says why the serve loop needs it.
-ALLOWED_ANY_ARGS = (
-    # memory management: the allocator (pymalloc arenas, glibc malloc) and MemoryError paths
-    "brk",
-    "munmap",
-    "mremap",
-    "madvise",
-    # the C library's locks (uncontended with one thread, but glibc may still call it)
-    "futex",
-    # clocks and sleeping (time.time, time.monotonic, time.sleep; vDSO usually, syscall
-    # fallback otherwise). Sleeping is harmless: the host's wall deadline bounds it.
-    "clock_gettime",
-    "clock_getres",
-    "gettimeofday",
-    "time",
-    "clock_nanosleep",
-    "nanosleep",
-    "restart_syscall",
-    "sched_yield",
-    # returning from a signal handler (none are installed, but the kernel may need it)
-    "rt_sigreturn",
-    # entropy for random.Random() seeding and hash randomisation
-    "getrandom",
-    # the worker closes objects that wrap file descriptors; closing is never a capability
-    "close",
-    # leaving
-    "exit",
-    "exit_group",
+@dataclass(frozen=True)
+class Check:
+    """Argument ``arg`` (0-based) of the call must equal ``value``, all 64 bits of it.
+
+    Comparing the whole register (not its low half) also refuses a value with garbage in
+    the upper bits, which the kernel would truncate to an allowed-looking ``int``.
+    """
+
+    arg: int
+    value: int
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """One allowed system call: allowed when *any* entry of ``when`` holds (each entry is a
+    conjunction of :class:`Check`); an empty ``when`` means any arguments."""
+
+    syscall: str
+    when: tuple[tuple[Check, ...], ...]
+    why: str
+
+
+def _fd0(*checks: Check) -> tuple[Check, ...]:
+    return (Check(0, CHANNEL_FD), *checks)
+
+
+#: The whole allowlist. SECURITY.md has the same table for readers (a test keeps them equal).
+ALLOWLIST: tuple[Allowed, ...] = (
+    # --- the channel to the host ---------------------------------------------------------
+    Allowed(
+        "recvfrom",
+        (
+            # socket.recv(n): flags 0, no source address (the channel is connected)
+            _fd0(Check(3, 0), Check(4, 0)),
+            # the spin-wait probe (_protocol.SpinWait.spin_blocking): one byte, peek only
+            _fd0(Check(3, _MSG_PEEK_DONTWAIT), Check(4, 0)),
+        ),
+        "reading frames from the host: socket.recv and the spin-wait probe",
+    ),
+    Allowed(
+        "sendto",
+        (_fd0(Check(3, 0), Check(4, 0)),),  # socket.sendall: flags 0, no address
+        "sending frames to the host: socket.sendall",
+    ),
+    # --- memory --------------------------------------------------------------------------
+    Allowed(
+        "brk",
+        (),
+        "glibc malloc's main heap (grows and shrinks it); only moves the own data segment",
+    ),
+    Allowed(
+        "mmap",
+        ((Check(2, _PROT_READ_WRITE), Check(3, _MAP_PRIVATE_ANONYMOUS)),),
+        "pymalloc arenas and glibc's large blocks: private anonymous read-write memory only",
+    ),
+    Allowed("munmap", (), "returning arenas and large blocks; only unmaps the own memory"),
+    Allowed(
+        "mremap",
+        ((Check(3, _MREMAP_MAYMOVE),),),
+        "glibc realloc of a large block (growing frame buffers, lists, bytes); never FIXED",
+    ),
+    # --- the CPU limit and the usage report ------------------------------------------------
+    Allowed(
+        "setitimer",
+        ((Check(0, _ITIMER_PROF),),),
+        "arming and disarming the per-call CPU timer",
+    ),
+    Allowed(
+        "getrusage",
+        ((Check(0, _RUSAGE_SELF),),),
+        "the CPU time and peak RSS each call reports (own process only)",
+    ),
+    # --- clocks, entropy, scheduling --------------------------------------------------------
+    Allowed(
+        "clock_gettime",
+        tuple(
+            (Check(0, clock),)
+            for clock in (_CLOCK_REALTIME, _CLOCK_MONOTONIC, _CLOCK_PROCESS_CPUTIME_ID)
+        ),
+        "time.time/monotonic/perf_counter (when the vDSO cannot answer) and "
+        "time.process_time; never another process's CPU clock",
+    ),
+    Allowed(
+        "clock_nanosleep",
+        ((Check(0, _CLOCK_MONOTONIC),),),
+        "time.sleep in trusted preludes (plugins have no sleep); the wall deadline bounds it",
+    ),
+    Allowed(
+        "getrandom",
+        ((Check(2, 0),), (Check(2, _GRND_NONBLOCK),)),
+        "os.urandom (secrets, uuid4, hashing salts) and random.Random() seeding",
+    ),
+    Allowed("sched_yield", (), "the spin-wait for the host's next frame yields the CPU each turn"),
+    # --- the C library -------------------------------------------------------------------
+    Allowed(
+        "futex",
+        ((Check(1, _FUTEX_WAKE_PRIVATE),),),
+        "glibc's pthread_once wakes waiters after a first-time initialisation (there are "
+        "none) and aborts if that fails; waiting, requeueing and PI operations are refused",
+    ),
+    Allowed(
+        "restart_syscall",
+        (),
+        "the kernel resumes an interrupted clock_nanosleep with it (after a stop/continue)",
+    ),
+    Allowed("exit_group", (), "leaving (os._exit)"),
 )
 
 
@@ -107,23 +214,18 @@ def build_filter() -> Any:
     # No-new-privileges is set by _confine already; libseccomp would set it again.
     flt.set_attr(sc.Attr.CTL_NNP, 1)
 
-    def allow(name: str, *args: Any) -> None:
-        # Skip calls this architecture does not have (aarch64 has no `time`, for example).
-        if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
-            return
-        flt.add_rule(sc.ALLOW, name, *args)
-
-    for name in ALLOWED_ANY_ARGS:
-        allow(name)
-    for name in FD0_ONLY:
-        allow(name, sc.Arg(0, sc.EQ, CHANNEL_FD))
-    # Mapping memory, but never executable memory.
-    allow("mmap", sc.Arg(2, sc.MASKED_EQ, _PROT_EXEC, 0))
-    allow("mprotect", sc.Arg(2, sc.MASKED_EQ, _PROT_EXEC, 0))
-    # The per-call CPU timer (ITIMER_PROF only) and the usage report (own process only).
-    allow("setitimer", sc.Arg(0, sc.EQ, _ITIMER_PROF))
-    allow("getitimer", sc.Arg(0, sc.EQ, _ITIMER_PROF))
-    allow("getrusage", sc.Arg(0, sc.EQ, _RUSAGE_SELF))
+    for entry in ALLOWLIST:
+        # Skip calls this architecture does not have.
+        if sc.resolve_syscall(sc.Arch.NATIVE, entry.syscall) < 0:
+            continue
+        # Several rules for one call are alternatives (libseccomp ORs them); the checks of
+        # one rule must all hold.
+        for checks in entry.when or ((),):
+            flt.add_rule(sc.ALLOW, entry.syscall, *(sc.Arg(c.arg, sc.EQ, c.value) for c in checks))
+    # The calls of every frame and every spin turn are checked first (a priority hint to
+    # libseccomp's generator; it changes the order of the tests, not what they allow).
+    for name in ("recvfrom", "sendto", "sched_yield"):
+        flt.syscall_priority(name, 255)
     return flt
 
 

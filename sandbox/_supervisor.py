@@ -9,6 +9,10 @@ when it has died, under the same back-off as workers; ``epoch`` counts its start
 can tell that an idle worker was made by a fork server that is gone (and so is gone itself,
 whatever its socket says yet).
 
+The supervisor also runs the CPU watch: one daemon thread (started by the first load, for
+every open pool, from its first load on) that every ``_pool.WATCH_INTERVAL_S`` has each pool read its workers' CPU time
+from the kernel and kill those that use CPU while idle or beyond their call's budget.
+
 Crash bookkeeping (:class:`_CrashTracker`, one per pool and one for the fork server), with the
 default settings: after crash *n* no new worker (fork server) starts for ``1, 2, 4 ... 30`` s;
 more than 5 crashes within 60 s and the pool (every pool) refuses calls with
@@ -18,6 +22,7 @@ here and then failed; we fail closed and say so).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -31,10 +36,12 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._forkclient import ForkedProcess, ForkServerClient
-from ._pool import LoadSpec, WorkerPool
+from ._pool import WATCH_INTERVAL_S, LoadSpec, WorkerPool
 from ._protocol import DEFAULT_MAX_FRAME_BYTES
 
 __all__ = ["Supervisor"]
+
+log = logging.getLogger("sandbox")
 
 
 def _default_host_error(exc: BaseException) -> dict[str, Any]:
@@ -141,6 +148,11 @@ class Supervisor:
         self._pools: dict[str, WorkerPool] = {}
         self._closed = False
         self._inflight = InFlight()
+        # The CPU watch: one thread for every pool (see _pool: idle and busy workers' CPU
+        # time, read from the kernel every WATCH_INTERVAL_S). Started by the first load.
+        self._watch_stop = threading.Event()
+        self._watched: set[WorkerPool] = set()  # every open pool, including one loading
+        self._watch_thread: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -157,6 +169,10 @@ class Supervisor:
             pools = list(self._pools.values())
             self._pools.clear()
             client, self._client = self._client, None
+            watcher, self._watch_thread = self._watch_thread, None
+        self._watch_stop.set()
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(5.0)
         for pool in pools:
             pool._close(f"the sandbox supervisor was closed, so the sandbox for {pool.key} is too")
         if client is not None:
@@ -196,6 +212,7 @@ class Supervisor:
         limits: SandboxLimits,
         pool_size: int = 2,
         init: tuple[str, list[Any]] | None = None,
+        fresh_worker: bool = False,
     ) -> WorkerPool:
         """Compile and load ``files`` in a fresh worker and return the pool serving them.
 
@@ -204,6 +221,9 @@ class Supervisor:
         ``fn(entry_module, host_call, *args)``; the first worker's JSON result is
         ``pool.init_result``. Loading a key again with the same arguments returns the same
         pool; with different ones it replaces it (the old handle is then closed).
+        ``fresh_worker``: every call gets a new worker, killed after that one call (for the
+        most hostile code: nothing of one call survives into the next; costs a fork and a
+        load per call).
         """
         if type(key) is not str or not key:
             raise SandboxError("key must be a non-empty str")
@@ -227,14 +247,25 @@ class Supervisor:
             raise SandboxError(f"init for {key} must be ('module:function', [args])")
         # A copy of files: a caller changing its dict later changes neither the pool nor the
         # comparison that decides whether a later load may reuse it.
-        spec = LoadSpec(dict(files), entry, limits, pool_size, init)
+        if type(fresh_worker) is not bool:
+            raise SandboxError(f"fresh_worker for {key} must be a bool")
+        spec = LoadSpec(dict(files), entry, limits, pool_size, init, fresh_worker)
         with self._lock:
             existing = self._pools.get(key)
         if existing is not None and existing._spec == spec and existing._closed_reason is None:
             return existing
         self.start()
         pool = WorkerPool(self, key, spec)
-        pool._start_first()
+        # Watched from its first load on: the load runs the plugin's code (init) too.
+        self._start_watch()
+        with self._lock:
+            self._watched.add(pool)
+        try:
+            pool._start_first()
+        except BaseException:
+            with self._lock:
+                self._watched.discard(pool)
+            raise
         with self._lock:
             if self._closed:
                 closed = True
@@ -252,6 +283,28 @@ class Supervisor:
         return pool
 
     # -- internals used by pools ----------------------------------------------------------
+
+    def _start_watch(self) -> None:
+        with self._lock:
+            if self._closed or self._watch_thread is not None:
+                return
+            self._watch_thread = threading.Thread(
+                target=self._watch_loop, name="sandbox-cpu-watch", daemon=True
+            )
+            self._watch_thread.start()
+
+    def _watch_loop(self) -> None:
+        """Every WATCH_INTERVAL_S, each pool checks its workers' CPU time (``_pool``)."""
+        while not self._watch_stop.wait(WATCH_INTERVAL_S):
+            with self._lock:
+                pools = list(self._watched)
+            for pool in pools:
+                try:
+                    pool._watch()
+                except Exception:
+                    # Never let one bad look end the watch (the lifetime RLIMIT_CPU is the
+                    # backstop, but the watch is what bounds a breakout to milliseconds).
+                    log.exception("the sandbox CPU watch failed for %s", pool.key)
 
     def _new_crash_tracker(self) -> _CrashTracker:
         return _CrashTracker(*self._crash_args)
@@ -289,19 +342,20 @@ class Supervisor:
             self._epoch += 1
             return self._client, self._epoch
 
-    def _fork(self, memory_mb: int) -> tuple[ForkedProcess, int]:
+    def _fork(self, memory_mb: int, cpu_s: int) -> tuple[ForkedProcess, int]:
         """A new worker and the epoch of the fork server that made it."""
         client, epoch = self._ensure_server()
         try:
-            return client.fork(memory_mb), epoch
+            return client.fork(memory_mb, cpu_s), epoch
         except WorkerCrashed:
             if client.is_alive():
                 raise
         # The fork server died while we asked: one fresh attempt with a new one.
         client, epoch = self._ensure_server()
-        return client.fork(memory_mb), epoch
+        return client.fork(memory_mb, cpu_s), epoch
 
     def _forget(self, pool: WorkerPool) -> None:
         with self._lock:
+            self._watched.discard(pool)
             if self._pools.get(pool.key) is pool:
                 del self._pools[pool.key]

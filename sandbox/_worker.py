@@ -195,10 +195,13 @@ class WorkerRuntime:
     allow_raw_exec: bool
 
 
-def worker_main(channel: socket.socket, memory_mb: int, rt: WorkerRuntime, parent: int) -> NoReturn:
+def worker_main(
+    channel: socket.socket, memory_mb: int, rt: WorkerRuntime, parent: int, cpu_s: int
+) -> NoReturn:
     """Entry point in the forked child; never returns (always ``os._exit``).
 
     ``parent`` is the fork server's pid: the worker must not outlive it (see ``confine``).
+    ``cpu_s`` is its lifetime CPU budget (``RLIMIT_CPU``).
     """
     # No automatic collection from here on: finalizers of sandboxed objects must run only
     # where the serve loop decides (between calls, with no call active).
@@ -208,13 +211,14 @@ def worker_main(channel: socket.socket, memory_mb: int, rt: WorkerRuntime, paren
     # referenced as sys.__stdout__ etc. so their file descriptors are not closed under us.
     sys.stdin = sys.stdout = sys.stderr = None
     try:
-        report = confine(channel, memory_mb, rt.seccomp_filter, parent)
+        report = confine(channel, memory_mb, rt.seccomp_filter, parent, cpu_s)
     except BaseException:
         os._exit(EXIT_CONFINEMENT)
     code = EXIT_INTERNAL
     try:
-        # family/type/proto given explicitly: the socket module then needs no syscall
-        # (getsockname/getsockopt are not on the allowlist).
+        # family/type/proto given explicitly, so the socket module does not depend on
+        # learning them: it still asks getsockname (strace shows it), which the allowlist
+        # refuses and CPython ignores.
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=CHANNEL_FD)
         _Server(sock, rt).serve(report)
         code = 0

@@ -51,6 +51,9 @@ class SandboxSupport:
         self.bridge = bridge
         self.limits = limits
         self.pool_size = pool_size
+        # Tests only: lets a test act as code that broke out of the language layer
+        # (sandbox's raw_exec_for_tests). Read when the supervisor starts.
+        self.allow_raw_exec_for_tests = False
         self._supervisor: sandbox.Supervisor | None = None
         self._lock = threading.Lock()
 
@@ -70,6 +73,7 @@ class SandboxSupport:
                     worker_error_encoder="emdash._shared._errors:error_to_wire",
                     worker_error_decoder="emdash._shared._errors:error_from_wire",
                     host_error_encoder=errors.error_to_wire,
+                    allow_raw_exec_for_tests=self.allow_raw_exec_for_tests,
                 )
                 self._supervisor.start()
             return self._supervisor
@@ -118,6 +122,7 @@ class SandboxedPluginHost:
                 limits=self._sb_limits,
                 pool_size=support.pool_size,
                 init=("emdash._shared._worker_dispatch:load", [info]),
+                fresh_worker=self.limits.fresh_worker,
             )
         except sandbox.SandboxError as exc:
             raise self._translate(exc, "load") from None
@@ -168,7 +173,13 @@ class SandboxedPluginHost:
                     timeout_ms=timeout_ms,
                 )
             except sandbox.SandboxError as exc:
-                raise self._translate(exc, operation, timeout_ms) from None
+                err = self._translate(exc, operation, timeout_ms)
+                # The host's CPU measurement of a call that failed after its answer came
+                # (a plugin exception, a call found over its budget), for the audit.
+                cpu = getattr(exc, "cpu_ms", None)
+                if cpu is not None:
+                    setattr(err, "cpu_ms", cpu)  # noqa: B010
+                raise err from None
             if budget.exceeded:
                 # The plugin may have caught the error in its own code; the invocation
                 # still failed, and store.invocation() rolls its writes back.
@@ -178,6 +189,8 @@ class SandboxedPluginHost:
                     "limits.subrequests in the plugin descriptor.",
                     plugin_id=pid,
                 )
+        # The host's own measurement of the worker's CPU time (the kernel's count), never the
+        # figure the worker reports about itself: that is what the audit records.
         return InvokeResult(result.value, result.cpu_ms)
 
     def _translate(

@@ -43,7 +43,13 @@ class _Strict(BaseModel):
 
 
 class Limits(_Strict):
-    """Per-invocation resource limits of sandboxed code (all four are enforced)."""
+    """Per-invocation resource limits of sandboxed code (all four are enforced).
+
+    ``fresh_worker`` is no limit but a setting of the same kind: every invocation of the
+    plugin runs in a new sandbox worker, killed afterwards, so nothing one invocation
+    leaves in the worker (module state, anything a breakout planted) reaches the next. For
+    the most hostile plugins; it costs a fork and a load of the plugin per invocation.
+    """
 
     # `default=` as a keyword: type checkers (PEP 681) see only that spelling as a default, so
     # `Limits(cpu_ms=200)` type-checks without the pydantic mypy plugin.
@@ -56,6 +62,9 @@ class Limits(_Strict):
     )
     subrequests: int = Field(
         default=10, ge=0, le=100_000, description="bridge calls per invocation"
+    )
+    fresh_worker: bool = Field(
+        default=False, strict=True, description="a new sandbox worker for every invocation"
     )
 
 

@@ -11,6 +11,13 @@ joins an invocation's transaction. It uses its own transaction, and is postponed
 calling thread is inside a transaction (``list`` then also shows the still-buffered
 records). The buffer is swapped out while the store lock is held, so records reach the
 table in the order they were made.
+
+``cpu_ms`` is always measured by the host, never reported by the plugin's side: for a
+sandboxed plugin it is the kernel's count of its worker's CPU time from the moment the call
+took the worker to the moment its answer arrived (``sandbox.CallResult.cpu_ms``; a worker
+that broke out of the sandbox can forge what it says about itself, not this), for a trusted
+one the CPU time of the host thread that ran it. NULL when there is no such figure (the
+invocation failed before or without one).
 """
 
 from __future__ import annotations
@@ -58,7 +65,10 @@ class AuditRecords:
         error: str | None = None,
     ) -> None:
         """Buffer one audit record (``kind``: hook|route|lifecycle|cron; ``outcome``:
-        ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message)."""
+        ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message).
+
+        ``cpu_ms`` must be a host-measured figure (see the module doc), never one a sandbox
+        worker reported."""
         if kind not in AUDIT_KINDS:
             raise EmDashError(f"Unknown audit kind {kind!r}: use one of {sorted(AUDIT_KINDS)}")
         if outcome not in AUDIT_OUTCOMES:

@@ -152,6 +152,14 @@ def wait_for_host(entry, host_call):
 
 def crash(entry, host_call):
     ctypes.string_at(0)
+
+
+def escape_during_load(entry, host_call):
+    # What native code that broke out during a load could do: no timer, CPU forever.
+    import signal
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    while True:
+        pass
 '''
 
 BUNDLE = {"plugin.py": "def add(a, b):\n    return a + b\n"}

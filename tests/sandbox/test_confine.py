@@ -150,13 +150,15 @@ def test_the_environment_is_empty(raw_pool: WorkerPool, sb: SimpleNamespace) -> 
 
 
 def test_no_descriptor_but_the_channel(raw_pool: WorkerPool) -> None:
-    # close() is allowed, so it tells open from closed descriptors: all but fd 0 are closed
+    # Seen from outside: fd 0 is the only descriptor. From inside, close() is refused
+    # outright (it is not on the allowlist), so it cannot even tell open from closed.
     code = (
-        "import errno, os\nresult = []\nfor fd in range(1, 256):\n"
-        "    try:\n        os.close(fd)\n        result.append(fd)\n"
-        "    except OSError as exc:\n        assert exc.errno == errno.EBADF\n"
+        "import errno, os\nresult = set()\nfor fd in range(0, 256):\n"
+        "    try:\n        os.close(fd)\n        result.add('closed')\n"
+        "    except OSError as exc:\n        result.add(errno.errorcode[exc.errno])\n"
+        "result = sorted(result)\n"
     )
-    assert raw_pool.raw_exec_for_tests(code).value == []
+    assert raw_pool.raw_exec_for_tests(code).value == ["EPERM"]
     (pid,) = raw_pool.worker_pids()
     assert os.listdir(f"/proc/{pid}/fd") == ["0"]
 
@@ -203,6 +205,7 @@ def test_live_worker_seen_from_outside(pool: WorkerPool, sb: SimpleNamespace) ->
     assert pool.confinement == {
         "uid": "65534",
         "rlimit_as_mb": pool.confinement["rlimit_as_mb"],
+        "rlimit_cpu_s": str(sb.LIMITS.lifetime_cpu_s()),
         "userns": "yes",
         "netns": "yes",
         "capabilities": "none",
@@ -230,6 +233,11 @@ def test_rlimits_are_set_with_soft_equal_to_hard(pool: WorkerPool, sb: SimpleNam
     assert soft_as > sb.LIMITS.memory_mb << 20
     soft_data, hard_data = map(int, limits["Max data size"])
     assert soft_data == hard_data > sb.LIMITS.memory_mb << 20
+    # The lifetime CPU backstop: SIGXCPU at the soft limit, SIGKILL one second later.
+    # LIMITS: 10 s to load + 1000 calls of 250 ms.
+    cpu_s = sb.LIMITS.lifetime_cpu_s()
+    assert cpu_s == 260
+    assert limits["Max cpu time"] == (str(cpu_s), str(cpu_s + 1))
 
 
 LANDLOCK_PROBE = r"""

@@ -91,7 +91,7 @@ def test_the_fork_server_starts_clean(sb: SimpleNamespace) -> None:
 
 
 def test_fork_hands_over_a_channel_and_a_pidfd(client: ForkServerClient) -> None:
-    proc = client.fork(64)
+    proc = client.fork(64, 60)
     assert ppid_of(proc.pid) == client.pid
     ready = parse_worker_frame(
         FrameReader(proc.channel, 65536).read(time.monotonic() + 10),
@@ -110,7 +110,7 @@ def test_fork_hands_over_a_channel_and_a_pidfd(client: ForkServerClient) -> None
 
 
 def test_exit_reports_tell_signals_apart(client: ForkServerClient) -> None:
-    proc = client.fork(64)
+    proc = client.fork(64, 60)
     signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
     assert proc.exit.wait(10)
     assert (proc.exit.code, proc.exit.signal) == (None, signal.SIGKILL)
@@ -120,7 +120,7 @@ def test_exit_reports_tell_signals_apart(client: ForkServerClient) -> None:
 
 def test_close_kills_and_reaps_every_worker(sb: SimpleNamespace) -> None:
     c = ForkServerClient(config())
-    procs = [c.fork(64) for _ in range(3)]
+    procs = [c.fork(64, 60) for _ in range(3)]
     server = c.pid
     c.close()
     c.close()  # idempotent
@@ -133,12 +133,12 @@ def test_close_kills_and_reaps_every_worker(sb: SimpleNamespace) -> None:
     assert sb.zombie_children() == []
     assert not c.is_alive()
     with pytest.raises(WorkerCrashed) as info:
-        c.fork(64)
+        c.fork(64, 60)
     assert str(info.value) == "the sandbox fork server is not running"
 
 
 def test_sigterm_stops_the_fork_server_and_its_workers(client: ForkServerClient) -> None:
-    proc = client.fork(64)
+    proc = client.fork(64, 60)
     os.kill(client.pid, signal.SIGTERM)
     assert proc.exit.wait(10)
     assert proc.exit.signal == signal.SIGKILL  # killed and reported before the server left
@@ -152,14 +152,14 @@ def test_sigterm_stops_the_fork_server_and_its_workers(client: ForkServerClient)
 
 
 def test_a_dead_fork_server_makes_exits_unknowable(client: ForkServerClient) -> None:
-    proc = client.fork(64)
+    proc = client.fork(64, 60)
     os.kill(client.pid, signal.SIGKILL)
     assert proc.exit.wait(10)
     assert proc.exit.known is False
     # the worker does not outlive its fork server (parent-death signal)
     assert wait_dead(proc.pid)
     with pytest.raises(WorkerCrashed):
-        client.fork(64)
+        client.fork(64, 60)
     proc.channel.close()
     os.close(proc.pidfd)
 

@@ -10,14 +10,16 @@ import errno
 import json
 import os
 import platform
+import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pyseccomp
 
-from sandbox._seccomp import ALLOWED_ANY_ARGS, CHANNEL_FD, FD0_ONLY, build_filter
+from sandbox._seccomp import ALLOWLIST, CHANNEL_FD, Check, build_filter
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -31,9 +33,13 @@ import ctypes, errno, json, mmap, os, resource, signal, socket, sys, threading, 
 from sandbox._seccomp import build_filter
 
 NR = json.loads(sys.argv[1])
-os.dup2(1, 0)  # the channel: the filter allows I/O on fd 0 only
+# fd 0 is a socket, the channel: the filter allows I/O on fd 0 only, the serve loop's way
+chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=0)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
 page = mmap.mmap(-1, 4096)
 page_addr = ctypes.addressof(ctypes.c_char.from_buffer(page))
 flt = build_filter()
@@ -57,18 +63,26 @@ def libc_call(name, fn, *args):
     rc = fn(*args)
     out[name] = "allowed" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
 
+def mapped(prot, flags):
+    addr = libc.mmap(None, 8192, prot, flags, -1, 0)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap")
+
 # what the serve loop needs
 probe("getrandom", lambda: os.urandom(8))
 probe("clock", time.monotonic)
 probe("sleep", lambda: time.sleep(0.001))
-probe("mmap rw", lambda: mmap.mmap(-1, 8192).close())
+probe("mmap rw", lambda: mapped(3, 0x22))
 probe("big alloc", lambda: bytearray(1 << 24))
 probe("getrusage", lambda: resource.getrusage(resource.RUSAGE_SELF))
 probe("setitimer prof", lambda: signal.setitimer(signal.ITIMER_PROF, 0))
-probe("write fd 0", lambda: os.write(0, b""))
+probe("send fd 0", lambda: chan.send(b""))
 # what it must not do
 probe("setitimer real", lambda: signal.setitimer(signal.ITIMER_REAL, 0))
+probe("write fd 0", lambda: os.write(0, b""))
 probe("write fd 2", lambda: os.write(2, b"x"))
+probe("send MSG_OOB", lambda: chan.send(b"x", socket.MSG_OOB))
+probe("mmap shared", lambda: mmap.mmap(-1, 8192).close())
 probe("open", lambda: open("/etc/hostname"))
 probe("stat", lambda: os.stat("/"))
 probe("listdir", lambda: os.listdir("/"))
@@ -89,7 +103,7 @@ libc_call("prctl", libc.prctl, 4, 1, 0, 0, 0)
 libc_call("unshare", libc.unshare, 0x10000000)
 for name, number in NR.items():
     raw(name, number, 0, 0, 0, 0)
-os.write(0, json.dumps(out).encode())
+chan.sendall(json.dumps(out).encode())
 """
 
 DENIED_RAW = (
@@ -118,13 +132,19 @@ DENIED_RAW = (
 
 def run_probe() -> tuple[int, dict[str, str]]:
     numbers = {name: nr(name) for name in DENIED_RAW}
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(numbers), str(os.getpid())],
-        capture_output=True,
-        env={"PYTHONPATH": ROOT},
-        timeout=60,
-    )
-    return proc.returncode, json.loads(proc.stdout or b"{}")
+    ours, theirs = socket.socketpair()
+    with ours:
+        with theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", PROBE, json.dumps(numbers), str(os.getpid())],
+                stdin=theirs.fileno(),
+                env={"PYTHONPATH": ROOT},
+            )
+        ours.settimeout(60)
+        data = b""
+        while chunk := ours.recv(65536):
+            data += chunk
+    return proc.wait(60), json.loads(data or b"{}")
 
 
 def test_filter_allows_the_serve_loop_and_nothing_else() -> None:
@@ -139,7 +159,7 @@ def test_filter_allows_the_serve_loop_and_nothing_else() -> None:
         "big alloc",
         "getrusage",
         "setitimer prof",
-        "write fd 0",
+        "send fd 0",
     }
     denied = {k: v for k, v in out.items() if v != "allowed"}
     assert denied == {
@@ -147,7 +167,10 @@ def test_filter_allows_the_serve_loop_and_nothing_else() -> None:
             name: "EPERM"
             for name in (
                 "setitimer real",
+                "write fd 0",
                 "write fd 2",
+                "send MSG_OOB",
+                "mmap shared",
                 "open",
                 "stat",
                 "listdir",
@@ -197,27 +220,40 @@ def test_foreign_abi_syscalls_kill_the_process() -> None:
 def test_the_allowlist_is_exactly_what_the_serve_loop_needs() -> None:
     # A tripwire: widening the allowlist must be a deliberate change to this test too.
     assert CHANNEL_FD == 0
-    assert FD0_ONLY == ("read", "write", "recvfrom", "sendto")
-    assert set(ALLOWED_ANY_ARGS) == {
-        "brk",
-        "munmap",
-        "mremap",
-        "madvise",
-        "futex",
-        "clock_gettime",
-        "clock_getres",
-        "gettimeofday",
-        "time",
-        "clock_nanosleep",
-        "nanosleep",
-        "restart_syscall",
-        "sched_yield",
-        "rt_sigreturn",
-        "getrandom",
-        "close",
-        "exit",
-        "exit_group",
+    rules = {entry.syscall: entry.when for entry in ALLOWLIST}
+    assert len(rules) == len(ALLOWLIST)  # one entry per call
+    fd0 = Check(0, 0)
+    no_address = Check(4, 0)
+    assert rules == {
+        "recvfrom": (
+            (fd0, Check(3, 0), no_address),
+            (fd0, Check(3, socket.MSG_PEEK | socket.MSG_DONTWAIT), no_address),
+        ),
+        "sendto": ((fd0, Check(3, 0), no_address),),
+        "brk": (),
+        "mmap": ((Check(2, 0x3), Check(3, 0x22)),),  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+        "munmap": (),
+        "mremap": ((Check(3, 1),),),  # MREMAP_MAYMOVE
+        "setitimer": ((Check(0, signal.ITIMER_PROF),),),
+        "getrusage": ((Check(0, 0),),),  # RUSAGE_SELF
+        "clock_gettime": ((Check(0, 0),), (Check(0, 1),), (Check(0, 2),)),
+        "clock_nanosleep": ((Check(0, 1),),),  # CLOCK_MONOTONIC
+        "getrandom": ((Check(2, 0),), (Check(2, os.GRND_NONBLOCK),)),
+        "sched_yield": (),
+        "futex": ((Check(1, 129),),),  # FUTEX_WAKE_PRIVATE
+        "restart_syscall": (),
+        "exit_group": (),
     }
+    assert all(entry.why for entry in ALLOWLIST)
+
+
+def test_security_md_lists_every_allowed_call() -> None:
+    # The table readers see is the allowlist the filter is built from, call for call.
+    text = (Path(ROOT) / "SECURITY.md").read_text()
+    section = text[text.index("### The seccomp allowlist") :]
+    section = section[: section.index("\n### ", 1)]
+    listed = set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE))
+    assert listed == {entry.syscall for entry in ALLOWLIST}
 
 
 def test_filter_rules_have_the_argument_checks(tmp_path: Path) -> None:
@@ -229,14 +265,34 @@ def test_filter_rules_have_the_argument_checks(tmp_path: Path) -> None:
 
     def rule(name: str) -> str:
         start = text.index(f"if ($syscall == {nr(name)})")
-        return text[start : text.index("action", start)]
+        return text[start : text.index("# ", start)]  # up to the next call's comment
 
-    no_exec = "if ($a2.lo32 & 0x00000004 == 0)"  # PROT_EXEC must be clear
-    assert no_exec in rule("mmap") and no_exec in rule("mprotect")
-    for name in ("read", "write", "recvfrom", "sendto", "getrusage"):
+    # exactly PROT_READ|PROT_WRITE and MAP_PRIVATE|MAP_ANONYMOUS, all 64 bits compared
+    assert "if ($a2.hi32 == 0)\n      if ($a2.lo32 == 3)" in rule("mmap")
+    assert "if ($a3.hi32 == 0)\n          if ($a3.lo32 == 34)" in rule("mmap")
+    for name in ("recvfrom", "sendto", "getrusage"):
         assert "if ($a0.hi32 == 0)\n      if ($a0.lo32 == 0)" in rule(name)
+    # flags: 0, or MSG_PEEK|MSG_DONTWAIT (66) for recvfrom; never anything with MSG_OOB
+    assert "if ($a3.lo32 == 66)" in rule("recvfrom") and "if ($a3.lo32 == 0)" in rule("recvfrom")
+    assert "if ($a3.lo32 == 66)" not in rule("sendto")
     assert "if ($a0.lo32 == 2)" in rule("setitimer")  # ITIMER_PROF only
-    for name in ("openat", "socket", "clone", "execve", "rt_sigaction", "prlimit64"):
+    for name in (
+        "openat",
+        "socket",
+        "clone",
+        "execve",
+        "rt_sigaction",
+        "prlimit64",
+        "read",
+        "write",
+        "close",
+        "madvise",
+        "mprotect",
+        "sendmsg",
+        "recvmsg",
+        "rt_sigreturn",
+        "exit",
+    ):
         assert f"if ($syscall == {nr(name)})" not in text
     assert text.rstrip().endswith(
         "# default action\n  action ERRNO(1);\n# invalid architecture action\n"

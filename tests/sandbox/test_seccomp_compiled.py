@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ import ctypes, errno, json, mmap, os, resource, signal, socket, sys, time
 from sandbox._seccomp import build_filter, compile_filter
 
 HOW, NR = sys.argv[1], json.loads(sys.argv[2])
-os.dup2(1, 0)  # the channel: the filter allows I/O on fd 0 only
+# fd 0 is a socket, the channel: the filter allows I/O on fd 0 only, the serve loop's way
+chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=0)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 libc.prctl(38, 1, 0, 0, 0)  # no-new-privileges, as _confine sets it before loading
@@ -50,16 +52,20 @@ def probe(name, fn):
 probe("getrandom", lambda: os.urandom(8))
 probe("clock", time.monotonic)
 probe("sleep", lambda: time.sleep(0.001))
-probe("mmap rw", lambda: mmap.mmap(-1, 8192).close())
+probe("mmap rw", lambda: bytearray(1 << 24))  # glibc maps it: private, anonymous
+probe("mmap shared", lambda: mmap.mmap(-1, 8192).close())
 probe("getrusage", lambda: resource.getrusage(resource.RUSAGE_SELF))
 probe("setitimer prof", lambda: signal.setitimer(signal.ITIMER_PROF, 0))
 probe("setitimer real", lambda: signal.setitimer(signal.ITIMER_REAL, 0))
+probe("send fd 0", lambda: chan.send(b""))
 probe("write fd 0", lambda: os.write(0, b""))
 probe("write fd 2", lambda: os.write(2, b"x"))
 buf = ctypes.create_string_buffer(1)
-for fd in (0, 1):  # the worker's spin: recvfrom(0, MSG_PEEK | MSG_DONTWAIT); fd 0 is a pipe here
+for fd in (0, 1):  # the worker's spin: recvfrom(0, MSG_PEEK | MSG_DONTWAIT)
     rc = libc.recv(fd, buf, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     out[f"recv peek fd {fd}"] = "allowed" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
+rc = libc.recv(0, buf, 1, socket.MSG_OOB | socket.MSG_DONTWAIT)
+out["recv oob fd 0"] = "allowed" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
 probe("mmap exec", lambda: mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC))
 probe("open", lambda: open("/etc/hostname"))
 probe("stat", lambda: os.stat("/"))
@@ -69,7 +75,7 @@ probe("setrlimit", lambda: resource.setrlimit(resource.RLIMIT_CORE, (0, 0)))
 for name, number in NR.items():
     rc = libc.syscall(number, 0, 0, 0, 0)
     out[name] = "allowed" if rc >= 0 else errno.errorcode[ctypes.get_errno()]
-os.write(0, json.dumps(out).encode())
+chan.sendall(json.dumps(out).encode())
 """
 
 RAW = (
@@ -92,13 +98,19 @@ RAW = (
 
 def probe(how: str) -> tuple[int, dict[str, str]]:
     numbers = {name: pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name) for name in RAW}
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, how, json.dumps(numbers)],
-        capture_output=True,
-        env={"PYTHONPATH": ROOT},
-        timeout=60,
-    )
-    return proc.returncode, json.loads(proc.stdout or b"{}")
+    ours, theirs = socket.socketpair()
+    with ours:
+        with theirs:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", PROBE, how, json.dumps(numbers)],
+                stdin=theirs.fileno(),
+                env={"PYTHONPATH": ROOT},
+            )
+        ours.settimeout(60)
+        data = b""
+        while chunk := ours.recv(65536):
+            data += chunk
+    return proc.wait(60), json.loads(data or b"{}")
 
 
 def test_the_compiled_program_is_what_libseccomp_exports(tmp_path: Path) -> None:
@@ -123,12 +135,13 @@ def test_loading_the_compiled_program_behaves_exactly_like_libseccomp() -> None:
         "mmap rw",
         "getrusage",
         "setitimer prof",
-        "write fd 0",
+        "send fd 0",
         "sched_yield",
     }
-    # Past the filter (the kernel then finds fd 0 is no socket here), unlike fd 1.
-    assert compiled["recv peek fd 0"] == "ENOTSOCK"
-    assert compiled["recv peek fd 1"] == "EPERM"
+    # Past the filter (the kernel then finds nothing to read), unlike fd 1 or MSG_OOB.
+    assert compiled["recv peek fd 0"] == "EAGAIN"
+    assert compiled["recv peek fd 1"] == compiled["recv oob fd 0"] == "EPERM"
+    assert compiled["write fd 0"] == compiled["mmap shared"] == "EPERM"
     assert compiled["openat"] == compiled["socket"] == compiled["prctl"] == "EPERM"
 
 

@@ -294,12 +294,12 @@ def test_forged_frames_get_the_worker_killed(
     # worker already consumed; CID is the id the host will use (ids are sequential per pool).
     cid = _next_call_id(pool)
     source = (
-        "import json, os\n"
+        SEND_ON_CHANNEL + "import json\n"
         "def frame(obj):\n"
         "    data = json.dumps(obj).encode()\n"
         "    return len(data).to_bytes(4, 'big') + data\n"
         f"CID = {cid}\n"
-        f"os.write(0, {frame})\n"
+        f"send({frame})\n"
         "import time\ntime.sleep(5)\n"
     )
     with pytest.raises(WorkerCrashed) as info:
@@ -310,6 +310,20 @@ def test_forged_frames_get_the_worker_killed(
     assert message.endswith("); it was killed")
     assert not sb.proc_exists(pid)
     assert pool.call("sbtest:echo", ["next"], on_host_call=sb.no_host_calls).value == "next"
+
+
+# How a payload writes on the channel: the way the serve loop does (sendto on fd 0, flags 0),
+# the only way the seccomp allowlist leaves (read/write are refused). detach(): the object
+# must never try to close fd 0 when it is collected.
+SEND_ON_CHANNEL = (
+    "import socket\n"
+    "def send(data):\n"
+    "    chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=0)\n"
+    "    try:\n"
+    "        chan.sendall(data)\n"
+    "    finally:\n"
+    "        chan.detach()\n"
+)
 
 
 def _next_call_id(pool: WorkerPool) -> int:
@@ -325,10 +339,10 @@ def test_an_answer_sent_twice_gets_the_worker_replaced(
     (pid,) = pool.worker_pids()
     cid = _next_call_id(pool)
     source = (
-        "import json, os\n"
+        SEND_ON_CHANNEL + "import json\n"
         f"data = json.dumps({{'op': 'result', 'id': {cid}, 'value': 'forged', 'cpu_ms': 0,"
         " 'rss_kb': 0}).encode()\n"
-        "os.write(0, len(data).to_bytes(4, 'big') + data)\n"
+        "send(len(data).to_bytes(4, 'big') + data)\n"
         "result = 'honest'\n"
     )
     # Its own first answer is what the worker said (the host has no better source)...
@@ -345,12 +359,19 @@ def test_an_answer_sent_twice_gets_the_worker_replaced(
     assert pid not in pool.worker_pids() and not sb.proc_exists(pid)
 
 
-def test_a_worker_that_closes_its_channel_is_killed(pool: WorkerPool, sb: SimpleNamespace) -> None:
+def test_a_worker_cannot_close_its_channel(pool: WorkerPool, sb: SimpleNamespace) -> None:
+    # close() is not on the allowlist (the serve loop never closes anything), so a worker
+    # cannot leave the host with a live process behind a closed channel; the host's branch
+    # for that case ("closed its channel; it was killed") stays as a second line.
     (pid,) = pool.worker_pids()
-    with pytest.raises(WorkerCrashed) as info:
-        pool.raw_exec_for_tests("import os, time\nos.close(0)\ntime.sleep(10)\n")
-    assert str(info.value) == f"the sandbox worker for {pool.key} closed its channel; it was killed"
-    assert not sb.proc_exists(pid)
+    source = (
+        "import errno, os\n"
+        "try:\n    os.close(0)\n    result = 'closed'\n"
+        "except OSError as exc:\n    result = errno.errorcode[exc.errno]\n"
+    )
+    assert pool.raw_exec_for_tests(source).value == "EPERM"
+    assert pool.call("sbtest:echo", ["open"], on_host_call=sb.no_host_calls).value == "open"
+    assert pool.worker_pids() == [pid]
 
 
 # --- crashes ---------------------------------------------------------------------------------

@@ -219,7 +219,7 @@ result = "OK signalled the host"
     ),
     _raw(
         "inherited_fds",
-        "probe fds 1..1023 with close() (allowed, and EBADF tells closed from open)",
+        "probe fds 1..1023 with close() (EBADF would tell closed from open; refused)",
         "corpus 101",
         """
 found = []

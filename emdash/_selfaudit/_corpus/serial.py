@@ -34,13 +34,17 @@ def _import(module: str, evidence: str, source: str, ref: str = "") -> Payload:
 # a compromised worker could send; the host must treat it as a protocol violation, kill the
 # worker, report it, and keep serving. Nothing may reach on_host_call.
 _FRAME = r"""
-import os
+import socket
 import struct
 
 def frame(body):
     return struct.pack(">I", len(body)) + body
 
-os.write(0, DATA)
+# The way the serve loop itself writes (sendto on fd 0, flags 0): the allowlist refuses
+# write(). detach(): the socket object must not try to close the channel.
+chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=0)
+chan.sendall(DATA)
+chan.detach()
 # Stay in the call: the serve loop must not send its own result frame after ours.
 import time
 time.sleep(60)
