@@ -4,7 +4,8 @@ A suite whose checks can never fail proves nothing. Here the same harness runs p
 that *do* get through -- plugins run in-process with ``AuditSession(sandbox=False)`` (the
 debugging bypass), or raw-worker code that simply returns evidence -- and each check must
 report exactly the failure it exists for. Also: the report and the ``run_audit`` entry
-point the CLI uses.
+point the CLI uses, and which layer each kind of stop is attributed to (real runs: an EPERM,
+a SIGSYS kill, a SIGSEGV, a compile refusal, a guard, a limit).
 """
 
 from __future__ import annotations
