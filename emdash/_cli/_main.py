@@ -139,12 +139,16 @@ def check(ctx: click.Context, path: Path, as_json: bool) -> None:
     help="Only this escape class (repeatable): import, builtins, attr, frame, format, "
     "guardshadow, class, exc, syntax, shim, iter, ctx, serial, os, dos.",
 )
-def audit(classes: tuple[str, ...]) -> None:
+@_json_flag
+@click.pass_context
+def audit(ctx: click.Context, classes: tuple[str, ...], as_json: bool) -> None:
     """Run the escape corpus against this installation and print a per-class report.
 
     Every payload runs through the public API of the installed package: a fresh runtime per
-    class, real sandbox workers, a victim plugin whose data must stay untouched. Exits 1 if
-    any payload was not stopped the way the threat model requires (see SECURITY.md).
+    class, real sandbox workers, a victim plugin whose data must stay untouched. The report
+    says which layer stopped each payload and lists every payload that got past the
+    language layer with the layer that contained it. Exits 1 if any payload was not
+    stopped the way the threat model requires (see SECURITY.md).
     """
     from .._selfaudit._runner import run_audit
 
@@ -156,7 +160,10 @@ def audit(classes: tuple[str, ...]) -> None:
     except ValueError as exc:  # an unknown --class name
         out.fail(str(exc))
     click.echo("", err=True)
-    click.echo(report.render())
+    if _wants_json(ctx, as_json):
+        out.echo_json(report.to_json())
+    else:
+        click.echo(report.render())
     sys.exit(report.exit_code)
 
 

@@ -25,7 +25,13 @@ line written after a handler returned; the host process's environment, working d
 and core functions are unchanged; the host spent no more CPU on one call than the plugin's
 wall limit plus a slack; error messages are bounded.
 
-The CLI calls :func:`run_audit` and prints :meth:`AuditReport.render`; ``tests/escapes/``
+Besides its verdict, each result says which layer stopped the payload, from what the host
+observed (:func:`classify_stop`), and whether the language layer held, was broken or, for
+raw-worker payloads, bypassed (:attr:`PayloadResult.language_layer`); the verdict does not
+depend on either.
+
+The CLI calls :func:`run_audit` and prints :meth:`AuditReport.render` (or
+:meth:`AuditReport.to_json`); ``tests/escapes/``
 drives :class:`AuditSession` per class and asserts the same verdicts field by field.
 """
 
@@ -58,9 +64,20 @@ from ._canaries import (
     LogCapture,
     processes_mentioning,
 )
-from ._corpus import CLASSES, Payload, is_limit_stop, payloads_for
+from ._corpus import CLASSES, INTERPRETER_LIMITS, Payload, is_limit_stop, payloads_for
 
-__all__ = ["FAILURE_KINDS", "AuditReport", "AuditSession", "Failure", "PayloadResult", "run_audit"]
+__all__ = [
+    "FAILURE_KINDS",
+    "LAYERS",
+    "LAYER_NAMES",
+    "AuditReport",
+    "AuditSession",
+    "Containment",
+    "Failure",
+    "PayloadResult",
+    "classify_stop",
+    "run_audit",
+]
 
 VICTIM_ID = "victim"
 _HOOK_EVENT = {"content": {"id": "01AUDIT", "title": "audit"}, "collection": "posts", "isNew": True}
@@ -114,6 +131,156 @@ FAILURE_KINDS = {
 }
 
 
+# --------------------------------------------------------------------------------------
+# Which layer stopped a payload (SECURITY.md, "Layers and what each guarantees")
+# --------------------------------------------------------------------------------------
+
+#: The layers a payload can be stopped at, in report order; ``crash`` is a worker that died
+#: of a signal or an exit of its own: contained (nothing left the process and the next
+#: worker is fresh), but no layer refused anything, so it gets a column of its own.
+LAYERS: tuple[str, ...] = ("L1", "L2", "L3", "L4", "L5", "L6", "crash")
+LAYER_NAMES = {
+    "L1": "compile",
+    "L2": "runtime guards",
+    "L3": "capability surface",
+    "L4": "protocol",
+    "L5": "OS",
+    "L6": "limits",
+    "crash": "worker crashed",
+}
+
+# Errors the bridge raises in the host and the host rebuilds only from its own instances
+# (``ours`` on the wire): the capability surface refused the call.
+_BRIDGE_ERRORS = frozenset(
+    {
+        "CapabilityError",
+        "StorageQueryError",
+        "InvalidCursorError",
+        "HttpAccessError",
+        "BridgeError",
+        "CronScheduleError",
+        "NotFoundError",
+        "EmailError",
+        "EmailNotConfiguredError",
+        "EmailRecursionError",
+    }
+)
+# Exceptions that end a call without being the code's "error": the worker's serve loop
+# reports them as the call's error instead of leaving (raw-worker code can raise them).
+_LOOP_EXITS = frozenset({"SystemExit", "KeyboardInterrupt", "GeneratorExit"})
+# What the host observed of a dead worker (sandbox/_pool.py writes these, from the fork
+# server's exit report, never from anything the worker sent). Anchored: a guard message
+# that quotes plugin text cannot be taken for one of them.
+_SIGSYS_KILL = re.compile(
+    r"(?:Plugin \S+ was refused during \S+: )?the sandbox worker for .+ was killed for a "
+    r"forbidden system call"
+)
+_WORKER_DIED = re.compile(r"(?:Plugin \S+ failed during \S+: )?the sandbox worker for .+? (.*)")
+# Refusals at the boundary, by the worker's serve loop or the host (sandbox/_worker.py,
+# emdash/_shared/_worker_dispatch.py, sandbox/_pool.py): what plugin code may build inside
+# the language layer, a set or a ctx kept past its call, but not hand across.
+_BOUNDARY_REFUSALS = (
+    "is not JSON-serialisable",
+    "the result is too large",
+    "host calls are only possible while a call is running",
+    "belongs to an earlier call that has returned",
+    "host calls are not available",
+    "has parameters that are not JSON-serialisable",
+    "the answer to host call",
+)
+_HOST_CALL_TOO_LARGE = re.compile(r"host call .* is too large \(")
+# Class names of the host's own errors: a plugin-raised exception of one of these names is a
+# look-alike (the host rebuilds only instances it can tell are its own).
+_HOST_ERROR_NAMES = frozenset(
+    name for name in errors.__all__ if isinstance(getattr(errors, name, None), type)
+) | {"WorkerCrashed", "RemoteError"}
+
+
+class Containment(NamedTuple):
+    """Which layer stopped a payload, by the host's own evidence.
+
+    ``layer`` is one of :data:`LAYERS`, or None when nothing stopped it (it returned, hung,
+    or the failure is the environment's). ``native`` is true when the host itself saw
+    native-level behaviour (a worker killed by SIGSYS, a crash, raw bytes that broke the
+    protocol): plugin code kept inside the language layer cannot do any of these.
+    """
+
+    layer: str | None
+    evidence: str
+    native: bool = False
+
+
+def classify_stop(
+    mode: str,
+    klass: str,
+    error: str | None,
+    error_type: str | None,
+    message: str | None,
+    origin: str | None,
+) -> Containment:
+    """The layer that stopped a payload, from what the host observed.
+
+    ``origin`` is ``"plugin"`` when the payload's own code raised the error (a
+    ``PluginError`` the host built from the worker's report, or a ``RemoteError`` of raw
+    code) and ``"host"`` for everything the sandbox or the bridge raised. A type name the
+    plugin's code raised is the plugin's claim, so it decides nothing but the class of a
+    limit the existing verdicts already accept (``RecursionError``), the ``PermissionError``
+    of a refused system call and a look-alike of the host's own errors: choosing one can
+    only make the report show a stop further down, never hide what the host itself saw
+    (a SIGSYS kill, a crash, a protocol kill). A payload that broke the language layer and
+    then ended its call quietly looks like one that did not: this says what stopped it, and
+    the canaries and checks of :class:`AuditSession` are what catch what it did.
+    """
+    text = message or ""
+    if error is None:
+        return Containment(None, "not stopped")
+    if origin == "plugin" or error == "PluginRouteError":
+        kind = error_type or error
+        if kind in INTERPRETER_LIMITS:
+            return Containment("L6", f"the interpreter's {kind}")
+        if kind == "PermissionError":
+            # EPERM from seccomp (EACCES from Landlock): C code asked the kernel and was told no.
+            return Containment("L5", f"a system call was refused: {kind}")
+        if mode == "raw-worker":
+            if kind in _LOOP_EXITS:
+                return Containment("L4", f"the serve loop reported {kind} as the error")
+            # Full Python in the confined worker, and it found nothing: the confinement.
+            return Containment("L5", f"the confined worker held: the code raised {kind}")
+        if kind in _HOST_ERROR_NAMES:
+            # The host rebuilds only its own instances: a look-alike stays a PluginError.
+            return Containment("L4", f"a plugin-raised {kind} look-alike was not rebuilt")
+        # The plugin's own code ended the call: a refusal or an empty answer it observed.
+        layer = "L3" if klass in ("ctx", "shim") else "L2"
+        return Containment(layer, f"the plugin's code raised {kind}: a denial it observed")
+    if error == "CompileError":
+        return Containment("L1", "CompileError")
+    if error == "ManifestError":
+        if "reported an invalid definition" in text:
+            return Containment("L4", "the worker's plugin definition was refused")
+        return Containment("L1", "the source was refused before compiling: ManifestError")
+    if is_limit_stop(error, error_type):
+        return Containment("L6", error)
+    if error in _BRIDGE_ERRORS:
+        return Containment("L3", f"{error} from the bridge")
+    if error == "SandboxViolation":
+        if _SIGSYS_KILL.fullmatch(text):
+            return Containment("L5", "worker killed by SIGSYS: a forbidden system call", True)
+        if any(s in text for s in _BOUNDARY_REFUSALS) or _HOST_CALL_TOO_LARGE.search(text):
+            return Containment("L4", "refused at the boundary: SandboxViolation")
+        return Containment("L2", "SandboxViolation from a guard or builtin")
+    if error == "SandboxUnavailableError":
+        return Containment("crash", "the plugin was refused after repeated worker crashes", True)
+    if error == "WorkerCrashed" or (error == "PluginError" and error_type == "WorkerCrashed"):
+        died = _WORKER_DIED.fullmatch(text)
+        how = died.group(1) if died else text
+        if "broke the protocol" in how or "closed its channel" in how or "broken channel" in how:
+            return Containment("L4", "worker killed for breaking the protocol", True)
+        if "could not be confined" in how:
+            return Containment(None, "the worker could not be confined, nothing ran")
+        return Containment("crash", f"worker {_short(how, 80)}", True)
+    return Containment(None, f"no layer: {error}")
+
+
 class Failure(NamedTuple):
     """One failed check of one payload."""
 
@@ -135,10 +302,88 @@ class PayloadResult:
     evidence: list[str] = field(default_factory=list)  # every "OK ..." string seen
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    # Who raised the observed error: "plugin" (the payload's own code, reported by its
+    # worker) or "host" (the sandbox, the bridge, the host's checks). See classify_stop.
+    origin: str | None = None
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    @property
+    def containment(self) -> Containment:
+        """The layer that stopped this payload, by the host's evidence (:func:`classify_stop`)."""
+        return classify_stop(
+            self.payload.mode,
+            self.klass,
+            self.error_name,
+            self.error_type,
+            self.message,
+            self.origin,
+        )
+
+    @property
+    def language_layer(self) -> str | None:
+        """Whether the language layer (L1-L3) held: ``held``, ``broken``, ``bypassed``, or
+        None when nothing stopped the payload (then it is a failure, as before).
+
+        ``bypassed``: a raw-worker payload, which runs without the language layer by
+        construction. ``broken``: a restricted payload that the host saw reach native level
+        (a worker killed by SIGSYS, a crash, raw bytes that broke the protocol), or that was
+        stopped only by the OS layer or a limit where its expectation says the language
+        layer should have stopped it (an EPERM for a payload not expected at L5, a limit
+        for a payload not expected to meet one). A boundary refusal (L4: a result that is
+        not JSON, a ctx kept past its call, a look-alike error) is not a break: plugin code
+        may build those inside the language layer, and L4 is where they are refused.
+        """
+        c = self.containment
+        p = self.payload
+        if c.layer is None:
+            return None
+        if p.mode == "raw-worker":
+            return "bypassed"
+        if c.native:
+            return "broken"
+        if c.layer == "L5" and p.expect != "os_denied":
+            return "broken"
+        if c.layer == "L6" and not p.any_limit_contains:
+            return "broken"
+        return "held"
+
+    @property
+    def layer_note(self) -> str | None:
+        """``language layer broken by <payload>; contained by L5 (<evidence>)`` (or
+        ``<payload>: language layer bypassed (raw worker); ...``); None when it held."""
+        c = self.containment
+        where = "contained (worker crashed)" if c.layer == "crash" else f"contained by {c.layer}"
+        if self.language_layer == "bypassed":
+            return (
+                f"{self.payload.name}: language layer bypassed (raw worker); {where} ({c.evidence})"
+            )
+        if self.language_layer == "broken":
+            return f"language layer broken by {self.payload.name}; {where} ({c.evidence})"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON (``emdash audit --json``)."""
+        c = self.containment
+        return {
+            "class": self.klass,
+            "payload": self.payload.name,
+            "mode": self.payload.mode,
+            "expect": self.payload.expect,
+            "passed": self.passed,
+            "stage": self.stage,
+            "error": self.error_name,
+            "error_type": self.error_type,
+            "stopped_by": c.layer,
+            "evidence": c.evidence,
+            "native": c.native,
+            "language_layer": self.language_layer,
+            "note": self.layer_note,
+            "failures": [{"kind": f.kind, "text": f.text} for f in self.failures],
+            "seconds": round(self.seconds, 3),
+        }
 
     @property
     def stopped_by_another_limit(self) -> bool:
@@ -203,8 +448,62 @@ class AuditReport:
             out.setdefault(r.klass, []).append(r)
         return out
 
+    def layer_counts(self, results: list[PayloadResult] | None = None) -> dict[str, int]:
+        """How many payloads each layer stopped (:data:`LAYERS`, and ``none``: not stopped)."""
+        counts = dict.fromkeys((*LAYERS, "none"), 0)
+        for r in self.results if results is None else results:
+            counts[r.containment.layer or "none"] += 1
+        return counts
+
+    def language_breaks(self) -> list[PayloadResult]:
+        """Every payload that broke or bypassed the language layer and was contained below."""
+        return [r for r in self.results if r.language_layer in ("broken", "bypassed")]
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain JSON (``emdash audit --json``): per class the verdicts and
+        the layers that stopped the payloads, every result, and every language-layer break
+        with the layer that contained it."""
+        classes: dict[str, Any] = {}
+        for klass, results in self.by_class().items():
+            ok = sum(r.passed for r in results)
+            language = dict.fromkeys(("held", "broken", "bypassed"), 0)
+            for r in results:
+                if r.language_layer is not None:
+                    language[r.language_layer] += 1
+            classes[klass] = {
+                "payloads": len(results),
+                "passed": ok,
+                "failed": len(results) - ok,
+                "seconds": round(sum(r.seconds for r in results), 3),
+                "stopped_by": self.layer_counts(results),
+                "language_layer": language,
+            }
+        breaks = [
+            {
+                "class": r.klass,
+                "payload": r.payload.name,
+                "language_layer": r.language_layer,
+                "contained_by": r.containment.layer,
+                "evidence": r.containment.evidence,
+                "passed": r.passed,
+                "text": r.layer_note,
+            }
+            for r in self.language_breaks()
+        ]
+        return {
+            "passed": self.passed,
+            "environment": dict(self.environment),
+            "seconds": round(self.seconds, 3),
+            "layers": dict(LAYER_NAMES),
+            "classes": classes,
+            "language_layer_breaks": breaks,
+            "results": [r.to_json() for r in self.results],
+        }
+
     def render(self) -> str:
-        """A per-class table (payloads, passed, failed, seconds) and every failure's reason."""
+        """A per-class table (payloads, passed, failed, seconds), the layers that stopped
+        them, every language-layer break with what contained it, and every failure's
+        reason."""
         env = ", ".join(f"{k}: {v}" for k, v in self.environment.items())
         lines = [f"emdash audit: escape corpus against the installed package ({env})", ""]
         header = f"{'class':<12} {'payloads':>8} {'passed':>7} {'failed':>7} {'seconds':>8}"
@@ -221,6 +520,8 @@ class AuditReport:
             f"{'total':<12} {len(self.results):>8} {total_ok:>7} "
             f"{len(self.results) - total_ok:>7} {self.seconds:>8.1f}"
         )
+        lines.append("")
+        lines += self._render_layers()
         failed = self.failures()
         lines.append("")
         other = [r for r in self.results if r.passed and r.stopped_by_another_limit]
@@ -243,6 +544,28 @@ class AuditReport:
         else:
             lines.append("Every payload was stopped by the layer it targets.")
         return "\n".join(lines)
+
+    def _render_layers(self) -> list[str]:
+        lines = ["stopped by layer:"]
+        columns = (*LAYERS, "none")
+        header = f"{'class':<12}" + "".join(f" {c:>5}" for c in columns)
+        lines += [header, "-" * len(header)]
+        for klass, results in self.by_class().items():
+            counts = self.layer_counts(results)
+            lines.append(f"{klass:<12}" + "".join(f" {counts[c]:>5}" for c in columns))
+        names = ", ".join(f"{k} {v}" for k, v in LAYER_NAMES.items() if k != "crash")
+        lines += [f"({names};", " crash: the worker died, contained; none: not stopped)"]
+        breaks = self.language_breaks()
+        lines.append("")
+        if not breaks:
+            lines.append("The language layer held for every payload that was stopped.")
+            return lines
+        lines.append(
+            f"{len(breaks)} payload(s) broke or bypassed the language layer (raw-worker "
+            "payloads bypass it by construction); what contained each:"
+        )
+        lines += [f"  [{r.klass}] {r.layer_note}" for r in breaks]
+        return lines
 
 
 # --------------------------------------------------------------------------------------
@@ -492,6 +815,12 @@ class AuditSession:
         result.error_name = type(exc).__name__
         result.message = str(exc)
         result.error_type = getattr(exc, "error_type", None)
+        # The host writes "Plugin <id> raised <type> during" only for what the plugin's own
+        # code raised (a RemoteError from its worker); everything else the host raised.
+        raised = isinstance(exc, errors.PluginError) and str(exc).startswith(
+            f"Plugin {pid} raised "
+        )
+        result.origin = "plugin" if raised else "host"
         if not isinstance(exc, errors.EmDashError):
             result.fail(
                 "error",
@@ -658,6 +987,7 @@ class AuditSession:
             result.error_name = _raw_error_name(error)
             result.error_type = getattr(error, "error_type", None)
             result.message = str(error)
+            result.origin = "plugin" if type(error).__name__ == "RemoteError" else "host"
         else:
             result.value = value
         self._check_expected(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -151,6 +152,25 @@ def test_audit_runs_the_corpus_against_the_installed_package(tmp_path: Path) -> 
     payloads, passed, failed = row.split()[1:4]
     assert (passed, failed) == (payloads, "0") and int(payloads) >= 7
     assert "Every payload was stopped by the layer it targets." in result.stdout
+
+
+def test_audit_json_reports_the_layer_that_stopped_each_payload(tmp_path: Path) -> None:
+    result = emdash("audit", "--class", "os", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] is True
+    counts = report["classes"]["os"]
+    assert sum(counts["stopped_by"].values()) == counts["payloads"]
+    assert counts["stopped_by"]["none"] == 0
+    # Every os payload runs in a raw worker: the language layer is bypassed by construction.
+    assert counts["language_layer"]["bypassed"] == counts["payloads"]
+    breaks = {b["payload"]: b for b in report["language_layer_breaks"]}
+    assert breaks["read_etc_passwd"]["contained_by"] == "L5"
+    assert breaks["read_etc_passwd"]["text"] == (
+        "read_etc_passwd: language layer bypassed (raw worker); contained by L5 "
+        "(a system call was refused: PermissionError)"
+    )
+    assert breaks["crash_the_worker"]["contained_by"] == "crash"
 
 
 def test_audit_refuses_an_unknown_class(tmp_path: Path) -> None:

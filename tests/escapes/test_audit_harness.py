@@ -4,7 +4,8 @@ A suite whose checks can never fail proves nothing. Here the same harness runs p
 that *do* get through -- plugins run in-process with ``AuditSession(sandbox=False)`` (the
 debugging bypass), or raw-worker code that simply returns evidence -- and each check must
 report exactly the failure it exists for. Also: the report and the ``run_audit`` entry
-point the CLI uses.
+point the CLI uses, and which layer each kind of stop is attributed to (real runs: an EPERM,
+a SIGSYS kill, a SIGSEGV, a compile refusal, a guard, a limit).
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from typing import Any
 import pytest
 
 from emdash._selfaudit import _runner as _audit
-from emdash._selfaudit._corpus import CLASSES, Payload, payloads_for
+from emdash._selfaudit._corpus import CLASSES, Expect, Payload, payloads_for
 from emdash._selfaudit._corpus import P as make_payload
-from emdash._selfaudit._runner import AuditReport, AuditSession, run_audit
+from emdash._selfaudit._runner import (
+    AuditReport,
+    AuditSession,
+    Containment,
+    PayloadResult,
+    run_audit,
+)
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +280,7 @@ def test_run_audit_reports_per_class() -> None:
     assert lines[4].startswith(
         f"guardshadow  {len(report.results):>8} {len(report.results):>7}       0"
     )
+    assert "The language layer held for every payload that was stopped." in lines
     assert lines[-1] == "Every payload was stopped by the layer it targets."
 
 
@@ -292,3 +300,201 @@ def test_unknown_class_is_refused() -> None:
     with pytest.raises(ValueError) as info:
         run_audit(classes=["import", "nope"])
     assert str(info.value) == "Unknown escape class 'nope'; choose from: " + ", ".join(CLASSES)
+
+
+# -- which layer stopped each payload (the language layer separately from what contained it)
+
+
+def _corpus(klass: str, name: str) -> Payload:
+    return next(p for p in payloads_for(klass) if p.name == name)
+
+
+def _restricted(name: str, code: str, expect: Expect, error: str, **kwargs: Any) -> Payload:
+    return make_payload(name, "layer attribution", "test", code, expect, error, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def layered(sandboxed: AuditSession) -> dict[str, PayloadResult]:
+    """Real runs, one per kind of stop, shared by the attribution and report tests."""
+    busy = "def handler(event, ctx):\n    while True:\n        pass\n"
+    payloads = {
+        "eperm": _corpus("os", "read_etc_passwd"),
+        "sigsys": _corpus("os", "x32_abi_syscall"),
+        "segv": _corpus("os", "crash_the_worker"),
+        "compile": _restricted(
+            "dunder_attribute",
+            "def handler(event, ctx):\n    return ctx.__class__\n",
+            "compile_error",
+            "CompileError",
+        ),
+        "guard": _restricted(
+            "import_os_at_runtime",
+            "def handler(event, ctx):\n    import os\n    return 'OK ' + repr(os)\n",
+            "runtime_denied",
+            "SandboxViolation",
+        ),
+        "limit": _bomb("busy_loop", busy),
+    }
+    return {key: sandboxed.run(p) for key, p in payloads.items()}
+
+
+def test_a_raw_worker_os_payload_bypasses_the_language_layer_and_l5_contains_it(
+    layered: dict[str, PayloadResult],
+) -> None:
+    r = layered["eperm"]
+    assert r.passed, r.describe()
+    assert r.containment == Containment("L5", "a system call was refused: PermissionError", False)
+    assert r.language_layer == "bypassed"
+    assert r.layer_note == (
+        "read_etc_passwd: language layer bypassed (raw worker); contained by L5 "
+        "(a system call was refused: PermissionError)"
+    )
+
+
+def test_a_seccomp_kill_and_a_crash_are_told_apart(layered: dict[str, PayloadResult]) -> None:
+    killed, crashed = layered["sigsys"], layered["segv"]
+    assert killed.passed and crashed.passed, killed.describe() + crashed.describe()
+    assert killed.containment == Containment(
+        "L5", "worker killed by SIGSYS: a forbidden system call", True
+    )
+    assert crashed.containment == Containment("crash", "worker died with signal SIGSEGV", True)
+    assert crashed.language_layer == "bypassed"
+    assert crashed.layer_note == (
+        "crash_the_worker: language layer bypassed (raw worker); contained (worker crashed) "
+        "(worker died with signal SIGSEGV)"
+    )
+
+
+def test_a_compile_refused_payload_is_stopped_at_l1_and_the_language_layer_held(
+    layered: dict[str, PayloadResult],
+) -> None:
+    r = layered["compile"]
+    assert (r.passed, r.stage, r.origin) == (True, "load", "host"), r.describe()
+    assert r.containment == Containment("L1", "CompileError", False)
+    assert (r.language_layer, r.layer_note) == ("held", None)
+
+
+def test_a_guard_refusal_is_l2(layered: dict[str, PayloadResult]) -> None:
+    r = layered["guard"]
+    assert (r.passed, r.stage) == (True, "attack"), r.describe()
+    assert r.containment == Containment("L2", "SandboxViolation from a guard or builtin", False)
+    assert r.language_layer == "held"
+
+
+def test_limit_stops_are_l6(layered: dict[str, PayloadResult], sandboxed: AuditSession) -> None:
+    # Which limit ends the busy loop depends on the machine (CPU or wall): both are L6.
+    r = layered["limit"]
+    assert r.passed, r.describe()
+    assert r.containment.layer == "L6" and r.containment.evidence == r.error_name
+    assert r.language_layer == "held"  # a resource bomb is expected to meet a limit
+    asleep = sandboxed.run(_bomb("asleep", "import time\ntime.sleep(3600)\n", mode="raw-worker"))
+    assert asleep.containment == Containment("L6", "WallTimeExceeded", False)
+    assert asleep.language_layer == "bypassed"
+
+
+def test_native_evidence_from_a_restricted_payload_is_a_broken_language_layer(
+    layered: dict[str, PayloadResult],
+) -> None:
+    # No restricted payload gets past the language layer (that would be a finding), so the
+    # result is built as the host would report one: the real SIGSYS report of the raw run,
+    # wrapped the way emdash translates a sandbox error for a plugin.
+    p = _restricted(
+        "native_code", "def handler(event, ctx):\n    pass\n", "runtime_denied", "SandboxViolation"
+    )
+    sigsys = layered["sigsys"].message
+    r = PayloadResult(
+        "os",
+        p,
+        error_name="SandboxViolation",
+        message=f"Plugin atk-os-999 was refused during route:attack: {sigsys}",
+        origin="host",
+    )
+    assert r.passed  # the verdict is unchanged: the payload was stopped as specified
+    assert r.containment.layer == "L5" and r.language_layer == "broken"
+    assert r.layer_note == (
+        "language layer broken by native_code; contained by L5 "
+        "(worker killed by SIGSYS: a forbidden system call)"
+    )
+    # Plugin text quoted in a guard's message is not taken for the host's report.
+    quoted = PayloadResult(
+        "os",
+        p,
+        error_name="SandboxViolation",
+        message="Plugin atk-os-999 was refused during route:attack: Access to attribute "
+        f"'_{sigsys}' is not allowed (private name)",
+        origin="host",
+    )
+    assert (quoted.containment.layer, quoted.language_layer) == ("L2", "held")
+    # An EPERM where the language layer should have stopped the payload is a break too; a
+    # payload that expects the OS layer (a shim probing the disk) is not.
+    eperm = PayloadResult(
+        "shim", p, error_name="PluginError", error_type="PermissionError", origin="plugin"
+    )
+    assert (eperm.containment.layer, eperm.language_layer) == ("L5", "broken")
+    expected_at_l5 = PayloadResult(
+        "shim",
+        _restricted("probe", p.code, "os_denied", "PluginError", error_type="LookupError"),
+        error_name="PluginError",
+        error_type="PermissionError",
+        origin="plugin",
+    )
+    assert expected_at_l5.language_layer == "held"
+
+
+def test_the_report_shows_layers_and_every_language_layer_break(
+    layered: dict[str, PayloadResult],
+) -> None:
+    results = list(layered.values())
+    report = AuditReport(results, {"python": "3"}, 1.0)
+    lines = report.render().splitlines()
+    at = lines.index("stopped by layer:")
+    assert lines[at + 1 : at + 6] == [
+        "class           L1    L2    L3    L4    L5    L6 crash  none",
+        "-" * 60,
+        "os               1     1     0     0     2     1     1     0",
+        "(L1 compile, L2 runtime guards, L3 capability surface, L4 protocol, L5 OS, L6 limits;",
+        " crash: the worker died, contained; none: not stopped)",
+    ]
+    assert lines[at + 7] == (
+        "3 payload(s) broke or bypassed the language layer (raw-worker payloads bypass it by "
+        "construction); what contained each:"
+    )
+    assert lines[at + 8 : at + 11] == [
+        f"  [os] {layered[k].layer_note}" for k in ("eperm", "sigsys", "segv")
+    ]
+    # The busy loop may meet its wall limit first on a busy machine: listed, still a pass.
+    assert lines[-1] in (
+        "Every payload was stopped by the layer it targets.",
+        "Every payload was stopped (some by another limit, listed above).",
+    )
+
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["passed"] is True
+    assert data["layers"]["L5"] == "OS"
+    assert data["classes"]["os"]["stopped_by"] == {
+        "L1": 1,
+        "L2": 1,
+        "L3": 0,
+        "L4": 0,
+        "L5": 2,
+        "L6": 1,
+        "crash": 1,
+        "none": 0,
+    }
+    assert data["classes"]["os"]["language_layer"] == {"held": 3, "broken": 0, "bypassed": 3}
+    assert data["language_layer_breaks"][0] == {
+        "class": "os",
+        "payload": "read_etc_passwd",
+        "language_layer": "bypassed",
+        "contained_by": "L5",
+        "evidence": "a system call was refused: PermissionError",
+        "passed": True,
+        "text": layered["eperm"].layer_note,
+    }
+    compiled = next(r for r in data["results"] if r["payload"] == "dunder_attribute")
+    assert {k: compiled[k] for k in ("stopped_by", "language_layer", "native", "note")} == {
+        "stopped_by": "L1",
+        "language_layer": "held",
+        "native": False,
+        "note": None,
+    }
