@@ -197,16 +197,7 @@ class ContentService:
 
     def unpublish(self, collection: str, id: str) -> dict[str, Any]:
         """Revert a published item to draft; fires ``afterUnpublish``."""
-        current = self._require_item(collection, id)
-        if current["status"] != "published":
-            raise BridgeError(
-                f'Content "{id}" in "{collection}" is {current["status"]}, not published; '
-                "only a published item can be unpublished"
-            )
-        with self._store.transaction():
-            item: dict[str, Any] = self._store.content_items.set_status(collection, id, "draft")
-        self._after("content:afterUnpublish", {"content": item, "collection": collection})
-        return item
+        return self._back_to_draft(collection, id, "published", "unpublished", "afterUnpublish")
 
     def schedule(self, collection: str, id: str, at: str | datetime) -> dict[str, Any]:
         """Schedule an item for publication at ``at`` (ISO 8601, must be in the future);
@@ -228,15 +219,21 @@ class ContentService:
 
     def unschedule(self, collection: str, id: str) -> dict[str, Any]:
         """Return a scheduled item to draft; fires ``afterUnschedule``."""
+        return self._back_to_draft(collection, id, "scheduled", "unscheduled", "afterUnschedule")
+
+    def _back_to_draft(
+        self, collection: str, id: str, status: str, verb: str, hook: str
+    ) -> dict[str, Any]:
+        """Move an item that is in ``status`` back to draft, then fire ``content:<hook>``."""
         current = self._require_item(collection, id)
-        if current["status"] != "scheduled":
+        if current["status"] != status:
             raise BridgeError(
-                f'Content "{id}" in "{collection}" is {current["status"]}, not scheduled; '
-                "only a scheduled item can be unscheduled"
+                f'Content "{id}" in "{collection}" is {current["status"]}, not {status}; '
+                f"only a {status} item can be {verb}"
             )
         with self._store.transaction():
             item: dict[str, Any] = self._store.content_items.set_status(collection, id, "draft")
-        self._after("content:afterUnschedule", {"content": item, "collection": collection})
+        self._after(f"content:{hook}", {"content": item, "collection": collection})
         return item
 
     def publish_due(self, now: str | datetime | None = None) -> list[dict[str, Any]]:
