@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import emdash
+from emdash._cli._config import ConfigError, load_config, open_runtime
 from emdash._services._cron import CronLimits, CronService
 from emdash._shared._errors import BridgeError, CronScheduleError
 
@@ -366,3 +368,20 @@ def test_a_jump_during_a_run_does_not_move_the_next_run(
     [run] = cron.tick()
     # The run's end is the tick's reading plus monotonic time, not a later wall reading.
     assert run.next_run_at == "2030-01-01T14:00:00.000Z"
+
+
+def test_limits_from_emdash_toml(tmp_path: Path) -> None:
+    cfg = tmp_path / "emdash.toml"
+    cfg.write_text(
+        'database = "site.db"\n[cron]\nmax_tasks_per_plugin = 500\nmin_interval_s = 300\n'
+    )
+    runtime = open_runtime(load_config(cfg), sandbox=False)
+    try:
+        assert runtime.cron.limits == CronLimits(max_tasks_per_plugin=500, min_interval_s=300)
+        with pytest.raises(CronScheduleError, match="cron.min_interval_s = 300 s"):
+            runtime.cron.schedule("p", "job", "* * * * *")
+    finally:
+        runtime.close()
+    cfg.write_text("[cron]\nmax_task = 5\n")
+    with pytest.raises(ConfigError, match="max_task"):
+        load_config(cfg)
