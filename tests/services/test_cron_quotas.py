@@ -385,3 +385,57 @@ def test_limits_from_emdash_toml(tmp_path: Path) -> None:
     cfg.write_text("[cron]\nmax_task = 5\n")
     with pytest.raises(ConfigError, match="max_task"):
         load_config(cfg)
+
+
+SANDBOXED_FLOOD = """
+from emdash import define_plugin
+
+def on_cron(event, ctx):
+    try:
+        ctx.cron.schedule("every-second", schedule="* * * * * *")
+    except Exception as exc:
+        ctx.kv.set("refused:interval", str(exc))
+    for i in range(3):
+        try:
+            ctx.cron.schedule(event["name"] + "x" + str(i), schedule="2020-01-01T00:00:00Z")
+        except Exception as exc:
+            ctx.kv.set("refused:imminent", str(exc))
+
+plugin = define_plugin(hooks={"cron": on_cron})
+"""
+
+
+def test_a_sandboxed_flood_is_refused_and_does_not_delay_another_plugin(tmp_path: Path) -> None:
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        clock = Clock(T0)
+        rt.cron.clock = clock
+        rt.add_plugin({"id": "flood"}, source={"plugin.py": SANDBOXED_FLOOD}, trusted=False)
+        assert rt.get_plugin("flood").sandboxed
+        rt.add_plugin(
+            {"id": "quiet"},
+            source={
+                "plugin.py": "from emdash import define_plugin\n"
+                "plugin = define_plugin(hooks={'cron': lambda e, c: c.kv.set('ran', e)})\n"
+            },
+            trusted=False,
+        )
+        rt.cron.schedule("flood", "seed", "2020-01-01T00:00:00Z")
+        rt.cron.schedule("quiet", "hourly", "@hourly")
+        hourly_ran_in = []
+        for second in range(55, 65):  # 12:59:55 .. 13:00:04
+            clock.now = at(minutes=59, seconds=second)
+            runs = rt.cron.tick()
+            assert len([r for r in runs if r.plugin_id == "flood"]) <= 5
+            if ("quiet", "hourly") in names(runs):
+                hourly_ran_in.append(second)
+        assert hourly_ran_in == [60]
+        assert rt.store.kv_entries.get("quiet", "ran") == {
+            "name": "hourly",
+            "data": None,
+            "scheduledAt": "2030-01-01T13:00:00.000Z",
+        }
+        message = rt.store.kv_entries.get("flood", "refused:interval")
+        assert 'Plugin "flood"' in message and "cron.min_interval_s = 60 s" in message
+        message = rt.store.kv_entries.get("flood", "refused:imminent")
+        assert 'Plugin "flood"' in message and "cron.max_imminent_oneshots = 10" in message
+        assert rt.store.cron_tasks.count("flood") <= 10
