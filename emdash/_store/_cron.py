@@ -196,21 +196,66 @@ class CronTasks:
         now = parse_timestamp(now_iso, what="time")
         limit = max(1, int(limit))
         cap = limit if per_plugin is None else max(1, int(per_plugin))
+        claimed: builtins.list[dict[str, Any]] = []
         with self._db.transaction():
-            rows = self._db.rows(
-                "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY plugin_id "
-                "ORDER BY next_run_at, id) AS turn FROM _emdash_cron_tasks "
-                "WHERE enabled = 1 AND status = 'idle' AND next_run_at <= ?) "
-                "WHERE turn <= ? ORDER BY turn, plugin_id <= ?, plugin_id LIMIT ?",
-                (now, cap, str(after_plugin), limit),
-            )
-            for r in rows:
-                self._db.execute(
-                    "UPDATE _emdash_cron_tasks SET status = 'running', locked_at = ? "
-                    "WHERE id = ? AND status = 'idle'",
-                    (now, r["id"]),
-                )
-        return [_task(r) for r in rows]
+            # Round one discovers the plugins with due tasks in rotation order, one index
+            # seek each, and stops as soon as the claim is full: a tick never looks at more
+            # than ``limit`` plugins, nor at more of a plugin's backlog than it takes.
+            due_plugins: builtins.list[str] = []
+            cursor, wrapped = str(after_plugin), False
+            while len(claimed) < limit:
+                pid = self._next_due_plugin(now, cursor)
+                if pid is None or (wrapped and pid > str(after_plugin)):
+                    if wrapped or not after_plugin:
+                        break
+                    cursor, wrapped = "", True  # wrap around to the start of the ids
+                    continue
+                cursor = pid
+                task = self._claim_oldest(pid, now)
+                if task is not None:
+                    claimed.append(task)
+                    due_plugins.append(pid)
+            # Further rounds (only reached when every plugin with due tasks has had one):
+            # the same plugins in the same order, until each is drained, capped or the
+            # claim is full.
+            for _turn in range(1, cap):
+                still, due_plugins = due_plugins, []
+                for pid in still:
+                    if len(claimed) >= limit:
+                        break
+                    task = self._claim_oldest(pid, now)
+                    if task is not None:
+                        claimed.append(task)
+                        due_plugins.append(pid)
+                if not due_plugins:
+                    break
+        return claimed
+
+    def _next_due_plugin(self, now: str, after: str) -> str | None:
+        """The first plugin id after ``after`` with an idle enabled task due at ``now``."""
+        value = self._db.scalar(
+            "SELECT plugin_id FROM _emdash_cron_tasks "
+            "WHERE enabled = 1 AND status = 'idle' AND plugin_id > ? AND next_run_at <= ? "
+            "ORDER BY plugin_id LIMIT 1",
+            (after, now),
+        )
+        return None if value is None else str(value)
+
+    def _claim_oldest(self, pid: str, now: str) -> dict[str, Any] | None:
+        """Mark the plugin's oldest idle due task ``running``; return it (None: none left)."""
+        row = self._db.row(
+            "SELECT * FROM _emdash_cron_tasks "
+            "WHERE enabled = 1 AND status = 'idle' AND plugin_id = ? AND next_run_at <= ? "
+            "ORDER BY next_run_at, id LIMIT 1",
+            (pid, now),
+        )
+        if row is None:
+            return None
+        self._db.execute(
+            "UPDATE _emdash_cron_tasks SET status = 'running', locked_at = ? WHERE id = ?",
+            (now, row["id"]),
+        )
+        return _task(row)
 
     def finish(
         self,
