@@ -24,7 +24,7 @@ that the stored task changed and leaves the new schedule alone.
 plugin has at most ``max_tasks_per_plugin`` tasks; a recurring schedule must not run more
 often than every ``min_interval_s`` seconds; and at most ``max_imminent_oneshots`` of its
 one-shot tasks may be due within ``min_interval_s`` from now (a past time counts: it is due
-at once). ``schedule`` refuses what exceeds one with a :class:`CronScheduleError` naming the
+at once); a task's data is at most ``max_data_bytes`` of JSON. ``schedule`` refuses what exceeds one with a :class:`CronScheduleError` naming the
 plugin and the quota; tasks already stored are never dropped when a quota is lowered (a
 recurring one that now runs too often is re-armed no sooner than the minimum interval).
 
@@ -114,6 +114,9 @@ class CronLimits(BaseModel):
         ge=1,
         le=1_000_000,
         description="one-shot tasks one plugin may have due within min_interval_s",
+    )
+    max_data_bytes: int = Field(
+        default=65_536, ge=0, le=64 * 1024 * 1024, description="one task's data, as JSON"
     )
     tasks_per_tick: int = Field(
         default=10, ge=1, le=10_000, description="tasks one tick claims and runs"
@@ -218,6 +221,7 @@ class CronService:
             max_tasks=limits.max_tasks_per_plugin,
             max_imminent=limits.max_imminent_oneshots,
             imminent_before=format_iso(now + timedelta(seconds=limits.min_interval_s)),
+            max_data_bytes=limits.max_data_bytes,
         )
         self._wake.set()  # a sleeping scheduler thread re-arms for the new due time
         return {

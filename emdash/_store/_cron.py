@@ -51,6 +51,7 @@ class CronTasks:
         max_tasks: int | None = None,
         max_imminent: int | None = None,
         imminent_before: str | None = None,
+        max_data_bytes: int | None = None,
     ) -> None:
         """Create or replace the task ``(plugin_id, name)``; re-enables it and keeps a
         ``running`` status (the run in progress finishes normally).
@@ -61,7 +62,8 @@ class CronTasks:
 
         * ``max_tasks``: the plugin's tasks (enabled or not, any status);
         * ``max_imminent``: the plugin's one-shot tasks due before ``imminent_before`` (a
-          canonical time), counted only when the new task is such a one-shot itself.
+          canonical time), counted only when the new task is such a one-shot itself;
+        * ``max_data_bytes``: the task's ``data`` as stored (UTF-8 JSON).
         """
         pid = check_plugin_id(plugin_id)
         name = _task_name(name)
@@ -72,6 +74,15 @@ class CronTasks:
             )
         next_run = parse_timestamp(next_run_at, what="next run time")
         text = None if data is None else encode_json(data, what="Cron task data", plugin_id=pid)
+        size = 0 if text is None else len(text.encode("utf-8"))
+        if max_data_bytes is not None and size > max_data_bytes:
+            raise CronScheduleError(
+                f'Plugin "{pid}": cron task data is {size} bytes as JSON, over the quota '
+                f"(cron.max_data_bytes = {max_data_bytes}): keep the data small (store the "
+                "rest with ctx.kv or ctx.storage and pass a key), or ask the site operator to "
+                "raise cron.max_data_bytes",
+                plugin_id=pid,
+            )
         soon = None if imminent_before is None else parse_timestamp(imminent_before, what="time")
         with self._db.transaction():
             if max_tasks is not None:

@@ -79,6 +79,7 @@ def test_defaults() -> None:
         max_tasks_per_plugin=100,
         min_interval_s=60,
         max_imminent_oneshots=10,
+        max_data_bytes=65_536,
         tasks_per_tick=10,
         plugin_tasks_per_tick=5,
     )
@@ -196,6 +197,18 @@ def test_imminent_one_shots_are_capped(cron: CronService, clock: Clock) -> None:
     with pytest.raises(CronScheduleError):
         cron.schedule("p", "soon", iso(at(minutes=5, seconds=30)))
     cron.schedule("p", "tomorrow", iso(at(hours=24)))
+
+
+def test_task_data_is_capped(cron: CronService) -> None:
+    cron.schedule("p", "fits", "@daily", {"blob": "x" * (65_536 - 11)})  # {"blob":"..."}
+    with pytest.raises(CronScheduleError) as exc:
+        cron.schedule("p", "big", "@daily", {"blob": "é" * 40_000})
+    assert str(exc.value) == (
+        'Plugin "p": cron task data is 80011 bytes as JSON, over the quota '
+        "(cron.max_data_bytes = 65536): keep the data small (store the rest with ctx.kv or "
+        "ctx.storage and pass a key), or ask the site operator to raise cron.max_data_bytes"
+    )
+    assert [t["name"] for t in cron.list("p")] == ["fits"]
 
 
 def test_task_stored_before_a_limit_was_lowered_is_kept_but_throttled(
