@@ -318,26 +318,29 @@ class CronService:
         is at most now plus its backoff. Anything later was computed under a clock that was
         ahead; left alone, it would stall the task for as long as the clock was off.
         """
-        repaired = 0
+        moves: builtins.list[tuple[str, str, str]] = []
+        fires: dict[str, datetime | None] = {}  # tasks often share a schedule
         for task in self._tasks.idle_tasks():
             due = parse_iso(task["nextRunAt"])
             if due is None:
                 continue
             latest: datetime | None
             if not task["isOneshot"]:
-                try:
-                    latest = next_fire(task["schedule"], now)
-                except ValueError:
-                    continue
+                schedule = task["schedule"]
+                if schedule not in fires:
+                    try:
+                        fires[schedule] = next_fire(schedule, now)
+                    except ValueError:
+                        fires[schedule] = None
+                latest = fires[schedule]
             else:
                 retries = _stored_retries(task["data"])
                 if not retries:
                     continue  # the plugin chose this time: it may be far ahead on purpose
                 latest = now + timedelta(minutes=2 ** (min(retries, MAX_RETRIES) - 1))
-            if due > latest and self._tasks.rearm(
-                task["id"], expected=task["nextRunAt"], next_run_at=format_iso(latest)
-            ):
-                repaired += 1
+            if latest is not None and due > latest:
+                moves.append((task["id"], task["nextRunAt"], format_iso(latest)))
+        repaired = self._tasks.rearm(moves) if moves else 0
         if repaired:
             log.warning(
                 "[cron] moved %d task(s) scheduled under a clock that was ahead back to "

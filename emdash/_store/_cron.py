@@ -352,19 +352,23 @@ class CronTasks:
         rows = self._db.rows("SELECT * FROM _emdash_cron_tasks WHERE status = 'idle' ORDER BY id")
         return [_task(r) for r in rows]
 
-    def rearm(self, task_id: str, *, expected: str, next_run_at: str) -> bool:
-        """Move an idle task's next run to ``next_run_at`` if it is still ``expected``
-        (a concurrent run or reschedule wins)."""
-        nxt = parse_timestamp(next_run_at, what="next run time")
+    def rearm(self, moves: builtins.list[tuple[str, str, str]]) -> int:
+        """Move idle tasks' next runs, in one transaction: ``(task_id, expected,
+        next_run_at)`` moves a task only if its next run is still ``expected`` (a concurrent
+        run or reschedule wins). Returns how many moved."""
+        checked = [
+            (parse_timestamp(nxt, what="next run time"), str(task_id), str(expected))
+            for task_id, expected, nxt in moves
+        ]
+        moved = 0
         with self._db.transaction():
-            return (
-                self._db.execute(
+            for params in checked:
+                moved += self._db.execute(
                     "UPDATE _emdash_cron_tasks SET next_run_at = ? "
                     "WHERE id = ? AND status = 'idle' AND next_run_at = ?",
-                    (nxt, str(task_id), str(expected)),
+                    params,
                 )
-                > 0
-            )
+        return moved
 
     def next_due_at(self) -> str | None:
         """The earliest ``nextRunAt`` of an idle enabled task (to arm the scheduler timer)."""

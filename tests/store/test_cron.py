@@ -308,15 +308,22 @@ def test_locks_from_a_clock_that_was_ahead_are_released(store: Store) -> None:
 
 def test_rearm_only_moves_an_unchanged_idle_task(store: Store) -> None:
     _upsert(store, "p", "job", "2026-11-23T08:00:00Z")
-    [task] = store.cron_tasks.idle_tasks()
-    assert store.cron_tasks.rearm(
-        task["id"], expected="2026-11-23T08:00:00.000Z", next_run_at="2026-11-22T09:00:00Z"
+    _upsert(store, "p", "other", "2026-11-23T08:00:00Z")
+    [task, other] = sorted(store.cron_tasks.idle_tasks(), key=lambda t: t["name"] != "job")
+    moved = store.cron_tasks.rearm(
+        [
+            (task["id"], "2026-11-23T08:00:00.000Z", "2026-11-22T09:00:00Z"),
+            (other["id"], "2026-11-20T00:00:00.000Z", "2026-11-22T09:00:00Z"),  # stale
+        ]
     )
-    assert not store.cron_tasks.rearm(
-        task["id"], expected="2026-11-23T08:00:00.000Z", next_run_at="2026-11-22T10:00:00Z"
+    assert moved == 1
+    assert (
+        store.cron_tasks.rearm([(task["id"], "2026-11-23T08:00:00.000Z", "2026-11-22T10:00:00Z")])
+        == 0
     )
     store.cron_tasks.claim_due("2026-11-22T09:00:00Z")
-    assert store.cron_tasks.idle_tasks() == []
-    assert not store.cron_tasks.rearm(
-        task["id"], expected="2026-11-22T09:00:00.000Z", next_run_at="2026-11-22T10:00:00Z"
+    assert [t["name"] for t in store.cron_tasks.idle_tasks()] == ["other"]
+    assert (
+        store.cron_tasks.rearm([(task["id"], "2026-11-22T09:00:00.000Z", "2026-11-22T10:00:00Z")])
+        == 0
     )
