@@ -10,6 +10,7 @@ stored), never a duration.
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 import emdash
 from emdash._cli._config import ConfigError, load_config, open_runtime
-from emdash._services._cron import CronLimits, CronService
+from emdash._services._cron import MIN_TICK_GAP_S, CronLimits, CronService
 from emdash._shared._errors import BridgeError, CronScheduleError
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -452,3 +453,39 @@ def test_a_sandboxed_flood_is_refused_and_does_not_delay_another_plugin(tmp_path
         message = rt.store.kv_entries.get("flood", "refused:imminent")
         assert 'Plugin "flood"' in message and "cron.max_imminent_oneshots = 10" in message
         assert rt.store.cron_tasks.count("flood") <= 10
+
+
+def test_a_task_rescheduling_itself_does_not_make_the_driver_spin(
+    rt: emdash.Runtime, plugins: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every run re-arms the task in the past (due at once) and so wakes the driver.
+    plugins.add(
+        "spinner",
+        """
+        def on_cron(event, ctx):
+            n = (event["data"] or {}).get("n", 0) + 1
+            ctx.cron.schedule("again", schedule="2020-01-01T00:00:00Z", data={"n": n})
+        plugin = define_plugin(hooks={"cron": on_cron})
+        """,
+    )
+    rt.cron.schedule("spinner", "again", "2020-01-01T00:00:00Z")
+    starts: list[float] = []
+    tick = rt.cron.tick
+
+    def counted(now: datetime | None = None) -> list[Any]:
+        starts.append(time.monotonic())
+        return tick(now)
+
+    monkeypatch.setattr(rt.cron, "tick", counted)
+    rt.cron.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(starts) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        rt.cron.stop()
+    assert len(starts) >= 4
+    # Structural, whatever the machine's speed: the driver never starts two ticks less
+    # than MIN_TICK_GAP_S apart (a busy loop would start hundreds in that time).
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= MIN_TICK_GAP_S
