@@ -17,6 +17,10 @@ that guards private plugin routes, and which plugins are installed::
     [limits]                      # defaults for sandboxed plugins; a descriptor may override
     cpu_ms = 100
 
+    [cron]                        # per-plugin cron quotas (defaults shown)
+    max_tasks_per_plugin = 100
+    min_interval_s = 60
+
     [[plugins]]
     path = "plugins/hello"        # a directory holding emdash-plugin.toml
     trusted = false
@@ -38,6 +42,7 @@ import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .._model._descriptor import Limits, PluginDescriptor
+from .._services._cron import CronLimits
 from .._shared._errors import ConfigError, EmDashError
 
 if TYPE_CHECKING:
@@ -103,6 +108,7 @@ class SiteConfig(_Strict):
     api_token: str | EnvRef | None = None
     site: SiteSettings = Field(default_factory=SiteSettings)
     limits: Limits | None = None
+    cron: CronLimits | None = None
     plugins: list[PluginEntry] = Field(default_factory=list)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     source: Path | None = Field(default=None, exclude=True)
@@ -226,6 +232,8 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
         site=config.site_info(),
         media_dir=config.media_path(),
     )
+    if config.cron is not None:
+        runtime.cron.limits = config.cron
     try:
         for entry in config.plugins:
             path = config.plugin_path(entry)

@@ -29,6 +29,7 @@ __all__ = [
     "ParsedSchedule",
     "format_iso",
     "is_one_shot",
+    "min_gap_seconds",
     "next_fire",
     "parse_iso",
     "parse_schedule",
@@ -132,6 +133,50 @@ def next_fire(schedule: str, after: datetime) -> datetime:
     if not isinstance(nxt, datetime):
         raise ValueError(f"cron expression {schedule!r} never fires")
     return nxt.astimezone(UTC)
+
+
+def min_gap_seconds(schedule: str) -> int:
+    """The shortest time, in seconds, between two consecutive runs of a recurring schedule.
+
+    Computed from the seconds, minutes and hours fields, assuming the schedule runs on
+    consecutive days. That is exact for every gap shorter than a day (the only gaps the
+    minimum interval is about: it is capped at a day), and a lower bound otherwise: a
+    schedule limited to some days of the week or month only runs *less* often than this says.
+
+    Raises ``ValueError`` for what :func:`parse_schedule` would refuse.
+    """
+    expr = schedule.lower() if schedule.startswith("@") else schedule
+    six = not expr.startswith("@") and len(expr.split()) == 6
+    try:
+        fields = croniter.expand(expr, second_at_beginning=six)[0]
+    except Exception as exc:  # croniter raises assorted types on odd input
+        raise ValueError(f"cron expression {schedule!r} is not valid") from exc
+
+    def values(index: int, size: int) -> list[int]:
+        if index >= len(fields):
+            return [0]  # 5 fields: second 0 of the minute
+        got = fields[index]
+        if any(v == "*" for v in got):
+            return list(range(size))
+        if not all(type(v) is int and 0 <= v < size for v in got):
+            raise ValueError(f"cron expression {schedule!r} is not valid")
+        return sorted({int(v) for v in got})
+
+    seconds, minutes, hours = values(5, 60), values(0, 60), values(1, 24)
+    # Runs sorted by time of day are (hour, minute, second) in lexicographic order, so a
+    # gap between neighbours is either within one minute, across two listed minutes of
+    # one hour, or across two listed hours (the last one wrapping to the next day).
+    gaps = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
+    gaps += [
+        (b - a) * 60 + seconds[0] - seconds[-1] for a, b in zip(minutes, minutes[1:], strict=False)
+    ]
+    first = minutes[0] * 60 + seconds[0]
+    last = minutes[-1] * 60 + seconds[-1]
+    gaps += [
+        (b - a) * 3600 + first - last
+        for a, b in zip(hours, [*hours[1:], hours[0] + 24], strict=True)
+    ]
+    return min(gaps)
 
 
 def parse_schedule(

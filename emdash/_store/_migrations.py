@@ -294,10 +294,21 @@ def _m3_media_comments_cron_taxonomies(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m4_cron_fair_claims(db: sqlite_utils.Database) -> None:
+    # The executor claims due tasks round-robin across plugins: "the next plugin after X
+    # with an idle due task" and "that plugin's oldest idle due task" are both seeks in
+    # this index, so a tick costs the same whatever one plugin's backlog.
+    db.table("_emdash_cron_tasks").create_index(
+        ["enabled", "status", "plugin_id", "next_run_at", "id"],
+        index_name="idx_emdash_cron_plugin_due",
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
     (3, "media, comments, cron tasks, taxonomies", _m3_media_comments_cron_taxonomies),
+    (4, "cron tasks: index for claims fair across plugins", _m4_cron_fair_claims),
 ]
 
 

@@ -12,6 +12,7 @@ from emdash._services._cron_schedule import (
     ParsedSchedule,
     format_iso,
     is_one_shot,
+    min_gap_seconds,
     next_fire,
     parse_iso,
     parse_schedule,
@@ -135,3 +136,30 @@ def test_next_fire_is_strictly_after() -> None:
     assert next_fire("0 * * * *", at - timedelta(microseconds=1)) == at
     with pytest.raises(ValueError):
         next_fire("0 0 30 2 *", at)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "gap"),
+    [
+        ("* * * * * *", 1),
+        ("*/30 * * * * *", 30),
+        ("0,59 * * * * *", 1),  # :59 then :00 of the next minute
+        ("0 * * * * *", 60),
+        ("* * * * *", 60),
+        ("1-5 * * * *", 60),
+        ("*/5 * * * *", 300),
+        ("15 */5 * * * *", 300),
+        ("0,59 12 * * *", 3540),  # 12:59 to 12:00 the next day is longer
+        ("0 0,23 * * *", 3600),  # 23:00 to 00:00 the next day
+        ("@hourly", 3600),
+        ("@daily", 86400),
+        ("@weekly", 86400),  # a lower bound: days are not looked at
+        ("0 0 L * *", 86400),
+    ],
+)
+def test_min_gap_seconds(schedule: str, gap: int) -> None:
+    assert min_gap_seconds(schedule) == gap
+    # It is never more than the real gap between consecutive fire times.
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    times = [at := next_fire(schedule, at) for _ in range(50)]
+    assert min((b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)) >= gap

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import emdash
-from emdash._services._cron import CronRun
+from emdash._services._cron import CronLimits, CronRun
 from emdash._shared._errors import CronScheduleError
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -252,15 +252,20 @@ def test_task_of_a_plugin_without_cron_hook_fails(cron: Any, plugins: Any) -> No
     assert 'Plugin "hookless" has no cron hook registered' in (run.error or "")
 
 
-def test_claims_at_most_ten_per_tick_oldest_first(cron: Any, plugins: Any) -> None:
+def test_claims_at_most_five_per_plugin_and_ten_per_tick_oldest_first(
+    cron: Any, plugins: Any
+) -> None:
     owner = plugins.add("owner", RECORDING_CRON)
     for i in range(12):
-        cron.schedule("owner", f"t{i:02d}", iso(at(0, seconds=i)))
-    first = cron.tick(at(1))
-    assert [r.name for r in first] == [f"t{i:02d}" for i in range(10)]
-    second = cron.tick(at(1))
-    assert [r.name for r in second] == ["t10", "t11"]
-    assert len(owner.records("cron")) == 12
+        cron.schedule("owner", f"t{i:02d}", iso(at(2, seconds=i)))
+    # Alone, a plugin gets plugin_tasks_per_tick (5) of the tick's tasks_per_tick (10).
+    assert [r.name for r in cron.tick(at(3))] == [f"t{i:02d}" for i in range(5)]
+    cron.limits = CronLimits(plugin_tasks_per_tick=10)
+    assert [r.name for r in cron.tick(at(3))] == [f"t{i:02d}" for i in range(5, 12)]
+    for i in range(12):
+        cron.schedule("owner", f"u{i:02d}", iso(at(4, seconds=i)))
+    assert [r.name for r in cron.tick(at(5))] == [f"u{i:02d}" for i in range(10)]
+    assert len(owner.records("cron")) == 22
 
 
 def test_stale_running_task_is_recovered_after_ten_minutes(

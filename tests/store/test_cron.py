@@ -235,3 +235,95 @@ def test_schedule_and_time_validation(store: Store) -> None:
     with pytest.raises(BridgeError, match="^Cron task data must be JSON data"):
         _upsert(store, "p", "job", "2026-11-22T00:00:00Z", data={"x": float("nan")})
     assert store.cron_tasks.list("p") == []
+
+
+def test_claim_due_is_round_robin_across_plugins(store: Store) -> None:
+    for i in range(1000):  # plugin "a": a big, old backlog
+        _upsert(store, "a", f"t{i:04d}", f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z")
+    _upsert(store, "b", "hourly", "2026-11-22T09:00:00Z")
+    _upsert(store, "c", "later", "2026-11-22T10:00:00Z")  # not due
+    claimed = store.cron_tasks.claim_due("2026-11-22T09:30:00Z", 10, per_plugin=3)
+    assert [(c["pluginId"], c["name"]) for c in claimed] == [
+        ("a", "t0000"),
+        ("b", "hourly"),
+        ("a", "t0001"),
+        ("a", "t0002"),
+    ]
+    # Without a per-plugin cap, a plugin alone takes the whole claim, oldest first.
+    claimed = store.cron_tasks.claim_due("2026-11-22T09:30:00Z", 10)
+    assert [c["name"] for c in claimed] == [f"t{i:04d}" for i in range(3, 13)]
+
+
+def test_claim_due_rotates_from_after_the_given_plugin(store: Store) -> None:
+    for p in ("p1", "p2", "p3", "p4"):
+        _upsert(store, p, "a", "2026-11-22T08:00:00Z")
+        _upsert(store, p, "b", "2026-11-22T08:30:00Z")
+    claimed = store.cron_tasks.claim_due("2026-11-22T09:00:00Z", 3, after_plugin="p2")
+    assert [(c["pluginId"], c["name"]) for c in claimed] == [
+        ("p3", "a"),
+        ("p4", "a"),
+        ("p1", "a"),
+    ]
+    claimed = store.cron_tasks.claim_due("2026-11-22T09:00:00Z", 3, after_plugin="p1")
+    assert [(c["pluginId"], c["name"]) for c in claimed] == [
+        ("p2", "a"),
+        ("p3", "b"),
+        ("p4", "b"),
+    ]
+
+
+def test_task_quota_in_the_write_transaction(store: Store) -> None:
+    for i in range(3):
+        _upsert(store, "p", f"t{i}", "2026-11-22T08:00:00Z", max_tasks=3)
+    with pytest.raises(BridgeError) as exc:
+        _upsert(store, "p", "t3", "2026-11-22T08:00:00Z", max_tasks=3)
+    assert 'Plugin "p" already has 3 cron tasks' in str(exc.value)
+    _upsert(store, "p", "t1", "2026-11-23T08:00:00Z", max_tasks=1)  # a replacement
+    _upsert(store, "q", "t0", "2026-11-22T08:00:00Z", max_tasks=1)
+    assert store.cron_tasks.count("p") == 3
+    assert store.cron_tasks.count("q") == 1
+
+
+def test_imminent_one_shot_quota(store: Store) -> None:
+    soon = "2026-11-22T08:01:00Z"
+    kw: dict[str, object] = {"is_oneshot": True, "max_imminent": 2, "imminent_before": soon}
+    _upsert(store, "p", "a", "2026-11-22T08:00:00Z", **kw)
+    _upsert(store, "p", "b", "2020-01-01T00:00:00Z", **kw)
+    with pytest.raises(BridgeError, match="cron.max_imminent_oneshots = 2"):
+        _upsert(store, "p", "c", "2026-11-22T08:00:59Z", **kw)
+    _upsert(store, "p", "c", soon, **kw)  # not before imminent_before
+    _upsert(store, "p", "d", "2026-11-22T08:00:00Z", **{**kw, "is_oneshot": False})
+    _upsert(store, "p", "a", "2026-11-22T08:00:30Z", **kw)  # replacing one of the two
+    assert store.cron_tasks.count("p") == 4
+
+
+def test_locks_from_a_clock_that_was_ahead_are_released(store: Store) -> None:
+    _upsert(store, "p", "job", "2026-11-22T08:00:00Z")
+    assert len(store.cron_tasks.claim_due("2026-11-23T08:00:00Z")) == 1  # a day ahead
+    assert store.cron_tasks.recover_stale("2026-11-23T07:55:00Z", 600) == 0
+    assert store.cron_tasks.recover_stale("2026-11-22T08:05:00Z", 600) == 1
+    task = store.cron_tasks.get("p", "job")
+    assert task is not None and (task["status"], task["lockedAt"]) == ("idle", None)
+
+
+def test_rearm_only_moves_an_unchanged_idle_task(store: Store) -> None:
+    _upsert(store, "p", "job", "2026-11-23T08:00:00Z")
+    _upsert(store, "p", "other", "2026-11-23T08:00:00Z")
+    [task, other] = sorted(store.cron_tasks.idle_tasks(), key=lambda t: t["name"] != "job")
+    moved = store.cron_tasks.rearm(
+        [
+            (task["id"], "2026-11-23T08:00:00.000Z", "2026-11-22T09:00:00Z"),
+            (other["id"], "2026-11-20T00:00:00.000Z", "2026-11-22T09:00:00Z"),  # stale
+        ]
+    )
+    assert moved == 1
+    assert (
+        store.cron_tasks.rearm([(task["id"], "2026-11-23T08:00:00.000Z", "2026-11-22T10:00:00Z")])
+        == 0
+    )
+    store.cron_tasks.claim_due("2026-11-22T09:00:00Z")
+    assert [t["name"] for t in store.cron_tasks.idle_tasks()] == ["other"]
+    assert (
+        store.cron_tasks.rearm([(task["id"], "2026-11-22T09:00:00.000Z", "2026-11-22T10:00:00Z")])
+        == 0
+    )
