@@ -36,7 +36,7 @@ from .._shared._errors import (
     clean_text,
 )
 from . import _cms as cms
-from ._budget import LOG_LINE_MAX_BYTES, CallBudget
+from ._budget import LOG_LINE_MAX_BYTES, CallBudget, LogWindow
 from ._params import Params, plain_params
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ class Bridge:
     ``plugins`` maps a plugin id to its :class:`PluginDescriptor` (raising if unknown);
     ``http`` performs ``http/fetch``; ``cron`` and ``email`` are optional services;
     ``logger`` is the parent of the per-plugin loggers (``emdash.plugins`` by default).
+    ``log_window`` caps each plugin's log bytes per minute (by default with the
+    ``log_bytes_per_minute`` quota of ``store.quotas``).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Bridge:
         email: EmailService | None = None,
         site: dict[str, Any] | None = None,
         logger: logging.Logger | None = None,
+        log_window: LogWindow | None = None,
     ) -> None:
         self.store = store
         self.http = http
@@ -102,6 +105,9 @@ class Bridge:
         self.site = dict(site or {})
         self._plugins = plugins
         self._logger = logger or logging.getLogger("emdash.plugins")
+        self.log_window = log_window or LogWindow(
+            lambda pid: store.quotas.for_plugin(pid).log_bytes_per_minute
+        )
 
     def dispatch(
         self,
@@ -277,6 +283,9 @@ def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | No
                 plugin.id,
                 budget.log_lines,
             )
+        # A dropped line still costs the host a round trip: past the cap every log call
+        # is a subrequest, so a logging loop ends instead of running to the wall limit.
+        budget.charge(plugin.id, what=f" (ctx.log calls past {budget.log_lines} lines count)")
         return None
     line = msg
     if p.has("data"):
@@ -286,6 +295,18 @@ def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | No
     raw, line = line, clean_text(line, limit=LOG_LINE_MAX_BYTES, ellipsis="")
     if len(raw) > LOG_LINE_MAX_BYTES or len(line.encode("utf-8")) > LOG_LINE_MAX_BYTES:
         line = line.encode("utf-8")[:LOG_LINE_MAX_BYTES].decode("utf-8", "ignore") + "…[truncated]"
+    allowed, dropped = b.log_window.take(plugin.id, len(line.encode("utf-8")))
+    if not allowed:
+        if dropped == 1:  # once per window: the warning must not become the flood
+            b.logger_for(plugin.id).warning(
+                "[plugin:%s] logged more than %d bytes within %d s (its log_bytes_per_minute "
+                "quota); dropping its log lines until the window ends. The site operator can "
+                "raise the quota.",
+                plugin.id,
+                b.log_window.limit(plugin.id),
+                int(b.log_window.window_s),
+            )
+        return None
     b.logger_for(plugin.id).log(_LEVELS[level], "[plugin:%s] %s", plugin.id, line)
     return None
 
