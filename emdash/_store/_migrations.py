@@ -336,10 +336,33 @@ def _m4_plugin_usage_audit_retention(db: sqlite_utils.Database) -> None:
     old = {k: v.format(r="OLD") for k, v in (("p", kv_pid), ("b", kv_bytes), ("w", kv_row))}
     trig("_emdash_usage_kv_ins", "INSERT", "_emdash_options", new["w"], add(new["p"], new["b"]))
     trig("_emdash_usage_kv_del", "DELETE", "_emdash_options", old["w"], sub(old["p"], old["b"]))
-    # An update is a delete of the old row and an insert of the new one (either may be a
-    # KV row or not); two triggers, since a trigger has one WHEN.
-    trig("_emdash_usage_kv_upd_old", "UPDATE", "_emdash_options", old["w"], sub(old["p"], old["b"]))
-    trig("_emdash_usage_kv_upd_new", "UPDATE", "_emdash_options", new["w"], add(new["p"], new["b"]))
+    # An overwrite (same row, new value: every upsert) is one UPDATE of the counter; any
+    # other update is a delete of the old row and an insert of the new one (either may be
+    # a KV row or not), two triggers since a trigger has one WHEN.
+    same = f"NEW.name = OLD.name AND {new['w']}"
+    moved = "NEW.name IS NOT OLD.name"
+    grow = f"{new['b']} - {old['b']}"
+    trig(
+        "_emdash_usage_kv_upd",
+        "UPDATE",
+        "_emdash_options",
+        same,
+        f"UPDATE _emdash_plugin_usage SET bytes = bytes + {grow} WHERE plugin_id = {new['p']};",
+    )
+    trig(
+        "_emdash_usage_kv_upd_old",
+        "UPDATE",
+        "_emdash_options",
+        f"{moved} AND {old['w']}",
+        sub(old["p"], old["b"]),
+    )
+    trig(
+        "_emdash_usage_kv_upd_new",
+        "UPDATE",
+        "_emdash_options",
+        f"{moved} AND {new['w']}",
+        add(new["p"], new["b"]),
+    )
     nd, od = doc_bytes.format(r="NEW"), doc_bytes.format(r="OLD")
     trig("_emdash_usage_doc_ins", "INSERT", "_plugin_storage", None, add("NEW.plugin_id", nd))
     trig("_emdash_usage_doc_del", "DELETE", "_plugin_storage", None, sub("OLD.plugin_id", od))
@@ -347,7 +370,15 @@ def _m4_plugin_usage_audit_retention(db: sqlite_utils.Database) -> None:
         "_emdash_usage_doc_upd",
         "UPDATE",
         "_plugin_storage",
-        None,
+        "NEW.plugin_id = OLD.plugin_id",
+        f"UPDATE _emdash_plugin_usage SET bytes = bytes + {nd} - {od} "
+        "WHERE plugin_id = NEW.plugin_id;",
+    )
+    trig(
+        "_emdash_usage_doc_move",
+        "UPDATE",
+        "_plugin_storage",
+        "NEW.plugin_id IS NOT OLD.plugin_id",
         sub("OLD.plugin_id", od) + " " + add("NEW.plugin_id", nd),
     )
     # What is stored already counts from the start (nothing is dropped for it).

@@ -61,12 +61,16 @@ class Options:
 
     def _put(self, name: str, text: str) -> None:
         with self._db.transaction():
-            self._db.execute(
-                "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
-                "updated_at = excluded.updated_at",
-                (name, text, self._db.now()),
-            )
+            self._upsert(name, text)
+
+    def _upsert(self, name: str, text: str) -> None:
+        """The write itself; the caller holds a transaction."""
+        self._db.execute(
+            "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (name, text, self._db.now()),
+        )
 
     def delete(self, name: str) -> bool:
         name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
@@ -121,7 +125,7 @@ class KVEntries:
             else:
                 grow, rows = size - int(old), 0
             self._quota.check(plugin_id, grow, rows, what="this kv.set")
-            self._options._put(name, text)
+            self._options._upsert(name, text)
 
     def delete(self, plugin_id: str, key: str) -> bool:
         return self._options.delete(self._name(plugin_id, key))

@@ -243,3 +243,17 @@ def test_retention_deletes_a_backlog_in_batches(store: Store) -> None:
 def test_default_retention_is_30_days_and_a_million_rows(store: Store) -> None:
     assert store.audit_records.retention == AuditRetention()
     assert (AuditRetention().max_age_days, AuditRetention().max_rows) == (30, 1_000_000)
+
+
+def test_rows_moved_by_hand_between_plugins_are_counted_exactly(store: Store) -> None:
+    store.kv_entries.set("p", "a", "x" * 10)
+    store.options.set("site:s", "y" * 5)
+    store.plugin_documents.put("p", "c", "d", "z" * 7)
+    with store.transaction():
+        store._db.execute(
+            "UPDATE _emdash_options SET name = 'plugin:q:a' WHERE name = 'plugin:p:a'"
+        )
+        store._db.execute("UPDATE _emdash_options SET name = 'plugin:p:s' WHERE name = 'site:s'")
+        store._db.execute("UPDATE _plugin_storage SET plugin_id = 'q' WHERE plugin_id = 'p'")
+    assert _exact(store, "p") == {"bytes": 1 + 7, "rows": 1}
+    assert _exact(store, "q") == {"bytes": 1 + 12 + 1 + 1 + 9, "rows": 2}
