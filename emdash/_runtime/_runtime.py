@@ -11,6 +11,12 @@
 Plugins are sandboxed unless added with ``trusted=True``. ``Runtime(sandbox=False)`` is the
 debugging bypass: untrusted plugins then run in-process, with a loud warning for each.
 
+Per-plugin quotas are the operator's, never a descriptor's: ``quotas=`` (an
+:class:`emdash.Quotas`, the default for every plugin) and ``plugin_quotas={id: Quotas}``
+bound what each plugin stores (KV + storage bytes and rows) and logs per minute;
+``audit_retention=`` how long audit rows are kept. ``rt.store.quotas.set(id, Quotas(...))``
+changes one plugin's quotas while the site runs.
+
 Lifecycle (docs/design.md): the first time this *database* sees a plugin id,
 ``plugin:install`` then (if enabled) ``plugin:activate`` fire. ``enable_plugin`` fires
 ``plugin:activate`` after the plugin joined the pipeline; ``disable_plugin`` fires
