@@ -22,6 +22,7 @@ import pytest
 from emdash import PluginError, QuotaExceededError, Quotas, SubrequestLimitExceeded
 from emdash._bridge._budget import LogWindow
 from emdash._runtime._runtime import Runtime
+from emdash._shared._errors import error_from_wire, error_to_wire, passes_through
 
 SOURCE = """
 from emdash import QuotaExceededError, define_plugin
@@ -214,3 +215,23 @@ def test_a_logging_loop_in_a_worker_ends_at_the_subrequest_limit(
     mine = [r for r in caplog.records if r.name == f"emdash.plugins.{PID}"]
     assert len([r for r in mine if r.levelno == logging.INFO]) == 200
     assert len([r for r in mine if r.levelno == logging.WARNING]) == 1
+
+
+def test_the_quota_error_crosses_the_wire_with_checked_fields() -> None:
+    err = QuotaExceededError("over", plugin_id=PID, quota="stored_rows", limit=20)
+    wire = error_to_wire(err)
+    assert wire["type"] == "QuotaExceededError" and passes_through("QuotaExceededError")
+    back = error_from_wire(wire, plugin_id=PID)
+    assert isinstance(back, QuotaExceededError)
+    assert (back.quota, back.limit, back.plugin_id) == ("stored_rows", 20, PID)
+    # What a worker sends is hostile: odd field types are dropped, text is escaped and cut.
+    forged = error_from_wire(
+        {
+            "type": "QuotaExceededError",
+            "message": "m",
+            "quota": "\x1b[31m" + "q" * 500,
+            "limit": "9",
+        }
+    )
+    assert isinstance(forged, QuotaExceededError) and forged.limit is None
+    assert forged.quota is not None and "\x1b" not in forged.quota and len(forged.quota) < 80
