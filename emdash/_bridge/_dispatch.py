@@ -9,14 +9,20 @@ so both modes see the same behaviour and the same error texts. For each call, in
    (:func:`emdash._bridge._params.plain_params`): it is hostile input;
 3. the plugin is looked up by the **host-known** id the caller was created for; nothing
    the plugin sends is ever used to pick whose data is touched;
-4. one subrequest is charged to the invocation's :class:`CallBudget` (``log`` excepted;
-   ``http/fetch`` pays for each further redirect hop too);
+4. one subrequest is charged to the invocation's :class:`CallBudget` (``log`` excepted
+   within its own per-invocation line cap, charged past it; ``http/fetch`` pays for each
+   further redirect hop too);
 5. the capability is checked against the descriptor's canonical, implication-closed list
    (``Missing capability: <cap>``);
 6. the parameters are validated with the texts of spec/sandbox-contract.md §4.4 and the
    service runs, scoped by the plugin id.
 
 Content, media, users and taxonomy methods live in :mod:`emdash._bridge._cms`.
+
+Quotas: KV and storage writes are checked against the plugin's stored bytes/rows quotas
+by the store (:mod:`emdash._store._quotas`; ``QuotaExceededError``, which sandboxed
+plugins can catch like native ones); ``log`` lines past the plugin's
+``log_bytes_per_minute`` are dropped by :attr:`Bridge.log_window`, never failed.
 """
 
 from __future__ import annotations
