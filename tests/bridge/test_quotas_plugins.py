@@ -23,6 +23,7 @@ from emdash import PluginError, QuotaExceededError, Quotas, SubrequestLimitExcee
 from emdash._bridge._budget import LogWindow
 from emdash._runtime._runtime import Runtime
 from emdash._shared._errors import error_from_wire, error_to_wire, passes_through
+from emdash._store._quotas import AuditRetention
 
 SOURCE = """
 from emdash import QuotaExceededError, define_plugin
@@ -235,3 +236,15 @@ def test_the_quota_error_crosses_the_wire_with_checked_fields() -> None:
     )
     assert isinstance(forged, QuotaExceededError) and forged.limit is None
     assert forged.quota is not None and "\x1b" not in forged.quota and len(forged.quota) < 80
+
+
+def test_audit_rows_of_failing_calls_stay_within_the_retention_bound(tmp_path: Path) -> None:
+    # Issue row 8: every failing call added an audit row (~4.9 KB), kept forever.
+    with Runtime(tmp_path / "site.db", audit_retention=AuditRetention(max_rows=20)) as rt:
+        rt.add_plugin(DESCRIPTOR, source=SOURCE)
+        for _ in range(300):  # more than one flush (256 records) worth
+            with pytest.raises(PluginError):
+                _route(rt, "write-then-fail")
+        rt.store.audit_records.flush()
+        stored = rt.store.db.execute("SELECT COUNT(*), MAX(id) FROM _emdash_audit").fetchone()
+    assert stored[0] <= 20 and stored[1] >= 300
