@@ -38,6 +38,7 @@ from ._shared._errors import MemoryLimitExceeded as MemoryLimitExceeded
 from ._shared._errors import NotFoundError as NotFoundError
 from ._shared._errors import PluginError as PluginError
 from ._shared._errors import PluginRouteError as PluginRouteError
+from ._shared._errors import QuotaExceededError as QuotaExceededError
 from ._shared._errors import SandboxError as SandboxError
 from ._shared._errors import SandboxNotAvailableError as SandboxNotAvailableError
 from ._shared._errors import SandboxUnavailableError as SandboxUnavailableError
@@ -51,6 +52,7 @@ from ._shared._plugin_api import HookConfig as HookConfig
 from ._shared._plugin_api import PluginDefinition as PluginDefinition
 from ._shared._plugin_api import RouteConfig as RouteConfig
 from ._shared._plugin_api import define_plugin as define_plugin
+from ._store._quotas import Quotas as Quotas
 
 __version__ = "0.1.0"
 
@@ -89,6 +91,8 @@ __all__ = [
     "PluginDescriptor",
     "PluginError",
     "PluginRouteError",
+    "QuotaExceededError",
+    "Quotas",
     "RouteConfig",
     "Runtime",
     "SandboxError",

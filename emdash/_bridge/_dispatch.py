@@ -9,14 +9,20 @@ so both modes see the same behaviour and the same error texts. For each call, in
    (:func:`emdash._bridge._params.plain_params`): it is hostile input;
 3. the plugin is looked up by the **host-known** id the caller was created for; nothing
    the plugin sends is ever used to pick whose data is touched;
-4. one subrequest is charged to the invocation's :class:`CallBudget` (``log`` excepted;
-   ``http/fetch`` pays for each further redirect hop too);
+4. one subrequest is charged to the invocation's :class:`CallBudget` (``log`` excepted
+   within its own per-invocation line cap, charged past it; ``http/fetch`` pays for each
+   further redirect hop too);
 5. the capability is checked against the descriptor's canonical, implication-closed list
    (``Missing capability: <cap>``);
 6. the parameters are validated with the texts of spec/sandbox-contract.md §4.4 and the
    service runs, scoped by the plugin id.
 
 Content, media, users and taxonomy methods live in :mod:`emdash._bridge._cms`.
+
+Quotas: KV and storage writes are checked against the plugin's stored bytes/rows quotas
+by the store (:mod:`emdash._store._quotas`; ``QuotaExceededError``, which sandboxed
+plugins can catch like native ones); ``log`` lines past the plugin's
+``log_bytes_per_minute`` are dropped by :attr:`Bridge.log_window`, never failed.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from .._shared._errors import (
     clean_text,
 )
 from . import _cms as cms
-from ._budget import LOG_LINE_MAX_BYTES, CallBudget
+from ._budget import LOG_LINE_MAX_BYTES, CallBudget, LogWindow
 from ._params import Params, plain_params
 
 if TYPE_CHECKING:
@@ -82,6 +88,8 @@ class Bridge:
     ``plugins`` maps a plugin id to its :class:`PluginDescriptor` (raising if unknown);
     ``http`` performs ``http/fetch``; ``cron`` and ``email`` are optional services;
     ``logger`` is the parent of the per-plugin loggers (``emdash.plugins`` by default).
+    ``log_window`` caps each plugin's log bytes per minute (by default with the
+    ``log_bytes_per_minute`` quota of ``store.quotas``).
     """
 
     def __init__(
@@ -94,6 +102,7 @@ class Bridge:
         email: EmailService | None = None,
         site: dict[str, Any] | None = None,
         logger: logging.Logger | None = None,
+        log_window: LogWindow | None = None,
     ) -> None:
         self.store = store
         self.http = http
@@ -102,6 +111,9 @@ class Bridge:
         self.site = dict(site or {})
         self._plugins = plugins
         self._logger = logger or logging.getLogger("emdash.plugins")
+        self.log_window = log_window or LogWindow(
+            lambda pid: store.quotas.for_plugin(pid).log_bytes_per_minute
+        )
 
     def dispatch(
         self,
@@ -277,6 +289,9 @@ def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | No
                 plugin.id,
                 budget.log_lines,
             )
+        # A dropped line still costs the host a round trip: past the cap every log call
+        # is a subrequest, so a logging loop ends instead of running to the wall limit.
+        budget.charge(plugin.id, what=f" (ctx.log calls past {budget.log_lines} lines count)")
         return None
     line = msg
     if p.has("data"):
@@ -286,6 +301,18 @@ def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | No
     raw, line = line, clean_text(line, limit=LOG_LINE_MAX_BYTES, ellipsis="")
     if len(raw) > LOG_LINE_MAX_BYTES or len(line.encode("utf-8")) > LOG_LINE_MAX_BYTES:
         line = line.encode("utf-8")[:LOG_LINE_MAX_BYTES].decode("utf-8", "ignore") + "…[truncated]"
+    allowed, dropped = b.log_window.take(plugin.id, len(line.encode("utf-8")))
+    if not allowed:
+        if dropped == 1:  # once per window: the warning must not become the flood
+            b.logger_for(plugin.id).warning(
+                "[plugin:%s] logged more than %d bytes within %d s (its log_bytes_per_minute "
+                "quota); dropping its log lines until the window ends. The site operator can "
+                "raise the quota.",
+                plugin.id,
+                b.log_window.limit(plugin.id),
+                int(b.log_window.window_s),
+            )
+        return None
     b.logger_for(plugin.id).log(_LEVELS[level], "[plugin:%s] %s", plugin.id, line)
     return None
 

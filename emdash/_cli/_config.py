@@ -21,10 +21,23 @@ that guards private plugin routes, and which plugins are installed::
     max_tasks_per_plugin = 100
     min_interval_s = 60
 
+    [quotas]                      # per-plugin quotas, for every plugin (these are the defaults)
+    stored_bytes = 67108864       # KV + storage bytes (keys, ids, collection names, JSON)
+    stored_rows = 100000          # KV entries + storage documents
+    log_bytes_per_minute = 1048576
+
+    [audit]                       # audit log retention (site-wide; these are the defaults)
+    max_age_days = 30
+    max_rows = 1000000
+
     [[plugins]]
     path = "plugins/hello"        # a directory holding emdash-plugin.toml
     trusted = false
     enabled = true
+    quotas = { stored_bytes = 268435456 }   # this plugin's own; unset keys use [quotas]
+
+Quotas live here, with the operator, and never in a plugin's descriptor: a plugin must not
+be able to raise its own.
 
 The file is validated strictly (unknown keys are errors, so a typo never silently does
 nothing) and loaded with stdlib ``tomllib``. The CLI edits the ``[[plugins]]`` list with
@@ -44,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .._model._descriptor import Limits, PluginDescriptor
 from .._services._cron import CronLimits
 from .._shared._errors import ConfigError, EmDashError
+from .._store._quotas import AuditRetention, Quotas
 
 if TYPE_CHECKING:
     from .._runtime._runtime import Runtime
@@ -97,6 +111,8 @@ class PluginEntry(_Strict):
     path: str = Field(min_length=1)
     trusted: bool = False
     enabled: bool = True
+    #: This plugin's quotas; keys left out take the site's ``[quotas]`` value.
+    quotas: Quotas | None = None
 
 
 class SiteConfig(_Strict):
@@ -109,6 +125,8 @@ class SiteConfig(_Strict):
     site: SiteSettings = Field(default_factory=SiteSettings)
     limits: Limits | None = None
     cron: CronLimits | None = None
+    quotas: Quotas = Field(default_factory=Quotas)
+    audit: AuditRetention = Field(default_factory=AuditRetention)
     plugins: list[PluginEntry] = Field(default_factory=list)
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     source: Path | None = Field(default=None, exclude=True)
@@ -133,6 +151,20 @@ class SiteConfig(_Strict):
 
     def plugin_path(self, entry: PluginEntry) -> Path:
         return self._resolve(entry.path)
+
+    def plugin_quotas(self) -> dict[str, Quotas]:
+        """The quotas of every plugin whose entry sets some, by plugin id (merged over
+        ``[quotas]``). Reads the descriptors of those entries for their ids."""
+        out: dict[str, Quotas] = {}
+        for entry in self.plugins:
+            if entry.quotas is None:
+                continue
+            pid = _descriptor_id(self.plugin_path(entry))
+            if pid is not None:  # an unreadable descriptor fails later, naming its path
+                out[pid] = self.quotas.model_copy(
+                    update=entry.quotas.model_dump(exclude_unset=True)
+                )
+        return out
 
     def token(self) -> str | None:
         """The API token; an ``$env`` reference is read now and must be set and non-empty."""
@@ -231,6 +263,9 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
         limits=config.limits,
         site=config.site_info(),
         media_dir=config.media_path(),
+        quotas=config.quotas,
+        plugin_quotas=config.plugin_quotas(),
+        audit_retention=config.audit,
     )
     if config.cron is not None:
         runtime.cron.limits = config.cron

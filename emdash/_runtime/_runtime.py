@@ -11,6 +11,12 @@
 Plugins are sandboxed unless added with ``trusted=True``. ``Runtime(sandbox=False)`` is the
 debugging bypass: untrusted plugins then run in-process, with a loud warning for each.
 
+Per-plugin quotas are the operator's, never a descriptor's: ``quotas=`` (an
+:class:`emdash.Quotas`, the default for every plugin) and ``plugin_quotas={id: Quotas}``
+bound what each plugin stores (KV + storage bytes and rows) and logs per minute;
+``audit_retention=`` how long audit rows are kept. ``rt.store.quotas.set(id, Quotas(...))``
+changes one plugin's quotas while the site runs.
+
 Lifecycle (docs/design.md): the first time this *database* sees a plugin id,
 ``plugin:install`` then (if enabled) ``plugin:activate`` fire. ``enable_plugin`` fires
 ``plugin:activate`` after the plugin joined the pipeline; ``disable_plugin`` fires
@@ -34,6 +40,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -62,6 +69,7 @@ from .._shared._errors import (
 )
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
+from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
 from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
 from ._plugin_info import PluginInfo
@@ -88,13 +96,22 @@ class Runtime:
         http_transport: httpx.BaseTransport | None = None,
         worker_pool_size: int = 2,
         logger: logging.Logger | None = None,
+        quotas: Quotas | None = None,
+        plugin_quotas: Mapping[str, Quotas] | None = None,
+        audit_retention: AuditRetention | None = None,
     ) -> None:
         self.log = logger or log
         self.sandbox = sandbox
         self.limits = limits or Limits.model_validate({})
         self.worker_pool_size = worker_pool_size
         self.site = _site_info(site)
-        self.store = Store(database, media_dir=Path(media_dir) if media_dir else None)
+        # Quotas are the operator's (never the descriptor's: a plugin must not raise its own).
+        self.store = Store(
+            database,
+            media_dir=Path(media_dir) if media_dir else None,
+            quotas=QuotaPolicy(quotas, plugin_quotas),
+            audit_retention=audit_retention,
+        )
         self._http = HttpClient(http_transport)
         self._lock = threading.RLock()
         self._plugins: dict[str, PluginInfo] = {}

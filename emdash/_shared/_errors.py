@@ -15,6 +15,7 @@ against EmDash keep working.
     ├── BridgeError              malformed bridge call (bad parameters, unknown method)
     │   └── CronScheduleError    invalid cron task name or schedule
     ├── NotFoundError            the thing a call refers to does not exist
+    ├── QuotaExceededError       a per-plugin quota (stored bytes/rows...) would be passed
     ├── DeleteBlockedError       a content:beforeDelete handler vetoed a delete
     ├── CommentRejectedError     a comment was refused (by a plugin or the site's settings)
     ├── InvalidPageContextError  rt.page was handed a page context that is not one
@@ -68,6 +69,7 @@ __all__ = [
     "NotFoundError",
     "PluginError",
     "PluginRouteError",
+    "QuotaExceededError",
     "SandboxError",
     "SandboxNotAvailableError",
     "SandboxUnavailableError",
@@ -146,6 +148,27 @@ class BridgeError(EmDashError):
 
 class NotFoundError(EmDashError):
     """The item a call refers to does not exist."""
+
+
+class QuotaExceededError(EmDashError):
+    """A write would take the plugin past one of its per-plugin quotas; nothing was written.
+
+    ``quota`` names the quota (``stored_bytes``, ``stored_rows``...), ``limit`` is its
+    value for this plugin. Quotas are set by the site operator (``Runtime(quotas=...)``,
+    ``[quotas]`` in emdash.toml), never by the plugin itself.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugin_id: str | None = None,
+        quota: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        super().__init__(message, plugin_id=plugin_id)
+        self.quota = quota
+        self.limit = limit
 
 
 class EmailError(EmDashError):
@@ -337,6 +360,7 @@ _WIRE_CLASSES: dict[str, tuple[type[EmDashError], bool]] = {
         (HttpAccessError, True),
         (BridgeError, True),
         (NotFoundError, True),
+        (QuotaExceededError, True),
         (EmailError, True),
         (EmailNotConfiguredError, True),
         (EmailRecursionError, True),
@@ -378,6 +402,8 @@ def error_to_wire(exc: BaseException) -> dict[str, Any]:
         out["capability"] = exc.capability
     elif type(exc) is StorageQueryError:
         out.update(field=exc.field, suggestion=exc.suggestion)
+    elif type(exc) is QuotaExceededError:
+        out.update(quota=exc.quota, limit=exc.limit)
     if isinstance(exc, EmDashError) and exc.plugin_id:
         out["plugin_id"] = exc.plugin_id
     return out
@@ -463,6 +489,14 @@ def error_from_wire(data: Any, *, plugin_id: str | None = None) -> EmDashError:
         suggestion = data.get("suggestion")
         err.suggestion = clean_text(suggestion) if isinstance(suggestion, str) else None
         return err
+    if cls is QuotaExceededError:
+        quota, limit = data.get("quota"), data.get("limit")
+        return QuotaExceededError(
+            message,
+            plugin_id=plugin_id,
+            quota=clean_text(quota, limit=64) if isinstance(quota, str) else None,
+            limit=limit if type(limit) is int else None,
+        )
     if cls is not None:
         return cls(message, plugin_id=plugin_id)
     return BridgeError(message, plugin_id=plugin_id)

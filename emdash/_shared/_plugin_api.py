@@ -22,6 +22,7 @@ from ._errors import (
     ManifestError,
     NotFoundError,
     PluginRouteError,
+    QuotaExceededError,
     StorageQueryError,
 )
 from ._hooks_catalog import HOOK_NAMES, HOOKS
@@ -39,6 +40,7 @@ __all__ = [
     "NotFoundError",
     "PluginDefinition",
     "PluginRouteError",
+    "QuotaExceededError",
     "RouteConfig",
     "StorageQueryError",
     "define_plugin",

@@ -18,16 +18,28 @@ took the worker to the moment its answer arrived (``sandbox.CallResult.cpu_ms``;
 that broke out of the sandbox can forge what it says about itself, not this), for a trusted
 one the CPU time of the host thread that ran it. NULL when there is no such figure (the
 invocation failed before or without one).
+
+Retention (:func:`enforce_retention`, run by every flush that wrote rows, in the same
+transaction): rows older than ``AuditRetention.max_age_days`` (default 30) are deleted,
+and so are the oldest rows beyond ``AuditRetention.max_rows`` (default 1,000,000), at most
+``RETENTION_BATCH`` rows of each per flush, so a flush never stalls on a large backlog
+(the backlog shrinks by a batch per flush, faster than flushes add rows). Age uses the
+``at`` index; the row bound uses the id (rows get increasing ids, so the rows with
+``id <= max(id) - max_rows`` are the oldest, and at most ``max_rows`` remain). Both are
+index lookups when there is nothing to delete. The site operator sets both
+(``Runtime(audit_retention=...)``, ``[audit]`` in emdash.toml).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import timedelta
 from typing import Any
 
 from .._shared._errors import EmDashError
-from ._db import Db
+from ._db import Db, format_timestamp
+from ._quotas import AuditRetention
 
 __all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "AuditRecords"]
 
@@ -46,7 +58,34 @@ _INSERT = (
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
+RETENTION_BATCH = 10_000
+
+
+def enforce_retention(db: Db, retention: AuditRetention, *, batch: int = RETENTION_BATCH) -> int:
+    """Delete audit rows past the retention bounds (inside a transaction); returns how many.
+
+    See the module docstring for the policy. At most ``batch`` rows per bound per call.
+    """
+    cutoff = format_timestamp(db.now_datetime() - timedelta(days=retention.max_age_days))
+    deleted = db.execute(
+        "DELETE FROM _emdash_audit WHERE id IN "
+        "(SELECT id FROM _emdash_audit WHERE at < ? ORDER BY at LIMIT ?)",
+        (cutoff, batch),
+    )
+    newest = db.scalar("SELECT MAX(id) FROM _emdash_audit")
+    if newest is not None and newest > retention.max_rows:
+        deleted += db.execute(
+            "DELETE FROM _emdash_audit WHERE id IN "
+            "(SELECT id FROM _emdash_audit WHERE id <= ? ORDER BY id LIMIT ?)",
+            (int(newest) - retention.max_rows, batch),
+        )
+    return deleted
+
+
 class AuditRecords:
+    #: How long rows are kept (set by the Store; ``None``: forever).
+    retention: AuditRetention | None = None
+
     def __init__(self, db: Db) -> None:
         self._db = db
         self._buffer: list[_Record] = []
@@ -132,6 +171,8 @@ class AuditRecords:
                             _INSERT + ",".join([_ROW] * len(chunk)),
                             [value for record in chunk for value in record],
                         )
+                    if self.retention is not None:
+                        enforce_retention(self._db, self.retention)
             except BaseException:
                 with self._buffer_lock:  # keep them for the next attempt
                     self._buffer[:0] = batch

@@ -23,6 +23,7 @@ from ._migrations import migrate
 from ._options import KVEntries, Options
 from ._plugin_storage import PluginDocuments
 from ._plugins import PluginRegistry
+from ._quotas import AuditRetention, QuotaPolicy, StoredQuota
 from ._taxonomies import Taxonomies
 from ._users import UserAccounts
 
@@ -35,7 +36,9 @@ class Store:
 
     ``database`` is a file path (WAL mode) or ``":memory:"``. ``media_dir`` is where
     uploaded media bytes live (a temporary directory, removed at close, when omitted).
-    ``clock`` returns the current time (tests pass a fixed clock).
+    ``clock`` returns the current time (tests pass a fixed clock). ``quotas`` are the
+    per-plugin quotas (:class:`~emdash._store._quotas.QuotaPolicy`; defaults when omitted),
+    ``audit_retention`` how long audit rows are kept.
 
     Thread-safe: one connection guarded by :attr:`lock`. Use :meth:`transaction` to group
     writes, and let the runtime wrap each plugin invocation in :meth:`invocation`.
@@ -49,6 +52,8 @@ class Store:
         *,
         media_dir: Path | None = None,
         clock: Callable[[], datetime] | None = None,
+        quotas: QuotaPolicy | None = None,
+        audit_retention: AuditRetention | None = None,
     ) -> None:
         self._db = Db(database, clock=clock)
         try:
@@ -58,10 +63,13 @@ class Store:
             raise
         self.lock = self._db.lock
         self.db: sqlite_utils.Database = self._db.sdb
+        self.quotas = quotas or QuotaPolicy()
+        self.stored_quota = StoredQuota(self._db, self.quotas)
         self.options = Options(self._db)
-        self.kv_entries = KVEntries(self.options)
-        self.plugin_documents = PluginDocuments(self._db)
+        self.kv_entries = KVEntries(self.options, self.stored_quota)
+        self.plugin_documents = PluginDocuments(self._db, self.stored_quota)
         self.audit_records = AuditRecords(self._db)
+        self.audit_records.retention = audit_retention or AuditRetention()
         self.plugin_registry = PluginRegistry(self._db)
         self.content_items = ContentItems(self._db, self.options)
         self.user_accounts = UserAccounts(self._db)

@@ -304,11 +304,116 @@ def _m4_cron_fair_claims(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m5_plugin_usage_audit_retention(db: sqlite_utils.Database) -> None:
+    # Per-plugin stored bytes/rows (kv + storage together), kept by triggers so every write
+    # path counts and a rollback un-counts (emdash._store._quotas). The expressions are the
+    # ones of _quotas.KV_* / DOC_BYTES, inlined: a shipped migration never changes.
+    db.execute(
+        "CREATE TABLE _emdash_plugin_usage (plugin_id TEXT PRIMARY KEY, "
+        "bytes INTEGER NOT NULL DEFAULT 0, rows INTEGER NOT NULL DEFAULT 0)"
+    )
+    kv_pid = "substr({r}.name, 8, instr(substr({r}.name, 8), ':') - 1)"
+    kv_bytes = (
+        "(length(CAST({r}.name AS BLOB)) - 7 - instr(substr({r}.name, 8), ':') "
+        "+ length(CAST({r}.value AS BLOB)))"
+    )
+    kv_row = (
+        "({r}.name >= 'plugin:' AND {r}.name < 'plugin;' AND instr(substr({r}.name, 8), ':') > 1)"
+    )
+    doc_bytes = (
+        "(length(CAST({r}.collection AS BLOB)) + length(CAST({r}.id AS BLOB)) "
+        "+ length(CAST({r}.data AS BLOB)))"
+    )
+
+    def add(pid: str, size: str) -> str:
+        return (
+            f"INSERT INTO _emdash_plugin_usage (plugin_id, bytes, rows) VALUES ({pid}, {size}, 1) "
+            "ON CONFLICT(plugin_id) DO UPDATE SET bytes = bytes + excluded.bytes, "
+            "rows = rows + 1;"
+        )
+
+    def sub(pid: str, size: str) -> str:
+        return (
+            f"UPDATE _emdash_plugin_usage SET bytes = bytes - {size}, rows = rows - 1 "
+            f"WHERE plugin_id = {pid};"
+        )
+
+    def trig(name: str, event: str, table: str, when: str | None, body: str) -> None:
+        cond = f" WHEN {when}" if when else ""
+        db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table}{cond} BEGIN {body} END")
+
+    new = {k: v.format(r="NEW") for k, v in (("p", kv_pid), ("b", kv_bytes), ("w", kv_row))}
+    old = {k: v.format(r="OLD") for k, v in (("p", kv_pid), ("b", kv_bytes), ("w", kv_row))}
+    trig("_emdash_usage_kv_ins", "INSERT", "_emdash_options", new["w"], add(new["p"], new["b"]))
+    trig("_emdash_usage_kv_del", "DELETE", "_emdash_options", old["w"], sub(old["p"], old["b"]))
+    # An overwrite (same row, new value: every upsert) is one UPDATE of the counter; any
+    # other update is a delete of the old row and an insert of the new one (either may be
+    # a KV row or not), two triggers since a trigger has one WHEN.
+    same = f"NEW.name = OLD.name AND {new['w']}"
+    moved = "NEW.name IS NOT OLD.name"
+    grow = f"{new['b']} - {old['b']}"
+    trig(
+        "_emdash_usage_kv_upd",
+        "UPDATE",
+        "_emdash_options",
+        same,
+        f"UPDATE _emdash_plugin_usage SET bytes = bytes + {grow} WHERE plugin_id = {new['p']};",
+    )
+    trig(
+        "_emdash_usage_kv_upd_old",
+        "UPDATE",
+        "_emdash_options",
+        f"{moved} AND {old['w']}",
+        sub(old["p"], old["b"]),
+    )
+    trig(
+        "_emdash_usage_kv_upd_new",
+        "UPDATE",
+        "_emdash_options",
+        f"{moved} AND {new['w']}",
+        add(new["p"], new["b"]),
+    )
+    nd, od = doc_bytes.format(r="NEW"), doc_bytes.format(r="OLD")
+    trig("_emdash_usage_doc_ins", "INSERT", "_plugin_storage", None, add("NEW.plugin_id", nd))
+    trig("_emdash_usage_doc_del", "DELETE", "_plugin_storage", None, sub("OLD.plugin_id", od))
+    trig(
+        "_emdash_usage_doc_upd",
+        "UPDATE",
+        "_plugin_storage",
+        "NEW.plugin_id = OLD.plugin_id",
+        f"UPDATE _emdash_plugin_usage SET bytes = bytes + {nd} - {od} "
+        "WHERE plugin_id = NEW.plugin_id;",
+    )
+    trig(
+        "_emdash_usage_doc_move",
+        "UPDATE",
+        "_plugin_storage",
+        "NEW.plugin_id IS NOT OLD.plugin_id",
+        sub("OLD.plugin_id", od) + " " + add("NEW.plugin_id", nd),
+    )
+    # What is stored already counts from the start (nothing is dropped for it).
+    db.execute(
+        "INSERT INTO _emdash_plugin_usage (plugin_id, bytes, rows) "
+        "SELECT pid, SUM(b), COUNT(*) FROM ("
+        f"SELECT {kv_pid.format(r='o')} AS pid, {kv_bytes.format(r='o')} AS b "
+        f"FROM _emdash_options o WHERE {kv_row.format(r='o')} "
+        f"UNION ALL SELECT s.plugin_id, {doc_bytes.format(r='s')} FROM _plugin_storage s"
+        ") GROUP BY pid"
+    )
+    # Audit retention deletes by age through this index (emdash._store._audit).
+    db.execute("CREATE INDEX idx_emdash_audit_at ON _emdash_audit (at)")
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
     (3, "media, comments, cron tasks, taxonomies", _m3_media_comments_cron_taxonomies),
     (4, "cron tasks: index for claims fair across plugins", _m4_cron_fair_claims),
+    (
+        5,
+        "per-plugin stored usage counters (triggers); audit index by time",
+        _m5_plugin_usage_audit_retention,
+    ),
 ]
 
 

@@ -14,6 +14,9 @@ SQLite (``length(CAST(value AS BLOB))``) and rows are read one at a time until t
 would pass ``MAX_RESULT_BYTES``. ``kv.list(prefix)`` (EmDash's shape, a bare list) then
 refuses with an error that says how to page; ``kv.list(prefix, limit=, cursor=)`` answers
 ``{items, hasMore, cursor?}`` pages, the cursor being the last key returned.
+
+A KV write is checked against the plugin's stored-data quotas (:mod:`._quotas`) inside its
+transaction, before the row changes; the counters themselves are kept by triggers.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from .._shared._errors import BridgeError
 from ._cursor import bounded_rows, clamp_limit
 from ._db import Db
+from ._quotas import QuotaPolicy, StoredQuota, utf8_len
 from ._values import (
     MAX_KEY_CHARS,
     MAX_OPTION_NAME_CHARS,
@@ -57,12 +61,16 @@ class Options:
 
     def _put(self, name: str, text: str) -> None:
         with self._db.transaction():
-            self._db.execute(
-                "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
-                "updated_at = excluded.updated_at",
-                (name, text, self._db.now()),
-            )
+            self._upsert(name, text)
+
+    def _upsert(self, name: str, text: str) -> None:
+        """The write itself; the caller holds a transaction."""
+        self._db.execute(
+            "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (name, text, self._db.now()),
+        )
 
     def delete(self, name: str) -> bool:
         name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
@@ -90,8 +98,9 @@ class Options:
 class KVEntries:
     """Per-plugin key/value store: option rows named ``plugin:<pluginId>:<key>``."""
 
-    def __init__(self, options: Options) -> None:
+    def __init__(self, options: Options, quota: StoredQuota | None = None) -> None:
         self._options = options
+        self._quota = quota or StoredQuota(options._db, QuotaPolicy())
 
     @staticmethod
     def _name(plugin_id: str, key: object) -> str:
@@ -103,9 +112,20 @@ class KVEntries:
 
     def set(self, plugin_id: str, key: str, value: Any) -> None:
         name = self._name(plugin_id, key)
-        self._options._put(
-            name, encode_json(value, what=f'KV value for key "{key}"', plugin_id=plugin_id)
-        )
+        text = encode_json(value, what=f'KV value for key "{key}"', plugin_id=plugin_id)
+        db = self._options._db
+        with db.transaction():
+            # Inside the transaction (lock held): nothing moves between check and write.
+            old = db.scalar(
+                "SELECT length(CAST(value AS BLOB)) FROM _emdash_options WHERE name = ?", (name,)
+            )
+            size = utf8_len(text)
+            if old is None:
+                grow, rows = utf8_len(name) - len(f"plugin:{plugin_id}:") + size, 1
+            else:
+                grow, rows = size - int(old), 0
+            self._quota.check(plugin_id, grow, rows, what="this kv.set")
+            self._options._upsert(name, text)
 
     def delete(self, plugin_id: str, key: str) -> bool:
         return self._options.delete(self._name(plugin_id, key))

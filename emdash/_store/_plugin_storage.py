@@ -39,6 +39,7 @@ from .._model._descriptor import StorageCollection
 from .._shared._errors import BridgeError
 from ._cursor import ROW_OVERHEAD_BYTES, Keyset, OrderKey, bounded_rows, fetch_page
 from ._db import Db
+from ._quotas import QuotaPolicy, StoredQuota, utf8_len
 from ._storage_query import compile_order, compile_where, field_expr
 from ._values import (
     MAX_RESULT_BYTES,
@@ -62,8 +63,9 @@ IndexKey = tuple[str, tuple[str, ...], bool]
 class PluginDocuments:
     """Document collections of plugins, with the storage query language."""
 
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, quota: StoredQuota | None = None) -> None:
         self._db = db
+        self._quota = quota or StoredQuota(db, QuotaPolicy())
 
     # -- single documents --------------------------------------------------------------
 
@@ -183,6 +185,7 @@ class PluginDocuments:
         now = self._db.now()
         try:
             with self._db.transaction():
+                self._check_quota(pid, coll, rows)
                 self._db.executemany(
                     "INSERT INTO _plugin_storage "
                     "(plugin_id, collection, id, data, created_at, updated_at) "
@@ -193,6 +196,34 @@ class PluginDocuments:
                 )
         except sqlite3.IntegrityError as exc:
             raise self._unique_violation(exc, pid, coll) from None
+
+    def _check_quota(self, pid: str, coll: str, rows: list[tuple[str, str]]) -> None:
+        """Refuse the batch, before anything is written, if it would pass a stored quota.
+
+        Counted on the final state: a repeated id counts once, with its last data (what
+        the upserts leave behind).
+        """
+        final = dict(rows)
+        old: dict[str, int] = {}
+        ids = list(final)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            for r in self._db.rows(
+                "SELECT id, length(CAST(data AS BLOB)) AS n FROM _plugin_storage "
+                f"WHERE plugin_id = ? AND collection = ? AND id IN ({', '.join('?' * len(chunk))})",
+                (pid, coll, *chunk),
+            ):
+                old[r["id"]] = int(r["n"])
+        grow = new_rows = 0
+        coll_len = utf8_len(coll)
+        for doc_id, text in final.items():
+            if doc_id in old:
+                grow += utf8_len(text) - old[doc_id]
+            else:
+                grow += coll_len + utf8_len(doc_id) + utf8_len(text)
+                new_rows += 1
+        what = "this storage.put" if len(rows) == 1 else f"this putMany of {len(final)} documents"
+        self._quota.check(pid, grow, new_rows, what=what)
 
     def _unique_violation(self, exc: sqlite3.IntegrityError, pid: str, coll: str) -> BridgeError:
         match = re.search(r"index '([^']+)'", str(exc))

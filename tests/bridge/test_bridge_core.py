@@ -213,7 +213,7 @@ def test_log_escapes_control_characters(bridge: Bridge, caplog: Any) -> None:
 
 def test_log_lines_are_capped_per_invocation(bridge: Bridge, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger="emdash.plugins")
-    budget = CallBudget(1, log_lines=3)
+    budget = CallBudget(3, log_lines=3)
     for i in range(6):
         bridge.dispatch("alpha", "log", {"level": "info", "msg": f"line {i}"}, budget=budget)
     assert [r.getMessage() for r in caplog.records] == [
@@ -222,7 +222,19 @@ def test_log_lines_are_capped_per_invocation(bridge: Bridge, caplog: Any) -> Non
         "[plugin:alpha] line 2",
         "[plugin:alpha] more than 3 log lines in one invocation; dropping the rest",
     ]
-    assert (budget.used, budget.log_dropped) == (0, 3)
+    # Lines within the cap are free; each dropped one is charged as a subrequest.
+    assert (budget.used, budget.log_dropped, budget.exceeded) == (3, 3, False)
+
+
+def test_a_logging_loop_ends_with_the_subrequest_limit(bridge: Bridge) -> None:
+    # A dropped line still costs the host a round trip: past log_lines + subrequests calls
+    # the invocation fails, so a loop cannot keep the host busy until the wall limit.
+    budget = CallBudget(2, log_lines=3)
+    for i in range(5):
+        bridge.dispatch("alpha", "log", {"level": "info", "msg": f"line {i}"}, budget=budget)
+    with pytest.raises(SubrequestLimitExceeded, match="ctx.log calls past 3 lines count"):
+        bridge.dispatch("alpha", "log", {"level": "info", "msg": "one more"}, budget=budget)
+    assert budget.exceeded
 
 
 def test_long_log_lines_are_truncated(bridge: Bridge, caplog: Any) -> None:

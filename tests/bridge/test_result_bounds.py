@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from emdash import Quotas
 from emdash._runtime._runtime import Runtime
 from emdash._store._values import MAX_DOC_BYTES, MAX_RESULT_BYTES
 
@@ -93,7 +94,9 @@ def runtime(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Runtime]:
     db = Path(tmp_path_factory.mktemp("bounds")) / "site.db"
-    with Runtime(db, site={"name": "T", "url": "https://site.example"}) as rt:
+    # The operator gave this plugin room for ~200 MB (the default stored_bytes is 64 MiB).
+    roomy = {"hoarder": Quotas(stored_bytes=512 * 1024 * 1024)}
+    with Runtime(db, site={"name": "T", "url": "https://site.example"}, plugin_quotas=roomy) as rt:
         rt.add_plugin(DESCRIPTOR, source=SOURCE, trusted=request.param == "trusted")
         big = "x" * VALUE_CHARS
         kv = rt.store.kv_entries
