@@ -255,3 +255,39 @@ def test_admitted_slot_must_belong_to_the_plugin(rt: Runtime, add: AddPlugin) ->
     slot.release()
     with pytest.raises(EmDashError, match="released"):
         rt.invoke_route("two", "r", admitted=slot)
+
+
+# -- emdash.toml ------------------------------------------------------------------------------
+
+
+def test_config_file_sets_a_plugins_bounds(tmp_path: Path) -> None:
+    from emdash._cli._config import load_config, open_runtime
+
+    config_file = tmp_path / "emdash.toml"
+    config_file.write_text(
+        'database = ":memory:"\n'
+        "[[plugins]]\n"
+        f'path = "{EXAMPLES / "hello"}"\n'
+        "trusted = true\n"
+        "max_concurrency = 3\n"
+        "max_queue = 0\n"
+        "queue_timeout_ms = 1500\n"
+        "[[plugins]]\n"
+        f'path = "{EXAMPLES / "forms"}"\n'
+        "trusted = true\n",
+        encoding="utf-8",
+    )
+    with open_runtime(load_config(config_file)) as rt:
+        hello = rt.admission.policy("plugin-hello")
+        assert (hello.max_concurrency, hello.max_queue, hello.queue_timeout_ms) == (3, 0, 1500)
+        assert rt.admission.policy("forms").max_concurrency == TRUSTED_CONCURRENCY
+
+
+@pytest.mark.parametrize("line", ["max_concurrency = 0", "max_queue = true", "max_queue = -1"])
+def test_config_file_refuses_bad_bounds(tmp_path: Path, line: str) -> None:
+    from emdash._cli._config import load_config
+
+    config_file = tmp_path / "emdash.toml"
+    config_file.write_text(f'[[plugins]]\npath = "x"\n{line}\n', encoding="utf-8")
+    with pytest.raises(emdash.ConfigError, match=r"plugins\.0\.max_"):
+        load_config(config_file)
