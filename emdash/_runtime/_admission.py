@@ -342,7 +342,9 @@ class AdmissionControl:
         with self._lock:
             gate = self._gates.get(plugin_id)
             if gate is None:
-                gate = PluginGate(plugin_id, self._resolve(plugin_id))
+                gate = PluginGate(
+                    plugin_id, self._resolve(plugin_id, self._overrides.get(plugin_id, {}))
+                )
                 self._gates[plugin_id] = gate
             return gate
 
@@ -353,8 +355,9 @@ class AdmissionControl:
         fields = {k: v for k, v in bounds.items() if v is not None}
         self._check_fields(plugin_id, fields)
         with self._lock:
-            self._overrides.setdefault(plugin_id, {}).update(fields)
-            policy = self._resolve(plugin_id)
+            merged = {**self._overrides.get(plugin_id, {}), **fields}
+            policy = self._resolve(plugin_id, merged)  # refused: nothing changes
+            self._overrides[plugin_id] = merged
             gate = self._gates.get(plugin_id)
         if gate is not None:
             gate.set_policy(policy)
@@ -371,16 +374,16 @@ class AdmissionControl:
         with self._lock:
             self._gates.pop(plugin_id, None)
 
-    def _resolve(self, plugin_id: str) -> AdmissionPolicy:
+    def _resolve(self, plugin_id: str, fields: Mapping[str, int]) -> AdmissionPolicy:
         concurrency, wall_ms = self._defaults(plugin_id)
-        fields = self._overrides.get(plugin_id, {})
         concurrency = fields.get("max_concurrency", concurrency)
-        base = AdmissionPolicy(
-            max_concurrency=concurrency,
-            max_queue=2 * concurrency,
-            queue_timeout_ms=wall_ms,
-        )
+        high_queue = _RANGES["max_queue"][1]
         try:
+            base = AdmissionPolicy(
+                max_concurrency=concurrency,
+                max_queue=min(2 * concurrency, high_queue),
+                queue_timeout_ms=min(wall_ms, _RANGES["queue_timeout_ms"][1]),
+            )
             return replace(base, **fields)
         except ValueError as exc:
             raise EmDashError(

@@ -171,6 +171,7 @@ def test_invalid_bounds_are_refused_naming_the_plugin(bounds: dict[str, Any]) ->
     control = AdmissionControl(lambda pid: (2, 1000))
     with pytest.raises(EmDashError, match="admission settings for plugin slow"):
         control.configure("slow", **bounds)
+    assert control.policy("slow") == AdmissionPolicy(2, 4, 1000)  # a refusal changes nothing
     with pytest.raises(EmDashError, match="plugin slow"):
         AdmissionControl(lambda pid: (2, 1000), {"slow": bounds})
 
@@ -188,6 +189,10 @@ def test_defaults_and_overrides(rt: Runtime, add: AddPlugin) -> None:
     assert rt.admission.configure("trusted-one", max_concurrency=3).max_queue == 6
     assert rt.admission.configure("trusted-one", max_queue=0).max_queue == 0
     assert rt.admission.policy("trusted-one").max_concurrency == 3
+    # An explicit max_queue stays; a derived one is capped instead of failing.
+    assert rt.admission.configure("trusted-one", max_concurrency=10_000).max_queue == 0
+    add("another", routes={"r": lambda rc, ctx: 1})
+    assert rt.admission.configure("another", max_concurrency=10_000).max_queue == 10_000
 
 
 def test_sandboxed_default_is_the_worker_pool(tmp_path: Path) -> None:
