@@ -295,8 +295,9 @@ class PluginGate:
             self._last_warning = now
             log.warning(
                 "Plugin %s is refusing route calls (%s): %d running, %d waiting; so far %d "
-                "refused with a full queue, %d after waiting %d ms. Raise its max_concurrency "
-                "/ max_queue if this load is expected (logged once a minute at most).",
+                "refused with a full queue and %d after waiting %d ms for a turn. Raise its "
+                "max_concurrency / max_queue if this load is expected (logged once a minute "
+                "at most).",
                 self.plugin_id,
                 reason.replace("_", " "),
                 self._running,
