@@ -26,6 +26,10 @@ concurrent disable cannot overtake an activate); everything a handler reaches th
 ``ctx`` (services, hooks, exclusive selection) avoids that lock. A trusted lifecycle
 handler that itself calls ``add_plugin``/``remove_plugin``/``enable_plugin``/
 ``disable_plugin`` directly would wait for it and time out.
+
+Route calls are admitted per plugin (``Runtime(admission={"<id>": {"max_concurrency": 4,
+"max_queue": 8}})``, ``rt.admission``): a bounded number run at once, a bounded queue
+waits, the rest get :class:`PluginBusyError`; see :mod:`emdash._runtime._admission`.
 """
 
 from __future__ import annotations

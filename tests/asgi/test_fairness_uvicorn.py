@@ -63,7 +63,11 @@ def test_flooded_plugin_refuses_its_excess_while_another_plugin_answers() -> Non
             source=define_plugin(routes={"ping": RouteConfig(lambda rc, c: "pong", public=True)}),
             trusted=True,
         )
-        rt.admission.configure("slow", max_concurrency=CONCURRENCY, max_queue=QUEUE)
+        # A queue wait far beyond the test's length: a queued caller is never timed out,
+        # however slow the machine, so the counts below are exact.
+        rt.admission.configure(
+            "slow", max_concurrency=CONCURRENCY, max_queue=QUEUE, queue_timeout_ms=3_600_000
+        )
         gate = rt.admission.gate("slow")
         app = SmallThreadPool(create_app(rt), THREADS)
         with serving(app) as base:
