@@ -138,9 +138,7 @@ class AdmissionSlot:
         return not self._released
 
     def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self.gate._release()
+        self.gate._release(self)
 
 
 class PluginGate:
@@ -272,8 +270,12 @@ class PluginGate:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _release(self) -> None:
+    def _release(self, slot: AdmissionSlot) -> None:
         with self._lock:
+            # Under the lock: two threads releasing one slot give back one turn.
+            if slot._released:
+                return
+            slot._released = True
             self._running -= 1
             woken = self._grant_locked()
         for waiter in woken:
