@@ -261,19 +261,27 @@ class EmDashASGI:
                 raise gate.timeout_error()
             return slot
         gone = anyio.Event()
-        with anyio.move_on_after(gate.policy.queue_timeout_ms / 1000):
-            async with anyio.create_task_group() as tg:
+        try:
+            with anyio.move_on_after(gate.policy.queue_timeout_ms / 1000):
+                async with anyio.create_task_group() as tg:
 
-                async def watch_disconnect() -> None:
-                    # The body has been read: the next message is the client going away.
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    gone.set()
+                    async def watch_disconnect() -> None:
+                        # The body has been read: the next message is the client going away.
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        gone.set()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(watch_disconnect)
+                    await gate.enter_async(waiter)
                     tg.cancel_scope.cancel()
-
-                tg.start_soon(watch_disconnect)
-                await gate.enter_async(waiter)
-                tg.cancel_scope.cancel()
+        except BaseException:
+            # Cancelled from outside (server shutdown...): leave the queue, and give back a
+            # turn granted meanwhile, or it would be lost to the plugin for good.
+            lost = gate.withdraw(waiter, timed_out=False)
+            if lost is not None:
+                lost.release()
+            raise
         # Granted meanwhile (even just as the wait was cancelled): the turn is ours.
         slot = gate.withdraw(waiter, timed_out=not gone.is_set())
         if gone.is_set():

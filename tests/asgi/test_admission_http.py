@@ -68,10 +68,11 @@ def test_client_errors_come_before_admission(app: EmDashASGI, full_probe: Admiss
 
 
 def run_queued(
-    app: EmDashASGI, runtime: Runtime, holder: AdmissionSlot, *, disconnect: bool
+    app: EmDashASGI, runtime: Runtime, holder: AdmissionSlot, *, then: str
 ) -> list[MutableMapping[str, Any]]:
-    """One GET of probe/public-echo that must queue; once it is queued, either release the
-    held turn or make the client disconnect. Returns the messages the app sent."""
+    """One GET of probe/public-echo that must queue; once it is queued, ``then`` is
+    "release" (the held turn), "disconnect" (the client) or "cancel" (the app's task, as a
+    server shutting down would). Returns the messages the app sent."""
     sent: list[MutableMapping[str, Any]] = []
     gate = runtime.admission.gate("probe")
 
@@ -103,10 +104,12 @@ def run_queued(
             tg.start_soon(app, scope, receive, send)
             while gate.stats()["queued"] == 0:
                 await anyio.sleep(0.001)
-            if disconnect:
+            if then == "disconnect":
                 gone.set()
-            else:
+            elif then == "release":
                 holder.release()
+            else:
+                tg.cancel_scope.cancel()
 
     anyio.run(main)
     return sent
@@ -116,7 +119,7 @@ def test_queued_call_is_admitted_when_a_turn_frees(
     app: EmDashASGI, runtime: Runtime, full_probe: AdmissionSlot
 ) -> None:
     runtime.admission.configure("probe", max_queue=1)
-    sent = run_queued(app, runtime, full_probe, disconnect=False)
+    sent = run_queued(app, runtime, full_probe, then="release")
     assert sent[0]["status"] == 200
     assert runtime.admission.stats("probe")["running"] == 0
 
@@ -126,7 +129,7 @@ def test_queued_client_that_disconnects_leaves_the_queue_unserved(
 ) -> None:
     runtime.admission.configure("probe", max_queue=1)
     rows = audit_rows(runtime)
-    sent = run_queued(app, runtime, full_probe, disconnect=True)
+    sent = run_queued(app, runtime, full_probe, then="disconnect")
     assert sent == []
     stats = runtime.admission.stats("probe")
     assert (stats["running"], stats["queued"]) == (1, 0)  # only the test's turn
@@ -143,3 +146,16 @@ def test_queue_wait_is_bounded(
     assert r.json()["error"]["code"] == "PLUGIN_BUSY"
     assert r.headers["retry-after"] == "7"
     assert runtime.admission.stats("probe")["timed_out"] >= 1
+
+
+def test_cancelled_waiter_leaves_the_queue(
+    app: EmDashASGI, runtime: Runtime, full_probe: AdmissionSlot
+) -> None:
+    runtime.admission.configure("probe", max_queue=1)
+    assert run_queued(app, runtime, full_probe, then="cancel") == []
+    stats = runtime.admission.stats("probe")
+    assert (stats["running"], stats["queued"]) == (1, 0)
+    full_probe.release()
+    # The plugin's turns are all back: a new call is admitted at once.
+    assert runtime.admission.stats("probe")["running"] == 0
+    assert call(app, "GET", f"{API}/probe/public-echo", token=None).status_code == 200
