@@ -36,6 +36,7 @@ from ._shared._errors import InvalidPageContextError as InvalidPageContextError
 from ._shared._errors import ManifestError as ManifestError
 from ._shared._errors import MemoryLimitExceeded as MemoryLimitExceeded
 from ._shared._errors import NotFoundError as NotFoundError
+from ._shared._errors import PluginBusyError as PluginBusyError
 from ._shared._errors import PluginError as PluginError
 from ._shared._errors import PluginRouteError as PluginRouteError
 from ._shared._errors import QuotaExceededError as QuotaExceededError
@@ -88,6 +89,7 @@ __all__ = [
     "MemoryLimitExceeded",
     "NotFoundError",
     "PluginDefinition",
+    "PluginBusyError",
     "PluginDescriptor",
     "PluginError",
     "PluginRouteError",

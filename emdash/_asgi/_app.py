@@ -26,16 +26,27 @@ route endpoint (spec §8):
 Mounting: the app accepts the full path, or the path below a mount at ``/_emdash``
 (``Mount("/_emdash", app)`` in Starlette, ``app.mount("/_emdash", ...)`` in FastAPI).
 Handlers run in worker threads, so a slow plugin never blocks the event loop.
+
+Fairness: a call takes a turn at its plugin's admission gate (``rt.admission``, see
+:mod:`emdash._runtime._admission`) *in the event loop*, before a server thread (anyio's
+pool, 40 threads by default) or a plugin worker is taken; callers waiting for a turn hold
+no thread. A plugin whose queue is full, or whose caller waited ``queue_timeout_ms``
+without a turn, answers ``503 PLUGIN_BUSY`` with ``Retry-After``; other plugins' routes
+are not affected. A waiting client that disconnects leaves the queue. The wait needs an
+asyncio loop (uvicorn, hypercorn's asyncio worker); under another async library a waiting
+caller holds a thread, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hmac
 import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.to_thread
 
 from sandbox._jsonrule import NotExactJSON, exact_copy
@@ -43,6 +54,7 @@ from sandbox._jsonrule import NotExactJSON, exact_copy
 from .._shared._errors import (
     EmDashError,
     InvalidCursorError,
+    PluginBusyError,
     PluginError,
     PluginRouteError,
     SandboxNotAvailableError,
@@ -64,6 +76,7 @@ from ._io import (
 )
 
 if TYPE_CHECKING:
+    from .._runtime._admission import AdmissionSlot
     from .._runtime._runtime import Runtime
 
 __all__ = ["EmDashASGI", "create_app"]
@@ -177,6 +190,16 @@ class EmDashASGI:
         except BadInput as exc:
             await _error(send, 400, "INVALID_INPUT", str(exc)[:500], head=head)
             return
+        # Admission comes after the body is read (bounded by max_body_bytes, in the loop):
+        # a client trickling its body must not sit on one of the plugin's turns meanwhile.
+        try:
+            slot = await self._admit(plugin_id, receive)
+        except PluginBusyError as exc:
+            status, error = describe_error(exc, plugin_id, route)
+            await _reply_error(send, status, error, head=head, extra=_retry_after(exc))
+            return
+        if slot is None:
+            return  # the client went away while it waited: nobody to answer
         call = functools.partial(
             self.runtime.invoke_route,
             plugin_id,
@@ -184,13 +207,18 @@ class EmDashASGI:
             input=route_input,
             request=request,
             user=None,
+            admitted=slot,
         )
         try:
+            # Not abandoned on cancellation: the turn is released only once the call ended.
             data = await anyio.to_thread.run_sync(call)
         except Exception as exc:  # every failure becomes an envelope; none escapes the app
             status, error = describe_error(exc, plugin_id, route)
-            await _reply_error(send, status, error, head=head)
+            extra = _retry_after(exc) if isinstance(exc, PluginBusyError) else None
+            await _reply_error(send, status, error, head=head, extra=extra)
             return
+        finally:
+            slot.release()
         cache = meta.get("cache_control")
         headers = [_NO_STORE]
         # The value comes from plugin code: only plain printable ASCII may become a header
@@ -213,6 +241,56 @@ class EmDashASGI:
                 "Plugin %s route %s returned data that is not JSON: %s", plugin_id, route, exc
             )
             await _error(send, 500, "INTERNAL_ERROR", MASKED_MESSAGE, head=head)
+
+    async def _admit(self, plugin_id: str, receive: Receive) -> AdmissionSlot | None:
+        """A turn at the plugin's gate, waited for in the event loop; ``None`` if the
+        client disconnected first. :class:`PluginBusyError` when the queue is full or the
+        wait reached the plugin's ``queue_timeout_ms``."""
+        gate = self.runtime.admission.gate(plugin_id)
+        slot = gate.try_enter()
+        if slot is not None:
+            return slot
+        waiter = gate.enqueue()  # PluginBusyError at once when the queue is full
+        if waiter.granted:
+            return gate.granted_slot(waiter)
+        if not _on_asyncio():
+            # No thread-safe wake-up for this loop: wait in a thread (the old behaviour).
+            await anyio.to_thread.run_sync(waiter.event.wait, gate.policy.queue_timeout_ms / 1000)
+            slot = gate.withdraw(waiter, timed_out=True)
+            if slot is None:
+                raise gate.timeout_error()
+            return slot
+        gone = anyio.Event()
+        try:
+            with anyio.move_on_after(gate.policy.queue_timeout_ms / 1000):
+                async with anyio.create_task_group() as tg:
+
+                    async def watch_disconnect() -> None:
+                        # The body has been read: the next message is the client going away.
+                        while (await receive())["type"] != "http.disconnect":
+                            pass
+                        gone.set()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(watch_disconnect)
+                    await gate.enter_async(waiter)
+                    tg.cancel_scope.cancel()
+        except BaseException:
+            # Cancelled from outside (server shutdown...): leave the queue, and give back a
+            # turn granted meanwhile, or it would be lost to the plugin for good.
+            lost = gate.withdraw(waiter, timed_out=False)
+            if lost is not None:
+                lost.release()
+            raise
+        # Granted meanwhile (even just as the wait was cancelled): the turn is ours.
+        slot = gate.withdraw(waiter, timed_out=not gone.is_set())
+        if gone.is_set():
+            if slot is not None:
+                slot.release()
+            return None
+        if slot is None:
+            raise gate.timeout_error()
+        return slot
 
     def _route_meta(self, plugin_id: str, route: str) -> dict[str, Any] | None:
         """The route's settings, or ``None`` for an unknown/disabled plugin or route."""
@@ -264,6 +342,10 @@ def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int,
             exc.traceback_text or "",
         )
         return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+    if isinstance(exc, PluginBusyError):
+        # No log line per refusal (a flood must not become a log flood): the gate warns
+        # once a minute, and rt.admission.stats() counts them.
+        return 503, _body(exc.code, exc.public_message)
     if isinstance(exc, InvalidCursorError):
         return 400, _body("INVALID_CURSOR", exc.message)
     if isinstance(exc, (SandboxUnavailableError, SandboxNotAvailableError)):
@@ -273,6 +355,18 @@ def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int,
         return 400, _body("ROUTE_ERROR", exc.message)
     log.error("Plugin %s route %s: unexpected host error", plugin_id, route, exc_info=exc)
     return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _retry_after(exc: PluginBusyError) -> list[tuple[bytes, bytes]]:
+    return [(b"retry-after", str(max(0, int(exc.retry_after))).encode("ascii"))]
 
 
 def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -35,9 +35,16 @@ that guards private plugin routes, and which plugins are installed::
     trusted = false
     enabled = true
     quotas = { stored_bytes = 268435456 }   # this plugin's own; unset keys use [quotas]
+    max_concurrency = 4           # optional: route calls running at once (admission)
+    max_queue = 8                 # optional: callers waiting for a turn; beyond: 503
+    queue_timeout_ms = 5000       # optional: the longest wait for a turn; then 503
 
 Quotas live here, with the operator, and never in a plugin's descriptor: a plugin must not
 be able to raise its own.
+
+Admission defaults (emdash._runtime._admission): a sandboxed plugin runs as many route
+calls at once as it has workers (2), a trusted one 8; twice that many may wait, each at
+most the plugin's ``wall_ms``.
 
 The file is validated strictly (unknown keys are errors, so a typo never silently does
 nothing) and loaded with stdlib ``tomllib``. The CLI edits the ``[[plugins]]`` list with
@@ -113,6 +120,20 @@ class PluginEntry(_Strict):
     enabled: bool = True
     #: This plugin's quotas; keys left out take the site's ``[quotas]`` value.
     quotas: Quotas | None = None
+
+    # Route admission (see emdash._runtime._admission); None keeps the runtime's default.
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000, strict=True)
+    max_queue: int | None = Field(default=None, ge=0, le=10_000, strict=True)
+    queue_timeout_ms: int | None = Field(default=None, ge=1, le=3_600_000, strict=True)
+
+    def admission(self) -> dict[str, int]:
+        """The admission bounds this entry sets (``rt.admission.configure`` keywords)."""
+        bounds = {
+            "max_concurrency": self.max_concurrency,
+            "max_queue": self.max_queue,
+            "queue_timeout_ms": self.queue_timeout_ms,
+        }
+        return {k: v for k, v in bounds.items() if v is not None}
 
 
 class SiteConfig(_Strict):
@@ -272,7 +293,9 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
     try:
         for entry in config.plugins:
             path = config.plugin_path(entry)
-            runtime.add_plugin(path, trusted=entry.trusted, enabled=entry.enabled)
+            info = runtime.add_plugin(path, trusted=entry.trusted, enabled=entry.enabled)
+            if entry.admission():
+                runtime.admission.configure(info.plugin_id, **entry.admission())
     except BaseException:
         runtime.close()
         raise

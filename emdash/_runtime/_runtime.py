@@ -32,6 +32,10 @@ concurrent disable cannot overtake an activate); everything a handler reaches th
 ``ctx`` (services, hooks, exclusive selection) avoids that lock. A trusted lifecycle
 handler that itself calls ``add_plugin``/``remove_plugin``/``enable_plugin``/
 ``disable_plugin`` directly would wait for it and time out.
+
+Route calls are admitted per plugin (``Runtime(admission={"<id>": {"max_concurrency": 4,
+"max_queue": 8}})``, ``rt.admission``): a bounded number run at once, a bounded queue
+waits, the rest get :class:`PluginBusyError`; see :mod:`emdash._runtime._admission`.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from .._shared._errors import (
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
 from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
+from ._admission import TRUSTED_CONCURRENCY, AdmissionControl, AdmissionPolicy, AdmissionSlot
 from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
 from ._plugin_info import PluginInfo
@@ -99,6 +104,7 @@ class Runtime:
         quotas: Quotas | None = None,
         plugin_quotas: Mapping[str, Quotas] | None = None,
         audit_retention: AuditRetention | None = None,
+        admission: Mapping[str, AdmissionPolicy | Mapping[str, int]] | None = None,
     ) -> None:
         self.log = logger or log
         self.sandbox = sandbox
@@ -116,6 +122,8 @@ class Runtime:
         self._lock = threading.RLock()
         self._plugins: dict[str, PluginInfo] = {}
         self._closed = False
+        # Per-plugin route admission (see _admission): {plugin id: {max_concurrency: ..}}.
+        self._admission = AdmissionControl(self._admission_defaults, admission)
         # Native handlers run here under their timeouts. Generous: a handler blocked past
         # its timeout keeps its thread until it returns by itself.
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -213,6 +221,13 @@ class Runtime:
     def page(self) -> PageService:
         """Page metadata and fragments."""
         return self._page
+
+    @property
+    def admission(self) -> AdmissionControl:
+        """Per-plugin route admission: ``configure(plugin_id, max_concurrency=...,
+        max_queue=..., queue_timeout_ms=..., retry_after_s=...)``, ``policy(id)``,
+        ``stats(id)``. Bounds and defaults: :mod:`emdash._runtime._admission`."""
+        return self._admission
 
     # -- adding and removing plugins -------------------------------------------------------
 
@@ -328,6 +343,7 @@ class Runtime:
                 if value == plugin_id:
                     self.store.options.delete(key)
             self._rebuild()
+            self._admission.forget(plugin_id)
             self._cron.delete_plugin_tasks(plugin_id)
             with self.store.transaction():
                 if delete_data:
@@ -432,19 +448,40 @@ class Runtime:
         input: Any = None,
         request: dict[str, Any] | None = None,
         user: dict[str, Any] | None = None,
+        admitted: AdmissionSlot | None = None,
     ) -> Any:
         """Call a plugin route and return its data.
 
         Raises ``PluginRouteError("NOT_FOUND", "Plugin route not found", 404)`` for an
         unknown or disabled plugin or route, ``PluginRouteError("VALIDATION_ERROR",
         "Invalid request body", 400, details)`` for input that fails the route's schema;
-        any other error (the plugin's ``PluginRouteError``, ``PluginError``, limits...)
-        propagates unchanged for the HTTP layer to map.
+        :class:`PluginBusyError` when the plugin's admission queue is full or the wait for
+        a turn timed out (see :attr:`admission`); any other error (the plugin's
+        ``PluginRouteError``, ``PluginError``, limits...) propagates unchanged for the HTTP
+        layer to map.
+
+        The call first takes a turn at the plugin's admission gate, waiting in this thread
+        if needed. ``admitted``: a turn the caller already holds (the HTTP app takes it in
+        its event loop, holding no thread while it waits); the caller releases it. A call
+        from inside an invocation (a trusted handler calling a route) is not gated again.
         """
         info = self._plugins.get(plugin_id)
         routes = info.definition_meta.get("routes", {}) if info is not None else {}
         if info is None or not info.enabled or name not in routes:
             raise PluginRouteError("NOT_FOUND", "Plugin route not found", 404)
+        if admitted is not None:
+            if admitted.plugin_id != plugin_id or not admitted.active:
+                raise EmDashError(
+                    f"invoke_route({plugin_id!r}, ...) was handed an admission slot of "
+                    f"plugin {admitted.plugin_id} that is {'active' if admitted.active else 'released'}; "
+                    "pass a slot taken from rt.admission.gate(plugin_id) and not yet released",
+                    plugin_id=plugin_id,
+                )
+        elif not self._inside_invocation():
+            with self._admission.gate(plugin_id).enter() as slot:
+                return self.invoke_route(
+                    plugin_id, name, input=input, request=request, user=user, admitted=slot
+                )
         meta = routes[name]
         route_ctx = route_context(
             value=validate_route_input(info.host, name, meta, input),
@@ -550,6 +587,16 @@ class Runtime:
                 name,
                 result.error,
             )
+
+    def _admission_defaults(self, plugin_id: str) -> tuple[int, int]:
+        """``(max_concurrency, queue wait in ms)`` for a plugin without explicit bounds:
+        a sandboxed plugin runs as many calls as it has workers (an admitted call never
+        waits for one) and a caller waits at most its wall limit for a turn."""
+        info = self._plugins.get(plugin_id)
+        if info is not None and info.sandboxed:
+            limits = getattr(info.host, "limits", self.limits)
+            return self.worker_pool_size, limits.wall_ms
+        return TRUSTED_CONCURRENCY, self.limits.wall_ms
 
     def _inside_invocation(self) -> bool:
         """Whether this thread is inside a plugin invocation or a store transaction.

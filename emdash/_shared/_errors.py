@@ -25,6 +25,7 @@ against EmDash keep working.
     ├── PluginError              the plugin raised; carries plugin id, hook/route, traceback
     ├── PluginRouteError         code, message, status (raised by route handlers on purpose)
     ├── HookTimeoutError         "Hook timeout after <n>ms"
+    ├── PluginBusyError          a plugin's route admission is full (HTTP 503, Retry-After)
     └── SandboxError             (also a sandbox.SandboxError)
         ├── SandboxViolation
         │   └── CompileError
@@ -67,6 +68,7 @@ __all__ = [
     "ManifestError",
     "MemoryLimitExceeded",
     "NotFoundError",
+    "PluginBusyError",
     "PluginError",
     "PluginRouteError",
     "QuotaExceededError",
@@ -293,6 +295,48 @@ class PluginRouteError(EmDashError):
 
 class HookTimeoutError(EmDashError):
     """A hook handler ran longer than its ``timeout_ms`` ("Hook timeout after <n>ms")."""
+
+
+class PluginBusyError(EmDashError):
+    """A route call of this plugin was refused by its admission gate, before any plugin code
+    ran: its queue was full (``reason="queue_full"``) or the caller waited
+    ``queue_timeout_ms`` without a turn (``"queue_timeout"``). Retry after ``retry_after``
+    seconds, or raise the plugin's ``max_concurrency`` / ``max_queue``. Over HTTP: 503
+    ``PLUGIN_BUSY`` with ``Retry-After``."""
+
+    code = "PLUGIN_BUSY"
+    status = 503
+
+    def __init__(
+        self,
+        plugin_id: str,
+        *,
+        reason: str,
+        running: int,
+        max_concurrency: int,
+        max_queue: int,
+        queue_timeout_ms: int,
+        retry_after: int,
+    ) -> None:
+        what = (
+            f"its {max_queue} queue places are taken"
+            if reason == "queue_full"
+            else f"no turn came within {queue_timeout_ms} ms"
+        )
+        super().__init__(
+            f"Plugin {plugin_id} is busy: {running} of its route calls are running "
+            f"(max_concurrency={max_concurrency}) and {what} (max_queue={max_queue}). "
+            f"Retry in {retry_after} s, or raise this plugin's max_concurrency / max_queue "
+            "if this load is expected.",
+            plugin_id=plugin_id,
+        )
+        self.reason = reason
+        self.retry_after = retry_after
+
+    @property
+    def public_message(self) -> str:
+        """What an anonymous HTTP client is told (no configuration details)."""
+        return f"Plugin {self.plugin_id} is busy; retry in {self.retry_after} s"
 
 
 class SandboxError(EmDashError, _sb.SandboxError):

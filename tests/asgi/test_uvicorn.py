@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -17,13 +19,14 @@ from emdash.asgi import create_app
 from .conftest import API, TOKEN
 
 
-@pytest.fixture
-def server(runtime: Runtime) -> Iterator[str]:
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` behind a real uvicorn on a free 127.0.0.1 port; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(runtime, token=TOKEN), log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -38,6 +41,12 @@ def server(runtime: Runtime) -> Iterator[str]:
         srv.should_exit = True
         thread.join(timeout=20)
         sock.close()
+
+
+@pytest.fixture
+def server(runtime: Runtime) -> Iterator[str]:
+    with serving(create_app(runtime, token=TOKEN)) as url:
+        yield url
 
 
 def test_routes_over_real_http(server: str) -> None:
