@@ -76,7 +76,9 @@ class EmailService(Protocol):
     """What the bridge needs from the email pipeline."""
 
     def is_available(self) -> bool: ...
-    def send(self, message: dict[str, Any], *, source: str = ...) -> None: ...
+    def send(
+        self, message: dict[str, Any], *, source: str = ..., deadline: float | None = ...
+    ) -> None: ...
 
 
 Handler = Callable[["Bridge", "PluginDescriptor", Params, "CallBudget | None"], Any]
@@ -244,7 +246,7 @@ def _st_delete_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
 # --- email, cron, log, http ---------------------------------------------------------------
 
 
-def _email_send(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
+def _email_send(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | None) -> None:
     message = p.value("message")
     if type(message) is not dict or not all(
         type(message.get(k)) is str for k in ("to", "subject", "text")
@@ -255,7 +257,9 @@ def _email_send(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | 
     if b.email is None or not b.email.is_available():
         raise EmailNotConfiguredError(EMAIL_NOT_CONFIGURED, plugin_id=plugin.id)
     # The source is the host-known plugin id, never anything inside the message.
-    b.email.send(message, source=plugin.id)
+    # The email:* hooks of other plugins run inside this invocation: no longer than its
+    # deadline allows (emdash._services._hook_runner.deadline_scope).
+    b.email.send(message, source=plugin.id, deadline=budget.deadline if budget else None)
     return None
 
 

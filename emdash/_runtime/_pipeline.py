@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, InvokeResult, PluginHost
+from .._services._hook_runner import caller_deadline, remaining_ms
 from .._shared._errors import (
     BridgeError,
     CpuLimitExceeded,
@@ -563,8 +564,21 @@ class HookPipeline:
         value: Any = None
         err: EmDashError | None = None
         cpu: float | None = None
+        timeout_ms = entry.timeout_ms
+        deadline = caller_deadline()
         try:
-            result: InvokeResult = entry.host.invoke_hook(name, event, timeout_ms=entry.timeout_ms)
+            if deadline is not None:
+                # Run on behalf of another invocation (ctx.email.send): no longer than the
+                # time it has left, and not at all once it has none.
+                left = remaining_ms(deadline)
+                if left <= 0:
+                    raise HookTimeoutError(
+                        f"Hook {name} of plugin {entry.plugin_id} was not run: the invocation "
+                        "it runs on behalf of reached its deadline first",
+                        plugin_id=entry.plugin_id,
+                    )
+                timeout_ms = min(timeout_ms, max(1, int(left)))
+            result: InvokeResult = entry.host.invoke_hook(name, event, timeout_ms=timeout_ms)
             value, cpu = result.value, result.cpu_ms
             if check is not None:
                 check(value, entry, name)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._shared._errors import EmailError, EmailNotConfiguredError, EmailRecursionError, EmDashError
 from .._shared._plugin_api import HookConfig, PluginDefinition, define_plugin
+from ._hook_runner import deadline_scope
 
 if TYPE_CHECKING:
     from ._hook_runner import HookRunner
@@ -140,16 +141,20 @@ class EmailPipeline:
         """True when an ``email:deliver`` provider is selected."""
         return self._hooks.selected_provider("email:deliver") is not None
 
-    def send(self, message: dict[str, Any], *, source: str = "admin") -> None:
+    def send(
+        self, message: dict[str, Any], *, source: str = "admin", deadline: float | None = None
+    ) -> None:
         """Send ``message`` (``{to, subject, text, html?}``) on behalf of ``source``.
 
         ``source`` is ``"system"`` for authentication mail, ``"admin"`` for mail an
         administrator sends, or the id of the plugin that called ``ctx.email.send``.
-        Returns normally when a ``beforeSend`` plugin cancels the message.
+        ``deadline`` (``time.monotonic`` seconds): that plugin's invocation deadline; every
+        email hook handler gets at most the time left until it. Returns normally when a
+        ``beforeSend`` plugin cancels the message.
         """
         if type(source) is not str or not source:
             raise EmailError("Invalid email source: must be a non-empty string")
-        with _guard():
+        with _guard(), deadline_scope(deadline):
             msg = validate_message(message)
             system = source == "system"
             if not system:

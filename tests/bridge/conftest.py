@@ -67,7 +67,9 @@ class EmailSpy:
     def is_available(self) -> bool:
         return self.available
 
-    def send(self, message: dict[str, Any], *, source: str = "admin") -> None:
+    def send(
+        self, message: dict[str, Any], *, source: str = "admin", deadline: float | None = None
+    ) -> None:
         self.sent.append((message, source))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,47 @@ def test_bad_source(rt: emdash.Runtime) -> None:
     with pytest.raises(EmailError) as exc:
         rt.email.send(MSG, source="")
     assert str(exc.value) == "Invalid email source: must be a non-empty string"
+
+
+def test_email_hooks_run_no_longer_than_the_sending_invocation_has_left(
+    rt: emdash.Runtime,
+) -> None:
+    # A sandboxed provider that would spin for a minute (its own limits allow it), reached
+    # through ctx.email.send from a route whose invocation has one second.
+    rt.add_plugin(
+        {
+            "id": "slowmail",
+            "capabilities": TRANSPORT,
+            "limits": {"cpu_ms": 60_000, "wall_ms": 60_000},
+        },
+        source={
+            "plugin.py": (
+                "from emdash import define_plugin, HookConfig\n"
+                "def deliver(event, ctx):\n"
+                "    while True:\n"
+                "        pass\n"
+                "plugin = define_plugin(hooks={'email:deliver': HookConfig("
+                "deliver, exclusive=True, timeout_ms=60000)})\n"
+            )
+        },
+    )
+    rt.add_plugin(
+        {"id": "notifier", "capabilities": ["email:send"], "limits": {"wall_ms": 1000}},
+        source={
+            "plugin.py": (
+                "from emdash import define_plugin\n"
+                "def notify(route_ctx, ctx):\n"
+                "    ctx.email.send({'to': 'ann@example.com', 'subject': 'Hi', 'text': 'Hi'})\n"
+                "    return 'sent'\n"
+                "plugin = define_plugin(routes={'notify': notify})\n"
+            )
+        },
+    )
+    with pytest.raises(emdash.EmDashError):
+        rt.invoke_route("notifier", "notify")
+    [row] = [r for r in rt.audit_log(plugin_id="slowmail") if r["name"] == "email:deliver"]
+    # The provider was stopped by the sender's deadline (at most its 1000 ms), not by its
+    # own 60 s: the host did not spend a minute on the sender's behalf.
+    assert row["outcome"] == "timeout"
+    [bound] = [int(n) for n in re.findall(r"after (\d+)ms", row["error"])]
+    assert 0 < bound <= 1000
