@@ -31,7 +31,7 @@ from ._db import Db
 
 __all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "AuditRecords"]
 
-AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron"})
+AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron", "load"})
 AUDIT_OUTCOMES = frozenset({"ok", "error", "timeout", "limit", "vetoed"})
 FLUSH_AT = 256
 MAX_BUFFERED = 4096
