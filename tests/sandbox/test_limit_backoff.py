@@ -20,6 +20,7 @@ from sandbox import (
     MemoryLimitExceeded,
     SandboxLimits,
     SandboxUnavailableError,
+    WallTimeExceeded,
     WorkerPool,
 )
 from sandbox._supervisor import _CrashTracker
@@ -129,6 +130,19 @@ def test_memory_limit_kills_count_too(make_supervisor: Any, sb: SimpleNamespace)
     with pytest.raises(SandboxUnavailableError) as info:
         echo(pool, sb, "refused")
     assert "(repeated memory limit kills)" in str(info.value)
+    pool.close()
+
+
+def test_wall_limit_kills_count_too(make_supervisor: Any, sb: SimpleNamespace) -> None:
+    sup = make_supervisor(backoff_base_s=30.0, limit_kill_allowance=0)
+    pool = sup.load("sleepy", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
+    short = SandboxLimits(cpu_ms=250, memory_mb=64, wall_ms=200)
+    with pytest.raises(WallTimeExceeded):
+        pool.raw_exec_for_tests("import time\ntime.sleep(30)\n", limits=short)
+    with pytest.raises(SandboxUnavailableError) as info:
+        echo(pool, sb, "refused")
+    assert "(repeated wall-time limit kills)" in str(info.value)
+    assert pool.workers_started == 1
     pool.close()
 
 
