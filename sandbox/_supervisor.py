@@ -155,7 +155,10 @@ class Supervisor:
     (``"module:function"``) that turn a worker-side exception into a JSON dict and a host
     error dict back into the exception ``host_call`` raises; ``host_error_encoder`` turns an
     exception raised by ``on_host_call`` into that dict. The remaining keyword arguments
-    tune the crash bookkeeping and the frame cap (tests shorten the backoff).
+    tune the crash bookkeeping and the frame cap (tests shorten the backoff):
+    ``limit_kill_allowance`` is how many limit kills per pool and window cost nothing
+    before they count like crashes (0: every one counts), ``clock`` the monotonic clock the
+    bookkeeping reads (tests move it forward instead of sleeping through a window).
     """
 
     def __init__(
