@@ -658,7 +658,10 @@ class WorkerPool:
                     elif size == 0:
                         # Nothing running and nothing may start: fail now (EmDash's runner
                         # did the same after its restart loop gave up), not at the deadline.
-                        raise SandboxUnavailableError(blocked or f"no worker for {self.key}")
+                        err = SandboxUnavailableError(blocked or f"no worker for {self.key}")
+                        # When a new worker may start (seconds), for a Retry-After.
+                        setattr(err, "retry_after_s", self._crashes.retry_in())  # noqa: B010
+                        raise err
                     else:
                         remaining = deadline - time.monotonic()
                         if remaining <= 0:

@@ -105,6 +105,17 @@ class _CrashTracker:
         self.last = now
         self.cause = cause
 
+    def retry_in(self) -> float | None:
+        """Seconds until a new worker may start (None: it may now)."""
+        now = self.clock()
+        self._roll(now)
+        if self.window_start is None or self.count == 0:
+            return None
+        if self.count > self.limit:
+            return max(0.0, self.window_start + self.window_s - now)
+        delay = min(self.base_s * 2 ** (self.count - 1), self.max_s)
+        return self.last + delay - now if now < self.last + delay else None
+
     def blocked(self, key: str) -> str | None:
         """Why no new worker may start now, or None."""
         now = self.clock()

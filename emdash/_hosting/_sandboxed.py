@@ -293,9 +293,13 @@ class SandboxedPluginHost:
                 f"Plugin {pid} was refused during {operation}: {exc}", plugin_id=pid
             )
         if isinstance(exc, sandbox.SandboxUnavailableError):
-            return errors.SandboxUnavailableError(
+            unavailable = errors.SandboxUnavailableError(
                 f"Plugin sandbox unavailable for {pid}: {exc}", plugin_id=pid
             )
+            # Seconds until the back-off lets a new worker start (None: unknown or now).
+            retry = getattr(exc, "retry_after_s", None)
+            setattr(unavailable, "retry_after_s", retry)  # noqa: B010
+            return unavailable
         if isinstance(exc, sandbox.SandboxNotAvailableError):
             return errors.SandboxNotAvailableError(str(exc), plugin_id=pid)
         if isinstance(exc, sandbox.RemoteError):

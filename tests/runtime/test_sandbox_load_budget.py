@@ -108,6 +108,8 @@ def test_repeated_cpu_limit_kills_back_off_and_name_the_plugin(tmp_path: Path) -
             assert "(repeated CPU-time limit kills); backing off: a new worker starts in " in (
                 message
             )
+            # When the back-off ends (the tracker's clock is frozen: the full first delay).
+            assert err.value.retry_after_s == 1.0  # type: ignore[attr-defined]
         # Failing fast: no new worker, no module code run again.
         assert info.host.loads == loads and pool.worker_pids() == []
         assert not info.host.is_healthy()

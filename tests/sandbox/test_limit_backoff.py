@@ -74,6 +74,8 @@ def test_repeated_cpu_limit_kills_back_off_and_fail_fast(
             "ms (attempt 1/5). Make the plugin stay within its CPU-time limit or raise that limit."
         )
     assert pool.workers_started == 4 and pool.worker_pids() == []
+    retry = info.value.retry_after_s  # type: ignore[attr-defined]
+    assert 0 < retry <= 30.0
     # Every worker forked was a load, reported with the host's figure.
     assert [r.outcome for r in reports] == ["ok"] * 4
     assert all(r.cpu_ms is not None and r.cpu_ms > 0 for r in reports)
