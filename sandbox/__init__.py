@@ -7,9 +7,11 @@ Host-facing API (the process layer):
 - :func:`is_available` -> :class:`Availability` ``(ok, reason)``
 - :class:`SandboxLimits` ``(cpu_ms, memory_mb, wall_ms, load_cpu_ms, worker_cpu_s)``
 - :class:`Supervisor` -> ``.load(key, files, entry, limits=..., pool_size=..., init=...,
-  fresh_worker=...)`` -> :class:`WorkerPool` -> ``.call(fn, args, on_host_call=...)`` ->
-  :class:`CallResult` ``(value, cpu_ms, rss_kb, worker_cpu_ms)``: ``cpu_ms`` is measured by
-  the host from the kernel, ``worker_cpu_ms`` is what the worker said (a diagnostic)
+  fresh_worker=..., on_load=...)`` -> :class:`WorkerPool` -> ``.call(fn, args,
+  on_host_call=...)`` -> :class:`CallResult` ``(value, cpu_ms, rss_kb, worker_cpu_ms)``:
+  ``cpu_ms`` is measured by the host from the kernel, ``worker_cpu_ms`` is what the worker
+  said (a diagnostic); ``on_load`` gets a :class:`LoadReport` ``(outcome, cpu_ms, wall_ms)``
+  for every worker the pool loads
 
 Language layer (also usable on its own, e.g. to check code before installing it):
 
@@ -22,6 +24,7 @@ Language layer (also usable on its own, e.g. to check code before installing it)
 from ._availability import Availability as Availability
 from ._availability import is_available as is_available
 from ._call import CallResult as CallResult
+from ._call import LoadReport as LoadReport
 from ._call import SandboxLimits as SandboxLimits
 from ._compiler import compile_bundle as compile_bundle
 from ._errors import CompileError as CompileError

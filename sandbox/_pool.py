@@ -55,7 +55,16 @@ pool was loaded with ``fresh_worker=True``, it is killed and the next call gets 
 
 Crash bookkeeping, per pool (the policy is the supervisor's ``_CrashTracker``): a worker that
 dies unexpectedly (not by an enforced limit) counts as a crash, and after crashes the pool
-starts no new worker until the back-off allows it. ``epoch`` counts worker replacements.
+starts no new worker until the back-off allows it. A worker stopped by an enforced limit
+(its CPU timer, the memory limit, the wall deadline) is a *limit kill*: the first few within
+the window are free, later ones count like crashes, because each replacement makes the host
+fork and re-run the bundle's module code. While backed off, a call that finds no worker
+fails at once with ``SandboxUnavailableError`` saying why and when the pool retries.
+``epoch`` counts worker replacements, ``workers_started`` the workers forked.
+
+Loads are budgeted and counted: each new worker compiles and loads the bundle (and runs
+``init``) under ``load_cpu_ms``, and the host's measurement of that load goes to the pool's
+``on_load`` callback as a ``LoadReport``.
 """
 
 from __future__ import annotations
@@ -68,7 +77,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._call import Call, CallResult, OnHostCall, SandboxLimits
+from ._call import Call, CallResult, LoadReport, OnHostCall, OnLoad, SandboxLimits
 from ._errors import (
     CompileError,
     CpuLimitExceeded,
@@ -177,6 +186,17 @@ class LoadSpec:
     a breakout left behind) can reach the next. Costs a fork and a load per call."""
 
 
+def _limit_kill(error: SandboxError, crash: bool) -> str | None:
+    """Which enforced limit stopped a dead worker that is not a crash (None: neither)."""
+    if crash:
+        return None
+    if isinstance(error, CpuLimitExceeded):
+        return "cpu"
+    if isinstance(error, MemoryLimitExceeded):
+        return "memory"
+    return None
+
+
 class WorkerPool:
     """The workers running one loaded bundle; get one from :meth:`Supervisor.load`.
 
@@ -184,8 +204,14 @@ class WorkerPool:
     ``pool_size``; further callers wait for a free worker within their own deadline).
     """
 
-    def __init__(self, supervisor: Supervisor, key: str, spec: LoadSpec) -> None:
+    def __init__(
+        self, supervisor: Supervisor, key: str, spec: LoadSpec, on_load: OnLoad | None = None
+    ) -> None:
         self._sup = supervisor
+        self.on_load = on_load
+        """Told about every load (:class:`LoadReport`), in the thread that started the worker."""
+        self.workers_started = 0
+        """How many workers this pool has forked (each one ran the bundle's module code)."""
         self.key = key
         self.limits = spec.limits
         self.pool_size = spec.pool_size
@@ -263,7 +289,7 @@ class WorkerPool:
             if self._closed_reason is not None or not self._sup.is_healthy():
                 return False
             has_worker = any(w.usable() for w in self._idle) or bool(self._busy)
-            return has_worker or self._crashes.blocked(time.monotonic(), self.key) is None
+            return has_worker or self._crashes.blocked(self.key) is None
 
     def worker_pids(self) -> list[int]:
         """Pids of the pool's live workers (diagnostics and tests)."""
@@ -337,7 +363,7 @@ class WorkerPool:
             self._release(worker, call, outcome.rss_kb)
             return CallResult(outcome.value, cpu_ms, outcome.rss_kb, outcome.cpu_ms)
         if outcome.kind == "memory":
-            self._discard(worker, kill=True, crash=False)
+            self._discard(worker, kill=True, crash=False, limit="memory")
             raise self._memory_error(worker.memory_mb)
         # Anything else is the plugin's own error, or a refusal by the language layer (which
         # stopped the attempt, so the worker is intact): it serves the next call.
@@ -409,7 +435,7 @@ class WorkerPool:
                 # A slow host call can use up the budget; the worker gets no answer then.
                 worker.send(reply, deadline, quick)
         except TimeoutError:
-            self._discard(worker, kill=True, crash=False)
+            self._discard(worker, kill=True, crash=False, limit="wall")
             raise self._wall_error(call) from None
         except ChannelClosed:
             raise self._died(worker, call.cpu_ms) from None
@@ -482,7 +508,21 @@ class WorkerPool:
             f"{limit_ms}ms{measured}; the worker was killed"
         )
         setattr(err, "limit_ms", limit_ms)  # noqa: B010
-        setattr(err, "cpu_ms", used_ms)  # noqa: B010
+        # Unmeasured: its timer or the watch stopped it, so it used the limit at least (a
+        # dead worker's CPU clock can no longer be read). The audit records this figure.
+        setattr(err, "cpu_ms", float(limit_ms) if used_ms is None else used_ms)  # noqa: B010
+        return err
+
+    def _load_cpu_error(self, limit_ms: int, used_ms: float | None) -> CpuLimitExceeded:
+        measured = "" if used_ms is None else f" (the host measured {used_ms:.0f}ms)"
+        err = CpuLimitExceeded(
+            f"loading the code for {self.key} (its module-level code and init) exceeded its "
+            f"load CPU-time limit of {limit_ms}ms{measured}; the worker was killed"
+        )
+        setattr(err, "limit_ms", limit_ms)  # noqa: B010
+        # The limit when its own timer stopped it: it used that much, at least.
+        setattr(err, "cpu_ms", float(limit_ms) if used_ms is None else used_ms)  # noqa: B010
+        setattr(err, "phase", "load")  # noqa: B010
         return err
 
     def _memory_error(self, limit_mb: int) -> MemoryLimitExceeded:
@@ -512,7 +552,7 @@ class WorkerPool:
             )
         worker.exit.wait(_DEATH_REPORT_TIMEOUT_S)
         error, crash = self._classify(worker, cpu_limit_ms)
-        self._discard(worker, kill=False, crash=crash)
+        self._discard(worker, kill=False, crash=crash, limit=_limit_kill(error, crash))
         return error
 
     def _classify(self, worker: WorkerHandle, cpu_limit_ms: int) -> tuple[SandboxError, bool]:
@@ -548,6 +588,7 @@ class WorkerPool:
                 f"limit is {cpu_limit_ms}ms) and was killed; a new worker replaces it"
             )
             setattr(err, "limit_ms", cpu_limit_ms)  # noqa: B010
+            setattr(err, "cpu_ms", float(cpu_limit_ms))  # noqa: B010  (at least)
             return err, True
         if box.code == EXIT_CONFINEMENT:
             return WorkerCrashed(f"{who} could not be confined (nothing ran)"), True
@@ -610,14 +651,17 @@ class WorkerPool:
                     # Grow lazily, one worker per concurrent caller, up to pool_size; after
                     # a crash no new worker starts until the backoff allows it.
                     size = len(self._busy) + self._starting
-                    blocked = self._crashes.blocked(time.monotonic(), self.key)
+                    blocked = self._crashes.blocked(self.key)
                     if size < self.pool_size and blocked is None:
                         self._starting += 1
                         spawn = True
                     elif size == 0:
                         # Nothing running and nothing may start: fail now (EmDash's runner
                         # did the same after its restart loop gave up), not at the deadline.
-                        raise SandboxUnavailableError(blocked or f"no worker for {self.key}")
+                        err = SandboxUnavailableError(blocked or f"no worker for {self.key}")
+                        # When a new worker may start (seconds), for a Retry-After.
+                        setattr(err, "retry_after_s", self._crashes.retry_in())  # noqa: B010
+                        raise err
                     else:
                         remaining = deadline - time.monotonic()
                         if remaining <= 0:
@@ -638,10 +682,11 @@ class WorkerPool:
                 if worker.wait_exited(0.2):
                     # Died while idle: a crash unless a limit or the host did it.
                     worker.exit.wait(_DEATH_REPORT_TIMEOUT_S)
-                    _, crash = self._classify(worker, self.limits.cpu_ms)
+                    error, crash = self._classify(worker, self.limits.cpu_ms)
+                    limit = _limit_kill(error, crash)
                 else:
-                    crash = True  # alive, but it sent bytes nobody asked for
-                self._discard(worker, kill=True, crash=crash)
+                    crash, limit = True, None  # alive, but it sent bytes nobody asked for
+                self._discard(worker, kill=True, crash=crash, limit=limit)
             if spawn:
                 break
         try:
@@ -668,7 +713,10 @@ class WorkerPool:
         """Fork a worker, wait until it is confined, load the bundle (and run init)."""
         lim = self.limits
         cpu_s = lim.lifetime_cpu_s()
+        forked = time.monotonic()
         proc, server_epoch = self._sup._fork(lim.memory_mb, cpu_s)
+        with self._lock:
+            self.workers_started += 1
         worker = WorkerHandle(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch, cpu_s)
         try:
             ready = parse_worker_frame(
@@ -733,6 +781,17 @@ class WorkerPool:
             self._loading.add(worker)
         try:
             outcome = self._exchange(worker, load)
+        except CpuLimitExceeded:
+            # Stopped by its own timer (SIGPROF: it used load_cpu_ms, at least) or by the
+            # watch (over the host-measured budget, which is more).
+            self._report_load("limit", float(lim.load_cpu_ms), forked)
+            raise self._load_cpu_error(lim.load_cpu_ms, None) from None
+        except WallTimeExceeded:
+            self._report_load("timeout", None, forked)
+            raise
+        except SandboxError:
+            self._report_load("error", None, forked)
+            raise
         finally:
             with self._lock:
                 self._loading.discard(worker)
@@ -750,11 +809,14 @@ class WorkerPool:
                     "cannot be enforced; run the sandbox on a host where it can"
                 )
             if cpu is None or worker.wait_exited(0):
+                self._report_load("error", None, forked)
                 raise self._died(worker, lim.load_cpu_ms)
             if cpu > load_limit_ns:
                 worker.cpu_verdict = "call"
                 self._discard(worker, kill=True, crash=True)
-                raise self._cpu_error(lim.load_cpu_ms, cpu / 1e6)
+                self._report_load("limit", cpu / 1e6, forked)
+                raise self._load_cpu_error(lim.load_cpu_ms, cpu / 1e6)
+            self._report_load("ok", cpu / 1e6, forked)
             worker.idle_cpu_ns = cpu
             worker.last_request_size = len(frame)
             worker.init_result = outcome.init
@@ -762,7 +824,18 @@ class WorkerPool:
         assert isinstance(outcome, ErrorFrame)
         # The code itself failed to load: deterministic, not a crash. This worker is useless.
         self._discard(worker, kill=True, crash=False)
+        self._report_load("error", None, forked)
         raise self._error_from_frame(outcome, lim.memory_mb)
+
+    def _report_load(self, outcome: str, cpu_ms: float | None, forked: float) -> None:
+        """Tell the host application what one load cost (its errors never fail the load)."""
+        on_load = self.on_load
+        if on_load is None:
+            return
+        try:
+            on_load(LoadReport(outcome, cpu_ms, (time.monotonic() - forked) * 1000))
+        except Exception:
+            log.exception("the on_load callback failed for %s", self.key)
 
     def _release(self, worker: WorkerHandle, call: Call, rss_kb: int) -> None:
         """Back to the pool after a call that ended normally, unless the pool wants a fresh
@@ -794,7 +867,7 @@ class WorkerPool:
             start = (
                 self._closed_reason is None
                 and len(self._busy) + len(self._idle) + self._starting < self.pool_size
-                and self._crashes.blocked(time.monotonic(), self.key) is None
+                and self._crashes.blocked(self.key) is None
             )
             if start:
                 self._starting += 1
@@ -896,8 +969,14 @@ class WorkerPool:
                 return
         self._discard(worker, kill=True, crash=False)
 
-    def _discard(self, worker: WorkerHandle, *, kill: bool, crash: bool) -> None:
-        """Retire a worker for good (waiting until a killed one is really gone)."""
+    def _discard(
+        self, worker: WorkerHandle, *, kill: bool, crash: bool, limit: str | None = None
+    ) -> None:
+        """Retire a worker for good (waiting until a killed one is really gone).
+
+        ``crash``: count it as a crash; else ``limit`` (``"cpu"``, ``"memory"``, ``"wall"``):
+        it was stopped by that enforced limit, which counts once past the allowance (see
+        the supervisor's ``_CrashTracker``)."""
         # Waiting for the fork server's exit report means the process is dead *and* reaped
         # when this returns: a caller that got WallTimeExceeded can rely on it.
         if kill and not worker.disposed:
@@ -910,7 +989,9 @@ class WorkerPool:
             self._busy.discard(worker)
             self._epoch += 1
             if crash:
-                self._crashes.record(time.monotonic())
+                self._crashes.record()
+            elif limit is not None:
+                self._crashes.record(limit)
             self._cond.notify_all()
 
     def _close(self, reason: str) -> None:

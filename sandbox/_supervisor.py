@@ -17,7 +17,11 @@ Crash bookkeeping (:class:`_CrashTracker`, one per pool and one for the fork ser
 default settings: after crash *n* no new worker (fork server) starts for ``1, 2, 4 ... 30`` s;
 more than 5 crashes within 60 s and the pool (every pool) refuses calls with
 ``SandboxUnavailableError`` until the window has passed (EmDash logged "will run unsandboxed"
-here and then failed; we fail closed and say so).
+here and then failed; we fail closed and say so). A pool's workers stopped by an enforced
+limit (CPU time, memory, wall time) count too, once more than ``limit_kill_allowance`` (3) of
+them fall within the window: each replacement costs the host a fork and a re-run of the
+plugin's module code, so a plugin that always exceeds its limit is backed off like one that
+crashes, and while backed off its calls fail at once, without a fork.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._call import InFlight, SandboxLimits
+from ._call import InFlight, OnLoad, SandboxLimits
 from ._errors import (
     SandboxError,
     SandboxNotAvailableError,
@@ -48,40 +52,107 @@ def _default_host_error(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": str(exc)}
 
 
-class _CrashTracker:
-    """Exponential backoff and the give-up window (EmDash's scheduleRestart, per pool)."""
+# What each kind of limit kill is called in the back-off message.
+_LIMIT_NAMES = {"cpu": "CPU-time limit", "memory": "memory limit", "wall": "wall-time limit"}
 
-    def __init__(self, limit: int, window_s: float, base_s: float, max_s: float) -> None:
+
+class _CrashTracker:
+    """Exponential backoff and the give-up window (EmDash's scheduleRestart, per pool).
+
+    Two kinds of events replace a worker: crashes (``record()``) and *limit kills*
+    (``record("cpu" | "memory" | "wall")``: the worker was stopped by an enforced limit).
+    Why limit kills count at all: every replacement forks a worker and re-runs the plugin's
+    module-level code (up to ``load_cpu_ms`` of CPU), so a plugin whose handler always
+    exceeds its 50 ms limit made the host pay a fork and a load per invocation. The first
+    ``allowance`` limit kills within a window cost nothing (an occasional limit hit is not
+    punished); each one after that counts like a crash, so the same back-off and the same
+    give-up window apply. ``clock`` is ``time.monotonic`` (tests move it forward instead
+    of sleeping through a window).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float,
+        base_s: float,
+        max_s: float,
+        allowance: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limit, self.window_s, self.base_s, self.max_s = limit, window_s, base_s, max_s
-        self.count = 0
+        self.allowance, self.clock = allowance, clock
+        self.count = 0  # crashes, and limit kills beyond the allowance, in this window
+        self.limit_kills = 0  # every limit kill in this window
+        self.cause = "crash"  # what the last counted event was
         self.window_start: float | None = None
         self.last = 0.0
 
-    def record(self, now: float) -> None:
-        if self.window_start is None or now - self.window_start > self.window_s:
-            self.window_start, self.count = now, 0
+    def _roll(self, now: float) -> None:
+        if self.window_start is not None and now - self.window_start > self.window_s:
+            self.window_start, self.count, self.limit_kills = None, 0, 0
+
+    def record(self, cause: str = "crash") -> None:
+        """Count a crash (``"crash"``) or a limit kill (``"cpu"``, ``"memory"``, ``"wall"``)."""
+        now = self.clock()
+        self._roll(now)
+        if self.window_start is None:
+            self.window_start = now
+        if cause != "crash":
+            self.limit_kills += 1
+            if self.limit_kills <= self.allowance:
+                return
         self.count += 1
         self.last = now
+        self.cause = cause
 
-    def blocked(self, now: float, key: str) -> str | None:
-        """Why no new worker may start now, or None."""
-        if self.window_start is None:
-            return None
-        if now - self.window_start > self.window_s:
-            self.window_start, self.count = None, 0
+    def retry_in(self) -> float | None:
+        """Seconds until a new worker may start (None: it may now)."""
+        now = self.clock()
+        self._roll(now)
+        if self.window_start is None or self.count == 0:
             return None
         if self.count > self.limit:
+            return max(0.0, self.window_start + self.window_s - now)
+        delay = min(self.base_s * 2 ** (self.count - 1), self.max_s)
+        return self.last + delay - now if now < self.last + delay else None
+
+    def blocked(self, key: str) -> str | None:
+        """Why no new worker may start now, or None."""
+        now = self.clock()
+        self._roll(now)
+        if self.window_start is None or self.count == 0:
+            return None
+        limit_name = _LIMIT_NAMES.get(self.cause)
+        if limit_name is None:
+            what, fix = "crashed", "Fix the cause (see the earlier errors)"
+        else:
+            what = f"was killed {self.limit_kills} times by its {limit_name}"
+            fix = f"Make the plugin stay within its {limit_name} or raise that limit"
+        if self.count > self.limit:
             wait = self.window_start + self.window_s - now
+            if limit_name is None:
+                return (
+                    f"the sandbox worker for {key} crashed {self.count} times within "
+                    f"{self.window_s:g} seconds; calls fail for another {wait:.0f}s. Fix the "
+                    "cause (see the earlier errors) or restart the host to retry sooner."
+                )
             return (
-                f"the sandbox worker for {key} crashed {self.count} times within "
-                f"{self.window_s:g} seconds; calls fail for another {wait:.0f}s. Fix the "
-                "cause (see the earlier errors) or restart the host to retry sooner."
+                f"the sandbox worker for {key} {what} within {self.window_s:g} seconds "
+                f"(repeated {limit_name} kills); no new worker starts and calls fail for "
+                f"another {wait:.0f}s. {fix}, or restart the host to retry sooner."
             )
         delay = min(self.base_s * 2 ** (self.count - 1), self.max_s)
         if now < self.last + delay:
+            retry = f"{(self.last + delay - now) * 1000:.0f}ms"
+            if limit_name is None:
+                return (
+                    f"the sandbox worker for {key} crashed; restarting in {retry} "
+                    f"(attempt {self.count}/{self.limit})"
+                )
             return (
-                f"the sandbox worker for {key} crashed; restarting in "
-                f"{(self.last + delay - now) * 1000:.0f}ms (attempt {self.count}/{self.limit})"
+                f"the sandbox worker for {key} {what} within {self.window_s:g} seconds "
+                f"(repeated {limit_name} kills); backing off: a new worker starts in "
+                f"{retry} (attempt {self.count}/{self.limit}). {fix}."
             )
         return None
 
@@ -95,7 +166,10 @@ class Supervisor:
     (``"module:function"``) that turn a worker-side exception into a JSON dict and a host
     error dict back into the exception ``host_call`` raises; ``host_error_encoder`` turns an
     exception raised by ``on_host_call`` into that dict. The remaining keyword arguments
-    tune the crash bookkeeping and the frame cap (tests shorten the backoff).
+    tune the crash bookkeeping and the frame cap (tests shorten the backoff):
+    ``limit_kill_allowance`` is how many limit kills per pool and window cost nothing
+    before they count like crashes (0: every one counts), ``clock`` the monotonic clock the
+    bookkeeping reads (tests move it forward instead of sleeping through a window).
     """
 
     def __init__(
@@ -113,6 +187,8 @@ class Supervisor:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
         start_timeout_s: float = 60.0,
+        limit_kill_allowance: int = 3,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         preludes = dict(preludes or {})
         expose = dict(expose or {})
@@ -139,11 +215,16 @@ class Supervisor:
             "max_frame_bytes": max_frame_bytes,
         }
         self._host_error_encoder = host_error_encoder or _default_host_error
+        if type(limit_kill_allowance) is not int or limit_kill_allowance < 0:
+            raise SandboxError("limit_kill_allowance must be a non-negative int")
         self._crash_args = (crash_limit, crash_window_s, backoff_base_s, backoff_max_s)
+        self._limit_kill_allowance = limit_kill_allowance
+        self._clock = clock
         self._start_timeout_s = start_timeout_s
         self._lock = threading.RLock()
         self._client: ForkServerClient | None = None
-        self._server_crashes = self._new_crash_tracker()
+        # The fork server is never limit-killed: no allowance needed.
+        self._server_crashes = _CrashTracker(*self._crash_args, clock=clock)
         self._epoch = 0  # bumps with every fork server start
         self._pools: dict[str, WorkerPool] = {}
         self._closed = False
@@ -213,6 +294,7 @@ class Supervisor:
         pool_size: int = 2,
         init: tuple[str, list[Any]] | None = None,
         fresh_worker: bool = False,
+        on_load: OnLoad | None = None,
     ) -> WorkerPool:
         """Compile and load ``files`` in a fresh worker and return the pool serving them.
 
@@ -223,7 +305,10 @@ class Supervisor:
         pool; with different ones it replaces it (the old handle is then closed).
         ``fresh_worker``: every call gets a new worker, killed after that one call (for the
         most hostile code: nothing of one call survives into the next; costs a fork and a
-        load per call).
+        load per call). ``on_load`` is told what each worker's load cost (a
+        :class:`LoadReport`, the first load included), in the thread that started it; it is
+        not part of what decides whether a pool is reused (a reused pool reports to the
+        newest callback).
         """
         if type(key) is not str or not key:
             raise SandboxError("key must be a non-empty str")
@@ -253,9 +338,10 @@ class Supervisor:
         with self._lock:
             existing = self._pools.get(key)
         if existing is not None and existing._spec == spec and existing._closed_reason is None:
+            existing.on_load = on_load
             return existing
         self.start()
-        pool = WorkerPool(self, key, spec)
+        pool = WorkerPool(self, key, spec, on_load)
         # Watched from its first load on: the load runs the plugin's code (init) too.
         self._start_watch()
         with self._lock:
@@ -307,7 +393,10 @@ class Supervisor:
                     log.exception("the sandbox CPU watch failed for %s", pool.key)
 
     def _new_crash_tracker(self) -> _CrashTracker:
-        return _CrashTracker(*self._crash_args)
+        """A pool's tracker: limit kills count, after the allowance."""
+        return _CrashTracker(
+            *self._crash_args, allowance=self._limit_kill_allowance, clock=self._clock
+        )
 
     def _encode_host_error(self, exc: Exception) -> dict[str, Any]:
         try:
@@ -326,13 +415,12 @@ class Supervisor:
                 raise SandboxUnavailableError("the sandbox supervisor is closed")
             if self._client is not None and self._client.is_alive():
                 return self._client, self._epoch
-            now = time.monotonic()
             if self._client is not None:
                 # The fork server died under us (its workers died with it).
                 self._client.close()
                 self._client = None
-                self._server_crashes.record(now)
-            blocked = self._server_crashes.blocked(now, "the fork server")
+                self._server_crashes.record()
+            blocked = self._server_crashes.blocked("the fork server")
             if blocked is not None:
                 raise SandboxUnavailableError(blocked)
             availability = is_available()

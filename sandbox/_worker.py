@@ -43,6 +43,7 @@ from typing import Any, NoReturn
 
 from ._confine import confine
 from ._errors import CompileError, RemoteError, SandboxViolation
+from ._jsonrule import INT_MAX, INT_MIN, MAX_DEPTH
 from ._protocol import HEADER, ChannelClosed, FrameReader, FrameTooLarge
 from ._seccomp import CHANNEL_FD
 
@@ -72,8 +73,11 @@ MAX_TRACEBACK = 16000
 # are refused (they are not JSON).
 _BAD_JSON = (TypeError, ValueError, RecursionError)
 
-#: Deepest nesting of lists/dicts a value sent to the host may have.
-MAX_JSON_DEPTH = 256
+#: Deepest nesting of lists/dicts a value sent to the host may have: the exact-JSON rule's
+#: bound (``_jsonrule.MAX_DEPTH``), which the host holds every frame to. A worker that sent
+#: more would be killed as a protocol violation; refusing here makes it the plugin's clear
+#: ``SandboxViolation`` instead, and the worker serves on.
+MAX_JSON_DEPTH = MAX_DEPTH
 
 # One encoder for the worker's life (stateless between calls: encode() starts afresh).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -84,7 +88,10 @@ _INFINITY = float("inf")
 
 def plain_json(value: Any) -> Any:
     """A copy of ``value`` made only of exact ``dict``/``list``/``str``/``int``/``float``/
-    ``bool``/``None``; ``TypeError``/``ValueError`` for anything that is not JSON.
+    ``bool``/``None``; ``TypeError``/``ValueError`` for anything that is not JSON, or not
+    exact JSON (the rule of ``_jsonrule``, which the host enforces on every frame): nested
+    deeper than :data:`MAX_JSON_DEPTH`, an integer outside int64, a key that is not a
+    string, two keys equal as strings. (Lone surrogates are refused by the UTF-8 encoding.)
 
     Why a copy: json's encoder calls methods of what it encodes - ``items()`` of a dict
     subclass, ``__iter__`` of a list subclass. Anything sandboxed code can reach might be
@@ -101,8 +108,10 @@ def plain_json(value: Any) -> Any:
 
 def _plain(value: Any, depth: int, open_ids: set[int]) -> Any:
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str or kind is bool or value is None:
         return value
+    if kind is int:
+        return _checked_int(value)
     if kind is float:
         if value != value or value in (_INFINITY, -_INFINITY):
             raise ValueError("Out of range float values are not JSON compliant")
@@ -111,7 +120,7 @@ def _plain(value: Any, depth: int, open_ids: set[int]) -> Any:
         if issubclass(kind, str):
             return str.__str__(value)
         if issubclass(kind, int):
-            return int.__int__(value)
+            return _checked_int(int.__int__(value))
         return _plain(float.__float__(value), depth, open_ids)
     if depth >= MAX_JSON_DEPTH:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
@@ -133,7 +142,17 @@ def _plain(value: Any, depth: int, open_ids: set[int]) -> Any:
         open_ids.discard(marker)
 
 
-def _plain_dict(value: Any, kind: type, depth: int, open_ids: set[int]) -> dict[Any, Any]:
+def _checked_int(value: int) -> int:
+    if not INT_MIN <= value <= INT_MAX:
+        # Beyond int64 the host's decoder would turn it into a float (or refuse it).
+        raise ValueError(
+            f"an integer of {len(str(abs(value))) if value.bit_length() < 4000 else 'thousands of'}"
+            " digits is outside the exact range [-2**63, 2**63 - 1]; send it as a string"
+        )
+    return value
+
+
+def _plain_dict(value: Any, kind: type, depth: int, open_ids: set[int]) -> dict[str, Any]:
     if issubclass(kind, collections.OrderedDict):
         # Its order lives in its own list (move_to_end); read through the C type's methods.
         pairs: Any = [
@@ -141,21 +160,20 @@ def _plain_dict(value: Any, kind: type, depth: int, open_ids: set[int]) -> dict[
         ]
     else:
         pairs = dict.items(value)
-    out: dict[Any, Any] = {}
+    out: dict[str, Any] = {}
     for key, item in pairs:
         key_kind = type(key)
-        if not (
-            key_kind is str
-            or key_kind is int
-            or key_kind is float
-            or key_kind is bool
-            or key is None
-        ):
-            if not issubclass(key_kind, (str, int, float)):
+        if key_kind is not str:
+            # json would write 1, 1.0, True and None keys as strings: {1: "a", "1": "b"}
+            # would then reach the host with a duplicate key and one value silently lost.
+            if not issubclass(key_kind, str):
                 raise TypeError(
-                    f"keys must be str, int, float, bool or None, not {key_kind.__name__}"
+                    f"keys must be str, not {key_kind.__name__} (convert them yourself, so "
+                    "that two keys cannot collide)"
                 )
-            key = _plain(key, depth + 1, open_ids)
+            key = str.__str__(key)
+        if key in out:
+            raise ValueError(f"duplicate object key {key[:40]!r}")
         out[key] = _plain(item, depth + 1, open_ids)
     return out
 

@@ -111,8 +111,16 @@ class SandboxedPluginHost:
         self._support = support
         self.limits = descriptor.effective_limits(support.limits)
         self._sb_limits = sandbox.SandboxLimits(
-            cpu_ms=self.limits.cpu_ms, memory_mb=self.limits.memory_mb, wall_ms=self.limits.wall_ms
+            cpu_ms=self.limits.cpu_ms,
+            memory_mb=self.limits.memory_mb,
+            wall_ms=self.limits.wall_ms,
+            load_cpu_ms=self.limits.load_cpu_ms,
         )
+        self.loads = 0
+        """How many times the plugin's code was loaded (one per sandbox worker started)."""
+        self.load_cpu_ms = 0.0
+        """The host-measured CPU time of all those loads, in ms (a killed load counts its
+        limit, which it used at least)."""
         _check_encodable(files, self.plugin_id)
         try:
             self._pool = support.supervisor().load(
@@ -123,6 +131,7 @@ class SandboxedPluginHost:
                 pool_size=support.pool_size,
                 init=("emdash._shared._worker_dispatch:load", [info]),
                 fresh_worker=self.limits.fresh_worker,
+                on_load=self._on_load,
             )
         except sandbox.SandboxError as exc:
             raise self._translate(exc, "load") from None
@@ -150,6 +159,41 @@ class SandboxedPluginHost:
         self._pool.close()
 
     # -- internals ---------------------------------------------------------------------
+
+    def _on_load(self, report: sandbox.LoadReport) -> None:
+        """Count one load of the plugin's code and audit it (kind ``load``).
+
+        Runs in the thread that started the worker: the caller whose call needed one, or the
+        pool's background thread for ``fresh_worker``. The audit buffer is thread-safe and
+        written outside any invocation's transaction, so a load is recorded even when the
+        invocation that caused it fails and rolls back."""
+        self.loads += 1
+        if report.cpu_ms is not None:
+            self.load_cpu_ms += report.cpu_ms
+        limit = "load_cpu_ms" if report.outcome == "limit" else None
+        if report.outcome == "timeout":
+            limit = "wall_ms"
+        error = None
+        if report.outcome == "limit":
+            error = (
+                f"Plugin {self.plugin_id} exceeded its load CPU limit of "
+                f"{self.limits.load_cpu_ms}ms while loading its code"
+            )
+        elif report.outcome != "ok":
+            error = f"Plugin {self.plugin_id} failed to load its code ({report.outcome})"
+        try:
+            self._support.store.audit_records.record(
+                self.plugin_id,
+                "load",
+                "load",
+                report.outcome,
+                report.wall_ms,
+                cpu_ms=report.cpu_ms,
+                limit=limit,
+                error=error,
+            )
+        except Exception:
+            log.exception("Could not record the audit entry for loading %s", self.plugin_id)
 
     def _invoke(
         self, fn: str, name: str, payload: Any, operation: str, timeout_ms: int | None
@@ -207,6 +251,16 @@ class SandboxedPluginHost:
                 exc.errors,
                 plugin_id=pid,
             )
+        if isinstance(exc, sandbox.CpuLimitExceeded) and getattr(exc, "phase", None) == "load":
+            err = errors.CpuLimitExceeded(
+                f"Plugin {pid} exceeded its load CPU limit of {lim.load_cpu_ms}ms while its "
+                f"code was loaded in a new sandbox worker (during {operation}): module-level "
+                "code and define_plugin run again in every worker. Do less work at import "
+                "time or raise limits.load_cpu_ms in the plugin descriptor.",
+                plugin_id=pid,
+            )
+            setattr(err, "limit_name", "load_cpu_ms")  # noqa: B010  (for the audit)
+            return err
         if isinstance(exc, sandbox.CpuLimitExceeded):
             return errors.CpuLimitExceeded(
                 f"Plugin {pid} exceeded CPU limit of {lim.cpu_ms}ms during {operation}. "
@@ -239,9 +293,13 @@ class SandboxedPluginHost:
                 f"Plugin {pid} was refused during {operation}: {exc}", plugin_id=pid
             )
         if isinstance(exc, sandbox.SandboxUnavailableError):
-            return errors.SandboxUnavailableError(
+            unavailable = errors.SandboxUnavailableError(
                 f"Plugin sandbox unavailable for {pid}: {exc}", plugin_id=pid
             )
+            # Seconds until the back-off lets a new worker start (None: unknown or now).
+            retry = getattr(exc, "retry_after_s", None)
+            setattr(unavailable, "retry_after_s", retry)  # noqa: B010
+            return unavailable
         if isinstance(exc, sandbox.SandboxNotAvailableError):
             return errors.SandboxNotAvailableError(str(exc), plugin_id=pid)
         if isinstance(exc, sandbox.RemoteError):

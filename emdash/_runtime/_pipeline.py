@@ -63,6 +63,7 @@ __all__ = [
     "OptionStore",
     "PluginHost",
     "classify_error",
+    "failed_cpu_ms",
     "sort_entries",
 ]
 
@@ -122,8 +123,22 @@ def classify_error(err: BaseException) -> tuple[str, str | None]:
         return "timeout", None
     for cls, limit in _LIMITS:
         if isinstance(err, cls):
-            return "limit", limit
+            # A limit the error names itself (a load over load_cpu_ms is a CPU error too).
+            named = getattr(err, "limit_name", None)
+            return "limit", named if type(named) is str else limit
     return "error", None
+
+
+def failed_cpu_ms(err: BaseException) -> float | None:
+    """The host-measured CPU time a failed sandboxed invocation carries, for the audit.
+
+    The sandbox attaches it to its errors (a call killed by its own CPU timer: the limit,
+    which it used at least); None for native plugins and errors with no figure.
+    """
+    cpu = getattr(err, "cpu_ms", None)
+    if type(cpu) is float or (type(cpu) is int and cpu >= 0):
+        return float(cpu)
+    return None
 
 
 _LIMITS: tuple[tuple[type[EmDashError], str], ...] = (
@@ -584,6 +599,7 @@ class HookPipeline:
                 check(value, entry, name)
         except EmDashError as exc:
             err = exc
+            cpu = failed_cpu_ms(exc)
         except Exception as exc:  # a host bug, not the plugin's: still never crash the run
             err = PluginError(
                 f"Plugin {entry.plugin_id} failed during hook:{name}: {type(exc).__name__}: {exc}",

@@ -497,7 +497,8 @@ class Runtime:
             result = info.host.invoke_route(name, route_ctx)
         except Exception as exc:
             outcome, limit = classify_error(exc)
-            self._audit(plugin_id, "route", name, outcome, started, None, limit, str(exc))
+            cpu = getattr(exc, "cpu_ms", None)  # the host's figure, sandboxed plugins only
+            self._audit(plugin_id, "route", name, outcome, started, cpu, limit, str(exc))
             raise
         self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
         return result.value

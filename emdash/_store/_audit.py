@@ -43,7 +43,7 @@ from ._quotas import AuditRetention
 
 __all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "AuditRecords"]
 
-AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron"})
+AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron", "load"})
 AUDIT_OUTCOMES = frozenset({"ok", "error", "timeout", "limit", "vetoed"})
 FLUSH_AT = 256
 MAX_BUFFERED = 4096

@@ -211,7 +211,8 @@ def test_a_load_that_escapes_its_timer_is_killed_by_the_watch(
         sup.load(
             "cpu:load", sb.BUNDLE, sb.ENTRY, limits=limits, init=("sbtest:escape_during_load", [])
         )
-    assert "exceeded its CPU-time limit of 200ms" in str(info.value)
+    assert "exceeded its load CPU-time limit of 200ms" in str(info.value)
+    assert str(info.value).startswith("loading the code for cpu:load (its module-level code")
     assert sb.zombie_children() == []
 
 

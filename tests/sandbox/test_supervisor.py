@@ -412,6 +412,8 @@ def test_crash_loop_makes_the_pool_unavailable(supervisor: Supervisor, sb: Simpl
 
 def test_enforced_limits_are_not_crashes(supervisor: Supervisor, sb: SimpleNamespace) -> None:
     pool = supervisor.load("limited", sb.BUNDLE, sb.ENTRY, limits=sb.LIMITS)
+    # Limit kills beyond the allowance (3) count toward the back-off (test_limit_backoff);
+    # this supervisor has no delay (backoff_base_s=0) and 7 kills stay within crash_limit.
     for _ in range(7):
         with pytest.raises(sandbox.CpuLimitExceeded):
             pool.raw_exec_for_tests(

@@ -20,6 +20,7 @@ from sandbox import (
     Supervisor,
     WorkerPool,
 )
+from sandbox._jsonrule import MAX_DEPTH
 from sandbox._worker import MAX_JSON_DEPTH, plain_json
 
 
@@ -267,6 +268,45 @@ def test_results_are_plain_json(pool: WorkerPool, sb: SimpleNamespace) -> None:
     assert value["role"] != "admin"
 
 
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        # 65 levels: within what json and the old 256-level bound allowed, beyond the
+        # exact-JSON rule the host enforces (the host used to kill the worker for it).
+        ("result = 'leaf'\nfor _ in range(65):\n    result = [result]\n", "nested more than 64"),
+        ("result = {'n': 2**64 + 1}\n", "outside the exact range [-2**63, 2**63 - 1]"),
+        ("result = {1: 'a', '1': 'b'}\n", "keys must be str, not int"),
+        ("result = {None: 'a'}\n", "keys must be str, not NoneType"),
+    ],
+)
+def test_a_result_that_breaks_the_exact_json_rule_is_a_violation_in_the_worker(
+    pool: WorkerPool, sb: SimpleNamespace, source: str, problem: str
+) -> None:
+    (pid,) = pool.worker_pids()
+    epoch = pool.epoch
+    with pytest.raises(SandboxViolation) as info:
+        pool.raw_exec_for_tests(source, on_host_call=sb.no_host_calls)
+    assert str(info.value).startswith("the result is not JSON-serialisable: ")
+    assert problem in str(info.value)
+    # Refused by the worker, not found by the host: the same worker serves on.
+    assert pool.worker_pids() == [pid] and pool.epoch == epoch
+    assert pool.call("sbtest:echo", ["ok"], on_host_call=sb.no_host_calls).value == "ok"
+
+
+def test_host_call_params_that_break_the_rule_are_a_violation_in_the_worker(
+    pool: WorkerPool, sb: SimpleNamespace
+) -> None:
+    (pid,) = pool.worker_pids()
+    source = (
+        "try:\n    host_call('echo', {'n': 2**63})\n"
+        "except Exception as exc:\n    result = [type(exc).__name__, str(exc)]\n"
+    )
+    kind, message = pool.raw_exec_for_tests(source, on_host_call=sb.no_host_calls).value
+    assert kind == "SandboxViolation"
+    assert "outside the exact range" in message
+    assert pool.worker_pids() == [pid]
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -336,7 +376,7 @@ def test_a_result_is_copied_as_plain_json_without_running_its_methods(pool: Work
         "od = collections.OrderedDict(a=1, b=2)\nod.move_to_end('a')\n"
         "result = {'d': Lying(a=1), 'l': LyingList([1, 2]), 't': LyingTuple((3, 'x')),\n"
         "          's': LyingStr('text'), 'i': LyingInt(5), 'f': LyingFloat(2.5), 'od': od,\n"
-        "          LyingStr('key'): 1, 7: None}\n"
+        "          LyingStr('key'): 1}\n"
     )
     value = pool.raw_exec_for_tests(source, limits=LATE_LIMITS).value
     assert value == {
@@ -348,7 +388,6 @@ def test_a_result_is_copied_as_plain_json_without_running_its_methods(pool: Work
         "f": 2.5,
         "od": {"b": 2, "a": 1},
         "key": 1,
-        "7": None,
     }
     assert list(value["od"]) == ["b", "a"]  # OrderedDict order, not insertion order
 
@@ -429,6 +468,16 @@ class _Str(str):
     __str__ = __getitem__ = __iter__ = __len__ = _refuse
 
 
+class _Unequal(str):
+    """Equal to no other key, so a dict keeps it next to the plain str it spells."""
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
 class _Int(int):
     __repr__ = __int__ = __index__ = _refuse
 
@@ -443,13 +492,7 @@ def test_plain_json_copies_into_exact_types_without_calling_the_values_methods()
     assert copy == {"d": {"a": [1, "s"]}, "t": [1, 2], "c": {"a": 2}}
     assert type(copy["d"]) is dict and type(copy["d"]["a"]) is list and type(copy["c"]) is dict
     assert [type(x) for x in copy["d"]["a"]] == [int, str]
-    # keys: exact types stay for the encoder to render, subclasses are copied like values
-    assert plain_json({1: None, 2.5: True, None: 0, False: 1}) == {
-        1: None,
-        2.5: True,
-        None: 0,
-        False: 1,
-    }
+    # keys: str subclasses are copied as exact strs
     (key,) = plain_json({_Str("k"): 1})
     assert type(key) is str and key == "k"
 
@@ -461,7 +504,34 @@ def test_plain_json_copies_into_exact_types_without_calling_the_values_methods()
         ({"x": b"b"}, TypeError, "Object of type bytes is not JSON serializable"),
         ([float("nan")], ValueError, "Out of range float values are not JSON compliant"),
         ({"x": float("-inf")}, ValueError, "Out of range float values are not JSON compliant"),
-        ({(1, 2): "tuple key"}, TypeError, "keys must be str, int, float, bool or None, not tuple"),
+        (
+            {(1, 2): "tuple key"},
+            TypeError,
+            "keys must be str, not tuple (convert them yourself, so that two keys cannot collide)",
+        ),
+        # json would render these keys as strings, so {1: .., "1": ..} would collide
+        *(
+            (
+                {key: "x"},
+                TypeError,
+                f"keys must be str, not {type(key).__name__} (convert them yourself, so that "
+                "two keys cannot collide)",
+            )
+            for key in (1, 2.5, None, False)
+        ),
+        ({_Unequal("k"): 1, "k": 2}, ValueError, "duplicate object key 'k'"),
+        (
+            [2**63],
+            ValueError,
+            "an integer of 19 digits is outside the exact range [-2**63, 2**63 - 1]; send it as "
+            "a string",
+        ),
+        (
+            {"n": _Int(-(2**63) - 1)},
+            ValueError,
+            "an integer of 19 digits is outside the exact range [-2**63, 2**63 - 1]; send it as "
+            "a string",
+        ),
     ],
 )
 def test_plain_json_refuses_what_is_not_json(
@@ -470,6 +540,15 @@ def test_plain_json_refuses_what_is_not_json(
     with pytest.raises(error) as info:
         plain_json(value)
     assert str(info.value) == message
+
+
+def test_plain_json_keeps_the_int64_edges() -> None:
+    assert plain_json([2**63 - 1, -(2**63), _Int(7)]) == [2**63 - 1, -(2**63), 7]
+
+
+def test_plain_json_depth_is_the_exact_json_rule() -> None:
+    # One bound for what a worker may send and what the host accepts (_jsonrule.MAX_DEPTH).
+    assert MAX_JSON_DEPTH == MAX_DEPTH == 64
 
 
 def test_plain_json_refuses_cycles_and_bounds_depth() -> None:
