@@ -43,7 +43,10 @@ import asyncio
 import functools
 import hmac
 import logging
+import math
 import re
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -214,7 +217,7 @@ class EmDashASGI:
             data = await anyio.to_thread.run_sync(call)
         except Exception as exc:  # every failure becomes an envelope; none escapes the app
             status, error = describe_error(exc, plugin_id, route)
-            extra = _retry_after(exc) if isinstance(exc, PluginBusyError) else None
+            extra = _retry_after(exc)
             await _reply_error(send, status, error, head=head, extra=extra)
             return
         finally:
@@ -349,7 +352,10 @@ def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int,
     if isinstance(exc, InvalidCursorError):
         return 400, _body("INVALID_CURSOR", exc.message)
     if isinstance(exc, (SandboxUnavailableError, SandboxNotAvailableError)):
-        log.error("Plugin %s route %s: sandbox unavailable: %s", plugin_id, route, exc.message)
+        # While a plugin is backed off every call is refused at once: one log line per
+        # plugin per minute, not one per refused call (a flood must not become a log flood).
+        if _UNAVAILABLE_LOG.due(plugin_id):
+            log.error("Plugin %s route %s: sandbox unavailable: %s", plugin_id, route, exc.message)
         return 503, _body("SANDBOX_UNAVAILABLE", exc.message)
     if isinstance(exc, EmDashError):
         return 400, _body("ROUTE_ERROR", exc.message)
@@ -365,8 +371,39 @@ def _on_asyncio() -> bool:
     return True
 
 
-def _retry_after(exc: PluginBusyError) -> list[tuple[bytes, bytes]]:
-    return [(b"retry-after", str(max(0, int(exc.retry_after))).encode("ascii"))]
+def _retry_after(exc: BaseException) -> list[tuple[bytes, bytes]] | None:
+    """A ``Retry-After`` header for refusals that know when to retry: a full admission
+    queue (``retry_after``) or a plugin whose sandbox is backed off (``retry_after_s``)."""
+    seconds: object = getattr(exc, "retry_after", None)
+    if seconds is None:
+        seconds = getattr(exc, "retry_after_s", None)
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return None
+    # Whole seconds, rounded up: a client that retries at 0 would hit the same refusal.
+    return [(b"retry-after", str(max(1, math.ceil(seconds))).encode("ascii"))]
+
+
+class _OncePerWindow:
+    """Whether a per-plugin message is due: at most once per ``window_s`` per plugin."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._window_s:
+                return False
+            if len(self._last) > 10_000:  # bounded: plugin ids are few, but never trust that
+                self._last.clear()
+            self._last[key] = now
+            return True
+
+
+_UNAVAILABLE_LOG = _OncePerWindow(60.0)
 
 
 def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -56,3 +57,32 @@ def test_a_sandbox_violation_is_a_route_error(hostile_app: EmDashASGI) -> None:
         'Plugin malicious was refused during route:import-os: Import of "os" is not allowed '
         "in sandboxed plugins. Allowed modules: "
     )
+
+
+def test_a_backed_off_plugin_answers_503_with_retry_after_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = (
+        "from emdash import define_plugin, RouteConfig\n"
+        "def spin(route_ctx, ctx):\n"
+        "    while True:\n"
+        "        pass\n"
+        "plugin = define_plugin(routes={'spin': RouteConfig(spin, public=True)})\n"
+    )
+    with Runtime(":memory:") as rt:
+        rt.add_plugin({"id": "spinner"}, source={"plugin.py": source})
+        app = create_app(rt, token=TOKEN)
+        # Every call is killed by its CPU limit; after the free allowance the sandbox backs
+        # off and refuses at once (no new worker), which HTTP clients see as a 503.
+        statuses = []
+        with caplog.at_level(logging.ERROR, logger="emdash.asgi"):
+            for _ in range(12):
+                r = call(app, "GET", f"{API}/spinner/spin", token=None)
+                statuses.append(r.status_code)
+                if r.status_code == 503:
+                    assert r.json()["error"]["code"] == "SANDBOX_UNAVAILABLE"
+                    assert int(r.headers["retry-after"]) >= 1
+        assert statuses[0] == 400  # the first kills are ordinary limit errors
+        assert statuses.count(503) >= 3, statuses
+        unavailable = [m for m in caplog.messages if "sandbox unavailable" in m]
+        assert len(unavailable) == 1  # once per plugin per minute, not once per refusal
