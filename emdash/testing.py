@@ -235,7 +235,7 @@ class PluginHarness:
         return StorageView(self.runtime, self.plugin_id, collection)
 
     def audit(self, limit: int = 100) -> list[dict[str, Any]]:
-        """This plugin's audit records, newest first (every hook, route, lifecycle call)."""
+        """This plugin's audit records, newest first (every hook, route, lifecycle call and sandboxed load)."""
         self._check_open()
         return self.runtime.audit_log(limit=limit, plugin_id=self.plugin_id)
 

@@ -506,7 +506,7 @@ class Runtime:
     # -- audit -----------------------------------------------------------------------------
 
     def audit_log(self, limit: int = 100, plugin_id: str | None = None) -> list[dict[str, Any]]:
-        """The newest audit records first (every hook, route, lifecycle and cron invocation)."""
+        """The newest audit records first (every hook, route, lifecycle and cron invocation, and every sandboxed load)."""
         return self.store.audit_records.list(limit=limit, plugin_id=plugin_id)
 
     def _audit(
