@@ -1,4 +1,5 @@
-"""The audit log: one record per hook handler, route, lifecycle and cron invocation, and sandbox load.
+"""The audit log: one record per hook handler, route, lifecycle and cron invocation, and
+sandbox load.
 
 ``record`` only appends to an in-memory buffer (its own small lock, never the store lock),
 so auditing puts no SQLite commit on the hot path. The buffer is written in one
