@@ -92,3 +92,13 @@ def test_route_error_details_are_reduced_to_plain_json_when_encoded() -> None:
         PluginRouteError("X", "m", 400, {"a": Lying(k=1), "c": Counter("ab"), "ok": [1]})
     )
     assert wire["details"] == {"a": None, "c": None, "ok": [1]}
+
+
+def test_clean_text_cuts_before_it_escapes() -> None:
+    # A message of nothing but control characters costs the cleaner only `limit` characters
+    # of work however long it is: the result is bounded by the limit, not by the input.
+    hostile = "\x7f\x1b\n" * 3_000_000
+    out = clean_text(hostile, limit=8192)
+    assert out.endswith("...")
+    assert len(out) <= 4 * 8192 + 3  # each escape is \\xNN: four characters
+    assert "\x1b" not in out and "\n" not in out
