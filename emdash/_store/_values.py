@@ -134,7 +134,7 @@ class Locales:
             return self.default
         code = self.match(value)
         if self.configured is not None and code not in self.configured:
-            raise BridgeError(f'Locale "{code}" is not configured for this site')
+            raise BridgeError(f'Locale "{code[:64]}" is not configured for this site')
         return code
 
 
