@@ -12,7 +12,8 @@ that guards private plugin routes, and which plugins are installed::
     [site]
     name = "My site"
     url = "https://example.com"
-    locale = "en"
+    locale = "en"                 # the default content locale
+    locales = ["en", "zh-TW"]     # optional: the only locales content is written in
 
     [limits]                      # defaults for sandboxed plugins; a descriptor may override
     cpu_ms = 100
@@ -59,12 +60,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .._model._descriptor import Limits, PluginDescriptor
 from .._services._cron import CronLimits
 from .._shared._errors import ConfigError, EmDashError
 from .._store._quotas import AuditRetention, Quotas
+from .._store._values import Locales
 
 if TYPE_CHECKING:
     from .._runtime._runtime import Runtime
@@ -97,11 +106,28 @@ class EnvRef(_Strict):
 
 
 class SiteSettings(_Strict):
-    """What plugins see as ``ctx.site``."""
+    """What plugins see as ``ctx.site``, and the site's locales.
+
+    ``locale`` is the default content locale (``en``, or the first of ``locales``);
+    ``locales``, when given, are the only ones content is written in.
+    """
 
     name: str = ""
     url: str = ""
-    locale: str = "en"
+    locale: str | None = None
+    locales: list[str] | None = None
+
+    @property
+    def default_locale(self) -> str:
+        return self.locale or (self.locales[0] if self.locales else "en")
+
+    @model_validator(mode="after")
+    def _check_locales(self) -> SiteSettings:
+        try:
+            Locales(self.default_locale, self.locales)
+        except EmDashError as exc:
+            raise ValueError(f"site locale: {exc}") from None
+        return self
 
     @field_validator("url")
     @classmethod
@@ -199,8 +225,15 @@ class SiteConfig(_Strict):
             )
         return value
 
-    def site_info(self) -> dict[str, str]:
-        return {"name": self.site.name, "url": self.site.url, "locale": self.site.locale}
+    def site_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": self.site.name,
+            "url": self.site.url,
+            "locale": self.site.default_locale,
+        }
+        if self.site.locales is not None:
+            info["locales"] = list(self.site.locales)
+        return info
 
     def describe(self) -> dict[str, Any]:
         """Plain data for ``--json`` output, with the token redacted."""

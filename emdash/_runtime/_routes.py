@@ -114,12 +114,15 @@ def route_context(
     url = req.get("url")
     method = req.get("method")
     ip = req.get("ip")
+    # A request URL is absolute (as a JS Request's always is), even when the site has no
+    # URL configured (EmDash's default, which keeps ctx.url("/p") relative).
+    origin = site["url"].rstrip("/") or "http://localhost"
     return {
         "input": value,
         "request": {
             "url": url
             if isinstance(url, str)
-            else f"{site['url'].rstrip('/')}/_emdash/api/plugins/{plugin_id}/{name}",
+            else f"{origin}/_emdash/api/plugins/{plugin_id}/{name}",
             "method": method.upper() if isinstance(method, str) else "POST",
             "headers": headers,
         },

@@ -36,6 +36,13 @@ handler that itself calls ``add_plugin``/``remove_plugin``/``enable_plugin``/
 Route calls are admitted per plugin (``Runtime(admission={"<id>": {"max_concurrency": 4,
 "max_queue": 8}})``, ``rt.admission``): a bounded number run at once, a bounded queue
 waits, the rest get :class:`PluginBusyError`; see :mod:`emdash._runtime._admission`.
+
+The site (``site={...}``): ``name``, ``url`` (default ``""``, so ``ctx.url("/p")`` is
+``"/p"``; one trailing slash is dropped), ``locale`` (the default content locale, ``en``
+unless told), ``locales`` (optional list; when given, content and terms are written only
+in these locales, an explicit one normalised to its configured spelling; ``locale``
+defaults to the first) and ``trailing_slash``. Plugins see ``{name, url, locale,
+trailingSlash}`` as ``ctx.site``.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from .._services._media import MediaService
 from .._services._page import PageService
 from .._shared._errors import (
     BridgeError,
+    ConfigError,
     EmDashError,
     ManifestError,
     NotFoundError,
@@ -74,6 +82,7 @@ from .._shared._errors import (
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
 from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
+from .._store._values import Locales
 from ._admission import TRUSTED_CONCURRENCY, AdmissionControl, AdmissionPolicy, AdmissionSlot
 from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
@@ -84,7 +93,8 @@ __all__ = ["PluginInfo", "Runtime"]
 
 log = logging.getLogger("emdash")
 
-_DEFAULT_SITE = {"name": "", "url": "http://localhost", "locale": "en", "trailingSlash": "ignore"}
+# EmDash's defaults (createSiteInfo): no URL, so ctx.url("/p") is the path itself.
+_DEFAULT_SITE = {"name": "", "url": "", "locale": "en", "trailingSlash": "ignore"}
 
 
 class Runtime:
@@ -110,13 +120,14 @@ class Runtime:
         self.sandbox = sandbox
         self.limits = limits or Limits.model_validate({})
         self.worker_pool_size = worker_pool_size
-        self.site = _site_info(site)
+        self.site, locales = _site_info(site)
         # Quotas are the operator's (never the descriptor's: a plugin must not raise its own).
         self.store = Store(
             database,
             media_dir=Path(media_dir) if media_dir else None,
             quotas=QuotaPolicy(quotas, plugin_quotas),
             audit_retention=audit_retention,
+            locales=locales,
         )
         self._http = HttpClient(http_transport)
         self._lock = threading.RLock()
@@ -608,11 +619,33 @@ class Runtime:
         return self.store.in_scope_here()
 
 
-def _site_info(site: dict[str, Any] | None) -> dict[str, str]:
-    """``{name, url, locale, trailingSlash}`` with defaults; ``trailing_slash`` accepted."""
+def _site_info(site: Mapping[str, Any] | None) -> tuple[dict[str, str], Locales]:
+    """``{name, url, locale, trailingSlash}`` with defaults (``trailing_slash`` accepted),
+    and the site's :class:`Locales` (``locale`` is their default, ``locales`` the list)."""
+    site = dict(site or {})
     out = dict(_DEFAULT_SITE)
-    for key, value in (site or {}).items():
+    for key, value in site.items():
         key = "trailingSlash" if key == "trailing_slash" else key
         if key in out and isinstance(value, str):
             out[key] = value
-    return out
+    out["url"] = out["url"].removesuffix("/")
+    configured = site.get("locales")
+    if configured is not None and (
+        isinstance(configured, str)
+        or not isinstance(configured, (list, tuple))
+        or not all(isinstance(c, str) for c in configured)
+    ):
+        raise ConfigError('Site "locales" must be a list of locale codes, e.g. ["en", "zh-TW"]')
+    default = site.get("locale")
+    if default is None:
+        default = configured[0] if configured else "en"
+    try:
+        locales = Locales(default, configured)
+    except BridgeError as exc:
+        hint = ' (codes like "en" or "zh-TW")'
+        if configured:
+            hint += f'; "locale" must be one of "locales": {", ".join(configured)}'
+        raise ConfigError(f"Site locale setting is invalid: {exc}{hint}") from None
+    # ctx.site.locale is the default content locale, in its configured spelling.
+    out["locale"] = locales.default
+    return out, locales

@@ -28,6 +28,7 @@ import base64
 import binascii
 import codecs
 import json
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -464,13 +465,22 @@ class Http(_Member):
         headers: Any = None,
         body: Any = None,
         json: Any = None,
+        data: Any = None,
     ) -> HttpResponse:
-        """Fetch ``url``; ``body`` is ``str`` or bytes, or pass ``json=`` data instead."""
+        """Fetch ``url``; ``body`` is ``str`` or bytes, or pass ``json=`` data, or ``data=``
+        form fields (a dict or ``[(name, value), ...]`` of strings, sent URL-encoded)."""
         pairs = _header_pairs(headers)
         init: dict[str, Any] = {"method": method, "headers": pairs}
-        if body is not None and json is not None:
-            raise BridgeError("ctx.http.fetch: pass either body= or json=, not both")
-        if json is not None:
+        if sum(x is not None for x in (body, json, data)) > 1:
+            raise BridgeError("ctx.http.fetch: pass only one of body=, json= and data=")
+        if data is not None:
+            # EmDash's wrapper sends URLSearchParams as text plus this one content-type,
+            # appended only when the caller set none.
+            init["bodyType"] = "string"
+            init["body"] = _form_text(data)
+            if not any(k.lower() == "content-type" for k, _ in pairs):
+                pairs.append(["content-type", "application/x-www-form-urlencoded"])
+        elif json is not None:
             init["bodyType"] = "string"
             init["body"] = _json_text(json)
             if not any(k.lower() == "content-type" for k, _ in pairs):
@@ -483,6 +493,26 @@ class Http(_Member):
             init["body"] = _b64(body, "ctx.http.fetch: body")
         result = self._send("http/fetch", {"url": url, "init": init})
         return _response(result)
+
+
+def _form_text(data: Any) -> str:
+    """``data=`` as ``application/x-www-form-urlencoded`` text (repeated names kept)."""
+    if isinstance(data, dict):
+        source = list(data.items())
+    elif isinstance(data, (list, tuple)):
+        source = list(data)
+    else:
+        raise BridgeError(
+            "ctx.http.fetch: data= must be a dict or a list of (name, value) pairs of strings"
+        )
+    fields: list[tuple[str, str]] = []
+    for pair in source:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise BridgeError("ctx.http.fetch: data= must be a list of (name, value) pairs")
+        fields.append(
+            (_exact_str(pair[0], "A form field name"), _exact_str(pair[1], "A form field value"))
+        )
+    return urllib.parse.urlencode(fields)
 
 
 def _json_text(data: Any) -> str:
@@ -758,7 +788,8 @@ class Context:
         return f"<ctx of plugin {self.plugin.id}>"
 
     def url(self, path: str) -> str:
-        """The absolute URL of ``path`` on this site (``path`` must start with one ``/``)."""
+        """The site URL followed by ``path`` (which must start with one ``/``); with no
+        site URL configured (the default) that is ``path`` itself, as in EmDash."""
         path = _exact_str(path, "ctx.url: path")
         if not path.startswith("/"):
             raise BridgeError(f'URL path must start with "/", got: "{path}"')

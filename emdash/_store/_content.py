@@ -27,8 +27,7 @@ from typing import Any
 from .._shared._errors import BridgeError, NotFoundError
 from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db, parse_timestamp
-from ._options import Options
-from ._values import LOCALE_RE, check_collection, check_locale, decode_json, encode_json
+from ._values import Locales, check_collection, decode_json, encode_json
 
 __all__ = ["CONTENT_STATUSES", "MAX_BATCH", "ContentItems"]
 
@@ -55,9 +54,9 @@ _COLUMNS = (
 
 
 class ContentItems:
-    def __init__(self, db: Db, options: Options) -> None:
+    def __init__(self, db: Db, locales: Locales) -> None:
         self._db = db
-        self._options = options
+        self._locales = locales
 
     # -- collections -------------------------------------------------------------------
 
@@ -128,7 +127,7 @@ class ContentItems:
                     params.append(_status(value))
                 elif key == "locale":
                     filters.append("locale = ?")
-                    params.append(check_locale(value))
+                    params.append(self._locales.match(value))
                 else:
                     raise BridgeError(
                         f"Unsupported where key: {str(key)[:64]}. Content lists can be "
@@ -365,7 +364,7 @@ class ContentItems:
             "status": status,
             "data": encode_json(dict(data), what="Content data"),
             "author_id": author_id,
-            "locale": self._default_locale() if locale is None else check_locale(locale),
+            "locale": self._locales.resolve(locale),
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -412,10 +411,6 @@ class ContentItems:
         if item is None:
             raise _not_found(collection, id)
         return item
-
-    def _default_locale(self) -> str:
-        value = self._options.get("emdash:locale")
-        return value if isinstance(value, str) and LOCALE_RE.fullmatch(value) else "en"
 
 
 def _order_keys(order_by: object) -> builtins.list[OrderKey]:

@@ -26,6 +26,7 @@ from ._plugins import PluginRegistry
 from ._quotas import AuditRetention, QuotaPolicy, StoredQuota
 from ._taxonomies import Taxonomies
 from ._users import UserAccounts
+from ._values import Locales
 
 __all__ = ["Store"]
 
@@ -38,7 +39,8 @@ class Store:
     uploaded media bytes live (a temporary directory, removed at close, when omitted).
     ``clock`` returns the current time (tests pass a fixed clock). ``quotas`` are the
     per-plugin quotas (:class:`~emdash._store._quotas.QuotaPolicy`; defaults when omitted),
-    ``audit_retention`` how long audit rows are kept.
+    ``audit_retention`` how long audit rows are kept, ``locales`` the site's locales
+    (:class:`~emdash._store._values.Locales`; ``en`` only, any code accepted, when omitted).
 
     Thread-safe: one connection guarded by :attr:`lock`. Use :meth:`transaction` to group
     writes, and let the runtime wrap each plugin invocation in :meth:`invocation`.
@@ -54,6 +56,7 @@ class Store:
         clock: Callable[[], datetime] | None = None,
         quotas: QuotaPolicy | None = None,
         audit_retention: AuditRetention | None = None,
+        locales: Locales | None = None,
     ) -> None:
         self._db = Db(database, clock=clock)
         try:
@@ -71,14 +74,16 @@ class Store:
         self.audit_records = AuditRecords(self._db)
         self.audit_records.retention = audit_retention or AuditRetention()
         self.plugin_registry = PluginRegistry(self._db)
-        self.content_items = ContentItems(self._db, self.options)
+        # The site's locales: the default and the spelling of every locale a write uses.
+        self.locales = locales or Locales()
+        self.content_items = ContentItems(self._db, self.locales)
         self.user_accounts = UserAccounts(self._db)
         self._own_media_dir = media_dir is None
         root = Path(tempfile.mkdtemp(prefix="emdash-media-")) if media_dir is None else media_dir
         self.media_files = LocalMediaStorage(root)
         self.media_items = MediaItems(self._db, self.media_files)
         self.comment_records = CommentRecords(self._db)
-        self.taxonomies = Taxonomies(self._db)
+        self.taxonomies = Taxonomies(self._db, self.locales)
         self.cron_tasks = CronTasks(self._db)
 
     # -- time and ids ------------------------------------------------------------------

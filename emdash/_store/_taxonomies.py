@@ -21,7 +21,7 @@ from typing import Any
 
 from .._shared._errors import BridgeError, NotFoundError
 from ._db import Db
-from ._values import check_collection, check_locale, decode_json, encode_json
+from ._values import Locales, check_collection, decode_json, encode_json
 
 __all__ = ["Taxonomies"]
 
@@ -31,8 +31,9 @@ _TERM_COLUMNS = "id, taxonomy, slug, label, parent_id, data, locale, translation
 
 
 class Taxonomies:
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, locales: Locales | None = None) -> None:
         self._db = db
+        self._locales = locales or Locales()
 
     # -- host helpers ------------------------------------------------------------------
 
@@ -44,11 +45,11 @@ class Taxonomies:
         label_singular: str | None = None,
         hierarchical: bool = False,
         collections: Sequence[str] = (),
-        locale: str = "en",
+        locale: str | None = None,
         translation_group: str | None = None,
     ) -> dict[str, Any]:
         name = _name(name)
-        locale = check_locale(locale)
+        locale = self._locales.resolve(locale)
         cols = [check_collection(c) for c in collections]
         def_id = self._db.new_id()
         try:
@@ -81,13 +82,13 @@ class Taxonomies:
         *,
         parent_id: str | None = None,
         data: Any = None,
-        locale: str = "en",
+        locale: str | None = None,
         sort_order: int = 0,
         translation_group: str | None = None,
     ) -> dict[str, Any]:
         """Add a term; ``parent_id`` is the parent term's translation group."""
         taxonomy = _name(taxonomy)
-        locale = check_locale(locale)
+        locale = self._locales.resolve(locale)
         if type(slug) is not str or not _SLUG_RE.fullmatch(slug):
             raise BridgeError(f'Invalid term slug "{str(slug)[:64]}"')
         if (
@@ -169,7 +170,7 @@ class Taxonomies:
         params: list[Any] = []
         if locale is not None:
             sql += " WHERE locale = ?"
-            params.append(check_locale(locale))
+            params.append(self._locales.match(locale))
         rows = self._db.rows(sql + " ORDER BY name, locale", params)
         return [_definition(r) for r in rows]
 
@@ -180,7 +181,7 @@ class Taxonomies:
         params: list[Any] = [taxonomy]
         if locale is not None:
             sql += " AND locale = ?"
-            params.append(check_locale(locale))
+            params.append(self._locales.match(locale))
         rows = self._db.rows(sql + " ORDER BY sort_order, label, id", params)
         return [_term(r) for r in rows]
 
@@ -208,7 +209,7 @@ class Taxonomies:
             params.append(taxonomy)
         if locale is not None:
             sql += " AND t.locale = ?"
-            params.append(check_locale(locale))
+            params.append(self._locales.match(locale))
         rows = self._db.rows(sql + " ORDER BY t.locale, t.sort_order, t.label, t.id", params)
         return [_term(r) for r in rows]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from sandbox._jsonrule import NotExactJSON, exact_copy
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_DOC_BYTES",
     "MAX_RESULT_BYTES",
     "PLUGIN_ID_RE",
+    "Locales",
     "check_collection",
     "check_doc_id",
     "check_key",
@@ -94,6 +96,46 @@ def check_locale(value: object) -> str:
     if not LOCALE_RE.fullmatch(value):
         raise BridgeError(f'Invalid locale code: "{value[:64]}"')
     return value
+
+
+class Locales:
+    """The site's locales: its default content locale and, optionally, the configured list.
+
+    Without a list (EmDash without i18n) any well-formed code is accepted as spelled. With
+    one, a locale entering the store is matched case-insensitively and comes back in the
+    configured spelling (``zh-tw`` -> ``zh-TW``); a write in any other locale is refused.
+    """
+
+    __slots__ = ("configured", "default")
+
+    def __init__(self, default: str = "en", configured: Sequence[str] | None = None) -> None:
+        self.configured: tuple[str, ...] | None = None
+        if configured is not None:
+            listed = tuple(check_locale(c) for c in configured)
+            if not listed:
+                raise BridgeError("The site's locales list is empty; name at least one locale")
+            self.configured = listed
+        self.default = self.resolve(check_locale(default))
+
+    def match(self, value: object) -> str:
+        """A well-formed code in its configured spelling when one matches, else as given.
+
+        For filters: an unconfigured locale is not an error there, it just finds nothing.
+        """
+        code = check_locale(value)
+        for known in self.configured or ():
+            if known.lower() == code.lower():
+                return known
+        return code
+
+    def resolve(self, value: object) -> str:
+        """The locale a write uses: the default when ``None``, else a configured one."""
+        if value is None:
+            return self.default
+        code = self.match(value)
+        if self.configured is not None and code not in self.configured:
+            raise BridgeError(f'Locale "{code[:64]}" is not configured for this site')
+        return code
 
 
 def check_doc_id(doc_id: object, *, plugin_id: str | None = None) -> str:

@@ -106,6 +106,21 @@ def test_unknown_keys_are_rejected_with_their_location(tmp_path: Path) -> None:
     )
 
 
+def test_site_locales(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "a.toml", '[site]\nlocales = ["fr", "zh-TW"]\n')
+    # The first configured locale is the default when "locale" is left out.
+    assert load_config(cfg).site_info() == {
+        "name": "",
+        "url": "",
+        "locale": "fr",
+        "locales": ["fr", "zh-TW"],
+    }
+    bad = write(tmp_path / "b.toml", '[site]\nlocale = "de"\nlocales = ["fr"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert 'site locale: Locale "de" is not configured for this site' in str(info.value)
+
+
 def test_computed_fields_cannot_be_set_from_the_file(tmp_path: Path) -> None:
     cfg = write(tmp_path / "emdash.toml", 'base_dir = "/etc"\n')
     with pytest.raises(ConfigError, match="base_dir: unknown key"):

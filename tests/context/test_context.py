@@ -600,10 +600,32 @@ def test_fetch_marshals_the_request(spy: Spy, ctx: Any) -> None:
     assert only_call(spy)[1]["init"]["headers"] == [["Content-Type", "application/vnd+json"]]
 
 
+def test_fetch_form_data_is_url_encoded_with_one_form_content_type(spy: Spy, ctx: Any) -> None:
+    spy.answers = {"http/fetch": REPLY}
+    ctx.http.fetch("https://api.test/x", method="POST", data={"a": "1", "q": "x y&z"})
+    assert only_call(spy)[1]["init"] == {
+        "method": "POST",
+        "headers": [["content-type", "application/x-www-form-urlencoded"]],
+        "bodyType": "string",
+        "body": "a=1&q=x+y%26z",
+    }
+    spy.calls.clear()
+    # Repeated names survive as pairs; a caller's own content-type is kept, not doubled.
+    ctx.http.fetch(
+        "https://api.test/x",
+        method="POST",
+        data=[("t", "1"), ("t", "2")],
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
+    init = only_call(spy)[1]["init"]
+    assert init["body"] == "t=1&t=2"
+    assert init["headers"] == [["Content-Type", "application/x-www-form-urlencoded; charset=utf-8"]]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"body": "a", "json": {}}, "ctx.http.fetch: pass either body= or json=, not both"),
+        ({"body": "a", "json": {}}, "ctx.http.fetch: pass only one of body=, json= and data="),
         (
             {"headers": "X-A: 1"},
             "ctx.http.fetch: headers must be a dict or a list of (name, value) pairs",
@@ -614,6 +636,16 @@ def test_fetch_marshals_the_request(spy: Spy, ctx: Any) -> None:
         ),
         ({"headers": {"X-A": 1}}, "A header value must be a string, got int"),
         ({"body": 5}, "ctx.http.fetch: body must be bytes, got int"),
+        (
+            {"data": {"a": "1"}, "json": {}},
+            "ctx.http.fetch: pass only one of body=, json= and data=",
+        ),
+        (
+            {"data": "a=1"},
+            "ctx.http.fetch: data= must be a dict or a list of (name, value) pairs of strings",
+        ),
+        ({"data": [("a",)]}, "ctx.http.fetch: data= must be a list of (name, value) pairs"),
+        ({"data": {"a": 1}}, "A form field value must be a string, got int"),
     ],
 )
 def test_fetch_refuses_bad_arguments_locally(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from emdash._shared._errors import BridgeError, InvalidCursorError, NotFoundError
 from emdash._store import Store
+from emdash._store._values import Locales
 
 from .conftest import Clock
 
@@ -50,13 +52,30 @@ def test_create_returns_the_full_item(store: Store) -> None:
     assert store.content_items.get("posts", item["id"]) == item
 
 
-def test_create_published_sets_published_at_and_default_locale_from_options(store: Store) -> None:
-    store.options.set("emdash:locale", "fr")
+def test_create_published_sets_published_at_and_the_default_locale(store: Store) -> None:
     item = store.content_items.create("pages", {}, status="published", author_id="01USER")
     assert item["publishedAt"] == "2026-11-22T05:33:24.123Z"
-    assert item["locale"] == "fr"
+    assert item["locale"] == "en"
     assert item["authorId"] == "01USER"
-    assert store.content_items.create("pages", {}, locale="zh-TW")["locale"] == "zh-TW"
+    # Without configured locales any well-formed code is kept as spelled (EmDash without i18n).
+    assert store.content_items.create("pages", {}, locale="zh-tw")["locale"] == "zh-tw"
+
+
+def test_configured_locales_set_the_default_and_the_spelling(tmp_path: Path, clock: Clock) -> None:
+    locales = Locales("fr", ["fr", "en", "zh-TW"])
+    with Store(tmp_path / "l.db", media_dir=tmp_path / "m", clock=clock, locales=locales) as s:
+        items = s.content_items
+        assert items.create("pages", {})["locale"] == "fr"
+        assert items.create("pages", {}, locale="zh-tw")["locale"] == "zh-TW"
+        assert [i["locale"] for i in items.create_many("pages", [{}, {}])] == ["fr", "fr"]
+        with pytest.raises(BridgeError, match='^Locale "de" is not configured for this site$'):
+            items.create("pages", {}, locale="de")
+        with pytest.raises(BridgeError, match='^Invalid locale code: "en_US"$'):
+            items.create("pages", {}, locale="en_US")
+        assert len(items.list("pages")["items"]) == 4  # the refused ones wrote nothing
+        # A filter is normalised too; an unconfigured locale finds nothing rather than failing.
+        assert len(items.list("pages", where={"locale": "ZH-tw"})["items"]) == 1
+        assert items.list("pages", where={"locale": "de"})["items"] == []
 
 
 def test_collections_must_exist_and_names_are_checked(store: Store) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from emdash._shared._errors import BridgeError, NotFoundError
 from emdash._store import Store
+from emdash._store._values import Locales
 
 
 @pytest.fixture
@@ -148,3 +151,18 @@ def test_write_helper_validation(store: Store, site: dict[str, object]) -> None:
     with pytest.raises(BridgeError) as info:
         tx.create_taxonomy("Bad Name", "x")
     assert str(info.value) == 'Invalid taxonomy name "Bad Name"'
+
+
+def test_configured_locales_apply_to_taxonomy_writes_and_filters(tmp_path: Path) -> None:
+    with Store(tmp_path / "t.db", locales=Locales("ja", ["ja", "zh-TW"])) as store:
+        tx = store.taxonomies
+        assert tx.create_taxonomy("tags", "Tags")["locale"] == "ja"
+        assert tx.create_taxonomy("tags", "Tags", locale="zh-tw")["locale"] == "zh-TW"
+        assert tx.add_term("tags", "a", "A")["locale"] == "ja"
+        assert tx.add_term("tags", "a", "A", locale="ZH-TW")["locale"] == "zh-TW"
+        with pytest.raises(BridgeError) as info:
+            tx.add_term("tags", "b", "B", locale="de")
+        assert str(info.value) == 'Locale "de" is not configured for this site'
+        assert [t["locale"] for t in tx.get_terms("tags", locale="zh-tw")] == ["zh-TW"]
+        assert [d["locale"] for d in tx.get_all("JA")] == ["ja"]
+        assert tx.get_all("de") == []
