@@ -248,12 +248,14 @@ def _st_delete_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
 
 def _email_send(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | None) -> None:
     message = p.value("message")
-    if type(message) is not dict or not all(
-        type(message.get(k)) is str for k in ("to", "subject", "text")
+    # One text for every malformed message, a non-string html included: EmDash's contract
+    # answers exactly this, and plugins written against it may match on it.
+    if (
+        type(message) is not dict
+        or not all(type(message.get(k)) is str for k in ("to", "subject", "text"))
+        or (message.get("html") is not None and type(message["html"]) is not str)
     ):
         raise p.error("email/send requires message with to, subject, and text")
-    if message.get("html") is not None and type(message["html"]) is not str:
-        raise p.error("email/send: message.html must be a string when provided")
     if b.email is None or not b.email.is_available():
         raise EmailNotConfiguredError(EMAIL_NOT_CONFIGURED, plugin_id=plugin.id)
     # The source is the host-known plugin id, never anything inside the message.
