@@ -62,6 +62,7 @@ from .._shared._errors import (
     PluginRouteError,
     SandboxNotAvailableError,
     SandboxUnavailableError,
+    clean_text,
 )
 from ._io import (
     BadInput,
@@ -148,7 +149,11 @@ class EmDashASGI:
             return
         meta = self._route_meta(plugin_id, route)
         if meta is None:
-            await _error(send, 404, "NOT_FOUND", "Plugin route not found", head=head)
+            # Names the plugin and route the client asked for (from its own path), and no
+            # more: whether the plugin exists, is disabled, or which private routes it has
+            # is not for an unauthenticated client (Runtime.invoke_route tells the host).
+            shown = f"{_shown(plugin_id, 100)}/{_shown(route, 200)}"
+            await _error(send, 404, "NOT_FOUND", f'Plugin route not found: "{shown}"', head=head)
             return
         public = meta.get("public") is True
         if not public and not self._authenticated(scope):
@@ -361,6 +366,12 @@ def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int,
         return 400, _body("ROUTE_ERROR", exc.message)
     log.error("Plugin %s route %s: unexpected host error", plugin_id, route, exc_info=exc)
     return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+
+
+def _shown(text: str, limit: int) -> str:
+    """Client text made safe to echo: a lone surrogate (a decoded %ED%A0%80 in the path)
+    would make the UTF-8 reply fail, control characters could forge log lines."""
+    return clean_text(text.encode("utf-8", "backslashreplace").decode("utf-8"), limit=limit)
 
 
 def _on_asyncio() -> bool:

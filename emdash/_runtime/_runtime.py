@@ -70,6 +70,7 @@ from .._shared._errors import (
     ManifestError,
     NotFoundError,
     PluginRouteError,
+    clean_text,
 )
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
@@ -452,8 +453,8 @@ class Runtime:
     ) -> Any:
         """Call a plugin route and return its data.
 
-        Raises ``PluginRouteError("NOT_FOUND", "Plugin route not found", 404)`` for an
-        unknown or disabled plugin or route, ``PluginRouteError("VALIDATION_ERROR",
+        Raises ``PluginRouteError("NOT_FOUND", "Plugin route not found: ...", 404)`` for an
+        unknown or disabled plugin or route (the message names both and says why), ``PluginRouteError("VALIDATION_ERROR",
         "Invalid request body", 400, details)`` for input that fails the route's schema;
         :class:`PluginBusyError` when the plugin's admission queue is full or the wait for
         a turn timed out (see :attr:`admission`); any other error (the plugin's
@@ -468,7 +469,7 @@ class Runtime:
         info = self._plugins.get(plugin_id)
         routes = info.definition_meta.get("routes", {}) if info is not None else {}
         if info is None or not info.enabled or name not in routes:
-            raise PluginRouteError("NOT_FOUND", "Plugin route not found", 404)
+            raise PluginRouteError("NOT_FOUND", self._route_not_found(plugin_id, name), 404)
         if admitted is not None:
             if admitted.plugin_id != plugin_id or not admitted.active:
                 raise EmDashError(
@@ -548,6 +549,33 @@ class Runtime:
                 + (", ".join(self._plugins) or "none")
             )
         return info
+
+    def _route_not_found(self, plugin_id: str, name: str) -> str:
+        """Why ``plugin_id``/``name`` is not a route to call: both named, and what to do.
+
+        Both may come from a client: shown cut and with control characters escaped."""
+        shown = "/".join(
+            clean_text(text.encode("utf-8", "backslashreplace").decode("utf-8"), limit=limit)
+            for text, limit in ((plugin_id, 100), (name, 200))
+        )
+        shown = f'"{shown}"'
+        info = self._plugins.get(plugin_id)
+        if info is None:
+            added = ", ".join(list(self._plugins)[:20]) or "none"
+            return (
+                f"Plugin route not found: {shown}: no plugin with that id is added to this "
+                f"site (added plugins: {added})"
+            )
+        if not info.enabled:
+            return (
+                f"Plugin route not found: {shown}: plugin {plugin_id} is disabled; "
+                "enable it to call its routes"
+            )
+        routes = sorted(info.definition_meta.get("routes", {}))
+        listed = ", ".join(routes[:50]) + (", ..." if len(routes) > 50 else "")
+        return f"Plugin route not found: {shown}: plugin {plugin_id} has " + (
+            f"no route of that name (its routes: {listed})" if routes else "no routes"
+        )
 
     def _descriptor_for_bridge(self, plugin_id: str) -> PluginDescriptor:
         info = self._plugins.get(plugin_id)

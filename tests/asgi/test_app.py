@@ -211,7 +211,17 @@ def test_schema_validation_happens_before_the_handler(app: EmDashASGI) -> None:
 def test_unknown_routes_are_404(app: EmDashASGI, path: str) -> None:
     r = call(app, "GET", path)
     assert r.status_code == 404
-    assert r.json() == envelope_error("NOT_FOUND", "Plugin route not found")
+    # The plugin and route the client asked for, nothing about what the site has.
+    asked = path.removeprefix(f"{API}/")
+    assert r.json() == envelope_error("NOT_FOUND", f'Plugin route not found: "{asked}"')
+
+
+def test_not_found_echoes_hostile_paths_safely(app: EmDashASGI) -> None:
+    r = call(app, "GET", f"{API}/nope/a%0Ab%ED%A0%80")
+    assert r.status_code == 404
+    message = r.json()["error"]["message"]
+    assert message.startswith('Plugin route not found: "nope/a\\x0ab')
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("path", ["/", "/_emdash/api/plugins/", f"{API}/probe", "/other"])
@@ -226,7 +236,9 @@ def test_disabled_plugin_routes_are_404(runtime: Runtime, app: EmDashASGI) -> No
     try:
         r = call(app, "GET", f"{API}/plugin-hello/recent")
         assert r.status_code == 404
-        assert r.json() == envelope_error("NOT_FOUND", "Plugin route not found")
+        assert r.json() == envelope_error(
+            "NOT_FOUND", 'Plugin route not found: "plugin-hello/recent"'
+        )
     finally:
         runtime.enable_plugin("plugin-hello")
     assert call(app, "GET", f"{API}/plugin-hello/recent").json() == {
