@@ -36,6 +36,14 @@ handler that itself calls ``add_plugin``/``remove_plugin``/``enable_plugin``/
 Route calls are admitted per plugin (``Runtime(admission={"<id>": {"max_concurrency": 4,
 "max_queue": 8}})``, ``rt.admission``): a bounded number run at once, a bounded queue
 waits, the rest get :class:`PluginBusyError`; see :mod:`emdash._runtime._admission`.
+
+Content-write fence (EmDash's ``beforeContentWrite``): ``Runtime(before_content_write=fn)``
+or ``rt.set_before_content_write(fn)`` installs ``fn(write: ContentWrite)``, called before
+every content write a plugin makes through ``ctx.content`` (never for reads, never for the
+host's own ``rt.content``), in both modes. Raising refuses the write, e.g.
+``PluginRouteError("MEDIA_USAGE_ACTIVATION_IN_PROGRESS", "Media usage activation is in
+progress", 503)``: the plugin sees that error and may catch it; a route that lets it escape
+answers over HTTP with that code and status. See :mod:`emdash._bridge._dispatch`.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from typing import Any
 
 import httpx
 
-from .._bridge._dispatch import Bridge
+from .._bridge._dispatch import Bridge, ContentWriteFence
 from .._bridge._http import HttpClient
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
@@ -106,6 +114,7 @@ class Runtime:
         plugin_quotas: Mapping[str, Quotas] | None = None,
         audit_retention: AuditRetention | None = None,
         admission: Mapping[str, AdmissionPolicy | Mapping[str, int]] | None = None,
+        before_content_write: ContentWriteFence | None = None,
     ) -> None:
         self.log = logger or log
         self.sandbox = sandbox
@@ -153,6 +162,7 @@ class Runtime:
             email=self._email,
             site=self.site,
             logger=self.log.getChild("plugins"),
+            before_content_write=before_content_write,
         )
 
     # -- context manager / lifetime --------------------------------------------------------
@@ -229,6 +239,11 @@ class Runtime:
         max_queue=..., queue_timeout_ms=..., retry_after_s=...)``, ``policy(id)``,
         ``stats(id)``. Bounds and defaults: :mod:`emdash._runtime._admission`."""
         return self._admission
+
+    def set_before_content_write(self, fence: ContentWriteFence | None) -> None:
+        """Install (or with ``None`` remove) the content-write fence; see the module
+        docstring. Takes effect for the next write, including in running invocations."""
+        self.bridge.before_content_write = fence
 
     # -- adding and removing plugins -------------------------------------------------------
 
