@@ -147,7 +147,7 @@ def test_plugin_route_error_passes_through(app: EmDashASGI) -> None:
 def test_internal_errors_are_masked_and_logged(
     app: EmDashASGI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="emdash.asgi"):
+    with caplog.at_level(logging.ERROR, logger="emdash"):
         r = call(app, "GET", f"{API}/probe/internal")
         assert r.status_code == 500
         assert r.json() == envelope_error("INTERNAL_ERROR", "Plugin route error")
@@ -156,9 +156,11 @@ def test_internal_errors_are_masked_and_logged(
         assert r.status_code == 500
         assert r.json() == envelope_error("INTERNAL_ERROR", "Plugin route error")
         assert "secret-key-material" not in r.text
-    logged = "\n".join(rec.getMessage() for rec in caplog.records)
-    assert "hunter2" in logged
-    assert "secret-key-material" in logged
+    # In the plugin's own log (where its ctx.log lines go), naming it and the route.
+    own = [r.getMessage() for r in caplog.records if r.name == "emdash.plugins.probe"]
+    assert any(m.startswith("[plugin:probe] route internal:") and "hunter2" in m for m in own)
+    assert any(m.startswith("[plugin:probe] route crash raised:") for m in own)
+    assert "secret-key-material" in "\n".join(own)
 
 
 def test_other_emdash_errors_are_route_errors(app: EmDashASGI) -> None:
