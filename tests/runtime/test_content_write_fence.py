@@ -46,7 +46,14 @@ def catch(route_ctx, ctx):
                 "read": len(listed["items"])}
     return {"code": None}
 
-plugin = define_plugin(routes={"every_call": every_call, "write": write, "catch": catch})
+def after_save(event, ctx):
+    if event["collection"] == "posts":
+        ctx.content.create("notes", {"about": event["content"]["id"]})
+
+plugin = define_plugin(
+    routes={"every_call": every_call, "write": write, "catch": catch},
+    hooks={"content:afterSave": after_save},
+)
 """
 
 IN_PROGRESS = ("MEDIA_USAGE_ACTIVATION_IN_PROGRESS", "Media usage activation is in progress")
@@ -146,3 +153,17 @@ def test_a_failing_fence_refuses_the_write_and_keeps_its_text_from_the_plugin(
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     assert "before_content_write fence failed on content/create posts by plugin writer" in logged
     assert "hunter2" in caplog.text  # the operator sees the cause; the plugin did not
+
+
+def test_host_writes_are_not_fenced_and_a_refusal_in_a_hook_fails_the_hook(
+    site: tuple[emdash.Runtime, Fence],
+) -> None:
+    rt, fence = site
+    fence.blocked = True
+    item = rt.content.create("posts", {"title": "by the host"})  # rt.content: not fenced
+    assert rt.store.content_items.get("posts", item["id"]) is not None
+    # The plugin's afterSave hook tried to write and was refused: a hook failure.
+    assert fence.seen == [ContentWrite("writer", "content/create", "notes", (), 1)]
+    assert rt.store.content_items.list("notes")["items"] == []
+    hooks = [r for r in rt.audit_log(plugin_id="writer") if r["kind"] == "hook"]
+    assert [(r["name"], r["outcome"] != "ok") for r in hooks] == [("content:afterSave", True)]
