@@ -5,6 +5,7 @@ Plugin authors use :func:`define_plugin`, :class:`HookConfig`, :class:`RouteConf
 serve plugin routes). Every error derives from :class:`EmDashError`.
 """
 
+from ._bridge._dispatch import ContentWrite as ContentWrite
 from ._hosting._outcome import ExclusiveOutcome as ExclusiveOutcome
 from ._hosting._outcome import HookOutcome as HookOutcome
 from ._hosting._outcome import HookResult as HookResult
@@ -67,6 +68,7 @@ __all__ = [
     "CompileError",
     "ConfigError",
     "ConsoleEmailProvider",
+    "ContentWrite",
     "Context",
     "CpuLimitExceeded",
     "CronScheduleError",

@@ -4,7 +4,7 @@ This package knows nothing about the application embedding it.
 
 Host-facing API (the process layer):
 
-- :func:`is_available` -> :class:`Availability` ``(ok, reason)``
+- :func:`is_available` -> :class:`Availability` ``(ok, reason)``, false when unavailable
 - :class:`SandboxLimits` ``(cpu_ms, memory_mb, wall_ms, load_cpu_ms, worker_cpu_s)``
 - :class:`Supervisor` -> ``.load(key, files, entry, limits=..., pool_size=..., init=...,
   fresh_worker=..., on_load=...)`` -> :class:`WorkerPool` -> ``.call(fn, args,

@@ -30,10 +30,18 @@ _PR_GET_SECCOMP = 21
 
 
 class Availability(NamedTuple):
-    """Whether sandboxing works here; ``reason`` says why not (or what was found)."""
+    """Whether sandboxing works here; ``reason`` says why not (or what was found).
+
+    Its truth value is ``ok``: ``if sandbox.is_available():`` means what it reads. A plain
+    two-item tuple is always true, which made that test pass on hosts that cannot sandbox.
+    It still unpacks as ``ok, reason = sandbox.is_available()``.
+    """
 
     ok: bool
     reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok is True
 
 
 @functools.cache

@@ -18,8 +18,10 @@ route endpoint (spec §8):
 - replies are ``{"success": true, "data": ...}`` or
   ``{"success": false, "error": {"code", "message"}}``; a :class:`PluginRouteError` passes
   its code, message and status through; ``INTERNAL_ERROR`` (and any plugin crash) is masked
-  as "Plugin route error" and logged; other emdash errors, sandbox limits included, are 400
-  ``ROUTE_ERROR`` with their message (spec §10.3);
+  as "Plugin route error" and logged to the plugin's own logger (``ctx.log``'s,
+  ``emdash.plugins.<id>`` by default) with the message and traceback; EmDash answers a crash
+  with 400 ``ROUTE_ERROR`` and its message (docs/design.md says why we do not); other emdash
+  errors, sandbox limits included, are 400 ``ROUTE_ERROR`` with their message (spec §10.3);
 - ``Cache-Control: private, no-store`` on everything except a successful GET/HEAD of a
   public route that declares ``cache_control``.
 
@@ -62,6 +64,7 @@ from .._shared._errors import (
     PluginRouteError,
     SandboxNotAvailableError,
     SandboxUnavailableError,
+    clean_text,
 )
 from ._io import (
     BadInput,
@@ -148,7 +151,11 @@ class EmDashASGI:
             return
         meta = self._route_meta(plugin_id, route)
         if meta is None:
-            await _error(send, 404, "NOT_FOUND", "Plugin route not found", head=head)
+            # Names the plugin and route the client asked for (from its own path), and no
+            # more: whether the plugin exists, is disabled, or which private routes it has
+            # is not for an unauthenticated client (Runtime.invoke_route tells the host).
+            shown = f"{_shown(plugin_id, 100)}/{_shown(route, 200)}"
+            await _error(send, 404, "NOT_FOUND", f'Plugin route not found: "{shown}"', head=head)
             return
         public = meta.get("public") is True
         if not public and not self._authenticated(scope):
@@ -216,7 +223,8 @@ class EmDashASGI:
             # Not abandoned on cancellation: the turn is released only once the call ended.
             data = await anyio.to_thread.run_sync(call)
         except Exception as exc:  # every failure becomes an envelope; none escapes the app
-            status, error = describe_error(exc, plugin_id, route)
+            plugin_log = self.runtime.bridge.logger_for(plugin_id)
+            status, error = describe_error(exc, plugin_id, route, plugin_log=plugin_log)
             extra = _retry_after(exc)
             await _reply_error(send, status, error, head=head, extra=extra)
             return
@@ -322,23 +330,29 @@ class EmDashASGI:
         return hmac.compare_digest(presented.strip().encode("latin-1"), self._token)
 
 
-def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int, dict[str, Any]]:
+def describe_error(
+    exc: BaseException, plugin_id: str, route: str, *, plugin_log: logging.Logger | None = None
+) -> tuple[int, dict[str, Any]]:
     """Map an exception from ``invoke_route`` to ``(status, {"code", "message"[, "details"]})``.
 
     ``details`` is kept for ``VALIDATION_ERROR`` (which fields failed, never values) and any
     other non-internal :class:`PluginRouteError` that carries them; EmDash drops them, which
-    leaves clients guessing (spec §16 item 11).
+    leaves clients guessing (spec §16 item 11). What the reply masks (a plugin's crash or
+    ``INTERNAL_ERROR``) is logged to ``plugin_log``, the plugin's own logger (this module's
+    when not given), so an operator following one plugin's log sees why its route failed.
     """
+    own_log = plugin_log or log
     if isinstance(exc, PluginRouteError):
         status = exc.status if type(exc.status) is int and 400 <= exc.status <= 599 else 400
         if exc.code == "INTERNAL_ERROR":
-            log.error("Plugin %s route %s: internal error: %s", plugin_id, route, exc.message)
+            own_log.error("[plugin:%s] route %s: internal error: %s", plugin_id, route, exc.message)
             return status, _body("INTERNAL_ERROR", MASKED_MESSAGE)
         return status, _body(exc.code, exc.message, exc.details)
     if isinstance(exc, PluginError):
-        # The plugin crashed: its message and traceback are for the operator's log only.
-        log.error(
-            "Plugin %s route %s raised: %s\n%s",
+        # The plugin crashed: its message and traceback are for the operator's log only
+        # (a sandboxed plugin's text was cleaned of control characters when it crossed).
+        own_log.error(
+            "[plugin:%s] route %s raised: %s\n%s",
             plugin_id,
             route,
             exc.message,
@@ -361,6 +375,12 @@ def describe_error(exc: BaseException, plugin_id: str, route: str) -> tuple[int,
         return 400, _body("ROUTE_ERROR", exc.message)
     log.error("Plugin %s route %s: unexpected host error", plugin_id, route, exc_info=exc)
     return 500, _body("INTERNAL_ERROR", MASKED_MESSAGE)
+
+
+def _shown(text: str, limit: int) -> str:
+    """Client text made safe to echo: a lone surrogate (a decoded %ED%A0%80 in the path)
+    would make the UTF-8 reply fail, control characters could forge log lines."""
+    return clean_text(text.encode("utf-8", "backslashreplace").decode("utf-8"), limit=limit)
 
 
 def _on_asyncio() -> bool:

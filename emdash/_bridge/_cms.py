@@ -42,6 +42,13 @@ def _content_collection(p: Params) -> str:
     return name
 
 
+def _fenced_collection(b: Bridge, plugin: PluginDescriptor, p: Params, method: str) -> str:
+    """The collection of a content write, once the host's write fence allowed it."""
+    collection = _content_collection(p)
+    b.check_content_write(plugin, method, collection, p)
+    return collection
+
+
 # --- content --------------------------------------------------------------------------------
 
 
@@ -56,7 +63,7 @@ def _content_list(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget 
 
 
 def _content_create(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    collection = _content_collection(p)
+    collection = _fenced_collection(b, plugin, p, "content/create")
     data = p.req_obj("data")
     options = p.opt_obj("options") or {}
     locale = options.get("locale")
@@ -75,25 +82,26 @@ def _content_create(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
 
 
 def _content_update(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
-    collection = _content_collection(p)
+    collection = _fenced_collection(b, plugin, p, "content/update")
     return b.store.content_items.update(collection, p.req_str("id"), p.req_obj("data"))
 
 
 def _content_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
-    return bool(b.store.content_items.soft_delete(_content_collection(p), p.req_str("id")))
+    collection = _fenced_collection(b, plugin, p, "content/delete")
+    return bool(b.store.content_items.soft_delete(collection, p.req_str("id")))
 
 
 def _content_create_many(
     b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 ) -> Any:
-    collection = _content_collection(p)
+    collection = _fenced_collection(b, plugin, p, "content/createMany")
     return b.store.content_items.create_many(collection, p.obj_list("items", batch=True))
 
 
 def _content_update_many(
     b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 ) -> Any:
-    collection = _content_collection(p)
+    collection = _fenced_collection(b, plugin, p, "content/updateMany")
     message = "Parameter items must be an array of { id: string, data: object } items"
     items = p.id_data_list("items", message, batch=True)
     if not all(type(item["data"]) is dict for item in items):
@@ -104,7 +112,7 @@ def _content_update_many(
 def _content_delete_many(
     b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 ) -> int:
-    collection = _content_collection(p)
+    collection = _fenced_collection(b, plugin, p, "content/deleteMany")
     return int(b.store.content_items.delete_many(collection, p.str_list("ids", batch=True)))
 
 

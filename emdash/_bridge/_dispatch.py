@@ -19,6 +19,16 @@ so both modes see the same behaviour and the same error texts. For each call, in
 
 Content, media, users and taxonomy methods live in :mod:`emdash._bridge._cms`.
 
+The content-write fence (EmDash's ``beforeContentWrite``): a host may install one callable,
+:attr:`Bridge.before_content_write`, that sees every content write (create, update, delete
+and their batch forms) after the checks above and the collection name, and before anything
+is written; reads never reach it. It refuses a write by raising, typically a
+:class:`PluginRouteError` such as ``("MEDIA_USAGE_ACTIVATION_IN_PROGRESS", ..., 503)``: the
+plugin gets that error (a sandboxed plugin too, rebuilt from the wire) and may catch it; a
+route that lets it escape answers over HTTP with its code and status. A fence that fails with
+anything but an emdash error refuses the write as ``CONTENT_WRITE_CHECK_FAILED`` (503): a
+guard that cannot decide must not let the write through.
+
 Quotas: KV and storage writes are checked against the plugin's stored bytes/rows quotas
 by the store (:mod:`emdash._store._quotas`; ``QuotaExceededError``, which sandboxed
 plugins can catch like native ones); ``log`` lines past the plugin's
@@ -32,6 +42,7 @@ import binascii
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._shared._errors import (
@@ -39,6 +50,7 @@ from .._shared._errors import (
     CapabilityError,
     EmailNotConfiguredError,
     EmDashError,
+    PluginRouteError,
     clean_text,
 )
 from . import _cms as cms
@@ -50,7 +62,7 @@ if TYPE_CHECKING:
     from .._store import Store
     from ._http import HttpClient
 
-__all__ = ["METHODS", "Bridge", "CallBudget"]
+__all__ = ["METHODS", "Bridge", "CallBudget", "ContentWrite", "ContentWriteFence"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -84,6 +96,32 @@ class EmailService(Protocol):
 Handler = Callable[["Bridge", "PluginDescriptor", Params, "CallBudget | None"], Any]
 
 
+@dataclass(frozen=True)
+class ContentWrite:
+    """One content write a plugin is about to make through the bridge, as the
+    ``before_content_write`` fence sees it.
+
+    ``method`` is the bridge method (``content/create``, ``content/update``,
+    ``content/delete``, ``content/createMany``, ``content/updateMany``,
+    ``content/deleteMany``); ``ids`` the items an update or delete targets (``()`` for
+    creates); ``count`` how many items the call writes. Everything but ``plugin_id`` (the
+    host-known caller) comes from the plugin and is not yet validated beyond the collection
+    name: use it to decide, never to trust.
+    """
+
+    plugin_id: str
+    method: str
+    collection: str
+    ids: tuple[str, ...]
+    count: int
+
+
+# Called before each content write; refuses it by raising (see the module docstring).
+ContentWriteFence = Callable[[ContentWrite], None]
+
+CONTENT_WRITE_CHECK_FAILED = "CONTENT_WRITE_CHECK_FAILED"
+
+
 class Bridge:
     """Answers plugin service calls. See the module docstring for the order of checks.
 
@@ -91,7 +129,8 @@ class Bridge:
     ``http`` performs ``http/fetch``; ``cron`` and ``email`` are optional services;
     ``logger`` is the parent of the per-plugin loggers (``emdash.plugins`` by default).
     ``log_window`` caps each plugin's log bytes per minute (by default with the
-    ``log_bytes_per_minute`` quota of ``store.quotas``).
+    ``log_bytes_per_minute`` quota of ``store.quotas``). ``before_content_write`` is the
+    content-write fence (the module docstring; the attribute may be replaced at any time).
     """
 
     def __init__(
@@ -105,8 +144,10 @@ class Bridge:
         site: dict[str, Any] | None = None,
         logger: logging.Logger | None = None,
         log_window: LogWindow | None = None,
+        before_content_write: ContentWriteFence | None = None,
     ) -> None:
         self.store = store
+        self.before_content_write = before_content_write
         self.http = http
         self.cron = cron
         self.email = email
@@ -152,6 +193,53 @@ class Bridge:
 
     def logger_for(self, plugin_id: str) -> logging.Logger:
         return self._logger.getChild(plugin_id)
+
+    def check_content_write(
+        self, plugin: PluginDescriptor, method: str, collection: str, p: Params
+    ) -> None:
+        """Run the content-write fence, if any, for one write; raises to refuse it."""
+        fence = self.before_content_write  # one read: a concurrent swap sees one or the other
+        if fence is None:
+            return
+        ids, count = _write_targets(method, p)
+        try:
+            fence(ContentWrite(plugin.id, method, collection, ids, count))
+        except EmDashError:
+            raise  # the host's structured refusal, as it raised it
+        except Exception:
+            # Fail closed, and keep the host's error text (it may name its database) out of
+            # the plugin's reach: the operator's log gets it with the traceback.
+            self._logger.exception(
+                "The before_content_write fence failed on %s %s by plugin %s; the write is "
+                "refused. Fix the host's fence.",
+                method,
+                collection,
+                plugin.id,
+            )
+            raise PluginRouteError(
+                CONTENT_WRITE_CHECK_FAILED,
+                "Unable to verify that content writes are allowed; try again later",
+                503,
+            ) from None
+
+
+def _write_targets(method: str, p: Params) -> tuple[tuple[str, ...], int]:
+    """``(ids, count)`` of a content write, read leniently: validation comes after."""
+    if method in ("content/update", "content/delete"):
+        target = p.value("id")
+        return ((target,) if type(target) is str else ()), 1
+    if method == "content/deleteMany":
+        ids = p.value("ids")
+        found = ids if type(ids) is list else []
+        return tuple(i for i in found if type(i) is str), len(found)
+    items = p.value("items")
+    found = items if type(items) is list else []
+    if method == "content/updateMany":
+        targets = (i.get("id") for i in found if type(i) is dict)
+        return tuple(t for t in targets if type(t) is str), len(found)
+    if method == "content/createMany":
+        return (), len(found)
+    return (), 1
 
 
 # --- KV and storage (no capability) -------------------------------------------------------
@@ -248,12 +336,14 @@ def _st_delete_many(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
 
 def _email_send(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | None) -> None:
     message = p.value("message")
-    if type(message) is not dict or not all(
-        type(message.get(k)) is str for k in ("to", "subject", "text")
+    # One text for every malformed message, a non-string html included: EmDash's contract
+    # answers exactly this, and plugins written against it may match on it.
+    if (
+        type(message) is not dict
+        or not all(type(message.get(k)) is str for k in ("to", "subject", "text"))
+        or (message.get("html") is not None and type(message["html"]) is not str)
     ):
         raise p.error("email/send requires message with to, subject, and text")
-    if message.get("html") is not None and type(message["html"]) is not str:
-        raise p.error("email/send: message.html must be a string when provided")
     if b.email is None or not b.email.is_available():
         raise EmailNotConfiguredError(EMAIL_NOT_CONFIGURED, plugin_id=plugin.id)
     # The source is the host-known plugin id, never anything inside the message.

@@ -143,7 +143,12 @@ class NativePluginHost:
     ) -> InvokeResult:
         config = self.definition.routes.get(name)
         if config is None:
-            raise PluginRouteError("NOT_FOUND", "Plugin route not found", 404)
+            raise PluginRouteError(
+                "NOT_FOUND",
+                f'Plugin route not found: "{self.plugin_id}/{clean_text(name, limit=200)}": '
+                f"plugin {self.plugin_id} has no route of that name",
+                404,
+            )
         return self._run(config.handler, route_ctx, f"route:{name}", timeout_ms)
 
     def route_input_validator(self, name: str) -> Callable[[Any], Any] | None:

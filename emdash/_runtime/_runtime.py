@@ -43,6 +43,14 @@ unless told), ``locales`` (optional list; when given, content and terms are writ
 in these locales, an explicit one normalised to its configured spelling; ``locale``
 defaults to the first) and ``trailing_slash``. Plugins see ``{name, url, locale,
 trailingSlash}`` as ``ctx.site``.
+
+Content-write fence (EmDash's ``beforeContentWrite``): ``Runtime(before_content_write=fn)``
+or ``rt.set_before_content_write(fn)`` installs ``fn(write: ContentWrite)``, called before
+every content write a plugin makes through ``ctx.content`` (never for reads, never for the
+host's own ``rt.content``), in both modes. Raising refuses the write, e.g.
+``PluginRouteError("MEDIA_USAGE_ACTIVATION_IN_PROGRESS", "Media usage activation is in
+progress", 503)``: the plugin sees that error and may catch it; a route that lets it escape
+answers over HTTP with that code and status. See :mod:`emdash._bridge._dispatch`.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from typing import Any
 
 import httpx
 
-from .._bridge._dispatch import Bridge
+from .._bridge._dispatch import Bridge, ContentWriteFence
 from .._bridge._http import HttpClient
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
@@ -78,6 +86,7 @@ from .._shared._errors import (
     ManifestError,
     NotFoundError,
     PluginRouteError,
+    clean_text,
 )
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
@@ -115,6 +124,7 @@ class Runtime:
         plugin_quotas: Mapping[str, Quotas] | None = None,
         audit_retention: AuditRetention | None = None,
         admission: Mapping[str, AdmissionPolicy | Mapping[str, int]] | None = None,
+        before_content_write: ContentWriteFence | None = None,
     ) -> None:
         self.log = logger or log
         self.sandbox = sandbox
@@ -163,6 +173,7 @@ class Runtime:
             email=self._email,
             site=self.site,
             logger=self.log.getChild("plugins"),
+            before_content_write=before_content_write,
         )
 
     # -- context manager / lifetime --------------------------------------------------------
@@ -239,6 +250,11 @@ class Runtime:
         max_queue=..., queue_timeout_ms=..., retry_after_s=...)``, ``policy(id)``,
         ``stats(id)``. Bounds and defaults: :mod:`emdash._runtime._admission`."""
         return self._admission
+
+    def set_before_content_write(self, fence: ContentWriteFence | None) -> None:
+        """Install (or with ``None`` remove) the content-write fence; see the module
+        docstring. Takes effect for the next write, including in running invocations."""
+        self.bridge.before_content_write = fence
 
     # -- adding and removing plugins -------------------------------------------------------
 
@@ -463,8 +479,8 @@ class Runtime:
     ) -> Any:
         """Call a plugin route and return its data.
 
-        Raises ``PluginRouteError("NOT_FOUND", "Plugin route not found", 404)`` for an
-        unknown or disabled plugin or route, ``PluginRouteError("VALIDATION_ERROR",
+        Raises ``PluginRouteError("NOT_FOUND", "Plugin route not found: ...", 404)`` for an
+        unknown or disabled plugin or route (the message names both and says why), ``PluginRouteError("VALIDATION_ERROR",
         "Invalid request body", 400, details)`` for input that fails the route's schema;
         :class:`PluginBusyError` when the plugin's admission queue is full or the wait for
         a turn timed out (see :attr:`admission`); any other error (the plugin's
@@ -479,7 +495,7 @@ class Runtime:
         info = self._plugins.get(plugin_id)
         routes = info.definition_meta.get("routes", {}) if info is not None else {}
         if info is None or not info.enabled or name not in routes:
-            raise PluginRouteError("NOT_FOUND", "Plugin route not found", 404)
+            raise PluginRouteError("NOT_FOUND", self._route_not_found(plugin_id, name), 404)
         if admitted is not None:
             if admitted.plugin_id != plugin_id or not admitted.active:
                 raise EmDashError(
@@ -559,6 +575,33 @@ class Runtime:
                 + (", ".join(self._plugins) or "none")
             )
         return info
+
+    def _route_not_found(self, plugin_id: str, name: str) -> str:
+        """Why ``plugin_id``/``name`` is not a route to call: both named, and what to do.
+
+        Both may come from a client: shown cut and with control characters escaped."""
+        shown = "/".join(
+            clean_text(text.encode("utf-8", "backslashreplace").decode("utf-8"), limit=limit)
+            for text, limit in ((plugin_id, 100), (name, 200))
+        )
+        shown = f'"{shown}"'
+        info = self._plugins.get(plugin_id)
+        if info is None:
+            added = ", ".join(list(self._plugins)[:20]) or "none"
+            return (
+                f"Plugin route not found: {shown}: no plugin with that id is added to this "
+                f"site (added plugins: {added})"
+            )
+        if not info.enabled:
+            return (
+                f"Plugin route not found: {shown}: plugin {plugin_id} is disabled; "
+                "enable it to call its routes"
+            )
+        routes = sorted(info.definition_meta.get("routes", {}))
+        listed = ", ".join(routes[:50]) + (", ..." if len(routes) > 50 else "")
+        return f"Plugin route not found: {shown}: plugin {plugin_id} has " + (
+            f"no route of that name (its routes: {listed})" if routes else "no routes"
+        )
 
     def _descriptor_for_bridge(self, plugin_id: str) -> PluginDescriptor:
         info = self._plugins.get(plugin_id)

@@ -147,7 +147,7 @@ def test_plugin_route_error_passes_through(app: EmDashASGI) -> None:
 def test_internal_errors_are_masked_and_logged(
     app: EmDashASGI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="emdash.asgi"):
+    with caplog.at_level(logging.ERROR, logger="emdash"):
         r = call(app, "GET", f"{API}/probe/internal")
         assert r.status_code == 500
         assert r.json() == envelope_error("INTERNAL_ERROR", "Plugin route error")
@@ -156,9 +156,11 @@ def test_internal_errors_are_masked_and_logged(
         assert r.status_code == 500
         assert r.json() == envelope_error("INTERNAL_ERROR", "Plugin route error")
         assert "secret-key-material" not in r.text
-    logged = "\n".join(rec.getMessage() for rec in caplog.records)
-    assert "hunter2" in logged
-    assert "secret-key-material" in logged
+    # In the plugin's own log (where its ctx.log lines go), naming it and the route.
+    own = [r.getMessage() for r in caplog.records if r.name == "emdash.plugins.probe"]
+    assert any(m.startswith("[plugin:probe] route internal:") and "hunter2" in m for m in own)
+    assert any(m.startswith("[plugin:probe] route crash raised:") for m in own)
+    assert "secret-key-material" in "\n".join(own)
 
 
 def test_other_emdash_errors_are_route_errors(app: EmDashASGI) -> None:
@@ -211,7 +213,17 @@ def test_schema_validation_happens_before_the_handler(app: EmDashASGI) -> None:
 def test_unknown_routes_are_404(app: EmDashASGI, path: str) -> None:
     r = call(app, "GET", path)
     assert r.status_code == 404
-    assert r.json() == envelope_error("NOT_FOUND", "Plugin route not found")
+    # The plugin and route the client asked for, nothing about what the site has.
+    asked = path.removeprefix(f"{API}/")
+    assert r.json() == envelope_error("NOT_FOUND", f'Plugin route not found: "{asked}"')
+
+
+def test_not_found_echoes_hostile_paths_safely(app: EmDashASGI) -> None:
+    r = call(app, "GET", f"{API}/nope/a%0Ab%ED%A0%80")
+    assert r.status_code == 404
+    message = r.json()["error"]["message"]
+    assert message.startswith('Plugin route not found: "nope/a\\x0ab')
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("path", ["/", "/_emdash/api/plugins/", f"{API}/probe", "/other"])
@@ -226,7 +238,9 @@ def test_disabled_plugin_routes_are_404(runtime: Runtime, app: EmDashASGI) -> No
     try:
         r = call(app, "GET", f"{API}/plugin-hello/recent")
         assert r.status_code == 404
-        assert r.json() == envelope_error("NOT_FOUND", "Plugin route not found")
+        assert r.json() == envelope_error(
+            "NOT_FOUND", 'Plugin route not found: "plugin-hello/recent"'
+        )
     finally:
         runtime.enable_plugin("plugin-hello")
     assert call(app, "GET", f"{API}/plugin-hello/recent").json() == {

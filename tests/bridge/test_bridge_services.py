@@ -40,7 +40,7 @@ def test_email_send_passes_the_host_known_plugin_id_as_source(bridge: Bridge, em
             "email/send requires message with to, subject, and text",
         ),
         ({**MESSAGE, "to": ["a@b.test"]}, "email/send requires message with to, subject, and text"),
-        ({**MESSAGE, "html": 1}, "email/send: message.html must be a string when provided"),
+        ({**MESSAGE, "html": 1}, "email/send requires message with to, subject, and text"),
     ],
 )
 def test_email_message_shape(bridge: Bridge, email: Any, message: Any, text: str) -> None:

@@ -89,7 +89,10 @@ def test_add_list_route_disable_enable_remove(site: Path) -> None:
     )
     gone = run(site, "route", "plugin-hello", "recent")
     assert gone.exit_code == 1
-    assert gone.stderr == "Error: Plugin route not found\n"
+    assert gone.stderr == (
+        'Error: Plugin route not found: "plugin-hello/recent": plugin plugin-hello is '
+        "disabled; enable it to call its routes\n"
+    )
     assert run(site, "plugins", "enable", "plugin-hello").stdout == "plugin-hello enabled\n"
     # The data survived the disable/enable round trip (same database).
     assert len(json.loads(run(site, "route", "plugin-hello", "recent").stdout)["events"]) == 1
@@ -136,7 +139,9 @@ def test_bad_input_is_one_clear_line(site: Path) -> None:
     assert unknown_hook.exit_code == 2
     missing = run(site, "route", "nope", "x")
     assert missing.exit_code == 1
-    assert missing.stderr == "Error: Plugin route not found\n"
+    assert missing.stderr.startswith(
+        'Error: Plugin route not found: "nope/x": no plugin with that id is added to this site'
+    )
     no_such = run(site, "plugins", "remove", "nope")
     assert no_such.exit_code == 1
     assert no_such.stderr == (

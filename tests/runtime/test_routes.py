@@ -37,12 +37,20 @@ def test_route_returns_the_handler_data_with_a_working_ctx(rt: Runtime, add: Add
 def test_unknown_plugin_route_or_disabled_plugin_is_not_found(rt: Runtime, add: AddPlugin) -> None:
     add("here", routes={"status": echo})
     rt.add_plugin({"id": "off"}, source={"routes": {"status": echo}}, trusted=True, enabled=False)
-    for pid, route in (("nobody", "status"), ("here", "missing"), ("off", "status")):
+    expected = {
+        ("nobody", "status"): 'Plugin route not found: "nobody/status": no plugin with that id '
+        "is added to this site (added plugins: here, off)",
+        ("here", "missing"): 'Plugin route not found: "here/missing": plugin here has no route '
+        "of that name (its routes: status)",
+        ("off", "status"): 'Plugin route not found: "off/status": plugin off is disabled; '
+        "enable it to call its routes",
+    }
+    for (pid, route), message in expected.items():
         with pytest.raises(PluginRouteError) as info:
             rt.invoke_route(pid, route)
         assert (info.value.code, info.value.message, info.value.status) == (
             "NOT_FOUND",
-            "Plugin route not found",
+            message,
             404,
         )
 

@@ -29,6 +29,17 @@ def test_is_available_on_this_host() -> None:
     assert availability.reason.startswith("Linux ")
     assert "seccomp API level" in availability.reason
     assert sandbox.is_available() is availability  # checked once per process
+    assert availability  # its truth value is availability
+
+
+def test_availability_truth_value_is_ok() -> None:
+    # `if sandbox.is_available():` must be false on a host that cannot sandbox; a plain
+    # non-empty tuple would always be true.
+    missing = sandbox.Availability(False, "seccomp is missing")
+    assert not missing
+    assert bool(sandbox.Availability(True, "Linux")) is True
+    ok, reason = missing  # still unpacks like the (ok, reason) pair it was
+    assert (ok, reason) == (False, "seccomp is missing")
 
 
 def test_limits_must_be_positive_ints() -> None:

@@ -216,5 +216,7 @@ def test_veto_failure_messages(plugin_harness: HarnessFactory) -> None:
         assert_vetoed(lambda: h.route("missing"))
     assert (
         str(caught.value)
-        == "Expected a veto, but it raised PluginRouteError: Plugin route not found"
+        == "Expected a veto, but it raised PluginRouteError: Plugin route not found: "
+        '"plugin-hello/missing": plugin plugin-hello has no route of that name (its routes: '
+        "recent)"
     )
