@@ -105,7 +105,11 @@ def _content_update_many(
     items = p.id_data_list("items", message, batch=True)
     if not all(type(item["data"]) is dict for item in items):
         raise p.error(message)
-    return b.store.content_items.update_many(collection, items)
+    staged = []
+    for item in items:
+        fields, lifted = split_system_keys(item["data"])
+        staged.append({"id": item["id"], "data": fields, "slug": lifted.get("slug")})
+    return b.store.content_items.update_many(collection, staged)
 
 
 def _content_delete_many(

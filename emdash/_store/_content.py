@@ -13,10 +13,12 @@ Item shape (plugin-api §4.4, plus the state fields the isolate shape lacks)::
      "liveRevisionId", "draftRevisionId"}
 
 System keys (``SYSTEM_KEYS``: ``id``, ``slug``, ``status``, ``author_id``, ``version``,
-``locale``, the timestamps, the revision ids) are never stored inside ``data``: they name
-the item's own columns. ``create_many`` (like the bridge's ``create``) applies string
-``slug``, ``status`` and ``author_id`` found in an item's data to the item and drops the
-other system keys, as EmDash's bridge does.
+``locale``, the timestamps, the revision ids) in data written by plugins are not fields:
+they name the item's own columns. ``create_many`` (like the bridge's ``create``) applies
+string ``slug``, ``status`` and ``author_id`` found in an item's data to the item and drops
+the other system keys, as EmDash's bridge does; the bridge strips them from updates.
+``create``/``update`` store the host's data as given (``rt.content`` passes what the
+``content:beforeSave`` hooks returned).
 
 Revisions: a collection declares what it supports (``ensure_collection(name,
 supports=["drafts", "revisions"])``). In a collection that supports ``revisions`` an
@@ -281,7 +283,6 @@ class ContentItems:
         check_collection(collection)
         if not isinstance(data, Mapping):
             raise BridgeError("Content data must be an object")
-        data, _ = split_system_keys(data)
         new_slug = None if slug is None else _slug(slug)
         with self._db.transaction():
             current = self._must_get(collection, id)
@@ -305,7 +306,8 @@ class ContentItems:
     def update_many(
         self, collection: str, items: Sequence[Mapping[str, Any]]
     ) -> builtins.list[dict[str, Any]]:
-        """Apply ``[{"id", "data"}]`` updates in one transaction; any failure undoes all."""
+        """Apply ``[{"id", "data", "slug"?}]`` updates in one transaction; any failure
+        undoes all."""
         check_collection(collection)
         _batch(items, "items")
         for item in items:
@@ -318,7 +320,10 @@ class ContentItems:
                     "Parameter items must be an array of { id: string, data: object } items"
                 )
         with self._db.transaction():
-            return [self.update(collection, item["id"], item["data"]) for item in items]
+            return [
+                self.update(collection, item["id"], item["data"], slug=item.get("slug"))
+                for item in items
+            ]
 
     def soft_delete(self, collection: str, id: str) -> bool:
         """Move to trash (sets ``deletedAt``); False if missing or already deleted."""
@@ -540,7 +545,6 @@ class ContentItems:
     ) -> dict[str, Any]:
         if not isinstance(data, Mapping):
             raise BridgeError("Content data must be an object")
-        data, _ = split_system_keys(data)
         status = _status(status)
         if status == "scheduled" and scheduled_at is None:
             raise BridgeError("Scheduling needs scheduled_at (an ISO 8601 datetime)")

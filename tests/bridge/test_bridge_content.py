@@ -192,6 +192,8 @@ def run(route_ctx, ctx):
             return ctx.content.create_many(*args)
         if op == "update":
             return ctx.content.update(*args)
+        if op == "update_many":
+            return ctx.content.update_many(*args)
         if op == "get":
             return ctx.content.get(*args)
         if op == "list":
@@ -263,6 +265,13 @@ def test_ctx_system_keys_are_columns_not_data(site: emdash.Runtime) -> None:
     assert updated["data"] == {"title": "u"} and updated["version"] == 2
     [made] = run(site, "create_many", "posts", [{"author_id": "user_2", **system}])
     assert made["data"] == {} and made["authorId"] == "user_2"
+    [again] = run(
+        site,
+        "update_many",
+        "posts",
+        [{"id": made["id"], "data": {"n": 1, "slug": "renamed", **system}}],
+    )
+    assert (again["data"], again["slug"], again["version"]) == ({"n": 1}, "renamed", 2)
 
 
 def test_ctx_list_limit_zero_is_the_default_page(site: emdash.Runtime) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from emdash._shared._errors import BridgeError, InvalidCursorError, NotFoundError
 from emdash._store import Store
+from emdash._store._content import split_system_keys
 
 from .conftest import Clock
 
@@ -521,22 +522,16 @@ def test_a_draft_slug_is_checked_and_permanent_delete_drops_revisions(store: Sto
     assert store.db["_emdash_revisions"].count == 0
 
 
-def test_system_keys_in_data_are_not_fields(store: Store) -> None:
-    items = store.content_items
-    system = {
-        "id": "x",
-        "version": 9,
-        "created_at": "2000-01-01",
-        "locale": "de",
-        "author_id": "u1",
-        "deleted_at": None,
-        "translation_group": "g",
-    }
-    item = items.create("posts", {"title": "t", **system})
-    assert item["data"] == {"title": "t"}
-    assert item["version"] == 1 and item["locale"] == "en" and item["id"] != "x"
-    updated = items.update("posts", item["id"], {"title": "u", **system})
-    assert updated["data"] == {"title": "u"} and updated["version"] == 2
+def test_system_keys_are_split_from_plugin_data_and_host_data_is_kept(store: Store) -> None:
+    data = {"title": "t", "id": "x", "version": 9, "locale": "de", "slug": 5, "status": "s"}
+    assert split_system_keys({**data, "author_id": "u1"}) == (
+        {"title": "t"},
+        {"status": "s", "author_id": "u1"},
+    )
+    # The host's create/update keep what they are given (beforeSave hooks may set a "slug"
+    # field, as EmDash's SEO plugins do); only the plugin-facing paths split system keys.
+    item = store.content_items.create("posts", {"title": "t", "slug": "field"})
+    assert item["data"] == {"title": "t", "slug": "field"} and item["slug"] is None
 
 
 def test_create_many_applies_slug_status_and_author_and_rolls_back_on_duplicates(
