@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._store._content import split_system_keys
 from ._params import Params
 
 if TYPE_CHECKING:
@@ -69,21 +70,27 @@ def _content_create(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudge
     locale = options.get("locale")
     if locale is not None and type(locale) is not str:
         raise p.error("Invalid locale code: expected a string")
-    # As EmDash's bridge does: string "slug" / "status" in data set the item's own columns.
-    lifted = {k: data[k] for k in ("slug", "status") if type(data.get(k)) is str}
-    fields = {k: v for k, v in data.items() if k not in lifted}
+    # As EmDash's bridge does: string "slug" / "status" / "author_id" in data set the item's
+    # own columns, and the other system keys (id, version, locale, ...) are dropped.
+    fields, lifted = split_system_keys(data)
     return b.store.content_items.create(
         collection,
         fields,
         slug=lifted.get("slug"),
         status=lifted.get("status", "draft"),
         locale=locale,
+        author_id=lifted.get("author_id"),
     )
 
 
 def _content_update(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
     collection = _fenced_collection(b, plugin, p, "content/update")
-    return b.store.content_items.update(collection, p.req_str("id"), p.req_obj("data"))
+    # A string "slug" renames the item (staged in the draft in a revisions collection); the
+    # other system keys are not fields. Status changes are host operations (rt.content).
+    fields, lifted = split_system_keys(p.req_obj("data"))
+    return b.store.content_items.update(
+        collection, p.req_str("id"), fields, slug=lifted.get("slug")
+    )
 
 
 def _content_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
@@ -106,7 +113,11 @@ def _content_update_many(
     items = p.id_data_list("items", message, batch=True)
     if not all(type(item["data"]) is dict for item in items):
         raise p.error(message)
-    return b.store.content_items.update_many(collection, items)
+    staged = []
+    for item in items:
+        fields, lifted = split_system_keys(item["data"])
+        staged.append({"id": item["id"], "data": fields, "slug": lifted.get("slug")})
+    return b.store.content_items.update_many(collection, staged)
 
 
 def _content_delete_many(

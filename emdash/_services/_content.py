@@ -97,7 +97,11 @@ class ContentService:
         slug: str | None = None,
     ) -> dict[str, Any]:
         """Merge ``data`` into an item's fields; fires ``beforeSave`` (``isNew`` false) and
-        ``afterSave``. The hook's ``content`` holds only the submitted fields."""
+        ``afterSave``. The hook's ``content`` holds only the submitted fields.
+
+        Draft-aware: in a collection that supports ``revisions`` an update of a published
+        item is staged as a draft revision (the live item is untouched until
+        :meth:`publish`); the effective draft is returned and given to ``afterSave``."""
         self._require_item(collection, id)
         fields = self._before_save(collection, data, is_new=False)
         with self._store.transaction():
@@ -185,8 +189,8 @@ class ContentService:
     def publish(
         self, collection: str, id: str, *, published_at: str | datetime | None = None
     ) -> dict[str, Any]:
-        """Publish an item (keeps an earlier ``publishedAt`` unless one is given);
-        fires ``afterPublish``."""
+        """Publish an item (keeps an earlier ``publishedAt`` unless one is given), promoting
+        a pending draft revision; fires ``afterPublish``."""
         self._require_item(collection, id)
         with self._store.transaction():
             item: dict[str, Any] = self._store.content_items.set_status(

@@ -9,7 +9,25 @@ items can be created in it; reads of an unknown collection just find nothing.
 Item shape (plugin-api §4.4, plus the state fields the isolate shape lacks)::
 
     {"id", "type", "slug", "status", "data", "authorId", "locale", "version",
-     "createdAt", "updatedAt", "publishedAt", "scheduledAt", "deletedAt"}
+     "createdAt", "updatedAt", "publishedAt", "scheduledAt", "deletedAt",
+     "liveRevisionId", "draftRevisionId"}
+
+System keys (``SYSTEM_KEYS``: ``id``, ``slug``, ``status``, ``author_id``, ``version``,
+``locale``, the timestamps, the revision ids) in data written by plugins are not fields:
+they name the item's own columns. ``create_many`` (like the bridge's ``create``) applies
+string ``slug``, ``status`` and ``author_id`` found in an item's data to the item and drops
+the other system keys, as EmDash's bridge does; the bridge strips them from updates.
+``create``/``update`` store the host's data as given (``rt.content`` passes what the
+``content:beforeSave`` hooks returned).
+
+Revisions: a collection declares what it supports (``ensure_collection(name,
+supports=["drafts", "revisions"])``). In a collection that supports ``revisions`` an
+update of a published item leaves the live columns untouched: the merged fields (and a new
+slug) are staged in a draft revision (``_emdash_revisions``), the item's ``version`` goes up
+and ``draftRevisionId`` points at it, and ``update`` returns the *effective draft* (the item
+with the draft's data and slug). Further updates merge into that draft; publishing promotes
+it to the live columns (``liveRevisionId``). ``get``/``list`` return the live item;
+``get_effective`` returns the item as its pending draft would publish it.
 
 ``list`` pages with a real keyset cursor over the requested order (see ``_cursor``); the
 default order is ``createdAt desc`` with the id as tie-break. Batches (``create_many``,
@@ -29,10 +47,39 @@ from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db, parse_timestamp
 from ._values import Locales, check_collection, decode_json, encode_json
 
-__all__ = ["CONTENT_STATUSES", "MAX_BATCH", "ContentItems"]
+__all__ = [
+    "COLLECTION_SUPPORTS",
+    "CONTENT_STATUSES",
+    "MAX_BATCH",
+    "SYSTEM_KEYS",
+    "ContentItems",
+    "split_system_keys",
+]
 
 CONTENT_STATUSES = ("draft", "published", "scheduled")
 MAX_BATCH = 100
+# What a collection may declare it supports (EmDash's collection ``supports`` values). Only
+# "revisions" changes how the store writes; the others are recorded for the admin/host.
+COLLECTION_SUPPORTS = ("drafts", "revisions", "preview", "scheduling", "search")
+# EmDash's system columns: keys of these names in item data are not fields (plugin-api §6.3).
+SYSTEM_KEYS = frozenset(
+    {
+        "id",
+        "slug",
+        "status",
+        "author_id",
+        "created_at",
+        "updated_at",
+        "published_at",
+        "scheduled_at",
+        "deleted_at",
+        "version",
+        "live_revision_id",
+        "draft_revision_id",
+        "locale",
+        "translation_group",
+    }
+)
 _SLUG_RE = re.compile(r"[^\s/?#\\]{1,256}")
 _ID_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
@@ -49,7 +96,7 @@ _ORDER_FIELDS = {
 }
 _COLUMNS = (
     "id, collection, slug, status, data, author_id, locale, version, created_at, updated_at, "
-    "published_at, scheduled_at, deleted_at"
+    "published_at, scheduled_at, deleted_at, live_revision_id, draft_revision_id"
 )
 
 
@@ -60,14 +107,22 @@ class ContentItems:
 
     # -- collections -------------------------------------------------------------------
 
-    def ensure_collection(self, name: str, *, label: str | None = None) -> dict[str, Any]:
-        """Create the collection if it does not exist (a given label is updated)."""
+    def ensure_collection(
+        self, name: str, *, label: str | None = None, supports: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Create the collection if it does not exist (a given label or supports set is
+        updated). ``supports`` lists what the collection supports, from
+        :data:`COLLECTION_SUPPORTS`; with ``"revisions"``, updates of published items are
+        staged as draft revisions."""
         check_collection(name)
+        declared = None if supports is None else encode_json(_supports(supports), what="supports")
         with self._db.transaction():
             self._db.execute(
-                "INSERT INTO _emdash_collections (name, label, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET label = COALESCE(excluded.label, label)",
-                (name, None if label is None else str(label), self._db.now()),
+                "INSERT INTO _emdash_collections (name, label, created_at, supports) "
+                "VALUES (?, ?, ?, COALESCE(?, '[]')) "
+                "ON CONFLICT(name) DO UPDATE SET label = COALESCE(excluded.label, label), "
+                "supports = COALESCE(?, supports)",
+                (name, None if label is None else str(label), self._db.now(), declared, declared),
             )
         found = self.get_collection(name)
         assert found is not None
@@ -78,16 +133,11 @@ class ContentItems:
         row = self._db.row("SELECT * FROM _emdash_collections WHERE name = ?", (name,))
         if row is None:
             return None
-        return {
-            "name": row["name"],
-            "label": row["label"] or row["name"],
-            "createdAt": row["created_at"],
-        }
+        return _collection(row)
 
     def collections(self) -> builtins.list[dict[str, Any]]:
         return [
-            {"name": r["name"], "label": r["label"] or r["name"], "createdAt": r["created_at"]}
-            for r in self._db.rows("SELECT * FROM _emdash_collections ORDER BY name")
+            _collection(r) for r in self._db.rows("SELECT * FROM _emdash_collections ORDER BY name")
         ]
 
     # -- reads -------------------------------------------------------------------------
@@ -104,6 +154,11 @@ class ContentItems:
         row = self._db.row(sql, (collection, id))
         return None if row is None else _item(row)
 
+    def get_effective(self, collection: str, id: str) -> dict[str, Any] | None:
+        """The item as its pending draft revision would publish it (or the live item)."""
+        item = self.get(collection, id)
+        return None if item is None else self._effective(item)
+
     def list(
         self,
         collection: str,
@@ -116,6 +171,8 @@ class ContentItems:
     ) -> dict[str, Any]:
         """``{"items", "hasMore", "cursor"?}``; limit defaults to 50, clamped to [1, 100]."""
         check_collection(collection)
+        if limit == 0:
+            limit = None  # EmDash treats a limit of 0 as absent: the default page size
         filters = ["1"] if include_deleted else ["deleted_at IS NULL"]
         params: builtins.list[Any] = []
         if where is not None:
@@ -185,10 +242,29 @@ class ContentItems:
     def create_many(
         self, collection: str, items: Sequence[Mapping[str, Any]]
     ) -> builtins.list[dict[str, Any]]:
-        """Create every item (each a data object) in one transaction, default locale."""
+        """Create every item (each a data object) in one transaction, default locale.
+
+        As in ``create`` through the bridge, string ``slug``, ``status`` and ``author_id``
+        in an item's data set the item's own columns; a duplicate slug fails the batch.
+        """
         self._require_collection(collection)
         _batch(items, "items")
-        rows = [self._new_row(collection, d, None, "draft", None, None, None) for d in items]
+        rows = []
+        for data in items:
+            if not isinstance(data, Mapping):
+                raise BridgeError("Content data must be an object")
+            fields, lifted = split_system_keys(data)
+            rows.append(
+                self._new_row(
+                    collection,
+                    fields,
+                    lifted.get("slug"),
+                    lifted.get("status", "draft"),
+                    None,
+                    lifted.get("author_id"),
+                    None,
+                )
+            )
         with self._db.transaction():
             for row in rows:
                 self._insert(row)
@@ -197,13 +273,22 @@ class ContentItems:
     def update(
         self, collection: str, id: str, data: Mapping[str, Any], *, slug: str | None = None
     ) -> dict[str, Any]:
-        """Merge ``data`` into the item's fields; ``version`` + 1. Missing -> NotFoundError."""
+        """Merge ``data`` into the item's fields; ``version`` + 1. Missing -> NotFoundError.
+
+        Draft-aware: when the item has a pending draft revision, or is published in a
+        collection that supports revisions, the change is staged in the draft revision and
+        the live columns stay untouched. Returns the effective draft.
+        """
         check_collection(collection)
         if not isinstance(data, Mapping):
             raise BridgeError("Content data must be an object")
         new_slug = None if slug is None else _slug(slug)
         with self._db.transaction():
             current = self._must_get(collection, id)
+            if current["draftRevisionId"] is not None or (
+                current["status"] == "published" and self._supports_revisions(collection)
+            ):
+                return self._update_draft(current, data, new_slug)
             merged = {**current["data"], **data}
             text = encode_json(merged, what="Content data")
             self._write_row(
@@ -220,7 +305,8 @@ class ContentItems:
     def update_many(
         self, collection: str, items: Sequence[Mapping[str, Any]]
     ) -> builtins.list[dict[str, Any]]:
-        """Apply ``[{"id", "data"}]`` updates in one transaction; any failure undoes all."""
+        """Apply ``[{"id", "data", "slug"?}]`` updates in one transaction; any failure
+        undoes all."""
         check_collection(collection)
         _batch(items, "items")
         for item in items:
@@ -233,7 +319,10 @@ class ContentItems:
                     "Parameter items must be an array of { id: string, data: object } items"
                 )
         with self._db.transaction():
-            return [self.update(collection, item["id"], item["data"]) for item in items]
+            return [
+                self.update(collection, item["id"], item["data"], slug=item.get("slug"))
+                for item in items
+            ]
 
     def soft_delete(self, collection: str, id: str) -> bool:
         """Move to trash (sets ``deletedAt``); False if missing or already deleted."""
@@ -280,6 +369,10 @@ class ContentItems:
     def delete_permanently(self, collection: str, id: str) -> bool:
         check_collection(collection)
         with self._db.transaction():
+            self._db.execute(
+                "DELETE FROM _emdash_revisions WHERE collection = ? AND entry_id = ?",
+                (collection, str(id)),
+            )
             return (
                 self._db.execute(
                     "DELETE FROM _emdash_content WHERE collection = ? AND id = ?",
@@ -300,7 +393,9 @@ class ContentItems:
         """Publish, schedule (needs ``scheduled_at``) or revert to draft; ``version`` + 1.
 
         Publishing keeps an earlier ``publishedAt`` unless one is given; publishing or
-        unpublishing clears ``scheduledAt``.
+        unpublishing clears ``scheduledAt``. Publishing promotes a pending draft revision to
+        the live columns; in a collection that supports revisions it records the published
+        fields as a revision (``liveRevisionId``).
         """
         check_collection(collection)
         status = _status(status)
@@ -317,12 +412,112 @@ class ContentItems:
                 if scheduled_at is None:
                     raise BridgeError("Scheduling needs scheduled_at (an ISO 8601 datetime)")
                 sched = parse_timestamp(scheduled_at, what="scheduledAt")
+            if status == "published":
+                self._promote(current)
             self._db.execute(
                 "UPDATE _emdash_content SET status = ?, published_at = ?, scheduled_at = ?, "
                 "version = version + 1, updated_at = ? WHERE collection = ? AND id = ?",
                 (status, pub, sched, self._db.now(), collection, id),
             )
             return self._must_get(collection, id)
+
+    # -- revisions (internals) ---------------------------------------------------------
+
+    def _supports_revisions(self, collection: str) -> bool:
+        found = self.get_collection(collection)
+        return found is not None and "revisions" in found["supports"]
+
+    def _revision(self, item: dict[str, Any]) -> dict[str, Any]:
+        row = self._db.row(
+            "SELECT data, slug FROM _emdash_revisions WHERE id = ? AND collection = ? "
+            "AND entry_id = ?",
+            (item["draftRevisionId"], item["type"], item["id"]),
+        )
+        if row is None:  # a dangling pointer: the live fields are the draft
+            return {"data": item["data"], "slug": item["slug"]}
+        data = decode_json(row["data"])
+        return {"data": data if isinstance(data, dict) else {}, "slug": row["slug"]}
+
+    def _effective(self, item: dict[str, Any]) -> dict[str, Any]:
+        if item["draftRevisionId"] is None:
+            return item
+        return {**item, **self._revision(item)}
+
+    def _check_slug_free(self, item: dict[str, Any], slug: str) -> None:
+        """A draft's slug is checked now (the unique index checks it again on publish)."""
+        taken = self._db.scalar(
+            "SELECT 1 FROM _emdash_content WHERE collection = ? AND locale = ? AND slug = ? "
+            "AND id != ? AND deleted_at IS NULL",
+            (item["type"], item["locale"], slug, item["id"]),
+        )
+        if taken:
+            raise BridgeError(
+                f'Slug "{slug}" is already used in collection "{item["type"]}" '
+                f"(locale {item['locale']}). Choose another slug."
+            )
+
+    def _update_draft(
+        self, current: dict[str, Any], data: Mapping[str, Any], new_slug: str | None
+    ) -> dict[str, Any]:
+        collection, id = current["type"], current["id"]
+        base = self._effective(current)
+        text = encode_json({**base["data"], **data}, what="Content data")
+        slug = base["slug"] if new_slug is None else new_slug
+        if new_slug is not None:
+            self._check_slug_free(current, new_slug)
+        now = self._db.now()
+        rev_id = current["draftRevisionId"]
+        if rev_id is None or not self._db.execute(
+            "UPDATE _emdash_revisions SET data = ?, slug = ?, created_at = ? "
+            "WHERE id = ? AND collection = ? AND entry_id = ?",
+            (text, slug, now, rev_id, collection, id),
+        ):
+            rev_id = self._new_revision(current, text, slug)
+        self._db.execute(
+            "UPDATE _emdash_content SET draft_revision_id = ?, version = version + 1, "
+            "updated_at = ? WHERE collection = ? AND id = ?",
+            (rev_id, now, collection, id),
+        )
+        effective = self.get_effective(collection, id)
+        assert effective is not None
+        return effective
+
+    def _new_revision(self, item: dict[str, Any], text: str, slug: str | None) -> str:
+        rev_id = self._db.new_id()
+        self._db.execute(
+            "INSERT INTO _emdash_revisions (id, collection, entry_id, data, slug, author_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rev_id, item["type"], item["id"], text, slug, item["authorId"], self._db.now()),
+        )
+        return rev_id
+
+    def _promote(self, current: dict[str, Any]) -> None:
+        """On publish: a pending draft becomes the live data (or the live data is recorded
+        as a revision in a revisions collection)."""
+        collection, id = current["type"], current["id"]
+        if current["draftRevisionId"] is not None:
+            draft = self._revision(current)
+            self._write_row(
+                collection,
+                id,
+                current["locale"],
+                "UPDATE _emdash_content SET data = ?, slug = ?, live_revision_id = ?, "
+                "draft_revision_id = NULL WHERE collection = ? AND id = ?",
+                (
+                    encode_json(draft["data"], what="Content data"),
+                    draft["slug"],
+                    current["draftRevisionId"],
+                    collection,
+                    id,
+                ),
+                slug=draft["slug"],
+            )
+        elif self._supports_revisions(collection):
+            text = encode_json(current["data"], what="Content data")
+            self._db.execute(
+                "UPDATE _emdash_content SET live_revision_id = ? WHERE collection = ? AND id = ?",
+                (self._new_revision(current, text, current["slug"]), collection, id),
+            )
 
     # -- internals ---------------------------------------------------------------------
 
@@ -448,7 +643,42 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
         "publishedAt": row["published_at"],
         "scheduledAt": row["scheduled_at"],
         "deletedAt": row["deleted_at"],
+        "liveRevisionId": row["live_revision_id"],
+        "draftRevisionId": row["draft_revision_id"],
     }
+
+
+def _collection(row: dict[str, Any]) -> dict[str, Any]:
+    supports = decode_json(row["supports"])
+    return {
+        "name": row["name"],
+        "label": row["label"] or row["name"],
+        "supports": [s for s in supports if type(s) is str] if isinstance(supports, list) else [],
+        "createdAt": row["created_at"],
+    }
+
+
+def _supports(value: object) -> builtins.list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence | set | frozenset):
+        raise BridgeError('supports must be a list of strings, e.g. ["drafts", "revisions"]')
+    for entry in value:
+        if entry not in COLLECTION_SUPPORTS or type(entry) is not str:
+            raise BridgeError(
+                f'Unknown collection support "{str(entry)[:64]}": use any of '
+                + ", ".join(COLLECTION_SUPPORTS)
+            )
+    return sorted(set(value))
+
+
+def split_system_keys(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Item data -> (its fields, the string ``slug``/``status``/``author_id`` in it).
+
+    Every system key is removed from the fields; only those three, and only as strings,
+    are returned for the item's own columns (EmDash's bridge rule; others are dropped).
+    """
+    fields = {k: v for k, v in data.items() if k not in SYSTEM_KEYS}
+    lifted = {k: data[k] for k in ("slug", "status", "author_id") if type(data.get(k)) is str}
+    return fields, lifted
 
 
 def _status(value: object) -> str:

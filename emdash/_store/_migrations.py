@@ -404,6 +404,27 @@ def _m5_plugin_usage_audit_retention(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_emdash_audit_at ON _emdash_audit (at)")
 
 
+def _m6_content_revisions(db: sqlite_utils.Database) -> None:
+    # What a collection supports (a JSON array such as ["drafts", "revisions"]); existing
+    # collections support nothing extra, so their updates keep writing the item directly.
+    db.execute("ALTER TABLE _emdash_collections ADD COLUMN supports TEXT NOT NULL DEFAULT '[]'")
+    # The revision an item's live data came from, and the pending draft revision (if any).
+    db.execute("ALTER TABLE _emdash_content ADD COLUMN live_revision_id TEXT")
+    db.execute("ALTER TABLE _emdash_content ADD COLUMN draft_revision_id TEXT")
+    # Snapshots of an item's fields (and slug): drafts staged over a published item, and the
+    # versions that were published. Deleting an item for good deletes its revisions.
+    db.execute(
+        "CREATE TABLE _emdash_revisions (id TEXT PRIMARY KEY, collection TEXT NOT NULL, "
+        "entry_id TEXT NOT NULL, data TEXT NOT NULL, slug TEXT, author_id TEXT, "
+        "created_at TEXT NOT NULL, "
+        "FOREIGN KEY (collection) REFERENCES _emdash_collections (name))"
+    )
+    db.execute(
+        "CREATE INDEX idx_emdash_revisions_entry ON _emdash_revisions "
+        "(collection, entry_id, created_at)"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
@@ -414,6 +435,7 @@ MIGRATIONS: list[Migration] = [
         "per-plugin stored usage counters (triggers); audit index by time",
         _m5_plugin_usage_audit_retention,
     ),
+    (6, "content revisions: collection supports, draft and live revisions", _m6_content_revisions),
 ]
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import emdash
 from emdash._bridge._dispatch import Bridge
 from emdash._shared._errors import BridgeError, NotFoundError
 
@@ -172,6 +175,109 @@ def test_reads_of_an_unknown_collection_find_nothing(bridge: Bridge) -> None:
         "items": [],
         "hasMore": False,
     }
+
+
+# --- ctx.content in both plugin modes ----------------------------------------------------
+
+CONTENT_PLUGIN = """
+from emdash import define_plugin
+
+def run(route_ctx, ctx):
+    op = route_ctx["input"]["op"]
+    args = route_ctx["input"]["args"]
+    try:
+        if op == "create":
+            return ctx.content.create(*args)
+        if op == "create_many":
+            return ctx.content.create_many(*args)
+        if op == "update":
+            return ctx.content.update(*args)
+        if op == "update_many":
+            return ctx.content.update_many(*args)
+        if op == "get":
+            return ctx.content.get(*args)
+        if op == "list":
+            return ctx.content.list(args[0], limit=args[1])
+    except Exception as exc:
+        return {"error": str(exc)}
+    return {"error": "unknown op " + op}
+
+plugin = define_plugin(routes={"run": run})
+"""
+
+
+@pytest.fixture(params=["native", "sandboxed"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[emdash.Runtime]:
+    with emdash.Runtime(tmp_path / "site.db") as runtime:
+        runtime.add_plugin(
+            {"id": "editor", "capabilities": ["content:write"]},
+            source={"plugin.py": CONTENT_PLUGIN},
+            trusted=request.param == "native",
+        )
+        yield runtime
+
+
+def run(site: emdash.Runtime, op: str, *args: Any) -> Any:
+    return site.invoke_route("editor", "run", input={"op": op, "args": list(args)})
+
+
+def test_ctx_update_of_a_published_item_stages_a_draft(site: emdash.Runtime) -> None:
+    site.store.content_items.ensure_collection("articles", supports=["drafts", "revisions"])
+    item = site.content.create("articles", {"title": "Live"}, slug="live", status="published")
+    draft = run(site, "update", "articles", item["id"], {"title": "Draft", "slug": "draft"})
+    assert (draft["data"], draft["slug"]) == ({"title": "Draft"}, "draft")
+    assert draft["draftRevisionId"] is not None and draft["version"] == item["version"] + 1
+    live = run(site, "get", "articles", item["id"])
+    assert (live["data"], live["slug"], live["status"]) == ({"title": "Live"}, "live", "published")
+    promoted = site.content.publish("articles", item["id"])
+    assert (promoted["data"], promoted["slug"]) == ({"title": "Draft"}, "draft")
+    assert run(site, "get", "articles", item["id"]) == promoted
+    # posts declares no revisions: the same update overwrites the published item.
+    post = site.content.create("posts", {"title": "Live"}, status="published")
+    over = run(site, "update", "posts", post["id"], {"title": "New"})
+    assert run(site, "get", "posts", post["id"]) == over and over["data"] == {"title": "New"}
+
+
+def test_ctx_create_many_applies_slug_status_and_rolls_back(site: emdash.Runtime) -> None:
+    made = run(
+        site,
+        "create_many",
+        "posts",
+        [{"title": "a", "slug": "a", "status": "published"}, {"title": "b"}],
+    )
+    assert [(i["slug"], i["status"], i["data"]) for i in made] == [
+        ("a", "published", {"title": "a"}),
+        (None, "draft", {"title": "b"}),
+    ]
+    failed = run(site, "create_many", "posts", [{"slug": "c"}, {"slug": "a"}])
+    assert failed == {
+        "error": 'Slug "a" is already used in collection "posts" (locale en). Choose another slug.'
+    }
+    assert len(site.store.content_items.list("posts")["items"]) == 2  # nothing of "c"
+
+
+def test_ctx_system_keys_are_columns_not_data(site: emdash.Runtime) -> None:
+    system = {"id": "x", "version": 7, "created_at": "2000-01-01", "locale": "de"}
+    item = run(site, "create", "posts", {"title": "t", "author_id": "user_1", **system})
+    assert item["data"] == {"title": "t"} and item["authorId"] == "user_1"
+    assert (item["version"], item["locale"]) == (1, "en") and item["id"] != "x"
+    updated = run(site, "update", "posts", item["id"], {"title": "u", **system})
+    assert updated["data"] == {"title": "u"} and updated["version"] == 2
+    [made] = run(site, "create_many", "posts", [{"author_id": "user_2", **system}])
+    assert made["data"] == {} and made["authorId"] == "user_2"
+    [again] = run(
+        site,
+        "update_many",
+        "posts",
+        [{"id": made["id"], "data": {"n": 1, "slug": "renamed", **system}}],
+    )
+    assert (again["data"], again["slug"], again["version"]) == ({"n": 1}, "renamed", 2)
+
+
+def test_ctx_list_limit_zero_is_the_default_page(site: emdash.Runtime) -> None:
+    site.store.content_items.create_many("posts", [{"n": n} for n in range(60)])
+    assert len(run(site, "list", "posts", 0)["items"]) == 50
+    assert len(run(site, "list", "posts", 2)["items"]) == 2
 
 
 # --- users -------------------------------------------------------------------------------

@@ -209,6 +209,43 @@ def test_update_event_holds_only_changed_fields(rt: emdash.Runtime, recorder: An
     assert (updated["version"], updated["slug"]) == (2, "b")
 
 
+def test_update_in_a_revisions_collection_keeps_the_live_item(
+    rt: emdash.Runtime, recorder: Any
+) -> None:
+    rt.store.content_items.ensure_collection("articles", supports=["drafts", "revisions"])
+    item = rt.content.create("articles", {"title": "Live"}, slug="live")
+    live = rt.content.publish("articles", item["id"])
+    draft = rt.content.update("articles", item["id"], {"title": "Next"}, slug="next")
+    assert (draft["data"], draft["slug"], draft["status"]) == (
+        {"title": "Next"},
+        "next",
+        "published",
+    )
+    # afterSave gets the effective draft; a plugin reading the item sees the live version.
+    after = recorder.records("afterSave")[1]
+    assert after["event"] == {"content": draft, "collection": "articles", "isNew": False}
+    assert after["read"]["data"] == {"title": "Live"} and after["read"]["slug"] == "live"
+    assert after["read"]["version"] == draft["version"] == live["version"] + 1
+    promoted = rt.content.publish("articles", item["id"])
+    assert (promoted["data"], promoted["slug"]) == ({"title": "Next"}, "next")
+    assert promoted["draftRevisionId"] is None
+    assert promoted["liveRevisionId"] == draft["draftRevisionId"]
+    assert recorder.records("afterPublish")[-1] == {"content": promoted, "collection": "articles"}
+
+
+def test_scheduled_publication_promotes_a_pending_draft(rt: emdash.Runtime) -> None:
+    rt.store.content_items.ensure_collection("articles", supports=["revisions"])
+    item = rt.content.create("articles", {"title": "v1"}, status="published")
+    rt.content.update("articles", item["id"], {"title": "v2"})
+    rt.content.schedule("articles", item["id"], future())
+    # Scheduled (not live): further edits still go to the pending draft.
+    assert rt.content.update("articles", item["id"], {"n": 3})["data"] == {"title": "v2", "n": 3}
+    stored = rt.store.content_items.get("articles", item["id"])
+    assert stored is not None and stored["data"] == {"title": "v1"}
+    [done] = rt.content.publish_due(future(2))
+    assert done["data"] == {"title": "v2", "n": 3} and done["draftRevisionId"] is None
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [

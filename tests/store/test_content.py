@@ -9,6 +9,7 @@ import pytest
 
 from emdash._shared._errors import BridgeError, InvalidCursorError, NotFoundError
 from emdash._store import Store
+from emdash._store._content import split_system_keys
 from emdash._store._values import Locales
 
 from .conftest import Clock
@@ -27,6 +28,8 @@ KEYS = {
     "publishedAt",
     "scheduledAt",
     "deletedAt",
+    "liveRevisionId",
+    "draftRevisionId",
 }
 
 
@@ -48,6 +51,8 @@ def test_create_returns_the_full_item(store: Store) -> None:
         "publishedAt": None,
         "scheduledAt": None,
         "deletedAt": None,
+        "liveRevisionId": None,
+        "draftRevisionId": None,
     }
     assert store.content_items.get("posts", item["id"]) == item
 
@@ -90,6 +95,7 @@ def test_collections_must_exist_and_names_are_checked(store: Store) -> None:
     assert store.content_items.get_collection("recipes") == {
         "name": "recipes",
         "label": "Recipes",
+        "supports": [],
         "createdAt": "2026-11-22T05:33:24.123Z",
     }
     assert [c["name"] for c in store.content_items.collections()] == ["pages", "posts", "recipes"]
@@ -309,7 +315,7 @@ def test_list_order_validation(store: Store) -> None:
     assert str(info.value) == 'Parameter orderBy must be an object mapping field to "asc"|"desc"'
 
 
-@pytest.mark.parametrize(("limit", "size"), [(None, 50), (50, 50), (500, 100), (0, 1), (-3, 1)])
+@pytest.mark.parametrize(("limit", "size"), [(None, 50), (50, 50), (500, 100), (0, 50), (-3, 1)])
 def test_list_limit(store: Store, limit: Any, size: int) -> None:
     store.content_items.create_many("posts", [{}] * 100)
     store.content_items.create_many("posts", [{}] * 20)
@@ -440,3 +446,135 @@ def test_content_cursor_is_bound_to_order_and_collection(
         store.content_items.list("posts", cursor="not-a-cursor")
     with pytest.raises(InvalidCursorError):
         store.content_items.list("posts", cursor="")
+
+
+# --- collection supports, revisions and draft-aware updates ---------------------------
+
+
+def test_collections_declare_what_they_support(store: Store) -> None:
+    items = store.content_items
+    assert items.get_collection("posts")["supports"] == []  # type: ignore[index]
+    made = items.ensure_collection("articles", supports=["revisions", "drafts", "revisions"])
+    assert made["supports"] == ["drafts", "revisions"]
+    # Re-ensuring without supports keeps the declared set; a given set replaces it.
+    assert items.ensure_collection("articles", label="Articles")["supports"] == [
+        "drafts",
+        "revisions",
+    ]
+    assert items.ensure_collection("articles", supports=[])["supports"] == []
+    for bad, text in [
+        (["history"], 'Unknown collection support "history": use any of drafts, revisions, '),
+        ("revisions", "supports must be a list of strings"),
+    ]:
+        with pytest.raises(BridgeError) as info:
+            items.ensure_collection("articles", supports=bad)
+        assert str(info.value).startswith(text)
+    assert items.get_collection("articles")["supports"] == []  # type: ignore[index]
+
+
+def test_update_of_a_published_item_is_staged_as_a_draft_revision(
+    store: Store, clock: Clock
+) -> None:
+    items = store.content_items
+    items.ensure_collection("articles", supports=["drafts", "revisions"])
+    item = items.create("articles", {"title": "Live", "body": "b"}, slug="live")
+    published = items.set_status("articles", item["id"], "published")
+    assert published["liveRevisionId"] is not None and published["draftRevisionId"] is None
+    assert published["version"] == 2
+    clock.advance(seconds=1)
+
+    draft = items.update("articles", item["id"], {"title": "Draft"}, slug="renamed")
+    # update returns the effective draft ...
+    assert draft["data"] == {"title": "Draft", "body": "b"} and draft["slug"] == "renamed"
+    assert draft["version"] == 3 and draft["draftRevisionId"] is not None
+    assert draft["status"] == "published"
+    # ... while the live item keeps its data and slug.
+    live = items.get("articles", item["id"])
+    assert live is not None
+    assert (live["data"], live["slug"]) == ({"title": "Live", "body": "b"}, "live")
+    assert live["version"] == 3 and live["draftRevisionId"] == draft["draftRevisionId"]
+    assert items.list("articles")["items"] == [live]
+    assert items.get_effective("articles", item["id"]) == draft
+
+    # A second update merges into the same draft.
+    again = items.update("articles", item["id"], {"body": "c"})
+    assert again["data"] == {"title": "Draft", "body": "c"} and again["slug"] == "renamed"
+    assert again["draftRevisionId"] == draft["draftRevisionId"] and again["version"] == 4
+    assert items.get("articles", item["id"])["data"] == {"title": "Live", "body": "b"}  # type: ignore[index]
+
+    # Publishing promotes the draft.
+    promoted = items.set_status("articles", item["id"], "published")
+    assert promoted["data"] == {"title": "Draft", "body": "c"} and promoted["slug"] == "renamed"
+    assert promoted["liveRevisionId"] == draft["draftRevisionId"]
+    assert promoted["draftRevisionId"] is None
+    assert items.get_effective("articles", item["id"]) == promoted
+
+
+def test_drafts_and_collections_without_revisions_are_updated_in_place(store: Store) -> None:
+    items = store.content_items
+    items.ensure_collection("articles", supports=["revisions"])
+    draft = items.create("articles", {"title": "a"})
+    updated = items.update("articles", draft["id"], {"title": "b"})
+    assert updated["data"] == {"title": "b"} and updated["draftRevisionId"] is None
+    # posts declares no revisions: a published post is overwritten (no live/draft split).
+    post = items.create("posts", {"title": "a"}, status="published")
+    over = items.update("posts", post["id"], {"title": "b"})
+    assert over["data"] == {"title": "b"} and over["draftRevisionId"] is None
+    assert over["liveRevisionId"] is None
+    assert items.get("posts", post["id"]) == over
+
+
+def test_a_draft_slug_is_checked_and_permanent_delete_drops_revisions(store: Store) -> None:
+    items = store.content_items
+    items.ensure_collection("articles", supports=["revisions"])
+    items.create("articles", {}, slug="taken")
+    item = items.create("articles", {"title": "a"}, slug="mine", status="published")
+    with pytest.raises(BridgeError) as info:
+        items.update("articles", item["id"], {"title": "b"}, slug="taken")
+    assert str(info.value) == (
+        'Slug "taken" is already used in collection "articles" (locale en). Choose another slug.'
+    )
+    assert items.get("articles", item["id"])["version"] == 1  # type: ignore[index]
+    items.update("articles", item["id"], {"title": "b"})
+    assert store.db["_emdash_revisions"].count == 1
+    assert items.delete_permanently("articles", item["id"]) is True
+    assert store.db["_emdash_revisions"].count == 0
+
+
+def test_system_keys_are_split_from_plugin_data_and_host_data_is_kept(store: Store) -> None:
+    data = {"title": "t", "id": "x", "version": 9, "locale": "de", "slug": 5, "status": "s"}
+    assert split_system_keys({**data, "author_id": "u1"}) == (
+        {"title": "t"},
+        {"status": "s", "author_id": "u1"},
+    )
+    # The host's create/update keep what they are given (beforeSave hooks may set a "slug"
+    # field, as EmDash's SEO plugins do); only the plugin-facing paths split system keys.
+    item = store.content_items.create("posts", {"title": "t", "slug": "field"})
+    assert item["data"] == {"title": "t", "slug": "field"} and item["slug"] is None
+
+
+def test_create_many_applies_slug_status_and_author_and_rolls_back_on_duplicates(
+    store: Store,
+) -> None:
+    items = store.content_items
+    made = items.create_many(
+        "posts",
+        [
+            {"title": "a", "slug": "a", "status": "published", "author_id": "u1", "id": "x"},
+            {"title": "b", "slug": 7, "version": 3},
+        ],
+    )
+    assert [(i["slug"], i["status"], i["authorId"]) for i in made] == [
+        ("a", "published", "u1"),
+        (None, "draft", None),
+    ]
+    assert [i["data"] for i in made] == [{"title": "a"}, {"title": "b"}]
+    with pytest.raises(BridgeError) as info:
+        items.create_many("posts", [{"slug": "fresh"}, {"slug": "a"}])
+    assert str(info.value).startswith('Slug "a" is already used in collection "posts"')
+    with pytest.raises(BridgeError):
+        items.create_many("posts", [{"slug": "b1"}, {"slug": "b1"}])
+    with pytest.raises(BridgeError) as bad:
+        items.create_many("posts", [{"title": "c"}, {"status": "live"}])
+    assert str(bad.value).startswith('Invalid status "live"')
+    assert len(items.list("posts")["items"]) == 2  # every failed batch left nothing
