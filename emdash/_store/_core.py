@@ -28,7 +28,21 @@ from ._taxonomies import Taxonomies
 from ._users import UserAccounts
 from ._values import Locales
 
-__all__ = ["Store"]
+__all__ = ["Store", "default_media_dir"]
+
+
+def default_media_dir(database: str | os.PathLike[str]) -> Path:
+    """Where a store keeps media bytes when no ``media_dir`` is configured.
+
+    A file database gets ``<database>-media`` beside it (``site.db`` -> ``site.db-media``),
+    named like SQLite's own ``-wal``/``-shm`` files so that copying ``site.db*`` copies the
+    whole site. ``":memory:"`` gets a new temporary directory: its rows do not outlive the
+    process, so neither need the bytes.
+    """
+    path = os.fspath(database)
+    if path in (":memory:", ""):
+        return Path(tempfile.mkdtemp(prefix="emdash-media-"))
+    return Path(path + "-media")
 
 
 class Store:
@@ -36,7 +50,11 @@ class Store:
     comments, taxonomies, cron tasks, the plugin registry and the audit log.
 
     ``database`` is a file path (WAL mode) or ``":memory:"``. ``media_dir`` is where
-    uploaded media bytes live (a temporary directory, removed at close, when omitted).
+    uploaded media bytes live. When omitted it is :func:`default_media_dir`: for a file
+    database the directory ``<database>-media`` next to it (``site.db`` ->
+    ``site.db-media/``), kept like the database itself, so media rows and their bytes
+    survive a restart together; for ``":memory:"`` a temporary directory removed at close
+    (the rows die with the process too).
     ``clock`` returns the current time (tests pass a fixed clock). ``quotas`` are the
     per-plugin quotas (:class:`~emdash._store._quotas.QuotaPolicy`; defaults when omitted),
     ``audit_retention`` how long audit rows are kept, ``locales`` the site's locales
@@ -78,8 +96,9 @@ class Store:
         self.locales = locales or Locales()
         self.content_items = ContentItems(self._db, self.locales)
         self.user_accounts = UserAccounts(self._db)
-        self._own_media_dir = media_dir is None
-        root = Path(tempfile.mkdtemp(prefix="emdash-media-")) if media_dir is None else media_dir
+        # Only a temporary directory (an in-memory database's) is ours to remove at close.
+        self._own_media_dir = media_dir is None and self._db.is_memory
+        root = media_dir if media_dir is not None else default_media_dir(database)
         self.media_files = LocalMediaStorage(root)
         self.media_items = MediaItems(self._db, self.media_files)
         self.comment_records = CommentRecords(self._db)

@@ -185,3 +185,18 @@ def test_temporary_media_dir_is_removed_at_close() -> None:
     assert root.is_dir()
     s.close()
     assert not root.exists()
+
+
+def test_file_database_keeps_media_next_to_it_across_restarts(tmp_path: Path) -> None:
+    # No media_dir (what Runtime("site.db") does): the bytes must outlive close() like the
+    # rows do, or every media row points at nothing after a restart.
+    db = tmp_path / "site.db"
+    with Store(db) as s:
+        media_id = s.media_items.upload("a.png", "image/png", b"bytes")["mediaId"]
+        root = s.media_files.root
+    assert root == tmp_path / "site.db-media"
+    assert root.is_dir()
+    with Store(db) as s:
+        item = s.media_items.get(media_id)
+        assert item is not None
+        assert s.media_files.get(item["storageKey"]) == b"bytes"
