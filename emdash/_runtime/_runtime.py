@@ -23,7 +23,10 @@ Lifecycle (docs/design.md): the first time this *database* sees a plugin id,
 ``plugin:deactivate`` before it leaves; ``remove_plugin`` fires ``plugin:deactivate`` (if
 enabled) then ``plugin:uninstall {deleteData}``. Nothing fires at a later boot for a
 plugin that is already installed in the state it is added with. The registry of seen
-plugins is the store's ``plugins`` table, so this holds across restarts.
+plugins is the store's ``plugins`` table, so this holds across restarts. Transitions are
+crash-safe: the registry change and the hook it owes commit together (``pending``), and a
+hook cut off by a crash (install, activate, deactivate) runs when the plugin is next
+added. Hooks run at least once per transition, so write them to tolerate a repeat.
 
 Mutations of the plugin set (add / remove / enable / disable) are serialised by one lock
 and each builds a new :class:`HookPipeline`, swapped in atomically: a hook run that is under
@@ -288,13 +291,31 @@ class Runtime:
                 check_route_schemas(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 known = self.store.plugin_registry.get(pid)
-                want = (
-                    enabled
-                    if enabled is not None
-                    else (known["enabled"] if known is not None else True)
-                )
+                owed = None if known is None else known.get("pending")
+                if enabled is not None:
+                    want = enabled
+                elif known is None:
+                    want = True
+                elif owed == "deactivate":
+                    # A disable whose deactivate hook never completed: finish the disable.
+                    want = False
+                else:
+                    want = known["enabled"]
+                # The transition is recorded as owed in the same commit as the registry
+                # change, and cleared once its hook ran: a crash in between leaves it owed,
+                # and the next add_plugin completes it (at least once, never lost).
+                if known is None or owed == "install":
+                    transition: str | None = "install"
+                elif owed in ("activate", "deactivate"):
+                    # Owed an activate the caller now disables (or the reverse): the hook
+                    # that never completed has nothing left to pair with, so none runs.
+                    transition = owed if want == (owed == "activate") else None
+                elif want != known["enabled"]:
+                    transition = "activate" if want else "deactivate"
+                else:
+                    transition = None
                 self.store.plugin_registry.upsert(
-                    pid, version=desc.version, enabled=want, trusted=trusted
+                    pid, version=desc.version, enabled=want, trusted=trusted, pending=transition
                 )
             except BaseException:
                 host.close()
@@ -302,13 +323,16 @@ class Runtime:
             info = PluginInfo(host, sandboxed=sandboxed, enabled=want)
             self._plugins[pid] = info
             self._rebuild()
-            if known is None:
+            if known is not None and want != known["enabled"]:
+                self._cron.set_plugin_enabled(pid, want)
+            if transition == "install":
                 self._lifecycle(host, "plugin:install", {})
                 if want:
                     self._lifecycle(host, "plugin:activate", {})
-            elif want != known["enabled"]:
-                self._cron.set_plugin_enabled(pid, want)
-                self._lifecycle(host, "plugin:activate" if want else "plugin:deactivate", {})
+            elif transition is not None:
+                self._lifecycle(host, f"plugin:{transition}", {})
+            if transition is not None:
+                self.store.plugin_registry.clear_pending(pid)
             return info
 
     def _make_host(
@@ -387,12 +411,17 @@ class Runtime:
             if info.enabled:
                 return
             self.store.plugin_registry.upsert(
-                plugin_id, version=info.descriptor.version, enabled=True, trusted=info.trusted
+                plugin_id,
+                version=info.descriptor.version,
+                enabled=True,
+                trusted=info.trusted,
+                pending="activate",
             )
             info.enabled = True
             self._rebuild()
             self._cron.set_plugin_enabled(plugin_id, True)
             self._lifecycle(info.host, "plugin:activate", {})
+            self.store.plugin_registry.clear_pending(plugin_id)
 
     def disable_plugin(self, plugin_id: str) -> None:
         """Disable an enabled plugin: ``plugin:deactivate`` fires, then it leaves the pipeline."""
@@ -400,10 +429,17 @@ class Runtime:
             info = self._get(plugin_id)
             if not info.enabled:
                 return
-            self._lifecycle(info.host, "plugin:deactivate", {})
+            # Recorded (disabled, deactivate owed) before the hook: a crash during it
+            # leaves the plugin disabled with its deactivate run at the next add_plugin.
             self.store.plugin_registry.upsert(
-                plugin_id, version=info.descriptor.version, enabled=False, trusted=info.trusted
+                plugin_id,
+                version=info.descriptor.version,
+                enabled=False,
+                trusted=info.trusted,
+                pending="deactivate",
             )
+            self._lifecycle(info.host, "plugin:deactivate", {})
+            self.store.plugin_registry.clear_pending(plugin_id)
             info.enabled = False
             self._rebuild()
             self._cron.set_plugin_enabled(plugin_id, False)

@@ -425,6 +425,14 @@ def _m6_content_revisions(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m7_plugin_pending_lifecycle(db: sqlite_utils.Database) -> None:
+    # The lifecycle transition recorded with a registry change whose hook has not yet
+    # completed ('install', 'activate' or 'deactivate'); NULL when none is owed. A crash
+    # between the registry commit and the hook leaves it set, and the next add_plugin of
+    # that id runs the hook (emdash._runtime._runtime).
+    db.execute("ALTER TABLE _emdash_plugins ADD COLUMN pending TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
@@ -436,6 +444,7 @@ MIGRATIONS: list[Migration] = [
         _m5_plugin_usage_audit_retention,
     ),
     (6, "content revisions: collection supports, draft and live revisions", _m6_content_revisions),
+    (7, "plugin registry: pending lifecycle transition", _m7_plugin_pending_lifecycle),
 ]
 
 

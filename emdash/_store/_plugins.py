@@ -2,16 +2,26 @@
 
 The runtime uses it to decide lifecycle events: a plugin id absent here is new
 (``plugin:install`` then ``plugin:activate``); ``enabled`` drives activate/deactivate.
+
+Crash safety: a registry change that owes a lifecycle hook records that hook in
+``pending`` in the same transaction (``upsert(..., pending="install")``), and
+:meth:`PluginRegistry.clear_pending` clears it once the hook has run. A process killed in
+between leaves the hook owed, and the runtime runs it when the plugin is next added. So a
+lifecycle hook runs at least once per transition (twice only if the process dies after the
+hook returned and before the clear committed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .._shared._errors import EmDashError
 from ._db import Db
 from ._values import check_plugin_id
 
-__all__ = ["PluginRegistry"]
+__all__ = ["PENDING_TRANSITIONS", "PluginRegistry"]
+
+PENDING_TRANSITIONS = ("install", "activate", "deactivate")
 
 
 class PluginRegistry:
@@ -19,28 +29,47 @@ class PluginRegistry:
         self._db = db
 
     def get(self, plugin_id: str) -> dict[str, Any] | None:
-        """``{"id", "version", "enabled", "trusted", "installedAt"}`` or None."""
+        """``{"id", "version", "enabled", "trusted", "installedAt"}`` or None; plus
+        ``"pending"`` (the owed lifecycle transition) when one is owed."""
         pid = check_plugin_id(plugin_id)
         row = self._db.row("SELECT * FROM _emdash_plugins WHERE id = ?", (pid,))
         return None if row is None else _shape(row)
 
     def upsert(
-        self, plugin_id: str, *, version: str, enabled: bool, trusted: bool
+        self,
+        plugin_id: str,
+        *,
+        version: str,
+        enabled: bool,
+        trusted: bool,
+        pending: str | None = None,
     ) -> dict[str, Any]:
-        """Insert or update; ``installedAt`` is set once, on first insert."""
+        """Insert or update; ``installedAt`` is set once, on first insert. ``pending``
+        records the lifecycle transition this change owes (see the module docstring)."""
         pid = check_plugin_id(plugin_id)
+        if pending is not None and pending not in PENDING_TRANSITIONS:
+            raise EmDashError(
+                f"Unknown lifecycle transition {pending!r}: use one of {PENDING_TRANSITIONS}"
+            )
         now = self._db.now()
         with self._db.transaction():
             self._db.execute(
                 "INSERT INTO _emdash_plugins (id, version, enabled, trusted, installed_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                "version = excluded.version, enabled = excluded.enabled, "
-                "trusted = excluded.trusted, updated_at = excluded.updated_at",
-                (pid, str(version), int(bool(enabled)), int(bool(trusted)), now, now),
+                "updated_at, pending) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                "SET version = excluded.version, enabled = excluded.enabled, "
+                "trusted = excluded.trusted, updated_at = excluded.updated_at, "
+                "pending = excluded.pending",
+                (pid, str(version), int(bool(enabled)), int(bool(trusted)), now, now, pending),
             )
         found = self.get(pid)
         assert found is not None
         return found
+
+    def clear_pending(self, plugin_id: str) -> None:
+        """The owed lifecycle hook has run: nothing is pending any more."""
+        pid = check_plugin_id(plugin_id)
+        with self._db.transaction():
+            self._db.execute("UPDATE _emdash_plugins SET pending = NULL WHERE id = ?", (pid,))
 
     def delete(self, plugin_id: str) -> bool:
         pid = check_plugin_id(plugin_id)
@@ -52,10 +81,13 @@ class PluginRegistry:
 
 
 def _shape(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    out = {
         "id": row["id"],
         "version": row["version"],
         "enabled": bool(row["enabled"]),
         "trusted": bool(row["trusted"]),
         "installedAt": row["installed_at"],
     }
+    if row.get("pending") is not None:
+        out["pending"] = row["pending"]
+    return out
