@@ -6,6 +6,29 @@ so auditing puts no SQLite commit on the hot path. The buffer is written in one
 transaction when it reaches 256 records, on :meth:`AuditRecords.flush`, before :meth:`AuditRecords.list`,
 and when the store closes.
 
+What a process that ends without ``close()`` can lose (file databases only; an in-memory
+one dies with its process anyway):
+
+- Interpreter exit (end of the script, ``sys.exit``, an uncaught exception, Ctrl-C's
+  ``KeyboardInterrupt``): nothing. An ``atexit`` hook flushes every open store (weakly
+  referenced, so it keeps none alive).
+- SIGTERM, and SIGINT when its handler is the OS default: nothing, if the host has not
+  installed its own handler for that signal. The first store opened on the main thread
+  installs one for each signal still at ``SIG_DFL``; it flushes, restores ``SIG_DFL`` and
+  re-sends the signal, so the process still ends as killed by that signal. A host with its
+  own handler (an ASGI server, a service framework) keeps it untouched; it usually exits
+  through ``sys.exit``, which the ``atexit`` hook covers, and can call ``rt.close()``.
+- SIGKILL (and power loss): at most the records younger than ``FLUSH_AFTER_S`` plus
+  ``FLUSH_AFTER_S / 2`` (1.5 s by default). A background thread ("emdash-audit-flush")
+  writes any buffer whose oldest record is older than ``FLUSH_AFTER_S``. It never waits
+  for the store: while another thread holds the store lock (an invocation's open write
+  transaction) the older records wait for it, so the bound is that long plus the time the
+  store lock stays held.
+
+A flush at exit or on a signal waits at most ``EXIT_WAIT_S`` for the store lock, and
+writes nothing when the signal arrived while the main thread was inside a transaction (its
+open transaction is rolled back by the kill anyway; the records of that instant may be lost).
+
 Audit rows must survive the invocation they describe: a failed invocation rolls its own
 writes back, but its audit record is exactly what an operator needs. So a flush never
 joins an invocation's transaction. It uses its own transaction, and is postponed while the
@@ -33,9 +56,16 @@ index lookups when there is nothing to delete. The site operator sets both
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import signal
 import sqlite3
 import threading
+import time
+import weakref
 from datetime import timedelta
+from types import FrameType
 from typing import Any
 
 from .._shared._errors import EmDashError
@@ -48,6 +78,12 @@ AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron", "load"})
 AUDIT_OUTCOMES = frozenset({"ok", "error", "timeout", "limit", "vetoed"})
 FLUSH_AT = 256
 MAX_BUFFERED = 4096
+#: A buffered record older than this (seconds) is written by the background flusher.
+FLUSH_AFTER_S = 1.0
+#: How long a flush at interpreter exit or on SIGTERM/SIGINT waits for the store lock.
+EXIT_WAIT_S = 2.0
+
+log = logging.getLogger("emdash")
 _MAX_TEXT = 4000
 
 _Record = tuple[str, str, str, str, str, float, float | None, str | None, str | None]
@@ -87,10 +123,19 @@ class AuditRecords:
     #: How long rows are kept (set by the Store; ``None``: forever).
     retention: AuditRetention | None = None
 
+    #: Seconds after which the background flusher writes a buffered record (``None``:
+    #: never; only the size, ``flush``, ``list``, close and exit paths write it).
+    flush_after_s: float | None = FLUSH_AFTER_S
+
     def __init__(self, db: Db) -> None:
         self._db = db
         self._buffer: list[_Record] = []
         self._buffer_lock = threading.Lock()
+        # time.monotonic() when the buffer last went from empty to non-empty.
+        self._oldest: float | None = None
+        self._flush_failed = False
+        if not db.is_memory:
+            _track(self)
 
     def record(
         self,
@@ -129,6 +174,10 @@ class AuditRecords:
         with self._buffer_lock:
             self._buffer.append(rec)
             size = len(self._buffer)
+            if size == 1:
+                self._oldest = time.monotonic()
+        if size == 1:
+            _wake.set()
         if size >= FLUSH_AT and not self._db.in_transaction_here():
             # Don't wait behind another thread's invocation just to write the log; try
             # again on the next record. Only a buffer grown huge makes this call wait.
@@ -143,21 +192,44 @@ class AuditRecords:
         with self._buffer_lock:
             return len(self._buffer)
 
-    def flush(self, *, wait: bool = True) -> int:
+    def due(self) -> bool:
+        """Whether the oldest buffered record is older than :attr:`flush_after_s`."""
+        after, oldest = self.flush_after_s, self._oldest
+        return (
+            after is not None
+            and oldest is not None
+            and bool(self._buffer)
+            and time.monotonic() - oldest >= after
+        )
+
+    def flush(self, *, wait: bool = True, timeout: float | None = None) -> int:
         """Write every buffered record now; returns how many were written.
 
         Does nothing (returns 0) when called inside a transaction on this thread, or when
-        ``wait`` is false and another thread holds the store.
+        ``wait`` is false and another thread holds the store, or when ``timeout`` (seconds)
+        passes before the store and the buffer are free (the exit and signal paths).
         """
         if self._db.closed:
             return 0
-        if not self._db.lock.acquire(blocking=wait):
+        got = (
+            self._db.lock.acquire(timeout=timeout)
+            if timeout is not None and wait
+            else self._db.lock.acquire(blocking=wait)
+        )
+        if not got:
             return 0
         try:
-            if self._db.in_transaction_here():
+            if self._db.closed or self._db.in_transaction_here():
                 return 0
-            with self._buffer_lock:
+            # With a timeout this may run in a signal handler that interrupted this very
+            # thread inside the buffer lock: give up rather than deadlock on it.
+            if not self._buffer_lock.acquire(timeout=-1 if timeout is None else timeout):
+                return 0
+            try:
                 batch, self._buffer = self._buffer, []
+                self._oldest = None
+            finally:
+                self._buffer_lock.release()
             if not batch:
                 return 0
             try:
@@ -177,6 +249,7 @@ class AuditRecords:
             except BaseException:
                 with self._buffer_lock:  # keep them for the next attempt
                     self._buffer[:0] = batch
+                    self._oldest = time.monotonic()
                 raise
             return len(batch)
         finally:
@@ -198,6 +271,127 @@ class AuditRecords:
                 )
                 out.extend(_from_row(r) for r in rows)
             return out
+
+
+# -- flushing without close(): background, atexit, SIGTERM/SIGINT ---------------------------
+#
+# Module state, one per process: the open file-backed audit buffers (weakly: a store that
+# is garbage is not kept alive for its log), the flusher thread, and whether the exit
+# hooks are in place. A forked child starts over (register_at_fork): the parent's buffers
+# are the parent's to write, and the flusher thread does not exist in the child.
+
+_live: weakref.WeakSet[AuditRecords] = weakref.WeakSet()
+_live_lock = threading.Lock()
+_wake = threading.Event()
+_flusher: threading.Thread | None = None
+_exit_hooks = False
+_signals_done = False
+_pid = os.getpid()
+
+
+def _track(records: AuditRecords) -> None:
+    global _flusher, _exit_hooks
+    with _live_lock:
+        _live.add(records)
+        if not _exit_hooks:
+            atexit.register(_flush_all_at_exit)
+            _exit_hooks = True
+        if _flusher is None:
+            _flusher = threading.Thread(target=_flush_loop, name="emdash-audit-flush", daemon=True)
+            _flusher.start()
+    _install_signal_handlers()
+
+
+def _tracked(timeout: float = -1) -> list[AuditRecords]:
+    # A signal handler may interrupt this thread inside _live_lock: never deadlock on it.
+    if _live_lock.acquire(timeout=timeout):
+        try:
+            return list(_live)
+        finally:
+            _live_lock.release()
+    try:
+        return list(_live)
+    except RuntimeError:  # changed size while copying; nothing better to do at exit
+        return []
+
+
+def _flush_loop() -> None:
+    """Sleeps while every buffer is empty; otherwise checks twice per ``FLUSH_AFTER_S``."""
+    while True:
+        _wake.wait()
+        _wake.clear()
+        time.sleep(FLUSH_AFTER_S / 2)
+        if _flush_due():
+            _wake.set()
+
+
+def _flush_due() -> bool:
+    """Write buffers whose oldest record is older than their ``flush_after_s``, never
+    waiting for the store lock; returns whether any buffer still holds records to age.
+    (A function of its own, so no strong reference outlives the round.)"""
+    busy = False
+    for records in _tracked():
+        if records.due():
+            try:
+                records.flush(wait=False)
+                records._flush_failed = False
+            except Exception as exc:  # the next round retries; say so once
+                if not records._flush_failed:
+                    log.warning("emdash: writing the audit log failed (will retry): %s", exc)
+                records._flush_failed = True
+        if records.flush_after_s is not None and records.pending():
+            busy = True
+    return busy
+
+
+def _flush_all(timeout: float) -> None:
+    if os.getpid() != _pid:
+        return
+    for records in _tracked(timeout):
+        try:
+            records.flush(timeout=timeout)
+        except Exception as exc:
+            log.warning("emdash: writing the audit log at exit failed: %s", exc)
+
+
+def _flush_all_at_exit() -> None:
+    _flush_all(EXIT_WAIT_S)
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM and SIGINT, each only while still at ``SIG_DFL`` (the host's own handler is
+    left alone), only from the main thread (the only one that may), once per process."""
+    global _signals_done
+    if _signals_done or threading.current_thread() is not threading.main_thread():
+        return
+    _signals_done = True
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            if signal.getsignal(signum) == signal.SIG_DFL:
+                signal.signal(signum, _flush_then_default)
+        except (ValueError, OSError):  # an embedded interpreter without signal support
+            pass
+
+
+def _flush_then_default(signum: int, frame: FrameType | None) -> None:
+    # Write what is buffered, then end exactly as the default action would have: restore
+    # SIG_DFL and re-send, so the exit status still says "killed by this signal".
+    _flush_all(EXIT_WAIT_S)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _after_fork_in_child() -> None:
+    # Fresh locks too: another thread may have held one at the fork.
+    global _live, _live_lock, _wake, _flusher, _pid
+    _live = weakref.WeakSet()
+    _live_lock = threading.Lock()
+    _wake = threading.Event()
+    _flusher = None
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _from_row(r: dict[str, Any]) -> dict[str, Any]:
