@@ -328,6 +328,8 @@ class Runtime:
             if transition == "install":
                 self._lifecycle(host, "plugin:install", {})
                 if want:
+                    # Installed: from here on only the activate is owed.
+                    self.store.plugin_registry.set_pending(pid, "activate")
                     self._lifecycle(host, "plugin:activate", {})
             elif transition is not None:
                 self._lifecycle(host, f"plugin:{transition}", {})

@@ -65,11 +65,20 @@ class PluginRegistry:
         assert found is not None
         return found
 
+    def set_pending(self, plugin_id: str, pending: str | None) -> None:
+        """Record the lifecycle transition still owed (``None``: the owed hook has run,
+        nothing is pending any more)."""
+        pid = check_plugin_id(plugin_id)
+        if pending is not None and pending not in PENDING_TRANSITIONS:
+            raise EmDashError(
+                f"Unknown lifecycle transition {pending!r}: use one of {PENDING_TRANSITIONS}"
+            )
+        with self._db.transaction():
+            self._db.execute("UPDATE _emdash_plugins SET pending = ? WHERE id = ?", (pending, pid))
+
     def clear_pending(self, plugin_id: str) -> None:
         """The owed lifecycle hook has run: nothing is pending any more."""
-        pid = check_plugin_id(plugin_id)
-        with self._db.transaction():
-            self._db.execute("UPDATE _emdash_plugins SET pending = NULL WHERE id = ?", (pid,))
+        self.set_pending(plugin_id, None)
 
     def delete(self, plugin_id: str) -> bool:
         pid = check_plugin_id(plugin_id)

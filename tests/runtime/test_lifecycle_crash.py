@@ -92,8 +92,8 @@ def recording(calls: list[str]) -> Any:
     [
         # Killed inside plugin:install of a first add: install, then activate, are owed.
         ("plugin:install", "add", "install", ["install", "activate"], True),
-        # Killed inside plugin:activate right after install: activate is owed.
-        ("plugin:activate", "add", "install", ["install", "activate"], True),
+        # Killed inside plugin:activate right after install: only activate is owed.
+        ("plugin:activate", "add", "activate", ["activate"], True),
         # Killed inside enable_plugin's activate.
         ("plugin:activate", "add-disabled,enable", "activate", ["activate"], True),
         # Killed inside disable_plugin's deactivate: the disable completes.

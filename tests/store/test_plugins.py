@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emdash._shared._errors import BridgeError
+from emdash._shared._errors import BridgeError, EmDashError
 from emdash._store import Store
 
 from .conftest import Clock
@@ -39,3 +39,25 @@ def test_upsert_get_list_delete(store: Store, clock: Clock) -> None:
 def test_invalid_plugin_id(store: Store) -> None:
     with pytest.raises(BridgeError, match="^Invalid plugin id"):
         store.plugin_registry.upsert("Bad Id", version="1.0.0", enabled=True, trusted=False)
+
+
+def test_a_pending_transition_is_recorded_with_the_change_and_cleared(store: Store) -> None:
+    rec = store.plugin_registry.upsert(
+        "seo", version="1", enabled=True, trusted=False, pending="install"
+    )
+    assert rec["pending"] == "install"
+    store.plugin_registry.set_pending("seo", "activate")
+    assert store.plugin_registry.get("seo") == {**rec, "pending": "activate"}
+    store.plugin_registry.clear_pending("seo")
+    assert store.plugin_registry.get("seo") == rec_without_pending(rec)
+    # A plain upsert owes nothing.
+    store.plugin_registry.set_pending("seo", "deactivate")
+    assert "pending" not in store.plugin_registry.upsert(
+        "seo", version="2", enabled=False, trusted=False
+    )
+    with pytest.raises(EmDashError, match="Unknown lifecycle transition 'uninstall'"):
+        store.plugin_registry.set_pending("seo", "uninstall")
+
+
+def rec_without_pending(rec: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in rec.items() if k != "pending"}
