@@ -127,8 +127,12 @@ class Store:
         if self._db.closed:
             return
         with self.lock:
-            self.audit_records.flush()
-            self._db.close()
+            try:
+                self.audit_records.flush()
+            finally:
+                # Closed whatever the flush did (a damaged or locked database must not leak
+                # the connection); the flush's StorageError is raised after closing.
+                self._db.close()
         if self._own_media_dir:
             shutil.rmtree(self.media_files.root, ignore_errors=True)
 
