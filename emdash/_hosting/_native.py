@@ -57,6 +57,7 @@ from .._shared._errors import (
     ManifestError,
     PluginError,
     PluginRouteError,
+    StorageError,
     clean_text,
 )
 from ._loader import PluginCode, load_native
@@ -325,6 +326,10 @@ def _call_plugin(handler: Callable[..., Any], arg: Any, ctx: Any, pid: str, oper
         if inspect.isawaitable(value):
             value = _run_awaitable(value)
         return value
+    except StorageError as exc:
+        # The site's storage failed under one of the plugin's calls: not the plugin's doing.
+        exc.plugin_id = exc.plugin_id or pid
+        raise
     except EmDashError:
         raise  # bridge errors and PluginRouteError keep their class, as in the sandbox
     except (Exception, SystemExit) as exc:  # SystemExit must not end a host thread

@@ -189,7 +189,7 @@ class _Cursor(sqlite3.Cursor):
 
 class _Connection(sqlite3.Connection):
     """The store's connection: every cursor is a :class:`_Cursor` (``Connection.execute``
-    and friends create theirs through :meth:`cursor`), and its own calls are guarded."""
+    and friends use one), and its own calls are guarded."""
 
     emdash_path = "the site database"
 
@@ -198,6 +198,21 @@ class _Connection(sqlite3.Connection):
             return super().cursor(_Cursor)
         except sqlite3.Error as exc:  # closed connection
             raise storage_error(exc, self.emdash_path) from exc
+
+    # Connection.execute() and friends run the statement on a new cursor in C, without
+    # calling the cursor's Python methods: they are guarded here too.
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        cur: _Cursor = self.cursor()
+        return cur.execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
+        cur: _Cursor = self.cursor()
+        return cur.executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> _Cursor:
+        cur: _Cursor = self.cursor()
+        return cur.executescript(sql_script)
 
     def commit(self) -> None:
         try:
