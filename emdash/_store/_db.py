@@ -124,7 +124,8 @@ def storage_os_error(exc: OSError, what: str) -> StorageError:
 
 
 class _Cursor(sqlite3.Cursor):
-    """A cursor whose errors are :class:`StorageError` (``IntegrityError`` excepted).
+    """A cursor whose errors are :class:`StorageError` (``IntegrityError`` excepted): what
+    ``conn.cursor()`` returns (``sqlite_utils`` uses those).
 
     Rows are read lazily: a damaged page fails on the fetch that reaches it, not on
     ``execute``, so the fetches are guarded too."""
@@ -199,20 +200,32 @@ class _Connection(sqlite3.Connection):
         except sqlite3.Error as exc:  # closed connection
             raise storage_error(exc, self.emdash_path) from exc
 
-    # Connection.execute() and friends run the statement on a new cursor in C, without
-    # calling the cursor's Python methods: they are guarded here too.
+    # Connection.execute() and friends make their cursor with cursor() (so its fetches are
+    # guarded) but run the statement in C, without the cursor's execute(): guarded here.
 
     def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
-        cur: _Cursor = self.cursor()
-        return cur.execute(sql, parameters)
+        try:
+            return super().execute(sql, parameters)  # type: ignore[return-value]
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
 
     def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
-        cur: _Cursor = self.cursor()
-        return cur.executemany(sql, parameters)
+        try:
+            return super().executemany(sql, parameters)  # type: ignore[return-value]
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
 
     def executescript(self, sql_script: str, /) -> _Cursor:
-        cur: _Cursor = self.cursor()
-        return cur.executescript(sql_script)
+        try:
+            return super().executescript(sql_script)  # type: ignore[return-value]
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
 
     def commit(self) -> None:
         try:
@@ -438,11 +451,18 @@ class Db:
 
     # -- reads -------------------------------------------------------------------------
 
+    # Connection.execute() hands back a plain C cursor: its fetches, where a damaged page
+    # is met, are guarded here (a try costs nothing on the path that does not raise).
+
     def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         with self.lock:
             cur = self.conn.execute(sql, params)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            try:
+                fetched = cur.fetchall()
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc
+            return [dict(zip(names, r, strict=True)) for r in fetched]
 
     def row(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         found = self.rows(sql, params)
@@ -450,7 +470,11 @@ class Db:
 
     def scalar(self, sql: str, params: Params = ()) -> Any:
         with self.lock:
-            r = self.conn.execute(sql, params).fetchone()
+            cur = self.conn.execute(sql, params)
+            try:
+                r = cur.fetchone()
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc
             return None if r is None else r[0]
 
     # -- writes ------------------------------------------------------------------------
