@@ -245,6 +245,10 @@ class NativePluginHost:
         # Native plugins have no subrequest limit, but the per-invocation log-line cap holds.
         budget = CallBudget(None, deadline=deadline)  # bounds host calls too (http.fetch)
 
+        # The first storage failure met by one of this invocation's ctx calls: when the
+        # handler then fails, that failure is reported, not the plugin (as in the sandbox).
+        storage_failure: list[StorageError] = []
+
         def expired() -> bool:
             return deadline is not None and time.monotonic() > deadline
 
@@ -257,7 +261,12 @@ class NativePluginHost:
                     + "; a handler may only use ctx while it runs",
                     plugin_id=pid,
                 )
-            return bridge.dispatch(pid, method, params, budget=budget)
+            try:
+                return bridge.dispatch(pid, method, params, budget=budget)
+            except StorageError as exc:
+                if not storage_failure:
+                    storage_failure.append(exc)
+                raise
 
         def abandon() -> None:
             state.closed = state.timed_out = True
@@ -272,9 +281,16 @@ class NativePluginHost:
             cpu_start = time.thread_time()
             try:
                 with self._store.invocation():
-                    value = _call_plugin(
-                        handler, arg, make_context(call, self._info), pid, operation
-                    )
+                    try:
+                        value = _call_plugin(
+                            handler, arg, make_context(call, self._info), pid, operation
+                        )
+                    except PluginError:
+                        if not storage_failure:
+                            raise
+                        failure = storage_failure[0]
+                        failure.plugin_id = pid
+                        raise failure from None
                     with state.lock:
                         if state.closed or expired():
                             abandon()
