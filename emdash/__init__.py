@@ -45,6 +45,7 @@ from ._shared._errors import SandboxError as SandboxError
 from ._shared._errors import SandboxNotAvailableError as SandboxNotAvailableError
 from ._shared._errors import SandboxUnavailableError as SandboxUnavailableError
 from ._shared._errors import SandboxViolation as SandboxViolation
+from ._shared._errors import StorageError as StorageError
 from ._shared._errors import StorageQueryError as StorageQueryError
 from ._shared._errors import SubrequestLimitExceeded as SubrequestLimitExceeded
 from ._shared._errors import WallTimeExceeded as WallTimeExceeded
@@ -104,6 +105,7 @@ __all__ = [
     "SandboxUnavailableError",
     "SandboxViolation",
     "StorageCollection",
+    "StorageError",
     "StorageQueryError",
     "SubrequestLimitExceeded",
     "WallTimeExceeded",

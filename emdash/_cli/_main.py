@@ -89,17 +89,34 @@ def demo(trusted: bool, keep: Path | None) -> None:
 
 
 @main.command()
+@click.option(
+    "--database",
+    "database",
+    type=click.Path(dir_okay=False),
+    help="Also check this site database (emdash's, PRAGMA quick_check).",
+)
+@click.option("--check-db", is_flag=True, help="Also check the site's database (from emdash.toml).")
 @_json_flag
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool) -> None:
-    """Check that this machine can sandbox plugins, and report versions."""
-    from ._doctor import diagnose, render
+def doctor(ctx: click.Context, database: str | None, check_db: bool, as_json: bool) -> None:
+    """Check that this machine can sandbox plugins, and report versions; optionally check
+    a site database for damage."""
+    from ._doctor import check_database, diagnose, render, render_database
 
     report = diagnose()
+    if check_db and database is None:
+        database = _state(ctx).config().database_path()
+    db_report = None
+    if database is not None and database != ":memory:":
+        db_report = check_database(database)
+        report["database"] = db_report
+        report["ok"] = report["ok"] and db_report["ok"]
     if _wants_json(ctx, as_json):
         out.echo_json(report)
     else:
         click.echo(render(report))
+        if db_report is not None:
+            click.echo(render_database(db_report))
     if not report["ok"]:
         sys.exit(1)
 

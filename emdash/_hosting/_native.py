@@ -57,6 +57,7 @@ from .._shared._errors import (
     ManifestError,
     PluginError,
     PluginRouteError,
+    StorageError,
     clean_text,
 )
 from ._loader import PluginCode, load_native
@@ -244,6 +245,10 @@ class NativePluginHost:
         # Native plugins have no subrequest limit, but the per-invocation log-line cap holds.
         budget = CallBudget(None, deadline=deadline)  # bounds host calls too (http.fetch)
 
+        # The first storage failure met by one of this invocation's ctx calls: when the
+        # handler then fails, that failure is reported, not the plugin (as in the sandbox).
+        storage_failure: list[StorageError] = []
+
         def expired() -> bool:
             return deadline is not None and time.monotonic() > deadline
 
@@ -256,7 +261,12 @@ class NativePluginHost:
                     + "; a handler may only use ctx while it runs",
                     plugin_id=pid,
                 )
-            return bridge.dispatch(pid, method, params, budget=budget)
+            try:
+                return bridge.dispatch(pid, method, params, budget=budget)
+            except StorageError as exc:
+                if not storage_failure:
+                    storage_failure.append(exc)
+                raise
 
         def abandon() -> None:
             state.closed = state.timed_out = True
@@ -271,9 +281,16 @@ class NativePluginHost:
             cpu_start = time.thread_time()
             try:
                 with self._store.invocation():
-                    value = _call_plugin(
-                        handler, arg, make_context(call, self._info), pid, operation
-                    )
+                    try:
+                        value = _call_plugin(
+                            handler, arg, make_context(call, self._info), pid, operation
+                        )
+                    except PluginError:
+                        if not storage_failure:
+                            raise
+                        failure = storage_failure[0]
+                        failure.plugin_id = pid
+                        raise failure from None
                     with state.lock:
                         if state.closed or expired():
                             abandon()
@@ -325,6 +342,10 @@ def _call_plugin(handler: Callable[..., Any], arg: Any, ctx: Any, pid: str, oper
         if inspect.isawaitable(value):
             value = _run_awaitable(value)
         return value
+    except StorageError as exc:
+        # The site's storage failed under one of the plugin's calls: not the plugin's doing.
+        exc.plugin_id = exc.plugin_id or pid
+        raise
     except EmDashError:
         raise  # bridge errors and PluginRouteError keep their class, as in the sandbox
     except (Exception, SystemExit) as exc:  # SystemExit must not end a host thread

@@ -204,9 +204,18 @@ class SandboxedPluginHost:
         dispatch = self._support.bridge.dispatch
         pid = self.plugin_id
 
+        # The first storage failure the bridge hit while serving this call (the host's own
+        # error object, never anything the worker says).
+        storage_failure: list[errors.StorageError] = []
+
         def on_host_call(method: str, params: dict[str, Any]) -> Any:
             # Runs in this (the calling) thread: the same store.invocation() scope applies.
-            return dispatch(pid, method, params, budget=budget)
+            try:
+                return dispatch(pid, method, params, budget=budget)
+            except errors.StorageError as exc:
+                if not storage_failure:
+                    storage_failure.append(exc)
+                raise
 
         with self._support.store.invocation():
             try:
@@ -217,6 +226,13 @@ class SandboxedPluginHost:
                     timeout_ms=timeout_ms,
                 )
             except sandbox.SandboxError as exc:
+                if storage_failure and isinstance(exc, sandbox.RemoteError):
+                    # The plugin's code failed after the site's storage failed under one of
+                    # its calls (whether it let the StorageError escape or raised something
+                    # else in its place): report the storage failure, not the plugin.
+                    failure = storage_failure[0]
+                    failure.plugin_id = pid
+                    raise failure from None
                 err = self._translate(exc, operation, timeout_ms)
                 # The host's CPU measurement of a call that failed after its answer came
                 # (a plugin exception, a call found over its budget), for the audit.

@@ -50,6 +50,7 @@ from .._shared._errors import (
     MemoryLimitExceeded,
     NotFoundError,
     PluginError,
+    StorageError,
     SubrequestLimitExceeded,
     WallTimeExceeded,
 )
@@ -118,7 +119,10 @@ class HookEntry:
 
 
 def classify_error(err: BaseException) -> tuple[str, str | None]:
-    """Audit outcome of a failed invocation: ``("timeout"|"limit"|"error", limit name)``."""
+    """Audit outcome of a failed invocation: ``("timeout"|"limit"|"error", limit name)``.
+
+    A :class:`StorageError` is an ``"error"`` whose message starts with ``Storage
+    failure``: the site's storage failed while the plugin ran, not the plugin."""
     if isinstance(err, HookTimeoutError):
         return "timeout", None
     for cls, limit in _LIMITS:
@@ -662,6 +666,15 @@ class HookPipeline:
         # Traceback lines are prefixed so that text the plugin controls (its exception
         # message is the traceback's last line) can never pass for a line of our own log.
         shown = "".join(f"\n    | {line}" for line in trace.splitlines()) if trace else ""
+        if isinstance(err, StorageError):
+            # Not the plugin's doing: say so, so an operator fixes the database instead.
+            self._log.error(
+                '[hooks] Storage failed while plugin "%s" ran its %s handler: %s',
+                entry.plugin_id,
+                name,
+                err,
+            )
+            return
         self._log.error(
             '[hooks] Plugin "%s" %s handler failed: %s%s', entry.plugin_id, name, err, shown
         )

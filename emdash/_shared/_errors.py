@@ -26,6 +26,7 @@ against EmDash keep working.
     ├── PluginRouteError         code, message, status (raised by route handlers on purpose)
     ├── HookTimeoutError         "Hook timeout after <n>ms"
     ├── PluginBusyError          a plugin's route admission is full (HTTP 503, Retry-After)
+    ├── StorageError             the site database or media directory failed (not a plugin)
     └── SandboxError             (also a sandbox.SandboxError)
         ├── SandboxViolation
         │   └── CompileError
@@ -76,6 +77,7 @@ __all__ = [
     "SandboxNotAvailableError",
     "SandboxUnavailableError",
     "SandboxViolation",
+    "StorageError",
     "StorageQueryError",
     "SubrequestLimitExceeded",
     "WallTimeExceeded",
@@ -339,6 +341,16 @@ class PluginBusyError(EmDashError):
         return f"Plugin {self.plugin_id} is busy; retry in {self.retry_after} s"
 
 
+class StorageError(EmDashError):
+    """The site's storage failed: the SQLite database (locked, full, read-only, damaged,
+    not emdash's) or the media directory. The message says what happened and what to do.
+
+    Never the plugin's fault: when it happens while a plugin's call is being served, the
+    error keeps this class (it is not wrapped in :class:`PluginError`) and is audited as a
+    storage failure. ``plugin_id`` is the plugin whose call was being served, if any.
+    """
+
+
 class SandboxError(EmDashError, _sb.SandboxError):
     """Root of sandbox failures (also catchable as ``sandbox.SandboxError``)."""
 
@@ -390,9 +402,10 @@ class SandboxUnavailableError(SandboxError, _sb.SandboxUnavailableError):
 #
 # The flag says whether the host re-raises the class *as itself* when a sandboxed plugin
 # lets it escape its handler (what native mode does: a trusted plugin that does not catch
-# CapabilityError propagates it). Two classes cross only from host to worker: a
+# CapabilityError propagates it). Three classes cross only from host to worker: a
 # HookTimeoutError or SandboxViolation that a worker claims escaped its handler describes
-# a limit the *host* enforces, so the host never takes a worker's word for it.
+# a limit the *host* enforces, and a StorageError a failure of the *host's* storage, so
+# the host never takes a worker's word for them.
 
 _WIRE_CLASSES: dict[str, tuple[type[EmDashError], bool]] = {
     cls.__name__: (cls, passes)
@@ -412,6 +425,10 @@ _WIRE_CLASSES: dict[str, tuple[type[EmDashError], bool]] = {
         (SubrequestLimitExceeded, True),
         (HookTimeoutError, False),
         (SandboxViolation, False),
+        # A sandboxed plugin can catch a storage failure as StorageError; when one escapes
+        # its handler the host reports the failure its own bridge saw, never the worker's
+        # claim (a plugin must not be able to pass its own errors off as storage's).
+        (StorageError, False),
     )
 }
 

@@ -23,6 +23,7 @@ from ._errors import (
     NotFoundError,
     PluginRouteError,
     QuotaExceededError,
+    StorageError,
     StorageQueryError,
 )
 from ._hooks_catalog import HOOK_NAMES, HOOKS
@@ -42,6 +43,7 @@ __all__ = [
     "PluginRouteError",
     "QuotaExceededError",
     "RouteConfig",
+    "StorageError",
     "StorageQueryError",
     "define_plugin",
 ]

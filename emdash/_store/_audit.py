@@ -68,7 +68,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
-from .._shared._errors import EmDashError
+from .._shared._errors import EmDashError, StorageError
 from ._db import Db, format_timestamp
 from ._quotas import AuditRetention
 
@@ -82,8 +82,8 @@ MAX_BUFFERED = 4096
 FLUSH_AFTER_S = 1.0
 #: How long a flush at interpreter exit or on SIGTERM/SIGINT waits for the store lock.
 EXIT_WAIT_S = 2.0
-
-log = logging.getLogger("emdash")
+#: Past this many buffered records (flushes failing), the oldest are dropped.
+BUFFER_CAP = 50_000
 _MAX_TEXT = 4000
 
 _Record = tuple[str, str, str, str, str, float, float | None, str | None, str | None]
@@ -96,6 +96,8 @@ _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 RETENTION_BATCH = 10_000
+
+log = logging.getLogger("emdash.store")
 
 
 def enforce_retention(db: Db, retention: AuditRetention, *, batch: int = RETENTION_BATCH) -> int:
@@ -176,12 +178,64 @@ class AuditRecords:
             size = len(self._buffer)
             if size == 1:
                 self._oldest = time.monotonic()
+            if size > BUFFER_CAP:
+                size = self._drop_oldest()
         if size == 1:
             _wake.set()
         if size >= FLUSH_AT and not self._db.in_transaction_here():
             # Don't wait behind another thread's invocation just to write the log; try
             # again on the next record. Only a buffer grown huge makes this call wait.
-            self.flush(wait=size >= MAX_BUFFERED)
+            self._auto_flush(wait=size >= MAX_BUFFERED)
+
+    # -- degraded storage: back-off and a bounded buffer -------------------------------
+    #
+    # While the database cannot be written (locked by another process past the busy
+    # timeout, disk full, read-only, damaged), retrying the whole buffer on every record
+    # costs each plugin call a failed transaction over thousands of rows, and logging a
+    # traceback each time floods the log. So an automatic flush that fails waits before
+    # the next try (0.5 s, doubling to 60 s; reset by a flush that succeeds), and logs one
+    # warning per failed try, without a traceback. Explicit flushes (close, flush()) always
+    # try, and raise the StorageError. The buffer is bounded: past BUFFER_CAP records the
+    # oldest BUFFER_CAP // 10 are dropped, counted in ``dropped`` and logged.
+
+    _retry_at = 0.0
+    _backoff_s = 0.0
+    #: Records dropped because the buffer passed BUFFER_CAP while flushes were failing.
+    dropped = 0
+
+    def _drop_oldest(self) -> int:
+        """Drop the oldest tenth of the buffer (caller holds the buffer lock)."""
+        n = BUFFER_CAP // 10
+        del self._buffer[:n]
+        self.dropped += n
+        log.warning(
+            "audit: the buffer passed %d records while the database could not be written; "
+            "dropped the %d oldest (%d dropped so far). Fix the database (see the previous "
+            "warning) to stop losing audit records.",
+            BUFFER_CAP,
+            n,
+            self.dropped,
+        )
+        return len(self._buffer)
+
+    def _auto_flush(self, *, wait: bool) -> None:
+        """A flush the caller did not ask for: honours the back-off, never raises
+        StorageError (the records stay buffered for the next try)."""
+        if time.monotonic() < self._retry_at:
+            return
+        try:
+            self.flush(wait=wait)
+        except StorageError as exc:
+            self._backoff_s = min(60.0, max(0.5, self._backoff_s * 2))
+            self._retry_at = time.monotonic() + self._backoff_s
+            log.warning(
+                "audit: could not write %d buffered records, next try in %g s: %s",
+                self.pending(),
+                self._backoff_s,
+                exc,
+            )
+        else:
+            self._backoff_s = 0.0
 
     def _rows_per_insert(self) -> int:
         # SQLite caps the parameters of one statement (32766 by default since 3.32).
@@ -259,7 +313,9 @@ class AuditRecords:
         """Newest first; ``limit`` is clamped to [1, 10000]."""
         size = max(1, min(int(limit), 10_000))
         with self._db.lock:
-            self.flush()
+            # A listing still works while the database cannot be written: it shows the
+            # records still buffered.
+            self._auto_flush(wait=True)
             with self._buffer_lock:
                 buffered = [r for r in self._buffer if plugin_id is None or r[1] == plugin_id]
             out = [_from_record(r) for r in reversed(buffered)][:size]

@@ -145,11 +145,17 @@ class Store:
         """Flush the audit buffer and close the database. Idempotent."""
         if self._db.closed:
             return
-        with self.lock:
-            self.audit_records.flush()
-            self._db.close()
-        if self._own_media_dir:
-            shutil.rmtree(self.media_files.root, ignore_errors=True)
+        try:
+            with self.lock:
+                try:
+                    self.audit_records.flush()
+                finally:
+                    # Closed whatever the flush did (a damaged or locked database must not
+                    # leak the connection); the flush's StorageError is raised after.
+                    self._db.close()
+        finally:
+            if self._own_media_dir:
+                shutil.rmtree(self.media_files.root, ignore_errors=True)
 
     def __enter__(self) -> Store:
         return self

@@ -31,11 +31,13 @@ import binascii
 import json
 import math
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .._shared._errors import BridgeError, InvalidCursorError
+from ._db import storage_error
 
 __all__ = [
     "MAX_CURSOR_CHARS",
@@ -317,5 +319,7 @@ def bounded_rows(
                     return out, True
                 used += cost
                 out.append(row)
+        except sqlite3.Error as exc:  # a damaged page met while reading (IntegrityError: n/a)
+            raise storage_error(exc, db.path) from exc
         finally:
             cur.close()

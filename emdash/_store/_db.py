@@ -23,6 +23,20 @@ failed write that the plugin catches leaves nothing behind either. A nested invo
 joins the outer one (nothing commits before the outer scope exits) but is itself a
 savepoint, so a nested invocation that fails rolls back only its own writes. Scopes are
 per thread: the runtime must open the scope in the thread that makes the writes.
+
+Errors
+------
+The connection is a :class:`_Connection` whose cursors translate every ``sqlite3`` error
+except ``IntegrityError`` (which the repositories catch and turn into their own errors)
+into :class:`~emdash._shared._errors.StorageError`, with a message that says what to do
+(locked: which timeout passed; damaged: run ``emdash doctor --database``; read-only, full,
+I/O...). This is the one place such errors are made, so no caller of the store ever sees
+a raw ``sqlite3`` error, whichever path (repositories, ``sqlite_utils``, cursors read
+row by row) reached the database.
+
+At open, a file that already holds tables but no ``_emdash_migrations`` table is refused
+(:func:`check_not_foreign`): it belongs to something else, and giving it emdash's tables
+would mix two applications' data in one file.
 """
 
 from __future__ import annotations
@@ -41,14 +55,213 @@ from typing import Any
 import sqlite_utils
 from ulid import ULID
 
-from .._shared._errors import BridgeError, EmDashError
+from .._shared._errors import BridgeError, EmDashError, StorageError
 
-__all__ = ["Db", "format_timestamp", "parse_timestamp"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "Db",
+    "check_not_foreign",
+    "format_timestamp",
+    "parse_timestamp",
+    "storage_error",
+    "storage_os_error",
+]
 
 log = logging.getLogger("emdash.store")
 
 Params = Sequence[Any]
 Callback = Callable[[], object]
+
+#: How long a statement waits for another connection's write lock before failing.
+BUSY_TIMEOUT_S = 5.0
+
+
+def storage_error(exc: sqlite3.Error, database: str = "the site database") -> StorageError:
+    """The :class:`StorageError` for a ``sqlite3`` error: what happened, what to do."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    doctor = f"run `emdash doctor --database {database}` to check it"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        hint = (
+            f"another process or connection held the database's write lock longer than "
+            f"{BUSY_TIMEOUT_S:g} s; retry, and if it persists look for a process keeping a "
+            "long transaction open on it"
+        )
+    elif name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
+        hint = f"the database file is damaged or not a database: {doctor}, then restore it from a backup"
+    elif name.startswith("SQLITE_READONLY") or "readonly" in text:
+        hint = (
+            "the database is read-only: give this process write access to the database "
+            "file and its directory (SQLite writes -wal and -shm files next to it)"
+        )
+    elif name.startswith("SQLITE_FULL") or "is full" in text:
+        hint = "the disk (or the database's size limit) is full: free some space and retry"
+    elif name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        hint = (
+            "the database file could not be read or written: check that it exists, that "
+            f"this process may read and write it and its directory, and the disk; {doctor}"
+        )
+    elif isinstance(exc, sqlite3.ProgrammingError) and "closed" in text:
+        hint = "the store was closed: this Runtime/Store can no longer be used, open a new one"
+    elif "no such table" in text or "no such column" in text:
+        hint = f"the database schema is damaged (an emdash table or column is missing): {doctor}"
+    else:
+        hint = f"{doctor}; if it is sound, this is a bug in emdash: please report it"
+    err = StorageError(f"Storage failure: {text} ({hint})")
+    err.__cause__ = exc
+    return err
+
+
+def storage_os_error(exc: OSError, what: str) -> StorageError:
+    """The :class:`StorageError` for a failure of the media directory (``what`` says which
+    operation: "writing media file ...")."""
+    err = StorageError(
+        f"Storage failure while {what}: {exc.strerror or exc} (check that the media "
+        "directory exists, that this process may read and write it, and free disk space)"
+    )
+    err.__cause__ = exc
+    return err
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose errors are :class:`StorageError` (``IntegrityError`` excepted): what
+    ``conn.cursor()`` returns (``sqlite_utils`` uses those).
+
+    Rows are read lazily: a damaged page fails on the fetch that reaches it, not on
+    ``execute``, so the fetches are guarded too."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.connection.emdash_path) from exc  # type: ignore[attr-defined]
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> _Cursor:
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.connection.emdash_path) from exc  # type: ignore[attr-defined]
+
+    def executescript(self, sql_script: str, /) -> _Cursor:
+        try:
+            super().executescript(sql_script)
+            return self
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.connection.emdash_path) from exc  # type: ignore[attr-defined]
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.connection.emdash_path) from exc  # type: ignore[attr-defined]
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        try:
+            return super().fetchmany(self.arraysize if size is None else size)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.connection.emdash_path) from exc  # type: ignore[attr-defined]
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.connection.emdash_path) from exc  # type: ignore[attr-defined]
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.connection.emdash_path) from exc  # type: ignore[attr-defined]
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: every cursor is a :class:`_Cursor` (``Connection.execute``
+    and friends use one), and its own calls are guarded."""
+
+    emdash_path = "the site database"
+
+    def cursor(self, factory: Any = None) -> Any:  # noqa: ARG002 - always our cursors
+        try:
+            return super().cursor(_Cursor)
+        except sqlite3.Error as exc:  # closed connection
+            raise storage_error(exc, self.emdash_path) from exc
+
+    # Connection.execute() and friends make their cursor with cursor() (so its fetches are
+    # guarded) but run the statement in C, without the cursor's execute(): guarded here.
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        try:
+            return super().execute(sql, parameters)  # type: ignore[return-value]
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
+
+    def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
+        try:
+            return super().executemany(sql, parameters)  # type: ignore[return-value]
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
+
+    def executescript(self, sql_script: str, /) -> _Cursor:
+        try:
+            return super().executescript(sql_script)  # type: ignore[return-value]
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        except sqlite3.Error as exc:
+            raise storage_error(exc, self.emdash_path) from exc
+
+
+def check_not_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a database that holds tables but is not emdash's.
+
+    The rule: an empty database, or one with an ``_emdash_migrations`` table, is ours;
+    anything else (tables, views, but no ``_emdash_migrations``) belongs to another
+    application and is refused rather than given emdash's tables.
+    """
+    names = {
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+    }
+    if names and "_emdash_migrations" not in names:
+        shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        raise StorageError(
+            f"Storage failure: {path} is not an emdash database: it holds other tables "
+            f"({shown}) and no _emdash_migrations table. Point emdash at a new or empty "
+            "file (or at the site's own database) instead; emdash never adds its tables "
+            "to another application's database."
+        )
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -169,13 +382,20 @@ class Db:
     ) -> None:
         path = os.fspath(database)
         self.is_memory = path in (":memory:", "")
+        self.path = ":memory:" if self.is_memory else path
         # isolation_level=None: the driver never opens transactions behind our back.
-        self.conn = sqlite3.connect(
-            ":memory:" if self.is_memory else path,
-            check_same_thread=False,
-            isolation_level=None,
-            timeout=5.0,
-        )
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                check_same_thread=False,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_S,
+                factory=_Connection,
+            )
+        except sqlite3.Error as exc:
+            raise storage_error(exc, path) from exc
+        conn.emdash_path = self.path
+        self.conn: _Connection = conn
         self.sdb = sqlite_utils.Database(self.conn, execute_plugins=False)
         self.lock = threading.RLock()
         self.closed = False
@@ -193,12 +413,20 @@ class Db:
         # (whole second since the epoch, its "YYYY-MM-DDTHH:MM:SS." text): now() runs for
         # every audit record, and formatting a datetime costs more than the rest of it.
         self._second: tuple[int, str] = (-1, "")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        if not self.is_memory:
-            self.sdb.enable_wal()
-            # NORMAL is durable across application crashes in WAL mode; only an OS crash
-            # or power loss can drop the last commits.
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            # Reading the schema is also the first read of the file: a file that is not a
+            # database at all fails here (SQLITE_NOTADB), as a StorageError.
+            check_not_foreign(self.conn, self.path)
+            if not self.is_memory:
+                self.sdb.enable_wal()
+                # NORMAL is durable across application crashes in WAL mode; only an OS
+                # crash or power loss can drop the last commits.
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            self.closed = True
+            conn.close()
+            raise
 
     # -- clock and ids -----------------------------------------------------------------
 
@@ -223,11 +451,18 @@ class Db:
 
     # -- reads -------------------------------------------------------------------------
 
+    # Connection.execute() hands back a plain C cursor: its fetches, where a damaged page
+    # is met, are guarded here (a try costs nothing on the path that does not raise).
+
     def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         with self.lock:
             cur = self.conn.execute(sql, params)
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            try:
+                fetched = cur.fetchall()
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc
+            return [dict(zip(names, r, strict=True)) for r in fetched]
 
     def row(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         found = self.rows(sql, params)
@@ -235,7 +470,11 @@ class Db:
 
     def scalar(self, sql: str, params: Params = ()) -> Any:
         with self.lock:
-            r = self.conn.execute(sql, params).fetchone()
+            cur = self.conn.execute(sql, params)
+            try:
+                r = cur.fetchone()
+            except sqlite3.Error as exc:
+                raise storage_error(exc, self.path) from exc
             return None if r is None else r[0]
 
     # -- writes ------------------------------------------------------------------------
@@ -367,13 +606,17 @@ class Db:
                 self.lock.release()
 
     def close(self) -> None:
+        """Close the connection (idempotent). It is closed even when rolling back an open
+        transaction fails; that failure is raised afterwards, as a StorageError."""
         with self.lock:
             if self.closed:
                 return
             self.closed = True
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            self.conn.close()
+            try:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            finally:
+                self.conn.close()
 
 
 def _run(callbacks: list[Callback]) -> None:

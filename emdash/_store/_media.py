@@ -29,7 +29,7 @@ from typing import Any
 
 from .._shared._errors import BridgeError, NotFoundError
 from ._cursor import Keyset, OrderKey, fetch_page
-from ._db import Db
+from ._db import Db, storage_os_error
 from ._values import prefix_bounds
 
 __all__ = ["MEDIA_STATUSES", "LocalMediaStorage", "MediaItems", "media_url", "storage_extension"]
@@ -53,7 +53,10 @@ class LocalMediaStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_os_error(exc, f"creating the media directory {self.root}") from exc
 
     def path(self, key: str) -> Path:
         """The file for ``key`` (validated: it cannot point outside :attr:`root`)."""
@@ -69,15 +72,20 @@ class LocalMediaStorage:
         target = self.path(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise BridgeError("Media bytes must be bytes")
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        except OSError as exc:
+            raise storage_os_error(exc, f"writing media file {key}") from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(bytes(data))
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise storage_os_error(exc, f"writing media file {key}") from exc
             raise
 
     def get(self, key: str) -> bytes:
@@ -87,8 +95,13 @@ class LocalMediaStorage:
             fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             raise NotFoundError(f"Media file not found: {key}") from None
-        with os.fdopen(fd, "rb") as fh:
-            return fh.read()
+        except OSError as exc:
+            raise storage_os_error(exc, f"reading media file {key}") from exc
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise storage_os_error(exc, f"reading media file {key}") from exc
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -98,6 +111,8 @@ class LocalMediaStorage:
             os.unlink(self.path(key))
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise storage_os_error(exc, f"deleting media file {key}") from exc
         return True
 
 

@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._model._descriptor import StorageCollection
-from .._shared._errors import BridgeError
+from .._shared._errors import BridgeError, StorageError
 from ._cursor import ROW_OVERHEAD_BYTES, Keyset, OrderKey, bounded_rows, fetch_page
 from ._db import Db
 from ._quotas import QuotaPolicy, StoredQuota, utf8_len
@@ -400,7 +400,7 @@ class PluginDocuments:
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (pid, coll, name, json.dumps(list(fields)), int(unique), self._db.now()),
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StorageError) as exc:
             log.warning(
                 "plugin %s: could not create %sindex on storage.%s (%s): %s",
                 pid,
@@ -415,7 +415,7 @@ class PluginDocuments:
             try:
                 with self._db.transaction():
                     self._db.execute(f'DROP INDEX IF EXISTS "{name}"')
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, StorageError) as exc:
                 log.warning("plugin %s: could not drop index %s: %s", pid, name, exc)
         self._db.execute(
             "DELETE FROM _plugin_indexes WHERE plugin_id = ? AND index_name = ?", (pid, name)

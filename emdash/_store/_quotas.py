@@ -27,6 +27,7 @@ dropped or made unreadable by a quota.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +35,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._shared._errors import QuotaExceededError
-from ._db import Db
+from ._db import Db, storage_error
 
 __all__ = ["AuditRetention", "QuotaPolicy", "Quotas", "StoredQuota"]
 
@@ -157,9 +158,13 @@ class StoredQuota:
         if add_bytes <= 0 and add_rows <= 0:
             return
         quotas = self.policy.for_plugin(plugin_id)
-        used = self._db.conn.execute(
+        cur = self._db.conn.execute(
             "SELECT bytes, rows FROM _emdash_plugin_usage WHERE plugin_id = ?", (plugin_id,)
-        ).fetchone()
+        )
+        try:
+            used = cur.fetchone()
+        except sqlite3.Error as exc:  # a damaged page met while reading
+            raise storage_error(exc, self._db.path) from exc
         used_bytes, used_rows = (int(used[0]), int(used[1])) if used else (0, 0)
         if add_rows > 0 and used_rows + add_rows > quotas.stored_rows:
             raise _exceeded(

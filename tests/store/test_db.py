@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
-from emdash._shared._errors import BridgeError, EmDashError
+from emdash._shared._errors import BridgeError, EmDashError, StorageError
 from emdash._store import Store, format_timestamp
 from emdash._store._migrations import MIGRATIONS, migrate
 
@@ -129,7 +128,7 @@ def test_failed_write_caught_inside_invocation_leaves_nothing_of_itself(store: S
             store.plugin_documents.put_many(
                 "p", "events", [{"id": "ok", "data": 1}, {"id": "bad", "data": float("nan")}]
             )
-        with pytest.raises(sqlite3.OperationalError), store.transaction():
+        with pytest.raises(StorageError), store.transaction():
             store.options.set("half", 1)
             store._db.execute("INSERT INTO no_such_table VALUES (1)")
     assert store.kv_entries.get("p", "kept") == 1

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from emdash._shared._errors import BridgeError, InvalidCursorError, NotFoundError
+from emdash._shared._errors import (
+    BridgeError,
+    InvalidCursorError,
+    NotFoundError,
+    StorageError,
+)
 from emdash._store import LocalMediaStorage, Store, storage_extension
 
 
@@ -174,7 +179,7 @@ def test_file_storage_basics_and_symlinks(tmp_path: Path) -> None:
     assert files.delete("a.txt") is True and files.delete("a.txt") is False
     (tmp_path / "secret").write_bytes(b"secret")
     os.symlink(tmp_path / "secret", tmp_path / "m" / "link")
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError):
         files.get("link")
 
 
