@@ -14,6 +14,14 @@ reads every reply, hands ``forked`` replies (with the worker's channel and pidfd
 :class:`ExitBox`. Descriptors are received close-on-exec, so they never leak into other
 processes the host starts.
 
+A host that is out of descriptors (``RLIMIT_NOFILE``) cannot take a new worker's channel and
+pidfd: the kernel installs what it can, drops the rest and flags the read ``MSG_CTRUNC``.
+That is the host's trouble, not the fork server's and not the plugin's: the descriptors
+that did arrive are closed, the fork server is asked to kill the orphaned worker (which
+also dies on its own once its channel is gone), and that one request fails with
+``SandboxUnavailableError`` saying so. The control socket stays in step (each ``forked``
+frame takes the descriptors of one message, complete or not), so the next request works.
+
 The fork server runs no plugin code, but its replies are still size-capped and shape-checked:
 a broken fork server must not take the host down with it. The control frames are listed in
 ``_forkserver``.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import array
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,11 +45,11 @@ from typing import Any
 
 import orjson
 
-from ._errors import SandboxNotAvailableError, WorkerCrashed
+from ._errors import SandboxNotAvailableError, SandboxUnavailableError, WorkerCrashed
 from ._forkserver import CONTROL_MAX_FRAME_BYTES
 from ._protocol import HEADER, ChannelClosed, ProtocolError, send_frame
 
-__all__ = ["ExitBox", "ForkServerClient", "ForkedProcess"]
+__all__ = ["HOST_FDS_MESSAGE", "ExitBox", "ForkServerClient", "ForkedProcess"]
 
 
 class ExitBox:
@@ -50,17 +59,25 @@ class ExitBox:
     with it: workers carry PDEATHSIG), so the cause of death cannot be told.
     """
 
-    __slots__ = ("_event", "code", "known", "signal")
+    __slots__ = ("_event", "code", "cpu_ms", "known", "signal")
 
     def __init__(self) -> None:
         self._event = threading.Event()
         self.code: int | None = None
         self.signal: int | None = None
+        self.cpu_ms: float | None = None  # its lifetime CPU time, as the kernel counted it
         self.known = False
 
-    def set(self, code: int | None, signum: int | None, *, known: bool = True) -> None:
+    def set(
+        self,
+        code: int | None,
+        signum: int | None,
+        *,
+        known: bool = True,
+        cpu_ms: float | None = None,
+    ) -> None:
         if not self._event.is_set():
-            self.code, self.signal, self.known = code, signum, known
+            self.code, self.signal, self.known, self.cpu_ms = code, signum, known, cpu_ms
             self._event.set()
 
     def wait(self, timeout: float) -> bool:
@@ -82,12 +99,18 @@ class ForkedProcess:
 
 
 class _ControlReader:
-    """Frame reader for the control socket, collecting SCM_RIGHTS descriptors in order."""
+    """Frame reader for the control socket, collecting SCM_RIGHTS descriptors in order.
+
+    Descriptors are kept per message: a ``recvmsg`` on a stream socket stops right after
+    the data that carried descriptors, so one read takes at most one sender's message's
+    descriptors, all of them or (``MSG_CTRUNC``) those the host could still install.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = bytearray()
-        self._fds: deque[int] = deque()
+        # (descriptors, complete) per message that carried some
+        self._fds: deque[tuple[list[int], bool]] = deque()
 
     def read(self, deadline: float | None = None) -> Any:
         while True:
@@ -111,25 +134,40 @@ class _ControlReader:
             data, ancdata, flags, _ = self._sock.recvmsg(
                 65536, socket.CMSG_LEN(8 * _FD_SIZE), socket.MSG_CMSG_CLOEXEC
             )
+            got: list[int] = []
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds = array.array("i")
                     fds.frombytes(payload[: len(payload) - len(payload) % _FD_SIZE])
-                    self._fds.extend(fds)
-            if flags & socket.MSG_CTRUNC:
-                raise ProtocolError("descriptors were truncated on the control socket")
+                    got.extend(fds)
+            truncated = bool(flags & socket.MSG_CTRUNC)
+            if got or truncated:
+                # Truncated: the host is out of descriptors (EMFILE/ENFILE while the kernel
+                # installed them); those that did not fit were dropped by the kernel. The
+                # frame they belong to is told so (take_fds), nothing else is affected.
+                self._fds.append((got, not truncated))
             if not data:
                 raise ChannelClosed("the fork server closed the control socket")
             self._buf += data
 
-    def take_fds(self, count: int) -> list[int]:
-        if len(self._fds) < count:
+    def take_fds(self, count: int) -> list[int] | None:
+        """The ``count`` descriptors of the next message; None (and whatever part of them
+        arrived closed) when the host could not take them all."""
+        if not self._fds:
             raise ProtocolError("a control frame announced descriptors that did not arrive")
-        return [self._fds.popleft() for _ in range(count)]
+        fds, complete = self._fds.popleft()
+        if complete and len(fds) == count:
+            return fds
+        for fd in fds:
+            os.close(fd)
+        if complete:
+            raise ProtocolError(f"a control frame carried {len(fds)} descriptors, not {count}")
+        return None
 
     def close_fds(self) -> None:
         while self._fds:
-            os.close(self._fds.popleft())
+            for fd in self._fds.popleft()[0]:
+                os.close(fd)
 
 
 _CONTROL_REPLY_MAX = 64 * 1024
@@ -138,12 +176,36 @@ _BOOT = "import sys; from sandbox._forkserver import main; main(sys.argv)"
 
 
 class _ForkWait:
-    __slots__ = ("error", "event", "result")
+    __slots__ = ("error", "event", "host_fds", "result")
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.result: ForkedProcess | None = None
         self.error: str | None = None
+        self.host_fds = False  # the host could not take the worker's descriptors
+
+
+def _nofile_limit() -> str:
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return "RLIMIT_NOFILE"
+    return f"RLIMIT_NOFILE {soft}"
+
+
+def _start_refused(exc: OSError) -> SandboxUnavailableError:
+    return SandboxUnavailableError(
+        f"the sandbox fork server cannot be started: the host process ran out of a resource "
+        f"({exc}; {_nofile_limit()}); this request failed, the next one tries again. Raise "
+        "the host's open-file and process limits or find what holds them"
+    )
+
+
+HOST_FDS_MESSAGE = (
+    "the host process is out of file descriptors ({limit}), so it could not take a new "
+    "sandbox worker's channel; this request failed, the next one tries again. Raise the "
+    "host's open-file limit (ulimit -n) or find what holds so many descriptors open"
+)
 
 
 class ForkServerClient:
@@ -154,7 +216,11 @@ class ForkServerClient:
     """
 
     def __init__(self, config: dict[str, Any], *, start_timeout: float = 60.0) -> None:
-        host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:
+            # Out of descriptors or memory in the host: its trouble, not the sandbox's.
+            raise _start_refused(exc) from None
         package_parent = str(Path(__file__).resolve().parent.parent)
         path = os.pathsep.join(dict.fromkeys([package_parent, *[p for p in sys.path if p]]))
         # A minimal environment: the fork server (and so every worker) never sees the
@@ -183,6 +249,9 @@ class ForkServerClient:
                 start_new_session=True,
                 close_fds=True,
             )
+        except OSError as exc:
+            host_end.close()
+            raise _start_refused(exc) from None
         finally:
             server_end.close()
         self._reader = _ControlReader(host_end)
@@ -238,6 +307,8 @@ class ForkServerClient:
             if not wait.event.is_set():
                 raise WorkerCrashed(f"the sandbox fork server did not fork within {timeout:g}s")
         if wait.result is None:
+            if wait.host_fds:
+                raise SandboxUnavailableError(str(wait.error))
             raise WorkerCrashed(f"the sandbox fork server could not fork: {wait.error}")
         return wait.result
 
@@ -286,21 +357,28 @@ class ForkServerClient:
                         box = self._exits.pop(msg.get("pid"), None)  # type: ignore[arg-type]
                     if box is not None:
                         code, signum = msg.get("code"), msg.get("signal")
+                        cpu = msg.get("cpu_ms")
                         box.set(
                             code if type(code) is int else None,
                             signum if type(signum) is int else None,
+                            cpu_ms=float(cpu)
+                            if isinstance(cpu, (int, float)) and type(cpu) is not bool
+                            else None,
                         )
         except (OSError, ValueError, ProtocolError):
             pass
         finally:
             self._on_lost()
 
-    def _on_forked(self, msg: dict[str, Any], fds: list[int]) -> None:
+    def _on_forked(self, msg: dict[str, Any], fds: list[int] | None) -> None:
         # The exit box is registered here, in the reader thread, before the next frame is
         # read. The fork server can only report this pid's exit after this frame, and the
         # pid cannot be reused before that report (the fork server reaps it first), so the
         # report always finds the right box.
         pid = msg.get("pid")
+        if fds is None:
+            self._on_fds_lost(msg.get("req"), pid)
+            return
         channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fileno=fds[0])
         box = ExitBox()
         with self._lock:
@@ -316,6 +394,25 @@ class ForkServerClient:
             return
         wait.result = ForkedProcess(pid, channel, fds[1], box)
         wait.event.set()
+
+    def _on_fds_lost(self, req: Any, pid: Any) -> None:
+        """The host could not take a new worker's descriptors (it is out of them): the
+        worker is orphaned, that one request fails, nothing else is affected."""
+        # Without its pidfd the host must not signal the pid itself (it could be reused);
+        # the fork server can: the worker is its unreaped child. The worker dies anyway
+        # once it sees its channel closed (the kernel dropped what the host did not take).
+        if type(pid) is int:
+            try:
+                with self._send_lock:
+                    send_frame(self._sock, {"op": "kill", "pid": pid}, 4096)
+            except OSError:
+                pass  # the fork server is gone: the worker died with it
+        with self._lock:
+            wait = self._pending.pop(req, None)
+        if wait is not None:
+            wait.error = HOST_FDS_MESSAGE.format(limit=_nofile_limit())
+            wait.host_fds = True
+            wait.event.set()
 
     def _on_lost(self) -> None:
         # The fork server is gone, and its workers with it (PDEATHSIG): nobody will report

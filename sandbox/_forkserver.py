@@ -34,11 +34,13 @@ Control frames (the same framing as ``_protocol``)::
                      "worker_error_encoder": str|null, "worker_error_decoder": str|null,
                      "allow_raw_exec": bool, "max_frame_bytes": int}
                     {"op": "fork", "req": int, "memory_mb": int, "cpu_s": int}
+                    {"op": "kill", "pid": int}   (a worker the host could not take)
                     {"op": "shutdown"}
     server -> host: {"op": "ready", "pid": int} | {"op": "fatal", "message": str}
                     {"op": "forked", "req": int, "pid": int}   + fds [channel, pidfd]
                     {"op": "fork_failed", "req": int, "message": str}
-                    {"op": "exited", "pid": int, "code": int|null, "signal": int|null}
+                    {"op": "exited", "pid": int, "code": int|null, "signal": int|null,
+                     "cpu_ms": float}
 """
 
 from __future__ import annotations
@@ -168,6 +170,8 @@ class _Server:
                 if op == "fork":
                     self.fork(msg)
                     self.reap()
+                elif op == "kill":
+                    self.kill(msg.get("pid"))
                 elif op == "shutdown":
                     return
         finally:
@@ -179,7 +183,12 @@ class _Server:
             return
         if type(cpu_s) is not int or cpu_s <= 0:
             return
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:
+            # Out of descriptors (or memory) here: this request fails, the server lives on.
+            send_frame(self.ctl, {"op": "fork_failed", "req": req, "message": str(exc)}, 4096)
+            return
         me = os.getpid()
         try:
             pid = os.fork()
@@ -217,24 +226,38 @@ class _Server:
             parent_end.close()
             os.close(pidfd)
 
+    def kill(self, pid: Any) -> None:
+        """Kill a worker the host could not take (it was out of descriptors).
+
+        Only our own unreaped children: their pids cannot have been reused, so the signal
+        reaches that worker and no other process."""
+        if type(pid) is int and pid in self.children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
             self.children.discard(pid)
-            self.report_exit(pid, status)
+            self.report_exit(pid, status, usage)
 
-    def report_exit(self, pid: int, status: int) -> None:
+    def report_exit(self, pid: int, status: int, usage: Any) -> None:
         code = os.waitstatus_to_exitcode(status)
+        # The CPU time it used in its life: a SIGKILL at the hard RLIMIT_CPU (a worker
+        # that survived SIGXCPU) looks like any other SIGKILL but for this figure.
         report = {
             "op": "exited",
             "pid": pid,
             "code": code if code >= 0 else None,
             "signal": -code if code < 0 else None,
+            "cpu_ms": round((usage.ru_utime + usage.ru_stime) * 1000, 3),
         }
         send_frame(self.ctl, report, 4096)
 
@@ -247,12 +270,12 @@ class _Server:
                 pass
         for pid in list(self.children):
             try:
-                _, status = os.waitpid(pid, 0)
+                _, status, usage = os.wait4(pid, 0)
             except ChildProcessError:
                 continue
             # Report it if the host still listens (it does when the host asked us to stop).
             try:
-                self.report_exit(pid, status)
+                self.report_exit(pid, status, usage)
             except OSError:
                 pass
         self.children.clear()

@@ -5,9 +5,12 @@ lock). It owns the host side of the fork server (``_forkclient``), the worker po
 per loaded bundle (``_pool``), and the crash bookkeeping for both.
 
 The fork server is started by :meth:`Supervisor.start` (or the first load) and started again
-when it has died, under the same back-off as workers; ``epoch`` counts its starts, so a pool
-can tell that an idle worker was made by a fork server that is gone (and so is gone itself,
-whatever its socket says yet).
+by the next request once it has died: at once after one death, so a single death costs only
+the calls in flight on its workers (they die with it: PDEATHSIG, by design, so nothing the
+sandbox started outlives it), and under the same back-off as workers only when it dies again
+within the window. Its deaths are never counted against a plugin. ``epoch`` counts its starts,
+so a pool can tell that an idle worker was made by a fork server that is gone (and so is gone
+itself, whatever its socket says yet).
 
 The supervisor also runs the CPU watch: one daemon thread (started by the first load, for
 every open pool, from its first load on) that every ``_pool.WATCH_INTERVAL_S`` has each pool read its workers' CPU time
@@ -92,7 +95,8 @@ class _CrashTracker:
             self.window_start, self.count, self.limit_kills = None, 0, 0
 
     def record(self, cause: str = "crash") -> None:
-        """Count a crash (``"crash"``) or a limit kill (``"cpu"``, ``"memory"``, ``"wall"``)."""
+        """Count a crash (``"crash"``) or a limit kill (``"cpu"``, ``"memory"``, ``"wall"``;
+        the fork server's tracker records its deaths as ``"exit"``, the first one free)."""
         now = self.clock()
         self._roll(now)
         if self.window_start is None:
@@ -223,8 +227,10 @@ class Supervisor:
         self._start_timeout_s = start_timeout_s
         self._lock = threading.RLock()
         self._client: ForkServerClient | None = None
-        # The fork server is never limit-killed: no allowance needed.
-        self._server_crashes = _CrashTracker(*self._crash_args, clock=clock)
+        # One death of the fork server within the window is free: the next request starts
+        # a new one at once (an operator's kill or the OOM killer must not make every
+        # sandboxed plugin unavailable for seconds); repeated deaths back off like crashes.
+        self._server_crashes = _CrashTracker(*self._crash_args, allowance=1, clock=clock)
         self._epoch = 0  # bumps with every fork server start
         self._pools: dict[str, WorkerPool] = {}
         self._closed = False
@@ -417,9 +423,14 @@ class Supervisor:
                 return self._client, self._epoch
             if self._client is not None:
                 # The fork server died under us (its workers died with it).
+                log.warning(
+                    "the sandbox fork server (pid %d) died; starting a new one (the calls "
+                    "in flight on its workers failed)",
+                    self._client.pid,
+                )
                 self._client.close()
                 self._client = None
-                self._server_crashes.record()
+                self._server_crashes.record("exit")
             blocked = self._server_crashes.blocked("the fork server")
             if blocked is not None:
                 raise SandboxUnavailableError(blocked)
@@ -429,6 +440,12 @@ class Supervisor:
             self._client = ForkServerClient(self._config, start_timeout=self._start_timeout_s)
             self._epoch += 1
             return self._client, self._epoch
+
+    def _server_alive(self) -> bool:
+        """True while the current fork server runs (no lock: read by every checkout that
+        finds idle workers; a stale answer only costs the one call that races a death)."""
+        client = self._client
+        return client is not None and client.is_alive()
 
     def _fork(self, memory_mb: int, cpu_s: int) -> tuple[ForkedProcess, int]:
         """A new worker and the epoch of the fork server that made it."""
