@@ -54,12 +54,17 @@ application), a crash, a protocol error or a forged frame, and after every call 
 pool was loaded with ``fresh_worker=True``, it is killed and the next call gets a new one.
 
 Crash bookkeeping, per pool (the policy is the supervisor's ``_CrashTracker``): a worker that
-dies unexpectedly (not by an enforced limit) counts as a crash, and after crashes the pool
-starts no new worker until the back-off allows it. A worker stopped by an enforced limit
-(its CPU timer, the memory limit, the wall deadline) is a *limit kill*: the first few within
-the window are free, later ones count like crashes, because each replacement makes the host
-fork and re-run the bundle's module code. While backed off, a call that finds no worker
-fails at once with ``SandboxUnavailableError`` saying why and when the pool retries.
+dies unexpectedly (not by an enforced limit, not killed from outside) counts as a crash, and
+after crashes the pool starts no new worker until the back-off allows it. A worker stopped by
+an enforced limit (its CPU timer, the memory limit, the wall deadline) is a *limit kill*: the
+first few within the window are free, later ones count like crashes, because each
+replacement makes the host fork and re-run the bundle's module code. A worker killed from
+outside (a SIGKILL the host did not send: an operator, the kernel's OOM killer; not the hard
+``RLIMIT_CPU``, which the fork server's CPU figure for the dead worker tells apart) is not
+the plugin's doing: it is logged, counted in ``outside_kills`` and replaced, never backed
+off. Nor is a worker that died with the fork server, nor a request the host could not serve
+because it was out of descriptors. While backed off, a call that finds no worker fails at
+once with ``SandboxUnavailableError`` saying why and when the pool retries.
 ``epoch`` counts worker replacements, ``workers_started`` the workers forked.
 
 Loads are budgeted and counted: each new worker compiles and loads the bundle (and runs
@@ -212,6 +217,8 @@ class WorkerPool:
         """Told about every load (:class:`LoadReport`), in the thread that started the worker."""
         self.workers_started = 0
         """How many workers this pool has forked (each one ran the bundle's module code)."""
+        self.outside_kills = 0
+        """Workers killed from outside (SIGKILL the host did not send); not crashes."""
         self.key = key
         self.limits = spec.limits
         self.pool_size = spec.pool_size
@@ -594,6 +601,35 @@ class WorkerPool:
             return WorkerCrashed(f"{who} could not be confined (nothing ran)"), True
         if box.code == EXIT_PROTOCOL:
             return WorkerCrashed(f"{who} gave up on a broken channel"), True
+        if box.signal == signal.SIGKILL:
+            if box.cpu_ms is not None and box.cpu_ms >= worker.cpu_s * 1000:
+                # The hard RLIMIT_CPU (one second past SIGXCPU): it survived SIGXCPU, so it
+                # escaped its timers, like the SIGXCPU case above.
+                err = CpuLimitExceeded(
+                    f"{who} used up its lifetime CPU budget of {worker.cpu_s}s (its per-call "
+                    f"limit is {cpu_limit_ms}ms) and was killed; a new worker replaces it"
+                )
+                setattr(err, "limit_ms", cpu_limit_ms)  # noqa: B010
+                setattr(err, "cpu_ms", float(cpu_limit_ms))  # noqa: B010  (at least)
+                return err, True
+            # Not the host (worker.killed is set before every kill the host sends), not a
+            # limit: an operator or the kernel's OOM killer. Not the plugin's doing, so no
+            # back-off; counted apart and logged, so an operator can see it happen.
+            with self._lock:
+                self.outside_kills += 1
+            log.warning(
+                "the sandbox worker %d for %s was killed from outside the sandbox (SIGKILL "
+                "not sent by the host, e.g. by an operator or the OOM killer); it is "
+                "replaced and not counted as a crash",
+                worker.pid,
+                self.key,
+            )
+            return WorkerCrashed(
+                f"{who} was killed from outside the sandbox (SIGKILL not sent by the host, "
+                "e.g. by an operator or the kernel's OOM killer); a new worker replaces it. "
+                "Retry the request; if it keeps happening, check the host's memory and who "
+                "sends signals to its processes"
+            ), False
         if box.signal is not None:
             try:
                 name = signal.Signals(box.signal).name
@@ -625,11 +661,13 @@ class WorkerPool:
             with self._lock:
                 if self._closed_reason is not None:
                     raise SandboxUnavailableError(self._closed_reason)
+                server_ok = not self._idle or self._sup._server_alive()
                 while self._idle:
                     worker = self._idle.pop()
-                    if worker.server_epoch != self._sup.epoch:
-                        # Made by a fork server that has been replaced (and died, taking
-                        # its workers along): stale, whatever its socket says yet.
+                    if worker.server_epoch != self._sup.epoch or not server_ok:
+                        # Made by a fork server that has died or been replaced (its workers
+                        # die with it): stale, whatever its socket says yet. The spawn
+                        # below starts a new fork server at once.
                         stale.append(worker)
                         continue
                     # The call's CPU baseline, read before the liveness checks below: a
@@ -714,7 +752,14 @@ class WorkerPool:
         lim = self.limits
         cpu_s = lim.lifetime_cpu_s()
         forked = time.monotonic()
-        proc, server_epoch = self._sup._fork(lim.memory_mb, cpu_s)
+        try:
+            proc, server_epoch = self._sup._fork(lim.memory_mb, cpu_s)
+        except SandboxUnavailableError as exc:
+            # The host itself is short of descriptors (or processes): this request fails,
+            # and it is no crash of anyone's (nothing is counted, nothing backs off).
+            raise SandboxUnavailableError(
+                f"no sandbox worker could be started for {self.key}: {exc}"
+            ) from None
         with self._lock:
             self.workers_started += 1
         worker = WorkerHandle(proc, self._sup.max_frame_bytes, lim.memory_mb, server_epoch, cpu_s)
