@@ -587,7 +587,7 @@ def guarded_write(obj: object) -> Any:
     _refuse_write(obj)
 
 
-class _SliceWriter:
+class _SliceWriter(_ItemWriter):
     """What ``_slice_write_`` returns for a list: ``x[a:b:c] = v`` with ``v`` consumed first.
 
     CPython gh-120384 (fixed in 3.12.5 and 3.13.0, never in 3.11): assigning to an extended
@@ -599,25 +599,12 @@ class _SliceWriter:
     goes through ``checked_store_key`` instead.
     """
 
-    __slots__ = ("_target",)
-    _target: list[Any]
-
-    def __init__(self, target: list[Any]) -> None:
-        object.__setattr__(self, "_target", target)
+    __slots__ = ()  # the one slot, _target, is _ItemWriter's; attribute writes refused there
 
     def __setitem__(self, key: Any, value: Any) -> None:
         if type(value) is not list and type(value) is not tuple:
             value = tuple(guarded_iter(value))
         self._target[key] = value
-
-    def __delitem__(self, key: Any) -> None:
-        del self._target[key]
-
-    def __setattr__(self, name: str, value: object) -> NoReturn:
-        _refuse_container_attributes(self._target)
-
-    def __delattr__(self, name: str) -> NoReturn:
-        _refuse_container_attributes(self._target)
 
 
 def guarded_slice_write(obj: object) -> Any:

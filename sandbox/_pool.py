@@ -509,27 +509,28 @@ class WorkerPool:
         return err
 
     def _cpu_error(self, limit_ms: int, used_ms: float | None = None) -> CpuLimitExceeded:
-        measured = "" if used_ms is None else f" (the host measured {used_ms:.0f}ms)"
-        err = CpuLimitExceeded(
-            f"the sandboxed call for {self.key} exceeded its CPU-time limit of "
-            f"{limit_ms}ms{measured}; the worker was killed"
+        return self._cpu_limit_error(
+            f"the sandboxed call for {self.key} exceeded its CPU-time limit", limit_ms, used_ms
         )
-        setattr(err, "limit_ms", limit_ms)  # noqa: B010
+
+    def _load_cpu_error(self, limit_ms: int, used_ms: float | None) -> CpuLimitExceeded:
+        err = self._cpu_limit_error(
+            f"loading the code for {self.key} (its module-level code and init) exceeded its "
+            "load CPU-time limit",
+            limit_ms,
+            used_ms,
+        )
+        setattr(err, "phase", "load")  # noqa: B010
+        return err
+
+    @staticmethod
+    def _cpu_limit_error(what: str, limit_ms: int, used_ms: float | None) -> CpuLimitExceeded:
+        measured = "" if used_ms is None else f" (the host measured {used_ms:.0f}ms)"
+        err = CpuLimitExceeded(f"{what} of {limit_ms}ms{measured}; the worker was killed")
+        setattr(err, "limit_ms", limit_ms)  # noqa: B010  (class in _errors has no slot)
         # Unmeasured: its timer or the watch stopped it, so it used the limit at least (a
         # dead worker's CPU clock can no longer be read). The audit records this figure.
         setattr(err, "cpu_ms", float(limit_ms) if used_ms is None else used_ms)  # noqa: B010
-        return err
-
-    def _load_cpu_error(self, limit_ms: int, used_ms: float | None) -> CpuLimitExceeded:
-        measured = "" if used_ms is None else f" (the host measured {used_ms:.0f}ms)"
-        err = CpuLimitExceeded(
-            f"loading the code for {self.key} (its module-level code and init) exceeded its "
-            f"load CPU-time limit of {limit_ms}ms{measured}; the worker was killed"
-        )
-        setattr(err, "limit_ms", limit_ms)  # noqa: B010
-        # The limit when its own timer stopped it: it used that much, at least.
-        setattr(err, "cpu_ms", float(limit_ms) if used_ms is None else used_ms)  # noqa: B010
-        setattr(err, "phase", "load")  # noqa: B010
         return err
 
     def _memory_error(self, limit_mb: int) -> MemoryLimitExceeded:
