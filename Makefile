@@ -24,7 +24,12 @@ LINTED = emdash sandbox stdlib_shims tests examples benchmarks
 # The one test command (README, .ci/run): lint first, so a style or type error fails as surely
 # as a broken test. pytest's own status (5 when nothing was collected) fails make too.
 test: lint
-	$(BIN)/python -m pytest -q
+	@# The other interpreters' venvs are made while this one's suite runs (installs are
+	@# mostly waiting on the network and the disk); then their suites run (.ci/other-pythons).
+	.ci/other-pythons install & installing=$$!; \
+	$(BIN)/python -m pytest -q; status=$$?; \
+	wait $$installing; \
+	[ $$status -eq 0 ] || exit $$status; \
 	.ci/other-pythons
 
 lint: $(BIN)/emdash
