@@ -32,11 +32,11 @@ from emdash._runtime._runtime import Runtime
 from emdash.cli import main
 
 SECRET = "DB_PASSWORD=hunter2-do-not-leak"
-LINK_TODO = (
+LINK_ADVICE = (
     "plugin files must be regular files inside the plugin directory (symbolic links are "
     "never followed): replace the link with a copy of what it points to, or remove it"
 )
-FIFO_TODO = (
+FIFO_ADVICE = (
     "plugin files must be regular files (no FIFOs, sockets or devices): remove it from the "
     "plugin directory"
 )
@@ -114,52 +114,52 @@ def plant(kind: str, root: Path, outside: Path) -> tuple[str, str]:
     plug = 'Plugin "evil"'
     if kind == "file link to a secret":
         (root / "conf.py").symlink_to(outside / "settings.py")
-        return "conf.py", f"{plug}: conf.py is a symbolic link; {LINK_TODO}"
+        return "conf.py", f"{plug}: conf.py is a symbolic link; {LINK_ADVICE}"
     if kind == "file link to .env":
         (root / "conf.py").symlink_to(outside / ".env")
-        return "conf.py", f"{plug}: conf.py is a symbolic link; {LINK_TODO}"
+        return "conf.py", f"{plug}: conf.py is a symbolic link; {LINK_ADVICE}"
     if kind == "link to /dev/zero":
         (root / "zero.py").symlink_to("/dev/zero")
-        return "zero.py", f"{plug}: zero.py is a symbolic link; {LINK_TODO}"
+        return "zero.py", f"{plug}: zero.py is a symbolic link; {LINK_ADVICE}"
     if kind == "fifo":
         os.mkfifo(root / "pipe.py")
-        return "pipe.py", f"{plug}: pipe.py is a FIFO (named pipe); {FIFO_TODO}"
+        return "pipe.py", f"{plug}: pipe.py is a FIFO (named pipe); {FIFO_ADVICE}"
     if kind == "fifo with another name":
         os.mkfifo(root / "notes.txt")
-        return "notes.txt", f"{plug}: notes.txt is a FIFO (named pipe); {FIFO_TODO}"
+        return "notes.txt", f"{plug}: notes.txt is a FIFO (named pipe); {FIFO_ADVICE}"
     if kind == "directory link":
         (root / "lib").symlink_to(outside / "lib", target_is_directory=True)
-        return "lib", f"{plug}: lib is a symbolic link; {LINK_TODO}"
+        return "lib", f"{plug}: lib is a symbolic link; {LINK_ADVICE}"
     if kind == "link inside a package":
         write(root, {"pkg/__init__.py": "", "pkg/ok.py": ""})
         (root / "pkg" / "conf.py").symlink_to(outside / "settings.py")
-        return "conf.py", f"{plug}: pkg/conf.py is a symbolic link; {LINK_TODO}"
+        return "conf.py", f"{plug}: pkg/conf.py is a symbolic link; {LINK_ADVICE}"
     if kind == "fifo inside a package":
         write(root, {"pkg/__init__.py": ""})
         os.mkfifo(root / "pkg" / "pipe.py")
-        return "pipe.py", f"{plug}: pkg/pipe.py is a FIFO (named pipe); {FIFO_TODO}"
+        return "pipe.py", f"{plug}: pkg/pipe.py is a FIFO (named pipe); {FIFO_ADVICE}"
     if kind == "entry is a link":
         (root / "plugin.py").unlink()
         (root / "plugin.py").symlink_to(outside / "plugin.py")
-        return "plugin.py", f"{plug}: plugin.py is a symbolic link; {LINK_TODO}"
+        return "plugin.py", f"{plug}: plugin.py is a symbolic link; {LINK_ADVICE}"
     if kind == "non-source link":
         (root / "README.md").symlink_to(outside / ".env")
-        return "README.md", f"{plug}: README.md is a symbolic link; {LINK_TODO}"
+        return "README.md", f"{plug}: README.md is a symbolic link; {LINK_ADVICE}"
     if kind == "dangling link":
         (root / "gone.py").symlink_to(outside / "missing.py")
-        return "gone.py", f"{plug}: gone.py is a symbolic link; {LINK_TODO}"
+        return "gone.py", f"{plug}: gone.py is a symbolic link; {LINK_ADVICE}"
     if kind == "descriptor is a link":
         (root / "emdash-plugin.toml").unlink()
         (root / "emdash-plugin.toml").symlink_to(outside / "evil.toml")
         return "emdash-plugin.toml", (
-            f"Plugin directory {root.resolve()}: emdash-plugin.toml is a symbolic link; {LINK_TODO}"
+            f"Plugin directory {root.resolve()}: emdash-plugin.toml is a symbolic link; {LINK_ADVICE}"
         )
     if kind == "descriptor is a fifo":
         (root / "emdash-plugin.toml").unlink()
         os.mkfifo(root / "emdash-plugin.toml")
         return "emdash-plugin.toml", (
             f"Plugin directory {root.resolve()}: emdash-plugin.toml is a FIFO (named pipe); "
-            f"{FIFO_TODO}"
+            f"{FIFO_ADVICE}"
         )
     raise AssertionError(kind)
 
@@ -239,8 +239,8 @@ def test_emdash_check_prints_it_for_people(tmp_path: Path, outside: Path) -> Non
 @pytest.mark.parametrize(
     ("entrypoint", "setup", "error"),
     [
-        ("src/plugin.py", "src-link", f'Plugin "evil": src is a symbolic link; {LINK_TODO}'),
-        ("./src", "src-link", f'Plugin "evil": src is a symbolic link; {LINK_TODO}'),
+        ("src/plugin.py", "src-link", f'Plugin "evil": src is a symbolic link; {LINK_ADVICE}'),
+        ("./src", "src-link", f'Plugin "evil": src is a symbolic link; {LINK_ADVICE}'),
         (
             "../host/plugin.py",
             None,
@@ -333,11 +333,11 @@ def test_an_operator_source_path_follows_the_same_rules(tmp_path: Path, outside:
     for source in (root, root / "plugin.py", str(root)):
         with pytest.raises(ManifestError) as info:
             locate(PluginDescriptor.load({"id": "evil"}), source)
-        assert str(info.value) == f'Plugin "evil": conf.py is a symbolic link; {LINK_TODO}'
+        assert str(info.value) == f'Plugin "evil": conf.py is a symbolic link; {LINK_ADVICE}'
     # A file named directly must be a regular file too.
     with pytest.raises(ManifestError) as info:
         locate(PluginDescriptor.load({"id": "evil"}), root / "conf.py")
-    assert str(info.value) == f'Plugin "evil": conf.py is a symbolic link; {LINK_TODO}'
+    assert str(info.value) == f'Plugin "evil": conf.py is a symbolic link; {LINK_ADVICE}'
 
 
 def test_a_package_directory_names_paths_inside_it(tmp_path: Path, outside: Path) -> None:
@@ -345,7 +345,7 @@ def test_a_package_directory_names_paths_inside_it(tmp_path: Path, outside: Path
     (pkg / "sub" / "conf.py").symlink_to(outside / "settings.py")
     with pytest.raises(ManifestError) as info:
         locate(PluginDescriptor.load({"id": "evil"}), pkg)
-    assert str(info.value) == f'Plugin "evil": sub/conf.py is a symbolic link; {LINK_TODO}'
+    assert str(info.value) == f'Plugin "evil": sub/conf.py is a symbolic link; {LINK_ADVICE}'
 
 
 def test_a_module_path_bundle_for_the_sandbox_refuses_links(
@@ -357,7 +357,7 @@ def test_a_module_path_bundle_for_the_sandbox_refuses_links(
     code = locate(PluginDescriptor.load({"id": "evil", "entrypoint": "evil_pkg.entry"}))
     with pytest.raises(ManifestError) as info:
         sandbox_files(code, "evil")
-    assert str(info.value) == (f'Plugin "evil": evil_pkg/conf.py is a symbolic link; {LINK_TODO}')
+    assert str(info.value) == (f'Plugin "evil": evil_pkg/conf.py is a symbolic link; {LINK_ADVICE}')
 
 
 # -- size caps, checked before reading; reads bounded even when the file grows ---------------
@@ -449,10 +449,10 @@ def test_a_fifo_swapped_in_after_the_check_cannot_block_or_be_read(
     with PluginDir(tmp_path, 'Plugin "t"', "t") as tree:
         with pytest.raises(ManifestError) as info:
             tree.read("pipe.py", 10_000_000, too_large)
-        assert str(info.value) == f'Plugin "t": pipe.py is a FIFO (named pipe); {FIFO_TODO}'
+        assert str(info.value) == f'Plugin "t": pipe.py is a FIFO (named pipe); {FIFO_ADVICE}'
         with pytest.raises(ManifestError) as info:
             tree.read("link.py", 10_000_000, too_large)
-        assert str(info.value) == f'Plugin "t": link.py is a symbolic link; {LINK_TODO}'
+        assert str(info.value) == f'Plugin "t": link.py is a symbolic link; {LINK_ADVICE}'
 
 
 def test_a_directory_swapped_for_a_link_after_the_check_is_not_followed(
@@ -478,7 +478,7 @@ def test_a_directory_swapped_for_a_link_after_the_check_is_not_followed(
         with pytest.raises(ManifestError) as info:
             tree.read("lib/__init__.py", 10_000, too_large)
     assert fooled == ["lib"]
-    assert str(info.value) == f'Plugin "t": lib is a symbolic link; {LINK_TODO}'
+    assert str(info.value) == f'Plugin "t": lib is a symbolic link; {LINK_ADVICE}'
 
 
 def test_a_huge_descriptor_is_refused_before_reading(
