@@ -336,9 +336,10 @@ PAYLOADS: list[Payload] = [
     ),
     P(
         "log_flood",
-        "100 000 ctx.log lines: lines past the per-invocation cap are dropped, then the CPU "
-        "limit ends the loop",
-        "own; docs/design.md (log cap of 200 lines per invocation)",
+        "100 000 ctx.log lines: lines past the per-invocation cap of 200 are dropped and each "
+        "costs a subrequest, so the subrequest budget ends the loop (the CPU limit, on a "
+        "machine slow enough that it trips first)",
+        "own; docs/resource-model.md (log lines per invocation)",
         """
         def handler(event, ctx):
             for i in range(100000):
@@ -346,8 +347,8 @@ PAYLOADS: list[Payload] = [
             return "OK logged 100000 lines"
         """,
         "contained",
-        "CpuLimitExceeded",
-        **_CPU,
+        "SubrequestLimitExceeded",
+        **_SUB,
     ),
     P(
         "result_fanout",
