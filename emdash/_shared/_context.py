@@ -281,6 +281,7 @@ class Content(_Member):
     _label = "ctx.content"
 
     def get(self, collection: str, id: str) -> Any:
+        """The item (with its fields under ``data``), or ``None``."""
         return self._send("content/get", {"collection": collection, "id": id})
 
     def list(self, collection: str, *, limit: Any = None, cursor: Any = None) -> Any:
@@ -290,15 +291,18 @@ class Content(_Member):
         )
 
     def create(self, collection: str, data: Any, *, locale: Any = None) -> Any:
+        """Create an item from ``data`` (its fields); the created item."""
         params: dict[str, Any] = {"collection": collection, "data": data}
         if locale is not None:
             params["options"] = {"locale": locale}
         return self._send("content/create", params)
 
     def update(self, collection: str, id: str, data: Any) -> Any:
+        """Merge ``data`` into the item's fields (a string ``slug`` renames it); the item."""
         return self._send("content/update", {"collection": collection, "id": id, "data": data})
 
     def delete(self, collection: str, id: str) -> bool:
+        """Soft-delete the item (to the trash); true if it existed."""
         return bool(self._send("content/delete", {"collection": collection, "id": id}))
 
     def create_many(self, collection: str, items: Any) -> Any:
@@ -321,9 +325,12 @@ class Media(_Member):
     _label = "ctx.media"
 
     def get(self, id: str) -> Any:
+        """The media item, or ``None``."""
         return self._send("media/get", {"id": id})
 
     def list(self, *, limit: Any = None, cursor: Any = None, mime_type: Any = None) -> Any:
+        """``{"items", "hasMore", "cursor"?}``, newest first; ``mime_type`` is a prefix
+        such as ``"image/"``."""
         return self._send("media/list", _opts(limit=limit, cursor=cursor, mimeType=mime_type))
 
     def upload(self, filename: str, content_type: str, data: Any) -> Any:
@@ -339,9 +346,11 @@ class Media(_Member):
         )
 
     def delete(self, id: str) -> bool:
+        """Delete the media item and its bytes; true if it existed."""
         return bool(self._send("media/delete", {"id": id}))
 
     def get_upload_url(self, *args: Any, **kwargs: Any) -> Any:
+        """Always raises: there are no signed upload URLs; use ``upload``."""
         raise BridgeError(
             "getUploadUrl is not available in sandbox mode. Use media.upload(filename, "
             "contentType, bytes) instead (in Python: ctx.media.upload(filename, content_type, "
@@ -572,9 +581,11 @@ class Users(_Member):
     _label = "ctx.users"
 
     def get(self, id: str) -> Any:
+        """The user, or ``None``."""
         return self._send("users/get", {"id": id})
 
     def get_by_email(self, email: str) -> Any:
+        """The user with this email address, or ``None``."""
         return self._send("users/getByEmail", {"email": email})
 
     def list(self, *, role: Any = None, limit: Any = None, cursor: Any = None) -> Any:
@@ -589,14 +600,17 @@ class Taxonomies(_Member):
     _label = "ctx.taxonomies"
 
     def get_all(self, *, locale: Any = None) -> Any:
+        """Every taxonomy definition of the site."""
         return self._send("taxonomy/list", _opts(locale=locale))
 
     def get_terms(self, taxonomy: str, *, locale: Any = None) -> Any:
+        """The terms of one taxonomy."""
         return self._send("taxonomy/terms", {"taxonomy": taxonomy, **_opts(locale=locale)})
 
     def get_entry_terms(
         self, collection: str, entry_id: str, *, taxonomy: Any = None, locale: Any = None
     ) -> Any:
+        """The terms attached to one content item (of one taxonomy, or all)."""
         return self._send(
             "taxonomy/entryTerms",
             {
@@ -618,6 +632,7 @@ class Cron(_Member):
         self._send("cron/schedule", {"name": name, "schedule": schedule, **_opts(data=data)})
 
     def cancel(self, name: str) -> None:
+        """Delete task ``name`` (nothing happens if there is none)."""
         self._send("cron/cancel", {"name": name})
 
     def list(self) -> Any:
@@ -646,17 +661,21 @@ class Log(_Member):
         self._send("log", {"level": level, "msg": msg, **_opts(data=data)})
 
     def debug(self, msg: str, data: Any = None) -> None:
+        """Log ``msg`` (and optional JSON ``data``) at debug level."""
         self._log("debug", msg, data)
 
     def info(self, msg: str, data: Any = None) -> None:
+        """Log at info level."""
         self._log("info", msg, data)
 
     def warn(self, msg: str, data: Any = None) -> None:
+        """Log at warning level."""
         self._log("warn", msg, data)
 
     warning = warn
 
     def error(self, msg: str, data: Any = None) -> None:
+        """Log at error level."""
         self._log("error", msg, data)
 
 
