@@ -21,6 +21,7 @@ from sandbox._call import MIN_WORKER_CPU_S, WORKER_CPU_CALLS, SandboxLimits
 from stdlib_shims import RANDOM_NAME, SHIMS, facade_members, make_random
 
 from .._bridge._dispatch import METHODS
+from .._model import _descriptor
 from .._model._capabilities import CAPABILITIES, CAPABILITY_ALIASES, CAPABILITY_IMPLICATIONS
 from .._model._descriptor import Limits, PluginDescriptor, StorageCollection
 from .._selfaudit._corpus import CLASSES, payloads_for
@@ -343,6 +344,20 @@ def _default(field: FieldInfo) -> str:
     return f"`{field.default!r}`"
 
 
+# The descriptor's own validation patterns, shown next to the keys they check.
+_FIELD_PATTERNS: dict[str, str] = {
+    "id": f"`{_descriptor.PLUGIN_ID_RE.pattern}`, at most 64 characters",
+    "version": f"semver: `{_descriptor.VERSION_RE.pattern}`",
+    "allowed_hosts": f"each `{_descriptor.HOST_RE.pattern}`: a name, `*.name` or `*`, optional `:port`",
+    "storage": f"collection names `{_descriptor.COLLECTION_RE.pattern}`, at most 64 characters",
+    "indexes": f"field names `{_descriptor.FIELD_RE.pattern}`; a list is a composite index",
+    "unique_indexes": f"field names `{_descriptor.FIELD_RE.pattern}`; a list is a composite index",
+    "capabilities": "canonical names or deprecated aliases (see capabilities)",
+    "entrypoint": "a `.py` file or directory inside the plugin directory, or a module path",
+    "limits": "see limits; sandboxed plugins only",
+}
+
+
 def descriptor_fields() -> str:
     parts = []
     for model, title in (
@@ -354,7 +369,7 @@ def descriptor_fields() -> str:
                 f"`{name}`" + (f" (or `{field.alias}`)" if field.alias else ""),
                 f"`{_type_name(field.annotation)}`",
                 _default(field),
-                field.description or "",
+                field.description or _FIELD_PATTERNS.get(name, ""),
             )
             for name, field in model.model_fields.items()
         ]
