@@ -2,7 +2,7 @@
 
 ``compile_bundle`` runs RestrictedPython's ``compile_restricted_exec`` with ``SandboxPolicy``,
 RP's ``RestrictingNodeTransformer`` plus what RP 9.0 lets through but our escape corpus
-(spec/escape-classes.md) says must be refused before any code runs:
+(docs/escape-corpus.md) says must be refused before any code runs:
 
 * ``global`` statements (RP allows them): module state stays in objects the guards see.
 * ``_``-names where RP does not look: keyword-argument names (``f(_root=1)`` reaches private

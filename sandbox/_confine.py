@@ -1,7 +1,7 @@
 """Confinement of one freshly forked worker, applied before any sandboxed code exists in it.
 
 :func:`confine` runs in the child right after the fork server forked it, in this order
-(DESIGN.md section 5; each step says why it sits where it does):
+(SECURITY.md; each step says why it sits where it does):
 
 1. new session: the worker leaves the fork server's process group, so no terminal signal or
    group kill aimed at the host lands on it, and it cannot signal the host's group.

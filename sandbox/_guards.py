@@ -5,7 +5,7 @@ RestrictedPython (RP) rewrites plugin source so that ``a.b`` becomes ``_getattr_
 call ``_getiter_``, ``x += y`` calls ``_inplacevar_``, ``class`` statements pass
 ``metaclass=__metaclass__``, and so on. RP supplies only thin or permissive defaults; these
 are our own implementations. The rules they enforce, and the escape each one closes
-(numbers refer to spec/escape-classes.md):
+(numbers refer to docs/escape-corpus.md):
 
 * Names are checked with ``type(name) is str``, never by calling methods on them: a ``str``
   subclass with a lying ``startswith`` defeated RP's own guard before 7.2 (019).

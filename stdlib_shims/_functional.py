@@ -3,7 +3,7 @@
 functools gets our own ``partial`` and ``lru_cache``/``cache``:
 
 * The real ``functools.partial`` exposes ``.func``, ``.args`` and ``.keywords``: public
-  attributes that unwrap whatever a host handed out as a partial (escape-classes 022). Ours
+  attributes that unwrap whatever a host handed out as a partial (escape corpus 022). Ours
   keeps them in private slots, which restricted code can never read.
 * The real ``lru_cache`` wrapper carries ``__wrapped__`` and copies the wrapped function's
   ``__dict__``. Ours is an opaque callable with ``cache_info``/``cache_clear`` only.

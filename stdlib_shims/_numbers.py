@@ -4,7 +4,7 @@
 process-global generator. In a worker forked from a fork server that state is *inherited*, so
 every worker of every plugin would start from the same state (predictable output), and
 ``seed()``/``getstate()``/``setstate()`` would let one caller read or fix it for everyone
-(escape-classes 071). Each bundle therefore gets its own ``random.Random`` seeded from
+(escape corpus 071). Each bundle therefore gets its own ``random.Random`` seeded from
 ``os.urandom`` when it is loaded, and only sampling functions are exposed, as closures (no
 bound methods whose ``__self__`` is the generator).
 """

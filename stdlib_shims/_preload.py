@@ -2,7 +2,7 @@
 
 A sandboxed worker runs under a seccomp allowlist without file-system access. Anything the
 standard library imports or reads on first use must therefore already be in memory when the
-worker is forked (escape-classes 073/074): codec modules (``str.encode(name)`` imports
+worker is forked (escape corpus 073/074): codec modules (``str.encode(name)`` imports
 ``encodings.<name>``), ``unicodedata``/``stringprep`` (IDNA, ``urllib.parse``'s netloc
 check), ``_strptime`` with its locale tables, the local time zone (``time.localtime`` reads
 ``/etc/localtime`` once), and OpenSSL's digest implementations (fetched on first use).

@@ -1,7 +1,7 @@
 """Members of the time shims: datetime and time.
 
 ``datetime`` exposes only its classes and constants. The real module object is never
-handed out: on 3.11 ``datetime.sys`` is the ``sys`` module (escape-classes 069).
+handed out: on 3.11 ``datetime.sys`` is the ``sys`` module (escape corpus 069).
 
 ``strptime`` (both modules) imports ``_strptime`` from C the first time it runs. From a
 sandboxed frame that import goes through the sandbox's ``__import__`` (which only confirms

@@ -1,10 +1,10 @@
-"""The public surface is a contract (DESIGN.md §3): it must not drift silently."""
+"""The public surface is a contract (docs/design.md): it must not drift silently."""
 
 import types
 
 import emdash
 
-# The names DESIGN.md §3 promises to hosts, plugin authors and reviewers' suites.
+# The names docs/design.md promises to hosts, plugin authors and reviewers' suites.
 CONTRACT = {
     "Runtime",
     "PluginDescriptor",

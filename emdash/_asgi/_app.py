@@ -2,7 +2,7 @@
 
 ``create_app(runtime, token=...)`` serves ``/_emdash/api/plugins/<plugin id>/<route>`` for
 every plugin route (the route name may itself contain ``/``). It behaves like EmDash's
-route endpoint (spec §8):
+route endpoint (docs/plugin-reference.md, routes):
 
 - every method reaches the same handler (GET, HEAD, POST, PUT, PATCH, DELETE);
 - routes are **private by default**: a request needs ``Authorization: Bearer <token>``
@@ -21,7 +21,7 @@ route endpoint (spec §8):
   as "Plugin route error" and logged to the plugin's own logger (``ctx.log``'s,
   ``emdash.plugins.<id>`` by default) with the message and traceback; EmDash answers a crash
   with 400 ``ROUTE_ERROR`` and its message (docs/design.md says why we do not); other emdash
-  errors, sandbox limits included, are 400 ``ROUTE_ERROR`` with their message (spec §10.3);
+  errors, sandbox limits included, are 400 ``ROUTE_ERROR`` with their message (docs/plugin-reference.md, responses and errors);
 - ``Cache-Control: private, no-store`` on everything except a successful GET/HEAD of a
   public route that declares ``cache_control``.
 
@@ -337,7 +337,7 @@ def describe_error(
 
     ``details`` is kept for ``VALIDATION_ERROR`` (which fields failed, never values) and any
     other non-internal :class:`PluginRouteError` that carries them; EmDash drops them, which
-    leaves clients guessing (spec §16 item 11). What the reply masks (a plugin's crash or
+    leaves clients guessing. What the reply masks (a plugin's crash or
     ``INTERNAL_ERROR``) is logged to ``plugin_log``, the plugin's own logger (this module's
     when not given), so an operator following one plugin's log sees why its route failed.
     """

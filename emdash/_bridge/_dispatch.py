@@ -14,7 +14,7 @@ so both modes see the same behaviour and the same error texts. For each call, in
    further redirect hop too);
 5. the capability is checked against the descriptor's canonical, implication-closed list
    (``Missing capability: <cap>``);
-6. the parameters are validated with the texts of spec/sandbox-contract.md §4.4 and the
+6. the parameters are validated with the texts of EmDash's sandbox bridge and the
    service runs, scoped by the plugin id.
 
 Content, media, users and taxonomy methods live in :mod:`emdash._bridge._cms`.

@@ -5,7 +5,7 @@ whole value once and rebuilds it from exact builtin types (``type(x) is str``, n
 ``isinstance``), with a nesting-depth and total-size cap. After that, nothing a plugin
 defined (a ``str`` subclass with a lying ``__eq__``, a ``dict`` whose ``items`` changes
 between calls) can reach a service. :class:`Params` then reads individual parameters with
-the exact messages of spec/sandbox-contract.md §4.4.
+the exact messages of EmDash's sandbox bridge.
 """
 
 from __future__ import annotations

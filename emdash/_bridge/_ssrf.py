@@ -2,7 +2,7 @@
 
 Used by :mod:`emdash._bridge._http` on every hop of every request, in restricted and unrestricted
 mode alike (``allowed_hosts = ["*"]`` included). The policy is the union of what EmDash
-applies anywhere (spec/sandbox-contract.md §7.2), plus what Python needs on top:
+applies anywhere (docs/plugin-reference.md, outbound HTTP), plus what Python needs on top:
 
 - **Canonicalise before checking.** ``urllib``/``httpx`` do not turn ``2130706433``,
   ``0x7f.1`` or ``0177.0.0.1`` into ``127.0.0.1`` the way the WHATWG URL parser does, but

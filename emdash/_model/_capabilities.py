@@ -4,7 +4,7 @@ Normalisation happens once, when a descriptor is loaded: aliases become canonica
 duplicates go, and the three implications are added (write implies read, unrestricted
 network implies restricted network). Every later check (hook registration gate, bridge)
 compares against that closed set, in both modes. EmDash's isolate bridges skip the
-implication step; we do not (DESIGN.md §7).
+implication step; we do not (docs/plugin-reference.md, capabilities).
 """
 
 from __future__ import annotations

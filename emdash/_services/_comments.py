@@ -1,4 +1,4 @@
-"""Public comments and their moderation, firing the ``comment:*`` hooks (spec §1.2): ``rt.comments``.
+"""Public comments and their moderation, firing the ``comment:*`` hooks (docs/plugin-reference.md, events in detail): ``rt.comments``.
 
 ``create(...)``, in order:
 

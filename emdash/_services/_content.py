@@ -1,7 +1,7 @@
-"""Content operations that fire the ``content:*`` hooks (spec §1.2): ``rt.content``.
+"""Content operations that fire the ``content:*`` hooks (docs/plugin-reference.md, events in detail): ``rt.content``.
 
 These are the host's CMS operations (an admin saving a post, the scheduler publishing one),
-as opposed to ``ctx.content`` calls made *by* plugins, which never fire hooks (spec §4.4).
+as opposed to ``ctx.content`` calls made *by* plugins, which never fire hooks (docs/plugin-reference.md, ctx.content).
 
 Order of every operation: validate the input and check the item exists (so a bad call
 runs no plugin and writes nothing), run the *before* hook, write in one store transaction,

@@ -1,4 +1,4 @@
-"""The cron scheduler (spec §11): ``rt.cron``.
+"""The cron scheduler (docs/plugin-reference.md, ctx.cron): ``rt.cron``.
 
 ``schedule`` / ``cancel`` / ``list`` are what ``ctx.cron`` calls through the bridge (always
 scoped by the calling plugin's id). :meth:`CronService.tick` is the executor:

@@ -1,6 +1,6 @@
 """Cron task names and schedules: validation, one-shot vs recurring, next fire time.
 
-Pure functions, no store. The texts of the validation errors are EmDash's (spec §11), so a
+Pure functions, no store. The texts of the validation errors are EmDash's (docs/plugin-reference.md, ctx.cron), so a
 plugin that pattern-matches them keeps working.
 
 Schedules are interpreted in UTC. Cron syntax follows croner (what EmDash uses): 5 fields,

@@ -1,4 +1,4 @@
-"""The email pipeline (spec §12) and the built-in console provider.
+"""The email pipeline (docs/plugin-reference.md, email hooks) and the built-in console provider.
 
 ``EmailPipeline.send(message, source=...)``:
 

@@ -1,4 +1,4 @@
-"""Media uploads that fire ``media:beforeUpload`` / ``media:afterUpload`` (spec §1.2): ``rt.media``.
+"""Media uploads that fire ``media:beforeUpload`` / ``media:afterUpload`` (docs/plugin-reference.md, events in detail): ``rt.media``.
 
 ``upload(filename, content_type, data)``:
 
@@ -12,7 +12,7 @@
    the bytes are deleted again (the store also removes them if the transaction rolls back);
 4. ``media:afterUpload`` observers get ``{media: item}``; their errors are logged.
 
-``ctx.media.upload`` called *by a plugin* does not come here and fires no hooks (spec §4.6).
+``ctx.media.upload`` called *by a plugin* does not come here and fires no hooks (docs/plugin-reference.md, ctx.media).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Public page metadata and fragments (spec §10): ``rt.page``.
+"""Public page metadata and fragments (docs/plugin-reference.md, page:metadata): ``rt.page``.
 
 A host renders a public page by building a *page context* (:func:`page_context`), then
 asking ``rt.page.render_head(page)`` for the ``<head>`` tags and

@@ -1,6 +1,6 @@
 """Comments on content items, stored with their moderation status and metadata.
 
-The stored shape is EmDash's ``StoredComment`` (plugin-api §1.2)::
+The stored shape is EmDash's ``StoredComment`` (docs/plugin-reference.md, events in detail)::
 
     {"id", "collection", "contentId", "parentId", "authorName", "authorEmail",
      "authorUserId", "body", "status", "moderationMetadata", "createdAt", "updatedAt"}

@@ -6,7 +6,7 @@ All collections share one table, ``_emdash_content``, with the item's fields in 
 must exist (``ensure_collection``; ``posts`` and ``pages`` exist from the start) before
 items can be created in it; reads of an unknown collection just find nothing.
 
-Item shape (plugin-api §4.4, plus the state fields the isolate shape lacks)::
+Item shape (EmDash's ``ContentItem``, plus the state fields the isolate shape lacks)::
 
     {"id", "type", "slug", "status", "data", "authorId", "locale", "version",
      "createdAt", "updatedAt", "publishedAt", "scheduledAt", "deletedAt",
@@ -61,7 +61,7 @@ MAX_BATCH = 100
 # What a collection may declare it supports (EmDash's collection ``supports`` values). Only
 # "revisions" changes how the store writes; the others are recorded for the admin/host.
 COLLECTION_SUPPORTS = ("drafts", "revisions", "preview", "scheduling", "search")
-# EmDash's system columns: keys of these names in item data are not fields (plugin-api §6.3).
+# EmDash's system columns: keys of these names in item data are not fields.
 SYSTEM_KEYS = frozenset(
     {
         "id",

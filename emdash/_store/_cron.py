@@ -1,4 +1,4 @@
-"""Cron task storage (plugin-api §11): ``_emdash_cron_tasks`` and what the executor needs.
+"""Cron task storage (docs/plugin-reference.md, ctx.cron): ``_emdash_cron_tasks`` and what the executor needs.
 
 Schedule parsing and next-fire computation live in ``emdash._services._cron_schedule``; this module
 only stores tasks and moves them through ``idle -> running -> idle | deleted``. Every

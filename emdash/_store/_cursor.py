@@ -1,7 +1,7 @@
 """Opaque keyset cursors that follow the requested order (asc, desc, mixed, with NULLs).
 
 EmDash's storage cursor is always ``(created_at, id) > (v, id)``, whatever ``orderBy`` says,
-so any other order pages wrongly (spec §5). Here the cursor carries the last row's value of
+so any other order pages wrongly (docs/plugin-reference.md, cursors). Here the cursor carries the last row's value of
 *every* order key plus its id, and the next page is everything strictly after that tuple in
 the very order the query sorts by:
 

@@ -1,6 +1,6 @@
 """Media: the ``_emdash_media`` rows and the local directory that holds the bytes.
 
-Media item shape (plugin-api §4.6; one URL form for every path, the bridge's)::
+Media item shape (EmDash's; one URL form for every path, the bridge's)::
 
     {"id", "filename", "mimeType", "size", "url": "/_emdash/api/media/file/<storageKey>",
      "storageKey", "status", "createdAt"}

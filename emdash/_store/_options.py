@@ -1,7 +1,7 @@
 """Site options (``_emdash_options``) and the plugin KV store built on them.
 
 KV is *one* store for both plugin modes (EmDash keeps isolate KV in a different table, so a
-plugin moved between modes lost its data, spec §4.2). A KV key ``k`` of plugin ``p`` is the
+plugin moved between modes lost its data). A KV key ``k`` of plugin ``p`` is the
 option row ``plugin:p:k``. Plugin ids cannot contain ``:`` (checked on every call), so the
 prefix ``plugin:p:`` can never match a row of another plugin, whatever the key or list
 prefix looks like: ``other:key`` is stored as ``plugin:p:other:key``.

@@ -271,7 +271,7 @@ class PluginDocuments:
         limit: object = None,
         cursor: object = None,
     ) -> dict[str, Any]:
-        """``{"items": [{"id", "data"}], "hasMore", "cursor"?}`` (plugin-api §5)."""
+        """``{"items": [{"id", "data"}], "hasMore", "cursor"?}`` (docs/plugin-reference.md, queries)."""
         pid, coll = _scope(plugin_id, collection)
         queryable = spec.queryable_fields()
         where_sql, params = compile_where(

@@ -1,4 +1,4 @@
-"""The storage query language (plugin-api §5): ``where`` and ``order_by`` to SQL.
+"""The storage query language (docs/plugin-reference.md, queries): ``where`` and ``order_by`` to SQL.
 
 Only fields named by a declared index (plain, unique, or a part of a composite one) can be
 filtered or ordered on. Every field name is checked against ``^[a-zA-Z][a-zA-Z0-9_]*$``

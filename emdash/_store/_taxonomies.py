@@ -1,6 +1,6 @@
 """Taxonomies (categories, tags...): definitions, terms, and their assignment to entries.
 
-Read shapes follow plugin-api §4.5 / sandbox-contract §6.4:
+Read shapes follow EmDash's (docs/plugin-reference.md, ctx.taxonomies):
 
 * definition ``{name, label, labelSingular, hierarchical, collections, locale}``, by name;
 * term ``{id, taxonomy, slug, label, parentId, data, locale, translationGroup}``, ordered by

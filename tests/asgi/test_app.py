@@ -1,4 +1,4 @@
-"""The plugin route ASGI app against a real runtime, natively and sandboxed (spec §8)."""
+"""The plugin route ASGI app against a real runtime, natively and sandboxed (docs/plugin-reference.md, routes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sandbox refusals and limit errors reach HTTP clients as 400 ROUTE_ERROR (spec §10.3)."""
+"""Sandbox refusals and limit errors reach HTTP clients as 400 ROUTE_ERROR (docs/plugin-reference.md, responses and errors)."""
 
 from __future__ import annotations
 

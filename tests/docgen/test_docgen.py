@@ -121,3 +121,53 @@ def test_the_readme_links_the_reference_docs() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in DOCS:
         assert f"({name})" in readme, f"README.md does not link {name}"
+
+
+# References to design notes that live outside this repository. The docs in docs/ carry what
+# a reader needs; code and docs point there. Spelled in pieces so this file does not match.
+_OUTSIDE = re.compile(
+    "|".join(
+        [
+            r"spec/",
+            "escape" + "-classes",
+            "sandbox" + "-contract",
+            "plugin" + r"-api(\.md| §| section)",
+            r"\bspec §",
+            r"\bspec section",
+            r"\(spec \d{3}",
+            r"\.\./shared",
+            "/work" + "/shared",
+            "shared" + "/spec",
+            "DESIGN" + r"\.md",
+            r"\bthe spec\b",
+        ]
+    )
+)
+# CHANGELOG.md keeps history as it was written; semver.org's URL contains "spec/".
+_SCANNED = ("emdash", "sandbox", "stdlib_shims", "tests", "examples", "benchmarks", "docs", ".ci")
+
+
+def _repository_texts() -> list[Path]:
+    paths = [p for top in _SCANNED for p in (ROOT / top).rglob("*") if p.is_file()]
+    paths += [p for p in ROOT.glob("*.md") if p.name != "CHANGELOG.md"]
+    paths += [ROOT / "Makefile", ROOT / "pyproject.toml"]
+    return [p for p in paths if "__pycache__" not in p.parts and p.suffix != ".pyc"]
+
+
+def test_code_and_docs_never_refer_to_design_notes_outside_the_repository() -> None:
+    found = []
+    for path in _repository_texts():
+        if path == Path(__file__).resolve():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.replace("semver.org/spec/", "")
+            if _OUTSIDE.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
+    assert not found, (
+        "references to design notes outside the repository; point to docs/plugin-reference.md, "
+        "docs/restricted-python.md or docs/escape-corpus.md instead:\n" + "\n".join(found)
+    )

@@ -5,7 +5,7 @@ payloads. The module-scoped ``audit_session`` is an :class:`emdash._selfaudit._r
 fresh ``Runtime`` on a real SQLite file with real sandbox workers, a sandboxed victim plugin
 holding a secret in KV and storage, a canary HTTP server, an abstract-socket canary and a
 capture of the host log. ``stopped`` asserts, check by check, that a payload was stopped the
-way the spec requires (for resource bombs: by a limit, whichever trips first).
+way docs/escape-corpus.md requires (for resource bombs: by a limit, whichever trips first).
 
 Known holes (payloads the current build does not stop as specified) are marked
 ``xfail(strict=True)`` with the reason, in :data:`KNOWN_HOLES`: the test still runs every
@@ -23,7 +23,7 @@ import pytest
 from emdash._selfaudit._corpus import Payload, payloads_for
 from emdash._selfaudit._runner import AuditSession, PayloadResult
 
-# payload name -> why it is not stopped as the spec requires (and which layer should stop it)
+# payload name -> why it is not stopped as docs/escape-corpus.md requires (and which layer should stop it)
 KNOWN_HOLES: dict[str, str] = {}
 
 
@@ -51,7 +51,7 @@ def _assert_stopped(result: PayloadResult) -> None:
     # Nothing got out: no OK evidence, no canary touched, no file, no process.
     assert result.failures_of("escape") == [], why
     assert result.failures_of("harness") == [], why
-    # The error class (and plugin-side exception type) the spec requires; for a resource
+    # The error class (and plugin-side exception type) docs/escape-corpus.md requires; for a resource
     # bomb, or where the expected outcome is itself a limit stop, a stop by any limit (which
     # limit trips first can depend on the machine's load). Returning is never a stop.
     assert result.error_name is not None, why

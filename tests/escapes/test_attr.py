@@ -1,4 +1,4 @@
-"""Escape class ``attr`` (spec/escape-classes.md 017-022): attribute chains from harmless objects to dangerous ones: __subclasses__, mro(), str-subclass names, partial.func.
+"""Escape class ``attr`` (docs/escape-corpus.md 017-022): attribute chains from harmless objects to dangerous ones: __subclasses__, mro(), str-subclass names, partial.func.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

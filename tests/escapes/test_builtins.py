@@ -1,4 +1,4 @@
-"""Escape class ``builtins`` (spec/escape-classes.md 008-016): dangerous builtins by name or alias: __builtins__, eval/exec, open, type(), id().
+"""Escape class ``builtins`` (docs/escape-corpus.md 008-016): dangerous builtins by name or alias: __builtins__, eval/exec, open, type(), id().
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

@@ -1,4 +1,4 @@
-"""Escape class ``class`` (spec/escape-classes.md 045-052): metaclasses and dunder hooks, and str/dict subclasses lying to host validators.
+"""Escape class ``class`` (docs/escape-corpus.md 045-052): metaclasses and dunder hooks, and str/dict subclasses lying to host validators.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

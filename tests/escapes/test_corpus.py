@@ -1,7 +1,7 @@
-"""The corpus itself: complete against the spec, well-formed, and labelled consistently.
+"""The corpus itself: complete against docs/escape-corpus.md, well-formed, and labelled consistently.
 
 These checks run without workers: they make sure the suite keeps covering what
-spec/escape-classes.md lists (every numbered payload, every RestrictedPython CVE of its
+docs/escape-corpus.md lists (every numbered payload, every RestrictedPython CVE of its
 section 4) and that each payload's ``expect`` agrees with what the compiler alone decides.
 """
 
@@ -25,7 +25,7 @@ from emdash._selfaudit._corpus import (
 )
 from sandbox import _compiler
 
-# spec/escape-classes.md section 3: the numbered payloads of each class.
+# docs/escape-corpus.md (the classes): the numbered payloads of each class.
 SPEC_RANGES = {
     "import": (1, 7),
     "builtins": (8, 16),
@@ -46,7 +46,7 @@ SPEC_RANGES = {
 # The brief: at least 4 variants of our own per class, more for format/ctx/os/dos.
 MIN_OWN = {klass: 4 for klass in CLASSES} | {"format": 6, "ctx": 8, "os": 6, "dos": 6}
 
-# spec section 4: every RestrictedPython security fix must have a payload.
+# docs/escape-corpus.md (RestrictedPython's security history): every RestrictedPython security fix must have a payload.
 RP_HISTORY = [
     "CVE-2023-37271",
     "CVE-2023-41039",

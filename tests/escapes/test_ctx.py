@@ -1,4 +1,4 @@
-"""Escape class ``ctx`` (spec/escape-classes.md 079-087): abusing held capabilities: other plugins' KV/storage, SSRF in every spelling and via redirect, CRLF, log injection, stale ctx, host objects as results.
+"""Escape class ``ctx`` (docs/escape-corpus.md 079-087): abusing held capabilities: other plugins' KV/storage, SSRF in every spelling and via redirect, CRLF, log injection, stale ctx, host objects as results.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

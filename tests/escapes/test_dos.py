@@ -1,4 +1,4 @@
-"""Escape class ``dos`` (spec/escape-classes.md 107-120): CPU, memory, wall-clock, output and host-call bombs: each ends with its limit error and the worker is replaced.
+"""Escape class ``dos`` (docs/escape-corpus.md 107-120): CPU, memory, wall-clock, output and host-call bombs: each ends with its limit error and the worker is replaced.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the error (for these bombs: a stop by any limit, since which one

@@ -1,4 +1,4 @@
-"""Escape class ``exc`` (spec/escape-classes.md 053-058): except* type confusion (CVE-2025-22153), exceptions carrying objects, SystemExit, swallowed timeouts, report poisoning.
+"""Escape class ``exc`` (docs/escape-corpus.md 053-058): except* type confusion (CVE-2025-22153), exceptions carrying objects, SystemExit, swallowed timeouts, report poisoning.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

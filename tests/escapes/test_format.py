@@ -1,4 +1,4 @@
-"""Escape class ``format`` (spec/escape-classes.md 030-039): format-string traversal (CVE-2023-41039, CVE-2024-47532, CVE-2026-76825) and host-side formatting of plugin text.
+"""Escape class ``format`` (docs/escape-corpus.md 030-039): format-string traversal (CVE-2023-41039, CVE-2024-47532, CVE-2026-76825) and host-side formatting of plugin text.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

@@ -1,4 +1,4 @@
-"""Escape class ``frame`` (spec/escape-classes.md 023-029): frames and code objects (CVE-2023-37271), async frames, and generator code running after the handler returned.
+"""Escape class ``frame`` (docs/escape-corpus.md 023-029): frames and code objects (CVE-2023-37271), async frames, and generator code running after the handler returned.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

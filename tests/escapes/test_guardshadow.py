@@ -1,4 +1,4 @@
-"""Escape class ``guardshadow`` (spec/escape-classes.md 040-044): binding guard names in every binding form (CVE-2026-55830) and private keyword arguments.
+"""Escape class ``guardshadow`` (docs/escape-corpus.md 040-044): binding guard names in every binding form (CVE-2026-55830) and private keyword arguments.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

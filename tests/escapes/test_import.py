@@ -1,4 +1,4 @@
-"""Escape class ``import`` (spec/escape-classes.md 001-007): reaching real modules: import os, star and alias imports, __import__, fromlist attributes, lazy and relative imports.
+"""Escape class ``import`` (docs/escape-corpus.md 001-007): reaching real modules: import os, star and alias imports, __import__, fromlist attributes, lazy and relative imports.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

@@ -1,4 +1,4 @@
-"""Escape class ``iter`` (spec/escape-classes.md 075-078): C-level iteration that bypasses _getiter_ over host objects.
+"""Escape class ``iter`` (docs/escape-corpus.md 075-078): C-level iteration that bypasses _getiter_ over host objects.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

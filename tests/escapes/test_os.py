@@ -1,4 +1,4 @@
-"""Escape class ``os`` (spec/escape-classes.md 091-106): post-breakout code in a confined worker (raw-worker mode): files, environment, ptrace, sockets, exec, fork, signals, fds, seccomp gaps, rlimits, W+X memory.
+"""Escape class ``os`` (docs/escape-corpus.md 091-106): post-breakout code in a confined worker (raw-worker mode): files, environment, ptrace, sockets, exec, fork, signals, fds, seccomp gaps, rlimits, W+X memory.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

@@ -1,4 +1,4 @@
-"""Escape class ``serial`` (spec/escape-classes.md 088-090): pickle/marshal/ctypes/gc/inspect/sys imports, pickle gadgets, non-JSON results, forged IPC frames.
+"""Escape class ``serial`` (docs/escape-corpus.md 088-090): pickle/marshal/ctypes/gc/inspect/sys imports, pickle gadgets, non-JSON results, forged IPC frames.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

@@ -1,4 +1,4 @@
-"""Escape class ``shim`` (spec/escape-classes.md 067-074): stdlib shims as facades: json.codecs, re.enum, re.copyreg, datetime.sys, random state, logging, lazy imports.
+"""Escape class ``shim`` (docs/escape-corpus.md 067-074): stdlib shims as facades: json.codecs, re.enum, re.copyreg, datetime.sys, random state, logging, lazy imports.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

@@ -1,4 +1,4 @@
-"""Escape class ``syntax`` (spec/escape-classes.md 059-066): NFKC identifiers, match, annotations, coding cookies, 1500-deep nesting, newer syntax.
+"""Escape class ``syntax`` (docs/escape-corpus.md 059-066): NFKC identifiers, match, annotations, coding cookies, 1500-deep nesting, newer syntax.
 
 Every payload runs against the real sandbox in a fresh runtime (see conftest.py); the
 ``stopped`` fixture checks the exact error, no OK evidence, the plugin, the victim plugin,

@@ -1,4 +1,4 @@
-"""The same plugin source behaves the same natively and sandboxed (DESIGN.md §1, §7).
+"""The same plugin source behaves the same natively and sandboxed (docs/plugin-reference.md, differences between the two modes).
 
 Each test adds one plugin from source text twice — once trusted (in-process), once
 untrusted (forked, seccomp-confined worker) — into separate runtimes on real SQLite files,

@@ -2,7 +2,7 @@
 
 Mirrors RestrictedPython's tests/transformer categories (names, attributes, imports, function
 arguments, try, async, global/nonlocal, print, classdef...) plus the syntax-level escapes of
-spec/escape-classes.md (059-066, 040-044, 053).
+docs/escape-corpus.md (059-066, 040-044, 053).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Mirrors RestrictedPython's tests/test_Guards.py (safer_getattr breakouts 1a-1d, 3, 4, 5,
 write guard, unpacking) and tests/builtins, plus the run-time CVEs of
-spec/escape-classes.md §4. Process isolation is covered by the worker tests.
+docs/escape-corpus.md (RestrictedPython's security history). Process isolation is covered by the worker tests.
 """
 
 from __future__ import annotations

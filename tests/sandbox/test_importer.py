@@ -1,6 +1,6 @@
 """The import policy: shims, the plugin's own modules, exposed preludes, and nothing else.
 
-Covers escape-classes 001-007 (import category), 067-069 (real modules leaking), 073 (C-level
+Covers escape corpus 001-007 (import category), 067-069 (real modules leaking), 073 (C-level
 imports from restricted frames) and the ``IMPORT_FROM`` fallback to ``sys.modules``.
 """
 

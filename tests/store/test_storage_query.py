@@ -1,4 +1,4 @@
-"""The storage query language (plugin-api §5): indexed-field rule, operators, limits."""
+"""The storage query language (docs/plugin-reference.md, queries): indexed-field rule, operators, limits."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The escape corpus: attacks on the plugin sandbox, one module per escape class.
 
 Each module of this package exports ``PAYLOADS: list[Payload]`` for one class of
-``spec/escape-classes.md`` section 3. A payload is *data*: plugin source (or, for the OS
+``docs/escape-corpus.md``. A payload is *data*: plugin source (or, for the OS
 layer, plain Python for a confined worker with the language layer bypassed) plus what a
 correct sandbox must do with it. :mod:`emdash._selfaudit._runner` runs them against the installed
 package through the public API, and ``tests/escapes/`` asserts the same outcomes in CI.
@@ -52,7 +52,7 @@ Mode = Literal["restricted", "raw-worker"]
 
 EXPECTS: tuple[str, ...] = ("compile_error", "runtime_denied", "os_denied", "contained")
 
-# In the order of spec/escape-classes.md section 3.
+# In the order of docs/escape-corpus.md (the classes).
 CLASSES: tuple[str, ...] = (
     "import",
     "builtins",
@@ -86,14 +86,14 @@ PLACEHOLDERS: dict[str, str] = {
     "@@ARCH@@": "platform.machine() of the host (syscall numbers differ per architecture)",
 }
 
-# Small limits: every bomb must be stopped within them (DESIGN.md section 5).
+# Small limits: every bomb must be stopped within them (docs/resource-model.md).
 DEFAULT_LIMITS: dict[str, int] = {"cpu_ms": 50, "memory_mb": 64, "wall_ms": 2000, "subrequests": 10}
 
 # The error classes (emdash's, or sandbox's for raw-worker payloads: same names) that say a
 # limit of the sandbox ended the invocation. Which one ends a bomb first depends on the
 # machine as well as on the payload: a loop that needs 50 ms of CPU meets its 2 s wall limit
 # first when the host is too busy to give the worker that CPU, a memory bomb may use up its
-# CPU budget first. Each is the containment the spec asks of a resource bomb.
+# CPU budget first. Each is the containment docs/escape-corpus.md asks of a resource bomb.
 LIMIT_ERRORS: tuple[str, ...] = (
     "CpuLimitExceeded",
     "MemoryLimitExceeded",
@@ -203,7 +203,7 @@ def payloads_for(klass: str) -> list[Payload]:
 
 
 def all_payloads() -> dict[str, list[Payload]]:
-    """Every payload, keyed by escape class, in the spec's order."""
+    """Every payload, keyed by escape class, in the order of docs/escape-corpus.md."""
     return {klass: payloads_for(klass) for klass in CLASSES}
 
 

@@ -1,4 +1,4 @@
-"""Escape class ``attr`` (spec 017-022): attribute chains from a harmless object to a dangerous one.
+"""Escape class ``attr`` (docs/escape-corpus.md 017-022): attribute chains from a harmless object to a dangerous one.
 
 Stopped by L1 (underscore attributes), by ``_getattr_``/``getattr`` (names built at run
 time, ``str`` subclasses as names) and by L3: ctx objects have no public attribute that
@@ -81,7 +81,7 @@ PAYLOADS: list[Payload] = [
     P(
         "partial_func_unwrap",
         "ctx.kv.get.func / .args: a functools.partial would hand out the host-call function",
-        "corpus 022; DESIGN.md section 8 (no functools.partial in the ctx)",
+        "corpus 022; docs/design.md, _shared (no functools.partial in the ctx)",
         """
         def handler(event, ctx):
             inner = ctx.kv.get.func
@@ -134,7 +134,7 @@ PAYLOADS: list[Payload] = [
     P(
         "log_manager_logger_dict",
         "ctx.log.manager.loggerDict: a real logging.Logger lists every host logger",
-        "own; escape-classes.md section 7 (logging.Logger as ctx.log)",
+        "own; docs/escape-corpus.md, guard pitfalls (logging.Logger as ctx.log)",
         """
         def handler(event, ctx):
             return "OK " + repr(ctx.log.manager.loggerDict)

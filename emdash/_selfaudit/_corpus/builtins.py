@@ -1,4 +1,4 @@
-"""Escape class ``builtins`` (spec 008-016): dangerous builtins, by name or by alias.
+"""Escape class ``builtins`` (docs/escape-corpus.md 008-016): dangerous builtins, by name or by alias.
 
 Stopped by L1 (``__builtins__``, reserved names, ``eval``/``exec`` calls) and by the
 vetted builtins dict (L2): ``open``, ``eval``, ``type``, ``object``, ``id``... are simply
@@ -63,7 +63,7 @@ PAYLOADS: list[Payload] = [
     P(
         "alias_eval",
         "e = eval; e(...) -- aliasing escapes the call-site check for eval",
-        "corpus 012; escape-classes.md section 3 (aliasing eval)",
+        "corpus 012; docs/escape-corpus.md, the classes (aliasing eval)",
         """
         def handler(event, ctx):
             e = eval
@@ -104,7 +104,7 @@ PAYLOADS: list[Payload] = [
     P(
         "type_three_args",
         "type('X', (), {'__getattr__': ...}) defines a dunder the compiler never saw",
-        "corpus 015; sandbox-contract section 11",
+        "corpus 015; docs/restricted-python.md, builtins",
         """
         def handler(event, ctx):
             X = type("X", (), {"__getattr__": lambda self, name: "OK dunder via type()"})
@@ -117,7 +117,7 @@ PAYLOADS: list[Payload] = [
     P(
         "id_address_leak",
         "id(ctx) leaks a heap address (defeats ASLR for memory-corruption bugs)",
-        "corpus 016; escape-classes.md section 7 (id, hash)",
+        "corpus 016; docs/escape-corpus.md, guard pitfalls (id, hash)",
         """
         def handler(event, ctx):
             return "OK address " + hex(id(ctx))
@@ -142,7 +142,7 @@ PAYLOADS: list[Payload] = [
     P(
         "math_italic_eval",
         "eval spelled in mathematical italic letters (NFKC-normalised to eval by the parser)",
-        "own; escape-classes.md section 3 (NFKC identifiers)",
+        "own; docs/escape-corpus.md, the classes (NFKC identifiers)",
         "def handler(event, ctx):\n    return 'OK ' + str(\U0001d452\U0001d463\U0001d44e\U0001d459('6*7'))\n",
         "compile_error",
         "CompileError",

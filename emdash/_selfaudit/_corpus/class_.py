@@ -1,4 +1,4 @@
-"""Escape class ``class`` (spec 045-052): plugin classes whose methods run inside host code.
+"""Escape class ``class`` (docs/escape-corpus.md 045-052): plugin classes whose methods run inside host code.
 
 Metaclasses and hook dunders (``__getattr__``, ``__del__``, ``__reduce__``, descriptors) are
 refused at compile time; subclasses of ``str``/``dict``/``list`` (whose overridden methods
@@ -67,7 +67,7 @@ PAYLOADS: list[Payload] = [
     P(
         "dunder_reduce_hook",
         "class with __reduce__ (a pickle gadget if the host ever unpickled results)",
-        "corpus 048; escape-classes.md section 3 (serial)",
+        "corpus 048; docs/escape-corpus.md, the classes (serial)",
         """
         class Gadget:
             def __reduce__(self):

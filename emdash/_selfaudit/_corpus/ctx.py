@@ -1,4 +1,4 @@
-"""Escape class ``ctx`` (spec 079-087): abusing the capabilities the plugin legitimately holds.
+"""Escape class ``ctx`` (docs/escape-corpus.md 079-087): abusing the capabilities the plugin legitimately holds.
 
 The bridge is the only place capabilities are enforced and data is scoped by the host-known
 plugin id: other plugins' KV and storage are unreachable whatever key or collection name is
@@ -68,7 +68,7 @@ PAYLOADS: list[Payload] = [
     P(
         "proxy_attribute_rewrite",
         "rewrite ctx.plugin.id to the victim's id, then read 'its' KV",
-        "corpus 080; escape-classes.md section 7 (identity _write_ enables proxy rewrite)",
+        "corpus 080; docs/escape-corpus.md, guard pitfalls (identity _write_ enables proxy rewrite)",
         """
         def handler(event, ctx):
             try:
@@ -88,21 +88,21 @@ PAYLOADS: list[Payload] = [
     _ssrf(
         "ssrf_loopback_literal",
         "http://127.0.0.1:@@CANARY_PORT@@/ with allowed_hosts ['*']",
-        "corpus 081; sandbox-contract section 7.2",
+        "corpus 081; docs/plugin-reference.md, outbound HTTP",
         "http://127.0.0.1:@@CANARY_PORT@@/ssrf-literal",
         ref="081",
     ),
     _ssrf(
         "ssrf_hex_short_form",
         "http://0x7f.1:@@CANARY_PORT@@/ (inet_aton spelling the URL parser does not canonicalise)",
-        "corpus 082; sandbox-contract section 7.2 (decimal/octal/hex/short IPv4)",
+        "corpus 082; docs/plugin-reference.md, outbound HTTP (decimal/octal/hex/short IPv4)",
         "http://0x7f.1:@@CANARY_PORT@@/ssrf-hex",
         ref="082",
     ),
     P(
         "ssrf_redirect_to_loopback",
         "an allowed server answers 302 Location: http://127.0.0.1:@@CANARY_PORT@@/",
-        "corpus 083; sandbox-contract section 7.3 (every hop re-validated)",
+        "corpus 083; docs/plugin-reference.md, outbound HTTP (every hop re-validated)",
         """
         def handler(event, ctx):
             r = ctx.http.fetch("@@REDIRECT_URL@@")
@@ -117,7 +117,7 @@ PAYLOADS: list[Payload] = [
     P(
         "crlf_header_injection",
         "a header value with CRLF to smuggle a second header / request line",
-        "corpus 084; sandbox-contract section 7.4",
+        "corpus 084; docs/plugin-reference.md, outbound HTTP",
         """
         def handler(event, ctx):
             r = ctx.http.fetch(
@@ -135,7 +135,7 @@ PAYLOADS: list[Payload] = [
     P(
         "idor_victim_kv_and_storage",
         "read another plugin's KV by its in-process row name and its storage by collection name",
-        "corpus 085; plugin-api section 4.2 (plugin:<id>:<key> row names)",
+        "corpus 085; docs/plugin-reference.md, KV (plugin:<id>:<key> row names)",
         """
         def handler(event, ctx):
             got = [
@@ -159,7 +159,7 @@ PAYLOADS: list[Payload] = [
     P(
         "stash_ctx_for_later",
         "keep the ctx in a module global and use it in a later invocation",
-        "corpus 086; escape-classes.md section 9 (revoke ctx at the end of the invocation)",
+        "corpus 086; docs/escape-corpus.md, guard pitfalls (revoke ctx at the end of the invocation)",
         """
         STASH = []
 
@@ -200,25 +200,25 @@ PAYLOADS: list[Payload] = [
     _ssrf(
         "ssrf_ipv4_mapped_ipv6",
         "http://[::ffff:127.0.0.1]:@@CANARY_PORT@@/",
-        "own; sandbox-contract section 7.2 (IPv4-mapped IPv6)",
+        "own; docs/plugin-reference.md, outbound HTTP (IPv4-mapped IPv6)",
         "http://[::ffff:127.0.0.1]:@@CANARY_PORT@@/ssrf-mapped",
     ),
     _ssrf(
         "ssrf_decimal_integer",
         "http://2130706433:@@CANARY_PORT@@/ (127.0.0.1 as one decimal number)",
-        "own; sandbox-contract section 7.2",
+        "own; docs/plugin-reference.md, outbound HTTP",
         "http://2130706433:@@CANARY_PORT@@/ssrf-decimal",
     ),
     _ssrf(
         "ssrf_octal",
         "http://0177.0.0.1:@@CANARY_PORT@@/",
-        "own; sandbox-contract section 7.2",
+        "own; docs/plugin-reference.md, outbound HTTP",
         "http://0177.0.0.1:@@CANARY_PORT@@/ssrf-octal",
     ),
     _ssrf(
         "ssrf_localhost_trailing_dot",
         "http://localhost.:@@CANARY_PORT@@/ (trailing dot defeats exact-name checks)",
-        "own; sandbox-contract section 7.1 (trailing dots)",
+        "own; docs/plugin-reference.md, outbound HTTP (trailing dots)",
         "http://localhost.:@@CANARY_PORT@@/ssrf-dot",
     ),
     _ssrf(
@@ -236,7 +236,7 @@ PAYLOADS: list[Payload] = [
     _ssrf(
         "ssrf_wildcard_dns",
         "http://127.0.0.1.nip.io:@@CANARY_PORT@@/ (wildcard DNS maps the name to loopback)",
-        "own; sandbox-contract section 7.2 (wildcard-DNS services)",
+        "own; docs/plugin-reference.md, outbound HTTP (wildcard-DNS services)",
         "http://127.0.0.1.nip.io:@@CANARY_PORT@@/ssrf-nip",
     ),
     _ssrf(
@@ -248,7 +248,7 @@ PAYLOADS: list[Payload] = [
     _ssrf(
         "ssrf_file_scheme",
         "file:///etc/passwd through ctx.http.fetch",
-        "own; sandbox-contract section 7.2 (schemes)",
+        "own; docs/plugin-reference.md, outbound HTTP (schemes)",
         "file:///etc/passwd",
     ),
     _ssrf(
@@ -273,7 +273,7 @@ PAYLOADS: list[Payload] = [
     P(
         "storage_reserved_kv_collection",
         "ctx.storage['__kv'] / the victim's collection name: internal and foreign collections",
-        "own; escape-classes.md section 11 (collection='__kv')",
+        "own; docs/escape-corpus.md, API mapping (collection='__kv')",
         """
         def handler(event, ctx):
             for name in ["__kv", "notes"]:
@@ -291,7 +291,7 @@ PAYLOADS: list[Payload] = [
     P(
         "kv_list_like_wildcards",
         "ctx.kv.list('%') / list('_'): SQL LIKE wildcards in the prefix",
-        "own; sandbox-contract section 6.1 (LIKE without escaping)",
+        "own; docs/plugin-reference.md, KV (LIKE without escaping)",
         """
         def handler(event, ctx):
             ctx.kv.set("own-key", 1)
@@ -308,7 +308,7 @@ PAYLOADS: list[Payload] = [
     P(
         "log_injection_control_chars",
         "ctx.log.info with CR/LF and ANSI escapes to forge another plugin's log line",
-        "own; escape-classes.md section 10.5 (log facade escapes control characters)",
+        "own; docs/escape-corpus.md, hygiene (log facade escapes control characters)",
         """
         def handler(event, ctx):
             ctx.log.info("benign\\n[plugin:@@VICTIM_ID@@] AUDIT-FORGED admin password reset\\x1b[2K\\r")
@@ -371,7 +371,7 @@ PAYLOADS: list[Payload] = [
     P(
         "repr_reconnaissance",
         "repr() of ctx and its members: addresses, module paths or internals must not show",
-        "own; escape-classes.md section 10.5 (opaque __repr__)",
+        "own; docs/escape-corpus.md, hygiene (opaque __repr__)",
         """
         def handler(event, ctx):
             text = " ".join([

@@ -1,4 +1,4 @@
-"""Escape class ``dos`` (spec 107-120): exhausting CPU, memory, wall time, output and host calls.
+"""Escape class ``dos`` (docs/escape-corpus.md 107-120): exhausting CPU, memory, wall time, output and host calls.
 
 Every bomb runs under the small default limits (50 ms CPU, 64 MB, 2 s wall, 10 subrequests)
 and must end with the matching limit error while the host, the database and the other
@@ -167,7 +167,7 @@ PAYLOADS: list[Payload] = [
     P(
         "print_flood",
         "print 20 MB: the print collector must cap what it keeps",
-        "corpus 116; escape-classes.md section 7 (_print_ unbounded)",
+        "corpus 116; docs/escape-corpus.md, guard pitfalls (_print_ unbounded)",
         """
         def handler(event, ctx):
             line = "x" * 4000

@@ -1,4 +1,4 @@
-"""Escape class ``exc`` (spec 053-058): exceptions as carriers, weapons and hiding places.
+"""Escape class ``exc`` (docs/escape-corpus.md 053-058): exceptions as carriers, weapons and hiding places.
 
 ``except*`` reaches an interpreter type confusion (compile error). Exceptions carry object
 references (``AttributeError.obj``, refused by the guard); ``SystemExit`` and friends are not

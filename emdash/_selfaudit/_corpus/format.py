@@ -1,4 +1,4 @@
-"""Escape class ``format`` (spec 030-039): attribute traversal inside format strings.
+"""Escape class ``format`` (docs/escape-corpus.md 030-039): attribute traversal inside format strings.
 
 ``str.format`` resolves ``{0.__class__}`` in C, never calling ``_getattr_``: the guard must
 refuse ``format``/``format_map`` on every str (instances, the class, subclasses) and

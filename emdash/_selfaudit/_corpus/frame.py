@@ -1,4 +1,4 @@
-"""Escape class ``frame`` (spec 023-029): frames, code objects and code that runs too late.
+"""Escape class ``frame`` (docs/escape-corpus.md 023-029): frames, code objects and code that runs too late.
 
 Every object carrying a frame (generator, coroutine, traceback) is a path to ``f_globals`` /
 ``f_builtins``; INSPECT_ATTRIBUTES are refused at compile time and by every getattr.
@@ -102,7 +102,7 @@ PAYLOADS: list[Payload] = [
         "generator_finally_after_return",
         "a generator with a finally parked in a reference cycle runs after the handler returned "
         "and writes KV with the stale ctx",
-        "corpus 029; DESIGN.md section 8 (code can run after a handler returns)",
+        "corpus 029; docs/design.md, _shared (code can run after a handler returns)",
         """
         PARKED = []
 

@@ -1,4 +1,4 @@
-"""Escape class ``guardshadow`` (spec 040-044): binding a guard's name in plugin scope.
+"""Escape class ``guardshadow`` (docs/escape-corpus.md 040-044): binding a guard's name in plugin scope.
 
 RestrictedPython emits calls to ``_write_``, ``_getattr_``, ``_getiter_``... resolved *by
 name at run time*; a local binding of that name disables the guard in its scope. Every
@@ -78,7 +78,7 @@ PAYLOADS: list[Payload] = [
     P(
         "private_keyword_argument",
         "ctx.storage['events'].query(_raw_sql=...): private keyword names are never checked by RP",
-        "corpus 044; escape-classes.md section 7 (_apply_: keyword names never checked)",
+        "corpus 044; docs/escape-corpus.md, guard pitfalls (_apply_: keyword names never checked)",
         """
         def handler(event, ctx):
             r = ctx.storage["events"].query(**{"_raw_sql": "SELECT * FROM _plugin_storage"})

@@ -1,4 +1,4 @@
-"""Escape class ``import`` (spec 001-007): reaching real modules through the import system.
+"""Escape class ``import`` (docs/escape-corpus.md 001-007): reaching real modules through the import system.
 
 Stopped by L1 (names, star imports, syntax) and by the sandbox's ``__import__``: only
 shim facades and the plugin's own modules, fromlist checked, no relative imports out of
@@ -66,7 +66,7 @@ PAYLOADS: list[Payload] = [
     P(
         "fromlist_json_codecs",
         "from json import codecs: the fromlist names a module attribute of the real json",
-        "corpus 005; escape-classes.md section 7 (json.codecs.open)",
+        "corpus 005; docs/escape-corpus.md, guard pitfalls (json.codecs.open)",
         """
         def handler(event, ctx):
             from json import codecs
@@ -192,7 +192,7 @@ PAYLOADS: list[Payload] = [
     P(
         "import_builtins_module",
         "import builtins (the real builtins module: open, eval, exec)",
-        "own; escape-classes.md section 7 (json.codecs.builtins)",
+        "own; docs/escape-corpus.md, guard pitfalls (json.codecs.builtins)",
         """
         def handler(event, ctx):
             import builtins

@@ -1,4 +1,4 @@
-"""Escape class ``iter`` (spec 075-078): iteration that never calls ``_getiter_``.
+"""Escape class ``iter`` (docs/escape-corpus.md 075-078): iteration that never calls ``_getiter_``.
 
 ``[*x]``, ``str.join``, ``set()``, ``f(*x)``, ``x in y``... iterate in C. ``_getiter_`` is
 therefore no confidentiality boundary; the defence is that host objects are not iterable

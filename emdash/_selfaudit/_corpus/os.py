@@ -1,4 +1,4 @@
-"""Escape class ``os`` (spec 091-106): what post-breakout code can do to the machine.
+"""Escape class ``os`` (docs/escape-corpus.md 091-106): what post-breakout code can do to the machine.
 
 These payloads assume the language layer has already fallen: they are plain Python run in a
 confined worker with the language layer bypassed (``raw-worker`` mode, like codejail's
@@ -459,7 +459,7 @@ result = "OK read host memory"
         "sleep_forever",
         "clock_nanosleep (allowed: harmless) for an hour: no CPU used, only the wall clock can "
         "end it, and it must (the worker is killed, not abandoned)",
-        "own; DESIGN.md section 5 (wall time by a host-side deadline that kills the worker)",
+        "own; docs/resource-model.md (wall time by a host-side deadline that kills the worker)",
         """
 import time
 time.sleep(3600)

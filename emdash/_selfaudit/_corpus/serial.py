@@ -1,4 +1,4 @@
-"""Escape class ``serial`` (spec 088-090): serialisation and introspection modules, and the wire.
+"""Escape class ``serial`` (docs/escape-corpus.md 088-090): serialisation and introspection modules, and the wire.
 
 ``pickle``/``marshal``/``ctypes``/``gc``/``inspect``/``sys`` are never importable. Results
 cross to the host as JSON only (a plugin-controlled pickle would run code in the host),
@@ -60,7 +60,7 @@ def _forged(
         technique,
         "own variant of 090"
         if "ref" not in kw
-        else "corpus 090; sandbox-contract section 8 (identity bound host-side)",
+        else "corpus 090; docs/escape-corpus.md, API mapping (identity bound host-side)",
         _FRAME.replace("DATA", data),
         "runtime_denied",
         error,
@@ -75,7 +75,7 @@ PAYLOADS: list[Payload] = [
         "copyreg_dispatch_gadget",
         "register a reducer in copyreg.dispatch_table and return an instance: RCE if the host "
         "ever pickles or unpickles worker output",
-        "corpus 089; DESIGN.md section 8 (results are JSON)",
+        "corpus 089; docs/design.md, _shared (results are JSON)",
         """
         class Gadget:
             pass

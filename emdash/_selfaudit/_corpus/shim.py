@@ -1,4 +1,4 @@
-"""Escape class ``shim`` (spec 067-074): the stdlib modules a plugin may import.
+"""Escape class ``shim`` (docs/escape-corpus.md 067-074): the stdlib modules a plugin may import.
 
 A shim must be a curated facade, never the real module: through public attributes only,
 ``json.codecs.open``, ``re.enum.bltns``, ``re.copyreg.dispatch_table`` and ``datetime.sys``
@@ -18,7 +18,7 @@ PAYLOADS: list[Payload] = [
     P(
         "json_codecs_open",
         "json.codecs.open('/etc/passwd'): the real json module imports codecs",
-        "corpus 067; escape-classes.md section 7 (shims must be facades)",
+        "corpus 067; docs/escape-corpus.md, guard pitfalls (shims must be facades)",
         """
         import json
 
@@ -79,7 +79,7 @@ PAYLOADS: list[Payload] = [
     P(
         "random_global_state",
         "random.getstate(): the process-global PRNG state inherited from the fork server",
-        "corpus 071; escape-classes.md section 7 (utility_builtins random)",
+        "corpus 071; docs/escape-corpus.md, guard pitfalls (utility_builtins random)",
         """
         import random
 
@@ -110,7 +110,7 @@ PAYLOADS: list[Payload] = [
         "lazy_c_imports_without_disk",
         "datetime.strptime (imports _strptime from C) and str.encode('idna') (encodings.idna, "
         "stringprep, unicodedata): after seccomp these work only if preloaded, never from disk",
-        "corpus 073; escape-classes.md section 7 (lazy stdlib work touches the filesystem)",
+        "corpus 073; docs/escape-corpus.md, guard pitfalls (lazy stdlib work touches the filesystem)",
         """
         import datetime
 

@@ -1,4 +1,4 @@
-"""Escape class ``syntax`` (spec 059-066): source text the compiler must refuse cleanly.
+"""Escape class ``syntax`` (docs/escape-corpus.md 059-066): source text the compiler must refuse cleanly.
 
 NFKC-normalised identifiers, syntax RestrictedPython does not allow (match, AnnAssign),
 coding cookies, ASTs deep enough to make the transformer raise ``RecursionError``, and
@@ -20,7 +20,7 @@ PAYLOADS: list[Payload] = [
     P(
         "nfkc_fullwidth_underscores",
         "_＿class＿＿ (fullwidth low lines) to sneak a dunder past a textual check",
-        "corpus 059; escape-classes.md section 3 (NFKC identifiers)",
+        "corpus 059; docs/escape-corpus.md, the classes (NFKC identifiers)",
         "def handler(event, ctx):\n    return 'OK ' + repr(ctx._\uff3fclass\uff3f\uff3f)\n",
         "compile_error",
         "CompileError",
@@ -74,7 +74,7 @@ PAYLOADS: list[Payload] = [
     P(
         "utf7_coding_cookie",
         "a PEP 263 utf-7 cookie: +AF8AXw- decodes to __ only if the host honours the cookie",
-        "corpus 063; escape-classes.md section 7 (bytes honour coding cookies)",
+        "corpus 063; docs/escape-corpus.md, guard pitfalls (bytes honour coding cookies)",
         "# -*- coding: utf-7 -*-\ndef handler(event, ctx):\n"
         "    return +AF8AXw-import+AF8AXw-('os').getcwd()\n",
         "compile_error",
@@ -84,7 +84,7 @@ PAYLOADS: list[Payload] = [
     P(
         "deep_expression_1500",
         "1 + 1 + ... 1500 terms: a 1500-deep AST makes the transformer raise RecursionError",
-        "corpus 064; escape-classes.md section 7 (compile_restricted raises RecursionError)",
+        "corpus 064; docs/escape-corpus.md, guard pitfalls (compile_restricted raises RecursionError)",
         _DEEP_SUM,
         "compile_error",
         "CompileError",
@@ -169,7 +169,7 @@ PAYLOADS: list[Payload] = [
         "oversized_source",
         "a 2 MB plugin source (the sandbox's 1 MB source limit: the host's loader refuses it "
         "before it is shipped to a worker, the compiler would refuse it after)",
-        "own; DESIGN.md section 5 (source size limit)",
+        "own; docs/resource-model.md (source size limit)",
         "def handler(event, ctx):\n    return 'OK'\n" + "# " + "x" * (2 * 1024 * 1024) + "\n",
         "compile_error",
         "ManifestError",
