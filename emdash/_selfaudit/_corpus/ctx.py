@@ -21,7 +21,7 @@ _NET: dict[str, Any] = {"capabilities": ("network:request",), "allowed_hosts": (
 _BLOCKED = ('Plugin "{pid}": blocked fetch to',)
 
 
-def _ssrf(name: str, url: str, technique: str, source: str, ref: str = "") -> Payload:
+def _ssrf(name: str, technique: str, source: str, url: str, ref: str = "") -> Payload:
     """An SSRF attempt: fetch ``url`` with allowed_hosts ["*"]; the host must refuse it."""
     return P(
         name,
