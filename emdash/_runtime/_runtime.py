@@ -62,7 +62,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -70,7 +70,8 @@ from typing import Any
 import httpx
 
 from .._bridge._dispatch import Bridge, ContentWriteFence
-from .._bridge._http import HttpClient
+from .._bridge._hosts import PrivateHosts
+from .._bridge._http import HttpClient, Resolver
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
@@ -128,8 +129,20 @@ class Runtime:
         audit_retention: AuditRetention | None = None,
         admission: Mapping[str, AdmissionPolicy | Mapping[str, int]] | None = None,
         before_content_write: ContentWriteFence | None = None,
+        resolver: Resolver | None = None,
+        allow_private_hosts: Sequence[str] = (),
     ) -> None:
         self.log = logger or log
+        # Outbound HTTP seams (docs/testing-plugins.md): resolver= replaces DNS (its answers
+        # are still vetted), allow_private_hosts= is the development exemption. Host
+        # arguments only: no descriptor field or ctx call reaches them.
+        private_hosts = PrivateHosts(allow_private_hosts)
+        if private_hosts:
+            self.log.warning(
+                "DEVELOPMENT: plugins may fetch the private hosts %s (allow_private_hosts); "
+                "the SSRF protection is off for them. Never do this on a production site.",
+                ", ".join(private_hosts.describe()),
+            )
         self.sandbox = sandbox
         self.limits = limits or Limits.model_validate({})
         self.worker_pool_size = worker_pool_size
@@ -142,7 +155,12 @@ class Runtime:
             audit_retention=audit_retention,
             locales=locales,
         )
-        self._http = HttpClient(http_transport)
+        self._http = HttpClient(
+            http_transport,
+            resolver=resolver,
+            private_hosts=private_hosts,
+            logger=self.log.getChild("http"),
+        )
         self._lock = threading.RLock()
         self._plugins: dict[str, PluginInfo] = {}
         self._closed = False
