@@ -133,6 +133,8 @@ def check(ctx: click.Context, path: Path, as_json: bool) -> None:
     if _wants_json(ctx, as_json):
         out.echo_json(report)
     else:
+        for line in report.get("warnings", []):
+            click.echo(line, err=True)
         who = report.get("id") or str(path)
         if report["ok"]:
             click.echo(
