@@ -299,6 +299,8 @@ class Runtime:
         source: Any = None,
         trusted: bool = False,
         enabled: bool | None = None,
+        *,
+        bundle_sha256: str | None = None,
     ) -> PluginInfo:
         """Load a plugin and add it to the site; returns its :class:`PluginInfo`.
 
@@ -306,10 +308,18 @@ class Runtime:
         ``emdash-plugin.toml`` (or its directory). ``source``: see :mod:`emdash._hosting._loader`
         (``None`` means the descriptor's ``entrypoint``). ``enabled``: ``None`` keeps the
         state this database remembers (enabled for a new plugin); a bool sets it, firing
-        ``plugin:activate`` / ``plugin:deactivate`` if that changes it.
+        ``plugin:activate`` / ``plugin:deactivate`` if that changes it. The access the
+        descriptor asks for is recorded as approved the first time; later it must not grow
+        (:class:`ConsentRequiredError`; see :meth:`upgrade_plugin`). ``bundle_sha256``
+        pins the digest of the bundle the plugin was unpacked from.
         """
         return self._add(
-            PluginDescriptor.load(descriptor), source, trusted, enabled, approve=False, sha256=None
+            PluginDescriptor.load(descriptor),
+            source,
+            trusted,
+            enabled,
+            approve=False,
+            bundle_sha256=bundle_sha256,
         )
 
     def _add(
@@ -320,7 +330,7 @@ class Runtime:
         enabled: bool | None,
         *,
         approve: bool,
-        sha256: str | None,
+        bundle_sha256: str | None,
     ) -> PluginInfo:
         pid = desc.id
         with self._lock:
@@ -368,7 +378,7 @@ class Runtime:
                     trusted=trusted,
                     pending=transition,
                     approved=approval,
-                    bundle_sha256=sha256,
+                    bundle_sha256=bundle_sha256,
                 )
             except BaseException:
                 host.close()
@@ -396,7 +406,7 @@ class Runtime:
         self,
         descriptor: PluginDescriptor | dict[str, Any] | str | Path,
         *,
-        sha256: str | None = None,
+        bundle_sha256: str | None = None,
     ) -> UpgradePlan:
         """What :meth:`upgrade_plugin` would change for this descriptor: versions, bundle
         digests and the access diff against what was approved. Changes nothing."""
@@ -418,7 +428,7 @@ class Runtime:
             wanted=wanted,
             diff=AccessDiff.between(approved or wanted, wanted),
             old_sha256=known.get("bundleSha256"),
-            new_sha256=sha256,
+            new_sha256=bundle_sha256,
         )
 
     def upgrade_plugin(
@@ -428,7 +438,7 @@ class Runtime:
         *,
         approve: bool = False,
         trusted: bool | None = None,
-        sha256: str | None = None,
+        bundle_sha256: str | None = None,
     ) -> PluginInfo:
         """Replace an installed plugin's code and descriptor, keeping its data and state.
 
@@ -438,13 +448,13 @@ class Runtime:
         No lifecycle hook fires (EmDash has no upgrade hook; the plugin stays installed and
         keeps its enabled state, KV, storage and cron tasks). A plugin already added to
         this runtime is swapped in place: calls that start afterwards use the new code.
-        ``trusted=None`` keeps the recorded mode; ``sha256`` pins the bundle's digest.
+        ``trusted=None`` keeps the recorded mode; ``bundle_sha256`` pins the bundle's digest.
         """
         desc = PluginDescriptor.load(descriptor)
         pid = desc.id
         with self._lock:
             self._check_open()
-            plan = self.upgrade_plan(desc, sha256=sha256)
+            plan = self.upgrade_plan(desc, bundle_sha256=bundle_sha256)
             if plan.needs_consent and not approve:
                 raise refusal(pid, plan.diff)
             known = self.store.plugin_registry.get(pid)
@@ -452,7 +462,9 @@ class Runtime:
             current = self._plugins.get(pid)
             if current is None:
                 mode = bool(known["trusted"]) if trusted is None else trusted
-                return self._add(desc, source, mode, None, approve=True, sha256=sha256)
+                return self._add(
+                    desc, source, mode, None, approve=True, bundle_sha256=bundle_sha256
+                )
             mode = current.trusted if trusted is None else trusted
             code = locate(desc, source)
             host, sandboxed = self._make_host(desc, code, mode)
@@ -467,7 +479,7 @@ class Runtime:
                     trusted=mode,
                     pending=known.get("pending"),
                     approved=plan.wanted.to_json(),
-                    bundle_sha256=sha256,
+                    bundle_sha256=bundle_sha256,
                 )
             except BaseException:
                 if not _same_workers(host, old):
