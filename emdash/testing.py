@@ -23,6 +23,10 @@ name ``emdash``; ``-p no:emdash`` turns it off), which provides three fixtures:
   in-process but not in the sandbox (it skips the sandboxed run, saying why, on a host that
   cannot sandbox).
 
+Outbound HTTP without a network: ``resolver=fake_dns({"api.example.com": "93.184.216.34"})``
+with ``http_transport=httpx.MockTransport(handler)`` (see :func:`fake_dns` and
+docs/testing-plugins.md).
+
 Everything the fixtures create is closed at teardown: runtimes, their fork servers and
 sandbox workers, HTTP clients and temporary databases. Without pytest, use
 :class:`PluginHarness` as a context manager. The harness drives real parts only: a real

@@ -47,6 +47,15 @@ in these locales, an explicit one normalised to its configured spelling; ``local
 defaults to the first) and ``trailing_slash``. Plugins see ``{name, url, locale,
 trailingSlash}`` as ``ctx.site``.
 
+Outbound HTTP seams (docs/testing-plugins.md): ``resolver=`` replaces DNS for plugin
+fetches (its answers are still vetted by the SSRF rules; ``emdash.testing.fake_dns``), and
+``allow_private_hosts=["localhost:8080"]`` exempts exact hosts of a local development site
+from those rules, with a WARNING at start and per request.
+
+Consent (docs/consent-and-upgrades.md): the access a plugin is first added with is recorded;
+a later ``add_plugin`` whose descriptor asks for more raises ``ConsentRequiredError`` until
+``upgrade_plugin(path, approve=True)`` approves it (``upgrade_plan`` shows the diff).
+
 Content-write fence (EmDash's ``beforeContentWrite``): ``Runtime(before_content_write=fn)``
 or ``rt.set_before_content_write(fn)`` installs ``fn(write: ContentWrite)``, called before
 every content write a plugin makes through ``ctx.content`` (never for reads, never for the
