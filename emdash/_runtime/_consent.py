@@ -64,8 +64,16 @@ class Approval:
 
     @classmethod
     def from_json(cls, text: str) -> Approval:
+        """Parse :meth:`to_json`'s text; ``ValueError`` for anything else."""
         data = json.loads(text)
-        return cls(tuple(data["capabilities"]), tuple(data["allowedHosts"]))
+        if not isinstance(data, dict):
+            raise ValueError("an approval is a JSON object")
+        caps, hosts = data.get("capabilities"), data.get("allowedHosts")
+        for value in (caps, hosts):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError("an approval holds two lists of strings")
+        assert isinstance(caps, list) and isinstance(hosts, list)
+        return cls(tuple(caps), tuple(hosts))
 
     def as_dict(self) -> dict[str, list[str]]:
         return {"capabilities": list(self.capabilities), "allowedHosts": list(self.allowed_hosts)}

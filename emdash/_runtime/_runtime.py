@@ -119,7 +119,18 @@ log = logging.getLogger("emdash")
 
 def _recorded_approval(known: Mapping[str, Any]) -> Approval | None:
     text = known.get("approved")
-    return None if text is None else Approval.from_json(text)
+    if text is None:
+        return None
+    try:
+        return Approval.from_json(text)
+    except (ValueError, KeyError, TypeError):
+        # Never read as "nothing approved" (which would record whatever is asked now).
+        raise ConfigError(
+            f'The approval recorded for plugin "{known["id"]}" in this site\'s database is '
+            "unreadable; remove the plugin (emdash plugins remove "
+            f"{known['id']}) and add it again to approve its access afresh",
+            plugin_id=str(known["id"]),
+        ) from None
 
 
 def _same_workers(a: PluginHost, b: PluginHost) -> bool:

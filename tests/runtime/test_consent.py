@@ -12,6 +12,7 @@ import pytest
 import emdash
 from emdash import ConsentRequiredError, NotFoundError, Runtime
 from emdash._runtime._consent import AccessDiff, Approval
+from emdash.testing import Mode, PluginHarness
 
 MODES = pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "native"])
 
@@ -178,3 +179,26 @@ def test_a_row_from_before_consent_records_what_it_asks_then(tmp_path: Path) -> 
     with Runtime(db) as rt:
         rt.add_plugin(plugin, trusted=True)
         assert rt.store.plugin_registry.get("grow")["approved"] is not None  # type: ignore[index]
+
+
+@pytest.mark.parametrize("mode", ["sandboxed", "native"])
+def test_the_harness_on_a_kept_database_asks_for_consent_too(tmp_path: Path, mode: Mode) -> None:
+    db, plugin = tmp_path / "site.db", write_plugin(tmp_path / "grow")
+    with PluginHarness(plugin, sandbox=mode, database=db) as h:
+        assert h.route("hi")["installs"] == 1
+    with pytest.raises(ConsentRequiredError, match="capabilities users:read"):
+        PluginHarness(plugin, sandbox=mode, database=db, capabilities=["users:read"])
+    with PluginHarness(plugin, sandbox=mode, database=db, capabilities=[]) as h:  # less: fine
+        assert h.route("hi")["installs"] == 1
+
+
+def test_an_unreadable_recorded_approval_is_an_error_not_a_blank_cheque(tmp_path: Path) -> None:
+    db, plugin = tmp_path / "site.db", write_plugin(tmp_path / "grow")
+    with Runtime(db) as rt:
+        rt.add_plugin(plugin, trusted=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE _emdash_plugins SET approved = '[1]'")
+    conn.close()
+    with Runtime(db) as rt, pytest.raises(emdash.ConfigError) as info:
+        rt.add_plugin(plugin, trusted=True)
+    assert "emdash plugins remove grow" in str(info.value)
