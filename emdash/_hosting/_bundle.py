@@ -14,7 +14,8 @@ bounds and refuses, naming the member and what to do:
 
 The plugin directory is the archive's root, or its single top-level directory (what
 ``tar czf hello.tgz hello`` makes). Its descriptor is then validated again from the
-unpacked copy, like a directory's. :func:`extract_bundle` writes the checked members into
+unpacked copy, like a directory's, and its ``entrypoint`` must be a path inside the bundle
+(a module path would load code installed on the host). :func:`extract_bundle` writes the checked members into
 a **new** directory it creates (``mkdtemp``, mode 0700 while unpacking) with
 ``O_EXCL | O_NOFOLLOW``: nothing existing is followed or overwritten, and no path can leave
 that directory because every path was checked above and the archive's own link members
@@ -38,6 +39,7 @@ from typing import IO
 
 from .._model._descriptor import PluginDescriptor
 from .._shared._errors import EmDashError, ManifestError
+from ._loader import _looks_like_path
 
 __all__ = [
     "BUNDLE_SUFFIXES",
@@ -126,6 +128,14 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
             raise BundleError(
                 f"Plugin bundle {bundle.source}: its descriptor is not valid: {exc.message}"
             ) from None
+        if descriptor.entrypoint is None or not _looks_like_path(descriptor.entrypoint):
+            # A module path would load code installed on the host, not the bundle's own.
+            raise BundleError(
+                f"Plugin bundle {bundle.source}: its entrypoint must be a file or directory "
+                'inside the bundle (e.g. entrypoint = "plugin.py"), not '
+                f"{descriptor.entrypoint!r}",
+                plugin_id=descriptor.id,
+            )
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise

@@ -160,3 +160,14 @@ def test_extraction_never_follows_an_existing_link(tmp_path: Path) -> None:
         open_bundle(tar_bundle(tmp_path / "b.tar.gz", good_members())), parent
     )
     assert target != parent / "bundled" and os.listdir(outside) == []
+
+
+def test_a_bundle_entrypoint_must_be_inside_the_bundle(tmp_path: Path) -> None:
+    for entry in ("os.path", None):
+        line = b"" if entry is None else f'entrypoint = "{entry}"\n'.encode()
+        text = b'id = "bundled"\nversion = "1.0.0"\n' + line
+        path = tar_bundle(
+            tmp_path / "m.tar.gz", [("emdash-plugin.toml", text), ("plugin.py", CODE)]
+        )
+        with pytest.raises(BundleError, match="its entrypoint must be a file or directory inside"):
+            extract_bundle(open_bundle(path), tmp_path / "plugins")
