@@ -120,7 +120,8 @@ def upgrade(config: SiteConfig, plugin_id: str, source: Path | None, *, yes: boo
                 raise
             if final != current:
                 _set_plugin_path(config, index, final)
-            _drop_previous(final)
+            if final != new_dir:
+                _drop_previous(final)  # only ever a copy this command moved aside
         click.echo(f"Upgraded {plugin_id} {plan.old_version} -> {plan.new_version}")
     finally:
         if staged is not None:
