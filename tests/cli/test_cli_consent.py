@@ -143,3 +143,29 @@ def test_a_hostile_bundle_installs_nothing(tmp_path: Path) -> None:
     )
     assert not (site / "plugins").exists() or os.listdir(site / "plugins") == []
     assert "plugins" not in (site / "emdash.toml").read_text().replace('"site.db"', "")
+
+
+def test_an_upgrade_that_does_not_load_puts_the_old_copy_back(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "emdash.toml").write_text('database = "site.db"\n')
+    assert (
+        emdash(site, "plugins", "add", str(bundle(tmp_path / "g1.tgz", "1.0.0", []))).returncode
+        == 0
+    )
+    broken = tmp_path / "g2.tgz"
+    with tarfile.open(broken, "w:gz") as tar:
+        for name, text in (
+            ("emdash-plugin.toml", descriptor("2.0.0", [])),
+            ("plugin.py", "import os\n"),  # refused by the sandbox's import rules
+        ):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    result = emdash(site, "plugins", "upgrade", "grow", str(broken), "--yes")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ") and "grow" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(os.listdir(site / "plugins")) == ["grow"]
+    assert route(site) == {"version": "1.0.0", "installs": 1}
