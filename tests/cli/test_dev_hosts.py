@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,9 @@ def test_dev_private_host_entries_are_validated(tmp_path: Path) -> None:
         load_config(write(tmp_path, 'environment = "staging"\n'))
 
 
-def test_the_site_runtime_gets_the_dev_hosts(tmp_path: Path) -> None:
+def test_the_site_runtime_gets_the_dev_hosts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from emdash._cli._config import open_runtime
 
     config = load_config(
@@ -53,9 +56,13 @@ def test_the_site_runtime_gets_the_dev_hosts(tmp_path: Path) -> None:
             '[dev]\nallow_private_hosts = ["127.0.0.1:8080"]\n',
         )
     )
-    with open_runtime(config) as rt:
-        assert rt.bridge.http._private.allows("127.0.0.1", 8080)
-        assert not rt.bridge.http._private.allows("127.0.0.1", 8081)
+    caplog.set_level(logging.WARNING, logger="emdash")
+    with open_runtime(config):
+        pass
+    assert [r.getMessage() for r in caplog.records] == [
+        "DEVELOPMENT: plugins may fetch the private hosts 127.0.0.1:8080 (allow_private_hosts); "
+        "the SSRF protection is off for them. Never do this on a production site."
+    ]
 
 
 @pytest.mark.parametrize(
