@@ -46,8 +46,8 @@ import httpx
 import uvicorn
 
 import emdash
-import emdash._bridge._http as http_module
 from emdash.asgi import create_app
+from emdash.testing import fake_dns
 
 SLOW = """
 from emdash import RouteConfig, define_plugin
@@ -211,11 +211,13 @@ def main() -> None:
 
     logging.basicConfig(level=logging.ERROR)
     # DNS for slow.example: a fixed public address (the transport never connects anyway).
-    http_module.resolve_host = lambda host, port: ["93.184.216.34"]
+    dns = fake_dns({"slow.example": "93.184.216.34"})
     origin = NeverInTime()
     limits = emdash.Limits(wall_ms=args.wall_ms, cpu_ms=1000)
     rows: list[tuple[str, list[float], Counter[str]]] = []
-    with emdash.Runtime(":memory:", worker_pool_size=2, limits=limits, http_transport=origin) as rt:
+    with emdash.Runtime(
+        ":memory:", worker_pool_size=2, limits=limits, http_transport=origin, resolver=dns
+    ) as rt:
         rt.add_plugin(
             {
                 "id": "slow",

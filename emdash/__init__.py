@@ -14,6 +14,8 @@ from ._model._descriptor import Limits as Limits
 from ._model._descriptor import PluginDescriptor as PluginDescriptor
 from ._model._descriptor import StorageCollection as StorageCollection
 from ._model._json import JSON as JSON
+from ._runtime._consent import ConsentRequiredError as ConsentRequiredError
+from ._runtime._consent import UpgradePlan as UpgradePlan
 from ._runtime._runtime import Runtime as Runtime
 from ._services._email import ConsoleEmailProvider as ConsoleEmailProvider
 from ._services._page import page_context as page_context
@@ -68,6 +70,7 @@ __all__ = [
     "CommentRejectedError",
     "CompileError",
     "ConfigError",
+    "ConsentRequiredError",
     "ConsoleEmailProvider",
     "ContentWrite",
     "Context",
@@ -108,6 +111,7 @@ __all__ = [
     "StorageError",
     "StorageQueryError",
     "SubrequestLimitExceeded",
+    "UpgradePlan",
     "WallTimeExceeded",
     "define_plugin",
     "page_context",

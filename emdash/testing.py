@@ -23,6 +23,10 @@ name ``emdash``; ``-p no:emdash`` turns it off), which provides three fixtures:
   in-process but not in the sandbox (it skips the sandboxed run, saying why, on a host that
   cannot sandbox).
 
+Outbound HTTP without a network: ``resolver=fake_dns({"api.example.com": "93.184.216.34"})``
+with ``http_transport=httpx.MockTransport(handler)`` (see :func:`fake_dns` and
+docs/testing-plugins.md).
+
 Everything the fixtures create is closed at teardown: runtimes, their fork servers and
 sandbox workers, HTTP clients and temporary databases. Without pytest, use
 :class:`PluginHarness` as a context manager. The harness drives real parts only: a real
@@ -63,9 +67,11 @@ __all__ = [
     "KVView",
     "Mode",
     "PluginHarness",
+    "FakeDNS",
     "StorageView",
     "assert_capability_denied",
     "assert_vetoed",
+    "fake_dns",
 ]
 
 Mode = Literal["sandboxed", "native"]
@@ -524,6 +530,62 @@ def _descriptor(
     if limits is not None:
         data["limits"] = limits.model_dump() if isinstance(limits, Limits) else dict(limits)
     return PluginDescriptor.from_dict(data)
+
+
+# -- offline HTTP ----------------------------------------------------------------------
+
+
+class FakeDNS:
+    """A resolver answering from a fixed table; see :func:`fake_dns`.
+
+    ``lookups`` records every ``(host, port)`` asked, in order, for assertions.
+    """
+
+    def __init__(self, answers: Mapping[str, str | Sequence[str]]) -> None:
+        table: dict[str, tuple[str, ...]] = {}
+        for name, value in answers.items():
+            addresses = (value,) if isinstance(value, str) else tuple(value)
+            if not addresses or not all(isinstance(a, str) for a in addresses):
+                raise EmDashError(
+                    f"fake_dns: {name!r} must map to an address or a list of addresses, "
+                    f"e.g. {{{name!r}: '93.184.216.34'}}"
+                )
+            table[name.strip().lower().rstrip(".")] = addresses
+        self._table = table
+        self.lookups: list[tuple[str, int]] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.lookups.append((host, port))
+        found = self._table.get(host.strip().lower().rstrip("."))
+        if found is None:
+            # What a real resolver says for a name that does not exist: the fetch fails
+            # with "Could not resolve hostname", and nothing goes to the network.
+            raise OSError(f"fake_dns has no answer for {host!r}")
+        return list(found)
+
+
+def fake_dns(answers: Mapping[str, str | Sequence[str]]) -> FakeDNS:
+    """A resolver for ``Runtime(resolver=...)`` / ``plugin_harness(..., resolver=...)``.
+
+    Together with ``http_transport=httpx.MockTransport(handler)`` it tests a plugin's
+    outbound HTTP without any network: the name resolves to the addresses given (nothing
+    asks real DNS; an unknown name fails as a real one would), and the mock transport
+    answers the request. The SSRF rules still apply to those addresses, so map public
+    names to public addresses (``93.184.216.34``, the documentation ranges are refused);
+    an answer such as ``127.0.0.1`` is refused exactly as in production unless the host is
+    in ``allow_private_hosts``. The plugin's ``allowedHosts`` still decide which names it
+    may fetch. Only host code passes a resolver: a plugin or a descriptor cannot.
+
+    ::
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={"temp": 21})
+
+        h = plugin_harness(PLUGIN, sandbox=both_modes,
+                           resolver=fake_dns({"api.example.com": "93.184.216.34"}),
+                           http_transport=httpx.MockTransport(handler))
+    """
+    return FakeDNS(answers)
 
 
 # -- the pytest plugin -----------------------------------------------------------------

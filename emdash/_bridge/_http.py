@@ -45,13 +45,14 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 import re
 import socket
 import ssl
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,7 @@ import httpcore
 import httpx
 
 from .._shared._errors import BridgeError, CapabilityError, HttpAccessError
+from ._hosts import PrivateHosts
 from ._ssrf import (
     IPAddress,
     address_problem,
@@ -78,6 +80,7 @@ __all__ = [
     "PIN_EXTENSION",
     "HttpClient",
     "PinnedTransport",
+    "Resolver",
     "is_credential_header",
     "resolve_host",
 ]
@@ -116,8 +119,16 @@ _MAX_HEADER_BYTES = 16 * 1024
 _MAX_URL_CHARS = 8 * 1024
 
 
+#: ``resolver(host, port) -> addresses``: the DNS edge, replaceable by host code only
+#: (``Runtime(resolver=...)``, :func:`emdash.testing.fake_dns`). Raising ``OSError`` means
+#: "no such host". Whatever it answers is vetted like a real DNS answer.
+Resolver = Callable[[str, int], Sequence[str]]
+
+_log = logging.getLogger("emdash.http")
+
+
 def resolve_host(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to (the DNS edge; tests replace it with a spy)."""
+    """Every address ``host`` resolves to: the system resolver (the default :data:`Resolver`)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
@@ -142,9 +153,16 @@ class HttpClient:
     carries the vetted address in ``request.extensions["emdash.pinned_ip"]``, which a
     replacement must honour to keep the rebinding defence.
 
-    ``allow_private`` is a **test/development escape hatch only**: exact IP addresses (e.g.
+    ``resolver`` replaces the system resolver (the offline-testing seam): every address it
+    answers is still vetted by the SSRF rules, and the connection is still pinned to it.
+
+    ``allow_private`` is a **test escape hatch only**: exact IP addresses (e.g.
     ``["127.0.0.1"]``) exempt from the non-public-address check so a local test server can
-    be reached. It is empty by default and nothing in emdash sets it.
+    be reached. ``private_hosts`` is the operator's **development** exemption
+    (:class:`~emdash._bridge._hosts.PrivateHosts`: ``localhost:8080``, ``10.0.0.5``): a
+    request to such a host skips the private-address and internal-name checks, and each
+    one is logged as a WARNING. Both are empty by default; only host Python code (the
+    ``Runtime`` arguments, the site config) sets them, never a plugin or a descriptor.
     """
 
     def __init__(
@@ -154,6 +172,9 @@ class HttpClient:
         timeout: float = 10.0,
         max_body: int = 10 * 1024 * 1024,
         allow_private: Iterable[str] = (),
+        resolver: Resolver | None = None,
+        private_hosts: PrivateHosts | None = None,
+        logger: logging.Logger | None = None,
     ) -> None:
         self.timeout = timeout
         self.max_body = max_body
@@ -161,6 +182,9 @@ class HttpClient:
             ipaddress.ip_address(a) for a in allow_private
         )
         self._transport = transport or PinnedTransport()
+        self._resolver = resolver
+        self._private = private_hosts or PrivateHosts()
+        self._log = logger or _log
 
     def close(self) -> None:
         self._transport.close()
@@ -264,8 +288,11 @@ class HttpClient:
         raw_host = parsed.raw_host.decode("ascii")
         host = normalize_host(raw_host)
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        # The development exemption names exact hosts (and ports) the operator runs locally;
+        # it lifts the name and address checks for them only, never the allowlist below.
+        exempt = self._private.allows(host, port)
         literal, problem = host_problem(host, self._allow)
-        if problem:
+        if problem and not exempt:
             raise self._blocked(pid, host, problem)
         if not unrestricted and not _host_allowed(host, port, plugin.allowed_hosts):
             raise HttpAccessError(
@@ -273,13 +300,26 @@ class HttpClient:
                 + ", ".join(plugin.allowed_hosts),
                 plugin_id=pid,
             )
+        if exempt:
+            # Loud on purpose: every use of the exemption is visible in the logs.
+            self._log.warning(
+                "DEVELOPMENT: plugin %s fetches private host %s:%d (allow_private_hosts); "
+                "never enable this on a production site",
+                pid,
+                host,
+                port,
+            )
         if literal is not None:
             return _Hop(parsed, host, port, str(literal))
-        return _Hop(parsed, host, port, self._resolve(pid, raw_host, host, port, clock))
+        return _Hop(parsed, host, port, self._resolve(pid, raw_host, host, port, clock, exempt))
 
-    def _resolve(self, pid: str, raw_host: str, host: str, port: int, clock: _Clock) -> str:
+    def _resolve(
+        self, pid: str, raw_host: str, host: str, port: int, clock: _Clock, exempt: bool
+    ) -> str:
+        # Looked up at call time so the module-level default stays the one DNS edge.
+        resolver = self._resolver or resolve_host
         try:
-            answers = _resolve_within(raw_host, port, clock.left())
+            answers = _resolve_within(resolver, raw_host, port, clock.left())
         except TimeoutError:
             raise clock.expired(host) from None
         except (OSError, UnicodeError):
@@ -294,7 +334,7 @@ class HttpClient:
                 raise self._blocked(pid, host, f"Could not resolve hostname: {host}") from None
             # Every answer must be public: a name that also maps to 127.0.0.1 is refused
             # even if another answer would have been fine (the client could pick either).
-            problem = None if addr in self._allow else address_problem(addr)
+            problem = None if exempt or addr in self._allow else address_problem(addr)
             if problem:
                 raise self._blocked(
                     pid, host, f"Hostname resolves to a private IP address ({problem})"
@@ -362,7 +402,13 @@ class HttpClient:
             # Compressed bytes are counted too (a stream of empty gzip members decodes to
             # nothing, forever); incompressible data grows a little in gzip, hence 2x.
             nonlocal raw_size
-            for chunk in response.iter_raw():
+            source: Iterable[bytes] = response.iter_raw()
+            if response.is_stream_consumed and isinstance(response.stream, httpx.ByteStream):
+                # A replacement transport answered with an in-memory body (httpx reads those
+                # at construction, e.g. httpx.MockTransport): its stream still holds the
+                # raw bytes, which go through the same counting and decoding.
+                source = response.stream
+            for chunk in source:
                 raw_size += len(chunk)
                 if raw_size > 2 * self.max_body:
                     raise self._too_big(pid, hop.host)
@@ -483,8 +529,8 @@ class _Clock:
         return HttpClient._failed(self._pid, host, _describe(exc))
 
 
-def _resolve_within(host: str, port: int, timeout: float) -> list[str]:
-    """:func:`resolve_host` bounded by ``timeout`` (``getaddrinfo`` itself has none).
+def _resolve_within(resolver: Resolver, host: str, port: int, timeout: float) -> list[str]:
+    """``resolver(host, port)`` bounded by ``timeout`` (``getaddrinfo`` itself has none).
 
     The lookup runs on a daemon thread; if it does not answer in time the fetch gives up
     and the thread ends on its own when the system resolver does.
@@ -495,7 +541,7 @@ def _resolve_within(host: str, port: int, timeout: float) -> list[str]:
 
     def lookup() -> None:
         try:
-            outcome.append(resolve_host(host, port))
+            outcome.append(resolver(host, port))
         except BaseException as exc:  # handed to the waiting thread
             outcome.append(exc)
 
@@ -507,6 +553,10 @@ def _resolve_within(host: str, port: int, timeout: float) -> list[str]:
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result
+    # A replacement resolver is host code, but its answer is still checked for shape: only
+    # strings go on to be parsed as addresses (anything else reads as "could not resolve").
+    if isinstance(result, str) or not all(isinstance(a, str) for a in result):
+        raise OSError("resolver answered something other than a list of addresses")
     return list(result)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .._bridge._hosts import unreachable_allowed_hosts
 from .._hosting._loader import locate, sandbox_files
 from .._model._descriptor import PluginDescriptor
 from .._shared._errors import EmDashError
@@ -26,7 +27,7 @@ MAX_SOURCE_BYTES = 1_000_000
 
 
 def check_plugin(path: Path) -> dict[str, Any]:
-    """Return ``{"ok", "id", "version", "files", "bytes", "errors": [str]}``."""
+    """Return ``{"ok", "id", "version", "files", "bytes", "errors": [str], "warnings": [str]}``."""
     report: dict[str, Any] = {
         "ok": False,
         "path": str(path),
@@ -35,6 +36,7 @@ def check_plugin(path: Path) -> dict[str, Any]:
         "files": 0,
         "bytes": 0,
         "errors": [],
+        "warnings": [],
     }
     errors: list[str] = report["errors"]
     try:
@@ -44,6 +46,11 @@ def check_plugin(path: Path) -> dict[str, Any]:
         return report
     report["id"] = descriptor.id
     report["version"] = descriptor.version
+    # allowedHosts entries no request can ever reach (valid descriptor, useless entry).
+    report["warnings"].extend(
+        f"{_descriptor_file(path)}: warning: {line}"
+        for line in unreachable_allowed_hosts(descriptor.allowed_hosts)
+    )
     try:
         files, _entry = sandbox_files(locate(descriptor), descriptor.id)
     except EmDashError as exc:

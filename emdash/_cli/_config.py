@@ -8,6 +8,7 @@ that guards private plugin routes, and which plugins are installed::
     media_dir = "media"
     sandbox = true                # false: run sandboxed plugins in-process (debugging only)
     api_token = { "$env" = "EMDASH_API_TOKEN" }   # or a literal string; never printed
+    environment = "production"    # or "development" (the default is production)
 
     [site]
     name = "My site"
@@ -30,6 +31,9 @@ that guards private plugin routes, and which plugins are installed::
     [audit]                       # audit log retention (site-wide; these are the defaults)
     max_age_days = 30
     max_rows = 1000000
+
+    [dev]                         # development only: refused unless environment = "development"
+    allow_private_hosts = ["localhost:8080", "10.0.0.5"]   # SSRF checks off for these hosts
 
     [[plugins]]
     path = "plugins/hello"        # a directory holding emdash-plugin.toml
@@ -57,7 +61,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import tomlkit
 from pydantic import (
@@ -81,6 +85,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CONFIG_NAME",
     "ConfigError",
+    "DevSettings",
     "EnvRef",
     "PluginEntry",
     "SiteConfig",
@@ -138,6 +143,28 @@ class SiteSettings(_Strict):
         return value[:-1] if value.endswith("/") else value
 
 
+class DevSettings(_Strict):
+    """``[dev]``: settings for a local development site, refused in production.
+
+    ``allow_private_hosts`` lists exact hosts (``localhost:8080``, ``10.0.0.5``,
+    ``[::1]:3000``) plugins may fetch although the SSRF policy refuses private addresses
+    and internal names; each such request is logged as a WARNING.
+    """
+
+    allow_private_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_private_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        from .._bridge._hosts import PrivateHosts
+
+        try:
+            PrivateHosts(value)
+        except EmDashError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class PluginEntry(_Strict):
     """One installed plugin: where its directory is, and how it runs."""
 
@@ -169,6 +196,9 @@ class SiteConfig(_Strict):
     media_dir: str | None = "media"
     sandbox: bool = True
     api_token: str | EnvRef | None = None
+    #: Production unless said otherwise: development-only settings ([dev]) are then refused.
+    environment: Literal["production", "development"] = "production"
+    dev: DevSettings = Field(default_factory=DevSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)
     limits: Limits | None = None
     cron: CronLimits | None = None
@@ -184,6 +214,17 @@ class SiteConfig(_Strict):
         if isinstance(value, str) and len(value) < 16:
             raise ValueError('api_token must be at least 16 characters (or use { "$env" = "VAR" })')
         return value
+
+    @model_validator(mode="after")
+    def _dev_only_in_development(self) -> SiteConfig:
+        if self.dev.allow_private_hosts and self.environment != "development":
+            # A config that reaches production with the exemption on must not start:
+            # it would let plugins reach the machine's own services and the local network.
+            raise ValueError(
+                "dev.allow_private_hosts is refused in production: set "
+                'environment = "development" for a local site, or remove [dev]'
+            )
+        return self
 
     # -- resolved values ---------------------------------------------------------------
 
@@ -320,6 +361,7 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
         quotas=config.quotas,
         plugin_quotas=config.plugin_quotas(),
         audit_retention=config.audit,
+        allow_private_hosts=config.dev.allow_private_hosts,
     )
     if config.cron is not None:
         runtime.cron.limits = config.cron

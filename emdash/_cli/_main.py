@@ -133,6 +133,8 @@ def check(ctx: click.Context, path: Path, as_json: bool) -> None:
     if _wants_json(ctx, as_json):
         out.echo_json(report)
     else:
+        for line in report.get("warnings", []):
+            click.echo(line, err=True)
         who = report.get("id") or str(path)
         if report["ok"]:
             click.echo(
@@ -221,7 +223,7 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
 
 
 @plugins.command("add")
-@click.argument("path", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
 @click.option(
     "--trusted",
     is_flag=True,
@@ -229,12 +231,21 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
 )
 @click.pass_context
 def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
-    """Install the plugin in directory PATH (sandboxed unless --trusted)."""
+    """Install the plugin in directory PATH, or from a bundle (.tar.gz, .tgz, .tar, .zip)
+    unpacked into plugins/ (sandboxed unless --trusted)."""
+    from ._install import add_bundle, is_bundle
+
     config = _state(ctx).config()
-    # Load it into the site first: a plugin that does not load is never written to the config.
-    with open_runtime(config) as rt:
-        rt.add_plugin(path, trusted=trusted)
-    descriptor = add_plugin_entry(config, path, trusted=trusted)
+    if is_bundle(path):
+        descriptor, _sha = add_bundle(config, path, trusted=trusted)
+    elif not path.is_dir():
+        out.fail(f"{path} is neither a plugin directory nor a bundle (.tar.gz, .tgz, .tar, .zip)")
+    else:
+        # Load it into the site first: a plugin that does not load is never written to the
+        # config.
+        with open_runtime(config) as rt:
+            rt.add_plugin(path, trusted=trusted)
+        descriptor = add_plugin_entry(config, path, trusted=trusted)
     mode = "trusted (in-process)" if trusted else "sandboxed"
     click.echo(f"Added {descriptor.id} {descriptor.version} ({mode})")
     if trusted:
@@ -243,6 +254,19 @@ def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
             "advisory for them.",
             err=True,
         )
+
+
+@plugins.command("upgrade")
+@click.argument("plugin_id")
+@click.argument("source", required=False, type=click.Path(path_type=Path, exists=True))
+@click.option("--yes", "-y", is_flag=True, help="Approve without asking (for scripts).")
+@click.pass_context
+def plugins_upgrade(ctx: click.Context, plugin_id: str, source: Path | None, yes: bool) -> None:
+    """Review and approve a plugin's new version or access: from SOURCE (a directory or a
+    bundle), or from its own directory as edited on disk. Keeps the plugin's data."""
+    from ._install import upgrade
+
+    upgrade(_state(ctx).config(), plugin_id, source, yes=yes)
 
 
 @plugins.command("remove")

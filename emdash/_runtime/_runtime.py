@@ -47,6 +47,15 @@ in these locales, an explicit one normalised to its configured spelling; ``local
 defaults to the first) and ``trailing_slash``. Plugins see ``{name, url, locale,
 trailingSlash}`` as ``ctx.site``.
 
+Outbound HTTP seams (docs/testing-plugins.md): ``resolver=`` replaces DNS for plugin
+fetches (its answers are still vetted by the SSRF rules; ``emdash.testing.fake_dns``), and
+``allow_private_hosts=["localhost:8080"]`` exempts exact hosts of a local development site
+from those rules, with a WARNING at start and per request.
+
+Consent (docs/consent-and-upgrades.md): the access a plugin is first added with is recorded;
+a later ``add_plugin`` whose descriptor asks for more raises ``ConsentRequiredError`` until
+``upgrade_plugin(path, approve=True)`` approves it (``upgrade_plan`` shows the diff).
+
 Content-write fence (EmDash's ``beforeContentWrite``): ``Runtime(before_content_write=fn)``
 or ``rt.set_before_content_write(fn)`` installs ``fn(write: ContentWrite)``, called before
 every content write a plugin makes through ``ctx.content`` (never for reads, never for the
@@ -62,7 +71,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -70,7 +79,8 @@ from typing import Any
 import httpx
 
 from .._bridge._dispatch import Bridge, ContentWriteFence
-from .._bridge._http import HttpClient
+from .._bridge._hosts import PrivateHosts
+from .._bridge._http import HttpClient, Resolver
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
@@ -96,6 +106,7 @@ from .._store import Store
 from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
 from .._store._values import Locales
 from ._admission import TRUSTED_CONCURRENCY, AdmissionControl, AdmissionPolicy, AdmissionSlot
+from ._consent import AccessDiff, Approval, UpgradePlan, refusal
 from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
 from ._plugin_info import PluginInfo
@@ -104,6 +115,30 @@ from ._routes import check_route_schemas, route_context, validate_route_input
 __all__ = ["PluginInfo", "Runtime"]
 
 log = logging.getLogger("emdash")
+
+
+def _recorded_approval(known: Mapping[str, Any]) -> Approval | None:
+    text = known.get("approved")
+    if text is None:
+        return None
+    try:
+        return Approval.from_json(text)
+    except (ValueError, KeyError, TypeError):
+        # Never read as "nothing approved" (which would record whatever is asked now).
+        raise ConfigError(
+            f'The approval recorded for plugin "{known["id"]}" in this site\'s database is '
+            "unreadable; remove the plugin (emdash plugins remove "
+            f"{known['id']}) and add it again to approve its access afresh",
+            plugin_id=str(known["id"]),
+        ) from None
+
+
+def _same_workers(a: PluginHost, b: PluginHost) -> bool:
+    """Whether two sandboxed hosts share one worker pool (the supervisor hands back the
+    same pool for an identical load)."""
+    pool = getattr(a, "_pool", None)
+    return pool is not None and pool is getattr(b, "_pool", None)
+
 
 # EmDash's defaults (createSiteInfo): no URL, so ctx.url("/p") is the path itself.
 _DEFAULT_SITE = {"name": "", "url": "", "locale": "en", "trailingSlash": "ignore"}
@@ -128,8 +163,20 @@ class Runtime:
         audit_retention: AuditRetention | None = None,
         admission: Mapping[str, AdmissionPolicy | Mapping[str, int]] | None = None,
         before_content_write: ContentWriteFence | None = None,
+        resolver: Resolver | None = None,
+        allow_private_hosts: Sequence[str] = (),
     ) -> None:
         self.log = logger or log
+        # Outbound HTTP seams (docs/testing-plugins.md): resolver= replaces DNS (its answers
+        # are still vetted), allow_private_hosts= is the development exemption. Host
+        # arguments only: no descriptor field or ctx call reaches them.
+        private_hosts = PrivateHosts(allow_private_hosts)
+        if private_hosts:
+            self.log.warning(
+                "DEVELOPMENT: plugins may fetch the private hosts %s (allow_private_hosts); "
+                "the SSRF protection is off for them. Never do this on a production site.",
+                ", ".join(private_hosts.describe()),
+            )
         self.sandbox = sandbox
         self.limits = limits or Limits.model_validate({})
         self.worker_pool_size = worker_pool_size
@@ -142,7 +189,12 @@ class Runtime:
             audit_retention=audit_retention,
             locales=locales,
         )
-        self._http = HttpClient(http_transport)
+        self._http = HttpClient(
+            http_transport,
+            resolver=resolver,
+            private_hosts=private_hosts,
+            logger=self.log.getChild("http"),
+        )
         self._lock = threading.RLock()
         self._plugins: dict[str, PluginInfo] = {}
         self._closed = False
@@ -267,6 +319,8 @@ class Runtime:
         source: Any = None,
         trusted: bool = False,
         enabled: bool | None = None,
+        *,
+        bundle_sha256: str | None = None,
     ) -> PluginInfo:
         """Load a plugin and add it to the site; returns its :class:`PluginInfo`.
 
@@ -274,9 +328,30 @@ class Runtime:
         ``emdash-plugin.toml`` (or its directory). ``source``: see :mod:`emdash._hosting._loader`
         (``None`` means the descriptor's ``entrypoint``). ``enabled``: ``None`` keeps the
         state this database remembers (enabled for a new plugin); a bool sets it, firing
-        ``plugin:activate`` / ``plugin:deactivate`` if that changes it.
+        ``plugin:activate`` / ``plugin:deactivate`` if that changes it. The access the
+        descriptor asks for is recorded as approved the first time; later it must not grow
+        (:class:`ConsentRequiredError`; see :meth:`upgrade_plugin`). ``bundle_sha256``
+        pins the digest of the bundle the plugin was unpacked from.
         """
-        desc = PluginDescriptor.load(descriptor)
+        return self._add(
+            PluginDescriptor.load(descriptor),
+            source,
+            trusted,
+            enabled,
+            approve=False,
+            bundle_sha256=bundle_sha256,
+        )
+
+    def _add(
+        self,
+        desc: PluginDescriptor,
+        source: Any,
+        trusted: bool,
+        enabled: bool | None,
+        *,
+        approve: bool,
+        bundle_sha256: str | None,
+    ) -> PluginInfo:
         pid = desc.id
         with self._lock:
             self._check_open()
@@ -285,12 +360,14 @@ class Runtime:
                     f'Plugin "{pid}" is already added; remove_plugin("{pid}") first to replace it',
                     plugin_id=pid,
                 )
+            known = self.store.plugin_registry.get(pid)
+            # Consent before any of the plugin's code runs (loading runs its module code).
+            approval = self._approval_to_record(desc, known, approve)
             code = locate(desc, source)
             host, sandboxed = self._make_host(desc, code, trusted)
             try:
                 check_route_schemas(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
-                known = self.store.plugin_registry.get(pid)
                 owed = None if known is None else known.get("pending")
                 if enabled is not None:
                     want = enabled
@@ -315,7 +392,13 @@ class Runtime:
                 else:
                     transition = None
                 self.store.plugin_registry.upsert(
-                    pid, version=desc.version, enabled=want, trusted=trusted, pending=transition
+                    pid,
+                    version=desc.version,
+                    enabled=want,
+                    trusted=trusted,
+                    pending=transition,
+                    approved=approval,
+                    bundle_sha256=bundle_sha256,
                 )
             except BaseException:
                 host.close()
@@ -336,6 +419,124 @@ class Runtime:
             if transition is not None:
                 self.store.plugin_registry.clear_pending(pid)
             return info
+
+    # -- consent and upgrades (emdash._runtime._consent) ----------------------------------
+
+    def upgrade_plan(
+        self,
+        descriptor: PluginDescriptor | dict[str, Any] | str | Path,
+        *,
+        bundle_sha256: str | None = None,
+    ) -> UpgradePlan:
+        """What :meth:`upgrade_plugin` would change for this descriptor: versions, bundle
+        digests and the access diff against what was approved. Changes nothing."""
+        desc = PluginDescriptor.load(descriptor)
+        known = self.store.plugin_registry.get(desc.id)
+        if known is None:
+            raise NotFoundError(
+                f'Plugin "{desc.id}" is not installed in this site, so there is nothing to '
+                "upgrade; install it with: emdash plugins add PATH (rt.add_plugin)",
+                plugin_id=desc.id,
+            )
+        approved = _recorded_approval(known)
+        wanted = Approval.of(desc)
+        return UpgradePlan(
+            plugin_id=desc.id,
+            old_version=known["version"],
+            new_version=desc.version,
+            approved=approved,
+            wanted=wanted,
+            diff=AccessDiff.between(approved or wanted, wanted),
+            old_sha256=known.get("bundleSha256"),
+            new_sha256=bundle_sha256,
+        )
+
+    def upgrade_plugin(
+        self,
+        descriptor: PluginDescriptor | dict[str, Any] | str | Path,
+        source: Any = None,
+        *,
+        approve: bool = False,
+        trusted: bool | None = None,
+        bundle_sha256: str | None = None,
+    ) -> PluginInfo:
+        """Replace an installed plugin's code and descriptor, keeping its data and state.
+
+        The new descriptor's access is compared with what was approved
+        (:meth:`upgrade_plan`): asking for more needs ``approve=True`` (else
+        :class:`ConsentRequiredError`); the approval recorded becomes what it asks now.
+        No lifecycle hook fires (EmDash has no upgrade hook; the plugin stays installed and
+        keeps its enabled state, KV, storage and cron tasks). A plugin already added to
+        this runtime is swapped in place: calls that start afterwards use the new code.
+        ``trusted=None`` keeps the recorded mode; ``bundle_sha256`` pins the bundle's digest.
+        """
+        desc = PluginDescriptor.load(descriptor)
+        pid = desc.id
+        with self._lock:
+            self._check_open()
+            plan = self.upgrade_plan(desc, bundle_sha256=bundle_sha256)
+            if plan.needs_consent and not approve:
+                raise refusal(pid, plan.diff)
+            known = self.store.plugin_registry.get(pid)
+            assert known is not None  # upgrade_plan raised otherwise
+            current = self._plugins.get(pid)
+            if current is None:
+                mode = bool(known["trusted"]) if trusted is None else trusted
+                return self._add(
+                    desc, source, mode, None, approve=True, bundle_sha256=bundle_sha256
+                )
+            mode = current.trusted if trusted is None else trusted
+            code = locate(desc, source)
+            host, sandboxed = self._make_host(desc, code, mode)
+            old = current.host
+            try:
+                check_route_schemas(host)
+                self.store.plugin_documents.sync_indexes(pid, desc.storage)
+                self.store.plugin_registry.upsert(
+                    pid,
+                    version=desc.version,
+                    enabled=current.enabled,
+                    trusted=mode,
+                    pending=known.get("pending"),
+                    approved=plan.wanted.to_json(),
+                    bundle_sha256=bundle_sha256,
+                )
+            except BaseException:
+                if not _same_workers(host, old):
+                    host.close()
+                raise
+            info = PluginInfo(host, sandboxed=sandboxed, enabled=current.enabled)
+            self._plugins[pid] = info  # same key: the plugin keeps its place in the order
+            self._rebuild()
+            # Identical code and info load into the very same sandbox workers: closing the
+            # old host would then stop the new one.
+            if not _same_workers(host, old):
+                old.close()
+            if plan.diff.changed or plan.old_version != plan.new_version:
+                self.log.info(
+                    "Plugin %s upgraded %s -> %s (%s)",
+                    pid,
+                    plan.old_version,
+                    plan.new_version,
+                    "; ".join(plan.diff.lines()) or "access unchanged",
+                )
+            return info
+
+    def _approval_to_record(
+        self, desc: PluginDescriptor, known: dict[str, Any] | None, approve: bool
+    ) -> str | None:
+        """The approval to write with this add (``None``: keep the recorded one), or
+        :class:`ConsentRequiredError` when the descriptor asks for more than was approved."""
+        wanted = Approval.of(desc)
+        approved = None if known is None else _recorded_approval(known)
+        if approved is None:
+            # First add (or a row from before consent was recorded): what it asks now is
+            # what the operator approves by adding it.
+            return wanted.to_json()
+        diff = AccessDiff.between(approved, wanted)
+        if diff.escalates and not approve:
+            raise refusal(desc.id, diff)
+        return wanted.to_json() if diff.changed else None
 
     def _make_host(
         self, desc: PluginDescriptor, code: Any, trusted: bool

@@ -433,6 +433,15 @@ def _m7_plugin_pending_lifecycle(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE _emdash_plugins ADD COLUMN pending TEXT")
 
 
+def _m9_plugin_consent(db: sqlite_utils.Database) -> None:
+    # The access the operator approved for a plugin ({"capabilities", "allowedHosts"} as
+    # JSON; NULL for a row from before consent existed) and the sha256 of the bundle it was
+    # installed or upgraded from (NULL for a directory). emdash._runtime._consent compares
+    # every load against the approval.
+    db.execute("ALTER TABLE _emdash_plugins ADD COLUMN approved TEXT")
+    db.execute("ALTER TABLE _emdash_plugins ADD COLUMN bundle_sha256 TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
@@ -445,6 +454,7 @@ MIGRATIONS: list[Migration] = [
     ),
     (6, "content revisions: collection supports, draft and live revisions", _m6_content_revisions),
     (7, "plugin registry: pending lifecycle transition", _m7_plugin_pending_lifecycle),
+    (9, "plugin registry: approved access, bundle digest", _m9_plugin_consent),
 ]
 
 

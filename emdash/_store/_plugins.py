@@ -9,6 +9,11 @@ Crash safety: a registry change that owes a lifecycle hook records that hook in
 between leaves the hook owed, and the runtime runs it when the plugin is next added. So a
 lifecycle hook runs at least once per transition (twice only if the process dies after the
 hook returned and before the clear committed).
+
+Consent (:mod:`emdash._runtime._consent`): ``approved`` holds the access the operator
+approved (JSON ``{"capabilities", "allowedHosts"}``), written in the same commit as the
+registry change that adds or upgrades the plugin; ``bundleSha256`` the digest of the
+bundle the plugin came from.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ class PluginRegistry:
 
     def get(self, plugin_id: str) -> dict[str, Any] | None:
         """``{"id", "version", "enabled", "trusted", "installedAt"}`` or None; plus
-        ``"pending"`` (the owed lifecycle transition) when one is owed."""
+        ``"pending"`` (the owed lifecycle transition) when one is owed, ``"approved"`` (the
+        approval's JSON text) once recorded and ``"bundleSha256"`` for a bundle."""
         pid = check_plugin_id(plugin_id)
         row = self._db.row("SELECT * FROM _emdash_plugins WHERE id = ?", (pid,))
         return None if row is None else _shape(row)
@@ -43,9 +49,12 @@ class PluginRegistry:
         enabled: bool,
         trusted: bool,
         pending: str | None = None,
+        approved: str | None = None,
+        bundle_sha256: str | None = None,
     ) -> dict[str, Any]:
         """Insert or update; ``installedAt`` is set once, on first insert. ``pending``
-        records the lifecycle transition this change owes (see the module docstring)."""
+        records the lifecycle transition this change owes (see the module docstring).
+        ``approved`` / ``bundle_sha256``: ``None`` keeps what is recorded."""
         pid = check_plugin_id(plugin_id)
         if pending is not None and pending not in PENDING_TRANSITIONS:
             raise EmDashError(
@@ -55,11 +64,24 @@ class PluginRegistry:
         with self._db.transaction():
             self._db.execute(
                 "INSERT INTO _emdash_plugins (id, version, enabled, trusted, installed_at, "
-                "updated_at, pending) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
+                "updated_at, pending, approved, bundle_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE "
                 "SET version = excluded.version, enabled = excluded.enabled, "
                 "trusted = excluded.trusted, updated_at = excluded.updated_at, "
-                "pending = excluded.pending",
-                (pid, str(version), int(bool(enabled)), int(bool(trusted)), now, now, pending),
+                "pending = excluded.pending, "
+                "approved = COALESCE(excluded.approved, approved), "
+                "bundle_sha256 = COALESCE(excluded.bundle_sha256, bundle_sha256)",
+                (
+                    pid,
+                    str(version),
+                    int(bool(enabled)),
+                    int(bool(trusted)),
+                    now,
+                    now,
+                    pending,
+                    approved,
+                    bundle_sha256,
+                ),
             )
         found = self.get(pid)
         assert found is not None
@@ -99,4 +121,8 @@ def _shape(row: dict[str, Any]) -> dict[str, Any]:
     }
     if row.get("pending") is not None:
         out["pending"] = row["pending"]
+    if row.get("approved") is not None:
+        out["approved"] = row["approved"]
+    if row.get("bundle_sha256") is not None:
+        out["bundleSha256"] = row["bundle_sha256"]
     return out

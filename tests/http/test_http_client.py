@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-import emdash._bridge._http as http_mod
 from emdash._bridge._budget import CallBudget
 from emdash._bridge._http import HttpClient, PinnedTransport
 from emdash._model._descriptor import PluginDescriptor
@@ -218,11 +217,9 @@ def test_loopback_in_every_spelling_is_refused(
     host: str,
     shown: str,
     reason: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
-    with HttpClientNoEscape() as plain:
+    with HttpClientNoEscape(resolver=loopback_resolver(calls)) as plain:
         with pytest.raises(HttpAccessError) as info:
             plain.fetch(unrestricted, f"http://{host}:{server.port}/echo")
     assert str(info.value) == f'Plugin "web": blocked fetch to "{shown}": {reason}'
@@ -231,11 +228,10 @@ def test_loopback_in_every_spelling_is_refused(
 
 
 def test_name_resolving_to_loopback_is_refused(
-    server: Server, unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
+    server: Server, unrestricted: PluginDescriptor
 ) -> None:
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
-    with HttpClientNoEscape() as plain:
+    with HttpClientNoEscape(resolver=loopback_resolver(calls)) as plain:
         with pytest.raises(HttpAccessError) as info:
             plain.fetch(unrestricted, f"http://innocent.example:{server.port}/echo")
     assert str(info.value) == (
@@ -246,31 +242,26 @@ def test_name_resolving_to_loopback_is_refused(
     assert server.seen == []
 
 
-def test_one_private_answer_among_public_ones_refuses(
-    unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: ["93.184.216.34", "10.0.0.7"])
-    with HttpClientNoEscape() as plain, pytest.raises(HttpAccessError) as info:
+def test_one_private_answer_among_public_ones_refuses(unrestricted: PluginDescriptor) -> None:
+    mixed = HttpClientNoEscape(resolver=lambda h, p: ["93.184.216.34", "10.0.0.7"])
+    with mixed as plain, pytest.raises(HttpAccessError) as info:
         plain.fetch(unrestricted, "http://mixed.example/")
     assert str(info.value).endswith(
         "Hostname resolves to a private IP address (10.0.0.7 is not a public address)"
     )
 
 
-def test_resolution_failures_fail_closed(
-    unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resolution_failures_fail_closed(unrestricted: PluginDescriptor) -> None:
     def fail(h: str, p: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(http_mod, "resolve_host", fail)
-    with HttpClientNoEscape() as plain, pytest.raises(HttpAccessError) as info:
+    with HttpClientNoEscape(resolver=fail) as plain, pytest.raises(HttpAccessError) as info:
         plain.fetch(unrestricted, "http://nowhere.example/")
     assert str(info.value) == (
         'Plugin "web": blocked fetch to "nowhere.example": Could not resolve hostname: nowhere.example'
     )
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: [])
-    with HttpClientNoEscape() as plain, pytest.raises(HttpAccessError) as info:
+    empty = HttpClientNoEscape(resolver=lambda h, p: [])
+    with empty as plain, pytest.raises(HttpAccessError) as info:
         plain.fetch(unrestricted, "http://empty.example/")
     assert str(info.value) == (
         'Plugin "web": blocked fetch to "empty.example": Hostname resolved to no addresses'
@@ -307,22 +298,19 @@ def test_schemes_and_credentials_in_urls_are_refused(
 
 
 def test_connection_is_pinned_to_the_vetted_address(
-    client: HttpClient,
-    server: Server,
-    unrestricted: PluginDescriptor,
-    monkeypatch: pytest.MonkeyPatch,
+    server: Server, unrestricted: PluginDescriptor
 ) -> None:
     # "pinned.test" exists in no DNS: the request can only succeed if the transport connects
     # to the address our resolver vetted, and never looks the name up again.
     calls: list[tuple[str, int]] = []
-    monkeypatch.setattr(http_mod, "resolve_host", loopback_resolver(calls))
+    client = HttpClient(allow_private=["127.0.0.1"], timeout=5.0, resolver=loopback_resolver(calls))
     echoed = echo(client.fetch(unrestricted, f"http://pinned.test:{server.port}/echo"))
+    client.close()
     assert header(echoed, "host") == [f"pinned.test:{server.port}"]
     assert calls == [("pinned.test", server.port)]
 
 
 def test_rebinding_after_the_check_is_never_used(
-    client: HttpClient,
     server: Server,
     unrestricted: PluginDescriptor,
     monkeypatch: pytest.MonkeyPatch,
@@ -330,7 +318,9 @@ def test_rebinding_after_the_check_is_never_used(
     # The system resolver (which a non-pinning client would use at connect time) is made to
     # answer with an unreachable address; the vetted answer from our resolver still wins.
     answers = iter([["127.0.0.1"]])
-    monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: next(answers))
+    client = HttpClient(
+        allow_private=["127.0.0.1"], timeout=5.0, resolver=lambda h, p: next(answers)
+    )
     real = socket.getaddrinfo
 
     def rebound(host: Any, *args: Any, **kwargs: Any) -> Any:
@@ -339,7 +329,10 @@ def test_rebinding_after_the_check_is_never_used(
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebound)
-    assert client.fetch(unrestricted, f"http://rebind.test:{server.port}/echo")["status"] == 200
+    try:
+        assert client.fetch(unrestricted, f"http://rebind.test:{server.port}/echo")["status"] == 200
+    finally:
+        client.close()
 
 
 def test_transport_refuses_requests_without_a_vetted_address() -> None:
@@ -382,7 +375,7 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 def test_tls_uses_the_original_name_for_sni_and_certificate(
-    tls_material: tuple[str, str], unrestricted: PluginDescriptor, monkeypatch: pytest.MonkeyPatch
+    tls_material: tuple[str, str], unrestricted: PluginDescriptor
 ) -> None:
     import ssl
     import threading
@@ -411,9 +404,13 @@ def test_tls_uses_the_original_name_for_sni_and_certificate(
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        monkeypatch.setattr(http_mod, "resolve_host", lambda h, p: ["127.0.0.1"])
         client_ctx = ssl.create_default_context(cafile=cert)
-        c = HttpClient(PinnedTransport(client_ctx), allow_private=["127.0.0.1"], timeout=5)
+        c = HttpClient(
+            PinnedTransport(client_ctx),
+            allow_private=["127.0.0.1"],
+            timeout=5,
+            resolver=lambda h, p: ["127.0.0.1"],
+        )
         result = c.fetch(unrestricted, f"https://secure.test:{port}/")
         assert body(result) == f"secure secure.test:{port}".encode()
         assert sni == ["secure.test"]

@@ -1,0 +1,348 @@
+"""Plugin bundles: a ``.tar.gz`` / ``.tgz`` / ``.tar`` / ``.zip`` of a plugin directory.
+
+A bundle comes from outside (a download, a colleague, a registry), so every byte of it is
+hostile input until checked. :func:`open_bundle` reads it **into memory** under fixed
+bounds and refuses, naming the member and what to do:
+
+- an archive larger than :data:`MAX_BUNDLE_BYTES` (1 MB), or members that add up to more
+  once unpacked, or more than :data:`MAX_MEMBERS` members (a zip/gzip bomb stops at the
+  bound: sizes are counted as the data is read, not taken from the headers);
+- any member that is not a regular file or a directory: symbolic and hard links, device
+  nodes, FIFOs, sockets (in a zip, the file type in the Unix mode bits);
+- absolute paths, ``..`` components, backslashes, control characters, duplicate paths;
+- encrypted zip members.
+
+The plugin directory is the archive's root, or its single top-level directory (what
+``tar czf hello.tgz hello`` makes). Its descriptor is then validated again from the
+unpacked copy, like a directory's, and its ``entrypoint`` must be a path inside the bundle
+(a module path would load code installed on the host). :func:`extract_bundle` writes the checked members into
+a **new** directory it creates (``mkdtemp``, mode 0700 while unpacking) with
+``O_EXCL | O_NOFOLLOW``: nothing existing is followed or overwritten, and no path can leave
+that directory because every path was checked above and the archive's own link members
+were refused. The sha256 of the archive's bytes is the bundle's identity, shown to the
+operator and pinned in the site's plugin registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from .._model._descriptor import PluginDescriptor
+from .._shared._errors import EmDashError, ManifestError
+from ._loader import _looks_like_path
+
+__all__ = [
+    "BUNDLE_SUFFIXES",
+    "MAX_BUNDLE_BYTES",
+    "MAX_MEMBERS",
+    "Bundle",
+    "BundleError",
+    "extract_bundle",
+    "is_bundle",
+    "open_bundle",
+]
+
+MAX_BUNDLE_BYTES = 1_000_000
+MAX_MEMBERS = 1_000
+BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+_DESCRIPTOR_NAMES = ("emdash-plugin.toml", "emdash-plugin.json")
+
+
+class BundleError(ManifestError):
+    """A plugin bundle that is refused (the message names the bundle and the member)."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A checked bundle held in memory: its digest and its files (relative POSIX paths)."""
+
+    source: Path
+    sha256: str
+    files: dict[str, bytes]
+    directories: frozenset[str]
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether ``path`` names a bundle file (by its suffix) rather than a directory."""
+    return path.name.lower().endswith(BUNDLE_SUFFIXES) and not path.is_dir()
+
+
+def open_bundle(path: Path) -> Bundle:
+    """Read and check the bundle at ``path`` (see the module docstring)."""
+    shown = str(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"Plugin bundle {shown} is not a regular file")
+        if info.st_size > MAX_BUNDLE_BYTES:
+            raise _too_big(shown, info.st_size)
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BUNDLE_BYTES + 1)  # bounded even if the file grows meanwhile
+    except OSError as exc:
+        raise BundleError(f"Cannot read plugin bundle {shown}: {exc.strerror}") from None
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise _too_big(shown, len(data))
+    digest = hashlib.sha256(data).hexdigest()
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        members = _zip_members(shown, data)
+    else:
+        members = _tar_members(shown, data)
+    files, directories = _strip_root(shown, members)
+    return Bundle(path, digest, files, directories)
+
+
+def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor]:
+    """Unpack ``bundle`` into a new directory inside ``parent``; return it and the
+    descriptor read back from it (validated as for any plugin directory).
+
+    The directory is named ``.bundle-*`` (the caller renames it into place); on any error
+    it is removed again.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    target = Path(tempfile.mkdtemp(prefix=".bundle-", dir=parent))
+    try:
+        for directory in sorted(bundle.directories, key=lambda d: d.count("/")):
+            os.mkdir(target / directory, 0o755)
+        for name, content in bundle.files.items():
+            # Parents created here too (an archive may omit directory entries); every
+            # component was checked, and this tree holds only what we created.
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(target / name, flags, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+        os.chmod(target, 0o755)
+        try:
+            descriptor = PluginDescriptor.from_file(target)
+        except EmDashError as exc:
+            raise BundleError(
+                f"Plugin bundle {bundle.source}: its descriptor is not valid: {exc.message}"
+            ) from None
+        if descriptor.entrypoint is None or not _looks_like_path(descriptor.entrypoint):
+            # A module path would load code installed on the host, not the bundle's own.
+            raise BundleError(
+                f"Plugin bundle {bundle.source}: its entrypoint must be a file or directory "
+                'inside the bundle (e.g. entrypoint = "plugin.py"), not '
+                f"{descriptor.entrypoint!r}",
+                plugin_id=descriptor.id,
+            )
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target, descriptor
+
+
+# -- reading archives ---------------------------------------------------------------------------
+
+
+def _too_big(shown: str, size: int) -> BundleError:
+    return BundleError(
+        f"Plugin bundle {shown} is {size} bytes; bundles are limited to {MAX_BUNDLE_BYTES} "
+        "bytes (1 MB). Leave out what the plugin does not need at run time (tests, "
+        "caches, .git)."
+    )
+
+
+class _Budget:
+    """Unpacked bytes and members, counted as they are read."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.bytes = 0
+        self.members = 0
+
+    def member(self) -> None:
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise BundleError(
+                f"Plugin bundle {self.shown} has more than {MAX_MEMBERS} members; a plugin "
+                "needs far fewer files"
+            )
+
+    def take(self, n: int) -> int:
+        """Bytes still allowed after ``n`` more (negative: over the bound)."""
+        self.bytes += n
+        if self.bytes > MAX_BUNDLE_BYTES:
+            raise BundleError(
+                f"Plugin bundle {self.shown} unpacks to more than {MAX_BUNDLE_BYTES} bytes "
+                "(1 MB); bundles are limited to that once unpacked too"
+            )
+        return MAX_BUNDLE_BYTES - self.bytes
+
+
+def _read_bounded(fh: IO[bytes], budget: _Budget) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        # Never more than what is left in the budget plus one byte: a member whose header
+        # understates its size is caught here, having read at most the bound.
+        chunk = fh.read(min(64 * 1024, MAX_BUNDLE_BYTES - budget.bytes + 1))
+        if not chunk:
+            return b"".join(chunks)
+        budget.take(len(chunk))
+        chunks.append(chunk)
+
+
+def _tar_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
+    budget = _Budget(shown)
+    out: list[tuple[str, bytes | None]] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            while True:
+                member = tar.next()  # one header at a time: a bomb stops at the budget
+                if member is None:
+                    break
+                budget.member()
+                name = _check_name(shown, member.name)
+                if member.isdir():
+                    out.append((name, None))
+                    continue
+                if not member.isreg():
+                    raise BundleError(
+                        f"Plugin bundle {shown}: member {name!r} is a {_tar_kind(member)}; "
+                        "bundles may hold only regular files and directories. Replace links "
+                        "with copies of the files."
+                    )
+                if member.size > MAX_BUNDLE_BYTES - budget.bytes:
+                    budget.take(member.size)  # raises: the declared size alone is too much
+                fh = tar.extractfile(member)
+                if fh is None:  # pragma: no cover - isreg() members always have data
+                    raise BundleError(f"Plugin bundle {shown}: member {name!r} has no data")
+                with fh:
+                    out.append((name, _read_bounded(fh, budget)))
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise BundleError(
+            f"Plugin bundle {shown} is not a valid .tar.gz, .tar or .zip archive ({exc})"
+        ) from None
+    return out
+
+
+def _tar_kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"symbolic link (to {member.linkname!r})"
+    if member.islnk():
+        return f"hard link (to {member.linkname!r})"
+    if member.ischr() or member.isblk():
+        return "device node"
+    if member.isfifo():
+        return "FIFO"
+    return "special file"
+
+
+def _zip_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
+    budget = _Budget(shown)
+    out: list[tuple[str, bytes | None]] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                budget.member()
+                name = _check_name(shown, info.filename)
+                mode = info.external_attr >> 16
+                kind = stat.S_IFMT(mode)
+                if info.flag_bits & 0x1:
+                    raise BundleError(
+                        f"Plugin bundle {shown}: member {name!r} is encrypted; bundles must "
+                        "not be encrypted"
+                    )
+                if info.is_dir() and kind in (0, stat.S_IFDIR):
+                    out.append((name, None))
+                    continue
+                if kind not in (0, stat.S_IFREG):
+                    what = "symbolic link" if stat.S_ISLNK(mode) else "special file"
+                    raise BundleError(
+                        f"Plugin bundle {shown}: member {name!r} is a {what}; bundles may hold "
+                        "only regular files and directories. Replace links with copies of "
+                        "the files."
+                    )
+                with archive.open(info) as fh:
+                    out.append((name, _read_bounded(fh, budget)))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        raise BundleError(f"Plugin bundle {shown} is not a valid .zip archive ({exc})") from None
+    return out
+
+
+def _check_name(shown: str, raw: str) -> str:
+    """The member's relative POSIX path, or a refusal for any name that could escape."""
+
+    def refuse(why: str) -> BundleError:
+        return BundleError(
+            f"Plugin bundle {shown}: member {raw[:200]!r} {why}; every member must be a "
+            "relative path inside the plugin directory"
+        )
+
+    if not raw or any(ord(c) < 0x20 or c == "\x7f" for c in raw):
+        raise refuse("has an empty name or control characters")
+    if "\\" in raw:
+        raise refuse("contains a backslash")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise refuse("is an absolute path")
+    parts = [p for p in PurePosixPath(raw).parts if p != "."]
+    if any(p == ".." for p in parts):
+        raise refuse("contains '..'")
+    if not parts:
+        return "."
+    return "/".join(parts)
+
+
+def _strip_root(
+    shown: str, members: list[tuple[str, bytes | None]]
+) -> tuple[dict[str, bytes], frozenset[str]]:
+    """Files and directories relative to the plugin directory (the archive's root, or its
+    one top-level directory when the descriptor is not at the root)."""
+    names = [n for n, _ in members if n != "."]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise BundleError(
+                f"Plugin bundle {shown}: member {name!r} appears twice; each path may appear once"
+            )
+        seen.add(name)
+    files = {n: c for n, c in members if c is not None}
+    prefix = ""
+    if not any(n in files for n in _DESCRIPTOR_NAMES):
+        tops = {n.split("/", 1)[0] for n in names}
+        if len(tops) == 1:
+            top = tops.pop()
+            if any(f"{top}/{d}" in files for d in _DESCRIPTOR_NAMES):
+                prefix = top + "/"
+        if not prefix:
+            raise BundleError(
+                f"Plugin bundle {shown} has no emdash-plugin.toml at its root or in its one "
+                "top-level directory; bundle the plugin directory itself"
+            )
+    out_files: dict[str, bytes] = {}
+    out_dirs: set[str] = set()
+    for name, content in members:
+        if name == "." or name + "/" == prefix:
+            continue
+        rel = name[len(prefix) :] if prefix else name
+        if prefix and not name.startswith(prefix):
+            continue  # unreachable: one top-level directory
+        if content is None:
+            out_dirs.add(rel)
+        else:
+            out_files[rel] = content
+    clash = out_dirs & set(out_files)
+    if clash:
+        raise BundleError(
+            f"Plugin bundle {shown}: {sorted(clash)[0]!r} is both a file and a directory"
+        )
+    # A file used as a parent directory of another member ("a" and "a/b") is refused too.
+    for rel in out_files:
+        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        while parent:
+            if parent in out_files:
+                raise BundleError(
+                    f"Plugin bundle {shown}: {parent!r} is both a file and a directory"
+                )
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+    return out_files, frozenset(out_dirs)
