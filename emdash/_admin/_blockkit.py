@@ -665,6 +665,7 @@ def _copy(plugin_id: str, data: Any) -> Any:
     """A private copy of ``data`` as exact JSON, bounded in size (or AdminResponseError)."""
     try:
         text = json.dumps(data, allow_nan=False, ensure_ascii=False)
+        copied = json.loads(text)  # inside the try: decoding nests as deep as encoding did
     except (TypeError, ValueError, RecursionError) as exc:
         # TypeError: not JSON (a set, an object); ValueError: NaN or a cycle.
         raise AdminResponseError(
@@ -675,7 +676,7 @@ def _copy(plugin_id: str, data: Any) -> Any:
         raise AdminResponseError(
             plugin_id, "", f"is {size} bytes as JSON; at most {MAX_RESPONSE_BYTES} allowed"
         )
-    return json.loads(text)
+    return copied
 
 
 def validate_blocks(plugin_id: str, blocks: Any) -> list[dict[str, Any]]:

@@ -346,8 +346,9 @@ def _bounded_json(value: Any, bad: Callable[[str], Exception]) -> Any:
     """A copy of ``value`` as plain JSON of at most MAX_INTERACTION_BYTES, or ``bad``."""
     try:
         text = json.dumps(value, allow_nan=False)
+        copied = json.loads(text)
     except (TypeError, ValueError, RecursionError):
         raise bad("values must be JSON data (strings, numbers, booleans, lists, objects)") from None
     if len(text) > MAX_INTERACTION_BYTES:
         raise bad(f"the submitted values exceed {MAX_INTERACTION_BYTES} bytes as JSON")
-    return json.loads(text)
+    return copied

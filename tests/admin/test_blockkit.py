@@ -268,3 +268,17 @@ def test_validate_blocks_checks_a_bare_list() -> None:
     with pytest.raises(AdminResponseError) as info:
         validate_blocks("acme", [{"type": "nope"}])
     assert info.value.path == "blocks[0].type"
+
+
+def test_deeply_nested_output_is_refused_not_a_crash() -> None:
+    value: Any = "x"
+    for _ in range(5000):
+        value = [value]
+    err = refused({"blocks": [bk.actions([bk.button("b", "B", value=value)])]})
+    assert "is not JSON data" in str(err)
+    value = [1]
+    for _ in range(20):
+        value = [value]
+    err = refused({"blocks": [bk.actions([bk.button("b", "B", value=value)])]})
+    assert err.path == "blocks[0].elements[0].value" + "[0]" * 9
+    assert "nests deeper" in str(err)
