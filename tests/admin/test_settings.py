@@ -237,3 +237,13 @@ def test_bad_calls_are_the_callers_errors(rt: emdash.Runtime) -> None:
     add(rt)
     with pytest.raises(AdminInteractionError, match="values must be a mapping"):
         rt.admin.save_settings("tuned", ["title"])  # type: ignore[arg-type]
+
+
+def test_a_full_quota_is_an_error_toast_and_nothing_is_written(tmp_path: Path) -> None:
+    quotas = {"tuned": emdash.Quotas(stored_rows=1)}
+    with emdash.Runtime(tmp_path / "q.db", plugin_quotas=quotas) as rt:
+        add(rt)
+        answer = rt.admin.save_settings("tuned", {"title": "One", "limit": 2})
+        assert answer["toast"]["type"] == "error" and "quota" in answer["toast"]["message"].lower()
+        # All-or-nothing across the transaction: the first row was rolled back too.
+        assert rt.store.kv_entries.get("tuned", "settings:title") is None
