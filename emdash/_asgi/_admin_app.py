@@ -31,7 +31,7 @@ import functools
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -50,8 +50,6 @@ from ._admin_pages import (
     plugin_url,
     plugins_body,
     providers_body,
-    settings_body,
-    settings_values,
 )
 from ._admin_session import AdminSession, SessionTable
 from ._io import BodyTooLarge, Receive, Scope, Send, header, read_body
@@ -82,18 +80,24 @@ _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _STATIC = {"admin.css": "text/css; charset=utf-8"}
 
 T = TypeVar("T")
+SETTINGS_PAGE = "emdash:settings"
+_STALE_FORM = (
+    "error",
+    "That form is no longer known (the page was reloaded or you signed in again); the page "
+    "has been reloaded, submit it again.",
+)
 
 
 class AdminService(Protocol):
     """What the UI needs of ``rt.admin`` (the host side of admin interactions)."""
 
     def interact(
-        self, plugin_id: str, interaction: dict[str, Any], user: dict[str, Any] | None = None
+        self, plugin_id: str, interaction: Mapping[str, Any], *, user: dict[str, Any] | None = None
     ) -> dict[str, Any]: ...
 
     def settings_page(self, plugin_id: str) -> dict[str, Any]: ...
 
-    def save_settings(self, plugin_id: str, values: dict[str, Any]) -> Any: ...
+    def save_settings(self, plugin_id: str, values: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 def admin_target(scope: Scope) -> tuple[str, str] | None:
@@ -286,11 +290,12 @@ class AdminApp:
                 wid = str(widget.id)
                 title = getattr(widget, "title", None) or wid
                 size = getattr(widget, "size", None) or "full"
-                inner, toast = await self._interact(
+                load = {"type": "page_load", "page": f"widget:{wid}"}
+                inner, toast = await self._respond(
                     req,
                     info.plugin_id,
                     f"widget:{wid}",
-                    {"type": "page_load", "page": f"widget:{wid}"},
+                    functools.partial(self.admin.interact, info.plugin_id, load, user=None),
                     action=plugin_url(req.base, info.plugin_id, "widgets", quote(wid, safe="")),
                     heading=3,
                 )
@@ -404,36 +409,29 @@ class AdminApp:
         await self._page(send, req, 200, "Audit log", body, active="audit")
 
     async def _settings(self, send: Send, req: _Request, plugin_id: str) -> None:
+        """The settings page the host generates from the plugin's ``settingsSchema`` (Block
+        Kit from ``rt.admin.settings_page``); a submission goes to ``save_settings``, never
+        to the plugin."""
         assert req.session is not None
         info = self._plugin(plugin_id)
-        if info is None or not info.descriptor.admin.settings_schema:
+        if info is None or not info.enabled or not info.descriptor.admin.settings_schema:
             await self._no_plugin(send, req, plugin_id)
             return
-        admin = self.admin
-        notice: tuple[str, str] | None = None
+        action = plugin_url(req.base, plugin_id, "settings")
+        refused: tuple[str, str] | None = None
+        call: Callable[[], dict[str, Any]] = functools.partial(self.admin.settings_page, plugin_id)
         if req.method == "POST":
-            schema = info.descriptor.admin.settings_schema
-            values = settings_values(schema, req.form)
-            try:
-                await _in_thread(admin.save_settings, plugin_id, values)
-            except EmDashError as exc:
-                notice = ("error", str(exc))
+            spec = req.session.forms.get(req.field("_key") or "")
+            if spec is None or spec.get("plugin") != plugin_id or spec.get("page") != SETTINGS_PAGE:
+                refused = _STALE_FORM
             else:
-                notice = ("success", "Settings saved.")
-        try:
-            page = await _in_thread(admin.settings_page, plugin_id)
-        except EmDashError as exc:
-            body = f'<p class="bk-banner bk-banner-error" role="alert">{esc(exc)}</p>'
-        else:
-            body = settings_body(
-                plugin_url(req.base, plugin_id, "settings"),
-                req.session.csrf,
-                page.get("schema") or {},
-                page.get("values") or {},
-                page.get("secretsSet") or page.get("secrets_set") or [],
-            )
+                values = _interaction(spec, req.form).get("values", {})
+                call = functools.partial(self.admin.save_settings, plugin_id, values)
+        body, toast = await self._respond(
+            req, plugin_id, SETTINGS_PAGE, call, action=action, heading=2
+        )
         title = f"{info.descriptor.name or plugin_id}: settings"
-        await self._page(send, req, 200, title, body, active="plugins", notice=notice)
+        await self._page(send, req, 200, title, body, active="plugins", notice=refused or toast)
 
     async def _plugin_page(self, send: Send, req: _Request, plugin_id: str, page: str) -> None:
         """A plugin's Block Kit page (GET: page_load; POST: the form or button it showed)."""
@@ -460,36 +458,30 @@ class AdminApp:
         if req.method == "POST":
             spec = req.session.forms.get(req.field("_key") or "")
             if spec is None or spec.get("plugin") != plugin_id or spec.get("page") != page:
-                refused = (
-                    "error",
-                    "That form is no longer known (the page was reloaded or you signed in "
-                    "again); the page has been reloaded, submit it again.",
-                )
+                refused = _STALE_FORM
             else:
                 interaction = _interaction(spec, req.form)
-        body, toast = await self._interact(
-            req, plugin_id, page, interaction, action=action, heading=2
-        )
+        call = functools.partial(self.admin.interact, plugin_id, interaction, user=None)
+        body, toast = await self._respond(req, plugin_id, page, call, action=action, heading=2)
         title = f"{info.descriptor.name or plugin_id}: {declared[page]}"
         await self._page(send, req, 200, title, body, active="plugins", notice=refused or toast)
 
-    async def _interact(
+    async def _respond(
         self,
         req: _Request,
         plugin_id: str,
         page: str,
-        interaction: dict[str, Any],
+        call: Callable[[], dict[str, Any]],
         *,
         action: str,
         heading: int,
     ) -> tuple[str, tuple[str, str] | None]:
-        """Call the plugin's admin route; return the rendered blocks and its toast."""
+        """Run ``call`` (an ``rt.admin`` method answering ``{"blocks", "toast"}``) in a
+        thread; return the rendered blocks and the toast."""
         session = req.session
         assert session is not None
         try:
-            response = await _in_thread(
-                functools.partial(self.admin.interact, plugin_id, interaction, user=None)
-            )
+            response = await _in_thread(call)
         except EmDashError as exc:
             # The message names the plugin (and, for an invalid response, the block path).
             return (

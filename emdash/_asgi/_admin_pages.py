@@ -1,4 +1,4 @@
-"""The admin's own pages (sign-in, plugins, providers, audit log, settings) as HTML bodies.
+"""The admin's own pages (sign-in, plugins, providers, audit log) as HTML bodies.
 
 Pure functions from plain data to HTML, so they are easy to read and to test; the request
 handling is in :mod:`emdash._asgi._admin_app`. Plugin ids, names, versions, hosts, hook and
@@ -21,7 +21,6 @@ __all__ = [
     "login_body",
     "plugins_body",
     "providers_body",
-    "settings_body",
 ]
 
 # Audit time filter: label -> seconds (None: no bound).
@@ -213,124 +212,3 @@ def _ms(value: Any) -> str:
 def _short(value: Any) -> str:
     text = str(value) if isinstance(value, str) else ""
     return text if len(text) <= 300 else text[:300] + "…"
-
-
-def settings_body(
-    action: str,
-    csrf: str,
-    schema: Mapping[str, Any],
-    values: Mapping[str, Any],
-    secrets_set: Iterable[str],
-) -> str:
-    """A form for a plugin's ``settingsSchema`` (spec: string, number, boolean, select,
-    secret, url, email). Secrets are never written into the page."""
-    is_set = set(secrets_set)
-    fields = []
-    for n, (key, raw) in enumerate(schema.items()):
-        field = raw if isinstance(raw, Mapping) else {}
-        kind = field.get("type")
-        ident = f"s-{n}"
-        name = f"s.{key}"
-        label = f'<label for="{ident}">{esc(field.get("label") or key)}</label>'
-        desc = ""
-        described = ""
-        if field.get("description"):
-            desc = f'<span class="bk-help" id="{ident}-d">{esc(field.get("description"))}</span>'
-            described = f' aria-describedby="{ident}-d"'
-        value = values.get(key)
-        if kind == "boolean":
-            checked = " checked" if value is True else ""
-            fields.append(
-                f'<div class="bk-field bk-toggle"><input type="hidden" name="{esc(name)}" value="">'
-                f'<input type="checkbox" role="switch" id="{ident}" name="{esc(name)}" value="true"'
-                f"{checked}{described}> {label}{desc}</div>"
-            )
-            continue
-        if kind == "select":
-            options = [o for o in field.get("options") or [] if isinstance(o, Mapping)]
-            opts = "".join(
-                f'<option value="{esc(o.get("value"))}"'
-                f"{' selected' if o.get('value') == value else ''}>{esc(o.get('label'))}</option>"
-                for o in options
-            )
-            control = f'<select id="{ident}" name="{esc(name)}"{described}>{opts}</select>'
-        elif kind == "secret":
-            hint = "A value is set; leave empty to keep it" if key in is_set else "Not set"
-            control = (
-                f'<input type="password" id="{ident}" name="{esc(name)}" autocomplete="off" '
-                f'placeholder="{esc(hint)}"{described}>'
-            )
-        elif kind == "number":
-            bounds = "".join(
-                f' {b}="{esc(field[b])}"'
-                for b in ("min", "max")
-                if isinstance(field.get(b), (int, float)) and not isinstance(field.get(b), bool)
-            )
-            shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-            control = (
-                f'<input type="number" step="any" id="{ident}" name="{esc(name)}"{bounds} '
-                f'value="{esc(shown)}"{described}>'
-            )
-        elif kind == "string" and field.get("multiline") is True:
-            control = f'<textarea id="{ident}" name="{esc(name)}" rows="4"{described}>{esc(value)}</textarea>'
-        else:
-            html_type = {"url": "url", "email": "email"}.get(str(kind), "text")
-            ph = (
-                f' placeholder="{esc(field.get("placeholder"))}"'
-                if field.get("placeholder")
-                else ""
-            )
-            control = (
-                f'<input type="{html_type}" id="{ident}" name="{esc(name)}" '
-                f'value="{esc(value)}"{ph}{described}>'
-            )
-        fields.append(f'<div class="bk-field">{label}{control}{desc}</div>')
-    if not fields:
-        return "<p>This plugin has no settings.</p>"
-    return (
-        f'<form method="post" action="{esc(action)}" class="bk-form">{_csrf_field(csrf)}'
-        f"{''.join(fields)}"
-        '<div class="bk-form-submit"><button type="submit" class="btn btn-primary">Save settings'
-        "</button></div></form>"
-    )
-
-
-def settings_values(schema: Mapping[str, Any], form: Mapping[str, list[str]]) -> dict[str, Any]:
-    """The submitted settings, typed by the schema; the server side validates them.
-
-    A missing or empty number, url or email deletes the value (``None``); an empty secret
-    keeps the stored one (it is left out); a boolean is true only when its box was ticked.
-    """
-    out: dict[str, Any] = {}
-    for key, raw in schema.items():
-        field = raw if isinstance(raw, Mapping) else {}
-        kind = field.get("type")
-        sent = form.get(f"s.{key}")
-        if sent is None:
-            continue
-        last = sent[-1]
-        if kind == "boolean":
-            out[key] = "true" in sent
-        elif kind == "secret":
-            if last:
-                out[key] = last
-        elif kind == "number":
-            out[key] = _number(last) if last.strip() else None
-        elif kind in ("url", "email") and not last:
-            out[key] = None
-        else:
-            out[key] = last
-    return out
-
-
-def _number(text: str) -> int | float | str:
-    """An int or float, or the text itself for the validator to refuse with its message."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return value if value == value and value not in (float("inf"), float("-inf")) else text
