@@ -5,6 +5,9 @@ Plugin authors use :func:`define_plugin`, :class:`HookConfig`, :class:`RouteConf
 serve plugin routes). Every error derives from :class:`EmDashError`.
 """
 
+from ._admin import AdminInteractionError as AdminInteractionError
+from ._admin import AdminResponseError as AdminResponseError
+from ._admin import AdminService as AdminService
 from ._bridge._dispatch import ContentWrite as ContentWrite
 from ._hosting._outcome import ExclusiveOutcome as ExclusiveOutcome
 from ._hosting._outcome import HookOutcome as HookOutcome
@@ -63,6 +66,9 @@ __all__ = [
     "CAPABILITIES",
     "HOOK_NAMES",
     "JSON",
+    "AdminInteractionError",
+    "AdminResponseError",
+    "AdminService",
     "BridgeError",
     "CapabilityError",
     "CommentRejectedError",

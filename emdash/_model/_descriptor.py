@@ -28,6 +28,7 @@ from pydantic import (
 from .._shared._errors import ManifestError
 from .._shared._hooks_catalog import HOOK_NAMES
 from ._capabilities import CAPABILITIES, CAPABILITY_ALIASES, expand_capabilities
+from ._settings_schema import check_settings_schema
 
 __all__ = ["Limits", "PluginDescriptor", "StorageCollection"]
 
@@ -125,14 +126,38 @@ class AdminPage(_Strict):
 
 class AdminWidget(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
-    title: str | None = None
+    title: str | None = Field(default=None, min_length=1, max_length=128)
     size: Literal["full", "half", "third"] | None = None
 
 
 class AdminConfig(_Strict):
-    pages: list[AdminPage] = Field(default_factory=list)
-    widgets: list[AdminWidget] = Field(default_factory=list)
+    """Admin pages and dashboard widgets (served by the plugin's ``admin`` route, which a
+    plugin declaring any must define) and the settings schema (a host-generated page)."""
+
+    pages: list[AdminPage] = Field(default_factory=list, max_length=32)
+    widgets: list[AdminWidget] = Field(default_factory=list, max_length=32)
     settings_schema: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="settingsSchema")
+
+    @field_validator("settings_schema")
+    @classmethod
+    def _check_settings(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return check_settings_schema(value)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AdminConfig:
+        # Pages are found by path and widgets by id when an interaction comes in.
+        paths = [p.path for p in self.pages]
+        ids = [w.id for w in self.widgets]
+        for what, names in (("page path", paths), ("widget id", ids)):
+            doubled = sorted({n for n in names if names.count(n) > 1})
+            if doubled:
+                raise ValueError(f"admin {what} declared twice: {', '.join(doubled)}")
+        return self
+
+    @property
+    def has_surface(self) -> bool:
+        """Whether the plugin has pages or widgets (which its ``admin`` route serves)."""
+        return bool(self.pages or self.widgets)
 
 
 class PluginDescriptor(_Strict):

@@ -69,6 +69,7 @@ from typing import Any
 
 import httpx
 
+from .._admin import AdminService, check_admin_surface
 from .._bridge._dispatch import Bridge, ContentWriteFence
 from .._bridge._http import HttpClient
 from .._hosting._loader import locate, sandbox_files
@@ -178,6 +179,12 @@ class Runtime:
             logger=self.log.getChild("plugins"),
             before_content_write=before_content_write,
         )
+        self._admin = AdminService(
+            plugins=self.plugins,
+            invoke_route=self.invoke_route,
+            kv=self.store.kv_entries,
+            transaction=self.store.transaction,
+        )
 
     # -- context manager / lifetime --------------------------------------------------------
 
@@ -248,6 +255,12 @@ class Runtime:
         return self._page
 
     @property
+    def admin(self) -> AdminService:
+        """The plugin admin's server half: ``catalog()``, ``interact(...)``, settings
+        (see :mod:`emdash._admin._service`)."""
+        return self._admin
+
+    @property
     def admission(self) -> AdmissionControl:
         """Per-plugin route admission: ``configure(plugin_id, max_concurrency=...,
         max_queue=..., queue_timeout_ms=..., retry_after_s=...)``, ``policy(id)``,
@@ -289,6 +302,7 @@ class Runtime:
             host, sandboxed = self._make_host(desc, code, trusted)
             try:
                 check_route_schemas(host)
+                check_admin_surface(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 known = self.store.plugin_registry.get(pid)
                 owed = None if known is None else known.get("pending")

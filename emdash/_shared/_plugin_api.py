@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._blocks import blocks
 from ._errors import (
     BridgeError,
     CapabilityError,
@@ -45,6 +46,7 @@ __all__ = [
     "RouteConfig",
     "StorageError",
     "StorageQueryError",
+    "blocks",
     "define_plugin",
 ]
 

@@ -1,0 +1,132 @@
+"""``admin.settingsSchema``: the settings a plugin declares, checked when the descriptor loads.
+
+``{key: {"type": ..., "label": ..., "description"?, "required"?, ...}}`` with the field
+types of EmDash's auto-settings:
+
+=========  ==================================================================
+type       extra fields
+=========  ==================================================================
+string     ``default`` (str), ``multiline`` (bool), ``placeholder``
+number     ``default``, ``min``, ``max`` (finite numbers; min <= default <= max)
+boolean    ``default`` (bool)
+select     ``options`` ``[{value, label}]`` (1-100, unique values), ``default``
+secret     none: a secret has no default and is never shown again
+url        ``default`` (an http(s) URL), ``placeholder``
+email      ``default``, ``placeholder``
+=========  ==================================================================
+
+``required`` (bool) is an extension: saving refuses to leave such a field empty.
+Keys are identifiers (they become the kv key ``settings:<key>`` and a form field name).
+Unknown types and unknown fields are errors, so a typo never silently drops a setting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+__all__ = ["FIELD_TYPES", "MAX_SETTINGS", "MAX_SETTING_TEXT", "check_settings_schema"]
+
+FIELD_TYPES = ("string", "number", "boolean", "select", "secret", "url", "email")
+MAX_SETTINGS = 50
+MAX_SETTING_TEXT = 4000  # a saved string value, in characters (a Block Kit text's limit)
+_KEY_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+_COMMON = {"type", "label", "description", "required"}
+_EXTRA: dict[str, set[str]] = {
+    "string": {"default", "multiline", "placeholder"},
+    "number": {"default", "min", "max"},
+    "boolean": {"default"},
+    "select": {"options", "default"},
+    "secret": set(),
+    "url": {"default", "placeholder"},
+    "email": {"default", "placeholder"},
+}
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _text(value: Any, what: str, limit: int, *, empty: bool = True) -> None:
+    if type(value) is not str or (not empty and not value.strip()) or len(value) > limit:
+        raise ValueError(
+            f"{what} must be a{'' if empty else ' non-empty'} string of at most {limit} characters"
+        )
+
+
+def check_settings_schema(schema: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Raise ``ValueError`` (a sentence naming the key) for an invalid schema; else return it."""
+    if len(schema) > MAX_SETTINGS:
+        raise ValueError(f"declares {len(schema)} settings; at most {MAX_SETTINGS} allowed")
+    for key, spec in schema.items():
+        if not _KEY_RE.fullmatch(key) or len(key) > 64:
+            raise ValueError(
+                f"setting key {key!r} must be 1-64 letters, digits and '_', starting with a letter"
+            )
+        _check_field(key, spec)
+    return schema
+
+
+def _check_field(key: str, spec: dict[str, Any]) -> None:
+    kind = spec.get("type")
+    if kind not in FIELD_TYPES:
+        raise ValueError(
+            f'setting "{key}": type must be one of {", ".join(FIELD_TYPES)} (got {kind!r})'
+        )
+    unknown = set(spec) - _COMMON - _EXTRA[kind]
+    if unknown:
+        allowed = ", ".join(sorted(_COMMON | _EXTRA[kind]))
+        raise ValueError(
+            f'setting "{key}": unknown field(s) {", ".join(sorted(unknown))} for type {kind} '
+            f"(allowed: {allowed})"
+        )
+    _text(spec.get("label"), f'setting "{key}": label', 200, empty=False)
+    if "description" in spec:
+        _text(spec["description"], f'setting "{key}": description', 1000)
+    if "placeholder" in spec:
+        _text(spec["placeholder"], f'setting "{key}": placeholder', 200)
+    for flag in ("required", "multiline"):
+        if flag in spec and type(spec[flag]) is not bool:
+            raise ValueError(f'setting "{key}": {flag} must be true or false')
+    default = spec.get("default")
+    if kind in ("string", "url", "email") and "default" in spec:
+        _text(default, f'setting "{key}": default', MAX_SETTING_TEXT)
+    elif kind == "boolean" and "default" in spec and type(default) is not bool:
+        raise ValueError(f'setting "{key}": default must be true or false')
+    elif kind == "number":
+        _check_number(key, spec)
+    elif kind == "select":
+        _check_select(key, spec)
+
+
+def _check_number(key: str, spec: dict[str, Any]) -> None:
+    for name in ("default", "min", "max"):
+        if name in spec and not _is_number(spec[name]):
+            raise ValueError(f'setting "{key}": {name} must be a finite number')
+    low, high, default = spec.get("min"), spec.get("max"), spec.get("default")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f'setting "{key}": min is greater than max')
+    if default is not None and (
+        (low is not None and default < low) or (high is not None and default > high)
+    ):
+        raise ValueError(f'setting "{key}": default is outside min..max')
+
+
+def _check_select(key: str, spec: dict[str, Any]) -> None:
+    options = spec.get("options")
+    if type(options) is not list or not 1 <= len(options) <= 100:
+        raise ValueError(
+            f'setting "{key}": a select needs options: a list of 1-100 {{value, label}}'
+        )
+    seen: set[str] = set()
+    for i, opt in enumerate(options):
+        if type(opt) is not dict or set(opt) != {"value", "label"}:
+            raise ValueError(f'setting "{key}": options[{i}] must be {{value, label}}')
+        _text(opt["value"], f'setting "{key}": options[{i}].value', 200, empty=False)
+        _text(opt["label"], f'setting "{key}": options[{i}].label', 200, empty=False)
+        if opt["value"] in seen:
+            raise ValueError(f'setting "{key}": options[{i}] repeats the value {opt["value"]!r}')
+        seen.add(opt["value"])
+    if "default" in spec and spec["default"] not in seen:
+        raise ValueError(f'setting "{key}": default must be the value of one of the options')
