@@ -31,10 +31,10 @@ import functools
 import hmac
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import anyio.to_thread
@@ -55,6 +55,7 @@ from ._admin_session import AdminSession, SessionTable
 from ._io import BodyTooLarge, Receive, Scope, Send, header, read_body
 
 if TYPE_CHECKING:
+    from .._admin import AdminService
     from .._runtime._runtime import Runtime
 
 __all__ = ["ADMIN_PREFIXES", "AdminApp", "admin_target"]
@@ -86,18 +87,6 @@ _STALE_FORM = (
     "That form is no longer known (the page was reloaded or you signed in again); the page "
     "has been reloaded, submit it again.",
 )
-
-
-class AdminService(Protocol):
-    """What the UI needs of ``rt.admin`` (the host side of admin interactions)."""
-
-    def interact(
-        self, plugin_id: str, interaction: Mapping[str, Any], *, user: dict[str, Any] | None = None
-    ) -> dict[str, Any]: ...
-
-    def settings_page(self, plugin_id: str) -> dict[str, Any]: ...
-
-    def save_settings(self, plugin_id: str, values: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 def admin_target(scope: Scope) -> tuple[str, str] | None:
@@ -141,8 +130,7 @@ class AdminApp:
 
     @property
     def admin(self) -> AdminService:
-        service: AdminService = getattr(self.runtime, "admin")  # noqa: B009
-        return service
+        return self.runtime.admin
 
     # -- dispatch ---------------------------------------------------------------------
 

@@ -71,11 +71,14 @@ def esc(value: Any) -> str:
 
 
 def safe_url(value: Any) -> str | None:
-    """``value`` if it is an absolute http(s) URL without credentials, else ``None``."""
+    """``value`` if it is an absolute http(s) URL without credentials or a path on this
+    site (``/x``, never ``//x``), else ``None``."""
     if not isinstance(value, str) or len(value) > 2048:
         return None
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        return None  # spaces, controls: browsers strip some of them before the scheme
+    if any(ord(c) < 0x21 or 0x7F <= ord(c) <= 0x9F for c in value) or "\\" in value:
+        return None  # spaces, controls, backslashes: browsers rewrite them before parsing
+    if value.startswith("/"):
+        return None if value.startswith("//") else value
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -195,11 +198,13 @@ class BlockRenderer:
         return f'<div class="bk-banner bk-banner-{variant}" role="{role}">{title}{desc}</div>'
 
     def _image(self, b: dict[str, Any], _d: int) -> str:
-        # The page's CSP allows images from this server only (img-src 'self' data:), so a
-        # plugin's image is offered as a link the administrator chooses to open.
+        # The page's CSP allows images from this server only (img-src 'self' data:): a
+        # site path is shown, another site's image is offered as a link to open.
         url = safe_url(b.get("url"))
         alt = esc(b.get("alt")) or "Image"
         title = f"<figcaption>{esc(b.get('title'))}</figcaption>" if b.get("title") else ""
+        if url is not None and url.startswith("/"):
+            return f'<figure class="bk-image"><img src="{esc(url)}" alt="{alt}">{title}</figure>'
         if url is None:
             return (
                 f'<figure class="bk-image"><p>{alt} (image address not shown)</p>{title}</figure>'
