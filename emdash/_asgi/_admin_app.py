@@ -473,7 +473,7 @@ class AdminApp:
         except EmDashError as exc:
             # The message names the plugin (and, for an invalid response, the block path).
             return (
-                f'<p class="bk-banner bk-banner-error" role="alert">{esc(exc)}</p>',
+                f'<p class="bk-banner bk-banner-error" role="alert">{esc(str(exc))}</p>',
                 None,
             )
         except Exception:
