@@ -711,6 +711,8 @@ def layout(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)} · EmDash admin</title>"
+        # An empty icon: no favicon request to a path this server does not serve.
+        '<link rel="icon" href="data:,">'
         f'<link rel="stylesheet" href="{esc(base)}static/admin.css"></head><body>'
         '<a class="skip" href="#main">Skip to content</a>'
         f'<header class="top"><a class="brand" href="{esc(base)}">EmDash admin</a>{nav}</header>'
