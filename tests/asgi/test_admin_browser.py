@@ -202,13 +202,16 @@ def driver(server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
 
 
 def test_admin_in_a_real_browser(server: str, driver: Any) -> None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     SHOTS.mkdir(parents=True, exist_ok=True)
+    # A condition may look at the page being left while the next one loads.
+    transient = (NoSuchElementException, StaleElementReferenceException)
 
     def wait(condition: Callable[[Any], Any]) -> Any:
-        return WebDriverWait(driver, WAIT_S).until(condition)
+        return WebDriverWait(driver, WAIT_S, ignored_exceptions=transient).until(condition)
 
     def heading_is(text: str) -> Callable[[Any], bool]:
         return lambda d: d.find_element(By.TAG_NAME, "h1").text.startswith(text)
@@ -276,6 +279,7 @@ def test_admin_in_a_real_browser(server: str, driver: Any) -> None:
     Select(field("Plugin")).select_by_value("audit-trail")
     Select(field("Kind")).select_by_value("lifecycle")
     driver.find_element(By.XPATH, "//button[normalize-space()='Filter']").click()
+    wait(lambda d: "kind=lifecycle" in d.current_url)
     wait(lambda d: "plugin:deactivate" in d.find_element(By.TAG_NAME, "tbody").text)
     rows = driver.find_element(By.TAG_NAME, "tbody").text
     assert "audit-trail" in rows and "lifecycle" in rows
