@@ -220,7 +220,13 @@ def _refill(spec: Mapping[str, Any], raw: Any, fallback: Any) -> Any:
     try:
         return _coerce(spec, raw)
     except _Bad:
-        return raw if type(raw) is str and spec["type"] in ("string", "url", "email") else fallback
+        shown_as_typed = (
+            type(raw) is str
+            and spec["type"] in ("string", "url", "email")
+            and len(raw) <= MAX_SETTING_TEXT
+            and not _CONTROL_RE.search(raw)
+        )
+        return raw if shown_as_typed else fallback
 
 
 def _input(key: str, spec: Mapping[str, Any], value: Any, secret_set: bool) -> dict[str, Any]:

@@ -5,13 +5,18 @@
   ``VALIDATION_ERROR`` and never reaches this code.
 - ``submissions/list`` and ``submissions/delete`` are private (route names may contain ``/``).
 - ``plugin:activate`` schedules a weekly ``cleanup`` task; the ``cron`` hook runs it.
+- ``admin`` (private) serves the admin page ``/submissions`` (recent submissions and a form
+  that blocks an address: ``submit`` then refuses it) and the dashboard widget ``recent``,
+  in Block Kit built with ``emdash.blocks``. The settings page is the host's, generated from
+  ``admin.settingsSchema``; the cleanup reads ``settings:retention_days`` from ``ctx.kv``.
 """
 
 from datetime import UTC, datetime, timedelta
 
 from emdash import PluginRouteError, RouteConfig, define_plugin
+from emdash import blocks as bk
 
-RETENTION_DAYS = 90
+RETENTION_DAYS = 90  # unless the admin chose another in the settings
 
 SUBMISSION_SCHEMA = {
     "type": "object",
@@ -33,6 +38,8 @@ def fingerprint(params):
 
 def submit(route_ctx, ctx):
     params = route_ctx["input"]
+    if params["email"].strip().lower() in (ctx.kv.get("blocked") or []):
+        raise PluginRouteError.forbidden("This address may not send messages")
     submissions = ctx.storage["submissions"]
     key = fingerprint(params)
     if submissions.count({"fingerprint": key}) > 0:
@@ -83,7 +90,8 @@ def on_activate(event, ctx):
 def on_cron(event, ctx):
     if event["name"] != "cleanup":
         return None
-    cutoff = (datetime.now(UTC) - timedelta(days=RETENTION_DAYS)).isoformat()
+    days = int(ctx.kv.get("settings:retention_days") or RETENTION_DAYS)
+    cutoff = (datetime.now(UTC) - timedelta(days=days)).isoformat()
     old = ctx.storage["submissions"].query(where={"createdAt": {"lt": cutoff}}, limit=100)
     ids = [item["id"] for item in old["items"]]
     removed = ctx.storage["submissions"].delete_many(ids) if ids else 0
@@ -91,9 +99,89 @@ def on_cron(event, ctx):
     return removed
 
 
+# -- the admin ------------------------------------------------------------------------------
+
+COLUMNS = [
+    bk.column("email", "From"),
+    bk.column("form", "Form", format="badge"),
+    bk.column("message", "Message"),
+    bk.column("createdAt", "Received", format="relative_time"),
+]
+
+
+def recent_rows(ctx, limit, cursor=None):
+    page = ctx.storage["submissions"].query(
+        order_by={"createdAt": "desc"}, limit=limit, cursor=cursor
+    )
+    rows = [
+        {
+            "email": item["data"]["email"],
+            "form": item["data"]["form"],
+            "message": item["data"]["message"][:200],
+            "createdAt": item["data"]["createdAt"],
+        }
+        for item in page["items"]
+    ]
+    return rows, page.get("cursor")
+
+
+def submissions_page(ctx, cursor=None):
+    rows, next_cursor = recent_rows(ctx, 20, cursor)
+    blocked = ctx.kv.get("blocked") or []
+    contact = ctx.kv.get("settings:notify_email")
+    return [
+        bk.header("Form submissions"),
+        bk.context("Contact: " + contact if contact else "No notify address set (see Settings)"),
+        bk.table(
+            COLUMNS,
+            rows,
+            page_action_id="more",
+            next_cursor=next_cursor,
+            empty_text="No submissions yet",
+        ),
+        bk.form(
+            "block",
+            [bk.text_input("email", "Address to block", placeholder="spam@example.com")],
+            submit="Block address",
+            action_id="block",
+        ),
+        bk.fields([bk.field("Blocked addresses", ", ".join(blocked) or "none")]),
+    ]
+
+
+def recent_widget(ctx):
+    rows, _ = recent_rows(ctx, 5)
+    return [
+        bk.stats([bk.stat("Submissions", ctx.storage["submissions"].count())]),
+        bk.table(COLUMNS[:2], rows, page_action_id="more", empty_text="Nothing yet"),
+    ]
+
+
+def admin(route_ctx, ctx):
+    interaction = route_ctx["input"]
+    kind = interaction["type"]
+    if kind == "page_load" and interaction["page"] == "widget:recent":
+        return bk.response(recent_widget(ctx))
+    if kind == "form_submit" and interaction["action_id"] == "block":
+        email = str(interaction["values"].get("email") or "").strip().lower()
+        if "@" not in email:
+            return bk.response(
+                submissions_page(ctx), toast=bk.toast("Give an email address to block", "error")
+            )
+        blocked = ctx.kv.get("blocked") or []
+        if email not in blocked:
+            ctx.kv.set("blocked", blocked + [email])
+        return bk.response(submissions_page(ctx), toast=bk.toast("Blocked " + email))
+    if kind == "block_action" and interaction["action_id"] == "more":
+        cursor = (interaction.get("value") or {}).get("cursor")
+        return bk.response(submissions_page(ctx, cursor))
+    return bk.response(submissions_page(ctx))
+
+
 plugin = define_plugin(
     hooks={"plugin:activate": on_activate, "cron": on_cron},
     routes={
+        "admin": admin,
         "submit": RouteConfig(submit, public=True, input=SUBMISSION_SCHEMA),
         "submissions/list": list_submissions,
         "submissions/delete": delete_submission,

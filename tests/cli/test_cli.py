@@ -57,7 +57,7 @@ def test_add_list_route_disable_enable_remove(site: Path) -> None:
         ("forms", "trusted", True),
     ]
     assert rows[0]["hooks"] == ["content:afterSave"]
-    assert rows[1]["routes"] == ["submissions/delete", "submissions/list", "submit"]
+    assert rows[1]["routes"] == ["admin", "submissions/delete", "submissions/list", "submit"]
     table = run(site, "plugins", "list").stdout.splitlines()
     assert table[0].split() == ["ID", "VERSION", "MODE", "ENABLED", "HOOKS", "ROUTES"]
     assert table[2].split()[:4] == ["plugin-hello", "0.1.0", "sandboxed", "yes"]

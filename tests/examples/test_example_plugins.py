@@ -285,3 +285,71 @@ def test_forms_schedules_and_runs_its_weekly_cleanup(rt: Runtime, mode: str) -> 
     ]
     listed = rt.invoke_route("forms", "submissions/list")
     assert [s["email"] for s in listed["submissions"]] == ["new@example.com"]
+
+
+def test_forms_admin_page_widget_and_settings(rt: Runtime, mode: str) -> None:
+    add(rt, mode, "forms")
+    entry = rt.admin.catalog()[0]
+    assert entry["pages"] == [{"path": "/submissions", "label": "Submissions", "icon": "inbox"}]
+    assert entry["widgets"] == [{"id": "recent", "title": "Recent submissions", "size": "half"}]
+    assert entry["has_settings"] is True
+    rt.invoke_route(
+        "forms", "submit", input={"form": "contact", "email": "ada@example.com", "message": "Hi"}
+    )
+
+    page = rt.admin.interact("forms", {"type": "page_load", "page": "/submissions"})
+    table = next(b for b in page["blocks"] if b["type"] == "table")
+    assert [row["email"] for row in table["rows"]] == ["ada@example.com"]
+    widget = rt.admin.interact("forms", {"type": "page_load", "page": "widget:recent"})
+    assert widget["blocks"][0]["items"] == [{"label": "Submissions", "value": 1}]
+
+    # The page's form stores something and answers with a toast; submit then refuses it.
+    blocked = rt.admin.interact(
+        "forms",
+        {"type": "form_submit", "action_id": "block", "values": {"email": "Spam@Example.com"}},
+    )
+    assert blocked["toast"] == {"message": "Blocked spam@example.com", "type": "success"}
+    assert rt.store.kv_entries.get("forms", "blocked") == ["spam@example.com"]
+    with pytest.raises(PluginRouteError) as info:
+        rt.invoke_route(
+            "forms",
+            "submit",
+            input={"form": "contact", "email": "spam@example.com", "message": "x"},
+        )
+    assert info.value.status == 403
+
+    # Settings: a select, an email and a secret; the cleanup reads the retention from kv.
+    settings = rt.admin.settings_page("forms")
+    form = next(b for b in settings["blocks"] if b["type"] == "form")
+    assert [(f["action_id"], f["type"]) for f in form["fields"]] == [
+        ("retention_days", "select"),
+        ("notify_email", "text_input"),
+        ("spam_api_key", "secret_input"),
+    ]
+    saved = rt.admin.save_settings(
+        "forms",
+        {"retention_days": "30", "notify_email": "me@site.example", "spam_api_key": "k-123"},
+    )
+    assert saved["toast"] == {"message": "Settings saved", "type": "success"}
+    assert "k-123" not in str(saved) and "k-123" not in str(rt.admin.settings_page("forms"))
+    assert rt.store.kv_entries.get("forms", "settings:retention_days") == "30"
+    page = rt.admin.interact("forms", {"type": "page_load", "page": "/submissions"})
+    assert page["blocks"][1] == {"type": "context", "text": "Contact: me@site.example"}
+    from datetime import UTC, datetime, timedelta
+
+    forty_days = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    rt.store.plugin_documents.put(
+        "forms",
+        "submissions",
+        "sub-40",
+        {
+            "form": "f",
+            "email": "o@x.z",
+            "message": "m",
+            "fingerprint": "f|o|m",
+            "createdAt": forty_days,
+        },
+    )
+    rt.cron.tick(now=datetime.now(UTC) + timedelta(days=8))
+    listed = rt.invoke_route("forms", "submissions/list")
+    assert [s["email"] for s in listed["submissions"]] == ["ada@example.com"]
