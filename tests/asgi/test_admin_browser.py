@@ -1,5 +1,6 @@
 """The admin UI end to end in a real headless browser (Chromium driven by Selenium) against
-``emdash serve`` in its own process on 127.0.0.1, plugins sandboxed.
+``emdash serve`` in its own process on 127.0.0.1, with the example ``forms`` plugin (admin
+page, widget, settings) and ``audit-trail``, sandboxed.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: ``apt-get install chromium
 chromium-driver``; ``.ci/run`` installs them) and selenium (test extras). Without them the
@@ -14,7 +15,6 @@ only turn a hang into a failure. Screenshots of the main pages go to
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,52 +35,6 @@ TOKEN = "browser-test-token-0123456789"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 90  # an upper bound that turns a hang into a failure; nothing asserts on time
-
-PLUGIN_TOML = """\
-id = "greeter"
-version = "1.0.0"
-name = "Greeter"
-entrypoint = "plugin.py"
-
-[[admin.pages]]
-path = "/greetings"
-label = "Greetings"
-
-[[admin.widgets]]
-id = "latest"
-title = "Latest greeting"
-size = "half"
-
-[admin.settingsSchema.greeting]
-type = "string"
-label = "Greeting word"
-default = "Hello"
-"""
-
-PLUGIN_SOURCE = """\
-from emdash import blocks as bk, define_plugin
-
-
-def admin(route_ctx, ctx):
-    i = route_ctx["input"]
-    if i["type"] == "page_load" and i["page"] == "widget:latest":
-        return bk.response([bk.section("Last greeted: " + str(ctx.kv.get("last")))])
-    if i["type"] == "form_submit":
-        name = i["values"]["name"]
-        ctx.kv.set("last", name)
-        word = ctx.kv.get("settings:greeting") or "Hello"
-        return bk.response([bk.section(word + ", " + name + "!")], toast=bk.toast("Greeted " + name))
-    return bk.response(
-        [
-            bk.header("Greetings"),
-            bk.section("Stored greeting word: " + str(ctx.kv.get("settings:greeting"))),
-            bk.form("greet", [bk.text_input("name", "Name to greet")], submit="Greet"),
-        ]
-    )
-
-
-plugin = define_plugin(routes={"admin": admin})
-"""
 
 
 def _browser_missing() -> str | None:
@@ -113,10 +67,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     site = tmp_path_factory.mktemp("admin-site")
-    plugin = site / "greeter"
-    plugin.mkdir()
-    (plugin / "emdash-plugin.toml").write_text(PLUGIN_TOML)
-    (plugin / "plugin.py").write_text(PLUGIN_SOURCE)
     (site / "emdash.toml").write_text(
         textwrap.dedent(
             f"""\
@@ -125,7 +75,7 @@ def server(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
             api_token = {{ "$env" = "EMDASH_API_TOKEN" }}
 
             [[plugins]]
-            path = "{plugin}"
+            path = "{EXAMPLES / "forms"}"
 
             [[plugins]]
             path = "{EXAMPLES / "audit-trail"}"
@@ -145,7 +95,8 @@ def server(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
         text=True,
         stdin=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}/_emdash/admin/"
+    root = f"http://127.0.0.1:{port}"
+    base = root + "/_emdash/admin/"
     try:
         deadline = time.monotonic() + WAIT_S
         with httpx.Client(trust_env=False, timeout=10) as client:
@@ -160,6 +111,12 @@ def server(browser_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     out, err = proc.communicate()
                     pytest.fail(f"emdash serve did not start:\n{out}\n{err}")
                 time.sleep(0.1)
+            # One submission through the public route, so the example's table has a row.
+            sent = client.post(
+                root + "/_emdash/api/plugins/forms/submit",
+                json={"form": "contact", "email": "reader@example.com", "message": "Hi <b>"},
+            )
+            assert sent.status_code == 200, sent.text
         yield base
     finally:
         if proc.poll() is None:
@@ -238,36 +195,38 @@ def test_admin_in_a_real_browser(server: str, driver: Any) -> None:
     field("API token").send_keys(TOKEN)
     driver.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
     wait(heading_is("Dashboard"))
-    assert "Last greeted: None" in driver.find_element(By.TAG_NAME, "main").text
+    widget = driver.find_element(By.CSS_SELECTOR, "section.widget").text
+    assert "Recent submissions" in widget and "reader@example.com" in widget
     shot("01-dashboard")
 
-    # The settings page: save a greeting word, see it stored.
+    # The example's settings page: save a notify address and a retention, see them stored.
     driver.get(server + "plugins")
     wait(heading_is("Plugins"))
     shot("02-plugins")
-    driver.find_element(By.CSS_SELECTOR, "a[href$='/plugins/greeter/settings']").click()
-    wait(heading_is("Greeter: settings"))
-    word = field("Greeting word")
-    word.clear()
-    word.send_keys("Howdy")
+    driver.find_element(By.CSS_SELECTOR, "a[href$='/plugins/forms/settings']").click()
+    wait(heading_is("Forms: settings"))
+    address = field("Notify address")
+    address.clear()
+    address.send_keys("admin@example.com")
+    Select(field("Keep submissions for")).select_by_visible_text("30 days")
     driver.find_element(By.XPATH, "//button[normalize-space()='Save settings']").click()
     wait(toast_says("Settings saved"))
-    assert field("Greeting word").get_attribute("value") == "Howdy"
+    assert field("Notify address").get_attribute("value") == "admin@example.com"
+    assert Select(field("Keep submissions for")).first_selected_option.text == "30 days"
     shot("03-settings")
 
-    # The plugin's page reads the stored setting; its form round-trips with a toast.
+    # The example's page reads the stored setting; its form round-trips with a toast.
     driver.get(server + "plugins")
-    driver.find_element(By.LINK_TEXT, "Greetings").click()
-    wait(heading_is("Greeter: Greetings"))
-    assert "Stored greeting word: Howdy" in driver.find_element(By.TAG_NAME, "main").text
-    field("Name to greet").send_keys("Ada <b>")
-    driver.find_element(By.XPATH, "//button[normalize-space()='Greet']").click()
-    wait(toast_says("Greeted Ada <b>"))
-    assert "Howdy, Ada <b>!" in driver.find_element(By.TAG_NAME, "main").text
+    driver.find_element(By.LINK_TEXT, "Submissions").click()
+    wait(heading_is("Forms: Submissions"))
+    main = driver.find_element(By.TAG_NAME, "main").text
+    assert "Contact: admin@example.com" in main and "Hi <b>" in main
+    field("Address to block").send_keys("spam@example.com")
+    driver.find_element(By.XPATH, "//button[normalize-space()='Block address']").click()
+    wait(toast_says("Blocked spam@example.com"))
+    blocked = driver.find_element(By.CSS_SELECTOR, "dl.bk-fields").text
+    assert "spam@example.com" in blocked
     shot("04-plugin-page")
-    driver.get(server)
-    wait(heading_is("Dashboard"))
-    assert "Last greeted: Ada <b>" in driver.find_element(By.TAG_NAME, "main").text
 
     # Disable a plugin; its deactivate hook shows in the audit log.
     driver.get(server + "plugins")
@@ -304,10 +263,3 @@ def test_admin_in_a_real_browser(server: str, driver: Any) -> None:
     wait(heading_is("Sign in"))
     driver.get(server + "plugins")
     wait(heading_is("Sign in"))
-
-
-def test_browser_requirements_are_named() -> None:
-    # The skip/fail reason names what to install (checked even where the browser exists).
-    reason = _browser_missing()
-    assert reason is None or "apt-get install" in reason or "pip install" in reason
-    assert shutil.which("true") is not None
