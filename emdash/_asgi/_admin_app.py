@@ -4,7 +4,8 @@ audit log, exclusive-hook providers. Served by :class:`emdash._asgi._app.EmDashA
 Security model (deny by default):
 
 - **Sign-in** with the site's API token (the same one private routes take), compared in
-  constant time. It starts a server-side session (:mod:`._admin_session`); the cookie is
+  constant time; after ``MAX_SIGN_IN_FAILURES`` failures in ``SIGN_IN_WINDOW_S`` a client
+  address is refused (429) until the window slides on. It starts a server-side session (:mod:`._admin_session`); the cookie is
   ``HttpOnly``, ``SameSite=Strict``, ``Path=/``, and ``Secure`` (with the ``__Host-``
   prefix) when the request came over https. Without a configured token nobody can sign in.
 - **Every POST** must carry the session's CSRF token (``_csrf``, constant-time compare) and
@@ -77,6 +78,11 @@ SECURITY_HEADERS = [
 MAX_FORM_BYTES = 256 * 1024
 MAX_FORM_FIELDS = 1000
 MAX_AUDIT_SCAN = 10_000
+# Failed sign-ins allowed per client address in SIGN_IN_WINDOW_S; past that every attempt
+# from that address (a right token included) is refused until the window slides on.
+MAX_SIGN_IN_FAILURES = 10
+SIGN_IN_WINDOW_S = 300.0
+_MAX_TRACKED_CLIENTS = 1024
 _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _STATIC = {"admin.css": "text/css; charset=utf-8"}
 
@@ -127,6 +133,7 @@ class AdminApp:
         self.runtime = runtime
         self._token = token
         self.sessions = SessionTable()
+        self._failures: dict[str, list[float]] = {}
 
     @property
     def admin(self) -> AdminService:
@@ -249,8 +256,25 @@ class AdminApp:
                 send, req, 200, "Sign in", login_body(req.base, can_sign_in=can), signed_in=False
             )
             return
+        client = req.scope.get("client")
+        address = str(client[0]) if client else "?"
+        if self._throttled(address):
+            await self._page(
+                send,
+                req,
+                429,
+                "Sign in",
+                login_body(req.base, can_sign_in=can),
+                signed_in=False,
+                notice=(
+                    "error",
+                    "Too many failed sign-ins from this address; try again in a few minutes.",
+                ),
+            )
+            return
         presented = (req.field("token") or "").strip().encode("utf-8", "surrogateescape")
         if self._token is None or not hmac.compare_digest(presented, self._token):
+            self._failed(address)
             await self._page(
                 send,
                 req,
@@ -265,6 +289,24 @@ class AdminApp:
             self.sessions.drop(req.session)  # a fresh session id at every sign-in
         cookie, _session = self.sessions.create()
         await _redirect(send, req.base, cookie=self._set_cookie(req, cookie))
+
+    def _recent_failures(self, address: str) -> list[float]:
+        now = self.sessions.clock()
+        recent = [t for t in self._failures.get(address, ()) if now - t < SIGN_IN_WINDOW_S]
+        if recent:
+            self._failures[address] = recent
+        else:
+            self._failures.pop(address, None)
+        return recent
+
+    def _throttled(self, address: str) -> bool:
+        return len(self._recent_failures(address)) >= MAX_SIGN_IN_FAILURES
+
+    def _failed(self, address: str) -> None:
+        # Bounded: a flood from many addresses forgets the oldest-tracked ones first.
+        if address not in self._failures and len(self._failures) >= _MAX_TRACKED_CLIENTS:
+            self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault(address, []).append(self.sessions.clock())
 
     # -- pages ------------------------------------------------------------------------
 

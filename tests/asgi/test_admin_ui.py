@@ -286,3 +286,18 @@ def test_unknown_plugin_pages_are_404(client: AdminClient) -> None:
         assert "<script" not in r.text
     r = client.post("plugins/nope/disable")
     assert r.status_code == 404
+
+
+def test_repeated_failed_sign_ins_are_throttled(app: EmDashASGI) -> None:
+    from emdash._asgi._admin_app import MAX_SIGN_IN_FAILURES, SIGN_IN_WINDOW_S
+
+    now = [100.0]
+    app.admin.sessions.clock = lambda: now[0]
+    c = AdminClient(app)
+    for _ in range(MAX_SIGN_IN_FAILURES):
+        assert c.sign_in("wrong-token-0123456789").status_code == 401
+    r = c.sign_in(TOKEN)  # even the right token, while throttled
+    assert r.status_code == 429 and "set-cookie" not in r.headers
+    assert "Too many failed sign-ins" in r.text
+    now[0] += SIGN_IN_WINDOW_S + 1
+    assert c.sign_in(TOKEN).status_code == 303
