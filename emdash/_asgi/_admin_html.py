@@ -474,8 +474,16 @@ class BlockRenderer:
         elif kind == "media_picker":
             shown = safe_url(initial) or ""
             control = f'<input type="url" {attrs} value="{esc(shown)}">'
-        else:  # combobox
-            control = f'<input type="text" {attrs} value="{esc(initial)}">'
+        else:  # combobox: free text with the options as suggestions
+            options = [o for o in _list(e.get("options")) if isinstance(o, dict)][:200]
+            suggestions = "".join(
+                f'<option value="{esc(o.get("value"))}">{esc(o.get("label"))}</option>'
+                for o in options
+            )
+            control = (
+                f'<input type="text" {attrs} list="{ident}-l" value="{esc(initial)}">'
+                f'<datalist id="{ident}-l">{suggestions}</datalist>'
+            )
         return f'<div class="bk-field">{label}{control}</div>'
 
     def _choices(
@@ -560,6 +568,8 @@ def _cell(value: Any, fmt: Any) -> str:
         return f"<td><code>{esc(value)}</code></td>"
     if fmt == "number":
         return f'<td class="num">{esc(value)}</td>'
+    if fmt == "relative_time" and isinstance(value, str):
+        return f'<td><time datetime="{esc(value)}">{esc(value)}</time></td>'
     return f"<td>{esc(value)}</td>"
 
 

@@ -178,3 +178,74 @@ def test_forms_label_every_input_and_remember_their_types() -> None:
     assert 'name="_csrf" value="tok"' in html and 'name="_key" value="k1"' in html
     for ident in __import__("re").findall(r' id="(bk-[^"]+)"', html):
         assert f'for="{ident}"' in html
+
+
+def test_every_block_and_input_type_of_the_builder_renders() -> None:
+    from emdash import blocks as bk
+    from emdash._admin._blockkit import validate_response
+
+    opts = [bk.option("One", "1"), bk.option("Two", "2")]
+    inputs = [
+        bk.text_input("t", "Text", multiline=True),
+        bk.number_input("n", "Number", min=0, max=9),
+        bk.select("s", "Select", opts, initial_value="2"),
+        bk.radio("r", "Radio", opts),
+        bk.combobox("c", "Combo", opts),
+        bk.checkbox("x", "Check", opts, initial_value=["1"]),
+        bk.toggle("g", "Toggle", description="Helps"),
+        bk.secret_input("k", "Secret"),
+        bk.date_input("d", "Date"),
+        bk.media_picker("m", "Media"),
+    ]
+    response = validate_response(
+        "p",
+        bk.response(
+            [
+                bk.header("H"),
+                bk.section("S", accessory=bk.button("b", "B", value={"x": 1})),
+                bk.divider(),
+                bk.fields([bk.field("L", "V")]),
+                bk.table(
+                    [
+                        bk.column("a", "A", sortable=True),
+                        bk.column("t", "T", format="relative_time"),
+                    ],
+                    [{"a": "1", "t": "2026-01-01T00:00:00Z"}],
+                    page_action_id="page",
+                    next_cursor="c2",
+                ),
+                bk.actions(
+                    [
+                        bk.button(
+                            "go",
+                            "Go",
+                            style="danger",
+                            confirm=bk.confirm("Sure?", "Really", confirm="Yes", deny="No"),
+                        )
+                    ]
+                ),
+                bk.stats([bk.stat("Visits", 3)]),
+                bk.form("f", inputs, submit="Save"),
+                bk.image("/media/x.png", "X"),
+                bk.context("C"),
+                bk.columns([bk.context("left")], [bk.context("right")]),
+                bk.chart([bk.series("s", [[0, 1], [1, 3]])], style="bar"),
+                bk.banner("Title", "Desc", variant="alert"),
+                bk.meter("Used", 3, max=10),
+                bk.code("print(1)", language="bash"),
+                bk.empty("Nothing", description="D", command_line="emdash x"),
+                bk.accordion("More", [bk.context("inside")], default_open=True),
+                bk.tab([bk.panel("P1", [bk.context("p1")]), bk.panel("P2", [bk.context("p2")])]),
+            ]
+        ),
+    )
+    html, remembered = render(response["blocks"])
+    assert "bk-notice" not in html
+    for text in ("inside", "p2", "right", "Visits", 'list="', "<datalist", "<time datetime="):
+        assert text in html, text
+    kinds = {spec["kind"] for spec in remembered}
+    assert kinds == {"form_submit", "block_action"}
+    form = next(spec for spec in remembered if spec["kind"] == "form_submit")
+    assert sorted(form["fields"]) == sorted(e["action_id"] for e in inputs)
+    sorts = [s["value"] for s in remembered if s.get("action_id") == "page"]
+    assert {"cursor": "c2"} in sorts and {"sort": {"key": "a", "dir": "desc"}} in sorts
