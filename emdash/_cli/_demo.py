@@ -107,6 +107,7 @@ def run_demo(
         "--config examples/emdash.toml serve"
     )
     echo("  then sign in with that token (the site's api_token).")
+    echo("")
     echo(
         f"Done. The site was kept in {workdir}."
         if directory
