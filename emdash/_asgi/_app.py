@@ -66,6 +66,7 @@ from .._shared._errors import (
     SandboxUnavailableError,
     clean_text,
 )
+from ._admin_app import AdminApp, admin_target
 from ._io import (
     BadInput,
     BodyTooLarge,
@@ -120,6 +121,8 @@ class EmDashASGI:
         self.runtime = runtime
         self._token = token.encode() if token is not None else None
         self.max_body_bytes = max_body_bytes
+        # The admin web UI under /_emdash/admin/ (signs in with the same token).
+        self.admin = AdminApp(runtime, token=self._token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -133,6 +136,10 @@ class EmDashASGI:
     # -- one HTTP request -----------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admin = admin_target(scope)
+        if admin is not None:
+            await self.admin(scope, receive, send, *admin)
+            return
         method = str(scope.get("method", "GET")).upper()
         head = method == "HEAD"
         target = _split_path(scope)

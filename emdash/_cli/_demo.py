@@ -101,6 +101,13 @@ def run_demo(
         if directory is None:
             shutil.rmtree(workdir, ignore_errors=True)
     echo("")
+    echo("Admin UI: serve the example site and open http://127.0.0.1:8000/_emdash/admin/ :")
+    echo(
+        "  EMDASH_API_TOKEN=change-me-to-a-long-secret .venv/bin/emdash "
+        "--config examples/emdash.toml serve"
+    )
+    echo("  then sign in with that token (the site's api_token).")
+    echo("")
     echo(
         f"Done. The site was kept in {workdir}."
         if directory

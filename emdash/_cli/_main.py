@@ -414,7 +414,8 @@ def audit_log(ctx: click.Context, limit: int, plugin_id: str | None, as_json: bo
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Serve the plugin routes at /_emdash/api/plugins/<id>/<route> (development server)."""
+    """Serve the plugin routes at /_emdash/api/plugins/<id>/<route> and the admin UI at
+    /_emdash/admin/ (development server)."""
     try:
         import uvicorn
     except ImportError:
@@ -426,8 +427,17 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     with open_runtime(config) as rt:
         app = create_app(rt, token=token)
         if token is None:
-            click.echo("Note: no api_token in the config: private routes answer 401.", err=True)
+            click.echo(
+                "Note: no api_token in the config: private routes answer 401 and nobody can "
+                "sign in to the admin UI.",
+                err=True,
+            )
         click.echo(f"Serving plugin routes on http://{host}:{port}/_emdash/api/plugins/", err=True)
+        if token is not None:
+            click.echo(
+                f"Admin UI: http://{host}:{port}/_emdash/admin/ (sign in with the api_token)",
+                err=True,
+            )
         uvicorn.run(app, host=host, port=port, log_level="info")
 
 
