@@ -31,6 +31,19 @@ from ._values import Locales
 __all__ = ["Store", "default_media_dir"]
 
 
+#: Tables whose ULID ids order listings (or creation times): read at open to seed the ids.
+ID_ORDERED_TABLES = (
+    "_emdash_content",
+    "_emdash_revisions",
+    "_emdash_media",
+    "_emdash_comments",
+    "_emdash_users",
+    "_emdash_taxonomy_defs",
+    "_emdash_taxonomy_terms",
+    "_emdash_cron_tasks",
+)
+
+
 def default_media_dir(database: str | os.PathLike[str]) -> Path:
     """Where a store keeps media bytes when no ``media_dir`` is configured.
 
@@ -79,6 +92,9 @@ class Store:
         self._db = Db(database, clock=clock)
         try:
             migrate(self._db)
+            # Ids (and content creation times) continue after the largest one stored, so
+            # a restart under a clock set back does not make new records list as older.
+            self._db.seed_ids(ID_ORDERED_TABLES)
         except BaseException:
             self._db.close()
             raise
