@@ -56,6 +56,7 @@ import sqlite_utils
 from ulid import ULID
 
 from .._shared._errors import BridgeError, EmDashError, StorageError
+from ._sidecars import check_database_files
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -403,6 +404,9 @@ class Db:
         path = os.fspath(database)
         self.is_memory = path in (":memory:", "")
         self.path = ":memory:" if self.is_memory else path
+        if not self.is_memory:
+            # Before SQLite maps -shm: what would kill the process later is refused now.
+            check_database_files(path)
         # isolation_level=None: the driver never opens transactions behind our back.
         try:
             conn = sqlite3.connect(
