@@ -117,6 +117,13 @@ class Store:
         root = media_dir if media_dir is not None else default_media_dir(database)
         self.media_files = LocalMediaStorage(root)
         self.media_items = MediaItems(self._db, self.media_files)
+        if not self._db.is_memory:
+            try:
+                # Files a killed process left without a row (never one being written).
+                self.media_items.sweep_orphans()
+            except BaseException:
+                self._db.close()
+                raise
         self.comment_records = CommentRecords(self._db)
         self.taxonomies = Taxonomies(self._db, self.locales)
         self.cron_tasks = CronTasks(self._db)
@@ -170,6 +177,7 @@ class Store:
                     # leak the connection); the flush's StorageError is raised after.
                     self._db.close()
         finally:
+            self.media_files.settle_all()
             if self._own_media_dir:
                 shutil.rmtree(self.media_files.root, ignore_errors=True)
 
