@@ -52,7 +52,7 @@ def default_media_dir(database: str | os.PathLike[str]) -> Path:
     whole site. ``":memory:"`` gets a new temporary directory: its rows do not outlive the
     process, so neither need the bytes.
     """
-    path = os.fspath(database)
+    path = os.fsdecode(database)  # a bytes path too (Db accepts one)
     if path in (":memory:", ""):
         return Path(tempfile.mkdtemp(prefix="emdash-media-"))
     return Path(path + "-media")
@@ -114,7 +114,7 @@ class Store:
         self.user_accounts = UserAccounts(self._db)
         # Only a temporary directory (an in-memory database's) is ours to remove at close.
         self._own_media_dir = media_dir is None and self._db.is_memory
-        root = media_dir if media_dir is not None else default_media_dir(database)
+        root = media_dir if media_dir is not None else default_media_dir(self._db.path)
         self.media_files = LocalMediaStorage(root)
         self.media_items = MediaItems(self._db, self.media_files)
         if not self._db.is_memory:

@@ -55,7 +55,7 @@ from typing import Any
 import sqlite_utils
 from ulid import ULID
 
-from .._shared._errors import BridgeError, EmDashError, StorageError
+from .._shared._errors import BridgeError, ConfigError, EmDashError, StorageError
 from ._sidecars import check_database_files
 
 __all__ = [
@@ -401,7 +401,13 @@ class Db:
     def __init__(
         self, database: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None
     ) -> None:
-        path = os.fspath(database)
+        try:
+            path = os.fsdecode(database)  # bytes paths too: one spelling for every message
+        except TypeError:
+            raise ConfigError(
+                f"The database must be a file path (str or os.PathLike) or ':memory:', got "
+                f"{type(database).__name__}: pass e.g. Runtime('site.db')"
+            ) from None
         self.is_memory = path in (":memory:", "")
         self.path = ":memory:" if self.is_memory else path
         if not self.is_memory:
