@@ -87,6 +87,10 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
         f"{'kill':>5} {'mode':>9} {'point':>13} {'op':>11} {'lines':>5} {'counter':>7} "
         f"{'unreported':>10} {'audit-missing':>13} {'rss KiB':>8}  verdict"
     )
+    print(
+        "(counter, unreported commits and audit rows missing are totals over every kill so "
+        "far; rss: the child host's peak resident set)"
+    )
     for kill in range(1, args.kills + 1):
         mode = args.mode if args.mode != "both" else ("native", "sandboxed")[kill % 2]
         op = rng.randrange(args.max_ops)
@@ -124,7 +128,11 @@ def soak(args: argparse.Namespace, workdir: Path) -> int:
             failures += 1
         verdict = check(observe(db, reported), reported, args.kills, previous)
         failures += bool(verdict.failures)
-        print(f"after phase 2: {'; '.join(verdict.failures) or 'every invariant holds'}")
+        print(
+            f"after phase 2: {'; '.join(verdict.failures) or 'every invariant holds'} "
+            f"(route calls without an audit row: {verdict.audit_missing}; a child that "
+            "ends cleanly loses none, so these are the killed children's)"
+        )
     print(
         f"\n{args.kills} kills, {reported.lines} reported operations, {failures} failed "
         f"checks; {time.monotonic() - started:.0f} s wall"
