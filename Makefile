@@ -7,7 +7,7 @@ PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint bench audit docs clean
+.PHONY: demo test lint bench soak audit docs clean
 
 $(BIN)/emdash: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ lint: $(BIN)/emdash
 
 bench: $(BIN)/emdash
 	$(BIN)/python benchmarks/bench_sandbox.py
+
+# Crash soak: many SIGKILLs of a child host, invariants after each, then RSS over a long
+# run (docs/crash-consistency.md). SOAK_ARGS="--kills 500" for a longer one.
+soak: $(BIN)/emdash
+	$(BIN)/python benchmarks/soak.py $(SOAK_ARGS)
 
 audit: $(BIN)/emdash
 	$(BIN)/emdash audit

@@ -86,13 +86,20 @@ def in_native_invocation() -> bool:
 class _Invocation:
     """Open/closed state of one invocation, shared by its ctx and the waiting caller."""
 
-    __slots__ = ("closed", "finished", "lock", "timed_out")
+    __slots__ = ("closed", "finished", "in_store", "lock", "timed_out")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.closed = False
         self.finished = False
         self.timed_out = False
+        # The store-backed ctx call the handler is inside (None: not in one). A handler
+        # still waiting for the database when its timeout passes was held by storage.
+        self.in_store: str | None = None
+
+
+#: ctx calls that never wait on the site's database (their own waits are the plugin's).
+_NOT_STORE = ("http/", "email/", "log")
 
 
 class _Abandoned(Exception):
@@ -212,10 +219,16 @@ class NativePluginHost:
             try:
                 value, cpu = future.result(timeout=timeout_ms / 1000)
             except concurrent.futures.TimeoutError:
+                waiting: str | None = None
                 with state.lock:
                     finished = state.finished
                     if not finished:
                         state.closed = state.timed_out = True
+                        waiting = state.in_store
+                if not finished and waiting is not None:
+                    # Held past its timeout by the database (locked by another process or
+                    # connection, a stalled disk), not by its own code: storage's failure.
+                    raise self._storage_timeout(operation, timeout_ms, waiting) from None
                 if finished:
                     # It returned in time and is committing: wait for that to complete.
                     value, cpu = future.result()
@@ -261,12 +274,18 @@ class NativePluginHost:
                     + "; a handler may only use ctx while it runs",
                     plugin_id=pid,
                 )
+            store_call = not method.startswith(_NOT_STORE)
+            if store_call:
+                state.in_store = method
             try:
                 return bridge.dispatch(pid, method, params, budget=budget)
             except StorageError as exc:
                 if not storage_failure:
                     storage_failure.append(exc)
                 raise
+            finally:
+                if store_call:
+                    state.in_store = None
 
         def abandon() -> None:
             state.closed = state.timed_out = True
@@ -311,6 +330,16 @@ class NativePluginHost:
             return value, (time.thread_time() - cpu_start) * 1000
 
         return body
+
+    def _storage_timeout(self, operation: str, timeout_ms: int, method: str) -> StorageError:
+        return StorageError(
+            f"Storage failure: plugin {self.plugin_id}'s {operation} was still waiting for "
+            f"the site database ({method}) when its {timeout_ms}ms timeout passed, so the "
+            "database, not the plugin, held it: another process or connection kept the "
+            "write lock (or the disk stalled). Its writes were rolled back. Retry, and if it "
+            "persists look for a process keeping a long transaction open on the database.",
+            plugin_id=self.plugin_id,
+        )
 
     def _timeout(self, operation: str, timeout_ms: int) -> HookTimeoutError:
         return HookTimeoutError(

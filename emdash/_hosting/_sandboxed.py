@@ -226,10 +226,13 @@ class SandboxedPluginHost:
                     timeout_ms=timeout_ms,
                 )
             except sandbox.SandboxError as exc:
-                if storage_failure and isinstance(exc, sandbox.RemoteError):
+                if storage_failure and isinstance(
+                    exc, sandbox.RemoteError | sandbox.WallTimeExceeded
+                ):
                     # The plugin's code failed after the site's storage failed under one of
                     # its calls (whether it let the StorageError escape or raised something
-                    # else in its place): report the storage failure, not the plugin.
+                    # else in its place), or ran out of time after the database held it for
+                    # the busy timeout: report the storage failure, not the plugin.
                     failure = storage_failure[0]
                     failure.plugin_id = pid
                     raise failure from None

@@ -26,7 +26,9 @@ plugin that is already installed in the state it is added with. The registry of 
 plugins is the store's ``plugins`` table, so this holds across restarts. Transitions are
 crash-safe: the registry change and the hook it owes commit together (``pending``), and a
 hook cut off by a crash (install, activate, deactivate) runs when the plugin is next
-added. Hooks run at least once per transition, so write them to tolerate a repeat.
+added. A removal cut off by a crash is finished (its owed hooks, its data) when the plugin
+is next added, which is then a first add (install, activate). Hooks run at least once per
+transition, so write them to tolerate a repeat.
 
 Mutations of the plugin set (add / remove / enable / disable) are serialised by one lock
 and each builds a new :class:`HookPipeline`, swapped in atomically: a hook run that is under
@@ -104,6 +106,7 @@ from .._shared._errors import (
 )
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
+from .._store._plugins import REMOVAL_TRANSITIONS
 from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
 from .._store._values import Locales
 from ._admission import TRUSTED_CONCURRENCY, AdmissionControl, AdmissionPolicy, AdmissionSlot
@@ -190,6 +193,14 @@ class Runtime:
             audit_retention=audit_retention,
             locales=locales,
         )
+        for record in self.store.plugin_registry.list():
+            if record.get("pending") in REMOVAL_TRANSITIONS:
+                self.log.warning(
+                    "Plugin %s: its removal was cut off by a crash; add it once "
+                    "(rt.add_plugin) to finish the removal with its uninstall hook, then "
+                    "remove it again if it should stay removed",
+                    record["id"],
+                )
         self._http = HttpClient(
             http_transport,
             resolver=resolver,
@@ -374,15 +385,30 @@ class Runtime:
                     plugin_id=pid,
                 )
             known = self.store.plugin_registry.get(pid)
+            # A removal cut off by a crash is finished below: this add is then a first add,
+            # and its consent is asked afresh rather than against the removed plugin's.
+            removing = known is not None and known.get("pending") in REMOVAL_TRANSITIONS
             # Consent before any of the plugin's code runs (loading runs its module code).
-            approval = self._approval_to_record(desc, known, approve)
+            approval = self._approval_to_record(desc, None if removing else known, approve)
             code = locate(desc, source)
             host, sandboxed = self._make_host(desc, code, trusted)
             try:
                 check_route_schemas(host)
                 check_admin_surface(host)
-                self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 owed = None if known is None else known.get("pending")
+                if owed in REMOVAL_TRANSITIONS:
+                    # A remove_plugin cut off by a crash: finish it (its owed hooks, then
+                    # its data), and this add is then the first add of a new plugin.
+                    self.log.warning(
+                        "Plugin %s: finishing its removal, cut off by a crash (%s owed); "
+                        "it is then installed anew",
+                        pid,
+                        owed,
+                    )
+                    self._plugins[pid] = PluginInfo(host, sandboxed=sandboxed, enabled=False)
+                    self._finish_removal(self._plugins[pid], owed)
+                    known = owed = None
+                self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 if enabled is not None:
                     want = enabled
                 elif known is None:
@@ -415,6 +441,8 @@ class Runtime:
                     bundle_sha256=bundle_sha256,
                 )
             except BaseException:
+                if self._plugins.pop(pid, None) is not None:  # a removal left unfinished
+                    self._rebuild()
                 host.close()
                 raise
             info = PluginInfo(host, sandboxed=sandboxed, enabled=want)
@@ -594,32 +622,59 @@ class Runtime:
         """Uninstall a plugin: deactivate (if enabled), uninstall, forget it.
 
         Its cron tasks are deleted; with ``delete_data`` also its KV, storage documents and
-        storage indexes.
+        storage indexes. Crash-safe: the removal is recorded (``pending``) before its first
+        hook, and a removal cut off by a crash is finished when the plugin is next added.
         """
         with self._lock:
             info = self._get(plugin_id)
-            if info.enabled:
-                self._lifecycle(info.host, "plugin:deactivate", {})
-                info.enabled = False
-                self._rebuild()
-            # Still registered (so its ctx works) but out of the pipeline: uninstall it.
-            self._lifecycle(info.host, "plugin:uninstall", {"deleteData": bool(delete_data)})
-            del self._plugins[plugin_id]
+            owed = ("remove" if info.enabled else "uninstall") + ("-data" if delete_data else "")
+            # Recorded (disabled, removal owed) before any hook runs: from here on a crash
+            # leaves a plugin that the next add_plugin finishes removing, never a plugin
+            # half-uninstalled with nothing saying so.
+            self.store.plugin_registry.upsert(
+                plugin_id,
+                version=info.descriptor.version,
+                enabled=False,
+                trusted=info.trusted,
+                pending=owed,
+            )
+            self._finish_removal(info, owed)
+            info.host.close()
+
+    def _finish_removal(self, info: PluginInfo, owed: str) -> None:
+        """Run the hooks a removal still owes, then delete what goes with the plugin.
+
+        ``info`` is in ``self._plugins`` (its ctx works during the hooks) and leaves it.
+        The data and the registry row are deleted in one transaction: a crash before that
+        commit leaves the removal owed (its uninstall hook runs again: at least once), a
+        crash after it leaves nothing of the plugin."""
+        plugin_id = info.plugin_id
+        delete_data = owed.endswith("-data")
+        if owed.startswith("remove"):
+            self._lifecycle(info.host, "plugin:deactivate", {})
+            self.store.plugin_registry.set_pending(
+                plugin_id, "uninstall-data" if delete_data else "uninstall"
+            )
+        if info.enabled:
+            info.enabled = False
+            self._rebuild()
+        # Still registered (so its ctx works) but out of the pipeline: uninstall it.
+        self._lifecycle(info.host, "plugin:uninstall", {"deleteData": delete_data})
+        del self._plugins[plugin_id]
+        self._rebuild()
+        self._admission.forget(plugin_id)
+        with self.store.transaction():
             # Its exclusive-hook selections are stale now (a plugin that is merely not added
             # yet keeps them: see HookPipeline.resolve_exclusive).
             for key, value in self.store.options.list(EXCLUSIVE_OPTION_PREFIX).items():
                 if value == plugin_id:
                     self.store.options.delete(key)
-            self._rebuild()
-            self._admission.forget(plugin_id)
             self._cron.delete_plugin_tasks(plugin_id)
-            with self.store.transaction():
-                if delete_data:
-                    self.store.kv_entries.delete_all(plugin_id)
-                    self.store.plugin_documents.delete_plugin_data(plugin_id)
-                    self.store.plugin_documents.drop_indexes(plugin_id)
-                self.store.plugin_registry.delete(plugin_id)
-            info.host.close()
+            if delete_data:
+                self.store.kv_entries.delete_all(plugin_id)
+                self.store.plugin_documents.delete_plugin_data(plugin_id)
+                self.store.plugin_documents.drop_indexes(plugin_id)
+            self.store.plugin_registry.delete(plugin_id)
 
     def enable_plugin(self, plugin_id: str) -> None:
         """Enable a disabled plugin: it joins the pipeline, then ``plugin:activate`` fires."""

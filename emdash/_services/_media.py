@@ -80,14 +80,8 @@ class MediaService:
         store = self._store
         key = store.new_id() + storage_extension(name)
         store.media_files.put(key, payload)
-        try:
-            with store.transaction():
-                item: dict[str, Any] = store.media_items.create(
-                    name, mime, len(payload), storage_key=key
-                )
-        except BaseException:
-            store.media_files.delete(key)  # no orphan bytes without a row
-            raise
+        # No orphan bytes without a row: the file follows the row's transaction.
+        item: dict[str, Any] = store.media_items.adopt(key, name, mime, len(payload))
         try:
             self._hooks.run_hook("media:afterUpload", {"media": item})
         except EmDashError as exc:  # observers never fail a finished upload

@@ -61,8 +61,8 @@ class CommentRecords:
             if moderation_metadata is None
             else encode_json(moderation_metadata, what="Comment moderation metadata")
         )
-        comment_id = self._db.new_id()
-        now = self._db.now()
+        # Listed by creation time: a time that never goes back, like the id (see Db).
+        comment_id, now = self._db.new_id_at()
         with self._db.transaction():
             if parent_id is not None:
                 parent = self._db.row(

@@ -551,9 +551,11 @@ class ContentItems:
             type(author_id) is not str or not _ID_RE.fullmatch(author_id)
         ):
             raise BridgeError("Invalid author id: expected a user id string")
-        now = self._db.now()
+        # The id's own millisecond: never earlier than an item made before (the default
+        # order is createdAt), even after the wall clock was set back.
+        ident, now = self._db.new_id_at()
         return {
-            "id": self._db.new_id(),
+            "id": ident,
             "collection": collection,
             "slug": None if slug is None else _slug(slug),
             "status": status,

@@ -31,6 +31,19 @@ from ._values import Locales
 __all__ = ["Store", "default_media_dir"]
 
 
+#: Tables whose ULID ids order listings (or creation times): read at open to seed the ids.
+ID_ORDERED_TABLES = (
+    "_emdash_content",
+    "_emdash_revisions",
+    "_emdash_media",
+    "_emdash_comments",
+    "_emdash_users",
+    "_emdash_taxonomy_defs",
+    "_emdash_taxonomy_terms",
+    "_emdash_cron_tasks",
+)
+
+
 def default_media_dir(database: str | os.PathLike[str]) -> Path:
     """Where a store keeps media bytes when no ``media_dir`` is configured.
 
@@ -39,7 +52,7 @@ def default_media_dir(database: str | os.PathLike[str]) -> Path:
     whole site. ``":memory:"`` gets a new temporary directory: its rows do not outlive the
     process, so neither need the bytes.
     """
-    path = os.fspath(database)
+    path = os.fsdecode(database)  # a bytes path too (Db accepts one)
     if path in (":memory:", ""):
         return Path(tempfile.mkdtemp(prefix="emdash-media-"))
     return Path(path + "-media")
@@ -79,6 +92,9 @@ class Store:
         self._db = Db(database, clock=clock)
         try:
             migrate(self._db)
+            # Ids (and content creation times) continue after the largest one stored, so
+            # a restart under a clock set back does not make new records list as older.
+            self._db.seed_ids(ID_ORDERED_TABLES)
         except BaseException:
             self._db.close()
             raise
@@ -98,9 +114,16 @@ class Store:
         self.user_accounts = UserAccounts(self._db)
         # Only a temporary directory (an in-memory database's) is ours to remove at close.
         self._own_media_dir = media_dir is None and self._db.is_memory
-        root = media_dir if media_dir is not None else default_media_dir(database)
+        root = media_dir if media_dir is not None else default_media_dir(self._db.path)
         self.media_files = LocalMediaStorage(root)
         self.media_items = MediaItems(self._db, self.media_files)
+        if not self._db.is_memory:
+            try:
+                # Files a killed process left without a row (never one being written).
+                self.media_items.sweep_orphans()
+            except BaseException:
+                self._db.close()
+                raise
         self.comment_records = CommentRecords(self._db)
         self.taxonomies = Taxonomies(self._db, self.locales)
         self.cron_tasks = CronTasks(self._db)
@@ -154,6 +177,7 @@ class Store:
                     # leak the connection); the flush's StorageError is raised after.
                     self._db.close()
         finally:
+            self.media_files.settle_all()
             if self._own_media_dir:
                 shutil.rmtree(self.media_files.root, ignore_errors=True)
 

@@ -48,14 +48,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import sqlite_utils
 from ulid import ULID
 
-from .._shared._errors import BridgeError, EmDashError, StorageError
+from .._shared._errors import BridgeError, ConfigError, EmDashError, StorageError
+from ._sidecars import check_database_files
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -294,16 +295,36 @@ def parse_timestamp(value: object, *, what: str) -> str:
 
 class _UlidSource:
     """Monotonic ULIDs: within one millisecond the random part is incremented, so ids made
-    by this process sort in creation order (content and media lists rely on id order)."""
+    by this process sort in creation order (content and media lists rely on id order).
 
-    def __init__(self) -> None:
+    The millisecond part never goes back: when the wall clock does (an NTP correction after
+    a forward jump, an operator setting the time), ids keep the last millisecond and count
+    up in the random part until the clock passes it again. :meth:`seed` raises that floor
+    to the largest id a database already holds, so this holds across restarts too: new
+    content and media never list as older than what was stored before."""
+
+    def __init__(self, now_ms: Callable[[], int] | None = None) -> None:
         self._lock = threading.Lock()
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self._last_ms = -1
         self._last_rand = 0
 
-    def new(self) -> str:
+    def seed(self, largest: str) -> None:
+        """Never hand out an id at or below ``largest`` (an id already stored). Ids that
+        are not ULIDs (imported data) are ignored: they say nothing about the clock."""
+        try:
+            raw = ULID.from_str(largest).bytes
+        except (ValueError, TypeError):
+            return
+        ms, rand = int.from_bytes(raw[:6], "big"), int.from_bytes(raw[6:], "big")
         with self._lock:
-            ms = time.time_ns() // 1_000_000
+            if (ms, rand) > (self._last_ms, self._last_rand):
+                self._last_ms, self._last_rand = ms, rand
+
+    def new(self) -> tuple[str, int]:
+        """A new id and its millisecond (never below any earlier one's)."""
+        with self._lock:
+            ms = max(0, self._now_ms())  # an injected clock before 1970 is still a clock
             if ms <= self._last_ms:
                 ms = self._last_ms
                 rand = self._last_rand + 1
@@ -314,7 +335,7 @@ class _UlidSource:
                 # Top bit clear leaves room to increment without overflowing the ms.
                 rand = int.from_bytes(secrets.token_bytes(10), "big") >> 1
             self._last_ms, self._last_rand = ms, rand
-        return str(ULID.from_bytes(ms.to_bytes(6, "big") + rand.to_bytes(10, "big")))
+        return str(ULID.from_bytes(ms.to_bytes(6, "big") + rand.to_bytes(10, "big"))), ms
 
 
 class _Scope:
@@ -380,9 +401,18 @@ class Db:
     def __init__(
         self, database: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None
     ) -> None:
-        path = os.fspath(database)
+        try:
+            path = os.fsdecode(database)  # bytes paths too: one spelling for every message
+        except TypeError:
+            raise ConfigError(
+                f"The database must be a file path (str or os.PathLike) or ':memory:', got "
+                f"{type(database).__name__}: pass e.g. Runtime('site.db')"
+            ) from None
         self.is_memory = path in (":memory:", "")
         self.path = ":memory:" if self.is_memory else path
+        if not self.is_memory:
+            # Before SQLite maps -shm: what would kill the process later is refused now.
+            check_database_files(path)
         # isolation_level=None: the driver never opens transactions behind our back.
         try:
             conn = sqlite3.connect(
@@ -407,8 +437,9 @@ class Db:
         # the disk follows what the database actually kept.
         self._callbacks: list[tuple[list[Callback], list[Callback]]] = []
         self._local = threading.local()
-        self._ids = _UlidSource()
         self._clock = clock or (lambda: datetime.now(UTC))
+        # Ids follow the injected clock too, so clock jumps are testable without sleeping.
+        self._ids = _UlidSource(None if clock is None else lambda: _epoch_ms(clock()))
         self._system_clock = clock is None
         # (whole second since the epoch, its "YYYY-MM-DDTHH:MM:SS." text): now() runs for
         # every audit record, and formatting a datetime costs more than the rest of it.
@@ -447,7 +478,27 @@ class Db:
         return self._clock().astimezone(UTC)
 
     def new_id(self) -> str:
-        return self._ids.new()
+        return self._ids.new()[0]
+
+    def new_id_at(self) -> tuple[str, str]:
+        """A new id and a creation time that, like the id, never goes back: the id's own
+        millisecond. For records listed by creation time (content), so one made after a
+        backward clock jump does not list as older than those made before it."""
+        ident, ms = self._ids.new()
+        return ident, format_timestamp(datetime.fromtimestamp(ms / 1000, UTC))
+
+    def seed_ids(self, tables: Sequence[str]) -> None:
+        """Raise the id floor to the largest ULID stored in ``tables`` (their ``id``
+        column; trusted names, never caller input). Run at open, after migrations."""
+        for table in tables:
+            # ULIDs are 26 upper-case Crockford characters, the first 0-7; the GLOB keeps
+            # imported ids of another shape from hiding the largest ULID behind them.
+            largest = self.scalar(
+                f"SELECT id FROM {table} WHERE length(id) = 26 AND id GLOB '[0-7]*' "
+                "AND id = upper(id) ORDER BY id DESC LIMIT 1"
+            )
+            if isinstance(largest, str):
+                self._ids.seed(largest)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -617,6 +668,16 @@ class Db:
                     self.conn.execute("ROLLBACK")
             finally:
                 self.conn.close()
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """Whole milliseconds since the epoch, in integers (a float product can land one
+    millisecond short of what :func:`format_timestamp` prints for the same moment)."""
+    # astimezone: a naive moment is local time, as format_timestamp reads it.
+    return (moment.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _run(callbacks: list[Callback]) -> None:

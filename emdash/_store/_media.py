@@ -11,6 +11,15 @@ or a failed plugin invocation around it); ``delete`` removes the file only after
 deletion has committed. So neither an orphan file nor a row without its file survives a
 rollback.
 
+Nor a crash: a process killed between writing a file and committing its row (or between
+committing a row's deletion and removing its file) leaves a file without a row. Each file
+is written under an advisory ``flock`` that its writer holds until the row's transaction
+has ended (:meth:`LocalMediaStorage.settle`), and the kernel drops it with the process. At
+open, :meth:`MediaItems.sweep_orphans` deletes the files named like storage keys (and the
+``.upload-`` temporaries) that have no row *and* no live writer: it takes the file's lock
+first and checks for the row again under it, so an upload still in flight in another
+process, or one that committed meanwhile, is never touched.
+
 Storage keys are ``<ulid><.ext>``: the extension from the basename, lower-cased, kept only
 if it matches ``^\\.[a-z0-9]{1,10}$``. ``LocalMediaStorage`` accepts only keys made of
 letters, digits, ``.``, ``_`` and ``-`` (no ``/``, no ``..``), so a key can never name a
@@ -21,9 +30,12 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import fcntl
+import logging
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +54,13 @@ _MIME_RE = re.compile(
 )
 _KEYSET = Keyset("media", [OrderKey("id", "id", desc=True)])
 MAX_FILENAME = 255
+_TEMP_PREFIX = ".upload-"
+# What put() names a file: a ULID and an optional extension (never anything an operator
+# might have put in the directory by hand), or its temporary before the rename.
+_OWN_FILE_RE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}(\.[a-z0-9]{1,10})?|\.upload-[A-Za-z0-9_]+")
+_SWEEP_BATCH = 500
+
+log = logging.getLogger("emdash.store")
 
 
 def media_url(storage_key: str) -> str:
@@ -53,6 +72,9 @@ class LocalMediaStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        # storage key -> descriptor holding the lock of a file whose row is not settled.
+        self._held: dict[str, int] = {}
+        self._held_lock = threading.Lock()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -68,25 +90,50 @@ class LocalMediaStorage:
         return self.root / key
 
     def put(self, key: str, data: bytes) -> None:
-        """Write atomically (temporary file, then rename)."""
+        """Write atomically (temporary file, then rename), and hold the file's advisory
+        lock until :meth:`settle` (the caller settles once the row's transaction ended).
+
+        The lock is what tells :meth:`MediaItems.sweep_orphans` in another process that
+        this file's row may still commit; a killed writer's lock goes with it."""
         target = self.path(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise BridgeError("Media bytes must be bytes")
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_TEMP_PREFIX)
         except OSError as exc:
             raise storage_os_error(exc, f"writing media file {key}") from exc
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(bytes(data))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            # Taken before the first byte: the temporary is just as much in flight.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            view = memoryview(bytes(data))
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, 0o644)
+            os.replace(tmp, target)  # the lock is on the inode: it moves with it
         except BaseException as exc:
+            os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             if isinstance(exc, OSError):
                 raise storage_os_error(exc, f"writing media file {key}") from exc
             raise
+        with self._held_lock:
+            self._held[key] = fd
+
+    def settle_all(self) -> None:
+        """Release every lock still held (the store is closing: no row can commit)."""
+        with self._held_lock:
+            held, self._held = self._held, {}
+        for fd in held.values():
+            os.close(fd)
+
+    def settle(self, key: str) -> None:
+        """The row for ``key`` committed or was rolled back: release the file's lock.
+        Idempotent."""
+        with self._held_lock:
+            fd = self._held.pop(key, None)
+        if fd is not None:
+            os.close(fd)
 
     def get(self, key: str) -> bytes:
         target = self.path(key)
@@ -157,14 +204,97 @@ class MediaItems:
         _mime(content_type)
         key = self._db.new_id() + storage_extension(filename)
         self._files.put(key, data)
+        item = self.adopt(key, filename, content_type, len(data))
+        return {"mediaId": item["id"], "storageKey": key, "url": media_url(key)}
+
+    def adopt(self, key: str, filename: str, mime_type: str, size: int) -> dict[str, Any]:
+        """Insert the row for bytes just :meth:`LocalMediaStorage.put` under ``key``.
+
+        The file follows the row: removed if the row is rolled back (here, or with an
+        enclosing transaction later), its lock released once the outermost transaction
+        has ended either way."""
         try:
             with self._db.transaction():
-                self._db.on_rollback(lambda: self._files.delete(key))
-                item = self.create(filename, content_type, len(data), storage_key=key)
+                self._db.on_rollback(lambda: self._drop(key))
+                self._db.after_commit(lambda: self._files.settle(key))
+                return self.create(filename, mime_type, size, storage_key=key)
         except BaseException:
-            self._files.delete(key)
+            self._drop(key)
             raise
-        return {"mediaId": item["id"], "storageKey": key, "url": media_url(key)}
+
+    def _drop(self, key: str) -> None:
+        try:
+            self._files.delete(key)
+        finally:
+            self._files.settle(key)
+
+    def sweep_orphans(self) -> int:
+        """Delete media files that no row names and no live process is writing (left by
+        a process killed mid-upload or mid-delete); returns how many. See the module
+        docstring for why an upload in flight elsewhere is never touched."""
+        try:
+            with os.scandir(self._files.root) as entries:
+                names = [
+                    e.name
+                    for e in entries
+                    if _OWN_FILE_RE.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+                ]
+        except OSError as exc:
+            raise storage_os_error(exc, f"listing the media directory {self._files.root}") from exc
+        swept = 0
+        for start in range(0, len(names), _SWEEP_BATCH):
+            batch = names[start : start + _SWEEP_BATCH]
+            for name in self._rowless(batch):
+                swept += self._sweep_one(name)
+        if swept:
+            log.warning(
+                "store: removed %d media file(s) without a row in %s (left by a process "
+                "killed during an upload or a delete)",
+                swept,
+                self._files.root,
+            )
+        return swept
+
+    def _rowless(self, names: builtins.list[str]) -> builtins.list[str]:
+        keys = [n for n in names if not n.startswith(_TEMP_PREFIX)]
+        marks = ",".join("?" * len(keys))
+        known = (
+            {
+                r["storage_key"]
+                for r in self._db.rows(
+                    f"SELECT storage_key FROM _emdash_media WHERE storage_key IN ({marks})", keys
+                )
+            }
+            if keys
+            else set()
+        )
+        return [n for n in names if n not in known]
+
+    def _sweep_one(self, name: str) -> int:
+        path = self._files.root / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return 0  # gone already, or not ours to open: leave it
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # its writer is alive: its row may still commit
+            # Under the lock the writer has settled (or died): whether a row exists is
+            # final now. Checked again, since it may have committed after the batch query.
+            if not name.startswith(_TEMP_PREFIX) and self._rowless([name]) == []:
+                return 0
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return 0
+            except OSError as exc:
+                log.warning("store: could not remove orphan media file %s: %s", path, exc)
+                return 0
+            return 1
+        finally:
+            os.close(fd)
 
     def get(self, id: str) -> dict[str, Any] | None:
         """Any status."""

@@ -10,6 +10,12 @@ between leaves the hook owed, and the runtime runs it when the plugin is next ad
 lifecycle hook runs at least once per transition (twice only if the process dies after the
 hook returned and before the clear committed).
 
+Removal (``remove_plugin``) is a transition of its own, recorded before its first hook:
+``remove`` (deactivate, then uninstall, still owed) or ``uninstall`` (only the uninstall
+hook owed), with ``-data`` when the plugin's data goes with it. The data deletion and the
+registry row's deletion then commit together, so a removal cut off anywhere is either
+complete or still recorded here, and the runtime finishes it when the plugin is next added.
+
 Consent (:mod:`emdash._runtime._consent`): ``approved`` holds the access the operator
 approved (JSON ``{"capabilities", "allowedHosts"}``), written in the same commit as the
 registry change that adds or upgrades the plugin; ``bundleSha256`` the digest of the
@@ -24,9 +30,12 @@ from .._shared._errors import EmDashError
 from ._db import Db
 from ._values import check_plugin_id
 
-__all__ = ["PENDING_TRANSITIONS", "PluginRegistry"]
+__all__ = ["PENDING_TRANSITIONS", "REMOVAL_TRANSITIONS", "PluginRegistry"]
 
-PENDING_TRANSITIONS = ("install", "activate", "deactivate")
+#: An owed removal: ``remove*`` still owes the deactivate hook, ``uninstall*`` only the
+#: uninstall hook; ``-data`` means ``remove_plugin(..., delete_data=True)``.
+REMOVAL_TRANSITIONS = ("remove", "remove-data", "uninstall", "uninstall-data")
+PENDING_TRANSITIONS = ("install", "activate", "deactivate", *REMOVAL_TRANSITIONS)
 
 
 class PluginRegistry:

@@ -55,8 +55,8 @@ def test_a_pending_transition_is_recorded_with_the_change_and_cleared(store: Sto
     assert "pending" not in store.plugin_registry.upsert(
         "seo", version="2", enabled=False, trusted=False
     )
-    with pytest.raises(EmDashError, match="Unknown lifecycle transition 'uninstall'"):
-        store.plugin_registry.set_pending("seo", "uninstall")
+    with pytest.raises(EmDashError, match="Unknown lifecycle transition 'purge'"):
+        store.plugin_registry.set_pending("seo", "purge")
 
 
 def rec_without_pending(rec: dict[str, object]) -> dict[str, object]:
