@@ -189,6 +189,22 @@ class AdminApp:
             else:
                 await _redirect(send, base + "login")
             return
+        if req.method != "POST" and not _navigated_from_here(scope):
+            # A signed-in GET runs plugin code (a page's page_load, the dashboard's widgets)
+            # and a plugin may do anything then. SameSite=Strict keeps the cookie off
+            # cross-site requests, not off same-origin subresources (a plugin's <img> whose
+            # src is another plugin's admin page) nor off links from sibling subdomains.
+            await self._page(
+                send,
+                req,
+                403,
+                "Open this page from the admin",
+                "<p>This admin page was requested by another page or site (not opened from "
+                "this admin), so it was not shown and no plugin ran. "
+                f'<a href="{esc(base)}">Open the admin</a> and navigate to it from there.</p>',
+                signed_in=False,
+            )
+            return
         if req.method == "POST" and not req.session.check_csrf(req.field("_csrf")):
             await self._page(
                 send,
@@ -654,6 +670,19 @@ def _cookie(scope: Scope, name: str) -> str | None:
         if key == name:
             return value
     return None
+
+
+def _navigated_from_here(scope: Scope) -> bool:
+    """Whether a GET is a top-level page load from this origin or the address bar, as
+    far as Fetch Metadata tells: ``Sec-Fetch-Site`` ``same-origin``/``none`` and
+    ``Sec-Fetch-Dest`` ``document``. Browsers that predate these headers send neither; for
+    them SameSite=Strict and the renderer's rule on image paths (nothing under the admin)
+    remain the guards."""
+    site = header(scope, b"sec-fetch-site")
+    if site is not None and site.strip().lower() not in ("same-origin", "none"):
+        return False
+    dest = header(scope, b"sec-fetch-dest")
+    return dest is None or dest.strip().lower() == "document"
 
 
 def _same_origin(scope: Scope) -> bool:

@@ -30,7 +30,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "MAX_BLOCKS",
@@ -86,6 +86,30 @@ def safe_url(value: Any) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return None
     return value
+
+
+# Path segments of this server's own code: the admin UI and the plugin API (under any
+# mount prefix). Dot segments are refused too: the browser resolves them before asking.
+_SERVER_SEGMENTS = frozenset({"_emdash", "admin", ".", ".."})
+
+
+def _server_path(path: str) -> bool:
+    """Whether a site path could reach the admin or the plugin API.
+
+    An ``<img>`` on a site path is fetched with the admin's cookie (same origin), so a
+    plugin's image pointing at ``/_emdash/admin/plugins/other/pages/x`` would run that
+    other plugin's page_load as the admin every time the page is shown. Percent-escapes
+    are decoded until stable (the server decodes the path before routing it).
+    """
+    decoded = path.split("?", 1)[0].split("#", 1)[0]
+    for _ in range(4):
+        step = unquote(decoded)
+        if step == decoded:
+            break
+        decoded = step
+    else:
+        return True  # still encoded after four rounds: nothing honest looks like that
+    return any(seg.lower() in _SERVER_SEGMENTS for seg in decoded.split("/"))
 
 
 def _num(value: Any) -> float | None:
@@ -204,7 +228,12 @@ class BlockRenderer:
         alt = esc(b.get("alt")) or "Image"
         title = f"<figcaption>{esc(b.get('title'))}</figcaption>" if b.get("title") else ""
         if url is not None and url.startswith("/"):
-            return f'<figure class="bk-image"><img src="{esc(url)}" alt="{alt}">{title}</figure>'
+            if _server_path(url):
+                url = None
+            else:
+                return (
+                    f'<figure class="bk-image"><img src="{esc(url)}" alt="{alt}">{title}</figure>'
+                )
         if url is None:
             return (
                 f'<figure class="bk-image"><p>{alt} (image address not shown)</p>{title}</figure>'

@@ -229,3 +229,39 @@ def test_settings_page_saves_and_never_echoes_secrets(
     assert "toast-error" in r.text
     assert runtime.admin.settings("bk-probe")["values"]["limit"] == 4
     assert "api_key" in runtime.admin.settings("bk-probe")["secretsSet"]
+
+
+def _admin_calls(runtime: Runtime) -> int:
+    return sum(
+        1 for r in runtime.audit_log(limit=10_000, plugin_id="bk-probe") if r["name"] == "admin"
+    )
+
+
+@pytest.mark.parametrize(
+    "fetch",
+    [
+        # A plugin's <img src="/_emdash/admin/plugins/other/pages/x">: same origin, so the
+        # SameSite=Strict cookie goes along; it must not run the other plugin's page_load.
+        {"sec-fetch-site": "same-origin", "sec-fetch-dest": "image", "sec-fetch-mode": "no-cors"},
+        # A link from a sibling subdomain (same site, another origin) also carries the cookie.
+        {"sec-fetch-site": "same-site", "sec-fetch-dest": "document", "sec-fetch-mode": "navigate"},
+        {"sec-fetch-site": "cross-site", "sec-fetch-dest": "document"},
+    ],
+    ids=["same-origin-image", "same-site-link", "cross-site-link"],
+)
+def test_plugin_code_runs_only_for_a_top_level_page_of_this_origin(
+    client: AdminClient, runtime: Runtime, fetch: dict[str, str]
+) -> None:
+    before = _admin_calls(runtime)
+    for path in ("plugins/bk-probe/pages/greet", ""):  # a page, and the dashboard's widgets
+        r = client.request("GET", "/_emdash/admin/" + path, headers=fetch)
+        assert r.status_code == 403, path
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "Greeting" not in r.text and 'name="_csrf"' not in r.text
+    assert _admin_calls(runtime) == before
+    # The page opened from the admin itself, or typed in the address bar, is served.
+    for site in ("same-origin", "none"):
+        headers = {"sec-fetch-site": site, "sec-fetch-dest": "document"}
+        r = client.request("GET", "/_emdash/admin/plugins/bk-probe/pages/greet", headers=headers)
+        assert r.status_code == 200 and "Save greeting" in r.text
+    assert _admin_calls(runtime) == before + 2

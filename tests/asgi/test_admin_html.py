@@ -249,3 +249,29 @@ def test_every_block_and_input_type_of_the_builder_renders() -> None:
     assert sorted(form["fields"]) == sorted(e["action_id"] for e in inputs)
     sorts = [s["value"] for s in remembered if s.get("action_id") == "page"]
     assert {"cursor": "c2"} in sorts and {"sort": {"key": "a", "dir": "desc"}} in sorts
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/_emdash/admin/plugins/other/pages/x",
+        "/admin/plugins/other/pages/x",
+        "/blog/_emdash/admin/",  # the site mounted under a prefix
+        "/_EMDASH/api/plugins/other/route",
+        "/%5Femdash/admin/",  # the server decodes the path before routing
+        "/media/../_emdash/admin/",  # the browser removes dot segments before requesting
+        "/media/%2e%2e/admin",
+        "/media/./x.png",
+    ],
+)
+def test_an_image_never_loads_an_admin_or_api_path(url: str) -> None:
+    # Same origin: the browser would send the admin's cookie with the image request, so a
+    # plugin could make every admin who opens its page run another plugin's page_load.
+    html, _ = render([{"type": "image", "url": url, "alt": "A"}])
+    assert "<img" not in html and "href" not in html
+    assert "image address not shown" in html
+
+
+def test_an_image_on_an_ordinary_site_path_is_shown() -> None:
+    html, _ = render([{"type": "image", "url": "/media/admins.png?v=2", "alt": "A"}])
+    assert '<img src="/media/admins.png?v=2" alt="A">' in html
