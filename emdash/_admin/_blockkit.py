@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sandbox._jsonrule import exact_copy
+
 from .._shared._errors import EmDashError, clean_text
 
 __all__ = [
@@ -664,12 +666,17 @@ _TOAST = _object(
 def _copy(plugin_id: str, data: Any) -> Any:
     """A private copy of ``data`` as exact JSON, bounded in size (or AdminResponseError)."""
     try:
-        text = json.dumps(data, allow_nan=False, ensure_ascii=False)
-        copied = json.loads(text)  # inside the try: decoding nests as deep as encoding did
+        # The project's exact-JSON rule, not json.dumps alone: a native handler's dict may
+        # have a key 1 (json writes "1", and {1: .., "1": ..} with a duplicate key), an
+        # integer past int64 or a lone surrogate (UTF-8 cannot carry it: the size check
+        # below and the page's encoding would raise outside EmDashError). Iterative and
+        # depth-bounded, and it reads dict/list subclasses through the base type.
+        copied = exact_copy(data)
+        text = json.dumps(copied, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        # TypeError: not JSON (a set, an object); ValueError: NaN or a cycle.
+        # NotExactJSON (a ValueError) says what and where ("$.blocks[0].text").
         raise AdminResponseError(
-            plugin_id, "", f"is not JSON data ({clean_text(str(exc), limit=120)})"
+            plugin_id, "", f"is not JSON data ({clean_text(str(exc), limit=160)})"
         ) from None
     size = len(text.encode("utf-8"))
     if size > MAX_RESPONSE_BYTES:

@@ -48,6 +48,7 @@ MAX_TEXT = 20_000
 MAX_ROWS = 500
 MAX_POINTS = 2_000
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2")
 
 Remember = Callable[[dict[str, Any]], str]
@@ -66,6 +67,10 @@ def esc(value: Any) -> str:
         text = ""
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT] + "…"
+    if not text.isascii():
+        # A lone surrogate (a native plugin's exception text) is not Unicode text: encoding
+        # the page would raise and the client get a bare 500. Shown as U+FFFD instead.
+        text = _SURROGATE_RE.sub("\ufffd", text)
     # quote=True: the same function is safe inside "..." attributes.
     return html.escape(text, quote=True)
 

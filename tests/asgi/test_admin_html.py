@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from emdash._asgi._admin_html import MAX_BLOCKS, MAX_DEPTH, BlockRenderer, esc, safe_url
+from emdash._asgi._admin_html import MAX_BLOCKS, MAX_DEPTH, BlockRenderer, esc, layout, safe_url
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -275,3 +275,18 @@ def test_an_image_never_loads_an_admin_or_api_path(url: str) -> None:
 def test_an_image_on_an_ordinary_site_path_is_shown() -> None:
     html, _ = render([{"type": "image", "url": "/media/admins.png?v=2", "alt": "A"}])
     assert '<img src="/media/admins.png?v=2" alt="A">' in html
+
+
+def test_text_that_utf8_cannot_carry_does_not_break_the_page() -> None:
+    # A native plugin's exception text reaches the page as an error banner; a lone
+    # surrogate in it made encoding the page raise (a 500 without the security headers).
+    error = "boom \udfff <b>"
+    page = layout(
+        base="/a/",
+        title="t\ud800",
+        body="<p>" + esc(error) + "</p>",
+        csrf=None,
+        notice=("error", "x\ud83d"),
+    )
+    assert "boom \ufffd &lt;b&gt;" in page
+    page.encode("utf-8")
