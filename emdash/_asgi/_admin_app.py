@@ -32,7 +32,7 @@ import functools
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -119,7 +119,11 @@ class _Request:
         self.form: dict[str, list[str]] = {}
         self.session: AdminSession | None = None
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        self.query = {k: v for k, v in parse_qsl(query, max_num_fields=50)}
+        try:
+            self.query = {k: v for k, v in parse_qsl(query, max_num_fields=50)}
+        except ValueError:
+            # More fields than any admin page reads: nothing of it is used.
+            self.query = {}
 
     def field(self, name: str) -> str | None:
         values = self.form.get(name)
@@ -142,6 +146,29 @@ class AdminApp:
     # -- dispatch ---------------------------------------------------------------------
 
     async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, base: str, rest: str
+    ) -> None:
+        started = False
+
+        async def tracked(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            started = started or message.get("type") == "http.response.start"
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked, base, rest)
+        except Exception:
+            # Whatever failed, the client gets a page with the security headers (the
+            # server's own 500 has no CSP and no X-Frame-Options) and no detail.
+            log.exception("Admin request %s failed", str(scope.get("path", ""))[:200])
+            if not started:
+                body = (
+                    b"<!doctype html><title>Server error</title><p>The admin could not "
+                    b"answer this request; the server log has the details.</p>"
+                )
+                await _send(send, 500, body, b"text/html; charset=utf-8")
+
+    async def _handle(
         self, scope: Scope, receive: Receive, send: Send, base: str, rest: str
     ) -> None:
         req = _Request(scope, base, rest)

@@ -301,3 +301,28 @@ def test_repeated_failed_sign_ins_are_throttled(app: EmDashASGI) -> None:
     assert "Too many failed sign-ins" in r.text
     now[0] += SIGN_IN_WINDOW_S + 1
     assert c.sign_in(TOKEN).status_code == 303
+
+
+def test_a_query_with_too_many_fields_is_ignored_not_a_crash(client: AdminClient) -> None:
+    # parse_qsl(max_num_fields=50) raises ValueError: it escaped as a bare 500 (no CSP,
+    # no X-Frame-Options) from the server instead of a page.
+    query = "&".join(f"f{i}=1" for i in range(60))
+    signed_out = AdminClient(client.app)
+    for c, path in ((client, "audit"), (client, "plugins"), (signed_out, "login")):
+        r = c.get(path + "?" + query)
+        assert r.status_code == 200, path
+        assert r.headers["content-security-policy"] == CSP
+
+
+def test_an_unexpected_failure_is_a_page_with_the_security_headers(
+    client: AdminClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("store unavailable")
+
+    monkeypatch.setattr(runtime, "audit_log", broken)
+    r = client.get("audit")
+    assert r.status_code == 500
+    assert r.headers["content-security-policy"] == CSP
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
+    assert "store unavailable" not in r.text and "server log" in r.text
