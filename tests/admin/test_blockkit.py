@@ -300,3 +300,12 @@ def test_answers_break_no_exact_json_rule() -> None:
         assert "is not JSON data" in str(err) and where in str(err), str(err)
     with pytest.raises(AdminResponseError, match="lone surrogate"):
         validate_blocks("acme", [bk.section("\ud800")])
+
+
+def test_an_oversized_answer_is_refused_before_it_is_copied() -> None:
+    # The size is measured on the encoding alone: a bad value deep inside a huge answer
+    # is not even looked at (nor a second copy of the answer made).
+    big = {"blocks": [bk.code("x" * (_blockkit.MAX_CODE - 10)) for _ in range(20)]}
+    big["blocks"].append({"type": "table", "rows": [{1: "\ud800"}]})
+    err = refused(big)
+    assert f"at most {MAX_RESPONSE_BYTES}" in str(err) and "surrogate" not in str(err)
