@@ -326,3 +326,42 @@ def test_an_unexpected_failure_is_a_page_with_the_security_headers(
     assert r.headers["content-security-policy"] == CSP
     assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
     assert "store unavailable" not in r.text and "server log" in r.text
+
+
+def test_nobody_without_the_token_can_push_the_admin_out(app: EmDashASGI) -> None:
+    # The session table is bounded (the oldest session goes when it is full): only a
+    # sign-in with the right token may create a row, or a stranger could sign the
+    # administrator out by filling it. Failed sign-ins from many addresses create none.
+    import anyio
+    import httpx
+
+    from emdash._asgi._admin_app import MAX_SIGN_IN_FAILURES
+
+    admin = AdminClient(app)
+    assert admin.sign_in(TOKEN).status_code == 303
+    table = app.admin.sessions
+
+    async def stranger(n: int) -> int:
+        transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{n % 250}", 1000 + n))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            r = await c.post(
+                ADMIN + "login",
+                data={"token": f"guess-{n}-0123456789"},
+                headers={"origin": "http://testserver"},
+            )
+            return r.status_code
+
+    async def flood() -> list[int]:
+        return [await stranger(n) for n in range(table.max_sessions + 10)]
+
+    statuses = anyio.run(flood)
+    assert set(statuses) <= {401, 429}
+    assert len(table) == 1
+    assert admin.get("plugins").status_code == 200
+
+    # One address throttled by its own failures does not throttle the administrator's.
+    async def hammer() -> list[int]:
+        return [await stranger(250) for _ in range(MAX_SIGN_IN_FAILURES + 2)]
+
+    assert anyio.run(hammer)[-1] == 429
+    assert AdminClient(app).sign_in(TOKEN).status_code == 303
