@@ -195,7 +195,13 @@ def _number(spec: Mapping[str, Any], raw: Any) -> int | float | None:
         if not _NUMBER_RE.fullmatch(text):
             raise _Bad("must be a number")
         value: int | float = int(text) if _INT_RE.fullmatch(text) else float(text)
-    elif type(raw) in (int, float):
+    elif type(raw) is int:
+        # Checked before math.isfinite, which raises OverflowError past a float's range;
+        # int64 is what every store and encoder on the way carries exactly.
+        if not -(2**63) <= raw < 2**63:
+            raise _Bad("is too large a number")
+        value = raw
+    elif type(raw) is float:
         value = raw
     else:
         raise _Bad("must be a number")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import math
 import re
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
@@ -85,6 +86,8 @@ SIGN_IN_WINDOW_S = 300.0
 _MAX_TRACKED_CLIENTS = 1024
 _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _STATIC = {"admin.css": "text/css; charset=utf-8"}
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,18}")
 
 T = TypeVar("T")
 SETTINGS_PAGE = "emdash:settings"
@@ -498,7 +501,12 @@ class AdminApp:
             if spec is None or spec.get("plugin") != plugin_id or spec.get("page") != SETTINGS_PAGE:
                 refused = _STALE_FORM
             else:
-                values = _interaction(spec, req.form).get("values", {})
+                # The submitted text as typed: save_settings converts and checks it against
+                # the schema, so a bad number is a field error, not a silently unset value.
+                values = {
+                    aid: (req.form.get(f"f.{aid}") or [""])[-1]
+                    for aid in (spec.get("fields") or {})
+                }
                 call = functools.partial(self.admin.save_settings, plugin_id, values)
         body, toast = await self._respond(
             req, plugin_id, SETTINGS_PAGE, call, action=action, heading=2
@@ -671,16 +679,16 @@ def _convert(kind: str, sent: list[str] | None) -> Any:
         return values
     last = values[-1] if values else ""
     if kind == "number_input":
-        if not last.strip():
+        # ASCII decimal notation only (int() also takes "1_0" and other scripts' digits,
+        # and makes a 4000-digit integer no sandbox frame can carry): an integer of up to
+        # 18 digits stays one (within int64), anything longer is a float, if finite.
+        text = last.strip()
+        if not _NUMBER_RE.fullmatch(text):
             return None
-        try:
-            return int(last)
-        except ValueError:
-            try:
-                number = float(last)
-            except ValueError:
-                return None
-            return number if number == number and abs(number) != float("inf") else None
+        if _INT_RE.fullmatch(text):
+            return int(text)
+        number = float(text)
+        return number if math.isfinite(number) else None
     return last
 
 

@@ -266,3 +266,13 @@ def test_a_number_is_written_the_way_a_number_input_writes_it(rt: emdash.Runtime
     ):
         assert rt.admin.save_settings("tuned", {"limit": sent})["errors"] == {}, sent
         assert rt.store.kv_entries.get("tuned", "settings:limit") == stored
+
+
+def test_an_integer_past_int64_is_a_field_error_not_a_crash(rt: emdash.Runtime) -> None:
+    # math.isfinite(10**400) raises OverflowError, which escaped save_settings (outside
+    # EmDashError; the admin page said the plugin "could not answer").
+    add(rt)
+    for sent in (10**400, 2**63, -(2**63) - 1):
+        answer = rt.admin.save_settings("tuned", {"limit": sent})
+        assert answer["errors"] == {"limit": "is too large a number"}
+    assert rt.store.kv_entries.get("tuned", "settings:limit") is None

@@ -265,3 +265,24 @@ def test_plugin_code_runs_only_for_a_top_level_page_of_this_origin(
         r = client.request("GET", "/_emdash/admin/plugins/bk-probe/pages/greet", headers=headers)
         assert r.status_code == 200 and "Save greeting" in r.text
     assert _admin_calls(runtime) == before + 2
+
+
+def test_a_number_field_sends_a_number_the_plugin_can_receive(
+    client: AdminClient, runtime: Runtime
+) -> None:
+    # int("1" * 4000) is a 4000-digit integer: a settings save crashed on it (OverflowError)
+    # and a sandboxed plugin could not even be sent it. A plugin's number field sends an
+    # integer (int64), a finite float or None; a settings field sends the text as typed,
+    # for the schema to check.
+    before = runtime.admin.settings("bk-probe")["values"]["limit"]
+    for sent in ("1" * 4000, "abc"):
+        html = client.get("plugins/bk-probe/settings").text
+        form = {"_key": form_keys(html)[0], "f.limit": sent}
+        r = client.post("plugins/bk-probe/settings", form)
+        assert "Settings not saved" in r.text and "could not answer" not in r.text, sent
+    assert runtime.admin.settings("bk-probe")["values"]["limit"] == before  # not unset
+    for sent, seen in (("1" * 4000, "None"), ("١٢", "None"), ("1_0", "None"), (" -7 ", "-7")):
+        html = page(client, "greet")
+        form = {"_key": form_keys(html)[0], "f.greeting": "n", "f.times": sent}
+        r = client.post("plugins/bk-probe/pages/greet", form)
+        assert f"&#x27;times&#x27;: {seen}," in r.text, sent
