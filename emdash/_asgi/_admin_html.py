@@ -48,7 +48,7 @@ MAX_TEXT = 20_000
 MAX_ROWS = 500
 MAX_POINTS = 2_000
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$")
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_UNSHOWN_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2")
 
 Remember = Callable[[dict[str, Any]], str]
@@ -67,10 +67,13 @@ def esc(value: Any) -> str:
         text = ""
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT] + "…"
-    if not text.isascii():
-        # A lone surrogate (a native plugin's exception text) is not Unicode text: encoding
-        # the page would raise and the client get a bare 500. Shown as U+FFFD instead.
-        text = _SURROGATE_RE.sub("\ufffd", text)
+    # Shown as U+FFFD: controls (but tab and newline) and bidirectional overrides and
+    # isolates, which make text read as something else ("Safe\u202etxt.exe"); Block Kit
+    # text is refused for them, but descriptor text (a plugin's name, page labels) and
+    # plugin error text in the audit log reach the page unchecked. And lone surrogates (a
+    # native plugin's exception text), which UTF-8 cannot carry: encoding the page would
+    # raise and the client get a bare 500.
+    text = _UNSHOWN_RE.sub("\ufffd", text)
     # quote=True: the same function is safe inside "..." attributes.
     return html.escape(text, quote=True)
 

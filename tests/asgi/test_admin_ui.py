@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from emdash import EmDashError
 from emdash._runtime._runtime import Runtime
 from emdash.asgi import EmDashASGI, create_app
 
@@ -365,3 +366,45 @@ def test_nobody_without_the_token_can_push_the_admin_out(app: EmDashASGI) -> Non
 
     assert anyio.run(hammer)[-1] == 429
     assert AdminClient(app).sign_in(TOKEN).status_code == 303
+
+
+BIDI = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: "Safe\u202etxt.exe" reads as "Safeexe.txt"
+
+SPOOF_SOURCE = """
+from emdash import blocks as bk, define_plugin
+
+def admin(route_ctx, ctx):
+    return bk.response([bk.context("ok")])
+
+def fail(route_ctx, ctx):
+    raise ValueError("looks fine\\u202e\\u0007 reversed")
+
+plugin = define_plugin(routes={"admin": admin, "fail": fail})
+"""
+
+
+def test_descriptor_and_audit_text_cannot_reorder_or_hide_what_the_admin_reads() -> None:
+    # Block Kit text refuses bidirectional overrides and controls ("a label must read as
+    # what it is"); the admin's own pages show descriptor text (plugin name, page labels,
+    # widget titles) and plugin error text from the audit log, which nothing checked.
+    descriptor = {
+        "id": "spoof",
+        "version": "1.0.0",
+        "name": f"Harmless{BIDI} \u2066tool\u0008",
+        "admin": {
+            "pages": [{"path": "/main", "label": f"Main{BIDI}page"}],
+            "widgets": [{"id": "w", "title": f"Widget{BIDI}title"}],
+        },
+    }
+    with Runtime(":memory:", site={"name": "T", "url": "https://site.example"}) as rt:
+        rt.add_plugin(descriptor, source=SPOOF_SOURCE, trusted=True)
+        with pytest.raises(EmDashError):
+            rt.invoke_route("spoof", "fail")
+        c = AdminClient(create_app(rt, token=TOKEN))
+        assert c.sign_in(TOKEN).status_code == 303
+        pages = [c.get(p).text for p in ("", "plugins", "plugins/spoof/pages/main", "audit")]
+    assert "Harmless" in pages[1] and "Main" in pages[2] and "Widget" in pages[0]
+    assert "looks fine" in pages[3]
+    for html in pages:
+        for char in (BIDI, "\u2066", "\u0008", "\u0007"):
+            assert char not in html
