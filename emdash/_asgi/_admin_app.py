@@ -12,6 +12,11 @@ Security model (deny by default):
   come from this origin: ``Origin`` (or, without it, ``Referer``) must equal
   ``<scheme>://<Host>``. A POST with neither is refused. ``Referrer-Policy: same-origin``
   keeps browsers sending a real ``Origin`` on our own forms.
+- **Every signed-in GET** (it may run plugin code: a page's ``page_load``, the dashboard's
+  widgets) must be a top-level navigation from this origin or the address bar, as far as
+  Fetch Metadata says (``Sec-Fetch-Site`` ``same-origin``/``none``, ``Sec-Fetch-Dest``
+  ``document``): ``SameSite=Strict`` does not keep the cookie off a same-origin ``<img>``
+  nor off a link from a sibling subdomain.
 - **Every response** carries a strict Content-Security-Policy (no script at all, styles and
   images from this server only, forms post only here, no framing), ``nosniff``,
   ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``.
