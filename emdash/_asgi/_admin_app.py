@@ -199,6 +199,9 @@ class AdminApp:
                     "Request refused",
                     "<p>This form was not sent from this site's admin (its Origin did not "
                     "match), so it was refused. Open the admin page again and resubmit.</p>",
+                    # No navigation, so no CSRF token: this answer goes to another origin's
+                    # request (a sibling subdomain's form carries the SameSite cookie).
+                    signed_in=False,
                 )
                 return
             try:

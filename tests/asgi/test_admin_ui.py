@@ -129,6 +129,7 @@ def test_posts_from_another_origin_are_refused(client: AdminClient, runtime: Run
         r = client.post("plugins/plugin-hello/disable", origin=origin)
         assert r.status_code == 403, origin
         assert "Origin did not match" in r.text
+        assert client.csrf not in r.text  # the refusal names no token to the other origin
         assert runtime.get_plugin("plugin-hello").enabled
     # Without Origin, a same-origin Referer is accepted (older browsers); another is not.
     r = client.post(
