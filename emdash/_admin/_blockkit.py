@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sandbox._jsonrule import exact_copy
+
 from .._shared._errors import EmDashError, clean_text
 
 __all__ = [
@@ -664,19 +666,28 @@ _TOAST = _object(
 def _copy(plugin_id: str, data: Any) -> Any:
     """A private copy of ``data`` as exact JSON, bounded in size (or AdminResponseError)."""
     try:
+        # Measured first, so an oversized answer (a sandboxed one may be up to a worker
+        # frame, megabytes) is refused before a second copy of it is made.
         text = json.dumps(data, allow_nan=False, ensure_ascii=False)
-        copied = json.loads(text)  # inside the try: decoding nests as deep as encoding did
+        # surrogatepass: a lone surrogate is refused below, with its path.
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_RESPONSE_BYTES:
+            raise AdminResponseError(
+                plugin_id, "", f"is {size} bytes as JSON; at most {MAX_RESPONSE_BYTES} allowed"
+            )
+        del text
+        # The project's exact-JSON rule, not a json round trip: a native handler's dict may
+        # have a key 1 (json writes "1", and {1: .., "1": ..} with a duplicate key), an
+        # integer past int64 or a lone surrogate (UTF-8 cannot carry it: the page's
+        # encoding would raise outside EmDashError). It reads dict/list subclasses through
+        # the base type, so the copy holds builtin types only.
+        return exact_copy(data)
     except (TypeError, ValueError, RecursionError) as exc:
-        # TypeError: not JSON (a set, an object); ValueError: NaN or a cycle.
+        # TypeError: not JSON (a set, an object); ValueError: NaN, a cycle, or NotExactJSON,
+        # which says what and where ("$.blocks[0].text").
         raise AdminResponseError(
-            plugin_id, "", f"is not JSON data ({clean_text(str(exc), limit=120)})"
+            plugin_id, "", f"is not JSON data ({clean_text(str(exc), limit=160)})"
         ) from None
-    size = len(text.encode("utf-8"))
-    if size > MAX_RESPONSE_BYTES:
-        raise AdminResponseError(
-            plugin_id, "", f"is {size} bytes as JSON; at most {MAX_RESPONSE_BYTES} allowed"
-        )
-    return copied
 
 
 def validate_blocks(plugin_id: str, blocks: Any) -> list[dict[str, Any]]:

@@ -41,6 +41,8 @@ SAVE_ACTION = "emdash:save_settings"
 PREFIX = "settings:"
 _TRUE = frozenset({"true", "on", "1", "yes"})
 _FALSE = frozenset({"false", "off", "0", "no", ""})
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,15}")
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -188,11 +190,18 @@ def _number(spec: Mapping[str, Any], raw: Any) -> int | float | None:
         text = raw.strip()
         if not text:
             return None
-        try:
-            value: int | float = int(text) if re.fullmatch(r"[+-]?\d{1,15}", text) else float(text)
-        except ValueError:
-            raise _Bad("must be a number") from None
-    elif type(raw) in (int, float):
+        # ASCII decimal notation only: int()/float() also accept "1_0", other scripts'
+        # digits ("١٢" is 12) and "inf", none of which a number input sends.
+        if not _NUMBER_RE.fullmatch(text):
+            raise _Bad("must be a number")
+        value: int | float = int(text) if _INT_RE.fullmatch(text) else float(text)
+    elif type(raw) is int:
+        # Checked before math.isfinite, which raises OverflowError past a float's range;
+        # int64 is what every store and encoder on the way carries exactly.
+        if not -(2**63) <= raw < 2**63:
+            raise _Bad("is too large a number")
+        value = raw
+    elif type(raw) is float:
         value = raw
     else:
         raise _Bad("must be a number")

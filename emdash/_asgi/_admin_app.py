@@ -12,6 +12,11 @@ Security model (deny by default):
   come from this origin: ``Origin`` (or, without it, ``Referer``) must equal
   ``<scheme>://<Host>``. A POST with neither is refused. ``Referrer-Policy: same-origin``
   keeps browsers sending a real ``Origin`` on our own forms.
+- **Every signed-in GET** (it may run plugin code: a page's ``page_load``, the dashboard's
+  widgets) must be a top-level navigation from this origin or the address bar, as far as
+  Fetch Metadata says (``Sec-Fetch-Site`` ``same-origin``/``none``, ``Sec-Fetch-Dest``
+  ``document``): ``SameSite=Strict`` does not keep the cookie off a same-origin ``<img>``
+  nor off a link from a sibling subdomain.
 - **Every response** carries a strict Content-Security-Policy (no script at all, styles and
   images from this server only, forms post only here, no framing), ``nosniff``,
   ``X-Frame-Options: DENY`` and ``Cache-Control: no-store``.
@@ -31,8 +36,9 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -85,6 +91,8 @@ SIGN_IN_WINDOW_S = 300.0
 _MAX_TRACKED_CLIENTS = 1024
 _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _STATIC = {"admin.css": "text/css; charset=utf-8"}
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,18}")
 
 T = TypeVar("T")
 SETTINGS_PAGE = "emdash:settings"
@@ -119,7 +127,11 @@ class _Request:
         self.form: dict[str, list[str]] = {}
         self.session: AdminSession | None = None
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        self.query = {k: v for k, v in parse_qsl(query, max_num_fields=50)}
+        try:
+            self.query = {k: v for k, v in parse_qsl(query, max_num_fields=50)}
+        except ValueError:
+            # More fields than any admin page reads: nothing of it is used.
+            self.query = {}
 
     def field(self, name: str) -> str | None:
         values = self.form.get(name)
@@ -144,6 +156,29 @@ class AdminApp:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, base: str, rest: str
     ) -> None:
+        started = False
+
+        async def tracked(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            started = started or message.get("type") == "http.response.start"
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked, base, rest)
+        except Exception:
+            # Whatever failed, the client gets a page with the security headers (the
+            # server's own 500 has no CSP and no X-Frame-Options) and no detail.
+            log.exception("Admin request %s failed", str(scope.get("path", ""))[:200])
+            if not started:
+                body = (
+                    b"<!doctype html><title>Server error</title><p>The admin could not "
+                    b"answer this request; the server log has the details.</p>"
+                )
+                await _send(send, 500, body, b"text/html; charset=utf-8")
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, base: str, rest: str
+    ) -> None:
         req = _Request(scope, base, rest)
         if req.method not in ("GET", "HEAD", "POST"):
             await self._page(send, req, 405, "Method not allowed", "<p>Use GET or POST.</p>")
@@ -164,6 +199,9 @@ class AdminApp:
                     "Request refused",
                     "<p>This form was not sent from this site's admin (its Origin did not "
                     "match), so it was refused. Open the admin page again and resubmit.</p>",
+                    # No navigation, so no CSRF token: this answer goes to another origin's
+                    # request (a sibling subdomain's form carries the SameSite cookie).
+                    signed_in=False,
                 )
                 return
             try:
@@ -188,6 +226,22 @@ class AdminApp:
                 )
             else:
                 await _redirect(send, base + "login")
+            return
+        if req.method != "POST" and not _navigated_from_here(scope):
+            # A signed-in GET runs plugin code (a page's page_load, the dashboard's widgets)
+            # and a plugin may do anything then. SameSite=Strict keeps the cookie off
+            # cross-site requests, not off same-origin subresources (a plugin's <img> whose
+            # src is another plugin's admin page) nor off links from sibling subdomains.
+            await self._page(
+                send,
+                req,
+                403,
+                "Open this page from the admin",
+                "<p>This admin page was requested by another page or site (not opened from "
+                "this admin), so it was not shown and no plugin ran. "
+                f'<a href="{esc(base)}">Open the admin</a> and navigate to it from there.</p>',
+                signed_in=False,
+            )
             return
         if req.method == "POST" and not req.session.check_csrf(req.field("_csrf")):
             await self._page(
@@ -455,7 +509,12 @@ class AdminApp:
             if spec is None or spec.get("plugin") != plugin_id or spec.get("page") != SETTINGS_PAGE:
                 refused = _STALE_FORM
             else:
-                values = _interaction(spec, req.form).get("values", {})
+                # The submitted text as typed: save_settings converts and checks it against
+                # the schema, so a bad number is a field error, not a silently unset value.
+                values = {
+                    aid: (req.form.get(f"f.{aid}") or [""])[-1]
+                    for aid in (spec.get("fields") or {})
+                }
                 call = functools.partial(self.admin.save_settings, plugin_id, values)
         body, toast = await self._respond(
             req, plugin_id, SETTINGS_PAGE, call, action=action, heading=2
@@ -628,16 +687,16 @@ def _convert(kind: str, sent: list[str] | None) -> Any:
         return values
     last = values[-1] if values else ""
     if kind == "number_input":
-        if not last.strip():
+        # ASCII decimal notation only (int() also takes "1_0" and other scripts' digits,
+        # and makes a 4000-digit integer no sandbox frame can carry): an integer of up to
+        # 18 digits stays one (within int64), anything longer is a float, if finite.
+        text = last.strip()
+        if not _NUMBER_RE.fullmatch(text):
             return None
-        try:
-            return int(last)
-        except ValueError:
-            try:
-                number = float(last)
-            except ValueError:
-                return None
-            return number if number == number and abs(number) != float("inf") else None
+        if _INT_RE.fullmatch(text):
+            return int(text)
+        number = float(text)
+        return number if math.isfinite(number) else None
     return last
 
 
@@ -654,6 +713,19 @@ def _cookie(scope: Scope, name: str) -> str | None:
         if key == name:
             return value
     return None
+
+
+def _navigated_from_here(scope: Scope) -> bool:
+    """Whether a GET is a top-level page load from this origin or the address bar, as
+    far as Fetch Metadata tells: ``Sec-Fetch-Site`` ``same-origin``/``none`` and
+    ``Sec-Fetch-Dest`` ``document``. Browsers that predate these headers send neither; for
+    them SameSite=Strict and the renderer's rule on image paths (nothing under the admin)
+    remain the guards."""
+    site = header(scope, b"sec-fetch-site")
+    if site is not None and site.strip().lower() not in ("same-origin", "none"):
+        return False
+    dest = header(scope, b"sec-fetch-dest")
+    return dest is None or dest.strip().lower() == "document"
 
 
 def _same_origin(scope: Scope) -> bool:

@@ -30,7 +30,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "MAX_BLOCKS",
@@ -48,6 +48,7 @@ MAX_TEXT = 20_000
 MAX_ROWS = 500
 MAX_POINTS = 2_000
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?$")
+_UNSHOWN_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 PALETTE = ("#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed", "#0891b2")
 
 Remember = Callable[[dict[str, Any]], str]
@@ -66,6 +67,13 @@ def esc(value: Any) -> str:
         text = ""
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT] + "…"
+    # Shown as U+FFFD: controls (but tab and newline) and bidirectional overrides and
+    # isolates, which make text read as something else ("Safe\u202etxt.exe"); Block Kit
+    # text is refused for them, but descriptor text (a plugin's name, page labels) and
+    # plugin error text in the audit log reach the page unchecked. And lone surrogates (a
+    # native plugin's exception text), which UTF-8 cannot carry: encoding the page would
+    # raise and the client get a bare 500.
+    text = _UNSHOWN_RE.sub("\ufffd", text)
     # quote=True: the same function is safe inside "..." attributes.
     return html.escape(text, quote=True)
 
@@ -86,6 +94,30 @@ def safe_url(value: Any) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
         return None
     return value
+
+
+# Path segments of this server's own code: the admin UI and the plugin API (under any
+# mount prefix). Dot segments are refused too: the browser resolves them before asking.
+_SERVER_SEGMENTS = frozenset({"_emdash", "admin", ".", ".."})
+
+
+def _server_path(path: str) -> bool:
+    """Whether a site path could reach the admin or the plugin API.
+
+    An ``<img>`` on a site path is fetched with the admin's cookie (same origin), so a
+    plugin's image pointing at ``/_emdash/admin/plugins/other/pages/x`` would run that
+    other plugin's page_load as the admin every time the page is shown. Percent-escapes
+    are decoded until stable (the server decodes the path before routing it).
+    """
+    decoded = path.split("?", 1)[0].split("#", 1)[0]
+    for _ in range(4):
+        step = unquote(decoded)
+        if step == decoded:
+            break
+        decoded = step
+    else:
+        return True  # still encoded after four rounds: nothing honest looks like that
+    return any(seg.lower() in _SERVER_SEGMENTS for seg in decoded.split("/"))
 
 
 def _num(value: Any) -> float | None:
@@ -204,7 +236,12 @@ class BlockRenderer:
         alt = esc(b.get("alt")) or "Image"
         title = f"<figcaption>{esc(b.get('title'))}</figcaption>" if b.get("title") else ""
         if url is not None and url.startswith("/"):
-            return f'<figure class="bk-image"><img src="{esc(url)}" alt="{alt}">{title}</figure>'
+            if _server_path(url):
+                url = None
+            else:
+                return (
+                    f'<figure class="bk-image"><img src="{esc(url)}" alt="{alt}">{title}</figure>'
+                )
         if url is None:
             return (
                 f'<figure class="bk-image"><p>{alt} (image address not shown)</p>{title}</figure>'

@@ -32,6 +32,10 @@ FIELD_TYPES = ("string", "number", "boolean", "select", "secret", "url", "email"
 MAX_SETTINGS = 50
 MAX_SETTING_TEXT = 4000  # a saved string value, in characters (a Block Kit text's limit)
 _KEY_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
+# What the settings page cannot show (the Block Kit rule for text): C0 controls but tab
+# and newline, DEL, C1 controls, bidirectional overrides and isolates.
+_BAD_TEXT_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _COMMON = {"type", "label", "description", "required"}
 _EXTRA: dict[str, set[str]] = {
     "string": {"default", "multiline", "placeholder"},
@@ -45,13 +49,22 @@ _EXTRA: dict[str, set[str]] = {
 
 
 def _is_number(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
+    if type(value) is int:
+        # Before math.isfinite, which raises OverflowError past a float's range.
+        return _INT_MIN <= value <= _INT_MAX
+    return type(value) is float and math.isfinite(value)
 
 
 def _text(value: Any, what: str, limit: int, *, empty: bool = True) -> None:
     if type(value) is not str or (not empty and not value.strip()) or len(value) > limit:
         raise ValueError(
             f"{what} must be a{'' if empty else ' non-empty'} string of at most {limit} characters"
+        )
+    if _BAD_TEXT_RE.search(value):
+        # Refused here, once, rather than by the Block Kit check at every settings page
+        # view (where the page would show an error instead of the form).
+        raise ValueError(
+            f"{what} must not contain control characters or bidirectional overrides; remove them"
         )
 
 
@@ -103,7 +116,9 @@ def _check_field(key: str, spec: dict[str, Any]) -> None:
 def _check_number(key: str, spec: dict[str, Any]) -> None:
     for name in ("default", "min", "max"):
         if name in spec and not _is_number(spec[name]):
-            raise ValueError(f'setting "{key}": {name} must be a finite number')
+            raise ValueError(
+                f'setting "{key}": {name} must be a finite number (an integer within int64)'
+            )
     low, high, default = spec.get("min"), spec.get("max"), spec.get("default")
     if low is not None and high is not None and low > high:
         raise ValueError(f'setting "{key}": min is greater than max')

@@ -282,3 +282,30 @@ def test_deeply_nested_output_is_refused_not_a_crash() -> None:
     err = refused({"blocks": [bk.actions([bk.button("b", "B", value=value)])]})
     assert err.path == "blocks[0].elements[0].value" + "[0]" * 9
     assert "nests deeper" in str(err)
+
+
+def test_answers_break_no_exact_json_rule() -> None:
+    # A native handler's dict is Python data: json.dumps would turn the key 1 into "1"
+    # (and write {1: .., "1": ..} with a duplicate key), and a lone surrogate made the
+    # size check raise UnicodeEncodeError, an error outside EmDashError naming nobody.
+    row = {"type": "table", "columns": [bk.column("a", "A")], "page_action_id": "p"}
+    for bad, where in (
+        ({"blocks": [bk.header("a\ud800b")]}, "$.blocks[0].text"),
+        ({"blocks": [], "toast": {"message": "\udfff", "type": "info"}}, "$.toast.message"),
+        ({"blocks": [{**row, "rows": [{1: "x"}]}]}, "$.blocks[0].rows[0]"),
+        ({"blocks": [{**row, "rows": [{1: "x", "1": "y"}]}]}, "$.blocks[0].rows[0]"),
+        ({"blocks": [bk.meter("m", 2**70)]}, "$.blocks[0].value"),
+    ):
+        err = refused(bad)
+        assert "is not JSON data" in str(err) and where in str(err), str(err)
+    with pytest.raises(AdminResponseError, match="lone surrogate"):
+        validate_blocks("acme", [bk.section("\ud800")])
+
+
+def test_an_oversized_answer_is_refused_before_it_is_copied() -> None:
+    # The size is measured on the encoding alone: a bad value deep inside a huge answer
+    # is not even looked at (nor a second copy of the answer made).
+    big = {"blocks": [bk.code("x" * (_blockkit.MAX_CODE - 10)) for _ in range(20)]}
+    big["blocks"].append({"type": "table", "rows": [{1: "\ud800"}]})
+    err = refused(big)
+    assert f"at most {MAX_RESPONSE_BYTES}" in str(err) and "surrogate" not in str(err)

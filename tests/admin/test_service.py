@@ -300,3 +300,39 @@ plugin = define_plugin(routes={"admin": admin})
     assert answer["blocks"][0]["text"] == (
         "__class__: refused, __dict__: refused, _data: refused, globals: refused, assign: refused"
     )
+
+
+def test_a_builder_function_leads_nowhere_in_the_sandbox(rt: emdash.Runtime) -> None:
+    # The builders are host functions handed to plugin code: their globals hold the
+    # module's builtins, so every way to a function's insides must be closed, including
+    # the indirect ones (format strings, getattr with a default, mutation).
+    probe = """
+from emdash import blocks as bk, define_plugin
+
+def attempt(label, fn):
+    try:
+        fn()
+        return label + " reached"
+    except Exception:
+        return label + " refused"
+
+def admin(route_ctx, ctx):
+    fn = bk.response
+    found = [attempt(name, lambda: getattr(fn, name))
+             for name in ("__globals__", "__self__", "__closure__", "__code__", "__defaults__",
+                          "__kwdefaults__", "__wrapped__", "__module__", "__builtins__")]
+    found.append(attempt("format", lambda: "{0.__globals__}".format(fn)))
+    found.append(attempt("format_map", lambda: "{f.__globals__}".format_map({"f": fn})))
+    found.append(attempt("default", lambda: getattr(bk, "__class__", None)))
+    found.append(attempt("setattr", lambda: setattr(fn, "x", 1)))
+    found.append(attempt("delattr", lambda: delattr(bk, "header")))
+    found.append(attempt("private", lambda: getattr(bk, "BUILDER_NAMES")))
+    return bk.response([bk.context(", ".join(found))])
+
+plugin = define_plugin(routes={"admin": admin})
+"""
+    add(rt, False, probe)
+    answer = rt.admin.interact("acme", {"type": "page_load", "page": "/main"})
+    results = answer["blocks"][0]["text"].split(", ")
+    assert len(results) == 15
+    assert [r for r in results if not r.endswith(" refused")] == []

@@ -247,3 +247,32 @@ def test_a_full_quota_is_an_error_toast_and_nothing_is_written(tmp_path: Path) -
         assert answer["toast"]["type"] == "error" and "quota" in answer["toast"]["message"].lower()
         # All-or-nothing across the transaction: the first row was rolled back too.
         assert rt.store.kv_entries.get("tuned", "settings:title") is None
+
+
+def test_a_number_is_written_the_way_a_number_input_writes_it(rt: emdash.Runtime) -> None:
+    # float() also takes "1_0", other scripts' digits and "inf": text the admin's number
+    # input never sends must be refused, not stored as some number it happens to parse to.
+    add(rt)
+    for sent in ("1_0", "١٢", "0x10", "1e", "--1", "inf", "nan", "1.5.2", "２"):
+        answer = rt.admin.save_settings("tuned", {"limit": sent})
+        assert answer["errors"] == {"limit": "must be a number"}, sent
+    assert rt.store.kv_entries.get("tuned", "settings:limit") is None
+    for sent, stored in (
+        (" +12 ", 12),
+        ("1.5e1", 15.0),
+        ("2.50", 2.5),
+        ("1E1", 10.0),
+        (".5e1", 5.0),
+    ):
+        assert rt.admin.save_settings("tuned", {"limit": sent})["errors"] == {}, sent
+        assert rt.store.kv_entries.get("tuned", "settings:limit") == stored
+
+
+def test_an_integer_past_int64_is_a_field_error_not_a_crash(rt: emdash.Runtime) -> None:
+    # math.isfinite(10**400) raises OverflowError, which escaped save_settings (outside
+    # EmDashError; the admin page said the plugin "could not answer").
+    add(rt)
+    for sent in (10**400, 2**63, -(2**63) - 1):
+        answer = rt.admin.save_settings("tuned", {"limit": sent})
+        assert answer["errors"] == {"limit": "is too large a number"}
+    assert rt.store.kv_entries.get("tuned", "settings:limit") is None

@@ -229,3 +229,60 @@ def test_settings_page_saves_and_never_echoes_secrets(
     assert "toast-error" in r.text
     assert runtime.admin.settings("bk-probe")["values"]["limit"] == 4
     assert "api_key" in runtime.admin.settings("bk-probe")["secretsSet"]
+
+
+def _admin_calls(runtime: Runtime) -> int:
+    return sum(
+        1 for r in runtime.audit_log(limit=10_000, plugin_id="bk-probe") if r["name"] == "admin"
+    )
+
+
+@pytest.mark.parametrize(
+    "fetch",
+    [
+        # A plugin's <img src="/_emdash/admin/plugins/other/pages/x">: same origin, so the
+        # SameSite=Strict cookie goes along; it must not run the other plugin's page_load.
+        {"sec-fetch-site": "same-origin", "sec-fetch-dest": "image", "sec-fetch-mode": "no-cors"},
+        # A link from a sibling subdomain (same site, another origin) also carries the cookie.
+        {"sec-fetch-site": "same-site", "sec-fetch-dest": "document", "sec-fetch-mode": "navigate"},
+        {"sec-fetch-site": "cross-site", "sec-fetch-dest": "document"},
+    ],
+    ids=["same-origin-image", "same-site-link", "cross-site-link"],
+)
+def test_plugin_code_runs_only_for_a_top_level_page_of_this_origin(
+    client: AdminClient, runtime: Runtime, fetch: dict[str, str]
+) -> None:
+    before = _admin_calls(runtime)
+    for path in ("plugins/bk-probe/pages/greet", ""):  # a page, and the dashboard's widgets
+        r = client.request("GET", "/_emdash/admin/" + path, headers=fetch)
+        assert r.status_code == 403, path
+        assert r.headers["x-frame-options"] == "DENY"
+        assert "Greeting" not in r.text and 'name="_csrf"' not in r.text
+    assert _admin_calls(runtime) == before
+    # The page opened from the admin itself, or typed in the address bar, is served.
+    for site in ("same-origin", "none"):
+        headers = {"sec-fetch-site": site, "sec-fetch-dest": "document"}
+        r = client.request("GET", "/_emdash/admin/plugins/bk-probe/pages/greet", headers=headers)
+        assert r.status_code == 200 and "Save greeting" in r.text
+    assert _admin_calls(runtime) == before + 2
+
+
+def test_a_number_field_sends_a_number_the_plugin_can_receive(
+    client: AdminClient, runtime: Runtime
+) -> None:
+    # int("1" * 4000) is a 4000-digit integer: a settings save crashed on it (OverflowError)
+    # and a sandboxed plugin could not even be sent it. A plugin's number field sends an
+    # integer (int64), a finite float or None; a settings field sends the text as typed,
+    # for the schema to check.
+    before = runtime.admin.settings("bk-probe")["values"]["limit"]
+    for sent in ("1" * 4000, "abc"):
+        html = client.get("plugins/bk-probe/settings").text
+        form = {"_key": form_keys(html)[0], "f.limit": sent}
+        r = client.post("plugins/bk-probe/settings", form)
+        assert "Settings not saved" in r.text and "could not answer" not in r.text, sent
+    assert runtime.admin.settings("bk-probe")["values"]["limit"] == before  # not unset
+    for sent, seen in (("1" * 4000, "None"), ("١٢", "None"), ("1_0", "None"), (" -7 ", "-7")):
+        html = page(client, "greet")
+        form = {"_key": form_keys(html)[0], "f.greeting": "n", "f.times": sent}
+        r = client.post("plugins/bk-probe/pages/greet", form)
+        assert f"&#x27;times&#x27;: {seen}," in r.text, sent

@@ -3,11 +3,13 @@ renderer must stay safe even if a response got past validation (defence in depth
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 
-from emdash._asgi._admin_html import MAX_BLOCKS, MAX_DEPTH, BlockRenderer, esc, safe_url
+from emdash._asgi._admin_html import MAX_BLOCKS, MAX_DEPTH, BlockRenderer, esc, layout, safe_url
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -180,7 +182,8 @@ def test_forms_label_every_input_and_remember_their_types() -> None:
         assert f'for="{ident}"' in html
 
 
-def test_every_block_and_input_type_of_the_builder_renders() -> None:
+def _every_block() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every block and input type, built by the builder and passed by the host."""
     from emdash import blocks as bk
     from emdash._admin._blockkit import validate_response
 
@@ -239,7 +242,12 @@ def test_every_block_and_input_type_of_the_builder_renders() -> None:
             ]
         ),
     )
-    html, remembered = render(response["blocks"])
+    return response["blocks"], inputs
+
+
+def test_every_block_and_input_type_of_the_builder_renders() -> None:
+    blocks, inputs = _every_block()
+    html, remembered = render(blocks)
     assert "bk-notice" not in html
     for text in ("inside", "p2", "right", "Visits", 'list="', "<datalist", "<time datetime="):
         assert text in html, text
@@ -249,3 +257,109 @@ def test_every_block_and_input_type_of_the_builder_renders() -> None:
     assert sorted(form["fields"]) == sorted(e["action_id"] for e in inputs)
     sorts = [s["value"] for s in remembered if s.get("action_id") == "page"]
     assert {"cursor": "c2"} in sorts and {"sort": {"key": "a", "dir": "desc"}} in sorts
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/_emdash/admin/plugins/other/pages/x",
+        "/admin/plugins/other/pages/x",
+        "/blog/_emdash/admin/",  # the site mounted under a prefix
+        "/_EMDASH/api/plugins/other/route",
+        "/%5Femdash/admin/",  # the server decodes the path before routing
+        "/media/../_emdash/admin/",  # the browser removes dot segments before requesting
+        "/media/%2e%2e/admin",
+        "/media/./x.png",
+    ],
+)
+def test_an_image_never_loads_an_admin_or_api_path(url: str) -> None:
+    # Same origin: the browser would send the admin's cookie with the image request, so a
+    # plugin could make every admin who opens its page run another plugin's page_load.
+    html, _ = render([{"type": "image", "url": url, "alt": "A"}])
+    assert "<img" not in html and "href" not in html
+    assert "image address not shown" in html
+
+
+def test_an_image_on_an_ordinary_site_path_is_shown() -> None:
+    html, _ = render([{"type": "image", "url": "/media/admins.png?v=2", "alt": "A"}])
+    assert '<img src="/media/admins.png?v=2" alt="A">' in html
+
+
+def test_text_that_utf8_cannot_carry_does_not_break_the_page() -> None:
+    # A native plugin's exception text reaches the page as an error banner; a lone
+    # surrogate in it made encoding the page raise (a 500 without the security headers).
+    error = "boom \udfff <b>"
+    page = layout(
+        base="/a/",
+        title="t\ud800",
+        body="<p>" + esc(error) + "</p>",
+        csrf=None,
+        notice=("error", "x\ud83d"),
+    )
+    assert "boom \ufffd &lt;b&gt;" in page
+    page.encode("utf-8")
+
+
+HOSTILE_TEXTS = (
+    '"><script>alert(1)</script>',
+    "' onmouseover='alert(1)",
+    "</textarea><svg onload=alert(1)>",
+    "</title></style><img src=x onerror=alert(1)>",
+    "javascript:alert(1)",
+    " \x01JaVaScRiPt:alert(1)",
+    "&#106;avascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+)
+
+
+def _strings(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key != "type":
+                yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*path, i))
+    elif isinstance(value, str):
+        yield path
+
+
+def _replaced(value: Any, path: tuple[Any, ...], text: str) -> Any:
+    if not path:
+        return text
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], text)
+    return copy
+
+
+class _Markup(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs.extend((name, value or "") for name, value in attrs)
+
+
+def test_hostile_text_in_any_string_field_stays_text() -> None:
+    # Every string the builder puts anywhere in any block (labels, values, ids, option
+    # values, URLs, chart names...), replaced in turn by each hostile text: the renderer
+    # must produce the same elements and no script-capable attribute or URL.
+    blocks, _ = _every_block()
+    baseline = _Markup()
+    baseline.feed(render(blocks)[0])
+    allowed_tags = set(baseline.tags) | {"polyline"}  # the chart drawn as lines, not bars
+    paths = list(_strings(blocks))
+    assert len(paths) > 60
+    for path in paths:
+        for text in HOSTILE_TEXTS:
+            markup = _Markup()
+            markup.feed(render(_replaced(blocks, path, text))[0])
+            assert set(markup.tags) <= allowed_tags, (path, text)
+            for name, value in markup.attrs:
+                assert not name.startswith("on") and name != "style", (path, text, name)
+                if name in ("href", "src", "action", "formaction"):
+                    link = value.strip().lower()
+                    assert link.startswith(("/", "https://", "http://")), (path, text, value)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from emdash import EmDashError
 from emdash._runtime._runtime import Runtime
 from emdash.asgi import EmDashASGI, create_app
 
@@ -128,6 +129,7 @@ def test_posts_from_another_origin_are_refused(client: AdminClient, runtime: Run
         r = client.post("plugins/plugin-hello/disable", origin=origin)
         assert r.status_code == 403, origin
         assert "Origin did not match" in r.text
+        assert client.csrf not in r.text  # the refusal names no token to the other origin
         assert runtime.get_plugin("plugin-hello").enabled
     # Without Origin, a same-origin Referer is accepted (older browsers); another is not.
     r = client.post(
@@ -301,3 +303,109 @@ def test_repeated_failed_sign_ins_are_throttled(app: EmDashASGI) -> None:
     assert "Too many failed sign-ins" in r.text
     now[0] += SIGN_IN_WINDOW_S + 1
     assert c.sign_in(TOKEN).status_code == 303
+
+
+def test_a_query_with_too_many_fields_is_ignored_not_a_crash(client: AdminClient) -> None:
+    # parse_qsl(max_num_fields=50) raises ValueError: it escaped as a bare 500 (no CSP,
+    # no X-Frame-Options) from the server instead of a page.
+    query = "&".join(f"f{i}=1" for i in range(60))
+    signed_out = AdminClient(client.app)
+    for c, path in ((client, "audit"), (client, "plugins"), (signed_out, "login")):
+        r = c.get(path + "?" + query)
+        assert r.status_code == 200, path
+        assert r.headers["content-security-policy"] == CSP
+
+
+def test_an_unexpected_failure_is_a_page_with_the_security_headers(
+    client: AdminClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("store unavailable")
+
+    monkeypatch.setattr(runtime, "audit_log", broken)
+    r = client.get("audit")
+    assert r.status_code == 500
+    assert r.headers["content-security-policy"] == CSP
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
+    assert "store unavailable" not in r.text and "server log" in r.text
+
+
+def test_nobody_without_the_token_can_push_the_admin_out(app: EmDashASGI) -> None:
+    # The session table is bounded (the oldest session goes when it is full): only a
+    # sign-in with the right token may create a row, or a stranger could sign the
+    # administrator out by filling it. Failed sign-ins from many addresses create none.
+    import anyio
+    import httpx
+
+    from emdash._asgi._admin_app import MAX_SIGN_IN_FAILURES
+
+    admin = AdminClient(app)
+    assert admin.sign_in(TOKEN).status_code == 303
+    table = app.admin.sessions
+
+    async def stranger(n: int) -> int:
+        transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{n % 250}", 1000 + n))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            r = await c.post(
+                ADMIN + "login",
+                data={"token": f"guess-{n}-0123456789"},
+                headers={"origin": "http://testserver"},
+            )
+            return r.status_code
+
+    async def flood() -> list[int]:
+        return [await stranger(n) for n in range(table.max_sessions + 10)]
+
+    statuses = anyio.run(flood)
+    assert set(statuses) <= {401, 429}
+    assert len(table) == 1
+    assert admin.get("plugins").status_code == 200
+
+    # One address throttled by its own failures does not throttle the administrator's.
+    async def hammer() -> list[int]:
+        return [await stranger(250) for _ in range(MAX_SIGN_IN_FAILURES + 2)]
+
+    assert anyio.run(hammer)[-1] == 429
+    assert AdminClient(app).sign_in(TOKEN).status_code == 303
+
+
+BIDI = "\u202e"  # RIGHT-TO-LEFT OVERRIDE: "Safe\u202etxt.exe" reads as "Safeexe.txt"
+
+SPOOF_SOURCE = """
+from emdash import blocks as bk, define_plugin
+
+def admin(route_ctx, ctx):
+    return bk.response([bk.context("ok")])
+
+def fail(route_ctx, ctx):
+    raise ValueError("looks fine\\u202e\\u0007 reversed")
+
+plugin = define_plugin(routes={"admin": admin, "fail": fail})
+"""
+
+
+def test_descriptor_and_audit_text_cannot_reorder_or_hide_what_the_admin_reads() -> None:
+    # Block Kit text refuses bidirectional overrides and controls ("a label must read as
+    # what it is"); the admin's own pages show descriptor text (plugin name, page labels,
+    # widget titles) and plugin error text from the audit log, which nothing checked.
+    descriptor = {
+        "id": "spoof",
+        "version": "1.0.0",
+        "name": f"Harmless{BIDI} \u2066tool\u0008",
+        "admin": {
+            "pages": [{"path": "/main", "label": f"Main{BIDI}page"}],
+            "widgets": [{"id": "w", "title": f"Widget{BIDI}title"}],
+        },
+    }
+    with Runtime(":memory:", site={"name": "T", "url": "https://site.example"}) as rt:
+        rt.add_plugin(descriptor, source=SPOOF_SOURCE, trusted=True)
+        with pytest.raises(EmDashError):
+            rt.invoke_route("spoof", "fail")
+        c = AdminClient(create_app(rt, token=TOKEN))
+        assert c.sign_in(TOKEN).status_code == 303
+        pages = [c.get(p).text for p in ("", "plugins", "plugins/spoof/pages/main", "audit")]
+    assert "Harmless" in pages[1] and "Main" in pages[2] and "Widget" in pages[0]
+    assert "looks fine" in pages[3]
+    for html in pages:
+        for char in (BIDI, "\u2066", "\u0008", "\u0007"):
+            assert char not in html

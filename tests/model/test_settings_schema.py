@@ -67,3 +67,29 @@ def test_admin_pages_and_widgets_are_validated_when_the_descriptor_loads() -> No
     assert "admin.widgets.0.size" in load({"widgets": [{"id": "w", "size": "huge"}]})
     assert "admin.pages" in load({"pages": [{"path": f"/p{i}", "label": "P"} for i in range(33)]})
     assert "admin.entry" in load({"entry": "admin.js"})
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        # Shown on the settings page: Block Kit refuses such text there, so the page
+        # broke at every view instead of the descriptor being refused once, at load.
+        ({"a": {"type": "string", "label": "A\u202eB"}}, 'setting "a": label must not contain'),
+        ({"a": {"type": "string", "label": "A", "description": "x\x00"}}, "description must"),
+        ({"a": {"type": "string", "label": "A", "placeholder": "\u2066"}}, "placeholder must"),
+        ({"a": {"type": "url", "label": "A", "default": "https://x/\x1b"}}, "default must"),
+        (
+            {"a": {"type": "select", "label": "A", "options": [{"value": "x", "label": "\x7f"}]}},
+            "options[0].label must",
+        ),
+        # math.isfinite(10**400) raised OverflowError out of the descriptor check.
+        ({"a": {"type": "number", "label": "A", "max": 10**400}}, "max must be a finite number"),
+        ({"a": {"type": "number", "label": "A", "default": -(2**63) - 1}}, "default must be"),
+    ],
+)
+def test_settings_text_and_numbers_the_admin_cannot_show_are_refused_at_load(
+    schema: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ManifestError) as info:
+        emdash.PluginDescriptor.from_dict({"id": "tuned", "admin": {"settingsSchema": schema}})
+    assert message in str(info.value)
