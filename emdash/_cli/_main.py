@@ -123,26 +123,42 @@ def doctor(ctx: click.Context, database: str | None, check_db: bool, as_json: bo
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.option("--trusted", is_flag=True, help="Check it as `plugins add --trusted` would load it.")
 @_json_flag
 @click.pass_context
-def check(ctx: click.Context, path: Path, as_json: bool) -> None:
-    """Validate a plugin directory: descriptor, size, and the sandbox's restricted compile."""
+def check(ctx: click.Context, path: Path, trusted: bool, as_json: bool) -> None:
+    """Check a plugin directory as `emdash plugins add` would, plus run-time warnings.
+
+    Runs the same load as `plugins add` (descriptor, size, restricted compile, allowed
+    imports, the `plugin` binding, hook names and capabilities, route schemas) on a
+    throwaway in-memory site, then warns about what only fails when it runs. One problem
+    per line as FILE:LINE: MESSAGE; exits 1 on errors, 0 with warnings only.
+    """
     from ._check import check_plugin
 
-    report = check_plugin(path)
+    report = check_plugin(path, trusted=trusted)
     if _wants_json(ctx, as_json):
         out.echo_json(report)
     else:
         who = report.get("id") or str(path)
+        for line in report["errors"]:
+            click.echo(out.problem_line(line, "error"), err=True)
+        for line in report["warnings"]:
+            click.echo(out.problem_line(line, "warning"), err=True)
         if report["ok"]:
+            mode = "trusted (in-process)" if trusted else "sandboxed"
+            warned = len(report["warnings"])
             click.echo(
                 f"OK: {who} {report.get('version', '')} ({report['files']} files, "
-                f"{report['bytes']} bytes) compiles for the sandbox"
+                f"{report['bytes']} bytes) loads {mode}"
+                + (f", {warned} warning(s)" if warned else "")
             )
         else:
-            click.echo(f"{who}: {len(report['errors'])} problem(s)", err=True)
-            for line in report["errors"]:
-                click.echo(f"  {line}", err=True)
+            click.echo(
+                f"{who}: {len(report['errors'])} error(s), {len(report['warnings'])} "
+                "warning(s); emdash plugins add would refuse it",
+                err=True,
+            )
     if not report["ok"]:
         sys.exit(1)
 

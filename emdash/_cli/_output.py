@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,17 @@ def _cell(value: Any) -> str:
         return ", ".join(_cell(v) for v in value) or "-"
     text = str(value).replace("\n", " ")
     return text if len(text) <= 70 else text[:67] + "..."
+
+
+_LOCATION = re.compile(r"^([\w./-]+\.(?:py|toml)(?::\d+)?): ")
+
+
+def problem_line(line: str, severity: str) -> str:
+    """``FILE:LINE: severity: message`` (the compilers' form), or ``severity: message``."""
+    match = _LOCATION.match(line)
+    if match is None:
+        return f"{severity}: {line}"
+    return f"{match.group(1)}: {severity}: {line[match.end() :]}"
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -822,7 +822,12 @@ class FilesImporter:
     def import_entry(self, name: str) -> types.ModuleType:
         try:
             return self._load(name)
-        except (ManifestError, PluginError):
+        except ManifestError as exc:
+            if f"Plugin {self.pid}" in exc.message:
+                raise
+            # define_plugin() does not know whose module calls it: name the plugin.
+            raise ManifestError(f"Plugin {self.pid}: {exc.message}", plugin_id=self.pid) from None
+        except PluginError:
             raise
         except Exception as exc:
             raise _load_error(self.pid, self._sources.get(name, (name,))[0], exc) from exc

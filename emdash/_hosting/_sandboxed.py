@@ -336,6 +336,10 @@ class SandboxedPluginHost:
             # rebuild the same class the native mode would raise.
             err = errors.error_from_wire(exc.data, plugin_id=pid)
             err.plugin_id = pid
+            if isinstance(err, errors.ManifestError) and f"Plugin {pid}" not in err.message:
+                # define_plugin() does not know whose module calls it: name the plugin,
+                # as the native loader does.
+                return errors.ManifestError(f"Plugin {pid}: {err.message}", plugin_id=pid)
             return err
         # Everything in a RemoteError was written by the plugin's side: escape control
         # characters before it reaches logs, the audit table or a terminal.

@@ -96,6 +96,7 @@ from .._store import Store
 from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
 from .._store._values import Locales
 from ._admission import TRUSTED_CONCURRENCY, AdmissionControl, AdmissionPolicy, AdmissionSlot
+from ._admit_plugin import check_plugin_hooks, hook_problems
 from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
 from ._plugin_info import PluginInfo
@@ -285,10 +286,8 @@ class Runtime:
                     f'Plugin "{pid}" is already added; remove_plugin("{pid}") first to replace it',
                     plugin_id=pid,
                 )
-            code = locate(desc, source)
-            host, sandboxed = self._make_host(desc, code, trusted)
+            host, sandboxed = self.load_host(desc, source, trusted)
             try:
-                check_route_schemas(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 known = self.store.plugin_registry.get(pid)
                 owed = None if known is None else known.get("pending")
@@ -336,6 +335,36 @@ class Runtime:
             if transition is not None:
                 self.store.plugin_registry.clear_pending(pid)
             return info
+
+    def load_host(
+        self,
+        desc: PluginDescriptor,
+        source: Any = None,
+        trusted: bool = False,
+        *,
+        problems: list[str] | None = None,
+    ) -> tuple[PluginHost, bool]:
+        """Load a plugin's code into its host and check it; ``(host, sandboxed)``.
+
+        The one load path: ``add_plugin`` and ``emdash check`` both run it (allowed
+        imports and the ``plugin`` binding in the worker or importer, hook names, route
+        schemas, each hook's capability). Nothing is registered and no hook runs; a
+        failure closes the host and raises the first error (it names the plugin).
+        ``problems``: a list to append each hook problem to instead of raising them (what
+        ``emdash check`` reports line by line); the host is then returned anyway.
+        """
+        code = locate(desc, source)
+        host, sandboxed = self._make_host(desc, code, trusted)
+        try:
+            check_route_schemas(host)
+            if problems is None:
+                check_plugin_hooks(host)
+            else:
+                problems.extend(hook_problems(host))
+        except BaseException:
+            host.close()
+            raise
+        return host, sandboxed
 
     def _make_host(
         self, desc: PluginDescriptor, code: Any, trusted: bool

@@ -37,15 +37,16 @@ _STATE: dict[str, Any] = {}
 
 def load(entry: Any, host_call: HostCall, info: dict[str, Any]) -> dict[str, Any]:
     """Read the entry module's ``plugin`` and return its hook/route settings."""
+    plugin_id = info["plugin"]["id"]
     try:
         plugin = entry.plugin
     except AttributeError:
         raise ManifestError(
-            "The plugin's entry module does not bind a module-level `plugin` "
-            "(plugin = define_plugin(hooks=..., routes=...))"
+            f"Plugin {plugin_id}: the entry module does not bind a module-level `plugin` "
+            "(plugin = define_plugin(hooks=..., routes=...))",
+            plugin_id=plugin_id,
         ) from None
     definition = coerce_definition(plugin)
-    plugin_id = info["plugin"]["id"]
     for name, config in definition.routes.items():
         if type(config.input) is dict:
             check_input_schema(plugin_id, name, config.input)
