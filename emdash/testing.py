@@ -414,9 +414,10 @@ def assert_capability_denied(
             return err
     if isinstance(found, HookOutcome) and not found.results:
         raise AssertionError(
-            f"Expected {wanted} to be denied, but no handler ran for {found.hook}. A hook "
-            "whose own required capability is missing is skipped at registration, not "
-            "denied: call something the handler does with ctx instead."
+            f"Expected {wanted} to be denied, but no handler ran for {found.hook}: the "
+            "plugin has no handler for it (a hook whose own required capability is missing "
+            "is refused when the plugin loads, never denied at run time); call something "
+            "the handler does with ctx instead."
         )
     if errors:
         shown = "; ".join(f"{type(e).__name__}: {e}" for e in errors)

@@ -49,6 +49,7 @@ import errno
 import importlib
 import itertools
 import linecache
+import logging
 import os
 import re
 import stat
@@ -62,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from .._model._descriptor import PluginDescriptor
-from .._shared._errors import ManifestError, PluginError
+from .._shared._errors import ManifestError, PluginError, clean_text
 from .._shared._plugin_api import PluginDefinition, coerce_definition
 
 __all__ = [
@@ -818,6 +819,26 @@ class FilesImporter:
         self._filenames: list[str] = []
         self._builtins = dict(vars(builtins))
         self._builtins["__import__"] = self._import
+        self._builtins["print"] = self._print
+
+    def _print(
+        self, *objects: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: bool = False
+    ) -> None:
+        """``print()`` in the plugin's files: its log at info level, marked ``print:``.
+
+        The same rule as sandboxed plugins (``emdash._shared._worker_dispatch``), so output
+        that shows in one mode shows in the other: ``emdash run-hook`` / ``route`` /
+        ``serve`` print the plugin's log lines. ``print(..., file=f)`` writes to ``f`` as
+        usual (trusted code may write where it likes).
+        """
+        if file is not None:
+            builtins.print(*objects, sep=sep, end=end, file=file, flush=flush)
+            return
+        text = (" " if sep is None else str(sep)).join(str(o) for o in objects)
+        text += "\n" if end is None else str(end)
+        logger = logging.getLogger("emdash.plugins").getChild(self.pid)
+        for line in text.rstrip("\n").split("\n"):
+            logger.info("[plugin:%s] print: %s", self.pid, clean_text(line, limit=4096))
 
     def import_entry(self, name: str) -> types.ModuleType:
         try:

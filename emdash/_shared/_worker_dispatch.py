@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sandbox._print as _print_sink
 from sandbox._jsonrule import NotExactJSON, exact_copy
 
 from ._context import make_context
@@ -73,7 +74,9 @@ def invoke_hook(entry: Any, host_call: HostCall, name: str, event: Any) -> Any:
     config = _definition().hooks.get(name)
     if config is None:
         return None
-    return _result(config.handler(event, make_context(host_call, _STATE["info"])), f"hook {name}")
+    with _PrintToLog(host_call):
+        value = config.handler(event, make_context(host_call, _STATE["info"]))
+    return _result(value, f"hook {name}")
 
 
 def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> Any:
@@ -83,9 +86,63 @@ def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> 
         raise PluginRouteError("NOT_FOUND", f"Route not found: {name}", 404)
     if type(config.input) is dict and type(route_ctx) is dict:
         validate_input(config.input, route_ctx.get("input"))
-    return _result(
-        config.handler(route_ctx, make_context(host_call, _STATE["info"])), f"route {name}"
-    )
+    with _PrintToLog(host_call):
+        value = config.handler(route_ctx, make_context(host_call, _STATE["info"]))
+    return _result(value, f"route {name}")
+
+
+# A line of print output longer than this is sent in pieces (the host cuts log lines anyway).
+_PRINT_LINE_MAX = 4096
+
+
+class _PrintToLog:
+    """``print()`` during one invocation becomes ``ctx.log.info("print: ...")`` lines.
+
+    The same rule as natively (``emdash._hosting._loader``): print output is the plugin's
+    log at info level, marked ``print:``. Each complete line is one ``log`` host call, so it
+    is bounded like every ``ctx.log`` line (per-invocation line cap, the plugin's log bytes
+    quota, cleaning on the host); a partial last line is sent when the handler returns.
+    """
+
+    __slots__ = ("_call", "_pending", "_previous")
+
+    def __init__(self, host_call: HostCall) -> None:
+        self._call = host_call
+        self._pending = ""
+        self._previous: Callable[[str], None] | None = None
+
+    def __enter__(self) -> _PrintToLog:
+        self._previous = _print_sink.set_sink(self._write)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _print_sink.set_sink(self._previous)
+        pending, self._pending = self._pending, ""
+        if not pending:
+            return
+        if exc[0] is None:
+            self._send(pending)
+            return
+        try:
+            self._send(pending)
+        except Exception:  # the handler's own error is the one to report
+            pass
+
+    def _write(self, text: str) -> None:
+        text = self._pending + text
+        lines = text.split("\n")
+        self._pending = lines.pop()
+        if len(self._pending) > _PRINT_LINE_MAX:
+            lines.append(self._pending)
+            self._pending = ""
+        for line in lines:
+            self._send(line)
+
+    def _send(self, line: str) -> None:
+        for start in range(0, max(len(line), 1), _PRINT_LINE_MAX):
+            self._call(
+                "log", {"level": "info", "msg": "print: " + line[start : start + _PRINT_LINE_MAX]}
+            )
 
 
 def _result(value: Any, what: str) -> Any:

@@ -91,7 +91,7 @@ def test_add_list_route_disable_enable_remove(site: Path) -> None:
     assert gone.exit_code == 1
     assert gone.stderr == (
         'Error: Plugin route not found: "plugin-hello/recent": plugin plugin-hello is '
-        "disabled; enable it to call its routes\n"
+        "disabled; enable it to call its routes (NOT_FOUND, HTTP 404)\n"
     )
     assert run(site, "plugins", "enable", "plugin-hello").stdout == "plugin-hello enabled\n"
     # The data survived the disable/enable round trip (same database).
