@@ -78,7 +78,7 @@ def _state(ctx: click.Context) -> _State:
     "the host's from warn).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show every log line (--log-level debug).")
-@click.version_option(package_name=DISTRIBUTION)
+@click.version_option(version=out.installed_version(), prog_name="emdash")
 @click.pass_context
 def main(
     ctx: click.Context,

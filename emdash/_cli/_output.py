@@ -99,6 +99,21 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def installed_version() -> str:
+    """This installation's version, from the package metadata when it is installed."""
+    from importlib import metadata
+
+    # An environment installed before the distribution was renamed knows it as "emdash".
+    for name in (DISTRIBUTION, "emdash"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    from .. import __version__
+
+    return __version__
+
+
 def route_name(plugin_id: str, given: str) -> str:
     """The route name in what a user typed: ``NAME``, ``/NAME``, or the route's path or URL
     (``/_emdash/api/plugins/ID/NAME``); a path naming another plugin is a usage error."""

@@ -837,7 +837,7 @@ class FilesImporter:
         text = (" " if sep is None else str(sep)).join(str(o) for o in objects)
         text += "\n" if end is None else str(end)
         logger = logging.getLogger("emdash.plugins").getChild(self.pid)
-        for line in text.rstrip("\n").split("\n"):
+        for line in text.removesuffix("\n").split("\n"):
             logger.info("[plugin:%s] print: %s", self.pid, clean_text(line, limit=4096))
 
     def import_entry(self, name: str) -> types.ModuleType:

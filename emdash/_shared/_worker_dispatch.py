@@ -98,17 +98,18 @@ _PRINT_LINE_MAX = 4096
 class _PrintToLog:
     """``print()`` during one invocation becomes ``ctx.log.info("print: ...")`` lines.
 
-    The same rule as natively (``emdash._hosting._loader``): print output is the plugin's
-    log at info level, marked ``print:``. Each complete line is one ``log`` host call, so it
-    is bounded like every ``ctx.log`` line (per-invocation line cap, the plugin's log bytes
-    quota, cleaning on the host); a partial last line is sent when the handler returns.
+    The same rule as natively (``emdash._hosting._loader.FilesImporter``): each ``print``
+    call's text, less its final newline, is one log line per line of it, at info level and
+    marked ``print:``. Each line is one ``log`` host call, so it is bounded like every
+    ``ctx.log`` line (per-invocation line cap, past which each line costs a subrequest; the
+    plugin's log-bytes quota; cleaning and cutting on the host). Print output at import
+    time (outside any invocation) has no host call to go to and is dropped.
     """
 
-    __slots__ = ("_call", "_pending", "_previous")
+    __slots__ = ("_call", "_previous")
 
     def __init__(self, host_call: HostCall) -> None:
         self._call = host_call
-        self._pending = ""
         self._previous: Callable[[str], None] | None = None
 
     def __enter__(self) -> _PrintToLog:
@@ -117,32 +118,12 @@ class _PrintToLog:
 
     def __exit__(self, *exc: object) -> None:
         _print_sink.set_sink(self._previous)
-        pending, self._pending = self._pending, ""
-        if not pending:
-            return
-        if exc[0] is None:
-            self._send(pending)
-            return
-        try:
-            self._send(pending)
-        except Exception:  # the handler's own error is the one to report
-            pass
 
     def _write(self, text: str) -> None:
-        text = self._pending + text
-        lines = text.split("\n")
-        self._pending = lines.pop()
-        if len(self._pending) > _PRINT_LINE_MAX:
-            lines.append(self._pending)
-            self._pending = ""
-        for line in lines:
-            self._send(line)
-
-    def _send(self, line: str) -> None:
-        for start in range(0, max(len(line), 1), _PRINT_LINE_MAX):
-            self._call(
-                "log", {"level": "info", "msg": "print: " + line[start : start + _PRINT_LINE_MAX]}
-            )
+        for line in text.removesuffix("\n").split("\n"):
+            for start in range(0, max(len(line), 1), _PRINT_LINE_MAX):
+                piece = line[start : start + _PRINT_LINE_MAX]
+                self._call("log", {"level": "info", "msg": "print: " + piece})
 
 
 def _result(value: Any, what: str) -> Any:
