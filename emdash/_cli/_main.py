@@ -188,6 +188,24 @@ def check(ctx: click.Context, path: Path, trusted: bool, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=".",
+    help="Create the plugin directory in this directory (default: here).",
+)
+def init(name: str, parent: Path) -> None:
+    """Create plugin NAME: descriptor, plugin.py, tests that pass, and a README."""
+    from ._scaffold import scaffold
+
+    target = scaffold(name, parent)
+    click.echo(f"Created plugin {name} in {target}")
+    click.echo(f"Next: cd {target} && pytest tests && emdash check .")
+
+
+@main.command()
 @click.option(
     "--class",
     "classes",
