@@ -58,7 +58,6 @@ answers over HTTP with that code and status. See :mod:`emdash._bridge._dispatch`
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -71,6 +70,7 @@ import httpx
 
 from .._bridge._dispatch import Bridge, ContentWriteFence
 from .._bridge._http import HttpClient
+from .._hosting._daemon_pool import DaemonThreadPool
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
@@ -150,10 +150,9 @@ class Runtime:
         # Per-plugin route admission (see _admission): {plugin id: {max_concurrency: ..}}.
         self._admission = AdmissionControl(self._admission_defaults, admission)
         # Native handlers run here under their timeouts. Generous: a handler blocked past
-        # its timeout keeps its thread until it returns by itself.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=32, thread_name_prefix="emdash-native"
-        )
+        # its timeout keeps its thread until it returns by itself. Daemon threads: such a
+        # handler must not keep the process from exiting (see _daemon_pool).
+        self._executor = DaemonThreadPool(max_workers=32, thread_name_prefix="emdash-native")
         self._sandbox: SandboxSupport | None = None
         # The services, in dependency order. Each gets the store, the live pipeline (as its
         # HookRunner) and the collaborators its constructor names, never the runtime. So
