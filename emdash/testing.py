@@ -1,6 +1,6 @@
 """Testing kit for plugin authors: run one plugin in a throw-away site, in either mode.
 
-From a plugin's own test suite (``pip install emdash[test]`` in its dev environment)::
+From a plugin's own test suite (``pip install 'emdash-runtime[test]'`` in its dev environment)::
 
     # tests/test_my_plugin.py
     from pathlib import Path
