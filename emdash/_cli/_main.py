@@ -558,11 +558,18 @@ def cron_tick(ctx: click.Context, at: Any, as_json: bool) -> None:
 
 @main.command("audit-log")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-@click.option("--plugin", "plugin_id", help="Only this plugin's invocations.")
+@click.option("--plugin", "plugin_id", metavar="ID", help="Only this plugin's invocations.")
+@click.option("--logs", "show_logs", is_flag=True, help="Show each invocation's log lines.")
 @_json_flag
 @click.pass_context
-def audit_log(ctx: click.Context, limit: int, plugin_id: str | None, as_json: bool) -> None:
-    """Show the newest plugin invocations (hooks and routes) with outcome and timing."""
+def audit_log(
+    ctx: click.Context, limit: int, plugin_id: str | None, show_logs: bool, as_json: bool
+) -> None:
+    """Show the newest plugin invocations (hooks and routes) with outcome and timing.
+
+    Each record keeps its invocation's log lines (ctx.log and print, at most 50 lines);
+    --logs shows them under it, --json has them in "logs".
+    """
     config = _state(ctx).config()
     rows: list[dict[str, Any]] = []
     if site_exists(config):  # read-only: never create a site to show it is empty
@@ -572,6 +579,8 @@ def audit_log(ctx: click.Context, limit: int, plugin_id: str | None, as_json: bo
         out.echo_json(rows)
     elif not rows:
         click.echo("The audit log is empty.")
+    elif show_logs:
+        click.echo(out.audit_with_logs(rows))
     else:
         click.echo(out.audit_table(rows))
 

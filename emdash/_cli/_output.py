@@ -203,3 +203,22 @@ def audit_table(rows: Sequence[dict[str, Any]]) -> str:
             ("error", "ERROR"),
         ],
     )
+
+
+def audit_with_logs(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per record, newest first, each followed by its log lines, indented."""
+    out = []
+    for r in rows:
+        head = (
+            f"{r.get('at', '')}  {r.get('pluginId', '')}  {r.get('kind', '')} "
+            f"{r.get('name', '')}  {r.get('outcome', '')}"
+        )
+        if r.get("error"):
+            head += f"  {_cell(r['error'])}"
+        out.append(head)
+        for line in r.get("logs") or []:
+            message = " ".join(str(line.get("message", "")).split())
+            if len(message) > 300:
+                message = message[:297] + "..."
+            out.append(f"    {line.get('level', ''):<5} {message}")
+    return "\n".join(out)

@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._bridge import _invocation_logs as invocation_logs
 from .._model._descriptor import PluginDescriptor
 from .._shared._errors import ManifestError, PluginError, clean_text
 from .._shared._plugin_api import PluginDefinition, coerce_definition
@@ -838,7 +839,9 @@ class FilesImporter:
         text += "\n" if end is None else str(end)
         logger = logging.getLogger("emdash.plugins").getChild(self.pid)
         for line in text.removesuffix("\n").split("\n"):
-            logger.info("[plugin:%s] print: %s", self.pid, clean_text(line, limit=4096))
+            shown = "print: " + clean_text(line, limit=4096)
+            logger.info("[plugin:%s] %s", self.pid, shown)
+            invocation_logs.note("info", shown)  # the invocation's audit record, as ctx.log
 
     def import_entry(self, name: str) -> types.ModuleType:
         try:

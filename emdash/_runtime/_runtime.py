@@ -68,6 +68,7 @@ from typing import Any
 
 import httpx
 
+from .._bridge import _invocation_logs as invocation_logs
 from .._bridge._dispatch import Bridge, ContentWriteFence
 from .._bridge._http import HttpClient
 from .._hosting._daemon_pool import DaemonThreadPool
@@ -586,14 +587,20 @@ class Runtime:
             name=name,
         )
         started = time.perf_counter()
+        logs = invocation_logs.InvocationLogs()
         try:
-            result = info.host.invoke_route(name, route_ctx)
+            with invocation_logs.capture() as logs:
+                result = info.host.invoke_route(name, route_ctx)
         except Exception as exc:
             outcome, limit = classify_error(exc)
             cpu = getattr(exc, "cpu_ms", None)  # the host's figure, sandboxed plugins only
-            self._audit(plugin_id, "route", name, outcome, started, cpu, limit, str(exc))
+            self._audit(
+                plugin_id, "route", name, outcome, started, cpu, limit, str(exc), logs.stored()
+            )
             raise
-        self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
+        self._audit(
+            plugin_id, "route", name, "ok", started, result.cpu_ms, None, None, logs.stored()
+        )
         return result.value
 
     # -- audit -----------------------------------------------------------------------------
@@ -612,6 +619,7 @@ class Runtime:
         cpu: float | None,
         limit: str | None,
         error: str | None,
+        logs: str | None = None,
     ) -> None:
         try:
             self.store.audit_records.record(
@@ -623,6 +631,7 @@ class Runtime:
                 cpu_ms=cpu,
                 limit=limit,
                 error=error,
+                logs=logs,
             )
         except Exception:
             self.log.exception("Could not record the audit entry for %s %s", pid, name)
