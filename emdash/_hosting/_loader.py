@@ -675,7 +675,8 @@ def sandbox_files(code: PluginCode, pid: str) -> tuple[dict[str, str], str]:
         raise ManifestError(
             f"Plugin {pid} cannot run sandboxed. The plugin source is too large: {total} bytes "
             f"(the limit is {SANDBOX_MAX_SOURCE_BYTES} bytes); move data out of its modules, "
-            "or add it with trusted=True if you trust its code",
+            "or add it trusted if you trust its code (emdash plugins add --trusted PATH; in "
+            "Python: add_plugin(..., trusted=True))",
             plugin_id=pid,
         )
     return files, entry

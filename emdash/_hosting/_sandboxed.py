@@ -65,7 +65,8 @@ class SandboxSupport:
                     raise errors.SandboxNotAvailableError(
                         "Plugin sandboxing is not available on this host: "
                         f"{availability.reason}. Run untrusted plugins on a Linux host with "
-                        "seccomp, or add this plugin with trusted=True if you trust its code."
+                        "seccomp, or add this plugin trusted if you trust its code (emdash plugins "
+                        "add --trusted PATH; in Python: add_plugin(..., trusted=True))."
                     )
                 self._supervisor = sandbox.Supervisor(
                     preludes=prelude_sources(),

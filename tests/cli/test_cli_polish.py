@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
 from emdash.cli import main
+
+from .test_cli_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -30,6 +35,7 @@ def saved(event, ctx):
 
 
 def method(route_ctx, ctx):
+    ctx.log.info("called with " + route_ctx["request"]["method"])
     return {"method": route_ctx["request"]["method"], "input": route_ctx["input"]}
 
 
@@ -201,3 +207,38 @@ def test_a_short_api_token_from_the_environment_is_one_line(tmp_path: Path) -> N
     literal = emdash("serve", "--port", "0", cwd=tmp_path)
     assert literal.returncode == 1 and len(literal.stderr.splitlines()) == 1
     assert "api_token must be at least 16 characters" in literal.stderr
+
+
+def test_serve_shows_the_plugins_log_lines(site: Path) -> None:
+    # A top-level key must come before the [[plugins]] tables the fixture's add wrote.
+    text = (site / "emdash.toml").read_text()
+    (site / "emdash.toml").write_text('api_token = { "$env" = "TOK" }\n' + text)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emdash", "serve", "--port", str(port)],
+        cwd=site,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TOK": "serve-test-token-0123456789"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/_emdash/api/plugins/echo/method"
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            for _ in range(600):  # until the server listens (or has died)
+                try:
+                    answer = client.put(
+                        url, headers={"authorization": "Bearer serve-test-token-0123456789"}
+                    )
+                    break
+                except httpx.ConnectError:
+                    assert proc.poll() is None, proc.communicate()
+                    time.sleep(0.1)
+            else:
+                raise AssertionError("the server never listened")
+        assert answer.json()["data"]["method"] == "PUT"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert "log info  [plugin:echo] called with PUT" in err.splitlines()
