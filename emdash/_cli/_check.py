@@ -23,6 +23,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+# Builtins the sandbox refuses when called, with the advice it gives (the sandbox's own
+# table: a warning here says the same thing the run-time error will).
+from sandbox._builtins import _FORBIDDEN as _REFUSED_BUILTINS
+
 from .._hosting._loader import locate, sandbox_files
 from .._model._descriptor import PluginDescriptor
 from .._shared._errors import EmDashError
@@ -32,12 +36,6 @@ __all__ = ["MAX_SOURCE_BYTES", "check_plugin"]
 # The sandbox's own cap (sandbox.compile_bundle), reported here up front.
 MAX_SOURCE_BYTES = 1_000_000
 
-# Builtins the sandbox refuses when called, with the advice it gives (the sandbox's own
-# table: a warning here says the same thing the run-time error will).
-try:
-    from sandbox._builtins import _FORBIDDEN as _REFUSED_BUILTINS
-except ImportError:  # pragma: no cover - the sandbox package ships with emdash
-    _REFUSED_BUILTINS = {}
 
 _FILE_LINE = re.compile(r"^(?:File \"?)?([\w./-]+\.py)\"?(?:, line |:)(\d+)")
 
