@@ -189,3 +189,18 @@ def test_trusted_check_loads_in_process(tmp_path: Path) -> None:
     result = check("--trusted", str(plugin))
     assert result.exit_code == 0, result.output
     assert "loads trusted (in-process)" in result.stdout
+
+
+def test_page_fragments_in_a_sandboxed_plugin_is_a_warning(tmp_path: Path) -> None:
+    plugin = make_plugin(
+        tmp_path,
+        "from emdash import define_plugin\n\n"
+        'plugin = define_plugin(hooks={"page:fragments": lambda e, c: None})\n',
+        capabilities='["hooks.page-fragments:register"]',
+    )
+    sandboxed = check("--json", str(plugin))
+    assert sandboxed.exit_code == 0
+    (warning,) = json.loads(sandboxed.stdout)["warnings"]
+    assert warning.startswith("plugin.py:3: page:fragments runs for trusted plugins only")
+    trusted = check("--json", "--trusted", str(plugin))
+    assert json.loads(trusted.stdout)["warnings"] == []
