@@ -5,8 +5,10 @@ sandboxed alike; it never knows the mode) and is rebuilt whenever that set chang
 construction it:
 
 1. registers each plugin's hooks in registration order, dropping (with EmDash's warning) a
-   hook whose required capability the plugin did not declare, and ``page:fragments`` of
-   sandboxed plugins (fragments are raw HTML/script: trusted plugins only);
+   hook whose required capability the plugin did not declare (``Runtime.add_plugin``
+   refuses such a plugin first, naming the capability; this is the second line), and
+   ``page:fragments`` of sandboxed plugins (fragments are raw HTML/script: trusted plugins
+   only);
 2. orders each hook's handlers with a **stable topological sort**: a handler runs after the
    handlers of the plugins it depends on; among the ready ones the lowest priority runs
    first, and equal priorities keep registration order. A cycle or a dependency on a plugin
