@@ -29,7 +29,7 @@ from sandbox._builtins import _FORBIDDEN as _REFUSED_BUILTINS
 
 from .._hosting._loader import locate, sandbox_files
 from .._model._descriptor import PluginDescriptor
-from .._shared._errors import EmDashError
+from .._shared._errors import EmDashError, SandboxNotAvailableError
 
 __all__ = ["MAX_SOURCE_BYTES", "check_plugin"]
 
@@ -105,6 +105,13 @@ def _load_problems(
     with Runtime(":memory:", media_dir=None) as rt:
         try:
             host, _sandboxed = rt.load_host(descriptor, trusted=trusted, problems=errors)
+        except SandboxNotAvailableError as exc:
+            # Not the plugin's problem: say what was not checked rather than fail it.
+            warnings.append(
+                f"not loaded, so imports, the plugin binding and hooks were not checked: "
+                f"{' '.join(exc.message.split())}"
+            )
+            return errors, warnings
         except EmDashError as exc:
             errors.append(_with_location(" ".join(exc.message.split()), files, entry))
             return errors, warnings

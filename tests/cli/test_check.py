@@ -204,3 +204,22 @@ def test_page_fragments_in_a_sandboxed_plugin_is_a_warning(tmp_path: Path) -> No
     assert warning.startswith("plugin.py:3: page:fragments runs for trusted plugins only")
     trusted = check("--json", "--trusted", str(plugin))
     assert json.loads(trusted.stdout)["warnings"] == []
+
+
+def test_a_host_that_cannot_sandbox_warns_what_was_not_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sandbox
+
+    # The platform probe is the true edge (as in tests/runtime/test_no_sandbox_host.py).
+    monkeypatch.setattr(
+        sandbox, "is_available", lambda: sandbox.Availability(False, "no seccomp here")
+    )
+    plugin = make_plugin(tmp_path, "from emdash import define_plugin\nplugin = define_plugin()\n")
+    result = check(str(plugin))
+    assert result.exit_code == 0, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "warning: not loaded, so imports, the plugin binding and hooks were not checked: "
+        "Plugin sandboxing is not available on this host: no seccomp here."
+    )
