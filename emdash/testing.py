@@ -449,7 +449,10 @@ def assert_capability_denied(
 
         h = PluginHarness(path, capabilities=[])
         assert_capability_denied(lambda: h.route("latest"), "content:read")
-        assert_capability_denied(h.hook("content:afterSave", event), "content:read")
+        # A hook needs its own capability to load at all (content:afterSave: content:read);
+        # deny what its handler reaches through ctx instead:
+        h = PluginHarness(path, capabilities=["content:read"])
+        assert_capability_denied(h.hook("content:afterSave", event), "users:read")
     """
     wanted = _canonical(capability)
     found = _outcome_of(target)
