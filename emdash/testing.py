@@ -1,6 +1,6 @@
 """Testing kit for plugin authors: run one plugin in a throw-away site, in either mode.
 
-From a plugin's own test suite (``pip install emdash[test]`` in its dev environment)::
+From a plugin's own test suite (``pip install 'emdash-runtime[test]'`` in its dev environment)::
 
     # tests/test_my_plugin.py
     from pathlib import Path
@@ -213,8 +213,13 @@ class PluginHarness:
         request: dict[str, Any] | None = None,
         user: dict[str, Any] | None = None,
     ) -> Any:
-        """Call route ``name`` of the plugin and return its data (errors are raised)."""
+        """Call route ``name`` of the plugin and return its data (errors are raised).
+
+        ``name`` may also be the route's path: ``/name`` or ``/_emdash/api/plugins/<id>/name``.
+        """
         self._check_open()
+        prefix = f"/_emdash/api/plugins/{self.plugin_id}/"
+        name = name.removeprefix(prefix).removeprefix(prefix[1:]).removeprefix("/")
         return self.runtime.invoke_route(
             self.plugin_id, name, input=input, request=request, user=user
         )
@@ -262,7 +267,9 @@ class PluginHarness:
     def client(self, *, authenticated: bool = True) -> httpx.Client:
         """A synchronous ``httpx.Client`` over the ASGI app; no socket is opened.
 
-        Relative URLs are route names: ``h.client().post("submit", json={...})``. It sends
+        URLs are route names or the route's path as a user types it:
+        ``h.client().post("submit", json={...})``, ``.post("/submit")`` and
+        ``.post("/_emdash/api/plugins/<id>/submit")`` call the same route. It sends
         ``Authorization: Bearer <token>`` unless ``authenticated=False`` (to test public
         routes and the 401 of private ones). Each request runs the app on a private event
         loop, so call it from synchronous code; in async tests use :meth:`async_client`.
@@ -270,7 +277,9 @@ class PluginHarness:
         """
         headers = {"authorization": f"Bearer {self.token}"} if authenticated else {}
         client = httpx.Client(
-            transport=_SyncASGITransport(self.app), base_url=self.base_url, headers=headers
+            transport=_SyncASGITransport(self.app, self.plugin_id),
+            base_url=self.base_url,
+            headers=headers,
         )
         self._clients.append(client)
         return client
@@ -279,7 +288,9 @@ class PluginHarness:
         """Like :meth:`client`, for async code: ``async with h.async_client() as c: ...``."""
         headers = {"authorization": f"Bearer {self.token}"} if authenticated else {}
         return httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=self.app), base_url=self.base_url, headers=headers
+            transport=_AsyncPathForms(httpx.ASGITransport(app=self.app), self.plugin_id),
+            base_url=self.base_url,
+            headers=headers,
         )
 
 
@@ -290,10 +301,12 @@ class _SyncASGITransport(httpx.BaseTransport):
     background threads to leak (the app itself hands plugin calls to worker threads).
     """
 
-    def __init__(self, app: EmDashASGI) -> None:
+    def __init__(self, app: EmDashASGI, plugin_id: str) -> None:
         self._inner = httpx.ASGITransport(app=app)
+        self._plugin_id = plugin_id
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _absolute_path(request, self._plugin_id)
         # A streaming sync body cannot be read from async code: buffer it first.
         request.read()
 
@@ -309,6 +322,38 @@ class _SyncASGITransport(httpx.BaseTransport):
             )
 
         return anyio.run(exchange)
+
+
+# Where the app serves routes (emdash._asgi._app.PREFIXES), without the leading slash.
+_SERVED_AT = (b"_emdash/api/plugins/", b"api/plugins/")
+
+
+def _absolute_path(request: httpx.Request, plugin_id: str) -> None:
+    """Undo httpx's joining of an absolute route path onto the client's base URL.
+
+    httpx appends every non-absolute URL to ``base_url``, so ``/_emdash/api/plugins/x/r``
+    becomes ``.../plugins/x/_emdash/api/plugins/x/r``: a 404 for the path a user copied
+    from the docs or a browser. A path that names the route's full location is used as is.
+    """
+    base = f"/_emdash/api/plugins/{plugin_id}/".encode()
+    raw = request.url.raw_path
+    if raw.startswith(base) and raw[len(base) :].startswith(_SERVED_AT):
+        request.url = request.url.copy_with(raw_path=raw[len(base) - 1 :])
+
+
+class _AsyncPathForms(httpx.AsyncBaseTransport):
+    """The async client's transport: the same path forms as the sync one."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, plugin_id: str) -> None:
+        self._inner = inner
+        self._plugin_id = plugin_id
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _absolute_path(request, self._plugin_id)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class KVView(Mapping[str, Any]):
@@ -410,7 +455,10 @@ def assert_capability_denied(
 
         h = PluginHarness(path, capabilities=[])
         assert_capability_denied(lambda: h.route("latest"), "content:read")
-        assert_capability_denied(h.hook("content:afterSave", event), "content:read")
+        # A hook needs its own capability to load at all (content:afterSave: content:read);
+        # deny what its handler reaches through ctx instead:
+        h = PluginHarness(path, capabilities=["content:read"])
+        assert_capability_denied(h.hook("content:afterSave", event), "users:read")
     """
     wanted = _canonical(capability)
     found = _outcome_of(target)
@@ -420,9 +468,10 @@ def assert_capability_denied(
             return err
     if isinstance(found, HookOutcome) and not found.results:
         raise AssertionError(
-            f"Expected {wanted} to be denied, but no handler ran for {found.hook}. A hook "
-            "whose own required capability is missing is skipped at registration, not "
-            "denied: call something the handler does with ctx instead."
+            f"Expected {wanted} to be denied, but no handler ran for {found.hook}: the "
+            "plugin has no handler for it (a hook whose own required capability is missing "
+            "is refused when the plugin loads, never denied at run time); call something "
+            "the handler does with ctx instead."
         )
     if errors:
         shown = "; ".join(f"{type(e).__name__}: {e}" for e in errors)

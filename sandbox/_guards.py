@@ -51,6 +51,7 @@ from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from stdlib_shims import Facade, facade_name
 
+from . import _print
 from ._errors import SandboxViolation
 
 # --------------------------------------------------------------------------------------
@@ -805,6 +806,8 @@ class PrintCollector:
             self._truncated = True
         self._parts.append(text)
         self._size += len(text)
+        # The embedder's sink (emdash: the plugin's log) sees what was kept, never more.
+        _print.emit(text)
 
     def __call__(self) -> str:
         return "".join(self._parts) + (_TRUNCATED if self._truncated else "")

@@ -54,6 +54,7 @@ from .._shared._errors import (
     clean_text,
 )
 from . import _cms as cms
+from . import _invocation_logs as invocation_logs
 from ._budget import LOG_LINE_MAX_BYTES, CallBudget, LogWindow
 from ._params import Params, plain_params
 
@@ -408,6 +409,7 @@ def _log(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudget | No
             )
         return None
     b.logger_for(plugin.id).log(_LEVELS[level], "[plugin:%s] %s", plugin.id, line)
+    invocation_logs.note(level, line)  # for the invocation's audit record (bounded there)
     return None
 
 

@@ -91,10 +91,12 @@ __all__ = [
     "SiteConfig",
     "SiteSettings",
     "add_plugin_entry",
+    "check_new_entry",
     "load_config",
     "open_runtime",
     "remove_plugin_entry",
     "set_plugin_enabled",
+    "site_exists",
 ]
 
 DEFAULT_CONFIG_NAME = "emdash.toml"
@@ -264,6 +266,11 @@ class SiteConfig(_Strict):
                 f"{self._where()}: api_token refers to environment variable "
                 f"{self.api_token.env}, which is not set; export it or remove api_token"
             )
+        if len(value) < 16:
+            raise ConfigError(
+                f"{self._where()}: api_token (environment variable {self.api_token.env}) is "
+                f"{len(value)} characters; it must be at least 16 (a long random string)"
+            )
         return value
 
     def site_info(self) -> dict[str, Any]:
@@ -383,8 +390,14 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
 # file is replaced (write to a temporary file, then rename), so a failed edit loses nothing.
 
 
-def add_plugin_entry(config: SiteConfig, path: Path, *, trusted: bool) -> PluginDescriptor:
-    """Append a plugin to the config file (creating the file if needed); return its descriptor."""
+def site_exists(config: SiteConfig) -> bool:
+    """Whether the site's database is there (read-only commands never create it)."""
+    database = config.database_path()
+    return database == ":memory:" or Path(database).exists()
+
+
+def check_new_entry(config: SiteConfig, path: Path) -> PluginDescriptor:
+    """The descriptor at ``path``, if no installed plugin has its directory or its id."""
     descriptor = PluginDescriptor.from_file(path)
     for entry in config.plugins:
         existing = config.plugin_path(entry)
@@ -395,6 +408,12 @@ def add_plugin_entry(config: SiteConfig, path: Path, *, trusted: bool) -> Plugin
                 f'A plugin with id "{descriptor.id}" is already installed (from {existing}); '
                 f"remove it first with: emdash plugins remove {descriptor.id}"
             )
+    return descriptor
+
+
+def add_plugin_entry(config: SiteConfig, path: Path, *, trusted: bool) -> PluginDescriptor:
+    """Append a plugin to the config file (creating the file if needed); return its descriptor."""
+    descriptor = check_new_entry(config, path)
     doc = _read_document(config)
     plugins = doc.get("plugins")
     if plugins is None:

@@ -83,7 +83,10 @@ def run_demo(
     handler = _EchoHandler(echo)
     logger = logging.getLogger("emdash")
     saved = (logger.level, logger.propagate)
-    logger.addHandler(handler)
+    # The demo shows log lines inline, in its own format: the CLI's stderr handler (which
+    # every command installs) would print each one a second time.
+    others = logger.handlers[:]
+    logger.handlers = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
@@ -95,7 +98,7 @@ def run_demo(
         ) as rt:
             _Demo(rt, examples, trusted, echo).run()
     finally:
-        logger.removeHandler(handler)
+        logger.handlers = others
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
         if directory is None:

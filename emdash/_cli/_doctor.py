@@ -11,6 +11,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from ._output import installed_version
+
 __all__ = ["check_database", "diagnose", "render", "render_database"]
 
 # How many problems quick_check lists at most (a badly damaged file has thousands).
@@ -67,7 +69,7 @@ def diagnose() -> dict[str, Any]:
         },
         "restrictedpython": _version("RestrictedPython"),
         "pyseccomp": {"version": _version("pyseccomp"), "import_error": seccomp_import},
-        "emdash": _version("emdash"),
+        "emdash": installed_version(),
         "platform": {"system": uname.system, "release": uname.release, "machine": uname.machine},
     }
 

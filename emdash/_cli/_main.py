@@ -14,17 +14,24 @@ from typing import Any
 
 import click
 
-from .._shared._hooks_catalog import HOOK_NAMES
+from .._shared._hooks_catalog import HOOK_NAMES, HOOKS
+from .._shared._suggest import did_you_mean
 from . import _output as out
 from ._config import (
     SiteConfig,
     add_plugin_entry,
+    check_new_entry,
     find_entry,
     load_config,
     open_runtime,
     remove_plugin_entry,
     set_plugin_enabled,
+    site_exists,
 )
+from ._logs import LEVELS as LOG_LEVELS
+from ._logs import LogCapture
+from ._logs import configure as configure_logs
+from ._output import DISTRIBUTION, route_name
 
 __all__ = ["main"]
 
@@ -64,11 +71,28 @@ def _state(ctx: click.Context) -> _State:
     help="Site config file (default: ./emdash.toml).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON where output is structured.")
-@click.version_option(package_name="emdash")
+@click.option(
+    "--log-level",
+    type=click.Choice(sorted(LOG_LEVELS), case_sensitive=False),
+    help="Show log lines from this level on, on stderr (default: plugins' from info, "
+    "the host's from warn).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show every log line (--log-level debug).")
+@click.version_option(version=out.installed_version(), prog_name="emdash")
 @click.pass_context
-def main(ctx: click.Context, config_path: Path | None, as_json: bool) -> None:
-    """emdash: the EmDash CMS plugin runtime, with sandboxed untrusted plugins."""
+def main(
+    ctx: click.Context,
+    config_path: Path | None,
+    as_json: bool,
+    log_level: str | None,
+    verbose: bool,
+) -> None:
+    """emdash: the EmDash CMS plugin runtime, with sandboxed untrusted plugins.
+
+    Plugin log lines (ctx.log, and print() output as "print:" lines) show on stderr.
+    """
     ctx.obj = _State(config_path, as_json)
+    configure_logs(ctx, log_level and log_level.lower(), verbose)
 
 
 # -- demo / doctor / check / audit -----------------------------------------------------------
@@ -123,30 +147,62 @@ def doctor(ctx: click.Context, database: str | None, check_db: bool, as_json: bo
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.option("--trusted", is_flag=True, help="Check it as `plugins add --trusted` would load it.")
 @_json_flag
 @click.pass_context
-def check(ctx: click.Context, path: Path, as_json: bool) -> None:
-    """Validate a plugin directory: descriptor, size, and the sandbox's restricted compile."""
+def check(ctx: click.Context, path: Path, trusted: bool, as_json: bool) -> None:
+    """Check a plugin directory as `emdash plugins add` would, plus run-time warnings.
+
+    Runs the same load as `plugins add` (descriptor, size, restricted compile, allowed
+    imports, the `plugin` binding, hook names and capabilities, route schemas) on a
+    throwaway in-memory site, then warns about what only fails when it runs. One problem
+    per line as FILE:LINE: MESSAGE; exits 1 on errors, 0 with warnings only.
+    """
     from ._check import check_plugin
 
-    report = check_plugin(path)
+    report = check_plugin(path, trusted=trusted)
     if _wants_json(ctx, as_json):
         out.echo_json(report)
     else:
-        for line in report.get("warnings", []):
-            click.echo(line, err=True)
         who = report.get("id") or str(path)
+        for line in report["errors"]:
+            click.echo(out.problem_line(line, "error"), err=True)
+        for line in report["warnings"]:
+            click.echo(out.problem_line(line, "warning"), err=True)
         if report["ok"]:
+            mode = "trusted (in-process)" if trusted else "sandboxed"
+            warned = len(report["warnings"])
             click.echo(
                 f"OK: {who} {report.get('version', '')} ({report['files']} files, "
-                f"{report['bytes']} bytes) compiles for the sandbox"
+                f"{report['bytes']} bytes) loads {mode}"
+                + (f", {warned} warning(s)" if warned else "")
             )
         else:
-            click.echo(f"{who}: {len(report['errors'])} problem(s)", err=True)
-            for line in report["errors"]:
-                click.echo(f"  {line}", err=True)
+            click.echo(
+                f"{who}: {len(report['errors'])} error(s), {len(report['warnings'])} "
+                "warning(s); emdash plugins add would refuse it",
+                err=True,
+            )
     if not report["ok"]:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=".",
+    help="Create the plugin directory in this directory (default: here).",
+)
+def init(name: str, parent: Path) -> None:
+    """Create plugin NAME: descriptor, plugin.py, tests that pass, and a README."""
+    from ._scaffold import scaffold
+
+    target = scaffold(name, parent)
+    click.echo(f"Created plugin {name} in {target}")
+    click.echo(f"Next: cd {target} && pytest tests && emdash check .")
 
 
 @main.command()
@@ -200,8 +256,10 @@ def plugins() -> None:
 def plugins_list(ctx: click.Context, as_json: bool) -> None:
     """Show the installed plugins."""
     config = _state(ctx).config()
-    with open_runtime(config) as rt:
-        rows = [_plugin_row(p) for p in rt.plugins()]
+    rows: list[dict[str, Any]] = []
+    if config.plugins:  # nothing to load: answer without opening (and creating) a site
+        with open_runtime(config) as rt:
+            rows = [_plugin_row(p) for p in rt.plugins()]
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
     elif not rows:
@@ -241,6 +299,7 @@ def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
     elif not path.is_dir():
         out.fail(f"{path} is neither a plugin directory nor a bundle (.tar.gz, .tgz, .tar, .zip)")
     else:
+        check_new_entry(config, path)
         # Load it into the site first: a plugin that does not load is never written to the
         # config.
         with open_runtime(config) as rt:
@@ -319,21 +378,42 @@ def _toggle(ctx: click.Context, plugin_id: str, enabled: bool) -> None:
 
 
 @main.command("run-hook")
-@click.argument("name", type=click.Choice(HOOK_NAMES))
+@click.argument("name", metavar="HOOK")
 @click.option(
     "--event", type=out.JsonParam(), default="{}", show_default=True, help="The event, as JSON."
 )
-@click.option("--plugin", "plugin_id", help="Only this plugin's handler.")
+@click.option(
+    "--plugin",
+    "plugin_id",
+    metavar="ID",
+    help="Only this plugin's handler (needed for lifecycle, cron and exclusive hooks).",
+)
 @_json_flag
 @click.pass_context
 def run_hook(
     ctx: click.Context, name: str, event: Any, plugin_id: str | None, as_json: bool
 ) -> None:
-    """Run hook NAME through the pipeline and print the outcome."""
+    """Run HOOK (e.g. content:beforeSave) through the pipeline and print the outcome.
+
+    The plugins' log lines show on stderr as they run (with --json: in "logs").
+    """
+    spec = HOOKS.get(name)
+    if spec is None:
+        raise click.BadParameter(
+            f'unknown hook "{name}"{did_you_mean(name, HOOK_NAMES)}; hook names are '
+            "case-sensitive (content:beforeSave, cron, page:metadata, ...)",
+            param_hint="HOOK",
+        )
     if not isinstance(event, dict):
         raise click.BadParameter("the event must be a JSON object", param_hint="--event")
+    if plugin_id is None and spec.family in ("lifecycle", "cron", "exclusive"):
+        raise click.BadParameter(
+            f"{name} is a {spec.family} hook: it runs one plugin's handler; name it with "
+            "--plugin ID (see: emdash plugins list)",
+            param_hint="--plugin",
+        )
     config = _state(ctx).config()
-    with open_runtime(config) as rt:
+    with open_runtime(config) as rt, LogCapture() as logs:
         outcome = rt.run_hook(name, event, plugin_id=plugin_id)
     results = [
         {
@@ -353,6 +433,7 @@ def run_hook(
                 "value": outcome.value,
                 "cancelled_by": outcome.cancelled_by,
                 "results": results,
+                "logs": logs.lines,
             }
         )
         return
@@ -377,34 +458,151 @@ def run_hook(
 
 
 @main.command()
-@click.argument("plugin_id")
-@click.argument("name")
+@click.argument("plugin_id", metavar="ID")
+@click.argument("name", metavar="ROUTE")
 @click.option(
     "--input", "route_input", type=out.JsonParam(), default=None, help="The route input, as JSON."
 )
+@click.option(
+    "--method",
+    type=click.Choice(["GET", "POST", "PUT", "PATCH", "DELETE"], case_sensitive=False),
+    default="POST",
+    show_default=True,
+    help="The request method the route sees (routeCtx.request.method).",
+)
 @click.pass_context
-def route(ctx: click.Context, plugin_id: str, name: str, route_input: Any) -> None:
-    """Call route NAME of plugin PLUGIN_ID and print its data as JSON."""
+def route(ctx: click.Context, plugin_id: str, name: str, route_input: Any, method: str) -> None:
+    """Call ROUTE of plugin ID and print its data as JSON.
+
+    ROUTE is the route's name or its path (/_emdash/api/plugins/ID/ROUTE). The plugin's log
+    lines show on stderr; a refused input lists every schema error.
+    """
+    from .._shared._errors import PluginRouteError
+
+    name = route_name(plugin_id, name)
     config = _state(ctx).config()
     with open_runtime(config) as rt:
-        data = rt.invoke_route(plugin_id, name, input=route_input)
+        try:
+            data = rt.invoke_route(
+                plugin_id, name, input=route_input, request={"method": method.upper()}
+            )
+        except PluginRouteError as exc:
+            out.fail_route(exc, plugin_id, name)
     out.echo_json(data)
+
+
+@main.group()
+def cron() -> None:
+    """List the plugins' scheduled tasks and run the due ones (a cron tick)."""
+
+
+@cron.command("list")
+@click.option("--plugin", "plugin_id", metavar="ID", help="Only this plugin's tasks.")
+@_json_flag
+@click.pass_context
+def cron_list(ctx: click.Context, plugin_id: str | None, as_json: bool) -> None:
+    """Show the scheduled tasks of the enabled plugins, by next run."""
+    config = _state(ctx).config()
+    rows: list[dict[str, Any]] = []
+    if config.plugins and site_exists(config):  # read-only: never create a site
+        with open_runtime(config) as rt:
+            ids = [plugin_id] if plugin_id else [p["id"] for p in rt.plugins()]
+            if plugin_id:
+                rt.get_plugin(plugin_id)  # an unknown id is an error naming the added ones
+            rows = [{"plugin": pid, **task} for pid in ids for task in rt.cron.list(pid)]
+    if _wants_json(ctx, as_json):
+        out.echo_json(rows)
+    elif not rows:
+        click.echo("No scheduled tasks.")
+    else:
+        click.echo(
+            out.format_table(
+                rows,
+                [
+                    ("plugin", "PLUGIN"),
+                    ("name", "TASK"),
+                    ("schedule", "SCHEDULE"),
+                    ("nextRunAt", "NEXT RUN"),
+                    ("lastRunAt", "LAST RUN"),
+                ],
+            )
+        )
+
+
+@cron.command("tick")
+@click.option(
+    "--at",
+    "at",
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"]),
+    help="Run what is due at this UTC time instead of now (e.g. 2030-01-01T00:00:00).",
+)
+@_json_flag
+@click.pass_context
+def cron_tick(ctx: click.Context, at: Any, as_json: bool) -> None:
+    """Run every task that is due (and publish due scheduled content), once.
+
+    A site runs this from the system's cron (e.g. every minute); the plugins' log lines
+    show on stderr.
+    """
+    config = _state(ctx).config()
+    with open_runtime(config) as rt, LogCapture() as logs:
+        runs = rt.cron.tick(at)
+    rows = [
+        {
+            "plugin": r.plugin_id,
+            "name": r.name,
+            "success": r.success,
+            "outcome": r.outcome,
+            "next_run_at": r.next_run_at,
+            "error": r.error,
+        }
+        for r in runs
+    ]
+    if _wants_json(ctx, as_json):
+        out.echo_json({"runs": rows, "logs": logs.lines})
+    elif not rows:
+        click.echo("Nothing was due.")
+    else:
+        click.echo(
+            out.format_table(
+                rows,
+                [
+                    ("plugin", "PLUGIN"),
+                    ("name", "TASK"),
+                    ("success", "OK"),
+                    ("outcome", "OUTCOME"),
+                    ("next_run_at", "NEXT RUN"),
+                    ("error", "ERROR"),
+                ],
+            )
+        )
 
 
 @main.command("audit-log")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-@click.option("--plugin", "plugin_id", help="Only this plugin's invocations.")
+@click.option("--plugin", "plugin_id", metavar="ID", help="Only this plugin's invocations.")
+@click.option("--logs", "show_logs", is_flag=True, help="Show each invocation's log lines.")
 @_json_flag
 @click.pass_context
-def audit_log(ctx: click.Context, limit: int, plugin_id: str | None, as_json: bool) -> None:
-    """Show the newest plugin invocations (hooks and routes) with outcome and timing."""
+def audit_log(
+    ctx: click.Context, limit: int, plugin_id: str | None, show_logs: bool, as_json: bool
+) -> None:
+    """Show the newest plugin invocations (hooks and routes) with outcome and timing.
+
+    Each record keeps its invocation's log lines (ctx.log and print, at most 50 lines);
+    --logs shows them under it, --json has them in "logs".
+    """
     config = _state(ctx).config()
-    with open_runtime(config) as rt:
-        rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
+    rows: list[dict[str, Any]] = []
+    if site_exists(config):  # read-only: never create a site to show it is empty
+        with open_runtime(config) as rt:
+            rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
     elif not rows:
         click.echo("The audit log is empty.")
+    elif show_logs:
+        click.echo(out.audit_with_logs(rows))
     else:
         click.echo(out.audit_table(rows))
 
@@ -419,13 +617,16 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
     try:
         import uvicorn
     except ImportError:
-        out.fail("uvicorn is not installed; install it with: pip install 'emdash[serve]'")
+        out.fail(f"uvicorn is not installed; install it with: pip install '{DISTRIBUTION}[serve]'")
     from .._asgi._app import create_app
 
     config = _state(ctx).config()
     token = config.token()
     with open_runtime(config) as rt:
-        app = create_app(rt, token=token)
+        try:
+            app = create_app(rt, token=token)
+        except ValueError as exc:  # the token's own checks; the config's are ConfigErrors
+            out.fail(f"{exc}; set a longer api_token in {config.source or 'emdash.toml'}")
         if token is None:
             click.echo(
                 "Note: no api_token in the config: private routes answer 401 and nobody can "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,25 @@ import click
 
 from .._shared._errors import EmDashError
 
-__all__ = ["JsonParam", "SafeGroup", "echo_json", "fail", "format_table", "json_text", "to_plain"]
+__all__ = [
+    "DISTRIBUTION",
+    "JsonParam",
+    "SafeGroup",
+    "echo_json",
+    "fail",
+    "fail_route",
+    "format_table",
+    "json_text",
+    "route_name",
+    "to_plain",
+]
+
+#: The distribution's name on the package index (the import name is ``emdash``; the
+#: index's ``emdash`` is an unrelated project). Hints that say what to install use it.
+DISTRIBUTION = "emdash-runtime"
+
+# The paths a route is served at (emdash._asgi._app.PREFIXES), for route_name().
+_ROUTE_PREFIXES = ("/_emdash/api/plugins/", "/api/plugins/")
 
 
 def to_plain(value: Any) -> Any:
@@ -63,10 +82,73 @@ def _cell(value: Any) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
+_LOCATION = re.compile(r"^([\w./-]+\.(?:py|toml)(?::\d+)?): ")
+
+
+def problem_line(line: str, severity: str) -> str:
+    """``FILE:LINE: severity: message`` (the compilers' form), or ``severity: message``."""
+    match = _LOCATION.match(line)
+    if match is None:
+        return f"{severity}: {line}"
+    return f"{match.group(1)}: {severity}: {line[match.end() :]}"
+
+
 def fail(message: str, code: int = 1) -> None:
     """Print one error line to stderr and exit with ``code`` (no traceback)."""
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+def installed_version() -> str:
+    """This installation's version, from the package metadata when it is installed."""
+    from importlib import metadata
+
+    # An environment installed before the distribution was renamed knows it as "emdash".
+    for name in (DISTRIBUTION, "emdash"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    from .. import __version__
+
+    return __version__
+
+
+def route_name(plugin_id: str, given: str) -> str:
+    """The route name in what a user typed: ``NAME``, ``/NAME``, or the route's path or URL
+    (``/_emdash/api/plugins/ID/NAME``); a path naming another plugin is a usage error."""
+    path = given.split("?", 1)[0].split("#", 1)[0]
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    for prefix in _ROUTE_PREFIXES:
+        if path.startswith((prefix, prefix[1:])):
+            owner, _, name = path.removeprefix("/").removeprefix(prefix[1:]).partition("/")
+            if owner != plugin_id:
+                raise click.BadParameter(
+                    f"the path {given!r} is a route of plugin {owner!r}, not {plugin_id!r}",
+                    param_hint="ROUTE",
+                )
+            return name
+    return path.removeprefix("/")
+
+
+def fail_route(exc: Exception, plugin_id: str, name: str) -> None:
+    """A route's refusal as one line, then each schema error (``path: message``) on its own."""
+    code = getattr(exc, "code", "")
+    status = getattr(exc, "status", "")
+    message = error_line(exc)
+    if plugin_id not in message:  # the plugin's own refusals and input errors name neither
+        message = f"route {plugin_id}/{name}: {message}"
+    click.echo(f"Error: {message} ({code}, HTTP {status})", err=True)
+    details = getattr(exc, "details", None)
+    if isinstance(details, list):
+        for item in details[:50]:
+            if isinstance(item, dict):
+                where = "/".join(str(p) for p in item.get("path") or []) or "(input)"
+                click.echo(f"  {where}: {item.get('message', '')}", err=True)
+            else:
+                click.echo(f"  {item}", err=True)
+    sys.exit(1)
 
 
 def error_line(exc: EmDashError | Exception) -> str:
@@ -121,3 +203,22 @@ def audit_table(rows: Sequence[dict[str, Any]]) -> str:
             ("error", "ERROR"),
         ],
     )
+
+
+def audit_with_logs(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per record, newest first, each followed by its log lines, indented."""
+    out = []
+    for r in rows:
+        head = (
+            f"{r.get('at', '')}  {r.get('pluginId', '')}  {r.get('kind', '')} "
+            f"{r.get('name', '')}  {r.get('outcome', '')}"
+        )
+        if r.get("error"):
+            head += f"  {_cell(r['error'])}"
+        out.append(head)
+        for line in r.get("logs") or []:
+            message = " ".join(str(line.get("message", "")).split())
+            if len(message) > 300:
+                message = message[:297] + "..."
+            out.append(f"    {line.get('level', ''):<5} {message}")
+    return "\n".join(out)

@@ -49,6 +49,7 @@ import errno
 import importlib
 import itertools
 import linecache
+import logging
 import os
 import re
 import stat
@@ -61,8 +62,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._bridge import _invocation_logs as invocation_logs
 from .._model._descriptor import PluginDescriptor
-from .._shared._errors import ManifestError, PluginError
+from .._shared._errors import ManifestError, PluginError, clean_text
 from .._shared._plugin_api import PluginDefinition, coerce_definition
 
 __all__ = [
@@ -673,7 +675,8 @@ def sandbox_files(code: PluginCode, pid: str) -> tuple[dict[str, str], str]:
         raise ManifestError(
             f"Plugin {pid} cannot run sandboxed. The plugin source is too large: {total} bytes "
             f"(the limit is {SANDBOX_MAX_SOURCE_BYTES} bytes); move data out of its modules, "
-            "or add it with trusted=True if you trust its code",
+            "or add it trusted if you trust its code (emdash plugins add --trusted PATH; in "
+            "Python: add_plugin(..., trusted=True))",
             plugin_id=pid,
         )
     return files, entry
@@ -818,11 +821,38 @@ class FilesImporter:
         self._filenames: list[str] = []
         self._builtins = dict(vars(builtins))
         self._builtins["__import__"] = self._import
+        self._builtins["print"] = self._print
+
+    def _print(
+        self, *objects: Any, sep: Any = " ", end: Any = "\n", file: Any = None, flush: bool = False
+    ) -> None:
+        """``print()`` in the plugin's files: its log at info level, marked ``print:``.
+
+        The same rule as sandboxed plugins (``emdash._shared._worker_dispatch``), so output
+        that shows in one mode shows in the other: ``emdash run-hook`` / ``route`` /
+        ``serve`` print the plugin's log lines. ``print(..., file=f)`` writes to ``f`` as
+        usual (trusted code may write where it likes).
+        """
+        if file is not None:
+            builtins.print(*objects, sep=sep, end=end, file=file, flush=flush)
+            return
+        text = (" " if sep is None else str(sep)).join(str(o) for o in objects)
+        text += "\n" if end is None else str(end)
+        logger = logging.getLogger("emdash.plugins").getChild(self.pid)
+        for line in text.removesuffix("\n").split("\n"):
+            shown = "print: " + clean_text(line, limit=4096)
+            logger.info("[plugin:%s] %s", self.pid, shown)
+            invocation_logs.note("info", shown)  # the invocation's audit record, as ctx.log
 
     def import_entry(self, name: str) -> types.ModuleType:
         try:
             return self._load(name)
-        except (ManifestError, PluginError):
+        except ManifestError as exc:
+            if f"Plugin {self.pid}" in exc.message:
+                raise
+            # define_plugin() does not know whose module calls it: name the plugin.
+            raise ManifestError(f"Plugin {self.pid}: {exc.message}", plugin_id=self.pid) from None
+        except PluginError:
             raise
         except Exception as exc:
             raise _load_error(self.pid, self._sources.get(name, (name,))[0], exc) from exc

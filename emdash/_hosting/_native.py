@@ -117,7 +117,7 @@ class NativePluginHost:
         bridge: Bridge,
         store: Store,
         info: dict[str, Any],
-        executor: concurrent.futures.ThreadPoolExecutor,
+        executor: concurrent.futures.Executor,
         trusted: bool = True,
         inline: Callable[[], bool] | None = None,
     ) -> None:

@@ -65,7 +65,8 @@ class SandboxSupport:
                     raise errors.SandboxNotAvailableError(
                         "Plugin sandboxing is not available on this host: "
                         f"{availability.reason}. Run untrusted plugins on a Linux host with "
-                        "seccomp, or add this plugin with trusted=True if you trust its code."
+                        "seccomp, or add this plugin trusted if you trust its code (emdash plugins "
+                        "add --trusted PATH; in Python: add_plugin(..., trusted=True))."
                     )
                 self._supervisor = sandbox.Supervisor(
                     preludes=prelude_sources(),
@@ -339,6 +340,10 @@ class SandboxedPluginHost:
             # rebuild the same class the native mode would raise.
             err = errors.error_from_wire(exc.data, plugin_id=pid)
             err.plugin_id = pid
+            if isinstance(err, errors.ManifestError) and f"Plugin {pid}" not in err.message:
+                # define_plugin() does not know whose module calls it: name the plugin,
+                # as the native loader does.
+                return errors.ManifestError(f"Plugin {pid}: {err.message}", plugin_id=pid)
             return err
         # Everything in a RemoteError was written by the plugin's side: escape control
         # characters before it reaches logs, the audit table or a terminal.

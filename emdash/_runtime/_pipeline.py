@@ -5,8 +5,10 @@ sandboxed alike; it never knows the mode) and is rebuilt whenever that set chang
 construction it:
 
 1. registers each plugin's hooks in registration order, dropping (with EmDash's warning) a
-   hook whose required capability the plugin did not declare, and ``page:fragments`` of
-   sandboxed plugins (fragments are raw HTML/script: trusted plugins only);
+   hook whose required capability the plugin did not declare (``Runtime.add_plugin``
+   refuses such a plugin first, naming the capability; this is the second line), and
+   ``page:fragments`` of sandboxed plugins (fragments are raw HTML/script: trusted plugins
+   only);
 2. orders each hook's handlers with a **stable topological sort**: a handler runs after the
    handlers of the plugins it depends on; among the ready ones the lowest priority runs
    first, and equal priorities keep registration order. A cycle or a dependency on a plugin
@@ -40,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._bridge import _invocation_logs as invocation_logs
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, InvokeResult, PluginHost
 from .._services._hook_runner import caller_deadline, remaining_ms
 from .._shared._errors import (
@@ -100,6 +103,7 @@ class AuditSink(Protocol):
         cpu_ms: float | None,
         error: str | None,
         limit: str | None,
+        logs: str | None = None,
     ) -> None: ...
 
 
@@ -583,6 +587,7 @@ class HookPipeline:
         value: Any = None
         err: EmDashError | None = None
         cpu: float | None = None
+        logs = invocation_logs.InvocationLogs()
         timeout_ms = entry.timeout_ms
         deadline = caller_deadline()
         try:
@@ -597,7 +602,8 @@ class HookPipeline:
                         plugin_id=entry.plugin_id,
                     )
                 timeout_ms = min(timeout_ms, max(1, int(left)))
-            result: InvokeResult = entry.host.invoke_hook(name, event, timeout_ms=timeout_ms)
+            with invocation_logs.capture() as logs:
+                result: InvokeResult = entry.host.invoke_hook(name, event, timeout_ms=timeout_ms)
             value, cpu = result.value, result.cpu_ms
             if check is not None:
                 check(value, entry, name)
@@ -612,7 +618,15 @@ class HookPipeline:
                 error_type=type(exc).__name__,
             )
         duration = (time.perf_counter() - started) * 1000.0
-        self._record(entry.plugin_id, name, err, duration, cpu, vetoed=vetoable and value is False)
+        self._record(
+            entry.plugin_id,
+            name,
+            err,
+            duration,
+            cpu,
+            vetoed=vetoable and value is False,
+            logs=logs.stored(),
+        )
         return (None if err is not None else value), err, duration, cpu
 
     def _record(
@@ -624,6 +638,7 @@ class HookPipeline:
         cpu: float | None,
         *,
         vetoed: bool = False,
+        logs: str | None = None,
     ) -> None:
         if self._audit is None:
             return
@@ -641,6 +656,7 @@ class HookPipeline:
                 cpu_ms=cpu,
                 error=None if err is None else str(err),
                 limit=limit,
+                **({"logs": logs} if logs is not None else {}),
             )
         except Exception:  # auditing must never change what a hook does
             self._log.exception("[hooks] Could not record the audit entry for %s", name)

@@ -69,7 +69,6 @@ answers over HTTP with that code and status. See :mod:`emdash._bridge._dispatch`
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -81,9 +80,11 @@ from typing import Any
 import httpx
 
 from .._admin import AdminService, check_admin_surface
+from .._bridge import _invocation_logs as invocation_logs
 from .._bridge._dispatch import Bridge, ContentWriteFence
 from .._bridge._hosts import PrivateHosts
 from .._bridge._http import HttpClient, Resolver
+from .._hosting._daemon_pool import DaemonThreadPool
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
@@ -110,6 +111,7 @@ from .._store._plugins import REMOVAL_TRANSITIONS
 from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
 from .._store._values import Locales
 from ._admission import TRUSTED_CONCURRENCY, AdmissionControl, AdmissionPolicy, AdmissionSlot
+from ._admit_plugin import check_plugin_hooks, hook_problems
 from ._consent import AccessDiff, Approval, UpgradePlan, refusal
 from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
@@ -213,10 +215,9 @@ class Runtime:
         # Per-plugin route admission (see _admission): {plugin id: {max_concurrency: ..}}.
         self._admission = AdmissionControl(self._admission_defaults, admission)
         # Native handlers run here under their timeouts. Generous: a handler blocked past
-        # its timeout keeps its thread until it returns by itself.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=32, thread_name_prefix="emdash-native"
-        )
+        # its timeout keeps its thread until it returns by itself. Daemon threads: such a
+        # handler must not keep the process from exiting (see _daemon_pool).
+        self._executor = DaemonThreadPool(max_workers=32, thread_name_prefix="emdash-native")
         self._sandbox: SandboxSupport | None = None
         # The services, in dependency order. Each gets the store, the live pipeline (as its
         # HookRunner) and the collaborators its constructor names, never the runtime. So
@@ -390,11 +391,8 @@ class Runtime:
             removing = known is not None and known.get("pending") in REMOVAL_TRANSITIONS
             # Consent before any of the plugin's code runs (loading runs its module code).
             approval = self._approval_to_record(desc, None if removing else known, approve)
-            code = locate(desc, source)
-            host, sandboxed = self._make_host(desc, code, trusted)
+            host, sandboxed = self.load_host(desc, source, trusted)
             try:
-                check_route_schemas(host)
-                check_admin_surface(host)
                 owed = None if known is None else known.get("pending")
                 if owed in REMOVAL_TRANSITIONS:
                     # A remove_plugin cut off by a crash: finish it (its owed hooks, then
@@ -528,11 +526,9 @@ class Runtime:
                     desc, source, mode, None, approve=True, bundle_sha256=bundle_sha256
                 )
             mode = current.trusted if trusted is None else trusted
-            code = locate(desc, source)
-            host, sandboxed = self._make_host(desc, code, mode)
+            host, sandboxed = self.load_host(desc, source, mode)
             old = current.host
             try:
-                check_route_schemas(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 self.store.plugin_registry.upsert(
                     pid,
@@ -579,6 +575,37 @@ class Runtime:
         if diff.escalates and not approve:
             raise refusal(desc.id, diff)
         return wanted.to_json() if diff.changed else None
+
+    def load_host(
+        self,
+        desc: PluginDescriptor,
+        source: Any = None,
+        trusted: bool = False,
+        *,
+        problems: list[str] | None = None,
+    ) -> tuple[PluginHost, bool]:
+        """Load a plugin's code into its host and check it; ``(host, sandboxed)``.
+
+        The one load path: ``add_plugin`` and ``emdash check`` both run it (allowed
+        imports and the ``plugin`` binding in the worker or importer, hook names, route
+        schemas, each hook's capability). Nothing is registered and no hook runs; a
+        failure closes the host and raises the first error (it names the plugin).
+        ``problems``: a list to append each hook problem to instead of raising them (what
+        ``emdash check`` reports line by line); the host is then returned anyway.
+        """
+        code = locate(desc, source)
+        host, sandboxed = self._make_host(desc, code, trusted)
+        try:
+            check_route_schemas(host)
+            check_admin_surface(host)
+            if problems is None:
+                check_plugin_hooks(host)
+            else:
+                problems.extend(hook_problems(host))
+        except BaseException:
+            host.close()
+            raise
+        return host, sandboxed
 
     def _make_host(
         self, desc: PluginDescriptor, code: Any, trusted: bool
@@ -828,14 +855,20 @@ class Runtime:
             name=name,
         )
         started = time.perf_counter()
+        logs = invocation_logs.InvocationLogs()
         try:
-            result = info.host.invoke_route(name, route_ctx)
+            with invocation_logs.capture() as logs:
+                result = info.host.invoke_route(name, route_ctx)
         except Exception as exc:
             outcome, limit = classify_error(exc)
             cpu = getattr(exc, "cpu_ms", None)  # the host's figure, sandboxed plugins only
-            self._audit(plugin_id, "route", name, outcome, started, cpu, limit, str(exc))
+            self._audit(
+                plugin_id, "route", name, outcome, started, cpu, limit, str(exc), logs.stored()
+            )
             raise
-        self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
+        self._audit(
+            plugin_id, "route", name, "ok", started, result.cpu_ms, None, None, logs.stored()
+        )
         return result.value
 
     # -- audit -----------------------------------------------------------------------------
@@ -854,6 +887,7 @@ class Runtime:
         cpu: float | None,
         limit: str | None,
         error: str | None,
+        logs: str | None = None,
     ) -> None:
         try:
             self.store.audit_records.record(
@@ -865,6 +899,7 @@ class Runtime:
                 cpu_ms=cpu,
                 limit=limit,
                 error=error,
+                logs=logs,
             )
         except Exception:
             self.log.exception("Could not record the audit entry for %s %s", pid, name)

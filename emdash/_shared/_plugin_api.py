@@ -28,6 +28,7 @@ from ._errors import (
     StorageQueryError,
 )
 from ._hooks_catalog import HOOK_NAMES, HOOKS
+from ._suggest import did_you_mean
 
 __all__ = [
     "JSON",
@@ -210,8 +211,10 @@ class PluginDefinition:
 
     def add_hook(self, name: str, value: Handler | HookConfig) -> None:
         if type(name) is not str or name not in HOOKS:
+            # One suggestion, not the 25 names: the reference lists them all.
             raise ManifestError(
-                f'Plugin declares unknown hook "{name}". Valid hooks: {", ".join(HOOK_NAMES)}'
+                f'unknown hook "{name}"{did_you_mean(name, HOOK_NAMES)}; '
+                "hook names are case-sensitive, such as content:beforeSave"
             )
         if name in self.hooks:
             raise ManifestError(f'Plugin declares hook "{name}" twice; one handler per hook')

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import sandbox._print as _print_sink
 from sandbox._jsonrule import NotExactJSON, exact_copy
 
 from ._context import make_context
@@ -37,15 +38,16 @@ _STATE: dict[str, Any] = {}
 
 def load(entry: Any, host_call: HostCall, info: dict[str, Any]) -> dict[str, Any]:
     """Read the entry module's ``plugin`` and return its hook/route settings."""
+    plugin_id = info["plugin"]["id"]
     try:
         plugin = entry.plugin
     except AttributeError:
         raise ManifestError(
-            "The plugin's entry module does not bind a module-level `plugin` "
-            "(plugin = define_plugin(hooks=..., routes=...))"
+            f"Plugin {plugin_id}: the entry module does not bind a module-level `plugin` "
+            "(plugin = define_plugin(hooks=..., routes=...))",
+            plugin_id=plugin_id,
         ) from None
     definition = coerce_definition(plugin)
-    plugin_id = info["plugin"]["id"]
     for name, config in definition.routes.items():
         if type(config.input) is dict:
             check_input_schema(plugin_id, name, config.input)
@@ -72,7 +74,9 @@ def invoke_hook(entry: Any, host_call: HostCall, name: str, event: Any) -> Any:
     config = _definition().hooks.get(name)
     if config is None:
         return None
-    return _result(config.handler(event, make_context(host_call, _STATE["info"])), f"hook {name}")
+    with _PrintToLog(host_call):
+        value = config.handler(event, make_context(host_call, _STATE["info"]))
+    return _result(value, f"hook {name}")
 
 
 def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> Any:
@@ -82,9 +86,44 @@ def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> 
         raise PluginRouteError("NOT_FOUND", f"Route not found: {name}", 404)
     if type(config.input) is dict and type(route_ctx) is dict:
         validate_input(config.input, route_ctx.get("input"))
-    return _result(
-        config.handler(route_ctx, make_context(host_call, _STATE["info"])), f"route {name}"
-    )
+    with _PrintToLog(host_call):
+        value = config.handler(route_ctx, make_context(host_call, _STATE["info"]))
+    return _result(value, f"route {name}")
+
+
+# A line of print output longer than this is sent in pieces (the host cuts log lines anyway).
+_PRINT_LINE_MAX = 4096
+
+
+class _PrintToLog:
+    """``print()`` during one invocation becomes ``ctx.log.info("print: ...")`` lines.
+
+    The same rule as natively (``emdash._hosting._loader.FilesImporter``): each ``print``
+    call's text, less its final newline, is one log line per line of it, at info level and
+    marked ``print:``. Each line is one ``log`` host call, so it is bounded like every
+    ``ctx.log`` line (per-invocation line cap, past which each line costs a subrequest; the
+    plugin's log-bytes quota; cleaning and cutting on the host). Print output at import
+    time (outside any invocation) has no host call to go to and is dropped.
+    """
+
+    __slots__ = ("_call", "_previous")
+
+    def __init__(self, host_call: HostCall) -> None:
+        self._call = host_call
+        self._previous: Callable[[str], None] | None = None
+
+    def __enter__(self) -> _PrintToLog:
+        self._previous = _print_sink.set_sink(self._write)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _print_sink.set_sink(self._previous)
+
+    def _write(self, text: str) -> None:
+        for line in text.removesuffix("\n").split("\n"):
+            for start in range(0, max(len(line), 1), _PRINT_LINE_MAX):
+                piece = line[start : start + _PRINT_LINE_MAX]
+                self._call("log", {"level": "info", "msg": "print: " + piece})
 
 
 def _result(value: Any, what: str) -> Any:

@@ -57,6 +57,7 @@ index lookups when there is nothing to delete. The site operator sets both
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import signal
@@ -86,13 +87,15 @@ EXIT_WAIT_S = 2.0
 BUFFER_CAP = 50_000
 _MAX_TEXT = 4000
 
-_Record = tuple[str, str, str, str, str, float, float | None, str | None, str | None]
-_FIELDS = 9
+_Record = tuple[str, str, str, str, str, float, float | None, str | None, str | None, str | None]
+_FIELDS = 10
 _INSERT = (
     "INSERT INTO _emdash_audit (at, plugin_id, kind, name, outcome, duration_ms, cpu_ms, "
-    "limit_name, error) VALUES "
+    "limit_name, error, logs) VALUES "
 )
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: The stored log lines of one record (JSON text, already bounded by the bridge's capture).
+_MAX_LOGS_TEXT = 20_000
 
 
 RETENTION_BATCH = 10_000
@@ -150,9 +153,12 @@ class AuditRecords:
         cpu_ms: float | None = None,
         limit: str | None = None,
         error: str | None = None,
+        logs: str | None = None,
     ) -> None:
         """Buffer one audit record (``kind``: hook|route|lifecycle|cron; ``outcome``:
-        ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message).
+        ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message;
+        ``logs`` the invocation's log lines as JSON text, from
+        :meth:`emdash._bridge._invocation_logs.InvocationLogs.stored`).
 
         ``cpu_ms`` must be a host-measured figure (see the module doc), never one a sandbox
         worker reported."""
@@ -172,6 +178,9 @@ class AuditRecords:
             None if cpu_ms is None else float(cpu_ms),
             None if limit is None else str(limit)[:200],
             None if error is None else str(error)[:_MAX_TEXT],
+            # Over the bound only if a caller bypassed the capture: dropped, never cut into
+            # text that no longer parses.
+            logs if logs is not None and len(logs) <= _MAX_LOGS_TEXT else None,
         )
         with self._buffer_lock:
             self._buffer.append(rec)
@@ -462,11 +471,12 @@ def _from_row(r: dict[str, Any]) -> dict[str, Any]:
         "cpuMs": r["cpu_ms"],
         "limit": r["limit_name"],
         "error": r["error"],
+        "logs": _logs(r.get("logs")),
     }
 
 
 def _from_record(r: _Record) -> dict[str, Any]:
-    at, pid, kind, name, outcome, duration, cpu, limit, error = r
+    at, pid, kind, name, outcome, duration, cpu, limit, error, logs = r
     return {
         "id": None,
         "at": at,
@@ -478,4 +488,22 @@ def _from_record(r: _Record) -> dict[str, Any]:
         "cpuMs": cpu,
         "limit": limit,
         "error": error,
+        "logs": _logs(logs),
     }
+
+
+def _logs(text: Any) -> list[dict[str, str]]:
+    """The stored log lines, ``[{"level", "message"}]`` (``[]``: none, or unreadable)."""
+    if not isinstance(text, str):
+        return []
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(items, list):
+        return []
+    return [
+        {"level": str(i.get("level", "")), "message": str(i.get("message", ""))}
+        for i in items
+        if isinstance(i, dict)
+    ]

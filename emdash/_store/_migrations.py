@@ -442,6 +442,12 @@ def _m9_plugin_consent(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE _emdash_plugins ADD COLUMN bundle_sha256 TEXT")
 
 
+def _m10_audit_logs(db: sqlite_utils.Database) -> None:
+    # The log lines of the invocation an audit row describes, as JSON text
+    # ([{"level", "message"}], bounded by emdash._bridge._invocation_logs); NULL: none.
+    db.execute("ALTER TABLE _emdash_audit ADD COLUMN logs TEXT")
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
@@ -455,6 +461,7 @@ MIGRATIONS: list[Migration] = [
     (6, "content revisions: collection supports, draft and live revisions", _m6_content_revisions),
     (7, "plugin registry: pending lifecycle transition", _m7_plugin_pending_lifecycle),
     (9, "plugin registry: approved access, bundle digest", _m9_plugin_consent),
+    (10, "audit log: the invocation's log lines", _m10_audit_logs),
 ]
 
 

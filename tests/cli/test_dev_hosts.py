@@ -107,7 +107,7 @@ def test_check_warns_about_unreachable_hosts(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(plugin)])
     assert result.exit_code == 0, result.output  # a warning, not an error
     warning = (
-        f'{plugin / "emdash-plugin.toml"}: warning: allowedHosts entry "localhost:8080" can '
+        'emdash-plugin.toml: warning: allowedHosts entry "localhost:8080" can '
         "never be reached: internal hostname localhost is blocked for plugins (for a local "
         "development site, list it in emdash.toml [dev] allow_private_hosts (with "
         'environment = "development") instead)'

@@ -280,7 +280,8 @@ def _runtime_with_slow_plugin(tmp_path: Any, port: int, **limits: int) -> Runtim
         {
             "id": "slow",
             "version": "1.0.0",
-            "capabilities": ["network:request"],
+            # content:read: the afterSave hook's own capability (refused at add without it).
+            "capabilities": ["network:request", "content:read"],
             "allowedHosts": [f"127.0.0.1:{port}"],
             "limits": limits or None,
         },
@@ -331,7 +332,7 @@ def test_native_hook_timeout_bounds_the_fetch_on_its_own_thread(tmp_path: Any, s
         info = rt.add_plugin(
             {
                 "id": "native",
-                "capabilities": ["network:request"],
+                "capabilities": ["network:request", "content:read"],
                 "allowedHosts": [f"127.0.0.1:{server.port}"],
             },
             source=definition,

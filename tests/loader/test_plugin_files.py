@@ -517,8 +517,8 @@ def test_a_sandboxed_bundle_past_the_sandbox_limit_is_refused_before_shipping(
     total = len(ENTRY) + 1_200_006
     assert str(info.value) == (
         f"Plugin big cannot run sandboxed. The plugin source is too large: {total} bytes (the "
-        "limit is 1000000 bytes); move data out of its modules, or add it with trusted=True if "
-        "you trust its code"
+        "limit is 1000000 bytes); move data out of its modules, or add it trusted if you trust "
+        "its code (emdash plugins add --trusted PATH; in Python: add_plugin(..., trusted=True))"
     )
 
 

@@ -44,11 +44,18 @@ def test_decorator_form() -> None:
     }
 
 
-def test_unknown_hook_is_rejected_with_valid_list() -> None:
+def test_unknown_hook_is_rejected_with_the_closest_name() -> None:
     with pytest.raises(
-        ManifestError, match='unknown hook "content:saved". Valid hooks: plugin:install'
+        ManifestError,
+        match='unknown hook "content:saved" \\(did you mean "content:afterSave"\\?\\)',
     ):
         define_plugin(hooks={"content:saved": handler})
+    with pytest.raises(ManifestError, match='did you mean "content:beforeSave"') as info:
+        define_plugin(hooks={"content:beforesave": handler})
+    assert "plugin:install" not in str(info.value)  # one suggestion, not the 25 names
+    with pytest.raises(ManifestError) as info:
+        define_plugin(hooks={"zzzz": handler})
+    assert "did you mean" not in str(info.value)
 
 
 @pytest.mark.parametrize(

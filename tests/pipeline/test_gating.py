@@ -11,29 +11,30 @@ import pytest
 
 from emdash import define_plugin
 from emdash._runtime._runtime import Runtime
+from emdash._shared._errors import ManifestError
 
 from .conftest import AddPlugin
 
 SAVE = {"content": {"title": "x"}, "collection": "posts", "isNew": True}
 
 
-def test_hook_without_its_capability_is_skipped_with_a_warning(
+def test_hook_without_its_capability_is_refused_at_add(
     rt: Runtime, add: AddPlugin, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ran: list[str] = []
-    with caplog.at_level(logging.WARNING):
+    """Refused with what to add, not "added" and then silently skipped at every rebuild."""
+    with caplog.at_level(logging.WARNING), pytest.raises(ManifestError) as info:
         add(
             "reader",
-            hooks={"content:beforeSave": lambda e, ctx: ran.append("x")},
+            hooks={"content:beforeSave": lambda e, ctx: None},
             capabilities=["content:read"],
         )
-    assert (
-        '[hooks] Plugin "reader" declares content:beforeSave hook without content:write '
-        "capability — skipping"
-    ) in caplog.messages
-    assert rt.pipeline.handlers("content:beforeSave") == []
-    rt.run_hook("content:beforeSave", SAVE)
-    assert ran == []
+    assert info.value.message == (
+        'Plugin reader cannot be added: hook content:beforeSave needs capability "content:write": '
+        "add it to capabilities in emdash-plugin.toml, or remove the hook"
+    )
+    assert info.value.plugin_id == "reader"
+    assert [p["id"] for p in rt.plugins()] == []
+    assert caplog.messages == []
 
 
 @pytest.mark.parametrize(
@@ -49,13 +50,42 @@ def test_hook_without_its_capability_is_skipped_with_a_warning(
     ],
 )
 def test_each_gated_hook_names_its_capability(
-    rt: Runtime, add: AddPlugin, caplog: pytest.LogCaptureFixture, hook: str, capability: str
+    rt: Runtime, add: AddPlugin, hook: str, capability: str
 ) -> None:
-    with caplog.at_level(logging.WARNING):
+    with pytest.raises(ManifestError, match=f'hook {hook} needs capability "{capability}"'):
         add("bare", hooks={hook: lambda e, ctx: None})
-    assert caplog.messages == [
-        f'[hooks] Plugin "bare" declares {hook} hook without {capability} capability — skipping'
-    ]
+
+
+def test_every_missing_capability_is_named_in_one_error(rt: Runtime, add: AddPlugin) -> None:
+    with pytest.raises(ManifestError) as info:
+        add(
+            "many",
+            hooks={
+                "content:beforeSave": lambda e, ctx: None,
+                "media:afterUpload": lambda e, ctx: None,
+            },
+        )
+    assert '"content:write"' in info.value.message and '"media:read"' in info.value.message
+
+
+def test_the_pipeline_still_skips_a_hook_without_its_capability(
+    rt: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defence in depth: a host built past add_plugin's check is still gated by the pipeline."""
+    from emdash._hosting._loader import locate
+    from emdash._model._descriptor import PluginDescriptor
+    from emdash._runtime._pipeline import HookPipeline
+
+    desc = PluginDescriptor.load({"id": "reader", "capabilities": ["content:read"]})
+    definition = define_plugin(hooks={"content:beforeSave": lambda e, ctx: None})
+    host, _ = rt._make_host(desc, locate(desc, definition), True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            pipeline = HookPipeline([host], options=None)
+        assert pipeline.handlers("content:beforeSave") == []
+        assert "without content:write capability — skipping" in caplog.text
+    finally:
+        host.close()
 
 
 def test_write_implies_read_for_the_gate(rt: Runtime, add: AddPlugin) -> None:

@@ -135,7 +135,11 @@ def test_module_code_over_its_load_budget(tmp_path: Path) -> None:
 def test_the_runtime_default_limits_apply(tmp_path: Path) -> None:
     limits = emdash.Limits(load_cpu_ms=750)
     with emdash.Runtime(tmp_path / "site.db", worker_pool_size=1, limits=limits) as rt:
-        info = rt.add_plugin({"id": "plain"}, source={"plugin.py": PLUGIN}, trusted=False)
+        info = rt.add_plugin(
+            {"id": "plain", "capabilities": ["content:read"]},
+            source={"plugin.py": PLUGIN},
+            trusted=False,
+        )
         host: Any = info.host
         assert host._sb_limits.load_cpu_ms == 750
 

@@ -9,7 +9,7 @@ import pytest
 
 import emdash
 from emdash._services._page import page_context
-from emdash._shared._errors import InvalidPageContextError
+from emdash._shared._errors import InvalidPageContextError, ManifestError
 
 PAGE = page_context(
     "https://site.example/posts/hi",
@@ -193,13 +193,14 @@ def test_fragments_from_trusted_plugins_with_the_capability(
     rt: emdash.Runtime, plugins: Any
 ) -> None:
     rec = plugins.add("analytics", FRAGMENTS, capabilities=["hooks.page-fragments:register"])
-    plugins.add(
-        "no-cap",
-        """
-        plugin = define_plugin(hooks={"page:fragments": lambda e, c:
-            {"kind": "html", "placement": "head", "html": "<b>no capability</b>"}})
-        """,
-    )
+    with pytest.raises(ManifestError, match='hook page:fragments needs capability "hooks.page'):
+        plugins.add(
+            "no-cap",
+            """
+            plugin = define_plugin(hooks={"page:fragments": lambda e, c:
+                {"kind": "html", "placement": "head", "html": "<b>no capability</b>"}})
+            """,
+        )
     page = page_context("https://site.example/")
     assert rt.page.fragments(page, "head") == (
         '<script src="https://cdn.example/a.js" defer data-site="s"></script>'

@@ -24,7 +24,8 @@ MODULES = sorted(p for p in SHARED_DIR.glob("_*.py") if p.name != "__init__.py")
 # input is validated inside its worker, under its own limits (see _route_input's
 # docstring: a hostile schema could stall the host). The fork server preloads it.
 # sandbox._jsonrule states the exact-JSON rule that every boundary applies (stdlib only).
-ALLOWED_NON_STDLIB = {"sandbox._errors", "sandbox._jsonrule", "jsonschema"}
+# sandbox._print holds the sink sandboxed print() output goes to (stdlib only).
+ALLOWED_NON_STDLIB = {"sandbox._errors", "sandbox._jsonrule", "sandbox._print", "jsonschema"}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

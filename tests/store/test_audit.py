@@ -49,6 +49,7 @@ def test_list_flushes_and_returns_newest_first(store: Store) -> None:
         "cpuMs": 50.0,
         "limit": "cpu_ms",
         "error": "CPU limit",
+        "logs": [],
     }
     assert [r["name"] for r in store.audit_records.list(plugin_id="a", limit=1)] == ["cleanup"]
     assert [r["name"] for r in store.audit_records.list(plugin_id="b")] == ["recent"]

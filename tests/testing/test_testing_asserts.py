@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emdash import CAPABILITIES, CapabilityError, EmDashError
+from emdash import CAPABILITIES, CapabilityError, EmDashError, ManifestError
 from emdash.testing import HarnessFactory, assert_capability_denied, assert_vetoed
 
 from .conftest import HELLO, WritePlugin
@@ -35,6 +35,12 @@ READER_SOURCE = """
     )
 """
 
+# The reader's routes without its hook: a capability override that drops content:read would
+# refuse the hook at load (as emdash plugins add would), before any route could be denied.
+READER_ROUTES_SOURCE = READER_SOURCE.replace(
+    'hooks={"content:afterSave": HookConfig(authors, error_policy="continue")},', ""
+)
+
 GUARD_SOURCE = """
     from emdash import define_plugin
 
@@ -63,7 +69,7 @@ DELETE = {"id": "protected", "collection": "posts", "permanent": False}
 def test_a_capability_override_is_denied_in_routes(
     plugin_harness: HarnessFactory, both_modes: str, write_plugin: WritePlugin
 ) -> None:
-    path = write_plugin("reader", READER_SOURCE, capabilities=["content:read"])
+    path = write_plugin("reader", READER_ROUTES_SOURCE, capabilities=["content:read"])
     assert plugin_harness(path, sandbox=both_modes).route("latest")["items"] == []
 
     h = plugin_harness(path, sandbox=both_modes, capabilities=[])
@@ -103,22 +109,27 @@ def test_a_gated_hook_is_not_a_denial_and_the_message_says_so(
     plugin_harness: HarnessFactory, write_plugin: WritePlugin
 ) -> None:
     path = write_plugin("reader", READER_SOURCE, capabilities=["content:read"])
-    h = plugin_harness(path, sandbox=False, capabilities=["users:read"])
-    outcome = h.hook("content:afterSave", SAVE)
+    # The hook's own capability dropped: refused at load, as emdash plugins add refuses it.
+    with pytest.raises(ManifestError) as refused:
+        plugin_harness(path, sandbox=False, capabilities=["users:read"])
+    assert 'hook content:afterSave needs capability "content:read"' in str(refused.value)
+    h = plugin_harness(path, sandbox=False)
+    outcome = h.hook("content:afterUnpublish", {"content": {"id": "c1"}, "collection": "posts"})
     assert outcome.results == []
     with pytest.raises(AssertionError) as caught:
         assert_capability_denied(outcome, "content:read")
     assert str(caught.value) == (
-        "Expected content:read to be denied, but no handler ran for content:afterSave. A hook "
-        "whose own required capability is missing is skipped at registration, not denied: "
-        "call something the handler does with ctx instead."
+        "Expected content:read to be denied, but no handler ran for content:afterUnpublish: "
+        "the plugin has no handler for it (a hook whose own required capability is missing is "
+        "refused when the plugin loads, never denied at run time); call something the handler "
+        "does with ctx instead."
     )
 
 
 def test_capability_denied_failure_messages(
     plugin_harness: HarnessFactory, write_plugin: WritePlugin
 ) -> None:
-    path = write_plugin("reader", READER_SOURCE, capabilities=["content:read", "users:read"])
+    path = write_plugin("reader", READER_ROUTES_SOURCE, capabilities=["content:read", "users:read"])
     h = plugin_harness(path, sandbox=False, capabilities=[])
     with pytest.raises(AssertionError) as caught:
         assert_capability_denied(lambda: h.route("fine"), "content:read")
@@ -137,12 +148,15 @@ def test_capability_denied_failure_messages(
         "Expected CapabilityError for content:read, got PluginError: "
     )
     assert "not a capability problem" in str(caught.value)
-    full = plugin_harness(path, sandbox=False)
+    full = plugin_harness(
+        write_plugin("full", READER_SOURCE, capabilities=["content:read", "users:read"]),
+        sandbox=False,
+    )
     with pytest.raises(AssertionError) as caught:
         assert_capability_denied(full.hook("content:afterSave", SAVE), "users:read")
     assert str(caught.value).startswith(
         "Expected CapabilityError for users:read, but nothing was denied: "
-        "got HookOutcome('content:afterSave', value=None, results=[HookResult('reader', ok,"
+        "got HookOutcome('content:afterSave', value=None, results=[HookResult('full', ok,"
     )
     with pytest.raises(EmDashError) as usage:
         assert_capability_denied(lambda: None, "content:everything")

@@ -1,0 +1,107 @@
+"""What the ``emdash`` commands show of the logs: plugin log lines and host warnings.
+
+A plugin's ``ctx.log`` lines (and its ``print()`` output, which both modes turn into
+``print:`` lines at info level) are logged under ``emdash.plugins.<id>``; the host's own
+messages under the other ``emdash.*`` loggers. The CLI prints them on stderr, so that stdout
+keeps only the command's result (``emdash route ... | jq`` still works):
+
+- by default, plugin lines from info up and host messages from warning up;
+- ``--log-level LEVEL`` (debug, info, warn, error, off) sets the threshold of both;
+- ``-v`` is ``--log-level debug``.
+
+:class:`LogCapture` also keeps the plugin lines of one command, for ``--json`` results.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+__all__ = ["LEVELS", "LogCapture", "configure"]
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "off": logging.CRITICAL + 10,
+}
+_PLUGINS = "emdash.plugins"
+_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn"}
+
+
+class _StderrHandler(logging.Handler):
+    """Writes through click, so that the CLI's test runner and pipes see the same text."""
+
+    def __init__(self, plugin_level: int, host_level: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.plugin_level = plugin_level
+        self.host_level = host_level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        plugin = record.name == _PLUGINS or record.name.startswith(_PLUGINS + ".")
+        if record.levelno < (self.plugin_level if plugin else self.host_level):
+            return
+        try:
+            level = _NAMES.get(record.levelno, record.levelname.lower())
+            message = record.getMessage()
+            if min(self.plugin_level, self.host_level) > logging.DEBUG:
+                # A failure's message carries the plugin's traceback after its first line:
+                # shown with -v / --log-level debug, and kept in the audit log either way.
+                message = message.split("\n", 1)[0]
+            click.echo(f"log {level:<5} {message}", err=True)
+        except Exception:
+            self.handleError(record)
+
+
+class LogCapture(logging.Handler):
+    """Collects the plugin log lines logged while it is installed (for ``--json``)."""
+
+    #: One command's worth; a flood is cut, not buffered.
+    MAX_LINES = 10_000
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.lines) >= self.MAX_LINES:
+            return
+        name = record.name
+        self.lines.append(
+            {
+                "plugin": name[len(_PLUGINS) + 1 :] if name.startswith(_PLUGINS + ".") else None,
+                "level": _NAMES.get(record.levelno, record.levelname.lower()),
+                "message": record.getMessage(),
+            }
+        )
+
+    def __enter__(self) -> LogCapture:
+        logging.getLogger(_PLUGINS).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(_PLUGINS).removeHandler(self)
+
+
+def configure(ctx: click.Context, level_name: str | None, verbose: bool) -> None:
+    """Install the stderr handler for this command; it is removed when the command ends."""
+    if verbose:
+        level_name = "debug"
+    plugin_level = LEVELS[level_name] if level_name else logging.INFO
+    host_level = LEVELS[level_name] if level_name else logging.WARNING
+    root = logging.getLogger("emdash")
+    handler = _StderrHandler(plugin_level, host_level)
+    previous = root.level
+    root.addHandler(handler)
+    # The logger must pass what the handler may print; the handler does the filtering.
+    root.setLevel(min(plugin_level, host_level))
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+    ctx.call_on_close(restore)
