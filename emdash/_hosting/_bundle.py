@@ -7,9 +7,12 @@ bounds and refuses, naming the member and what to do:
 - an archive larger than :data:`MAX_BUNDLE_BYTES` (1 MB), or members that add up to more
   once unpacked, or more than :data:`MAX_MEMBERS` members (a zip/gzip bomb stops at the
   bound: sizes are counted as the data is read, not taken from the headers);
+- a tar stream compressed with anything but gzip, or whose unpacked stream (content plus
+  headers, long names and pax records, which tarfile reads whole) exceeds a fixed bound;
 - any member that is not a regular file or a directory: symbolic and hard links, device
   nodes, FIFOs, sockets (in a zip, the file type in the Unix mode bits);
-- absolute paths, ``..`` components, backslashes, control characters, duplicate paths;
+- absolute paths, ``..`` components, backslashes, control characters, duplicate paths,
+  paths that differ only by case or Unicode form (one file on macOS and Windows);
 - encrypted zip members.
 
 The plugin directory is the archive's root, or its single top-level directory (what
@@ -25,6 +28,7 @@ operator and pinned in the site's plugin registry.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -32,7 +36,9 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -55,6 +61,11 @@ __all__ = [
 MAX_BUNDLE_BYTES = 1_000_000
 MAX_MEMBERS = 1_000
 BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+#: The unpacked tar stream: 1 MB of content plus, for up to MAX_MEMBERS members, their
+#: 512-byte headers, pax or long-name records and block padding. tarfile reads metadata
+#: records (GNU long names, pax headers) whole, before any member is returned, so the
+#: stream is bounded before tarfile sees it, not member by member.
+_MAX_TAR_STREAM = 4 * MAX_BUNDLE_BYTES + MAX_MEMBERS * 4 * 512
 _DESCRIPTOR_NAMES = ("emdash-plugin.toml", "emdash-plugin.json")
 
 
@@ -116,9 +127,17 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
         for name, content in bundle.files.items():
             # Parents created here too (an archive may omit directory entries); every
             # component was checked, and this tree holds only what we created.
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(target / name, flags, 0o644)
+            try:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(target / name, flags, 0o644)
+            except OSError as exc:
+                # A name the file system cannot hold (ENAMETOOLONG: a component over 255
+                # bytes, a path over PATH_MAX) is the bundle's fault: say so, with the name.
+                raise BundleError(
+                    f"Plugin bundle {bundle.source}: member {name[:200]!r} cannot be "
+                    f"unpacked ({exc.strerror}); use shorter file names"
+                ) from None
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content)
         os.chmod(target, 0o755)
@@ -192,11 +211,45 @@ def _read_bounded(fh: IO[bytes], budget: _Budget) -> bytes:
         chunks.append(chunk)
 
 
+def _tar_stream(shown: str, data: bytes) -> bytes:
+    """The uncompressed tar stream of ``data`` (gzip or plain), at most
+    :data:`_MAX_TAR_STREAM` bytes.
+
+    Decompressed here rather than by ``tarfile.open(mode="r:*")``: tarfile reads a long
+    name or a pax header whole, whatever size its header announces, so a 1 MB gzip
+    archive could make it hold ~1 GB (and bzip2 or xz, which it also accepts, far more).
+    Only gzip is accepted: it is what ``.tar.gz``/``.tgz`` means, and the bound below
+    makes its ratio harmless.
+    """
+    if data[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                stream = gz.read(_MAX_TAR_STREAM + 1)  # decompresses at most this much
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BundleError(
+                f"Plugin bundle {shown} is not a valid .tar.gz, .tar or .zip archive ({exc})"
+            ) from None
+        if len(stream) > _MAX_TAR_STREAM:
+            raise BundleError(
+                f"Plugin bundle {shown} unpacks to more than {_MAX_TAR_STREAM} bytes of tar "
+                f"data; bundles are limited to {MAX_BUNDLE_BYTES} bytes (1 MB) once unpacked"
+            )
+        return stream
+    if data[:3] == b"BZh" or data[:6] == b"\xfd7zXZ\x00" or data[:4] == b"\x28\xb5\x2f\xfd":
+        raise BundleError(
+            f"Plugin bundle {shown} is compressed with bzip2, xz or zstd; a bundle is a "
+            "gzip-compressed (.tar.gz, .tgz) or a plain (.tar) tar archive, or a .zip"
+        )
+    return data
+
+
 def _tar_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
     budget = _Budget(shown)
     out: list[tuple[str, bytes | None]] = []
+    stream = _tar_stream(shown, data)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        # "r:" (no decompression): _tar_stream bounded and decompressed it already.
+        with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
             while True:
                 member = tar.next()  # one header at a time: a bomb stops at the budget
                 if member is None:
@@ -300,12 +353,24 @@ def _strip_root(
     one top-level directory when the descriptor is not at the root)."""
     names = [n for n, _ in members if n != "."]
     seen: set[str] = set()
+    folded: dict[str, str] = {}
     for name in names:
         if name in seen:
             raise BundleError(
                 f"Plugin bundle {shown}: member {name!r} appears twice; each path may appear once"
             )
         seen.add(name)
+        # "plugin.py" and "Plugin.py", or "café" composed and decomposed, are one file on
+        # macOS and Windows: which of them a reviewer reads and which one loads would then
+        # depend on the order of the members. Refused on every system, so a bundle means
+        # the same everywhere.
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in folded and folded[key] != name:
+            raise BundleError(
+                f"Plugin bundle {shown}: members {folded[key]!r} and {name!r} differ only by "
+                "case or Unicode form (one file on some systems); rename one of them"
+            )
+        folded.setdefault(key, name)
     files = {n: c for n, c in members if c is not None}
     prefix = ""
     if not any(n in files for n in _DESCRIPTOR_NAMES):
