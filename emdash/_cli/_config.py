@@ -148,7 +148,7 @@ class DevSettings(_Strict):
 
     ``allow_private_hosts`` lists exact hosts (``localhost:8080``, ``10.0.0.5``,
     ``[::1]:3000``) plugins may fetch although the SSRF policy refuses private addresses
-    and internal names; each such request is logged as a WARNING.
+    and internal names; the first request per plugin and host is logged as a WARNING.
     """
 
     allow_private_hosts: list[str] = Field(default_factory=list)

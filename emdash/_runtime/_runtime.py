@@ -50,7 +50,7 @@ trailingSlash}`` as ``ctx.site``.
 Outbound HTTP seams (docs/testing-plugins.md): ``resolver=`` replaces DNS for plugin
 fetches (its answers are still vetted by the SSRF rules; ``emdash.testing.fake_dns``), and
 ``allow_private_hosts=["localhost:8080"]`` exempts exact hosts of a local development site
-from those rules, with a WARNING at start and per request.
+from those rules, with a WARNING at start and at the first use per plugin and host.
 
 Consent (docs/consent-and-upgrades.md): the access a plugin is first added with is recorded;
 a later ``add_plugin`` whose descriptor asks for more raises ``ConsentRequiredError`` until
