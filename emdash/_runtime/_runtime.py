@@ -460,7 +460,7 @@ class Runtime:
             new_version=desc.version,
             approved=approved,
             wanted=wanted,
-            diff=AccessDiff.between(approved or wanted, wanted),
+            diff=AccessDiff.between(approved or wanted, wanted, default_limits=self.limits),
             old_sha256=known.get("bundleSha256"),
             new_sha256=bundle_sha256,
         )
@@ -547,7 +547,7 @@ class Runtime:
             # First add (or a row from before consent was recorded): what it asks now is
             # what the operator approves by adding it.
             return wanted.to_json()
-        diff = AccessDiff.between(approved, wanted)
+        diff = AccessDiff.between(approved, wanted, default_limits=self.limits)
         if diff.escalates and not approve:
             raise refusal(desc.id, diff)
         return wanted.to_json() if diff.changed else None
