@@ -504,7 +504,10 @@ class Runtime:
             host, sandboxed = self._make_host(desc, code, mode)
             old = current.host
             try:
+                # The same load checks as _add: new code must not get past an upgrade what
+                # add refuses (a public "admin" route would publish admin answers).
                 check_route_schemas(host)
+                check_admin_surface(host)
                 self.store.plugin_documents.sync_indexes(pid, desc.storage)
                 self.store.plugin_registry.upsert(
                     pid,

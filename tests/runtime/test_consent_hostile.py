@@ -145,3 +145,45 @@ def test_a_descriptor_edited_to_raise_its_limits_is_refused_until_upgraded(
     with sqlite3.connect(db) as conn:
         (text,) = conn.execute("SELECT approved FROM _emdash_plugins").fetchone()
     assert json.loads(text)["limits"]["cpu_ms"] == 600_000
+
+
+# -- upgrading a loaded plugin: the same load checks as add, and nothing half-done ----------
+
+PUBLIC_ADMIN = (
+    "from emdash import define_plugin, RouteConfig\n"
+    "plugin = define_plugin(routes={'hi': lambda r, c: {'ok': 2}, "
+    "'admin': RouteConfig(lambda r, c: {'secret': 1}, public=True)})\n"
+)
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "native"])
+def test_an_in_place_upgrade_runs_the_admin_surface_check_of_add(
+    tmp_path: Path, trusted: bool
+) -> None:
+    # add refuses a public "admin" route; an upgrade of a loaded plugin skipped the check,
+    # so new code could publish its admin answers to anyone.
+    plugin = write_plugin(tmp_path / "grow")
+    with Runtime(tmp_path / "site.db") as rt:
+        rt.add_plugin(plugin, trusted=trusted)
+        before = rt.store.plugin_registry.get("grow")
+        (plugin / "plugin.py").write_text(PUBLIC_ADMIN)
+        with pytest.raises(ManifestError, match='"admin" route public'):
+            rt.upgrade_plugin(plugin, approve=True, trusted=trusted)
+        assert rt.invoke_route("grow", "hi") == {"ok": True}  # the old code still serves
+        assert rt.store.plugin_registry.get("grow") == before
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["sandboxed", "native"])
+def test_an_upgrade_that_fails_to_load_records_no_approval(tmp_path: Path, trusted: bool) -> None:
+    plugin = write_plugin(tmp_path / "grow")
+    with Runtime(tmp_path / "site.db") as rt:
+        rt.add_plugin(plugin, trusted=trusted)
+        rt.store.kv_entries.set("grow", "note", "kept")
+        before = rt.store.plugin_registry.get("grow")
+        write_plugin(plugin, "[limits]\ncpu_ms = 9000\n")
+        (plugin / "plugin.py").write_text("plugin = 1\n")  # not a define_plugin result
+        with pytest.raises(ManifestError):
+            rt.upgrade_plugin(plugin, approve=True, trusted=trusted)
+        assert rt.store.plugin_registry.get("grow") == before
+        assert rt.invoke_route("grow", "hi") == {"ok": True}
+        assert rt.store.kv_entries.get("grow", "note") == "kept"
