@@ -187,3 +187,27 @@ def test_an_upgrade_that_fails_to_load_records_no_approval(tmp_path: Path, trust
         assert rt.store.plugin_registry.get("grow") == before
         assert rt.invoke_route("grow", "hi") == {"ok": True}
         assert rt.store.kv_entries.get("grow", "note") == "kept"
+
+
+# -- the review itself: what the operator reads must be what is approved ---------------------
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        "1.0.0\x1b[8m",  # SGR "conceal": the "+ capability" lines after it would not show
+        "1.0.0\n  access unchanged",  # a forged review line
+        "1.0.0\u202e",  # right-to-left override
+        "1.0.0 (no new access)",
+    ],
+)
+def test_a_version_cannot_carry_text_into_the_upgrade_review(version: str) -> None:
+    # The version is printed in the review ("grow: version 1.0.0 -> ...") that the operator
+    # approves from; only the semver prefix was checked, so anything could follow it.
+    with pytest.raises(ManifestError, match="Invalid plugin version"):
+        desc(version=version)
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.0.0-rc.1", "1.0.0+build.5", "2.1.0rc1"])
+def test_ordinary_versions_still_load(version: str) -> None:
+    assert desc(version=version).version == version
