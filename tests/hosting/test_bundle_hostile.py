@@ -166,3 +166,57 @@ def test_setuid_and_world_writable_modes_are_not_carried_over(tmp_path: Path) ->
     for entry in (target, target / "plugin.py", target / "lib"):
         mode = entry.stat().st_mode
         assert mode & 0o7000 == 0 and mode & 0o002 == 0, oct(mode)
+
+
+def _pax_tar(members: list[tuple[str, dict[str, str], bytes]]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, pax, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.pax_headers = pax
+            tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def test_a_pax_path_record_is_checked_like_a_name(tmp_path: Path) -> None:
+    # The header says "harmless.py"; the pax record that tar and tarfile obey says "../x".
+    path = tmp_path / "pax.tgz"
+    path.write_bytes(
+        gzip.compress(
+            _pax_tar(
+                [
+                    ("emdash-plugin.toml", {}, DESCRIPTOR),
+                    ("plugin.py", {}, CODE),
+                    ("harmless.py", {"path": "../escape.py"}, b"x"),
+                ]
+            )
+        )
+    )
+    with pytest.raises(BundleError, match="contains '..'"):
+        open_bundle(path)
+
+
+def test_a_sparse_member_is_counted_by_its_unpacked_size(tmp_path: Path) -> None:
+    # GNU sparse 1.0: a one-line map and 100 MB of holes read back as zeros.
+    sparse_map = b"1\n0\n1\n".ljust(512, b"\0") + b"x"
+    pax = {
+        "GNU.sparse.major": "1",
+        "GNU.sparse.minor": "0",
+        "GNU.sparse.name": "zeros.py",
+        "GNU.sparse.realsize": str(100 << 20),
+    }
+    path = tmp_path / "sparse.tgz"
+    path.write_bytes(
+        gzip.compress(
+            _pax_tar(
+                [
+                    ("emdash-plugin.toml", {}, DESCRIPTOR),
+                    ("plugin.py", {}, CODE),
+                    ("GNUSparseFile.0/zeros.py", pax, sparse_map),
+                ]
+            )
+        )
+    )
+    with pytest.raises(BundleError, match="unpacks to more than"):
+        open_bundle(path)
