@@ -13,7 +13,9 @@ bounds and refuses, naming the member and what to do:
   nodes, FIFOs, sockets (in a zip, the file type in the Unix mode bits);
 - absolute paths, ``..`` components, backslashes, control characters, duplicate paths,
   paths that differ only by case or Unicode form (one file on macOS and Windows);
-- encrypted zip members.
+- encrypted zip members;
+- a format other than the one its suffix names, or a tar that is also a zip (bytes after
+  the tar that a zip reader would take for the bundle).
 
 The plugin directory is the archive's root, or its single top-level directory (what
 ``tar czf hello.tgz hello`` makes). Its descriptor is then validated again from the
@@ -104,10 +106,27 @@ def open_bundle(path: Path) -> Bundle:
     if len(data) > MAX_BUNDLE_BYTES:
         raise _too_big(shown, len(data))
     digest = hashlib.sha256(data).hexdigest()
-    if zipfile.is_zipfile(io.BytesIO(data)):
+    # The suffix decides the format, and a tar that is also a zip is refused: tar reads an
+    # archive from its start, zip from its end, so bytes appended to a .tar.gz can hold a
+    # second plugin. The operator who lists the bundle with tar must see what is installed.
+    suffix = path.name.lower()
+    is_zip = zipfile.is_zipfile(io.BytesIO(data))
+    if suffix.endswith(".zip"):
+        if not is_zip:
+            raise BundleError(f"Plugin bundle {shown} is not a valid .zip archive")
         members = _zip_members(shown, data)
-    else:
+    elif suffix.endswith((".tar.gz", ".tgz", ".tar")):
+        if is_zip:
+            raise BundleError(
+                f"Plugin bundle {shown} is a tar archive that is also a zip archive (data "
+                "after the tar, or a zip member at its very end); bundle the plugin "
+                "directory again with: tar czf NAME.tar.gz DIR"
+            )
         members = _tar_members(shown, data)
+    else:
+        raise BundleError(
+            f"Plugin bundle {shown}: its name must end in one of {', '.join(BUNDLE_SUFFIXES)}"
+        )
     files, directories = _strip_root(shown, members)
     return Bundle(path, digest, files, directories)
 

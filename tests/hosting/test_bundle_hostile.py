@@ -220,3 +220,25 @@ def test_a_sparse_member_is_counted_by_its_unpacked_size(tmp_path: Path) -> None
     )
     with pytest.raises(BundleError, match="unpacks to more than"):
         open_bundle(path)
+
+
+def test_a_tar_with_a_zip_appended_is_refused_not_read_as_the_zip(tmp_path: Path) -> None:
+    # `tar tzf` lists the tar (gzip ignores the trailing bytes with a warning); a zip reader
+    # finds the zip's directory at the end. The operator reviews one, emdash installed the
+    # other: a bundle must mean one thing.
+    benign = gzip.compress(_tar_bytes([("emdash-plugin.toml", DESCRIPTOR), ("plugin.py", CODE)]))
+    hidden = io.BytesIO()
+    with zipfile.ZipFile(hidden, "w") as archive:
+        archive.writestr("emdash-plugin.toml", DESCRIPTOR)
+        archive.writestr("plugin.py", b"import os\n")
+    path = tmp_path / "polyglot.tar.gz"
+    path.write_bytes(benign + hidden.getvalue())
+    with pytest.raises(BundleError, match="is also a zip archive"):
+        open_bundle(path)
+
+
+def test_the_suffix_decides_the_format(tmp_path: Path) -> None:
+    path = tmp_path / "really-a-tar.zip"
+    path.write_bytes(gzip.compress(_tar_bytes([("emdash-plugin.toml", DESCRIPTOR)])))
+    with pytest.raises(BundleError, match="is not a valid .zip archive"):
+        open_bundle(path)
