@@ -107,3 +107,51 @@ def test_a_fake_resolver_answers_only_its_own_runtime(tmp_path: Path) -> None:
     assert seen == ["api.example.com"]
     assert [host for host, _ in first.lookups] == ["api.example.com"]
     assert [host for host, _ in second.lookups] == ["api.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "url", "exempt"),
+    [
+        ("localhost:8080", "http://localhost:8080/", True),
+        ("localhost:8080", "http://LOCALHOST.:8080/", True),  # same host, other spelling
+        ("localhost:8080", "http://localhost:8081/", False),
+        ("localhost:8080", "http://localhost/", False),  # port 80
+        ("localhost:8080", "http://localhost.localdomain:8080/", False),
+        ("localhost:8080", "http://sub.localhost:8080/", False),
+        ("127.0.0.1", "http://127.1/", False),  # another spelling is refused, not exempt
+        ("127.0.0.1", "http://2130706433/", False),
+        ("127.0.0.1", "http://[::ffff:127.0.0.1]/", False),
+        ("[::1]:3000", "http://[::1]:3000/", True),
+        ("[::1]:3000", "http://[0:0::1]:3000/", False),
+        ("[::1]:3000", "http://[::1]:3001/", False),
+        ("10.0.0.5", "http://10.0.0.5:9999/", True),  # no port in the entry: every port
+    ],
+)
+def test_the_exemption_matches_exactly(entry: str, url: str, exempt: bool) -> None:
+    # The request side as HttpClient._vet sees it: httpx's parse, then normalize_host.
+    from emdash._bridge._hosts import PrivateHosts
+    from emdash._bridge._ssrf import normalize_host
+
+    parsed = httpx.URL(url)
+    host = normalize_host(parsed.raw_host.decode("ascii"))
+    port = parsed.port or 80
+    assert PrivateHosts([entry]).allows(host, port) is exempt
+
+
+def test_production_config_cannot_switch_a_seam_on(tmp_path: Path) -> None:
+    # Only [dev] allow_private_hosts exists, and only with environment = "development";
+    # the resolver and the transport have no config key at all.
+    from emdash._cli._config import load_config
+
+    cases = [
+        '[dev]\nallow_private_hosts = ["localhost:8080"]\n',
+        'environment = "Development"\n[dev]\nallow_private_hosts = ["localhost"]\n',
+        '[dev]\nresolver = "fake"\n',
+        'http_transport = "mock"\n',
+        'resolver = "fake"\n',
+    ]
+    for text in cases:
+        config = tmp_path / "emdash.toml"
+        config.write_text(text)
+        with pytest.raises(emdash.ConfigError):
+            load_config(config)
