@@ -142,7 +142,8 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
     target = Path(tempfile.mkdtemp(prefix=".bundle-", dir=parent))
     try:
         for directory in sorted(bundle.directories, key=lambda d: d.count("/")):
-            os.mkdir(target / directory, 0o755)
+            # parents=True: an archive may list "lib/sub/" without "lib/".
+            (target / directory).mkdir(0o755, parents=True, exist_ok=True)
         for name, content in bundle.files.items():
             # Parents created here too (an archive may omit directory entries); every
             # component was checked, and this tree holds only what we created.
@@ -421,12 +422,25 @@ def _strip_root(
             f"Plugin bundle {shown}: {sorted(clash)[0]!r} is both a file and a directory"
         )
     # A file used as a parent directory of another member ("a" and "a/b") is refused too.
-    for rel in out_files:
+    # The directories a path implies are counted with the members: extraction creates them
+    # all, and one member 1500 levels deep would otherwise make 1500 directories (a
+    # thousand such members, inode exhaustion) under a member bound of 1000.
+    implied: set[str] = set()
+    for rel in [*out_files, *(d + "/_" for d in out_dirs)]:
         parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
         while parent:
             if parent in out_files:
                 raise BundleError(
                     f"Plugin bundle {shown}: {parent!r} is both a file and a directory"
+                )
+            if parent in implied:
+                break  # its own parents were counted when it was
+            implied.add(parent)
+            if len(implied) + len(out_files) > MAX_MEMBERS:
+                raise BundleError(
+                    f"Plugin bundle {shown} unpacks to more than {MAX_MEMBERS} files and "
+                    "directories (directories its paths imply included); a plugin needs far "
+                    "fewer"
                 )
             parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
     return out_files, frozenset(out_dirs)

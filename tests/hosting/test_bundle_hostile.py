@@ -242,3 +242,39 @@ def test_the_suffix_decides_the_format(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(_tar_bytes([("emdash-plugin.toml", DESCRIPTOR)])))
     with pytest.raises(BundleError, match="is not a valid .zip archive"):
         open_bundle(path)
+
+
+def test_directories_implied_by_deep_paths_count_as_members(tmp_path: Path) -> None:
+    # One member "d0/a/a/.../x.py" 1500 levels deep made 1500 directories; a thousand such
+    # members (well under the byte bounds once gzipped) made 1.5 million: inode exhaustion.
+    deep = "/".join(["a"] * 1500) + "/x.py"
+    path = tmp_path / "deep.tgz"
+    path.write_bytes(
+        gzip.compress(
+            _tar_bytes([("emdash-plugin.toml", DESCRIPTOR), ("plugin.py", CODE), (deep, b"")])
+        )
+    )
+    with pytest.raises(BundleError, match="more than 1000 files and directories"):
+        open_bundle(path)
+    assert not (tmp_path / "plugins").exists()
+
+
+def test_a_directory_listed_without_its_parent_or_under_a_file(tmp_path: Path) -> None:
+    def with_dir(name: str, extra: list[tuple[str, bytes]]) -> Path:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            for member, data in [("emdash-plugin.toml", DESCRIPTOR), ("plugin.py", CODE), *extra]:
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            directory = tarfile.TarInfo(name)
+            directory.type = tarfile.DIRTYPE
+            tar.addfile(directory)
+        path = tmp_path / f"d{len(extra)}.tar"
+        path.write_bytes(raw.getvalue())
+        return path
+
+    target, _ = extract_bundle(open_bundle(with_dir("lib/sub", [])), tmp_path / "plugins")
+    assert (target / "lib" / "sub").is_dir()
+    with pytest.raises(BundleError, match="'lib' is both a file and a directory"):
+        open_bundle(with_dir("lib/sub", [("lib", b"")]))
