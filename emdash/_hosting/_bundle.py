@@ -142,8 +142,11 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
     target = Path(tempfile.mkdtemp(prefix=".bundle-", dir=parent))
     try:
         for directory in sorted(bundle.directories, key=lambda d: d.count("/")):
-            # parents=True: an archive may list "lib/sub/" without "lib/".
-            (target / directory).mkdir(0o755, parents=True, exist_ok=True)
+            try:
+                # parents=True: an archive may list "lib/sub/" without "lib/".
+                (target / directory).mkdir(0o755, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _cannot_unpack(bundle, directory, exc) from None
         for name, content in bundle.files.items():
             # Parents created here too (an archive may omit directory entries); every
             # component was checked, and this tree holds only what we created.
@@ -152,12 +155,7 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
                 fd = os.open(target / name, flags, 0o644)
             except OSError as exc:
-                # A name the file system cannot hold (ENAMETOOLONG: a component over 255
-                # bytes, a path over PATH_MAX) is the bundle's fault: say so, with the name.
-                raise BundleError(
-                    f"Plugin bundle {bundle.source}: member {name[:200]!r} cannot be "
-                    f"unpacked ({exc.strerror}); use shorter file names"
-                ) from None
+                raise _cannot_unpack(bundle, name, exc) from None
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content)
         os.chmod(target, 0o755)
@@ -179,6 +177,15 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
         shutil.rmtree(target, ignore_errors=True)
         raise
     return target, descriptor
+
+
+def _cannot_unpack(bundle: Bundle, name: str, exc: OSError) -> BundleError:
+    # A name the file system cannot hold (ENAMETOOLONG: a component over 255 bytes, a path
+    # over PATH_MAX) is the bundle's fault: say so, with the name, not as a traceback.
+    return BundleError(
+        f"Plugin bundle {bundle.source}: member {name[:200]!r} cannot be unpacked "
+        f"({exc.strerror}); use shorter file names"
+    )
 
 
 # -- reading archives ---------------------------------------------------------------------------

@@ -278,3 +278,20 @@ def test_a_directory_listed_without_its_parent_or_under_a_file(tmp_path: Path) -
     assert (target / "lib" / "sub").is_dir()
     with pytest.raises(BundleError, match="'lib' is both a file and a directory"):
         open_bundle(with_dir("lib/sub", [("lib", b"")]))
+
+
+def test_a_directory_name_too_long_for_the_file_system_is_a_bundle_error(tmp_path: Path) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for member, data in [("emdash-plugin.toml", DESCRIPTOR), ("plugin.py", CODE)]:
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        directory = tarfile.TarInfo("d" * 300)
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)
+    path = tmp_path / "longdir.tar"
+    path.write_bytes(raw.getvalue())
+    with pytest.raises(BundleError, match="cannot be unpacked"):
+        extract_bundle(open_bundle(path), tmp_path / "plugins")
+    assert os.listdir(tmp_path / "plugins") == []
