@@ -3,17 +3,22 @@ installed plugin, and the descriptor between the upgrade review and its approval
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import sqlite3
+import tarfile
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
+from emdash import ConsentRequiredError
 from emdash._cli import _install
-from emdash._cli._config import load_config
+from emdash._cli._config import load_config, open_runtime
 from emdash._cli._main import main
+from emdash._hosting._bundle import extract_bundle, open_bundle
 from emdash._shared._errors import EmDashError
 
 CODE = """
@@ -105,3 +110,40 @@ def test_the_upgrade_applies_exactly_what_was_reviewed(
     approved = registry(site)["grow"]
     assert approved is not None and "users:read" not in approved
     assert "media:read" not in approved  # nothing was approved at all
+
+
+def test_a_crash_between_the_file_swap_and_the_approval_fails_closed(tmp_path: Path) -> None:
+    # The upgrade swaps the files in first and records the approval second. A process that
+    # dies in between leaves new files under the old approval: every load checks again,
+    # so the wider descriptor is refused until it is reviewed, never loaded unapproved.
+    def bundle(path: Path, capabilities: list[str]) -> Path:
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w") as tar:
+            for name, text in (
+                (
+                    "emdash-plugin.toml",
+                    'id = "grow"\nversion = "1.0.0"\nentrypoint = "plugin.py"\n'
+                    f"capabilities = {json.dumps(capabilities)}\n",
+                ),
+                ("plugin.py", CODE),
+            ):
+                data = text.encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        path.write_bytes(gzip.compress(raw.getvalue()))
+        return path
+
+    (tmp_path / "emdash.toml").write_text('database = "site.db"\n')
+    added = run(tmp_path, "plugins", "add", str(bundle(tmp_path / "g1.tgz", ["content:read"])))
+    assert added.exit_code == 0, added.output
+    config = load_config(tmp_path / "emdash.toml")
+    staged, _ = extract_bundle(
+        open_bundle(bundle(tmp_path / "g2.tgz", ["users:read"])), tmp_path / "plugins"
+    )
+    _install._swap_in(config, "grow", staged, config.plugin_path(config.plugins[0]))
+    # ... the process dies here ...
+    with pytest.raises(ConsentRequiredError, match="users:read"):
+        open_runtime(load_config(tmp_path / "emdash.toml")).close()
+    approved = registry(tmp_path)["grow"]
+    assert approved is not None and "users:read" not in approved
