@@ -125,8 +125,8 @@ def upgrade(config: SiteConfig, plugin_id: str, source: Path | None, *, yes: boo
                 if final != new_dir:
                     _swap_back(final)
                 raise
-            if final != current:
-                _set_plugin_path(config, index, final)
+            if final != current or entry.id is None:
+                _set_plugin_entry(config, index, final, plugin_id)
             if final != new_dir:
                 _drop_previous(final)  # only ever a copy this command moved aside
         click.echo(f"Upgraded {plugin_id} {plan.old_version} -> {plan.new_version}")
@@ -204,7 +204,10 @@ def _drop_previous(target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _set_plugin_path(config: SiteConfig, index: int, path: Path) -> None:
+def _set_plugin_entry(config: SiteConfig, index: int, path: Path, plugin_id: str) -> None:
+    """Point the entry at ``path`` and pin the id just approved (an entry written by hand,
+    or before ids were pinned, gets its pin here: see ``PluginEntry.id``)."""
     doc = _read_document(config)
     doc["plugins"][index]["path"] = _relative(path, config.base_dir)
+    doc["plugins"][index]["id"] = plugin_id
     _write_document(config, doc)

@@ -147,3 +147,11 @@ def test_a_crash_between_the_file_swap_and_the_approval_fails_closed(tmp_path: P
         open_runtime(load_config(tmp_path / "emdash.toml")).close()
     approved = registry(tmp_path)["grow"]
     assert approved is not None and "users:read" not in approved
+
+
+def test_an_upgrade_pins_the_id_of_an_entry_written_by_hand(site: Path) -> None:
+    (site / "emdash.toml").write_text('database = "site.db"\n[[plugins]]\npath = "grow"\n')
+    write_plugin(site / "grow", "grow", ["content:read", "media:read"])
+    upgraded = run(site, "plugins", "upgrade", "grow", "--yes")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert [e.id for e in load_config(site / "emdash.toml").plugins] == ["grow"]
