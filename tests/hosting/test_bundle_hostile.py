@@ -295,3 +295,21 @@ def test_a_directory_name_too_long_for_the_file_system_is_a_bundle_error(tmp_pat
     with pytest.raises(BundleError, match="cannot be unpacked"):
         extract_bundle(open_bundle(path), tmp_path / "plugins")
     assert os.listdir(tmp_path / "plugins") == []
+
+
+@pytest.mark.parametrize("path_record", ["plugin.py\x00.txt", "./../x.py", "lib//../../x.py"])
+def test_pax_names_with_nul_or_dot_segments_are_refused(tmp_path: Path, path_record: str) -> None:
+    path = tmp_path / "nul.tgz"
+    path.write_bytes(
+        gzip.compress(
+            _pax_tar(
+                [
+                    ("emdash-plugin.toml", {}, DESCRIPTOR),
+                    ("plugin.py", {}, CODE),
+                    ("other.py", {"path": path_record}, b"import os\n"),
+                ]
+            )
+        )
+    )
+    with pytest.raises(BundleError, match="control characters|appears twice|contains '..'"):
+        open_bundle(path)
