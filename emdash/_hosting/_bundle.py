@@ -299,9 +299,12 @@ def _tar_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
                     raise BundleError(f"Plugin bundle {shown}: member {name!r} has no data")
                 with fh:
                     out.append((name, _read_bounded(fh, budget)))
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, RecursionError) as exc:
+        # RecursionError: tarfile reads each long-name or pax header by recursing into the
+        # header after it, so a long chain of them (cheap once gzipped) runs out of stack.
         raise BundleError(
-            f"Plugin bundle {shown} is not a valid .tar.gz, .tar or .zip archive ({exc})"
+            f"Plugin bundle {shown} is not a valid .tar.gz, .tar or .zip archive "
+            f"({str(exc)[:200] or type(exc).__name__})"
         ) from None
     return out
 

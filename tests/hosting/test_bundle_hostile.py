@@ -313,3 +313,18 @@ def test_pax_names_with_nul_or_dot_segments_are_refused(tmp_path: Path, path_rec
     )
     with pytest.raises(BundleError, match="control characters|appears twice|contains '..'"):
         open_bundle(path)
+
+
+def test_a_chain_of_metadata_headers_is_a_bundle_error(tmp_path: Path) -> None:
+    # tarfile reads a long-name header by recursing into the next header: 3000 of them in a
+    # row (12 KB gzipped) were a raw RecursionError, a traceback instead of a refusal.
+    raw = io.BytesIO()
+    for _ in range(3000):
+        header = tarfile.TarInfo("././@LongLink")
+        header.type = tarfile.GNUTYPE_LONGNAME
+        header.size = 5
+        raw.write(header.tobuf(format=tarfile.GNU_FORMAT) + b"x.py\0".ljust(512, b"\0"))
+    path = tmp_path / "chain.tgz"
+    path.write_bytes(gzip.compress(raw.getvalue() + bytes(1024)))
+    with pytest.raises(BundleError, match="is not a valid"):
+        open_bundle(path)
