@@ -13,7 +13,8 @@ bounds and refuses, naming the member and what to do:
   nodes, FIFOs, sockets (in a zip, the file type in the Unix mode bits);
 - absolute paths, ``..`` components, backslashes, control characters, duplicate paths,
   paths that differ only by case or Unicode form (one file on macOS and Windows);
-- encrypted zip members;
+- encrypted zip members, and zip members compressed with anything but deflate (zipfile
+  bounds the output of deflate per read, not that of bzip2 or LZMA);
 - a format other than the one its suffix names, or a tar that is also a zip (bytes after
   the tar that a zip reader would take for the bundle).
 
@@ -336,6 +337,16 @@ def _zip_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
                         f"Plugin bundle {shown}: member {name!r} is encrypted; bundles must "
                         "not be encrypted"
                     )
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    # zipfile bounds the output of deflate per read, but passes each chunk
+                    # of a bzip2 or LZMA member to its decompressor unbounded: a few
+                    # hundred bytes of bzip2 become hundreds of MB in memory at once,
+                    # before _read_bounded sees any of it.
+                    raise BundleError(
+                        f"Plugin bundle {shown}: member {name!r} is compressed with a method "
+                        "other than deflate (or none); make the zip with the usual settings "
+                        "(zip -r, or Python's ZIP_DEFLATED)"
+                    )
                 if info.is_dir() and kind in (0, stat.S_IFDIR):
                     out.append((name, None))
                     continue
@@ -348,7 +359,14 @@ def _zip_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
                     )
                 with archive.open(info) as fh:
                     out.append((name, _read_bounded(fh, budget)))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,  # a compression method zipfile does not know
+    ) as exc:
         raise BundleError(f"Plugin bundle {shown} is not a valid .zip archive ({exc})") from None
     return out
 

@@ -328,3 +328,17 @@ def test_a_chain_of_metadata_headers_is_a_bundle_error(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(raw.getvalue() + bytes(1024)))
     with pytest.raises(BundleError, match="is not a valid"):
         open_bundle(path)
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_zip_members_are_stored_or_deflated_only(tmp_path: Path, method: int) -> None:
+    # zipfile inflates deflate in bounded steps, but hands each 4 KB of a bzip2 or LZMA
+    # member to the decompressor with no bound on its output: 177 bytes of bzip2 are 200 MB
+    # of zeros, in memory at once, before any budget could see them (a 468-byte zip took
+    # 470 MB).
+    path = tmp_path / "bz.zip"
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        archive.writestr("emdash-plugin.toml", DESCRIPTOR)
+        archive.writestr("zeros", bytes(5 << 20))
+    with pytest.raises(BundleError, match="compressed with a method other than deflate"):
+        open_bundle(path)
