@@ -17,9 +17,12 @@ Two questions about hosts that are answered before any request is made:
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .._shared._errors import ConfigError
 from ._ssrf import address_problem, hostname_problem, normalize_host, parse_ip_literal
@@ -97,10 +100,43 @@ class PrivateHosts:
     one local site, never for a whole domain.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_lock", "_warned")
+
+    #: How many distinct (plugin, host, port) uses are logged; then one closing line. The
+    #: requests are the plugin's to make, so the log lines they cause must be bounded: one
+    #: WARNING per request let a plugin flood the log (and bury other warnings), and an
+    #: entry without a port covers 65535 ports to walk.
+    WARN_LIMIT: ClassVar[int] = 100
 
     def __init__(self, entries: Iterable[str] = ()) -> None:
         self._entries = tuple(_parse_entry(e) for e in entries)
+        self._lock = threading.Lock()
+        self._warned: set[tuple[str, str, int]] = set()
+
+    def warn_once(self, log: logging.Logger, plugin_id: str, host: str, port: int) -> None:
+        """Log the first use of the exemption by ``plugin_id`` for ``host:port`` (a WARNING:
+        loud, and the runtime's start already warned), at most :data:`WARN_LIMIT` of them."""
+        key = (plugin_id, host, port)
+        with self._lock:
+            if key in self._warned or len(self._warned) > self.WARN_LIMIT:
+                return
+            self._warned.add(key)
+            last = len(self._warned) > self.WARN_LIMIT
+        if last:
+            log.warning(
+                "DEVELOPMENT: further uses of allow_private_hosts are not logged (more than "
+                "%d plugin and host pairs); never enable this on a production site",
+                self.WARN_LIMIT,
+            )
+            return
+        shown = f"[{host}]" if ":" in host else host
+        log.warning(
+            "DEVELOPMENT: plugin %s fetches private host %s:%d (allow_private_hosts); never "
+            "enable this on a production site (logged once per plugin and host)",
+            plugin_id,
+            shown,
+            port,
+        )
 
     def __bool__(self) -> bool:
         return bool(self._entries)

@@ -160,8 +160,8 @@ class HttpClient:
     ``["127.0.0.1"]``) exempt from the non-public-address check so a local test server can
     be reached. ``private_hosts`` is the operator's **development** exemption
     (:class:`~emdash._bridge._hosts.PrivateHosts`: ``localhost:8080``, ``10.0.0.5``): a
-    request to such a host skips the private-address and internal-name checks, and each
-    one is logged as a WARNING. Both are empty by default; only host Python code (the
+    request to such a host skips the private-address and internal-name checks, and the
+    first one per plugin and host:port is logged as a WARNING. Both are empty by default; only host Python code (the
     ``Runtime`` arguments, the site config) sets them, never a plugin or a descriptor.
     """
 
@@ -301,14 +301,9 @@ class HttpClient:
                 plugin_id=pid,
             )
         if exempt:
-            # Loud on purpose: every use of the exemption is visible in the logs.
-            self._log.warning(
-                "DEVELOPMENT: plugin %s fetches private host %s:%d (allow_private_hosts); "
-                "never enable this on a production site",
-                pid,
-                host,
-                port,
-            )
+            # Loud on purpose, but bounded: the first use per plugin and host:port is logged
+            # (the plugin decides how many requests it makes, not how much log it writes).
+            self._private.warn_once(self._log, pid, host, port)
         if literal is not None:
             return _Hop(parsed, host, port, str(literal))
         return _Hop(parsed, host, port, self._resolve(pid, raw_host, host, port, clock, exempt))

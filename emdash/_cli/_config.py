@@ -150,7 +150,7 @@ class DevSettings(_Strict):
 
     ``allow_private_hosts`` lists exact hosts (``localhost:8080``, ``10.0.0.5``,
     ``[::1]:3000``) plugins may fetch although the SSRF policy refuses private addresses
-    and internal names; each such request is logged as a WARNING.
+    and internal names; the first request per plugin and host is logged as a WARNING.
     """
 
     allow_private_hosts: list[str] = Field(default_factory=list)
@@ -171,6 +171,11 @@ class PluginEntry(_Strict):
     """One installed plugin: where its directory is, and how it runs."""
 
     path: str = Field(min_length=1)
+    #: The plugin id approved at ``plugins add`` (written by the CLI). The descriptor in
+    #: ``path`` is the author's file: if its id changed, loading it would install a new
+    #: plugin whose access nobody approved, so a pinned id that no longer matches refuses
+    #: to load. ``None`` (a hand-written entry): whatever id the descriptor has.
+    id: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
     trusted: bool = False
     enabled: bool = True
     #: This plugin's quotas; keys left out take the site's ``[quotas]`` value.
@@ -375,7 +380,10 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
     try:
         for entry in config.plugins:
             path = config.plugin_path(entry)
-            info = runtime.add_plugin(path, trusted=entry.trusted, enabled=entry.enabled)
+            # Read once, checked, and that very descriptor is what gets loaded.
+            descriptor = PluginDescriptor.from_file(path)
+            check_pinned_id(entry, descriptor, path)
+            info = runtime.add_plugin(descriptor, trusted=entry.trusted, enabled=entry.enabled)
             if entry.admission():
                 runtime.admission.configure(info.plugin_id, **entry.admission())
     except BaseException:
@@ -396,14 +404,38 @@ def site_exists(config: SiteConfig) -> bool:
     return database == ":memory:" or Path(database).exists()
 
 
-def check_new_entry(config: SiteConfig, path: Path) -> PluginDescriptor:
-    """The descriptor at ``path``, if no installed plugin has its directory or its id."""
+def check_pinned_id(entry: PluginEntry, descriptor: PluginDescriptor, path: Path) -> None:
+    """Refuse a descriptor whose id is not the one this entry was installed with."""
+    if entry.id is None or entry.id == descriptor.id:
+        return
+    raise ConfigError(
+        f'The plugin installed from {path} as "{entry.id}" now says id "{descriptor.id}" in '
+        "its descriptor; an id is never changed in place (the new id would start with "
+        f'access nobody approved). Put id = "{entry.id}" back; to replace the plugin, then '
+        f"remove it (emdash plugins remove {entry.id}) and add the new one "
+        f"(emdash plugins add {path})",
+        plugin_id=entry.id,
+    )
+
+
+def check_new_entry(
+    config: SiteConfig, path: Path, *, plugin_id: str | None = None
+) -> PluginDescriptor:
+    """The descriptor at ``path``, if no installed plugin has its directory or its id.
+    ``plugin_id`` is the id the caller just loaded (refused if the descriptor on disk says
+    otherwise by now)."""
     descriptor = PluginDescriptor.from_file(path)
+    if plugin_id is not None and descriptor.id != plugin_id:
+        raise ConfigError(
+            f'{path} said id "{plugin_id}" when it was loaded and "{descriptor.id}" now; '
+            "make sure nothing edits the plugin while it is added, then add it again",
+            plugin_id=plugin_id,
+        )
     for entry in config.plugins:
         existing = config.plugin_path(entry)
         if existing == path.resolve():
             raise ConfigError(f"Plugin directory {path} is already in {config._where()}")
-        if _descriptor_id(existing) == descriptor.id:
+        if (entry.id or _descriptor_id(existing)) == descriptor.id:
             raise ConfigError(
                 f'A plugin with id "{descriptor.id}" is already installed (from {existing}); '
                 f"remove it first with: emdash plugins remove {descriptor.id}"
@@ -411,9 +443,12 @@ def check_new_entry(config: SiteConfig, path: Path) -> PluginDescriptor:
     return descriptor
 
 
-def add_plugin_entry(config: SiteConfig, path: Path, *, trusted: bool) -> PluginDescriptor:
-    """Append a plugin to the config file (creating the file if needed); return its descriptor."""
-    descriptor = check_new_entry(config, path)
+def add_plugin_entry(
+    config: SiteConfig, path: Path, *, trusted: bool, plugin_id: str | None = None
+) -> PluginDescriptor:
+    """Append a plugin to the config file (creating the file if needed); return its
+    descriptor. The entry pins the descriptor's id (see :func:`check_new_entry`)."""
+    descriptor = check_new_entry(config, path, plugin_id=plugin_id)
     doc = _read_document(config)
     plugins = doc.get("plugins")
     if plugins is None:
@@ -421,6 +456,7 @@ def add_plugin_entry(config: SiteConfig, path: Path, *, trusted: bool) -> Plugin
         doc.append("plugins", plugins)
     table = tomlkit.table()
     table.add("path", _relative(path, config.base_dir))
+    table.add("id", descriptor.id)
     table.add("trusted", trusted)
     table.add("enabled", True)
     plugins.append(table)
@@ -449,11 +485,13 @@ def set_plugin_enabled(config: SiteConfig, plugin_id: str, enabled: bool) -> Non
 
 def find_entry(config: SiteConfig, plugin_id: str) -> int:
     """Index in ``config.plugins`` of the plugin whose descriptor has this id."""
+    # A pinned id names its entry even when the descriptor on disk says another one, so
+    # such a plugin can still be removed or upgraded by the id it was approved under.
     for i, entry in enumerate(config.plugins):
-        if _descriptor_id(config.plugin_path(entry)) == plugin_id:
+        if (entry.id or _descriptor_id(config.plugin_path(entry))) == plugin_id:
             return i
     installed = ", ".join(
-        filter(None, (_descriptor_id(config.plugin_path(e)) for e in config.plugins))
+        filter(None, (e.id or _descriptor_id(config.plugin_path(e)) for e in config.plugins))
     )
     raise ConfigError(
         f'No plugin with id "{plugin_id}" in {config._where()} '

@@ -19,6 +19,7 @@ import click
 
 from .._hosting._bundle import Bundle, extract_bundle, is_bundle, open_bundle
 from .._model._descriptor import PluginDescriptor
+from .._runtime._consent import Approval, UpgradePlan
 from .._shared._errors import ConfigError
 from ._config import (
     SiteConfig,
@@ -56,7 +57,7 @@ def add_bundle(config: SiteConfig, path: Path, *, trusted: bool) -> tuple[Plugin
     try:
         with open_runtime(config) as rt:
             rt.add_plugin(target, trusted=trusted, bundle_sha256=bundle.sha256)
-        add_plugin_entry(config, target, trusted=trusted)
+        add_plugin_entry(config, target, trusted=trusted, plugin_id=descriptor.id)
     except BaseException:
         # A bundle that does not load leaves nothing behind.
         shutil.rmtree(target, ignore_errors=True)
@@ -96,7 +97,9 @@ def upgrade(config: SiteConfig, plugin_id: str, source: Path | None, *, yes: boo
             update={"plugins": [e for i, e in enumerate(config.plugins) if i != index]}
         )
         with open_runtime(others) as rt:
-            plan = rt.upgrade_plan(new_dir, bundle_sha256=None if bundle is None else bundle.sha256)
+            plan = rt.upgrade_plan(
+                descriptor, bundle_sha256=None if bundle is None else bundle.sha256
+            )
             for line in plan.lines():
                 click.echo(line)
             if plan.needs_consent:
@@ -108,8 +111,12 @@ def upgrade(config: SiteConfig, plugin_id: str, source: Path | None, *, yes: boo
                 final = _swap_in(config, plugin_id, staged, current)
                 staged = None
             try:
+                # Read once more from where it now lives, and approve only what was shown:
+                # a directory is the author's, and may have changed during the review.
+                applied = PluginDescriptor.from_file(final)
+                _check_reviewed(plan, applied)
                 rt.upgrade_plugin(
-                    final,
+                    applied,
                     approve=True,
                     trusted=entry.trusted,
                     bundle_sha256=None if bundle is None else bundle.sha256,
@@ -118,8 +125,8 @@ def upgrade(config: SiteConfig, plugin_id: str, source: Path | None, *, yes: boo
                 if final != new_dir:
                     _swap_back(final)
                 raise
-            if final != current:
-                _set_plugin_path(config, index, final)
+            if final != current or entry.id is None:
+                _set_plugin_entry(config, index, final, plugin_id)
             if final != new_dir:
                 _drop_previous(final)  # only ever a copy this command moved aside
         click.echo(f"Upgraded {plugin_id} {plan.old_version} -> {plan.new_version}")
@@ -143,6 +150,22 @@ def _check_not_configured(config: SiteConfig, plugin_id: str) -> None:
     raise ConfigError(
         f'A plugin with id "{plugin_id}" is already installed; upgrade it with: '
         f"emdash plugins upgrade {plugin_id} BUNDLE"
+    )
+
+
+def _check_reviewed(plan: UpgradePlan, applied: PluginDescriptor) -> None:
+    """Refuse to approve a descriptor other than the one the operator just reviewed."""
+    if (
+        applied.id == plan.plugin_id
+        and applied.version == plan.new_version
+        and Approval.of(applied) == plan.wanted
+    ):
+        return
+    raise ConfigError(
+        f"The descriptor of {plan.plugin_id} changed while the upgrade was reviewed, so "
+        "nothing was approved; make sure nothing edits the plugin meanwhile, then review "
+        f"it again: emdash plugins upgrade {plan.plugin_id}",
+        plugin_id=plan.plugin_id,
     )
 
 
@@ -181,7 +204,10 @@ def _drop_previous(target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _set_plugin_path(config: SiteConfig, index: int, path: Path) -> None:
+def _set_plugin_entry(config: SiteConfig, index: int, path: Path, plugin_id: str) -> None:
+    """Point the entry at ``path`` and pin the id just approved (an entry written by hand,
+    or before ids were pinned, gets its pin here: see ``PluginEntry.id``)."""
     doc = _read_document(config)
     doc["plugins"][index]["path"] = _relative(path, config.base_dir)
+    doc["plugins"][index]["id"] = plugin_id
     _write_document(config, doc)

@@ -303,8 +303,8 @@ def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
         # Load it into the site first: a plugin that does not load is never written to the
         # config.
         with open_runtime(config) as rt:
-            rt.add_plugin(path, trusted=trusted)
-        descriptor = add_plugin_entry(config, path, trusted=trusted)
+            added = rt.add_plugin(path, trusted=trusted)
+        descriptor = add_plugin_entry(config, path, trusted=trusted, plugin_id=added.plugin_id)
     mode = "trusted (in-process)" if trusted else "sandboxed"
     click.echo(f"Added {descriptor.id} {descriptor.version} ({mode})")
     if trusted:

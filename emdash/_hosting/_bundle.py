@@ -7,10 +7,16 @@ bounds and refuses, naming the member and what to do:
 - an archive larger than :data:`MAX_BUNDLE_BYTES` (1 MB), or members that add up to more
   once unpacked, or more than :data:`MAX_MEMBERS` members (a zip/gzip bomb stops at the
   bound: sizes are counted as the data is read, not taken from the headers);
+- a tar stream compressed with anything but gzip, or whose unpacked stream (content plus
+  headers, long names and pax records, which tarfile reads whole) exceeds a fixed bound;
 - any member that is not a regular file or a directory: symbolic and hard links, device
   nodes, FIFOs, sockets (in a zip, the file type in the Unix mode bits);
-- absolute paths, ``..`` components, backslashes, control characters, duplicate paths;
-- encrypted zip members.
+- absolute paths, ``..`` components, backslashes, control characters, duplicate paths,
+  paths that differ only by case or Unicode form (one file on macOS and Windows);
+- encrypted zip members, and zip members compressed with anything but deflate (zipfile
+  bounds the output of deflate per read, not that of bzip2 or LZMA);
+- a format other than the one its suffix names, or a tar that is also a zip (bytes after
+  the tar that a zip reader would take for the bundle).
 
 The plugin directory is the archive's root, or its single top-level directory (what
 ``tar czf hello.tgz hello`` makes). Its descriptor is then validated again from the
@@ -25,6 +31,7 @@ operator and pinned in the site's plugin registry.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -32,7 +39,9 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -55,6 +64,11 @@ __all__ = [
 MAX_BUNDLE_BYTES = 1_000_000
 MAX_MEMBERS = 1_000
 BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+#: The unpacked tar stream: 1 MB of content plus, for up to MAX_MEMBERS members, their
+#: 512-byte headers, pax or long-name records and block padding. tarfile reads metadata
+#: records (GNU long names, pax headers) whole, before any member is returned, so the
+#: stream is bounded before tarfile sees it, not member by member.
+_MAX_TAR_STREAM = 4 * MAX_BUNDLE_BYTES + MAX_MEMBERS * 4 * 512
 _DESCRIPTOR_NAMES = ("emdash-plugin.toml", "emdash-plugin.json")
 
 
@@ -93,10 +107,27 @@ def open_bundle(path: Path) -> Bundle:
     if len(data) > MAX_BUNDLE_BYTES:
         raise _too_big(shown, len(data))
     digest = hashlib.sha256(data).hexdigest()
-    if zipfile.is_zipfile(io.BytesIO(data)):
+    # The suffix decides the format, and a tar that is also a zip is refused: tar reads an
+    # archive from its start, zip from its end, so bytes appended to a .tar.gz can hold a
+    # second plugin. The operator who lists the bundle with tar must see what is installed.
+    suffix = path.name.lower()
+    is_zip = zipfile.is_zipfile(io.BytesIO(data))
+    if suffix.endswith(".zip"):
+        if not is_zip:
+            raise BundleError(f"Plugin bundle {shown} is not a valid .zip archive")
         members = _zip_members(shown, data)
-    else:
+    elif suffix.endswith((".tar.gz", ".tgz", ".tar")):
+        if is_zip:
+            raise BundleError(
+                f"Plugin bundle {shown} is a tar archive that is also a zip archive (data "
+                "after the tar, or a zip member at its very end); bundle the plugin "
+                "directory again with: tar czf NAME.tar.gz DIR"
+            )
         members = _tar_members(shown, data)
+    else:
+        raise BundleError(
+            f"Plugin bundle {shown}: its name must end in one of {', '.join(BUNDLE_SUFFIXES)}"
+        )
     files, directories = _strip_root(shown, members)
     return Bundle(path, digest, files, directories)
 
@@ -112,13 +143,20 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
     target = Path(tempfile.mkdtemp(prefix=".bundle-", dir=parent))
     try:
         for directory in sorted(bundle.directories, key=lambda d: d.count("/")):
-            os.mkdir(target / directory, 0o755)
+            try:
+                # parents=True: an archive may list "lib/sub/" without "lib/".
+                (target / directory).mkdir(0o755, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _cannot_unpack(bundle, directory, exc) from None
         for name, content in bundle.files.items():
             # Parents created here too (an archive may omit directory entries); every
             # component was checked, and this tree holds only what we created.
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(target / name, flags, 0o644)
+            try:
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(target / name, flags, 0o644)
+            except OSError as exc:
+                raise _cannot_unpack(bundle, name, exc) from None
             with os.fdopen(fd, "wb") as fh:
                 fh.write(content)
         os.chmod(target, 0o755)
@@ -140,6 +178,15 @@ def extract_bundle(bundle: Bundle, parent: Path) -> tuple[Path, PluginDescriptor
         shutil.rmtree(target, ignore_errors=True)
         raise
     return target, descriptor
+
+
+def _cannot_unpack(bundle: Bundle, name: str, exc: OSError) -> BundleError:
+    # A name the file system cannot hold (ENAMETOOLONG: a component over 255 bytes, a path
+    # over PATH_MAX) is the bundle's fault: say so, with the name, not as a traceback.
+    return BundleError(
+        f"Plugin bundle {bundle.source}: member {name[:200]!r} cannot be unpacked "
+        f"({exc.strerror}); use shorter file names"
+    )
 
 
 # -- reading archives ---------------------------------------------------------------------------
@@ -192,11 +239,45 @@ def _read_bounded(fh: IO[bytes], budget: _Budget) -> bytes:
         chunks.append(chunk)
 
 
+def _tar_stream(shown: str, data: bytes) -> bytes:
+    """The uncompressed tar stream of ``data`` (gzip or plain), at most
+    :data:`_MAX_TAR_STREAM` bytes.
+
+    Decompressed here rather than by ``tarfile.open(mode="r:*")``: tarfile reads a long
+    name or a pax header whole, whatever size its header announces, so a 1 MB gzip
+    archive could make it hold ~1 GB (and bzip2 or xz, which it also accepts, far more).
+    Only gzip is accepted: it is what ``.tar.gz``/``.tgz`` means, and the bound below
+    makes its ratio harmless.
+    """
+    if data[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+                stream = gz.read(_MAX_TAR_STREAM + 1)  # decompresses at most this much
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BundleError(
+                f"Plugin bundle {shown} is not a valid .tar.gz, .tar or .zip archive ({exc})"
+            ) from None
+        if len(stream) > _MAX_TAR_STREAM:
+            raise BundleError(
+                f"Plugin bundle {shown} unpacks to more than {_MAX_TAR_STREAM} bytes of tar "
+                f"data; bundles are limited to {MAX_BUNDLE_BYTES} bytes (1 MB) once unpacked"
+            )
+        return stream
+    if data[:3] == b"BZh" or data[:6] == b"\xfd7zXZ\x00" or data[:4] == b"\x28\xb5\x2f\xfd":
+        raise BundleError(
+            f"Plugin bundle {shown} is compressed with bzip2, xz or zstd; a bundle is a "
+            "gzip-compressed (.tar.gz, .tgz) or a plain (.tar) tar archive, or a .zip"
+        )
+    return data
+
+
 def _tar_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
     budget = _Budget(shown)
     out: list[tuple[str, bytes | None]] = []
+    stream = _tar_stream(shown, data)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        # "r:" (no decompression): _tar_stream bounded and decompressed it already.
+        with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
             while True:
                 member = tar.next()  # one header at a time: a bomb stops at the budget
                 if member is None:
@@ -219,9 +300,12 @@ def _tar_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
                     raise BundleError(f"Plugin bundle {shown}: member {name!r} has no data")
                 with fh:
                     out.append((name, _read_bounded(fh, budget)))
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, RecursionError) as exc:
+        # RecursionError: tarfile reads each long-name or pax header by recursing into the
+        # header after it, so a long chain of them (cheap once gzipped) runs out of stack.
         raise BundleError(
-            f"Plugin bundle {shown} is not a valid .tar.gz, .tar or .zip archive ({exc})"
+            f"Plugin bundle {shown} is not a valid .tar.gz, .tar or .zip archive "
+            f"({str(exc)[:200] or type(exc).__name__})"
         ) from None
     return out
 
@@ -253,6 +337,16 @@ def _zip_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
                         f"Plugin bundle {shown}: member {name!r} is encrypted; bundles must "
                         "not be encrypted"
                     )
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    # zipfile bounds the output of deflate per read, but passes each chunk
+                    # of a bzip2 or LZMA member to its decompressor unbounded: a few
+                    # hundred bytes of bzip2 become hundreds of MB in memory at once,
+                    # before _read_bounded sees any of it.
+                    raise BundleError(
+                        f"Plugin bundle {shown}: member {name!r} is compressed with a method "
+                        "other than deflate (or none); make the zip with the usual settings "
+                        "(zip -r, or Python's ZIP_DEFLATED)"
+                    )
                 if info.is_dir() and kind in (0, stat.S_IFDIR):
                     out.append((name, None))
                     continue
@@ -265,7 +359,14 @@ def _zip_members(shown: str, data: bytes) -> list[tuple[str, bytes | None]]:
                     )
                 with archive.open(info) as fh:
                     out.append((name, _read_bounded(fh, budget)))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,  # a compression method zipfile does not know
+    ) as exc:
         raise BundleError(f"Plugin bundle {shown} is not a valid .zip archive ({exc})") from None
     return out
 
@@ -300,12 +401,24 @@ def _strip_root(
     one top-level directory when the descriptor is not at the root)."""
     names = [n for n, _ in members if n != "."]
     seen: set[str] = set()
+    folded: dict[str, str] = {}
     for name in names:
         if name in seen:
             raise BundleError(
                 f"Plugin bundle {shown}: member {name!r} appears twice; each path may appear once"
             )
         seen.add(name)
+        # "plugin.py" and "Plugin.py", or "café" composed and decomposed, are one file on
+        # macOS and Windows: which of them a reviewer reads and which one loads would then
+        # depend on the order of the members. Refused on every system, so a bundle means
+        # the same everywhere.
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in folded and folded[key] != name:
+            raise BundleError(
+                f"Plugin bundle {shown}: members {folded[key]!r} and {name!r} differ only by "
+                "case or Unicode form (one file on some systems); rename one of them"
+            )
+        folded.setdefault(key, name)
     files = {n: c for n, c in members if c is not None}
     prefix = ""
     if not any(n in files for n in _DESCRIPTOR_NAMES):
@@ -337,12 +450,25 @@ def _strip_root(
             f"Plugin bundle {shown}: {sorted(clash)[0]!r} is both a file and a directory"
         )
     # A file used as a parent directory of another member ("a" and "a/b") is refused too.
-    for rel in out_files:
+    # The directories a path implies are counted with the members: extraction creates them
+    # all, and one member 1500 levels deep would otherwise make 1500 directories (a
+    # thousand such members, inode exhaustion) under a member bound of 1000.
+    implied: set[str] = set()
+    for rel in [*out_files, *(d + "/_" for d in out_dirs)]:
         parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
         while parent:
             if parent in out_files:
                 raise BundleError(
                     f"Plugin bundle {shown}: {parent!r} is both a file and a directory"
+                )
+            if parent in implied:
+                break  # its own parents were counted when it was
+            implied.add(parent)
+            if len(implied) + len(out_files) > MAX_MEMBERS:
+                raise BundleError(
+                    f"Plugin bundle {shown} unpacks to more than {MAX_MEMBERS} files and "
+                    "directories (directories its paths imply included); a plugin needs far "
+                    "fewer"
                 )
             parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
     return out_files, frozenset(out_dirs)

@@ -14,6 +14,8 @@ sandbox's generic errors into emdash errors that name the plugin and the operati
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -123,9 +125,20 @@ class SandboxedPluginHost:
         """The host-measured CPU time of all those loads, in ms (a killed load counts its
         limit, which it used at least)."""
         _check_encodable(files, self.plugin_id)
+        # The supervisor replaces (and closes) the pool of an equal key loaded with other
+        # arguments. Keyed by id and version only, an upgrade to new code under the same
+        # version that loaded but was then refused by a host check (route schemas, the admin
+        # surface) had already closed the pool serving the plugin: the old code was not
+        # restored. So the key names what is loaded; an identical load still shares its pool.
+        spec = json.dumps(
+            [files, entry, self.limits.model_dump(), support.pool_size, info],
+            sort_keys=True,
+            default=str,
+        )
+        digest = hashlib.sha256(spec.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         try:
             self._pool = support.supervisor().load(
-                f"{descriptor.id}:{descriptor.version}",
+                f"{descriptor.id}:{descriptor.version}:{digest}",
                 files,
                 entry,
                 limits=self._sb_limits,

@@ -35,7 +35,10 @@ __all__ = ["Limits", "PluginDescriptor", "StorageCollection"]
 PLUGIN_ID_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 FIELD_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 COLLECTION_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-VERSION_RE = re.compile(r"^\d+\.\d+\.\d+")
+# Semver, with pre-release / build suffixes in their own alphabet. The whole string is
+# matched (fullmatch): the version is printed in the upgrade review the operator approves
+# from, so it must not carry control characters or text of its own after the number.
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+[0-9A-Za-z.+-]*$")
 HOST_RE = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9.-]+(:\d+)?)$")
 
 
@@ -208,8 +211,11 @@ class PluginDescriptor(_Strict):
     @field_validator("version")
     @classmethod
     def _check_version(cls, value: str) -> str:
-        if not VERSION_RE.match(value):
-            raise ValueError(f'Invalid plugin version "{value}": must be semver, e.g. "1.0.0"')
+        if not VERSION_RE.fullmatch(value) or len(value) > 64:
+            raise ValueError(
+                f'Invalid plugin version {value[:80]!r}: must be semver, e.g. "1.0.0" or '
+                '"1.2.0-rc.1" (letters, digits, ".", "-", "+" after the number)'
+            )
         return value
 
     @field_validator("storage")

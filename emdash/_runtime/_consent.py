@@ -15,6 +15,11 @@ compares every later load against it:
 A registry row written before consent existed has no approval: its first load records
 what the descriptor asks then (there is nothing older to compare with).
 
+Sandbox limits: a descriptor's ``[limits]`` replace the site's defaults for that plugin,
+so they are approved with it. Raising any limit above the approved value (the site's
+defaults when the approved descriptor set none), or turning ``fresh_worker`` off, needs
+consent too; lower limits, or none (the operator's own defaults), do not.
+
 Host coverage: an approved ``*`` covers every host, ``*.example.com`` covers
 ``example.com``, its subdomains and narrower wildcards below it; an entry without a port
 covers the same host with any port; ``host:443`` covers only that port.
@@ -27,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._model._descriptor import PluginDescriptor
+from .._model._descriptor import Limits, PluginDescriptor
 from .._shared._errors import ManifestError
 
 __all__ = ["AccessDiff", "Approval", "ConsentRequiredError", "UpgradePlan"]
@@ -47,20 +52,20 @@ class ConsentRequiredError(ManifestError):
 
 @dataclass(frozen=True)
 class Approval:
-    """Capabilities and allowed hosts, as approved (or as a descriptor asks for them)."""
+    """Capabilities, allowed hosts and the descriptor's own sandbox limits (``None``: it sets
+    none, the site's defaults apply), as approved or as a descriptor asks for them."""
 
     capabilities: tuple[str, ...]
     allowed_hosts: tuple[str, ...]
+    limits: dict[str, int | bool] | None = None
 
     @classmethod
     def of(cls, descriptor: PluginDescriptor) -> Approval:
-        return cls(tuple(descriptor.capabilities), tuple(descriptor.allowed_hosts))
+        limits = None if descriptor.limits is None else descriptor.limits.model_dump()
+        return cls(tuple(descriptor.capabilities), tuple(descriptor.allowed_hosts), limits)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"capabilities": list(self.capabilities), "allowedHosts": list(self.allowed_hosts)},
-            separators=(",", ":"),
-        )
+        return json.dumps(self.as_dict(), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Approval:
@@ -73,10 +78,21 @@ class Approval:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError("an approval holds two lists of strings")
         assert isinstance(caps, list) and isinstance(hosts, list)
-        return cls(tuple(caps), tuple(hosts))
+        limits = data.get("limits")
+        if limits is not None:
+            # Validated like a descriptor's [limits]: a row that does not parse is an
+            # error (the caller says so), never read as "no limits approved".
+            limits = Limits.model_validate(limits).model_dump()
+        return cls(tuple(caps), tuple(hosts), limits)
 
-    def as_dict(self) -> dict[str, list[str]]:
-        return {"capabilities": list(self.capabilities), "allowedHosts": list(self.allowed_hosts)}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "capabilities": list(self.capabilities),
+            "allowedHosts": list(self.allowed_hosts),
+        }
+        if self.limits is not None:
+            out["limits"] = dict(self.limits)
+        return out
 
 
 @dataclass(frozen=True)
@@ -91,9 +107,17 @@ class AccessDiff:
     removed_capabilities: tuple[str, ...]
     added_hosts: tuple[str, ...]
     removed_hosts: tuple[str, ...]
+    #: ``"cpu_ms 50 -> 600000"``, ``"fresh_worker true -> false"``: limits the descriptor
+    #: raises above what was approved (see the module docstring).
+    raised_limits: tuple[str, ...] = ()
+    #: The descriptor's limits differ from the approved ones at all (lower ones included).
+    limits_changed: bool = False
 
     @classmethod
-    def between(cls, approved: Approval, wanted: Approval) -> AccessDiff:
+    def between(
+        cls, approved: Approval, wanted: Approval, *, default_limits: Limits | None = None
+    ) -> AccessDiff:
+        """``default_limits``: the site's (what a descriptor without ``[limits]`` gets)."""
         return cls(
             added_capabilities=tuple(
                 c for c in wanted.capabilities if c not in approved.capabilities
@@ -105,23 +129,32 @@ class AccessDiff:
                 h for h in wanted.allowed_hosts if not _covered(h, approved.allowed_hosts)
             ),
             removed_hosts=tuple(h for h in approved.allowed_hosts if h not in wanted.allowed_hosts),
+            raised_limits=_raised_limits(approved, wanted, default_limits or Limits()),
+            limits_changed=approved.limits != wanted.limits,
         )
 
     @property
     def escalates(self) -> bool:
         """Whether the descriptor asks for anything not approved."""
-        return bool(self.added_capabilities or self.added_hosts)
+        return bool(self.added_capabilities or self.added_hosts or self.raised_limits)
 
     @property
     def changed(self) -> bool:
-        return self.escalates or bool(self.removed_capabilities or self.removed_hosts)
+        return (
+            self.escalates
+            or self.limits_changed
+            or bool(self.removed_capabilities or self.removed_hosts)
+        )
 
     def lines(self) -> list[str]:
         """One line per change: ``+ capability users:read``, ``- host api.example.com``."""
         out = [f"+ capability {c}" for c in self.added_capabilities]
         out += [f"+ host {h}" for h in self.added_hosts]
+        out += [f"+ limits {limit}" for limit in self.raised_limits]
         out += [f"- capability {c}" for c in self.removed_capabilities]
         out += [f"- host {h}" for h in self.removed_hosts]
+        if self.limits_changed and not self.raised_limits:
+            out.append("- limits lowered or left to the site's defaults")
         return out
 
     def summary(self) -> str:
@@ -131,6 +164,8 @@ class AccessDiff:
             parts.append("capabilities " + ", ".join(self.added_capabilities))
         if self.added_hosts:
             parts.append("allowed hosts " + ", ".join(self.added_hosts))
+        if self.raised_limits:
+            parts.append("limits " + ", ".join(self.raised_limits))
         return "; ".join(parts) or "nothing new"
 
     def as_dict(self) -> dict[str, list[str]]:
@@ -139,6 +174,7 @@ class AccessDiff:
             "removedCapabilities": list(self.removed_capabilities),
             "addedHosts": list(self.added_hosts),
             "removedHosts": list(self.removed_hosts),
+            "raisedLimits": list(self.raised_limits),
         }
 
 
@@ -192,6 +228,28 @@ def refusal(plugin_id: str, diff: AccessDiff) -> ConsentRequiredError:
         plugin_id=plugin_id,
         diff=diff,
     )
+
+
+def _raised_limits(approved: Approval, wanted: Approval, defaults: Limits) -> tuple[str, ...]:
+    """Limits ``wanted`` sets above what was approved (see the module docstring)."""
+    if wanted.limits is None:
+        return ()  # the operator's own defaults: nothing the author raised
+    # Approved without [limits]: the plugin ran under the site's defaults, so those are
+    # what a new [limits] table is compared with (a descriptor that adds a table of
+    # higher limits takes them from the operator's hands).
+    base: dict[str, int | bool] = (
+        approved.limits if approved.limits is not None else defaults.model_dump()
+    )
+    out: list[str] = []
+    for key, value in wanted.limits.items():
+        old = base.get(key)
+        if isinstance(value, bool) or isinstance(old, bool):
+            # fresh_worker: on isolates invocations from each other; off is the weaker one.
+            if old is True and value is not True:
+                out.append(f"{key} true -> false")
+        elif not isinstance(old, int) or value > old:
+            out.append(f"{key} {old} -> {value}")
+    return tuple(out)
 
 
 def _covered(host: str, approved: Sequence[str]) -> bool:

@@ -52,7 +52,7 @@ trailingSlash}`` as ``ctx.site``.
 Outbound HTTP seams (docs/testing-plugins.md): ``resolver=`` replaces DNS for plugin
 fetches (its answers are still vetted by the SSRF rules; ``emdash.testing.fake_dns``), and
 ``allow_private_hosts=["localhost:8080"]`` exempts exact hosts of a local development site
-from those rules, with a WARNING at start and per request.
+from those rules, with a WARNING at start and at the first use per plugin and host.
 
 Consent (docs/consent-and-upgrades.md): the access a plugin is first added with is recorded;
 a later ``add_plugin`` whose descriptor asks for more raises ``ConsentRequiredError`` until
@@ -486,7 +486,7 @@ class Runtime:
             new_version=desc.version,
             approved=approved,
             wanted=wanted,
-            diff=AccessDiff.between(approved or wanted, wanted),
+            diff=AccessDiff.between(approved or wanted, wanted, default_limits=self.limits),
             old_sha256=known.get("bundleSha256"),
             new_sha256=bundle_sha256,
         )
@@ -526,6 +526,8 @@ class Runtime:
                     desc, source, mode, None, approve=True, bundle_sha256=bundle_sha256
                 )
             mode = current.trusted if trusted is None else trusted
+            # The same load checks as add (load_host): new code must not get past an upgrade
+            # what add refuses (a public "admin" route would publish admin answers).
             host, sandboxed = self.load_host(desc, source, mode)
             old = current.host
             try:
@@ -571,7 +573,7 @@ class Runtime:
             # First add (or a row from before consent was recorded): what it asks now is
             # what the operator approves by adding it.
             return wanted.to_json()
-        diff = AccessDiff.between(approved, wanted)
+        diff = AccessDiff.between(approved, wanted, default_limits=self.limits)
         if diff.escalates and not approve:
             raise refusal(desc.id, diff)
         return wanted.to_json() if diff.changed else None

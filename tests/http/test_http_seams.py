@@ -150,7 +150,8 @@ def test_dev_private_host_reaches_the_local_server_loudly(
     ]
     assert per_request == [
         f"DEVELOPMENT: plugin local fetches private host localhost:{server.port} "
-        "(allow_private_hosts); never enable this on a production site"
+        "(allow_private_hosts); never enable this on a production site (logged once per "
+        "plugin and host)"
     ]
 
 
