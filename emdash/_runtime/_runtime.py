@@ -58,7 +58,6 @@ answers over HTTP with that code and status. See :mod:`emdash._bridge._dispatch`
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import threading
 import time
@@ -148,17 +147,12 @@ class Runtime:
         self._closed = False
         # Per-plugin route admission (see _admission): {plugin id: {max_concurrency: ..}}.
         self._admission = AdmissionControl(self._admission_defaults, admission)
-        # Native handlers run here under their timeouts. Generous: a handler blocked past
-        # its timeout keeps its thread until it returns by itself.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=32, thread_name_prefix="emdash-native"
-        )
         self._sandbox: SandboxSupport | None = None
         # The services, in dependency order. Each gets the store, the live pipeline (as its
         # HookRunner) and the collaborators its constructor names, never the runtime. So
         # none of them takes _lock (rt.email.use_console_provider aside, which adds a
-        # plugin): a handler running under a plugin-set change (a lifecycle hook, on a
-        # pool thread, while _lock is held) may still use them.
+        # plugin): a handler running under a plugin-set change (a lifecycle hook, on the
+        # thread that holds _lock) may still use them.
         self._hooks = LivePipeline(self._build_pipeline())
         self._content = ContentService(self.store, self._hooks)
         self._media = MediaService(self.store, self._hooks)
@@ -193,7 +187,7 @@ class Runtime:
         self.close()
 
     def close(self) -> None:
-        """Stop the services, every plugin, the sandbox and the thread pool; flush and close
+        """Stop the services, every plugin and the sandbox; flush and close
         the store. Idempotent."""
         with self._lock:
             if self._closed:
@@ -211,7 +205,6 @@ class Runtime:
                     self.log.exception("Closing plugin %s failed", info.plugin_id)
             if self._sandbox is not None:
                 self._sandbox.close()
-            self._executor.shutdown(wait=False, cancel_futures=True)
             self._http.close()
             self.store.close()
 
@@ -357,9 +350,7 @@ class Runtime:
             bridge=self.bridge,
             store=self.store,
             info=info,
-            executor=self._executor,
             trusted=trusted,
-            inline=self._inside_invocation,
         )
         return host, False
 
