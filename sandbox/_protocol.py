@@ -293,33 +293,52 @@ SPIN_CAP_S = 500e-6
 MEDIAN_STEP = 1 / 16
 
 
-# One wait in this many takes the policy not currently preferred, so that both medians
-# stay current (the machine's load changes; a median that is never fed never would).
+# While spinning pays, one wait in this many sleeps, so that the sleeping mean stays current.
 EXPLORE_EVERY = 16
+# While it does not, spinning is tried again after this many waits at first, then after
+# twice as many each time it still does not pay, up to MAX_EXPLORE_GAP: on loaded cores a
+# spin can cost a whole scheduler slice (its sched_yield hands the CPU to another process),
+# so trying it often would cost more than it ever saves.
+MAX_EXPLORE_GAP = 4096
+# The weight of the newest wait in the running means (1/8).
+MEAN_WEIGHT = 0.125
 
 
 class SpinWait:
     """Adaptive busy-wait for the next bytes on a socket, one per channel end.
 
     Spinning pays only when the answer comes soon *and* the other side runs on another CPU
-    meanwhile; on loaded cores the spinner takes the CPU the other side needs, and waits
-    get longer. So the decision and the budget are measured on this channel, not set:
+    meanwhile; on loaded cores the spinner takes the CPU the other side needs (or yields it
+    to another process for a whole slice), and waits get longer. So the decision and the
+    budget are measured on this channel, not set:
 
     - ``typical``: a running median of the channel's answer times, from the start of a
       wait to the arrival of the bytes. A spin lasts at most twice that (the typical
       answer with room for jitter); a channel whose answers take longer than
       :data:`SPIN_CAP_S` / 2 does not spin (there a wake-up is a small part of the wait).
-    - ``spun`` / ``slept``: running medians of the waits that spun first and of those
-      that slept at once. The channel spins while spinning gives the shorter waits (where
-      it pays) and sleeps once it does not (loaded or single cores). One wait in
-      :data:`EXPLORE_EVERY` takes the other policy, so that both stay measured.
+    - ``spun`` / ``slept``: running means of the waits that spun first and of those that
+      slept at once: means, not medians, because what decides is the expected cost, tail
+      included. The channel spins while spun waits are shorter on average (where it pays)
+      and sleeps once they are not (loaded or single cores). While spinning, one wait in
+      :data:`EXPLORE_EVERY` sleeps; while sleeping, spinning is tried again after a gap
+      that doubles each time it still does not pay (up to :data:`MAX_EXPLORE_GAP`).
     - back-off: a spin that used up its budget without an answer turns spinning off for
       the next 1, 2, 4 ... 256 waits; a spin that gets its answer resets that.
 
     A new channel has no history: its first wait sleeps and measures.
     """
 
-    __slots__ = ("penalty", "skip", "slept", "spinning", "spun", "turn", "typical")
+    __slots__ = (
+        "gap",
+        "next_try",
+        "penalty",
+        "skip",
+        "slept",
+        "spinning",
+        "spun",
+        "turn",
+        "typical",
+    )
 
     def __init__(self) -> None:
         self.typical = 0.0  # seconds; 0.0: nothing measured yet
@@ -327,6 +346,8 @@ class SpinWait:
         self.slept = 0.0
         self.spinning = False  # the policy of the wait in progress
         self.turn = 0
+        self.gap = EXPLORE_EVERY
+        self.next_try = 0
         self.skip = 0
         self.penalty = 0
 
@@ -337,14 +358,19 @@ class SpinWait:
         if self.skip:
             self.skip -= 1
             spin = 0.0
-        elif spin > SPIN_CAP_S:
-            spin = 0.0
-        elif self.spun and self.slept:
-            pays = self.spun < self.slept
-            if pays == (self.turn % EXPLORE_EVERY == 0):  # the other policy, for a turn
+        elif spin > SPIN_CAP_S or self.slept == 0.0:
+            spin = 0.0  # long answers, or sleeping not measured yet
+        elif self.spun == 0.0:
+            pass  # spinning not measured yet: try it
+        elif self.spun < self.slept:  # spinning pays
+            self.gap = EXPLORE_EVERY
+            if self.turn % EXPLORE_EVERY == 0:
                 spin = 0.0
-        elif self.slept == 0.0:
-            spin = 0.0  # sleeping has not been measured yet
+        elif self.turn < self.next_try:
+            spin = 0.0
+        else:  # it did not pay: try once now, the next time after twice as long
+            self.next_try = self.turn + self.gap
+            self.gap = min(2 * self.gap, MAX_EXPLORE_GAP)
         self.spinning = spin > 0.0
         return spin
 
@@ -352,9 +378,9 @@ class SpinWait:
         """Feed one wait's duration (start of the wait to the bytes' arrival)."""
         self.typical = _track(self.typical, waited)
         if self.spinning:
-            self.spun = _track(self.spun, waited)
+            self.spun = _mean(self.spun, waited)
         else:
-            self.slept = _track(self.slept, waited)
+            self.slept = _mean(self.slept, waited)
 
     def spin(
         self,
@@ -441,6 +467,10 @@ class SpinWait:
         # record here.
         self.penalty = min(max(1, self.penalty * 2), 256)
         self.skip = self.penalty
+
+
+def _mean(mean: float, sample: float) -> float:
+    return sample if mean == 0.0 else mean + (sample - mean) * MEAN_WEIGHT
 
 
 def _track(median: float, sample: float) -> float:

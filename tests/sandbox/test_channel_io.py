@@ -18,6 +18,7 @@ import pytest
 
 from sandbox._protocol import (
     EXPLORE_EVERY,
+    MAX_EXPLORE_GAP,
     MEDIAN_STEP,
     SPIN_CAP_S,
     ChannelClosed,
@@ -192,14 +193,25 @@ def test_the_channel_spins_where_it_pays_and_explores_the_other_policy() -> None
     waiter.typical, waiter.spun, waiter.slept = 30e-6, 25e-6, 60e-6  # spinning pays
     policies = [waiter.budget() > 0 for _ in range(2 * EXPLORE_EVERY)]
     assert policies.count(False) == 2  # one wait in EXPLORE_EVERY sleeps, to measure it
-    waiter.spun = 90e-6  # loaded cores: spun waits got longer than slept ones
-    policies = [waiter.budget() > 0 for _ in range(2 * EXPLORE_EVERY)]
-    assert policies.count(True) == 2  # it sleeps, and tries spinning once in a while
+    # Loaded cores: spun waits got longer than slept ones on average. It sleeps, and tries
+    # spinning again after a gap that doubles each time spinning still does not pay.
+    waiter.spun = 90e-6
+    tries = [turn for turn in range(1, 2000) if waiter.budget() > 0]
+    gaps = [later - earlier for earlier, later in zip(tries, tries[1:], strict=False)]
+    assert gaps[:5] == [EXPLORE_EVERY * 2**i for i in range(5)]
+    for _ in range(20):
+        waiter.next_try = 0
+        waiter.budget()
+    assert waiter.gap == MAX_EXPLORE_GAP  # the cap
     # What a wait measured goes to the policy it was made under.
-    waiter.turn = 0
+    waiter.next_try = 10**9
     assert waiter.budget() == 0.0 and not waiter.spinning
     waiter.record(60e-6)
     assert waiter.slept == 60e-6 and waiter.spun == 90e-6
+    # Once spinning pays again, the gap is back to its start.
+    waiter.spun = 20e-6
+    waiter.budget()
+    assert waiter.gap == EXPLORE_EVERY
 
 
 def test_a_spin_that_runs_out_stops_spinning_and_an_answered_one_resets_it(
