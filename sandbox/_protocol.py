@@ -375,12 +375,28 @@ class SpinWait:
         return spin
 
     def record(self, waited: float) -> None:
-        """Feed one wait's duration (start of the wait to the bytes' arrival)."""
-        self.typical = _track(self.typical, waited)
+        """Feed one wait's duration (start of the wait to the bytes' arrival).
+
+        ``typical`` is a running median: one step up or down by a fixed fraction of itself.
+        Robust where a mean is not: on a shared machine one wait in a few hundred is a
+        preemption of milliseconds, which would drag a running mean far above the typical
+        wait; here it moves the estimate by one step, as any other wait above it does.
+        ``spun``/``slept`` are running means (EWMA), the expected cost, tail included.
+        (Written out, not called: this runs once per frame on both ends of every
+        channel.)"""
+        typical = self.typical
+        if typical == 0.0:
+            self.typical = waited
+        elif waited > typical:
+            self.typical = typical * (1.0 + MEDIAN_STEP)
+        elif waited < typical:
+            self.typical = typical * (1.0 - MEDIAN_STEP)
         if self.spinning:
-            self.spun = _mean(self.spun, waited)
+            mean = self.spun
+            self.spun = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
         else:
-            self.slept = _mean(self.slept, waited)
+            mean = self.slept
+            self.slept = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
 
     def spin(
         self,
@@ -467,26 +483,6 @@ class SpinWait:
         # record here.
         self.penalty = min(max(1, self.penalty * 2), 256)
         self.skip = self.penalty
-
-
-def _mean(mean: float, sample: float) -> float:
-    return sample if mean == 0.0 else mean + (sample - mean) * MEAN_WEIGHT
-
-
-def _track(median: float, sample: float) -> float:
-    """One step of a running median: up or down by a fixed fraction of itself.
-
-    Robust where a mean is not: on a shared machine one wait in a few hundred is a
-    preemption of milliseconds, which would drag a running mean far above the typical
-    wait; here it moves the estimate by one step, as any other wait above it does.
-    """
-    if median == 0.0:
-        return sample
-    if sample > median:
-        return median * (1.0 + MEDIAN_STEP)
-    if sample < median:
-        return median * (1.0 - MEDIAN_STEP)
-    return median
 
 
 # --- worker frames, as the host sees them ----------------------------------------------
