@@ -306,13 +306,13 @@ class NativePluginHost:
                     storage_failure.append(exc)
                 raise
             finally:
+                # Back in plugin code. If the deadline passed during the call, the call's
+                # own outcome stands (its deadline bounded it: http.fetch fails with
+                # HttpAccessError); the watchdog's next kick, or the next ctx call, stops
+                # the handler.
                 if here:
                     with state.lock:
                         state.in_plugin = True
-                        if state.timed_out:
-                            # The deadline passed during the call: the watchdog could not
-                            # interrupt it there, so stop the handler now.
-                            raise _watchdog.HandlerDeadline()
 
         def abandon() -> None:
             state.closed = state.timed_out = True
