@@ -311,11 +311,13 @@ def plain_call(n: int) -> list[float]:
 def native_floor(n: int) -> list[float] | None:
     """``rt.run_hook`` of the trusted no-op plugin with its handler run inline on the
     calling thread: the pipeline's own bookkeeping (audit record, result envelope, CPU
-    accounting) plus a plain call, without the thread hop that enforces the timeout.
+    accounting) plus a plain call, without a thread hop.
 
-    The runtime runs a native handler inline when the calling thread is already inside an
-    invocation; the benchmark tells it so for its one plugin. None if the runtime no longer
-    has that switch (then the native rows are judged against the plain call only)."""
+    Runtimes before issue 10 ran a native handler on a pool thread unless the calling
+    thread was already inside an invocation; the benchmark tells it so for its one plugin,
+    so that older runtimes measure the same floor. Since issue 10 every native handler runs
+    inline and the switch changes nothing for hooks. None if the runtime has no such switch
+    (then the native rows are judged against the plain call only)."""
     with emdash.Runtime(":memory:", worker_pool_size=1) as rt:
         if not callable(getattr(rt, "_inside_invocation", None)):
             return None

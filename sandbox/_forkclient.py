@@ -59,10 +59,13 @@ class ExitBox:
     with it: workers carry PDEATHSIG), so the cause of death cannot be told.
     """
 
-    __slots__ = ("_event", "code", "cpu_ms", "known", "signal")
+    __slots__ = ("_event", "code", "cpu_ms", "known", "reported", "signal")
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        # The event's state as a plain attribute, for the checks every call makes (a
+        # worker's usable()): reading it costs no method calls. Set just before the event.
+        self.reported = False
         self.code: int | None = None
         self.signal: int | None = None
         self.cpu_ms: float | None = None  # its lifetime CPU time, as the kernel counted it
@@ -78,6 +81,7 @@ class ExitBox:
     ) -> None:
         if not self._event.is_set():
             self.code, self.signal, self.known, self.cpu_ms = code, signum, known, cpu_ms
+            self.reported = True
             self._event.set()
 
     def wait(self, timeout: float) -> bool:

@@ -93,7 +93,7 @@ class WorkerHandle:
         self.init_result: Any = None
 
     def usable(self) -> bool:
-        return not (self.killed or self.disposed or self.exit.is_set())
+        return not (self.killed or self.disposed or self.exit.reported)
 
     def has_stray_input(self) -> bool:
         """Anything readable while idle: EOF (it died) or bytes nobody asked for.

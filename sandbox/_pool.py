@@ -25,7 +25,7 @@ shapes; anything else gets the worker killed). The limits:
   measured CPU exceeds ``cpu_ms`` + :data:`CALL_CPU_SLACK_MS` and a share per MiB of the
   frames the serve loop handles outside the timer (decoding the request, sending the
   answer) gets the worker killed and ``CpuLimitExceeded``; a worker that used more than :data:`IDLE_CPU_MS` while idle
-  (an honest one spins at most ~0.1 ms after each answer, ``_protocol.SPIN_MAX_S``) is
+  (an honest one spins at most 0.5 ms after each answer, ``_protocol.SPIN_CAP_S``) is
   killed and replaced, found by the supervisor's watch thread (every
   :data:`WATCH_INTERVAL_S`) or when a call takes it. The watch also kills a busy worker
   as soon as its call is over budget, rather than at its wall deadline (and a loading one
@@ -161,7 +161,7 @@ _REQUEST_NS_PER_BYTE = REQUEST_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
 _ANSWER_NS_PER_BYTE = ANSWER_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
 # What a worker may use while idle, from when its answer arrived to when the next call
 # takes it (or the watch looks). An honest one only finishes its send and spins for at most
-# SPIN_MAX_S (0.1 ms) waiting for the next request; this is a hundred times that.
+# at most SPIN_CAP_S (0.5 ms) waiting for the next request; this is twenty times that.
 IDLE_CPU_MS = 10
 # How often the supervisor's watch thread reads the CPU time of every worker.
 WATCH_INTERVAL_S = 0.2

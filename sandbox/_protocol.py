@@ -220,14 +220,15 @@ class FrameReader:
                 self._sock.settimeout(None)
             if waiter is not None:
                 started = time.monotonic()
-                if waiter.worth_it():
-                    waiter.spin_blocking(self._sock, started)
+                budget = waiter.budget()
+                if budget:
+                    waiter.spin_blocking(self._sock, started, budget)
         try:
             chunk = self._sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
             chunk = b""
         if waiter is not None and deadline is None:
-            waiter.last = time.monotonic() - started
+            waiter.record(time.monotonic() - started)
         if not chunk:
             raise ChannelClosed("the other side closed the channel")
         self._buf += chunk
@@ -257,8 +258,9 @@ class FrameReader:
         waiter = self._spin
         assert waiter is not None
         started = time.monotonic()
-        if spin and waiter.worth_it():
-            chunk = waiter.spin(self, started, deadline, quick)
+        budget = waiter.budget() if spin else 0.0
+        if budget:
+            chunk = waiter.spin(self, started, budget, deadline, quick)
             if chunk is not None:
                 return chunk
         while True:
@@ -274,49 +276,137 @@ class FrameReader:
                 continue  # the timeout: check the deadline again
             chunk = self._recv(quick)
             if chunk is not None:
-                waiter.last = time.monotonic() - started
+                waiter.record(time.monotonic() - started)
                 return chunk
 
 
-# How long a host thread may busy-wait for a worker's frame before it sleeps in poll(). On
-# a VM a sleeping thread costs 20-30 us to wake up (an inter-processor interrupt and an exit
-# from the CPU's idle state), and a warm worker usually answers well within this. Measured on
-# the 2-CPU development VM: no-op hook p50 ~100 -> ~48 us, ctx.kv.get ~77 -> ~28 us when the
-# machine is otherwise idle; neutral when the CPUs are busy or the process is pinned to one.
-SPIN_MAX_S = 100e-6
+# On a VM a sleeping thread costs 20-30 us to wake up (an inter-processor interrupt and an
+# exit from the CPU's idle state), on each side of every round trip; a side that is still
+# awake when the other's frame arrives saves it. How long to stay awake is measured per
+# channel (SpinWait): there is no constant budget, only this ceiling on what any one spin
+# may burn, whatever the channel's history says (and so on what an honest worker uses while
+# idle: the pool's IDLE_CPU_MS is many times this).
+SPIN_CAP_S = 500e-6
+# The step of the running medians (SpinWait): each wait moves them up or down by this
+# fraction, so they follow a change of workload within a few dozen waits and one outlier,
+# however long, moves them by one step.
+MEDIAN_STEP = 1 / 16
+
+
+# While spinning pays, one wait in this many sleeps, so that the sleeping mean stays current.
+EXPLORE_EVERY = 16
+# While it does not, spinning is tried again after this many waits at first, then after
+# twice as many each time it still does not pay, up to MAX_EXPLORE_GAP: on loaded cores a
+# spin can cost a whole scheduler slice (its sched_yield hands the CPU to another process),
+# so trying it often would cost more than it ever saves.
+MAX_EXPLORE_GAP = 4096
+# The weight of the newest wait in the running means (1/8).
+MEAN_WEIGHT = 0.125
 
 
 class SpinWait:
-    """Adaptive busy-wait for the next bytes on a non-blocking socket (host side).
+    """Adaptive busy-wait for the next bytes on a socket, one per channel end.
 
     Spinning pays only when the answer comes soon *and* the other side runs on another CPU
-    meanwhile. Two rules keep it from costing more than it saves:
+    meanwhile; on loaded cores the spinner takes the CPU the other side needs (or yields it
+    to another process for a whole slice), and waits get longer. So the decision and the
+    budget are measured on this channel, not set:
 
-    - the adaptive-mutex rule: spin (up to :data:`SPIN_MAX_S`) only if the previous wait on
-      this channel ended within that time, so a channel whose calls take longer stops
-      spinning after one long wait and resumes as soon as a wait is short;
-    - back-off: a spin that used up its budget without an answer (typically: the other
-      side was waiting for *this* CPU, on a busy or single-CPU machine) turns spinning off
-      for the next 1, 2, 4 ... 256 waits; a spin that gets its answer resets that.
+    - ``typical``: a running median of the channel's answer times, from the start of a
+      wait to the arrival of the bytes. A spin lasts at most twice that (the typical
+      answer with room for jitter); a channel whose answers take longer than
+      :data:`SPIN_CAP_S` / 2 does not spin (there a wake-up is a small part of the wait).
+    - ``spun`` / ``slept``: running means of the waits that spun first and of those that
+      slept at once: means, not medians, because what decides is the expected cost, tail
+      included. The channel spins while spun waits are shorter on average (where it pays)
+      and sleeps once they are not (loaded or single cores). While spinning, one wait in
+      :data:`EXPLORE_EVERY` sleeps; while sleeping, spinning is tried again after a gap
+      that doubles each time it still does not pay (up to :data:`MAX_EXPLORE_GAP`).
+    - back-off: a spin that used up its budget without an answer turns spinning off for
+      the next 1, 2, 4 ... 256 waits; a spin that gets its answer resets that.
+
+    A new channel has no history: its first wait sleeps and measures.
     """
 
-    __slots__ = ("last", "penalty", "skip")
+    __slots__ = (
+        "gap",
+        "next_try",
+        "penalty",
+        "skip",
+        "slept",
+        "spinning",
+        "spun",
+        "turn",
+        "typical",
+    )
 
     def __init__(self) -> None:
-        self.last = 0.0
+        self.typical = 0.0  # seconds; 0.0: nothing measured yet
+        self.spun = 0.0
+        self.slept = 0.0
+        self.spinning = False  # the policy of the wait in progress
+        self.turn = 0
+        self.gap = EXPLORE_EVERY
+        self.next_try = 0
         self.skip = 0
         self.penalty = 0
 
-    def worth_it(self) -> bool:
+    def budget(self) -> float:
+        """How long the wait starting now may spin (seconds); 0.0: sleep at once."""
+        spin = 2.0 * self.typical
+        self.turn += 1
         if self.skip:
             self.skip -= 1
-            return False
-        return self.last <= SPIN_MAX_S
+            spin = 0.0
+        elif spin > SPIN_CAP_S or self.slept == 0.0:
+            spin = 0.0  # long answers, or sleeping not measured yet
+        elif self.spun == 0.0:
+            pass  # spinning not measured yet: try it
+        elif self.spun < self.slept:  # spinning pays
+            self.gap = EXPLORE_EVERY
+            if self.turn % EXPLORE_EVERY == 0:
+                spin = 0.0
+        elif self.turn < self.next_try:
+            spin = 0.0
+        else:  # it did not pay: try once now, the next time after twice as long
+            self.next_try = self.turn + self.gap
+            self.gap = min(2 * self.gap, MAX_EXPLORE_GAP)
+        self.spinning = spin > 0.0
+        return spin
+
+    def record(self, waited: float) -> None:
+        """Feed one wait's duration (start of the wait to the bytes' arrival).
+
+        ``typical`` is a running median: one step up or down by a fixed fraction of itself.
+        Robust where a mean is not: on a shared machine one wait in a few hundred is a
+        preemption of milliseconds, which would drag a running mean far above the typical
+        wait; here it moves the estimate by one step, as any other wait above it does.
+        ``spun``/``slept`` are running means (EWMA), the expected cost, tail included.
+        (Written out, not called: this runs once per frame on both ends of every
+        channel.)"""
+        typical = self.typical
+        if typical == 0.0:
+            self.typical = waited
+        elif waited > typical:
+            self.typical = typical * (1.0 + MEDIAN_STEP)
+        elif waited < typical:
+            self.typical = typical * (1.0 - MEDIAN_STEP)
+        if self.spinning:
+            mean = self.spun
+            self.spun = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
+        else:
+            mean = self.slept
+            self.slept = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
 
     def spin(
-        self, reader: FrameReader, started: float, deadline: float | None, quick: bool
+        self,
+        reader: FrameReader,
+        started: float,
+        budget: float,
+        deadline: float | None,
+        quick: bool,
     ) -> bytes | None:
-        """Bytes (``b""`` at EOF) if some arrived within the spin budget, else None.
+        """Bytes (``b""`` at EOF) if some arrived within ``budget`` seconds, else None.
 
         Each turn yields the CPU first (``sched_yield``): when the worker was woken on this
         very CPU, it runs now instead of after the spin. Turns ask whether the socket is
@@ -327,9 +417,9 @@ class SpinWait:
         between the spinning threads (each time a futex wake-up, across CPUs when the
         threads ran on different ones). Measured with 2 host threads: 18-23 -> 22-26 k/s
         when the scheduler places them freely, 9-10 -> 12-13 k/s with one thread pinned to
-        each CPU. Other threads of the host then wait at most the spin budget (100 us).
+        each CPU. Other threads of the host then wait at most the spin budget.
         """
-        end = started + SPIN_MAX_S
+        end = started + budget
         if deadline is not None and deadline < end:
             end = deadline
         if reader._quick is not None:
@@ -350,7 +440,7 @@ class SpinWait:
                 chunk = reader._recv(quick)
                 if chunk is None:
                     continue
-                self.last = monotonic() - started
+                self.record(monotonic() - started)
                 self.penalty = 0
                 return chunk
             now = monotonic()
@@ -358,9 +448,9 @@ class SpinWait:
                 self._missed(now - started)
                 return None
 
-    def spin_blocking(self, sock: socket.socket, started: float) -> bool:
-        """Busy-wait on a *blocking* socket until it is readable (or at EOF) or the budget
-        is spent; the caller's recv then returns at once or sleeps as before. True when
+    def spin_blocking(self, sock: socket.socket, started: float, budget: float) -> bool:
+        """Busy-wait on a *blocking* socket until it is readable (or at EOF) or ``budget``
+        seconds are spent; the caller's recv then returns at once or sleeps. True when
         the spin got its answer (bytes, EOF or an error for the caller's recv to report).
 
         Probes with a one-byte ``MSG_PEEK | MSG_DONTWAIT`` recv (no ``poll`` in a worker),
@@ -368,7 +458,7 @@ class SpinWait:
         socket must have no timeout (``FrameReader`` clears one): with a timeout, CPython
         polls before every recv, whatever the flags.
         """
-        end = started + SPIN_MAX_S
+        end = started + budget
         probe = sock.recv
         flags = socket.MSG_PEEK | socket.MSG_DONTWAIT
         monotonic = time.monotonic
@@ -389,7 +479,8 @@ class SpinWait:
             return True
 
     def _missed(self, waited: float) -> None:
-        self.last = waited
+        # The wait goes on in a sleep, whose end records the whole wait: nothing to
+        # record here.
         self.penalty = min(max(1, self.penalty * 2), 256)
         self.skip = self.penalty
 

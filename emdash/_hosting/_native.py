@@ -11,30 +11,30 @@ Invocations:
 
 - **Atomic.** Each runs inside ``store.invocation()``: a handler that raises (or times out)
   leaves no partial write.
-- **Timeouts.** A hook runs on a shared thread pool and the caller waits at most its
-  ``timeout_ms``. Python cannot stop a running thread, so a timed-out handler *keeps
-  running* in the background until it returns by itself. What we guarantee instead: past
-  its deadline every ctx call raises, and when it finishes its store scope is rolled back,
-  so it has no later side effects through ctx. (It can still hold the store's write lock
-  until it ends, if it had written before the deadline.) The invocation itself judges
-  the deadline (it commits only if it returned in time), so the outcome never depends on
-  when the waiting thread is scheduled. Sandboxed plugins do not have this caveat: their
-  worker is killed. Routes have no timeout and run on the calling thread.
-- **Nested invocations** (a handler's ctx call that fires another hook, e.g.
-  ``ctx.content.create`` running ``content:beforeSave``) run on the *calling* thread,
-  inline, so they share that thread's store transaction instead of waiting for a lock it
-  holds. Their timeout is checked when they return: a nested handler that overran is
-  reported as timed out and its writes are rolled back, but it is not interrupted.
+- **Inline.** Every invocation runs on the thread that asked for it: no thread hop, so no
+  cross-thread wake-up per call. Nested invocations (a handler's ctx call that fires
+  another hook, e.g. ``ctx.content.create`` running ``content:beforeSave``) share that
+  thread's store transaction instead of waiting for a lock it holds.
+- **Timeouts** (hooks; routes have none). The invocation judges its own deadline: it
+  commits only if the handler returned in time, so the outcome never depends on when
+  another thread is scheduled. Past the deadline every ctx call raises. The process's one
+  watchdog thread (:mod:`._watchdog`) acts only when a deadline passes while the handler
+  still runs: it raises :class:`~._watchdog.HandlerDeadline` in the handler's thread
+  between two bytecodes of *plugin* code (never inside a ctx call or other host code),
+  again every 0.1 s while it keeps going. That stops a runaway Python loop; it does not
+  stop a long C call (``time.sleep``, a blocking read), which sees it when it returns: the
+  caller waits that long, then gets ``HookTimeoutError`` and the writes are rolled back.
+  Sandboxed plugins do not have this caveat: their worker is killed.
 - **The boundary.** When an invocation ends (returns, raises or times out), its ctx is
   closed: a plugin that kept the ctx (a thread, a generator's ``finally``) cannot use it
   later.
-- ``async def`` handlers are run to completion on the pool thread with ``asyncio.run``.
+- ``async def`` handlers are run to completion on the calling thread with ``asyncio.run``
+  (on a helper thread if an event loop already runs there).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import copy
 import inspect
@@ -60,6 +60,7 @@ from .._shared._errors import (
     StorageError,
     clean_text,
 )
+from . import _watchdog
 from ._loader import PluginCode, load_native
 from ._outcome import InvokeResult
 
@@ -71,31 +72,63 @@ __all__ = ["NativePluginHost", "in_native_invocation"]
 
 log = logging.getLogger("emdash.native")
 
-# True while plugin code of a native invocation runs in this context (copied into pool
-# threads with the rest of the context). Nested invocations see it and run inline.
-_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "emdash_native_active", default=False
-)
+_INF = float("inf")
 
 
 def in_native_invocation() -> bool:
     """True inside a native handler (or anything it calls, on its thread)."""
-    return _ACTIVE.get()
+    return _ACTIVE.get() is not None
 
 
 class _Invocation:
-    """Open/closed state of one invocation, shared by its ctx and the waiting caller."""
+    """State of one invocation, shared by its ctx, its caller and the watchdog.
 
-    __slots__ = ("closed", "finished", "in_store", "lock", "timed_out")
+    ``lock`` orders the watchdog's kick against the thread entering and leaving plugin code
+    (``in_plugin``): an interrupt is only ever raised while plugin code runs.
+    """
+
+    __slots__ = (
+        "closed",
+        "deadline",
+        "finished",
+        "in_plugin",
+        "kick_at",
+        "kicks",
+        "lock",
+        "store_overran",
+        "thread_id",
+        "timed_out",
+    )
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.closed = False
         self.finished = False
         self.timed_out = False
-        # The store-backed ctx call the handler is inside (None: not in one). A handler
-        # still waiting for the database when its timeout passes was held by storage.
-        self.in_store: str | None = None
+        self.deadline = _INF  # time.monotonic(); inf: no timeout
+        self.kick_at = _INF
+        self.thread_id = 0  # the thread running it (set when it has a timeout)
+        self.in_plugin = False
+        # The store-backed ctx call that failed with a StorageError after the deadline
+        # passed while it waited (None: none did): the database held the handler.
+        self.store_overran: str | None = None
+        self.kicks = 0
+
+
+def _leave_plugin(state: _Invocation) -> bool:
+    """Mark ``state``'s thread as out of plugin code; True if it was in it."""
+    with state.lock:
+        was, state.in_plugin = state.in_plugin, False
+        if state.kicks:
+            _watchdog.clear_pending()
+    return was
+
+
+# The invocation whose plugin code runs in this context. A nested invocation sees it: the
+# enclosing handler must not be interrupted while the nested one runs host code.
+_ACTIVE: contextvars.ContextVar[_Invocation | None] = contextvars.ContextVar(
+    "emdash_native_active", default=None
+)
 
 
 #: ctx calls that never wait on the site's database (their own waits are the plugin's).
@@ -117,22 +150,16 @@ class NativePluginHost:
         bridge: Bridge,
         store: Store,
         info: dict[str, Any],
-        executor: concurrent.futures.Executor,
         trusted: bool = True,
-        inline: Callable[[], bool] | None = None,
     ) -> None:
         """``trusted=False`` marks an untrusted plugin run natively by the ``sandbox=False``
-        debugging bypass (it still gets no ``page:fragments``). ``inline`` tells whether the
-        current thread is already inside an invocation (of any mode), in which case
-        handlers run on this thread."""
+        debugging bypass (it still gets no ``page:fragments``)."""
         self.plugin_id = descriptor.id
         self.descriptor = descriptor
         self.trusted = trusted
         self._bridge = bridge
         self._store = store
         self._info = info
-        self._executor = executor
-        self._inline = inline
         self._loaded = load_native(code, descriptor.id)
         self.definition = self._loaded.definition
         self.definition_meta: dict[str, Any] = self.definition.manifest()
@@ -203,39 +230,40 @@ class NativePluginHost:
                 plugin_id=self.plugin_id,
             )
         state = _Invocation()
-        nested = _ACTIVE.get() or (self._inline is not None and self._inline())
-        # The deadline is judged by the invocation itself (see _body), from the moment it
-        # was requested, so the outcome never depends on when the waiting thread wakes up.
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-        body = self._body(handler, arg, operation, state, deadline)
-        if timeout_ms is None or nested:
-            # Inline: nothing can interrupt the handler; its deadline is checked on return.
-            try:
-                value, cpu = body()
-            finally:
-                state.closed = True
-        else:
-            future = self._executor.submit(contextvars.copy_context().run, body)
-            try:
-                value, cpu = future.result(timeout=timeout_ms / 1000)
-            except concurrent.futures.TimeoutError:
-                waiting: str | None = None
-                with state.lock:
-                    finished = state.finished
-                    if not finished:
-                        state.closed = state.timed_out = True
-                        waiting = state.in_store
-                if not finished and waiting is not None:
-                    # Held past its timeout by the database (locked by another process or
-                    # connection, a stalled disk), not by its own code: storage's failure.
-                    raise self._storage_timeout(operation, timeout_ms, waiting) from None
-                if finished:
-                    # It returned in time and is committing: wait for that to complete.
-                    value, cpu = future.result()
-            finally:
-                state.closed = True
+        # Inline, on this thread: no hop, so no cross-thread wake-up per call. The deadline
+        # is judged by the invocation itself (see _body), from the moment it was requested;
+        # the watchdog only acts once it has passed (see _watchdog).
+        parent = _ACTIVE.get()
+        if timeout_ms is not None:
+            state.deadline = time.monotonic() + timeout_ms / 1000
+            state.thread_id = threading.get_ident()
+        body = self._body(handler, arg, operation, state)
+        # A nested invocation on this thread runs host code (the pipeline, the store) as far
+        # as the enclosing handler is concerned: the enclosing one must not be interrupted
+        # inside it. (A nested call through ctx already cleared the flag; a trusted handler
+        # calling the runtime directly did not.)
+        resume_parent = parent is not None and parent.thread_id == threading.get_ident()
+        if resume_parent:
+            assert parent is not None
+            resume_parent = _leave_plugin(parent)
+        if timeout_ms is not None:
+            _watchdog.watchdog().watch(state)
+        try:
+            value, cpu = body()
+        finally:
+            state.closed = True
+            if timeout_ms is not None:
+                _watchdog.watchdog().unwatch(state)
+            if resume_parent:
+                assert parent is not None
+                with parent.lock:
+                    parent.in_plugin = True
         if state.timed_out:
             assert timeout_ms is not None
+            if state.store_overran is not None:
+                # Held past its timeout by the database (locked by another process or
+                # connection, a stalled disk), not by its own code: storage's failure.
+                raise self._storage_timeout(operation, timeout_ms, state.store_overran)
             raise self._timeout(operation, timeout_ms)
         return InvokeResult(value, cpu)
 
@@ -245,47 +273,66 @@ class NativePluginHost:
         arg: Any,
         operation: str,
         state: _Invocation,
-        deadline: float | None,
     ) -> Callable[[], tuple[Any, float]]:
-        """The invocation itself, run on a pool thread or inline.
+        """The invocation itself, run inline on the calling thread.
 
-        It commits only if the handler returned before ``deadline`` (``time.monotonic``)
-        and the caller has not given up; otherwise it rolls back and marks ``state`` timed
-        out. ctx calls past the deadline are refused.
+        It commits only if the handler returned before ``state.deadline``
+        (``time.monotonic``) and the watchdog has not closed it; otherwise it rolls back
+        and marks ``state`` timed out. ctx calls past the deadline are refused.
         """
         pid = self.plugin_id
         bridge = self._bridge
+        deadline = state.deadline
         # Native plugins have no subrequest limit, but the per-invocation log-line cap holds.
-        budget = CallBudget(None, deadline=deadline)  # bounds host calls too (http.fetch)
+        # It bounds host calls too (http.fetch).
+        budget = CallBudget(None, deadline=None if deadline == _INF else deadline)
 
         # The first storage failure met by one of this invocation's ctx calls: when the
         # handler then fails, that failure is reported, not the plugin (as in the sandbox).
         storage_failure: list[StorageError] = []
 
-        def expired() -> bool:
-            return deadline is not None and time.monotonic() > deadline
-
         def call(method: str, params: dict[str, Any]) -> Any:
-            if state.closed or expired():
-                raise BridgeError(
-                    f"Plugin {pid} made a ctx call ({method}) after its {operation} "
-                    "invocation ended"
-                    + (" (it timed out)" if state.timed_out or expired() else "")
-                    + "; a handler may only use ctx while it runs",
-                    plugin_id=pid,
-                )
+            # Host code from here on: the watchdog must not raise into the bridge or the
+            # store, so the thread leaves "plugin code" before dispatching (under the lock
+            # the watchdog checks it under) and re-enters it after.
+            here = threading.get_ident() == state.thread_id
+            with state.lock:
+                if state.closed or time.monotonic() > deadline:
+                    raise BridgeError(
+                        f"Plugin {pid} made a ctx call ({method}) after its {operation} "
+                        "invocation ended"
+                        + (
+                            " (it timed out)"
+                            if state.timed_out or time.monotonic() > deadline
+                            else ""
+                        )
+                        + "; a handler may only use ctx while it runs",
+                        plugin_id=pid,
+                    )
+                if here:
+                    state.in_plugin = False
             store_call = not method.startswith(_NOT_STORE)
-            if store_call:
-                state.in_store = method
             try:
                 return bridge.dispatch(pid, method, params, budget=budget)
             except StorageError as exc:
                 if not storage_failure:
                     storage_failure.append(exc)
+                if store_call and time.monotonic() > deadline and state.store_overran is None:
+                    # The database failed this call (locked past the busy timeout, a
+                    # stalled disk) and the deadline passed while it waited: storage held
+                    # the handler, not its own code. (A slow call that succeeds does not
+                    # count: which of two limits a busy machine reaches first must not
+                    # change the verdict.)
+                    state.store_overran = method
                 raise
             finally:
-                if store_call:
-                    state.in_store = None
+                # Back in plugin code. If the deadline passed during the call, the call's
+                # own outcome stands (its deadline bounded it: http.fetch fails with
+                # HttpAccessError); the watchdog's next kick, or the next ctx call, stops
+                # the handler.
+                if here:
+                    with state.lock:
+                        state.in_plugin = True
 
         def abandon() -> None:
             state.closed = state.timed_out = True
@@ -296,14 +343,25 @@ class NativePluginHost:
             )
 
         def body() -> tuple[Any, float]:
-            token = _ACTIVE.set(True)
+            token = _ACTIVE.set(state)
             cpu_start = time.thread_time()
             try:
                 with self._store.invocation():
                     try:
-                        value = _call_plugin(
-                            handler, arg, make_context(call, self._info), pid, operation
-                        )
+                        with state.lock:
+                            state.in_plugin = True
+                        try:
+                            value = _call_plugin(
+                                handler, arg, make_context(call, self._info), pid, operation
+                            )
+                        finally:
+                            # Inline, not a function call: a pending interrupt can only
+                            # surface at a call or a loop, so once the flag is down (under
+                            # the lock the watchdog kicks under) none can reach host code.
+                            with state.lock:
+                                state.in_plugin = False
+                                if state.kicks:
+                                    _watchdog.clear_pending()
                     except PluginError:
                         if not storage_failure:
                             raise
@@ -311,17 +369,17 @@ class NativePluginHost:
                         failure.plugin_id = pid
                         raise failure from None
                     with state.lock:
-                        if state.closed or expired():
+                        if state.closed or time.monotonic() > deadline:
                             abandon()
                             raise _Abandoned()  # roll back instead of committing
                         state.finished = True
             except _Abandoned:
                 value = None
-            except BaseException:
+            except BaseException:  # HandlerDeadline included: the scope rolled back
                 with state.lock:
-                    late = state.closed or expired()
+                    late = state.closed or time.monotonic() > deadline
                     if late:
-                        abandon()  # already rolled back by the scope
+                        abandon()
                 if not late:
                     raise
                 value = None
@@ -344,7 +402,7 @@ class NativePluginHost:
     def _timeout(self, operation: str, timeout_ms: int) -> HookTimeoutError:
         return HookTimeoutError(
             f"Hook timeout after {timeout_ms}ms (plugin {self.plugin_id}, {operation}); the "
-            "handler cannot be stopped and finishes in the background, but its ctx calls are "
+            "handler was interrupted (or returned late), its ctx calls past the deadline were "
             "refused and its writes rolled back. Raise the hook's timeout_ms if it needs longer.",
             plugin_id=self.plugin_id,
         )

@@ -84,7 +84,6 @@ from .._bridge import _invocation_logs as invocation_logs
 from .._bridge._dispatch import Bridge, ContentWriteFence
 from .._bridge._hosts import PrivateHosts
 from .._bridge._http import HttpClient, Resolver
-from .._hosting._daemon_pool import DaemonThreadPool
 from .._hosting._loader import locate, sandbox_files
 from .._hosting._native import NativePluginHost
 from .._hosting._outcome import ExclusiveOutcome, HookOutcome, HookResult, PluginHost
@@ -214,16 +213,12 @@ class Runtime:
         self._closed = False
         # Per-plugin route admission (see _admission): {plugin id: {max_concurrency: ..}}.
         self._admission = AdmissionControl(self._admission_defaults, admission)
-        # Native handlers run here under their timeouts. Generous: a handler blocked past
-        # its timeout keeps its thread until it returns by itself. Daemon threads: such a
-        # handler must not keep the process from exiting (see _daemon_pool).
-        self._executor = DaemonThreadPool(max_workers=32, thread_name_prefix="emdash-native")
         self._sandbox: SandboxSupport | None = None
         # The services, in dependency order. Each gets the store, the live pipeline (as its
         # HookRunner) and the collaborators its constructor names, never the runtime. So
         # none of them takes _lock (rt.email.use_console_provider aside, which adds a
-        # plugin): a handler running under a plugin-set change (a lifecycle hook, on a
-        # pool thread, while _lock is held) may still use them.
+        # plugin): a handler running under a plugin-set change (a lifecycle hook, on the
+        # thread that holds _lock) may still use them.
         self._hooks = LivePipeline(self._build_pipeline())
         self._content = ContentService(self.store, self._hooks)
         self._media = MediaService(self.store, self._hooks)
@@ -264,7 +259,7 @@ class Runtime:
         self.close()
 
     def close(self) -> None:
-        """Stop the services, every plugin, the sandbox and the thread pool; flush and close
+        """Stop the services, every plugin and the sandbox; flush and close
         the store. Idempotent."""
         with self._lock:
             if self._closed:
@@ -282,7 +277,6 @@ class Runtime:
                     self.log.exception("Closing plugin %s failed", info.plugin_id)
             if self._sandbox is not None:
                 self._sandbox.close()
-            self._executor.shutdown(wait=False, cancel_futures=True)
             self._http.close()
             self.store.close()
 
@@ -629,9 +623,7 @@ class Runtime:
             bridge=self.bridge,
             store=self.store,
             info=info,
-            executor=self._executor,
             trusted=trusted,
-            inline=self._inside_invocation,
         )
         return host, False
 

@@ -18,7 +18,7 @@ from emdash import HookConfig, define_plugin
 
 
 def spin(event, ctx):
-    while True:  # never returns: its thread cannot be stopped, only abandoned
+    while True:  # never returns by itself: the watchdog interrupts it past its timeout
         pass
 
 

@@ -1,8 +1,9 @@
 """A real Runtime on a tmp_path SQLite file, and a helper that adds native plugins.
 
 Handlers are plain functions defined in the tests (closures that record what they saw), put
-into real plugins with ``define_plugin`` and run by the real native host: thread pool,
-timeouts, ``store.invocation()`` scopes, bridge-backed ``ctx``.
+into real plugins with ``define_plugin`` and run by the real native host: inline on the
+calling thread, timeouts (one watchdog thread), ``store.invocation()`` scopes, bridge-backed
+``ctx``.
 """
 
 from __future__ import annotations

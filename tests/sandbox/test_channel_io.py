@@ -17,7 +17,10 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox._protocol import (
-    SPIN_MAX_S,
+    EXPLORE_EVERY,
+    MAX_EXPLORE_GAP,
+    MEDIAN_STEP,
+    SPIN_CAP_S,
     ChannelClosed,
     FrameReader,
     FrameTooLarge,
@@ -122,7 +125,8 @@ def test_a_wait_answered_within_the_spin_does_not_back_off(pair: SocketPair) -> 
     a, b = pair
     reader = host_reader(b)
     waiter = reader._spin
-    assert waiter is not None and waiter.worth_it()
+    assert waiter is not None
+    prefer_spinning(waiter)  # this wait spins
     waiter.penalty = 4  # backed off before
     a.sendall(encode_frame({"n": 1}, 100))
     assert reader.read(time.monotonic() + 5, spin=True) == {"n": 1}
@@ -134,17 +138,80 @@ def test_a_wait_answered_within_the_spin_does_not_back_off(pair: SocketPair) -> 
 
 def test_a_spin_that_runs_out_backs_off_1_2_4_waits_then_resets_on_success() -> None:
     waiter = SpinWait()
-    waiter._missed(SPIN_MAX_S)
+    prefer_spinning(waiter, typical=50e-6)
+    waiter._missed(100e-6)
     assert (waiter.penalty, waiter.skip) == (1, 1)
-    assert not waiter.worth_it()  # skipped once...
-    assert waiter.worth_it()  # ...then it tries again
-    waiter._missed(SPIN_MAX_S)
+    assert waiter.budget() == 0.0  # skipped once...
+    assert waiter.budget() == 100e-6  # ...then it tries again, for twice the typical answer
+    waiter._missed(100e-6)
     assert (waiter.penalty, waiter.skip) == (2, 2)
-    waiter._missed(SPIN_MAX_S)
+    waiter._missed(100e-6)
     assert (waiter.penalty, waiter.skip) == (4, 4)
     for _ in range(20):
-        waiter._missed(SPIN_MAX_S)
+        waiter._missed(100e-6)
     assert waiter.penalty == 256  # the cap
+
+
+def prefer_spinning(waiter: SpinWait, typical: float = SPIN_CAP_S / 4) -> None:
+    """A history of short answers, spun waits shorter than slept ones, and the next turn
+    not an exploring one: the next wait spins (unless backed off)."""
+    waiter.typical, waiter.spun, waiter.slept, waiter.turn = typical, typical, 4 * typical, 0
+
+
+def test_the_budget_follows_the_channels_own_answer_times() -> None:
+    waiter = SpinWait()
+    assert waiter.budget() == 0.0  # no history: the first wait sleeps and measures
+    waiter.record(40e-6)
+    assert (waiter.typical, waiter.slept) == (40e-6, 40e-6)
+    assert waiter.budget() == 80e-6  # spinning not measured yet: try it, for 2x typical
+    waiter.record(20e-6)
+    assert waiter.spun == 20e-6
+    assert waiter.typical == pytest.approx(40e-6 * (1 - MEDIAN_STEP))  # one step down
+    # A running median: a change of workload moves it within a few dozen waits...
+    for _ in range(100):
+        waiter.budget()
+        waiter.record(120e-6)
+    assert 110e-6 < waiter.typical < 130e-6
+    # ...one outlier, however long, moves it by one step only...
+    before = waiter.typical
+    waiter.record(50e-3)
+    assert waiter.typical == pytest.approx(before * (1 + MEDIAN_STEP))
+    # ...and a channel whose answers take longer than half the ceiling does not spin at all
+    # (a wake-up is a small part of such a wait), until its answers are short again.
+    for _ in range(100):
+        waiter.budget()
+        waiter.record(5e-3)
+    assert waiter.budget() == 0.0
+    for _ in range(200):
+        waiter.budget()
+        waiter.record(20e-6)
+    assert 0.0 < 2 * waiter.typical <= SPIN_CAP_S
+
+
+def test_the_channel_spins_where_it_pays_and_explores_the_other_policy() -> None:
+    waiter = SpinWait()
+    waiter.typical, waiter.spun, waiter.slept = 30e-6, 25e-6, 60e-6  # spinning pays
+    policies = [waiter.budget() > 0 for _ in range(2 * EXPLORE_EVERY)]
+    assert policies.count(False) == 2  # one wait in EXPLORE_EVERY sleeps, to measure it
+    # Loaded cores: spun waits got longer than slept ones on average. It sleeps, and tries
+    # spinning again after a gap that doubles each time spinning still does not pay.
+    waiter.spun = 90e-6
+    tries = [turn for turn in range(1, 2000) if waiter.budget() > 0]
+    gaps = [later - earlier for earlier, later in zip(tries, tries[1:], strict=False)]
+    assert gaps[:5] == [EXPLORE_EVERY * 2**i for i in range(5)]
+    for _ in range(20):
+        waiter.next_try = 0
+        waiter.budget()
+    assert waiter.gap == MAX_EXPLORE_GAP  # the cap
+    # What a wait measured goes to the policy it was made under.
+    waiter.next_try = 10**9
+    assert waiter.budget() == 0.0 and not waiter.spinning
+    waiter.record(60e-6)
+    assert waiter.slept == 60e-6 and waiter.spun == 90e-6
+    # Once spinning pays again, the gap is back to its start.
+    waiter.spun = 20e-6
+    waiter.budget()
+    assert waiter.gap == EXPLORE_EVERY
 
 
 def test_a_spin_that_runs_out_stops_spinning_and_an_answered_one_resets_it(
@@ -154,16 +221,18 @@ def test_a_spin_that_runs_out_stops_spinning_and_an_answered_one_resets_it(
     reader = host_reader(b)
     waiter = reader._spin
     assert waiter is not None
+    prefer_spinning(waiter)  # this wait spins
     # Nobody sends: the spin can only run out, however fast or busy the machine is.
     with pytest.raises(TimeoutError):
         reader.read(time.monotonic() + 0.05, spin=True)
     assert (waiter.penalty, waiter.skip) == (1, 1)
-    assert not waiter.worth_it()  # the next wait sleeps at once
+    assert waiter.budget() == 0.0  # the next wait sleeps at once
     a.sendall(encode_frame({"n": 1}, 100))
     assert reader.read(time.monotonic() + 5, spin=True) == {"n": 1}
-    # Once a wait is short again (here: set by hand, with the back-off still up), the next
-    # spin finds its answer already there, and that resets the back-off.
-    (waiter.last, waiter.skip, waiter.penalty) = (0.0, 0, 2)
+    # Once the answers are short again (here: set by hand, with the back-off still up), the
+    # next spin finds its answer already there, and that resets the back-off.
+    prefer_spinning(waiter)
+    (waiter.skip, waiter.penalty) = (0, 2)
     a.sendall(encode_frame({"n": 2}, 100))
     assert reader.read(time.monotonic() + 5, spin=True) == {"n": 2}
     assert (waiter.penalty, waiter.skip) == (0, 0)
@@ -214,13 +283,13 @@ def test_worker_side_spin_probes_without_consuming(pair: SocketPair) -> None:
     frame = encode_frame({"n": 1}, 100)
     a.sendall(frame)
     # The probe sees the bytes and takes none of them: every byte is still in the socket.
-    assert waiter.spin_blocking(b, time.monotonic())
+    assert waiter.spin_blocking(b, time.monotonic(), SPIN_CAP_S)
     assert b.recv(65536, socket.MSG_PEEK) == frame
     assert reader.read() == {"n": 1}
     assert not reader.has_buffered_bytes()
     assert b.gettimeout() is None  # still blocking
     # Nothing there: the probe runs out of budget, consumes nothing and backs off.
-    assert not waiter.spin_blocking(b, time.monotonic())
+    assert not waiter.spin_blocking(b, time.monotonic(), SPIN_CAP_S)
     assert (waiter.penalty, waiter.skip) == (1, 1)
 
 
@@ -233,7 +302,7 @@ def test_worker_side_reader_reads_a_later_frame_whole_and_reports_eof(
     waiter = reader._spin
     assert waiter is not None
     if spin_first:
-        (waiter.last, waiter.skip, waiter.penalty) = (0.0, 0, 0)  # this read spins first
+        prefer_spinning(waiter)  # this read spins first
     else:
         waiter.skip = 1  # this read goes straight to recv
     thread, out = _read_in_thread(reader)
