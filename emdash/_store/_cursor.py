@@ -284,6 +284,7 @@ def bounded_rows(
     what: str,
     plugin_id: str | None = None,
     used: int = 0,
+    scopes: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Rows of ``sql`` (which selects a ``_size`` column: the stored bytes of the row) in
     order, stopping before their sizes (plus :data:`ROW_OVERHEAD_BYTES` each) would pass
@@ -300,7 +301,13 @@ def bounded_rows(
     limit = MAX_RESULT_BYTES if budget is None else budget
     out: list[dict[str, Any]] = []
     with db.lock:
-        cur = db.conn.execute(sql, params)
+        replayed = db.note_read(sql, scopes)
+        try:
+            cur = db.conn.execute(sql, params)
+        except BaseException:
+            if replayed:
+                db.end_read()
+            raise
         try:
             names = [d[0] for d in cur.description]
             while True:
@@ -323,3 +330,5 @@ def bounded_rows(
             raise storage_error(exc, db.path) from exc
         finally:
             cur.close()
+            if replayed:
+                db.end_read()
