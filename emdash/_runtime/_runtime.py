@@ -565,7 +565,9 @@ class Runtime:
             cpu = getattr(exc, "cpu_ms", None)  # the host's figure, sandboxed plugins only
             self._audit(plugin_id, "route", name, outcome, started, cpu, limit, str(exc))
             raise
-        self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
+        self._audit(
+            plugin_id, "route", name, "ok", started, result.cpu_ms, None, None, result.audited
+        )
         return result.value
 
     # -- audit -----------------------------------------------------------------------------
@@ -584,6 +586,7 @@ class Runtime:
         cpu: float | None,
         limit: str | None,
         error: str | None,
+        committed: bool = False,
     ) -> None:
         try:
             self.store.audit_records.record(
@@ -595,6 +598,7 @@ class Runtime:
                 cpu_ms=cpu,
                 limit=limit,
                 error=error,
+                committed=committed,
             )
         except Exception:
             self.log.exception("Could not record the audit entry for %s %s", pid, name)

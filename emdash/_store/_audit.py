@@ -101,11 +101,6 @@ RETENTION_BATCH = 10_000
 log = logging.getLogger("emdash.store")
 
 
-def _operation(kind: str, name: str) -> str:
-    """The host's name of an invocation (``hook:<name>``, ``route:<name>``)."""
-    return f"route:{name}" if kind == "route" else f"hook:{name}"
-
-
 def _kind_and_name(operation: str) -> tuple[str, str]:
     """The audit kind and name of an invocation the host called ``operation``."""
     prefix, _, name = operation.partition(":")
@@ -169,9 +164,15 @@ class AuditRecords:
         cpu_ms: float | None = None,
         limit: str | None = None,
         error: str | None = None,
+        committed: bool = False,
     ) -> None:
         """Buffer one audit record (``kind``: hook|route|lifecycle|cron; ``outcome``:
         ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message).
+
+        ``committed``: the invocation's commit already wrote its record
+        (``InvokeResult.audited``); an ``ok`` record is then not written again. A record
+        made inside an open invocation scope (a nested invocation's) waits for that
+        scope: it commits with its writes, or is buffered.
 
         ``cpu_ms`` must be a host-measured figure (see the module doc), never one a sandbox
         worker reported."""
@@ -192,10 +193,9 @@ class AuditRecords:
             None if limit is None else str(limit)[:200],
             None if error is None else str(error)[:_MAX_TEXT],
         )
-        db = self._db
-        if db.take_audited() == (plugin_id, _operation(kind, name)) and outcome == "ok":
+        if committed and outcome == "ok":
             return  # written by the invocation's own commit (see _commit_audit)
-        scope = db.current_scope()
+        scope = self._db.current_scope()
         if scope is not None:
             # A nested invocation: its record commits with the outer one's writes (or is
             # buffered when the outer one writes nothing or fails).

@@ -422,6 +422,7 @@ class InvocationScope:
 
     __slots__ = (
         "audit",
+        "audited",
         "cpu_ms",
         "effects",
         "log",
@@ -450,6 +451,8 @@ class InvocationScope:
         self.started = time.perf_counter()
         #: The invocation's CPU time, when the host measured it (sandboxed: the worker's).
         self.cpu_ms: float | None = None
+        #: Set once its commit wrote its own audit record (see Db.commit_audit).
+        self.audited = False
 
 
 class _Tx:
@@ -547,7 +550,6 @@ class _Invocation:
             return None
         scope = self._scope = InvocationScope(self._plugin_id, self._operation)
         local.scope = scope
-        local.audited = None
         return scope
 
     def __exit__(
@@ -884,14 +886,6 @@ class Db:
         if scope is not None:
             scope.effects = True
 
-    def take_audited(self) -> tuple[str | None, str | None] | None:
-        """(plugin id, operation) of the invocation whose audit record the last commit on
-        this thread wrote, once (the caller then skips buffering the same record)."""
-        found: tuple[str | None, str | None] | None = getattr(self._local, "audited", None)
-        if found is not None:
-            self._local.audited = None
-        return found
-
     # -- speculation, validation and commit --------------------------------------------
 
     def _begin_immediate(self) -> None:
@@ -998,7 +992,7 @@ class Db:
             if not ok and scope.audit and self.drop_audit is not None:
                 self.drop_audit(scope.audit)
             self._exit_tx(None, ok=ok)
-        self._local.audited = (scope.plugin_id, scope.operation)
+        scope.audited = scope.plugin_id is not None and scope.operation is not None
 
     def retrying(
         self,
