@@ -1,10 +1,15 @@
 """The audit log: one record per hook handler, route, lifecycle and cron invocation, and
 sandbox load.
 
-``record`` only appends to an in-memory buffer (its own small lock, never the store lock),
-so auditing puts no SQLite commit on the hot path. The buffer is written in one
-transaction when it reaches 256 records, on :meth:`AuditRecords.flush`, before :meth:`AuditRecords.list`,
-and when the store closes.
+An invocation that committed writes gets its record inside its commit transaction
+(``Db.commit_audit`` calls :meth:`AuditRecords._commit_audit`; the host then passes
+``committed=True`` so the record is not written twice): committed work never lacks its audit
+row. Records made inside an open invocation scope (nested invocations') wait for that scope
+and commit with it. Every other record only appends to an in-memory buffer (its own small
+lock, never the store lock), so auditing puts no SQLite commit on the hot path. The buffer
+is written in one transaction when it reaches 256 records, on :meth:`AuditRecords.flush`,
+before :meth:`AuditRecords.list`, and when the store closes. What follows is about the
+buffer: records of invocations that wrote nothing or failed.
 
 What a process that ends without ``close()`` can lose (file databases only; an in-memory
 one dies with its process anyway):
@@ -21,9 +26,8 @@ one dies with its process anyway):
 - SIGKILL (and power loss): at most the records younger than ``FLUSH_AFTER_S`` plus
   ``FLUSH_AFTER_S / 2`` (1.5 s by default). A background thread ("emdash-audit-flush")
   writes any buffer whose oldest record is older than ``FLUSH_AFTER_S``. It never waits
-  for the store: while another thread holds the store lock (an invocation's open write
-  transaction) the older records wait for it, so the bound is that long plus the time the
-  store lock stays held.
+  for the store lock, which is only ever held for short transactions (invocations hold no
+  lock while they run, see ``emdash._store._db``).
 
 A flush at exit or on a signal waits at most ``EXIT_WAIT_S`` for the store lock, and
 writes nothing when the signal arrived while the main thread was inside a transaction (its
