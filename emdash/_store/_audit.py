@@ -211,7 +211,16 @@ class AuditRecords:
         """Inside an invocation's commit transaction: its own record (when the host named
         the invocation) and those of its nested invocations, in that transaction, so an
         invocation whose writes committed always has its audit row (no buffer to lose)."""
-        records: list[_Record] = list(scope.audit)
+        # The buffered records first (at most FLUSH_AT, oldest first): they were made
+        # before this one, so ids keep the order records were made in, and every commit
+        # also drains the buffer (less for a SIGKILL to take). Put back if this rolls back.
+        with self._buffer_lock:
+            taken, self._buffer = self._buffer[:FLUSH_AT], self._buffer[FLUSH_AT:]
+            if not self._buffer:
+                self._oldest = None
+        if taken:
+            self._db.on_rollback(lambda: self._restore(taken))
+        records: list[_Record] = [*taken, *scope.audit]
         if scope.plugin_id is not None and scope.operation is not None:
             kind, name = _kind_and_name(scope.operation)
             records.append(
@@ -227,11 +236,26 @@ class AuditRecords:
                     None,
                 )
             )
-        if records:
+        step = self._rows_per_insert()
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
             self._db.execute(
-                _INSERT + ",".join([_ROW] * len(records)),
-                [value for record in records for value in record],
+                _INSERT + ",".join([_ROW] * len(chunk)),
+                [value for record in chunk for value in record],
             )
+        # Retention runs with the flushes; when commits drain the buffer, with them.
+        self._since_retention += len(records)
+        if self._since_retention >= FLUSH_AT and self.retention is not None:
+            self._since_retention = 0
+            enforce_retention(self._db, self.retention)
+
+    def _restore(self, records: list[_Record]) -> None:
+        with self._buffer_lock:  # back in front, for the next flush
+            self._buffer[:0] = records
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+
+    _since_retention = 0
 
     def _buffer_records(self, records: list[_Record]) -> None:
         with self._buffer_lock:

@@ -338,3 +338,25 @@ def test_compare_and_set_inside_an_invocation_is_atomic(fstore: Store) -> None:
         assert fstore.kv_entries.compare_and_set("p", "lock", "free", "mine") is True
         _other_thread(lambda: fstore.kv_entries.compare_and_set("p", "lock", "free", "theirs"))
     assert fstore.kv_entries.get("p", "lock") == "theirs"
+
+
+def test_a_commit_also_writes_the_buffered_records_in_order(fstore: Store, tmp_path: Path) -> None:
+    fstore.audit_records.record("p", "hook", "content:afterSave", "ok", 1)  # buffered
+    with fstore.invocation("p", "route:save"):
+        fstore.kv_entries.set("p", "a", 1)
+    assert fstore.audit_records.pending() == 0
+    conn = sqlite3.connect(tmp_path / "site.db")
+    try:
+        rows = conn.execute("SELECT name FROM _emdash_audit ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("content:afterSave",), ("save",)]
+
+
+def test_buffered_records_taken_by_a_conflicting_commit_stay_buffered(fstore: Store) -> None:
+    fstore.kv_entries.set("p", "n", 1)
+    fstore.audit_records.record("p", "hook", "content:afterSave", "ok", 1)
+    with pytest.raises(ConflictError), fstore.invocation("p", "route:bump"):
+        fstore.kv_entries.set("p", "n", fstore.kv_entries.get("p", "n") + 1)
+        _other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
+    assert fstore.audit_records.pending() == 1
