@@ -11,7 +11,7 @@ saves, media uploads and deletes), is SIGKILLed inside an operation chosen from 
 - the counter equals the route calls the children saw succeed, or one more per kill (the
   call in flight committed before its report);
 - every committed route call has its audit row, but for what one kill may lose of the
-  audit buffer (``AUDIT_LOSS_PER_KILL``; 0 once audit is written with the writes);
+  audit buffer (``AUDIT_LOSS_PER_KILL``: 0, audit rows commit with the writes);
 - no reported content or media is lost; no media row without its file, no file without
   its row.
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["MAX_CHARS", "MAX_LINES", "InvocationLogs", "capture", "note"]
+__all__ = ["MAX_CHARS", "MAX_LINES", "InvocationLogs", "capture", "current_stored", "note"]
 
 MAX_LINES = 50
 MAX_CHARS = 8000
@@ -76,3 +76,11 @@ def note(level: str, message: str) -> None:
     logs = _CURRENT.get()
     if logs is not None:
         logs.add(level, message)
+
+
+def current_stored() -> str | None:
+    """The current invocation's lines as its audit record keeps them (``None``: none, or no
+    invocation is being captured). The store calls it when an invocation's commit writes
+    its own audit record (``AuditRecords.current_logs``)."""
+    logs = _CURRENT.get()
+    return None if logs is None else logs.stored()

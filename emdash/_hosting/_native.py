@@ -88,6 +88,7 @@ class _Invocation:
     """
 
     __slots__ = (
+        "audited",
         "closed",
         "deadline",
         "finished",
@@ -102,6 +103,8 @@ class _Invocation:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        # Whether the commit wrote the invocation's audit row (with its writes).
+        self.audited = False
         self.closed = False
         self.finished = False
         self.timed_out = False
@@ -265,7 +268,7 @@ class NativePluginHost:
                 # connection, a stalled disk), not by its own code: storage's failure.
                 raise self._storage_timeout(operation, timeout_ms, state.store_overran)
             raise self._timeout(operation, timeout_ms)
-        return InvokeResult(value, cpu)
+        return InvokeResult(value, cpu, audited=state.audited)
 
     def _body(
         self,
@@ -346,7 +349,9 @@ class NativePluginHost:
             token = _ACTIVE.set(state)
             cpu_start = time.thread_time()
             try:
-                with self._store.invocation():
+                # Native handlers are never re-run on a conflict: trusted code may act
+                # outside ctx (its own network calls, files) where the host cannot see it.
+                with self._store.invocation(pid, operation) as scope:
                     try:
                         with state.lock:
                             state.in_plugin = True
@@ -373,6 +378,9 @@ class NativePluginHost:
                             abandon()
                             raise _Abandoned()  # roll back instead of committing
                         state.finished = True
+                    if scope is not None:  # for the audit row written with the commit
+                        scope.cpu_ms = (time.thread_time() - cpu_start) * 1000
+                state.audited = scope is not None and scope.audited
             except _Abandoned:
                 value = None
             except BaseException:  # HandlerDeadline included: the scope rolled back

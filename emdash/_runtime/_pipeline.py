@@ -104,6 +104,7 @@ class AuditSink(Protocol):
         error: str | None,
         limit: str | None,
         logs: str | None = None,
+        committed: bool = False,
     ) -> None: ...
 
 
@@ -588,6 +589,7 @@ class HookPipeline:
         err: EmDashError | None = None
         cpu: float | None = None
         logs = invocation_logs.InvocationLogs()
+        committed = False  # the invocation's commit wrote its audit record already
         timeout_ms = entry.timeout_ms
         deadline = caller_deadline()
         try:
@@ -604,7 +606,7 @@ class HookPipeline:
                 timeout_ms = min(timeout_ms, max(1, int(left)))
             with invocation_logs.capture() as logs:
                 result: InvokeResult = entry.host.invoke_hook(name, event, timeout_ms=timeout_ms)
-            value, cpu = result.value, result.cpu_ms
+            value, cpu, committed = result.value, result.cpu_ms, result.audited
             if check is not None:
                 check(value, entry, name)
         except EmDashError as exc:
@@ -626,6 +628,7 @@ class HookPipeline:
             cpu,
             vetoed=vetoable and value is False,
             logs=logs.stored(),
+            committed=committed,
         )
         return (None if err is not None else value), err, duration, cpu
 
@@ -639,6 +642,7 @@ class HookPipeline:
         *,
         vetoed: bool = False,
         logs: str | None = None,
+        committed: bool = False,
     ) -> None:
         if self._audit is None:
             return
@@ -657,6 +661,7 @@ class HookPipeline:
                 error=None if err is None else str(err),
                 limit=limit,
                 **({"logs": logs} if logs is not None else {}),
+                committed=committed,
             )
         except Exception:  # auditing must never change what a hook does
             self._log.exception("[hooks] Could not record the audit entry for %s", name)

@@ -194,6 +194,9 @@ class Runtime:
             audit_retention=audit_retention,
             locales=locales,
         )
+        # An invocation that commits writes records its audit row in that commit: the row
+        # keeps the invocation's log lines, which the pipeline captures.
+        self.store.audit_records.current_logs = invocation_logs.current_stored
         for record in self.store.plugin_registry.list():
             if record.get("pending") in REMOVAL_TRANSITIONS:
                 self.log.warning(
@@ -861,7 +864,16 @@ class Runtime:
             )
             raise
         self._audit(
-            plugin_id, "route", name, "ok", started, result.cpu_ms, None, None, logs.stored()
+            plugin_id,
+            "route",
+            name,
+            "ok",
+            started,
+            result.cpu_ms,
+            None,
+            None,
+            logs.stored(),
+            committed=result.audited,
         )
         return result.value
 
@@ -882,6 +894,7 @@ class Runtime:
         limit: str | None,
         error: str | None,
         logs: str | None = None,
+        committed: bool = False,
     ) -> None:
         try:
             self.store.audit_records.record(
@@ -894,6 +907,7 @@ class Runtime:
                 limit=limit,
                 error=error,
                 logs=logs,
+                committed=committed,
             )
         except Exception:
             self.log.exception("Could not record the audit entry for %s %s", pid, name)

@@ -1,10 +1,15 @@
 """The audit log: one record per hook handler, route, lifecycle and cron invocation, and
 sandbox load.
 
-``record`` only appends to an in-memory buffer (its own small lock, never the store lock),
-so auditing puts no SQLite commit on the hot path. The buffer is written in one
-transaction when it reaches 256 records, on :meth:`AuditRecords.flush`, before :meth:`AuditRecords.list`,
-and when the store closes.
+An invocation that committed writes gets its record inside its commit transaction
+(``Db.commit_audit`` calls :meth:`AuditRecords._commit_audit`; the host then passes
+``committed=True`` so the record is not written twice): committed work never lacks its audit
+row. Records made inside an open invocation scope (nested invocations') wait for that scope
+and commit with it. Every other record only appends to an in-memory buffer (its own small
+lock, never the store lock), so auditing puts no SQLite commit on the hot path. The buffer
+is written in one transaction when it reaches 256 records, on :meth:`AuditRecords.flush`,
+before :meth:`AuditRecords.list`, and when the store closes. What follows is about the
+buffer: records of invocations that wrote nothing or failed.
 
 What a process that ends without ``close()`` can lose (file databases only; an in-memory
 one dies with its process anyway):
@@ -21,9 +26,8 @@ one dies with its process anyway):
 - SIGKILL (and power loss): at most the records younger than ``FLUSH_AFTER_S`` plus
   ``FLUSH_AFTER_S / 2`` (1.5 s by default). A background thread ("emdash-audit-flush")
   writes any buffer whose oldest record is older than ``FLUSH_AFTER_S``. It never waits
-  for the store: while another thread holds the store lock (an invocation's open write
-  transaction) the older records wait for it, so the bound is that long plus the time the
-  store lock stays held.
+  for the store lock, which is only ever held for short transactions (invocations hold no
+  lock while they run, see ``emdash._store._db``).
 
 A flush at exit or on a signal waits at most ``EXIT_WAIT_S`` for the store lock, and
 writes nothing when the signal arrived while the main thread was inside a transaction (its
@@ -65,12 +69,14 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from datetime import timedelta
 from types import FrameType
 from typing import Any
 
 from .._shared._errors import EmDashError, StorageError
-from ._db import Db, format_timestamp
+from .._shared._hooks_catalog import HOOKS
+from ._db import Db, InvocationScope, format_timestamp
 from ._quotas import AuditRetention
 
 __all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "AuditRecords"]
@@ -101,6 +107,16 @@ _MAX_LOGS_TEXT = 20_000
 RETENTION_BATCH = 10_000
 
 log = logging.getLogger("emdash.store")
+
+
+def _kind_and_name(operation: str) -> tuple[str, str]:
+    """The audit kind and name of an invocation the host called ``operation``."""
+    prefix, _, name = operation.partition(":")
+    if prefix == "route":
+        return "route", name
+    spec = HOOKS.get(name)
+    family = spec.family if spec is not None else "hook"
+    return (family if family in ("lifecycle", "cron") else "hook"), name
 
 
 def enforce_retention(db: Db, retention: AuditRetention, *, batch: int = RETENTION_BATCH) -> int:
@@ -139,6 +155,11 @@ class AuditRecords:
         # time.monotonic() when the buffer last went from empty to non-empty.
         self._oldest: float | None = None
         self._flush_failed = False
+        # An invocation that commits writes gets its record in its commit transaction.
+        #: Returns the log lines of the invocation being committed (see _commit_audit).
+        self.current_logs: Callable[[], str | None] | None = None
+        db.commit_audit = self._commit_audit
+        db.drop_audit = self._buffer_records
         if not db.is_memory:
             _track(self)
 
@@ -154,11 +175,17 @@ class AuditRecords:
         limit: str | None = None,
         error: str | None = None,
         logs: str | None = None,
+        committed: bool = False,
     ) -> None:
         """Buffer one audit record (``kind``: hook|route|lifecycle|cron; ``outcome``:
         ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message;
         ``logs`` the invocation's log lines as JSON text, from
         :meth:`emdash._bridge._invocation_logs.InvocationLogs.stored`).
+
+        ``committed``: the invocation's commit already wrote its record
+        (``InvokeResult.audited``); an ``ok`` record is then not written again. A record
+        made inside an open invocation scope (a nested invocation's) waits for that
+        scope: it commits with its writes, or is buffered.
 
         ``cpu_ms`` must be a host-measured figure (see the module doc), never one a sandbox
         worker reported."""
@@ -182,14 +209,82 @@ class AuditRecords:
             # text that no longer parses.
             logs if logs is not None and len(logs) <= _MAX_LOGS_TEXT else None,
         )
+        if committed and outcome == "ok":
+            return  # written by the invocation's own commit (see _commit_audit)
+        scope = self._db.current_scope()
+        if scope is not None:
+            # A nested invocation: its record commits with the outer one's writes (or is
+            # buffered when the outer one writes nothing or fails).
+            scope.audit.append(rec)
+            return
+        self._buffer_records([rec])
+
+    def _commit_audit(self, scope: InvocationScope) -> None:
+        """Inside an invocation's commit transaction: its own record (when the host named
+        the invocation) and those of its nested invocations, in that transaction, so an
+        invocation whose writes committed always has its audit row (no buffer to lose)."""
+        # The buffered records first (at most FLUSH_AT, oldest first): they were made
+        # before this one, so ids keep the order records were made in, and every commit
+        # also drains the buffer (less for a SIGKILL to take). Put back if this rolls back.
         with self._buffer_lock:
-            self._buffer.append(rec)
+            taken, self._buffer = self._buffer[:FLUSH_AT], self._buffer[FLUSH_AT:]
+            if not self._buffer:
+                self._oldest = None
+        if taken:
+            self._db.on_rollback(lambda: self._restore(taken))
+        records: list[_Record] = [*taken, *scope.audit]
+        if scope.plugin_id is not None and scope.operation is not None:
+            kind, name = _kind_and_name(scope.operation)
+            records.append(
+                (
+                    self._db.now(),
+                    str(scope.plugin_id)[:200],
+                    kind,
+                    name[:200],
+                    "ok",
+                    (time.perf_counter() - scope.started) * 1000,
+                    scope.cpu_ms,
+                    None,
+                    None,
+                    self._own_logs(),
+                )
+            )
+        step = self._rows_per_insert()
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
+            self._db.execute(
+                _INSERT + ",".join([_ROW] * len(chunk)),
+                [value for record in chunk for value in record],
+            )
+        # Retention runs with the flushes; when commits drain the buffer, with them.
+        self._since_retention += len(records)
+        if self._since_retention >= FLUSH_AT and self.retention is not None:
+            self._since_retention = 0
+            enforce_retention(self._db, self.retention)
+
+    def _own_logs(self) -> str | None:
+        # The committing invocation's log lines, from the runtime's capture (the store does
+        # not know where they are kept; the runtime sets ``current_logs``).
+        logs = None if self.current_logs is None else self.current_logs()
+        return logs if logs is not None and len(logs) <= _MAX_LOGS_TEXT else None
+
+    def _restore(self, records: list[_Record]) -> None:
+        with self._buffer_lock:  # back in front, for the next flush
+            self._buffer[:0] = records
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+
+    _since_retention = 0
+
+    def _buffer_records(self, records: list[_Record]) -> None:
+        with self._buffer_lock:
+            self._buffer.extend(records)
             size = len(self._buffer)
-            if size == 1:
+            if size == len(records):
                 self._oldest = time.monotonic()
             if size > BUFFER_CAP:
                 size = self._drop_oldest()
-        if size == 1:
+        if size == len(records):
             _wake.set()
         if size >= FLUSH_AT and not self._db.in_transaction_here():
             # Don't wait behind another thread's invocation just to write the log; try
@@ -325,8 +420,11 @@ class AuditRecords:
             # A listing still works while the database cannot be written: it shows the
             # records still buffered.
             self._auto_flush(wait=True)
+            scope = self._db.current_scope()
             with self._buffer_lock:
-                buffered = [r for r in self._buffer if plugin_id is None or r[1] == plugin_id]
+                # Records of nested invocations waiting for this thread's commit, too.
+                waiting = [*self._buffer, *(scope.audit if scope is not None else ())]
+                buffered = [r for r in waiting if plugin_id is None or r[1] == plugin_id]
             out = [_from_record(r) for r in reversed(buffered)][:size]
             if len(out) < size:
                 where, params = ("WHERE plugin_id = ?", [plugin_id]) if plugin_id else ("", [])

@@ -8,7 +8,7 @@ between a media file's write and its row, between a row's deletion and its file'
 parent then reopens the database as the next start would and checks every invariant:
 ``PRAGMA integrity_check``, counters equal to the successes the child saw (or one more:
 the call in flight committed before its report), every committed route call audited (see
-``AUDIT_LOSS_PER_KILL`` for what today's buffered audit may lose), no content or media
+``AUDIT_LOSS_PER_KILL``: none, the audit row commits with the writes), no content or media
 lost, no media row without its file and no file without its row.
 
 Bounded for CI: one database per mode, a dozen kill points in all, each chosen from
@@ -84,12 +84,9 @@ def test_two_hosts_on_one_database_one_of_them_killed(tmp_path: Path) -> None:
     assert verdict.failures == []
 
 
-# DEPENDS ON branch integrity-occ (serializable invocations: read-set validation, or
-# kv.increment): until it lands, two processes doing get-then-set on one key can lose
-# updates (issue 7, item 1), so this may fail on today's semantics (it often passes: the
-# window is small with one call at a time per process). Once it has landed, drop the
-# xfail: the counter must equal the successes both hosts saw.
-@pytest.mark.xfail(reason="lost updates across processes until integrity-occ lands", strict=False)
+# Two processes doing get-then-set on one key: serializable invocations (docs/integrity.md)
+# turn what was a lost update into a ConflictError the child retries, so the counter
+# equals the successes both hosts saw.
 def test_two_hosts_incrementing_one_counter_lose_no_update(tmp_path: Path) -> None:
     db = tmp_path / "site.db"
     one, two = Reported(), Reported()
