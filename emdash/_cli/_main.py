@@ -618,13 +618,11 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         import uvicorn
     except ImportError:
         out.fail(f"uvicorn is not installed; install it with: pip install '{DISTRIBUTION}[serve]'")
-    from .._asgi._app import create_app
-
     config = _state(ctx).config()
     token = config.token()
     with open_runtime(config) as rt:
         try:
-            app = create_app(rt, token=token)
+            app = site_app(config, rt, token)
         except ValueError as exc:  # the token's own checks; the config's are ConfigErrors
             out.fail(f"{exc}; set a longer api_token in {config.source or 'emdash.toml'}")
         if token is None:
@@ -640,6 +638,18 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
                 err=True,
             )
         uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def site_app(config: SiteConfig, rt: Any, token: str | None) -> Any:
+    """The ASGI app ``serve`` runs for this site: a plugin enabled or disabled in the admin
+    UI is written to the config file too, so the next start keeps it that way."""
+    from .._asgi._app import create_app
+
+    return create_app(
+        rt,
+        token=token,
+        on_plugin_toggled=lambda pid, enabled: set_plugin_enabled(config, pid, enabled),
+    )
 
 
 def _plugin_row(plugin: Any) -> dict[str, Any]:
