@@ -58,6 +58,7 @@ nothing) and loaded with stdlib ``tomllib``. The CLI edits the ``[[plugins]]`` l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from pathlib import Path
@@ -94,6 +95,7 @@ __all__ = [
     "check_new_entry",
     "load_config",
     "open_runtime",
+    "remove_new_site",
     "remove_plugin_entry",
     "set_plugin_enabled",
     "site_exists",
@@ -394,6 +396,21 @@ def site_exists(config: SiteConfig) -> bool:
     """Whether the site's database is there (read-only commands never create it)."""
     database = config.database_path()
     return database == ":memory:" or Path(database).exists()
+
+
+def remove_new_site(config: SiteConfig) -> None:
+    """Undo the files that opening a new site created (its database, the database's
+    journal files, and its media directory while empty), after the command that created
+    it failed. Only call it when neither a config file nor the database existed before."""
+    database = config.database_path()
+    if database != ":memory:":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(database + suffix)
+    media = config.media_path()
+    if media is not None:
+        with contextlib.suppress(OSError):  # not there, or not empty: keep it
+            media.rmdir()
 
 
 def check_new_entry(config: SiteConfig, path: Path) -> PluginDescriptor:

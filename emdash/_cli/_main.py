@@ -18,12 +18,14 @@ from .._shared._hooks_catalog import HOOK_NAMES, HOOKS
 from .._shared._suggest import did_you_mean
 from . import _output as out
 from ._config import (
+    DEFAULT_CONFIG_NAME,
     SiteConfig,
     add_plugin_entry,
     check_new_entry,
     find_entry,
     load_config,
     open_runtime,
+    remove_new_site,
     remove_plugin_entry,
     set_plugin_enabled,
     site_exists,
@@ -294,19 +296,33 @@ def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
     from ._install import add_bundle, is_bundle
 
     config = _state(ctx).config()
-    if is_bundle(path):
-        descriptor, _sha = add_bundle(config, path, trusted=trusted)
-    elif not path.is_dir():
+    if not is_bundle(path) and not path.is_dir():
         out.fail(f"{path} is neither a plugin directory nor a bundle (.tar.gz, .tgz, .tar, .zip)")
-    else:
-        check_new_entry(config, path)
-        # Load it into the site first: a plugin that does not load is never written to the
-        # config.
-        with open_runtime(config) as rt:
-            rt.add_plugin(path, trusted=trusted)
-        descriptor = add_plugin_entry(config, path, trusted=trusted)
+    # No emdash.toml and no database here: this add creates the site.
+    new_site = config.source is None and not site_exists(config)
+    try:
+        if is_bundle(path):
+            descriptor, _sha = add_bundle(config, path, trusted=trusted)
+        else:
+            check_new_entry(config, path)
+            # Load it into the site first: a plugin that does not load is never written to
+            # the config.
+            with open_runtime(config) as rt:
+                rt.add_plugin(path, trusted=trusted)
+            descriptor = add_plugin_entry(config, path, trusted=trusted)
+    except BaseException:
+        if new_site:
+            remove_new_site(config)  # a refused plugin leaves no half-made site behind
+        raise
     mode = "trusted (in-process)" if trusted else "sandboxed"
     click.echo(f"Added {descriptor.id} {descriptor.version} ({mode})")
+    if config.source is None:
+        click.echo(
+            f"Created {config.base_dir / DEFAULT_CONFIG_NAME}: a new site (database "
+            f"{Path(config.database_path()).name}) in {config.base_dir}. Run emdash from "
+            "this directory, or pass --config PATH, to use it.",
+            err=True,
+        )
     if trusted:
         click.echo(
             "Note: trusted plugins run with the host's full privileges; capabilities are "
