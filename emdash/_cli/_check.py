@@ -88,13 +88,51 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
     return report
 
 
+# RestrictedPython's own refusals say what is refused, not what to write instead; the
+# sandbox's messages (special methods, global, ...) already do. Matched on the message's
+# start, the hint is the rewrite from docs/restricted-python.md.
+_REWRITES: tuple[tuple[str, str], ...] = (
+    (
+        "Augmented assignment of attributes",
+        "write a plain assignment: self.n = self.n + 1",
+    ),
+    (
+        "Augmented assignment of object items",
+        'write a plain assignment: counts["a"] = counts["a"] + 1',
+    ),
+    (
+        "AsyncFunctionDef statements",
+        "handlers are plain functions (every ctx call returns its answer): use def",
+    ),
+    ("Await statements", "ctx calls return their answer: call them without await"),
+    ("AsyncFor statements", "use a plain for loop"),
+    ("AsyncWith statements", "use try/finally"),
+    ("Match statements", "use if/elif"),
+    ("TryStar statements", "use try/except"),
+    ("Eval calls", "there is no eval, exec or compile in sandboxed plugins"),
+    ("Exec calls", "there is no eval, exec or compile in sandboxed plugins"),
+    ('"*" imports', "import the names you use: from module import a, b"),
+)
+
+
+def _with_rewrite(line: str) -> str:
+    """``line`` with what to write instead, when it is a bare RestrictedPython refusal."""
+    message = line.split(": ", 1)[1] if re.match(r"^[^:\s]+\.py:\d+: ", line) else line
+    for start, hint in _REWRITES:
+        if message.startswith(start):
+            return f"{line.rstrip('.')}; {hint}"
+    if re.match(r'^"[^"]*" is an invalid variable name because it starts with "_"', message):
+        return f"{line}; rename it without the leading underscore"
+    return line
+
+
 def _compile_errors(files: dict[str, str]) -> list[str]:
     from sandbox import CompileError, compile_bundle
 
     try:
         compile_bundle(files, max_bytes=MAX_SOURCE_BYTES)
     except CompileError as exc:
-        return list(exc.errors) or [str(exc)]
+        return [_with_rewrite(line) for line in exc.errors] or [str(exc)]
     return []
 
 

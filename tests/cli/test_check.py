@@ -223,3 +223,32 @@ def test_a_host_that_cannot_sandbox_warns_what_was_not_checked(
         "warning: not loaded, so imports, the plugin binding and hooks were not checked: "
         "Plugin sandboxing is not available on this host: no seccomp here."
     )
+
+
+def test_restrictedpython_refusals_say_what_to_write_instead(tmp_path: Path) -> None:
+    # RestrictedPython's own messages only say what is refused; check adds the rewrite.
+    code = (
+        "from emdash import define_plugin\n"
+        "class C:\n"
+        "    def __init__(self):\n"
+        "        self.n = 0\n"
+        "    def bump(self):\n"
+        "        self.n += 1\n"
+        "async def on_save(event, ctx):\n"
+        "    return None\n"
+        "def pick(x):\n"
+        "    match x:\n"
+        "        case 1:\n"
+        "            return 1\n"
+        "plugin = define_plugin()\n"
+    )
+    result = check(str(make_plugin(tmp_path, code)))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [
+        "plugin.py:6: error: Augmented assignment of attributes is not allowed; write a plain "
+        "assignment: self.n = self.n + 1",
+        "plugin.py:7: error: AsyncFunctionDef statements are not allowed; handlers are plain "
+        "functions (every ctx call returns its answer): use def",
+        "plugin.py:10: error: Match statements are not allowed; use if/elif",
+    ]
