@@ -615,6 +615,8 @@ def audit_log(
             rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
+    elif not rows and plugin_id is not None:
+        click.echo(f"No audit records for plugin {plugin_id} (plugin ids: emdash plugins list).")
     elif not rows:
         click.echo("The audit log is empty.")
     elif show_logs:
