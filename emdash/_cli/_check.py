@@ -13,7 +13,8 @@ Errors (exit 1), in order, every one found rather than the first:
    at ``add`` (``--trusted``: in-process, as ``add --trusted`` would); no hook runs.
 
 Warnings (exit 0 when there are only warnings): what compiles and loads but fails or
-surprises at run time, found statically (``str.format``, ``open``, ``print`` ...).
+surprises at run time, found statically (``str.format``, ``open``, ``print``, a
+``ctx.content.create(...)`` whose capability the descriptor does not declare ...).
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
         return report  # code that does not compile cannot be loaded
     load_errors, load_warnings = _load_problems(path, files, code.entry, trusted)
     errors.extend(load_errors)
-    report["warnings"] = [*host_warnings, *load_warnings, *static_warnings(files)]
+    report["warnings"] = [
+        *host_warnings,
+        *load_warnings,
+        *sorted(static_warnings(files) + capability_warnings(files, descriptor), key=_sort_key),
+    ]
     report["ok"] = not errors
     return report
 
@@ -252,6 +257,57 @@ def static_warnings(files: dict[str, str]) -> list[str]:
             if message is not None:
                 out.append(f"{rel}:{node.lineno}: {message}")
     return sorted(out, key=_sort_key)
+
+
+def _ctx_capabilities() -> dict[str, str]:
+    """``"ctx.content.create"`` -> the capability its bridge method needs (only those that
+    need one), from the bridge's method table and the ctx classes, as the reference shows."""
+    from .._bridge._dispatch import METHODS
+    from .._docgen._tables import _ctx_calls
+
+    return {
+        call: needed
+        for method, calls in _ctx_calls().items()
+        if (needed := METHODS[method][0]) is not None
+        for call in calls
+    }
+
+
+def capability_warnings(files: dict[str, str], descriptor: PluginDescriptor) -> list[str]:
+    """``ctx.X.y(...)`` calls whose capability the descriptor does not declare: they load
+    fine and raise ``CapabilityError`` each time they run. Found by name (a handler's
+    ``ctx`` parameter called something else is not followed)."""
+    needs = _ctx_capabilities()
+    out: list[str] = []
+    for rel, text in sorted(files.items()):
+        try:
+            tree = ast.parse(text, filename=rel)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            call = _dotted(node.func)
+            needed = needs.get(call or "")
+            if needed is not None and not descriptor.has(needed):
+                out.append(
+                    f'{rel}:{node.lineno}: {call}() needs capability "{needed}", which '
+                    f"{descriptor.id} does not declare: it raises CapabilityError when it "
+                    "runs; add it to capabilities in emdash-plugin.toml"
+                )
+    return out
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for an attribute chain on a plain name, else ``None``."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
 
 
 def _call_warning(func: ast.expr, assigned: set[str]) -> str | None:

@@ -252,3 +252,29 @@ def test_restrictedpython_refusals_say_what_to_write_instead(tmp_path: Path) -> 
         "functions (every ctx call returns its answer): use def",
         "plugin.py:10: error: Match statements are not allowed; use if/elif",
     ]
+
+
+def test_a_ctx_call_without_its_capability_is_a_warning(tmp_path: Path) -> None:
+    # It loads, and raises CapabilityError every time it runs: check says so up front.
+    code = (
+        "from emdash import define_plugin\n"
+        "def r(route_ctx, ctx):\n"
+        "    ctx.content.get('posts', '1')\n"
+        "    ctx.content.create('posts', {})\n"
+        "    return ctx.http.fetch('https://api.example.com/').json()\n"
+        "plugin = define_plugin(routes={'r': r})\n"
+    )
+    result = check(str(make_plugin(tmp_path, code)))  # declares content:read only
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        'plugin.py:4: warning: ctx.content.create() needs capability "content:write", which p '
+        "does not declare: it raises CapabilityError when it runs; add it to capabilities in "
+        "emdash-plugin.toml",
+        'plugin.py:5: warning: ctx.http.fetch() needs capability "network:request", which p '
+        "does not declare: it raises CapabilityError when it runs; add it to capabilities in "
+        "emdash-plugin.toml",
+    ]
+    # A capability implied by a declared one counts (content:write implies content:read).
+    (tmp_path / "w").mkdir()
+    write = make_plugin(tmp_path / "w", code.replace("ctx.http.fetch", "str"), '["content:write"]')
+    assert check(str(write)).stderr == ""
