@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from typing import Any
 from sandbox._builtins import _FORBIDDEN as _REFUSED_BUILTINS
 
 from .._bridge._hosts import unreachable_allowed_hosts
+from .._hosting._bundle import extract_bundle, is_bundle, open_bundle
 from .._hosting._loader import locate, sandbox_files
 from .._model._descriptor import PluginDescriptor
 from .._shared._errors import EmDashError, SandboxNotAvailableError
@@ -45,8 +47,12 @@ _FILE_LINE = re.compile(r"^(?:File \"?)?([\w./-]+\.py)\"?(?:, line |:)(\d+)")
 def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
     """Return ``{"ok", "id", "version", "files", "bytes", "errors": [str], "warnings": [str]}``.
 
-    ``ok`` is true when there is no error (warnings do not count).
+    ``ok`` is true when there is no error (warnings do not count). ``path`` may be a
+    plugin directory, its descriptor, or a bundle (checked as ``plugins add`` unpacks it:
+    the report then has its ``sha256``).
     """
+    if is_bundle(path):
+        return _check_bundle(path, trusted=trusted)
     report: dict[str, Any] = {
         "ok": False,
         "path": str(path),
@@ -59,6 +65,12 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
     }
     errors: list[str] = report["errors"]
     where = _descriptor_file(path).name
+    if not path.is_dir() and path.suffix != ".toml":
+        errors.append(
+            f"{path.name}: not a plugin: give the plugin's directory (the one holding "
+            "emdash-plugin.toml), its emdash-plugin.toml, or a bundle (.tar.gz, .tgz, .tar, .zip)"
+        )
+        return report
     try:
         descriptor = PluginDescriptor.from_file(path)
     except EmDashError as exc:
@@ -129,6 +141,31 @@ def _with_rewrite(line: str) -> str:
     if re.match(r'^"[^"]*" is an invalid variable name because it starts with "_"', message):
         return f"{line}; rename it without the leading underscore"
     return line
+
+
+def _check_bundle(path: Path, *, trusted: bool) -> dict[str, Any]:
+    """Check a bundle the way ``plugins add`` installs it: read and vetted by the same
+    code (size, members, no links or paths outside), unpacked into a throwaway
+    directory, then checked as a directory."""
+    try:
+        bundle = open_bundle(path)
+        with tempfile.TemporaryDirectory(prefix="emdash-check-") as tmp:
+            unpacked, _descriptor = extract_bundle(bundle, Path(tmp))
+            report = check_plugin(unpacked, trusted=trusted)
+    except EmDashError as exc:
+        return {
+            "ok": False,
+            "path": str(path),
+            "id": None,
+            "version": None,
+            "files": 0,
+            "bytes": 0,
+            "errors": [f"{path.name}: {exc.message}"],
+            "warnings": [],
+        }
+    report["path"] = str(path)
+    report["sha256"] = bundle.sha256
+    return report
 
 
 def _compile_errors(files: dict[str, str]) -> list[str]:

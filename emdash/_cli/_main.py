@@ -153,7 +153,8 @@ def doctor(ctx: click.Context, database: str | None, check_db: bool, as_json: bo
 @_json_flag
 @click.pass_context
 def check(ctx: click.Context, path: Path, trusted: bool, as_json: bool) -> None:
-    """Check a plugin directory as `emdash plugins add` would, plus run-time warnings.
+    """Check a plugin directory (or bundle) as `emdash plugins add` would, plus run-time
+    warnings.
 
     Runs the same load as `plugins add` (descriptor, size, restricted compile, allowed
     imports, the `plugin` binding, hook names and capabilities, route schemas) on a
@@ -167,6 +168,8 @@ def check(ctx: click.Context, path: Path, trusted: bool, as_json: bool) -> None:
         out.echo_json(report)
     else:
         who = report.get("id") or str(path)
+        if report.get("sha256"):
+            click.echo(f"Bundle {path.name}: sha256 {report['sha256']}", err=True)
         for line in report["errors"]:
             click.echo(out.problem_line(line, "error"), err=True)
         for line in report["warnings"]:

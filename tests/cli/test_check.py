@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -278,3 +281,40 @@ def test_a_ctx_call_without_its_capability_is_a_warning(tmp_path: Path) -> None:
     (tmp_path / "w").mkdir()
     write = make_plugin(tmp_path / "w", code.replace("ctx.http.fetch", "str"), '["content:write"]')
     assert check(str(write)).stderr == ""
+
+
+def test_a_bundle_is_checked_as_plugins_add_would_unpack_it(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "from emdash import define_plugin\nplugin = define_plugin()\n")
+    good = tmp_path / "p-1.0.0.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        tar.add(plugin, arcname="p")
+    result = check(str(good))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("OK: p 1.0.0 (1 files,")
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    assert result.stderr == f"Bundle p-1.0.0.tar.gz: sha256 {digest}\n"
+
+    (plugin / "plugin.py").write_text("import os\nplugin = None\n")
+    bad = tmp_path / "p-bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for file in ("emdash-plugin.toml", "plugin.py"):
+            zf.write(plugin / file, f"p/{file}")
+    refused = check("--json", str(bad))
+    assert refused.exit_code == 1
+    report = json.loads(refused.stdout)
+    assert report["id"] == "p" and report["sha256"] and report["path"] == str(bad)
+    assert report["errors"][0].startswith(
+        'plugin.py:1: Plugin p was refused during load: Import of "os"'
+    )
+
+
+def test_a_python_file_is_not_a_plugin(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "from emdash import define_plugin\nplugin = define_plugin()\n")
+    result = check(str(plugin / "plugin.py"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "plugin.py: error: not a plugin: give the plugin's directory (the one holding "
+        "emdash-plugin.toml), its emdash-plugin.toml, or a bundle (.tar.gz, .tgz, .tar, .zip)"
+    )
+    # Its descriptor is fine.
+    assert check(str(plugin / "emdash-plugin.toml")).exit_code == 0
