@@ -16,6 +16,7 @@ import click
 
 from .._shared._hooks_catalog import HOOK_NAMES, HOOKS
 from .._shared._suggest import did_you_mean
+from .._store._audit import AUDIT_KINDS
 from . import _output as out
 from ._config import (
     DEFAULT_CONFIG_NAME,
@@ -600,11 +601,22 @@ def cron_tick(ctx: click.Context, at: Any, as_json: bool) -> None:
 @main.command("audit-log")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--plugin", "plugin_id", metavar="ID", help="Only this plugin's invocations.")
+@click.option(
+    "--kind",
+    type=click.Choice(sorted(AUDIT_KINDS)),
+    help="Only this kind of invocation (every command loads each sandboxed plugin: "
+    "--kind route, --kind hook ... leave those out).",
+)
 @click.option("--logs", "show_logs", is_flag=True, help="Show each invocation's log lines.")
 @_json_flag
 @click.pass_context
 def audit_log(
-    ctx: click.Context, limit: int, plugin_id: str | None, show_logs: bool, as_json: bool
+    ctx: click.Context,
+    limit: int,
+    plugin_id: str | None,
+    kind: str | None,
+    show_logs: bool,
+    as_json: bool,
 ) -> None:
     """Show the newest plugin invocations (hooks and routes) with outcome and timing.
 
@@ -615,11 +627,18 @@ def audit_log(
     rows: list[dict[str, Any]] = []
     if site_exists(config):  # read-only: never create a site to show it is empty
         with open_runtime(config) as rt:
-            rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
+            if kind is None:
+                rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
+            else:  # filtered here, over the newest 10000 records (as the admin UI does)
+                newest = rt.audit_log(limit=10_000, plugin_id=plugin_id)
+                rows = [r for r in newest if r["kind"] == kind][:limit]
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
-    elif not rows and plugin_id is not None:
-        click.echo(f"No audit records for plugin {plugin_id} (plugin ids: emdash plugins list).")
+    elif not rows and (plugin_id is not None or kind is not None):
+        which = f"{kind} records" if kind else "records"
+        if plugin_id is not None:
+            which += f" for plugin {plugin_id} (plugin ids: emdash plugins list)"
+        click.echo(f"No audit {which}.")
     elif not rows:
         click.echo("The audit log is empty.")
     elif show_logs:

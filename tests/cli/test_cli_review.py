@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -46,3 +47,23 @@ def test_declining_an_upgrade_says_what_it_leaves(tmp_path: Path) -> None:
     assert run(site, "plugins", "list").exit_code == 1  # still refused, as it says
     assert run(site, "plugins", "upgrade", "grow", "--yes").exit_code == 0
     assert run(site, "plugins", "list").exit_code == 0
+
+
+def test_audit_log_kind_leaves_out_the_loads(tmp_path: Path) -> None:
+    # Every command loads each sandboxed plugin and audits it; --kind shows the calls only.
+    site = make_site(tmp_path)
+    (site / "emdash.toml").write_text(
+        (site / "emdash.toml").read_text().replace("trusted = true", "trusted = false")
+    )
+    assert run(site, "route", "grow", "hi").exit_code == 0
+    run(site, "plugins", "list")
+    everything = json.loads(run(site, "--json", "audit-log").stdout)
+    assert {r["kind"] for r in everything} >= {"load", "route"}
+    routes = json.loads(run(site, "--json", "audit-log", "--kind", "route").stdout)
+    assert [(r["kind"], r["name"]) for r in routes] == [("route", "hi")]
+    assert run(site, "audit-log", "--kind", "cron").stdout == "No audit cron records.\n"
+    none = run(site, "audit-log", "--kind", "cron", "--plugin", "grow")
+    assert none.stdout == (
+        "No audit cron records for plugin grow (plugin ids: emdash plugins list).\n"
+    )
+    assert run(site, "audit-log", "--kind", "bogus").exit_code == 2
