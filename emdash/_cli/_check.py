@@ -243,6 +243,10 @@ def _with_location(message: str, files: dict[str, str], entry: str) -> str:
     hook = re.search(r'unknown hook "([^"]{1,200})"', message)
     if hook:
         return _at(files, f'"{hook.group(1)}"') + message
+    if 'declares its "admin" route public' in message:
+        return _at(files, '"admin"') + message
+    if 'has no "admin" route' in message and entry in files:
+        return f"{entry}: {message}"
     if "does not bind a module-level `plugin`" in message and entry in files:
         return f"{entry}:{max(1, len(files[entry].splitlines()))}: {message}"
     return message

@@ -318,3 +318,25 @@ def test_a_python_file_is_not_a_plugin(tmp_path: Path) -> None:
     )
     # Its descriptor is fine.
     assert check(str(plugin / "emdash-plugin.toml")).exit_code == 0
+
+
+def test_admin_route_problems_point_at_the_code(tmp_path: Path) -> None:
+    public = make_plugin(
+        tmp_path,
+        "from emdash import RouteConfig, define_plugin\n"
+        "def admin(route_ctx, ctx):\n"
+        "    return {'blocks': []}\n"
+        "plugin = define_plugin(routes={'admin': RouteConfig(admin, public=True)})\n",
+    )
+    (public / "emdash-plugin.toml").write_text(
+        (public / "emdash-plugin.toml").read_text() + '[admin]\nwidgets = [{ id = "w" }]\n'
+    )
+    result = check(str(public))
+    assert result.exit_code == 1
+    assert result.stderr.startswith('plugin.py:4: error: Plugin "p" declares its "admin" route')
+    (public / "plugin.py").write_text(
+        "from emdash import define_plugin\nplugin = define_plugin()\n"
+    )
+    result = check(str(public))
+    assert result.exit_code == 1
+    assert result.stderr.startswith('plugin.py: error: Plugin "p" declares admin pages or widgets')
