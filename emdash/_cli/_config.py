@@ -419,11 +419,19 @@ def check_new_entry(config: SiteConfig, path: Path) -> PluginDescriptor:
     for entry in config.plugins:
         existing = config.plugin_path(entry)
         if existing == path.resolve():
-            raise ConfigError(f"Plugin directory {path} is already in {config._where()}")
+            pid = _descriptor_id(existing) or descriptor.id
+            raise ConfigError(
+                f"Plugin directory {path} is already in {config._where()} (plugin {pid}); "
+                f"to change how it runs (--trusted or not), emdash plugins remove {pid} "
+                "(its data stays), then add it again; for a new version: "
+                f"emdash plugins upgrade {pid}"
+            )
         if _descriptor_id(existing) == descriptor.id:
             raise ConfigError(
                 f'A plugin with id "{descriptor.id}" is already installed (from {existing}); '
-                f"remove it first with: emdash plugins remove {descriptor.id}"
+                f"to install this copy as its new version: emdash plugins upgrade "
+                f"{descriptor.id} {path}; or remove it first with: emdash plugins remove "
+                f"{descriptor.id}"
             )
     return descriptor
 
