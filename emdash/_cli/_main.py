@@ -432,6 +432,15 @@ def run_hook(
             "--plugin ID (see: emdash plugins list)",
             param_hint="--plugin",
         )
+    missing = [key for key in spec.event_keys if key not in event]
+    if missing:
+        # A real event always has them: a handler reading one would fail with a bare
+        # KeyError, which reads like a plugin bug rather than a short --event.
+        click.echo(
+            f"warning: the {name} event has no {', '.join(missing)} (its keys: "
+            f"{', '.join(spec.event_keys)}); handlers that read them will fail",
+            err=True,
+        )
     config = _state(ctx).config()
     with open_runtime(config) as rt, LogCapture() as logs:
         outcome = rt.run_hook(name, event, plugin_id=plugin_id)

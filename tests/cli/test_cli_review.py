@@ -67,3 +67,15 @@ def test_audit_log_kind_leaves_out_the_loads(tmp_path: Path) -> None:
         "No audit cron records for plugin grow (plugin ids: emdash plugins list).\n"
     )
     assert run(site, "audit-log", "--kind", "bogus").exit_code == 2
+
+
+def test_run_hook_warns_about_a_short_event(tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    short = run(site, "run-hook", "content:afterSave", "--event", '{"content": {"id": "1"}}')
+    assert short.exit_code == 0, short.output  # nobody handles it: the warning is all
+    assert short.stderr == (
+        "warning: the content:afterSave event has no collection, isNew (its keys: content, "
+        "collection, isNew); handlers that read them will fail\n"
+    )
+    full = '{"content": {"id": "1"}, "collection": "posts", "isNew": true}'
+    assert run(site, "run-hook", "content:afterSave", "--event", full).stderr == ""
