@@ -82,6 +82,12 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
     host_warnings = [
         f"{where}: {line}" for line in unreachable_allowed_hosts(descriptor.allowed_hosts)
     ]
+    if descriptor.allowed_hosts and not descriptor.has("network:request"):
+        # The allowlist only narrows network:request; without it every fetch is refused.
+        host_warnings.append(
+            f"{where}: allowed_hosts is set but capabilities has no network:request, so "
+            "ctx.http.fetch is refused for every host; add network:request to capabilities"
+        )
     try:
         code = locate(descriptor)
         files, _entry = sandbox_files(code, descriptor.id)

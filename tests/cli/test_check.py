@@ -340,3 +340,19 @@ def test_admin_route_problems_point_at_the_code(tmp_path: Path) -> None:
     result = check(str(public))
     assert result.exit_code == 1
     assert result.stderr.startswith('plugin.py: error: Plugin "p" declares admin pages or widgets')
+
+
+def test_allowed_hosts_without_network_request_is_a_warning(tmp_path: Path) -> None:
+    plugin = make_plugin(
+        tmp_path, "from emdash import define_plugin\nplugin = define_plugin()\n", "[]"
+    )
+    (plugin / "emdash-plugin.toml").write_text(
+        (plugin / "emdash-plugin.toml").read_text() + 'allowed_hosts = ["api.example.com"]\n'
+    )
+    result = check(str(plugin))
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "emdash-plugin.toml: warning: allowed_hosts is set but capabilities has no "
+        "network:request, so ctx.http.fetch is refused for every host; add network:request "
+        "to capabilities\n"
+    )
