@@ -692,13 +692,18 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
 def site_app(config: SiteConfig, rt: Any, token: str | None) -> Any:
     """The ASGI app ``serve`` runs for this site: a plugin enabled or disabled in the admin
     UI is written to the config file too, so the next start keeps it that way."""
+    import threading
+
     from .._asgi._app import create_app
 
-    return create_app(
-        rt,
-        token=token,
-        on_plugin_toggled=lambda pid, enabled: set_plugin_enabled(config, pid, enabled),
-    )
+    # Toggles run in worker threads; the file edit is read-modify-write, so one at a time.
+    edit = threading.Lock()
+
+    def record(plugin_id: str, enabled: bool) -> None:
+        with edit:
+            set_plugin_enabled(config, plugin_id, enabled)
+
+    return create_app(rt, token=token, on_plugin_toggled=record)
 
 
 def _plugin_row(plugin: Any) -> dict[str, Any]:
