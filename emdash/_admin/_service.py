@@ -245,8 +245,9 @@ class AdminService:
             return {
                 "blocks": self._blocks(desc, submitted=values, errors=errors),
                 "toast": {
-                    "message": f"Settings not saved: {count} field{'s' if count > 1 else ''} "
-                    "need attention",
+                    "message": f"Settings not saved: {count} "
+                    + ("field needs" if count == 1 else "fields need")
+                    + " attention",
                     "type": "error",
                 },
                 "errors": errors,

@@ -141,9 +141,18 @@ class _Request:
 class AdminApp:
     """The admin UI's request handler (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime, *, token: bytes | None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        token: bytes | None,
+        on_plugin_toggled: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self._token = token
+        # Where the host records an enable/disable (emdash serve: emdash.toml); without it
+        # the next start would load the plugin in its configured state again.
+        self._on_toggled = on_plugin_toggled
         self.sessions = SessionTable()
         self._failures: dict[str, list[float]] = {}
 
@@ -427,15 +436,24 @@ class AdminApp:
             await self._no_plugin(send, req, plugin_id)
             return
         call = self.runtime.enable_plugin if enable else self.runtime.disable_plugin
+        word = "enabled" if enable else "disabled"
         try:
             await _in_thread(call, plugin_id)
         except EmDashError as exc:
             req.session.flash = ("error", str(exc))
-        else:
-            req.session.flash = (
-                "success",
-                f"Plugin {plugin_id} {'enabled' if enable else 'disabled'}.",
-            )
+            await _redirect(send, req.base + "plugins")
+            return
+        req.session.flash = ("success", f"Plugin {plugin_id} {word}.")
+        if self._on_toggled is not None:
+            try:
+                await _in_thread(self._on_toggled, plugin_id, enable)
+            except (EmDashError, OSError) as exc:
+                req.session.flash = (
+                    "error",
+                    f"Plugin {plugin_id} {word} until the site restarts: recording it "
+                    f"failed ({exc}); run: emdash plugins {'enable' if enable else 'disable'} "
+                    f"{plugin_id}",
+                )
         await _redirect(send, req.base + "plugins")
 
     async def _providers(self, send: Send, req: _Request) -> None:

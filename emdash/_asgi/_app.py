@@ -49,6 +49,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -103,27 +104,44 @@ MASKED_MESSAGE = "Plugin route error"
 
 
 def create_app(
-    runtime: Runtime, *, token: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY
+    runtime: Runtime,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    on_plugin_toggled: Callable[[str, bool], None] | None = None,
 ) -> EmDashASGI:
     """Build the ASGI app serving ``runtime``'s plugin routes.
 
     ``token`` is the API token private routes require (``None``: private routes always
     answer 401). ``max_body_bytes`` caps request bodies (413 beyond it).
+    ``on_plugin_toggled(plugin_id, enabled)`` runs (in a worker thread) after the admin UI
+    enabled or disabled a plugin, so the host can record it where it keeps its plugin list
+    (``emdash serve`` writes ``emdash.toml``); an ``EmDashError`` or ``OSError`` it raises
+    is shown to the admin.
     """
     if token is not None and len(token) < 16:
         raise ValueError("The API token must be at least 16 characters long")
-    return EmDashASGI(runtime, token=token, max_body_bytes=max_body_bytes)
+    return EmDashASGI(
+        runtime, token=token, max_body_bytes=max_body_bytes, on_plugin_toggled=on_plugin_toggled
+    )
 
 
 class EmDashASGI:
     """The ASGI 3 application; see the module docstring for the HTTP contract."""
 
-    def __init__(self, runtime: Runtime, *, token: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        on_plugin_toggled: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self._token = token.encode() if token is not None else None
         self.max_body_bytes = max_body_bytes
         # The admin web UI under /_emdash/admin/ (signs in with the same token).
-        self.admin = AdminApp(runtime, token=self._token)
+        self.admin = AdminApp(runtime, token=self._token, on_plugin_toggled=on_plugin_toggled)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

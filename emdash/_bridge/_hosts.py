@@ -32,9 +32,13 @@ __all__ = ["PrivateHosts", "unreachable_allowed_hosts"]
 # One DNS label: letters, digits and inner hyphens, at most 63 characters (RFC 1123).
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PORT_RE = re.compile(r"^[0-9]{1,5}$")
+# Private and internal hosts are not useless: a development site can exempt them. The
+# entry must then stay in allowedHosts (the exemption lifts only the SSRF checks), so the
+# hint must not tell the author to move it elsewhere.
 _DEV_HINT = (
-    "for a local development site, list it in emdash.toml [dev] allow_private_hosts "
-    '(with environment = "development") instead'
+    "only a development site reaches it, by also listing it in emdash.toml [dev] "
+    'allow_private_hosts (with environment = "development"); a production site refuses '
+    "every request to it"
 )
 
 
@@ -42,11 +46,19 @@ def unreachable_allowed_hosts(patterns: Iterable[str]) -> list[str]:
     """One line per ``allowedHosts`` entry that no request can ever reach (empty: all fine).
 
     Each line names the entry, says why, and what to do. ``*`` is always reachable.
+    Private and internal hosts count as unreachable (production refuses them); their line
+    says how a development site reaches them.
     """
     problems: list[str] = []
     for pattern in patterns:
         reason = _pattern_problem(pattern)
-        if reason is not None:
+        if reason is None:
+            continue
+        if reason.endswith(f"({_DEV_HINT})"):
+            problems.append(
+                f'allowedHosts entry "{pattern}" is refused on a production site: {reason}'
+            )
+        else:
             problems.append(f'allowedHosts entry "{pattern}" can never be reached: {reason}')
     return problems
 

@@ -13,13 +13,15 @@ Errors (exit 1), in order, every one found rather than the first:
    at ``add`` (``--trusted``: in-process, as ``add --trusted`` would); no hook runs.
 
 Warnings (exit 0 when there are only warnings): what compiles and loads but fails or
-surprises at run time, found statically (``str.format``, ``open``, ``print`` ...).
+surprises at run time, found statically (``str.format``, ``open``, ``print``, a
+``ctx.content.create(...)`` whose capability the descriptor does not declare ...).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from typing import Any
 from sandbox._builtins import _FORBIDDEN as _REFUSED_BUILTINS
 
 from .._bridge._hosts import unreachable_allowed_hosts
+from .._hosting._bundle import extract_bundle, is_bundle, open_bundle
 from .._hosting._loader import locate, sandbox_files
 from .._model._descriptor import PluginDescriptor
 from .._shared._errors import EmDashError, SandboxNotAvailableError
@@ -44,8 +47,12 @@ _FILE_LINE = re.compile(r"^(?:File \"?)?([\w./-]+\.py)\"?(?:, line |:)(\d+)")
 def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
     """Return ``{"ok", "id", "version", "files", "bytes", "errors": [str], "warnings": [str]}``.
 
-    ``ok`` is true when there is no error (warnings do not count).
+    ``ok`` is true when there is no error (warnings do not count). ``path`` may be a
+    plugin directory, its descriptor, or a bundle (checked as ``plugins add`` unpacks it:
+    the report then has its ``sha256``).
     """
+    if is_bundle(path):
+        return _check_bundle(path, trusted=trusted)
     report: dict[str, Any] = {
         "ok": False,
         "path": str(path),
@@ -58,6 +65,12 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
     }
     errors: list[str] = report["errors"]
     where = _descriptor_file(path).name
+    if not path.is_dir() and path.suffix != ".toml":
+        errors.append(
+            f"{path.name}: not a plugin: give the plugin's directory (the one holding "
+            "emdash-plugin.toml), its emdash-plugin.toml, or a bundle (.tar.gz, .tgz, .tar, .zip)"
+        )
+        return report
     try:
         descriptor = PluginDescriptor.from_file(path)
     except EmDashError as exc:
@@ -69,6 +82,12 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
     host_warnings = [
         f"{where}: {line}" for line in unreachable_allowed_hosts(descriptor.allowed_hosts)
     ]
+    if descriptor.allowed_hosts and not descriptor.has("network:request"):
+        # The allowlist only narrows network:request; without it every fetch is refused.
+        host_warnings.append(
+            f"{where}: allowed_hosts is set but capabilities has no network:request, so "
+            "ctx.http.fetch is refused for every host; add network:request to capabilities"
+        )
     try:
         code = locate(descriptor)
         files, _entry = sandbox_files(code, descriptor.id)
@@ -83,8 +102,75 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
         return report  # code that does not compile cannot be loaded
     load_errors, load_warnings = _load_problems(path, files, code.entry, trusted)
     errors.extend(load_errors)
-    report["warnings"] = [*host_warnings, *load_warnings, *static_warnings(files)]
+    report["warnings"] = [
+        *host_warnings,
+        *load_warnings,
+        *sorted(static_warnings(files) + capability_warnings(files, descriptor), key=_sort_key),
+    ]
     report["ok"] = not errors
+    return report
+
+
+# RestrictedPython's own refusals say what is refused, not what to write instead; the
+# sandbox's messages (special methods, global, ...) already do. Matched on the message's
+# start, the hint is the rewrite from docs/restricted-python.md.
+_REWRITES: tuple[tuple[str, str], ...] = (
+    (
+        "Augmented assignment of attributes",
+        "write a plain assignment: self.n = self.n + 1",
+    ),
+    (
+        "Augmented assignment of object items",
+        'write a plain assignment: counts["a"] = counts["a"] + 1',
+    ),
+    (
+        "AsyncFunctionDef statements",
+        "handlers are plain functions (every ctx call returns its answer): use def",
+    ),
+    ("Await statements", "ctx calls return their answer: call them without await"),
+    ("AsyncFor statements", "use a plain for loop"),
+    ("AsyncWith statements", "use try/finally"),
+    ("Match statements", "use if/elif"),
+    ("TryStar statements", "use try/except"),
+    ("Eval calls", "there is no eval, exec or compile in sandboxed plugins"),
+    ("Exec calls", "there is no eval, exec or compile in sandboxed plugins"),
+    ('"*" imports', "import the names you use: from module import a, b"),
+)
+
+
+def _with_rewrite(line: str) -> str:
+    """``line`` with what to write instead, when it is a bare RestrictedPython refusal."""
+    message = line.split(": ", 1)[1] if re.match(r"^[^:\s]+\.py:\d+: ", line) else line
+    for start, hint in _REWRITES:
+        if message.startswith(start):
+            return f"{line.rstrip('.')}; {hint}"
+    if re.match(r'^"[^"]*" is an invalid variable name because it starts with "_"', message):
+        return f"{line}; rename it without the leading underscore"
+    return line
+
+
+def _check_bundle(path: Path, *, trusted: bool) -> dict[str, Any]:
+    """Check a bundle the way ``plugins add`` installs it: read and vetted by the same
+    code (size, members, no links or paths outside), unpacked into a throwaway
+    directory, then checked as a directory."""
+    try:
+        bundle = open_bundle(path)
+        with tempfile.TemporaryDirectory(prefix="emdash-check-") as tmp:
+            unpacked, _descriptor = extract_bundle(bundle, Path(tmp))
+            report = check_plugin(unpacked, trusted=trusted)
+    except EmDashError as exc:
+        return {
+            "ok": False,
+            "path": str(path),
+            "id": None,
+            "version": None,
+            "files": 0,
+            "bytes": 0,
+            "errors": [f"{path.name}: {exc.message}"],
+            "warnings": [],
+        }
+    report["path"] = str(path)
+    report["sha256"] = bundle.sha256
     return report
 
 
@@ -94,7 +180,7 @@ def _compile_errors(files: dict[str, str]) -> list[str]:
     try:
         compile_bundle(files, max_bytes=MAX_SOURCE_BYTES)
     except CompileError as exc:
-        return list(exc.errors) or [str(exc)]
+        return [_with_rewrite(line) for line in exc.errors] or [str(exc)]
     return []
 
 
@@ -163,6 +249,10 @@ def _with_location(message: str, files: dict[str, str], entry: str) -> str:
     hook = re.search(r'unknown hook "([^"]{1,200})"', message)
     if hook:
         return _at(files, f'"{hook.group(1)}"') + message
+    if 'declares its "admin" route public' in message:
+        return _at(files, '"admin"') + message
+    if 'has no "admin" route' in message and entry in files:
+        return f"{entry}: {message}"
     if "does not bind a module-level `plugin`" in message and entry in files:
         return f"{entry}:{max(1, len(files[entry].splitlines()))}: {message}"
     return message
@@ -214,6 +304,57 @@ def static_warnings(files: dict[str, str]) -> list[str]:
             if message is not None:
                 out.append(f"{rel}:{node.lineno}: {message}")
     return sorted(out, key=_sort_key)
+
+
+def _ctx_capabilities() -> dict[str, str]:
+    """``"ctx.content.create"`` -> the capability its bridge method needs (only those that
+    need one), from the bridge's method table and the ctx classes, as the reference shows."""
+    from .._bridge._dispatch import METHODS
+    from .._docgen._tables import _ctx_calls
+
+    return {
+        call: needed
+        for method, calls in _ctx_calls().items()
+        if (needed := METHODS[method][0]) is not None
+        for call in calls
+    }
+
+
+def capability_warnings(files: dict[str, str], descriptor: PluginDescriptor) -> list[str]:
+    """``ctx.X.y(...)`` calls whose capability the descriptor does not declare: they load
+    fine and raise ``CapabilityError`` each time they run. Found by name (a handler's
+    ``ctx`` parameter called something else is not followed)."""
+    needs = _ctx_capabilities()
+    out: list[str] = []
+    for rel, text in sorted(files.items()):
+        try:
+            tree = ast.parse(text, filename=rel)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            call = _dotted(node.func)
+            needed = needs.get(call or "")
+            if needed is not None and not descriptor.has(needed):
+                out.append(
+                    f'{rel}:{node.lineno}: {call}() needs capability "{needed}", which '
+                    f"{descriptor.id} does not declare: it raises CapabilityError when it "
+                    "runs; add it to capabilities in emdash-plugin.toml"
+                )
+    return out
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for an attribute chain on a plain name, else ``None``."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
 
 
 def _call_warning(func: ast.expr, assigned: set[str]) -> str | None:

@@ -58,6 +58,7 @@ nothing) and loaded with stdlib ``tomllib``. The CLI edits the ``[[plugins]]`` l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from pathlib import Path
@@ -94,6 +95,7 @@ __all__ = [
     "check_new_entry",
     "load_config",
     "open_runtime",
+    "remove_new_site",
     "remove_plugin_entry",
     "set_plugin_enabled",
     "site_exists",
@@ -418,6 +420,21 @@ def check_pinned_id(entry: PluginEntry, descriptor: PluginDescriptor, path: Path
     )
 
 
+def remove_new_site(config: SiteConfig) -> None:
+    """Undo the files that opening a new site created (its database, the database's
+    journal files, and its media directory while empty), after the command that created
+    it failed. Only call it when neither a config file nor the database existed before."""
+    database = config.database_path()
+    if database != ":memory:":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(database + suffix)
+    media = config.media_path()
+    if media is not None:
+        with contextlib.suppress(OSError):  # not there, or not empty: keep it
+            media.rmdir()
+
+
 def check_new_entry(
     config: SiteConfig, path: Path, *, plugin_id: str | None = None
 ) -> PluginDescriptor:
@@ -434,11 +451,19 @@ def check_new_entry(
     for entry in config.plugins:
         existing = config.plugin_path(entry)
         if existing == path.resolve():
-            raise ConfigError(f"Plugin directory {path} is already in {config._where()}")
+            pid = entry.id or _descriptor_id(existing) or descriptor.id
+            raise ConfigError(
+                f"Plugin directory {path} is already in {config._where()} (plugin {pid}); "
+                f"to change how it runs (--trusted or not), emdash plugins remove {pid} "
+                "(its data stays), then add it again; for a new version: "
+                f"emdash plugins upgrade {pid}"
+            )
         if (entry.id or _descriptor_id(existing)) == descriptor.id:
             raise ConfigError(
                 f'A plugin with id "{descriptor.id}" is already installed (from {existing}); '
-                f"remove it first with: emdash plugins remove {descriptor.id}"
+                f"to install this copy as its new version: emdash plugins upgrade "
+                f"{descriptor.id} {path}; or remove it first with: emdash plugins remove "
+                f"{descriptor.id}"
             )
     return descriptor
 

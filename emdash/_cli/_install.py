@@ -105,6 +105,17 @@ def upgrade(config: SiteConfig, plugin_id: str, source: Path | None, *, yes: boo
             if plan.needs_consent:
                 click.echo(f"{plugin_id} asks for more access than was approved (+ lines above).")
             if not yes and not click.confirm("Approve and upgrade?", default=False):
+                # Say what declining leaves: a plugin asking for more stays refused.
+                click.echo(
+                    f"Not upgraded. {plugin_id} "
+                    + (
+                        "is refused at every start while its descriptor asks for more "
+                        "than was approved: approve it, or undo the descriptor change."
+                        if plan.needs_consent and source is None
+                        else "stays as it is."
+                    ),
+                    err=True,
+                )
                 raise click.exceptions.Exit(1)
             final = new_dir
             if staged is not None:

@@ -16,14 +16,17 @@ import click
 
 from .._shared._hooks_catalog import HOOK_NAMES, HOOKS
 from .._shared._suggest import did_you_mean
+from .._store._audit import AUDIT_KINDS
 from . import _output as out
 from ._config import (
+    DEFAULT_CONFIG_NAME,
     SiteConfig,
     add_plugin_entry,
     check_new_entry,
     find_entry,
     load_config,
     open_runtime,
+    remove_new_site,
     remove_plugin_entry,
     set_plugin_enabled,
     site_exists,
@@ -151,7 +154,8 @@ def doctor(ctx: click.Context, database: str | None, check_db: bool, as_json: bo
 @_json_flag
 @click.pass_context
 def check(ctx: click.Context, path: Path, trusted: bool, as_json: bool) -> None:
-    """Check a plugin directory as `emdash plugins add` would, plus run-time warnings.
+    """Check a plugin directory (or bundle) as `emdash plugins add` would, plus run-time
+    warnings.
 
     Runs the same load as `plugins add` (descriptor, size, restricted compile, allowed
     imports, the `plugin` binding, hook names and capabilities, route schemas) on a
@@ -165,6 +169,8 @@ def check(ctx: click.Context, path: Path, trusted: bool, as_json: bool) -> None:
         out.echo_json(report)
     else:
         who = report.get("id") or str(path)
+        if report.get("sha256"):
+            click.echo(f"Bundle {path.name}: sha256 {report['sha256']}", err=True)
         for line in report["errors"]:
             click.echo(out.problem_line(line, "error"), err=True)
         for line in report["warnings"]:
@@ -294,19 +300,33 @@ def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
     from ._install import add_bundle, is_bundle
 
     config = _state(ctx).config()
-    if is_bundle(path):
-        descriptor, _sha = add_bundle(config, path, trusted=trusted)
-    elif not path.is_dir():
+    if not is_bundle(path) and not path.is_dir():
         out.fail(f"{path} is neither a plugin directory nor a bundle (.tar.gz, .tgz, .tar, .zip)")
-    else:
-        check_new_entry(config, path)
-        # Load it into the site first: a plugin that does not load is never written to the
-        # config.
-        with open_runtime(config) as rt:
-            added = rt.add_plugin(path, trusted=trusted)
-        descriptor = add_plugin_entry(config, path, trusted=trusted, plugin_id=added.plugin_id)
+    # No emdash.toml and no database here: this add creates the site.
+    new_site = config.source is None and not site_exists(config)
+    try:
+        if is_bundle(path):
+            descriptor, _sha = add_bundle(config, path, trusted=trusted)
+        else:
+            check_new_entry(config, path)
+            # Load it into the site first: a plugin that does not load is never written to
+            # the config.
+            with open_runtime(config) as rt:
+                added = rt.add_plugin(path, trusted=trusted)
+            descriptor = add_plugin_entry(config, path, trusted=trusted, plugin_id=added.plugin_id)
+    except BaseException:
+        if new_site:
+            remove_new_site(config)  # a refused plugin leaves no half-made site behind
+        raise
     mode = "trusted (in-process)" if trusted else "sandboxed"
     click.echo(f"Added {descriptor.id} {descriptor.version} ({mode})")
+    if config.source is None:
+        click.echo(
+            f"Created {config.base_dir / DEFAULT_CONFIG_NAME}: a new site (database "
+            f"{Path(config.database_path()).name}) in {config.base_dir}. Run emdash from "
+            "this directory, or pass --config PATH, to use it.",
+            err=True,
+        )
     if trusted:
         click.echo(
             "Note: trusted plugins run with the host's full privileges; capabilities are "
@@ -411,6 +431,15 @@ def run_hook(
             f"{name} is a {spec.family} hook: it runs one plugin's handler; name it with "
             "--plugin ID (see: emdash plugins list)",
             param_hint="--plugin",
+        )
+    missing = [key for key in spec.event_keys if key not in event]
+    if missing:
+        # A real event always has them: a handler reading one would fail with a bare
+        # KeyError, which reads like a plugin bug rather than a short --event.
+        click.echo(
+            f"warning: the {name} event has no {', '.join(missing)} (its keys: "
+            f"{', '.join(spec.event_keys)}); handlers that read them will fail",
+            err=True,
         )
     config = _state(ctx).config()
     with open_runtime(config) as rt, LogCapture() as logs:
@@ -581,11 +610,22 @@ def cron_tick(ctx: click.Context, at: Any, as_json: bool) -> None:
 @main.command("audit-log")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--plugin", "plugin_id", metavar="ID", help="Only this plugin's invocations.")
+@click.option(
+    "--kind",
+    type=click.Choice(sorted(AUDIT_KINDS)),
+    help="Only this kind of invocation (every command loads each sandboxed plugin: "
+    "--kind route, --kind hook ... leave those out).",
+)
 @click.option("--logs", "show_logs", is_flag=True, help="Show each invocation's log lines.")
 @_json_flag
 @click.pass_context
 def audit_log(
-    ctx: click.Context, limit: int, plugin_id: str | None, show_logs: bool, as_json: bool
+    ctx: click.Context,
+    limit: int,
+    plugin_id: str | None,
+    kind: str | None,
+    show_logs: bool,
+    as_json: bool,
 ) -> None:
     """Show the newest plugin invocations (hooks and routes) with outcome and timing.
 
@@ -596,9 +636,18 @@ def audit_log(
     rows: list[dict[str, Any]] = []
     if site_exists(config):  # read-only: never create a site to show it is empty
         with open_runtime(config) as rt:
-            rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
+            if kind is None:
+                rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
+            else:  # filtered here, over the newest 10000 records (as the admin UI does)
+                newest = rt.audit_log(limit=10_000, plugin_id=plugin_id)
+                rows = [r for r in newest if r["kind"] == kind][:limit]
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
+    elif not rows and (plugin_id is not None or kind is not None):
+        which = f"{kind} records" if kind else "records"
+        if plugin_id is not None:
+            which += f" for plugin {plugin_id} (plugin ids: emdash plugins list)"
+        click.echo(f"No audit {which}.")
     elif not rows:
         click.echo("The audit log is empty.")
     elif show_logs:
@@ -618,13 +667,11 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         import uvicorn
     except ImportError:
         out.fail(f"uvicorn is not installed; install it with: pip install '{DISTRIBUTION}[serve]'")
-    from .._asgi._app import create_app
-
     config = _state(ctx).config()
     token = config.token()
     with open_runtime(config) as rt:
         try:
-            app = create_app(rt, token=token)
+            app = site_app(config, rt, token)
         except ValueError as exc:  # the token's own checks; the config's are ConfigErrors
             out.fail(f"{exc}; set a longer api_token in {config.source or 'emdash.toml'}")
         if token is None:
@@ -640,6 +687,23 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
                 err=True,
             )
         uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def site_app(config: SiteConfig, rt: Any, token: str | None) -> Any:
+    """The ASGI app ``serve`` runs for this site: a plugin enabled or disabled in the admin
+    UI is written to the config file too, so the next start keeps it that way."""
+    import threading
+
+    from .._asgi._app import create_app
+
+    # Toggles run in worker threads; the file edit is read-modify-write, so one at a time.
+    edit = threading.Lock()
+
+    def record(plugin_id: str, enabled: bool) -> None:
+        with edit:
+            set_plugin_enabled(config, plugin_id, enabled)
+
+    return create_app(rt, token=token, on_plugin_toggled=record)
 
 
 def _plugin_row(plugin: Any) -> dict[str, Any]:

@@ -85,12 +85,21 @@ A plugin for emdash, the EmDash CMS plugin runtime for Python
   the site adds it with `--trusted`.
 - `tests/test_plugin.py`: each test runs sandboxed, then natively.
 
+In this directory:
+
 ```sh
 pytest tests                     # the plugin's tests, both modes
 emdash check .                   # what `emdash plugins add` checks, plus run-time warnings
-emdash plugins add .             # install it into the site of ./emdash.toml
+```
+
+Then, from your site's directory (the one with its `emdash.toml`; a first `plugins add`
+creates one there), not from this one, so the site's database stays out of the plugin:
+
+```sh
+emdash plugins add path/to/{id}
 emdash run-hook content:afterSave --event '{{"content": {{"id": "1"}}, "collection": "posts", "isNew": true}}'
 emdash route {id} stats          # its log lines show on stderr
+emdash audit-log --logs          # every invocation, with its log lines
 ```
 """
 

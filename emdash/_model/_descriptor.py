@@ -27,6 +27,7 @@ from pydantic import (
 
 from .._shared._errors import ManifestError
 from .._shared._hooks_catalog import HOOK_NAMES
+from .._shared._suggest import did_you_mean
 from ._capabilities import CAPABILITIES, CAPABILITY_ALIASES, expand_capabilities
 from ._settings_schema import check_settings_schema
 
@@ -262,8 +263,8 @@ class PluginDescriptor(_Strict):
         for cap in caps:
             if cap not in CAPABILITIES and cap not in CAPABILITY_ALIASES:
                 raise ValueError(
-                    f'Invalid capability "{cap}" in plugin "{pid}". Valid capabilities: '
-                    + ", ".join(CAPABILITIES)
+                    f'Invalid capability "{cap}"{did_you_mean(cap, CAPABILITIES)} in plugin '
+                    f'"{pid}". Valid capabilities: ' + ", ".join(CAPABILITIES)
                 )
         return {**data, "capabilities": expand_capabilities(caps)}
 

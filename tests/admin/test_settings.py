@@ -199,7 +199,9 @@ def test_required_fields_may_not_be_left_empty(rt: emdash.Runtime) -> None:
     add(rt)
     # Unset, its default applies: saving other fields is fine.
     assert rt.admin.save_settings("tuned", {"limit": 3})["errors"] == {}
-    assert rt.admin.save_settings("tuned", {"title": "  "})["errors"] == {"title": "is required"}
+    one = rt.admin.save_settings("tuned", {"title": "  "})
+    assert one["errors"] == {"title": "is required"}
+    assert one["toast"]["message"] == "Settings not saved: 1 field needs attention"
     assert rt.admin.save_settings("tuned", {"title": None})["errors"] == {"title": "is required"}
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -222,4 +225,134 @@ def test_a_host_that_cannot_sandbox_warns_what_was_not_checked(
     assert line.startswith(
         "warning: not loaded, so imports, the plugin binding and hooks were not checked: "
         "Plugin sandboxing is not available on this host: no seccomp here."
+    )
+
+
+def test_restrictedpython_refusals_say_what_to_write_instead(tmp_path: Path) -> None:
+    # RestrictedPython's own messages only say what is refused; check adds the rewrite.
+    code = (
+        "from emdash import define_plugin\n"
+        "class C:\n"
+        "    def __init__(self):\n"
+        "        self.n = 0\n"
+        "    def bump(self):\n"
+        "        self.n += 1\n"
+        "async def on_save(event, ctx):\n"
+        "    return None\n"
+        "def pick(x):\n"
+        "    match x:\n"
+        "        case 1:\n"
+        "            return 1\n"
+        "plugin = define_plugin()\n"
+    )
+    result = check(str(make_plugin(tmp_path, code)))
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [
+        "plugin.py:6: error: Augmented assignment of attributes is not allowed; write a plain "
+        "assignment: self.n = self.n + 1",
+        "plugin.py:7: error: AsyncFunctionDef statements are not allowed; handlers are plain "
+        "functions (every ctx call returns its answer): use def",
+        "plugin.py:10: error: Match statements are not allowed; use if/elif",
+    ]
+
+
+def test_a_ctx_call_without_its_capability_is_a_warning(tmp_path: Path) -> None:
+    # It loads, and raises CapabilityError every time it runs: check says so up front.
+    code = (
+        "from emdash import define_plugin\n"
+        "def r(route_ctx, ctx):\n"
+        "    ctx.content.get('posts', '1')\n"
+        "    ctx.content.create('posts', {})\n"
+        "    return ctx.http.fetch('https://api.example.com/').json()\n"
+        "plugin = define_plugin(routes={'r': r})\n"
+    )
+    result = check(str(make_plugin(tmp_path, code)))  # declares content:read only
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        'plugin.py:4: warning: ctx.content.create() needs capability "content:write", which p '
+        "does not declare: it raises CapabilityError when it runs; add it to capabilities in "
+        "emdash-plugin.toml",
+        'plugin.py:5: warning: ctx.http.fetch() needs capability "network:request", which p '
+        "does not declare: it raises CapabilityError when it runs; add it to capabilities in "
+        "emdash-plugin.toml",
+    ]
+    # A capability implied by a declared one counts (content:write implies content:read).
+    (tmp_path / "w").mkdir()
+    write = make_plugin(tmp_path / "w", code.replace("ctx.http.fetch", "str"), '["content:write"]')
+    assert check(str(write)).stderr == ""
+
+
+def test_a_bundle_is_checked_as_plugins_add_would_unpack_it(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "from emdash import define_plugin\nplugin = define_plugin()\n")
+    good = tmp_path / "p-1.0.0.tar.gz"
+    with tarfile.open(good, "w:gz") as tar:
+        tar.add(plugin, arcname="p")
+    result = check(str(good))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("OK: p 1.0.0 (1 files,")
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    assert result.stderr == f"Bundle p-1.0.0.tar.gz: sha256 {digest}\n"
+
+    (plugin / "plugin.py").write_text("import os\nplugin = None\n")
+    bad = tmp_path / "p-bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        for file in ("emdash-plugin.toml", "plugin.py"):
+            zf.write(plugin / file, f"p/{file}")
+    refused = check("--json", str(bad))
+    assert refused.exit_code == 1
+    report = json.loads(refused.stdout)
+    assert report["id"] == "p" and report["sha256"] and report["path"] == str(bad)
+    assert report["errors"][0].startswith(
+        'plugin.py:1: Plugin p was refused during load: Import of "os"'
+    )
+
+
+def test_a_python_file_is_not_a_plugin(tmp_path: Path) -> None:
+    plugin = make_plugin(tmp_path, "from emdash import define_plugin\nplugin = define_plugin()\n")
+    result = check(str(plugin / "plugin.py"))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "plugin.py: error: not a plugin: give the plugin's directory (the one holding "
+        "emdash-plugin.toml), its emdash-plugin.toml, or a bundle (.tar.gz, .tgz, .tar, .zip)"
+    )
+    # Its descriptor is fine.
+    assert check(str(plugin / "emdash-plugin.toml")).exit_code == 0
+
+
+def test_admin_route_problems_point_at_the_code(tmp_path: Path) -> None:
+    public = make_plugin(
+        tmp_path,
+        "from emdash import RouteConfig, define_plugin\n"
+        "def admin(route_ctx, ctx):\n"
+        "    return {'blocks': []}\n"
+        "plugin = define_plugin(routes={'admin': RouteConfig(admin, public=True)})\n",
+    )
+    (public / "emdash-plugin.toml").write_text(
+        (public / "emdash-plugin.toml").read_text() + '[admin]\nwidgets = [{ id = "w" }]\n'
+    )
+    result = check(str(public))
+    assert result.exit_code == 1
+    assert result.stderr.startswith('plugin.py:4: error: Plugin "p" declares its "admin" route')
+    (public / "plugin.py").write_text(
+        "from emdash import define_plugin\nplugin = define_plugin()\n"
+    )
+    result = check(str(public))
+    assert result.exit_code == 1
+    assert result.stderr.startswith('plugin.py: error: Plugin "p" declares admin pages or widgets')
+
+
+def test_allowed_hosts_without_network_request_is_a_warning(tmp_path: Path) -> None:
+    plugin = make_plugin(
+        tmp_path, "from emdash import define_plugin\nplugin = define_plugin()\n", "[]"
+    )
+    (plugin / "emdash-plugin.toml").write_text(
+        (plugin / "emdash-plugin.toml").read_text() + 'allowed_hosts = ["api.example.com"]\n'
+    )
+    result = check(str(plugin))
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "emdash-plugin.toml: warning: allowed_hosts is set but capabilities has no "
+        "network:request, so ctx.http.fetch is refused for every host; add network:request "
+        "to capabilities\n"
     )

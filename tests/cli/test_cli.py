@@ -194,8 +194,10 @@ def test_check_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(plugin)])
     assert result.exit_code == 1
     assert result.stderr.splitlines() == [
-        'helpers.py:1: error: "_hidden" is an invalid variable name because it starts with "_"',
-        "plugin.py:2: error: Eval calls are not allowed.",
+        'helpers.py:1: error: "_hidden" is an invalid variable name because it starts with "_"'
+        "; rename it without the leading underscore",
+        "plugin.py:2: error: Eval calls are not allowed; there is no eval, exec or compile in "
+        "sandboxed plugins",
         'plugin.py:3: error: "__class__" is an invalid attribute name because it starts with "_".',
         "bad: 3 error(s), 0 warning(s); emdash plugins add would refuse it",
     ]

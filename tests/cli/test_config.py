@@ -211,15 +211,21 @@ def test_adding_the_same_plugin_twice_is_refused(tmp_path: Path) -> None:
     cfg = write(tmp_path / "emdash.toml", "")
     hello = copy_example("hello", tmp_path)
     add_plugin_entry(load_config(cfg), hello, trusted=False)
-    with pytest.raises(ConfigError, match=r"^Plugin directory .*hello is already in "):
+    with pytest.raises(ConfigError, match=r"^Plugin directory .*hello is already in ") as same:
         add_plugin_entry(load_config(cfg), hello, trusted=False)
+    assert str(same.value).endswith(
+        "(plugin plugin-hello); to change how it runs (--trusted or not), emdash plugins "
+        "remove plugin-hello (its data stays), then add it again; for a new version: "
+        "emdash plugins upgrade plugin-hello"
+    )
     clone = tmp_path / "hello-copy"
     shutil.copytree(hello, clone)
     with pytest.raises(ConfigError) as info:
         add_plugin_entry(load_config(cfg), clone, trusted=False)
     assert str(info.value) == (
-        f'A plugin with id "plugin-hello" is already installed (from {hello}); remove it '
-        "first with: emdash plugins remove plugin-hello"
+        f'A plugin with id "plugin-hello" is already installed (from {hello}); to install '
+        f"this copy as its new version: emdash plugins upgrade plugin-hello {clone}; or "
+        "remove it first with: emdash plugins remove plugin-hello"
     )
     assert len(load_config(cfg).plugins) == 1
 

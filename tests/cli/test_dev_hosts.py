@@ -85,7 +85,16 @@ def test_the_site_runtime_gets_the_dev_hosts(
 )
 def test_unreachable_allowed_hosts(entry: str, reason: str) -> None:
     (line,) = unreachable_allowed_hosts([entry])
-    assert line.startswith(f'allowedHosts entry "{entry}" can never be reached: ')
+    # Private and internal hosts are reachable from a development site that exempts them
+    # (the entry must stay in allowedHosts for that); malformed entries from nowhere.
+    dev_reachable = "public address" in reason or "internal hostname" in reason
+    if dev_reachable:
+        assert line.startswith(f'allowedHosts entry "{entry}" is refused on a production site: ')
+        assert "[dev] allow_private_hosts" in line
+        assert "instead" not in line
+    else:
+        assert line.startswith(f'allowedHosts entry "{entry}" can never be reached: ')
+        assert "allow_private_hosts" not in line
     assert reason in line
 
 
@@ -107,9 +116,10 @@ def test_check_warns_about_unreachable_hosts(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(plugin)])
     assert result.exit_code == 0, result.output  # a warning, not an error
     warning = (
-        'emdash-plugin.toml: warning: allowedHosts entry "localhost:8080" can '
-        "never be reached: internal hostname localhost is blocked for plugins (for a local "
-        "development site, list it in emdash.toml [dev] allow_private_hosts (with "
-        'environment = "development") instead)'
+        'emdash-plugin.toml: warning: allowedHosts entry "localhost:8080" is refused on a '
+        "production site: internal hostname localhost is blocked for plugins (only a "
+        "development site reaches it, by also listing it in emdash.toml [dev] "
+        'allow_private_hosts (with environment = "development"); a production site refuses '
+        "every request to it)"
     )
     assert result.stderr.splitlines() == [warning]

@@ -61,3 +61,15 @@ def test_init_refuses_a_bad_name_and_an_existing_directory(tmp_path: Path) -> No
     assert taken.exit_code == 1
     assert "already exists and is not empty" in taken.stderr
     assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["notes.txt"]
+
+
+def test_the_readme_adds_the_plugin_from_the_site_not_from_its_own_directory(
+    tmp_path: Path,
+) -> None:
+    # `emdash plugins add .` inside the plugin made the plugin directory a site: its
+    # emdash.toml, database and media would have travelled with the plugin's files.
+    assert CliRunner().invoke(main, ["init", "notes", "--dir", str(tmp_path)]).exit_code == 0
+    readme = (tmp_path / "notes" / "README.md").read_text()
+    assert "emdash plugins add ." not in readme
+    assert "emdash plugins add path/to/notes" in readme
+    assert "from your site's directory" in readme

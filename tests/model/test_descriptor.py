@@ -33,8 +33,8 @@ def test_unknown_capability_names_plugin_and_valid_set() -> None:
         PluginDescriptor.load({"id": "hello", "capabilities": ["content:delete"]})
     msg = str(info.value)
     assert (
-        'Invalid capability "content:delete" in plugin "hello". Valid capabilities: network:request'
-        in msg
+        'Invalid capability "content:delete" (did you mean "content:write"?) in plugin "hello". '
+        "Valid capabilities: network:request" in msg
     )
     assert info.value.plugin_id == "hello"
 

@@ -261,8 +261,8 @@ def test_usage_errors_are_clear(write_plugin: WritePlugin) -> None:
     with pytest.raises(ManifestError) as caught:
         PluginHarness(HELLO, capabilities=["content:everything"])
     assert str(caught.value) == (
-        'Invalid plugin "plugin-hello": Invalid capability "content:everything" in plugin '
-        '"plugin-hello". Valid capabilities: ' + ", ".join(CAPABILITIES)
+        'Invalid plugin "plugin-hello": Invalid capability "content:everything" (did you mean '
+        '"content:write"?) in plugin "plugin-hello". Valid capabilities: ' + ", ".join(CAPABILITIES)
     )
     with PluginHarness(HELLO, sandbox=False) as h, pytest.raises(NotFoundError) as missing:
         h.storage("posts")
