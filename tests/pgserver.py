@@ -1,0 +1,190 @@
+"""A real PostgreSQL server for the tests, started from the installed server binaries.
+
+One server per test session (``pg_server``), on a temporary data directory and a free
+loopback port, with trust authentication (loopback only, so nothing outside this machine
+can reach it). Each test that needs a database gets a new one from it (``pg_database``),
+so tests never see each other's rows.
+
+PostgreSQL refuses to run as root. CI runs as root, so when we are root the data
+directory is handed to an unprivileged account (``postgres`` when the server package
+created it, else ``nobody``) and ``initdb``/``pg_ctl`` run as that account.
+
+When the server cannot start, the tests that need it are skipped on a developer's
+machine and fail under ``CI=true``: CI must never pass by testing nothing on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+__all__ = ["PgServer", "find_pg_bin", "pg_database", "pg_server", "start_pg_server"]
+
+
+def find_pg_bin() -> str | None:
+    """The directory of ``initdb``/``pg_ctl``: ``EMDASH_PG_BIN``, else the newest
+    ``/usr/lib/postgresql/<major>/bin``, else whatever ``PATH`` has."""
+    explicit = os.environ.get("EMDASH_PG_BIN")
+    if explicit:
+        return explicit
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(p.split("/")[-3]) if p.split("/")[-3].isdigit() else 0,
+    )
+    if found:
+        return os.path.dirname(found[-1])
+    on_path = shutil.which("initdb")
+    return os.path.dirname(on_path) if on_path else None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The account to run the server as when we are root (None: run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise RuntimeError("running as root and neither a 'postgres' nor a 'nobody' account exists")
+
+
+@dataclass
+class PgServer:
+    """A running server: where it is and how to stop it."""
+
+    bin_dir: str
+    root: str
+    port: int
+    user: str = "emdash"
+    _account: pwd.struct_passwd | None = None
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        acc = self._account
+        return subprocess.run(
+            [os.path.join(self.bin_dir, argv[0]), *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            user=acc.pw_uid if acc else None,
+            group=acc.pw_gid if acc else None,
+            extra_groups=[] if acc else None,
+            cwd=self.root,
+            env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        )
+
+    def start(self) -> None:
+        data = os.path.join(self.root, "data")
+        init = self._run(
+            "initdb",
+            "-D",
+            data,
+            "-A",
+            "trust",
+            "-U",
+            self.user,
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
+        if init.returncode != 0:
+            raise RuntimeError(f"initdb failed: {init.stderr.strip() or init.stdout.strip()}")
+        # Loopback only; the socket directory is our temporary one (not /var/run). fsync
+        # off: a test server's data does not need to survive a power cut.
+        opts = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        started = self._run(
+            "pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(self.root, "log"), "-w", "start"
+        )
+        if started.returncode != 0:
+            try:
+                with open(os.path.join(self.root, "log")) as f:
+                    tail = f.read()[-2000:]
+            except OSError:
+                tail = ""
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()} {tail}")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", os.path.join(self.root, "data"), "-m", "immediate", "stop")
+
+    def create_database(self) -> str:
+        """A new empty database; returns its URL."""
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:16]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def start_pg_server() -> PgServer:
+    """Start a server (raises RuntimeError with the reason when it cannot)."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        raise RuntimeError("no PostgreSQL server binaries (initdb) found; set EMDASH_PG_BIN")
+    account = _server_account()
+    root = tempfile.mkdtemp(prefix="emdash-pg-")
+    if account is not None:
+        os.chown(root, account.pw_uid, account.pw_gid)
+    server = PgServer(bin_dir=bin_dir, root=root, port=_free_port(), _account=account)
+    try:
+        server.start()
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return server
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"PostgreSQL is required under CI and could not start: {reason}")
+    pytest.skip(f"PostgreSQL unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg is not installed (pip install 'emdash[postgres]')")
+    try:
+        server = start_pg_server()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        _unavailable(str(exc))
+        raise  # unreachable: _unavailable raises
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_database(pg_server: PgServer) -> str:
+    """The URL of a new, empty database on the session's server."""
+    return pg_server.create_database()
