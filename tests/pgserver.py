@@ -114,12 +114,15 @@ class PgServer:
         # Loopback only; the socket directory is our temporary one (not /var/run). fsync
         # off: a test server's data does not need to survive a power cut.
         opts = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=200"
+            f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+            f"unix_socket_directories = '{self.root}'\nfsync = off\n"
+            "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 300\n"
         )
+        # The options go to postgresql.auto.conf, so a restart (start_again) keeps them.
+        with open(os.path.join(data, "postgresql.auto.conf"), "a") as conf:
+            conf.write(opts)
         started = self._run(
-            "pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(self.root, "log"), "-w", "start"
+            "pg_ctl", "-D", data, "-l", os.path.join(self.root, "log"), "-w", "start"
         )
         if started.returncode != 0:
             try:
@@ -129,8 +132,19 @@ class PgServer:
                 tail = ""
             raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()} {tail}")
 
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", os.path.join(self.root, "data"), "-m", "immediate", "stop")
+    def start_again(self) -> None:
+        """Start the stopped server on the same data directory and port."""
+        data = os.path.join(self.root, "data")
+        started = self._run(
+            "pg_ctl", "-D", data, "-l", os.path.join(self.root, "log"), "-w", "start"
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()}")
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server: ``immediate`` at the end of a session, ``fast`` to start it
+        again later with every commit kept (the test server does not fsync)."""
+        self._run("pg_ctl", "-D", os.path.join(self.root, "data"), "-m", mode, "-w", "stop")
 
     def create_database(self) -> str:
         """A new empty database; returns its URL."""
@@ -140,6 +154,13 @@ class PgServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        import psycopg
+
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def start_pg_server() -> PgServer:
@@ -185,6 +206,8 @@ def pg_server() -> Iterator[PgServer]:
 
 
 @pytest.fixture
-def pg_database(pg_server: PgServer) -> str:
-    """The URL of a new, empty database on the session's server."""
-    return pg_server.create_database()
+def pg_database(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a new, empty database on the session's server (dropped afterwards)."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)

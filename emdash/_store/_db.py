@@ -377,6 +377,8 @@ class _Invocation:
 class Db:
     """Connection, lock, clock and id source shared by every repository of one store."""
 
+    backend = "sqlite"
+
     def __init__(
         self, database: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None
     ) -> None:
@@ -489,6 +491,19 @@ class Db:
         if not self.in_transaction_here():
             raise EmDashError("store write outside a transaction (use store.transaction())")
         return self.conn.executemany(sql, seq).rowcount
+
+    # -- migrations (the PostgreSQL twin overrides these three) -------------------------
+
+    def lock_migrations(self) -> None:
+        """Inside a migration's transaction: nothing to do, BEGIN IMMEDIATE already makes
+        one process at a time."""
+
+    def prepare_schema(self) -> None:
+        """Before the migrations: nothing on SQLite (its functions are built in)."""
+
+    def schema(self) -> object:
+        """What a migration function is given: the ``sqlite_utils.Database``."""
+        return self.sdb
 
     def transaction(self) -> _Tx:
         """Re-entrant transaction; joins (and lazily opens) this thread's invocation scope."""
