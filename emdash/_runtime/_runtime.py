@@ -128,6 +128,8 @@ class Runtime:
         audit_retention: AuditRetention | None = None,
         admission: Mapping[str, AdmissionPolicy | Mapping[str, int]] | None = None,
         before_content_write: ContentWriteFence | None = None,
+        database_password: str | None = None,
+        database_pool_size: int | None = None,
     ) -> None:
         self.log = logger or log
         self.sandbox = sandbox
@@ -141,6 +143,10 @@ class Runtime:
             quotas=QuotaPolicy(quotas, plugin_quotas),
             audit_retention=audit_retention,
             locales=locales,
+            # PostgreSQL only (database="postgresql://..."): the password when it is not in
+            # the URL or PGPASSWORD, and this host's connection pool size.
+            password=database_password,
+            pool_size=database_pool_size,
         )
         self._http = HttpClient(http_transport)
         self._lock = threading.RLock()
