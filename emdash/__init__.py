@@ -23,6 +23,7 @@ from ._shared._errors import CapabilityError as CapabilityError
 from ._shared._errors import CommentRejectedError as CommentRejectedError
 from ._shared._errors import CompileError as CompileError
 from ._shared._errors import ConfigError as ConfigError
+from ._shared._errors import ConflictError as ConflictError
 from ._shared._errors import CpuLimitExceeded as CpuLimitExceeded
 from ._shared._errors import CronScheduleError as CronScheduleError
 from ._shared._errors import DeleteBlockedError as DeleteBlockedError
@@ -68,6 +69,7 @@ __all__ = [
     "CommentRejectedError",
     "CompileError",
     "ConfigError",
+    "ConflictError",
     "ConsoleEmailProvider",
     "ContentWrite",
     "Context",

@@ -178,6 +178,11 @@ class Bridge:
             budget.charge(plugin.id)
         if capability is not None and not plugin.has(capability):
             raise CapabilityError(capability, plugin_id=plugin.id)
+        if method not in REPLAY_SAFE:
+            # Deny by default: a call that may act outside the database (HTTP, email, or
+            # any method not known to stay inside it) makes the invocation one that is
+            # never re-run on a conflict (docs/integrity.md).
+            self.store.mark_effect()
         return handler(self, plugin, Params(data, plugin.id), budget)
 
     def _plugin(self, plugin_id: str) -> PluginDescriptor:
@@ -251,6 +256,24 @@ def _kv_get(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 
 def _kv_set(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> None:
     b.store.kv_entries.set(plugin.id, p.req_str("key"), p.value("value"))
+
+
+def _kv_increment(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> Any:
+    by = p.value("by") if p.has("by") else 1
+    return b.store.kv_entries.increment(plugin.id, p.req_str("key"), by)
+
+
+def _kv_compare_and_set(
+    b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
+) -> bool:
+    for field in ("expected", "new"):
+        if not p.has(field):
+            raise p.error(
+                f"kv/compareAndSet: parameter {field} is required (null: the key is absent)"
+            )
+    return b.store.kv_entries.compare_and_set(
+        plugin.id, p.req_str("key"), p.value("expected"), p.value("new")
+    )
 
 
 def _kv_delete(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None) -> bool:
@@ -453,11 +476,50 @@ def _http_fetch(b: Bridge, plugin: PluginDescriptor, p: Params, budget: CallBudg
     )
 
 
+#: Bridge methods whose only effects are on the site database (media files follow their
+#: rows through commit/rollback callbacks): an invocation that used only these (and log)
+#: may be re-run transparently when its commit conflicts. Everything else marks it.
+REPLAY_SAFE = frozenset(
+    {
+        "kv/get",
+        "kv/set",
+        "kv/delete",
+        "kv/list",
+        "kv/increment",
+        "kv/compareAndSet",
+        "storage/get",
+        "storage/put",
+        "storage/delete",
+        "storage/exists",
+        "storage/query",
+        "storage/count",
+        "storage/getMany",
+        "storage/putMany",
+        "storage/deleteMany",
+        "cron/schedule",
+        "cron/cancel",
+        "cron/list",
+        "log",
+        "content/get",
+        "content/list",
+        "taxonomy/list",
+        "taxonomy/terms",
+        "taxonomy/entryTerms",
+        "media/get",
+        "media/list",
+        "users/get",
+        "users/getByEmail",
+        "users/list",
+    }
+)
+
 METHODS: dict[str, tuple[str | None, Handler]] = {
     "kv/get": (None, _kv_get),
     "kv/set": (None, _kv_set),
     "kv/delete": (None, _kv_delete),
     "kv/list": (None, _kv_list),
+    "kv/increment": (None, _kv_increment),
+    "kv/compareAndSet": (None, _kv_compare_and_set),
     "storage/get": (None, _st_get),
     "storage/put": (None, _st_put),
     "storage/delete": (None, _st_delete),

@@ -86,10 +86,12 @@ def in_native_invocation() -> bool:
 class _Invocation:
     """Open/closed state of one invocation, shared by its ctx and the waiting caller."""
 
-    __slots__ = ("closed", "finished", "lock", "timed_out")
+    __slots__ = ("audited", "closed", "finished", "lock", "timed_out")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        # Whether the commit wrote the invocation's audit row (with its writes).
+        self.audited = False
         self.closed = False
         self.finished = False
         self.timed_out = False
@@ -224,7 +226,7 @@ class NativePluginHost:
         if state.timed_out:
             assert timeout_ms is not None
             raise self._timeout(operation, timeout_ms)
-        return InvokeResult(value, cpu)
+        return InvokeResult(value, cpu, audited=state.audited)
 
     def _body(
         self,
@@ -280,7 +282,9 @@ class NativePluginHost:
             token = _ACTIVE.set(True)
             cpu_start = time.thread_time()
             try:
-                with self._store.invocation():
+                # Native handlers are never re-run on a conflict: trusted code may act
+                # outside ctx (its own network calls, files) where the host cannot see it.
+                with self._store.invocation(pid, operation) as scope:
                     try:
                         value = _call_plugin(
                             handler, arg, make_context(call, self._info), pid, operation
@@ -296,6 +300,9 @@ class NativePluginHost:
                             abandon()
                             raise _Abandoned()  # roll back instead of committing
                         state.finished = True
+                    if scope is not None:  # for the audit row written with the commit
+                        scope.cpu_ms = (time.thread_time() - cpu_start) * 1000
+                state.audited = scope is not None and scope.audited
             except _Abandoned:
                 value = None
             except BaseException:

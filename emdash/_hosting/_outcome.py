@@ -42,6 +42,9 @@ class InvokeResult:
 
     value: Any
     cpu_ms: float | None = None
+    #: The invocation committed writes, and its audit record with them: the caller must
+    #: not record it again (unless it reports a different outcome).
+    audited: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import sandbox
@@ -30,6 +31,7 @@ from ._outcome import InvokeResult
 if TYPE_CHECKING:
     from .._bridge._dispatch import Bridge
     from .._store import Store
+    from .._store._db import InvocationScope
 
 __all__ = ["SandboxSupport", "SandboxedPluginHost", "prelude_sources"]
 
@@ -217,13 +219,27 @@ class SandboxedPluginHost:
                     storage_failure.append(exc)
                 raise
 
-        with self._support.store.invocation():
+        store = self._support.store
+        deadline = time.monotonic() + wall / 1000
+        tries = 0
+
+        def attempt(scope: InvocationScope | None) -> sandbox.CallResult:
+            # A re-run after a conflict starts over: a fresh budget and failure record,
+            # and no more time than the first run had left.
+            nonlocal budget, tries
+            tries += 1
+            left = timeout_ms
+            if tries > 1:
+                budget = CallBudget(self.limits.subrequests, deadline_ms=wall)
+                storage_failure.clear()
+                left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                left = left_ms if timeout_ms is None else min(timeout_ms, left_ms)
             try:
                 result = self._pool.call(
                     _ENTRY_POINTS[fn],
                     [name, payload],
                     on_host_call=on_host_call,
-                    timeout_ms=timeout_ms,
+                    timeout_ms=left,
                 )
             except sandbox.SandboxError as exc:
                 if storage_failure and isinstance(exc, sandbox.RemoteError):
@@ -249,9 +265,19 @@ class SandboxedPluginHost:
                     "limits.subrequests in the plugin descriptor.",
                     plugin_id=pid,
                 )
+            if scope is not None:  # for the audit row written with the commit
+                scope.cpu_ms = result.cpu_ms
+                last[0] = scope
+            return result
+
+        # Re-run on a conflict only when the invocation's ctx calls stayed inside the
+        # database (the bridge marks the scope for http.fetch, email.send...).
+        last: list[InvocationScope | None] = [None]
+        result = store.run_invocation(pid, operation, attempt, deadline=deadline)
+        audited = last[0] is not None and last[0].audited
         # The host's own measurement of the worker's CPU time (the kernel's count), never the
         # figure the worker reports about itself: that is what the audit records.
-        return InvokeResult(result.value, result.cpu_ms)
+        return InvokeResult(result.value, result.cpu_ms, audited=audited)
 
     def _translate(
         self, exc: sandbox.SandboxError, operation: str, timeout_ms: int | None = None

@@ -100,6 +100,7 @@ class AuditSink(Protocol):
         cpu_ms: float | None,
         error: str | None,
         limit: str | None,
+        committed: bool = False,
     ) -> None: ...
 
 
@@ -583,6 +584,7 @@ class HookPipeline:
         value: Any = None
         err: EmDashError | None = None
         cpu: float | None = None
+        committed = False  # the invocation's commit wrote its audit record already
         timeout_ms = entry.timeout_ms
         deadline = caller_deadline()
         try:
@@ -598,7 +600,7 @@ class HookPipeline:
                     )
                 timeout_ms = min(timeout_ms, max(1, int(left)))
             result: InvokeResult = entry.host.invoke_hook(name, event, timeout_ms=timeout_ms)
-            value, cpu = result.value, result.cpu_ms
+            value, cpu, committed = result.value, result.cpu_ms, result.audited
             if check is not None:
                 check(value, entry, name)
         except EmDashError as exc:
@@ -612,7 +614,15 @@ class HookPipeline:
                 error_type=type(exc).__name__,
             )
         duration = (time.perf_counter() - started) * 1000.0
-        self._record(entry.plugin_id, name, err, duration, cpu, vetoed=vetoable and value is False)
+        self._record(
+            entry.plugin_id,
+            name,
+            err,
+            duration,
+            cpu,
+            vetoed=vetoable and value is False,
+            committed=committed,
+        )
         return (None if err is not None else value), err, duration, cpu
 
     def _record(
@@ -624,6 +634,7 @@ class HookPipeline:
         cpu: float | None,
         *,
         vetoed: bool = False,
+        committed: bool = False,
     ) -> None:
         if self._audit is None:
             return
@@ -641,6 +652,7 @@ class HookPipeline:
                 cpu_ms=cpu,
                 error=None if err is None else str(err),
                 limit=limit,
+                committed=committed,
             )
         except Exception:  # auditing must never change what a hook does
             self._log.exception("[hooks] Could not record the audit entry for %s", name)

@@ -571,7 +571,9 @@ class Runtime:
             cpu = getattr(exc, "cpu_ms", None)  # the host's figure, sandboxed plugins only
             self._audit(plugin_id, "route", name, outcome, started, cpu, limit, str(exc))
             raise
-        self._audit(plugin_id, "route", name, "ok", started, result.cpu_ms, None, None)
+        self._audit(
+            plugin_id, "route", name, "ok", started, result.cpu_ms, None, None, result.audited
+        )
         return result.value
 
     # -- audit -----------------------------------------------------------------------------
@@ -590,6 +592,7 @@ class Runtime:
         cpu: float | None,
         limit: str | None,
         error: str | None,
+        committed: bool = False,
     ) -> None:
         try:
             self.store.audit_records.record(
@@ -601,6 +604,7 @@ class Runtime:
                 cpu_ms=cpu,
                 limit=limit,
                 error=error,
+                committed=committed,
             )
         except Exception:
             self.log.exception("Could not record the audit entry for %s %s", pid, name)

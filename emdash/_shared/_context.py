@@ -175,6 +175,18 @@ class KV(_Member):
         """Remove ``key``; true if it existed."""
         return bool(self._send("kv/delete", {"key": key}))
 
+    def increment(self, key: str, by: Any = 1) -> Any:
+        """Add ``by`` (a number) to the number under ``key`` (absent: 0); returns the new
+        value as this invocation sees it. Concurrent increments never conflict: the
+        addition is applied at commit, so use this for counters instead of get + set."""
+        return self._send("kv/increment", {"key": key, "by": by})
+
+    def compare_and_set(self, key: str, expected: Any, new: Any) -> bool:
+        """Store ``new`` under ``key`` only if it holds ``expected`` (exact JSON equality;
+        ``None`` expected: the key is absent; ``None`` new: delete it); returns whether it
+        did."""
+        return bool(self._send("kv/compareAndSet", {"key": key, "expected": expected, "new": new}))
+
     def list(self, prefix: str = "", *, limit: Any = None, cursor: Any = None) -> Any:
         """``[{"key", "value"}]`` for this plugin's keys starting with ``prefix`` (literally).
 

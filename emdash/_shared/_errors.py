@@ -27,6 +27,7 @@ against EmDash keep working.
     ├── HookTimeoutError         "Hook timeout after <n>ms"
     ├── PluginBusyError          a plugin's route admission is full (HTTP 503, Retry-After)
     ├── StorageError             the site database or media directory failed (not a plugin)
+    │   └── ConflictError        an invocation's reads changed before it committed
     └── SandboxError             (also a sandbox.SandboxError)
         ├── SandboxViolation
         │   └── CompileError
@@ -55,6 +56,7 @@ __all__ = [
     "CommentRejectedError",
     "CompileError",
     "ConfigError",
+    "ConflictError",
     "CpuLimitExceeded",
     "CronScheduleError",
     "DeleteBlockedError",
@@ -351,6 +353,21 @@ class StorageError(EmDashError):
     """
 
 
+class ConflictError(StorageError):
+    """An invocation could not commit: something it read (``scope``, e.g.
+    ``kv/<plugin>/<key>``) was changed by another invocation or process after it read it,
+    and the invocation could not be re-run (it had effects outside the database, or its
+    re-runs were used up). Nothing of the invocation was kept; the message names the plugin
+    and the scope and says what to do (retry; for counters use ``ctx.kv.increment``).
+    """
+
+    def __init__(
+        self, message: str, *, plugin_id: str | None = None, scope: str | None = None
+    ) -> None:
+        super().__init__(message, plugin_id=plugin_id)
+        self.scope = scope
+
+
 class SandboxError(EmDashError, _sb.SandboxError):
     """Root of sandbox failures (also catchable as ``sandbox.SandboxError``)."""
 
@@ -429,6 +446,7 @@ _WIRE_CLASSES: dict[str, tuple[type[EmDashError], bool]] = {
         # its handler the host reports the failure its own bridge saw, never the worker's
         # claim (a plugin must not be able to pass its own errors off as storage's).
         (StorageError, False),
+        (ConflictError, False),
     )
 }
 

@@ -69,7 +69,8 @@ from types import FrameType
 from typing import Any
 
 from .._shared._errors import EmDashError, StorageError
-from ._db import Db, format_timestamp
+from .._shared._hooks_catalog import HOOKS
+from ._db import Db, InvocationScope, format_timestamp
 from ._quotas import AuditRetention
 
 __all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "AuditRecords"]
@@ -98,6 +99,16 @@ _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 RETENTION_BATCH = 10_000
 
 log = logging.getLogger("emdash.store")
+
+
+def _kind_and_name(operation: str) -> tuple[str, str]:
+    """The audit kind and name of an invocation the host called ``operation``."""
+    prefix, _, name = operation.partition(":")
+    if prefix == "route":
+        return "route", name
+    spec = HOOKS.get(name)
+    family = spec.family if spec is not None else "hook"
+    return (family if family in ("lifecycle", "cron") else "hook"), name
 
 
 def enforce_retention(db: Db, retention: AuditRetention, *, batch: int = RETENTION_BATCH) -> int:
@@ -136,6 +147,9 @@ class AuditRecords:
         # time.monotonic() when the buffer last went from empty to non-empty.
         self._oldest: float | None = None
         self._flush_failed = False
+        # An invocation that commits writes gets its record in its commit transaction.
+        db.commit_audit = self._commit_audit
+        db.drop_audit = self._buffer_records
         if not db.is_memory:
             _track(self)
 
@@ -150,9 +164,15 @@ class AuditRecords:
         cpu_ms: float | None = None,
         limit: str | None = None,
         error: str | None = None,
+        committed: bool = False,
     ) -> None:
         """Buffer one audit record (``kind``: hook|route|lifecycle|cron; ``outcome``:
         ok|error|timeout|limit|vetoed; ``limit`` names the limit hit, ``error`` the message).
+
+        ``committed``: the invocation's commit already wrote its record
+        (``InvokeResult.audited``); an ``ok`` record is then not written again. A record
+        made inside an open invocation scope (a nested invocation's) waits for that
+        scope: it commits with its writes, or is buffered.
 
         ``cpu_ms`` must be a host-measured figure (see the module doc), never one a sandbox
         worker reported."""
@@ -173,14 +193,51 @@ class AuditRecords:
             None if limit is None else str(limit)[:200],
             None if error is None else str(error)[:_MAX_TEXT],
         )
+        if committed and outcome == "ok":
+            return  # written by the invocation's own commit (see _commit_audit)
+        scope = self._db.current_scope()
+        if scope is not None:
+            # A nested invocation: its record commits with the outer one's writes (or is
+            # buffered when the outer one writes nothing or fails).
+            scope.audit.append(rec)
+            return
+        self._buffer_records([rec])
+
+    def _commit_audit(self, scope: InvocationScope) -> None:
+        """Inside an invocation's commit transaction: its own record (when the host named
+        the invocation) and those of its nested invocations, in that transaction, so an
+        invocation whose writes committed always has its audit row (no buffer to lose)."""
+        records: list[_Record] = list(scope.audit)
+        if scope.plugin_id is not None and scope.operation is not None:
+            kind, name = _kind_and_name(scope.operation)
+            records.append(
+                (
+                    self._db.now(),
+                    str(scope.plugin_id)[:200],
+                    kind,
+                    name[:200],
+                    "ok",
+                    (time.perf_counter() - scope.started) * 1000,
+                    scope.cpu_ms,
+                    None,
+                    None,
+                )
+            )
+        if records:
+            self._db.execute(
+                _INSERT + ",".join([_ROW] * len(records)),
+                [value for record in records for value in record],
+            )
+
+    def _buffer_records(self, records: list[_Record]) -> None:
         with self._buffer_lock:
-            self._buffer.append(rec)
+            self._buffer.extend(records)
             size = len(self._buffer)
-            if size == 1:
+            if size == len(records):
                 self._oldest = time.monotonic()
             if size > BUFFER_CAP:
                 size = self._drop_oldest()
-        if size == 1:
+        if size == len(records):
             _wake.set()
         if size >= FLUSH_AT and not self._db.in_transaction_here():
             # Don't wait behind another thread's invocation just to write the log; try
@@ -316,8 +373,11 @@ class AuditRecords:
             # A listing still works while the database cannot be written: it shows the
             # records still buffered.
             self._auto_flush(wait=True)
+            scope = self._db.current_scope()
             with self._buffer_lock:
-                buffered = [r for r in self._buffer if plugin_id is None or r[1] == plugin_id]
+                # Records of nested invocations waiting for this thread's commit, too.
+                waiting = [*self._buffer, *(scope.audit if scope is not None else ())]
+                buffered = [r for r in waiting if plugin_id is None or r[1] == plugin_id]
             out = [_from_record(r) for r in reversed(buffered)][:size]
             if len(out) < size:
                 where, params = ("WHERE plugin_id = ?", [plugin_id]) if plugin_id else ("", [])

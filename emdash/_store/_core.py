@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import sqlite_utils
 
@@ -18,7 +19,7 @@ from ._audit import AuditRecords
 from ._comments import CommentRecords
 from ._content import ContentItems
 from ._cron import CronTasks
-from ._db import Db
+from ._db import Db, InvocationScope
 from ._dialect import is_postgres_url
 from ._media import LocalMediaStorage, MediaItems
 from ._migrations import migrate
@@ -31,6 +32,8 @@ from ._users import UserAccounts
 from ._values import Locales
 
 __all__ = ["Store", "default_media_dir"]
+
+_T = TypeVar("_T")
 
 
 def default_media_dir(database: str | os.PathLike[str]) -> Path:
@@ -145,10 +148,43 @@ class Store:
         Holds :attr:`lock` throughout."""
         return self._db.transaction()
 
-    def invocation(self) -> AbstractContextManager[None]:
-        """Scope around one plugin invocation: its writes commit together at a normal exit
-        and are rolled back on an exception. Nothing is locked until the first write."""
-        return self._db.invocation()
+    def invocation(
+        self, plugin_id: str | None = None, operation: str | None = None
+    ) -> AbstractContextManager[InvocationScope | None]:
+        """Scope around one plugin invocation (``operation``: ``hook:<name>`` or
+        ``route:<name>``): its reads are validated and its writes committed together, with
+        its audit record, at a normal exit; nothing of it is kept after an exception or a
+        :class:`~emdash.ConflictError`. The store is never locked between its calls (see
+        ``docs/integrity.md``)."""
+        return self._db.invocation(plugin_id, operation)
+
+    def run_invocation(
+        self,
+        plugin_id: str,
+        operation: str,
+        run: Callable[[InvocationScope | None], _T],
+        *,
+        deadline: float | None = None,
+        rerun: bool = True,
+    ) -> _T:
+        """``run`` inside :meth:`invocation`, re-run on a conflict when it had no effects
+        outside the database (``rerun=False``: never), at most ``CONFLICT_RETRIES``
+        times and never past ``deadline`` (``time.monotonic()``)."""
+        if not rerun:
+            with self._db.invocation(plugin_id, operation) as scope:
+                return run(scope)
+        return self._db.retrying(plugin_id, operation, run, deadline=deadline)
+
+    def mark_effect(self) -> None:
+        """The calling thread's invocation acted outside the database (HTTP, email): a
+        conflict at its commit is then reported, never answered by re-running it."""
+        self._db.mark_effect()
+
+    def lifecycle_lock(self, plugin_id: str) -> AbstractContextManager[None]:
+        """Held by a host while it decides and runs ``plugin_id``'s lifecycle transition
+        (install, activate, deactivate): on a database several hosts share, they take
+        turns, so a transition runs once per site, and again only if its host died."""
+        return self._db.lifecycle_lock(plugin_id)
 
     def in_scope_here(self) -> bool:
         """Whether the calling thread is inside a store transaction or invocation scope.

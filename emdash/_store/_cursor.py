@@ -230,10 +230,12 @@ def fetch_page(
     budget: int | None = None,
     what: str = "list",
     plugin_id: str | None = None,
+    versions: Sequence[str] | None = None,
 ) -> Page:
     """One page of ``SELECT columns FROM table WHERE scope AND filters`` in keyset order.
 
-    ``scope`` bounds what a cursor may refer to (the plugin and collection); ``filters`` is
+    ``versions``: the version scopes the page depends on inside an invocation (default:
+    the tables it reads). ``scope`` bounds what a cursor may refer to (the plugin and collection); ``filters`` is
     the caller's where clause. All SQL fragments are built by the store, never by callers'
     data; values travel as parameters. Fetches ``limit + 1`` rows to learn ``has_more``.
     """
@@ -252,6 +254,7 @@ def fetch_page(
             found = db.row(
                 f"SELECT {keyset.select_sql()} FROM {table} WHERE ({scope_sql}) AND {id_expr} = ?",
                 [*scope_params, row_id],
+                scopes=versions,
             )
             return None if found is None else keyset.values_of(found)
 
@@ -261,14 +264,16 @@ def fetch_page(
     sql += f" ORDER BY {keyset.order_sql()} LIMIT ?"
     params.append(size + 1)
     if size_expr is None:
-        rows = db.rows(sql, params)
+        rows = db.rows(sql, params, scopes=versions)
         has_more = len(rows) > size
         rows = rows[:size]
     else:
         # Bounded in bytes *before* the rows are built: the stored text's length comes from
         # SQL, and rows stop before the budget is exceeded (the page then ends early, with
         # a cursor), so a page of 100 one-megabyte documents never reaches memory at once.
-        rows, cut = bounded_rows(db, sql, params, budget=budget, what=what, plugin_id=plugin_id)
+        rows, cut = bounded_rows(
+            db, sql, params, budget=budget, what=what, plugin_id=plugin_id, scopes=versions
+        )
         has_more = cut or len(rows) > size
         rows = rows[:size]
     next_cursor = keyset.encode(keyset.values_of(rows[-1])) if has_more else None
@@ -284,6 +289,7 @@ def bounded_rows(
     what: str,
     plugin_id: str | None = None,
     used: int = 0,
+    scopes: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Rows of ``sql`` (which selects a ``_size`` column: the stored bytes of the row) in
     order, stopping before their sizes (plus :data:`ROW_OVERHEAD_BYTES` each) would pass
@@ -300,7 +306,13 @@ def bounded_rows(
     limit = MAX_RESULT_BYTES if budget is None else budget
     out: list[dict[str, Any]] = []
     with db.lock:
-        cur = db.conn.execute(sql, params)
+        replayed = db.note_read(sql, scopes)
+        try:
+            cur = db.conn.execute(sql, params)
+        except BaseException:
+            if replayed:
+                db.end_read()
+            raise
         try:
             names = [d[0] for d in cur.description]
             while True:
@@ -323,3 +335,5 @@ def bounded_rows(
             raise storage_error(exc, db.path) from exc
         finally:
             cur.close()
+            if replayed:
+                db.end_read()

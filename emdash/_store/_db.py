@@ -4,25 +4,57 @@ One ``sqlite3`` connection (``check_same_thread=False``, WAL for files) is share
 thread and guarded by one ``threading.RLock``. Python's implicit transaction handling is
 switched off (``isolation_level=None``): every write goes through :meth:`Db.transaction`,
 which issues ``BEGIN IMMEDIATE`` at the outermost level and ``SAVEPOINT`` when nested, and
-holds the lock for its whole duration, so no other thread can interleave statements (or
-read uncommitted rows) on the shared connection. Reads take the lock per statement.
+holds the lock for its whole duration (which is short: see below), so no other thread can
+interleave statements (or read uncommitted rows) on the shared connection. Reads take the
+lock per statement. Other processes on the same file wait at most :data:`BUSY_TIMEOUT_S`
+for SQLite's write lock, then get a :class:`StorageError` saying so.
 
 ``sqlite_utils.Database`` wraps the same connection (``execute_plugins=False``: no
 third-party code runs on our connection); it is used for schema work in migrations. The
 hot paths call ``conn.execute`` directly because ``Database.query`` wraps every SELECT in
 its own SAVEPOINT/RELEASE pair.
 
-Invocation scopes
------------------
-The runtime wraps each plugin invocation in :meth:`Db.invocation`. Nothing happens on
-entry: a read-only invocation never holds the lock between its reads. The first
-transaction started on that thread inside the scope first opens the scope's own
-transaction (lazily), which then stays open, lock held, until the scope exits: commit on
-normal exit, rollback on exception. Each write inside is a SAVEPOINT within it, so a
-failed write that the plugin catches leaves nothing behind either. A nested invocation
-joins the outer one (nothing commits before the outer scope exits) but is itself a
-savepoint, so a nested invocation that fails rolls back only its own writes. Scopes are
-per thread: the runtime must open the scope in the thread that makes the writes.
+Invocation scopes: optimistic concurrency
+-----------------------------------------
+The runtime wraps each plugin invocation in :meth:`Db.invocation`. An invocation never
+holds the lock (nor SQLite's write lock) while it waits on anything: HTTP, email, another
+plugin, a worker round trip, its own CPU work. Instead (design and guarantees:
+``docs/integrity.md``):
+
+- **Versions.** ``_emdash_versions(scope, version)`` holds one counter per *scope* a write
+  changes: a point (``kv/<plugin>/<key>``, ``opt/<name>``), a namespace (``kv/<plugin>``,
+  what a listing reads), a table (``t/<table>``). Every write, on any path, bumps the
+  table scope derived from its statement and the scopes its repository names
+  (:meth:`Db.touch`), in the same transaction, just before COMMIT.
+- **Read set.** A read inside a scope records the version of what it depends on (the
+  scopes its repository names, else the tables it reads), read *before* the data: a commit
+  in between shows as a conflict at validation, never a miss. The first version seen is
+  kept.
+- **Write log.** :meth:`Db.transaction` inside a scope is *speculative*: one short
+  ``BEGIN IMMEDIATE`` that replays the scope's log, runs the body while ``execute`` /
+  ``executemany`` record each statement, then ``ROLLBACK``. The recorded statements (ids
+  and timestamps are computed once, so they are deterministic) and the level's callbacks
+  join the scope; a body that fails adds nothing. A read whose scopes the invocation has
+  written runs in the same kind of short replaying transaction, so it sees its own writes;
+  any other read (and every read of an invocation that wrote nothing) is a plain read. The
+  log is capped (:data:`MAX_LOG_STATEMENTS`, :data:`MAX_LOG_BYTES`): its replays are host
+  CPU a plugin could otherwise inflate.
+- **Commit.** At the outermost scope's normal exit: one short ``BEGIN IMMEDIATE`` that
+  validates the read set (every version unchanged), replays the log, bumps the written
+  scopes, writes the invocation's audit record (and those of its nested invocations)
+  and commits; then the after-commit callbacks run. A changed version, or a logged write
+  that no longer applies (a constraint, an increment finding no number), is a
+  :class:`~emdash._shared._errors.ConflictError`: nothing is kept, rollback callbacks
+  run. :meth:`Db.retrying` re-runs an invocation that had no effects outside the database
+  (:meth:`Db.mark_effect`) up to :data:`CONFLICT_RETRIES` times. A read-only invocation
+  commits nothing and is not validated.
+- **Nesting.** A nested invocation joins the outer scope and remembers where its part of
+  the log starts: its failure drops only its part. An invocation entered inside an
+  ordinary transaction on this thread (a host write firing hooks) is a savepoint of it.
+
+Outside invocation scopes (host API, CLI, migrations, audit flushes) transactions are
+ordinary short ``BEGIN IMMEDIATE`` transactions (savepoints when nested) that hold the lock
+for their duration, and bump versions like any other write. Scopes are per thread.
 
 Errors
 ------
@@ -43,34 +75,43 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import re
 import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 from ulid import ULID
 
-from .._shared._errors import BridgeError, EmDashError, StorageError
+from .._shared._errors import BridgeError, ConflictError, EmDashError, StorageError
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "CONFLICT_RETRIES",
+    "MAX_LOG_BYTES",
+    "MAX_LOG_STATEMENTS",
     "Db",
+    "InvocationScope",
     "check_not_foreign",
     "format_timestamp",
     "parse_timestamp",
     "storage_error",
     "storage_os_error",
+    "table_scope",
 ]
 
 log = logging.getLogger("emdash.store")
 
 Params = Sequence[Any]
 Callback = Callable[[], object]
+_T = TypeVar("_T")
 
 #: How long a statement waits for another connection's write lock before failing.
 BUSY_TIMEOUT_S = 5.0
@@ -317,27 +358,129 @@ class _UlidSource:
         return str(ULID.from_bytes(ms.to_bytes(6, "big") + rand.to_bytes(10, "big")))
 
 
-class _Scope:
-    __slots__ = ("tx",)
+#: Caps on one invocation's write log. The log is replayed (host CPU a plugin can inflate)
+#: for reads of the invocation's own writes and once more at commit, so it is bounded.
+MAX_LOG_STATEMENTS = 2_000
+MAX_LOG_BYTES = 4 * 1024 * 1024
+#: How many times a conflicting invocation without outside effects is re-run.
+CONFLICT_RETRIES = 3
 
-    def __init__(self) -> None:
-        self.tx: _Tx | None = None
+# One write of a log: (sql, params or rows for executemany, many, expected rowcount or -1).
+_Entry = tuple[str, Any, bool, int]
+
+# Tables whose changes no invocation validates (the audit log is append-only and read by
+# operators; versions and migrations are the mechanism itself).
+_UNVERSIONED = frozenset({"_emdash_audit", "_emdash_versions", "_emdash_migrations"})
+_WRITE_RE = re.compile(
+    r"\s*(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)"
+    r"\s+[\"`\[]?(\w+)",
+    re.IGNORECASE,
+)
+_READ_RE = re.compile(r"\b(?:FROM|JOIN)\s+[\"`\[]?(\w+)", re.IGNORECASE)
+_write_scopes: dict[str, str | None] = {}
+_read_scopes: dict[str, tuple[str, ...]] = {}
+
+
+def table_scope(table: str) -> str:
+    """The coarse scope of a whole table: bumped by every write to it."""
+    return f"t/{table}"
+
+
+def _written_scope(sql: str) -> str | None:
+    """The table scope a write statement changes (``None``: an unversioned table or not
+    a DML statement), cached per statement text (the texts come from our code)."""
+    try:
+        return _write_scopes[sql]
+    except KeyError:
+        pass
+    m = _WRITE_RE.match(sql)
+    found = None if m is None or m.group(1) in _UNVERSIONED else table_scope(m.group(1))
+    if len(_write_scopes) > 4096:  # statements with variable IN lists: keep it bounded
+        _write_scopes.clear()
+    _write_scopes[sql] = found
+    return found
+
+
+def _read_tables(sql: str) -> tuple[str, ...]:
+    """The table scopes a read that names no scope depends on: every table it reads
+    (coarse, so never a missed conflict)."""
+    try:
+        return _read_scopes[sql]
+    except KeyError:
+        pass
+    found = tuple(sorted({table_scope(t) for t in _READ_RE.findall(sql) if t not in _UNVERSIONED}))
+    if len(_read_scopes) > 4096:
+        _read_scopes.clear()
+    _read_scopes[sql] = found
+    return found
+
+
+class InvocationScope:
+    """What one outermost plugin invocation has done to the store so far: the versions of
+    what it read (its read set), the writes it will commit (its log), the scopes they
+    change, the callbacks to run after commit / on rollback, and whether it had effects
+    outside the database (then it must not be re-run)."""
+
+    __slots__ = (
+        "audit",
+        "audited",
+        "cpu_ms",
+        "effects",
+        "log",
+        "log_bytes",
+        "on_commit",
+        "on_rollback",
+        "operation",
+        "plugin_id",
+        "reads",
+        "started",
+        "written",
+    )
+
+    def __init__(self, plugin_id: str | None, operation: str | None) -> None:
+        self.plugin_id = plugin_id
+        self.operation = operation
+        self.reads: dict[str, int] = {}
+        self.log: list[_Entry] = []
+        self.log_bytes = 0
+        self.written: set[str] = set()
+        self.on_commit: list[Callback] = []
+        self.on_rollback: list[Callback] = []
+        self.effects = False
+        # Audit records of nested invocations, written with this one's commit.
+        self.audit: list[Any] = []
+        self.started = time.perf_counter()
+        #: The invocation's CPU time, when the host measured it (sandboxed: the worker's).
+        self.cpu_ms: float | None = None
+        #: Set once its commit wrote its own audit record (see Db.commit_audit).
+        self.audited = False
 
 
 class _Tx:
-    """One transaction level: BEGIN IMMEDIATE at the outermost level, else a SAVEPOINT."""
+    """One transaction level: BEGIN IMMEDIATE at the outermost level, else a SAVEPOINT.
 
-    __slots__ = ("_db", "_lazy", "_savepoint")
+    Inside an invocation scope the outermost level is *speculative*: a short transaction
+    that replays the scope's log, runs the body while recording its writes, and rolls
+    back; the recorded writes join the scope's log (see the module docstring)."""
 
-    def __init__(self, db: Db, *, lazy: bool) -> None:
+    __slots__ = ("_db", "_mark", "_savepoint", "_spec")
+
+    def __init__(self, db: Db) -> None:
         self._db = db
-        self._lazy = lazy
         self._savepoint: str | None = None
+        self._spec: InvocationScope | None = None
+        self._mark = 0
 
     def __enter__(self) -> None:
-        if self._lazy:
-            self._db._begin_pending_scopes()
-        self._savepoint = self._db._enter_tx()
+        db = self._db
+        scope: InvocationScope | None = getattr(db._local, "scope", None)
+        if scope is not None and not db.in_transaction_here():
+            self._spec = scope
+            db._begin_speculation(scope)
+            return
+        self._savepoint = db._enter_tx()
+        if db._recording is not None:
+            self._mark = len(db._recording)
 
     def __exit__(
         self,
@@ -345,22 +488,70 @@ class _Tx:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._db._exit_tx(self._savepoint, ok=exc_type is None)
+        db = self._db
+        if self._spec is not None:
+            db._end_speculation(self._spec, ok=exc_type is None)
+            return
+        if exc_type is not None and db._recording is not None:
+            # A failed savepoint inside a speculative transaction: its writes are undone,
+            # so they must not reach the log either.
+            del db._recording[self._mark :]
+        db._exit_tx(self._savepoint, ok=exc_type is None)
+
+
+class _RawTx(_Tx):
+    """:meth:`Db.raw_transaction`: always a real transaction level (or savepoint)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        db = self._db
+        self._savepoint = db._enter_tx()
+        if db._recording is not None:
+            self._mark = len(db._recording)
 
 
 class _Invocation:
     """``Db.invocation()``: a class, not a generator context manager (it wraps every
     plugin invocation, and ``contextlib`` costs a generator and several frames each time).
-    On exit the scope's transaction, if a write opened one, commits or rolls back."""
 
-    __slots__ = ("_db", "_scope")
+    The outermost one owns the thread's :class:`InvocationScope` and commits it on a
+    normal exit (validate, replay, audit, COMMIT in one short transaction). A nested one
+    joins it, remembering where its part of the log starts, so that its failure drops
+    only its own writes. One entered inside an ordinary transaction on this thread (a
+    host write that fires hooks) is a savepoint of that transaction, as before."""
 
-    def __init__(self, db: Db) -> None:
+    __slots__ = ("_db", "_mark", "_operation", "_plugin_id", "_scope", "_tx")
+
+    def __init__(self, db: Db, plugin_id: str | None, operation: str | None) -> None:
         self._db = db
-        self._scope = _Scope()
+        self._plugin_id = plugin_id
+        self._operation = operation
+        self._scope: InvocationScope | None = None
+        self._mark: tuple[int, int, int, int, int] | None = None
+        self._tx: _Tx | None = None
 
-    def __enter__(self) -> None:
-        self._db._scopes().append(self._scope)
+    def __enter__(self) -> InvocationScope | None:
+        db = self._db
+        local = db._local
+        outer: InvocationScope | None = getattr(local, "scope", None)
+        if outer is not None:
+            self._mark = (
+                len(outer.log),
+                outer.log_bytes,
+                len(outer.on_commit),
+                len(outer.on_rollback),
+                len(outer.audit),
+            )
+            return outer
+        if db.in_transaction_here():
+            tx = _Tx(db)
+            tx.__enter__()
+            self._tx = tx
+            return None
+        scope = self._scope = InvocationScope(self._plugin_id, self._operation)
+        local.scope = scope
+        return scope
 
     def __exit__(
         self,
@@ -368,10 +559,27 @@ class _Invocation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        db = self._db
+        if self._tx is not None:
+            self._tx.__exit__(exc_type, exc, tb)
+            return
         scope = self._scope
-        self._db._pop_scope(scope)
-        if scope.tx is not None:
-            scope.tx.__exit__(exc_type, exc, tb)
+        if scope is None:  # nested
+            if exc_type is not None and self._mark is not None:
+                outer: InvocationScope = db._local.scope
+                n_log, n_bytes, n_commit, n_rollback, _ = self._mark
+                del outer.log[n_log:]
+                outer.log_bytes = n_bytes
+                del outer.on_commit[n_commit:]
+                undo = outer.on_rollback[n_rollback:]
+                del outer.on_rollback[n_rollback:]
+                _run(undo)
+            return
+        db._local.scope = None
+        if exc_type is not None:
+            db._drop_scope(scope)
+            return
+        db._commit_scope(scope)
 
 
 class Db:
@@ -408,6 +616,20 @@ class Db:
         # this level is rolled back). Files written or removed next to a row use them, so
         # the disk follows what the database actually kept.
         self._callbacks: list[tuple[list[Callback], list[Callback]]] = []
+        # The scopes the open outermost transaction changes; their versions are bumped
+        # just before its COMMIT (or handed to the invocation scope when speculative).
+        self._bumps: set[str] = set()
+        #: Whether the schema has ``_emdash_versions`` (set by ``migrate``; a database
+        #: part-way through its migrations has no versions to keep).
+        self.versioned = False
+        # The writes of the open speculative transaction, in order (None: not speculating).
+        self._recording: list[_Entry] | None = None
+        self._recording_bytes = 0
+        self._recording_limit: tuple[int, int] = (0, 0)
+        #: Writes the invocation's audit record inside its commit transaction (set by the
+        #: audit repository); ``drop_audit`` buffers a dropped scope's nested records.
+        self.commit_audit: Callable[[InvocationScope], None] | None = None
+        self.drop_audit: Callable[[list[Any]], None] | None = None
         self._local = threading.local()
         self._ids = _UlidSource()
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -455,41 +677,143 @@ class Db:
 
     # Connection.execute() hands back a plain C cursor: its fetches, where a damaged page
     # is met, are guarded here (a try costs nothing on the path that does not raise).
+    #
+    # ``scopes`` names what a read depends on (see the module docstring); a read that
+    # names none depends on every table it reads. Outside an invocation scope it is unused.
 
-    def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
+    def rows(
+        self, sql: str, params: Params = (), *, scopes: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         with self.lock:
-            cur = self.conn.execute(sql, params)
-            names = [d[0] for d in cur.description]
+            replayed = self._read_begin(sql, scopes)
             try:
-                fetched = cur.fetchall()
-            except sqlite3.Error as exc:
-                raise storage_error(exc, self.path) from exc
-            return [dict(zip(names, r, strict=True)) for r in fetched]
+                cur = self.conn.execute(sql, params)
+                names = [d[0] for d in cur.description]
+                try:
+                    fetched = cur.fetchall()
+                except sqlite3.Error as exc:
+                    raise storage_error(exc, self.path) from exc
+                return [dict(zip(names, r, strict=True)) for r in fetched]
+            finally:
+                if replayed:
+                    self._read_end()
 
-    def row(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
-        found = self.rows(sql, params)
+    def row(
+        self, sql: str, params: Params = (), *, scopes: Sequence[str] | None = None
+    ) -> dict[str, Any] | None:
+        found = self.rows(sql, params, scopes=scopes)
         return found[0] if found else None
 
-    def scalar(self, sql: str, params: Params = ()) -> Any:
+    def scalar(self, sql: str, params: Params = (), *, scopes: Sequence[str] | None = None) -> Any:
         with self.lock:
-            cur = self.conn.execute(sql, params)
+            replayed = self._read_begin(sql, scopes)
             try:
-                r = cur.fetchone()
+                cur = self.conn.execute(sql, params)
+                try:
+                    r = cur.fetchone()
+                except sqlite3.Error as exc:
+                    raise storage_error(exc, self.path) from exc
+                return None if r is None else r[0]
+            finally:
+                if replayed:
+                    self._read_end()
+
+    def _read_begin(self, sql: str, scopes: Sequence[str] | None) -> bool:
+        """Before a read (lock held): inside an invocation scope, record the versions of
+        what it depends on, read BEFORE the data (a commit in between then shows as a
+        conflict at validation: safe, never a miss). If the scope has already written to
+        one of those scopes, open a short transaction that replays its log, so the read
+        sees the invocation's own writes; returns whether it did (then :meth:`_read_end`
+        rolls it back). Outside a scope this is one attribute lookup."""
+        scope: InvocationScope | None = getattr(self._local, "scope", None)
+        if scope is None:
+            return False
+        names = _read_tables(sql) if scopes is None else scopes
+        if self._owner == threading.get_ident():
+            # Inside this thread's speculative transaction: its writes are visible already,
+            # and the versions table is untouched by them (bumps wait for the commit).
+            self._note_versions(scope, names)
+            return False
+        replay = bool(scope.log) and not scope.written.isdisjoint(names)
+        if replay:
+            self._begin_immediate()
+            try:
+                self._replay(scope, scope.log)
+                self._note_versions(scope, names)
+            except BaseException:
+                self._read_end()
+                raise
+        else:
+            self._note_versions(scope, names)
+        return replay
+
+    def _read_end(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def _note_versions(self, scope: InvocationScope, names: Sequence[str]) -> None:
+        reads = scope.reads
+        missing = [n for n in names if n not in reads]
+        if not missing:
+            return
+        found = self._versions(missing)
+        for name in missing:
+            reads[name] = found.get(name, 0)
+
+    def _versions(self, names: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if not self.versioned:
+            return out
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            cur = self.conn.execute(
+                "SELECT scope, version FROM _emdash_versions WHERE scope IN ("  # noqa: S608
+                + ",".join("?" * len(chunk))
+                + ")",
+                chunk,
+            )
+            try:
+                out.update((str(r[0]), int(r[1])) for r in cur.fetchall())
             except sqlite3.Error as exc:
                 raise storage_error(exc, self.path) from exc
-            return None if r is None else r[0]
+        return out
+
+    def note_read(self, sql: str, scopes: Sequence[str] | None = None) -> bool:
+        """:meth:`_read_begin` for a read made on the connection directly (paged reads):
+        call with :attr:`lock` held, and :meth:`end_read` after when it returns true."""
+        return self._read_begin(sql, scopes)
+
+    def end_read(self) -> None:
+        self._read_end()
 
     # -- writes ------------------------------------------------------------------------
 
-    def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one write statement inside the current transaction; returns the row count."""
+    def execute(self, sql: str, params: Params = (), *, expect: int | None = None) -> int:
+        """Run one write statement inside the current transaction; returns the row count.
+
+        ``expect``: the row count this write must have when the invocation's log is
+        replayed at commit (a different count there is a conflict); increments use it.
+        """
         if not self.in_transaction_here():
             raise EmDashError("store write outside a transaction (use store.transaction())")
+        table = _written_scope(sql)
+        if table is not None:
+            self._bumps.add(table)
+        if self._recording is not None:
+            frozen = tuple(params)
+            self._record((sql, frozen, False, -1 if expect is None else expect), sql, frozen)
         return self.conn.execute(sql, params).rowcount
 
     def executemany(self, sql: str, seq: Sequence[Params]) -> int:
         if not self.in_transaction_here():
             raise EmDashError("store write outside a transaction (use store.transaction())")
+        table = _written_scope(sql)
+        if table is not None:
+            self._bumps.add(table)
+        if self._recording is not None:
+            frozen = [tuple(p) for p in seq]
+            self._record((sql, frozen, True, -1), sql, *frozen)
+            seq = frozen
         return self.conn.executemany(sql, seq).rowcount
 
     # -- migrations (the PostgreSQL twin overrides these three) -------------------------
@@ -505,13 +829,46 @@ class Db:
         """What a migration function is given: the ``sqlite_utils.Database``."""
         return self.sdb
 
+    def lifecycle_lock(self, plugin_id: str) -> AbstractContextManager[None]:
+        """Held while one host decides and runs a plugin's lifecycle transition. One host
+        per SQLite file: the runtime's own lock suffices (PostgreSQL: a server lock)."""
+        return nullcontext()
+
+    def touch(self, *scopes: str) -> None:
+        """Say that the current write changes these scopes (point and namespace): their
+        versions are bumped in the same transaction as the write."""
+        if not self.in_transaction_here():
+            raise EmDashError("store scopes touched outside a transaction")
+        self._bumps.update(scopes)
+
+    def _record(self, entry: _Entry, sql: str, *params: Params) -> None:
+        size = len(sql) + sum(
+            len(v) if isinstance(v, str | bytes) else 8 for p in params for v in p
+        )
+        count_left, bytes_left = self._recording_limit
+        self._recording_bytes += size
+        if len(self._recording or ()) + 1 > count_left or self._recording_bytes > bytes_left:
+            scope: InvocationScope | None = getattr(self._local, "scope", None)
+            pid = scope.plugin_id if scope is not None else None
+            raise BridgeError(
+                f"Plugin {pid or '(host)'} made more writes in one invocation than one "
+                f"invocation may commit ({MAX_LOG_STATEMENTS} statements, "
+                f"{MAX_LOG_BYTES} bytes of data): nothing of this write was kept. Split the "
+                "work over several invocations (a cron task, or a route called in pages), "
+                "or use storage.putMany for many documents.",
+                plugin_id=pid,
+            )
+        assert self._recording is not None
+        self._recording.append(entry)
+
     def transaction(self) -> _Tx:
-        """Re-entrant transaction; joins (and lazily opens) this thread's invocation scope."""
-        return _Tx(self, lazy=True)
+        """Re-entrant transaction; inside an invocation scope, a speculative one."""
+        return _Tx(self)
 
     def raw_transaction(self) -> _Tx:
-        """A transaction that does *not* open a pending invocation scope (audit flushes)."""
-        return _Tx(self, lazy=False)
+        """A transaction of the host's own (audit flushes, migrations): never speculative,
+        even when an invocation scope is open on this thread."""
+        return _RawTx(self)
 
     def after_commit(self, fn: Callback) -> None:
         """Run ``fn`` once the outermost transaction commits (dropped if rolled back)."""
@@ -531,34 +888,161 @@ class Db:
 
     def in_scope_here(self) -> bool:
         """Whether this thread is inside an open transaction or ``invocation()`` scope."""
-        return self.in_transaction_here() or bool(getattr(self._local, "scopes", None))
+        return self.in_transaction_here() or getattr(self._local, "scope", None) is not None
 
-    def invocation(self) -> _Invocation:
-        """An invocation scope (see the module docstring); a context manager."""
-        return _Invocation(self)
+    def invocation(self, plugin_id: str | None = None, operation: str | None = None) -> _Invocation:
+        """An invocation scope (see the module docstring); a context manager whose value
+        is the :class:`InvocationScope` (``None`` inside an ordinary transaction)."""
+        return _Invocation(self, plugin_id, operation)
+
+    def current_scope(self) -> InvocationScope | None:
+        """This thread's open invocation scope, if any."""
+        scope: InvocationScope | None = getattr(self._local, "scope", None)
+        return scope
+
+    def mark_effect(self) -> None:
+        """The current invocation did something outside the database (HTTP, email...):
+        it must not be re-run on a conflict."""
+        scope: InvocationScope | None = getattr(self._local, "scope", None)
+        if scope is not None:
+            scope.effects = True
+
+    # -- speculation, validation and commit --------------------------------------------
+
+    def _begin_immediate(self) -> None:
+        if self.closed:
+            raise EmDashError("the store is closed")
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _replay(self, scope: InvocationScope, log: list[_Entry]) -> None:
+        """Run logged writes again (lock held, transaction open). A write that now fails a
+        constraint, or an increment that now finds no number, is a conflict: the data it
+        was computed from changed."""
+        conn = self.conn
+        for sql, params, many, expect in log:
+            try:
+                count = (
+                    conn.executemany(sql, params) if many else conn.execute(sql, params)
+                ).rowcount
+            except sqlite3.IntegrityError as exc:
+                raise self._conflict(scope, table_scope(_table_of(sql)), str(exc)) from None
+            if expect >= 0 and count != expect:
+                raise self._conflict(scope, table_scope(_table_of(sql)), "an increment")
+
+    def _conflict(
+        self, scope: InvocationScope, name: str, what: str | None = None
+    ) -> ConflictError:
+        pid = scope.plugin_id or "(host)"
+        op = f" {scope.operation}" if scope.operation else ""
+        why = f" ({what} no longer applies)" if what else ""
+        return ConflictError(
+            f"Plugin {pid} could not commit its{op} invocation: {name} was changed by "
+            f"another invocation or process after this one read it{why}. Nothing of this "
+            "invocation was kept. Retry it; for counters use ctx.kv.increment, for "
+            "check-then-set ctx.kv.compare_and_set.",
+            plugin_id=scope.plugin_id,
+            scope=name,
+        )
+
+    def _begin_speculation(self, scope: InvocationScope) -> None:
+        self._enter_tx()  # lock, BEGIN IMMEDIATE
+        try:
+            self._replay(scope, scope.log)
+        except BaseException:
+            self._exit_tx(None, ok=False)
+            raise
+        self._recording = []
+        self._recording_bytes = 0
+        self._recording_limit = (
+            MAX_LOG_STATEMENTS - len(scope.log),
+            MAX_LOG_BYTES - scope.log_bytes,
+        )
+
+    def _end_speculation(self, scope: InvocationScope, *, ok: bool) -> None:
+        recorded, self._recording = self._recording or [], None
+        if ok:
+            on_commit, on_rollback = self._callbacks[-1]
+            scope.log.extend(recorded)
+            scope.log_bytes += self._recording_bytes
+            scope.written.update(self._bumps)
+            scope.on_commit.extend(on_commit)
+            scope.on_rollback.extend(on_rollback)
+            # Handed over: the rollback below undoes the rows only, for now.
+            self._callbacks[-1] = ([], [])
+        self._bumps = set()
+        self._exit_tx(None, ok=False)
+
+    def _drop_scope(self, scope: InvocationScope) -> None:
+        """A failed invocation: nothing of it is kept."""
+        try:
+            _run(scope.on_rollback)
+        finally:
+            if scope.audit and self.drop_audit is not None:
+                self.drop_audit(scope.audit)
+
+    def _commit_scope(self, scope: InvocationScope) -> None:
+        """Validate, replay, audit and commit in one short transaction."""
+        if not scope.log and not scope.written:
+            # Read-only: nothing to validate against (each read saw committed data).
+            if scope.audit and self.drop_audit is not None:
+                self.drop_audit(scope.audit)
+            _run(scope.on_commit)
+            return
+        try:
+            self._enter_tx()
+        except BaseException:
+            self._drop_scope(scope)
+            raise
+        level = self._callbacks[-1]
+        level[0].extend(scope.on_commit)
+        level[1].extend(scope.on_rollback)
+        ok = False
+        try:
+            if scope.reads:
+                names = list(scope.reads)
+                now = self._versions(names)
+                for name in names:
+                    if now.get(name, 0) != scope.reads[name]:
+                        raise self._conflict(scope, name)
+            self._replay(scope, scope.log)
+            self._bumps.update(scope.written)
+            if self.commit_audit is not None:
+                self.commit_audit(scope)
+            ok = True
+        finally:
+            if not ok and scope.audit and self.drop_audit is not None:
+                self.drop_audit(scope.audit)
+            self._exit_tx(None, ok=ok)
+        scope.audited = scope.plugin_id is not None and scope.operation is not None
+
+    def retrying(
+        self,
+        plugin_id: str | None,
+        operation: str | None,
+        run: Callable[[InvocationScope | None], _T],
+        *,
+        deadline: float | None = None,
+    ) -> _T:
+        """Run ``run`` inside an invocation scope; re-run it (up to
+        :data:`CONFLICT_RETRIES` times, with a short jittered back-off, never past
+        ``deadline``, a ``time.monotonic()`` value) when it conflicts and had no effects
+        outside the database. Otherwise the :class:`ConflictError` propagates."""
+        attempt = 0
+        while True:
+            scope: InvocationScope | None = None
+            try:
+                with self.invocation(plugin_id, operation) as scope:
+                    return run(scope)
+            except ConflictError:
+                attempt += 1
+                if scope is None or scope.effects or attempt > CONFLICT_RETRIES:
+                    raise
+                pause = random.uniform(0.0005, 0.002) * attempt  # noqa: S311 - jitter only
+                if deadline is not None and time.monotonic() + pause >= deadline:
+                    raise
+                time.sleep(pause)
 
     # -- internals ---------------------------------------------------------------------
-
-    def _scopes(self) -> list[_Scope]:
-        scopes: list[_Scope] | None = getattr(self._local, "scopes", None)
-        if scopes is None:
-            scopes = []
-            self._local.scopes = scopes
-        return scopes
-
-    def _pop_scope(self, scope: _Scope) -> None:
-        scopes = self._scopes()
-        if not scopes or scopes[-1] is not scope:
-            raise EmDashError("store.invocation() scopes exited out of order")
-        scopes.pop()
-
-    def _begin_pending_scopes(self) -> None:
-        # Outermost first, so the scopes' transactions nest in the order the scopes do.
-        for scope in getattr(self._local, "scopes", ()):
-            if scope.tx is None:
-                tx = _Tx(self, lazy=False)
-                tx.__enter__()
-                scope.tx = tx
 
     def _enter_tx(self) -> str | None:
         self.lock.acquire()
@@ -577,6 +1061,7 @@ class Db:
             raise
         if self._depth == 0:
             self._owner = threading.get_ident()
+            self._bumps = set()
         self._depth += 1
         self._callbacks.append(([], []))
         return savepoint
@@ -588,6 +1073,12 @@ class Db:
             if ok:
                 if savepoint is None:
                     try:
+                        if self._bumps and self.versioned:
+                            self.conn.executemany(
+                                "INSERT INTO _emdash_versions (scope, version) VALUES (?, 1) "
+                                "ON CONFLICT(scope) DO UPDATE SET version = version + 1",
+                                [(b,) for b in sorted(self._bumps)],
+                            )
                         self.conn.execute("COMMIT")
                     except BaseException:
                         ok = False
@@ -612,6 +1103,7 @@ class Db:
             self._depth -= 1
             if self._depth == 0:
                 self._owner = None
+                self._bumps = set()
             try:
                 if committed:
                     _run(on_commit)
@@ -632,6 +1124,11 @@ class Db:
                     self.conn.execute("ROLLBACK")
             finally:
                 self.conn.close()
+
+
+def _table_of(sql: str) -> str:
+    m = _WRITE_RE.match(sql)
+    return m.group(1) if m is not None else "?"
 
 
 def _run(callbacks: list[Callback]) -> None:

@@ -23,6 +23,7 @@ The rules (SQLite -> PostgreSQL):
 ``x IS NOT y`` (null-safe)                       ``x IS DISTINCT FROM y``
 ``DO UPDATE SET c = c + excluded.c``             the bare ``c`` on the right qualified with the
                                                  table (PostgreSQL finds it ambiguous)
+``t.value + excluded.value`` (JSON numbers)      ``(CAST(.. AS NUMERIC) + CAST(..))::text``
 ``strftime('%Y-%m-%dT%H:%M:%fZ', 'now')``        ``to_char`` of ``now()`` in UTC, same format
 ``sqlite_master`` (schema lookups)               the :data:`SCHEMA_LOOKUPS` statements
 ``FROM (subquery) GROUP BY`` (migrations)         the subquery named ``emdash_sub``
@@ -168,6 +169,9 @@ _BOOL_FIELD = re.compile(
     r"json_extract\((data, '\$\.\w+')\)( = \? AND json_type\(data, '\$\.\w+'\) "
     r"(?:= '(?:true|false)'|IN \('integer','real'\)))"
 )
+# Adding two JSON numbers stored as text (kv.increment): SQLite converts both, PostgreSQL
+# must be told to; the sum is stored as text again, as SQLite's TEXT column does.
+_TEXT_SUM = re.compile(r"\b(_emdash_options\.value) \+ (excluded\.value)\b")
 # SQLite's integers as truth values: a lone 1/0 standing as a condition.
 _BOOL_LITERAL = re.compile(
     r"(\bWHERE\s+|\bAND\s+|\bOR\s+|\bWHERE\s*\(|\bAND\s*\(|\bOR\s*\()([01])"
@@ -253,9 +257,10 @@ def _split_top(text: str) -> list[str]:
 _UPSERT = re.compile(
     r"^\s*INSERT\s+INTO\s+(\w+)\b.*?\bDO\s+UPDATE\s+SET\s+", re.IGNORECASE | re.DOTALL
 )
-_BARE_NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\b(?!\s*\()")
+_BARE_NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\b(?!\s*[(.])")
 _NOT_COLUMNS = frozenset(
-    "excluded null and or not is case when then else end true false in like".split()
+    "excluded null and or not is case when then else end true false in like where as cast "
+    "numeric text integer bigint real distinct from".split()
 )
 
 
@@ -308,6 +313,7 @@ def to_postgres(sql: str) -> str:
         sql = _OR_IGNORE.sub("INSERT INTO", sql, count=1)
     sql = _rewrite_blob_casts(sql)
     sql = _qualify_upsert(sql)
+    sql = _TEXT_SUM.sub(r"(CAST(\1 AS NUMERIC) + CAST(\2 AS NUMERIC))::text", sql)
     sql = _ORDER_KEY_SELECTED.sub(r"json_value_of(\1) AS ", sql)
     sql = _ORDER_KEY_COMPARED.sub(r"json_sortkey(\1) \2 emdash_key(?)", sql)
     sql = _ORDER_KEY.sub(r"json_sortkey(\1)", sql)
@@ -344,6 +350,10 @@ SCHEMA_LOOKUPS: dict[str, str] = {
     "SELECT 1 FROM sqlite_master WHERE lower(name) = lower(?)": (
         "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = current_schema() AND lower(c.relname) = lower(%s)"
+    ),
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_emdash_versions'": (
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+        "AND table_name = '_emdash_versions'"
     ),
     "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'": (
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
@@ -423,6 +433,9 @@ PG_FUNCTIONS = [
     "(CASE WHEN v::text ~ '^-?[0-9]+$' THEN 'integer' ELSE 'real' END) "
     "ELSE jsonb_typeof(v) END "
     "FROM (SELECT doc::jsonb #> string_to_array(substr(path, 3), '.') AS v) s $$",
+    # json_type(doc): the type of the whole document (kv.increment reads it).
+    "CREATE OR REPLACE FUNCTION json_type(doc TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE "
+    "STRICT PARALLEL SAFE AS $$ SELECT json_type(doc, '$') $$",
     _NUMKEY_FN,
     _SORTKEY_FN,
     # A cursor value (a parameter) as a sort key: overloads pick the kind by the type the
@@ -550,8 +563,10 @@ class PgSchema:
         # PostgreSQL 15 wants a name for a subquery in FROM (m5's backfill has one).
         sql = _UNNAMED_SUBQUERY.sub(") AS emdash_sub GROUP BY", sql)
         if _DDL.match(sql):
-            # SQLite's INTEGER is 64-bit; PostgreSQL's is 32.
+            # SQLite's INTEGER is 64-bit; PostgreSQL's is 32. Every PostgreSQL table is
+            # organised like SQLite's WITHOUT ROWID ones (a heap plus its key's index).
             sql = re.sub(r"\bINTEGER\b", "BIGINT", sql)
+            sql = re.sub(r"\s*\bWITHOUT ROWID\s*$", "", sql)
         if sql.lstrip().upper().startswith("SELECT"):
             return _Result([tuple(r.values()) for r in self._db.rows(sql, params)])
         self._db.execute(sql, params)

@@ -440,6 +440,17 @@ def _m7_plugin_pending_lifecycle(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE _emdash_plugins ADD COLUMN pending TEXT")
 
 
+def _m8_versions(db: sqlite_utils.Database) -> None:
+    # Optimistic concurrency (emdash._store._db): one version per scope a write changes
+    # (a row such as kv/<plugin>/<key>, a namespace such as kv/<plugin>, a table t/<name>).
+    # An invocation validates at commit that what it read still has the versions it saw.
+    # A scope never written has no row (version 0).
+    db.execute(
+        "CREATE TABLE _emdash_versions (scope TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        " WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core: options, plugin storage and indexes, audit log, plugin registry", _m1_core),
     (2, "content collections and items, users", _m2_content_users),
@@ -452,6 +463,7 @@ MIGRATIONS: list[Migration] = [
     ),
     (6, "content revisions: collection supports, draft and live revisions", _m6_content_revisions),
     (7, "plugin registry: pending lifecycle transition", _m7_plugin_pending_lifecycle),
+    (8, "optimistic concurrency: scope versions", _m8_versions),
 ]
 
 
@@ -486,4 +498,7 @@ def migrate(db: Db, migrations: list[Migration] | None = None) -> list[int]:
                 (number, name, db.now()),
             )
             applied.append(number)
+    db.versioned = bool(
+        db.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_emdash_versions'")
+    )
     return applied

@@ -22,6 +22,8 @@ transaction, before the row changes; the counters themselves are kept by trigger
 from __future__ import annotations
 
 import builtins
+import json
+import math
 from typing import Any
 
 from .._shared._errors import BridgeError
@@ -39,7 +41,30 @@ from ._values import (
     prefix_bounds,
 )
 
-__all__ = ["KVEntries", "Options"]
+__all__ = ["KVEntries", "Options", "option_scopes", "point_scope"]
+
+
+def point_scope(name: str) -> str:
+    """The version scope of one option row: ``kv/<plugin>/<key>`` for a plugin's KV key,
+    ``opt/<name>`` for a site option."""
+    if name.startswith("plugin:"):
+        plugin, _, key = name[7:].partition(":")
+        return f"kv/{plugin}/{key}"
+    return f"opt/{name}"
+
+
+def option_scopes(name: str) -> tuple[str, str]:
+    """The scopes a write of one option row changes: its point and its namespace
+    (``kv/<plugin>``, what a kv.list reads; ``opt`` for site options)."""
+    if name.startswith("plugin:"):
+        plugin, _, key = name[7:].partition(":")
+        return f"kv/{plugin}/{key}", f"kv/{plugin}"
+    return f"opt/{name}", "opt"
+
+
+def _canonical(value: Any) -> str:
+    # Exact JSON equality: 1 and 1.0, true and 1 differ; key order does not matter.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 class Options:
@@ -52,7 +77,9 @@ class Options:
         name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
         # scalar(), not row(): no dict per row on this hot path (every ctx.kv.get). The
         # column is NOT NULL, so None means "no such row".
-        text = self._db.scalar("SELECT value FROM _emdash_options WHERE name = ?", (name,))
+        text = self._db.scalar(
+            "SELECT value FROM _emdash_options WHERE name = ?", (name,), scopes=(point_scope(name),)
+        )
         return default if text is None else decode_json(text)
 
     def set(self, name: str, value: Any) -> None:
@@ -65,6 +92,7 @@ class Options:
 
     def _upsert(self, name: str, text: str) -> None:
         """The write itself; the caller holds a transaction."""
+        self._db.touch(*option_scopes(name))
         self._db.execute(
             "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
@@ -75,6 +103,7 @@ class Options:
     def delete(self, name: str) -> bool:
         name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
         with self._db.transaction():
+            self._db.touch(*option_scopes(name))
             return self._db.execute("DELETE FROM _emdash_options WHERE name = ?", (name,)) > 0
 
     def list(self, prefix: str = "") -> dict[str, Any]:
@@ -116,9 +145,13 @@ class KVEntries:
         db = self._options._db
         with db.transaction():
             # Inside the transaction (lock held): nothing moves between check and write.
-            old = db.scalar(
-                "SELECT length(CAST(value AS BLOB)) FROM _emdash_options WHERE name = ?", (name,)
-            )
+            # On the connection itself, not recorded as a read: a blind kv.set must not
+            # conflict with other writes of the key; the size is for the quota only.
+            found = db.conn.execute(
+                "SELECT length(CAST(value AS BLOB)) FROM _emdash_options WHERE name = ?",
+                (name,),
+            ).fetchone()
+            old = None if found is None else found[0]
             size = utf8_len(text)
             if old is None:
                 grow, rows = utf8_len(name) - len(f"plugin:{plugin_id}:") + size, 1
@@ -220,7 +253,13 @@ class KVEntries:
             sql += " LIMIT ?"
             params.append(limit)
         return bounded_rows(
-            self._options._db, sql, params, budget=None, what=what, plugin_id=plugin_id
+            self._options._db,
+            sql,
+            params,
+            budget=None,
+            what=what,
+            plugin_id=plugin_id,
+            scopes=(f"kv/{plugin_id}",),
         )
 
     def delete_all(self, plugin_id: str) -> int:
@@ -229,6 +268,94 @@ class KVEntries:
         low, high = prefix_bounds(f"plugin:{plugin_id}:")
         db = self._options._db
         with db.transaction():
+            # Every deleted key's own scope changes too (a reader of one key must see it).
+            for row in db.rows(
+                "SELECT name FROM _emdash_options WHERE name >= ? AND name < ?",
+                (low, high),
+                scopes=(f"kv/{plugin_id}",),
+            ):
+                db.touch(point_scope(row["name"]))
+            db.touch(f"kv/{plugin_id}")
             return db.execute(
                 "DELETE FROM _emdash_options WHERE name >= ? AND name < ?", (low, high)
             )
+
+    def increment(self, plugin_id: str, key: str, by: object = 1) -> int | float:
+        """Add ``by`` to the number stored under ``key`` (absent counts as 0) and return
+        the new value as this invocation sees it.
+
+        Inside an invocation the addition is logged as a delta and applied at commit
+        (``value = value + by``) without putting the key in the invocation's read set, so
+        concurrent increments never conflict with each other; a value that is no longer a
+        number at commit is a conflict. ``by`` is a finite int or float (not a bool).
+        """
+        name = self._name(plugin_id, key)
+        if type(by) not in (int, float) or not math.isfinite(by):  # type: ignore[arg-type]
+            raise BridgeError(
+                f"kv.increment: by must be a finite number (int or float), got {type(by).__name__}",
+                plugin_id=plugin_id,
+            )
+        text = encode_json(by, what=f'kv.increment amount for key "{key}"', plugin_id=plugin_id)
+        db = self._options._db
+        with db.transaction():
+            # Read on the connection itself: the increment's point is not to depend on
+            # (and so not to be validated against) the value it adds to.
+            cur = db.conn.execute(
+                "SELECT value, json_type(value) FROM _emdash_options WHERE name = ?", (name,)
+            )
+            old = cur.fetchone()
+            if old is not None and old[1] not in ("integer", "real"):
+                raise BridgeError(
+                    f'kv.increment: key "{key}" of plugin {plugin_id} holds {old[1]}, not a '
+                    "number; set it to a number (or delete it) first",
+                    plugin_id=plugin_id,
+                )
+            db.touch(*option_scopes(name))
+            db.execute(
+                "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = _emdash_options.value + excluded.value, "
+                "updated_at = excluded.updated_at "
+                "WHERE json_type(_emdash_options.value) IN ('integer', 'real')",
+                (name, text, db.now()),
+                expect=1,
+            )
+            new = db.conn.execute(
+                "SELECT value FROM _emdash_options WHERE name = ?", (name,)
+            ).fetchone()[0]
+            value = decode_json(new) if isinstance(new, str) else new
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise BridgeError(
+                    f'kv.increment: key "{key}" of plugin {plugin_id} would leave the range '
+                    "of numbers it can hold; nothing was changed",
+                    plugin_id=plugin_id,
+                )
+            if old is None:
+                grow, rows = utf8_len(name) - len(f"plugin:{plugin_id}:") + utf8_len(str(new)), 1
+            else:
+                grow, rows = utf8_len(str(new)) - utf8_len(str(old[0])), 0
+            self._quota.check(plugin_id, grow, rows, what="this kv.increment")
+            return value  # type: ignore[no-any-return]
+
+    def compare_and_set(self, plugin_id: str, key: str, expected: Any, new: Any) -> bool:
+        """Set ``key`` to ``new`` only if it holds ``expected`` (exact JSON equality;
+        ``None`` expected = the key is absent; ``None`` new = delete the key); returns
+        whether it did. Atomic: inside an invocation the read is validated at commit."""
+        name = self._name(plugin_id, key)
+        db = self._options._db
+        with db.transaction():
+            text = db.scalar(
+                "SELECT value FROM _emdash_options WHERE name = ?",
+                (name,),
+                scopes=(point_scope(name),),
+            )
+            if expected is None:
+                same = text is None
+            else:
+                same = text is not None and _canonical(decode_json(text)) == _canonical(expected)
+            if not same:
+                return False
+            if new is None:
+                self._options.delete(name)
+            else:
+                self.set(plugin_id, key, new)
+            return True

@@ -1,31 +1,35 @@
-"""The PostgreSQL twin of :class:`~emdash._store._db.Db`: same interface, a pool of connections.
+"""The PostgreSQL twin of :class:`~emdash._store._db.Db`: the same Db, another connection.
 
-The repositories call ``rows``/``row``/``scalar``/``execute``/``transaction``/``invocation``
-exactly as on SQLite; each statement is rewritten once by
-:func:`~emdash._store._dialect.to_postgres`. What differs underneath:
+:class:`PgDb` *is* the store's :class:`Db` (invocation scopes, optimistic validation, write
+logs, savepoints, callbacks: one implementation); only its ``conn`` differs. It is a
+:class:`_PgConnection`, which answers the calls ``Db`` makes on a ``sqlite3`` connection
+(``execute``, ``executemany``, ``in_transaction``, ``close``) on PostgreSQL, each
+statement rewritten once by :func:`~emdash._store._dialect.to_postgres`:
 
 Connections
     A ``psycopg_pool`` pool per host (``pool_size``, default 8), every connection in
     autocommit mode with server-side timeouts (a statement, a lock wait and an idle
-    transaction each have a bound), connecting with a timeout. A read outside a
-    transaction borrows a connection for that statement. A transaction keeps one
-    connection, per thread, until it ends. Connections are checked when borrowed, so after
-    the server restarts the pool reconnects by itself: the requests made while it was down
-    fail with a :class:`StorageError`, the next ones work, no host restart.
+    transaction each have a bound), connecting with a timeout. A statement outside a
+    transaction borrows a connection for itself; a transaction keeps one until it ends.
+    Connections are checked when borrowed, so after the server restarts the pool
+    reconnects by itself: requests made while it was down fail with a
+    :class:`StorageError`, the next ones work, without restarting the host.
 
 Transactions
-    SQLite's ``BEGIN IMMEDIATE`` makes one writer per database at a time; the store's
-    read-modify-write paths (quotas, counters, registry transitions) rely on it. Here the
-    outermost level is ``BEGIN`` plus ``pg_advisory_xact_lock`` on the site's write key,
-    the same guarantee across every host of the site (the lock is the server's, released
-    by the commit or rollback, or by the server when a host dies). Reads do not take it.
-    Nested levels are savepoints; invocation scopes work as on SQLite, per thread.
+    ``Db`` opens each outermost transaction with SQLite's ``BEGIN IMMEDIATE``: one writer
+    per database, which the store's read-modify-write paths and the commit of an
+    invocation (validate the read set, replay the log, bump versions) rely on. Here it is
+    ``BEGIN`` plus ``pg_advisory_xact_lock`` on the site's write key: the same guarantee
+    across every host of the site (the server releases it at commit or rollback, or when
+    a host dies). Those transactions are short by design (an invocation never holds one
+    while it waits), so one site-wide writer at a time costs little; reads never take it.
+    ``Db``'s lock keeps one transaction per host at a time, as on SQLite.
 
 Errors
     ``psycopg`` errors never leave this module: integrity violations become the
     ``sqlite3.IntegrityError`` the repositories already catch (with SQLite's wording and
     the violated index's name), everything else a :class:`StorageError` saying what to do.
-    No message carries the password: the URL is shown redacted, and the password text is
+    No message carries the password: the URL is shown redacted, and the password's text is
     removed from any server or driver message.
 """
 
@@ -33,9 +37,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -44,7 +48,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .._shared._errors import EmDashError, StorageError
-from ._db import Callback, Db, Params, _run, _UlidSource
+from ._db import Db, Params
 from ._dialect import (
     PG_FUNCTIONS,
     PgSchema,
@@ -71,18 +75,12 @@ IDLE_TX_TIMEOUT_MS = 60_000
 SITE_WRITE_KEY = 0x656D6461736801  # "emdash" + 1
 #: The advisory lock key migrations hold (several hosts starting at once).
 MIGRATION_KEY = 0x656D6461736802
+#: The first key of a plugin's lifecycle lock (the second is a hash of its id).
+LIFECYCLE_CLASS = 0x656D64
 
 
 class PgIntegrityError(sqlite3.IntegrityError):
     """An integrity violation on PostgreSQL, in the form the repositories catch."""
-
-
-class _Thread(threading.local):
-    def __init__(self) -> None:
-        self.conn: psycopg.Connection[Any] | None = None
-        self.depth = 0
-        self.savepoints = 0
-        self.callbacks: list[tuple[list[Callback], list[Callback]]] = []
 
 
 class _Cursor:
@@ -107,14 +105,81 @@ class _Cursor:
         self._rows = iter(())
 
 
-class _ConnShim:
-    """``db.conn`` for the paths that use the SQLite connection directly."""
+class _PgConnection:
+    """What ``Db`` uses of a ``sqlite3`` connection, on a pool of PostgreSQL connections.
 
-    def __init__(self, db: PgDb) -> None:
+    Every call is made under ``Db.lock`` (as on SQLite), so while a transaction is open the
+    caller is the thread that opened it, and its statements go to the transaction's
+    connection; any other statement borrows a pooled connection for itself."""
+
+    def __init__(self, db: PgDb, pool: ConnectionPool[Any]) -> None:
         self._db = db
+        self._pool = pool
+        self._tx: psycopg.Connection[Any] | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._tx is not None
 
     def execute(self, sql: str, params: Params = ()) -> _Cursor:
-        return self._db._run(sql, params, fetch=True)
+        word = sql[:16].upper()
+        if word.startswith("BEGIN"):
+            self._begin()
+            return _Cursor(None, [], -1)
+        if word in ("COMMIT", "ROLLBACK"):
+            self._end(word)
+            return _Cursor(None, [], -1)
+        if word.startswith("PRAGMA"):
+            return _Cursor(None, [], -1)  # SQLite's connection settings: nothing to set here
+        return self._db._run(self._tx, sql, params, fetch=True)
+
+    def executemany(self, sql: str, seq: Sequence[Params]) -> _Cursor:
+        rows = [pg_params(p) for p in seq]
+        text = to_postgres(sql)
+        try:
+            if self._tx is not None:
+                with self._tx.cursor() as cur:
+                    cur.executemany(text, rows)
+                    return _Cursor(None, [], cur.rowcount)
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                cur.executemany(text, rows)
+                return _Cursor(None, [], cur.rowcount)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._db._error(exc) from None
+
+    def _begin(self) -> None:
+        if self._tx is not None:
+            raise EmDashError("a PostgreSQL transaction is already open on this store")
+        try:
+            conn = self._pool.getconn()
+        except PoolTimeout as exc:
+            raise self._db._error(exc) from None
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SITE_WRITE_KEY,))
+        except psycopg.Error as exc:
+            _abandon(conn)
+            self._pool.putconn(conn)
+            raise self._db._error(exc) from None
+        self._tx = conn
+
+    def _end(self, word: str) -> None:
+        conn = self._tx
+        if conn is None:
+            return
+        self._tx = None
+        try:
+            conn.execute(word)
+        except psycopg.Error as exc:
+            _abandon(conn)
+            if word == "COMMIT":
+                raise self._db._error(exc) from None
+            # A failed ROLLBACK (the connection died): the server has dropped the
+            # transaction with the connection; the pool discards it.
+        finally:
+            self._pool.putconn(conn)
+
+    # -- what else Db, the repositories and tests use of a sqlite3 connection --------
 
     def query(self, sql: str, params: Params = ()) -> Iterator[dict[str, Any]]:
         """``sqlite_utils.Database.query``: rows as dicts (tests inspect tables with it)."""
@@ -123,8 +188,13 @@ class _ConnShim:
     def __getitem__(self, table: str) -> _TableShim:
         return _TableShim(self._db, table)
 
-    def getlimit(self, category: int) -> int:  # noqa: ARG002 - one limit matters
+    def getlimit(self, category: int) -> int:  # noqa: ARG002 - one limit is asked for
         return 32766  # PostgreSQL allows 65535 parameters; SQLite's default keeps batches equal
+
+    def close(self) -> None:
+        if self._tx is not None:
+            self._end("ROLLBACK")
+        self._pool.close(timeout=5.0)
 
 
 class _TableShim:
@@ -153,23 +223,14 @@ class PgDb(Db):
         pool_size: int = DEFAULT_POOL_SIZE,
         password: str | None = None,
     ) -> None:
-        # Deliberately not Db.__init__: that opens SQLite. Every method that touches the
-        # connection is overridden below; the clock and ids are shared.
+        # Db's own state (locks, scopes, clock, ids, versions...) is set up by Db itself,
+        # on a throwaway in-memory SQLite connection that is closed at once and replaced:
+        # whatever state Db grows, PgDb has it too.
+        super().__init__(":memory:", clock=clock)
+        self.conn.close()
         self.is_memory = False
         self.path = redact_url(url)
-        self.lock = threading.RLock()
-        self.closed = False
         self._secret = password or _password_of(url)
-        self._ids = _UlidSource()
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._system_clock = clock is None
-        self._second = (-1, "")
-        self._local = threading.local()
-        self._t = _Thread()
-        # No sqlite_utils here: Store.db (schema inspection, tests) and db.conn get the
-        # shim's execute(sql, params) -> cursor, which is all they are used for.
-        self.conn = _ConnShim(self)  # type: ignore[assignment]
-        self.sdb = self.conn  # type: ignore[assignment]
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": CONNECT_TIMEOUT_S,
@@ -181,17 +242,21 @@ class PgDb(Db):
         }
         if password is not None:
             kwargs["password"] = password
-        self._pool = ConnectionPool(
+        self._pool: ConnectionPool[Any] = ConnectionPool(
             url,
             min_size=1,
             max_size=max(1, pool_size),
             kwargs=kwargs,
             timeout=POOL_WAIT_S,
             check=ConnectionPool.check_connection,
-            reconnect_timeout=0,  # never give up on the server: it may come back
             name="emdash",
             open=False,
         )
+        pg = _PgConnection(self, self._pool)
+        # No sqlite_utils here: Store.db (schema inspection, tests) gets the connection,
+        # whose execute/query/[table].count are all it is used for.
+        self.conn = pg  # type: ignore[assignment]
+        self.sdb = pg  # type: ignore[assignment]
         try:
             self._pool.open(wait=True, timeout=POOL_WAIT_S)
             self._check_database()
@@ -287,7 +352,9 @@ class PgDb(Db):
 
     # -- statements --------------------------------------------------------------------
 
-    def _run(self, sql: str, params: Params, *, fetch: bool) -> _Cursor:
+    def _run(
+        self, conn: psycopg.Connection[Any] | None, sql: str, params: Params, *, fetch: bool
+    ) -> _Cursor:
         if self.closed:
             raise StorageError(
                 "Storage failure: the store was closed (this Runtime/Store can no longer be "
@@ -295,7 +362,6 @@ class PgDb(Db):
             )
         text = to_postgres(sql)
         args = pg_params(params)
-        conn = self._t.conn
         try:
             if conn is not None:
                 return _result(conn.execute(text, args), fetch)
@@ -304,147 +370,61 @@ class PgDb(Db):
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error(exc) from None
 
-    def rows(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
-        cur = self._run(sql, params, fetch=True)
-        names = [d[0] for d in cur.description or ()]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-    def scalar(self, sql: str, params: Params = ()) -> Any:
-        r = self._run(sql, params, fetch=True).fetchone()
-        return None if r is None else r[0]
-
-    def execute(self, sql: str, params: Params = ()) -> int:
-        if not self.in_transaction_here():
-            raise EmDashError("store write outside a transaction (use store.transaction())")
-        return self._run(sql, params, fetch=False).rowcount
-
-    def executemany(self, sql: str, seq: Sequence[Params]) -> int:
-        if not self.in_transaction_here():
-            raise EmDashError("store write outside a transaction (use store.transaction())")
-        conn = self._t.conn
-        assert conn is not None
-        try:
-            with conn.cursor() as cur:
-                cur.executemany(to_postgres(sql), [pg_params(p) for p in seq])
-                return cur.rowcount
-        except psycopg.Error as exc:
-            raise self._error(exc) from None
+    # -- migrations ----------------------------------------------------------------------
 
     def lock_migrations(self) -> None:
         """Inside the migration's transaction: one host at a time applies migrations."""
-        self._run("SELECT pg_advisory_xact_lock(?)", (MIGRATION_KEY,), fetch=True)
+        self.scalar("SELECT pg_advisory_xact_lock(?)", (MIGRATION_KEY,))
 
     def prepare_schema(self) -> None:
         """The SQLite functions the store's SQL uses (under the migration lock)."""
         for statement in PG_FUNCTIONS:
-            self._run(statement, (), fetch=False)
+            self.conn.execute(statement)
 
     def schema(self) -> object:
         return PgSchema(self)
 
-    # -- transactions ------------------------------------------------------------------
+    # -- several hosts -------------------------------------------------------------------
 
-    def in_transaction_here(self) -> bool:
-        return self._t.depth > 0
-
-    def _require_tx(self) -> tuple[list[Callback], list[Callback]]:
-        if not self.in_transaction_here():
-            raise EmDashError("store callback registered outside a transaction")
-        return self._t.callbacks[-1]
-
-    def _enter_tx(self) -> str | None:
-        # The store lock is held for the transaction's whole duration, as on SQLite: this
-        # host's writers are serialized by the site lock anyway, and code that must not
-        # wait for a writer (the audit flush) tests this lock without blocking.
-        self.lock.acquire()
+    @contextmanager
+    def lifecycle_lock(self, plugin_id: str) -> Iterator[None]:
+        """A session-level advisory lock on the plugin's id, on a connection of its own,
+        held while this host decides and runs the plugin's lifecycle transition: hosts
+        starting together take turns, and the later ones find the transition done (its
+        ``pending`` cleared). A host that dies holding it loses its session, so the lock
+        is released and the next host finds the transition still owed and runs it."""
         try:
-            savepoint = self._begin_level()
-        except BaseException:
-            self.lock.release()
-            raise
-        return savepoint
-
-    def _begin_level(self) -> str | None:
-        t = self._t
-        if self.closed:
-            raise EmDashError("the store is closed")
-        savepoint: str | None = None
-        if t.depth == 0:
+            conn = self._pool.getconn()
+        except PoolTimeout as exc:
+            raise self._error(exc) from None
+        try:
             try:
-                conn = self._pool.getconn()
-            except PoolTimeout as exc:
-                raise self._error(exc) from None
-            try:
-                conn.execute("BEGIN")
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (SITE_WRITE_KEY,))
+                conn.execute(
+                    "SELECT pg_advisory_lock(%s, hashtext(%s))", (LIFECYCLE_CLASS, plugin_id)
+                )
             except psycopg.Error as exc:
-                _abandon(conn)
-                self._pool.putconn(conn)
                 raise self._error(exc) from None
-            t.conn = conn
-        else:
-            t.savepoints += 1
-            savepoint = f"emdash_sp_{t.savepoints}"
-            self._run(f"SAVEPOINT {savepoint}", (), fetch=False)
-        t.depth += 1
-        t.callbacks.append(([], []))
-        return savepoint
-
-    def _exit_tx(self, savepoint: str | None, *, ok: bool) -> None:
-        t = self._t
-        on_commit, on_rollback = t.callbacks.pop()
-        committed = False
-        conn = t.conn
-        assert conn is not None
-        try:
-            if ok:
-                if savepoint is None:
-                    try:
-                        conn.execute("COMMIT")
-                    except psycopg.Error as exc:
-                        ok = False
-                        _abandon(conn)
-                        raise self._error(exc) from None
-                    committed = True
-                else:
-                    self._run(f"RELEASE SAVEPOINT {savepoint}", (), fetch=False)
-                    t.callbacks[-1][0].extend(on_commit)
-                    t.callbacks[-1][1].extend(on_rollback)
-            elif savepoint is None:
-                _abandon(conn)
-            elif conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR or (
-                conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
-            ):
-                self._run(f"ROLLBACK TO SAVEPOINT {savepoint}", (), fetch=False)
-                self._run(f"RELEASE SAVEPOINT {savepoint}", (), fetch=False)
-        finally:
-            t.depth -= 1
-            if t.depth == 0:
-                t.conn = None
-                t.savepoints = 0
-                self._pool.putconn(conn)
             try:
-                if committed:
-                    _run(on_commit)
-                elif not ok:
-                    _run(on_rollback)
+                yield
             finally:
-                self.lock.release()
+                try:
+                    conn.execute(
+                        "SELECT pg_advisory_unlock(%s, hashtext(%s))",
+                        (LIFECYCLE_CLASS, plugin_id),
+                    )
+                except psycopg.Error:
+                    conn.close()  # the session ends, and its locks with it
+        finally:
+            self._pool.putconn(conn)
 
     # -- lifetime ----------------------------------------------------------------------
 
     def _close_pool(self) -> None:
+        self.closed = True
         try:
             self._pool.close(timeout=5.0)
         except Exception:  # noqa: BLE001 - closing must not mask the original error
             log.warning("store: closing the PostgreSQL pool failed", exc_info=True)
-
-    def close(self) -> None:
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            self._close_pool()
 
 
 def _result(cur: psycopg.Cursor[Any], fetch: bool) -> _Cursor:

@@ -75,6 +75,7 @@ class PluginDocuments:
         row = self._db.row(
             "SELECT data FROM _plugin_storage WHERE plugin_id = ? AND collection = ? AND id = ?",
             (pid, coll, doc_id),
+            scopes=(_point(pid, coll, doc_id),),
         )
         return None if row is None else decode_json(row["data"])
 
@@ -88,6 +89,7 @@ class PluginDocuments:
         pid, coll = _scope(plugin_id, collection)
         doc_id = check_doc_id(id, plugin_id=pid)
         with self._db.transaction():
+            self._db.touch(_point(pid, coll, doc_id), _namespace(pid, coll))
             return (
                 self._db.execute(
                     "DELETE FROM _plugin_storage WHERE plugin_id = ? AND collection = ? AND id = ?",
@@ -103,6 +105,7 @@ class PluginDocuments:
             self._db.scalar(
                 "SELECT 1 FROM _plugin_storage WHERE plugin_id = ? AND collection = ? AND id = ?",
                 (pid, coll, doc_id),
+                scopes=(_point(pid, coll, doc_id),),
             )
         )
 
@@ -131,6 +134,7 @@ class PluginDocuments:
                 what=f"storage.{coll}.getMany",
                 plugin_id=pid,
                 used=used,
+                scopes=[_point(pid, coll, i) for i in chunk],
             )
             if cut:
                 raise BridgeError(
@@ -172,6 +176,7 @@ class PluginDocuments:
         wanted = list(dict.fromkeys(_ids(ids, pid)))
         deleted = 0
         with self._db.transaction():
+            self._db.touch(_namespace(pid, coll), *(_point(pid, coll, i) for i in wanted))
             for start in range(0, len(wanted), _CHUNK):
                 chunk = wanted[start : start + _CHUNK]
                 deleted += self._db.execute(
@@ -185,6 +190,7 @@ class PluginDocuments:
         now = self._db.now()
         try:
             with self._db.transaction():
+                self._db.touch(_namespace(pid, coll), *(_point(pid, coll, i) for i, _ in rows))
                 self._check_quota(pid, coll, rows)
                 self._db.executemany(
                     "INSERT INTO _plugin_storage "
@@ -212,6 +218,9 @@ class PluginDocuments:
                 "SELECT id, length(CAST(data AS BLOB)) AS n FROM _plugin_storage "
                 f"WHERE plugin_id = ? AND collection = ? AND id IN ({', '.join('?' * len(chunk))})",
                 (pid, coll, *chunk),
+                # For the quota only: a blind put must not depend on (conflict over) the
+                # documents it replaces.
+                scopes=(),
             ):
                 old[r["id"]] = int(r["n"])
         grow = new_rows = 0
@@ -257,6 +266,7 @@ class PluginDocuments:
                 f"SELECT COUNT(*) FROM _plugin_storage WHERE {_scope_sql(pid, coll)} "
                 f"AND ({where_sql})",
                 params,
+                scopes=(_namespace(pid, coll),),
             )
         )
 
@@ -293,6 +303,7 @@ class PluginDocuments:
             size_expr="length(CAST(id AS BLOB)) + length(CAST(data AS BLOB))",
             what=f"storage.{coll}.query",
             plugin_id=pid,
+            versions=(_namespace(pid, coll),),
         )
         out: dict[str, Any] = {
             "items": [{"id": r["id"], "data": decode_json(r["data"])} for r in page.rows],
@@ -420,6 +431,16 @@ class PluginDocuments:
         self._db.execute(
             "DELETE FROM _plugin_indexes WHERE plugin_id = ? AND index_name = ?", (pid, name)
         )
+
+
+def _point(pid: str, coll: str, doc_id: str) -> str:
+    """The version scope of one document (see emdash._store._db)."""
+    return f"st/{pid}/{coll}/{doc_id}"
+
+
+def _namespace(pid: str, coll: str) -> str:
+    """The version scope of a collection: what queries and counts read."""
+    return f"st/{pid}/{coll}"
 
 
 def _scope(plugin_id: str, collection: str) -> tuple[str, str]:

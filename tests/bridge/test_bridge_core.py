@@ -16,6 +16,8 @@ WIRE_METHODS = {
     "kv/set",
     "kv/delete",
     "kv/list",
+    "kv/increment",
+    "kv/compareAndSet",
     "storage/get",
     "storage/put",
     "storage/delete",

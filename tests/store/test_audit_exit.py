@@ -1,9 +1,10 @@
 """Audit records reach the database when a process ends without ``close()``.
 
 Real child processes on a real SQLite file: a site that served 300 committing route calls
-(more than one buffer's worth, so some records are still buffered) and then exits, is
-sent SIGTERM or SIGINT, or is SIGKILLed once the background flusher has had its turn.
-Every committed call must have its audit row.
+(their records commit with their writes) and 300 read-only ones (buffered: more than one
+buffer's worth, so some are still buffered) and then exits, is sent SIGTERM or SIGINT, or
+is SIGKILLed once the background flusher has had its turn. Every call must have its audit
+row.
 """
 
 from __future__ import annotations
@@ -39,13 +40,17 @@ CHILD = textwrap.dedent(
     def bump(route_ctx, ctx):
         ctx.kv.set("n", (ctx.kv.get("n") or 0) + 1)
 
+    def peek(route_ctx, ctx):
+        return ctx.kv.get("n")
+
     rt = Runtime(db)
     if how != "sigkill":
         # Only the exit paths under test may write the buffer, not the age flusher.
         rt.store.audit_records.flush_after_s = None
-    rt.add_plugin({"id": "counter"}, source=define_plugin(routes={"bump": bump}), trusted=True)
+    rt.add_plugin({"id": "counter"}, source=define_plugin(routes={"bump": bump, "peek": peek}), trusted=True)
     for _ in range(calls):
         rt.invoke_route("counter", "bump")
+        rt.invoke_route("counter", "peek")
     pending = rt.store.audit_records.pending()
     assert pending, "nothing left buffered: the test would prove nothing"
     if how == "host-handler":
@@ -133,7 +138,7 @@ def test_every_committed_call_has_its_audit_row(
     returncode, err = run_child(db, how, send)
     assert returncode == status, err
     assert counter(db) == CALLS
-    assert audit_rows(db) == CALLS
+    assert audit_rows(db) == 2 * CALLS
 
 
 def test_a_host_sigterm_handler_is_left_alone(tmp_path: Path) -> None:

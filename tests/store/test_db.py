@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -110,13 +111,24 @@ def test_invocation_write_then_exception_leaves_nothing(store: Store) -> None:
     assert store.options.get("x") is None
 
 
+def _elsewhere(read: Callable[[], object]) -> object:
+    """``read()`` run on another thread (outside this thread's invocation scope)."""
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(read()))
+    t.start()
+    t.join(10)
+    return out[0]
+
+
 def test_invocation_commits_all_writes_on_normal_exit(store: Store) -> None:
     with store.invocation():
         store.kv_entries.set("p", "a", 1)
-        assert store.lock._is_owned()  # type: ignore[attr-defined]
+        # The write is in the invocation's log: no lock is held between its calls.
+        assert not store.lock._is_owned()  # type: ignore[attr-defined]
         store.kv_entries.set("p", "b", 2)
-        # Reads inside the scope see the scope's own writes.
+        # Reads inside the scope see the scope's own writes; other threads do not yet.
         assert store.kv_entries.get("p", "a") == 1
+        assert _elsewhere(lambda: store.kv_entries.get("p", "a")) is None
     assert not store.lock._is_owned()  # type: ignore[attr-defined]
     assert [e["key"] for e in store.kv_entries.list("p")] == ["a", "b"]
 
@@ -162,7 +174,7 @@ def test_read_only_invocation_never_takes_the_lock(store: Store) -> None:
     assert store.kv_entries.get("p", "other") == 2
 
 
-def test_writing_invocation_holds_the_lock_until_it_ends(store: Store) -> None:
+def test_writing_invocation_holds_no_lock_while_it_waits(store: Store) -> None:
     wrote = threading.Event()
     release = threading.Event()
 
@@ -175,13 +187,15 @@ def test_writing_invocation_holds_the_lock_until_it_ends(store: Store) -> None:
     t = threading.Thread(target=plugin)
     t.start()
     assert wrote.wait(10)
-    # Other threads can neither write nor read uncommitted rows meanwhile.
-    assert not store.lock.acquire(blocking=False)
-    release.set()
-    t.join(10)
+    # Other threads can write meanwhile, and never read the uncommitted row.
     assert store.lock.acquire(blocking=False)
     store.lock.release()
+    store.kv_entries.set("p", "other", 2)
+    assert store.kv_entries.get("p", "k") is None
+    release.set()
+    t.join(10)
     assert store.kv_entries.get("p", "k") == 1
+    assert store.kv_entries.get("p", "other") == 2
 
 
 def test_nested_invocation_joins_outer_and_fails_alone(store: Store) -> None:
@@ -193,7 +207,7 @@ def test_nested_invocation_joins_outer_and_fails_alone(store: Store) -> None:
             store.kv_entries.set("p", "inner-bad", 1)
             raise RuntimeError("nested handler failed")
         # Nothing is committed before the outer scope ends.
-        assert store._db.in_transaction_here()
+        assert _elsewhere(lambda: store.kv_entries.list("p")) == []
     assert [e["key"] for e in store.kv_entries.list("p")] == ["inner-ok", "outer"]
 
 
