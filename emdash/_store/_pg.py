@@ -67,6 +67,7 @@ DEFAULT_POOL_SIZE = 8
 #: How long a thread waits for a free connection, and a connection attempt lasts.
 POOL_WAIT_S = 10.0
 CONNECT_TIMEOUT_S = 5
+RECONNECT_GIVE_UP_S = 2.0
 #: Server-side bounds (milliseconds): one statement, one lock wait, an idle transaction.
 STATEMENT_TIMEOUT_MS = 30_000
 LOCK_TIMEOUT_MS = 15_000
@@ -150,18 +151,23 @@ class _PgConnection:
     def _begin(self) -> None:
         if self._tx is not None:
             raise EmDashError("a PostgreSQL transaction is already open on this store")
-        try:
-            conn = self._pool.getconn()
-        except PoolTimeout as exc:
-            raise self._db._error(exc) from None
-        try:
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SITE_WRITE_KEY,))
-        except psycopg.Error as exc:
-            _abandon(conn)
-            self._pool.putconn(conn)
-            raise self._db._error(exc) from None
-        self._tx = conn
+        for attempt in (1, 2):
+            try:
+                conn = self._pool.getconn()
+            except PoolTimeout as exc:
+                raise self._db._error(exc) from None
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (SITE_WRITE_KEY,))
+            except psycopg.Error as exc:
+                _abandon(conn)
+                self._pool.putconn(conn)
+                # A connection the server dropped (it restarted): once more, on a new one.
+                if attempt == 1 and isinstance(exc, psycopg.OperationalError) and conn.closed:
+                    continue
+                raise self._db._error(exc) from None
+            self._tx = conn
+            return
 
     def _end(self, word: str) -> None:
         conn = self._tx
@@ -248,7 +254,14 @@ class PgDb(Db):
             max_size=max(1, pool_size),
             kwargs=kwargs,
             timeout=POOL_WAIT_S,
-            check=ConnectionPool.check_connection,
+            # No check on every borrow (it costs a round trip per statement): a connection
+            # found dead is discarded by the pool when returned, and the statement that
+            # met it is tried once more on a fresh one (see _run and _begin).
+            # A failed connection attempt is retried with a growing back-off; after a few
+            # seconds the pool gives up on it, and the next request makes a fresh attempt
+            # at once. So a server that comes back is used by the next request, instead
+            # of after a back-off grown long while it was down.
+            reconnect_timeout=RECONNECT_GIVE_UP_S,
             name="emdash",
             open=False,
         )
@@ -365,8 +378,17 @@ class PgDb(Db):
         try:
             if conn is not None:
                 return _result(conn.execute(text, args), fetch)
-            with self._pool.connection() as c:
-                return _result(c.execute(text, args), fetch)
+            for attempt in (1, 2):
+                used: psycopg.Connection[Any] | None = None
+                try:
+                    with self._pool.connection() as used:
+                        return _result(used.execute(text, args), fetch)
+                except psycopg.OperationalError:
+                    # A pooled connection the server dropped (it restarted): a statement
+                    # outside a transaction is tried once more, on a new connection.
+                    if attempt == 2 or used is None or not used.closed:
+                        raise
+            raise AssertionError("unreachable")
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error(exc) from None
 
