@@ -274,3 +274,46 @@ def test_a_runtime_on_postgresql_runs_plugins(pg_database: str, tmp_path: Path) 
         assert rt.store.backend == "postgresql"
     assert calls == ["c1", "c1"]
     assert os.path.isdir(tmp_path)
+
+
+def test_media_uploaded_on_one_host_is_read_on_another(pg_database: str, tmp_path: Path) -> None:
+    shared = tmp_path / "shared-media"
+    a = Store(pg_database, media_dir=shared)
+    b = Store(pg_database, media_dir=shared)
+    try:
+        up = a.media_items.upload("photo.png", "image/png", b"\x89PNG bytes")
+        found = b.media_items.get(up["mediaId"])
+        assert found is not None and found["storageKey"] == up["storageKey"]
+        assert b.media_files.get(up["storageKey"]) == b"\x89PNG bytes"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_host_follows_the_registry_another_host_changed(
+    pg_database: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = define_plugin(hooks={"content:afterSave": lambda event, ctx: None})
+    desc = {"id": "p", "version": "1.0.0", "capabilities": ["content:read"]}
+    with (
+        Runtime(pg_database, media_dir=tmp_path, sandbox=False) as a,
+        Runtime(pg_database, media_dir=tmp_path, sandbox=False) as b,
+    ):
+        for rt in (a, b):
+            rt.add_plugin(dict(desc), source=plugin, trusted=True)
+        watch = b._registry_watch
+        assert watch is not None
+        watch.stop()  # driven by hand below: each round is one sync()
+        watch.sync()
+        assert b.get_plugin("p").enabled
+        a.disable_plugin("p")
+        assert watch.sync() == ["p"]
+        assert b.get_plugin("p").enabled is False
+        a.enable_plugin("p")
+        assert watch.sync() == ["p"]
+        assert b.get_plugin("p").enabled
+        # The site moved to another version: this host stops running the one it loaded.
+        a.store.plugin_registry.upsert("p", version="2.0.0", enabled=True, trusted=True)
+        assert watch.sync() == ["p"]
+        assert b.get_plugin("p").enabled is False
+        assert "the site runs version 2.0.0, this host loaded 1.0.0" in caplog.text
