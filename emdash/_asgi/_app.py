@@ -57,6 +57,7 @@ import anyio.to_thread
 from sandbox._jsonrule import NotExactJSON, exact_copy
 
 from .._shared._errors import (
+    ConflictError,
     EmDashError,
     InvalidCursorError,
     PluginBusyError,
@@ -365,6 +366,14 @@ def describe_error(
         return 503, _body(exc.code, exc.public_message)
     if isinstance(exc, InvalidCursorError):
         return 400, _body("INVALID_CURSOR", exc.message)
+    if isinstance(exc, ConflictError):
+        # A concurrent change won (docs/integrity.md); nothing of the call was kept. The
+        # contended scope names the plugin's keys: the operator's log gets it, not the client.
+        own_log.warning("[plugin:%s] route %s: %s", plugin_id, route, exc.message)
+        return 409, _body(
+            "CONFLICT",
+            "The request conflicted with a concurrent change and was not applied; retry it",
+        )
     if isinstance(exc, (SandboxUnavailableError, SandboxNotAvailableError)):
         # While a plugin is backed off every call is refused at once: one log line per
         # plugin per minute, not one per refused call (a flood must not become a log flood).

@@ -266,11 +266,7 @@ def _kv_increment(b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget 
 def _kv_compare_and_set(
     b: Bridge, plugin: PluginDescriptor, p: Params, _: CallBudget | None
 ) -> bool:
-    for field in ("expected", "new"):
-        if not p.has(field):
-            raise p.error(
-                f"kv/compareAndSet: parameter {field} is required (null: the key is absent)"
-            )
+    # expected / new absent or null: the key is absent / is to be deleted.
     return b.store.kv_entries.compare_and_set(
         plugin.id, p.req_str("key"), p.value("expected"), p.value("new")
     )

@@ -1,10 +1,15 @@
 """The audit log: one record per hook handler, route, lifecycle and cron invocation, and
 sandbox load.
 
-``record`` only appends to an in-memory buffer (its own small lock, never the store lock),
-so auditing puts no SQLite commit on the hot path. The buffer is written in one
-transaction when it reaches 256 records, on :meth:`AuditRecords.flush`, before :meth:`AuditRecords.list`,
-and when the store closes.
+An invocation that committed writes gets its record inside its commit transaction
+(``Db.commit_audit`` calls :meth:`AuditRecords._commit_audit`; the host then passes
+``committed=True`` so the record is not written twice): committed work never lacks its audit
+row. Records made inside an open invocation scope (nested invocations') wait for that scope
+and commit with it. Every other record only appends to an in-memory buffer (its own small
+lock, never the store lock), so auditing puts no SQLite commit on the hot path. The buffer
+is written in one transaction when it reaches 256 records, on :meth:`AuditRecords.flush`,
+before :meth:`AuditRecords.list`, and when the store closes. What follows is about the
+buffer: records of invocations that wrote nothing or failed.
 
 What a process that ends without ``close()`` can lose (file databases only; an in-memory
 one dies with its process anyway):
@@ -21,9 +26,8 @@ one dies with its process anyway):
 - SIGKILL (and power loss): at most the records younger than ``FLUSH_AFTER_S`` plus
   ``FLUSH_AFTER_S / 2`` (1.5 s by default). A background thread ("emdash-audit-flush")
   writes any buffer whose oldest record is older than ``FLUSH_AFTER_S``. It never waits
-  for the store: while another thread holds the store lock (an invocation's open write
-  transaction) the older records wait for it, so the bound is that long plus the time the
-  store lock stays held.
+  for the store lock, which is only ever held for short transactions (invocations hold no
+  lock while they run, see ``emdash._store._db``).
 
 A flush at exit or on a signal waits at most ``EXIT_WAIT_S`` for the store lock, and
 writes nothing when the signal arrived while the main thread was inside a transaction (its
@@ -207,7 +211,16 @@ class AuditRecords:
         """Inside an invocation's commit transaction: its own record (when the host named
         the invocation) and those of its nested invocations, in that transaction, so an
         invocation whose writes committed always has its audit row (no buffer to lose)."""
-        records: list[_Record] = list(scope.audit)
+        # The buffered records first (at most FLUSH_AT, oldest first): they were made
+        # before this one, so ids keep the order records were made in, and every commit
+        # also drains the buffer (less for a SIGKILL to take). Put back if this rolls back.
+        with self._buffer_lock:
+            taken, self._buffer = self._buffer[:FLUSH_AT], self._buffer[FLUSH_AT:]
+            if not self._buffer:
+                self._oldest = None
+        if taken:
+            self._db.on_rollback(lambda: self._restore(taken))
+        records: list[_Record] = [*taken, *scope.audit]
         if scope.plugin_id is not None and scope.operation is not None:
             kind, name = _kind_and_name(scope.operation)
             records.append(
@@ -223,11 +236,26 @@ class AuditRecords:
                     None,
                 )
             )
-        if records:
+        step = self._rows_per_insert()
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
             self._db.execute(
-                _INSERT + ",".join([_ROW] * len(records)),
-                [value for record in records for value in record],
+                _INSERT + ",".join([_ROW] * len(chunk)),
+                [value for record in chunk for value in record],
             )
+        # Retention runs with the flushes; when commits drain the buffer, with them.
+        self._since_retention += len(records)
+        if self._since_retention >= FLUSH_AT and self.retention is not None:
+            self._since_retention = 0
+            enforce_retention(self._db, self.retention)
+
+    def _restore(self, records: list[_Record]) -> None:
+        with self._buffer_lock:  # back in front, for the next flush
+            self._buffer[:0] = records
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+
+    _since_retention = 0
 
     def _buffer_records(self, records: list[_Record]) -> None:
         with self._buffer_lock:

@@ -401,6 +401,22 @@ def _written_scope(sql: str) -> str | None:
     return found
 
 
+_versioned_scalars: dict[str, str] = {}
+
+
+def _versioned_scalar(sql: str) -> str:
+    """``sql`` (a one-column read) as a scalar subquery next to its scope's version."""
+    try:
+        return _versioned_scalars[sql]
+    except KeyError:
+        pass
+    found = f"SELECT (SELECT version FROM _emdash_versions WHERE scope = ?), ({sql})"
+    if len(_versioned_scalars) > 4096:
+        _versioned_scalars.clear()
+    _versioned_scalars[sql] = found
+    return found
+
+
 def _read_tables(sql: str) -> tuple[str, ...]:
     """The table scopes a read that names no scope depends on: every table it reads
     (coarse, so never a missed conflict)."""
@@ -706,6 +722,26 @@ class Db:
 
     def scalar(self, sql: str, params: Params = (), *, scopes: Sequence[str] | None = None) -> Any:
         with self.lock:
+            scope: InvocationScope | None = getattr(self._local, "scope", None)
+            if (
+                scope is not None
+                and scopes is not None
+                and len(scopes) == 1
+                and scopes[0] not in scope.reads
+                and scopes[0] not in scope.written
+                and self._owner is None
+                and self.versioned
+            ):
+                # The hot path of a point read in an invocation (every ctx.kv.get): the
+                # version and the value in one statement, so from one snapshot.
+                name = scopes[0]
+                cur = self.conn.execute(_versioned_scalar(sql), (name, *params))
+                try:
+                    version, value = cur.fetchone()
+                except sqlite3.Error as exc:
+                    raise storage_error(exc, self.path) from exc
+                scope.reads[name] = int(version or 0)
+                return value
             replayed = self._read_begin(sql, scopes)
             try:
                 cur = self.conn.execute(sql, params)

@@ -90,10 +90,12 @@ def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: Aud
     r = unsandboxed.run(_payload(code))
     assert r.failures_of("escape") == [f"the canary file {unsandboxed.canary_file} was written"]
     # The KV row, and the plugin's stored-usage counter its trigger keeps (also watched: a
-    # plugin that could reset its own counter would have escaped its quota).
+    # plugin that could reset its own counter would have escaped its quota), and the
+    # versions its write bumped (docs/integrity.md).
     assert r.failures_of("database") == [
         "table '_emdash_options' differs after the attack",
         "table '_emdash_plugin_usage' differs after the attack",
+        "table '_emdash_versions' differs after the attack",
     ]
     assert r.failures_of("error") == ["no error: the invocation returned 'done'"]
     assert not unsandboxed.canary_file.exists()
