@@ -7,7 +7,7 @@ so tests never see each other's rows.
 
 PostgreSQL refuses to run as root. CI runs as root, so when we are root the data
 directory is handed to an unprivileged account (``postgres`` when the server package
-created it, else ``nobody``) and ``initdb``/``pg_ctl`` run as that account.
+created it, else ``nobody``) and ``initdb``/``postgres`` run as that account.
 
 When the server cannot start, the tests that need it are skipped on a developer's
 machine and fail under ``CI=true``: CI must never pass by testing nothing on PostgreSQL.
@@ -15,13 +15,16 @@ machine and fail under ``CI=true``: CI must never pass by testing nothing on Pos
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,6 +78,7 @@ class PgServer:
     port: int
     user: str = "emdash"
     _account: pwd.struct_passwd | None = None
+    _proc: subprocess.Popen[bytes] | None = None
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
@@ -121,30 +125,66 @@ class PgServer:
         # The options go to postgresql.auto.conf, so a restart (start_again) keeps them.
         with open(os.path.join(data, "postgresql.auto.conf"), "a") as conf:
             conf.write(opts)
-        started = self._run(
-            "pg_ctl", "-D", data, "-l", os.path.join(self.root, "log"), "-w", "start"
-        )
-        if started.returncode != 0:
-            try:
-                with open(os.path.join(self.root, "log")) as f:
-                    tail = f.read()[-2000:]
-            except OSError:
-                tail = ""
-            raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()} {tail}")
+        self.start_again()
 
     def start_again(self) -> None:
-        """Start the stopped server on the same data directory and port."""
-        data = os.path.join(self.root, "data")
-        started = self._run(
-            "pg_ctl", "-D", data, "-l", os.path.join(self.root, "log"), "-w", "start"
-        )
-        if started.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()}")
+        """Start the server (again) on its data directory and port, and wait until it
+        accepts connections.
+
+        ``postgres`` runs as our child (not daemonized by pg_ctl) and is told to quit
+        when this process dies, however it dies: a test run that is killed never leaves
+        a server running on the machine."""
+        acc = self._account
+        log = open(os.path.join(self.root, "log"), "ab")  # noqa: SIM115 - the child's
+        try:
+            self._proc = subprocess.Popen(
+                [os.path.join(self.bin_dir, "postgres"), "-D", os.path.join(self.root, "data")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                user=acc.pw_uid if acc else None,
+                group=acc.pw_gid if acc else None,
+                extra_groups=[] if acc else None,
+                cwd=self.root,
+                env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+                preexec_fn=_quit_with_parent,  # noqa: PLW1509 - only sets the death signal
+            )
+        finally:
+            log.close()
+        import psycopg
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=5).close()
+                return
+            except psycopg.OperationalError as exc:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(
+                        f"postgres did not start: {exc} {self._log_tail()}"
+                    ) from None
+                time.sleep(0.05)
+
+    def _log_tail(self) -> str:
+        try:
+            with open(os.path.join(self.root, "log"), errors="replace") as f:
+                return f.read()[-2000:]
+        except OSError:
+            return ""
 
     def stop(self, mode: str = "immediate") -> None:
         """Stop the server: ``immediate`` at the end of a session, ``fast`` to start it
         again later with every commit kept (the test server does not fsync)."""
-        self._run("pg_ctl", "-D", os.path.join(self.root, "data"), "-m", mode, "-w", "stop")
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGQUIT if mode == "immediate" else signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def create_database(self) -> str:
         """A new empty database; returns its URL."""
@@ -161,6 +201,14 @@ class PgServer:
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _quit_with_parent() -> None:
+    """In the server's child process, before exec: SIGQUIT (an immediate shutdown) when
+    the process that started it dies. Set after the switch of user, which would clear it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGQUIT, 0, 0, 0)
 
 
 def start_pg_server() -> PgServer:
