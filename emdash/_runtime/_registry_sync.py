@@ -81,11 +81,20 @@ class RegistryWatcher:
             thread.join(timeout=5.0)
 
     def _loop(self) -> None:
+        failing = False
         while not self._stop.wait(self.interval_s):
             try:
                 self.sync()
             except EmDashError as exc:
                 # The database is down or the runtime is closing: the next round retries.
-                log.warning("[registry] could not follow the site's plugin registry: %s", exc)
+                # Said once per outage, not once a second.
+                if not failing:
+                    log.warning("[registry] cannot follow the site's plugin registry: %s", exc)
+                failing = True
+                continue
             except Exception:
                 log.exception("[registry] following the site's plugin registry failed")
+                continue
+            if failing:
+                log.warning("[registry] following the site's plugin registry again")
+                failing = False
