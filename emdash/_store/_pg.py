@@ -47,7 +47,7 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .._shared._errors import EmDashError, StorageError
+from .._shared._errors import ConflictError, EmDashError, StorageError
 from ._db import Db, Params
 from ._dialect import (
     PG_FUNCTIONS,
@@ -335,22 +335,24 @@ class PgDb(Db):
             return PgIntegrityError(text)
         detail = self._clean(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
         where = self.path
-        if isinstance(
-            exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError
-        ) and not (isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable)):
-            hint = (
-                f"cannot reach the PostgreSQL server of {where}: check that it is running "
-                "and reachable from this host and that the credentials are right; this host "
-                "reconnects by itself once the server answers again, no restart needed"
+        if isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
+            # Typed as the conflict it is: an invocation without outside effects is re-run.
+            return ConflictError(
+                f"Conflict: {detail} (the transaction met another host's; nothing of it was "
+                "kept: retry it)"
             )
-        elif isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+        if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
             hint = (
                 f"a statement or lock wait passed its time limit ({STATEMENT_TIMEOUT_MS} ms / "
                 f"{LOCK_TIMEOUT_MS} ms); retry, and if it persists look for a session holding "
                 "a long transaction open (pg_stat_activity)"
             )
-        elif isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected):
-            hint = "the transaction conflicted with another host's; retry it"
+        elif _unreachable(exc):
+            hint = (
+                f"cannot reach the PostgreSQL server of {where}: check that it is running "
+                "and reachable from this host and that the credentials are right; this host "
+                "reconnects by itself once the server answers again, no restart needed"
+            )
         elif isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
             hint = (
                 "the database schema is damaged (an emdash table or column is missing): run "
@@ -461,6 +463,18 @@ def _abandon(conn: psycopg.Connection[Any]) -> None:
             conn.execute("ROLLBACK")
     except psycopg.Error:
         pass
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server cannot be used at all: no free connection came, the
+    connection failed or broke (no SQLSTATE, or class 08), or the server is shutting down
+    or starting (57P01-57P03). Other operational errors come from a working server."""
+    if isinstance(exc, PoolTimeout | psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    return not state or state.startswith("08") or state in ("57P01", "57P02", "57P03")
 
 
 def _text(value: object) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from emdash import StorageError, define_plugin
+from emdash import ConflictError, StorageError, define_plugin
 from emdash._cli._config import SiteConfig
 from emdash._cli._doctor import check_database, render_database
 from emdash._runtime._runtime import Runtime
@@ -317,3 +317,82 @@ def test_a_host_follows_the_registry_another_host_changed(
         assert watch.sync() == ["p"]
         assert b.get_plugin("p").enabled is False
         assert "the site runs version 2.0.0, this host loaded 1.0.0" in caplog.text
+
+
+SANDBOXED_COUNTER = """
+from emdash import define_plugin
+
+def count(event, ctx):
+    ctx.kv.set("n", (ctx.kv.get("n") or 0) + 1)
+    ctx.kv.increment("calls")
+
+plugin = define_plugin(hooks={"content:afterSave": count})
+"""
+
+
+def test_a_sandboxed_plugin_on_postgresql_loses_no_update(pg_database: str, tmp_path: Path) -> None:
+    """Sandboxed invocations from several threads of one host: conflicts are re-run (no
+    outside effects), so both counters end at the number of calls."""
+    save = {"content": {"id": "c1"}, "collection": "posts", "isNew": True}
+    with Runtime(pg_database, media_dir=tmp_path, worker_pool_size=2) as rt:
+        rt.add_plugin(
+            {"id": "sbx", "capabilities": ["content:read"]},
+            source={"plugin.py": SANDBOXED_COUNTER},
+        )
+        ok: list[int] = []
+        lock = threading.Lock()
+
+        def hit() -> None:
+            for _ in range(10):
+                try:
+                    outcome = rt.run_hook("content:afterSave", save)
+                except ConflictError:
+                    continue  # lost every retry: nothing of it was kept
+                with lock:
+                    ok.extend(1 for r in outcome.results if r.success)
+
+        threads = [threading.Thread(target=hit) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert rt.get_plugin("sbx").sandboxed
+        assert rt.store.kv_entries.get("sbx", "n") == len(ok)
+        assert rt.store.kv_entries.get("sbx", "calls") == len(ok)
+        assert len(ok) > 0
+
+
+def test_a_deadlock_reported_by_the_server_is_a_conflict(pg_database: str, tmp_path: Path) -> None:
+    """A real deadlock between two sessions (advisory locks taken in opposite orders): the
+    server's error reaches a caller as a ConflictError, which an invocation re-runs."""
+    store = Store(pg_database, media_dir=tmp_path)
+    one = psycopg.connect(pg_database)
+    two = psycopg.connect(pg_database)
+    caught: list[BaseException] = []
+    try:
+        one.execute("SELECT pg_advisory_xact_lock(1)")
+        two.execute("SELECT pg_advisory_xact_lock(2)")
+
+        def cross(conn: psycopg.Connection[Any], key: int) -> None:
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            except psycopg.errors.DeadlockDetected as exc:
+                caught.append(exc)
+                conn.rollback()
+
+        threads = [
+            threading.Thread(target=cross, args=(one, 2)),
+            threading.Thread(target=cross, args=(two, 1)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(caught) == 1  # the server breaks the cycle by failing one of them
+        err = store._db._error(caught[0])  # type: ignore[attr-defined]
+        assert isinstance(err, ConflictError)
+        assert "retry it" in str(err)
+    finally:
+        one.close()
+        two.close()
+        store.close()
