@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The PostgreSQL server fixtures (pg_server, pg_database), for every test directory.
+from tests.pgserver import pg_database, pg_server  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def clean_environ() -> Iterator[None]:

@@ -77,6 +77,7 @@ from pydantic import (
 from .._model._descriptor import Limits, PluginDescriptor
 from .._services._cron import CronLimits
 from .._shared._errors import ConfigError, EmDashError
+from .._store._dialect import is_postgres_url, redact_url
 from .._store._quotas import AuditRetention, Quotas
 from .._store._values import Locales
 
@@ -202,6 +203,11 @@ class SiteConfig(_Strict):
     """A validated ``emdash.toml``. ``base_dir`` is the directory paths resolve against."""
 
     database: str = "emdash.db"
+    # PostgreSQL only (database = "postgresql://user@host/site"): the password, never in
+    # the URL of a shared file (a literal or { "$env" = "VAR" }; PGPASSWORD works too),
+    # and the connections this host keeps.
+    database_password: str | EnvRef | None = None
+    database_pool_size: int | None = Field(default=None, ge=1, le=1000)
     media_dir: str | None = "media"
     sandbox: bool = True
     api_token: str | EnvRef | None = None
@@ -239,9 +245,22 @@ class SiteConfig(_Strict):
 
     def database_path(self) -> str:
         """The database location, ``:memory:`` kept as is, anything else made absolute."""
-        if self.database == ":memory:":
+        if self.database == ":memory:" or is_postgres_url(self.database):
             return self.database
         return str(self._resolve(self.database))
+
+    def database_secret(self) -> str | None:
+        """The PostgreSQL password: an ``$env`` reference is read now and must be set."""
+        ref = self.database_password
+        if ref is None or isinstance(ref, str):
+            return ref
+        value = os.environ.get(ref.env)
+        if not value:
+            raise ConfigError(
+                f"{self._where()}: database_password refers to environment variable "
+                f"{ref.env}, which is not set; export it or remove database_password"
+            )
+        return value
 
     def media_path(self) -> Path | None:
         return None if self.media_dir is None else self._resolve(self.media_dir)
@@ -297,7 +316,13 @@ class SiteConfig(_Strict):
             data["api_token"] = (
                 "(redacted)" if isinstance(self.api_token, str) else {"$env": self.api_token.env}
             )
-        data["database"] = self.database_path()
+        data["database"] = redact_url(self.database_path())
+        if self.database_password is not None:
+            data["database_password"] = (
+                "(redacted)"
+                if isinstance(self.database_password, str)
+                else {"$env": self.database_password.env}
+            )
         media = self.media_path()
         data["media_dir"] = None if media is None else str(media)
         data["config_file"] = None if self.source is None else str(self.source)
@@ -376,6 +401,8 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
         plugin_quotas=config.plugin_quotas(),
         audit_retention=config.audit,
         allow_private_hosts=config.dev.allow_private_hosts,
+        database_password=config.database_secret(),
+        database_pool_size=config.database_pool_size,
     )
     if config.cron is not None:
         runtime.cron.limits = config.cron

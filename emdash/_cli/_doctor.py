@@ -1,6 +1,7 @@
 """``emdash doctor``: can this machine sandbox plugins, and with which versions? With
 ``--database PATH`` (or ``--check-db``, the site's configured database) it also checks a
-site database: that it is emdash's, and SQLite's ``PRAGMA quick_check`` over every page."""
+site database: that it is emdash's, and SQLite's ``PRAGMA quick_check`` over every page; for
+a PostgreSQL URL, that the server answers and the database's settings and schema suit emdash."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from .._store._dialect import is_postgres_url
 from ._output import installed_version
 
-__all__ = ["check_database", "diagnose", "render", "render_database"]
+__all__ = ["check_database", "check_postgres", "diagnose", "render", "render_database"]
 
 # How many problems quick_check lists at most (a badly damaged file has thousands).
 _MAX_PROBLEMS = 20
@@ -115,13 +117,15 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_database(path: str) -> dict[str, Any]:
+def check_database(path: str, password: str | None = None) -> dict[str, Any]:
     """Check one site database without changing it; ``ok`` is true when it is sound.
 
     Opened with ``mode=rw`` (never created: a missing file is reported, not made), and only
     read: ``PRAGMA quick_check`` reads every page and checks the b-trees' structure (not
     index contents against tables, which ``integrity_check`` adds at many times the cost).
     """
+    if is_postgres_url(path):
+        return check_postgres(path, password)
     report: dict[str, Any] = {"path": path, "ok": False, "emdash": None, "problems": []}
     if not os.path.isfile(path):
         report["problems"].append(
@@ -163,7 +167,89 @@ def _uri_path(path: str) -> str:
     return os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
 
 
+def check_postgres(url: str, password: str | None = None) -> dict[str, Any]:
+    """Check a PostgreSQL site database without changing it: the server answers, the
+    database's encoding and collation suit emdash, and its schema is emdash's at the
+    newest migration this version knows (or older: the next start applies the rest)."""
+    from .._store._dialect import collation_problem, redact_url
+    from .._store._migrations import MIGRATIONS
+
+    report: dict[str, Any] = {
+        "path": redact_url(url),
+        "ok": False,
+        "emdash": None,
+        "problems": [],
+        "backend": "postgresql",
+    }
+    try:
+        import psycopg
+    except ImportError:
+        report["problems"].append(
+            "psycopg is not installed: pip install 'emdash[postgres]' on every host"
+        )
+        return report
+    secret = password or ""
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True, password=password) as conn:
+            row = conn.execute(
+                "SELECT datcollate, datctype, pg_encoding_to_char(encoding) "
+                "FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            problem = collation_problem(str(row[0]), str(row[1]), str(row[2]))
+            if problem:
+                report["problems"].append(problem)
+            tables = {
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema()"
+                )
+            }
+            report["emdash"] = "_emdash_migrations" in tables
+            if tables and not report["emdash"]:
+                report["problems"].append(
+                    "not an emdash database (no _emdash_migrations table): emdash refuses "
+                    "to open it"
+                )
+            elif report["emdash"]:
+                applied = {int(r[0]) for r in conn.execute("SELECT id FROM _emdash_migrations")}
+                known = {n for n, _, _ in MIGRATIONS}
+                report["schema"] = max(applied, default=0)
+                if applied - known:
+                    report["problems"].append(
+                        f"written by a newer emdash (migration {max(applied)}; this version "
+                        f"knows up to {max(known)}): upgrade emdash on this host"
+                    )
+                elif known - applied:
+                    report["pending"] = sorted(known - applied)
+    except psycopg.Error as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if secret:
+            text = text.replace(secret, "***")
+        report["problems"].append(
+            f"cannot connect: {text} (check that the server runs and is reachable from "
+            "this host, the database exists, and the user and password: the password "
+            "comes from database_password in emdash.toml or PGPASSWORD)"
+        )
+    report["ok"] = not report["problems"]
+    return report
+
+
 def render_database(report: dict[str, Any]) -> str:
+    if report.get("backend") == "postgresql":
+        if report["ok"]:
+            pending = report.get("pending")
+            state = (
+                f"schema at migration {report.get('schema', 0)}"
+                + (f", {len(pending)} to apply at the next start" if pending else "")
+                if report["emdash"]
+                else "empty: the first start creates the schema"
+            )
+            return f"database:         {report['path']}: OK (connected; {state})"
+        lines = [f"database:         {report['path']}: NOT USABLE"]
+        lines.extend(f"  problem:        {p}" for p in report["problems"])
+        return "\n".join(lines)
     if report["ok"]:
         return f"database:         {report['path']}: OK (quick_check passed)"
     lines = [f"database:         {report['path']}: DAMAGED or unusable"]

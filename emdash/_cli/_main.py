@@ -131,11 +131,14 @@ def doctor(ctx: click.Context, database: str | None, check_db: bool, as_json: bo
     from ._doctor import check_database, diagnose, render, render_database
 
     report = diagnose()
+    password = None
     if check_db and database is None:
-        database = _state(ctx).config().database_path()
+        config = _state(ctx).config()
+        database = config.database_path()
+        password = config.database_secret()
     db_report = None
     if database is not None and database != ":memory:":
-        db_report = check_database(database)
+        db_report = check_database(database, password)
         report["database"] = db_report
         report["ok"] = report["ok"] and db_report["ok"]
     if _wants_json(ctx, as_json):

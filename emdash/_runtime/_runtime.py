@@ -115,6 +115,7 @@ from ._consent import AccessDiff, Approval, UpgradePlan, refusal
 from ._live_pipeline import LivePipeline
 from ._pipeline import EXCLUSIVE_OPTION_PREFIX, HookPipeline, classify_error
 from ._plugin_info import PluginInfo
+from ._registry_sync import RegistryWatcher
 from ._routes import check_route_schemas, route_context, validate_route_input
 
 __all__ = ["PluginInfo", "Runtime"]
@@ -170,6 +171,8 @@ class Runtime:
         before_content_write: ContentWriteFence | None = None,
         resolver: Resolver | None = None,
         allow_private_hosts: Sequence[str] = (),
+        database_password: str | None = None,
+        database_pool_size: int | None = None,
     ) -> None:
         self.log = logger or log
         # Outbound HTTP seams (docs/testing-plugins.md): resolver= replaces DNS (its answers
@@ -193,6 +196,10 @@ class Runtime:
             quotas=QuotaPolicy(quotas, plugin_quotas),
             audit_retention=audit_retention,
             locales=locales,
+            # PostgreSQL only (database="postgresql://..."): the password when it is not in
+            # the URL or PGPASSWORD, and this host's connection pool size.
+            password=database_password,
+            pool_size=database_pool_size,
         )
         # An invocation that commits writes records its audit row in that commit: the row
         # keeps the invocation's log lines, which the pipeline captures.
@@ -230,6 +237,13 @@ class Runtime:
         self._email = EmailPipeline(self._hooks, add_plugin=self.add_plugin)
         # The scheduler thread starts only when a host calls rt.cron.start().
         self._cron = CronService(self.store, self._hooks, publish_due=self._content.publish_due)
+        # Several hosts on one PostgreSQL database: follow the registry they share.
+        self._registry_watch: RegistryWatcher | None = None
+        if self.store.backend == "postgresql":
+            self._registry_watch = RegistryWatcher(
+                lambda: self.store.plugin_registry.list(), self._follow_registry
+            )
+            self._registry_watch.start()
         # The bridge answers ctx.cron / ctx.email with the services above.
         self.bridge = Bridge(
             store=self.store,
@@ -268,6 +282,8 @@ class Runtime:
             if self._closed:
                 return
             self._closed = True
+            if self._registry_watch is not None:
+                self._registry_watch.stop()
             # The cron scheduler may own a thread that runs hooks: stop it first.
             try:
                 self._cron.stop()
@@ -387,74 +403,90 @@ class Runtime:
             # and its consent is asked afresh rather than against the removed plugin's.
             removing = known is not None and known.get("pending") in REMOVAL_TRANSITIONS
             # Consent before any of the plugin's code runs (loading runs its module code).
-            approval = self._approval_to_record(desc, None if removing else known, approve)
+            self._approval_to_record(desc, None if removing else known, approve)
             host, sandboxed = self.load_host(desc, source, trusted)
+            # Hosts sharing the database take turns deciding and running the plugin's
+            # transition (PostgreSQL: a server lock): install runs once per site.
+            lock = self.store.lifecycle_lock(pid)
             try:
-                owed = None if known is None else known.get("pending")
-                if owed in REMOVAL_TRANSITIONS:
-                    # A remove_plugin cut off by a crash: finish it (its owed hooks, then
-                    # its data), and this add is then the first add of a new plugin.
-                    self.log.warning(
-                        "Plugin %s: finishing its removal, cut off by a crash (%s owed); "
-                        "it is then installed anew",
-                        pid,
-                        owed,
-                    )
-                    self._plugins[pid] = PluginInfo(host, sandboxed=sandboxed, enabled=False)
-                    self._finish_removal(self._plugins[pid], owed)
-                    known = owed = None
-                self.store.plugin_documents.sync_indexes(pid, desc.storage)
-                if enabled is not None:
-                    want = enabled
-                elif known is None:
-                    want = True
-                elif owed == "deactivate":
-                    # A disable whose deactivate hook never completed: finish the disable.
-                    want = False
-                else:
-                    want = known["enabled"]
-                # The transition is recorded as owed in the same commit as the registry
-                # change, and cleared once its hook ran: a crash in between leaves it owed,
-                # and the next add_plugin completes it (at least once, never lost).
-                if known is None or owed == "install":
-                    transition: str | None = "install"
-                elif owed in ("activate", "deactivate"):
-                    # Owed an activate the caller now disables (or the reverse): the hook
-                    # that never completed has nothing left to pair with, so none runs.
-                    transition = owed if want == (owed == "activate") else None
-                elif want != known["enabled"]:
-                    transition = "activate" if want else "deactivate"
-                else:
-                    transition = None
-                self.store.plugin_registry.upsert(
-                    pid,
-                    version=desc.version,
-                    enabled=want,
-                    trusted=trusted,
-                    pending=transition,
-                    approved=approval,
-                    bundle_sha256=bundle_sha256,
-                )
+                lock.__enter__()
             except BaseException:
-                if self._plugins.pop(pid, None) is not None:  # a removal left unfinished
-                    self._rebuild()
                 host.close()
                 raise
-            info = PluginInfo(host, sandboxed=sandboxed, enabled=want)
-            self._plugins[pid] = info
-            self._rebuild()
-            if known is not None and want != known["enabled"]:
-                self._cron.set_plugin_enabled(pid, want)
-            if transition == "install":
-                self._lifecycle(host, "plugin:install", {})
-                if want:
-                    # Installed: from here on only the activate is owed.
-                    self.store.plugin_registry.set_pending(pid, "activate")
-                    self._lifecycle(host, "plugin:activate", {})
-            elif transition is not None:
-                self._lifecycle(host, f"plugin:{transition}", {})
-            if transition is not None:
-                self.store.plugin_registry.clear_pending(pid)
+            try:
+                try:
+                    # Read again under the lock: another host may have changed it meanwhile
+                    # (and the approval is decided against what is recorded now).
+                    known = self.store.plugin_registry.get(pid)
+                    removing = known is not None and known.get("pending") in REMOVAL_TRANSITIONS
+                    approval = self._approval_to_record(desc, None if removing else known, approve)
+                    owed = None if known is None else known.get("pending")
+                    if owed in REMOVAL_TRANSITIONS:
+                        # A remove_plugin cut off by a crash: finish it (its owed hooks, then
+                        # its data), and this add is then the first add of a new plugin.
+                        self.log.warning(
+                            "Plugin %s: finishing its removal, cut off by a crash (%s owed); "
+                            "it is then installed anew",
+                            pid,
+                            owed,
+                        )
+                        self._plugins[pid] = PluginInfo(host, sandboxed=sandboxed, enabled=False)
+                        self._finish_removal(self._plugins[pid], owed)
+                        known = owed = None
+                    self.store.plugin_documents.sync_indexes(pid, desc.storage)
+                    if enabled is not None:
+                        want = enabled
+                    elif known is None:
+                        want = True
+                    elif owed == "deactivate":
+                        # A disable whose deactivate hook never completed: finish the disable.
+                        want = False
+                    else:
+                        want = known["enabled"]
+                    # The transition is recorded as owed in the same commit as the registry
+                    # change, and cleared once its hook ran: a crash in between leaves it
+                    # owed, and the next add_plugin completes it (at least once, never lost).
+                    if known is None or owed == "install":
+                        transition: str | None = "install"
+                    elif owed in ("activate", "deactivate"):
+                        # Owed an activate the caller now disables (or the reverse): the hook
+                        # that never completed has nothing left to pair with, so none runs.
+                        transition = owed if want == (owed == "activate") else None
+                    elif want != known["enabled"]:
+                        transition = "activate" if want else "deactivate"
+                    else:
+                        transition = None
+                    self.store.plugin_registry.upsert(
+                        pid,
+                        version=desc.version,
+                        enabled=want,
+                        trusted=trusted,
+                        pending=transition,
+                        approved=approval,
+                        bundle_sha256=bundle_sha256,
+                    )
+                except BaseException:
+                    if self._plugins.pop(pid, None) is not None:  # a removal left unfinished
+                        self._rebuild()
+                    host.close()
+                    raise
+                info = PluginInfo(host, sandboxed=sandboxed, enabled=want)
+                self._plugins[pid] = info
+                self._rebuild()
+                if known is not None and want != known["enabled"]:
+                    self._cron.set_plugin_enabled(pid, want)
+                if transition == "install":
+                    self._lifecycle(host, "plugin:install", {})
+                    if want:
+                        # Installed: from here on only the activate is owed.
+                        self.store.plugin_registry.set_pending(pid, "activate")
+                        self._lifecycle(host, "plugin:activate", {})
+                elif transition is not None:
+                    self._lifecycle(host, f"plugin:{transition}", {})
+                if transition is not None:
+                    self.store.plugin_registry.clear_pending(pid)
+            finally:
+                lock.__exit__(None, None, None)
             return info
 
     # -- consent and upgrades (emdash._runtime._consent) ----------------------------------
@@ -979,6 +1011,36 @@ class Runtime:
             logger=self.log,
             known=self._plugins,
         )
+
+    def _follow_registry(self, site: Mapping[str, tuple[str, bool]]) -> list[str]:
+        """Bring this host's plugins in line with the registry another host changed (see
+        ``_registry_sync``); no lifecycle hook runs here, the changing host ran it."""
+        changed: list[str] = []
+        with self._lock:
+            if self._closed:
+                return changed
+            for pid, info in self._plugins.items():
+                version, enabled = site.get(pid, (None, False))
+                if version is not None and version != info.descriptor.version:
+                    if info.enabled:
+                        self.log.error(
+                            "[registry] plugin %s: the site runs version %s, this host loaded "
+                            "%s; it is out of this host's pipeline until the host is deployed "
+                            "with %s",
+                            pid,
+                            version,
+                            info.descriptor.version,
+                            version,
+                        )
+                    enabled = False
+                if enabled != info.enabled:
+                    # Only the pipeline: the cron rows are the site's, already updated by
+                    # the host that made the change.
+                    info.enabled = enabled
+                    changed.append(pid)
+            if changed:
+                self._rebuild()
+        return changed
 
     def _rebuild(self) -> None:
         self._hooks.pipeline = self._build_pipeline()

@@ -45,6 +45,7 @@ from typing import Any
 from .._shared._errors import BridgeError, NotFoundError
 from ._cursor import Keyset, OrderKey, fetch_page
 from ._db import Db, parse_timestamp
+from ._dialect import ORDER_KEY_MARK
 from ._values import Locales, check_collection, decode_json, encode_json
 
 __all__ = [
@@ -92,7 +93,7 @@ _ORDER_FIELDS = {
     "slug": "slug",
     "status": "status",
     "locale": "locale",
-    "title": "json_extract(data, '$.title')",
+    "title": "json_extract(data, '$.title')" + ORDER_KEY_MARK,
 }
 _COLUMNS = (
     "id, collection, slug, status, data, author_id, locale, version, created_at, updated_at, "

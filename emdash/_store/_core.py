@@ -14,11 +14,13 @@ from typing import TypeVar
 
 import sqlite_utils
 
+from .._shared._errors import EmDashError
 from ._audit import AuditRecords
 from ._comments import CommentRecords
 from ._content import ContentItems
 from ._cron import CronTasks
 from ._db import Db, InvocationScope
+from ._dialect import is_postgres_url
 from ._media import LocalMediaStorage, MediaItems
 from ._migrations import migrate
 from ._options import KVEntries, Options
@@ -55,6 +57,12 @@ def default_media_dir(database: str | os.PathLike[str]) -> Path:
     whole site. ``":memory:"`` gets a new temporary directory: its rows do not outlive the
     process, so neither need the bytes.
     """
+    if is_postgres_url(database):
+        raise EmDashError(
+            'A PostgreSQL store needs media_dir (media_dir = "..." in emdash.toml): a '
+            "directory every host of the site shares (a network or cluster file system "
+            "mount), so that media uploaded on one host is readable on the others"
+        )
     path = os.fsdecode(database)  # a bytes path too (Db accepts one)
     if path in (":memory:", ""):
         return Path(tempfile.mkdtemp(prefix="emdash-media-"))
@@ -65,7 +73,9 @@ class Store:
     """The site's database: options, plugin KV and storage, content, media, users,
     comments, taxonomies, cron tasks, the plugin registry and the audit log.
 
-    ``database`` is a file path (WAL mode) or ``":memory:"``. ``media_dir`` is where
+    ``database`` is a file path (WAL mode), ``":memory:"``, or a PostgreSQL URL
+    (``postgresql://user@host:5432/site``: the shared store of several hosts, a pool of
+    ``pool_size`` connections; the password from ``password``, the URL or ``PGPASSWORD``). ``media_dir`` is where
     uploaded media bytes live. When omitted it is :func:`default_media_dir`: for a file
     database the directory ``<database>-media`` next to it (``site.db`` ->
     ``site.db-media/``), kept like the database itself, so media rows and their bytes
@@ -91,8 +101,21 @@ class Store:
         quotas: QuotaPolicy | None = None,
         audit_retention: AuditRetention | None = None,
         locales: Locales | None = None,
+        pool_size: int | None = None,
+        password: str | None = None,
     ) -> None:
-        self._db = Db(database, clock=clock)
+        if is_postgres_url(database):
+            # Imported here: psycopg is the optional 'postgres' extra.
+            from ._pg import DEFAULT_POOL_SIZE, PgDb
+
+            self._db: Db = PgDb(
+                str(database),
+                clock=clock,
+                pool_size=pool_size or DEFAULT_POOL_SIZE,
+                password=password,
+            )
+        else:
+            self._db = Db(database, clock=clock)
         try:
             migrate(self._db)
             # Ids (and content creation times) continue after the largest one stored, so
@@ -180,6 +203,12 @@ class Store:
         conflict at its commit is then reported, never answered by re-running it."""
         self._db.mark_effect()
 
+    def lifecycle_lock(self, plugin_id: str) -> AbstractContextManager[None]:
+        """Held by a host while it decides and runs ``plugin_id``'s lifecycle transition
+        (install, activate, deactivate): on a database several hosts share, they take
+        turns, so a transition runs once per site, and again only if its host died."""
+        return self._db.lifecycle_lock(plugin_id)
+
     def in_scope_here(self) -> bool:
         """Whether the calling thread is inside a store transaction or invocation scope.
 
@@ -189,6 +218,11 @@ class Store:
         return self._db.in_scope_here()
 
     # -- lifetime ----------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._db.backend
 
     @property
     def closed(self) -> bool:

@@ -82,6 +82,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -621,6 +622,8 @@ class _Invocation:
 class Db:
     """Connection, lock, clock and id source shared by every repository of one store."""
 
+    backend = "sqlite"
+
     def __init__(
         self, database: str | os.PathLike[str], *, clock: Callable[[], datetime] | None = None
     ) -> None:
@@ -728,10 +731,12 @@ class Db:
         """Raise the id floor to the largest ULID stored in ``tables`` (their ``id``
         column; trusted names, never caller input). Run at open, after migrations."""
         for table in tables:
-            # ULIDs are 26 upper-case Crockford characters, the first 0-7; the GLOB keeps
-            # imported ids of another shape from hiding the largest ULID behind them.
+            # ULIDs are 26 upper-case Crockford characters, the first 0-7; the filter keeps
+            # imported ids of another shape from hiding the largest ULID behind them
+            # (written in SQL both backends share: no GLOB on PostgreSQL).
             largest = self.scalar(
-                f"SELECT id FROM {table} WHERE length(id) = 26 AND id GLOB '[0-7]*' "
+                f"SELECT id FROM {table} WHERE length(id) = 26 "
+                "AND substr(id, 1, 1) BETWEEN '0' AND '7' "
                 "AND id = upper(id) ORDER BY id DESC LIMIT 1"
             )
             if isinstance(largest, str):
@@ -899,6 +904,24 @@ class Db:
             self._record((sql, frozen, True, -1), sql, *frozen)
             seq = frozen
         return self.conn.executemany(sql, seq).rowcount
+
+    # -- migrations (the PostgreSQL twin overrides these three) -------------------------
+
+    def lock_migrations(self) -> None:
+        """Inside a migration's transaction: nothing to do, BEGIN IMMEDIATE already makes
+        one process at a time."""
+
+    def prepare_schema(self) -> None:
+        """Before the migrations: nothing on SQLite (its functions are built in)."""
+
+    def schema(self) -> object:
+        """What a migration function is given: the ``sqlite_utils.Database``."""
+        return self.sdb
+
+    def lifecycle_lock(self, plugin_id: str) -> AbstractContextManager[None]:
+        """Held while one host decides and runs a plugin's lifecycle transition. One host
+        per SQLite file: the runtime's own lock suffices (PostgreSQL: a server lock)."""
+        return nullcontext()
 
     def touch(self, *scopes: str) -> None:
         """Say that the current write changes these scopes (point and namespace): their

@@ -8,11 +8,18 @@ append-only: never edit one that has shipped, add the next number.
 
 Tables are created with sqlite-utils; the few things it cannot express (partial indexes,
 CHECK constraints) are plain DDL with no interpolated values.
+
+The same functions build a PostgreSQL database: there they are handed a
+:class:`~emdash._store._dialect.PgSchema` (the same calls, emitted as PostgreSQL DDL), so
+the schema has one source of truth. On PostgreSQL every migration transaction first takes
+an advisory lock (``pg_advisory_xact_lock``): hosts starting together apply each migration
+once, the others wait and then see it recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sqlite_utils
 
@@ -482,13 +489,16 @@ def migrate(db: Db, migrations: list[Migration] | None = None) -> list[int]:
     migrations = MIGRATIONS if migrations is None else migrations
     known = max((n for n, _, _ in migrations), default=0)
     with db.raw_transaction():
+        db.lock_migrations()
         db.execute(
             "CREATE TABLE IF NOT EXISTS _emdash_migrations "
             "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
+        db.prepare_schema()
     applied: list[int] = []
     for number, name, apply in sorted(migrations, key=lambda m: m[0]):
         with db.raw_transaction():
+            db.lock_migrations()
             # Re-read inside the write transaction: another process may have just applied it.
             newest = db.scalar("SELECT MAX(id) FROM _emdash_migrations") or 0
             if newest > known:
@@ -498,7 +508,8 @@ def migrate(db: Db, migrations: list[Migration] | None = None) -> list[int]:
                 )
             if db.scalar("SELECT 1 FROM _emdash_migrations WHERE id = ?", (number,)):
                 continue
-            apply(db.sdb)
+            schema: Any = db.schema()
+            apply(schema)
             db.execute(
                 "INSERT INTO _emdash_migrations (id, name, applied_at) VALUES (?, ?, ?)",
                 (number, name, db.now()),

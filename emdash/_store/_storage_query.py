@@ -29,6 +29,7 @@ from typing import Any
 
 from .._shared._errors import BridgeError, StorageQueryError
 from ._cursor import OrderKey
+from ._dialect import ORDER_KEY_MARK
 from ._values import FIELD_RE, finite_number
 
 __all__ = ["compile_order", "compile_where", "field_expr"]
@@ -115,7 +116,7 @@ def compile_order(
                 'Parameter orderBy must be an object mapping field to "asc"|"desc"',
                 plugin_id=plugin_id,
             )
-        keys.append(OrderKey(field, field_expr(field), direction == "desc"))
+        keys.append(OrderKey(field, field_expr(field) + ORDER_KEY_MARK, direction == "desc"))
     return keys
 
 

@@ -1,4 +1,6 @@
-"""Fixtures for the store tests: real SQLite files in a temporary directory."""
+"""Fixtures for the store tests: a real SQLite file in a temporary directory, and a real
+PostgreSQL database on the session's server (``tests/pgserver.py``): every test that takes
+``store`` runs on both backends."""
 
 from __future__ import annotations
 
@@ -29,9 +31,18 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database of one test: a SQLite file path, or a new PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "site.db")
+    url: str = request.getfixturevalue("pg_database")
+    return url
+
+
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
-    s = Store(tmp_path / "site.db", media_dir=tmp_path / "media", clock=clock)
+def store(backend: str, tmp_path: Path, clock: Clock) -> Iterator[Store]:
+    s = Store(backend, media_dir=tmp_path / "media", clock=clock)
     # No background flush by age: tests here assert what is still buffered, and that
     # must not depend on how long the machine takes between two lines.
     s.audit_records.flush_after_s = None
@@ -39,3 +50,9 @@ def store(tmp_path: Path, clock: Clock) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+def sqlite_only(store: Store, what: str) -> None:
+    """Skip the rest of a test on PostgreSQL: it inspects something only SQLite has."""
+    if store.backend != "sqlite":
+        pytest.skip(f"SQLite only: {what}")

@@ -196,18 +196,18 @@ def test_sync_indexes_creates_tracks_and_drops(store: Store) -> None:
             "unique": True,
         },
     ]
-    sql = store.db.execute(
-        "SELECT sql FROM sqlite_master WHERE name = 'uidx_plugin_forms_submissions_email'"
-    ).fetchone()[0]
-    assert sql == (
+    assert _index_sql(store, "uidx_plugin_forms_submissions_email") == (
         'CREATE UNIQUE INDEX "uidx_plugin_forms_submissions_email" ON _plugin_storage '
         "(json_extract(data, '$.email')) WHERE plugin_id = 'forms' AND collection = 'submissions'"
+        if store.backend == "sqlite"
+        else "CREATE UNIQUE INDEX uidx_plugin_forms_submissions_email ON public._plugin_storage "
+        "USING btree (json_extract(data, '$.email'::text)) WHERE ((plugin_id = 'forms'::text) "
+        "AND (collection = 'submissions'::text))"
     )
     # Re-sync with fewer indexes drops the rest; a collection that disappears loses its own.
     ps.sync_indexes("forms", {"submissions": StorageCollection(indexes=["status"])})
     assert [i["name"] for i in ps.indexes("forms")] == ["idx_plugin_forms_submissions_status"]
-    names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-    assert "uidx_plugin_forms_submissions_email" not in names
+    assert _index_sql(store, "uidx_plugin_forms_submissions_email") is None
     ps.sync_indexes("forms", {})
     assert ps.indexes("forms") == []
 
@@ -222,9 +222,7 @@ def test_sync_indexes_is_idempotent_and_recreates_missing(store: Store) -> None:
         store._db.execute('DROP INDEX "idx_plugin_p_c_status"')
     ps.sync_indexes("p", {"c": SPEC})
     assert ps.indexes("p") == before
-    assert store.db.execute(
-        "SELECT 1 FROM sqlite_master WHERE name = 'idx_plugin_p_c_status'"
-    ).fetchone()
+    assert _index_sql(store, "idx_plugin_p_c_status")
 
 
 def test_same_fields_plain_and_unique_make_only_the_unique_index(store: Store) -> None:
@@ -300,3 +298,14 @@ def test_documents_must_be_json(store: Store) -> None:
         "a object at $.at is not JSON data"
     )
     assert info.value.plugin_id == "p"
+
+
+def _index_sql(store: Store, name: str) -> str | None:
+    """The definition of an index as the database holds it (None: there is none)."""
+    sql = (
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?"
+        if store.backend == "sqlite"
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = ?"
+    )
+    row = store.db.execute(sql, (name,)).fetchone()
+    return None if row is None else str(row[0])

@@ -9,6 +9,7 @@ import pytest
 from emdash._model._descriptor import StorageCollection
 from emdash._shared._errors import BridgeError, StorageQueryError
 from emdash._store import Store
+from tests.store.conftest import sqlite_only
 
 SPEC = StorageCollection(indexes=["v", ["formId", "status"]], uniqueIndexes=["email"])
 
@@ -231,6 +232,7 @@ def test_too_many_in_values(loaded: Store) -> None:
 
 
 def test_queries_use_the_declared_partial_index(loaded: Store) -> None:
+    sqlite_only(loaded, "EXPLAIN QUERY PLAN")
     plan = loaded.db.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM _plugin_storage WHERE plugin_id = 'p' "
         "AND collection = 'items' AND json_extract(data, '$.email') = ?",
