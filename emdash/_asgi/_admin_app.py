@@ -4,8 +4,10 @@ audit log, exclusive-hook providers. Served by :class:`emdash._asgi._app.EmDashA
 Security model (deny by default):
 
 - **Sign-in** with the site's API token (the same one private routes take), compared in
-  constant time; after ``MAX_SIGN_IN_FAILURES`` failures in ``SIGN_IN_WINDOW_S`` a client
-  address is refused (429) until the window slides on. It starts a server-side session (:mod:`._admin_session`); the cookie is
+  constant time. The right token always signs in; after ``MAX_SIGN_IN_FAILURES`` failures
+  in ``SIGN_IN_WINDOW_S`` a client address's *wrong* tokens are answered 429, each after
+  ``THROTTLED_DELAY_S`` (see :meth:`AdminApp._login` for why a lockout would be worse).
+  It starts a server-side session (:mod:`._admin_session`); the cookie is
   ``HttpOnly``, ``SameSite=Strict``, ``Path=/``, and ``Secure`` (with the ``__Host-``
   prefix) when the request came over https. Without a configured token nobody can sign in.
 - **Every POST** must carry the session's CSRF token (``_csrf``, constant-time compare) and
@@ -84,10 +86,11 @@ SECURITY_HEADERS = [
 MAX_FORM_BYTES = 256 * 1024
 MAX_FORM_FIELDS = 1000
 MAX_AUDIT_SCAN = 10_000
-# Failed sign-ins allowed per client address in SIGN_IN_WINDOW_S; past that every attempt
-# from that address (a right token included) is refused until the window slides on.
+# Failed sign-ins allowed per client address in SIGN_IN_WINDOW_S; past that a wrong token
+# from that address is answered 429 after THROTTLED_DELAY_S (the right one still signs in).
 MAX_SIGN_IN_FAILURES = 10
 SIGN_IN_WINDOW_S = 300.0
+THROTTLED_DELAY_S = 1.0
 _MAX_TRACKED_CLIENTS = 1024
 _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _STATIC = {"admin.css": "text/css; charset=utf-8"}
@@ -155,6 +158,8 @@ class AdminApp:
         self._on_toggled = on_plugin_toggled
         self.sessions = SessionTable()
         self._failures: dict[str, list[float]] = {}
+        #: How long a throttled address's wrong token waits for its 429 (tests set 0).
+        self.throttled_delay_s = THROTTLED_DELAY_S
 
     @property
     def admin(self) -> AdminService:
@@ -321,7 +326,20 @@ class AdminApp:
             return
         client = req.scope.get("client")
         address = str(client[0]) if client else "?"
-        if self._throttled(address):
+        presented = (req.field("token") or "").strip().encode("utf-8", "surrogateescape")
+        # The token is checked before the throttle, and the right one always signs in. A
+        # lockout (refusing even the right token while an address is throttled) lets anyone
+        # lock the administrator out: behind a proxy the server is not told to trust, every
+        # client has the proxy's address, so ten wrong guesses by a stranger would shut the
+        # admin for everyone. What the throttle gave up is not what protects the token: an
+        # API token is at least 16 characters (emdash.toml refuses shorter), and a random
+        # one of 32 hex digits is one of 2**128; even 16 hex digits (2**64) outlast an
+        # attacker guessing a million times a second for a century (under 2**52 tries). The
+        # throttle only makes guessing slow and visible: a throttled address's wrong tokens
+        # wait THROTTLED_DELAY_S (a sleeping coroutine, no thread) and get a 429.
+        right = self._token is not None and hmac.compare_digest(presented, self._token)
+        if not right and self._throttled(address):
+            await anyio.sleep(self.throttled_delay_s)
             await self._page(
                 send,
                 req,
@@ -331,12 +349,12 @@ class AdminApp:
                 signed_in=False,
                 notice=(
                     "error",
-                    "Too many failed sign-ins from this address; try again in a few minutes.",
+                    "Too many failed sign-ins from this address; check the token and try "
+                    "again in a few minutes.",
                 ),
             )
             return
-        presented = (req.field("token") or "").strip().encode("utf-8", "surrogateescape")
-        if self._token is None or not hmac.compare_digest(presented, self._token):
+        if not right:
             self._failed(address)
             await self._page(
                 send,
