@@ -405,26 +405,33 @@ plugin = define_plugin(routes={"admin": admin, "fail": fail})
 
 def test_descriptor_and_audit_text_cannot_reorder_or_hide_what_the_admin_reads() -> None:
     # Block Kit text refuses bidirectional overrides and controls ("a label must read as
-    # what it is"); the admin's own pages show descriptor text (plugin name, page labels,
-    # widget titles) and plugin error text from the audit log, which nothing checked.
-    descriptor = {
+    # what it is"); descriptor text (plugin name, page labels, widget titles) is refused at
+    # load for them too; plugin error text in the audit log is not checked anywhere, so
+    # the page shows its controls as U+FFFD.
+    clean = {
         "id": "spoof",
         "version": "1.0.0",
-        "name": f"Harmless{BIDI} \u2066tool\u0008",
+        "name": "Harmless tool",
         "admin": {
-            "pages": [{"path": "/main", "label": f"Main{BIDI}page"}],
-            "widgets": [{"id": "w", "title": f"Widget{BIDI}title"}],
+            "pages": [{"path": "/main", "label": "Main page"}],
+            "widgets": [{"id": "w", "title": "Widget title"}],
         },
     }
+    for where, bad in (
+        ("name", {"name": f"Harmless{BIDI} \u2066tool\u0008"}),
+        ("admin.pages.0.label", {"admin": {"pages": [{"path": "/m", "label": f"M{BIDI}p"}]}}),
+        ("admin.widgets.0.title", {"admin": {"widgets": [{"id": "w", "title": f"W{BIDI}"}]}}),
+    ):
+        with Runtime(":memory:") as rt, pytest.raises(EmDashError) as caught:
+            rt.add_plugin({**clean, **bad}, source=SPOOF_SOURCE, trusted=True)
+        assert f"{where}:" in str(caught.value) and "U+" in str(caught.value)
     with Runtime(":memory:", site={"name": "T", "url": "https://site.example"}) as rt:
-        rt.add_plugin(descriptor, source=SPOOF_SOURCE, trusted=True)
+        rt.add_plugin(clean, source=SPOOF_SOURCE, trusted=True)
         with pytest.raises(EmDashError):
             rt.invoke_route("spoof", "fail")
         c = AdminClient(create_app(rt, token=TOKEN))
         assert c.sign_in(TOKEN).status_code == 303
-        pages = [c.get(p).text for p in ("", "plugins", "plugins/spoof/pages/main", "audit")]
-    assert "Harmless" in pages[1] and "Main" in pages[2] and "Widget" in pages[0]
-    assert "looks fine" in pages[3]
-    for html in pages:
-        for char in (BIDI, "\u2066", "\u0008", "\u0007"):
-            assert char not in html
+        audit = c.get("audit").text
+    assert "looks fine" in audit
+    for char in (BIDI, "\u0007"):
+        assert char not in audit
