@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-import math
 import re
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
@@ -49,6 +48,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import anyio.to_thread
 
 from .._shared._errors import EmDashError
+from ._admin_forms import NOT_OFFERED, convert, read_form
 from ._admin_html import BlockRenderer, esc, layout
 from ._admin_pages import (
     AUDIT_KINDS,
@@ -94,8 +94,6 @@ THROTTLED_DELAY_S = 1.0
 _MAX_TRACKED_CLIENTS = 1024
 _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _STATIC = {"admin.css": "text/css; charset=utf-8"}
-_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_INT_RE = re.compile(r"[+-]?[0-9]{1,18}")
 
 T = TypeVar("T")
 SETTINGS_PAGE = "emdash:settings"
@@ -580,14 +578,44 @@ class AdminApp:
             action = plugin_url(req.base, plugin_id, "pages", quote(page.lstrip("/")))
         interaction: dict[str, Any] = {"type": "page_load", "page": page}
         refused: tuple[str, str] | None = None
+        form_state: dict[int, dict[str, Any]] = {}
+        call: Callable[[], dict[str, Any]] | None = None
         if req.method == "POST":
             spec = req.session.forms.get(req.field("_key") or "")
             if spec is None or spec.get("plugin") != plugin_id or spec.get("page") != page:
                 refused = _STALE_FORM
             else:
-                interaction = _interaction(spec, req.form)
-        call = functools.partial(self.admin.interact, plugin_id, interaction, user=None)
-        body, toast = await self._respond(req, plugin_id, page, call, action=action, heading=2)
+                interaction, errors = _interaction(spec, req.form)
+                refresh = req.field("_refresh")
+                shown = req.session.shown_page(plugin_id, page)
+                if (errors or refresh) and shown is not None:
+                    # Not sent to the plugin: the page it last answered is shown again,
+                    # this form refilled with what was submitted and marked.
+                    notice: dict[str, str] | None = None
+                    if errors:
+                        count = len(errors)
+                        notice = {
+                            "message": f"Not sent to {plugin_id}: {count} "
+                            + ("field needs" if count == 1 else "fields need")
+                            + " attention.",
+                            "type": "error",
+                        }
+                    if isinstance(spec.get("form"), int):
+                        form_state[spec["form"]] = {
+                            "values": interaction.get("values") or {},
+                            "errors": errors,
+                            "add": refresh[4:] if refresh and refresh.startswith("add:") else None,
+                        }
+                    answer = {"blocks": shown, "toast": notice}
+                    call = functools.partial(dict, answer)
+                elif errors or refresh:
+                    refused = _STALE_FORM  # the page it belongs to is no longer remembered
+                    interaction = {"type": "page_load", "page": page}
+        if call is None:
+            call = functools.partial(self.admin.interact, plugin_id, interaction, user=None)
+        body, toast = await self._respond(
+            req, plugin_id, page, call, action=action, heading=2, form_state=form_state
+        )
         title = f"{info.descriptor.name or plugin_id}: {declared[page]}"
         await self._page(send, req, 200, title, body, active="plugins", notice=refused or toast)
 
@@ -600,6 +628,7 @@ class AdminApp:
         *,
         action: str,
         heading: int,
+        form_state: dict[int, dict[str, Any]] | None = None,
     ) -> tuple[str, tuple[str, str] | None]:
         """Run ``call`` (an ``rt.admin`` method answering ``{"blocks", "toast"}``) in a
         thread; return the rendered blocks and the toast."""
@@ -634,8 +663,12 @@ class AdminApp:
             remember=remember,
             context={"plugin": plugin_id, "page": page},
             heading=heading,
+            form_state=form_state,
         )
-        html = renderer.render(response.get("blocks") if isinstance(response, dict) else None)
+        blocks = response.get("blocks") if isinstance(response, dict) else None
+        if isinstance(blocks, list):
+            session.remember_page(plugin_id, page, blocks)
+        html = renderer.render(blocks)
         toast = response.get("toast") if isinstance(response, dict) else None
         notice = None
         if isinstance(toast, dict) and isinstance(toast.get("message"), str):
@@ -699,41 +732,27 @@ class AdminApp:
         await _send(send, 200, data, kind.encode(), head=req.method == "HEAD", cache=b"max-age=300")
 
 
-def _interaction(spec: dict[str, Any], form: dict[str, list[str]]) -> dict[str, Any]:
-    """The Block Kit interaction for a remembered form/button and the submitted fields."""
+def _interaction(
+    spec: dict[str, Any], form: dict[str, list[str]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Block Kit interaction for a remembered form/button and the submitted fields,
+    and the field errors that keep it from the plugin (:func:`._admin_forms.read_form`)."""
     out: dict[str, Any] = {"type": spec["kind"], "action_id": spec.get("action_id")}
+    errors: dict[str, str] = {}
     if isinstance(spec.get("block_id"), str):
         out["block_id"] = spec["block_id"]
     if spec["kind"] == "form_submit":
-        fields: dict[str, str] = spec.get("fields") or {}
-        out["values"] = {aid: _convert(kind, form.get(f"f.{aid}")) for aid, kind in fields.items()}
+        out["values"], errors = read_form(spec, form)
     elif "input" in spec:
-        out["value"] = _convert(spec["input"], form.get("value"))
+        out["value"] = convert(spec["input"], form.get("value"))
+        choices = spec.get("choices")
+        if isinstance(choices, list):
+            sent = out["value"] if isinstance(out["value"], list) else [out["value"]]
+            if any(v != "" and v not in choices for v in sent):
+                errors[str(spec.get("action_id"))] = NOT_OFFERED
     elif spec.get("value") is not None:
         out["value"] = spec["value"]
-    return out
-
-
-def _convert(kind: str, sent: list[str] | None) -> Any:
-    """A field's value typed by its element type (the plugin validates the rest)."""
-    values = sent or []
-    if kind == "toggle":
-        return "true" in values
-    if kind == "checkbox":
-        return values
-    last = values[-1] if values else ""
-    if kind == "number_input":
-        # ASCII decimal notation only (int() also takes "1_0" and other scripts' digits,
-        # and makes a 4000-digit integer no sandbox frame can carry): an integer of up to
-        # 18 digits stays one (within int64), anything longer is a float, if finite.
-        text = last.strip()
-        if not _NUMBER_RE.fullmatch(text):
-            return None
-        if _INT_RE.fullmatch(text):
-            return int(text)
-        number = float(text)
-        return number if math.isfinite(number) else None
-    return last
+    return out, errors
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
