@@ -85,7 +85,8 @@ SECURITY_HEADERS = [
 ]
 MAX_FORM_BYTES = 256 * 1024
 MAX_FORM_FIELDS = 1000
-MAX_AUDIT_SCAN = 10_000
+AUDIT_PAGE = 100  # audit entries per page
+_CURSOR_RE = re.compile(r"[0-9]{1,18}")
 # Failed sign-ins allowed per client address in SIGN_IN_WINDOW_S; past that a wrong token
 # from that address is answered 429 after THROTTLED_DELAY_S (the right one still signs in).
 MAX_SIGN_IN_FAILURES = 10
@@ -505,25 +506,32 @@ class AdminApp:
             "outcome": q.get("outcome", "") if q.get("outcome", "") in AUDIT_OUTCOMES else "",
             "since": q.get("since", "24h") if q.get("since", "24h") in AUDIT_WINDOWS else "24h",
         }
-        records = await _in_thread(
-            functools.partial(
-                self.runtime.audit_log, limit=MAX_AUDIT_SCAN, plugin_id=filters["plugin"] or None
-            )
-        )
         seconds = AUDIT_WINDOWS[filters["since"]][1]
-        cutoff = ""
+        since = None
         if seconds is not None:
             # Stored timestamps are fixed-width ISO-8601 UTC, so they compare as strings.
             moment = datetime.now(UTC) - timedelta(seconds=seconds)
-            cutoff = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-        rows = [
-            r
-            for r in records
-            if (not filters["kind"] or r.get("kind") == filters["kind"])
-            and (not filters["outcome"] or r.get("outcome") == filters["outcome"])
-            and (not cutoff or str(r.get("at") or "") >= cutoff)
-        ]
-        body = audit_body(req.base, rows, plugin_ids=plugin_ids, filters=filters, total=len(rows))
+            since = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        # Keyset cursors from the "older"/"newer" links: row ids, anything else ignored.
+        cursor = {
+            name: int(q[name])
+            for name in ("before", "after")
+            if _CURSOR_RE.fullmatch(q.get(name, ""))
+        }
+        if len(cursor) > 1:
+            cursor = {}
+        page = await _in_thread(
+            functools.partial(
+                self.runtime.audit_query,
+                plugin_id=filters["plugin"] or None,
+                kind=filters["kind"] or None,
+                outcome=filters["outcome"] or None,
+                since=since,
+                limit=AUDIT_PAGE,
+                **cursor,
+            )
+        )
+        body = audit_body(req.base, page, plugin_ids=plugin_ids, filters=filters)
         await self._page(send, req, 200, "Audit log", body, active="audit")
 
     async def _settings(self, send: Send, req: _Request, plugin_id: str) -> None:

@@ -340,7 +340,7 @@ def test_an_unexpected_failure_is_a_page_with_the_security_headers(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("store unavailable")
 
-    monkeypatch.setattr(runtime, "audit_log", broken)
+    monkeypatch.setattr(runtime, "audit_query", broken)
     r = client.get("audit")
     assert r.status_code == 500
     assert r.headers["content-security-policy"] == CSP
@@ -435,3 +435,26 @@ def test_descriptor_and_audit_text_cannot_reorder_or_hide_what_the_admin_reads()
     assert "looks fine" in audit
     for char in (BIDI, "\u0007"):
         assert char not in audit
+
+
+def test_audit_log_pages_with_older_and_newer_links(client: AdminClient, runtime: Runtime) -> None:
+    for i in range(130):
+        runtime.store.audit_records.record("mail-two", "cron", f"tick-{i}", "ok", 1.0)
+    first = client.get("audit?plugin=mail-two&kind=cron&since=all").text
+    assert "<code>tick-129</code>" in first and "<code>tick-30</code>" in first
+    assert "<code>tick-29</code>" not in first and "Newer entries" not in first
+    assert "100 of 130 matching entries shown" in first
+    older = re.search(r'<a rel="next" href="([^"]+)">Older entries</a>', first)
+    assert older is not None
+    link = older.group(1).replace("&amp;", "&")
+    assert "plugin=mail-two" in link and "kind=cron" in link and "before=" in link
+    second = client.get(link.removeprefix(ADMIN)).text
+    assert "<code>tick-29</code>" in second and "<code>tick-0</code>" in second
+    assert "<code>tick-30</code>" not in second and "Older entries" not in second
+    newer = re.search(r'<a rel="prev" href="([^"]+)">Newer entries</a>', second)
+    assert newer is not None
+    back = client.get(newer.group(1).replace("&amp;", "&").removeprefix(ADMIN)).text
+    assert "<code>tick-129</code>" in back and "<code>tick-30</code>" in back
+    assert "<code>tick-29</code>" not in back
+    # A cursor that is not a row id is ignored: the newest page.
+    assert "<code>tick-129</code>" in client.get("audit?kind=cron&before=1e9&since=all").text
