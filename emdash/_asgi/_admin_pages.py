@@ -30,7 +30,7 @@ AUDIT_WINDOWS: dict[str, tuple[str, float | None]] = {
     "7d": ("Last 7 days", 7 * 86400.0),
     "all": ("Everything kept", None),
 }
-AUDIT_KINDS = ("hook", "route", "lifecycle", "cron", "load")
+AUDIT_KINDS = ("hook", "route", "lifecycle", "cron", "load", "admin")
 AUDIT_OUTCOMES = ("ok", "error", "timeout", "limit", "vetoed")
 
 

@@ -247,6 +247,7 @@ class Runtime:
             invoke_route=self.invoke_route,
             kv=self.store.kv_entries,
             transaction=self.store.transaction,
+            audit=self.store.audit_records.record,
         )
 
     # -- context manager / lifetime --------------------------------------------------------
