@@ -91,12 +91,12 @@ def custom_chart(options: Any, *, ident: str) -> str:
         axis = _first(options.get("yAxis")).get("data")
     categories = [_label(c) for c in axis[:MAX_POINTS]] if isinstance(axis, list) else []
     length = max(len(p) for _, p in drawn)
-    rows = [
-        categories[i]
-        if i < len(categories)
-        else next((p[i][0] for _, p in drawn if i < len(p) and p[i][0]), str(i + 1))
-        for i in range(length)
-    ]
+    rows: list[str] = []
+    for i in range(length):
+        named = [p[i][0] for _, p in drawn if i < len(p) and p[i][0]]
+        rows.append(
+            categories[i] if i < len(categories) else (named[0] or "") if named else str(i + 1)
+        )
     names = [_label(s.get("name")) or f"Series {n + 1}" for n, (s, _) in enumerate(drawn)]
     head = '<th scope="col">Category</th>' + "".join(
         f'<th scope="col">{esc(n)}</th>' for n in names
@@ -147,6 +147,12 @@ def custom_chart(options: Any, *, ident: str) -> str:
         f'<line x1="{_PAD}" y1="{_PAD}" x2="{_PAD}" y2="{_HEIGHT - _PAD}" stroke="#888"/>'
         f'<text x="2" y="{_PAD - 8}" font-size="11">{esc(_fmt(high))}</text>'
     )
+    if length <= 24:  # category names under the axis while they fit; the table has all
+        axes += "".join(
+            f'<text x="{_PAD + step * (i + 0.5):.1f}" y="{_HEIGHT - _PAD + 16:.0f}" '
+            f'font-size="11" text-anchor="middle">{esc(row[:12])}</text>'
+            for i, row in enumerate(rows)
+        )
     return _figure(title, ident, head, body, f"{axes}{''.join(shapes)}", names)
 
 
