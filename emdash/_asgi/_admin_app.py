@@ -39,6 +39,7 @@ import functools
 import hmac
 import logging
 import re
+import secrets
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -595,7 +596,7 @@ class AdminApp:
             else:
                 interaction, errors = _interaction(spec, req.form)
                 refresh = req.field("_refresh")
-                shown = req.session.shown_page(plugin_id, page)
+                shown = req.session.shown_page(plugin_id, page, spec.get("render"))
                 if (errors or refresh) and shown is not None:
                     # Not sent to the plugin: the page it last answered is shown again,
                     # this form refilled with what was submitted and marked.
@@ -659,23 +660,22 @@ class AdminApp:
             )
 
         def remember(spec: dict[str, Any]) -> str:
-            import secrets
-
             key = secrets.token_urlsafe(12)
             session.remember_form(key, spec)
             return key
 
+        render = secrets.token_urlsafe(9)
         renderer = BlockRenderer(
             csrf=session.csrf,
             action=action,
             remember=remember,
-            context={"plugin": plugin_id, "page": page},
+            context={"plugin": plugin_id, "page": page, "render": render},
             heading=heading,
             form_state=form_state,
         )
         blocks = response.get("blocks") if isinstance(response, dict) else None
         if isinstance(blocks, list):
-            session.remember_page(plugin_id, page, blocks)
+            session.remember_page(plugin_id, page, render, blocks)
         html = renderer.render(blocks)
         toast = response.get("toast") if isinstance(response, dict) else None
         notice = None

@@ -81,8 +81,13 @@ def condition_holds(condition: Mapping[str, Any], values: Mapping[str, Any]) -> 
     return _same(current, wanted)
 
 
-def _offered(value: Any, allowed: list[Any]) -> bool:
-    sent = value if isinstance(value, list) else [] if value in (None, "") else [value]
+def _offered(value: Any, allowed: list[Any], *, may_be_blank: bool) -> bool:
+    """Whether every value sent is an offered one. Nothing chosen is fine for a radio
+    group and checkboxes (browsers send nothing then); a select always sends one of its
+    options, so a blank one came from somewhere else, unless a blank option was offered."""
+    if value in (None, "", []) and may_be_blank:
+        return True
+    sent = value if isinstance(value, list) else [value]
     return all(isinstance(item, str) and item in allowed for item in sent)
 
 
@@ -112,7 +117,7 @@ def read_form(
                 errors[aid] = problem
             continue
         value = convert(kind, form.get(f"f.{aid}"))
-        if aid in choices and not _offered(value, choices[aid]):
+        if aid in choices and not _offered(value, choices[aid], may_be_blank=kind != "select"):
             errors[aid] = NOT_OFFERED
             value = [] if kind == "checkbox" else ""
         values[aid] = value
@@ -140,7 +145,8 @@ def _read_repeater(
         if all(_blank(v) for v in item.values()):
             continue  # an empty row of the form, not an item
         for s, value in item.items():
-            if s in choices and not _offered(value, [*choices[s], ""]):
+            # A repeater row's select offers a blank "(none)" first (see the renderer).
+            if s in choices and not _offered(value, choices[s], may_be_blank=True):
                 problem = f"item {i + 1}: {NOT_OFFERED}"
                 item[s] = ""
         items.append(item)

@@ -55,8 +55,8 @@ class AdminSession:
     flash: tuple[str, str] | None = None
     # form key -> {"fields": {action_id: type}, "submit": action_id}
     forms: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # "<plugin>\n<page>" -> the blocks last shown there (validated, a private copy)
-    pages: dict[str, list[Any]] = field(default_factory=dict)
+    # "<plugin>\n<page>" -> (render id, the blocks last shown there: validated, a copy)
+    pages: dict[str, tuple[str, list[Any]]] = field(default_factory=dict)
 
     def check_csrf(self, presented: str | None) -> bool:
         if not presented:
@@ -69,15 +69,21 @@ class AdminSession:
         while len(self.forms) > MAX_FORMS:
             self.forms.pop(next(iter(self.forms)))
 
-    def remember_page(self, plugin_id: str, page: str, blocks: list[Any]) -> None:
+    def remember_page(self, plugin_id: str, page: str, render: str, blocks: list[Any]) -> None:
         key = f"{plugin_id}\n{page}"
         self.pages.pop(key, None)
-        self.pages[key] = blocks
+        self.pages[key] = (render, blocks)
         while len(self.pages) > MAX_PAGES:
             self.pages.pop(next(iter(self.pages)))
 
-    def shown_page(self, plugin_id: str, page: str) -> list[Any] | None:
-        return self.pages.get(f"{plugin_id}\n{page}")
+    def shown_page(self, plugin_id: str, page: str, render: Any) -> list[Any] | None:
+        """The blocks of render ``render`` of that page, if it is still the last one shown
+        there: a form's number only means something in the render that drew it (another
+        tab may have shown the page since, with other forms)."""
+        shown = self.pages.get(f"{plugin_id}\n{page}")
+        if shown is None or not isinstance(render, str) or shown[0] != render:
+            return None
+        return shown[1]
 
 
 def _digest(value: str) -> str:

@@ -269,3 +269,28 @@ def test_read_form_alone() -> None:
     assert not condition_holds({"field": "on", "eq": 1}, {"on": True})
     assert condition_holds({"field": "tags", "eq": "a"}, {"tags": ["a", "b"]})
     assert not condition_holds({"field": "missing", "eq": "a"}, {})
+
+
+def test_a_select_sent_blank_was_not_offered(client: AdminClient, runtime: Runtime) -> None:
+    # A select always sends one of its options; a blank one came from a crafted POST.
+    before = submits(runtime)
+    html = post(client, {"f.plan": "", "f.size": "s"})
+    assert submits(runtime) == before and NOT_OFFERED in html
+    # A radio group or checkboxes with nothing chosen send nothing: that is allowed.
+    post(client, {"f.plan": "free"})
+    assert submits(runtime) == before + 1
+    assert last(runtime)["size"] == "" and last(runtime)["tags"] == []
+
+
+def test_a_form_from_a_page_shown_again_since_cannot_refresh(
+    client: AdminClient, runtime: Runtime
+) -> None:
+    # Two tabs: the form numbers of the first render mean nothing in the second one.
+    old_key = form_keys(client.get(PAGE + "form").text)[0]
+    client.get(PAGE + "form")
+    before = submits(runtime)
+    r = client.post(PAGE + "form", {"_key": old_key, **BASE, "_refresh": "1"})
+    assert "no longer known" in r.text and submits(runtime) == before
+    # A plain submit of that older form still reaches the plugin: its key is still known.
+    client.post(PAGE + "form", {"_key": old_key, **BASE})
+    assert submits(runtime) == before + 1
