@@ -9,7 +9,12 @@ The admin UI (or any host code) talks to plugins' admin surfaces only through
   private ``admin`` route and returns the plugin's answer *validated* against the Block
   Kit schema (:mod:`emdash._admin._blockkit`), or raises :class:`AdminResponseError`;
 - :meth:`AdminService.settings_page` / :meth:`AdminService.save_settings` serve the
-  settings page the host generates from ``admin.settingsSchema`` (no plugin code runs).
+  settings page the host generates from ``admin.settingsSchema`` (no plugin code runs);
+  every save is audited (kind ``admin``: the changed keys, never a value).
+
+:meth:`AdminService.interact` is stateless: it cannot know which options the page that
+produced a ``form_submit`` offered. The built-in UI remembers them and refuses a value
+that was not offered (:mod:`emdash._asgi._admin_forms`); another UI must do the same.
 
 Security contract (see docs/admin.md, "Security"):
 

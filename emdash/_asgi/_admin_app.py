@@ -26,8 +26,10 @@ Security model (deny by default):
   escapes everything and drops unknown types; the host has already validated it
   (``rt.admin.interact`` raises rather than return an invalid response).
 - A form or button the page showed is remembered server-side (its plugin, page, action
-  id, block id, field types); the browser names it by a random key. A POST naming an
-  unknown key is refused, so a crafted POST cannot reach an action the page never offered.
+  id, block id, field types, the options of every choice); the browser names it by a
+  random key. A POST naming an unknown key is refused, so a crafted POST cannot reach an
+  action the page never offered, and a select/radio/checkbox value the form did not offer
+  is refused before the plugin is called (:mod:`._admin_forms`).
 
 Plugin calls block (a sandboxed plugin runs in a worker), so they run in a thread; the
 admission gate is taken by the runtime's route call, as for any caller.
