@@ -612,8 +612,10 @@ class AdminApp:
                             "type": "error",
                         }
                     if isinstance(spec.get("form"), int):
+                        # Refilled with everything typed, fields that do not apply too.
+                        typed = read_form(spec, req.form, keep_inapplicable=True)[0]
                         form_state[spec["form"]] = {
-                            "values": interaction.get("values") or {},
+                            "values": typed,
                             "errors": errors,
                             "add": refresh[4:] if refresh and refresh.startswith("add:") else None,
                         }

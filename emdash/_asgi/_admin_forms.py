@@ -96,13 +96,14 @@ def _blank(value: Any) -> bool:
 
 
 def read_form(
-    spec: Mapping[str, Any], form: Mapping[str, list[str]]
+    spec: Mapping[str, Any], form: Mapping[str, list[str]], *, keep_inapplicable: bool = False
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """``(values, errors)`` for a remembered form ``spec`` and the posted ``form``.
 
     ``values`` maps each field's action id to its typed value (fields whose condition does
     not hold left out); ``errors`` maps a field's action id to what is wrong with it. With
-    any error the submission must not reach the plugin.
+    any error the submission must not reach the plugin. ``keep_inapplicable`` keeps the
+    fields whose condition does not hold (to refill a form shown again, never to send).
     """
     fields: Mapping[str, str] = spec.get("fields") or {}
     choices: Mapping[str, list[Any]] = spec.get("choices") or {}
@@ -126,7 +127,8 @@ def read_form(
     # user chose, not one a previous condition already removed.
     dropped = [aid for aid, cond in conditions.items() if not condition_holds(cond, values)]
     for aid in dropped:
-        values.pop(aid, None)
+        if not keep_inapplicable:
+            values.pop(aid, None)
         errors.pop(aid, None)  # a value that does not apply is not sent, so not checked
     return values, errors
 

@@ -196,6 +196,9 @@ def test_update_form_re_evaluates_conditions_without_calling_the_plugin(
     note = re.search(r"Applies when &quot;Plan&quot; is &quot;Pro&quot;\.([^<]*)<", html)
     assert note is not None and "Not with the values shown now" not in note.group(1)
     assert "toast-error" not in html
+    # Back to free: the company no longer applies, but what was typed is kept on screen.
+    html = post(client, {**BASE, "f.company": "Kept Inc", "_refresh": "1"})
+    assert 'value="Kept Inc"' in html and submits(runtime) == before
 
 
 def test_a_repeater_grows_without_javascript_and_sends_its_items(
