@@ -498,14 +498,26 @@ _SERIES = _object(
 )
 
 
+def _custom_options(value: Any, path: str, st: _State, depth: int) -> None:
+    # Chart-library options (EmDash passes them to ECharts in the browser). The admin runs
+    # no script: it reads the data part (title, axis categories, series) and draws it on
+    # the server; the rest is ignored. Bounded JSON like any free value.
+    if type(value) is not dict:
+        raise _Invalid(path, f"must be an object, not {type(value).__name__}")
+    _json(value, path, st, depth)
+
+
 def _chart_config(value: Any, path: str, st: _State, depth: int) -> None:
+    if type(value) is dict and value.get("chart_type") == "custom":
+        custom: dict[str, Check] = {
+            "chart_type": _enum("custom"),
+            "options": _custom_options,
+            "height": _int(50, 1000),
+        }
+        _fields(value, path, st, depth, custom, frozenset({"chart_type", "options"}))
+        return
     if type(value) is dict and value.get("chart_type") != "timeseries":
-        # "custom" hands arbitrary chart-library options to the browser: not rendered here.
-        raise _Invalid(
-            f"{path}.chart_type",
-            'must be "timeseries" (custom charts pass options to client-side code and are '
-            "not supported)",
-        )
+        raise _Invalid(f"{path}.chart_type", 'must be "timeseries" or "custom"')
     fields: dict[str, Check] = {
         "chart_type": _enum("timeseries"),
         "series": _list(_SERIES, MAX_SERIES, least=1),

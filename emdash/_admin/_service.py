@@ -9,7 +9,12 @@ The admin UI (or any host code) talks to plugins' admin surfaces only through
   private ``admin`` route and returns the plugin's answer *validated* against the Block
   Kit schema (:mod:`emdash._admin._blockkit`), or raises :class:`AdminResponseError`;
 - :meth:`AdminService.settings_page` / :meth:`AdminService.save_settings` serve the
-  settings page the host generates from ``admin.settingsSchema`` (no plugin code runs).
+  settings page the host generates from ``admin.settingsSchema`` (no plugin code runs);
+  every save is audited (kind ``admin``: the changed keys, never a value).
+
+:meth:`AdminService.interact` is stateless: it cannot know which options the page that
+produced a ``form_submit`` offered. The built-in UI remembers them and refuses a value
+that was not offered (:mod:`emdash._asgi._admin_forms`); another UI must do the same.
 
 Security contract (see docs/admin.md, "Security"):
 
@@ -30,6 +35,8 @@ Security contract (see docs/admin.md, "Security"):
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -50,6 +57,8 @@ if TYPE_CHECKING:  # the runtime imports this module: no import back at run time
     from .._runtime._plugin_info import PluginInfo
 
 __all__ = ["ADMIN_ROUTE", "AdminService", "check_admin_surface"]
+
+log = logging.getLogger("emdash.admin")
 
 ADMIN_ROUTE = "admin"
 MAX_INTERACTION_BYTES = 64 * 1024  # submitted form values / an action's value, as JSON
@@ -100,10 +109,14 @@ class AdminService:
         invoke_route: Callable[..., Any],
         kv: KVEntries,
         transaction: Callable[[], AbstractContextManager[None]],
+        audit: Callable[..., None] | None = None,
     ) -> None:
         self._plugins = plugins
         self._invoke_route = invoke_route
         self._settings = SettingsStore(kv, transaction)
+        # AuditRecords.record: a settings save is an administrator's change to what a
+        # plugin does, so it is audited like the plugin's own invocations (kind "admin").
+        self._audit = audit
 
     # -- what to show ------------------------------------------------------------------
 
@@ -232,9 +245,11 @@ class AdminService:
                 f"keys to values, not {type(values).__name__}",
                 plugin_id=plugin_id,
             )
+        started = time.perf_counter()
         try:
-            errors = self._settings.save(desc, values)
+            errors, changed = self._settings.save_changes(desc, values)
         except QuotaExceededError as exc:
+            self._record_save(desc, started, "error", [], error=str(exc))
             return {
                 "blocks": self._blocks(desc),
                 "toast": {"message": str(exc)[:500], "type": "error"},
@@ -242,6 +257,9 @@ class AdminService:
             }
         if errors:
             count = len(errors)
+            self._record_save(
+                desc, started, "error", [], error=f"refused: {count} field(s) did not validate"
+            )
             return {
                 "blocks": self._blocks(desc, submitted=values, errors=errors),
                 "toast": {
@@ -252,11 +270,51 @@ class AdminService:
                 },
                 "errors": errors,
             }
+        self._record_save(desc, started, "ok", changed)
         return {
             "blocks": self._blocks(desc),
             "toast": {"message": "Settings saved", "type": "success"},
             "errors": {},
         }
+
+    def _record_save(
+        self,
+        desc: PluginDescriptor,
+        started: float,
+        outcome: str,
+        changed: list[str],
+        *,
+        error: str | None = None,
+    ) -> None:
+        """Audit one settings save: which keys changed, never a value.
+
+        Keys come from the plugin's schema (validated ids of at most 64 characters); the
+        submitted values, secrets above all, and any key the schema does not have (a
+        client's text) stay out of the record."""
+        if self._audit is None:
+            return
+        schema = desc.admin.settings_schema
+        secrets = [k for k in changed if schema.get(k, {}).get("type") == "secret"]
+        listed = ", ".join(changed) if changed else ("no change" if outcome == "ok" else "none")
+        name = f"settings: {listed}"
+        if len(name) > 200:
+            name = name[:199] + "…"
+        message = f"changed settings: {listed}"
+        if secrets:
+            message += f" (secret, value not recorded: {', '.join(secrets)})"
+        try:
+            self._audit(
+                desc.id,
+                "admin",
+                name,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+                error=error,
+                logs=json.dumps([{"level": "info", "message": message}]),
+            )
+        except Exception:
+            # The save happened; a failing audit write must not turn it into an error page.
+            log.exception("Could not record the audit entry of a settings save for %s", desc.id)
 
     def _settings_plugin(self, plugin_id: str) -> PluginDescriptor:
         desc = self._find(plugin_id).descriptor

@@ -115,6 +115,13 @@ class SettingsStore:
 
     def save(self, desc: PluginDescriptor, values: Mapping[str, Any]) -> dict[str, str]:
         """Check and write ``values``; return ``{key: problem}`` (empty when saved)."""
+        return self.save_changes(desc, values)[0]
+
+    def save_changes(
+        self, desc: PluginDescriptor, values: Mapping[str, Any]
+    ) -> tuple[dict[str, str], list[str]]:
+        """:meth:`save`, also returning the keys whose stored value changed (schema order;
+        empty on errors). Only keys: the caller records them, never the values."""
         schema = desc.admin.settings_schema
         errors: dict[str, str] = {}
         writes: dict[str, Any] = {}
@@ -141,14 +148,18 @@ class SettingsStore:
                     continue  # unset, and its default applies
                 errors[key] = "is required"
         if errors:
-            return errors
+            return errors, []
+        changed: list[str] = []
         with self._transaction():
             for key, value in writes.items():
+                if self.stored(desc.id, key) != value:
+                    changed.append(key)
                 if value is None:
                     self._kv.delete(desc.id, PREFIX + key)
                 else:
                     self._kv.set(desc.id, PREFIX + key, value)
-        return {}
+        order = list(schema)
+        return {}, sorted(changed, key=order.index)
 
 
 def _coerce(spec: Mapping[str, Any], raw: Any) -> Any:

@@ -4,8 +4,10 @@ audit log, exclusive-hook providers. Served by :class:`emdash._asgi._app.EmDashA
 Security model (deny by default):
 
 - **Sign-in** with the site's API token (the same one private routes take), compared in
-  constant time; after ``MAX_SIGN_IN_FAILURES`` failures in ``SIGN_IN_WINDOW_S`` a client
-  address is refused (429) until the window slides on. It starts a server-side session (:mod:`._admin_session`); the cookie is
+  constant time. The right token always signs in; after ``MAX_SIGN_IN_FAILURES`` failures
+  in ``SIGN_IN_WINDOW_S`` a client address's *wrong* tokens are answered 429, each after
+  ``THROTTLED_DELAY_S`` (see :meth:`AdminApp._login` for why a lockout would be worse).
+  It starts a server-side session (:mod:`._admin_session`); the cookie is
   ``HttpOnly``, ``SameSite=Strict``, ``Path=/``, and ``Secure`` (with the ``__Host-``
   prefix) when the request came over https. Without a configured token nobody can sign in.
 - **Every POST** must carry the session's CSRF token (``_csrf``, constant-time compare) and
@@ -24,8 +26,10 @@ Security model (deny by default):
   escapes everything and drops unknown types; the host has already validated it
   (``rt.admin.interact`` raises rather than return an invalid response).
 - A form or button the page showed is remembered server-side (its plugin, page, action
-  id, block id, field types); the browser names it by a random key. A POST naming an
-  unknown key is refused, so a crafted POST cannot reach an action the page never offered.
+  id, block id, field types, the options of every choice); the browser names it by a
+  random key. A POST naming an unknown key is refused, so a crafted POST cannot reach an
+  action the page never offered, and a select/radio/checkbox value the form did not offer
+  is refused before the plugin is called (:mod:`._admin_forms`).
 
 Plugin calls block (a sandboxed plugin runs in a worker), so they run in a thread; the
 admission gate is taken by the runtime's route call, as for any caller.
@@ -36,8 +40,8 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-import math
 import re
+import secrets
 from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -47,6 +51,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 import anyio.to_thread
 
 from .._shared._errors import EmDashError
+from ._admin_forms import NOT_OFFERED, convert, read_form
 from ._admin_html import BlockRenderer, esc, layout
 from ._admin_pages import (
     AUDIT_KINDS,
@@ -83,16 +88,16 @@ SECURITY_HEADERS = [
 ]
 MAX_FORM_BYTES = 256 * 1024
 MAX_FORM_FIELDS = 1000
-MAX_AUDIT_SCAN = 10_000
-# Failed sign-ins allowed per client address in SIGN_IN_WINDOW_S; past that every attempt
-# from that address (a right token included) is refused until the window slides on.
+AUDIT_PAGE = 100  # audit entries per page
+_CURSOR_RE = re.compile(r"[0-9]{1,18}")
+# Failed sign-ins allowed per client address in SIGN_IN_WINDOW_S; past that a wrong token
+# from that address is answered 429 after THROTTLED_DELAY_S (the right one still signs in).
 MAX_SIGN_IN_FAILURES = 10
 SIGN_IN_WINDOW_S = 300.0
+THROTTLED_DELAY_S = 1.0
 _MAX_TRACKED_CLIENTS = 1024
 _ID_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _STATIC = {"admin.css": "text/css; charset=utf-8"}
-_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_INT_RE = re.compile(r"[+-]?[0-9]{1,18}")
 
 T = TypeVar("T")
 SETTINGS_PAGE = "emdash:settings"
@@ -155,6 +160,8 @@ class AdminApp:
         self._on_toggled = on_plugin_toggled
         self.sessions = SessionTable()
         self._failures: dict[str, list[float]] = {}
+        #: How long a throttled address's wrong token waits for its 429 (tests set 0).
+        self.throttled_delay_s = THROTTLED_DELAY_S
 
     @property
     def admin(self) -> AdminService:
@@ -321,7 +328,20 @@ class AdminApp:
             return
         client = req.scope.get("client")
         address = str(client[0]) if client else "?"
-        if self._throttled(address):
+        presented = (req.field("token") or "").strip().encode("utf-8", "surrogateescape")
+        # The token is checked before the throttle, and the right one always signs in. A
+        # lockout (refusing even the right token while an address is throttled) lets anyone
+        # lock the administrator out: behind a proxy the server is not told to trust, every
+        # client has the proxy's address, so ten wrong guesses by a stranger would shut the
+        # admin for everyone. What the throttle gave up is not what protects the token: an
+        # API token is at least 16 characters (emdash.toml refuses shorter), and a random
+        # one of 32 hex digits is one of 2**128; even 16 hex digits (2**64) outlast an
+        # attacker guessing a million times a second for a century (under 2**52 tries). The
+        # throttle only makes guessing slow and visible: a throttled address's wrong tokens
+        # wait THROTTLED_DELAY_S (a sleeping coroutine, no thread) and get a 429.
+        right = self._token is not None and hmac.compare_digest(presented, self._token)
+        if not right and self._throttled(address):
+            await anyio.sleep(self.throttled_delay_s)
             await self._page(
                 send,
                 req,
@@ -331,12 +351,12 @@ class AdminApp:
                 signed_in=False,
                 notice=(
                     "error",
-                    "Too many failed sign-ins from this address; try again in a few minutes.",
+                    "Too many failed sign-ins from this address; check the token and try "
+                    "again in a few minutes.",
                 ),
             )
             return
-        presented = (req.field("token") or "").strip().encode("utf-8", "surrogateescape")
-        if self._token is None or not hmac.compare_digest(presented, self._token):
+        if not right:
             self._failed(address)
             await self._page(
                 send,
@@ -489,25 +509,32 @@ class AdminApp:
             "outcome": q.get("outcome", "") if q.get("outcome", "") in AUDIT_OUTCOMES else "",
             "since": q.get("since", "24h") if q.get("since", "24h") in AUDIT_WINDOWS else "24h",
         }
-        records = await _in_thread(
-            functools.partial(
-                self.runtime.audit_log, limit=MAX_AUDIT_SCAN, plugin_id=filters["plugin"] or None
-            )
-        )
         seconds = AUDIT_WINDOWS[filters["since"]][1]
-        cutoff = ""
+        since = None
         if seconds is not None:
             # Stored timestamps are fixed-width ISO-8601 UTC, so they compare as strings.
             moment = datetime.now(UTC) - timedelta(seconds=seconds)
-            cutoff = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-        rows = [
-            r
-            for r in records
-            if (not filters["kind"] or r.get("kind") == filters["kind"])
-            and (not filters["outcome"] or r.get("outcome") == filters["outcome"])
-            and (not cutoff or str(r.get("at") or "") >= cutoff)
-        ]
-        body = audit_body(req.base, rows, plugin_ids=plugin_ids, filters=filters, total=len(rows))
+            since = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        # Keyset cursors from the "older"/"newer" links: row ids, anything else ignored.
+        cursor = {
+            name: int(q[name])
+            for name in ("before", "after")
+            if _CURSOR_RE.fullmatch(q.get(name, ""))
+        }
+        if len(cursor) > 1:
+            cursor = {}
+        page = await _in_thread(
+            functools.partial(
+                self.runtime.audit_query,
+                plugin_id=filters["plugin"] or None,
+                kind=filters["kind"] or None,
+                outcome=filters["outcome"] or None,
+                since=since,
+                limit=AUDIT_PAGE,
+                **cursor,
+            )
+        )
+        body = audit_body(req.base, page, plugin_ids=plugin_ids, filters=filters)
         await self._page(send, req, 200, "Audit log", body, active="audit")
 
     async def _settings(self, send: Send, req: _Request, plugin_id: str) -> None:
@@ -562,14 +589,46 @@ class AdminApp:
             action = plugin_url(req.base, plugin_id, "pages", quote(page.lstrip("/")))
         interaction: dict[str, Any] = {"type": "page_load", "page": page}
         refused: tuple[str, str] | None = None
+        form_state: dict[int, dict[str, Any]] = {}
+        call: Callable[[], dict[str, Any]] | None = None
         if req.method == "POST":
             spec = req.session.forms.get(req.field("_key") or "")
             if spec is None or spec.get("plugin") != plugin_id or spec.get("page") != page:
                 refused = _STALE_FORM
             else:
-                interaction = _interaction(spec, req.form)
-        call = functools.partial(self.admin.interact, plugin_id, interaction, user=None)
-        body, toast = await self._respond(req, plugin_id, page, call, action=action, heading=2)
+                interaction, errors = _interaction(spec, req.form)
+                refresh = req.field("_refresh")
+                shown = req.session.shown_page(plugin_id, page, spec.get("render"))
+                if (errors or refresh) and shown is not None:
+                    # Not sent to the plugin: the page it last answered is shown again,
+                    # this form refilled with what was submitted and marked.
+                    notice: dict[str, str] | None = None
+                    if errors:
+                        count = len(errors)
+                        notice = {
+                            "message": f"Not sent to {plugin_id}: {count} "
+                            + ("field needs" if count == 1 else "fields need")
+                            + " attention.",
+                            "type": "error",
+                        }
+                    if isinstance(spec.get("form"), int):
+                        # Refilled with everything typed, fields that do not apply too.
+                        typed = read_form(spec, req.form, keep_inapplicable=True)[0]
+                        form_state[spec["form"]] = {
+                            "values": typed,
+                            "errors": errors,
+                            "add": refresh[4:] if refresh and refresh.startswith("add:") else None,
+                        }
+                    answer = {"blocks": shown, "toast": notice}
+                    call = functools.partial(dict, answer)
+                elif errors or refresh:
+                    refused = _STALE_FORM  # the page it belongs to is no longer remembered
+                    interaction = {"type": "page_load", "page": page}
+        if call is None:
+            call = functools.partial(self.admin.interact, plugin_id, interaction, user=None)
+        body, toast = await self._respond(
+            req, plugin_id, page, call, action=action, heading=2, form_state=form_state
+        )
         title = f"{info.descriptor.name or plugin_id}: {declared[page]}"
         await self._page(send, req, 200, title, body, active="plugins", notice=refused or toast)
 
@@ -582,6 +641,7 @@ class AdminApp:
         *,
         action: str,
         heading: int,
+        form_state: dict[int, dict[str, Any]] | None = None,
     ) -> tuple[str, tuple[str, str] | None]:
         """Run ``call`` (an ``rt.admin`` method answering ``{"blocks", "toast"}``) in a
         thread; return the rendered blocks and the toast."""
@@ -604,20 +664,23 @@ class AdminApp:
             )
 
         def remember(spec: dict[str, Any]) -> str:
-            import secrets
-
             key = secrets.token_urlsafe(12)
             session.remember_form(key, spec)
             return key
 
+        render = secrets.token_urlsafe(9)
         renderer = BlockRenderer(
             csrf=session.csrf,
             action=action,
             remember=remember,
-            context={"plugin": plugin_id, "page": page},
+            context={"plugin": plugin_id, "page": page, "render": render},
             heading=heading,
+            form_state=form_state,
         )
-        html = renderer.render(response.get("blocks") if isinstance(response, dict) else None)
+        blocks = response.get("blocks") if isinstance(response, dict) else None
+        if isinstance(blocks, list):
+            session.remember_page(plugin_id, page, render, blocks)
+        html = renderer.render(blocks)
         toast = response.get("toast") if isinstance(response, dict) else None
         notice = None
         if isinstance(toast, dict) and isinstance(toast.get("message"), str):
@@ -681,41 +744,27 @@ class AdminApp:
         await _send(send, 200, data, kind.encode(), head=req.method == "HEAD", cache=b"max-age=300")
 
 
-def _interaction(spec: dict[str, Any], form: dict[str, list[str]]) -> dict[str, Any]:
-    """The Block Kit interaction for a remembered form/button and the submitted fields."""
+def _interaction(
+    spec: dict[str, Any], form: dict[str, list[str]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The Block Kit interaction for a remembered form/button and the submitted fields,
+    and the field errors that keep it from the plugin (:func:`._admin_forms.read_form`)."""
     out: dict[str, Any] = {"type": spec["kind"], "action_id": spec.get("action_id")}
+    errors: dict[str, str] = {}
     if isinstance(spec.get("block_id"), str):
         out["block_id"] = spec["block_id"]
     if spec["kind"] == "form_submit":
-        fields: dict[str, str] = spec.get("fields") or {}
-        out["values"] = {aid: _convert(kind, form.get(f"f.{aid}")) for aid, kind in fields.items()}
+        out["values"], errors = read_form(spec, form)
     elif "input" in spec:
-        out["value"] = _convert(spec["input"], form.get("value"))
+        out["value"] = convert(spec["input"], form.get("value"))
+        choices = spec.get("choices")
+        if isinstance(choices, list):
+            sent = out["value"] if isinstance(out["value"], list) else [out["value"]]
+            if any(v != "" and v not in choices for v in sent):
+                errors[str(spec.get("action_id"))] = NOT_OFFERED
     elif spec.get("value") is not None:
         out["value"] = spec["value"]
-    return out
-
-
-def _convert(kind: str, sent: list[str] | None) -> Any:
-    """A field's value typed by its element type (the plugin validates the rest)."""
-    values = sent or []
-    if kind == "toggle":
-        return "true" in values
-    if kind == "checkbox":
-        return values
-    last = values[-1] if values else ""
-    if kind == "number_input":
-        # ASCII decimal notation only (int() also takes "1_0" and other scripts' digits,
-        # and makes a 4000-digit integer no sandbox frame can carry): an integer of up to
-        # 18 digits stays one (within int64), anything longer is a float, if finite.
-        text = last.strip()
-        if not _NUMBER_RE.fullmatch(text):
-            return None
-        if _INT_RE.fullmatch(text):
-            return int(text)
-        number = float(text)
-        return number if math.isfinite(number) else None
-    return last
+    return out, errors
 
 
 async def _in_thread(fn: Callable[..., T], *args: Any) -> T:

@@ -28,7 +28,7 @@ import html
 import math
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -139,7 +139,14 @@ class BlockRenderer:
     """
 
     def __init__(
-        self, *, csrf: str, action: str, remember: Remember, context: dict[str, Any], heading: int
+        self,
+        *,
+        csrf: str,
+        action: str,
+        remember: Remember,
+        context: dict[str, Any],
+        heading: int,
+        form_state: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> None:
         self.csrf = csrf
         self.action = action
@@ -150,6 +157,10 @@ class BlockRenderer:
         self.skipped = 0
         self._ids = secrets.token_hex(3)
         self._next = 0
+        # Forms are numbered in render order; a refused or refreshed submission re-renders
+        # the same blocks with form_state[n] = {"values", "errors", "add"} for its form.
+        self._forms = 0
+        self.form_state: Mapping[int, Mapping[str, Any]] = form_state or {}
 
     # -- entry point ------------------------------------------------------------------
 
@@ -372,6 +383,11 @@ class BlockRenderer:
 
     def _chart(self, b: dict[str, Any], _d: int) -> str:
         config = b.get("config")
+        if isinstance(config, dict) and config.get("chart_type") == "custom":
+            # Imported here: the chart module draws with this module's helpers.
+            from ._admin_charts import custom_chart
+
+            return custom_chart(config.get("options"), ident=self._id())
         if not isinstance(config, dict) or config.get("chart_type") != "timeseries":
             return '<p class="bk-notice">This chart type is not shown here.</p>'
         series = [s for s in _list(config.get("series")) if isinstance(s, dict)][:8]
@@ -386,30 +402,158 @@ class BlockRenderer:
         fields = [f for f in _list(b.get("fields")) if isinstance(f, dict)][:50]
         raw_submit = b.get("submit")
         submit: dict[str, Any] = raw_submit if isinstance(raw_submit, dict) else {}
+        ordinal = self._forms
+        self._forms += 1
+        state = self.form_state.get(ordinal) or {}
+        refill: Mapping[str, Any] = state.get("values") or {}
+        errors: Mapping[str, str] = state.get("errors") or {}
+        named = [
+            f
+            for f in fields
+            if isinstance(f.get("action_id"), str)
+            and (f.get("type") in _INPUTS or f.get("type") == "repeater")
+        ]
+        # What the form shows now: the submitted values after a refused or refreshed
+        # submission, else the initial ones. Condition notes are evaluated against it.
+        current = {
+            f["action_id"]: refill[f["action_id"]]
+            if f["action_id"] in refill
+            else f.get("initial_value")
+            for f in named
+        }
         types: dict[str, str] = {}
+        choices: dict[str, list[Any]] = {}
+        conditions: dict[str, Any] = {}
+        repeaters: dict[str, Any] = {}
         parts: list[str] = []
         for element in fields:
             kind, action_id = element.get("type"), element.get("action_id")
-            if not isinstance(kind, str) or not isinstance(action_id, str) or kind not in _INPUTS:
+            if not isinstance(kind, str) or not isinstance(action_id, str) or element not in named:
                 parts.append(_unsupported("field"))
                 continue
             types[action_id] = kind
-            parts.append(self._input(element, f"f.{action_id}"))
+            shown = element
+            if action_id in refill and kind != "secret_input":  # a secret is never echoed
+                shown = {**element, "initial_value": refill[action_id]}
+            if kind in _CHOICE_INPUTS:
+                choices[action_id] = _option_values(element)
+            notes: list[str] = []
+            condition = element.get("condition")
+            if isinstance(condition, dict):
+                conditions[action_id] = condition
+                notes.append(_condition_note(condition, named, current))
+            error = errors.get(action_id)
+            if kind == "repeater":
+                html_part, repeaters[action_id] = self._repeater(
+                    shown, action_id, notes, error, add=state.get("add") == action_id
+                )
+                parts.append(html_part)
+            else:
+                parts.append(self._input(shown, f"f.{action_id}", notes=notes, error=error))
         key = self.remember(
             {
                 **self.context,
                 "kind": "form_submit",
                 "action_id": submit.get("action_id"),
                 "block_id": b.get("block_id"),
+                "form": ordinal,
                 "fields": types,
+                "choices": choices,
+                "conditions": conditions,
+                "repeaters": repeaters,
             }
+        )
+        # Without JavaScript nothing re-evaluates a condition as the user picks: this button
+        # posts the form back to be shown again (the plugin is not called), fields marked
+        # for the values chosen so far.
+        refresh = (
+            '<button type="submit" name="_refresh" value="1" class="btn btn-secondary">'
+            "Update form</button>"
+            if conditions
+            else ""
         )
         return (
             f'<form class="bk-form" method="post" action="{esc(self.action)}">'
             f"{self._hidden(key)}{''.join(parts)}"
             f'<div class="bk-form-submit"><button type="submit" class="btn btn-primary">'
-            f"{esc(submit.get('label')) or 'Submit'}</button></div></form>"
+            f"{esc(submit.get('label')) or 'Submit'}</button>{refresh}</div></form>"
         )
+
+    def _repeater(
+        self, e: dict[str, Any], action_id: str, notes: list[str], error: str | None, *, add: bool
+    ) -> tuple[str, dict[str, Any]]:
+        """A repeater without JavaScript: one fieldset per item (filled ones, then a blank
+        one, at least ``min_items``, at most ``max_items``) and an "Add another" button
+        that posts the form back for one more row. Blank rows are not items."""
+        sub = [
+            f
+            for f in _list(e.get("fields"))
+            if isinstance(f, dict)
+            and f.get("type") in _REPEATER_INPUTS
+            and isinstance(f.get("action_id"), str)
+        ][:50]
+        low = _bounded_int(e.get("min_items"), 0, 0, 100)
+        high = _bounded_int(e.get("max_items"), 20, 1, 100)
+        filled = [i for i in _list(e.get("initial_value")) if isinstance(i, dict)][:high]
+        count = min(high, max(low, len(filled) + 1 + (1 if add else 0), 1))
+        noun = e.get("item_label") if isinstance(e.get("item_label"), str) else ""
+        noun = noun or "Item"
+        items = []
+        for i in range(count):
+            values = filled[i] if i < len(filled) else {}
+            inputs = "".join(
+                self._input(
+                    {**f, "initial_value": values[f["action_id"]]}
+                    if f["action_id"] in values
+                    else f,
+                    f"f.{action_id}.{i}.{f['action_id']}",
+                    blank=True,
+                )
+                for f in sub
+            )
+            items.append(
+                f'<fieldset class="bk-repeater-item"><legend>{esc(noun)} {i + 1}</legend>'
+                f"{inputs}</fieldset>"
+            )
+        ident = self._id()
+        help_html, aria = self._help(ident, e, notes, error)
+        more = (
+            f'<button type="submit" name="_refresh" value="add:{esc(action_id)}" '
+            f'class="btn btn-secondary">Add another {esc(noun)}</button>'
+            if count < high
+            else ""
+        )
+        spec = {
+            "items": count,
+            "fields": {f["action_id"]: f["type"] for f in sub},
+            "choices": {f["action_id"]: _option_values(f) for f in sub if f["type"] == "select"},
+            "min": low,
+            "max": high,
+        }
+        return (
+            f'<fieldset class="bk-field bk-repeater" id="{ident}"{aria}>'
+            f"<legend>{esc(e.get('label'))}</legend>{help_html}{''.join(items)}{more}</fieldset>",
+            spec,
+        )
+
+    def _help(
+        self, ident: str, e: dict[str, Any], notes: list[str], error: str | None
+    ) -> tuple[str, str]:
+        """The help under a field (its description, condition notes, an error) and the
+        ``aria-describedby``/``aria-invalid`` attributes pointing at it."""
+        parts: list[str] = []
+        ids: list[str] = []
+        if error:
+            ids.append(f"{ident}-e")
+            parts.append(f'<span class="bk-error" id="{ident}-e">{esc(error)}</span>')
+        texts = [e.get("description")] if e.get("description") else []
+        for n, text in enumerate([*texts, *notes]):
+            ids.append(f"{ident}-h{n}")
+            parts.append(f'<span class="bk-help" id="{ident}-h{n}">{esc(text)}</span>')
+        aria = f' aria-describedby="{" ".join(ids)}"' if ids else ""
+        if error:
+            aria += ' aria-invalid="true"'
+        return "".join(parts), aria
 
     # -- elements ---------------------------------------------------------------------
 
@@ -451,6 +595,8 @@ class BlockRenderer:
             return self._action_form(element.get("label"), spec, _style(element))
         if kind not in _INPUTS:
             return _unsupported("element")
+        if kind in _CHOICE_INPUTS:
+            spec["choices"] = _option_values(element)
         key = self.remember({**self.context, "kind": "block_action", "input": kind, **spec})
         return (
             f'<form class="bk-inline bk-standalone" method="post" action="{esc(self.action)}">'
@@ -458,11 +604,20 @@ class BlockRenderer:
             '<button type="submit" class="btn btn-secondary">Apply</button></form>'
         )
 
-    def _input(self, e: dict[str, Any], name: str) -> str:
+    def _input(
+        self,
+        e: dict[str, Any],
+        name: str,
+        *,
+        notes: list[str] | None = None,
+        error: str | None = None,
+        blank: bool = False,
+    ) -> str:
         kind = e.get("type")
         ident = self._id()
         label = f'<label for="{ident}">{esc(e.get("label"))}</label>'
-        attrs = f'id="{ident}" name="{esc(name)}"'
+        help_html, aria = self._help(ident, e, notes or [], error)
+        attrs = f'id="{ident}" name="{esc(name)}"{aria}'
         initial = e.get("initial_value")
         if kind == "text_input":
             ph = f' placeholder="{esc(e.get("placeholder"))}"' if e.get("placeholder") else ""
@@ -480,8 +635,11 @@ class BlockRenderer:
         elif kind in ("select", "radio"):
             options = [o for o in _list(e.get("options")) if isinstance(o, dict)][:200]
             if kind == "radio":
-                return self._choices(e, name, options, "radio", [initial])
-            opts = "".join(
+                return self._choices(e, name, options, "radio", [initial], help_html, aria)
+            # blank: a repeater row's select starts unchosen, so an untouched row is blank.
+            opts = (
+                f'<option value=""{"" if initial else " selected"}>(none)</option>' if blank else ""
+            ) + "".join(
                 f'<option value="{esc(o.get("value"))}"'
                 f"{' selected' if o.get('value') == initial else ''}>{esc(o.get('label'))}</option>"
                 for o in options
@@ -489,17 +647,12 @@ class BlockRenderer:
             control = f"<select {attrs}>{opts}</select>"
         elif kind == "checkbox":
             options = [o for o in _list(e.get("options")) if isinstance(o, dict)][:200]
-            return self._choices(e, name, options, "checkbox", _list(initial))
+            return self._choices(e, name, options, "checkbox", _list(initial), help_html, aria)
         elif kind == "toggle":
             checked = " checked" if initial is True else ""
-            desc = ""
-            described = ""
-            if e.get("description"):
-                desc = f'<span class="bk-help" id="{ident}-d">{esc(e.get("description"))}</span>'
-                described = f' aria-describedby="{ident}-d"'
             return (
                 f'<div class="bk-field bk-toggle"><input type="checkbox" role="switch" {attrs} '
-                f'value="true"{checked}{described}> {label}{desc}</div>'
+                f'value="true"{checked}> {label}{help_html}</div>'
             )
         elif kind == "secret_input":
             # Never pre-filled: a stored secret is not sent back to the browser.
@@ -521,7 +674,7 @@ class BlockRenderer:
                 f'<input type="text" {attrs} list="{ident}-l" value="{esc(initial)}">'
                 f'<datalist id="{ident}-l">{suggestions}</datalist>'
             )
-        return f'<div class="bk-field">{label}{control}</div>'
+        return f'<div class="bk-field">{label}{control}{help_html}</div>'
 
     def _choices(
         self,
@@ -530,6 +683,8 @@ class BlockRenderer:
         options: list[dict[str, Any]],
         kind: str,
         chosen: list[Any],
+        help_html: str = "",
+        aria: str = "",
     ) -> str:
         items = []
         for o in options:
@@ -541,12 +696,12 @@ class BlockRenderer:
                 f'<label for="{ident}">{esc(o.get("label"))}</label></div>'
             )
         return (
-            f'<fieldset class="bk-field"><legend>{esc(e.get("label"))}</legend>'
-            f"{''.join(items)}</fieldset>"
+            f'<fieldset class="bk-field"{aria}><legend>{esc(e.get("label"))}</legend>'
+            f"{''.join(items)}{help_html}</fieldset>"
         )
 
 
-# Form inputs this renderer supports (repeater is not: see the module's README section).
+# Form inputs this renderer supports (a repeater is drawn by BlockRenderer._repeater).
 _INPUTS = frozenset(
     {
         "text_input",
@@ -561,6 +716,53 @@ _INPUTS = frozenset(
         "media_picker",
     }
 )
+
+_CHOICE_INPUTS = frozenset({"select", "radio", "checkbox"})
+_REPEATER_INPUTS = frozenset({"text_input", "number_input", "select", "toggle"})
+
+
+def _bounded_int(value: Any, default: int, low: int, high: int) -> int:
+    number = value if type(value) is int else default
+    return max(low, min(number, high))
+
+
+def _option_values(element: dict[str, Any]) -> list[Any]:
+    return [o.get("value") for o in _list(element.get("options")) if isinstance(o, dict)]
+
+
+def _condition_note(
+    condition: dict[str, Any], fields: list[dict[str, Any]], current: Mapping[str, Any]
+) -> str:
+    """'Applies when "Plan" is "Pro".' (plain text: the caller escapes it), and whether it
+    applies to the values the form shows now."""
+    # Imported here: _admin_forms reads submissions, this module only draws them.
+    from ._admin_forms import condition_holds
+
+    target = next((f for f in fields if f.get("action_id") == condition.get("field")), None)
+    negated = "neq" in condition
+    wanted = condition.get("neq" if negated else "eq")
+    name = target.get("label") if target is not None else condition.get("field")
+    shown: Any = wanted
+    if target is not None and target.get("type") == "toggle" and isinstance(wanted, bool):
+        shown = "on" if wanted else "off"
+    elif target is not None:
+        for option in _list(target.get("options")):
+            if isinstance(option, dict) and option.get("value") == wanted:
+                shown = option.get("label")
+    word = "is not" if negated else "is"
+    note = f'Applies when "{_plain(name)}" {word} "{_plain(shown)}".'
+    if not condition_holds(condition, current):
+        note += " Not with the values shown now: its value is not sent."
+    return note
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "(empty)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)[:200] if isinstance(value, (str, int, float)) else ""
+
 
 _BLOCKS: dict[str, Callable[[BlockRenderer, dict[str, Any], int], str]] = {
     "header": BlockRenderer._header,

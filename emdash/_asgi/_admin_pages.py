@@ -8,11 +8,11 @@ every one goes through :func:`esc`.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from .._store._audit_query import AuditPage
 from ._admin_html import bar_chart, esc
 
 __all__ = [
@@ -30,7 +30,7 @@ AUDIT_WINDOWS: dict[str, tuple[str, float | None]] = {
     "7d": ("Last 7 days", 7 * 86400.0),
     "all": ("Everything kept", None),
 }
-AUDIT_KINDS = ("hook", "route", "lifecycle", "cron", "load")
+AUDIT_KINDS = ("hook", "route", "lifecycle", "cron", "load", "admin")
 AUDIT_OUTCOMES = ("ok", "error", "timeout", "limit", "vetoed")
 
 
@@ -128,11 +128,10 @@ def providers_body(base: str, csrf: str, hooks: Mapping[str, Mapping[str, Any]])
 
 def audit_body(
     base: str,
-    rows: list[dict[str, Any]],
+    page: AuditPage,
     *,
     plugin_ids: list[str],
     filters: Mapping[str, str],
-    total: int,
 ) -> str:
     def select(name: str, label: str, options: list[tuple[str, str]]) -> str:
         current = filters.get(name, "")
@@ -154,10 +153,11 @@ def audit_body(
         + '<button type="submit" class="btn btn-secondary">Filter</button></form>'
     )
     chart = bar_chart(
-        _figures(rows),
+        [(pid, duration, cpu or 0.0) for pid, _n, duration, cpu in page.figures],
         title="Mean duration and mean CPU per invocation, per plugin (ms)",
         unit="ms",
     )
+    rows = page.rows
     table_rows = "".join(
         "<tr>"
         f"<td>{esc(r.get('at'))}</td><td><code>{esc(r.get('pluginId'))}</code></td>"
@@ -166,41 +166,34 @@ def audit_body(
         f'<td class="num">{_ms(r.get("durationMs"))}</td><td class="num">{_ms(r.get("cpuMs"))}</td>'
         f"<td>{esc(r.get('limit'))} {esc(_short(r.get('error')))}</td>"
         "</tr>"
-        for r in rows[:200]
+        for r in rows
     )
     if not rows:
         table_rows = '<tr><td colspan="8">No audit entries match these filters.</td></tr>'
-    shown = min(len(rows), 200)
+    links = []
+    if page.newer is not None:
+        query = audit_query({**filters, "after": str(page.newer)})
+        links.append(f'<a rel="prev" href="{esc(base)}audit?{esc(query)}">Newer entries</a>')
+    if page.older is not None:
+        query = audit_query({**filters, "before": str(page.older)})
+        links.append(f'<a rel="next" href="{esc(base)}audit?{esc(query)}">Older entries</a>')
+    pager = (
+        f'<nav class="pager" aria-label="Audit log pages">{" ".join(links)}</nav>' if links else ""
+    )
     return (
         f"{form}<h2>Figures</h2>{chart}"
-        f"<h2>Entries</h2><p>{shown} of {total} matching entries, newest first.</p>"
+        f"<h2>Entries</h2><p>{len(rows)} of {page.total} matching entries shown, newest "
+        "first.</p>"
         '<div class="bk-table-wrap"><table class="bk-table audit"><thead><tr>'
         '<th scope="col">When (UTC)</th><th scope="col">Plugin</th><th scope="col">Kind</th>'
         '<th scope="col">Name</th><th scope="col">Outcome</th><th scope="col">Duration ms</th>'
         '<th scope="col">CPU ms</th><th scope="col">Limit / error</th>'
-        f"</tr></thead><tbody>{table_rows}</tbody></table></div>"
+        f"</tr></thead><tbody>{table_rows}</tbody></table></div>{pager}"
     )
 
 
 def audit_query(filters: Mapping[str, str]) -> str:
     return urlencode({k: v for k, v in filters.items() if v})
-
-
-def _figures(rows: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
-    durations: dict[str, list[float]] = defaultdict(list)
-    cpus: dict[str, list[float]] = defaultdict(list)
-    for r in rows:
-        pid = str(r.get("pluginId"))
-        if isinstance(r.get("durationMs"), (int, float)):
-            durations[pid].append(float(r["durationMs"]))
-        if isinstance(r.get("cpuMs"), (int, float)):
-            cpus[pid].append(float(r["cpuMs"]))
-    out = []
-    for pid in sorted(durations):
-        d = durations[pid]
-        c = cpus.get(pid) or [0.0]
-        out.append((pid, sum(d) / len(d), sum(c) / len(c)))
-    return out
 
 
 def _ms(value: Any) -> str:

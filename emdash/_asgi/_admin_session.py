@@ -36,6 +36,11 @@ DEFAULT_MAX_SESSIONS = 64
 # for every page an administrator has open, bounded so a page that renders many forms
 # cannot grow a session without limit.
 MAX_FORMS = 256
+# The validated blocks of the last pages shown (plugin and page -> blocks), so a refused
+# submission (a value that was not offered) or a form refreshed to re-evaluate its field
+# conditions is shown again without running the plugin. Each is at most one admin
+# response (256 KiB as JSON, emdash._admin._blockkit), so a session holds a few MiB at most.
+MAX_PAGES = 8
 
 
 @dataclass
@@ -50,6 +55,8 @@ class AdminSession:
     flash: tuple[str, str] | None = None
     # form key -> {"fields": {action_id: type}, "submit": action_id}
     forms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # "<plugin>\n<page>" -> (render id, the blocks last shown there: validated, a copy)
+    pages: dict[str, tuple[str, list[Any]]] = field(default_factory=dict)
 
     def check_csrf(self, presented: str | None) -> bool:
         if not presented:
@@ -61,6 +68,22 @@ class AdminSession:
         self.forms[key] = spec
         while len(self.forms) > MAX_FORMS:
             self.forms.pop(next(iter(self.forms)))
+
+    def remember_page(self, plugin_id: str, page: str, render: str, blocks: list[Any]) -> None:
+        key = f"{plugin_id}\n{page}"
+        self.pages.pop(key, None)
+        self.pages[key] = (render, blocks)
+        while len(self.pages) > MAX_PAGES:
+            self.pages.pop(next(iter(self.pages)))
+
+    def shown_page(self, plugin_id: str, page: str, render: Any) -> list[Any] | None:
+        """The blocks of render ``render`` of that page, if it is still the last one shown
+        there: a form's number only means something in the render that drew it (another
+        tab may have shown the page since, with other forms)."""
+        shown = self.pages.get(f"{plugin_id}\n{page}")
+        if shown is None or not isinstance(render, str) or shown[0] != render:
+            return None
+        return shown[1]
 
 
 def _digest(value: str) -> str:

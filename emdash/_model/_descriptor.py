@@ -41,6 +41,38 @@ COLLECTION_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # from, so it must not carry control characters or text of its own after the number.
 VERSION_RE = re.compile(r"^\d+\.\d+\.\d+[0-9A-Za-z.+-]*$")
 HOST_RE = re.compile(r"^(\*|(\*\.)?[A-Za-z0-9.-]+(:\d+)?)$")
+# Text a plugin shows to the site's administrator (its name in every list and title, its
+# description, its admin page labels and widget titles): bounded, so a name cannot fill a
+# page or push the real controls out of view, and free of controls and bidirectional
+# overrides, so "Safe\u202etxt.exe" cannot read as something else. The renderer escapes
+# all of it anyway; refusing it at load tells the plugin's author, with the field named.
+MAX_NAME = 100
+MAX_DESCRIPTION = 1000
+MAX_LABEL = 128  # EmDash's manifest limit for page labels and widget titles
+MAX_ICON = 64
+_UNSHOWABLE_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown_text(value: str | None, what: str, limit: int, *, lines: bool = False) -> str | None:
+    """``value`` if it fits ``limit`` characters and shows as itself, else ValueError."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise ValueError(f"{what} is empty; give a short text or leave the field out")
+    if len(value) > limit:
+        raise ValueError(
+            f"{what} is {len(value)} characters long; at most {limit} are allowed (it is "
+            "shown in the admin's lists and titles): shorten it"
+        )
+    bad = _UNSHOWABLE_RE.search(value) or (None if lines else re.search("[\t\n]", value))
+    if bad:
+        raise ValueError(
+            f"{what} contains the character U+{ord(bad.group()):04X} (a control or "
+            "bidirectional-override character"
+            + ("" if lines else ", or a tab or line break")
+            + "); remove it"
+        )
+    return value
 
 
 class _Strict(BaseModel):
@@ -124,14 +156,29 @@ class StorageCollection(_Strict):
 
 class AdminPage(_Strict):
     path: str = Field(pattern=r"^/[A-Za-z0-9][A-Za-z0-9/_-]*$", min_length=2, max_length=128)
-    label: str = Field(min_length=1, max_length=128)
-    icon: str | None = Field(default=None, min_length=1, max_length=64)
+    label: str
+    icon: str | None = None
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        return _shown_text(value, "the page label", MAX_LABEL) or value
+
+    @field_validator("icon")
+    @classmethod
+    def _icon(cls, value: str | None) -> str | None:
+        return _shown_text(value, "the page icon", MAX_ICON)
 
 
 class AdminWidget(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)
-    title: str | None = Field(default=None, min_length=1, max_length=128)
+    title: str | None = None
     size: Literal["full", "half", "third"] | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        return _shown_text(value, "the widget title", MAX_LABEL)
 
 
 class AdminConfig(_Strict):
@@ -198,6 +245,16 @@ class PluginDescriptor(_Strict):
         author chose everything inside it.
         """
         return self._root
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        return _shown_text(value, "name", MAX_NAME)
+
+    @field_validator("description")
+    @classmethod
+    def _check_description(cls, value: str | None) -> str | None:
+        return _shown_text(value, "description", MAX_DESCRIPTION, lines=True)
 
     @field_validator("id")
     @classmethod

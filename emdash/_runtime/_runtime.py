@@ -106,6 +106,7 @@ from .._shared._errors import (
 )
 from .._shared._hooks_catalog import HOOKS
 from .._store import Store
+from .._store._audit_query import AuditPage, query_audit
 from .._store._plugins import REMOVAL_TRANSITIONS
 from .._store._quotas import AuditRetention, QuotaPolicy, Quotas
 from .._store._values import Locales
@@ -260,6 +261,7 @@ class Runtime:
             invoke_route=self.invoke_route,
             kv=self.store.kv_entries,
             transaction=self.store.transaction,
+            audit=self.store.audit_records.record,
         )
 
     # -- context manager / lifetime --------------------------------------------------------
@@ -914,6 +916,12 @@ class Runtime:
     def audit_log(self, limit: int = 100, plugin_id: str | None = None) -> list[dict[str, Any]]:
         """The newest audit records first (every hook, route, lifecycle and cron invocation, and every sandboxed load)."""
         return self.store.audit_records.list(limit=limit, plugin_id=plugin_id)
+
+    def audit_query(self, **filters: Any) -> AuditPage:
+        """One page of audit records matching ``filters``, filtered and paged by SQLite
+        (:func:`emdash._store._audit_query.query_audit`: plugin_id, kind, outcome,
+        since, until, before, after, limit)."""
+        return query_audit(self.store.audit_records, **filters)
 
     def _audit(
         self,

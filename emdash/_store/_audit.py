@@ -81,7 +81,8 @@ from ._quotas import AuditRetention
 
 __all__ = ["AUDIT_KINDS", "AUDIT_OUTCOMES", "AuditRecords"]
 
-AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron", "load"})
+# "admin": a change made in the admin on a plugin's behalf (a settings save).
+AUDIT_KINDS = frozenset({"hook", "route", "lifecycle", "cron", "load", "admin"})
 AUDIT_OUTCOMES = frozenset({"ok", "error", "timeout", "limit", "vetoed"})
 FLUSH_AT = 256
 MAX_BUFFERED = 4096

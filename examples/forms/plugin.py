@@ -139,14 +139,49 @@ def submissions_page(ctx, cursor=None):
             next_cursor=next_cursor,
             empty_text="No submissions yet",
         ),
+        per_form_chart(rows),
         bk.form(
             "block",
-            [bk.text_input("email", "Address to block", placeholder="spam@example.com")],
+            [
+                bk.text_input("email", "Address to block", placeholder="spam@example.com"),
+                bk.radio("reason", "Reason", REASONS, initial_value="spam"),
+                # Applies only for "other": the admin notes the condition under the field
+                # and leaves the note out of the submitted values when it does not apply.
+                bk.text_input(
+                    "note", "Why", multiline=True, condition=bk.condition("reason", eq="other")
+                ),
+            ],
             submit="Block address",
             action_id="block",
         ),
         bk.fields([bk.field("Blocked addresses", ", ".join(blocked) or "none")]),
     ]
+
+
+REASONS = [bk.option("Spam", "spam"), bk.option("Abuse", "abuse"), bk.option("Other", "other")]
+
+
+def per_form_chart(rows):
+    """Recent submissions per form, as a custom (chart-library options) bar chart: the
+    admin draws it as an SVG with the numbers in a table."""
+    counts = {}
+    for row in rows:
+        counts[row["form"]] = counts.get(row["form"], 0) + 1
+    names = sorted(counts)
+    return {
+        "type": "chart",
+        "config": {
+            "chart_type": "custom",
+            "options": {
+                "title": {"text": "Recent submissions per form"},
+                "xAxis": {"type": "category", "data": names},
+                "yAxis": {"type": "value"},
+                "series": [
+                    {"name": "Submissions", "type": "bar", "data": [counts[n] for n in names]}
+                ],
+            },
+        },
+    }
 
 
 def recent_widget(ctx):
@@ -171,7 +206,11 @@ def admin(route_ctx, ctx):
         blocked = ctx.kv.get("blocked") or []
         if email not in blocked:
             ctx.kv.set("blocked", blocked + [email])
-        return bk.response(submissions_page(ctx), toast=bk.toast("Blocked " + email))
+        # The admin already refused any reason the form did not offer.
+        reason = interaction["values"].get("reason") or "spam"
+        return bk.response(
+            submissions_page(ctx), toast=bk.toast("Blocked " + email + " (" + reason + ")")
+        )
     if kind == "block_action" and interaction["action_id"] == "more":
         cursor = (interaction.get("value") or {}).get("cursor")
         return bk.response(submissions_page(ctx, cursor))

@@ -254,8 +254,19 @@ def test_ids_styles_and_choices_are_checked() -> None:
     assert refused({"blocks": [twice]}).path == "blocks[0].fields[1].action_id"
     style = bk.series("s", [[1, 2]], color="red;background:url(x)")
     assert refused({"blocks": [bk.chart([style])]}).path == "blocks[0].config.series[0].color"
-    custom = {"type": "chart", "config": {"chart_type": "custom", "options": {}}}
-    assert refused({"blocks": [custom]}).path == "blocks[0].config.chart_type"
+    pie = {"type": "chart", "config": {"chart_type": "pie", "options": {}}}
+    assert refused({"blocks": [pie]}).path == "blocks[0].config.chart_type"
+    listed = {"type": "chart", "config": {"chart_type": "custom", "options": []}}
+    assert refused({"blocks": [listed]}).path == "blocks[0].config.options"
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(12):
+        node["x"] = {}
+        node = node["x"]
+    nested = {"type": "chart", "config": {"chart_type": "custom", "options": deep}}
+    assert "nests deeper" in refused({"blocks": [nested]}).problem
+    extra = {"type": "chart", "config": {"chart_type": "custom", "options": {}, "js": "x"}}
+    assert refused({"blocks": [extra]}).path == "blocks[0].config"
     assert refused({"blocks": [], "toast": {"message": "x", "type": "html"}}).path == "toast.type"
     assert refused({"blocks": [bk.tab([bk.panel("A", [])], default_tab=1)]}).path == (
         "blocks[0].default_tab"

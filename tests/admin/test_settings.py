@@ -278,3 +278,31 @@ def test_an_integer_past_int64_is_a_field_error_not_a_crash(rt: emdash.Runtime) 
         answer = rt.admin.save_settings("tuned", {"limit": sent})
         assert answer["errors"] == {"limit": "is too large a number"}
     assert rt.store.kv_entries.get("tuned", "settings:limit") is None
+
+
+def test_a_save_is_audited_with_the_changed_keys_never_a_value(rt: emdash.Runtime) -> None:
+    add(rt)
+    ok = rt.admin.save_settings("tuned", {"title": "Hi", "token": SECRET, "mode": "safe"})
+    assert ok["toast"]["type"] == "success"
+    again = rt.admin.save_settings("tuned", {"title": "Hi", "token": ""})  # nothing changes
+    assert again["toast"]["type"] == "success"
+    refused = rt.admin.save_settings("tuned", {"limit": "500", "title": SECRET})
+    assert refused["errors"]
+    entries = [r for r in rt.audit_log(plugin_id="tuned") if r["kind"] == "admin"]
+    # Newest first. "mode" was saved as its default but nothing was stored: it changed too.
+    assert [(r["name"], r["outcome"]) for r in entries] == [
+        ("settings: none", "error"),
+        ("settings: no change", "ok"),
+        ("settings: title, mode, token", "ok"),
+    ]
+    assert entries[0]["error"] == "refused: 1 field(s) did not validate"
+    assert entries[2]["logs"] == [
+        {
+            "level": "info",
+            "message": "changed settings: title, mode, token (secret, value not recorded: token)",
+        }
+    ]
+    assert SECRET not in json.dumps(rt.audit_log(limit=1000))
+    # The store's own query and the CLI's --kind take the new kind.
+    page = rt.audit_query(plugin_id="tuned", kind="admin")
+    assert page.total == 3

@@ -229,6 +229,10 @@ def test_settings_page_saves_and_never_echoes_secrets(
     assert "toast-error" in r.text
     assert runtime.admin.settings("bk-probe")["values"]["limit"] == 4
     assert "api_key" in runtime.admin.settings("bk-probe")["secretsSet"]
+    # Both saves are in the audit log (kind admin): the keys, never a value.
+    audit = client.get("audit?plugin=bk-probe&kind=admin&since=all").text
+    assert "<code>settings: motto, limit, enabled, api_key</code>" in audit
+    assert "<code>settings: none</code>" in audit and "s3cret-value" not in audit
 
 
 def _admin_calls(runtime: Runtime) -> int:

@@ -221,9 +221,38 @@ def test_admin_in_a_real_browser(server: str, driver: Any) -> None:
     wait(heading_is("Forms: Submissions"))
     main = driver.find_element(By.TAG_NAME, "main").text
     assert "Contact: admin@example.com" in main and "Hi <b>" in main
-    field("Address to block").send_keys("spam@example.com")
+    # The custom chart: an SVG picture and its numbers as a table, no script.
+    chart = driver.find_element(By.CSS_SELECTOR, "figure.bk-chart-custom")
+    assert chart.find_elements(By.CSS_SELECTOR, "svg rect")
+    assert "contact" in chart.find_element(By.TAG_NAME, "table").text
+    # The conditional field stays visible, with its condition as its description.
+    note = field("Why")
+    described = driver.find_element(By.ID, note.get_attribute("aria-describedby"))
+    assert 'Applies when "Reason" is "Other".' in described.text
+
+    # A forged choice (the DOM edited, as a crafted POST would send it) never reaches the
+    # plugin: the form comes back with the field marked and an error toast.
+    field("Address to block").send_keys("forged@example.com")
+    driver.execute_script(
+        "const r = arguments[0]; r.value = 'everything'; r.checked = true;",
+        field("Spam"),
+    )
     driver.find_element(By.XPATH, "//button[normalize-space()='Block address']").click()
-    wait(toast_says("Blocked spam@example.com"))
+    wait(toast_says("Not sent to forms"))
+    assert driver.find_elements(By.CSS_SELECTOR, "fieldset[aria-invalid='true']")
+    assert "forged@example.com" not in driver.find_element(By.CSS_SELECTOR, "dl.bk-fields").text
+    shot("04a-forged-choice-refused")
+
+    field("Address to block").clear()
+    field("Address to block").send_keys("spam@example.com")
+    field("Other").click()
+    driver.find_element(By.XPATH, "//button[normalize-space()='Update form']").click()
+    # Re-rendered by the server for the values chosen, without calling the plugin.
+    wait(lambda d: "Not with the values" not in d.find_element(By.TAG_NAME, "form").text)
+    assert field("Other").is_selected()
+    field("Why").send_keys("Sends the same offer daily")
+    driver.find_element(By.XPATH, "//button[normalize-space()='Block address']").click()
+    wait(toast_says("Blocked spam@example.com (other)"))
     blocked = driver.find_element(By.CSS_SELECTOR, "dl.bk-fields").text
     assert "spam@example.com" in blocked
     shot("04-plugin-page")
@@ -242,6 +271,12 @@ def test_admin_in_a_real_browser(server: str, driver: Any) -> None:
     wait(lambda d: "plugin:deactivate" in d.find_element(By.TAG_NAME, "tbody").text)
     rows = driver.find_element(By.TAG_NAME, "tbody").text
     assert "audit-trail" in rows and "lifecycle" in rows
+    # The settings save is in the audit log: which keys changed, never a value.
+    driver.get(server + "audit?plugin=forms&kind=admin&since=all")
+    wait(heading_is("Audit log"))
+    rows = driver.find_element(By.TAG_NAME, "tbody").text
+    assert "settings: retention_days, notify_email" in rows
+    assert "admin@example.com" not in rows
     driver.get(server + "audit?since=all")
     wait(heading_is("Audit log"))
     assert driver.find_elements(By.CSS_SELECTOR, "figure.chart svg")

@@ -135,7 +135,7 @@ def test_chart_colours_and_names_from_plugins_are_checked() -> None:
     )
     assert "onload" not in html and "<script" not in html
     assert 'stroke="#abc"' in html and "<svg" in html
-    assert "This chart type is not shown here." in html
+    assert "This chart has no data this admin can draw." in html
 
 
 def test_forms_label_every_input_and_remember_their_types() -> None:
@@ -171,7 +171,11 @@ def test_forms_label_every_input_and_remember_their_types() -> None:
             "kind": "form_submit",
             "action_id": "save",
             "block_id": "b1",
+            "form": 0,
             "fields": {"name": "text_input", "key": "secret_input", "tags": "checkbox"},
+            "choices": {"tags": ["a"]},
+            "conditions": {},
+            "repeaters": {},
         }
     ]
     assert 'value="&lt;script&gt;alert(1)&lt;/script&gt;"' in html

@@ -295,14 +295,32 @@ def test_repeated_failed_sign_ins_are_throttled(app: EmDashASGI) -> None:
 
     now = [100.0]
     app.admin.sessions.clock = lambda: now[0]
+    app.admin.throttled_delay_s = 0.0
     c = AdminClient(app)
     for _ in range(MAX_SIGN_IN_FAILURES):
         assert c.sign_in("wrong-token-0123456789").status_code == 401
-    r = c.sign_in(TOKEN)  # even the right token, while throttled
+    r = c.sign_in("wrong-token-0123456789")
     assert r.status_code == 429 and "set-cookie" not in r.headers
     assert "Too many failed sign-ins" in r.text
     now[0] += SIGN_IN_WINDOW_S + 1
-    assert c.sign_in(TOKEN).status_code == 303
+    assert c.sign_in("wrong-token-0123456789").status_code == 401
+
+
+def test_a_throttled_address_still_signs_in_with_the_right_token(app: EmDashASGI) -> None:
+    # Behind a proxy the server does not trust, every client shares the proxy's address:
+    # a stranger's wrong guesses must not lock the administrator out.
+    from emdash._asgi._admin_app import MAX_SIGN_IN_FAILURES
+
+    app.admin.throttled_delay_s = 0.0
+    stranger, administrator = AdminClient(app), AdminClient(app)  # one address: the proxy's
+    for _ in range(MAX_SIGN_IN_FAILURES + 3):
+        stranger.sign_in("wrong-token-0123456789")
+    assert stranger.sign_in("wrong-token-0123456789").status_code == 429
+    r = administrator.sign_in(TOKEN)
+    assert r.status_code == 303 and "set-cookie" in r.headers
+    assert administrator.get("plugins").status_code == 200
+    # Throttled wrong tokens are not counted further: the tracked list stays bounded.
+    assert len(app.admin._recent_failures("127.0.0.1")) == MAX_SIGN_IN_FAILURES
 
 
 def test_a_query_with_too_many_fields_is_ignored_not_a_crash(client: AdminClient) -> None:
@@ -322,7 +340,7 @@ def test_an_unexpected_failure_is_a_page_with_the_security_headers(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("store unavailable")
 
-    monkeypatch.setattr(runtime, "audit_log", broken)
+    monkeypatch.setattr(runtime, "audit_query", broken)
     r = client.get("audit")
     assert r.status_code == 500
     assert r.headers["content-security-policy"] == CSP
@@ -339,6 +357,7 @@ def test_nobody_without_the_token_can_push_the_admin_out(app: EmDashASGI) -> Non
 
     from emdash._asgi._admin_app import MAX_SIGN_IN_FAILURES
 
+    app.admin.throttled_delay_s = 0.0
     admin = AdminClient(app)
     assert admin.sign_in(TOKEN).status_code == 303
     table = app.admin.sessions
@@ -386,26 +405,56 @@ plugin = define_plugin(routes={"admin": admin, "fail": fail})
 
 def test_descriptor_and_audit_text_cannot_reorder_or_hide_what_the_admin_reads() -> None:
     # Block Kit text refuses bidirectional overrides and controls ("a label must read as
-    # what it is"); the admin's own pages show descriptor text (plugin name, page labels,
-    # widget titles) and plugin error text from the audit log, which nothing checked.
-    descriptor = {
+    # what it is"); descriptor text (plugin name, page labels, widget titles) is refused at
+    # load for them too; plugin error text in the audit log is not checked anywhere, so
+    # the page shows its controls as U+FFFD.
+    clean = {
         "id": "spoof",
         "version": "1.0.0",
-        "name": f"Harmless{BIDI} \u2066tool\u0008",
+        "name": "Harmless tool",
         "admin": {
-            "pages": [{"path": "/main", "label": f"Main{BIDI}page"}],
-            "widgets": [{"id": "w", "title": f"Widget{BIDI}title"}],
+            "pages": [{"path": "/main", "label": "Main page"}],
+            "widgets": [{"id": "w", "title": "Widget title"}],
         },
     }
+    for where, bad in (
+        ("name", {"name": f"Harmless{BIDI} \u2066tool\u0008"}),
+        ("admin.pages.0.label", {"admin": {"pages": [{"path": "/m", "label": f"M{BIDI}p"}]}}),
+        ("admin.widgets.0.title", {"admin": {"widgets": [{"id": "w", "title": f"W{BIDI}"}]}}),
+    ):
+        with Runtime(":memory:") as rt, pytest.raises(EmDashError) as caught:
+            rt.add_plugin({**clean, **bad}, source=SPOOF_SOURCE, trusted=True)
+        assert f"{where}:" in str(caught.value) and "U+" in str(caught.value)
     with Runtime(":memory:", site={"name": "T", "url": "https://site.example"}) as rt:
-        rt.add_plugin(descriptor, source=SPOOF_SOURCE, trusted=True)
+        rt.add_plugin(clean, source=SPOOF_SOURCE, trusted=True)
         with pytest.raises(EmDashError):
             rt.invoke_route("spoof", "fail")
         c = AdminClient(create_app(rt, token=TOKEN))
         assert c.sign_in(TOKEN).status_code == 303
-        pages = [c.get(p).text for p in ("", "plugins", "plugins/spoof/pages/main", "audit")]
-    assert "Harmless" in pages[1] and "Main" in pages[2] and "Widget" in pages[0]
-    assert "looks fine" in pages[3]
-    for html in pages:
-        for char in (BIDI, "\u2066", "\u0008", "\u0007"):
-            assert char not in html
+        audit = c.get("audit").text
+    assert "looks fine" in audit
+    for char in (BIDI, "\u0007"):
+        assert char not in audit
+
+
+def test_audit_log_pages_with_older_and_newer_links(client: AdminClient, runtime: Runtime) -> None:
+    for i in range(130):
+        runtime.store.audit_records.record("mail-two", "cron", f"tick-{i}", "ok", 1.0)
+    first = client.get("audit?plugin=mail-two&kind=cron&since=all").text
+    assert "<code>tick-129</code>" in first and "<code>tick-30</code>" in first
+    assert "<code>tick-29</code>" not in first and "Newer entries" not in first
+    assert "100 of 130 matching entries shown" in first
+    older = re.search(r'<a rel="next" href="([^"]+)">Older entries</a>', first)
+    assert older is not None
+    link = older.group(1).replace("&amp;", "&")
+    assert "plugin=mail-two" in link and "kind=cron" in link and "before=" in link
+    second = client.get(link.removeprefix(ADMIN)).text
+    assert "<code>tick-29</code>" in second and "<code>tick-0</code>" in second
+    assert "<code>tick-30</code>" not in second and "Older entries" not in second
+    newer = re.search(r'<a rel="prev" href="([^"]+)">Newer entries</a>', second)
+    assert newer is not None
+    back = client.get(newer.group(1).replace("&amp;", "&").removeprefix(ADMIN)).text
+    assert "<code>tick-129</code>" in back and "<code>tick-30</code>" in back
+    assert "<code>tick-29</code>" not in back
+    # A cursor that is not a row id is ignored: the newest page.
+    assert "<code>tick-129</code>" in client.get("audit?kind=cron&before=1e9&since=all").text

@@ -300,6 +300,9 @@ def test_forms_admin_page_widget_and_settings(rt: Runtime, mode: str) -> None:
     page = rt.admin.interact("forms", {"type": "page_load", "page": "/submissions"})
     table = next(b for b in page["blocks"] if b["type"] == "table")
     assert [row["email"] for row in table["rows"]] == ["ada@example.com"]
+    chart = next(b for b in page["blocks"] if b["type"] == "chart")
+    assert chart["config"]["chart_type"] == "custom"
+    assert chart["config"]["options"]["series"][0]["data"] == [1]
     widget = rt.admin.interact("forms", {"type": "page_load", "page": "widget:recent"})
     assert widget["blocks"][0]["items"] == [{"label": "Submissions", "value": 1}]
 
@@ -308,7 +311,7 @@ def test_forms_admin_page_widget_and_settings(rt: Runtime, mode: str) -> None:
         "forms",
         {"type": "form_submit", "action_id": "block", "values": {"email": "Spam@Example.com"}},
     )
-    assert blocked["toast"] == {"message": "Blocked spam@example.com", "type": "success"}
+    assert blocked["toast"] == {"message": "Blocked spam@example.com (spam)", "type": "success"}
     assert rt.store.kv_entries.get("forms", "blocked") == ["spam@example.com"]
     with pytest.raises(PluginRouteError) as info:
         rt.invoke_route(

@@ -140,3 +140,39 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
 def test_trailing_newlines_are_not_identifiers(data: dict[str, Any]) -> None:
     with pytest.raises(ManifestError):
         PluginDescriptor.load(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "where", "problem"),
+    [
+        ({"name": "N" * 101}, "name", "101 characters long; at most 100"),
+        ({"name": "  "}, "name", "is empty"),
+        ({"name": "two\nlines"}, "name", "U+000A"),
+        ({"name": "Safe\u202etxt.exe"}, "name", "U+202E"),
+        ({"description": "D" * 1001}, "description", "at most 1000"),
+        ({"description": "bell\u0007"}, "description", "U+0007"),
+        ({"admin": {"pages": [{"path": "/a", "label": "L" * 129}]}}, "label", "at most 128"),
+        ({"admin": {"pages": [{"path": "/a", "label": "x", "icon": "i" * 65}]}}, "icon", "64"),
+        ({"admin": {"widgets": [{"id": "w", "title": "T" * 129}]}}, "title", "at most 128"),
+    ],
+)
+def test_text_the_admin_shows_is_bounded_and_shows_as_itself(
+    data: dict[str, Any], where: str, problem: str
+) -> None:
+    with pytest.raises(ManifestError) as caught:
+        PluginDescriptor.load({"id": "shown", **data})
+    message = str(caught.value)
+    assert 'plugin "shown"' in message and where in message and problem in message
+    assert caught.value.plugin_id == "shown"
+
+
+def test_text_at_its_limits_loads() -> None:
+    desc = PluginDescriptor.load(
+        {
+            "id": "shown",
+            "name": "N" * 100,
+            "description": "first line\n\tsecond line" + "d" * 900,
+            "admin": {"pages": [{"path": "/a", "label": "L" * 128}]},
+        }
+    )
+    assert desc.name == "N" * 100

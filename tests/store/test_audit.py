@@ -141,7 +141,7 @@ def test_invalid_kind_and_outcome(store: Store) -> None:
     with pytest.raises(EmDashError) as info:
         store.audit_records.record("p", "job", "x", "ok", 1)
     assert str(info.value) == (
-        "Unknown audit kind 'job': use one of ['cron', 'hook', 'lifecycle', 'load', 'route']"
+        "Unknown audit kind 'job': use one of ['admin', 'cron', 'hook', 'lifecycle', 'load', 'route']"
     )
     with pytest.raises(EmDashError) as info:
         store.audit_records.record("p", "hook", "x", "failed", 1)
