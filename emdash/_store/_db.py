@@ -460,6 +460,7 @@ class InvocationScope:
     __slots__ = (
         "audit",
         "audited",
+        "checks",
         "cpu_ms",
         "effects",
         "log",
@@ -490,6 +491,8 @@ class InvocationScope:
         self.cpu_ms: float | None = None
         #: Set once its commit wrote its own audit record (see Db.commit_audit).
         self.audited = False
+        #: Checks re-run inside the commit transaction (see Db.check_at_commit), by key.
+        self.checks: dict[str, Callable[[], Callable[[], None]]] = {}
 
 
 class _Tx:
@@ -966,6 +969,17 @@ class Db:
         scope: InvocationScope | None = getattr(self._local, "scope", None)
         return scope
 
+    def check_at_commit(self, key: str, check: Callable[[], Callable[[], None]]) -> None:
+        """Inside an invocation scope, run ``check`` again in its commit transaction: a
+        check made during the invocation saw only its own view, and invocations committing
+        meanwhile may have changed what it checked (quotas: their writes count too).
+        ``check()`` runs before the log is replayed (it reads a baseline) and returns the
+        check to run after the replay, which raises to fail the commit. Once per ``key``;
+        outside a scope nothing is registered (a plain transaction's checks are exact)."""
+        scope: InvocationScope | None = getattr(self._local, "scope", None)
+        if scope is not None and key not in scope.checks:
+            scope.checks[key] = check
+
     def mark_effect(self) -> None:
         """The current invocation did something outside the database (HTTP, email...):
         it must not be re-run on a conflict."""
@@ -1070,7 +1084,10 @@ class Db:
                 for name in names:
                     if now.get(name, 0) != scope.reads[name]:
                         raise self._conflict(scope, name)
+            after = [check() for check in scope.checks.values()]
             self._replay(scope, scope.log)
+            for check_after in after:
+                check_after()
             self._bumps.update(scope.written)
             if self.commit_audit is not None:
                 self.commit_audit(scope)
