@@ -306,7 +306,7 @@ class AuditRecords:
         if size == len(records):
             _wake.set()
         if size >= FLUSH_AT and not self._db.in_transaction_here():
-            # Don't wait behind another thread's invocation just to write the log; try
+            # Don't wait behind another thread's transaction just to write the log; try
             # again on the next record. Only a buffer grown huge makes this call wait.
             self._auto_flush(wait=size >= MAX_BUFFERED)
 

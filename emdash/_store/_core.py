@@ -103,6 +103,9 @@ class Store:
         except BaseException:
             self._db.close()
             raise
+        #: The connection's lock: held for one read statement, or one short transaction
+        #: (a host write, a speculative write of an invocation, an invocation's commit),
+        #: never while a plugin invocation waits. Take it to run statements on :attr:`db`.
         self.lock = self._db.lock
         self.db: sqlite_utils.Database = self._db.sdb
         self.quotas = quotas or QuotaPolicy()
