@@ -206,11 +206,14 @@ def phase2_shared(
         print(f"phase 2 children failed with exit codes {codes}")
         failures += 1
     counts: list[int] = []
+    retried = 0  # ConflictErrors the children saw and retried (sandboxed: re-run inside)
     for i in range(n):
         for line in lines[i]:
             reported.take("shared", line)
             if line.startswith("hit "):
-                counts.append(int(line.split()[1]))
+                parts = line.split()
+                counts.append(int(parts[1]))
+                retried += int(parts[2]) if len(parts) > 2 else 0
     # take() keeps the last count it read; across processes the largest is the last.
     reported.hits["shared"] = max(counts, default=0)
     state = observe(db, reported)
@@ -224,8 +227,9 @@ def phase2_shared(
     failures += bool(problems)
     print(
         f"after phase 2: {'; '.join(problems) or 'every invariant holds'} (shared counter "
-        f"{stored} = route calls reported by {n} processes: {len(counts)}; route calls "
-        f"without an audit row: {verdict.audit_missing})"
+        f"{stored} = route calls reported by {n} processes: {len(counts)}; conflicts the "
+        f"children retried: {retried}; route calls without an audit row: "
+        f"{verdict.audit_missing})"
     )
     return failures
 
