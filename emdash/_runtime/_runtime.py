@@ -1077,8 +1077,8 @@ class Runtime:
     def _inside_invocation(self) -> bool:
         """Whether this thread is inside a plugin invocation or a store transaction.
 
-        A native handler started from such a thread must run on it (inline): the scope's
-        transaction, and the store lock it may hold, belong to this thread.
+        A native handler started from such a thread must run on it (inline): the store's
+        transaction and invocation scope are per thread (see ``Store.in_scope_here``).
         """
         return self.store.in_scope_here()
 

@@ -500,8 +500,10 @@ _CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 # C0/C1 controls, DEL and the Unicode line/paragraph separators: what lets untrusted text
 # forge log lines (CR/LF, U+2028) or drive the operator's terminal (ESC sequences).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# Lone surrogates (\ud800-\udfff) too: they have no UTF-8 form, so a line holding one
+# fails wherever it is written (a log handler, the audit table, a response body).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def _escape_control(match: re.Match[str]) -> str:

@@ -64,6 +64,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -108,6 +109,22 @@ _MAX_LOGS_TEXT = 20_000
 RETENTION_BATCH = 10_000
 
 log = logging.getLogger("emdash.store")
+
+
+def _storable(text: str) -> str:
+    """``text`` as SQLite can store it. Python strings may hold lone surrogates (a plugin's
+    ``raise ValueError("\\ud800")``, a line decoded with ``surrogateescape``), the only
+    characters without a UTF-8 form: one such record made every flush of the buffer it sat
+    in fail with ``UnicodeEncodeError`` (at close too), losing the others' records. Each
+    becomes U+FFFD, the replacement character, which also keeps the logs' JSON text valid
+    (an escape such as ``\\ud800`` would parse back into the same surrogate). ASCII, the
+    common case, costs one check."""
+    if text.isascii():
+        return text
+    return _SURROGATES.sub("\ufffd", text)
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def _kind_and_name(operation: str) -> tuple[str, str]:
@@ -196,19 +213,21 @@ class AuditRecords:
             raise EmDashError(
                 f"Unknown audit outcome {outcome!r}: use one of {sorted(AUDIT_OUTCOMES)}"
             )
+        # Every text field through _storable: one unencodable record would otherwise
+        # fail every flush of the buffer it sits in, the records of others with it.
         rec: _Record = (
             self._db.now(),
-            str(plugin_id)[:200],
+            _storable(str(plugin_id)[:200]),
             kind,
-            str(name)[:200],
+            _storable(str(name)[:200]),
             outcome,
             float(duration_ms),
             None if cpu_ms is None else float(cpu_ms),
-            None if limit is None else str(limit)[:200],
-            None if error is None else str(error)[:_MAX_TEXT],
+            None if limit is None else _storable(str(limit)[:200]),
+            None if error is None else _storable(str(error)[:_MAX_TEXT]),
             # Over the bound only if a caller bypassed the capture: dropped, never cut into
             # text that no longer parses.
-            logs if logs is not None and len(logs) <= _MAX_LOGS_TEXT else None,
+            _storable(logs) if logs is not None and len(logs) <= _MAX_LOGS_TEXT else None,
         )
         if committed and outcome == "ok":
             return  # written by the invocation's own commit (see _commit_audit)
@@ -239,9 +258,9 @@ class AuditRecords:
             records.append(
                 (
                     self._db.now(),
-                    str(scope.plugin_id)[:200],
+                    _storable(str(scope.plugin_id)[:200]),
                     kind,
-                    name[:200],
+                    _storable(name[:200]),
                     "ok",
                     (time.perf_counter() - scope.started) * 1000,
                     scope.cpu_ms,
@@ -267,7 +286,7 @@ class AuditRecords:
         # The committing invocation's log lines, from the runtime's capture (the store does
         # not know where they are kept; the runtime sets ``current_logs``).
         logs = None if self.current_logs is None else self.current_logs()
-        return logs if logs is not None and len(logs) <= _MAX_LOGS_TEXT else None
+        return _storable(logs) if logs is not None and len(logs) <= _MAX_LOGS_TEXT else None
 
     def _restore(self, records: list[_Record]) -> None:
         with self._buffer_lock:  # back in front, for the next flush
@@ -288,7 +307,7 @@ class AuditRecords:
         if size == len(records):
             _wake.set()
         if size >= FLUSH_AT and not self._db.in_transaction_here():
-            # Don't wait behind another thread's invocation just to write the log; try
+            # Don't wait behind another thread's transaction just to write the log; try
             # again on the next record. Only a buffer grown huge makes this call wait.
             self._auto_flush(wait=size >= MAX_BUFFERED)
 

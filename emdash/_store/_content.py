@@ -101,6 +101,18 @@ _COLUMNS = (
 )
 
 
+def item_scope(collection: str, id: str) -> str:
+    """The version scope of one content item (its row and its revisions): what a get
+    depends on inside an invocation. Collection names hold no ``/``, so it is unambiguous."""
+    return f"ct/{collection}/{id}"
+
+
+def collection_scope(collection: str) -> str:
+    """The version scope of a collection's items: what a list (or a slug check) reads;
+    bumped by every write to any of its items."""
+    return f"ct/{collection}"
+
+
 class ContentItems:
     def __init__(self, db: Db, locales: Locales) -> None:
         self._db = db
@@ -152,7 +164,7 @@ class ContentItems:
         sql = f"SELECT {_COLUMNS} FROM _emdash_content WHERE collection = ? AND id = ?"
         if not include_deleted:
             sql += " AND deleted_at IS NULL"
-        row = self._db.row(sql, (collection, id))
+        row = self._db.row(sql, (collection, id), scopes=(item_scope(collection, id),))
         return None if row is None else _item(row)
 
     def get_effective(self, collection: str, id: str) -> dict[str, Any] | None:
@@ -205,6 +217,7 @@ class ContentItems:
             # page ends early, with a cursor. 320 covers the other columns of a row.
             size_expr="length(CAST(data AS BLOB)) + length(CAST(COALESCE(slug, '') AS BLOB)) + 320",
             what=f"content.list({collection})",
+            versions=(collection_scope(collection),),
         )
         out: dict[str, Any] = {"items": [_item(r) for r in page.rows], "hasMore": page.has_more}
         if page.cursor is not None:
@@ -330,7 +343,7 @@ class ContentItems:
         check_collection(collection)
         now = self._db.now()
         with self._db.transaction():
-            return (
+            deleted = (
                 self._db.execute(
                     "UPDATE _emdash_content SET deleted_at = ?, updated_at = ? "
                     "WHERE collection = ? AND id = ? AND deleted_at IS NULL",
@@ -338,6 +351,9 @@ class ContentItems:
                 )
                 > 0
             )
+            if deleted:  # a miss changes nothing: no version row for an unknown id
+                self._touch(collection, str(id))
+            return deleted
 
     def delete_many(self, collection: str, ids: Sequence[str]) -> int:
         """Soft-delete every id in one transaction; returns how many were deleted."""
@@ -370,17 +386,20 @@ class ContentItems:
     def delete_permanently(self, collection: str, id: str) -> bool:
         check_collection(collection)
         with self._db.transaction():
-            self._db.execute(
+            revisions = self._db.execute(
                 "DELETE FROM _emdash_revisions WHERE collection = ? AND entry_id = ?",
                 (collection, str(id)),
             )
-            return (
+            deleted = (
                 self._db.execute(
                     "DELETE FROM _emdash_content WHERE collection = ? AND id = ?",
                     (collection, str(id)),
                 )
                 > 0
             )
+            if deleted or revisions:
+                self._touch(collection, str(id))
+            return deleted
 
     def set_status(
         self,
@@ -415,6 +434,7 @@ class ContentItems:
                 sched = parse_timestamp(scheduled_at, what="scheduledAt")
             if status == "published":
                 self._promote(current)
+            self._touch(collection, id)
             self._db.execute(
                 "UPDATE _emdash_content SET status = ?, published_at = ?, scheduled_at = ?, "
                 "version = version + 1, updated_at = ? WHERE collection = ? AND id = ?",
@@ -433,6 +453,8 @@ class ContentItems:
             "SELECT data, slug FROM _emdash_revisions WHERE id = ? AND collection = ? "
             "AND entry_id = ?",
             (item["draftRevisionId"], item["type"], item["id"]),
+            # An item's revisions change only with the item (every such write touches it).
+            scopes=(item_scope(item["type"], item["id"]),),
         )
         if row is None:  # a dangling pointer: the live fields are the draft
             return {"data": item["data"], "slug": item["slug"]}
@@ -450,6 +472,7 @@ class ContentItems:
             "SELECT 1 FROM _emdash_content WHERE collection = ? AND locale = ? AND slug = ? "
             "AND id != ? AND deleted_at IS NULL",
             (item["type"], item["locale"], slug, item["id"]),
+            scopes=(collection_scope(item["type"]),),
         )
         if taken:
             raise BridgeError(
@@ -467,6 +490,7 @@ class ContentItems:
         if new_slug is not None:
             self._check_slug_free(current, new_slug)
         now = self._db.now()
+        self._touch(collection, id)
         rev_id = current["draftRevisionId"]
         if rev_id is None or not self._db.execute(
             "UPDATE _emdash_revisions SET data = ?, slug = ?, created_at = ? "
@@ -514,6 +538,7 @@ class ContentItems:
                 slug=draft["slug"],
             )
         elif self._supports_revisions(collection):
+            self._touch(collection, id)
             text = encode_json(current["data"], what="Content data")
             self._db.execute(
                 "UPDATE _emdash_content SET live_revision_id = ? WHERE collection = ? AND id = ?",
@@ -594,6 +619,7 @@ class ContentItems:
         *,
         slug: str | None,
     ) -> None:
+        self._touch(collection, id)
         try:
             self._db.execute(sql, params)
         except sqlite3.IntegrityError as exc:
@@ -603,6 +629,12 @@ class ContentItems:
                     f"(locale {locale}). Choose another slug."
                 ) from None
             raise
+
+    def _touch(self, collection: str, id: str) -> None:
+        """Every write to an item (its row or its revisions) bumps the item's scope and its
+        collection's (what a list reads) in the same transaction. Readers that name these
+        scopes rely on it: a write path that skipped this would be a missed conflict."""
+        self._db.touch(item_scope(collection, id), collection_scope(collection))
 
     def _must_get(self, collection: str, id: str) -> dict[str, Any]:
         item = self.get(collection, id)

@@ -86,8 +86,10 @@ class Store:
     ``audit_retention`` how long audit rows are kept, ``locales`` the site's locales
     (:class:`~emdash._store._values.Locales`; ``en`` only, any code accepted, when omitted).
 
-    Thread-safe: one connection guarded by :attr:`lock`. Use :meth:`transaction` to group
-    writes, and let the runtime wrap each plugin invocation in :meth:`invocation`.
+    Thread-safe: one connection guarded by :attr:`lock`, which is only ever held for
+    short transactions and single reads (never across a plugin invocation's waits). Use
+    :meth:`transaction` to group writes, and let the runtime wrap each plugin invocation
+    in :meth:`invocation`.
     ``db`` (the ``sqlite_utils.Database``) is for schema inspection and tests; statements
     run on it must hold :attr:`lock`.
     """
@@ -124,6 +126,9 @@ class Store:
         except BaseException:
             self._db.close()
             raise
+        #: The connection's lock: held for one read statement, or one short transaction
+        #: (a host write, a speculative write of an invocation, an invocation's commit),
+        #: never while a plugin invocation waits. Take it to run statements on :attr:`db`.
         self.lock = self._db.lock
         self.db: sqlite_utils.Database = self._db.sdb
         self.quotas = quotas or QuotaPolicy()
@@ -167,8 +172,10 @@ class Store:
     # -- transactions ------------------------------------------------------------------
 
     def transaction(self) -> AbstractContextManager[None]:
-        """Re-entrant: ``BEGIN IMMEDIATE``..``COMMIT``/``ROLLBACK``, savepoints when nested.
-        Holds :attr:`lock` throughout."""
+        """Re-entrant: ``BEGIN IMMEDIATE``..``COMMIT``/``ROLLBACK``, savepoints when nested;
+        holds :attr:`lock` throughout, so keep it short. Inside an :meth:`invocation` on this
+        thread it is speculative instead: its writes join the invocation's log and commit
+        with it (see ``docs/integrity.md``)."""
         return self._db.transaction()
 
     def invocation(
@@ -212,8 +219,10 @@ class Store:
     def in_scope_here(self) -> bool:
         """Whether the calling thread is inside a store transaction or invocation scope.
 
-        Work started from such a thread must stay on it: the scope's transaction, and the
-        store lock it may hold, belong to this thread.
+        Work started from such a thread must stay on it: both are per thread. A transaction
+        holds :attr:`lock`; an invocation scope holds no lock, but its read set and write
+        log do, so work moved to another thread would escape it (its writes committed on
+        their own, its reads never validated).
         """
         return self._db.in_scope_here()
 

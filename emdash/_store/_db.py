@@ -4,9 +4,10 @@ One ``sqlite3`` connection (``check_same_thread=False``, WAL for files) is share
 thread and guarded by one ``threading.RLock``. Python's implicit transaction handling is
 switched off (``isolation_level=None``): every write goes through :meth:`Db.transaction`,
 which issues ``BEGIN IMMEDIATE`` at the outermost level and ``SAVEPOINT`` when nested, and
-holds the lock for its whole duration (which is short: see below), so no other thread can
-interleave statements (or read uncommitted rows) on the shared connection. Reads take the
-lock per statement. Other processes on the same file wait at most :data:`BUSY_TIMEOUT_S`
+holds the lock for its whole duration, so no other thread can interleave statements (or
+read uncommitted rows) on the shared connection. Every such transaction is short: the host
+opens them around a few statements of its own, and an invocation's are speculative or its
+commit (below), never open while it waits. Reads take the lock per statement. Other processes on the same file wait at most :data:`BUSY_TIMEOUT_S`
 for SQLite's write lock, then get a :class:`StorageError` saying so.
 
 ``sqlite_utils.Database`` wraps the same connection (``execute_plugins=False``: no
@@ -22,8 +23,9 @@ plugin, a worker round trip, its own CPU work. Instead (design and guarantees:
 ``docs/integrity.md``):
 
 - **Versions.** ``_emdash_versions(scope, version)`` holds one counter per *scope* a write
-  changes: a point (``kv/<plugin>/<key>``, ``opt/<name>``), a namespace (``kv/<plugin>``,
-  what a listing reads), a table (``t/<table>``). Every write, on any path, bumps the
+  changes: a point (``kv/<plugin>/<key>``, ``st/...``, ``opt/<name>``, a content item
+  ``ct/<collection>/<id>``, a media row ``md/<id>``), a namespace (``kv/<plugin>``,
+  ``ct/<collection>``, ``md``...: what a listing reads), a table (``t/<table>``). Every write, on any path, bumps the
   table scope derived from its statement and the scopes its repository names
   (:meth:`Db.touch`), in the same transaction, just before COMMIT.
 - **Read set.** A read inside a scope records the version of what it depends on (the
@@ -46,8 +48,11 @@ plugin, a worker round trip, its own CPU work. Instead (design and guarantees:
   that no longer applies (a constraint, an increment finding no number), is a
   :class:`~emdash._shared._errors.ConflictError`: nothing is kept, rollback callbacks
   run. :meth:`Db.retrying` re-runs an invocation that had no effects outside the database
-  (:meth:`Db.mark_effect`) up to :data:`CONFLICT_RETRIES` times. A read-only invocation
-  commits nothing and is not validated.
+  (:meth:`Db.mark_effect`) up to :data:`CONFLICT_RETRIES` times. Checks registered with
+  :meth:`Db.check_at_commit` (stored-data quotas) run again in that transaction, around
+  the replay. A read-only invocation commits nothing but is validated all the same (its
+  reads must be one view), from one snapshot and without the write lock; one read of one
+  scope needs no check.
 - **Nesting.** A nested invocation joins the outer scope and remembers where its part of
   the log starts: its failure drops only its part. An invocation entered inside an
   ordinary transaction on this thread (a host write firing hooks) is a savepoint of it.
@@ -461,6 +466,7 @@ class InvocationScope:
     __slots__ = (
         "audit",
         "audited",
+        "checks",
         "cpu_ms",
         "effects",
         "log",
@@ -470,6 +476,7 @@ class InvocationScope:
         "operation",
         "plugin_id",
         "reads",
+        "reread",
         "started",
         "written",
     )
@@ -478,6 +485,8 @@ class InvocationScope:
         self.plugin_id = plugin_id
         self.operation = operation
         self.reads: dict[str, int] = {}
+        #: Whether a scope was read more than once (then even one scope is validated).
+        self.reread = False
         self.log: list[_Entry] = []
         self.log_bytes = 0
         self.written: set[str] = set()
@@ -491,6 +500,8 @@ class InvocationScope:
         self.cpu_ms: float | None = None
         #: Set once its commit wrote its own audit record (see Db.commit_audit).
         self.audited = False
+        #: Checks re-run inside the commit transaction (see Db.check_at_commit), by key.
+        self.checks: dict[str, Callable[[], Callable[[], None]]] = {}
 
 
 class _Tx:
@@ -843,6 +854,8 @@ class Db:
     def _note_versions(self, scope: InvocationScope, names: Sequence[str]) -> None:
         reads = scope.reads
         missing = [n for n in names if n not in reads]
+        if len(missing) != len(names):
+            scope.reread = True
         if not missing:
             return
         found = self._versions(missing)
@@ -989,6 +1002,17 @@ class Db:
         scope: InvocationScope | None = getattr(self._local, "scope", None)
         return scope
 
+    def check_at_commit(self, key: str, check: Callable[[], Callable[[], None]]) -> None:
+        """Inside an invocation scope, run ``check`` again in its commit transaction: a
+        check made during the invocation saw only its own view, and invocations committing
+        meanwhile may have changed what it checked (quotas: their writes count too).
+        ``check()`` runs before the log is replayed (it reads a baseline) and returns the
+        check to run after the replay, which raises to fail the commit. Once per ``key``;
+        outside a scope nothing is registered (a plain transaction's checks are exact)."""
+        scope: InvocationScope | None = getattr(self._local, "scope", None)
+        if scope is not None and key not in scope.checks:
+            scope.checks[key] = check
+
     def mark_effect(self) -> None:
         """The current invocation did something outside the database (HTTP, email...):
         it must not be re-run on a conflict."""
@@ -1072,7 +1096,16 @@ class Db:
     def _commit_scope(self, scope: InvocationScope) -> None:
         """Validate, replay, audit and commit in one short transaction."""
         if not scope.log and not scope.written:
-            # Read-only: nothing to validate against (each read saw committed data).
+            # Read-only: nothing to write, but its reads must still be one consistent
+            # view (serializable): two reads from two moments, with a commit in between,
+            # are a view no serial order gives. Validated without the write lock; one
+            # read of one scope is consistent by itself and costs nothing.
+            if len(scope.reads) > 1 or (scope.reads and scope.reread):
+                try:
+                    self._validate_read_only(scope)
+                except BaseException:
+                    self._drop_scope(scope)
+                    raise
             if scope.audit and self.drop_audit is not None:
                 self.drop_audit(scope.audit)
             _run(scope.on_commit)
@@ -1093,7 +1126,10 @@ class Db:
                 for name in names:
                     if now.get(name, 0) != scope.reads[name]:
                         raise self._conflict(scope, name)
+            after = [check() for check in scope.checks.values()]
             self._replay(scope, scope.log)
+            for check_after in after:
+                check_after()
             self._bumps.update(scope.written)
             if self.commit_audit is not None:
                 self.commit_audit(scope)
@@ -1103,6 +1139,26 @@ class Db:
                 self.drop_audit(scope.audit)
             self._exit_tx(None, ok=ok)
         scope.audited = scope.plugin_id is not None and scope.operation is not None
+
+    def _validate_read_only(self, scope: InvocationScope) -> None:
+        """A read-only invocation's read set, checked from one snapshot: a read
+        transaction (``BEGIN`` is deferred: WAL readers take no write lock and wait for no
+        writer), or a single statement when the set fits in one."""
+        names = list(scope.reads)
+        with self.lock:
+            if self.closed:
+                raise EmDashError("the store is closed")
+            many = len(names) > 500  # _versions reads in chunks: one snapshot for all
+            if many:
+                self.conn.execute("BEGIN")
+            try:
+                now = self._versions(names)
+            finally:
+                if many and self.conn.in_transaction:
+                    self.conn.execute("COMMIT")
+        for name in names:
+            if now.get(name, 0) != scope.reads[name]:
+                raise self._conflict(scope, name)
 
     def retrying(
         self,

@@ -163,6 +163,16 @@ class LocalMediaStorage:
         return True
 
 
+#: The version scope of the media library as a whole: what a list reads inside an
+#: invocation; bumped (with the item's own scope) by every write to a media row.
+LIBRARY_SCOPE = "md"
+
+
+def item_scope(media_id: str) -> str:
+    """The version scope of one media row: what a get depends on inside an invocation."""
+    return f"md/{media_id}"
+
+
 class MediaItems:
     def __init__(self, db: Db, files: LocalMediaStorage) -> None:
         self._db = db
@@ -194,6 +204,7 @@ class MediaItems:
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (media_id, filename, mime_type, size, storage_key, status, self._db.now()),
             )
+            self._db.touch(item_scope(media_id), LIBRARY_SCOPE)
             found = self.get(media_id)
         assert found is not None
         return found
@@ -300,7 +311,9 @@ class MediaItems:
         """Any status."""
         if type(id) is not str:
             raise BridgeError("Missing required string parameter: id")
-        row = self._db.row("SELECT * FROM _emdash_media WHERE id = ?", (id,))
+        row = self._db.row(
+            "SELECT * FROM _emdash_media WHERE id = ?", (id,), scopes=(item_scope(id),)
+        )
         return None if row is None else _item(row)
 
     def list(
@@ -327,6 +340,7 @@ class MediaItems:
             filters=(filters, params),
             limit=limit,
             cursor=cursor,
+            versions=(LIBRARY_SCOPE,),
         )
         out: dict[str, Any] = {"items": [_item(r) for r in page.rows], "hasMore": page.has_more}
         if page.cursor is not None:
@@ -338,10 +352,15 @@ class MediaItems:
         if type(id) is not str:
             raise BridgeError("Missing required string parameter: id")
         with self._db.transaction():
-            row = self._db.row("SELECT storage_key FROM _emdash_media WHERE id = ?", (id,))
+            row = self._db.row(
+                "SELECT storage_key FROM _emdash_media WHERE id = ?",
+                (id,),
+                scopes=(item_scope(id),),
+            )
             if row is None:
                 return False
             self._db.execute("DELETE FROM _emdash_media WHERE id = ?", (id,))
+            self._db.touch(item_scope(id), LIBRARY_SCOPE)
             key = row["storage_key"]
             self._db.after_commit(lambda: self._files.delete(key))
             return True
@@ -352,7 +371,10 @@ class MediaItems:
                 f'Invalid media status "{str(status)[:32]}": use pending, ready or failed'
             )
         with self._db.transaction():
-            self._db.execute("UPDATE _emdash_media SET status = ? WHERE id = ?", (status, str(id)))
+            if self._db.execute(
+                "UPDATE _emdash_media SET status = ? WHERE id = ?", (status, str(id))
+            ):
+                self._db.touch(item_scope(str(id)), LIBRARY_SCOPE)
         return self.get(id)
 
 

@@ -144,7 +144,9 @@ class KVEntries:
         text = encode_json(value, what=f'KV value for key "{key}"', plugin_id=plugin_id)
         db = self._options._db
         with db.transaction():
-            # Inside the transaction (lock held): nothing moves between check and write.
+            # Inside the transaction (write lock held): nothing moves between check and
+            # write. In an invocation that is its speculative transaction; the quota is
+            # checked again at its commit (see StoredQuota.check).
             # On the connection itself, not recorded as a read: a blind kv.set must not
             # conflict with other writes of the key; the size is for the quota only.
             found = db.conn.execute(

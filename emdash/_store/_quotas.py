@@ -18,8 +18,12 @@ Usage is kept in ``_emdash_plugin_usage`` by SQLite triggers on ``_emdash_option
 counts: a rolled-back invocation rolls its counts back too, every delete path (uninstall
 included) gives room back, and no write path can forget to count. A write checks the
 counters *before* it changes anything (:meth:`StoredQuota.check`, inside the write's
-transaction, so no other thread writes between the check and the write) and raises
-:class:`QuotaExceededError` when it would grow the plugin past a quota. A write that
+transaction) and raises :class:`QuotaExceededError` when it would grow the plugin past a
+quota. Inside a plugin invocation that check sees the invocation's own view, so
+invocations running at once could each pass it: the commit transaction checks the
+plugin's stored usage again, after replaying the invocation's writes, and fails the
+invocation with the same error if they grew it past a quota. The final usage never passes
+a quota, whatever the concurrency. A write that
 does not grow usage (an overwrite with smaller data, a delete) is always allowed, even
 above a quota that was lowered after the data was stored: nothing already stored is ever
 dropped or made unreadable by a quota.
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -151,8 +155,10 @@ class StoredQuota:
     def check(self, plugin_id: str, add_bytes: int, add_rows: int, *, what: str) -> None:
         """Raise :class:`QuotaExceededError` if adding this much would pass a quota.
 
-        Call inside the write's transaction (the store lock is held, so the counters cannot
-        move between this check and the write). Only growth is checked: shrinking is always
+        Call inside the write's transaction. In an ordinary transaction that is exact (the
+        write lock is held: the counters cannot move between this check and the write).
+        Inside an invocation it sees the invocation's own view, so it is made again in the
+        commit transaction (:meth:`_at_commit`). Only growth is checked: shrinking is always
         allowed, whatever the current usage.
         """
         if add_bytes <= 0 and add_rows <= 0:
@@ -174,6 +180,57 @@ class StoredQuota:
             raise _exceeded(
                 plugin_id, "stored_bytes", quotas.stored_bytes, used_bytes, add_bytes, "bytes", what
             )
+        # Inside an invocation this saw the invocation's own view: concurrent invocations
+        # can each pass it, so it is made again in the commit transaction (one per plugin).
+        self._db.check_at_commit(f"quota/{plugin_id}", lambda: self._at_commit(plugin_id))
+
+    def _used(self, plugin_id: str) -> tuple[int, int]:
+        cur = self._db.conn.execute(
+            "SELECT bytes, rows FROM _emdash_plugin_usage WHERE plugin_id = ?", (plugin_id,)
+        )
+        try:
+            used = cur.fetchone()
+        except sqlite3.Error as exc:  # a damaged page met while reading
+            raise storage_error(exc, self._db.path) from exc
+        return (int(used[0]), int(used[1])) if used else (0, 0)
+
+    def _at_commit(self, plugin_id: str) -> Callable[[], None]:
+        """The commit-time check of an invocation that grew the plugin's data (see
+        :meth:`Db.check_at_commit`): the usage before its writes are replayed (what every
+        committed invocation left), then after. Growth past a quota fails the commit with
+        the same error as at the write; shrinking stays allowed, as at the write."""
+        before_bytes, before_rows = self._used(plugin_id)
+
+        def after() -> None:
+            used_bytes, used_rows = self._used(plugin_id)
+            quotas = self.policy.for_plugin(plugin_id)
+            what = (
+                "this invocation (checked again when it committed: invocations running at "
+                "the same time stored data meanwhile)"
+            )
+            grow_rows, grow_bytes = used_rows - before_rows, used_bytes - before_bytes
+            if grow_rows > 0 and used_rows > quotas.stored_rows:
+                raise _exceeded(
+                    plugin_id,
+                    "stored_rows",
+                    quotas.stored_rows,
+                    before_rows,
+                    grow_rows,
+                    "rows",
+                    what,
+                )
+            if grow_bytes > 0 and used_bytes > quotas.stored_bytes:
+                raise _exceeded(
+                    plugin_id,
+                    "stored_bytes",
+                    quotas.stored_bytes,
+                    before_bytes,
+                    grow_bytes,
+                    "bytes",
+                    what,
+                )
+
+        return after
 
 
 _ZERO: dict[str, Any] = {"bytes": 0, "rows": 0}

@@ -160,7 +160,8 @@ def child(db: str, mode: str, who: str, ops: int, kill_op: int, kill_at: str) ->
                     continue
             else:
                 raise RuntimeError("1000 conflicts in a row")
-            line = f"hit {result['count']}"
+            # The retries after a ConflictError: the soak counts them (conflicts seen).
+            line = f"hit {result['count']} {_attempt}"
         elif op == "content":
             item = rt.content.create("posts", {"title": f"{who}-{n}"})
             line = f"content {item['id']}"

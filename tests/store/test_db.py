@@ -164,14 +164,16 @@ def test_read_only_invocation_never_takes_the_lock(store: Store) -> None:
     t = threading.Thread(target=plugin)
     t.start()
     assert entered.wait(10)
-    # Another thread can take the lock and write while the read-only invocation is open.
+    # Another thread can take the lock and write while the read-only invocation is open
+    # (to what it did not read: like a writer, a read-only invocation is validated at its
+    # end, and a write to a scope it read, made before that end, is a conflict).
     assert store.lock.acquire(blocking=False)
     store.lock.release()
-    store.kv_entries.set("p", "other", 2)
+    store.kv_entries.set("q", "other", 2)
     release.set()
     t.join(10)
     assert seen == [1, [{"key": "k", "value": 1}]]
-    assert store.kv_entries.get("p", "other") == 2
+    assert store.kv_entries.get("q", "other") == 2
 
 
 def test_writing_invocation_holds_no_lock_while_it_waits(store: Store) -> None:
