@@ -9,7 +9,7 @@ from emdash._shared._errors import EmDashError
 from emdash._store import Store
 from emdash._store._audit_query import query_audit
 
-from .conftest import Clock
+from .conftest import Clock, sqlite_only
 
 KINDS = ("hook", "route", "cron")
 
@@ -110,6 +110,7 @@ def test_unknown_filters_are_refused(store: Store) -> None:
 
 def test_the_plugin_filter_is_an_index_search(store: Store) -> None:
     # Structural: the plan SQLite picks, not a timing.
+    sqlite_only(store, "EXPLAIN QUERY PLAN")
     plan = store.db.execute(
         "EXPLAIN QUERY PLAN SELECT * FROM _emdash_audit WHERE plugin_id = ? AND id < ? "
         "ORDER BY id DESC LIMIT 101",
