@@ -344,7 +344,7 @@ def _validate(data: dict[str, Any], file: Path) -> SiteConfig:
     if computed:
         raise ConfigError(
             f"Invalid config file {file}: {computed[0]}: unknown key (check the spelling; "
-            "see emdash.toml in the README)"
+            "see: emdash help config)"
         )
     try:
         return SiteConfig.model_validate(
@@ -356,7 +356,7 @@ def _validate(data: dict[str, Any], file: Path) -> SiteConfig:
             loc = ".".join(str(p) for p in err["loc"]) or "(root)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling; see emdash.toml in the README)"
+                msg = "unknown key (check the spelling; see: emdash help config)"
             problems.append(f"{loc}: {msg}")
         raise ConfigError(f"Invalid config file {file}: " + "; ".join(problems)) from None
 

@@ -233,6 +233,21 @@ def init(name: str, parent: Path) -> None:
     click.echo(f"Next: cd {target} && pytest tests && emdash check .")
 
 
+@main.command("help")
+@click.argument("topic", required=False)
+def help_(topic: str | None) -> None:
+    """Show a documentation TOPIC (without one: the list of topics)."""
+    from ._help import TOPICS, render_help
+
+    if topic is not None and topic not in TOPICS:
+        raise click.BadParameter(
+            f"unknown topic {topic!r}{did_you_mean(topic, list(TOPICS))}; the topics: "
+            + ", ".join(TOPICS),
+            param_hint="TOPIC",
+        )
+    click.echo(render_help(topic))
+
+
 @main.command()
 @click.option(
     "--class",
@@ -251,7 +266,7 @@ def audit(ctx: click.Context, classes: tuple[str, ...], as_json: bool) -> None:
     class, real sandbox workers, a victim plugin whose data must stay untouched. The report
     says which layer stopped each payload and lists every payload that got past the
     language layer with the layer that contained it. Exits 1 if any payload was not
-    stopped the way the threat model requires (see SECURITY.md).
+    stopped the way the threat model requires (see: emdash help security).
     """
     from .._selfaudit._runner import run_audit
 

@@ -161,7 +161,7 @@ def test_missing_or_invalid_config(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: Invalid config file {tmp_path / 'bad.toml'}: sandbx: unknown key (check the "
-        "spelling; see emdash.toml in the README)\n"
+        "spelling; see: emdash help config)\n"
     )
     assert "Traceback" not in result.output
 
