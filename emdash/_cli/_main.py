@@ -416,13 +416,31 @@ def plugins_upgrade(ctx: click.Context, plugin_id: str, source: Path | None, yes
 @click.option("--delete-data", is_flag=True, help="Also delete the plugin's KV and storage.")
 @click.pass_context
 def plugins_remove(ctx: click.Context, plugin_id: str, delete_data: bool) -> None:
-    """Uninstall a plugin (fires plugin:uninstall)."""
+    """Uninstall a plugin (fires plugin:uninstall).
+
+    A plugin that does not load is taken out of emdash.toml only: its uninstall hook
+    cannot run, so its install record and data stay in the database (adding it again
+    finds them; to delete them, fix it, add it, and remove it with --delete-data)."""
     config = _state(ctx).config()
     find_entry(config, plugin_id)
     with _open(ctx, config) as rt:
-        _check_loaded(ctx, plugin_id)
-        rt.remove_plugin(plugin_id, delete_data=delete_data)
+        left_out = next((u for u in _state(ctx).unloaded if u.plugin_id == plugin_id), None)
+        if left_out is None:
+            rt.remove_plugin(plugin_id, delete_data=delete_data)
+        elif delete_data:
+            out.fail(
+                f"plugin {plugin_id} is not loaded ({left_out.error}), so its uninstall hook "
+                "cannot run and its data is not deleted; fix it first "
+                f"({left_out.hint}), or remove it without --delete-data (its data stays)"
+            )
     remove_plugin_entry(config, plugin_id)
+    if left_out is not None:
+        click.echo(
+            f"Removed {plugin_id} from {config.source or DEFAULT_CONFIG_NAME}. It did not "
+            "load, so its uninstall hook did not run: its data and install record stay in "
+            "the database (adding it again finds them)."
+        )
+        return
     click.echo(f"Removed {plugin_id}" + (" and deleted its data" if delete_data else ""))
 
 
@@ -654,7 +672,7 @@ def cron_tick(ctx: click.Context, at: Any, as_json: bool) -> None:
     """
     config = _state(ctx).config()
     with _open(ctx, config) as rt, LogCapture() as logs:
-        runs = rt.cron.tick(at)
+        runs = _tick_without_left_out(ctx, rt, at)
     rows = [
         {
             "plugin": r.plugin_id,
@@ -773,6 +791,28 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
                 err=True,
             )
         uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _tick_without_left_out(ctx: click.Context, rt: Runtime, at: Any) -> Any:
+    """A cron tick that leaves the tasks of plugins that did not load where they are.
+
+    Run, such a task would fail ("no cron hook") and a one-shot task would be dropped
+    after its retries: instead its tasks are switched off for the tick and back on
+    after it, so they stay due and run at the first tick after the fix.
+    """
+    # Enabled plugins' tasks are always on; switching them on first also repairs a tick
+    # that was killed before it could switch a left-out plugin's tasks back on.
+    for info in rt.plugins():
+        if info.enabled:
+            rt.cron.set_plugin_enabled(info.plugin_id, True)
+    left_out = [u for u in _state(ctx).unloaded if u.enabled]
+    for item in left_out:
+        rt.cron.set_plugin_enabled(item.plugin_id, False)
+    try:
+        return rt.cron.tick(at)
+    finally:
+        for item in left_out:
+            rt.cron.set_plugin_enabled(item.plugin_id, True)
 
 
 def site_app(

@@ -36,7 +36,10 @@ class Unloaded:
         """The command that fixes it."""
         if self.status == "needs-upgrade":
             return f"emdash plugins upgrade {self.plugin_id}"
-        return f"emdash check {self.path}, then fix it or: emdash plugins remove {self.plugin_id}"
+        return (
+            f"see what is wrong with: emdash check {self.path}; or take it out of the site: "
+            f"emdash plugins remove {self.plugin_id}"
+        )
 
     @property
     def state(self) -> str:

@@ -123,7 +123,51 @@ def test_a_plugin_that_fails_to_load_is_shown_as_failed(tmp_path: Path) -> None:
 
     route = run(site, "route", "good", "hi")
     assert route.exit_code == 0 and route.stdout == '"hello"\n'
-    assert f"Fix: emdash check {site / 'grow'}" in route.stderr
+    assert f"Fix: see what is wrong with: emdash check {site / 'grow'}" in route.stderr
+
+    # Taken out of the site: only its entry goes (its uninstall hook cannot run).
+    wiped = run(site, "plugins", "remove", "grow", "--delete-data")
+    assert wiped.exit_code == 1 and "cannot run and its data is not deleted" in wiped.stderr
+    removed = run(site, "plugins", "remove", "grow")
+    assert removed.exit_code == 0, removed.output
+    assert "its data and install record stay in the database" in removed.stdout
+    assert "grow" not in (site / "emdash.toml").read_text()
+    assert "PLUGIN NOT LOADED" not in run(site, "route", "good", "hi").stderr
+
+
+TIMER = """
+from emdash import define_plugin
+
+def activate(event, ctx):
+    ctx.cron.schedule("once", schedule="2030-01-01T00:00:00Z")
+
+def tick(event, ctx):
+    ctx.kv.set("ran", event["name"])
+
+plugin = define_plugin(
+    hooks={"plugin:activate": activate, "cron": tick},
+    routes={"ran": lambda r, c: c.kv.get("ran")},
+)
+"""
+
+
+def test_a_left_out_plugins_cron_tasks_wait_for_the_fix(tmp_path: Path) -> None:
+    # Run, its one-shot task would fail and be dropped after its retries; it must wait.
+    site = make_site(tmp_path)
+    timer = write_plugin(site, "timer", TIMER)
+    assert run(site, "plugins", "add", "--trusted", str(timer)).exit_code == 0
+    descriptor = timer / "emdash-plugin.toml"
+    descriptor.write_text(descriptor.read_text().replace("[]", '["users:read"]'))
+    for _ in range(8):
+        ticked = run(site, "cron", "tick", "--at", "2031-01-01T00:00:00")
+        assert ticked.exit_code == 0, ticked.output
+        assert ticked.stdout == "Nothing was due.\n"
+    shown = run(site, "plugins", "show", "timer").stdout
+    assert "    once  2030-01-01T00:00:00" in shown  # still there, still due
+    assert run(site, "plugins", "upgrade", "timer", "--yes").exit_code == 0
+    ticked = run(site, "--json", "cron", "tick", "--at", "2031-01-01T00:00:00")
+    assert '"outcome": "completed"' in ticked.stdout
+    assert run(site, "route", "timer", "ran").stdout == '"once"\n'
 
 
 def test_listing_creates_and_installs_nothing(tmp_path: Path) -> None:
