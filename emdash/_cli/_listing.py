@@ -76,7 +76,7 @@ def _row(
     registry: dict[str, dict[str, Any]],
     scratch: Runtime,
 ) -> dict[str, Any]:
-    """``{id, version, mode, enabled, state, path, capabilities, allowed_hosts, approved,
+    """``{id, version, mode, trusted, enabled, state, path, capabilities, allowed_hosts, approved,
     bundle_sha256, hooks, routes, storage, error}``; ``state`` is ``ok``, ``new`` (not
     installed in the database yet), ``needs-upgrade`` or ``failed``."""
     path = config.plugin_path(entry)
@@ -85,6 +85,7 @@ def _row(
         "id": entry.id or path.name,
         "version": None,
         "mode": mode,
+        "trusted": entry.trusted,
         "enabled": entry.enabled,
         "state": "ok",
         "path": str(path),
