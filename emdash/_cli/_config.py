@@ -97,6 +97,7 @@ __all__ = [
     "SiteSettings",
     "add_plugin_entry",
     "check_new_entry",
+    "entry_id",
     "load_config",
     "open_runtime",
     "remove_new_site",
@@ -553,6 +554,12 @@ def find_entry(config: SiteConfig, plugin_id: str) -> int:
         f'No plugin with id "{plugin_id}" in {config._where()} '
         f"(installed: {installed or 'none'}); see: emdash plugins list"
     )
+
+
+def entry_id(config: SiteConfig, entry: PluginEntry) -> str:
+    """The id of an entry: the pinned one, else its descriptor's, else its directory's name."""
+    path = config.plugin_path(entry)
+    return entry.id or _descriptor_id(path) or path.name
 
 
 def _descriptor_id(path: Path) -> str | None:

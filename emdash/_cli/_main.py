@@ -24,6 +24,7 @@ from ._config import (
     SiteConfig,
     add_plugin_entry,
     check_new_entry,
+    entry_id,
     find_entry,
     load_config,
     open_runtime,
@@ -626,16 +627,20 @@ def cron() -> None:
 @_json_flag
 @click.pass_context
 def cron_list(ctx: click.Context, plugin_id: str | None, as_json: bool) -> None:
-    """Show the scheduled tasks of the enabled plugins, by next run."""
+    """Show the scheduled tasks of the enabled plugins, by next run (read-only)."""
+    from .._store._readonly import read_cron_tasks
+
     config = _state(ctx).config()
-    rows: list[dict[str, Any]] = []
-    if config.plugins and site_exists(config):  # read-only: never create a site
-        with _open(ctx, config) as rt:
-            ids = [plugin_id] if plugin_id else [p["id"] for p in rt.plugins()]
-            if plugin_id:
-                _check_loaded(ctx, plugin_id)
-                rt.get_plugin(plugin_id)  # an unknown id is an error naming the added ones
-            rows = [{"plugin": pid, **task} for pid in ids for task in rt.cron.list(pid)]
+    # Read-only: the tasks are read from the database as it is (never created, nothing
+    # installed, no plugin loaded). Disabled plugins' tasks are off there.
+    if plugin_id is not None:
+        find_entry(config, plugin_id)  # an unknown id is an error naming the installed ones
+        ids = [plugin_id]
+    else:
+        ids = [entry_id(config, entry) for entry in config.plugins]
+    database = config.database_path()
+    rows = [{"plugin": pid, **task} for pid in ids for task in read_cron_tasks(database, pid)]
+    rows.sort(key=lambda r: (r["nextRunAt"] or "", r["plugin"], r["name"]))
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
     elif not rows:

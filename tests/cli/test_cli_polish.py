@@ -193,7 +193,7 @@ def test_cron_list_and_tick(tmp_path: Path) -> None:
         ("forms", "cleanup", True, "rescheduled")
     ]
     unknown = run(tmp_path, "cron", "list", "--plugin", "nope")
-    assert unknown.exit_code == 1 and 'No plugin "nope"' in unknown.stderr
+    assert unknown.exit_code == 1 and 'No plugin with id "nope"' in unknown.stderr
 
 
 def emdash(

@@ -4,9 +4,11 @@ site down: read-only commands show it, the other plugins' hooks and routes keep 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -180,13 +182,29 @@ def test_listing_creates_and_installs_nothing(tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     assert "new (installs at the next start)" in listed.stdout
     assert run(tmp_path, "plugins", "show", "good").exit_code == 0
+    assert run(tmp_path, "cron", "list").stdout == "No scheduled tasks.\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no site.db, no media/
 
-    # With a site: the listing adds no record (no install, no load audited there).
+    # With a site, and the plugin sandboxed (its loads are audited): the listing writes
+    # nothing to the database, not even the audit record of a load.
+    config = tmp_path / "emdash.toml"
+    config.write_text(config.read_text().replace("trusted = true", "trusted = false"))
     assert run(tmp_path, "route", "good", "hi").exit_code == 0
-    records = run(tmp_path, "--json", "audit-log", "--limit", "1000").stdout
+    site_db = tmp_path / "site.db"
+
+    def snapshot() -> list[object]:
+        with contextlib.closing(sqlite3.connect(site_db)) as db:
+            return [
+                db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+                for table in ("_emdash_audit", "_emdash_plugins")
+            ]
+
+    before_listing = snapshot()
+    assert before_listing[0]  # the route call and the load were audited
     assert run(tmp_path, "plugins", "list").exit_code == 0
-    assert run(tmp_path, "--json", "audit-log", "--limit", "1000").stdout == records
+    assert run(tmp_path, "plugins", "show", "good").exit_code == 0
+    assert run(tmp_path, "cron", "list").exit_code == 0
+    assert snapshot() == before_listing
 
 
 def test_the_hooks_column_is_short_and_show_has_every_hook(tmp_path: Path) -> None:
