@@ -734,15 +734,16 @@ def audit_log(
     Each record keeps its invocation's log lines (ctx.log and print, at most 50 lines);
     --logs shows them under it, --json has them in "logs".
     """
-    config = _state(ctx).config()
-    rows: list[dict[str, Any]] = []
-    if site_exists(config):  # read-only: never create a site to show it is empty
-        with _open(ctx, config) as rt:
-            if kind is None:
-                rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
-            else:  # filtered here, over the newest 10000 records (as the admin UI does)
-                newest = rt.audit_log(limit=10_000, plugin_id=plugin_id)
-                rows = [r for r in newest if r["kind"] == kind][:limit]
+    from .._store._readonly import read_audit
+
+    # Read-only: the database as it is (never created, nothing installed, no plugin
+    # loaded, so this command adds no record of its own).
+    database = _state(ctx).config().database_path()
+    if kind is None:
+        rows = read_audit(database, limit=limit, plugin_id=plugin_id)
+    else:  # filtered here, over the newest 10000 records (as the admin UI does)
+        newest = read_audit(database, limit=10_000, plugin_id=plugin_id)
+        rows = [r for r in newest if r["kind"] == kind][:limit]
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
     elif not rows and (plugin_id is not None or kind is not None):

@@ -1,9 +1,9 @@
-"""Reading a site's plugin registry and cron tasks without opening the site.
+"""Reading a site's plugin registry, cron tasks and audit log without opening the site.
 
 ``emdash plugins list`` and ``plugins show`` are read-only: opening a :class:`Store`
 creates a missing database, migrates its schema and takes the write lock, and loading
 plugins into it installs them. These functions open the file with SQLite's read-only
-mode instead (``mode=ro``: the database is never created or written) and read two
+mode instead (``mode=ro``: the database is never created or written) and read its
 tables. A database that is not there, not an emdash database yet, or unreadable reads as
 empty: the listing then shows the config alone.
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ._audit import _from_row
 from ._plugins import _shape
 
-__all__ = ["read_cron_tasks", "read_registry"]
+__all__ = ["read_audit", "read_cron_tasks", "read_registry"]
 
 
 @contextlib.contextmanager
@@ -74,3 +75,23 @@ def read_cron_tasks(database: str, plugin_id: str) -> list[dict[str, Any]]:
             }
             for r in rows
         ]
+
+
+def read_audit(
+    database: str, *, limit: int = 100, plugin_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest audit records, as ``Runtime.audit_log`` shows them (``limit`` clamped to
+    [1, 10000]); records another process still buffers are not there yet."""
+    size = max(1, min(int(limit), 10_000))
+    where, params = ("WHERE plugin_id = ?", [plugin_id]) if plugin_id else ("", [])
+    with _connect(database) as conn:
+        if conn is None:
+            return []
+        try:
+            rows = conn.execute(
+                f"SELECT * FROM _emdash_audit {where} ORDER BY id DESC LIMIT ?",
+                [*params, size],
+            ).fetchall()
+        except sqlite3.Error:
+            return []
+        return [_from_row(dict(row)) for row in rows]

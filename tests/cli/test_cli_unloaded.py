@@ -204,6 +204,7 @@ def test_listing_creates_and_installs_nothing(tmp_path: Path) -> None:
     assert run(tmp_path, "plugins", "list").exit_code == 0
     assert run(tmp_path, "plugins", "show", "good").exit_code == 0
     assert run(tmp_path, "cron", "list").exit_code == 0
+    assert run(tmp_path, "audit-log").exit_code == 0
     assert snapshot() == before_listing
 
 
