@@ -25,7 +25,7 @@ from ._config import PluginEntry, SiteConfig, check_pinned_id, find_entry
 if TYPE_CHECKING:
     from .._runtime._runtime import Runtime
 
-__all__ = ["abbreviate", "plugin_detail", "plugin_rows", "render_detail"]
+__all__ = ["abbreviate", "plugin_detail", "plugin_rows", "render_detail", "state_text"]
 
 #: Past this many characters the HOOKS / ROUTES cells of the table are summarised.
 HOOKS_WIDTH = 40
@@ -34,9 +34,9 @@ ROUTES_WIDTH = 30
 
 def plugin_rows(config: SiteConfig) -> list[dict[str, Any]]:
     """One row per configured plugin, in config order (see :func:`_row`)."""
-    registry = read_registry(config.database_path())
     if not config.plugins:
         return []
+    registry = read_registry(config.database_path())
     from .._runtime._runtime import Runtime
 
     # A throwaway site: loads here install nothing and audit nothing in the real one.
@@ -115,14 +115,19 @@ def _row(
         row["state"] = "new"
     else:
         row["bundle_sha256"] = known.get("bundleSha256")
-        row["version"] = desc.version
         text = known.get("approved")
         if text is not None:
             try:
                 approved = Approval.from_json(text)
             except (ValueError, KeyError, TypeError):
+                # As the runtime says at load: never read as "nothing approved".
                 return _failed(
-                    row, ValueError("the approval recorded in the database is unreadable")
+                    row,
+                    ValueError(
+                        f"the approval recorded for {desc.id} in the site's database is "
+                        f"unreadable; remove it (emdash plugins remove {desc.id}) and add it "
+                        "again to approve its access afresh"
+                    ),
                 )
             row["approved"] = approved.as_dict()
             diff = AccessDiff.between(approved, Approval.of(desc), default_limits=config.limits)
