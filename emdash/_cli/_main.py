@@ -852,8 +852,3 @@ def _echo_traceback(ctx: click.Context, exc: BaseException) -> None:
     if _state(ctx).debug and isinstance(trace, str) and trace:
         # Prefixed, as the pipeline's log does: the plugin controls its exception text.
         click.echo("".join(f"    | {line}\n" for line in trace.splitlines()), err=True, nl=False)
-
-
-def _plugin_row(plugin: Any) -> dict[str, Any]:
-    # PluginInfo is a read-only mapping of plain data (id, version, mode, enabled, ...).
-    return dict(plugin)
