@@ -469,12 +469,21 @@ def _toggle(ctx: click.Context, plugin_id: str, enabled: bool) -> None:
         click.echo(f"{plugin_id} is already {word}")
         return
     with _open(ctx, config) as rt:
-        _check_loaded(ctx, plugin_id)
-        if enabled:
-            rt.enable_plugin(plugin_id)
-        else:
-            rt.disable_plugin(plugin_id)
+        left_out = next((u for u in _state(ctx).unloaded if u.plugin_id == plugin_id), None)
+        if left_out is None:
+            if enabled:
+                rt.enable_plugin(plugin_id)
+            else:
+                rt.disable_plugin(plugin_id)
     set_plugin_enabled(config, plugin_id, enabled)
+    if left_out is not None:
+        # Only the config changes: the plugin gets that state (and its activate or
+        # deactivate hook runs) when it next loads.
+        click.echo(
+            f"{plugin_id} {word} in {config.source or DEFAULT_CONFIG_NAME}; it does not load "
+            f"yet (fix: {left_out.hint}), and takes that state when it does"
+        )
+        return
     click.echo(f"{plugin_id} {word}")
 
 
@@ -811,14 +820,17 @@ def _tick_without_left_out(ctx: click.Context, rt: Runtime, at: Any) -> Any:
     for info in rt.plugins():
         if info.enabled:
             rt.cron.set_plugin_enabled(info.plugin_id, True)
-    left_out = [u for u in _state(ctx).unloaded if u.enabled]
-    for item in left_out:
-        rt.cron.set_plugin_enabled(item.plugin_id, False)
+    # Back on after the tick only where the site's database has the plugin enabled (its
+    # tasks' state follows that, whatever emdash.toml says until the plugin loads).
+    left_out = [u.plugin_id for u in _state(ctx).unloaded]
+    enabled = [pid for pid in left_out if (rt.store.plugin_registry.get(pid) or {}).get("enabled")]
+    for pid in left_out:
+        rt.cron.set_plugin_enabled(pid, False)
     try:
         return rt.cron.tick(at)
     finally:
-        for item in left_out:
-            rt.cron.set_plugin_enabled(item.plugin_id, True)
+        for pid in enabled:
+            rt.cron.set_plugin_enabled(pid, True)
 
 
 def site_app(

@@ -127,6 +127,12 @@ def test_a_plugin_that_fails_to_load_is_shown_as_failed(tmp_path: Path) -> None:
     assert route.exit_code == 0 and route.stdout == '"hello"\n'
     assert f"Fix: see what is wrong with: emdash check {site / 'grow'}" in route.stderr
 
+    # Disabled while broken: the config says so; nothing of it runs.
+    disabled = run(site, "plugins", "disable", "grow")
+    assert disabled.exit_code == 0, disabled.output
+    assert "grow disabled in " in disabled.stdout and "takes that state when" in disabled.stdout
+    assert "enabled = false" in (site / "emdash.toml").read_text()
+
     # Taken out of the site: only its entry goes (its uninstall hook cannot run).
     wiped = run(site, "plugins", "remove", "grow", "--delete-data")
     assert wiped.exit_code == 1 and "cannot run and its data is not deleted" in wiped.stderr
