@@ -93,8 +93,8 @@ class AdminResponseError(EmDashError):
         where = f"{path}: " if path else ""
         super().__init__(
             f'Plugin "{plugin_id}" returned an invalid admin response: {where}{problem}. '
-            "Nothing of it is shown; fix the plugin's admin route (docs/admin.md lists the "
-            "blocks, their fields and limits).",
+            "Nothing of it is shown; fix the plugin's admin route (emdash help admin lists "
+            "the blocks, their fields and limits).",
             plugin_id=plugin_id,
         )
 

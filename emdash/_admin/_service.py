@@ -81,7 +81,7 @@ def check_admin_surface(host: PluginHost) -> None:
             f'Plugin "{desc.id}" declares admin pages or widgets ({", ".join(declared[:10])}) '
             'but has no "admin" route to serve them: add routes={"admin": handler} to its '
             "define_plugin(...) (the handler receives the interaction as route_ctx['input'] "
-            "and returns Block Kit, see docs/admin.md), or remove admin.pages/admin.widgets "
+            "and returns Block Kit; see: emdash help admin), or remove admin.pages/admin.widgets "
             "from its descriptor",
             plugin_id=desc.id,
         )

@@ -42,7 +42,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -152,9 +152,12 @@ class AdminApp:
         *,
         token: bytes | None,
         on_plugin_toggled: Callable[[str, bool], None] | None = None,
+        unloaded_plugins: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.runtime = runtime
         self._token = token
+        # Configured plugins the host left out (they did not load): shown, never run.
+        self._unloaded = [dict(u) for u in unloaded_plugins]
         # Where the host records an enable/disable (emdash serve: emdash.toml); without it
         # the next start would load the plugin in its configured state again.
         self._on_toggled = on_plugin_toggled
@@ -446,7 +449,7 @@ class AdminApp:
             req,
             200,
             "Plugins",
-            plugins_body(req.base, req.session.csrf, rows),
+            plugins_body(req.base, req.session.csrf, rows, self._unloaded),
             active="plugins",
         )
 

@@ -8,7 +8,7 @@ every one goes through :func:`esc`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -63,11 +63,17 @@ def _list_text(items: Iterable[Any], empty: str = "none") -> str:
     return ", ".join(values) if values else f'<span class="muted">{empty}</span>'
 
 
-def plugins_body(base: str, csrf: str, plugins: list[dict[str, Any]]) -> str:
-    """``plugins``: one dict per plugin (see ``AdminApp._plugin_rows``)."""
-    if not plugins:
+def plugins_body(
+    base: str,
+    csrf: str,
+    plugins: list[dict[str, Any]],
+    unloaded: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """``plugins``: one dict per plugin (see ``AdminApp._plugin_rows``); ``unloaded``: the
+    configured plugins the host left out (``{"id", "status", "error", "hint"}``)."""
+    if not plugins and not unloaded:
         return "<p>No plugins are installed. Add one with <code>emdash plugins add PATH</code>.</p>"
-    cards = []
+    cards = [_unloaded_card(u) for u in unloaded]
     for p in plugins:
         pid = str(p["id"])
         state = "enabled" if p["enabled"] else "disabled"
@@ -99,6 +105,22 @@ def plugins_body(base: str, csrf: str, plugins: list[dict[str, Any]]) -> str:
             f"{verb.capitalize()} {title}</button></form></section>"
         )
     return "".join(cards)
+
+
+def _unloaded_card(item: Mapping[str, Any]) -> str:
+    # Every value here came from a plugin's files or an error about them: escaped.
+    pid = str(item.get("id", ""))
+    label = "needs upgrade" if item.get("status") == "needs-upgrade" else "failed to load"
+    return (
+        f'<section class="card" aria-labelledby="p-{esc(pid)}">'
+        f'<h2 id="p-{esc(pid)}">{esc(pid)} <span class="badge badge-disabled">not loaded: '
+        f"{esc(label)}</span></h2>"
+        "<p>This plugin is not running: none of its hooks or routes answer.</p>"
+        '<dl class="meta">'
+        f"<div><dt>Why</dt><dd>{esc(item.get('error', ''))}</dd></div>"
+        f"<div><dt>Fix</dt><dd><code>{esc(item.get('hint', ''))}</code></dd></div>"
+        "</dl></section>"
+    )
 
 
 def providers_body(base: str, csrf: str, hooks: Mapping[str, Mapping[str, Any]]) -> str:

@@ -49,7 +49,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -109,6 +109,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     on_plugin_toggled: Callable[[str, bool], None] | None = None,
+    unloaded_plugins: Sequence[Mapping[str, Any]] = (),
 ) -> EmDashASGI:
     """Build the ASGI app serving ``runtime``'s plugin routes.
 
@@ -117,12 +118,18 @@ def create_app(
     ``on_plugin_toggled(plugin_id, enabled)`` runs (in a worker thread) after the admin UI
     enabled or disabled a plugin, so the host can record it where it keeps its plugin list
     (``emdash serve`` writes ``emdash.toml``); an ``EmDashError`` or ``OSError`` it raises
-    is shown to the admin.
+    is shown to the admin. ``unloaded_plugins``: configured plugins the host left out
+    because they did not load (``{"id", "status", "error", "hint"}`` each), shown on the
+    admin UI's plugins page.
     """
     if token is not None and len(token) < 16:
         raise ValueError("The API token must be at least 16 characters long")
     return EmDashASGI(
-        runtime, token=token, max_body_bytes=max_body_bytes, on_plugin_toggled=on_plugin_toggled
+        runtime,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        on_plugin_toggled=on_plugin_toggled,
+        unloaded_plugins=unloaded_plugins,
     )
 
 
@@ -136,12 +143,18 @@ class EmDashASGI:
         token: str | None,
         max_body_bytes: int,
         on_plugin_toggled: Callable[[str, bool], None] | None = None,
+        unloaded_plugins: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.runtime = runtime
         self._token = token.encode() if token is not None else None
         self.max_body_bytes = max_body_bytes
         # The admin web UI under /_emdash/admin/ (signs in with the same token).
-        self.admin = AdminApp(runtime, token=self._token, on_plugin_toggled=on_plugin_toggled)
+        self.admin = AdminApp(
+            runtime,
+            token=self._token,
+            on_plugin_toggled=on_plugin_toggled,
+            unloaded_plugins=unloaded_plugins,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

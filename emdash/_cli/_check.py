@@ -32,7 +32,7 @@ from sandbox._builtins import _FORBIDDEN as _REFUSED_BUILTINS
 from .._bridge._hosts import unreachable_allowed_hosts
 from .._hosting._bundle import extract_bundle, is_bundle, open_bundle
 from .._hosting._loader import locate, sandbox_files
-from .._model._descriptor import PluginDescriptor
+from .._model._descriptor import DescriptorError, PluginDescriptor
 from .._shared._errors import EmDashError, SandboxNotAvailableError
 
 __all__ = ["MAX_SOURCE_BYTES", "check_plugin"]
@@ -73,6 +73,9 @@ def check_plugin(path: Path, *, trusted: bool = False) -> dict[str, Any]:
         return report
     try:
         descriptor = PluginDescriptor.from_file(path)
+    except DescriptorError as exc:
+        errors.extend(f"{where}: {problem}" for problem in exc.problems)  # one per line
+        return report
     except EmDashError as exc:
         errors.append(f"{where}: {exc.message}")
         return report

@@ -59,6 +59,7 @@ nothing) and loaded with stdlib ``tomllib``. The CLI edits the ``[[plugins]]`` l
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -74,12 +75,15 @@ from pydantic import (
     model_validator,
 )
 
+from sandbox import SandboxError
+
 from .._model._descriptor import Limits, PluginDescriptor
 from .._services._cron import CronLimits
 from .._shared._errors import ConfigError, EmDashError
 from .._store._dialect import is_postgres_url, redact_url
 from .._store._quotas import AuditRetention, Quotas
 from .._store._values import Locales
+from ._unloaded import Unloaded, unloaded_from_error
 
 if TYPE_CHECKING:
     from .._runtime._runtime import Runtime
@@ -94,6 +98,7 @@ __all__ = [
     "SiteSettings",
     "add_plugin_entry",
     "check_new_entry",
+    "entry_id",
     "load_config",
     "open_runtime",
     "remove_new_site",
@@ -103,6 +108,8 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_NAME = "emdash.toml"
+
+_log = logging.getLogger("emdash")
 
 
 class _Strict(BaseModel):
@@ -363,7 +370,7 @@ def _validate(data: dict[str, Any], file: Path) -> SiteConfig:
     if computed:
         raise ConfigError(
             f"Invalid config file {file}: {computed[0]}: unknown key (check the spelling; "
-            "see emdash.toml in the README)"
+            "see: emdash help config)"
         )
     try:
         return SiteConfig.model_validate(
@@ -375,7 +382,7 @@ def _validate(data: dict[str, Any], file: Path) -> SiteConfig:
             loc = ".".join(str(p) for p in err["loc"]) or "(root)"
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (check the spelling; see emdash.toml in the README)"
+                msg = "unknown key (check the spelling; see: emdash help config)"
             problems.append(f"{loc}: {msg}")
         raise ConfigError(f"Invalid config file {file}: " + "; ".join(problems)) from None
 
@@ -383,11 +390,15 @@ def _validate(data: dict[str, Any], file: Path) -> SiteConfig:
 # -- opening a site -----------------------------------------------------------------------
 
 
-def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
+def open_runtime(
+    config: SiteConfig, *, sandbox: bool | None = None, unloaded: list[Unloaded] | None = None
+) -> Runtime:
     """Build a :class:`Runtime` for the site and add every configured plugin.
 
-    A plugin that fails to load closes the runtime and raises its error (the message names
-    the plugin): a site never starts with a plugin silently missing.
+    Without ``unloaded``, a plugin that fails to load closes the runtime and raises its
+    error (the message names the plugin). With a list, such a plugin is left out, appended
+    to it and logged as a WARNING naming the fix (see :mod:`._unloaded`): the site runs
+    without it, never with it silently missing.
     """
     from .._runtime._runtime import Runtime
 
@@ -409,16 +420,37 @@ def open_runtime(config: SiteConfig, *, sandbox: bool | None = None) -> Runtime:
     try:
         for entry in config.plugins:
             path = config.plugin_path(entry)
-            # Read once, checked, and that very descriptor is what gets loaded.
-            descriptor = PluginDescriptor.from_file(path)
-            check_pinned_id(entry, descriptor, path)
-            info = runtime.add_plugin(descriptor, trusted=entry.trusted, enabled=entry.enabled)
+            try:
+                # Read once, checked, and that very descriptor is what gets loaded.
+                descriptor = PluginDescriptor.from_file(path)
+                check_pinned_id(entry, descriptor, path)
+                info = runtime.add_plugin(descriptor, trusted=entry.trusted, enabled=entry.enabled)
+            except (EmDashError, SandboxError) as exc:
+                if unloaded is None:
+                    raise
+                _leave_out(exc, entry, path, unloaded)
+                continue
             if entry.admission():
                 runtime.admission.configure(info.plugin_id, **entry.admission())
     except BaseException:
         runtime.close()
         raise
     return runtime
+
+
+def _leave_out(exc: BaseException, entry: PluginEntry, path: Path, out: list[Unloaded]) -> None:
+    pid = entry.id or _descriptor_id(path) or path.name
+    item = unloaded_from_error(
+        exc, plugin_id=pid, path=str(path), trusted=entry.trusted, enabled=entry.enabled
+    )
+    out.append(item)
+    _log.warning(
+        "PLUGIN NOT LOADED: %s is left out (its hooks and routes are off; the other "
+        "plugins run): %s. Fix: %s",
+        pid,
+        item.error,
+        item.hint,
+    )
 
 
 # -- editing the [[plugins]] list -------------------------------------------------------------
@@ -549,6 +581,12 @@ def find_entry(config: SiteConfig, plugin_id: str) -> int:
         f'No plugin with id "{plugin_id}" in {config._where()} '
         f"(installed: {installed or 'none'}); see: emdash plugins list"
     )
+
+
+def entry_id(config: SiteConfig, entry: PluginEntry) -> str:
+    """The id of an entry: the pinned one, else its descriptor's, else its directory's name."""
+    path = config.plugin_path(entry)
+    return entry.id or _descriptor_id(path) or path.name
 
 
 def _descriptor_id(path: Path) -> str | None:

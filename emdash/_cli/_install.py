@@ -55,7 +55,7 @@ def add_bundle(config: SiteConfig, path: Path, *, trusted: bool) -> tuple[Plugin
         shutil.rmtree(staged, ignore_errors=True)
         raise
     try:
-        with open_runtime(config) as rt:
+        with open_runtime(config, unloaded=[]) as rt:
             rt.add_plugin(target, trusted=trusted, bundle_sha256=bundle.sha256)
         add_plugin_entry(config, target, trusted=trusted, plugin_id=descriptor.id)
     except BaseException:
@@ -96,7 +96,7 @@ def upgrade(config: SiteConfig, plugin_id: str, source: Path | None, *, yes: boo
         others = config.model_copy(
             update={"plugins": [e for i, e in enumerate(config.plugins) if i != index]}
         )
-        with open_runtime(others) as rt:
+        with open_runtime(others, unloaded=[]) as rt:
             plan = rt.upgrade_plan(
                 descriptor, bundle_sha256=None if bundle is None else bundle.sha256
             )

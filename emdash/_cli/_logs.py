@@ -14,12 +14,14 @@ keeps only the command's result (``emdash route ... | jq`` still works):
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
-__all__ = ["LEVELS", "LogCapture", "configure"]
+__all__ = ["LEVELS", "LogCapture", "configure", "hide_hook_failures"]
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -85,6 +87,30 @@ class LogCapture(logging.Handler):
 
     def __exit__(self, *exc: object) -> None:
         logging.getLogger(_PLUGINS).removeHandler(self)
+
+
+class _HookFailures(logging.Filter):
+    """Drops the pipeline's "handler failed" records: ``run-hook`` reports each failure
+    itself (its ERROR column, or the ``Error:`` line of an aborting hook), so the log line
+    would print the same error a second time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ""
+        return not (msg.startswith('[hooks] Plugin "%s"') and "handler failed" in msg)
+
+
+@contextlib.contextmanager
+def hide_hook_failures() -> Iterator[None]:
+    """While inside, the stderr handler leaves out hook-failure records (see above)."""
+    handlers = [h for h in logging.getLogger("emdash").handlers if isinstance(h, _StderrHandler)]
+    dropper = _HookFailures()
+    for handler in handlers:
+        handler.addFilter(dropper)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(dropper)
 
 
 def configure(ctx: click.Context, level_name: str | None, verbose: bool) -> None:

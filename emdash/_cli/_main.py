@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._shared._errors import EmDashError
 from .._shared._hooks_catalog import HOOK_NAMES, HOOKS
 from .._shared._suggest import did_you_mean
 from .._store._audit import AUDIT_KINDS
@@ -23,6 +24,7 @@ from ._config import (
     SiteConfig,
     add_plugin_entry,
     check_new_entry,
+    entry_id,
     find_entry,
     load_config,
     open_runtime,
@@ -32,23 +34,44 @@ from ._config import (
     site_exists,
 )
 from ._logs import LEVELS as LOG_LEVELS
-from ._logs import LogCapture
+from ._logs import LogCapture, hide_hook_failures
 from ._logs import configure as configure_logs
 from ._output import DISTRIBUTION, route_name
+from ._unloaded import Unloaded
+
+if TYPE_CHECKING:
+    from .._runtime._runtime import Runtime
 
 __all__ = ["main"]
 
 
 class _State:
-    def __init__(self, config_path: Path | None, as_json: bool) -> None:
+    def __init__(self, config_path: Path | None, as_json: bool, debug: bool = False) -> None:
         self.config_path = config_path
         self.as_json = as_json
+        #: -v / --log-level debug: failures also show the plugin's traceback.
+        self.debug = debug
         self._config: SiteConfig | None = None
+        #: Configured plugins this command runs without (see emdash._cli._unloaded).
+        self.unloaded: list[Unloaded] = []
 
     def config(self) -> SiteConfig:
         if self._config is None:
             self._config = load_config(self.config_path)
         return self._config
+
+
+def _open(ctx: click.Context, config: SiteConfig) -> Runtime:
+    """The site, with every plugin that loads; the others are left out with a warning
+    (a site is never held down by one plugin: README, "When a plugin does not load")."""
+    return open_runtime(config, unloaded=_state(ctx).unloaded)
+
+
+def _check_loaded(ctx: click.Context, plugin_id: str | None) -> None:
+    """A command aimed at a plugin that was left out says why and what fixes it."""
+    for item in _state(ctx).unloaded:
+        if item.plugin_id == plugin_id:
+            out.fail(f"plugin {plugin_id} is not loaded: {item.error} (fix: {item.hint})")
 
 
 def _json_flag(fn: Any) -> Any:
@@ -94,7 +117,7 @@ def main(
 
     Plugin log lines (ctx.log, and print() output as "print:" lines) show on stderr.
     """
-    ctx.obj = _State(config_path, as_json)
+    ctx.obj = _State(config_path, as_json, verbose or (log_level or "").lower() == "debug")
     configure_logs(ctx, log_level and log_level.lower(), verbose)
 
 
@@ -214,6 +237,21 @@ def init(name: str, parent: Path) -> None:
     click.echo(f"Next: cd {target} && pytest tests && emdash check .")
 
 
+@main.command("help")
+@click.argument("topic", required=False)
+def help_(topic: str | None) -> None:
+    """Show a documentation TOPIC (without one: the list of topics)."""
+    from ._help import TOPICS, render_help
+
+    if topic is not None and topic not in TOPICS:
+        raise click.BadParameter(
+            f"unknown topic {topic!r}{did_you_mean(topic, list(TOPICS))}; the topics: "
+            + ", ".join(TOPICS),
+            param_hint="TOPIC",
+        )
+    click.echo(render_help(topic))
+
+
 @main.command()
 @click.option(
     "--class",
@@ -232,7 +270,7 @@ def audit(ctx: click.Context, classes: tuple[str, ...], as_json: bool) -> None:
     class, real sandbox workers, a victim plugin whose data must stay untouched. The report
     says which layer stopped each payload and lists every payload that got past the
     language layer with the layer that contained it. Exits 1 if any payload was not
-    stopped the way the threat model requires (see SECURITY.md).
+    stopped the way the threat model requires (see: emdash help security).
     """
     from .._selfaudit._runner import run_audit
 
@@ -263,30 +301,56 @@ def plugins() -> None:
 @_json_flag
 @click.pass_context
 def plugins_list(ctx: click.Context, as_json: bool) -> None:
-    """Show the installed plugins."""
-    config = _state(ctx).config()
-    rows: list[dict[str, Any]] = []
-    if config.plugins:  # nothing to load: answer without opening (and creating) a site
-        with open_runtime(config) as rt:
-            rows = [_plugin_row(p) for p in rt.plugins()]
+    """Show the configured plugins and their state (read-only: creates and installs
+    nothing). The full lists of a plugin: emdash plugins show ID, or --json."""
+    from ._listing import HOOKS_WIDTH, ROUTES_WIDTH, abbreviate, plugin_rows, state_text
+
+    rows = plugin_rows(_state(ctx).config())
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
-    elif not rows:
+        return
+    if not rows:
         click.echo("No plugins installed. Add one with: emdash plugins add PATH")
-    else:
-        click.echo(
-            out.format_table(
-                rows,
-                [
-                    ("id", "ID"),
-                    ("version", "VERSION"),
-                    ("mode", "MODE"),
-                    ("enabled", "ENABLED"),
-                    ("hooks", "HOOKS"),
-                    ("routes", "ROUTES"),
-                ],
-            )
+        return
+    shortened = False
+    table = []
+    for row in rows:
+        hooks, cut_hooks = abbreviate(row["hooks"], HOOKS_WIDTH, "hooks")
+        routes, cut_routes = abbreviate(row["routes"], ROUTES_WIDTH, "routes")
+        shortened = shortened or cut_hooks or cut_routes
+        table.append({**row, "hooks": hooks, "routes": routes, "state": state_text(row)})
+    click.echo(
+        out.format_table(
+            table,
+            [
+                ("id", "ID"),
+                ("version", "VERSION"),
+                ("mode", "MODE"),
+                ("enabled", "ENABLED"),
+                ("state", "STATE"),
+                ("hooks", "HOOKS"),
+                ("routes", "ROUTES"),
+            ],
         )
+    )
+    if shortened:
+        click.echo("Every hook and route: emdash plugins show ID (or plugins list --json)")
+
+
+@plugins.command("show")
+@click.argument("plugin_id", metavar="ID")
+@_json_flag
+@click.pass_context
+def plugins_show(ctx: click.Context, plugin_id: str, as_json: bool) -> None:
+    """Show one plugin in full: state, mode, version, approved access, bundle digest,
+    hooks, routes, storage collections and cron tasks (read-only)."""
+    from ._listing import plugin_detail, render_detail
+
+    row = plugin_detail(_state(ctx).config(), plugin_id)
+    if _wants_json(ctx, as_json):
+        out.echo_json(row)
+    else:
+        click.echo(render_detail(row))
 
 
 @plugins.command("add")
@@ -314,7 +378,7 @@ def plugins_add(ctx: click.Context, path: Path, trusted: bool) -> None:
             check_new_entry(config, path)
             # Load it into the site first: a plugin that does not load is never written to
             # the config.
-            with open_runtime(config) as rt:
+            with _open(ctx, config) as rt:
                 added = rt.add_plugin(path, trusted=trusted)
             descriptor = add_plugin_entry(config, path, trusted=trusted, plugin_id=added.plugin_id)
     except BaseException:
@@ -356,12 +420,31 @@ def plugins_upgrade(ctx: click.Context, plugin_id: str, source: Path | None, yes
 @click.option("--delete-data", is_flag=True, help="Also delete the plugin's KV and storage.")
 @click.pass_context
 def plugins_remove(ctx: click.Context, plugin_id: str, delete_data: bool) -> None:
-    """Uninstall a plugin (fires plugin:uninstall)."""
+    """Uninstall a plugin (fires plugin:uninstall).
+
+    A plugin that does not load is taken out of emdash.toml only: its uninstall hook
+    cannot run, so its install record and data stay in the database (adding it again
+    finds them; to delete them, fix it, add it, and remove it with --delete-data)."""
     config = _state(ctx).config()
     find_entry(config, plugin_id)
-    with open_runtime(config) as rt:
-        rt.remove_plugin(plugin_id, delete_data=delete_data)
+    with _open(ctx, config) as rt:
+        left_out = next((u for u in _state(ctx).unloaded if u.plugin_id == plugin_id), None)
+        if left_out is None:
+            rt.remove_plugin(plugin_id, delete_data=delete_data)
+        elif delete_data:
+            out.fail(
+                f"plugin {plugin_id} is not loaded ({left_out.error}), so its uninstall hook "
+                "cannot run and its data is not deleted; fix it first "
+                f"({left_out.hint}), or remove it without --delete-data (its data stays)"
+            )
     remove_plugin_entry(config, plugin_id)
+    if left_out is not None:
+        click.echo(
+            f"Removed {plugin_id} from {config.source or DEFAULT_CONFIG_NAME}. It did not "
+            "load, so its uninstall hook did not run: its data and install record stay in "
+            "the database (adding it again finds them)."
+        )
+        return
     click.echo(f"Removed {plugin_id}" + (" and deleted its data" if delete_data else ""))
 
 
@@ -388,12 +471,22 @@ def _toggle(ctx: click.Context, plugin_id: str, enabled: bool) -> None:
     if config.plugins[index].enabled is enabled:
         click.echo(f"{plugin_id} is already {word}")
         return
-    with open_runtime(config) as rt:
-        if enabled:
-            rt.enable_plugin(plugin_id)
-        else:
-            rt.disable_plugin(plugin_id)
+    with _open(ctx, config) as rt:
+        left_out = next((u for u in _state(ctx).unloaded if u.plugin_id == plugin_id), None)
+        if left_out is None:
+            if enabled:
+                rt.enable_plugin(plugin_id)
+            else:
+                rt.disable_plugin(plugin_id)
     set_plugin_enabled(config, plugin_id, enabled)
+    if left_out is not None:
+        # Only the config changes: the plugin gets that state (and its activate or
+        # deactivate hook runs) when it next loads.
+        click.echo(
+            f"{plugin_id} {word} in {config.source or DEFAULT_CONFIG_NAME}; it does not load "
+            f"yet (fix: {left_out.hint}), and takes that state when it does"
+        )
+        return
     click.echo(f"{plugin_id} {word}")
 
 
@@ -445,8 +538,20 @@ def run_hook(
             err=True,
         )
     config = _state(ctx).config()
-    with open_runtime(config) as rt, LogCapture() as logs:
-        outcome = rt.run_hook(name, event, plugin_id=plugin_id)
+    # Each failure is reported once, below (ERROR column, or the Error: line of a hook
+    # that aborts), not also as the pipeline's log line.
+    with _open(ctx, config) as rt, LogCapture() as logs, hide_hook_failures():
+        if plugin_id is not None:
+            _check_loaded(ctx, plugin_id)
+        try:
+            outcome = rt.run_hook(name, event, plugin_id=plugin_id)
+        except EmDashError as exc:
+            _echo_traceback(ctx, exc)
+            raise
+    if not as_json and not _state(ctx).as_json:
+        for r in outcome.results:
+            if r.error is not None:
+                _echo_traceback(ctx, r.error)
     results = [
         {
             "plugin": r.plugin_id,
@@ -513,7 +618,8 @@ def route(ctx: click.Context, plugin_id: str, name: str, route_input: Any, metho
 
     name = route_name(plugin_id, name)
     config = _state(ctx).config()
-    with open_runtime(config) as rt:
+    with _open(ctx, config) as rt:
+        _check_loaded(ctx, plugin_id)
         try:
             data = rt.invoke_route(
                 plugin_id, name, input=route_input, request={"method": method.upper()}
@@ -533,15 +639,20 @@ def cron() -> None:
 @_json_flag
 @click.pass_context
 def cron_list(ctx: click.Context, plugin_id: str | None, as_json: bool) -> None:
-    """Show the scheduled tasks of the enabled plugins, by next run."""
+    """Show the scheduled tasks of the enabled plugins, by next run (read-only)."""
+    from .._store._readonly import read_cron_tasks
+
     config = _state(ctx).config()
-    rows: list[dict[str, Any]] = []
-    if config.plugins and site_exists(config):  # read-only: never create a site
-        with open_runtime(config) as rt:
-            ids = [plugin_id] if plugin_id else [p["id"] for p in rt.plugins()]
-            if plugin_id:
-                rt.get_plugin(plugin_id)  # an unknown id is an error naming the added ones
-            rows = [{"plugin": pid, **task} for pid in ids for task in rt.cron.list(pid)]
+    # Read-only: the tasks are read from the database as it is (never created, nothing
+    # installed, no plugin loaded). Disabled plugins' tasks are off there.
+    if plugin_id is not None:
+        find_entry(config, plugin_id)  # an unknown id is an error naming the installed ones
+        ids = [plugin_id]
+    else:
+        ids = [entry_id(config, entry) for entry in config.plugins]
+    database = config.database_path()
+    rows = [{"plugin": pid, **task} for pid in ids for task in read_cron_tasks(database, pid)]
+    rows.sort(key=lambda r: (r["nextRunAt"] or "", r["plugin"], r["name"]))
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
     elif not rows:
@@ -577,8 +688,8 @@ def cron_tick(ctx: click.Context, at: Any, as_json: bool) -> None:
     show on stderr.
     """
     config = _state(ctx).config()
-    with open_runtime(config) as rt, LogCapture() as logs:
-        runs = rt.cron.tick(at)
+    with _open(ctx, config) as rt, LogCapture() as logs:
+        runs = _tick_without_left_out(ctx, rt, at)
     rows = [
         {
             "plugin": r.plugin_id,
@@ -635,15 +746,16 @@ def audit_log(
     Each record keeps its invocation's log lines (ctx.log and print, at most 50 lines);
     --logs shows them under it, --json has them in "logs".
     """
-    config = _state(ctx).config()
-    rows: list[dict[str, Any]] = []
-    if site_exists(config):  # read-only: never create a site to show it is empty
-        with open_runtime(config) as rt:
-            if kind is None:
-                rows = rt.audit_log(limit=limit, plugin_id=plugin_id)
-            else:  # filtered here, over the newest 10000 records (as the admin UI does)
-                newest = rt.audit_log(limit=10_000, plugin_id=plugin_id)
-                rows = [r for r in newest if r["kind"] == kind][:limit]
+    from .._store._readonly import read_audit
+
+    # Read-only: the database as it is (never created, nothing installed, no plugin
+    # loaded, so this command adds no record of its own).
+    database = _state(ctx).config().database_path()
+    if kind is None:
+        rows = read_audit(database, limit=limit, plugin_id=plugin_id)
+    else:  # filtered here, over the newest 10000 records (as the admin UI does)
+        newest = read_audit(database, limit=10_000, plugin_id=plugin_id)
+        rows = [r for r in newest if r["kind"] == kind][:limit]
     if _wants_json(ctx, as_json):
         out.echo_json(rows)
     elif not rows and (plugin_id is not None or kind is not None):
@@ -672,11 +784,18 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         out.fail(f"uvicorn is not installed; install it with: pip install '{DISTRIBUTION}[serve]'")
     config = _state(ctx).config()
     token = config.token()
-    with open_runtime(config) as rt:
+    with _open(ctx, config) as rt:
         try:
-            app = site_app(config, rt, token)
+            app = site_app(config, rt, token, _state(ctx).unloaded)
         except ValueError as exc:  # the token's own checks; the config's are ConfigErrors
             out.fail(f"{exc}; set a longer api_token in {config.source or 'emdash.toml'}")
+        for item in _state(ctx).unloaded:
+            # Loud, once more after the log lines: the site runs without these.
+            click.echo(
+                f"WARNING: plugin {item.plugin_id} is NOT loaded ({item.status}): its hooks "
+                f"and routes are off. Fix: {item.hint}",
+                err=True,
+            )
         if token is None:
             click.echo(
                 "Note: no api_token in the config: private routes answer 401 and nobody can "
@@ -692,9 +811,37 @@ def serve(ctx: click.Context, host: str, port: int) -> None:
         uvicorn.run(app, host=host, port=port, log_level="info")
 
 
-def site_app(config: SiteConfig, rt: Any, token: str | None) -> Any:
+def _tick_without_left_out(ctx: click.Context, rt: Runtime, at: Any) -> Any:
+    """A cron tick that leaves the tasks of plugins that did not load where they are.
+
+    Run, such a task would fail ("no cron hook") and a one-shot task would be dropped
+    after its retries: instead its tasks are switched off for the tick and back on
+    after it, so they stay due and run at the first tick after the fix.
+    """
+    # Enabled plugins' tasks are always on; switching them on first also repairs a tick
+    # that was killed before it could switch a left-out plugin's tasks back on.
+    for info in rt.plugins():
+        if info.enabled:
+            rt.cron.set_plugin_enabled(info.plugin_id, True)
+    # Back on after the tick only where the site's database has the plugin enabled (its
+    # tasks' state follows that, whatever emdash.toml says until the plugin loads).
+    left_out = [u.plugin_id for u in _state(ctx).unloaded]
+    enabled = [pid for pid in left_out if (rt.store.plugin_registry.get(pid) or {}).get("enabled")]
+    for pid in left_out:
+        rt.cron.set_plugin_enabled(pid, False)
+    try:
+        return rt.cron.tick(at)
+    finally:
+        for pid in enabled:
+            rt.cron.set_plugin_enabled(pid, True)
+
+
+def site_app(
+    config: SiteConfig, rt: Any, token: str | None, unloaded: list[Unloaded] | None = None
+) -> Any:
     """The ASGI app ``serve`` runs for this site: a plugin enabled or disabled in the admin
-    UI is written to the config file too, so the next start keeps it that way."""
+    UI is written to the config file too, so the next start keeps it that way; plugins
+    left out (``unloaded``) are listed on the admin UI's plugins page."""
     import threading
 
     from .._asgi._app import create_app
@@ -706,9 +853,17 @@ def site_app(config: SiteConfig, rt: Any, token: str | None) -> Any:
         with edit:
             set_plugin_enabled(config, plugin_id, enabled)
 
-    return create_app(rt, token=token, on_plugin_toggled=record)
+    return create_app(
+        rt,
+        token=token,
+        on_plugin_toggled=record,
+        unloaded_plugins=[u.as_dict() for u in unloaded or []],
+    )
 
 
-def _plugin_row(plugin: Any) -> dict[str, Any]:
-    # PluginInfo is a read-only mapping of plain data (id, version, mode, enabled, ...).
-    return dict(plugin)
+def _echo_traceback(ctx: click.Context, exc: BaseException) -> None:
+    """With -v, a plugin failure's traceback (the log line that carried it is hidden)."""
+    trace = getattr(exc, "traceback_text", None)
+    if _state(ctx).debug and isinstance(trace, str) and trace:
+        # Prefixed, as the pipeline's log does: the plugin controls its exception text.
+        click.echo("".join(f"    | {line}\n" for line in trace.splitlines()), err=True, nl=False)

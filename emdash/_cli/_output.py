@@ -185,7 +185,15 @@ class SafeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (EmDashError, SandboxError) as exc:
-            click.echo(f"Error: {error_line(exc)}", err=True)
+            problems = getattr(exc, "problems", None)
+            if isinstance(problems, list) and len(problems) > 1:
+                # An invalid descriptor with several problems: one per line.
+                headline = getattr(exc, "headline", "Invalid plugin descriptor")
+                click.echo(f"Error: {headline}: {len(problems)} problems:", err=True)
+                for problem in problems:
+                    click.echo(f"  {' '.join(str(problem).split())}", err=True)
+            else:
+                click.echo(f"Error: {error_line(exc)}", err=True)
             ctx.exit(1)
 
 

@@ -29,9 +29,9 @@ from .._shared._errors import ManifestError
 from .._shared._hooks_catalog import HOOK_NAMES
 from .._shared._suggest import did_you_mean
 from ._capabilities import CAPABILITIES, CAPABILITY_ALIASES, expand_capabilities
-from ._settings_schema import check_settings_schema
+from ._settings_schema import SettingsSchemaError, check_settings_schema
 
-__all__ = ["Limits", "PluginDescriptor", "StorageCollection"]
+__all__ = ["DescriptorError", "Limits", "PluginDescriptor", "StorageCollection"]
 
 PLUGIN_ID_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 FIELD_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
@@ -73,6 +73,17 @@ def _shown_text(value: str | None, what: str, limit: int, *, lines: bool = False
             + "); remove it"
         )
     return value
+
+
+class DescriptorError(ManifestError):
+    """An invalid descriptor: ``problems`` lists every problem found, one each (``path:
+    message``), so that a command can print one per line; the message joins them."""
+
+    def __init__(self, headline: str, problems: list[str], *, plugin_id: str | None) -> None:
+        super().__init__(f"{headline}: " + "; ".join(problems), plugin_id=plugin_id)
+        #: ``Invalid plugin "x"``: what the problems are about.
+        self.headline = headline
+        self.problems = problems
 
 
 class _Strict(BaseModel):
@@ -367,8 +378,9 @@ class PluginDescriptor(_Strict):
         try:
             descriptor = cls.model_validate(data)
         except ValidationError as exc:
-            raise ManifestError(
-                _describe(exc, data.get("id")), plugin_id=_str_or_none(data.get("id"))
+            headline, problems = _describe(exc, data.get("id"))
+            raise DescriptorError(
+                headline, problems, plugin_id=_str_or_none(data.get("id"))
             ) from None
         except ValueError as exc:  # raised by the capability pre-validator
             raise ManifestError(str(exc), plugin_id=_str_or_none(data.get("id"))) from None
@@ -427,11 +439,19 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _describe(exc: ValidationError, plugin_id: Any) -> str:
+def _describe(exc: ValidationError, plugin_id: Any) -> tuple[str, list[str]]:
+    """The headline (``Invalid plugin "x"``) and every problem, one by one."""
     who = f'plugin "{plugin_id}"' if isinstance(plugin_id, str) else "plugin descriptor"
-    problems = []
+    problems: list[str] = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SettingsSchemaError):
+            # Every problem of the schema, each with its field's path.
+            problems.extend(
+                f"{loc}.{path}: {msg}" if path else f"{loc}: {msg}" for path, msg in cause.problems
+            )
+            continue
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = (
@@ -440,4 +460,4 @@ def _describe(exc: ValidationError, plugin_id: Any) -> str:
                 + ")"
             )
         problems.append(f"{loc}: {msg}" if loc else msg)
-    return f"Invalid {who}: " + "; ".join(problems)
+    return f"Invalid {who}", problems

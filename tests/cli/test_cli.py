@@ -59,8 +59,8 @@ def test_add_list_route_disable_enable_remove(site: Path) -> None:
     assert rows[0]["hooks"] == ["content:afterSave"]
     assert rows[1]["routes"] == ["admin", "submissions/delete", "submissions/list", "submit"]
     table = run(site, "plugins", "list").stdout.splitlines()
-    assert table[0].split() == ["ID", "VERSION", "MODE", "ENABLED", "HOOKS", "ROUTES"]
-    assert table[2].split()[:4] == ["plugin-hello", "0.1.0", "sandboxed", "yes"]
+    assert table[0].split() == ["ID", "VERSION", "MODE", "ENABLED", "STATE", "HOOKS", "ROUTES"]
+    assert table[2].split()[:5] == ["plugin-hello", "0.1.0", "sandboxed", "yes", "ok"]
 
     recent = run(site, "route", "plugin-hello", "recent")
     assert recent.exit_code == 0
@@ -161,7 +161,7 @@ def test_missing_or_invalid_config(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: Invalid config file {tmp_path / 'bad.toml'}: sandbx: unknown key (check the "
-        "spelling; see emdash.toml in the README)\n"
+        "spelling; see: emdash help config)\n"
     )
     assert "Traceback" not in result.output
 

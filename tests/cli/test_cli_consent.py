@@ -109,16 +109,21 @@ def test_bundle_install_consent_and_upgrade(tmp_path: Path) -> None:
     assert route(site) == {"version": "1.1.0", "installs": 1}  # data kept, no reinstall
     assert sorted(os.listdir(site / "plugins")) == ["grow"]
 
-    # Someone edits the installed descriptor: every command refuses the site until approved.
+    # Someone edits the installed descriptor: the plugin is refused until approved (the
+    # rest of the site runs; the listing says what to do).
     text = (site / "plugins" / "grow" / "emdash-plugin.toml").read_text()
     grown = text.replace('"users:read"]', '"users:read", "network:request:unrestricted"]')
     (site / "plugins" / "grow" / "emdash-plugin.toml").write_text(grown)
     listed = emdash(site, "plugins", "list")
-    assert listed.returncode == 1
-    assert listed.stderr.strip() == (
-        'Error: Plugin "grow" now asks for more access than was approved: capabilities '
-        "network:request:unrestricted. Review and approve it with: emdash plugins upgrade grow "
-        "(from Python: rt.upgrade_plugin(path, approve=True))"
+    assert listed.returncode == 0, listed.stderr
+    assert "needs upgrade (emdash plugins upgrade grow)" in listed.stdout
+    refused = emdash(site, "route", "grow", "hi")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        'Error: plugin grow is not loaded: Plugin "grow" now asks for more access than was '
+        "approved: capabilities network:request:unrestricted. Review and approve it with: "
+        "emdash plugins upgrade grow (from Python: rt.upgrade_plugin(path, approve=True)) "
+        "(fix: emdash plugins upgrade grow)"
     )
     approved = emdash(site, "plugins", "upgrade", "grow", "--yes")
     assert approved.returncode == 0, approved.stderr

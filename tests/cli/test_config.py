@@ -101,8 +101,8 @@ def test_unknown_keys_are_rejected_with_their_location(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(cfg)
     assert str(info.value) == (
-        f"Invalid config file {cfg}: site.nmae: unknown key (check the spelling; see emdash.toml "
-        "in the README); databse: unknown key (check the spelling; see emdash.toml in the README)"
+        f"Invalid config file {cfg}: site.nmae: unknown key (check the spelling; see: emdash "
+        "help config); databse: unknown key (check the spelling; see: emdash help config)"
     )
 
 

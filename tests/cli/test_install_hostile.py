@@ -64,11 +64,15 @@ def test_changing_the_id_on_disk_does_not_install_a_new_plugin_without_consent(
     # The author renames the plugin and asks for more: before, every later command loaded
     # it as a brand-new plugin "grown" and recorded users:read as approved, silently.
     write_plugin(site / "grow", "grown", ["content:read", "users:read"])
-    for command in (["plugins", "list"], ["route", "grown", "hi"]):
+    # Left out of the site (see test_cli_unloaded), with the reason and the fix.
+    listed = run(site, "plugins", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "failed to load (emdash plugins show grow)" in listed.stdout
+    for command in (["plugins", "show", "grow"], ["route", "grown", "hi"]):
         result = run(site, *command)
-        assert result.exit_code == 1, result.output
         assert '"grow"' in result.output and '"grown"' in result.output
         assert "emdash plugins remove grow" in result.output
+    assert run(site, "route", "grown", "hi").exit_code == 1
     assert set(registry(site)) == {"grow"}  # nothing approved for "grown"
 
 
@@ -76,13 +80,14 @@ def test_the_id_is_pinned_in_emdash_toml_and_the_hint_works(site: Path) -> None:
     config = load_config(site / "emdash.toml")
     assert [entry.id for entry in config.plugins] == ["grow"]
     write_plugin(site / "grow", "grown", ["users:read"])
-    refused = run(site, "plugins", "remove", "grow")
+    refused = run(site, "route", "grow", "hi")
     assert refused.exit_code == 1 and 'Put id = "grow" back' in refused.output
     assert "Traceback" not in refused.output
     write_plugin(site / "grow", "grow", ["content:read"])  # what the hint says
     removed = run(site, "plugins", "remove", "grow")
     assert removed.exit_code == 0, removed.output
     assert load_config(site / "emdash.toml").plugins == []
+    assert registry(site) == {}  # loaded again, so uninstalled properly
 
 
 def test_an_entry_without_a_pinned_id_still_loads(site: Path) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 import emdash
 from emdash import ManifestError
+from emdash._model._descriptor import DescriptorError
 
 
 @pytest.mark.parametrize(
@@ -93,3 +94,31 @@ def test_settings_text_and_numbers_the_admin_cannot_show_are_refused_at_load(
     with pytest.raises(ManifestError) as info:
         emdash.PluginDescriptor.from_dict({"id": "tuned", "admin": {"settingsSchema": schema}})
     assert message in str(info.value)
+
+
+def test_every_problem_of_a_settings_schema_is_reported_with_its_path() -> None:
+    schema = {
+        "color": {"type": "string", "label": "", "placeholder": "\u202e"},
+        "level": {"type": "number", "label": "Level", "min": 5, "max": 1},
+        "mode": {
+            "type": "select",
+            "label": "Mode",
+            "options": [{"value": "a", "label": "A"}, {"value": "a", "label": ""}],
+            "default": "z",
+        },
+        "kind": {"type": "colour", "label": "K"},
+    }
+    with pytest.raises(DescriptorError) as info:
+        emdash.PluginDescriptor.from_dict({"id": "tuned", "admin": {"settingsSchema": schema}})
+    assert info.value.headline == 'Invalid plugin "tuned"'
+    assert [p.split(":", 1)[0] for p in info.value.problems] == [
+        "admin.settingsSchema.color.label",
+        "admin.settingsSchema.color.placeholder",
+        "admin.settingsSchema.level.min",
+        "admin.settingsSchema.mode.options[1].label",
+        "admin.settingsSchema.mode.options[1].value",
+        "admin.settingsSchema.mode.default",
+        "admin.settingsSchema.kind.type",
+    ]
+    # The message (what Python callers see) has every one of them too.
+    assert all(p in str(info.value) for p in info.value.problems)
