@@ -73,6 +73,7 @@ would mix two applications' data in one file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -1080,6 +1081,13 @@ class Db:
             return
         try:
             self._enter_tx()
+        except StorageError as exc:
+            # The database failed the invocation, not its plugin: say whose it was (a
+            # write logged without speculation meets a locked database here first).
+            if exc.plugin_id is None:
+                exc.plugin_id = scope.plugin_id
+            self._drop_scope(scope)
+            raise
         except BaseException:
             self._drop_scope(scope)
             raise
@@ -1164,11 +1172,12 @@ class Db:
                 if savepoint is None:
                     try:
                         if self._bumps and self.versioned:
-                            self.conn.executemany(
-                                "INSERT INTO _emdash_versions (scope, version) VALUES (?, 1) "
-                                "ON CONFLICT(scope) DO UPDATE SET version = version + 1",
-                                [(b,) for b in sorted(self._bumps)],
-                            )
+                            # One multi-row statement per chunk, not one execution per
+                            # scope: a kv.set bumps three.
+                            bumps = sorted(self._bumps)
+                            for start in range(0, len(bumps), _BUMP_CHUNK):
+                                chunk = bumps[start : start + _BUMP_CHUNK]
+                                self.conn.execute(_bump_sql(len(chunk)), chunk)
                         self.conn.execute("COMMIT")
                     except BaseException:
                         ok = False
@@ -1214,6 +1223,20 @@ class Db:
                     self.conn.execute("ROLLBACK")
             finally:
                 self.conn.close()
+
+
+# Scopes per bump statement (one bound parameter each: far under SQLite's limit).
+_BUMP_CHUNK = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _bump_sql(rows: int) -> str:
+    """The statement that bumps ``rows`` scopes' versions (a missing scope starts at 1)."""
+    return (
+        "INSERT INTO _emdash_versions (scope, version) VALUES "  # noqa: S608 - no data
+        + ",".join(["(?, 1)"] * rows)
+        + " ON CONFLICT(scope) DO UPDATE SET version = version + 1"
+    )
 
 
 def _entry_size(sql: str, params: Sequence[Params]) -> int:
