@@ -595,11 +595,17 @@ class _Server:
             raise SandboxViolation("host_call method must be a non-empty string")
         if not isinstance(params, dict):
             raise SandboxViolation("host_call params must be a dict")
+        # The envelope is this function's own: only the two values from sandboxed code are
+        # copied to plain JSON (params one level down, as inside the envelope), not the
+        # envelope around them. method may be a str subclass: its characters only.
+        method = str.__str__(method)
         try:
-            frame = _frame(
-                {"op": "host_call", "id": cid, "method": method, "params": params},
-                self.rt.max_frame_bytes,
-            )
+            envelope = {"op": "host_call", "id": cid, "method": method, "params": None}
+            envelope["params"] = _plain(params, 1, set())
+            payload = _ENCODER.encode(envelope).encode("utf-8")
+            if len(payload) > self.rt.max_frame_bytes:
+                raise FrameTooLarge(len(payload), self.rt.max_frame_bytes)
+            frame = HEADER.pack(len(payload)) + payload
         except FrameTooLarge as exc:
             raise SandboxViolation(
                 f"host call {method[:100]!r} is too large ({exc.size} bytes; the limit is "
