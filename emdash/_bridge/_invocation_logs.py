@@ -16,9 +16,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
-__all__ = ["MAX_CHARS", "MAX_LINES", "InvocationLogs", "capture", "current_stored", "note"]
+__all__ = [
+    "MAX_CHARS",
+    "MAX_LINES",
+    "InvocationLogs",
+    "begin",
+    "capture",
+    "current_stored",
+    "end",
+    "note",
+]
 
 MAX_LINES = 50
 MAX_CHARS = 8000
@@ -69,6 +78,19 @@ def capture() -> Iterator[InvocationLogs]:
         yield logs
     finally:
         _CURRENT.reset(token)
+
+
+def begin() -> tuple[InvocationLogs, Token[InvocationLogs | None]]:
+    """:func:`capture` without the context manager, for the per-call hot path (a
+    generator-based context manager costs six Python calls per invocation): the caller
+    must pass the token to :func:`end` in a ``finally``."""
+    logs = InvocationLogs()
+    return logs, _CURRENT.set(logs)
+
+
+def end(token: Token[InvocationLogs | None]) -> None:
+    """Close what :func:`begin` opened."""
+    _CURRENT.reset(token)
 
 
 def note(level: str, message: str) -> None:

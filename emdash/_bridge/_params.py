@@ -31,6 +31,27 @@ def plain_params(params: Any, pid: str) -> dict[str, Any]:
     """A fresh copy of ``params`` made of exact JSON types, or ``BridgeError``."""
     if type(params) is not dict:
         raise BridgeError("Bridge request body must be a JSON object", plugin_id=pid)
+    # Fast path, same result: a flat object (ASCII str keys; values exact str, int within
+    # int64, bool or None: kv.get, kv.set of a scalar, most calls) is checked and costed in
+    # one loop and copied shallowly (its values are immutable). Anything else, or anything
+    # this loop does not accept, takes the full walk below, which raises the exact errors.
+    cost = 2
+    for k, v in params.items():
+        kind = type(v)
+        if type(k) is not str or not k.isascii():
+            break
+        if kind is str:
+            cost += len(v) + 2
+        elif kind is int and INT_MIN <= v <= INT_MAX:
+            cost += 8
+        elif v is None or kind is bool:
+            cost += 1
+        else:
+            break
+        cost += len(k) + 2
+    else:
+        if cost <= MAX_REQUEST_CHARS:
+            return dict(params)
     budget = [MAX_REQUEST_CHARS]
     out = _plain(params, 0, budget, pid)
     assert type(out) is dict

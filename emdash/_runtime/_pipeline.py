@@ -588,24 +588,28 @@ class HookPipeline:
         value: Any = None
         err: EmDashError | None = None
         cpu: float | None = None
-        logs = invocation_logs.InvocationLogs()
         committed = False  # the invocation's commit wrote its audit record already
         timeout_ms = entry.timeout_ms
         deadline = caller_deadline()
+        # The log capture is opened and closed here directly, not through the
+        # invocation_logs.capture() context manager: this runs once per handler call.
+        logs, token = invocation_logs.begin()
         try:
-            if deadline is not None:
-                # Run on behalf of another invocation (ctx.email.send): no longer than the
-                # time it has left, and not at all once it has none.
-                left = remaining_ms(deadline)
-                if left <= 0:
-                    raise HookTimeoutError(
-                        f"Hook {name} of plugin {entry.plugin_id} was not run: the invocation "
-                        "it runs on behalf of reached its deadline first",
-                        plugin_id=entry.plugin_id,
-                    )
-                timeout_ms = min(timeout_ms, max(1, int(left)))
-            with invocation_logs.capture() as logs:
+            try:
+                if deadline is not None:
+                    # Run on behalf of another invocation (ctx.email.send): no longer than
+                    # the time it has left, and not at all once it has none.
+                    left = remaining_ms(deadline)
+                    if left <= 0:
+                        raise HookTimeoutError(
+                            f"Hook {name} of plugin {entry.plugin_id} was not run: the "
+                            "invocation it runs on behalf of reached its deadline first",
+                            plugin_id=entry.plugin_id,
+                        )
+                    timeout_ms = min(timeout_ms, max(1, int(left)))
                 result: InvokeResult = entry.host.invoke_hook(name, event, timeout_ms=timeout_ms)
+            finally:
+                invocation_logs.end(token)
             value, cpu, committed = result.value, result.cpu_ms, result.audited
             if check is not None:
                 check(value, entry, name)
@@ -660,7 +664,7 @@ class HookPipeline:
                 cpu_ms=cpu,
                 error=None if err is None else str(err),
                 limit=limit,
-                **({"logs": logs} if logs is not None else {}),
+                logs=logs,
                 committed=committed,
             )
         except Exception:  # auditing must never change what a hook does

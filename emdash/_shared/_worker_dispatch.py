@@ -74,9 +74,14 @@ def invoke_hook(entry: Any, host_call: HostCall, name: str, event: Any) -> Any:
     config = _definition().hooks.get(name)
     if config is None:
         return None
-    with _PrintToLog(host_call):
+    # set_sink and try/finally rather than `with _PrintToLog(...)`: two Python calls less
+    # on every invocation, the same restore on every exit.
+    previous = _print_sink.set_sink(_PrintToLog(host_call)._write)
+    try:
         value = config.handler(event, make_context(host_call, _STATE["info"]))
-    return _result(value, f"hook {name}")
+    finally:
+        _print_sink.set_sink(previous)
+    return _result(value, "hook", name)
 
 
 def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> Any:
@@ -86,9 +91,12 @@ def invoke_route(entry: Any, host_call: HostCall, name: str, route_ctx: Any) -> 
         raise PluginRouteError("NOT_FOUND", f"Route not found: {name}", 404)
     if type(config.input) is dict and type(route_ctx) is dict:
         validate_input(config.input, route_ctx.get("input"))
-    with _PrintToLog(host_call):
+    previous = _print_sink.set_sink(_PrintToLog(host_call)._write)
+    try:
         value = config.handler(route_ctx, make_context(host_call, _STATE["info"]))
-    return _result(value, f"route {name}")
+    finally:
+        _print_sink.set_sink(previous)
+    return _result(value, "route", name)
 
 
 # A line of print output longer than this is sent in pieces (the host cuts log lines anyway).
@@ -126,7 +134,7 @@ class _PrintToLog:
                 self._call("log", {"level": "info", "msg": "print: " + piece})
 
 
-def _result(value: Any, what: str) -> Any:
+def _result(value: Any, kind: str, name: str) -> Any:
     """The handler's result held to the exact-JSON rule, here under the plugin's limits.
 
     The worker's encoder would turn ``{1: .., "1": ..}`` into a duplicate JSON key and the
@@ -141,5 +149,6 @@ def _result(value: Any, what: str) -> Any:
         return exact_copy(value)
     except NotExactJSON as exc:
         raise SandboxViolation(
-            f"the {what} result is not JSON-serialisable without loss: {exc}"
+            # kind and name apart: the text is built only when it is needed
+            f"the {kind} {name} result is not JSON-serialisable without loss: {exc}"
         ) from None

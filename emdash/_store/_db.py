@@ -78,6 +78,7 @@ would mix two applications' data in one file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -944,24 +945,48 @@ class Db:
         self._bumps.update(scopes)
 
     def _record(self, entry: _Entry, sql: str, *params: Params) -> None:
-        size = len(sql) + sum(
-            len(v) if isinstance(v, str | bytes) else 8 for p in params for v in p
-        )
+        size = _entry_size(sql, params)
         count_left, bytes_left = self._recording_limit
         self._recording_bytes += size
         if len(self._recording or ()) + 1 > count_left or self._recording_bytes > bytes_left:
             scope: InvocationScope | None = getattr(self._local, "scope", None)
-            pid = scope.plugin_id if scope is not None else None
-            raise BridgeError(
-                f"Plugin {pid or '(host)'} made more writes in one invocation than one "
-                f"invocation may commit ({MAX_LOG_STATEMENTS} statements, "
-                f"{MAX_LOG_BYTES} bytes of data): nothing of this write was kept. Split the "
-                "work over several invocations (a cron task, or a route called in pages), "
-                "or use storage.putMany for many documents.",
-                plugin_id=pid,
-            )
+            raise _log_full(scope.plugin_id if scope is not None else None)
         assert self._recording is not None
         self._recording.append(entry)
+
+    def can_log_blind_write(self) -> bool:
+        """Whether a write made now could skip its speculative transaction
+        (:meth:`log_blind_write`): this thread is in an invocation scope whose log is
+        empty, and in no transaction of its own."""
+        scope: InvocationScope | None = getattr(self._local, "scope", None)
+        return scope is not None and not scope.log and not self.in_transaction_here()
+
+    def log_blind_write(self, sql: str, params: Params, scopes: Sequence[str]) -> None:
+        """Log one write for the invocation's commit without running it now.
+
+        The speculative transaction (``BEGIN IMMEDIATE``, replay, write, ``ROLLBACK``)
+        exists to find out, at the call, whether a write fails and what it records. A
+        caller may skip it only for a write that (1) is the first of its invocation
+        (:meth:`can_log_blind_write`: nothing to replay, so the committed data is what the
+        invocation sees), (2) cannot fail in SQL when replayed (an upsert of one row by
+        its key, no constraint it could break), (3) records exactly this one statement
+        with fixed parameters, (4) has made every check it needs (quotas) against the
+        committed data beforehand, and (5) names every scope it changes besides its table
+        scope. The commit then replays it, bumps the scopes and validates the read set
+        exactly as for a speculated write (``docs/integrity.md``)."""
+        scope: InvocationScope | None = getattr(self._local, "scope", None)
+        if scope is None or scope.log or self.in_transaction_here():
+            raise EmDashError("log_blind_write needs an invocation scope with an empty log")
+        frozen = tuple(params)
+        size = _entry_size(sql, (frozen,))
+        if size > MAX_LOG_BYTES - scope.log_bytes:
+            raise _log_full(scope.plugin_id)
+        scope.log.append((sql, frozen, False, -1))
+        scope.log_bytes += size
+        scope.written.update(scopes)
+        table = _written_scope(sql)
+        if table is not None:
+            scope.written.add(table)
 
     def transaction(self) -> _Tx:
         """Re-entrant transaction; inside an invocation scope, a speculative one."""
@@ -1112,6 +1137,13 @@ class Db:
             return
         try:
             self._enter_tx()
+        except StorageError as exc:
+            # The database failed the invocation, not its plugin: say whose it was (a
+            # write logged without speculation meets a locked database here first).
+            if exc.plugin_id is None:
+                exc.plugin_id = scope.plugin_id
+            self._drop_scope(scope)
+            raise
         except BaseException:
             self._drop_scope(scope)
             raise
@@ -1219,11 +1251,12 @@ class Db:
                 if savepoint is None:
                     try:
                         if self._bumps and self.versioned:
-                            self.conn.executemany(
-                                "INSERT INTO _emdash_versions (scope, version) VALUES (?, 1) "
-                                "ON CONFLICT(scope) DO UPDATE SET version = version + 1",
-                                [(b,) for b in sorted(self._bumps)],
-                            )
+                            # One multi-row statement per chunk, not one execution per
+                            # scope: a kv.set bumps three.
+                            bumps = sorted(self._bumps)
+                            for start in range(0, len(bumps), _BUMP_CHUNK):
+                                chunk = bumps[start : start + _BUMP_CHUNK]
+                                self.conn.execute(_bump_sql(len(chunk)), chunk)
                         self.conn.execute("COMMIT")
                     except BaseException:
                         ok = False
@@ -1269,6 +1302,36 @@ class Db:
                     self.conn.execute("ROLLBACK")
             finally:
                 self.conn.close()
+
+
+# Scopes per bump statement (one bound parameter each: far under SQLite's limit).
+_BUMP_CHUNK = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _bump_sql(rows: int) -> str:
+    """The statement that bumps ``rows`` scopes' versions (a missing scope starts at 1)."""
+    return (
+        "INSERT INTO _emdash_versions (scope, version) VALUES "  # noqa: S608 - no data
+        + ",".join(["(?, 1)"] * rows)
+        + " ON CONFLICT(scope) DO UPDATE SET version = version + 1"
+    )
+
+
+def _entry_size(sql: str, params: Sequence[Params]) -> int:
+    """What one log entry counts against :data:`MAX_LOG_BYTES`."""
+    return len(sql) + sum(len(v) if isinstance(v, str | bytes) else 8 for p in params for v in p)
+
+
+def _log_full(pid: str | None) -> BridgeError:
+    return BridgeError(
+        f"Plugin {pid or '(host)'} made more writes in one invocation than one "
+        f"invocation may commit ({MAX_LOG_STATEMENTS} statements, "
+        f"{MAX_LOG_BYTES} bytes of data): nothing of this write was kept. Split the "
+        "work over several invocations (a cron task, or a route called in pages), "
+        "or use storage.putMany for many documents.",
+        plugin_id=pid,
+    )
 
 
 def _epoch_ms(moment: datetime) -> int:

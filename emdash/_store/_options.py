@@ -24,11 +24,12 @@ from __future__ import annotations
 import builtins
 import json
 import math
+import sqlite3
 from typing import Any
 
-from .._shared._errors import BridgeError
+from .._shared._errors import BridgeError, EmDashError
 from ._cursor import bounded_rows, clamp_limit
-from ._db import Db
+from ._db import Db, storage_error
 from ._quotas import QuotaPolicy, StoredQuota, utf8_len
 from ._values import (
     MAX_KEY_CHARS,
@@ -67,6 +68,22 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# One row by its key: an upsert of strings into NOT NULL columns, with no constraint a
+# replay could break (the usage triggers only add to counters). So a kv.set that is the
+# first write of its invocation can be logged without a speculative run (KVEntries.set).
+_UPSERT = (
+    "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
+    "updated_at = excluded.updated_at"
+)
+# The stored size of one KV row and its plugin's usage, from one snapshot (one statement).
+_SIZE_AND_USAGE = (
+    "SELECT (SELECT length(CAST(value AS BLOB)) FROM _emdash_options WHERE name = ?), "
+    "(SELECT bytes FROM _emdash_plugin_usage WHERE plugin_id = ?), "
+    "(SELECT rows FROM _emdash_plugin_usage WHERE plugin_id = ?)"
+)
+
+
 class Options:
     """Named JSON values: site settings, exclusive-hook selections, plugin KV rows."""
 
@@ -93,12 +110,7 @@ class Options:
     def _upsert(self, name: str, text: str) -> None:
         """The write itself; the caller holds a transaction."""
         self._db.touch(*option_scopes(name))
-        self._db.execute(
-            "INSERT INTO _emdash_options (name, value, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at",
-            (name, text, self._db.now()),
-        )
+        self._db.execute(_UPSERT, (name, text, self._db.now()))
 
     def delete(self, name: str) -> bool:
         name = check_key(name, what="name", limit=MAX_OPTION_NAME_CHARS)
@@ -143,6 +155,27 @@ class KVEntries:
         name = self._name(plugin_id, key)
         text = encode_json(value, what=f'KV value for key "{key}"', plugin_id=plugin_id)
         db = self._options._db
+        size = utf8_len(text)
+        if db.can_log_blind_write():
+            # The invocation's first write: what it sees is the committed data, so the
+            # quota is checked against that (one statement, one snapshot) and the upsert
+            # is logged for the commit without a speculative transaction (see
+            # Db.log_blind_write for why this is the same outcome). Not recorded as a read:
+            # a blind kv.set must not conflict with other writes of the key.
+            with db.lock:
+                if db.closed:
+                    raise EmDashError("the store is closed")
+                cur = db.conn.execute(_SIZE_AND_USAGE, (name, plugin_id, plugin_id))
+                try:
+                    old, used_bytes, used_rows = cur.fetchone()
+                except sqlite3.Error as exc:
+                    raise storage_error(exc, db.path) from exc
+            grow, rows = self._growth(plugin_id, name, size, old)
+            self._quota.check_against(
+                plugin_id, grow, rows, int(used_bytes or 0), int(used_rows or 0), what="this kv.set"
+            )
+            db.log_blind_write(_UPSERT, (name, text, db.now()), option_scopes(name))
+            return
         with db.transaction():
             # Inside the transaction (write lock held): nothing moves between check and
             # write. In an invocation that is its speculative transaction; the quota is
@@ -153,14 +186,16 @@ class KVEntries:
                 "SELECT length(CAST(value AS BLOB)) FROM _emdash_options WHERE name = ?",
                 (name,),
             ).fetchone()
-            old = None if found is None else found[0]
-            size = utf8_len(text)
-            if old is None:
-                grow, rows = utf8_len(name) - len(f"plugin:{plugin_id}:") + size, 1
-            else:
-                grow, rows = size - int(old), 0
+            grow, rows = self._growth(plugin_id, name, size, None if found is None else found[0])
             self._quota.check(plugin_id, grow, rows, what="this kv.set")
             self._options._upsert(name, text)
+
+    @staticmethod
+    def _growth(plugin_id: str, name: str, size: int, old: Any) -> tuple[int, int]:
+        """(bytes, rows) a kv.set of ``size`` bytes adds, given the stored length (or None)."""
+        if old is None:
+            return utf8_len(name) - len(f"plugin:{plugin_id}:") + size, 1
+        return size - int(old), 0
 
     def delete(self, plugin_id: str, key: str) -> bool:
         return self._options.delete(self._name(plugin_id, key))

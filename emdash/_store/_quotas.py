@@ -163,7 +163,6 @@ class StoredQuota:
         """
         if add_bytes <= 0 and add_rows <= 0:
             return
-        quotas = self.policy.for_plugin(plugin_id)
         cur = self._db.conn.execute(
             "SELECT bytes, rows FROM _emdash_plugin_usage WHERE plugin_id = ?", (plugin_id,)
         )
@@ -172,6 +171,23 @@ class StoredQuota:
         except sqlite3.Error as exc:  # a damaged page met while reading
             raise storage_error(exc, self._db.path) from exc
         used_bytes, used_rows = (int(used[0]), int(used[1])) if used else (0, 0)
+        self.check_against(plugin_id, add_bytes, add_rows, used_bytes, used_rows, what=what)
+
+    def check_against(
+        self,
+        plugin_id: str,
+        add_bytes: int,
+        add_rows: int,
+        used_bytes: int,
+        used_rows: int,
+        *,
+        what: str,
+    ) -> None:
+        """:meth:`check` with the usage already read (in the same statement as the data the
+        growth was computed from, so both come from one snapshot)."""
+        if add_bytes <= 0 and add_rows <= 0:
+            return
+        quotas = self.policy.for_plugin(plugin_id)
         if add_rows > 0 and used_rows + add_rows > quotas.stored_rows:
             raise _exceeded(
                 plugin_id, "stored_rows", quotas.stored_rows, used_rows, add_rows, "rows", what

@@ -238,19 +238,34 @@ def test_an_invocation_without_reads_or_writes_runs_no_statement(fstore: Store) 
     assert seen == []
 
 
-def test_a_point_write_with_an_empty_log_replays_nothing(fstore: Store) -> None:
+def test_a_first_kv_set_is_logged_without_a_speculative_transaction(fstore: Store) -> None:
     seen = _statements(fstore)
     with fstore.invocation("p", "route:x"):
         fstore.kv_entries.set("p", "a", 1)
-        # BEGIN, then straight to the write's own work (its quota reads): no replay.
-        assert seen[0] == "BEGIN IMMEDIATE"
-        assert seen[1].startswith("SELECT length(CAST(value AS BLOB))")
-        assert seen[-1] == "ROLLBACK"
-        # A read of another key does not replay the log either.
+        # The invocation's first write, a blind upsert: one read (the key's stored size and
+        # the plugin's usage, for the quota), no transaction, the write only logged.
+        assert len(seen) == 1
+        assert seen[0].startswith("SELECT (SELECT length(CAST(value AS BLOB))")
+        # A read of another key does not replay the log.
         del seen[:]
         assert fstore.kv_entries.get("p", "b") is None
         assert not [s for s in seen if s.startswith(("BEGIN", "INSERT"))]
+        # A read of the written key replays it (own writes are seen)...
+        assert fstore.kv_entries.get("p", "a") == 1
+        # ...and a second write is speculated as before: BEGIN, replay, write, ROLLBACK.
+        del seen[:]
+        fstore.kv_entries.set("p", "c", 2)
+        assert seen[0] == "BEGIN IMMEDIATE"
+        assert seen[1].startswith("INSERT INTO _emdash_options")
+        assert seen[-1] == "ROLLBACK"
+        del seen[:]
+    # The commit replays the log: both writes land, with their version bumps.
+    assert any(s.startswith("INSERT INTO _emdash_options") for s in seen)
+    assert seen[-1] == "COMMIT"
     fstore._db.conn.set_trace_callback(None)
+    assert fstore.kv_entries.get("p", "a") == 1
+    assert fstore.kv_entries.get("p", "c") == 2
+    assert fstore.stored_quota.usage("p")["rows"] == 2
 
 
 def test_the_audit_row_commits_with_the_writes(fstore: Store, tmp_path: Path) -> None:

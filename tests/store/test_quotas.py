@@ -257,3 +257,20 @@ def test_rows_moved_by_hand_between_plugins_are_counted_exactly(store: Store) ->
         store._db.execute("UPDATE _plugin_storage SET plugin_id = 'q' WHERE plugin_id = 'p'")
     assert _exact(store, "p") == {"bytes": 1 + 7, "rows": 1}
     assert _exact(store, "q") == {"bytes": 1 + 12 + 1 + 1 + 9, "rows": 2}
+
+
+def test_a_first_kv_set_in_an_invocation_is_checked_against_the_committed_usage(
+    small: Store,
+) -> None:
+    # The invocation's first kv.set skips the speculative transaction (Db.log_blind_write):
+    # its quota check reads the committed usage instead, with the same verdicts.
+    small.kv_entries.set("p", "keep", "x" * 900)
+    before = _exact(small, "p")
+    with pytest.raises(QuotaExceededError), small.invocation("p", "route:x"):
+        small.kv_entries.set("p", "more", "z" * 200)
+    assert _exact(small, "p") == before
+    with small.invocation("p", "route:x"):
+        small.kv_entries.set("p", "keep", "y" * 10)  # shrinking is always allowed
+        small.kv_entries.set("p", "more", "z" * 200)  # the second write sees the first
+    assert small.kv_entries.get("p", "more") == "z" * 200
+    assert _exact(small, "p")["rows"] == 2
