@@ -28,3 +28,30 @@ def clean_environ() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+#: The store backends the suite runs on (``EMDASH_TEST_BACKENDS``, comma-separated; both by
+#: default). `.ci/other-pythons` runs the other interpreters on SQLite only: PostgreSQL's
+#: dialect and driver code is the same on every interpreter, and the default interpreter's
+#: run covers it in full. Tests left out are *deselected* (counted in pytest's summary),
+#: never skipped silently.
+_BACKENDS = frozenset(
+    (os.environ.get("EMDASH_TEST_BACKENDS") or "sqlite,postgresql").replace(" ", "").split(",")
+)
+_PG_FIXTURES = frozenset({"pg_server", "pg_database"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "postgresql" in _BACKENDS:
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        fixtures = set(getattr(item, "fixturenames", ()))
+        uses_pg = params.get("backend") == "postgresql" or bool(_PG_FIXTURES & fixtures)
+        (dropped if uses_pg else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

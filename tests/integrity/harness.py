@@ -225,13 +225,32 @@ def spawn(
 ) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [str(db), mode, who, str(ops), str(kill_op), kill_at]
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.integrity.harness", *argv],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
+    # The child's stderr goes to a file next to the database (a pipe nobody reads could
+    # fill and block it): a child that fails shows it in the assertion (read_until).
+    errors = db.with_name(f"{db.name}.{who}.{len(_STDERR)}.stderr")
+    with errors.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.integrity.harness", *argv],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            env=env,
+            text=True,
+        )
+    _STDERR[proc.pid] = errors
+    return proc
+
+
+#: Each spawned child's stderr file, by pid.
+_STDERR: dict[int, Path] = {}
+
+
+def child_stderr(proc: subprocess.Popen[str], limit: int = 4000) -> str:
+    """The end of what a child wrote on stderr (for failure messages)."""
+    path = _STDERR.get(proc.pid)
+    if path is None or not path.exists():
+        return ""
+    return path.read_text(errors="replace")[-limit:]
 
 
 def rss_kib(pid: int) -> int:
@@ -294,7 +313,7 @@ def read_until(
     code = proc.wait()
     if killed or code == -signal.SIGKILL:
         return Round(lines=seen, killed=True, rss_kib=peak)
-    assert code == 0, f"child {who} failed with exit code {code}"
+    assert code == 0, f"child {who} failed with exit code {code}:\n{child_stderr(proc)}"
     return Round(lines=seen, killed=False, rss_kib=peak)
 
 
