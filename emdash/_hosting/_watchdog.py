@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
+import sysconfig
 import threading
 import time
+from pathlib import Path
 from typing import Protocol
 
 __all__ = ["RETRY_S", "HandlerDeadline", "Watchdog", "clear_pending", "watchdog"]
@@ -48,7 +51,26 @@ RETRY_S = 0.1
 # until the next one (so a steady stream of calls never has to wake it).
 LINGER_S = 1.0
 
+# When the handler's thread is running host code of its own accord (a weakref callback or
+# finalizer that the garbage collector started in the middle of plugin code, or a library
+# routine of the standard library or of emdash), the kick waits this long and looks again.
+SOON_S = 0.005
+
 _INF = float("inf")
+
+# Code whose frames an interrupt should not land in: the standard library and emdash's own
+# packages. (A trusted plugin's third-party libraries are the plugin's code.)
+_HOST_CODE = tuple(
+    {
+        str(Path(p).resolve())
+        for p in (
+            sysconfig.get_paths()["stdlib"],
+            sysconfig.get_paths()["platstdlib"],
+            Path(__file__).resolve().parents[1],  # emdash/
+            Path(__file__).resolve().parents[2] / "sandbox",
+        )
+    }
+)
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 
@@ -78,6 +100,19 @@ class Watched(Protocol):
 def _raise_in(thread_id: int) -> None:
     # The class, not an instance: CPython instantiates it where it is raised.
     _set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(HandlerDeadline))
+
+
+def _in_host_code(thread_id: int) -> bool:
+    """Whether the thread's innermost Python frame is host code (see ``_HOST_CODE``).
+
+    The watchdog holds the GIL while it looks and raises, so the thread cannot move in
+    between; what remains is the thread's very next instructions: if one of them starts a
+    finalizer, the exception can still land there (it is then reported as unraisable and
+    ignored, and the next kick follows RETRY_S later)."""
+    frame = sys._current_frames().get(thread_id)
+    if frame is None:
+        return False
+    return frame.f_code.co_filename.startswith(_HOST_CODE)
 
 
 def clear_pending() -> None:
@@ -141,6 +176,11 @@ class Watchdog:
             # From now on every ctx call raises and the invocation rolls back on return.
             state.closed = state.timed_out = True
             if state.in_plugin:
+                if _in_host_code(state.thread_id):
+                    # Not now: the exception would be raised inside that code (and, in a
+                    # finalizer, swallowed with its work cut short). Look again shortly.
+                    state.kick_at = now + SOON_S
+                    return
                 state.kicks += 1
                 _raise_in(state.thread_id)
 

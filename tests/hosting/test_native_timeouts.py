@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from emdash import BridgeError, HookConfig, HookTimeoutError, Runtime
 from emdash._hosting import _watchdog
 
@@ -60,6 +62,12 @@ def test_a_handler_that_swallows_the_interrupt_is_interrupted_again(
     assert rt.store.kv_entries.get("stubborn", "k") is None
 
 
+# The handler allocates in a tight loop, so the garbage collector may start a finalizer or a
+# weakref callback in its thread at the very instant the interrupt lands; the interrupt is
+# then reported as "unraisable" inside that callback and ignored, and the watchdog's next
+# kick stops the handler (docs/resource-model.md, section 7). What this test checks is that
+# the store and the bridge stay intact whatever happens, so that report is not a failure.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_ctx_calls_in_a_loop_past_the_deadline_leave_the_store_intact(
     rt: Runtime, add: AddPlugin
 ) -> None:
