@@ -8,6 +8,7 @@ import io
 import json
 import sqlite3
 import tarfile
+from contextlib import closing
 from pathlib import Path
 
 import click
@@ -45,7 +46,7 @@ def run(site: Path, *args: str) -> Result:
 
 
 def registry(site: Path) -> dict[str, str | None]:
-    with sqlite3.connect(site / "site.db") as db:
+    with closing(sqlite3.connect(site / "site.db")) as db:  # closes, not only commits
         return dict(db.execute("SELECT id, approved FROM _emdash_plugins").fetchall())
 
 

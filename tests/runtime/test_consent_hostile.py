@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,8 @@ def test_a_descriptor_edited_to_raise_its_limits_is_refused_until_upgraded(
         assert "  + limits wall_ms 30000 -> 3600000" in plan.lines()
         rt.upgrade_plugin(plugin, approve=True, trusted=trusted)
         assert rt.invoke_route("grow", "hi") == {"ok": True}
-    with sqlite3.connect(db) as conn:
+    # closing(): a connection's own context manager commits but does not close it.
+    with closing(sqlite3.connect(db)) as conn:
         (text,) = conn.execute("SELECT approved FROM _emdash_plugins").fetchone()
     assert json.loads(text)["limits"]["cpu_ms"] == 600_000
 

@@ -4,6 +4,7 @@ never created or written."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import emdash
@@ -18,8 +19,9 @@ def test_a_missing_or_foreign_database_reads_as_empty(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # not created
 
     foreign = tmp_path / "other.db"
-    with sqlite3.connect(foreign) as db:
+    with closing(sqlite3.connect(foreign)) as db:  # closes, not only commits
         db.execute("CREATE TABLE t (x)")
+        db.commit()
     data = foreign.read_bytes()
     assert read_registry(str(foreign)) == {} and read_audit(str(foreign)) == []
     assert foreign.read_bytes() == data  # not migrated
