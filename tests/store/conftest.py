@@ -4,7 +4,8 @@ PostgreSQL database on the session's server (``tests/pgserver.py``): every test 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -56,3 +57,22 @@ def sqlite_only(store: Store, what: str) -> None:
     """Skip the rest of a test on PostgreSQL: it inspects something only SQLite has."""
     if store.backend != "sqlite":
         pytest.skip(f"SQLite only: {what}")
+
+
+def other_thread(fn: Callable[[], object]) -> None:
+    """Run ``fn`` to completion on another thread (outside this thread's invocation scope);
+    its exception, if any, is raised here."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    if errors:
+        raise errors[0]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,30 +18,14 @@ from emdash._shared._errors import BridgeError
 from emdash._store import Store
 from emdash._store._db import CONFLICT_RETRIES, MAX_LOG_STATEMENTS, InvocationScope
 
+from .conftest import other_thread
+
 
 @pytest.fixture
 def fstore(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "site.db") as s:
         s.audit_records.flush_after_s = None  # only what the test does writes the audit
         yield s
-
-
-def _other_thread(fn: Callable[[], object]) -> None:
-    """Run ``fn`` to completion on another thread (outside this thread's scope)."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
-    if errors:
-        raise errors[0]
 
 
 def _statements(store: Store) -> list[str]:
@@ -106,7 +90,7 @@ def test_a_changed_read_is_a_conflict_naming_plugin_and_scope(fstore: Store) -> 
         n = fstore.kv_entries.get("p", "n")
         fstore.kv_entries.set("p", "n", n + 1)
         fstore.kv_entries.set("p", "side", True)
-        _other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
+        other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
     err = info.value
     assert isinstance(err, StorageError)
     assert err.plugin_id == "p" and err.scope == "kv/p/n"
@@ -120,8 +104,8 @@ def test_a_changed_read_is_a_conflict_naming_plugin_and_scope(fstore: Store) -> 
 def test_a_write_to_another_key_is_no_conflict(fstore: Store) -> None:
     with fstore.invocation("p", "route:x"):
         fstore.kv_entries.set("p", "a", (fstore.kv_entries.get("p", "a") or 0) + 1)
-        _other_thread(lambda: fstore.kv_entries.set("p", "b", 1))
-        _other_thread(lambda: fstore.kv_entries.set("q", "a", 1))
+        other_thread(lambda: fstore.kv_entries.set("p", "b", 1))
+        other_thread(lambda: fstore.kv_entries.set("q", "a", 1))
     assert fstore.kv_entries.get("p", "a") == 1
 
 
@@ -129,7 +113,7 @@ def test_a_listing_conflicts_with_a_new_key(fstore: Store) -> None:
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:x"):
         keys = [e["key"] for e in fstore.kv_entries.list("p")]
         fstore.kv_entries.set("p", "count", len(keys))
-        _other_thread(lambda: fstore.kv_entries.set("p", "new", 1))
+        other_thread(lambda: fstore.kv_entries.set("p", "new", 1))
     assert info.value.scope == "kv/p"
 
 
@@ -138,10 +122,10 @@ def test_storage_point_and_collection_scopes(fstore: Store) -> None:
     with fstore.invocation("p", "route:x"):
         assert docs.get("p", "events", "e1") is None
         docs.put("p", "events", "e1", {"n": 1})
-        _other_thread(lambda: docs.put("p", "events", "e2", {"n": 2}))  # another document
+        other_thread(lambda: docs.put("p", "events", "e2", {"n": 2}))  # another document
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:y"):
         docs.put("p", "events", "e1", {"n": docs.get("p", "events", "e1")["n"] + 1})
-        _other_thread(lambda: docs.put("p", "events", "e1", {"n": 10}))
+        other_thread(lambda: docs.put("p", "events", "e1", {"n": 10}))
     assert info.value.scope == "st/p/events/e1"
     assert docs.get("p", "events", "e1") == {"n": 10}
 
@@ -152,7 +136,7 @@ def test_a_host_write_outside_invocations_bumps_versions(fstore: Store) -> None:
     fstore.options.set("site", "a")
     with pytest.raises(ConflictError), fstore.invocation("p", "route:x"):
         fstore.kv_entries.set("p", "copy", fstore.options.get("site"))
-        _other_thread(lambda: fstore.options.set("site", "b"))
+        other_thread(lambda: fstore.options.set("site", "b"))
     assert fstore.kv_entries.get("p", "copy") is None
 
 
@@ -164,7 +148,7 @@ def test_a_conflicting_invocation_without_effects_is_re_run(fstore: Store) -> No
         runs.append(1)
         n = fstore.kv_entries.get("p", "n")
         if len(runs) == 1:  # the first run loses a race
-            _other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
+            other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
         fstore.kv_entries.set("p", "n", n + 1)
 
     fstore.run_invocation("p", "route:bump", bump)
@@ -180,7 +164,7 @@ def test_an_invocation_with_outside_effects_is_not_re_run(fstore: Store) -> None
         runs.append(1)
         n = fstore.kv_entries.get("p", "n")
         fstore.mark_effect()  # what the bridge does for http.fetch, email.send
-        _other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
+        other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
         fstore.kv_entries.set("p", "n", n + 1)
 
     with pytest.raises(ConflictError):
@@ -195,7 +179,7 @@ def test_re_runs_are_bounded(fstore: Store) -> None:
     def always_loses(_: InvocationScope | None) -> None:
         runs.append(1)
         n = fstore.kv_entries.get("p", "n") or 0
-        _other_thread(lambda: fstore.kv_entries.set("p", "n", n + 100))
+        other_thread(lambda: fstore.kv_entries.set("p", "n", n + 100))
         fstore.kv_entries.set("p", "n", n + 1)
 
     with pytest.raises(ConflictError):
@@ -226,7 +210,7 @@ def test_reads_see_the_invocations_own_writes_and_others_do_not(fstore: Store) -
         assert fstore.kv_entries.get("p", "a") == 1
         assert fstore.kv_entries.list("p") == [{"key": "a", "value": 1}]
         assert fstore.plugin_documents.get("p", "events", "e") == {"n": 1}
-        _other_thread(lambda: seen.append(fstore.kv_entries.get("p", "a")))
+        other_thread(lambda: seen.append(fstore.kv_entries.get("p", "a")))
     assert seen == [None]
     assert fstore.kv_entries.get("p", "a") == 1
 
@@ -330,7 +314,7 @@ def test_an_increment_whose_key_stops_being_a_number_conflicts(fstore: Store) ->
     fstore.kv_entries.set("p", "n", 1)
     with pytest.raises(ConflictError), fstore.invocation("p", "route:x"):
         fstore.kv_entries.increment("p", "n")
-        _other_thread(lambda: fstore.kv_entries.set("p", "n", "text"))
+        other_thread(lambda: fstore.kv_entries.set("p", "n", "text"))
     assert fstore.kv_entries.get("p", "n") == "text"
 
 
@@ -351,7 +335,7 @@ def test_compare_and_set_inside_an_invocation_is_atomic(fstore: Store) -> None:
     fstore.kv_entries.set("p", "lock", "free")
     with pytest.raises(ConflictError), fstore.invocation("p", "route:take"):
         assert fstore.kv_entries.compare_and_set("p", "lock", "free", "mine") is True
-        _other_thread(lambda: fstore.kv_entries.compare_and_set("p", "lock", "free", "theirs"))
+        other_thread(lambda: fstore.kv_entries.compare_and_set("p", "lock", "free", "theirs"))
     assert fstore.kv_entries.get("p", "lock") == "theirs"
 
 
@@ -373,5 +357,5 @@ def test_buffered_records_taken_by_a_conflicting_commit_stay_buffered(fstore: St
     fstore.audit_records.record("p", "hook", "content:afterSave", "ok", 1)
     with pytest.raises(ConflictError), fstore.invocation("p", "route:bump"):
         fstore.kv_entries.set("p", "n", fstore.kv_entries.get("p", "n") + 1)
-        _other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
+        other_thread(lambda: fstore.kv_entries.set("p", "n", 100))
     assert fstore.audit_records.pending() == 1

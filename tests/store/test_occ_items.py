@@ -17,6 +17,8 @@ import pytest
 from emdash import ConflictError
 from emdash._store import Store
 
+from .conftest import other_thread
+
 
 @pytest.fixture
 def fstore(tmp_path: Path) -> Iterator[Store]:
@@ -25,24 +27,6 @@ def fstore(tmp_path: Path) -> Iterator[Store]:
         s.content_items.ensure_collection("posts")
         s.content_items.ensure_collection("pages")
         yield s
-
-
-def _other_thread(fn: Callable[[], object]) -> None:
-    """Run ``fn`` to completion on another thread (outside this thread's scope)."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
-    if errors:
-        raise errors[0]
 
 
 def _bump(store: Store, collection: str, id: str) -> None:
@@ -67,8 +51,8 @@ def test_two_plugins_writing_different_items_do_not_conflict(fstore: Store) -> N
 
     with fstore.invocation("p", "route:bump"):
         _bump(fstore, "posts", one)
-        _other_thread(other)  # commits a write to another item of the same collection
-        _other_thread(lambda: fstore.content_items.set_status("posts", two, "published"))
+        other_thread(other)  # commits a write to another item of the same collection
+        other_thread(lambda: fstore.content_items.set_status("posts", two, "published"))
     assert (_n(fstore, "posts", one), _n(fstore, "posts", two)) == (1, 1)
 
 
@@ -81,7 +65,7 @@ def test_two_plugins_writing_the_same_item_conflict(fstore: Store) -> None:
 
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:bump"):
         _bump(fstore, "posts", one)
-        _other_thread(other)
+        other_thread(other)
     assert info.value.scope == f"ct/posts/{one}" and info.value.plugin_id == "p"
     assert _n(fstore, "posts", one) == 1  # q's increment, not both, and not lost
 
@@ -102,7 +86,7 @@ def test_every_item_write_conflicts_with_a_read_of_it(
     one = fstore.content_items.create("posts", {"n": 0})["id"]
     with pytest.raises(ConflictError), fstore.invocation("p", "route:copy"):
         fstore.kv_entries.set("p", "copy", fstore.content_items.get("posts", one))
-        _other_thread(lambda: write(fstore, one))
+        other_thread(lambda: write(fstore, one))
     assert fstore.kv_entries.get("p", "copy") is None
 
 
@@ -111,12 +95,12 @@ def test_a_list_conflicts_with_a_write_to_its_collection_only(fstore: Store) -> 
     with fstore.invocation("p", "route:count"):
         count = len(fstore.content_items.list("posts")["items"])
         fstore.kv_entries.set("p", "count", count)
-        _other_thread(lambda: fstore.content_items.create("pages", {"n": 0}))
+        other_thread(lambda: fstore.content_items.create("pages", {"n": 0}))
     assert fstore.kv_entries.get("p", "count") == 1
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:count"):
         count = len(fstore.content_items.list("posts")["items"])
         fstore.kv_entries.set("p", "count", count)
-        _other_thread(lambda: fstore.content_items.create("posts", {"n": 0}))
+        other_thread(lambda: fstore.content_items.create("posts", {"n": 0}))
     assert info.value.scope == "ct/posts"
 
 
@@ -126,16 +110,16 @@ def test_media_rows_are_versioned_per_item(fstore: Store) -> None:
     two = media.upload("b.png", "image/png", b"b")["mediaId"]
     with fstore.invocation("p", "route:copy"):
         fstore.kv_entries.set("p", "status", media.get(one)["status"])  # type: ignore[index]
-        _other_thread(lambda: media.set_status(two, "failed"))
-        _other_thread(lambda: media.delete(two))
+        other_thread(lambda: media.set_status(two, "failed"))
+        other_thread(lambda: media.delete(two))
     assert fstore.kv_entries.get("p", "status") == "ready"
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:copy"):
         fstore.kv_entries.set("p", "status", media.get(one)["status"])  # type: ignore[index]
-        _other_thread(lambda: media.set_status(one, "failed"))
+        other_thread(lambda: media.set_status(one, "failed"))
     assert info.value.scope == f"md/{one}"
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:count"):
         fstore.kv_entries.set("p", "count", len(media.list()["items"]))
-        _other_thread(lambda: media.upload("c.png", "image/png", b"c"))
+        other_thread(lambda: media.upload("c.png", "image/png", b"c"))
     assert info.value.scope == "md"
 
 

@@ -4,8 +4,7 @@ reads form one consistent view. Real SQLite files; interleavings made structural
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,8 @@ import pytest
 from emdash import ConflictError
 from emdash._store import Store
 from emdash._store._db import InvocationScope
+
+from .conftest import other_thread
 
 
 @pytest.fixture
@@ -31,29 +32,12 @@ def _transfer(store: Store) -> None:
         store.kv_entries.set("p", "b", 2)
 
 
-def _other_thread(fn: Callable[[], object]) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
-    if errors:
-        raise errors[0]
-
-
 def test_two_reads_from_two_moments_are_a_conflict(fstore: Store) -> None:
     kv = fstore.kv_entries
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:sum"):
         kv.get("p", "a")
         # A transfer from a to b commits between the two reads: a then b sees 1 + 2.
-        _other_thread(lambda: _transfer(fstore))
+        other_thread(lambda: _transfer(fstore))
         kv.get("p", "b")
     assert info.value.scope == "kv/p/a" and info.value.plugin_id == "p"
 
@@ -62,14 +46,14 @@ def test_one_read_is_consistent_by_itself(fstore: Store) -> None:
     kv = fstore.kv_entries
     with fstore.invocation("p", "route:peek"):
         assert kv.get("p", "a") == 1
-        _other_thread(lambda: kv.set("p", "a", 5))  # after its only read: serializes first
+        other_thread(lambda: kv.set("p", "a", 5))  # after its only read: serializes first
 
 
 def test_the_same_key_read_twice_across_a_commit_is_a_conflict(fstore: Store) -> None:
     kv = fstore.kv_entries
     with pytest.raises(ConflictError), fstore.invocation("p", "route:peek"):
         kv.get("p", "a")
-        _other_thread(lambda: kv.set("p", "a", 5))
+        other_thread(lambda: kv.set("p", "a", 5))
         kv.get("p", "a")
 
 
@@ -77,7 +61,7 @@ def test_reads_of_unchanged_scopes_commit(fstore: Store) -> None:
     kv = fstore.kv_entries
     with fstore.invocation("p", "route:sum"):
         kv.get("p", "a")
-        _other_thread(lambda: kv.set("p", "other", 5))  # not read: no conflict
+        other_thread(lambda: kv.set("p", "other", 5))  # not read: no conflict
         kv.get("p", "b")
         kv.list("p")  # a list after the write: its namespace version is the new one
 
@@ -91,7 +75,7 @@ def test_a_read_only_invocation_is_re_run_on_a_conflict(fstore: Store) -> None:
         a = kv.get("p", "a")
         if not moved[0]:
             moved[0] = True
-            _other_thread(lambda: _transfer(fstore))
+            other_thread(lambda: _transfer(fstore))
         seen.append((a, kv.get("p", "b")))
 
     fstore.run_invocation("p", "route:sum", read)
@@ -117,5 +101,5 @@ def test_many_scopes_are_validated_from_one_snapshot(fstore: Store) -> None:
     with pytest.raises(ConflictError) as info, fstore.invocation("p", "route:scan"):
         for i in range(600):  # past one statement's chunk of 500
             kv.get("p", f"k{i}")
-        _other_thread(lambda: kv.set("p", "k599", 1))
+        other_thread(lambda: kv.set("p", "k599", 1))
     assert info.value.scope == "kv/p/k599"

@@ -10,7 +10,7 @@ thread between an invocation's write and its end), or by many threads for the in
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,8 @@ from emdash._store import Store
 from emdash._store._db import InvocationScope
 from emdash._store._quotas import QuotaPolicy, Quotas
 
+from .conftest import other_thread
+
 
 @pytest.fixture
 def small(tmp_path: Path) -> Iterator[Store]:
@@ -27,23 +29,6 @@ def small(tmp_path: Path) -> Iterator[Store]:
     with Store(tmp_path / "site.db", quotas=policy) as s:
         s.audit_records.flush_after_s = None
         yield s
-
-
-def _other_thread(fn: Callable[[], object]) -> None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            fn()
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
-    if errors:
-        raise errors[0]
 
 
 def _usage(store: Store) -> dict[str, int]:
@@ -63,7 +48,7 @@ def test_a_concurrent_commit_that_fills_the_quota_fails_the_later_commit(small: 
 
     with pytest.raises(QuotaExceededError) as info, small.invocation("p", "route:mine"):
         kv.set("p", "d", 1)  # passes: this invocation sees 2 rows
-        _other_thread(other)  # commits the third row
+        other_thread(other)  # commits the third row
     err = info.value
     assert (err.plugin_id, err.quota, err.limit) == ("p", "stored_rows", 3)
     assert "Plugin p would exceed its stored_rows quota of 3 rows" in str(err)
@@ -77,7 +62,7 @@ def test_bytes_are_checked_at_commit_too(small: Store) -> None:
     kv = small.kv_entries
     with pytest.raises(QuotaExceededError) as info, small.invocation("p", "route:mine"):
         kv.set("p", "x", "m" * 600)
-        _other_thread(lambda: small.plugin_documents.put("p", "docs", "d", {"t": "o" * 600}))
+        other_thread(lambda: small.plugin_documents.put("p", "docs", "d", {"t": "o" * 600}))
     assert info.value.quota == "stored_bytes"
     assert kv.get("p", "x") is None
     assert _usage(small)["bytes"] <= 1000
@@ -99,7 +84,7 @@ def test_only_the_invocations_plugin_is_rechecked(small: Store) -> None:
         kv.set("p", k, 1)  # p is full; q has the default quota
     with small.invocation("q", "route:mine"):
         kv.set("q", "k", 1)
-        _other_thread(lambda: kv.delete("p", "a"))
+        other_thread(lambda: kv.delete("p", "a"))
     assert kv.get("q", "k") == 1
 
 
