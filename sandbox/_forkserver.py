@@ -16,7 +16,9 @@ multithreaded and full of secrets, is never forked (see ``_forkclient``).
 Start-up (:func:`main`): read the configuration frame, import the language layer,
 RestrictedPython and every shim (``stdlib_shims.preload()``: after seccomp no module can be
 imported, because imports need ``open``), build the prelude modules, build the seccomp
-filter, then ``gc.freeze()`` so forked workers share those pages copy-on-write instead of
+filter, make all of it immortal where the interpreter has immortal objects (``_immortal``,
+CPython 3.12+: workers then stop writing reference counts into shared pages), then
+``gc.freeze()`` so forked workers share those pages copy-on-write instead of
 touching them all at their first collection. Then it answers ``fork`` requests: for each, a
 socketpair; the child confines itself and serves (``_worker.worker_main``); the parent hands
 the host its end of the socketpair and a pidfd of the child with ``SCM_RIGHTS``. The pidfd
@@ -54,6 +56,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import _immortal
 from ._protocol import (
     ChannelClosed,
     FrameReader,
@@ -376,6 +379,10 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             os._exit(1)
     gc.collect()
+    # Immortal objects (3.12+): workers stop writing reference counts into the pages they
+    # share with this process (see _immortal). Before the holes are filled: the walk's
+    # own garbage leaves holes too.
+    _immortal.immortalize()
     _FILLER.extend(_fill_allocator_holes())
     gc.freeze()
     send_frame(ctl, {"op": "ready", "pid": os.getpid()}, 4096)
