@@ -16,8 +16,9 @@ call (``10**10**7``); there is no handler in Python that sandboxed code could de
 The invocation boundary (escape class ``frame``: generator ``finally`` and ``__del__`` run
 late). ``host_call`` works only while an operation is *active*. When the called function
 returns, the worker marks the operation inactive, drops every reference it holds to the
-call's objects and runs ``gc.collect()`` (automatic collection is disabled, so it cannot
-happen at a random moment inside a later call). Finalizers therefore run now, still under
+call's objects and runs ``gc.collect()`` when the call left any container object alive
+(automatic collection is disabled, so it cannot happen at a random moment inside a later
+call). Finalizers therefore run now, still under
 the CPU timer, and any ``host_call`` they make raises ``SandboxViolation``; the host refuses
 frames for a call id that is not current anyway. Only then is the result sent.
 
@@ -36,6 +37,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -264,9 +266,13 @@ class _ProtocolExit(BaseException):
     """The host channel is unusable or the host broke protocol: leave at once."""
 
 
-def _usage() -> tuple[float, int]:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+def _max_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# The CPU reading at the start of an operation: the same process-wide clock getrusage sums
+# (clock_gettime(CLOCK_PROCESS_CPUTIME_ID)), without building a 16-field struct_rusage.
+_process_cpu = time.process_time
 
 
 def _safe_text(exc: object, limit: int = MAX_TEXT) -> str:
@@ -360,32 +366,15 @@ class _Server:
         return msg
 
     def serve(self, report: dict[str, str]) -> None:
-        ready = {"op": "ready", "rss_kb": _usage()[1], "confinement": report}
+        ready = {"op": "ready", "rss_kb": _max_rss_kb(), "confinement": report}
         self.send_raw(_frame(ready, self.rt.max_frame_bytes))
-        while True:
-            try:
-                msg = self.reader.read()
-            except ChannelClosed:
-                return  # the host closed the channel: a normal end
-            except MemoryError:
-                raise  # the request itself does not fit: worker_main exits with EXIT_MEMORY
-            except Exception:
-                raise _ProtocolExit from None
-            if type(msg) is not dict or type(msg.get("id")) is not int:
-                raise _ProtocolExit
-            op = msg.get("op")
-            if op == "load" and not self.loaded:
-                self.load(msg)
-            elif op == "call" and self.loaded:
-                self.call(msg)
-            elif op == "raw_exec" and self.rt.allow_raw_exec:
-                self.raw(msg)
-            else:
-                raise _ProtocolExit
+        run = self.run
+        while run():
+            pass
 
-    # -- operations ---------------------------------------------------------------------
+    # -- operations: each returns the body run() runs, holding only what the body needs ----
 
-    def load(self, msg: dict[str, Any]) -> None:
+    def load_body(self, msg: dict[str, Any]) -> Callable[[], Any]:
         cid, files, entry, init = msg["id"], msg.get("files"), msg.get("entry"), msg.get("init")
         if type(files) is not dict or type(entry) is not str:
             raise _ProtocolExit
@@ -401,29 +390,14 @@ class _Server:
             args = init[1] if type(init[1]) is list else []
             return fn(self.entry, self.make_host_call(cid), *args)
 
-        if self.run(msg, "loaded", body, phase="load"):
-            self.loaded = True
-            # The loaded modules live as long as the worker: move them out of the
-            # collector's sight so the per-call collection only scans what calls create.
-            gc.freeze()
+        return body
 
-    def call(self, msg: dict[str, Any]) -> None:
-        cid, fn_name, args = msg["id"], msg.get("fn"), msg.get("args")
-        if type(args) is not list:
-            raise _ProtocolExit
-
-        def body() -> Any:
-            fn = self.resolve(fn_name)
-            return fn(self.entry, self.make_host_call(cid), *args)
-
-        self.run(msg, "result", body)
-
-    def raw(self, msg: dict[str, Any]) -> None:
+    def raw_body(self, msg: dict[str, Any]) -> Callable[[], Any]:
         """Test-only: run plain Python (no language layer) under the same confinement."""
-        source = msg.get("source")
+        cid, source = msg["id"], msg.get("source")
         if type(source) is not str:
             raise _ProtocolExit
-        self.run(msg, "result", lambda: self.raw_exec(msg["id"], source))
+        return lambda: self.raw_exec(cid, source)
 
     def raw_exec(self, cid: int, source: str) -> Any:
         namespace: dict[str, Any] = {"__name__": "__raw__", "host_call": self.make_host_call(cid)}
@@ -450,10 +424,12 @@ class _Server:
 
     # -- running one operation ----------------------------------------------------------
 
-    def run(
-        self, msg: dict[str, Any], ok_op: str, body: Callable[[], Any], phase: str = "call"
-    ) -> bool:
-        """Run ``body`` as operation ``msg['id']`` and send its outcome; True on success.
+    def run(self) -> bool:
+        """Read the host's next request, run it and send its outcome; False when the host
+        closed the channel (a normal end).
+
+        The request is read here, not passed in: no frame of the serve loop holds it while
+        the operation runs, so the collection check below sees only what the call left.
 
         No code of the plugin may run once the CPU timer is disarmed. So, while it is still
         armed: the result is converted to plain JSON and encoded; an error is described and
@@ -463,12 +439,38 @@ class _Server:
         ``__del__``) under what is left of the call's budget. What remains after the
         disarm is plain data owned by this function.
         """
-        cid = msg["id"]
-        cpu_ms = msg.get("cpu_ms")
+        try:
+            msg = self.reader.read()
+        except ChannelClosed:
+            return False
+        except MemoryError:
+            raise  # the request itself does not fit: worker_main exits with EXIT_MEMORY
+        except Exception:
+            raise _ProtocolExit from None
+        if type(msg) is not dict or type(msg.get("id")) is not int:
+            raise _ProtocolExit
+        cid, op, cpu_ms = msg["id"], msg.get("op"), msg.get("cpu_ms")
+        # A call runs its prelude function directly (below), not through a closure: a
+        # closure's cells would be young containers held by this frame (see the collection
+        # check) and cost an object per call.
+        body: Callable[[], Any] | None = None
+        fn_name: Any = None
+        args: Any = None
+        if op == "call" and self.loaded:
+            fn_name, args = msg.get("fn"), msg.get("args")
+            if type(args) is not list:
+                raise _ProtocolExit
+            ok_op, phase = "result", "call"
+        elif op == "load" and not self.loaded:
+            body, ok_op, phase = self.load_body(msg), "loaded", "load"
+        elif op == "raw_exec" and self.rt.allow_raw_exec:
+            body, ok_op, phase = self.raw_body(msg), "result", "call"
+        else:
+            raise _ProtocolExit
         if type(cpu_ms) is not int or cpu_ms <= 0:
             raise _ProtocolExit
         del msg
-        cpu_start = _usage()[0]
+        cpu_start = _process_cpu()
         # Host calls are allowed only during a call (not while loading).
         self.active = cid if phase == "call" else None
         self.phase = phase
@@ -476,10 +478,19 @@ class _Server:
         payload: bytes | None = None
         kind = "ok"
         message = ""
-        errors: list[str] = []
+        errors: list[str] | None = None  # not an empty list: a young container (see below)
         data: dict[str, Any] | None = None
+        value: Any = None
         try:
-            payload = self.encode_value(body())
+            if body is None:
+                fn = self.functions.get(fn_name) if type(fn_name) is str else None
+                if fn is None:
+                    fn = self.resolve(fn_name)
+                value = fn(self.entry, self.make_host_call(cid), *args)
+                # Most hooks return nothing: no copy, no encoder.
+                payload = b"null" if value is None else self.encode_value(value)
+            else:
+                payload = self.encode_value(body())
         except MemoryError:
             # Nothing here may allocate: the traceback still holds the frames (and whatever
             # filled the memory) until this block ends.
@@ -495,21 +506,34 @@ class _Server:
             # run below, but it can no longer reach the host.
             self.active = None
             self.phase = "idle"
-        del body
+        # Nothing of the call's stays referenced from here on.
+        body = args = value = None
         error: dict[str, Any] | None = None
         if kind == "memory":
             error = {"op": "error", "kind": "memory", "message": "MemoryError"}
         elif kind == "remote":
             error = {"op": "error", "kind": "remote", "data": _plain_error_data(data)}
         elif kind == "compile":
-            error = {"op": "error", "kind": "compile", "message": message, "errors": errors}
+            error = {"op": "error", "kind": "compile", "message": message, "errors": errors or []}
         elif kind == "violation":
             error = {"op": "error", "kind": "violation", "message": message}
         del data  # the error encoder's output may still hold objects of the call
-        gc.collect()
+        # Collect only when the call left container objects alive: garbage with a
+        # finalizer (a suspended generator in a cycle) is always such an object, and one
+        # that is still in the youngest generation unless this worker survived a collection
+        # since it was made. No frame of the serve loop holds the request (see serve), so
+        # after a call that left nothing behind the youngest generation is empty and the
+        # collection (a walk over every young and old object) is skipped. Garbage in older
+        # generations (made reachable in an earlier call, dropped in this one) waits for
+        # the next collection, which runs here too: between calls, with no call active.
+        if error is not None or gc.get_objects(0):
+            gc.collect()
         signal.setitimer(signal.ITIMER_PROF, 0)
-        cpu_end, rss_kb = _usage()
-        used_ms = round((cpu_end - cpu_start) * 1000.0, 3)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        rss_kb = usage.ru_maxrss
+        # The two readings come from one clock (the kernel's process CPU time), read by two
+        # calls: a difference below zero would only be rounding, never reported.
+        used_ms = round(max(usage.ru_utime + usage.ru_stime - cpu_start, 0.0) * 1000.0, 3)
         if error is None and payload is not None:
             # The value is already JSON: splice it into the envelope instead of re-encoding.
             # The envelope is formatted directly: ok_op is one of two constants, cid and
@@ -521,20 +545,28 @@ class _Server:
                 + payload
                 + b"}"
             )
-            self.send_raw(HEADER.pack(len(envelope)) + envelope)
+            try:
+                self.sock.sendall(HEADER.pack(len(envelope)) + envelope)
+            except OSError:
+                raise _ProtocolExit from None
+            if phase == "load":
+                self.loaded = True
+                # The loaded modules live as long as the worker: move them out of the
+                # collector's sight so the per-call collection only scans what calls create.
+                gc.freeze()
             return True
-        usage = {"id": cid, "cpu_ms": used_ms, "rss_kb": rss_kb}
+        report = {"id": cid, "cpu_ms": used_ms, "rss_kb": rss_kb}
         try:
-            encoded = _frame({**(error or {}), **usage}, self.rt.max_frame_bytes)
+            encoded = _frame({**(error or {}), **report}, self.rt.max_frame_bytes)
         except (*_BAD_JSON, FrameTooLarge):
             # Too large (the error data is plain JSON already, see _plain_error_data).
             fallback = {"type": "Exception", "message": "the error could not be reported"}
             encoded = _frame(
-                {"op": "error", "kind": "remote", "data": fallback, **usage},
+                {"op": "error", "kind": "remote", "data": fallback, **report},
                 self.rt.max_frame_bytes,
             )
         self.send_raw(encoded)
-        return False
+        return True
 
     def encode_value(self, value: Any) -> bytes:
         """JSON for a result; refusals are violations (the host never sees a bad frame)."""
