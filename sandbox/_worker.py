@@ -84,6 +84,34 @@ MAX_JSON_DEPTH = MAX_DEPTH
 # One encoder for the worker's life (stateless between calls: encode() starts afresh).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# A JSON string literal for an exact str, as the encoder above writes it (no ASCII escaping).
+_json_str: Callable[[str], str] = (
+    getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+)
+# The standard library's C encoder, made once with the settings of _ENCODER: what
+# JSONEncoder.encode makes anew on every call (with two Python calls around it). No cycle
+# check (markers None): it only ever sees plain_json's copies, which are fresh, acyclic and
+# at most MAX_JSON_DEPTH deep; the C encoder's own recursion guard stays.
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+_C_ENCODE: Any = (
+    _MAKE_ENCODER(None, _not_json, _json_str, None, ":", ",", False, False, False)
+    if _MAKE_ENCODER is not None
+    else None
+)
+
+
+def _encode_plain(value: Any) -> str:
+    """JSON text of a value ``plain_json`` made (exact builtins, acyclic, bounded depth)."""
+    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
+
+
 _PLAIN_LEAVES = (str, int, float, bool, type(None))
 _INFINITY = float("inf")
 
@@ -180,9 +208,30 @@ def _plain_dict(value: Any, kind: type, depth: int, open_ids: set[int]) -> dict[
     return out
 
 
+def _flat_params(params: Any) -> dict[str, Any] | None:
+    """A copy of a flat request (an exact dict of exact-str keys to str, bool, None or
+    int64 values: ``kv.get``, ``kv.set`` of a scalar), or None for anything else, which
+    takes ``_plain``'s full walk (and its errors). Reads through ``dict.items`` and decides
+    by ``type(x) is``, like ``_plain``: no code of the plugin runs."""
+    if type(params) is not dict:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in dict.items(params):
+        if type(key) is not str:
+            return None
+        kind = type(value)
+        if kind is str or kind is bool or value is None:
+            out[key] = value
+        elif kind is int and INT_MIN <= value <= INT_MAX:
+            out[key] = value
+        else:
+            return None
+    return out
+
+
 def _dumps(obj: Any) -> bytes:
     # strict UTF-8: a lone surrogate is refused
-    return _ENCODER.encode(plain_json(obj)).encode("utf-8")
+    return _encode_plain(plain_json(obj)).encode("utf-8")
 
 
 # The C scanner of the standard decoder, called directly: json.loads(bytes) adds
@@ -342,28 +391,6 @@ class _Server:
             self.sock.sendall(frame)
         except OSError:
             raise _ProtocolExit from None
-
-    def send_or_die(self, frame: bytes) -> None:
-        """Send from inside sandboxed code's call stack: failure ends the process at once.
-
-        An exception here could be caught by the sandboxed code that called ``host_call``
-        and the call would carry on over a broken channel; ``os._exit`` cannot be caught.
-        """
-        try:
-            self.sock.sendall(frame)
-        except BaseException:
-            os._exit(EXIT_PROTOCOL)
-
-    def receive_or_die(self) -> dict[str, Any]:
-        try:
-            msg = self.reader.read()
-        except MemoryError:
-            os._exit(EXIT_MEMORY)  # the host's answer does not fit in what is left
-        except BaseException:
-            os._exit(EXIT_PROTOCOL)
-        if type(msg) is not dict:
-            os._exit(EXIT_PROTOCOL)
-        return msg
 
     def serve(self, report: dict[str, str]) -> None:
         ready = {"op": "ready", "rss_kb": _max_rss_kb(), "confinement": report}
@@ -629,12 +656,17 @@ class _Server:
             raise SandboxViolation("host_call params must be a dict")
         # The envelope is this function's own: only the two values from sandboxed code are
         # copied to plain JSON (params one level down, as inside the envelope), not the
-        # envelope around them. method may be a str subclass: its characters only.
+        # envelope around them; it is formatted directly (cid is this worker's own int).
+        # method may be a str subclass: its characters only.
         method = str.__str__(method)
         try:
-            envelope = {"op": "host_call", "id": cid, "method": method, "params": None}
-            envelope["params"] = _plain(params, 1, set())
-            payload = _ENCODER.encode(envelope).encode("utf-8")
+            plain = _flat_params(params)
+            if plain is None:
+                plain = _plain(params, 1, set())
+            payload = (
+                f'{{"op":"host_call","id":{cid},"method":{_json_str(method)},'
+                f'"params":{_encode_plain(plain)}}}'
+            ).encode()
             if len(payload) > self.rt.max_frame_bytes:
                 raise FrameTooLarge(len(payload), self.rt.max_frame_bytes)
             frame = HEADER.pack(len(payload)) + payload
@@ -647,13 +679,24 @@ class _Server:
             raise SandboxViolation(
                 f"host call {method[:100]!r} has parameters that are not JSON-serialisable: {exc}"
             ) from None
-        self.send_or_die(frame)
-        reply = self.receive_or_die()
-        if reply.get("id") != cid:
+        del plain
+        # From here on sandboxed code is on the call stack: a failure of the channel ends
+        # the process at once (os._exit), so that code cannot catch it and carry on.
+        try:
+            self.sock.sendall(frame)
+            reply = self.reader.read()
+        except MemoryError:
+            os._exit(EXIT_MEMORY)  # the host's answer does not fit in what is left
+        except BaseException:
             os._exit(EXIT_PROTOCOL)
-        if reply.get("op") == "host_result" and set(reply) == {"op", "id", "value"}:
+        if type(reply) is not dict or reply.get("id") != cid:
+            os._exit(EXIT_PROTOCOL)
+        # Exactly three keys: op and id are there (checked), so the third must be the one
+        # named (no set built per reply).
+        op = reply.get("op")
+        if op == "host_result" and len(reply) == 3 and "value" in reply:
             return reply["value"]
-        if reply.get("op") == "host_error" and set(reply) == {"op", "id", "error"}:
+        if op == "host_error" and len(reply) == 3 and "error" in reply:
             raise self.decode_error(reply["error"])
         os._exit(EXIT_PROTOCOL)
 
