@@ -46,7 +46,7 @@ from typing import Any, NoReturn
 from ._confine import confine
 from ._errors import CompileError, RemoteError, SandboxViolation
 from ._jsonrule import INT_MAX, INT_MIN, MAX_DEPTH
-from ._protocol import HEADER, ChannelClosed, FrameReader, FrameTooLarge
+from ._protocol import HEADER, ChannelClosed, FrameTooLarge, SpinWait
 from ._seccomp import CHANNEL_FD
 
 __all__ = [
@@ -241,17 +241,71 @@ def _dumps(obj: Any) -> bytes:
 _SCAN: Callable[[str, int], tuple[Any, int]] = getattr(json.JSONDecoder(), "scan_once")  # noqa: B009
 
 
-def _loads(payload: bytes) -> Any:
-    """One frame's JSON value. Stricter than ``json.loads``: no whitespace before or after
-    the value (the host's encoder writes none); anything else is a ``ValueError``."""
-    text = payload.decode("utf-8", "surrogatepass")
-    try:
-        value, end = _SCAN(text, 0)
-    except StopIteration:
-        raise ValueError("the frame does not start with a JSON value") from None
-    if end != len(text):
-        raise ValueError("extra data after the frame's JSON value")
-    return value
+class _Requests:
+    """The worker's end of its channel, reading: the host's frames, whole, one at a time.
+
+    What ``_protocol.FrameReader`` does for a blocking reader without a deadline, written
+    out for the one use a worker has: the declared length is checked against the cap
+    before anything is allocated for the body; the payload is decoded by the C scanner
+    directly (``_SCAN``), stricter than ``json.loads``: no whitespace before or after the
+    value (the host's encoder writes none), and a lone surrogate passes the UTF-8 decoding
+    as the standard decoder would let it; before it sleeps in ``recv`` the reader busy-waits as
+    ``_protocol.SpinWait`` decides, so the host's send finds this process awake. During a
+    host call that wait runs under the CPU timer like everything else here: it is charged
+    to the call, never exempt from its limit. Errors: ``ChannelClosed`` at EOF,
+    ``FrameTooLarge``, ``ValueError`` for a payload that is not exactly one JSON value;
+    the callers turn anything but ``ChannelClosed`` (and ``MemoryError``) into an exit.
+    """
+
+    __slots__ = ("_buf", "_max", "_recv", "_sock", "_spin")
+
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
+        # The socket has no timeout and never gets one (worker_main makes it; settimeout
+        # would need fcntl, which seccomp refuses): with one, CPython would poll before
+        # every recv, which a worker may not, whatever the spin's MSG_DONTWAIT probe says.
+        self._sock = sock
+        self._recv = sock.recv
+        self._max = max_bytes
+        self._buf = bytearray()
+        self._spin = SpinWait()
+
+    def read(self) -> Any:
+        buf = self._buf
+        while True:
+            have = len(buf)
+            if have >= _HEADER_SIZE:
+                (length,) = _unpack_header(buf)
+                if length > self._max:
+                    raise FrameTooLarge(length, self._max)
+                end = _HEADER_SIZE + length
+                if have >= end:
+                    text = buf[_HEADER_SIZE:end].decode("utf-8", "surrogatepass")
+                    del buf[:end]
+                    try:
+                        value, stop = _SCAN(text, 0)
+                    except StopIteration:
+                        raise ValueError("the frame does not start with a JSON value") from None
+                    if stop != len(text):
+                        raise ValueError("extra data after the frame's JSON value")
+                    return value
+            waiter = self._spin
+            started = _monotonic()
+            budget = waiter.budget()
+            if budget:
+                waiter.spin_blocking(self._sock, started, budget)
+            try:
+                chunk = self._recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            waiter.record(_monotonic() - started)
+            if not chunk:
+                raise ChannelClosed("the host closed the channel")
+            buf += chunk
+
+
+_HEADER_SIZE = HEADER.size
+_unpack_header = HEADER.unpack_from
+_monotonic = time.monotonic
 
 
 def _frame(obj: Any, max_bytes: int) -> bytes:
@@ -357,11 +411,7 @@ class _Server:
     def __init__(self, sock: socket.socket, rt: WorkerRuntime) -> None:
         self.sock = sock
         self.rt = rt
-        # spin: the reader busy-waits briefly for the host's next frame (see
-        # _protocol.SpinWait), so the host's send finds this process awake instead of
-        # having to wake it. During a host call that wait runs under the CPU timer like
-        # everything else here: it is charged to the call, never exempt from its limit.
-        self.reader = FrameReader(sock, rt.max_frame_bytes, _loads, spin=True)
+        self.reader = _Requests(sock, rt.max_frame_bytes)
         self.active: int | None = None  # id of the call in progress, if any
         self.phase = "idle"
         self.entry: Any = None
