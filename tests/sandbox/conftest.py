@@ -124,6 +124,44 @@ def late_report(entry, host_call):
     return list(LATE)
 
 
+KEPT = []
+
+
+def keep_generator(entry, host_call):
+    """leave_generator's generator, but kept reachable: it survives the collection."""
+    leave_generator(entry, host_call)
+
+    def gen():
+        try:
+            yield 1
+        finally:
+            try:
+                host_call("late", {})
+                LATE.append("host_call worked")
+            except SandboxViolation as exc:
+                LATE.append(str(exc))
+
+    g = gen()
+    next(g)
+    cycle = [g]
+    cycle.append(cycle)
+    KEPT.append(cycle)
+    return "kept"
+
+
+def drop_generator(entry, host_call):
+    """Make the kept cycle garbage; this call itself leaves nothing else behind."""
+    KEPT.clear()
+    return "dropped"
+
+
+def leave_garbage(entry, host_call):
+    """Leave a plain reference cycle (no finalizer) for the collector."""
+    cycle = []
+    cycle.append(cycle)
+    return "left"
+
+
 STASHED = []
 
 

@@ -148,6 +148,29 @@ def test_host_calls_cannot_run_after_the_call_returned(pool: WorkerPool) -> None
     assert calls == []
 
 
+def test_garbage_from_an_earlier_call_is_finalized_between_calls_only(pool: WorkerPool) -> None:
+    # The worker collects after a call only when the call left a container alive. A cycle
+    # that survived a collection (it was reachable then) and is dropped by a later call may
+    # so wait for a later collection: still after a call, with no call active.
+    calls: list[str] = []
+
+    def on_host_call(method: str, params: dict[str, Any]) -> Any:
+        calls.append(method)
+
+    assert pool.call("sbtest:keep_generator", [], on_host_call=on_host_call).value == "kept"
+    assert pool.call("sbtest:drop_generator", [], on_host_call=on_host_call).value == "dropped"
+    assert pool.call("sbtest:leave_garbage", [], on_host_call=on_host_call).value == "left"
+    report = pool.call("sbtest:late_report", [], on_host_call=on_host_call).value
+    refused = (
+        "host calls are only possible while a call is running; this code ran after its call "
+        "had returned"
+    )
+    # One from keep_generator's own leave_generator (collected after that call), one from
+    # the kept generator (collected after a later call at the latest).
+    assert report == [refused, refused]
+    assert calls == []
+
+
 def test_a_host_call_kept_from_an_earlier_call_is_revoked(pool: WorkerPool) -> None:
     calls: list[str] = []
 
