@@ -36,3 +36,70 @@ def install() -> None:
         real_load(self)
 
     _seccomp.CompiledFilter.load = load  # type: ignore[method-assign]
+
+
+def dump_objects(path: str) -> None:
+    """Have the fork server write (address, size, type) of every object it can reach, right
+    before it serves (for ``worker_memory.py --explain``)."""
+    import gc
+    import sys
+    import types
+
+    from sandbox import _forkserver
+
+    real_run = _forkserver._Server.run
+
+    def run(self: Any) -> None:
+        seen: set[int] = set()
+        gc.unfreeze()  # frozen objects are not listed; unfreeze and freeze move list heads
+        stack: list[object] = gc.get_objects()
+        gc.freeze()
+        with open(path, "w") as out:
+            while stack:
+                obj = stack.pop()
+                if id(obj) in seen:
+                    continue
+                seen.add(id(obj))
+                out.write(f"{id(obj)}\t{sys.getsizeof(obj)}\t{type(obj).__name__}\n")
+                if type(obj) is types.CodeType:
+                    stack.extend((obj.co_consts, obj.co_names, obj.co_code, obj.co_linetable))
+                else:
+                    stack.extend(gc.get_referents(obj))
+        del seen, stack
+        real_run(self)
+
+    _forkserver._Server.run = run  # type: ignore[method-assign]
+
+
+def warm(frames_path: str, times: int) -> None:  # experiment: serve recorded frames first
+    import gc
+    import json
+    import socket
+
+    from sandbox import _forkserver, _worker
+    from sandbox._protocol import HEADER
+
+    real_prepare = _forkserver._prepare
+    with open(frames_path) as f:
+        frames = json.load(f)
+
+    def prepare(config: Any) -> Any:
+        rt = real_prepare(config)
+        for _ in range(times):
+            a, b = socket.socketpair()
+            data = b"".join(
+                HEADER.pack(len(p)) + p for p in (json.dumps(fr).encode() for fr in frames)
+            )
+            b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+            old = signal.signal(signal.SIGPROF, signal.SIG_IGN)
+            try:
+                _worker._Server(a, rt).serve({})
+            finally:
+                signal.signal(signal.SIGPROF, old)
+                gc.unfreeze()
+            a.close()
+            b.close()
+        return rt
+
+    _forkserver._prepare = prepare

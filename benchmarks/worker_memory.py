@@ -185,6 +185,43 @@ def classify(
     return {k: dict(v) for k, v in result.items()}
 
 
+def explain(pid: int, parent: int, origin: dict[int, int], objects_path: str) -> None:
+    """Which objects the worker's small writes (pages <= 64 bytes apart) landed in."""
+    import bisect
+
+    rows = []
+    for line in Path(objects_path).read_text().splitlines():
+        start, size, name = line.split("\t")
+        rows.append((int(start), int(size), name))
+    rows.sort()
+    starts = [r[0] for r in rows]
+    _cats, maps = smaps(pid)
+    hits: dict[str, int] = defaultdict(int)
+    unknown = 0
+    with open(f"/proc/{pid}/mem", "rb", 0) as child, open(f"/proc/{parent}/mem", "rb", 0) as mem:
+        for addr, cat, frame in exclusive_pages(pid, maps):
+            if origin.get(addr) == frame or not cat.startswith(("anon", "[heap]")):
+                continue
+            child.seek(addr)
+            mine = child.read(PAGE)
+            mem.seek(addr)
+            theirs = mem.read(PAGE)
+            words = [i for i in range(0, PAGE, 8) if mine[i : i + 8] != theirs[i : i + 8]]
+            if not words or len(words) > 8:
+                continue
+            for offset in words:
+                where = addr + offset
+                i = bisect.bisect_right(starts, where) - 1
+                if i >= 0 and where < rows[i][0] + rows[i][1]:
+                    hits[f"{rows[i][2]} +{where - rows[i][0]}"] += 1
+                else:
+                    unknown += 1
+    print("\nsmall writes (8-byte words) by object type and offset, top 25:")
+    for key, n in sorted(hits.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"   {n:5d}  {key}")
+    print(f"   {unknown:5d}  not inside a listed object (allocator state, C structures)")
+
+
 def report(
     stage: str, pid: int, parent: int, origin: dict[int, int] | None, prev: dict[str, int]
 ) -> dict[str, int]:
@@ -228,14 +265,33 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1)
     parser.add_argument("--pages", action="store_true", help="classify private pages")
     parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="with --pages: which objects (type, offset) the small differences are in",
+    )
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="experiment: the fork server serves the recorded frames this many times first",
+    )
+    parser.add_argument(
         "--workers", type=int, default=1, help="fork this many first (the last is reported)"
     )
     args = parser.parse_args()
     from bench_sandbox import EVENT, PLUGIN
 
     config, (load, call) = record_frames(PLUGIN, EVENT)
+    extra = ""
+    if args.explain:
+        extra += "memstage_boot.dump_objects('/tmp/worker_memory_objects.tsv'); "
+    if args.warm:
+        Path("/tmp/worker_memory_frames.json").write_bytes(
+            orjson.dumps([load] + [{**call, "id": 1000 + i} for i in range(5)])
+        )
+        extra += f"memstage_boot.warm('/tmp/worker_memory_frames.json', {args.warm}); "
     _forkclient._BOOT = (
-        "import sys, memstage_boot; memstage_boot.install(); "
+        f"import sys, memstage_boot; memstage_boot.install(); {extra}"
         "from sandbox._forkserver import main; main(sys.argv)"
     )
     client = _forkclient.ForkServerClient(config)
@@ -268,6 +324,8 @@ def main() -> None:
                 proc.channel.sendall(encode_frame(answer, 1 << 24))
             assert reply["op"] == "result", reply
         report(f"call x{args.calls}", pid, parent, origin, prev)
+        if args.explain and origin is not None:
+            explain(pid, parent, origin, "/tmp/worker_memory_objects.tsv")
         for other in earlier:
             print(
                 f"earlier worker {other.pid}: USS {sum(smaps(other.pid)[0].values()) / 1024:.2f} MiB"
