@@ -74,6 +74,52 @@ CONTROL_MAX_FRAME_BYTES = 64 * 1024 * 1024
 _RAW_EXEC_MODULES = ("ctypes", "ctypes.util", "mmap", "select", "subprocess", "threading")
 
 
+_WARMUP_ROUNDS = 3
+_WARMUP_SOURCE = """
+import json
+import re
+import time
+
+
+class Counter:
+    def __init__(self, start=0):
+        self.value = start
+
+    def add(self, n=1):
+        self.value = self.value + n
+        return self.value
+
+
+def helper(item, *args, key="k", **kwargs):
+    return {key: item, "args": list(args), **kwargs}
+
+
+def run(event, extra=None):
+    content = event.get("content") or {}
+    title = content.get("title", "")
+    counter = Counter()
+    out = []
+    for i, value in enumerate(event.get("n", [])):
+        if value is None:
+            continue
+        out.append(helper(value, i, key=f"v{i}", title=title))
+        counter.add()
+    try:
+        json.dumps(out)
+    except (TypeError, ValueError) as exc:
+        out.append(str(exc))
+    finally:
+        counter.add(2)
+    words = [w.upper() for w in re.split("[ _]", title) if w]
+    pairs = {k: v for k, v in zip(words, range(len(words)))}
+    return {"count": counter.value, "out": out, "pairs": pairs, "t": time.time() > 0,
+            "s": "%s-%d" % (title, len(out)), "sl": title[1:], "t2": (1, 2)[0]}
+
+
+RESULT = run({"content": {"id": "w", "title": "warm up"}, "n": [1, None, 2.5]})
+"""
+
+
 def _resolve(preludes: Any, name: str | None, what: str) -> Callable[..., Any] | None:
     if name is None:
         return None
@@ -106,11 +152,13 @@ def _prepare(config: dict[str, Any]) -> Any:
     # One compile and load so that whatever the language layer imports lazily on first use
     # is imported here, not in a worker where imports are impossible. Its outcome does not
     # matter; a failure here shows up as a clear error at the first real load.
-    try:
-        code = _compiler.compile_bundle({"warmup.py": "x = [i for i in range(3)]\n"})
-        _loader.load_bundle(code, "warmup.py", preludes=preludes)
-    except Exception:
-        pass
+    for _ in range(_WARMUP_ROUNDS):
+        try:
+            code = _compiler.compile_bundle({"warmup.py": _WARMUP_SOURCE})
+            module = _loader.load_bundle(code, "warmup.py", preludes=preludes)
+            module.run({"content": {"id": "x", "title": "t"}, "n": [1, 2.5, None]})
+        except Exception:
+            pass
     return WorkerRuntime(
         preludes=preludes,
         compile_bundle=_compiler.compile_bundle,
