@@ -74,6 +74,9 @@ CONTROL_MAX_FRAME_BYTES = 64 * 1024 * 1024
 _RAW_EXEC_MODULES = ("ctypes", "ctypes.util", "mmap", "select", "subprocess", "threading")
 
 
+# The warm-up bundle: plain Python using the constructs plugins use most, run under the
+# sandbox's own rules (see _prepare). Three rounds: CPython specialises an instruction on its
+# second run and settles its counters over the next ones.
 _WARMUP_ROUNDS = 3
 _WARMUP_SOURCE = """
 import json
@@ -149,9 +152,13 @@ def _prepare(config: dict[str, Any]) -> Any:
     if config["allow_raw_exec"]:
         for name in _RAW_EXEC_MODULES:
             __import__(name)
-    # One compile and load so that whatever the language layer imports lazily on first use
-    # is imported here, not in a worker where imports are impossible. Its outcome does not
-    # matter; a failure here shows up as a clear error at the first real load.
+    # Warm-up compiles and loads, for two reasons. Whatever the language layer imports
+    # lazily on first use is imported here, not in a worker where imports are impossible.
+    # And the code they run (RestrictedPython's transformer, the guards, the loader) is
+    # specialised here: CPython writes its inline caches on the first runs of each code
+    # object, and a worker that did that itself would own a copy of every page it wrote
+    # (tests/sandbox/test_forkserver.py checks the bundle is still accepted). Its outcome
+    # does not matter; a failure here shows up as a clear error at the first real load.
     for _ in range(_WARMUP_ROUNDS):
         try:
             code = _compiler.compile_bundle({"warmup.py": _WARMUP_SOURCE})

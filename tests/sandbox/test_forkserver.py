@@ -196,3 +196,15 @@ def test_a_bad_configuration_is_a_clear_start_error(
         ForkServerClient(config(**overrides))
     assert str(info.value) == message
     assert sb.zombie_children() == []
+
+
+def test_the_warm_up_bundle_is_accepted_and_runs_under_the_sandbox_rules() -> None:
+    # The fork server swallows a failing warm-up (it only costs memory per worker): this is
+    # where a rule change that refuses the bundle shows up.
+    from sandbox import _compiler, _forkserver, _loader
+
+    preludes = _loader.build_preludes({}, {})
+    code = _compiler.compile_bundle({"warmup.py": _forkserver._WARMUP_SOURCE})
+    module = _loader.load_bundle(code, "warmup.py", preludes=preludes)
+    assert module.RESULT["count"] == 4
+    assert module.run({"content": {"title": "a b"}, "n": [1]})["pairs"] == {"A": 0, "B": 1}
