@@ -26,11 +26,17 @@ def burn(route_ctx, ctx):
 plugin = define_plugin(routes={"burn": RouteConfig(burn, public=True)})
 """
 
-# A constant clock: every later call reports 0 ms (this one, started on the real clock,
-# reports whatever is left up to the constant).
-FORGE_SELF_REPORTS = (
-    "import sandbox._worker as w\nw._usage = lambda: (1e6, 0)\nresult = 'patched'\n"
-)
+# Constant clocks: every later call reports 0 ms and 0 KB (the worker reads its CPU time
+# at the start of an operation with _process_cpu and at the end, with its peak RSS, with
+# resource.getrusage).
+FORGE_SELF_REPORTS = """
+import types
+import sandbox._worker as w
+zero = types.SimpleNamespace(ru_utime=0.0, ru_stime=0.0, ru_maxrss=0)
+w.resource = types.SimpleNamespace(RUSAGE_SELF=0, getrusage=lambda who: zero)
+w._process_cpu = lambda: 0.0
+result = 'patched'
+"""
 
 
 def test_the_audit_records_the_hosts_cpu_figure(tmp_path: Path) -> None:
