@@ -5,6 +5,9 @@ Not part of the runtime: ``worker_memory.py`` starts a fork server with this mod
 the start of ``worker_main`` (just after the fork) and once more right before its seccomp
 filter is loaded (every other confinement step done; ``kill`` is still allowed there).
 The measuring process reads ``/proc/<pid>/smaps`` of the stopped worker and continues it.
+:func:`dump_objects` (``--explain``) has the fork server list the objects it holds right
+before it serves; :func:`warm` (``--warm``, an experiment) has it serve recorded frames
+first.
 """
 
 from __future__ import annotations
