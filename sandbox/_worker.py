@@ -245,16 +245,22 @@ class _Requests:
     """The worker's end of its channel, reading: the host's frames, whole, one at a time.
 
     What ``_protocol.FrameReader`` does for a blocking reader without a deadline, written
-    out for the one use a worker has: the declared length is checked against the cap
-    before anything is allocated for the body; the payload is decoded by the C scanner
-    directly (``_SCAN``), stricter than ``json.loads``: no whitespace before or after the
-    value (the host's encoder writes none), and a lone surrogate passes the UTF-8 decoding
-    as the standard decoder would let it; before it sleeps in ``recv`` the reader busy-waits as
-    ``_protocol.SpinWait`` decides, so the host's send finds this process awake. During a
-    host call that wait runs under the CPU timer like everything else here: it is charged
-    to the call, never exempt from its limit. Errors: ``ChannelClosed`` at EOF,
-    ``FrameTooLarge``, ``ValueError`` for a payload that is not exactly one JSON value;
-    the callers turn anything but ``ChannelClosed`` (and ``MemoryError``) into an exit.
+    out for the one use a worker has (two Python calls and a copy less per frame):
+
+    * the declared length is checked against the cap before anything is allocated for
+      the body;
+    * the payload is decoded by the C scanner directly (``_SCAN``), stricter than
+      ``json.loads``: no whitespace before or after the value (the host's encoder writes
+      none); a lone surrogate passes the UTF-8 decoding, as the standard decoder would
+      let it;
+    * before it sleeps in ``recv`` the reader busy-waits as ``_protocol.SpinWait``
+      decides, so the host's send finds this process awake. During a host call that wait
+      runs under the CPU timer like everything else here: it is charged to the call,
+      never exempt from its limit.
+
+    Errors: ``ChannelClosed`` at EOF, ``FrameTooLarge``, ``ValueError`` for a payload that
+    is not exactly one JSON value; the callers turn anything but ``ChannelClosed`` (and
+    ``MemoryError``) into an exit.
     """
 
     __slots__ = ("_buf", "_max", "_recv", "_sock", "_spin")
