@@ -421,7 +421,8 @@ class WorkerPool:
         calls = self._sup._inflight
         if not is_load:
             calls.append(None)
-            spin, quick = True, len(calls) > 1
+            quick = len(calls) > 1
+            spin = not quick
         else:
             spin = quick = False
         try:
@@ -659,10 +660,12 @@ class WorkerPool:
             stale: list[WorkerHandle] = []
             burners: list[WorkerHandle] = []
             spawn = False
+            # Asked before the lock, not under it: a probe that let go of the GIL while
+            # holding the pool's lock made every other host thread queue behind it.
+            server_ok = self._sup._server_alive()
             with self._lock:
                 if self._closed_reason is not None:
                     raise SandboxUnavailableError(self._closed_reason)
-                server_ok = not self._idle or self._sup._server_alive()
                 while self._idle:
                     worker = self._idle.pop()
                     if worker.server_epoch != self._sup.epoch or not server_ok:

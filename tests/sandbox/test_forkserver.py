@@ -196,3 +196,17 @@ def test_a_bad_configuration_is_a_clear_start_error(
         ForkServerClient(config(**overrides))
     assert str(info.value) == message
     assert sb.zombie_children() == []
+
+
+def test_a_killed_fork_server_is_seen_dead_and_reaped(client: ForkServerClient) -> None:
+    # is_alive() asks the server's pidfd (without letting go of the GIL), after the flag
+    # the control channel's reader sets at EOF; close() reaps it: no zombie is left.
+    assert client.is_alive()
+    server = client.pid
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while client.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not client.is_alive()
+    client.close()
+    assert not Path(f"/proc/{server}").exists()  # reaped, not a zombie
