@@ -639,8 +639,18 @@ class Cron(_Member):
     __slots__ = ()
     _label = "ctx.cron"
 
-    def schedule(self, name: str, schedule: str, data: Any = None) -> None:
-        """Create or replace task ``name`` (a cron expression or an ISO-8601 UTC time)."""
+    def schedule(self, name: str, schedule: Any, data: Any = None) -> None:
+        """Create or replace task ``name`` (a cron expression or an ISO-8601 UTC time).
+
+        EmDash's form, ``schedule(name, {"schedule": ..., "data": ...})``, works too, so a
+        ported plugin runs unchanged."""
+        if type(schedule) is dict and data is None:
+            extra = sorted(str(k)[:40] for k in schedule if k not in ("schedule", "data"))
+            if extra:
+                raise TypeError(
+                    f"ctx.cron.schedule options take only schedule and data, not {extra}"
+                )
+            schedule, data = schedule.get("schedule"), schedule.get("data")
         self._send("cron/schedule", {"name": name, "schedule": schedule, **_opts(data=data)})
 
     def cancel(self, name: str) -> None:
