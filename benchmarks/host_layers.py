@@ -21,6 +21,11 @@ worker does meanwhile) and the p50 wall time. Rows, innermost first:
 6. ``rt.run_hook`` of the same plugin added natively (trusted): the same bookkeeping
    around a plain call.
 
+The last column counts the Python bytecodes the calling thread executes per call
+(``sys.settrace`` opcode events over 200 calls): unlike the times, it is the same on
+every machine and under any load, so it says whether a change made the host's own work
+smaller.
+
 Row 4 minus rows 2 and 5 is what a real round trip adds to the bookkeeping around it: on
 a VM, the worker runs on the caller's CPU while the caller sleeps (a synchronous wake-up),
 so the caller's code and data are evicted from the caches and everything after the answer
@@ -47,6 +52,27 @@ import emdash  # noqa: E402
 from sandbox._call import CallResult  # noqa: E402
 
 
+def opcodes_per_call(fn: Callable[[], Any], n: int = 200) -> float:
+    """Python bytecodes this thread executes per call of ``fn`` (``sys.settrace`` with
+    opcode events): a count that does not depend on the machine or its load."""
+    count = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal count
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        for _ in range(n):
+            fn()
+    finally:
+        sys.settrace(None)
+    return count / n
+
+
 def per_call(fn: Callable[[], Any], n: int, rounds: int) -> tuple[float, float]:
     """(median thread CPU per call, median p50 wall per call) over ``rounds`` loops, in us."""
     cpu: list[float] = []
@@ -69,8 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"python {sys.version.split()[0]}; load average {bench.load()}", flush=True)
 
     floor_samples, floor_cpu = bench.round_trip_floor(n * rounds, spin=False)
-    rows: list[tuple[str, float, float]] = [
-        ("blocking floor, host side", floor_cpu.host * 1e6, bench.pct(floor_samples, 50) * 1e6)
+    rows: list[tuple[str, float, float, float | None]] = [
+        (
+            "blocking floor, host side",
+            floor_cpu.host * 1e6,
+            bench.pct(floor_samples, 50) * 1e6,
+            None,
+        )
     ]
     event = bench.EVENT
     with (
@@ -109,22 +140,31 @@ def main(argv: list[str] | None = None) -> int:
         for _, fn in layers:
             bench.timed(fn, 300)  # warm-up
         for name, fn in layers:
-            rows.append((name, *per_call(fn, n, rounds)))
+            rows.append((name, *per_call(fn, n, rounds), opcodes_per_call(fn)))
         canned = CallResult(None, 0.01, 0, 0.01)
         pool.call = lambda *a, **k: canned
         try:
             bench.timed(run_hook, 300)
-            rows.append(("rt.run_hook, pool answer canned", *per_call(run_hook, n, rounds)))
+            rows.append(
+                (
+                    "rt.run_hook, pool answer canned",
+                    *per_call(run_hook, n, rounds),
+                    opcodes_per_call(run_hook),
+                )
+            )
         finally:
             pool.call = real_call
         bench.timed(run_native, 300)
-        rows.append(("rt.run_hook, native", *per_call(run_native, n, rounds)))
+        rows.append(
+            ("rt.run_hook, native", *per_call(run_native, n, rounds), opcodes_per_call(run_native))
+        )
 
     floor_host = rows[0][1]
-    print(f"\n{'layer':38s} {'host CPU us':>11s} {'x floor':>8s} {'p50 us':>8s}")
-    print("-" * 68)
-    for name, cpu, wall in rows:
-        print(f"{name:38s} {cpu:11.1f} {cpu / floor_host:7.2f}x {wall:8.1f}")
+    print(f"\n{'layer':38s} {'host CPU us':>11s} {'x floor':>8s} {'p50 us':>8s} {'opcodes':>8s}")
+    print("-" * 77)
+    for name, cpu, wall, ops in rows:
+        shown = "-" if ops is None else f"{ops:.0f}"
+        print(f"{name:38s} {cpu:11.1f} {cpu / floor_host:7.2f}x {wall:8.1f} {shown:>8s}")
     print(f"\nload average at end: {bench.load()}")
     return 0
 

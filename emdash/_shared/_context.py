@@ -673,6 +673,19 @@ class Email(_Member):
         self._send("email/send", {"message": message})
 
 
+def _loggable(text: Any) -> Any:
+    """A log text with its lone surrogates escaped (``\\udfff``), as the host escapes them
+    in a trusted plugin's lines: such a string has no UTF-8 form, so a sandboxed plugin's
+    line could not cross to the host at all, and a log line is no reason to fail a call."""
+    if type(text) is not str or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class Log(_Member):
     """``ctx.log``: lines go to the host logger ``emdash.plugins.<id>``."""
 
@@ -680,7 +693,7 @@ class Log(_Member):
     _label = "ctx.log"
 
     def _log(self, level: str, msg: Any, data: Any) -> None:
-        self._send("log", {"level": level, "msg": msg, **_opts(data=data)})
+        self._send("log", {"level": level, "msg": _loggable(msg), **_opts(data=_loggable(data))})
 
     def debug(self, msg: str, data: Any = None) -> None:
         """Log ``msg`` (and optional JSON ``data``) at debug level."""
