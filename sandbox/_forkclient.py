@@ -48,6 +48,7 @@ import orjson
 from ._errors import SandboxNotAvailableError, SandboxUnavailableError, WorkerCrashed
 from ._forkserver import CONTROL_MAX_FRAME_BYTES
 from ._protocol import HEADER, ChannelClosed, ProtocolError, send_frame
+from ._quickio import FdProbe
 
 __all__ = ["HOST_FDS_MESSAGE", "ExitBox", "ForkServerClient", "ForkedProcess"]
 
@@ -274,6 +275,15 @@ class ForkServerClient:
                 f"the sandbox fork server failed to start: {why or 'unexpected reply'}"
             )
         self.pid = self._proc.pid
+        # A pidfd of the server, for is_alive(): it turns readable when the server exits,
+        # and probing it keeps the GIL (see FdProbe); Popen.poll() is the fallback.
+        self._pidfd: int | None = None
+        self._exited: FdProbe | None = None
+        try:
+            self._pidfd = os.pidfd_open(self._proc.pid)
+            self._exited = FdProbe(self._pidfd)
+        except (AttributeError, OSError):
+            pass
         self._thread = threading.Thread(
             target=self._read_loop, name="sandbox-forkserver-reader", daemon=True
         )
@@ -282,7 +292,13 @@ class ForkServerClient:
     # -- public ---------------------------------------------------------------------------
 
     def is_alive(self) -> bool:
-        return not self._lost and not self._closing and self._proc.poll() is None
+        if self._lost or self._closing:
+            return False
+        probe = self._exited
+        if probe is not None and not probe.ready():
+            return True
+        # Exited (or no pidfd): Popen.poll() reaps it and says so.
+        return self._proc.poll() is None
 
     def fork(self, memory_mb: int, cpu_s: int, timeout: float = 10.0) -> ForkedProcess:
         """Ask for a new confined worker whose memory budget is ``memory_mb`` and whose
@@ -338,6 +354,10 @@ class ForkServerClient:
                 self._proc.wait()
         self._sock.close()
         self._thread.join(timeout)
+        if self._pidfd is not None:
+            self._exited = None  # is_alive() saw _closing already; nothing probes it now
+            os.close(self._pidfd)
+            self._pidfd = None
 
     # -- the reader thread --------------------------------------------------------------
 

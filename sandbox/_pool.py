@@ -169,6 +169,13 @@ WATCH_INTERVAL_S = 0.2
 _SPAWN_TIMEOUT_S = 10.0  # fork + confinement + "ready"
 _DEATH_REPORT_TIMEOUT_S = 5.0  # how long to wait for the fork server's exit report
 _CALL_OPS = frozenset({"host_call", "result", "error"})
+
+# Whether a call spins for its answer while other calls of this process are in flight. No:
+# then every CPU has a runnable thread or worker, a spinning host thread only takes the
+# CPU (and, spinning with the GIL held, the interpreter) that another call needs, and the
+# two host threads' calls queued behind each other.
+SPIN_WHILE_CONCURRENT = False
+
 _LOAD_OPS = frozenset({"loaded", "error"})
 _READY_OPS = frozenset({"ready"})
 
@@ -414,14 +421,16 @@ class WorkerPool:
         is_load = call.op == "load"
         allowed = _LOAD_OPS if is_load else _CALL_OPS
         cid, deadline = call.cid, call.deadline
-        # A call spins briefly for its answer (see _protocol.SpinWait); a load does not
-        # (compiling takes far longer than any spin). While other calls are in flight in this process, a
+        # A call spins briefly for its answer (see _protocol.SpinWait) unless other calls
+        # are in flight (SPIN_WHILE_CONCURRENT); a load does not (compiling takes far
+        # longer than any spin). While other calls are in flight in this process, a
         # call's channel calls that cannot block also keep the GIL (`quick`): each release
         # would hand the GIL to another host thread and back.
         calls = self._sup._inflight
         if not is_load:
             calls.append(None)
-            spin, quick = True, len(calls) > 1
+            quick = len(calls) > 1
+            spin = SPIN_WHILE_CONCURRENT or not quick
         else:
             spin = quick = False
         try:
@@ -659,10 +668,12 @@ class WorkerPool:
             stale: list[WorkerHandle] = []
             burners: list[WorkerHandle] = []
             spawn = False
+            # Asked before the lock, not under it: a probe that let go of the GIL while
+            # holding the pool's lock made every other host thread queue behind it.
+            server_ok = self._sup._server_alive()
             with self._lock:
                 if self._closed_reason is not None:
                     raise SandboxUnavailableError(self._closed_reason)
-                server_ok = not self._idle or self._sup._server_alive()
                 while self._idle:
                     worker = self._idle.pop()
                     if worker.server_epoch != self._sup.epoch or not server_ok:

@@ -27,7 +27,7 @@ import os
 import socket
 from typing import Any
 
-__all__ = ["AVAILABLE", "QuickIO"]
+__all__ = ["AVAILABLE", "FdProbe", "QuickIO"]
 
 _POLLIN = 0x001
 _BUFFER = 65536
@@ -116,3 +116,32 @@ class QuickIO:
         if code in _AGAIN:
             return 0
         raise OSError(code, os.strerror(code))
+
+
+class FdProbe:
+    """``poll(fd, POLLIN, 0)`` keeping the GIL: is a descriptor readable *now*?
+
+    For the fork server's pidfd, which turns readable when the server exits: every
+    checkout of a worker asks, under the pool's lock. ``Popen.poll()`` there released the
+    GIL in ``waitpid`` while the lock was held, and with two host threads each such release
+    handed the GIL to a thread that then blocked on the lock (a convoy: two futex wake-ups
+    per call, and the threads' calls serialised). Never blocks (zero timeout).
+    """
+
+    __slots__ = ("_fd", "_pollfd", "_pollref")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        if AVAILABLE:
+            self._pollfd: Any = _PollFd(fd, _POLLIN, 0)
+            self._pollref: Any = ctypes.byref(self._pollfd)
+
+    def ready(self) -> bool:
+        """True when ``fd`` is readable (for a pidfd: the process has exited) or in error."""
+        if AVAILABLE:
+            return bool(_poll(self._pollref, _ONE, _ZERO) != 0)
+        import select  # pragma: no cover - non-Linux hosts have no pidfd anyway
+
+        poller = select.poll()  # pragma: no cover
+        poller.register(self._fd, select.POLLIN)  # pragma: no cover
+        return bool(poller.poll(0))  # pragma: no cover

@@ -174,9 +174,10 @@ def audit_body(
         + select("since", "Time", [(k, v[0]) for k, v in AUDIT_WINDOWS.items()])
         + '<button type="submit" class="btn btn-secondary">Filter</button></form>'
     )
+    over = f" (the newest {page.total:,} entries)" if page.total_capped else ""
     chart = bar_chart(
         [(pid, duration, cpu or 0.0) for pid, _n, duration, cpu in page.figures],
-        title="Mean duration and mean CPU per invocation, per plugin (ms)",
+        title=f"Mean duration and mean CPU per invocation, per plugin (ms){over}",
         unit="ms",
     )
     rows = page.rows
@@ -204,7 +205,7 @@ def audit_body(
     )
     return (
         f"{form}<h2>Figures</h2>{chart}"
-        f"<h2>Entries</h2><p>{len(rows)} of {page.total} matching entries shown, newest "
+        f"<h2>Entries</h2><p>{len(rows)} of {_total(page)} matching entries shown, newest "
         "first.</p>"
         '<div class="bk-table-wrap"><table class="bk-table audit"><thead><tr>'
         '<th scope="col">When (UTC)</th><th scope="col">Plugin</th><th scope="col">Kind</th>'
@@ -227,3 +228,8 @@ def _ms(value: Any) -> str:
 def _short(value: Any) -> str:
     text = str(value) if isinstance(value, str) else ""
     return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _total(page: AuditPage) -> str:
+    """How many entries match: exact, or "10,000+" past the figures' window."""
+    return f"{page.total:,}+" if page.total_capped else f"{page.total:,}"

@@ -148,6 +148,12 @@ class EmDashASGI:
         self.runtime = runtime
         self._token = token.encode() if token is not None else None
         self.max_body_bytes = max_body_bytes
+        # Plugins the host left out (id -> why, and what fixes it), for the answer to an
+        # authenticated call of one of their routes.
+        self._left_out = {
+            str(item.get("id")): (str(item.get("error", "")), str(item.get("hint", "")))
+            for item in unloaded_plugins
+        }
         # The admin web UI under /_emdash/admin/ (signs in with the same token).
         self.admin = AdminApp(
             runtime,
@@ -190,9 +196,22 @@ class EmDashASGI:
             return
         meta = self._route_meta(plugin_id, route)
         if meta is None:
+            left_out = self._left_out.get(plugin_id)
+            if left_out is not None and self._authenticated(scope):
+                # The operator (or a client with the token) learns why, and what fixes it.
+                why, fix = left_out
+                await _error(
+                    send,
+                    503,
+                    "PLUGIN_NOT_LOADED",
+                    f"Plugin {plugin_id} is not loaded: {why[:400]} (fix: {fix[:200]})",
+                    head=head,
+                )
+                return
             # Names the plugin and route the client asked for (from its own path), and no
-            # more: whether the plugin exists, is disabled, or which private routes it has
-            # is not for an unauthenticated client (Runtime.invoke_route tells the host).
+            # more: whether the plugin exists, is disabled, is left out, or which private
+            # routes it has is not for an unauthenticated client (Runtime.invoke_route
+            # tells the host).
             shown = f"{_shown(plugin_id, 100)}/{_shown(route, 200)}"
             await _error(send, 404, "NOT_FOUND", f'Plugin route not found: "{shown}"', head=head)
             return

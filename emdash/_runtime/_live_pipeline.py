@@ -40,6 +40,10 @@ class LivePipeline:
         """Run ``plugin_id``'s cron hook for one due task. Never raises."""
         return self.pipeline.invoke_cron(plugin_id, event)
 
+    def cron_timeout_ms(self) -> int:
+        """The longest timeout among the enabled plugins' cron hooks (ms; 0: none)."""
+        return self.pipeline.cron_timeout_ms()
+
     def selected_provider(self, hook: str) -> str | None:
         return self.pipeline.selected_provider(hook)
 

@@ -395,6 +395,11 @@ class HookPipeline:
 
     # -- single-target hooks ---------------------------------------------------------
 
+    def cron_timeout_ms(self) -> int:
+        """The longest timeout among the enabled plugins' cron hooks (ms; 0: none): how
+        long a claimed task may legitimately stay ``running`` once it started."""
+        return max((e.timeout_ms for e in self._handlers.get("cron", ())), default=0)
+
     def invoke_cron(self, plugin_id: str, event: Any) -> HookResult:
         """Dispatch a due cron task to the plugin that owns it. Never raises."""
         entry = next((e for e in self._handlers.get("cron", ()) if e.plugin_id == plugin_id), None)

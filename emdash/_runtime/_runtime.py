@@ -242,7 +242,9 @@ class Runtime:
         self._registry_watch: RegistryWatcher | None = None
         if self.store.backend == "postgresql":
             self._registry_watch = RegistryWatcher(
-                lambda: self.store.plugin_registry.list(), self._follow_registry
+                lambda: self.store.plugin_registry.list(),
+                self._follow_registry,
+                notices=self.store.registry_notices(),
             )
             self._registry_watch.start()
         # The bridge answers ctx.cron / ctx.email with the services above.

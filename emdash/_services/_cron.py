@@ -3,7 +3,10 @@
 ``schedule`` / ``cancel`` / ``list`` are what ``ctx.cron`` calls through the bridge (always
 scoped by the calling plugin's id). :meth:`CronService.tick` is the executor:
 
-1. tasks stuck in ``running`` for more than 10 minutes (a crashed run) go back to idle;
+1. tasks stuck in ``running`` (a crashed run) go back to idle: those locked longer ago than
+   10 minutes, or than the longest cron hook timeout of the enabled plugins plus a minute if
+   that is longer (so a task still running on another host is never taken from it); a task's
+   lock restarts when its run begins, so waiting behind the tick's other tasks does not count;
 2. up to ``tasks_per_tick`` due tasks are claimed atomically (``running``), round-robin
    across plugins: each plugin's oldest due task first, at most ``plugin_tasks_per_tick``
    per plugin, the plugins in an order that rotates from tick to tick;
@@ -79,6 +82,9 @@ __all__ = ["MAX_RETRIES", "CronLimits", "CronRun", "CronScheduleError", "CronSer
 log = logging.getLogger("emdash.cron")
 
 STALE_AFTER_S = 600
+# Added to the longest cron hook timeout: a run that ended at its timeout still has to write
+# its outcome (and its host may be slow) before its lock may be called stale.
+STALE_MARGIN_S = 60
 MAX_RETRIES = 5
 RESERVED_KEY = "__emdash"
 # A wall-clock reading this far from the previous tick's plus the monotonic time elapsed
@@ -133,7 +139,8 @@ class CronRun:
     ``outcome``: ``"rescheduled"`` (recurring, re-armed), ``"completed"`` (one-shot done,
     deleted), ``"retry"`` (one-shot failed, retried at ``next_run_at``), ``"dropped"``
     (one-shot failed its last retry, deleted), ``"changed"`` (the handler rescheduled or
-    cancelled its own task), ``"skipped"`` (the stored data was not JSON).
+    cancelled its own task), ``"skipped"`` (the stored data was not JSON), ``"taken"``
+    (another tick took the task over before it started here: it ran there, not here).
     """
 
     plugin_id: str
@@ -266,12 +273,14 @@ class CronService:
             started = time.monotonic()
             if self._clock_went_back(moment, started):
                 self._repair(moment)
-            recovered = self._tasks.recover_stale(now_iso, STALE_AFTER_S)
+            stale_s = max(STALE_AFTER_S, self._hooks.cron_timeout_ms() / 1000 + STALE_MARGIN_S)
+            recovered = self._tasks.recover_stale(now_iso, stale_s)
             if recovered:
                 log.warning(
-                    "[cron] reset %d task(s) stuck running for over 10 minutes (or locked "
+                    "[cron] reset %d task(s) stuck running for over %.0f s (or locked "
                     "under a clock since set back)",
                     recovered,
+                    stale_s,
                 )
             claimed = self._tasks.claim_due(
                 now_iso,
@@ -360,6 +369,17 @@ class CronService:
             self._tasks.release(task["id"])
             return CronRun(pid, name, scheduled, False, "skipped", error="invalid JSON data")
         data, retries = _split_data(raw)
+        # The lock restarts now (the tick's other tasks ran before this one): unless another
+        # tick already took the task over because this claim's lock looked stale.
+        begun = format_iso(now + timedelta(seconds=time.monotonic() - started))
+        if not self._tasks.start(task["id"], task["lockedAt"], begun):
+            log.warning(
+                '[cron] task "%s" of plugin "%s" was taken over by another tick before it '
+                "started here; not run twice",
+                name,
+                pid,
+            )
+            return CronRun(pid, name, scheduled, False, "taken", error="taken over by another tick")
         event = {"name": name, "data": data, "scheduledAt": scheduled}
         result = self._hooks.invoke_cron(pid, event)
         error = None if result.success else str(result.error)

@@ -62,6 +62,11 @@ class HookRunner(Protocol):
         """Run the selected provider of an exclusive hook; ``None`` if none. Never raises."""
         ...
 
+    def cron_timeout_ms(self) -> int:
+        """The longest a cron hook of an enabled plugin may run (its timeout), in ms; 0
+        when no plugin has one."""
+        ...
+
     def invoke_cron(self, plugin_id: str, event: Any) -> HookResult:
         """Run ``plugin_id``'s cron hook for one due task. Never raises."""
         ...

@@ -639,8 +639,18 @@ class Cron(_Member):
     __slots__ = ()
     _label = "ctx.cron"
 
-    def schedule(self, name: str, schedule: str, data: Any = None) -> None:
-        """Create or replace task ``name`` (a cron expression or an ISO-8601 UTC time)."""
+    def schedule(self, name: str, schedule: Any, data: Any = None) -> None:
+        """Create or replace task ``name`` (a cron expression or an ISO-8601 UTC time).
+
+        EmDash's form, ``schedule(name, {"schedule": ..., "data": ...})``, works too, so a
+        ported plugin runs unchanged."""
+        if type(schedule) is dict and data is None:
+            extra = sorted(str(k)[:40] for k in schedule if k not in ("schedule", "data"))
+            if extra:
+                raise TypeError(
+                    f"ctx.cron.schedule options take only schedule and data, not {extra}"
+                )
+            schedule, data = schedule.get("schedule"), schedule.get("data")
         self._send("cron/schedule", {"name": name, "schedule": schedule, **_opts(data=data)})
 
     def cancel(self, name: str) -> None:
@@ -663,6 +673,19 @@ class Email(_Member):
         self._send("email/send", {"message": message})
 
 
+def _loggable(text: Any) -> Any:
+    """A log text with its lone surrogates escaped (``\\udfff``), as the host escapes them
+    in a trusted plugin's lines: such a string has no UTF-8 form, so a sandboxed plugin's
+    line could not cross to the host at all, and a log line is no reason to fail a call."""
+    if type(text) is not str or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class Log(_Member):
     """``ctx.log``: lines go to the host logger ``emdash.plugins.<id>``."""
 
@@ -670,7 +693,7 @@ class Log(_Member):
     _label = "ctx.log"
 
     def _log(self, level: str, msg: Any, data: Any) -> None:
-        self._send("log", {"level": level, "msg": msg, **_opts(data=data)})
+        self._send("log", {"level": level, "msg": _loggable(msg), **_opts(data=_loggable(data))})
 
     def debug(self, msg: str, data: Any = None) -> None:
         """Log ``msg`` (and optional JSON ``data``) at debug level."""

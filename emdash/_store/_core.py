@@ -19,7 +19,7 @@ from ._audit import AuditRecords
 from ._comments import CommentRecords
 from ._content import ContentItems
 from ._cron import CronTasks
-from ._db import Db, InvocationScope
+from ._db import Db, InvocationScope, RegistryNotices
 from ._dialect import is_postgres_url
 from ._media import LocalMediaStorage, MediaItems
 from ._migrations import migrate
@@ -215,6 +215,11 @@ class Store:
         (install, activate, deactivate): on a database several hosts share, they take
         turns, so a transition runs once per site, and again only if its host died."""
         return self._db.lifecycle_lock(plugin_id)
+
+    def registry_notices(self) -> RegistryNotices | None:
+        """What a host waits on for other hosts' changes of the plugin registry (PostgreSQL:
+        a listener on a connection of its own; None on SQLite, where a host is alone)."""
+        return self._db.registry_notices()
 
     def in_scope_here(self) -> bool:
         """Whether the calling thread is inside a store transaction or invocation scope.

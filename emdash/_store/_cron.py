@@ -202,7 +202,8 @@ class CronTasks:
         stopped and no plugin is passed over twice in a row.
 
         Each task: ``{id, pluginId, name, schedule, isOneshot, data (raw JSON text or
-        None), nextRunAt, lastRunAt}``.
+        None), nextRunAt, lastRunAt, lockedAt}`` (``lockedAt``: this claim's lock, for
+        :meth:`start`).
         """
         now = parse_timestamp(now_iso, what="time")
         limit = max(1, int(limit))
@@ -266,7 +267,26 @@ class CronTasks:
             "UPDATE _emdash_cron_tasks SET status = 'running', locked_at = ? WHERE id = ?",
             (now, row["id"]),
         )
-        return _task(row)
+        return {**_task(row), "lockedAt": now}
+
+    def start(self, task_id: str, claimed_at: str, now_iso: str) -> bool:
+        """Restart the lock of a claimed task as its run begins (``locked_at = now``), if
+        this claim still holds it; False when it does not (its lock went stale while it
+        waited behind the tick's other tasks and another tick took it over).
+
+        A tick claims several tasks at once and runs them one after another: without this,
+        the last of them could wait past the stale-lock bound before it even started, and
+        another host's tick would reset and run it too."""
+        now = parse_timestamp(now_iso, what="time")
+        with self._db.transaction():
+            return (
+                self._db.execute(
+                    "UPDATE _emdash_cron_tasks SET locked_at = ? "
+                    "WHERE id = ? AND status = 'running' AND locked_at = ?",
+                    (now, str(task_id), str(claimed_at)),
+                )
+                > 0
+            )
 
     def finish(
         self,

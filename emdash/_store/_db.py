@@ -91,7 +91,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 from ulid import ULID
@@ -503,6 +503,17 @@ class InvocationScope:
         self.audited = False
         #: Checks re-run inside the commit transaction (see Db.check_at_commit), by key.
         self.checks: dict[str, Callable[[], Callable[[], None]]] = {}
+
+
+class RegistryNotices(Protocol):
+    """Announcements of registry changes made by other hosts (PostgreSQL LISTEN)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until an announcement arrives (True) or ``timeout`` seconds pass (False;
+        also when the server cannot be reached, after waiting that long)."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class _Tx:
@@ -936,6 +947,15 @@ class Db:
         """Held while one host decides and runs a plugin's lifecycle transition. One host
         per SQLite file: the runtime's own lock suffices (PostgreSQL: a server lock)."""
         return nullcontext()
+
+    def announce_registry_change(self) -> None:
+        """Inside a transaction that changes the plugin registry: tell the other hosts when
+        it commits. One host per SQLite file: nobody to tell (PostgreSQL: a NOTIFY)."""
+
+    def registry_notices(self) -> RegistryNotices | None:
+        """What a host waits on for other hosts' registry changes (None: nothing to wait
+        for; the registry is then only polled)."""
+        return None
 
     def touch(self, *scopes: str) -> None:
         """Say that the current write changes these scopes (point and namespace): their

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -74,6 +75,8 @@ LOCK_TIMEOUT_MS = 15_000
 IDLE_TX_TIMEOUT_MS = 60_000
 #: The advisory lock key of the site's writer (BEGIN IMMEDIATE's equivalent).
 SITE_WRITE_KEY = 0x656D6461736801  # "emdash" + 1
+#: The channel on which a change of the plugin registry is announced to the other hosts.
+REGISTRY_CHANNEL = "emdash_registry"
 #: The advisory lock key migrations hold (several hosts starting at once).
 MIGRATION_KEY = 0x656D6461736802
 #: The first key of a plugin's lifecycle lock (the second is a hash of its id).
@@ -248,6 +251,8 @@ class PgDb(Db):
         }
         if password is not None:
             kwargs["password"] = password
+        # Kept for the registry listener's connection of its own (registry_notices).
+        self._url, self._kwargs = url, kwargs
         self._pool: ConnectionPool[Any] = ConnectionPool(
             url,
             min_size=1,
@@ -441,6 +446,18 @@ class PgDb(Db):
         finally:
             self._pool.putconn(conn)
 
+    # -- several hosts: registry changes announced ---------------------------------------
+
+    def announce_registry_change(self) -> None:
+        """NOTIFY the other hosts' listeners; PostgreSQL delivers it when (and only if) the
+        current transaction commits, so no host hears of a change that was rolled back."""
+        self.execute("SELECT pg_notify(?, '')", (REGISTRY_CHANNEL,))
+
+    def registry_notices(self) -> _RegistryNotices:
+        """A listener for the announcements, on a connection of its own (outside the pool:
+        it waits most of its life, and must not take a connection from the statements)."""
+        return _RegistryNotices(self._url, self._kwargs)
+
     # -- lifetime ----------------------------------------------------------------------
 
     def _close_pool(self) -> None:
@@ -449,6 +466,54 @@ class PgDb(Db):
             self._pool.close(timeout=5.0)
         except Exception:  # noqa: BLE001 - closing must not mask the original error
             log.warning("store: closing the PostgreSQL pool failed", exc_info=True)
+
+
+class _RegistryNotices:
+    """``LISTEN emdash_registry`` on one connection, made on first use and again after a
+    failure. Used by one thread (the registry watcher), which also closes it."""
+
+    def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
+        self._url = url
+        self._kwargs = kwargs
+        self._conn: psycopg.Connection[Any] | None = None
+        # Listening from now on: an announcement made before the first wait() is kept by
+        # the connection and returned by it. If the server cannot be reached now, wait()
+        # tries again.
+        try:
+            self._connect()
+        except psycopg.Error:
+            self.close()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = psycopg.connect(self._url, **self._kwargs)
+            conn.execute(f"LISTEN {REGISTRY_CHANNEL}")
+        return conn
+
+    def wait(self, timeout: float) -> bool:
+        started = time.monotonic()
+        try:
+            conn = self._connect()
+            for _notice in conn.notifies(timeout=timeout, stop_after=1):
+                return True
+            return False
+        except psycopg.Error:
+            # The server is away: the watcher's poll carries on meanwhile; wait out the
+            # timeout here, so a failing server is not asked again at once.
+            self.close()
+            left = timeout - (time.monotonic() - started)
+            if left > 0:
+                time.sleep(left)
+            return False
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
 
 
 def _result(cur: psycopg.Cursor[Any], fetch: bool) -> _Cursor:

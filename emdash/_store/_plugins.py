@@ -92,6 +92,7 @@ class PluginRegistry:
                     bundle_sha256,
                 ),
             )
+            self._db.announce_registry_change()
         found = self.get(pid)
         assert found is not None
         return found
@@ -114,7 +115,9 @@ class PluginRegistry:
     def delete(self, plugin_id: str) -> bool:
         pid = check_plugin_id(plugin_id)
         with self._db.transaction():
-            return self._db.execute("DELETE FROM _emdash_plugins WHERE id = ?", (pid,)) > 0
+            deleted = self._db.execute("DELETE FROM _emdash_plugins WHERE id = ?", (pid,)) > 0
+            self._db.announce_registry_change()
+            return deleted
 
     def list(self) -> list[dict[str, Any]]:
         return [_shape(r) for r in self._db.rows("SELECT * FROM _emdash_plugins ORDER BY id")]

@@ -266,3 +266,36 @@ def test_serve_shows_the_plugins_log_lines(site: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     assert "log info  [plugin:echo] called with PUT" in err.splitlines()
+
+
+FAILING_TASK = """
+from emdash import define_plugin
+
+
+def install(event, ctx):
+    ctx.cron.schedule("boom", "@hourly")
+
+
+def task(event, ctx):
+    raise ValueError("the task failed on purpose")
+
+
+plugin = define_plugin(hooks={"plugin:install": install, "cron": task})
+"""
+
+
+def test_cron_tick_reports_a_failing_task_once_on_stderr(tmp_path: Path) -> None:
+    (tmp_path / "emdash.toml").write_text('database = "site.db"\n')
+    plugin = tmp_path / "boom"
+    plugin.mkdir()
+    (plugin / "plugin.py").write_text(FAILING_TASK)
+    (plugin / "emdash-plugin.toml").write_text(
+        'id = "boom"\nversion = "1.0.0"\nentrypoint = "plugin.py"\ncapabilities = []\n'
+    )
+    assert run(tmp_path, "plugins", "add", str(plugin)).exit_code == 0
+    ticked = run(tmp_path, "cron", "tick", "--at", "2031-01-01T00:00:00")
+    assert ticked.exit_code == 0
+    # The table has the (shortened) error; stderr has it once, in full, naming the task.
+    assert "rescheduled" in ticked.stdout
+    assert ticked.stderr.count("the task failed on purpose") == 1
+    assert 'task "boom" of plugin "boom" failed' in ticked.stderr

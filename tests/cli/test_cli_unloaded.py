@@ -299,3 +299,31 @@ def test_serve_starts_without_a_plugin_needing_consent(tmp_path: Path) -> None:
         "WARNING: plugin grow is NOT loaded (needs-upgrade): its hooks and routes are off. "
         "Fix: emdash plugins upgrade grow"
     ) in err
+
+
+def test_a_left_out_plugins_route_answers_503_with_the_fix_to_the_token_only(
+    tmp_path: Path,
+) -> None:
+    site = make_site(tmp_path)
+    ask_for_more(site)
+    config = load_config(site / "emdash.toml")
+    unloaded: list[Unloaded] = []
+    with open_runtime(config, unloaded=unloaded) as rt:
+        client = AdminClient(site_app(config, rt, TOKEN, unloaded))
+        path = "/_emdash/api/plugins/grow/hi"
+        authed = client.request("POST", path, headers={"authorization": f"Bearer {TOKEN}"})
+        anonymous = client.request("POST", path)
+        unknown = client.request(
+            "POST", "/_emdash/api/plugins/nope/hi", headers={"authorization": f"Bearer {TOKEN}"}
+        )
+        good = client.request("POST", "/_emdash/api/plugins/good/hi")
+    assert authed.status_code == 503
+    error = authed.json()["error"]
+    assert error["code"] == "PLUGIN_NOT_LOADED"
+    assert error["message"].startswith("Plugin grow is not loaded: ")
+    assert error["message"].endswith("(fix: emdash plugins upgrade grow)")
+    # Without the token nothing says the plugin is installed: the same 404 as any unknown.
+    assert anonymous.status_code == 404
+    assert anonymous.json()["error"]["code"] == "NOT_FOUND"
+    assert unknown.status_code == 404
+    assert good.status_code == 401  # a private route of a loaded plugin: as before

@@ -236,6 +236,18 @@ CASES: list[tuple[str, Any, str, dict[str, Any]]] = [
         "cron/schedule",
         {"name": "once", "schedule": "2030-01-01T00:00:00Z"},
     ),
+    (
+        "cron.schedule emdash options",
+        lambda c: c.cron.schedule("daily", {"schedule": "@daily", "data": {"n": 1}}),
+        "cron/schedule",
+        {"name": "daily", "schedule": "@daily", "data": {"n": 1}},
+    ),
+    (
+        "cron.schedule emdash options bare",
+        lambda c: c.cron.schedule("once", {"schedule": "2030-01-01T00:00:00Z"}),
+        "cron/schedule",
+        {"name": "once", "schedule": "2030-01-01T00:00:00Z"},
+    ),
     ("cron.cancel", lambda c: c.cron.cancel("daily"), "cron/cancel", {"name": "daily"}),
     ("cron.list", lambda c: c.cron.list(), "cron/list", {}),
     (
@@ -710,3 +722,9 @@ def test_malformed_host_replies_are_refused(spy: Spy, ctx: Any, reply: Any) -> N
     spy.answers = {"http/fetch": reply}
     with pytest.raises(BridgeError, match="^http/fetch: malformed"):
         ctx.http.fetch("https://api.test/")
+
+
+def test_cron_schedule_options_refuse_unknown_keys(spy: Spy, ctx: Any) -> None:
+    with pytest.raises(TypeError, match=r"only schedule and data, not \['every'\]"):
+        ctx.cron.schedule("t", {"schedule": "@daily", "every": 5})
+    assert spy.calls == []

@@ -9,6 +9,9 @@ the bytes were there before it began, so it got its answer.
 from __future__ import annotations
 
 import errno
+import os
+import select
+import signal
 import socket
 import threading
 import time
@@ -27,7 +30,7 @@ from sandbox._protocol import (
     SpinWait,
     encode_frame,
 )
-from sandbox._quickio import AVAILABLE, QuickIO
+from sandbox._quickio import AVAILABLE, FdProbe, QuickIO
 
 SocketPair = tuple[socket.socket, socket.socket]
 
@@ -382,3 +385,23 @@ def test_quickio_sees_eof_and_a_dead_peer(pair: SocketPair) -> None:
         for _ in range(3):
             qb.send(b"x")
     assert info.value.errno in (errno.EPIPE, errno.ECONNRESET)
+
+
+def test_fd_probe_reports_a_pidfd_readable_once_the_process_exited() -> None:
+    # The fork server's liveness check: a pidfd turns readable when its process exits.
+    pid = os.fork()
+    if pid == 0:  # the child waits to be killed
+        time.sleep(60)
+        os._exit(0)
+    pidfd = os.pidfd_open(pid)
+    try:
+        probe = FdProbe(pidfd)
+        assert not probe.ready()
+        os.kill(pid, signal.SIGKILL)
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        assert poller.poll(10_000)  # exited (a structural wait, not a timing)
+        assert probe.ready()
+    finally:
+        os.waitpid(pid, 0)
+        os.close(pidfd)

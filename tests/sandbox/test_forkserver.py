@@ -208,3 +208,17 @@ def test_the_warm_up_bundle_is_accepted_and_runs_under_the_sandbox_rules() -> No
     module = _loader.load_bundle(code, "warmup.py", preludes=preludes)
     assert module.RESULT["count"] == 4
     assert module.run({"content": {"title": "a b"}, "n": [1]})["pairs"] == {"A": 0, "B": 1}
+
+
+def test_a_killed_fork_server_is_seen_dead_and_reaped(client: ForkServerClient) -> None:
+    # is_alive() asks the server's pidfd (without letting go of the GIL), after the flag
+    # the control channel's reader sets at EOF; close() reaps it: no zombie is left.
+    assert client.is_alive()
+    server = client.pid
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while client.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not client.is_alive()
+    client.close()
+    assert not Path(f"/proc/{server}").exists()  # reaped, not a zombie

@@ -283,6 +283,48 @@ def test_stale_running_task_is_recovered_after_ten_minutes(
     assert len(owner.records("cron")) == 1
 
 
+LONG_CRON = """
+from emdash import HookConfig
+
+
+def on_cron(event, ctx):
+    record("cron", event)
+plugin = define_plugin(hooks={"cron": HookConfig(on_cron, timeout_ms=30 * 60 * 1000)})
+"""
+
+
+def test_a_lock_is_stale_only_past_the_longest_cron_timeout(
+    rt: emdash.Runtime, cron: Any, plugins: Any
+) -> None:
+    # A plugin whose cron hook may run for 30 minutes: another tick (another host) must not
+    # take its task while it may still be running, i.e. not after 10 minutes but after 31.
+    owner = plugins.add("owner", LONG_CRON)
+    cron.schedule("owner", "long", iso(at(0)))
+    assert [t["name"] for t in rt.store.cron_tasks.claim_due(iso(at(0)))] == ["long"]
+    assert cron.tick(at(20)) == []
+    assert cron.tick(at(31)) == []  # exactly the bound: not yet
+    [run] = cron.tick(at(31, seconds=1))
+    assert (run.name, run.outcome) == ("long", "completed")
+    assert len(owner.records("cron")) == 1
+
+
+def test_a_task_taken_over_by_another_tick_is_not_run_twice(
+    rt: emdash.Runtime, cron: Any, plugins: Any
+) -> None:
+    owner = plugins.add("owner", RECORDING_CRON)
+    cron.schedule("owner", "once", iso(at(0)))
+    # This tick claimed it; before its run began, another tick found the lock stale,
+    # reset and claimed the task (and runs it).
+    tasks = rt.store.cron_tasks
+    (claim,) = tasks.claim_due(iso(at(0)))
+    assert tasks.recover_stale(iso(at(11))) == 1
+    (other,) = tasks.claim_due(iso(at(11)))
+    run = cron._run(claim, at(0), time.monotonic(), cron.limits)
+    assert (run.name, run.outcome, run.success) == ("once", "taken", False)
+    assert owner.records("cron") == []  # not run here
+    assert tasks.start(other["id"], other["lockedAt"], iso(at(11)))  # the other still holds it
+
+
 def test_handler_rescheduling_its_own_task_wins(
     rt: emdash.Runtime, cron: Any, plugins: Any
 ) -> None:

@@ -60,9 +60,20 @@ CHILD = textwrap.dedent(
         print("exiting", flush=True)
         sys.exit(0)  # no rt.close()
     elif how == "sigkill":
-        # The background flusher writes records older than flush_after_s; wait for it
-        # (no explicit flush anywhere) and tell the parent.
-        while rt.store.audit_records.pending():
+        # The background flusher writes records older than flush_after_s; wait until its
+        # write has committed (no explicit flush anywhere) and tell the parent. Committed,
+        # as another connection sees it: the buffer empties when the flusher *takes* the
+        # records, before its transaction commits, and a kill in between loses them (a
+        # loss SIGKILL may cause by design, which is not what this case is about).
+        import contextlib, sqlite3
+        while True:
+            with contextlib.closing(sqlite3.connect(db)) as other:
+                stored = other.execute(
+                    "SELECT COUNT(*) FROM _emdash_audit "
+                    "WHERE plugin_id = 'counter' AND kind = 'route'"
+                ).fetchone()[0]
+            if stored == 2 * calls:
+                break
             time.sleep(0.05)
         print("flushed", flush=True)
         time.sleep(600)

@@ -7,7 +7,7 @@ import pytest
 
 from emdash._shared._errors import EmDashError
 from emdash._store import Store
-from emdash._store._audit_query import query_audit
+from emdash._store._audit_query import FIGURES_WINDOW, query_audit
 
 from .conftest import Clock, sqlite_only
 
@@ -87,10 +87,22 @@ def test_new_rows_do_not_shift_a_page_being_read(store: Store, clock: Clock) -> 
 
 
 def test_figures_cover_every_match_not_one_page(store: Store, filled: list[str]) -> None:
-    page = query_audit(store.audit_records, limit=5)
+    page = query_audit(store.audit_records, plugin_id="b", limit=5)
     counts = {pid: n for pid, n, _d, _c in page.figures}
-    assert counts == {"a": 6000, "b": 5999, "rare": 1} and page.total == 12_000
+    assert counts == {"b": 5999} and page.total == 5999 and not page.total_capped
     assert len(page.rows) == 5
+
+
+def test_figures_read_at_most_the_newest_window_of_matches(store: Store, filled: list[str]) -> None:
+    # Every query holds the store's lock: the figures read a bounded number of rows
+    # (FIGURES_WINDOW, the newest matches), not every row the log keeps.
+    page = query_audit(store.audit_records, limit=5)
+    assert page.total == FIGURES_WINDOW == 10_000 and page.total_capped
+    counts = {pid: n for pid, n, _d, _c in page.figures}
+    # The newest 10,000 of 12,000 (op2000..op11999): "rare" (op0) is older than that.
+    assert counts == {"a": 5000, "b": 5000}
+    exactly = query_audit(store.audit_records, since=filled[2001], limit=5)
+    assert exactly.total == 9999 and not exactly.total_capped
 
 
 def test_buffered_records_are_seen(store: Store) -> None:

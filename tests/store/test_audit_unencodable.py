@@ -100,3 +100,21 @@ def test_a_sandboxed_plugin_raising_a_lone_surrogate(tmp_path: Path) -> None:
         (shout,) = [r for r in rt.audit_log(limit=20) if r["kind"] == "route"]
     assert shout["outcome"] == "error"
     assert "\ud800" not in shout["error"]
+
+
+def test_a_sandboxed_plugin_logging_lone_surrogates_is_logged_as_a_trusted_one(
+    tmp_path: Path,
+) -> None:
+    # The worker cannot send a lone surrogate (it has no UTF-8 form): ctx.log escapes it
+    # first, as the host does for a trusted plugin, instead of failing the call.
+    plugin = _write(tmp_path, SOURCE)
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        rt.add_plugin(plugin)
+        assert rt.invoke_route("shouter", "fine") == "ok"
+        with pytest.raises(emdash.EmDashError):
+            rt.invoke_route("shouter", "shout")
+    with emdash.Runtime(tmp_path / "site.db") as rt:
+        shout, fine = [r for r in rt.audit_log(limit=20) if r["kind"] == "route"]
+    assert (fine["name"], fine["outcome"]) == ("fine", "ok")
+    assert [line["message"] for line in fine["logs"]] == ["lone \\udfff"]
+    assert [line["message"] for line in shout["logs"]] == ["half a pair: \\udc80"]

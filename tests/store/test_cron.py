@@ -80,7 +80,9 @@ def test_claim_due_is_atomic_and_ordered(store: Store) -> None:
         "data",
         "nextRunAt",
         "lastRunAt",
+        "lockedAt",
     }
+    assert claimed[0]["lockedAt"] == "2026-11-22T09:30:00.000Z"
     assert claimed[0]["pluginId"] == "p" and json.loads(claimed[0]["data"]) in range(15)
     rest = store.cron_tasks.claim_due("2026-11-22T09:30:00Z")
     assert len(rest) == 5
@@ -327,3 +329,20 @@ def test_rearm_only_moves_an_unchanged_idle_task(store: Store) -> None:
         store.cron_tasks.rearm([(task["id"], "2026-11-22T09:00:00.000Z", "2026-11-22T10:00:00Z")])
         == 0
     )
+
+
+def test_start_restarts_the_lock_only_for_the_claim_that_holds_it(store: Store) -> None:
+    _upsert(store, "p", "job", "2026-11-22T00:00:00Z")
+    (first,) = store.cron_tasks.claim_due("2026-11-22T00:00:00Z")
+    # Its run begins five minutes later (it waited behind the tick's other tasks).
+    assert store.cron_tasks.start(first["id"], first["lockedAt"], "2026-11-22T00:05:00Z")
+    task = store.cron_tasks.get("p", "job")
+    assert task is not None and task["lockedAt"] == "2026-11-22T00:05:00.000Z"
+    # Not stale at 00:14 (nine minutes after the run began, not fourteen after the claim).
+    assert store.cron_tasks.recover_stale("2026-11-22T00:14:00Z") == 0
+    # A claim that is no longer the lock's (reset as stale, then claimed by another tick)
+    # may not start: the task runs once.
+    assert store.cron_tasks.recover_stale("2026-11-22T00:16:00Z") == 1
+    (second,) = store.cron_tasks.claim_due("2026-11-22T00:16:00Z")
+    assert not store.cron_tasks.start(first["id"], first["lockedAt"], "2026-11-22T00:16:01Z")
+    assert store.cron_tasks.start(second["id"], second["lockedAt"], "2026-11-22T00:16:01Z")
