@@ -263,7 +263,7 @@ class _Requests:
     ``MemoryError``) into an exit.
     """
 
-    __slots__ = ("_buf", "_max", "_recv", "_sock", "_spin")
+    __slots__ = ("_buf", "_max", "_recv", "_sock", "_spin", "spin_allowed")
 
     def __init__(self, sock: socket.socket, max_bytes: int) -> None:
         # The socket has no timeout and never gets one (worker_main makes it; settimeout
@@ -274,6 +274,9 @@ class _Requests:
         self._max = max_bytes
         self._buf = bytearray()
         self._spin = SpinWait()
+        #: False while the host has other calls in flight (the call frame's ``spin``): then
+        #: every CPU has work, and a spinning worker takes one from another call.
+        self.spin_allowed = True
 
     def read(self) -> Any:
         buf = self._buf
@@ -294,6 +297,15 @@ class _Requests:
                     if stop != len(text):
                         raise ValueError("extra data after the frame's JSON value")
                     return value
+            if not self.spin_allowed:  # straight to sleep, and nothing to learn from it
+                try:
+                    chunk = self._recv(65536)
+                except (ConnectionResetError, BrokenPipeError):
+                    chunk = b""
+                if not chunk:
+                    raise ChannelClosed("the host closed the channel")
+                buf += chunk
+                continue
             waiter = self._spin
             started = _monotonic()
             budget = waiter.budget()
@@ -543,6 +555,9 @@ class _Server:
             fn_name, args = msg.get("fn"), msg.get("args")
             if type(args) is not list:
                 raise _ProtocolExit
+            # The host says whether spinning pays now: for this call's host-call answers
+            # and for the wait for its next request.
+            self.reader.spin_allowed = msg.get("spin") is not False
             ok_op, phase = "result", "call"
         elif op == "load" and not self.loaded:
             body, ok_op, phase = self.load_body(msg), "loaded", "load"

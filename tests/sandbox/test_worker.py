@@ -5,6 +5,9 @@ error reporting, and the invocation boundary (escape classes ``exc``, ``serial``
 from __future__ import annotations
 
 import collections
+import json
+import socket
+import struct
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -20,8 +23,10 @@ from sandbox import (
     Supervisor,
     WorkerPool,
 )
+from sandbox._handle import WorkerHandle
 from sandbox._jsonrule import MAX_DEPTH
-from sandbox._worker import MAX_JSON_DEPTH, plain_json
+from sandbox._protocol import SpinWait
+from sandbox._worker import MAX_JSON_DEPTH, _Requests, plain_json
 
 
 def test_init_runs_after_loading_and_its_result_is_kept(pool: WorkerPool) -> None:
@@ -589,3 +594,64 @@ def test_plain_json_refuses_cycles_and_bounds_depth() -> None:
     with pytest.raises(ValueError) as info:
         plain_json([deep])
     assert str(info.value) == f"nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+# --- spinning while other calls are in flight -------------------------------------------------
+
+
+def test_a_call_made_while_another_is_in_flight_tells_the_worker_not_to_spin(
+    pool: WorkerPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A spy on the frames the pool sends (the real worker still gets and answers them).
+    sent: list[dict[str, Any]] = []
+    real_send = WorkerHandle.send
+
+    def spy(self: WorkerHandle, frame: bytes, deadline: float, quick: bool = False) -> None:
+        sent.append(json.loads(frame[4:]))
+        real_send(self, frame, deadline, quick)
+
+    monkeypatch.setattr(WorkerHandle, "send", spy)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(method: str, params: dict[str, Any]) -> Any:
+        inside.set()  # the first call is in flight, inside its host call
+        assert release.wait(60)
+        return None
+
+    first = threading.Thread(
+        target=pool.call, args=("sbtest:ask_host", ["m", {}]), kwargs={"on_host_call": hold}
+    )
+    first.start()
+    try:
+        assert inside.wait(60)
+        pool.call("sbtest:echo", [1], on_host_call=lambda m, p: None)
+    finally:
+        release.set()
+        first.join()
+    calls = [f for f in sent if f.get("op") == "call"]
+    assert [c["fn"] for c in calls] == ["sbtest:ask_host", "sbtest:echo"]
+    assert "spin" not in calls[0]  # alone: the worker may spin
+    assert calls[1]["spin"] is False  # another call in flight: it does not
+
+
+def test_a_worker_told_not_to_spin_goes_straight_to_recv() -> None:
+    ours, theirs = socket.socketpair()
+    try:
+        reader = _Requests(ours, 4096)
+
+        class NoSpin(SpinWait):
+            def budget(self) -> float:
+                raise AssertionError("the spin was consulted")
+
+        reader._spin = NoSpin()
+        reader.spin_allowed = False
+        payload = b'{"op":"call","id":1}'
+        theirs.sendall(struct.pack(">I", len(payload)) + payload)
+        assert reader.read() == {"op": "call", "id": 1}
+        reader.spin_allowed = True
+        theirs.sendall(struct.pack(">I", len(payload)) + payload)
+        with pytest.raises(AssertionError, match="consulted"):
+            reader.read()
+    finally:
+        ours.close()
+        theirs.close()
