@@ -25,19 +25,19 @@ LINTED = emdash sandbox stdlib_shims tests examples benchmarks
 # as a broken test. pytest's own status (5 when nothing was collected) fails make too.
 # Then the suite on every interpreter at the same time: this one's on two pytest-xdist
 # workers (whole files to a worker, so module-scoped fork servers are not started twice),
-# 3.12's and 3.13's in .ci/other-pythons (their venvs made first). Every suite spends part
-# of its time waiting (process start-up, deliberate timeouts, PostgreSQL, Chromium), which
-# the others' CPU work fills: ~6 minutes instead of ~12 one after the other on 2 cores.
-# The other interpreters' output comes after this one's; any failure fails make.
-test: lint
-	@others_log=$$(mktemp); \
-	.ci/other-pythons >"$$others_log" 2>&1 & others=$$!; \
-	echo "make test: the whole suite on $$($(BIN)/python --version) (2 workers), 3.12 and 3.13 beside it"; \
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile; status=$$?; \
-	wait $$others; others_status=$$?; \
-	cat "$$others_log"; rm -f "$$others_log"; \
-	[ $$status -eq 0 ] || exit $$status; \
-	exit $$others_status
+# 3.12's and 3.13's beside it (.ci/other-pythons --beside, which runs this one's too, in
+# the foreground; the other versions' logs follow it). Every suite spends part of its time
+# waiting (process start-up, deliberate timeouts, PostgreSQL, Chromium), which the others'
+# CPU work fills. Any failure fails make. The other versions' venvs are made while lint runs
+# (installs mostly wait on the network and the disk; not beside this one's install: each
+# editable install writes the same egg-info in the tree).
+test: $(BIN)/emdash
+	@.ci/other-pythons install & installing=$$!; \
+	$(MAKE) --no-print-directory lint; status=$$?; \
+	wait $$installing; \
+	exit $$status
+	@echo "make test: the whole suite on $$($(BIN)/python --version) (2 workers)"
+	.ci/other-pythons --beside $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(BIN)/emdash
 	$(BIN)/ruff check $(LINTED)
