@@ -1,8 +1,8 @@
 # Two commands on a fresh machine (only python3 and make needed):
 #   make demo   – create .venv, install emdash, run the demo site on embedded SQLite
 #   make test   – create .venv, install emdash with test extras, lint (ruff, ruff format,
-#                 mypy strict), run the whole suite, then run it again on every other
-#                 CPython version pyproject claims (3.12, 3.13: .ci/other-pythons)
+#                 mypy strict), then run the whole suite on it and, at the same time, on
+#                 every other CPython version pyproject claims (3.12, 3.13: .ci/other-pythons)
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -23,14 +23,21 @@ LINTED = emdash sandbox stdlib_shims tests examples benchmarks
 
 # The one test command (README, .ci/run): lint first, so a style or type error fails as surely
 # as a broken test. pytest's own status (5 when nothing was collected) fails make too.
-test: lint
-	@# The other interpreters' venvs are made while this one's suite runs (installs are
-	@# mostly waiting on the network and the disk); then their suites run (.ci/other-pythons).
-	.ci/other-pythons install & installing=$$!; \
-	$(BIN)/python -m pytest -q; status=$$?; \
+# Then the suite on every interpreter at the same time: this one's on two pytest-xdist
+# workers (whole files to a worker, so module-scoped fork servers are not started twice),
+# 3.12's and 3.13's beside it (.ci/other-pythons --beside, which runs this one's too, in
+# the foreground; the other versions' logs follow it). Every suite spends part of its time
+# waiting (process start-up, deliberate timeouts, PostgreSQL, Chromium), which the others'
+# CPU work fills. Any failure fails make. The other versions' venvs are made while lint runs
+# (installs mostly wait on the network and the disk; not beside this one's install: each
+# editable install writes the same egg-info in the tree).
+test: $(BIN)/emdash
+	@.ci/other-pythons install & installing=$$!; \
+	$(MAKE) --no-print-directory lint; status=$$?; \
 	wait $$installing; \
-	[ $$status -eq 0 ] || exit $$status; \
-	.ci/other-pythons
+	exit $$status
+	@echo "make test: the whole suite on $$($(BIN)/python --version) (2 workers)"
+	.ci/other-pythons --beside $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(BIN)/emdash
 	$(BIN)/ruff check $(LINTED)

@@ -38,7 +38,8 @@ def clean_environ() -> Iterator[None]:
 _BACKENDS = frozenset(
     (os.environ.get("EMDASH_TEST_BACKENDS") or "sqlite,postgresql").replace(" ", "").split(",")
 )
-_PG_FIXTURES = frozenset({"pg_server", "pg_database"})
+# own_server: tests/store/test_postgres.py's server of one test's own (stopped and started).
+_PG_FIXTURES = frozenset({"pg_server", "pg_database", "own_server"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
