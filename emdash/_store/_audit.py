@@ -293,6 +293,9 @@ class AuditRecords:
             self._buffer[:0] = records
             if self._oldest is None:
                 self._oldest = time.monotonic()
+        # The background flusher may be asleep (it sleeps while every buffer is empty):
+        # without this, the records would wait for the next record anyone makes.
+        _wake.set()
 
     _since_retention = 0
 
