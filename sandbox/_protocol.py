@@ -302,6 +302,11 @@ EXPLORE_EVERY = 16
 MAX_EXPLORE_GAP = 4096
 # The weight of the newest wait in the running means (1/8).
 MEAN_WEIGHT = 0.125
+# A wait counts in the running means as at most this many typical waits (see record):
+# enough to tell a policy that costs more on average (on loaded cores a spun wait that
+# loses its CPU for a slice is 10-100x typical, and stays well above the slept mean), too
+# little for one outlier to decide for thousands of waits.
+OUTLIER_FACTOR = 4.0
 
 
 class SpinWait:
@@ -318,9 +323,11 @@ class SpinWait:
       :data:`SPIN_CAP_S` / 2 does not spin (there a wake-up is a small part of the wait).
     - ``spun`` / ``slept``: running means of the waits that spun first and of those that
       slept at once: means, not medians, because what decides is the expected cost, tail
-      included. The channel spins while spun waits are shorter on average (where it pays)
-      and sleeps once they are not (loaded or single cores). While spinning, one wait in
-      :data:`EXPLORE_EVERY` sleeps; while sleeping, spinning is tried again after a gap
+      included (each wait counted as at most :data:`OUTLIER_FACTOR` typical ones, so one
+      preemption cannot decide for thousands of waits). The channel spins while spun
+      waits are shorter on average (where it pays) and sleeps once they are not (loaded
+      or single cores, or when the scheduler put both ends on one CPU). While spinning,
+      one wait in :data:`EXPLORE_EVERY` sleeps; while sleeping, spinning is tried again after a gap
       that doubles each time it still does not pay (up to :data:`MAX_EXPLORE_GAP`).
     - back-off: a spin that used up its budget without an answer turns spinning off for
       the next 1, 2, 4 ... 256 waits; a spin that gets its answer resets that.
@@ -381,8 +388,9 @@ class SpinWait:
         Robust where a mean is not: on a shared machine one wait in a few hundred is a
         preemption of milliseconds, which would drag a running mean far above the typical
         wait; here it moves the estimate by one step, as any other wait above it does.
-        ``spun``/``slept`` are running means (EWMA), the expected cost, tail included.
-        (Written out, not called: this runs once per frame on both ends of every
+        ``spun``/``slept`` are running means (EWMA), the expected cost, tail included up
+        to :data:`OUTLIER_FACTOR` typical waits. (Written out, not called: this runs once
+        per frame on both ends of every
         channel.)"""
         typical = self.typical
         if typical == 0.0:
@@ -391,6 +399,13 @@ class SpinWait:
             self.typical = typical * (1.0 + MEDIAN_STEP)
         elif waited < typical:
             self.typical = typical * (1.0 - MEDIAN_STEP)
+        # The means take the tail into account, but not without bound: a wait longer than
+        # OUTLIER_FACTOR typical ones (a preemption, a page fault, another process's
+        # burst) counts as that long. Unclipped, one 5 ms wait during a spin moves the spun
+        # mean by 600 us, above the slept one: spinning turns off, and since spun waits are
+        # then measured only when exploring, it can stay off for thousands of waits.
+        if typical and waited > OUTLIER_FACTOR * typical:
+            waited = OUTLIER_FACTOR * typical
         if self.spinning:
             mean = self.spun
             self.spun = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT

@@ -22,7 +22,9 @@ import pytest
 from sandbox._protocol import (
     EXPLORE_EVERY,
     MAX_EXPLORE_GAP,
+    MEAN_WEIGHT,
     MEDIAN_STEP,
+    OUTLIER_FACTOR,
     SPIN_CAP_S,
     ChannelClosed,
     FrameReader,
@@ -215,6 +217,27 @@ def test_the_channel_spins_where_it_pays_and_explores_the_other_policy() -> None
     waiter.spun = 20e-6
     waiter.budget()
     assert waiter.gap == EXPLORE_EVERY
+
+
+def test_one_outlier_does_not_turn_spinning_off() -> None:
+    # Spinning pays on this channel; then one spun wait is preempted for 5 ms. It counts as
+    # OUTLIER_FACTOR typical waits, so the channel keeps spinning.
+    waiter = SpinWait()
+    waiter.typical, waiter.spun, waiter.slept = 40e-6, 30e-6, 60e-6
+    waiter.turn = 1
+    assert waiter.budget() > 0
+    waiter.record(5e-3)
+    assert waiter.spun == pytest.approx(30e-6 + (OUTLIER_FACTOR * 40e-6 - 30e-6) * MEAN_WEIGHT)
+    assert waiter.spun < waiter.slept
+    assert waiter.budget() > 0
+    # Spun waits that are longer than slept ones on average still turn it off (loaded cores).
+    for _ in range(40):
+        waiter.spinning = True
+        waiter.record(150e-6)
+    assert waiter.spun > waiter.slept
+    waiter.turn = 1
+    waiter.next_try = 10**9
+    assert waiter.budget() == 0.0
 
 
 def test_a_spin_that_runs_out_stops_spinning_and_an_answered_one_resets_it(
