@@ -33,7 +33,7 @@ import struct
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,36 +123,34 @@ def wait_stopped(pid: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"worker {pid} did not stop")
 
 
-def page_frames(pid: int) -> dict[int, int]:
-    """Address -> page frame number of every present page of ``pid``."""
-    frames: dict[int, int] = {}
-    _cats, maps = smaps(pid)
+def present_pages(
+    pid: int, maps: list[tuple[int, int, str, str]]
+) -> Iterator[tuple[int, int, str, str]]:
+    """(address, pagemap entry, perms, path) of every present page of ``pid``."""
     with open(f"/proc/{pid}/pagemap", "rb") as pm:
-        for start, end, _perms, path in maps:
+        for start, end, perms, path in maps:
             if path in ("[vsyscall]", "[vvar]", "[vdso]"):
                 continue
             pm.seek(start // PAGE * 8)
             data = pm.read((end - start) // PAGE * 8)
             for i, (entry,) in enumerate(struct.iter_unpack("<Q", data)):
                 if entry >> 63 & 1:
-                    frames[start + i * PAGE] = entry & ((1 << 55) - 1)
-    return frames
+                    yield start + i * PAGE, entry, perms, path
+
+
+def page_frames(pid: int) -> dict[int, int]:
+    """Address -> page frame number of every present page of ``pid``."""
+    _cats, maps = smaps(pid)
+    return {addr: entry & ((1 << 55) - 1) for addr, entry, _p, _path in present_pages(pid, maps)}
 
 
 def exclusive_pages(pid: int, maps: list[tuple[int, int, str, str]]) -> list[tuple[int, str, int]]:
     """(address, category, frame) of present pages mapped by this process alone."""
-    pages: list[tuple[int, str, int]] = []
-    with open(f"/proc/{pid}/pagemap", "rb") as pm:
-        for start, end, _perms, path in maps:
-            if path in ("[vsyscall]", "[vvar]", "[vdso]"):
-                continue
-            pm.seek(start // PAGE * 8)
-            data = pm.read((end - start) // PAGE * 8)
-            for i, (entry,) in enumerate(struct.iter_unpack("<Q", data)):
-                if entry >> 63 & 1 and entry >> 56 & 1:
-                    frame = entry & ((1 << 55) - 1)
-                    pages.append((start + i * PAGE, category(path, _perms), frame))
-    return pages
+    return [
+        (addr, category(path, perms), entry & ((1 << 55) - 1))
+        for addr, entry, perms, path in present_pages(pid, maps)
+        if entry >> 56 & 1
+    ]
 
 
 def classify(

@@ -96,12 +96,9 @@ def huge(entry, host_call, size):
 LATE = []
 
 
-def leave_generator(entry, host_call):
-    """Return while a generator is suspended in a try/finally that calls the host.
-
-    The generator sits in a reference cycle, so only the collector frees it: the worker
-    collects after the call, when no call is active, and the late host_call must fail.
-    """
+def suspended_in_a_cycle(host_call):
+    """A generator suspended in a try/finally that calls the host, in a reference cycle
+    (only the collector frees it)."""
 
     def gen():
         try:
@@ -117,6 +114,16 @@ def leave_generator(entry, host_call):
     next(g)
     cycle = [g]
     cycle.append(cycle)
+    return cycle
+
+
+def leave_generator(entry, host_call):
+    """Return while a generator is suspended in a try/finally that calls the host.
+
+    The generator sits in a reference cycle, so only the collector frees it: the worker
+    collects after the call, when no call is active, and the late host_call must fail.
+    """
+    suspended_in_a_cycle(host_call)
     return "returned"
 
 
@@ -130,22 +137,7 @@ KEPT = []
 def keep_generator(entry, host_call):
     """leave_generator's generator, but kept reachable: it survives the collection."""
     leave_generator(entry, host_call)
-
-    def gen():
-        try:
-            yield 1
-        finally:
-            try:
-                host_call("late", {})
-                LATE.append("host_call worked")
-            except SandboxViolation as exc:
-                LATE.append(str(exc))
-
-    g = gen()
-    next(g)
-    cycle = [g]
-    cycle.append(cycle)
-    KEPT.append(cycle)
+    KEPT.append(suspended_in_a_cycle(host_call))
     return "kept"
 
 
