@@ -295,10 +295,14 @@ class ForkServerClient:
         if self._lost or self._closing:
             return False
         probe = self._exited
-        if probe is not None and not probe.ready():
+        if probe is None:  # no pidfd here: ask Popen (waitpid)
+            return self._proc.poll() is None
+        if not probe.ready():
             return True
-        # Exited (or no pidfd): Popen.poll() reaps it and says so.
-        return self._proc.poll() is None
+        # Exited. Reap it now if no other thread is doing so (close() reaps it otherwise);
+        # the answer does not wait on Popen's lock.
+        self._proc.poll()
+        return False
 
     def fork(self, memory_mb: int, cpu_s: int, timeout: float = 10.0) -> ForkedProcess:
         """Ask for a new confined worker whose memory budget is ``memory_mb`` and whose

@@ -61,6 +61,8 @@ def supported() -> bool:
         and sys.version_info[:2] in ((3, 12), (3, 13))
         and sys.maxsize > 2**32
         and not sysconfig.get_config_var("Py_GIL_DISABLED")
+        # A Py_TRACE_REFS (debug) build puts two list pointers before ob_refcnt.
+        and not hasattr(sys, "getobjects")
     )
 
 
