@@ -432,7 +432,10 @@ class SpinWait:
         between the spinning threads (each time a futex wake-up, across CPUs when the
         threads ran on different ones). Measured with 2 host threads: 18-23 -> 22-26 k/s
         when the scheduler places them freely, 9-10 -> 12-13 k/s with one thread pinned to
-        each CPU. Other threads of the host then wait at most the spin budget.
+        each CPU. Other threads of the host then wait at most the spin budget. (The pool
+        no longer spins while other calls are in flight, see ``_pool.SPIN_WHILE_CONCURRENT``:
+        on the 2-core development VM not spinning then did better still; a quick spin
+        happens only where that is switched back on.)
         """
         end = started + budget
         if deadline is not None and deadline < end:
