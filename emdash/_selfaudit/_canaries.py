@@ -102,32 +102,41 @@ class CanaryHttpServer:
 
 
 class AbstractSocketCanary:
-    """A listening abstract unix socket; counts every connection."""
+    """A listening abstract unix socket; counts every connection.
+
+    Counted when asked (:attr:`connections`), in the asking thread, not by a thread of its
+    own: a client's ``connect()`` returns as soon as the connection is queued in the
+    backlog, and a counting thread that had not run yet (a busy machine) let a check right
+    after the payload see nothing. Queued connections are accepted by the check itself, so
+    a connection the payload completed is always counted."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.connections = 0
+        self._count = 0
+        self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind("\0" + name)
-        self._sock.listen(8)
-        self._sock.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        # Room for every connection a payload makes before the check drains them (a full
+        # backlog would make a payload's connect() block: caught by its wall time).
+        self._sock.listen(128)
+        self._sock.setblocking(False)
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            self.connections += 1
-            conn.close()
+    @property
+    def connections(self) -> int:
+        """How many connections were made so far (the queued ones accepted now)."""
+        with self._lock:
+            while True:
+                try:
+                    conn, _ = self._sock.accept()
+                except OSError:  # BlockingIOError: nothing queued; or closed
+                    break
+                self._count += 1
+                conn.close()
+            return self._count
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1.0)
-        self._sock.close()
+        with self._lock:
+            self._sock.close()
 
 
 class EdgeTransport(httpx.BaseTransport):
