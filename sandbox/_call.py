@@ -69,10 +69,15 @@ class InFlight(list[None]):
 
     A list because ``append`` and ``pop`` are atomic under the GIL: no lock to take twice
     per call. Two calls entering at once may both see two entries, which only means both
-    use the GIL-keeping channel calls.
+    use the GIL-keeping channel calls. ``spin_limit``: up to how many calls in flight a
+    call and its worker may spin (see ``_pool.SPIN_CALLS_PER_CPU``).
     """
 
-    __slots__ = ()
+    __slots__ = ("spin_limit",)
+
+    def __init__(self, spin_limit: int = 1) -> None:
+        super().__init__()
+        self.spin_limit = spin_limit
 
 
 @dataclass(frozen=True)

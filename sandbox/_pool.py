@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import signal
 import threading
 import time
@@ -170,13 +171,23 @@ _SPAWN_TIMEOUT_S = 10.0  # fork + confinement + "ready"
 _DEATH_REPORT_TIMEOUT_S = 5.0  # how long to wait for the fork server's exit report
 _CALL_OPS = frozenset({"host_call", "result", "error"})
 
-# Whether a call spins for its answer while other calls of this process are in flight, and
-# whether its worker may spin for that call's host-call answers and its next request (the
-# call frame's "spin"). No: then every CPU has a runnable thread or worker, and a spinner
-# only takes the CPU (a host thread spinning with the GIL held, the interpreter too) that
-# another call needs. Measured with 2 host threads on 2 idle cores: 2 threads made
-# 0.94-1.10x the rate of one while everything spun, 1.13-1.60x without.
-SPIN_WHILE_CONCURRENT = False
+# Up to how many calls in flight in this process, per CPU it may use, a call spins for its
+# answer and its worker for that call's host-call answers and its next request (beyond it
+# the call frame carries "spin": false). Past one call per CPU every CPU already has a
+# runnable thread or worker, and a spinner only takes the CPU (a host thread spinning with
+# the GIL held, the interpreter too) that another call needs. Measured on the 2-core VM
+# with the benchmark's throughput loop (bench_sandbox._rate, 1 s per figure, two rounds),
+# no-op hooks/s with spinning switched off / on while other calls are in flight:
+# 2 threads 8.4-13.0 / 13.1-16.7 k/s, 4 threads 13.1-17.3 / 12.8-14.8, 8 threads 9.1-13.7 /
+# 5.9-7.6 (one thread alone: 14-18 k/s either way). Not spinning with 2 threads on 2 CPUs
+# put their wake-ups back on every call and made 2 threads slower than one.
+SPIN_CALLS_PER_CPU = 1
+
+
+def spin_call_limit() -> int:
+    """Calls in flight up to which calls spin: SPIN_CALLS_PER_CPU per usable CPU."""
+    return SPIN_CALLS_PER_CPU * max(1, len(os.sched_getaffinity(0)))
+
 
 _LOAD_OPS = frozenset({"loaded", "error"})
 _READY_OPS = frozenset({"ready"})
@@ -337,9 +348,11 @@ class WorkerPool:
         start = time.monotonic()
         cid = next(self._ids)
         request = {**fields, "id": cid, "cpu_ms": lim.cpu_ms}
-        if self._sup._inflight and not SPIN_WHILE_CONCURRENT:
-            # Other calls are in flight: the worker does not spin either (for this call's
-            # host-call answers, nor for its next request); see SPIN_WHILE_CONCURRENT.
+        inflight = self._sup._inflight
+        if len(inflight) >= inflight.spin_limit:
+            # With this call, more calls are in flight than calls may spin: the worker does
+            # not spin either (for this call's host-call answers, nor for its next request);
+            # see SPIN_CALLS_PER_CPU.
             request["spin"] = False
         try:
             # Encoded before a worker is taken: bad arguments cost no worker anything.
@@ -426,16 +439,16 @@ class WorkerPool:
         is_load = call.op == "load"
         allowed = _LOAD_OPS if is_load else _CALL_OPS
         cid, deadline = call.cid, call.deadline
-        # A call spins briefly for its answer (see _protocol.SpinWait) unless other calls
-        # are in flight (SPIN_WHILE_CONCURRENT); a load does not (compiling takes far
-        # longer than any spin). While other calls are in flight in this process, a
-        # call's channel calls that cannot block also keep the GIL (`quick`): each release
-        # would hand the GIL to another host thread and back.
+        # A call spins briefly for its answer (see _protocol.SpinWait) unless more calls
+        # are in flight than may spin (SPIN_CALLS_PER_CPU); a load does not (compiling
+        # takes far longer than any spin). While other calls are in flight in this
+        # process, a call's channel calls that cannot block also keep the GIL (`quick`):
+        # each release would hand the GIL to another host thread and back.
         calls = self._sup._inflight
         if not is_load:
             calls.append(None)
             quick = len(calls) > 1
-            spin = SPIN_WHILE_CONCURRENT or not quick
+            spin = len(calls) <= calls.spin_limit
         else:
             spin = quick = False
         try:

@@ -276,7 +276,8 @@ class FrameReader:
                 continue  # the timeout: check the deadline again
             chunk = self._recv(quick)
             if chunk is not None:
-                waiter.record(time.monotonic() - started)
+                if spin:  # a wait that could not spin says nothing about either policy
+                    waiter.record(time.monotonic() - started)
                 return chunk
 
 
@@ -295,11 +296,19 @@ MEDIAN_STEP = 1 / 16
 
 # While spinning pays, one wait in this many sleeps, so that the sleeping mean stays current.
 EXPLORE_EVERY = 16
-# While it does not, spinning is tried again after this many waits at first, then after
+# While it does not, spinning is measured again after this many waits at first, then after
 # twice as many each time it still does not pay, up to MAX_EXPLORE_GAP: on loaded cores a
 # spin can cost a whole scheduler slice (its sched_yield hands the CPU to another process),
-# so trying it often would cost more than it ever saves.
+# so measuring it often would cost more than it ever saves.
 MAX_EXPLORE_GAP = 4096
+# Spinning is measured in runs of this many spun waits, whose plain mean then replaces the
+# spun mean. One spun wait per try, folded into a running mean, was too little: once the
+# spun mean was high (a few slow waits while the host warmed up) a single try moved it by
+# an eighth of the way, the tries got rarer each time, and the channel slept for thousands
+# of waits where spinning paid (seen on the 2-core VM: a worker sleeping between calls in
+# about half the benchmark runs, its spun mean 270 us against 190 us slept, while the
+# occasional spun wait took 110-150 us).
+EXPLORE_RUN = 8
 # The weight of the newest wait in the running means (1/8).
 MEAN_WEIGHT = 0.125
 # A wait counts in the running means as at most this many typical waits (see record):
@@ -310,35 +319,41 @@ OUTLIER_FACTOR = 4.0
 
 
 class SpinWait:
-    """Adaptive busy-wait for the next bytes on a socket, one per channel end.
+    """Adaptive busy-wait for the next bytes on a socket, one per kind of wait.
 
     Spinning pays only when the answer comes soon *and* the other side runs on another CPU
     meanwhile; on loaded cores the spinner takes the CPU the other side needs (or yields it
     to another process for a whole slice), and waits get longer. So the decision and the
-    budget are measured on this channel, not set:
+    budget are measured, not set, for each kind of wait (a worker keeps one for the answers
+    to its host calls and one for its next request: they differ by an order of magnitude):
 
-    - ``typical``: a running median of the channel's answer times, from the start of a
-      wait to the arrival of the bytes. A spin lasts at most twice that (the typical
-      answer with room for jitter); a channel whose answers take longer than
-      :data:`SPIN_CAP_S` / 2 does not spin (there a wake-up is a small part of the wait).
-    - ``spun`` / ``slept``: running means of the waits that spun first and of those that
-      slept at once: means, not medians, because what decides is the expected cost, tail
-      included (each wait counted as at most :data:`OUTLIER_FACTOR` typical ones, so one
-      preemption cannot decide for thousands of waits). The channel spins while spun
-      waits are shorter on average (where it pays) and sleeps once they are not (loaded
-      or single cores, or when the scheduler put both ends on one CPU). While spinning,
-      one wait in :data:`EXPLORE_EVERY` sleeps; while sleeping, spinning is tried again after a gap
-      that doubles each time it still does not pay (up to :data:`MAX_EXPLORE_GAP`).
+    - ``typical``: a running median of the answer times, from the start of a wait to the
+      arrival of the bytes. A spin lasts at most twice that (the typical answer with room
+      for jitter); where answers take longer than :data:`SPIN_CAP_S` / 2 nothing spins
+      (there a wake-up is a small part of the wait).
+    - ``spun`` / ``slept``: the mean wait under each policy: means, not medians, because
+      what decides is the expected cost, tail included (each wait counted as at most
+      :data:`OUTLIER_FACTOR` typical ones, so one preemption cannot decide for thousands
+      of waits). It spins while spun waits are shorter on average (where it pays) and
+      sleeps once they are not (loaded or single cores, or when the scheduler put both
+      ends on one CPU). While spinning, one wait in :data:`EXPLORE_EVERY` sleeps to keep
+      ``slept`` current (a running mean). While sleeping, spinning is measured afresh by
+      a run of :data:`EXPLORE_RUN` spun waits, first after :data:`EXPLORE_EVERY` waits,
+      then after a gap that doubles each time spinning still does not pay (up to
+      :data:`MAX_EXPLORE_GAP`); the run's mean replaces ``spun``.
     - back-off: a spin that used up its budget without an answer turns spinning off for
       the next 1, 2, 4 ... 256 waits; a spin that gets its answer resets that.
 
-    A new channel has no history: its first wait sleeps and measures.
+    The first wait sleeps and measures; a run of spun waits follows it.
     """
 
     __slots__ = (
         "gap",
         "next_try",
         "penalty",
+        "run_left",
+        "run_n",
+        "run_sum",
         "skip",
         "slept",
         "spinning",
@@ -357,6 +372,9 @@ class SpinWait:
         self.next_try = 0
         self.skip = 0
         self.penalty = 0
+        self.run_left = 0  # spun waits still to come in the measuring run
+        self.run_n = 0
+        self.run_sum = 0.0
 
     def budget(self) -> float:
         """How long the wait starting now may spin (seconds); 0.0: sleep at once."""
@@ -367,19 +385,25 @@ class SpinWait:
             spin = 0.0
         elif spin > SPIN_CAP_S or self.slept == 0.0:
             spin = 0.0  # long answers, or sleeping not measured yet
+        elif self.run_left:
+            pass  # measuring spinning
         elif self.spun == 0.0:
-            pass  # spinning not measured yet: try it
+            self._start_run()  # spinning never measured
         elif self.spun < self.slept:  # spinning pays
             self.gap = EXPLORE_EVERY
             if self.turn % EXPLORE_EVERY == 0:
                 spin = 0.0
         elif self.turn < self.next_try:
             spin = 0.0
-        else:  # it did not pay: try once now, the next time after twice as long
+        else:  # it did not pay: measure it again now, the next time after twice as long
+            self._start_run()
             self.next_try = self.turn + self.gap
             self.gap = min(2 * self.gap, MAX_EXPLORE_GAP)
         self.spinning = spin > 0.0
         return spin
+
+    def _start_run(self) -> None:
+        self.run_left, self.run_n, self.run_sum = EXPLORE_RUN, 0, 0.0
 
     def record(self, waited: float) -> None:
         """Feed one wait's duration (start of the wait to the bytes' arrival).
@@ -407,8 +431,15 @@ class SpinWait:
         if typical and waited > OUTLIER_FACTOR * typical:
             waited = OUTLIER_FACTOR * typical
         if self.spinning:
-            mean = self.spun
-            self.spun = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
+            if self.run_left:
+                self.run_sum += waited
+                self.run_n += 1
+                self.run_left -= 1
+                if not self.run_left:
+                    self.spun = self.run_sum / self.run_n
+            else:
+                mean = self.spun
+                self.spun = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
         else:
             mean = self.slept
             self.slept = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
@@ -433,9 +464,8 @@ class SpinWait:
         threads ran on different ones). Measured with 2 host threads: 18-23 -> 22-26 k/s
         when the scheduler places them freely, 9-10 -> 12-13 k/s with one thread pinned to
         each CPU. Other threads of the host then wait at most the spin budget. (The pool
-        no longer spins while other calls are in flight, see ``_pool.SPIN_WHILE_CONCURRENT``:
-        on the 2-core development VM not spinning then did better still; a quick spin
-        happens only where that is switched back on.)
+        spins only while at most one call per CPU is in flight, see
+        ``_pool.SPIN_CALLS_PER_CPU``.)
         """
         end = started + budget
         if deadline is not None and deadline < end:

@@ -43,7 +43,7 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._forkclient import ForkedProcess, ForkServerClient
-from ._pool import WATCH_INTERVAL_S, LoadSpec, WorkerPool
+from ._pool import WATCH_INTERVAL_S, LoadSpec, WorkerPool, spin_call_limit
 from ._protocol import DEFAULT_MAX_FRAME_BYTES
 
 __all__ = ["Supervisor"]
@@ -234,7 +234,7 @@ class Supervisor:
         self._epoch = 0  # bumps with every fork server start
         self._pools: dict[str, WorkerPool] = {}
         self._closed = False
-        self._inflight = InFlight()
+        self._inflight = InFlight(spin_call_limit())
         # The CPU watch: one thread for every pool (see _pool: idle and busy workers' CPU
         # time, read from the kernel every WATCH_INTERVAL_S). Started by the first load.
         self._watch_stop = threading.Event()

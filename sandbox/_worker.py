@@ -263,7 +263,7 @@ class _Requests:
     ``MemoryError``) into an exit.
     """
 
-    __slots__ = ("_buf", "_max", "_recv", "_sock", "_spin", "spin_allowed")
+    __slots__ = ("_buf", "_max", "_recv", "_sock", "_spin_answer", "_spin_request", "spin_allowed")
 
     def __init__(self, sock: socket.socket, max_bytes: int) -> None:
         # The socket has no timeout and never gets one (worker_main makes it; settimeout
@@ -273,12 +273,18 @@ class _Requests:
         self._recv = sock.recv
         self._max = max_bytes
         self._buf = bytearray()
-        self._spin = SpinWait()
+        # Two kinds of wait, each with its own measurements (SpinWait): the answer to a host
+        # call comes in tens of microseconds, the next request after the host has finished
+        # the call (its commit included) and started another, often far later. Measured
+        # together, the long waits' misses turned spinning off for the short ones.
+        self._spin_request = SpinWait()
+        self._spin_answer = SpinWait()
         #: False while the host has other calls in flight (the call frame's ``spin``): then
         #: every CPU has work, and a spinning worker takes one from another call.
         self.spin_allowed = True
 
-    def read(self) -> Any:
+    def read(self, answer: bool = False) -> Any:
+        """The next frame's value; ``answer``: it answers this worker's host call."""
         buf = self._buf
         while True:
             have = len(buf)
@@ -306,7 +312,7 @@ class _Requests:
                     raise ChannelClosed("the host closed the channel")
                 buf += chunk
                 continue
-            waiter = self._spin
+            waiter = self._spin_answer if answer else self._spin_request
             started = _monotonic()
             budget = waiter.budget()
             if budget:
@@ -755,7 +761,7 @@ class _Server:
         # the process at once (os._exit), so that code cannot catch it and carry on.
         try:
             self.sock.sendall(frame)
-            reply = self.reader.read()
+            reply = self.reader.read(answer=True)
         except MemoryError:
             os._exit(EXIT_MEMORY)  # the host's answer does not fit in what is left
         except BaseException:

@@ -15,12 +15,13 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from sandbox._protocol import (
     EXPLORE_EVERY,
+    EXPLORE_RUN,
     MAX_EXPLORE_GAP,
     MEAN_WEIGHT,
     MEDIAN_STEP,
@@ -163,19 +164,30 @@ def prefer_spinning(waiter: SpinWait, typical: float = SPIN_CAP_S / 4) -> None:
     waiter.typical, waiter.spun, waiter.slept, waiter.turn = typical, typical, 4 * typical, 0
 
 
+def wait(waiter: SpinWait, took: float | Callable[[bool], float]) -> bool:
+    """One wait as a reader makes it: ask for a budget, then record how long it took
+    (``took``, or what ``took(spun)`` says). True when the wait spun first."""
+    spun = waiter.budget() > 0
+    waiter.record(took(spun) if callable(took) else took)
+    return spun
+
+
 def test_the_budget_follows_the_channels_own_answer_times() -> None:
     waiter = SpinWait()
     assert waiter.budget() == 0.0  # no history: the first wait sleeps and measures
     waiter.record(40e-6)
     assert (waiter.typical, waiter.slept) == (40e-6, 40e-6)
-    assert waiter.budget() == 80e-6  # spinning not measured yet: try it, for 2x typical
+    # Spinning not measured yet: a run of EXPLORE_RUN spun waits, each for 2x typical...
+    assert waiter.budget() == 80e-6
     waiter.record(20e-6)
-    assert waiter.spun == 20e-6
     assert waiter.typical == pytest.approx(40e-6 * (1 - MEDIAN_STEP))  # one step down
+    assert waiter.spun == 0.0  # ...whose mean counts once the run is over
+    for _ in range(EXPLORE_RUN - 1):
+        assert wait(waiter, 20e-6)
+    assert waiter.spun == pytest.approx(20e-6)
     # A running median: a change of workload moves it within a few dozen waits...
     for _ in range(100):
-        waiter.budget()
-        waiter.record(120e-6)
+        wait(waiter, 120e-6)
     assert 110e-6 < waiter.typical < 130e-6
     # ...one outlier, however long, moves it by one step only...
     before = waiter.typical
@@ -184,39 +196,87 @@ def test_the_budget_follows_the_channels_own_answer_times() -> None:
     # ...and a channel whose answers take longer than half the ceiling does not spin at all
     # (a wake-up is a small part of such a wait), until its answers are short again.
     for _ in range(100):
-        waiter.budget()
-        waiter.record(5e-3)
+        wait(waiter, 5e-3)
     assert waiter.budget() == 0.0
     for _ in range(200):
-        waiter.budget()
-        waiter.record(20e-6)
+        wait(waiter, 20e-6)
     assert 0.0 < 2 * waiter.typical <= SPIN_CAP_S
 
 
-def test_the_channel_spins_where_it_pays_and_explores_the_other_policy() -> None:
+def test_the_channel_spins_where_it_pays_and_measures_the_other_policy() -> None:
     waiter = SpinWait()
     waiter.typical, waiter.spun, waiter.slept = 30e-6, 25e-6, 60e-6  # spinning pays
-    policies = [waiter.budget() > 0 for _ in range(2 * EXPLORE_EVERY)]
+    policies = [wait(waiter, 25e-6) for _ in range(2 * EXPLORE_EVERY)]
     assert policies.count(False) == 2  # one wait in EXPLORE_EVERY sleeps, to measure it
-    # Loaded cores: spun waits got longer than slept ones on average. It sleeps, and tries
-    # spinning again after a gap that doubles each time spinning still does not pay.
+    # Loaded cores: spun waits got longer than slept ones on average. It sleeps, and
+    # measures spinning again by a run of EXPLORE_RUN spun waits after a gap that doubles
+    # each time the run's mean says spinning still does not pay.
     waiter.spun = 90e-6
-    tries = [turn for turn in range(1, 2000) if waiter.budget() > 0]
-    gaps = [later - earlier for earlier, later in zip(tries, tries[1:], strict=False)]
+    waiter.turn = 0
+    spun_turns = []
+    for turn in range(1, 2000):
+        if wait(waiter, lambda spun: 90e-6 if spun else 60e-6):
+            spun_turns.append(turn)
+    starts = [t for t in spun_turns if t - 1 not in spun_turns]
+    assert all(
+        list(range(start, start + EXPLORE_RUN))
+        == spun_turns[i * EXPLORE_RUN : (i + 1) * EXPLORE_RUN]
+        for i, start in enumerate(starts)
+    )  # every try is a whole run
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
     assert gaps[:5] == [EXPLORE_EVERY * 2**i for i in range(5)]
     for _ in range(20):
         waiter.next_try = 0
+        waiter.run_left = 0
         waiter.budget()
     assert waiter.gap == MAX_EXPLORE_GAP  # the cap
     # What a wait measured goes to the policy it was made under.
     waiter.next_try = 10**9
+    waiter.run_left = 0
     assert waiter.budget() == 0.0 and not waiter.spinning
-    waiter.record(60e-6)
-    assert waiter.slept == 60e-6 and waiter.spun == 90e-6
+    waiter.spun = 90e-6
+    waiter.record(50e-6)
+    assert waiter.slept == pytest.approx(60e-6 - 10e-6 * MEAN_WEIGHT) and waiter.spun == 90e-6
     # Once spinning pays again, the gap is back to its start.
     waiter.spun = 20e-6
     waiter.budget()
     assert waiter.gap == EXPLORE_EVERY
+
+
+def test_a_run_that_pays_turns_spinning_back_on_however_stale_the_spun_mean() -> None:
+    # The regression: a worker's spun mean went high while the host warmed up (270 us
+    # against 190 us slept); later spun waits took 110 us, but each try moved the mean by
+    # an eighth of the way and the tries got rarer, so it slept for thousands of waits.
+    waiter = SpinWait()
+    waiter.typical, waiter.spun, waiter.slept = 150e-6, 270e-6, 190e-6
+    policies = [wait(waiter, lambda spun: 110e-6 if spun else 190e-6) for _ in range(40)]
+    first_run = policies.index(True)
+    assert policies[first_run : first_run + EXPLORE_RUN] == [True] * EXPLORE_RUN
+    assert waiter.spun == pytest.approx(110e-6)  # the run's mean, not 1/8 of the way
+    after = policies[first_run + EXPLORE_RUN :]
+    assert after and after.count(True) >= len(after) - 2  # spinning again (sleeps: exploring)
+
+
+def test_a_wait_that_may_not_spin_is_not_measured(pair: SocketPair) -> None:
+    # Another host thread's call is in flight: the read sleeps at once, and its duration
+    # says nothing about either policy, so it goes into neither mean.
+    a, b = pair
+    reader = host_reader(b)
+    waiter = reader._spin
+    assert waiter is not None
+    prefer_spinning(waiter)
+    before = (waiter.typical, waiter.spun, waiter.slept, waiter.turn)
+
+    def send_later() -> None:
+        # Most likely after the read began to wait; either order must leave the state alone.
+        time.sleep(0.01)
+        a.sendall(encode_frame({"n": 1}, 100))
+
+    thread = threading.Thread(target=send_later)
+    thread.start()
+    assert reader.read(time.monotonic() + 60, spin=False) == {"n": 1}
+    thread.join()
+    assert (waiter.typical, waiter.spun, waiter.slept, waiter.turn) == before
 
 
 def test_one_outlier_does_not_turn_spinning_off() -> None:

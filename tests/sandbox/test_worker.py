@@ -599,9 +599,12 @@ def test_plain_json_refuses_cycles_and_bounds_depth() -> None:
 # --- spinning while other calls are in flight -------------------------------------------------
 
 
-def test_a_call_made_while_another_is_in_flight_tells_the_worker_not_to_spin(
-    pool: WorkerPool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("spin_limit", [1, 2])
+def test_a_call_made_while_more_are_in_flight_than_may_spin_tells_the_worker_not_to_spin(
+    pool: WorkerPool, monkeypatch: pytest.MonkeyPatch, spin_limit: int
 ) -> None:
+    # spin_limit: calls in flight up to which calls spin (one per usable CPU in production).
+    monkeypatch.setattr(pool._sup._inflight, "spin_limit", spin_limit)
     # A spy on the frames the pool sends (the real worker still gets and answers them).
     sent: list[dict[str, Any]] = []
     real_send = WorkerHandle.send
@@ -631,7 +634,10 @@ def test_a_call_made_while_another_is_in_flight_tells_the_worker_not_to_spin(
     calls = [f for f in sent if f.get("op") == "call"]
     assert [c["fn"] for c in calls] == ["sbtest:ask_host", "sbtest:echo"]
     assert "spin" not in calls[0]  # alone: the worker may spin
-    assert calls[1]["spin"] is False  # another call in flight: it does not
+    if spin_limit == 1:
+        assert calls[1]["spin"] is False  # two calls in flight, one may spin: it does not
+    else:
+        assert "spin" not in calls[1]  # two calls in flight, and two may spin
 
 
 def test_a_worker_told_not_to_spin_goes_straight_to_recv() -> None:
@@ -643,7 +649,7 @@ def test_a_worker_told_not_to_spin_goes_straight_to_recv() -> None:
             def budget(self) -> float:
                 raise AssertionError("the spin was consulted")
 
-        reader._spin = NoSpin()
+        reader._spin_request = reader._spin_answer = NoSpin()
         reader.spin_allowed = False
         payload = b'{"op":"call","id":1}'
         theirs.sendall(struct.pack(">I", len(payload)) + payload)
