@@ -29,6 +29,7 @@ Metrics (see benchmarks/README.md for how each is measured and why):
 5. idle USS per plugin worker (smaps_rollup)        target: <= 2 MiB
 6. CPU-limit overshoot at a 50 ms budget            target: p99 <= 10 ms
 7. no-op hook throughput, 1 and 2 host threads      target: 2 threads >= 1.6x 1 thread
+   and 2 host processes of one thread each          (no target: the bound without a shared GIL)
 8. host-side CPU watch, per call                    (no target: what it costs)
 9. no-op hook with ``limits.fresh_worker``          (no target: what it costs)
 """
@@ -535,6 +536,46 @@ def throughput(seconds: float) -> tuple[tuple[float, float], tuple[float, float]
     return out[0], out[1]
 
 
+def _rate_child(start_at: float, seconds: float) -> float:
+    """One process of :func:`process_throughput`: warm up, wait for the common start
+    (``time.monotonic`` is one clock for every process on Linux), hammer, report."""
+    with runtime(True, pool_size=1) as rt:
+        timed(lambda: rt.run_hook("content:afterSave", EVENT), 200)
+        _rate(rt, 1, 0.1)
+        time.sleep(max(0.0, start_at - time.monotonic()))
+        return _rate(rt, 1, seconds)
+
+
+def process_throughput(seconds: float, processes: int = 2) -> float | None:
+    """No-op hooks/s of ``processes`` host processes with one thread each, at the same time
+    (summed): what two callers reach without sharing a GIL, i.e. the machine's bound for
+    the two-thread figure. None when a child fails."""
+    root = Path(__file__).resolve().parent.parent
+    start_at = time.monotonic() + 3.0  # time for every child to start and warm up
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--rate-child", f"{start_at!r},{seconds!r}"],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        for _ in range(processes)
+    ]
+    total = 0.0
+    try:
+        for child in children:
+            out, _ = child.communicate(timeout=120)
+            total += float(out.split()[-1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    return total
+
+
 def cpu_watch_cost(n: int) -> tuple[list[float], list[float]]:
     """(per-call cost of the host's CPU measurement, the warm no-op hook it is part of), s.
 
@@ -721,7 +762,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (under a minute)")
     parser.add_argument("--uss-only", type=int, metavar="N", help=argparse.SUPPRESS)
+    parser.add_argument("--rate-child", metavar="START,SECONDS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rate_child:  # one process of process_throughput
+        start_at, seconds = (float(x) for x in args.rate_child.split(","))
+        print(_rate_child(start_at, seconds))
+        return 0
     if args.uss_only:  # one interpreter's idle USS, for other_interpreters_uss
         found = idle_uss(args.uss_only)
         print(platform.python_version(), statistics.median(found) if found else "nan")
@@ -867,6 +913,21 @@ def main(argv: list[str] | None = None) -> int:
                 sb_rate * fs,
                 nat_rate * fn,
                 "a rate, p50 = p99; x floor = rate x floor (higher is better)",
+            )
+        )
+
+    step("throughput, 2 host processes")
+    sb_procs = process_throughput(t_tp)
+    if sb_procs is not None:
+        rows.append(
+            Row(
+                "no-op hooks, 2 host processes",
+                "k/s",
+                (sb_procs / 1e3, sb_procs / 1e3),
+                None,
+                sb_procs * fs,
+                None,
+                f"1 thread each, summed: no shared GIL; {sb_procs / sb1:.2f}x 1 thread",
             )
         )
 
