@@ -1,7 +1,7 @@
 """Tripwires the audit sets up around every payload: anything that touches one is an escape.
 
 * :class:`CanaryHttpServer` -- a real HTTP server on 127.0.0.1 (and ::1 when the same port is
-  free there): SSRF payloads aim at it, and one request reaching it is a failure whatever
+  free there): SSRF payloads aim at it, and one connection reaching it is a failure whatever
   the plugin saw (a refused fetch and a failed connection look alike from the inside).
 * :class:`AbstractSocketCanary` -- a listening abstract-namespace unix socket (escape class
   ``os``: abstract sockets ignore the file system, so only seccomp or a network namespace
@@ -46,14 +46,37 @@ REDIRECT_HOST = "1.1.1.1"
 REDIRECT_PATH = "/emdash-audit-redirect"
 
 
+class _Hit:
+    """One connection to the canary: counted when accepted, its request line added when
+    (if ever) the handler reads it."""
+
+    __slots__ = ("peer", "request")
+
+    def __init__(self, peer: str) -> None:
+        self.peer = peer
+        self.request = ""
+
+    def __str__(self) -> str:
+        return self.request or f"a connection from {self.peer}"
+
+
 class _CanaryHandler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = 5  # a client that connects and sends nothing does not hold a thread for long
 
     def log_message(self, format: str, *args: Any) -> None:  # no stderr noise
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        finally:
+            self.server.hit_of.pop(id(self.request), None)
+
     def _any(self) -> None:
-        self.server.hits.append(f"{self.command} {self.path}")
+        hit = self.server.hit_of.get(id(self.request))
+        if hit is not None:
+            hit.request = f"{self.command} {self.path}"
         body = b"AUDIT-CANARY reached"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -64,16 +87,53 @@ class _CanaryHandler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    """Counts connections, not requests, and counts them when accepted.
+
+    A request is handled in a thread of its own, after ``serve_forever`` (polling) accepted
+    the connection: a payload that connects, sends and returns without waiting for the
+    answer could be checked before either thread ran (a busy machine), and the reach go
+    unseen. So the listening socket is non-blocking and the check accepts whatever is
+    queued itself (:meth:`drain`), under the same lock as the serving thread's accepts.
+    """
+
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
         self.address_family = family
-        self.hits: list[str] = []
+        self.hits: list[_Hit] = []
+        self.hit_of: dict[int, _Hit] = {}  # id(accepted socket) -> its hit, until handled
+        self.accept_lock = threading.Lock()
         super().__init__(address, _CanaryHandler)
+        self.socket.setblocking(False)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        with self.accept_lock:
+            conn, addr = self.socket.accept()  # BlockingIOError: drain took it (ignored)
+            self._count(conn, addr)
+        conn.setblocking(True)
+        return conn, addr
+
+    def _count(self, conn: socket.socket, addr: Any) -> None:
+        hit = _Hit(f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr))
+        self.hits.append(hit)
+        self.hit_of[id(conn)] = hit
+
+    def drain(self) -> None:
+        """Accept (and count) every queued connection now, and hand each to a handler."""
+        while True:
+            with self.accept_lock:
+                try:
+                    conn, addr = self.socket.accept()
+                except OSError:  # BlockingIOError: nothing queued; or closed
+                    return
+                self._count(conn, addr)
+            conn.setblocking(True)
+            self.process_request(conn, addr)
 
 
 class CanaryHttpServer:
-    """An HTTP server that must never receive a request from a sandboxed plugin."""
+    """An HTTP server that must never be reached by a sandboxed plugin: one connection is an
+    escape, whether or not a request followed (see :class:`_Server`)."""
 
     def __init__(self) -> None:
         self._v4 = _Server(("127.0.0.1", 0), socket.AF_INET)
@@ -93,7 +153,11 @@ class CanaryHttpServer:
 
     @property
     def hits(self) -> list[str]:
-        return [hit for s in self._servers for hit in s.hits]
+        """Every connection so far, in order (queued ones accepted now): the request line
+        where it was read already, else who connected."""
+        for s in self._servers:
+            s.drain()
+        return [str(hit) for s in self._servers for hit in s.hits]
 
     def close(self) -> None:
         for s in self._servers:

@@ -79,6 +79,26 @@ def test_a_reached_canary_server_is_an_escape(unsandboxed: AuditSession) -> None
     assert r.failures_of("escape") == ["the canary HTTP server was reached: ['GET /native']"]
 
 
+def test_a_connection_to_the_canary_server_without_a_request_is_an_escape(
+    unsandboxed: AuditSession,
+) -> None:
+    # Connected, nothing sent, closed: no handler ever reads a request, and the check runs
+    # right after the payload, possibly before the server's thread accepted anything.
+    code = """
+    def handler(event, ctx):
+        import socket
+        s = socket.create_connection(("127.0.0.1", @@CANARY_PORT@@), timeout=5)
+        s.close()
+        raise LookupError("DENIED")
+    """
+    r = unsandboxed.run(_payload(code))
+    (failure,) = r.failures_of("escape")
+    assert failure.startswith("the canary HTTP server was reached: ['a connection from 127.0.0.1:")
+    # Counted once, and not again in the next payload's window.
+    r = unsandboxed.run(_payload('def handler(event, ctx):\n    raise LookupError("DENIED")\n'))
+    assert r.failures_of("escape") == []
+
+
 def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: AuditSession) -> None:
     code = """
     def handler(event, ctx):
