@@ -76,7 +76,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import signal
 import threading
 import time
@@ -84,6 +83,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._call import Call, CallResult, LoadReport, OnHostCall, OnLoad, SandboxLimits
+from ._cpus import usable_cpus
 from ._errors import (
     CompileError,
     CpuLimitExceeded,
@@ -185,8 +185,9 @@ SPIN_CALLS_PER_CPU = 1
 
 
 def spin_call_limit() -> int:
-    """Calls in flight up to which calls spin: SPIN_CALLS_PER_CPU per usable CPU."""
-    return SPIN_CALLS_PER_CPU * max(1, len(os.sched_getaffinity(0)))
+    """Calls in flight up to which calls spin: SPIN_CALLS_PER_CPU per usable CPU (the
+    affinity, capped by a container's CPU quota: see ``_cpus``)."""
+    return SPIN_CALLS_PER_CPU * usable_cpus()
 
 
 _LOAD_OPS = frozenset({"loaded", "error"})

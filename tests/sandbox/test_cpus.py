@@ -1,0 +1,74 @@
+"""usable_cpus: the affinity, capped by a cgroup CPU quota (v1 and v2), read from real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sandbox._cpus import cgroup_cpu_quota, usable_cpus
+from sandbox._pool import SPIN_CALLS_PER_CPU, spin_call_limit
+
+
+def tree(tmp_path: Path, proc_cgroup: str, files: dict[str, str]) -> tuple[Path, Path]:
+    root = tmp_path / "cgroup"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    proc = tmp_path / "proc-self-cgroup"
+    proc.write_text(proc_cgroup)
+    return root, proc
+
+
+AFFINITY = len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("proc_cgroup", "files", "quota"),
+    [
+        # cgroup v2, the cgroup's own directory: 1.5 CPUs
+        ("0::/kubepods/pod1\n", {"kubepods/pod1/cpu.max": "150000 100000\n"}, 1.5),
+        # v2 inside a cgroup namespace: the path is "/", the quota at the mount's root
+        ("0::/\n", {"cpu.max": "100000 100000\n"}, 1.0),
+        # v2 without a limit
+        ("0::/a\n", {"a/cpu.max": "max 100000\n"}, None),
+        # cgroup v1, cpu and cpuacct mounted together
+        (
+            "4:memory:/x\n3:cpu,cpuacct:/docker/abc\n",
+            {
+                "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
+                "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+            },
+            0.5,
+        ),
+        # v1, no limit (-1), as on the development VM
+        (
+            "1:cpu:/\n",
+            {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"},
+            None,
+        ),
+        # nothing readable: no quota known
+        ("0::/gone\n", {}, None),
+        ("garbage\n", {"cpu.max": "nonsense"}, None),
+    ],
+)
+def test_the_quota_is_read_from_v1_and_v2_files(
+    tmp_path: Path, proc_cgroup: str, files: dict[str, str], quota: float | None
+) -> None:
+    root, proc = tree(tmp_path, proc_cgroup, files)
+    assert cgroup_cpu_quota(root, proc) == quota
+    expected = AFFINITY if quota is None else min(AFFINITY, max(1, -(-quota // 1)))
+    assert usable_cpus(root, proc) == expected
+
+
+def test_a_quota_caps_the_affinity_rounded_up_and_never_below_one(tmp_path: Path) -> None:
+    root, proc = tree(tmp_path, "0::/c\n", {"c/cpu.max": "1000 100000\n"})  # 0.01 CPU
+    assert usable_cpus(root, proc) == 1
+    root, proc = tree(tmp_path, "0::/d\n", {"d/cpu.max": "999900000 100000\n"})  # 9999 CPUs
+    assert usable_cpus(root, proc) == AFFINITY
+    assert usable_cpus(tmp_path / "none", tmp_path / "no-such-file") == AFFINITY
+
+
+def test_calls_spin_up_to_one_per_usable_cpu() -> None:
+    assert spin_call_limit() == SPIN_CALLS_PER_CPU * usable_cpus()
