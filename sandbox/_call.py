@@ -70,7 +70,7 @@ class InFlight(list[None]):
     A list because ``append`` and ``pop`` are atomic under the GIL: no lock to take twice
     per call. Two calls entering at once may both see two entries, which only means both
     use the GIL-keeping channel calls. ``spin_limit``: up to how many calls in flight a
-    call and its worker may spin (see ``_pool.SPIN_CALLS_PER_CPU``).
+    call and its worker may spin (see ``_pool.CPUS_PER_SPINNING_CALL``).
     """
 
     __slots__ = ("spin_limit",)

@@ -3,7 +3,7 @@
 ``os.sched_getaffinity`` counts the CPUs the scheduler may place this process on; a
 container is more often limited by a CPU *quota* (cgroup v2 ``cpu.max``, v1
 ``cpu.cfs_quota_us``): 16 CPUs visible, one CPU's worth of time per period usable. What
-decides whether a busy-wait pays (``_pool.SPIN_CALLS_PER_CPU``) is the latter: spinning on
+decides whether a busy-wait pays (``_pool.CPUS_PER_SPINNING_CALL``) is the latter: spinning on
 more CPUs than the quota pays for only gets the container throttled.
 """
 

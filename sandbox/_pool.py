@@ -171,23 +171,25 @@ _SPAWN_TIMEOUT_S = 10.0  # fork + confinement + "ready"
 _DEATH_REPORT_TIMEOUT_S = 5.0  # how long to wait for the fork server's exit report
 _CALL_OPS = frozenset({"host_call", "result", "error"})
 
-# Up to how many calls in flight in this process, per CPU it may use, a call spins for its
-# answer and its worker for that call's host-call answers and its next request (beyond it
-# the call frame carries "spin": false). Past one call per CPU every CPU already has a
-# runnable thread or worker, and a spinner only takes the CPU (a host thread spinning with
-# the GIL held, the interpreter too) that another call needs. Measured on the 2-core VM
-# with the benchmark's throughput loop (bench_sandbox._rate, 1 s per figure, two rounds),
-# no-op hooks/s with spinning switched off / on while other calls are in flight:
-# 2 threads 8.4-13.0 / 13.1-16.7 k/s, 4 threads 13.1-17.3 / 12.8-14.8, 8 threads 9.1-13.7 /
-# 5.9-7.6 (one thread alone: 14-18 k/s either way). Not spinning with 2 threads on 2 CPUs
-# put their wake-ups back on every call and made 2 threads slower than one.
-SPIN_CALLS_PER_CPU = 1
+# A spinning call keeps two CPUs busy (its host thread and its worker), so calls spin for
+# their answers (and their workers for that call's host-call answers and its next request)
+# while at most one call per CPUS_PER_SPINNING_CALL usable CPUs is in flight in this
+# process; beyond that the call frame carries "spin": false. On 2 CPUs: a call spins only
+# while it is alone. Measured on the 2-core VM with the benchmark's throughput loop
+# (bench_sandbox._rate, 2 host threads, 2 s per figure), no-op hooks/s with one call or two
+# calls allowed to spin: idle 7.7-12.7 / 13.6-14.6 k/s, but with two busy loops on the CPUs
+# 5.2-9.2 / 2.5-7.5 k/s: a host thread spinning while another call is in flight holds the
+# GIL, and when its sched_yield hands the CPU to another process for a slice, every other
+# host thread waits for that slice too. (Releasing the GIL for each turn did not help:
+# 3.9-6.7 k/s loaded.)
+CPUS_PER_SPINNING_CALL = 2
 
 
 def spin_call_limit() -> int:
-    """Calls in flight up to which calls spin: SPIN_CALLS_PER_CPU per usable CPU (the
-    affinity, capped by a container's CPU quota: see ``_cpus``)."""
-    return SPIN_CALLS_PER_CPU * usable_cpus()
+    """Calls in flight up to which calls spin: one per CPUS_PER_SPINNING_CALL usable CPUs,
+    at least one (the usable CPUs: the affinity, capped by a container's CPU quota, see
+    ``_cpus``; a lone call on one CPU is left to the spin-wait's own measurements)."""
+    return max(1, usable_cpus() // CPUS_PER_SPINNING_CALL)
 
 
 _LOAD_OPS = frozenset({"loaded", "error"})
@@ -353,7 +355,7 @@ class WorkerPool:
         if len(inflight) >= inflight.spin_limit:
             # With this call, more calls are in flight than calls may spin: the worker does
             # not spin either (for this call's host-call answers, nor for its next request);
-            # see SPIN_CALLS_PER_CPU.
+            # see CPUS_PER_SPINNING_CALL.
             request["spin"] = False
         try:
             # Encoded before a worker is taken: bad arguments cost no worker anything.
@@ -441,7 +443,7 @@ class WorkerPool:
         allowed = _LOAD_OPS if is_load else _CALL_OPS
         cid, deadline = call.cid, call.deadline
         # A call spins briefly for its answer (see _protocol.SpinWait) unless more calls
-        # are in flight than may spin (SPIN_CALLS_PER_CPU); a load does not (compiling
+        # are in flight than may spin (CPUS_PER_SPINNING_CALL); a load does not (compiling
         # takes far longer than any spin). While other calls are in flight in this
         # process, a call's channel calls that cannot block also keep the GIL (`quick`):
         # each release would hand the GIL to another host thread and back.

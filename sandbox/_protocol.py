@@ -464,8 +464,8 @@ class SpinWait:
         threads ran on different ones). Measured with 2 host threads: 18-23 -> 22-26 k/s
         when the scheduler places them freely, 9-10 -> 12-13 k/s with one thread pinned to
         each CPU. Other threads of the host then wait at most the spin budget. (The pool
-        spins only while at most one call per CPU is in flight, see
-        ``_pool.SPIN_CALLS_PER_CPU``.)
+        spins only while at most one call per two CPUs is in flight, see
+        ``_pool.CPUS_PER_SPINNING_CALL``.)
         """
         end = started + budget
         if deadline is not None and deadline < end:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sandbox._cpus import cgroup_cpu_quota, usable_cpus
-from sandbox._pool import SPIN_CALLS_PER_CPU, spin_call_limit
+from sandbox._pool import CPUS_PER_SPINNING_CALL, spin_call_limit
 
 
 def tree(tmp_path: Path, proc_cgroup: str, files: dict[str, str]) -> tuple[Path, Path]:
@@ -70,5 +70,5 @@ def test_a_quota_caps_the_affinity_rounded_up_and_never_below_one(tmp_path: Path
     assert usable_cpus(tmp_path / "none", tmp_path / "no-such-file") == AFFINITY
 
 
-def test_calls_spin_up_to_one_per_usable_cpu() -> None:
-    assert spin_call_limit() == SPIN_CALLS_PER_CPU * usable_cpus()
+def test_calls_spin_up_to_one_per_two_usable_cpus_and_alone_always() -> None:
+    assert spin_call_limit() == max(1, usable_cpus() // CPUS_PER_SPINNING_CALL)

@@ -603,7 +603,7 @@ def test_plain_json_refuses_cycles_and_bounds_depth() -> None:
 def test_a_call_made_while_more_are_in_flight_than_may_spin_tells_the_worker_not_to_spin(
     pool: WorkerPool, monkeypatch: pytest.MonkeyPatch, spin_limit: int
 ) -> None:
-    # spin_limit: calls in flight up to which calls spin (one per usable CPU in production).
+    # spin_limit: calls in flight up to which calls spin (one per two usable CPUs in production).
     monkeypatch.setattr(pool._sup._inflight, "spin_limit", spin_limit)
     # A spy on the frames the pool sends (the real worker still gets and answers them).
     sent: list[dict[str, Any]] = []
