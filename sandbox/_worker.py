@@ -279,8 +279,9 @@ class _Requests:
         # together, the long waits' misses turned spinning off for the short ones.
         self._spin_request = SpinWait()
         self._spin_answer = SpinWait()
-        #: False while the host has other calls in flight (the call frame's ``spin``): then
-        #: every CPU has work, and a spinning worker takes one from another call.
+        #: False while the host has more calls in flight than may spin (the call frame's
+        #: ``spin``, see _pool.CPUS_PER_SPINNING_CALL): then every CPU has work, and a
+        #: spinning worker takes one from another call.
         self.spin_allowed = True
 
     def read(self, answer: bool = False) -> Any:
