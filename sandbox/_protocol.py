@@ -462,14 +462,13 @@ class SpinWait:
         very CPU, it runs now instead of after the spin. Turns ask whether the socket is
         readable rather than try ``recv`` (a failed ``recv`` raises, which costs more than
         the system call), without letting go of the GIL when the reader has a ``quick``
-        object. A ``quick`` spin (other host threads are calling workers too) yields while
-        keeping the GIL as well: releasing it at every turn handed it back and forth
-        between the spinning threads (each time a futex wake-up, across CPUs when the
-        threads ran on different ones). Measured with 2 host threads: 18-23 -> 22-26 k/s
-        when the scheduler places them freely, 9-10 -> 12-13 k/s with one thread pinned to
-        each CPU. Other threads of the host then wait at most the spin budget. (The pool
-        spins only while at most one call per two CPUs is in flight, see
-        ``_pool.CPUS_PER_SPINNING_CALL``.)
+        object. The yield lets go of the GIL, also in a ``quick`` spin (other host threads
+        are calling workers too; the pool spins then only from 4 CPUs on, see
+        ``_pool.CPUS_PER_SPINNING_CALL``): a thread that yields its CPU to another process
+        may not get it back for a scheduler slice, and if it held the GIL meanwhile every
+        other host thread would wait that slice too. Measured on the 2-core VM with two
+        calls allowed to spin, 2 host threads, no-op hooks/s, keeping / releasing the GIL:
+        idle 13.6-14.6 / 10.2-14.1 k/s, next to two busy loops 2.5-7.5 / 3.9-6.7 k/s.
         """
         end = started + budget
         if deadline is not None and deadline < end:
@@ -484,8 +483,6 @@ class SpinWait:
 
         monotonic = time.monotonic
         yield_cpu = os.sched_yield
-        if quick and reader._quick is not None:
-            yield_cpu = reader._quick.yield_cpu
         while True:
             yield_cpu()
             if check():

@@ -8,11 +8,12 @@ futex wake-up, a context switch, and the releasing thread then waits to get it b
 on the throughput benchmark (2 host threads) showed a third of the host's CPU in exactly
 that (``pthread_cond_signal`` -> ``try_to_wake_up``, ``futex_wait``).
 
-:class:`QuickIO` makes those three calls, and the ``sched_yield`` of a spinning wait,
-through ``ctypes.PyDLL``, which calls C functions *without* releasing the GIL. None of them
-blocks (``MSG_DONTWAIT``, zero timeout, a yield), so holding the GIL for them is safe: a
-host thread then gives the GIL away only when it really waits for its worker (``poll``
-with a timeout, through the ``select`` module). The supervisor uses them only while
+:class:`QuickIO` makes those three calls through ``ctypes.PyDLL``, which calls C functions
+*without* releasing the GIL. None of them blocks (``MSG_DONTWAIT``, zero timeout), so
+holding the GIL for them is safe: a host thread then gives the GIL away only when it
+really waits for its worker (``poll`` with a timeout, through the ``select`` module) or
+yields its CPU in a spinning wait (``os.sched_yield``: the CPU may go to another process
+for a scheduler slice, and the GIL must not go with it, see ``_protocol.SpinWait.spin``). The supervisor uses them only while
 another call is in flight; alone, CPython's own methods are cheaper (no ctypes argument
 conversion).
 
@@ -44,8 +45,6 @@ try:
     _recv.restype = ctypes.c_ssize_t
     _poll = _libc.poll
     _poll.restype = ctypes.c_int
-    _sched_yield = _libc.sched_yield
-    _sched_yield.restype = ctypes.c_int
     _get_errno = ctypes.get_errno
     _c_int = ctypes.c_int
     _c_size_t = ctypes.c_size_t
@@ -81,12 +80,6 @@ class QuickIO:
         self._pollfd: Any = _PollFd(sock.fileno(), _POLLIN, 0)
         self._pollref: Any = ctypes.byref(self._pollfd)
         self._buf: Any = ctypes.create_string_buffer(_BUFFER)
-
-    @staticmethod
-    def yield_cpu() -> None:
-        """``sched_yield()`` keeping the GIL: the CPU goes to another runnable process (the
-        worker, if it was woken on this CPU), but not to another thread of this one."""
-        _sched_yield()
 
     def readable(self) -> bool:
         """Bytes waiting, or EOF / an error condition (both end in a recv that says so)."""

@@ -439,7 +439,6 @@ def test_quickio_send_recv_readable(pair: SocketPair) -> None:
     assert qb.readable()
     assert qb.recv() == b"hello"
     assert qb.recv() is None
-    QuickIO.yield_cpu()
 
 
 @needs_quickio
