@@ -98,9 +98,15 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
+    def __init__(
+        self, address: tuple[str, int], family: socket.AddressFamily, hits: list[_Hit]
+    ) -> None:
         self.address_family = family
-        self.hits: list[_Hit] = []
+        # Shared by the 127.0.0.1 and ::1 servers, in the order of their accepts: the audit
+        # takes a payload's hits as the list's tail past a mark, which per-server lists
+        # joined one after the other would not be (a later 127.0.0.1 hit landed before an
+        # earlier ::1 one, and the tail named the earlier payload's request).
+        self.hits = hits
         self.hit_of: dict[int, _Hit] = {}  # id(accepted socket) -> its hit, until handled
         self.accept_lock = threading.Lock()
         super().__init__(address, _CanaryHandler)
@@ -136,12 +142,13 @@ class CanaryHttpServer:
     escape, whether or not a request followed (see :class:`_Server`)."""
 
     def __init__(self) -> None:
-        self._v4 = _Server(("127.0.0.1", 0), socket.AF_INET)
+        self._hits: list[_Hit] = []
+        self._v4 = _Server(("127.0.0.1", 0), socket.AF_INET, self._hits)
         self.port = self._v4.server_address[1]
         self._servers = [self._v4]
         try:
             # Same port on ::1, so http://[::1]:port/ is a real target too.
-            self._servers.append(_Server(("::1", self.port), socket.AF_INET6))
+            self._servers.append(_Server(("::1", self.port), socket.AF_INET6, self._hits))
         except OSError:
             pass
         self._threads = [
@@ -157,7 +164,7 @@ class CanaryHttpServer:
         where it was read already, else who connected."""
         for s in self._servers:
             s.drain()
-        return [str(hit) for s in self._servers for hit in s.hits]
+        return [str(hit) for hit in self._hits]
 
     def close(self) -> None:
         for s in self._servers:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from emdash._selfaudit import _runner as _audit
+from emdash._selfaudit._canaries import CanaryHttpServer
 from emdash._selfaudit._corpus import CLASSES, Expect, Payload, payloads_for
 from emdash._selfaudit._corpus import P as make_payload
 from emdash._selfaudit._runner import (
@@ -97,6 +99,28 @@ def test_a_connection_to_the_canary_server_without_a_request_is_an_escape(
     # Counted once, and not again in the next payload's window.
     r = unsandboxed.run(_payload('def handler(event, ctx):\n    raise LookupError("DENIED")\n'))
     assert r.failures_of("escape") == []
+
+
+def test_a_payloads_canary_hits_are_its_own_whichever_address_it_used() -> None:
+    # The audit takes a payload's hits as the tail of the list past a mark taken before it
+    # ran: the 127.0.0.1 and ::1 servers' hits must be one list in the order they came.
+    server = CanaryHttpServer()
+    try:
+        if len(server._servers) < 2:
+            pytest.skip("no ::1 on this machine: the canary serves 127.0.0.1 only")
+
+        def reach(host: str, path: str) -> None:
+            with socket.create_connection((host, server.port), timeout=5) as s:
+                s.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+                assert s.recv(4096).startswith(b"HTTP/1.0 200")
+
+        reach("::1", "/earlier")
+        mark = len(server.hits)
+        reach("127.0.0.1", "/later")
+        assert server.hits[mark:] == ["GET /later"]
+        assert server.hits == ["GET /earlier", "GET /later"]
+    finally:
+        server.close()
 
 
 def test_a_written_canary_file_and_a_database_change_are_caught(unsandboxed: AuditSession) -> None:
