@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["usable_cpus"]
@@ -32,9 +33,12 @@ def usable_cpus(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> in
 def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
     """The CPU quota of this process's cgroup in CPUs (quota / period), None without one.
 
-    Read from the cgroup's own directory, then from the root of the mount (inside a cgroup
-    namespace the path in /proc/self/cgroup is "/" or does not exist in the mount). Any file
-    missing or unreadable means no quota is known: the affinity alone decides.
+    The tightest quota of the cgroup and of every ancestor up to the root of the mount: a
+    quota binds its whole subtree (a systemd slice with ``CPUQuota=``, a pod around its
+    containers), and the process's own cgroup often has none, or no ``cpu.max`` at all.
+    Inside a cgroup namespace the path in /proc/self/cgroup is "/" or does not exist in
+    the mount: then only the mount's root (the namespace's cgroup) is found. Any file
+    missing or unreadable means no quota is known there: the affinity alone decides.
     """
     try:
         lines = proc_cgroup.read_text().splitlines()
@@ -45,19 +49,29 @@ def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
         if len(parts) != 3:
             continue
         _, controllers, path = parts
-        rel = path.lstrip("/")
         if controllers == "":  # cgroup v2: "0::/path"
-            for where in (root / rel, root):
-                quota = _v2_quota(where / "cpu.max")
-                if quota is not None:
-                    return quota
+            quota = _tightest(root, path, lambda where: _v2_quota(where / "cpu.max"))
+            if quota is not None:
+                return quota
         elif "cpu" in controllers.split(","):  # cgroup v1: "N:cpu,cpuacct:/path"
             for mount in (root / "cpu", root / "cpu,cpuacct", root / controllers):
-                for where in (mount / rel, mount):
-                    quota = _v1_quota(where)
-                    if quota is not None:
-                        return quota
+                quota = _tightest(mount, path, _v1_quota)
+                if quota is not None:
+                    return quota
     return None
+
+
+def _tightest(mount: Path, path: str, quota_of: Callable[[Path], float | None]) -> float | None:
+    """The smallest quota of the cgroup at ``path`` under ``mount`` and of its ancestors.
+
+    A path that leaves its namespace's root ("/../x": the process sits outside it) names
+    no directory of the mount: only the mount's root is read then."""
+    names = [name for name in path.split("/") if name]
+    if ".." in names:
+        names = []
+    found = [quota_of(mount.joinpath(*names[:depth])) for depth in range(len(names), -1, -1)]
+    quotas = [quota for quota in found if quota is not None]
+    return min(quotas) if quotas else None
 
 
 def _v2_quota(path: Path) -> float | None:
