@@ -399,15 +399,19 @@ class SpinWait:
                 spin = 0.0
         elif self.turn < self.next_try:
             spin = 0.0
-        else:  # it did not pay: measure it again now, the next time after twice as long
+        else:  # it did not pay: measure it again now
             self._start_run()
-            self.next_try = self.turn + self.gap
-            self.gap = min(2 * self.gap, MAX_EXPLORE_GAP)
         self.spinning = spin > 0.0
         return spin
 
     def _start_run(self) -> None:
+        """A run of spun waits from now on; the next run (if this one says spinning does not
+        pay) comes after the current gap, and the gap after it is twice as long. The first
+        run too: otherwise a new channel where spinning costs would, with ``next_try`` still
+        0, start a second run right after the first."""
         self.run_left, self.run_n, self.run_sum = EXPLORE_RUN, 0, 0.0
+        self.next_try = self.turn + self.gap
+        self.gap = min(2 * self.gap, MAX_EXPLORE_GAP)
 
     def record(self, waited: float) -> None:
         """Feed one wait's duration (start of the wait to the bytes' arrival).

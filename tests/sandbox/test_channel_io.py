@@ -243,6 +243,21 @@ def test_the_channel_spins_where_it_pays_and_measures_the_other_policy() -> None
     assert waiter.gap == EXPLORE_EVERY
 
 
+def test_a_new_channel_where_spinning_does_not_pay_measures_it_again_after_the_first_gap() -> None:
+    # The first run (spinning never measured) counts as a try like any other: the next run
+    # comes EXPLORE_EVERY waits later, then after gaps that double. (It used to follow the
+    # first at once: two runs back to back on a channel where spinning costs.)
+    waiter = SpinWait()
+    spun_turns = [
+        turn for turn in range(1, 400) if wait(waiter, lambda spun: 90e-6 if spun else 60e-6)
+    ]
+    starts = [t for t in spun_turns if t - 1 not in spun_turns]
+    assert len(spun_turns) == EXPLORE_RUN * len(starts)  # whole runs only
+    assert starts[0] == 2  # the first wait sleeps and measures
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    assert gaps[:4] == [EXPLORE_EVERY * 2**i for i in range(4)]
+
+
 def test_a_run_that_pays_turns_spinning_back_on_however_stale_the_spun_mean() -> None:
     # The regression: a worker's spun mean went high while the host warmed up (270 us
     # against 190 us slept); later spun waits took 110 us, but each try moved the mean by
