@@ -162,7 +162,7 @@ _REQUEST_NS_PER_BYTE = REQUEST_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
 _ANSWER_NS_PER_BYTE = ANSWER_CPU_MS_PER_MIB * 1_000_000 / (1 << 20)
 # What a worker may use while idle, from when its answer arrived to when the next call
 # takes it (or the watch looks). An honest one only finishes its send and spins for at most
-# at most SPIN_CAP_S (0.5 ms) waiting for the next request; this is twenty times that.
+# SPIN_CAP_S (0.5 ms) waiting for the next request; this is twenty times that.
 IDLE_CPU_MS = 10
 # How often the supervisor's watch thread reads the CPU time of every worker.
 WATCH_INTERVAL_S = 0.2

@@ -76,7 +76,8 @@ class _CanaryHandler(BaseHTTPRequestHandler):
     def _any(self) -> None:
         hit = self.server.hit_of.get(id(self.request))
         if hit is not None:
-            hit.request = f"{self.command} {self.path}"
+            # The path is the payload's choice: bounded, so a failure message stays readable.
+            hit.request = f"{self.command} {self.path[:200]}"
         body = b"AUDIT-CANARY reached"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -120,7 +121,12 @@ class _Server(ThreadingHTTPServer):
         return conn, addr
 
     def _count(self, conn: socket.socket, addr: Any) -> None:
-        hit = _Hit(f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr))
+        if isinstance(addr, tuple):
+            host = f"[{addr[0]}]" if ":" in str(addr[0]) else str(addr[0])
+            peer = f"{host}:{addr[1]}"
+        else:
+            peer = str(addr)
+        hit = _Hit(peer)
         self.hits.append(hit)
         self.hit_of[id(conn)] = hit
 

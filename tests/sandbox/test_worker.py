@@ -640,6 +640,25 @@ def test_a_call_made_while_more_are_in_flight_than_may_spin_tells_the_worker_not
         assert "spin" not in calls[1]  # two calls in flight, and two may spin
 
 
+def test_a_worker_measures_host_call_answers_and_next_requests_apart() -> None:
+    # Two kinds of wait, two SpinWaits: what a host-call answer took never moves the
+    # measurements of the wait for the next request, and the other way round.
+    ours, theirs = socket.socketpair()
+    try:
+        reader = _Requests(ours, 4096)
+        payload = b'{"op":"call","id":1}'
+        frame = struct.pack(">I", len(payload)) + payload
+        theirs.sendall(frame)
+        assert reader.read(answer=True) == {"op": "call", "id": 1}
+        assert (reader._spin_answer.turn, reader._spin_request.turn) == (1, 0)
+        theirs.sendall(frame)
+        assert reader.read() == {"op": "call", "id": 1}
+        assert (reader._spin_answer.turn, reader._spin_request.turn) == (1, 1)
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_a_worker_told_not_to_spin_goes_straight_to_recv() -> None:
     ours, theirs = socket.socketpair()
     try:
