@@ -356,7 +356,6 @@ class SpinWait:
         "next_try",
         "penalty",
         "run_left",
-        "run_n",
         "run_sum",
         "skip",
         "slept",
@@ -377,7 +376,6 @@ class SpinWait:
         self.skip = 0
         self.penalty = 0
         self.run_left = 0  # spun waits still to come in the measuring run
-        self.run_n = 0
         self.run_sum = 0.0
 
     def budget(self) -> float:
@@ -409,7 +407,7 @@ class SpinWait:
         pay) comes after the current gap, and the gap after it is twice as long. The first
         run too: otherwise a new channel where spinning costs would, with ``next_try`` still
         0, start a second run right after the first."""
-        self.run_left, self.run_n, self.run_sum = EXPLORE_RUN, 0, 0.0
+        self.run_left, self.run_sum = EXPLORE_RUN, 0.0
         self.next_try = self.turn + self.gap
         self.gap = min(2 * self.gap, MAX_EXPLORE_GAP)
 
@@ -441,10 +439,9 @@ class SpinWait:
         if self.spinning:
             if self.run_left:
                 self.run_sum += waited
-                self.run_n += 1
                 self.run_left -= 1
-                if not self.run_left:
-                    self.spun = self.run_sum / self.run_n
+                if not self.run_left:  # the run's EXPLORE_RUN waits are all in
+                    self.spun = self.run_sum / EXPLORE_RUN
             else:
                 mean = self.spun
                 self.spun = waited if mean == 0.0 else mean + (waited - mean) * MEAN_WEIGHT
