@@ -29,7 +29,9 @@ Metrics (see benchmarks/README.md for how each is measured and why):
 5. idle USS per plugin worker (smaps_rollup)        target: <= 2 MiB
 6. CPU-limit overshoot at a 50 ms budget            target: p99 <= 10 ms
 7. no-op hook throughput, 1 and 2 host threads      target: 2 threads >= 1.6x 1 thread
-   and 2 host processes of one thread each          (no target: the bound without a shared GIL)
+   and 2 host processes of one thread each          (no target: two callers, no shared GIL)
+   and the two-thread ceiling (thread_ceiling.py)   (no target: the most two threads reach
+                                                    here for the hook's split of the work)
 8. host-side CPU watch, per call                    (no target: what it costs)
 9. no-op hook with ``limits.fresh_worker``          (no target: what it costs)
 """
@@ -550,8 +552,8 @@ def _rate_child(start_at: float, seconds: float) -> tuple[float, float]:
 
 def process_throughput(seconds: float, processes: int = 2) -> float | None:
     """No-op hooks/s of ``processes`` host processes with one thread each, at the same time
-    (summed): what two callers reach without sharing a GIL, i.e. the machine's bound for
-    the two-thread figure. Each process is a lone caller, so each spins as one would (two
+    (summed): what two callers of the runtime reach without sharing a GIL (the ceiling
+    for two threads is :func:`two_thread_ceiling`). Each process is a lone caller, so each spins as one would (two
     threads of one process do not, see ``sandbox._pool.CPUS_PER_SPINNING_CALL``). None when
     a child fails or started more than a tenth of the run late (the sum would overstate
     what ran side by side)."""
@@ -582,6 +584,30 @@ def process_throughput(seconds: float, processes: int = 2) -> float | None:
                 child.kill()
                 child.wait()
     return total
+
+
+def two_thread_ceiling(quick: bool) -> tuple[float, float, float, float, float] | None:
+    """What two threads of one CPython process reach on this machine for the no-op hook's
+    split of the work, with no runtime at all (``thread_ceiling.py``, in a child process:
+    it forks echo processes, which this process, with runtimes' threads about, should not):
+    (host s, worker s per call, 1 spinning thread, 2 blocking, 2 spinning calls/s). None
+    if the child fails."""
+    script = Path(__file__).resolve().parent / "thread_ceiling.py"
+    argv = [sys.executable, str(script), "--measured-only", *(["--quick"] if quick else [])]
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            timeout=600,
+            check=True,
+        ).stdout.split()
+        host_s, worker_s, one, blocking, spinning = (float(x) for x in out[-5:])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    return host_s, worker_s, one, blocking, spinning
 
 
 def cpu_watch_cost(n: int) -> tuple[list[float], list[float]]:
@@ -656,6 +682,7 @@ class Target:
     limit: float
     at_most: bool  # True: measured <= limit passes; False: measured >= limit passes
     unit: str = "x"
+    note: str = ""
 
     @property
     def verdict(self) -> str:
@@ -748,7 +775,9 @@ def render_targets(targets: list[Target]) -> str:
     lines = [head, "-" * len(head)]
     for t in targets:
         measured = "n/a" if t.measured is None else f"{t.measured:.2f}{t.unit}"
-        lines.append(f"{t.what:<66} {measured:>9}  {t.verdict}")
+        lines.append(
+            f"{t.what:<66} {measured:>9}  {t.verdict}" + (f"  ({t.note})" if t.note else "")
+        )
     return "\n".join(lines)
 
 
@@ -939,6 +968,26 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
+    step("the two-thread ceiling for this split (thread_ceiling.py)")
+    ceiling = two_thread_ceiling(quick)
+    ceiling_x = None
+    if ceiling is not None:
+        host_s, worker_s, one, two_blocking, two_spinning = ceiling
+        best = max(two_blocking, two_spinning)
+        ceiling_x = best / one
+        rows.append(
+            Row(
+                "2 threads, bare ping-pong (ceiling)",
+                "k/s",
+                (best / 1e3, best / 1e3),
+                None,
+                best * fs,
+                None,
+                f"host {host_s * 1e6:.0f} + worker {worker_s * 1e6:.0f} us of busy loop per "
+                f"call, no runtime; {ceiling_x:.2f}x its 1 spinning thread",
+            )
+        )
+
     step("the host-side CPU watch")
     reads, hooks = cpu_watch_cost(n_hook)
     r = p50_p99(reads, 1e6)
@@ -993,7 +1042,13 @@ def main(argv: list[str] | None = None) -> int:
             5.0,
             True,
         ),
-        Target("sandboxed no-op hooks/s, 2 host threads >= 1.6x 1 thread", sb2 / sb1, 1.6, False),
+        Target(
+            "sandboxed no-op hooks/s, 2 host threads >= 1.6x 1 thread",
+            sb2 / sb1,
+            1.6,
+            False,
+            note="" if ceiling_x is None else f"ceiling on this machine: {ceiling_x:.2f}x",
+        ),
         Target(
             f"idle USS per worker <= 2 MiB (CPython {platform.python_version()})",
             u[0] if u else None,
