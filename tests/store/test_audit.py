@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from emdash import StorageError
 from emdash._shared._errors import EmDashError
 from emdash._store import Store
 from emdash._store._audit import FLUSH_AT
@@ -155,3 +156,29 @@ def test_long_error_texts_are_truncated(store: Store) -> None:
     store.audit_records.record("p", "route", "r", "error", 1, error="x" * 10_000)
     (rec,) = store.audit_records.list()
     assert rec["error"] == "x" * 4000
+
+
+def test_records_a_failed_commit_took_from_the_buffer_are_put_back(tmp_path: Path) -> None:
+    # Every invocation's commit drains the buffer into its own transaction; a commit that
+    # then fails (here: the database is full when the records are inserted) must put them
+    # back for the next flush, not lose them with its rollback.
+    with Store(tmp_path / "site.db") as store:
+        # The invocation's own write rewrites a row of the same size (no new page), so
+        # the only thing that cannot fit is the audit records the commit inserts.
+        store.kv_entries.set("p", "k", 0)
+        big = "x" * 3000
+        for i in range(4):
+            store.audit_records.record("p", "hook", f"before-{i}", "error", 1, error=big)
+        assert store.audit_records.pending() == 4
+        pages = int(store.db.execute("PRAGMA page_count").fetchone()[0])
+        store.db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(StorageError, match="full"):
+            with store.invocation("p", "hook:content:afterSave"):
+                store.kv_entries.set("p", "k", 1)
+        assert _rows(store) == 0
+        assert store.kv_entries.get("p", "k") == 0  # the invocation's write rolled back
+        assert store.audit_records.pending() == 4  # the records are back in the buffer
+        store.db.execute(f"PRAGMA max_page_count = {pages * 100}")
+        assert store.audit_records.flush() == 4
+        names = [r["name"] for r in store.audit_records.list()]
+        assert names == ["before-3", "before-2", "before-1", "before-0"]
