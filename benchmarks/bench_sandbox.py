@@ -30,8 +30,8 @@ Metrics (see benchmarks/README.md for how each is measured and why):
 6. CPU-limit overshoot at a 50 ms budget            target: p99 <= 10 ms
 7. no-op hook throughput, 1 and 2 host threads      target: 2 threads >= 1.6x 1 thread
    and 2 host processes of one thread each          (no target: two callers, no shared GIL)
-   and the two-thread ceiling (thread_ceiling.py)   (no target: the most two threads reach
-                                                    here for the hook's split of the work)
+   and a bare replay of the hook's split of the     (no target: what two threads of a
+   work (thread_replay.py)                          CPython process reach for that split)
 8. host-side CPU watch, per call                    (no target: what it costs)
 9. no-op hook with ``limits.fresh_worker``          (no target: what it costs)
 """
@@ -552,11 +552,11 @@ def _rate_child(start_at: float, seconds: float) -> tuple[float, float]:
 
 def process_throughput(seconds: float, processes: int = 2) -> float | None:
     """No-op hooks/s of ``processes`` host processes with one thread each, at the same time
-    (summed): what two callers of the runtime reach without sharing a GIL (the ceiling
-    for two threads is :func:`two_thread_ceiling`). Each process is a lone caller, so each spins as one would (two
-    threads of one process do not, see ``sandbox._pool.CPUS_PER_SPINNING_CALL``). None when
-    a child fails or started more than a tenth of the run late (the sum would overstate
-    what ran side by side)."""
+    (summed): what two callers of the runtime reach without sharing a GIL (what two
+    threads reach with no runtime: :func:`two_thread_replay`). Each process is a lone
+    caller, so each spins as one would (two threads of one process do not, see
+    ``sandbox._pool.CPUS_PER_SPINNING_CALL``). None when a child fails or started more
+    than a tenth of the run late (the sum would overstate what ran side by side)."""
     root = Path(__file__).resolve().parent.parent
     start_at = time.monotonic() + 3.0  # time for every child to start and warm up
     children = [
@@ -586,13 +586,14 @@ def process_throughput(seconds: float, processes: int = 2) -> float | None:
     return total
 
 
-def two_thread_ceiling(quick: bool) -> tuple[float, float, float, float, float] | None:
-    """What two threads of one CPython process reach on this machine for the no-op hook's
-    split of the work, with no runtime at all (``thread_ceiling.py``, in a child process:
-    it forks echo processes, which this process, with runtimes' threads about, should not):
-    (host s, worker s per call, 1 spinning thread, 2 blocking, 2 spinning calls/s). None
-    if the child fails."""
-    script = Path(__file__).resolve().parent / "thread_ceiling.py"
+def two_thread_replay(quick: bool) -> dict[str, float] | None:
+    """The no-op hook's split of the work (host part, worker part) measured on the runtime
+    and replayed with busy loops in a bare ping-pong, one thread and two
+    (``thread_replay.py``, in a child process: it forks echo processes, which this process,
+    with runtimes' threads about, should not). Its fields: ``host_s``, ``worker_s``,
+    ``one``, ``two_sleeping``, ``two_spinning`` (calls/s), ``runtime_rate``. None if the
+    child fails."""
+    script = Path(__file__).resolve().parent / "thread_replay.py"
     argv = [sys.executable, str(script), "--measured-only", *(["--quick"] if quick else [])]
     root = Path(__file__).resolve().parent.parent
     try:
@@ -603,11 +604,11 @@ def two_thread_ceiling(quick: bool) -> tuple[float, float, float, float, float] 
             env={**os.environ, "PYTHONPATH": str(root)},
             timeout=600,
             check=True,
-        ).stdout.split()
-        host_s, worker_s, one, blocking, spinning = (float(x) for x in out[-5:])
-    except (OSError, ValueError, subprocess.SubprocessError):
+        ).stdout
+        found = {k: float(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+    except (OSError, ValueError, IndexError, AttributeError, subprocess.SubprocessError):
         return None
-    return host_s, worker_s, one, blocking, spinning
+    return found if found.get("one", 0.0) > 0 else None
 
 
 def cpu_watch_cost(n: int) -> tuple[list[float], list[float]]:
@@ -968,23 +969,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-    step("the two-thread ceiling for this split (thread_ceiling.py)")
-    ceiling = two_thread_ceiling(quick)
-    ceiling_x = None
-    if ceiling is not None:
-        host_s, worker_s, one, two_blocking, two_spinning = ceiling
-        best = max(two_blocking, two_spinning)
-        ceiling_x = best / one
+    step("the two-thread replay of the no-op hook's split (thread_replay.py)")
+    replay = two_thread_replay(quick)
+    replay_x = None
+    if replay is not None:
+        best = max(replay["two_sleeping"], replay["two_spinning"])
+        replay_x = best / replay["one"]
         rows.append(
             Row(
-                "2 threads, bare ping-pong (ceiling)",
+                "2 threads, replay of the split",
                 "k/s",
                 (best / 1e3, best / 1e3),
                 None,
                 best * fs,
                 None,
-                f"host {host_s * 1e6:.0f} + worker {worker_s * 1e6:.0f} us of busy loop per "
-                f"call, no runtime; {ceiling_x:.2f}x its 1 spinning thread",
+                f"host {replay['host_s'] * 1e6:.0f} + worker {replay['worker_s'] * 1e6:.0f} us "
+                f"of busy loop per call, no runtime; {replay_x:.2f}x its 1 thread",
             )
         )
 
@@ -1047,7 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
             sb2 / sb1,
             1.6,
             False,
-            note="" if ceiling_x is None else f"ceiling on this machine: {ceiling_x:.2f}x",
+            note="" if replay_x is None else f"a bare replay reaches {replay_x:.2f}x here",
         ),
         Target(
             f"idle USS per worker <= 2 MiB (CPython {platform.python_version()})",
