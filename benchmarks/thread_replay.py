@@ -118,14 +118,20 @@ class _Caller:
             raise ConnectionError("the echo process closed its end")
         return got or b""
 
+    def _spun(self) -> bool:
+        """Spin until the answer is readable or the cap passes; yield first, then look,
+        as ``SpinWait.spin`` does."""
+        end = time.monotonic() + SPIN_CAP_S
+        while True:
+            os.sched_yield()
+            if self._readable():
+                return True
+            if time.monotonic() >= end:
+                return False
+
     def _answer(self) -> None:
-        if self.spin:  # yield first, then look: as SpinWait.spin
-            end = time.monotonic() + SPIN_CAP_S
-            while True:
-                os.sched_yield()
-                if self._readable() or time.monotonic() >= end:
-                    break
-        got = b""
+        # After a spin that saw the answer, straight to recv (no poll), as the pool does.
+        got = self._recv() if self.spin and self._spun() else b""
         while not got.endswith(b"\n"):
             self.poller.poll()
             got += self._recv()
