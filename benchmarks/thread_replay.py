@@ -25,6 +25,11 @@ The split, measured in a child process before anything here forks:
   spinning thread, no work), so that the replay's one-thread rate matches the runtime's.
   Where the runtime's spin-wait slept, the wake-up is counted as worker work.
 
+Run it on an otherwise idle machine: the replay's one thread always spins, where the
+runtime's spin-wait stops on a busy machine. When the replay's one-thread rate is more than
+a quarter off the runtime's, the script says so, and ``bench_sandbox.py`` shows no replay
+multiple next to the target.
+
 It is an estimate, not a bound: the busy loops run at the speed of a hot cache, with no
 bookkeeping besides, which flatters the replay; the runtime can still do better in a
 given run (its host part includes short system calls that let go of the GIL). The table
@@ -41,7 +46,6 @@ import platform
 import select
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -231,16 +235,7 @@ def measure_split(n: int) -> Split:
 
 
 def _split_in_child(n: int) -> Split:
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, __file__, "--split-only", str(n)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        timeout=300,
-        check=True,
-    ).stdout
-    return Split(**json.loads(out.strip().splitlines()[-1]))
+    return Split(**bench.json_from_child([__file__, "--split-only", str(n)], timeout=300))
 
 
 @dataclass(frozen=True)
@@ -317,14 +312,25 @@ def main(argv: list[str] | None = None) -> int:
         f"{'2 spinning':>16} {'best':>7}  >= {TARGET}x?"
     )
     print(header + "\n" + "-" * len(header), flush=True)
-    for host in hosts:
+    first_one = 0.0
+    for i, host in enumerate(hosts):
         found = replay(host, split.worker_s, rounds, seconds)
         r1, r2s, r2p = found.one, found.two_sleeping, found.two_spinning
+        if i == 0:
+            first_one = r1
+        r1 = r1 or float("nan")  # no call in time (a very busy machine): no multiple
         print(
             f"{host * 1e6:8.1f} {found.worker_s * 1e6:10.1f} {r1 / 1e3:13.1f} "
             f"{r2s / 1e3:9.1f} ({r2s / r1:4.2f}x) {r2p / 1e3:9.1f} ({r2p / r1:4.2f}x) "
             f"{found.best:6.2f}x  {'yes' if found.best >= TARGET else 'no'}",
             flush=True,
+        )
+    measured = replay(split.host_s, split.worker_s, 1, seconds) if args.host_us else None
+    one = measured.one if measured else first_one
+    if abs(one / split.runtime_rate - 1) > bench.REPLAY_MATCH:
+        print(
+            f"\nthe replay's one thread ({one / 1e3:.1f} k/s) did not run at the runtime's rate "
+            f"({split.runtime_rate / 1e3:.1f} k/s): a busy machine? The multiples do not compare."
         )
     print(
         "\n(rates are medians of "
