@@ -420,8 +420,7 @@ class SpinWait:
         wait; here it moves the estimate by one step, as any other wait above it does.
         ``spun``/``slept`` are running means (EWMA), the expected cost, tail included up
         to :data:`OUTLIER_FACTOR` typical waits. (Written out, not called: this runs once
-        per frame on both ends of every
-        channel.)"""
+        per frame on both ends of every channel.)"""
         typical = self.typical
         if typical == 0.0:
             self.typical = waited

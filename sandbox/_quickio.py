@@ -13,9 +13,9 @@ that (``pthread_cond_signal`` -> ``try_to_wake_up``, ``futex_wait``).
 holding the GIL for them is safe: a host thread then gives the GIL away only when it
 really waits for its worker (``poll`` with a timeout, through the ``select`` module) or
 yields its CPU in a spinning wait (``os.sched_yield``: the CPU may go to another process
-for a scheduler slice, and the GIL must not go with it, see ``_protocol.SpinWait.spin``). The supervisor uses them only while
-another call is in flight; alone, CPython's own methods are cheaper (no ctypes argument
-conversion).
+for a scheduler slice, and the other host threads must not wait that slice for the GIL;
+see ``_protocol.SpinWait.spin``). The supervisor uses them only while another call is in
+flight; alone, CPython's own methods are cheaper (no ctypes argument conversion).
 
 Where ``ctypes`` or the C library's symbols are unavailable, :data:`AVAILABLE` is false and
 callers keep using the socket methods.
